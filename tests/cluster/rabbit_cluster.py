@@ -61,7 +61,7 @@ def _sbin() -> Path:
     cookie; the scripts under ``/usr/lib/rabbitmq/bin`` run as whoever calls them.
     """
     override = os.environ.get("RABBITMQ_SBIN")
-    for candidate in ((override,) if override else _SBIN_CANDIDATES):
+    for candidate in (override,) if override else _SBIN_CANDIDATES:
         if candidate and (Path(candidate) / "rabbitmq-server").exists():
             return Path(candidate)
     raise ClusterError("RabbitMQ is not installed (no rabbitmq-server script found)")
@@ -185,7 +185,12 @@ class Cluster:
     # ---- CLI ------------------------------------------------------------------
 
     def ctl(
-        self, node: Node, *args: str, timeout: float = 60, check: bool = True, tool: str = "rabbitmqctl"
+        self,
+        node: Node,
+        *args: str,
+        timeout: float = 60,
+        check: bool = True,
+        tool: str = "rabbitmqctl",
     ) -> subprocess.CompletedProcess[str]:
         """Run ``rabbitmqctl -n NODE ARGS`` (or another CLI tool) against one node."""
         cmd = [str(_sbin() / tool), "-q", "-n", node.name, *args]
@@ -203,7 +208,10 @@ class Cluster:
         return proc
 
     def _pinging(self, node: Node) -> bool:
-        return self.ctl(node, "ping", timeout=20, check=False, tool="rabbitmq-diagnostics").returncode == 0
+        return (
+            self.ctl(node, "ping", timeout=20, check=False, tool="rabbitmq-diagnostics").returncode
+            == 0
+        )
 
     def running_nodes(self, via: Node | None = None) -> list[str]:
         """The names of the running cluster members, as seen by ``via`` (or any node)."""
@@ -263,7 +271,9 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._pinging(node):
-                self.ctl(node, "await_startup", "--timeout", str(int(timeout)), timeout=timeout + 10)
+                self.ctl(
+                    node, "await_startup", "--timeout", str(int(timeout)), timeout=timeout + 10
+                )
                 return
             time.sleep(0.5)
         raise ClusterError(
@@ -308,7 +318,9 @@ class Cluster:
         deadline = time.monotonic() + 60
         while self.running_nodes(via=seed) != want:
             if time.monotonic() > deadline:
-                raise ClusterError(f"cluster_status shows {self.running_nodes(via=seed)}, want {want}")
+                raise ClusterError(
+                    f"cluster_status shows {self.running_nodes(via=seed)}, want {want}"
+                )
             time.sleep(0.5)
         self.start_seconds = time.monotonic() - t0
         return self

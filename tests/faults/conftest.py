@@ -1,0 +1,60 @@
+"""Fixtures and the report of the fault suite.
+
+Each scenario adds one row (``fault_ledger.record``); at the end of the session the table is
+printed in the terminal summary and written to ``bench/faults_results.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "cluster"))
+
+import fault_ledger  # noqa: E402
+from cluster_fixtures import START_SECONDS, cluster, cluster_vhost  # noqa: E402,F401
+
+REPORT = HERE.parent.parent / "bench" / "faults_results.md"
+
+
+def _rabbitmq_version() -> str:
+    try:
+        out = subprocess.run(
+            ["rabbitmqctl", "version"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
+        return out or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    rows = fault_ledger.RESULTS
+    if not rows:
+        return
+    table = fault_ledger.render_markdown(rows)
+    terminalreporter.section("fault suite: every confirmed message must be handled")
+    terminalreporter.write(table)
+    if START_SECONDS:
+        terminalreporter.write_line(f"cluster start: {START_SECONDS[0]:.1f} s")
+    command = "python -m pytest " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(
+        "# Fault suite results\n\n"
+        f"Measured {when} on {platform.node()} ({os.cpu_count()} CPUs), "
+        f"RabbitMQ {_rabbitmq_version()}, by `{command}`.\n\n"
+        "Each scenario publishes a known set of message ids with publisher confirms. "
+        "published = ids sent (re-sends counted once), confirmed = ids the broker confirmed, "
+        "handled = distinct ids a handler finished, duplicates = extra handler runs "
+        "(at-least-once), lost = confirmed but never handled (asserted 0).\n\n" + table
+    )
+    terminalreporter.write_line(f"written to {REPORT}")
