@@ -1,0 +1,491 @@
+"""Benchmark: declaring a large topology with declare-amqp against its peers, in one run.
+
+Issue 2, "Speed": on 2,000 durable queues (half with ``x-max-priority``), 200 topic exchanges each
+with its own fanout alternate exchange, and 2,000 bindings, against the same local broker:
+
+* a cold ``declare-amqp apply`` (process start included) takes at most 0.5x the time of
+  ``rabbitmqctl import_definitions`` of the same objects (waiting until they all exist), and
+* a no-op ``declare-amqp plan --detailed-exitcode`` (process start included) takes at most 3x the
+  time of re-posting the same definitions to ``POST /api/definitions/{vhost}``.
+
+Every contender gets its own fresh vhost, created through the management API and deleted after.
+Run ``python bench/topology_bench.py --help`` for the options; the result table is printed and
+written to ``bench/results/topology.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _common as common  # type: ignore[import-not-found,no-redef]
+else:
+    from . import _common as common
+
+APPLY_TARGET = 0.5  # cold apply / import_definitions
+PLAN_TARGET = 3.0  # no-op plan / re-POST of the definitions
+
+
+# --------------------------------------------------------------------------- the topology
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The benchmark topology, independent of any vhost.
+
+    ``exchanges`` topic exchanges ``bx.NNN``, each with the alternate exchange ``bx.NNN.ae``
+    (fanout); ``queues`` durable classic queues ``bq.NNNN``, every second one with
+    ``x-max-priority``; one binding per queue: every tenth queue is bound to an alternate
+    exchange (as ``email.default`` is in the worked example), the others to a topic exchange
+    with their own name as routing key.
+    """
+
+    queues: int = 2000
+    exchanges: int = 200
+    max_priority: int = 5
+
+    def exchange_specs(self) -> list[tuple[str, str, dict[str, object]]]:
+        """(name, type, arguments) in declaration order: each AE before its topic exchange."""
+        specs: list[tuple[str, str, dict[str, object]]] = []
+        for e in range(self.exchanges):
+            specs.append((f"bx.{e:03d}.ae", "fanout", {}))
+            specs.append((f"bx.{e:03d}", "topic", {"alternate-exchange": f"bx.{e:03d}.ae"}))
+        return specs
+
+    def queue_specs(self) -> list[tuple[str, dict[str, object]]]:
+        return [
+            (f"bq.{q:04d}", {"x-max-priority": self.max_priority} if q % 2 == 0 else {})
+            for q in range(self.queues)
+        ]
+
+    def binding_specs(self) -> list[tuple[str, str, str]]:
+        """(exchange, queue, routing_key)."""
+        out = []
+        for q in range(self.queues):
+            e = q % self.exchanges
+            if q % 10 == 9:
+                out.append((f"bx.{e:03d}.ae", f"bq.{q:04d}", ""))
+            else:
+                out.append((f"bx.{e:03d}", f"bq.{q:04d}", f"bq.{q:04d}"))
+        return out
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "exchanges": 2 * self.exchanges,
+            "queues": self.queues,
+            "bindings": self.queues,
+        }
+
+    # -- the two file formats -------------------------------------------------------------
+
+    def definitions(self, vhost: str) -> dict[str, object]:
+        """A RabbitMQ definitions document; every object names ``vhost``."""
+        return {
+            "exchanges": [
+                {
+                    "name": name,
+                    "vhost": vhost,
+                    "type": etype,
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": args,
+                }
+                for name, etype, args in self.exchange_specs()
+            ],
+            "queues": [
+                {
+                    "name": name,
+                    "vhost": vhost,
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": args,
+                }
+                for name, args in self.queue_specs()
+            ],
+            "bindings": [
+                {
+                    "source": ex,
+                    "vhost": vhost,
+                    "destination": q,
+                    "destination_type": "queue",
+                    "routing_key": rk,
+                    "arguments": {},
+                }
+                for ex, q, rk in self.binding_specs()
+            ],
+        }
+
+    def yaml_document(self, vhost: str) -> dict[str, object]:
+        """The same objects in declare-amqp's YAML format (see topology.example.yml)."""
+        bindings: dict[str, list[dict[str, str]]] = {}
+        for ex, q, rk in self.binding_specs():
+            b = {"exchange": ex}
+            if rk:
+                b["routing_key"] = rk
+            bindings.setdefault(q, []).append(b)
+        exchanges: list[dict[str, object]] = []
+        for name, etype, args in self.exchange_specs():
+            item: dict[str, object] = {"name": name, "type": etype}
+            if "alternate-exchange" in args:
+                item["alternate_exchange"] = args["alternate-exchange"]
+            exchanges.append(item)
+        queues: list[dict[str, object]] = []
+        for name, args in self.queue_specs():
+            item = {"name": name}
+            if "x-max-priority" in args:
+                item["max_priority"] = args["x-max-priority"]
+            if name in bindings:
+                item["bindings"] = bindings[name]
+            queues.append(item)
+        return {"vhost": vhost, "exchanges": exchanges, "queues": queues}
+
+
+def count_objects(defs: dict) -> dict[str, int]:
+    """Counts of user objects in a ``GET /api/definitions/{vhost}`` answer."""
+    return {
+        "exchanges": sum(1 for e in defs.get("exchanges", []) if not e["name"].startswith("amq.")),
+        "queues": len(defs.get("queues", [])),
+        "bindings": sum(1 for b in defs.get("bindings", []) if b.get("source")),
+    }
+
+
+def wait_complete(
+    mgmt: common.Management, vhost: str, expected: dict[str, int], timeout: float
+) -> None:
+    """Poll the vhost's definitions until every expected object exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = count_objects(mgmt.definitions(vhost))
+        if all(got[k] >= v for k, v in expected.items()):
+            return
+        if time.monotonic() > deadline:
+            raise common.HarnessError(f"{vhost}: only {got} of {expected} after {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- the contenders
+
+
+class ToolError(Exception):
+    """Our own tool failed (not a harness failure): reported in the table."""
+
+
+@dataclass
+class Context:
+    broker: common.Broker
+    mgmt: common.Management
+    topo: Topology
+    workdir: Path
+    timeout: float
+    declare_amqp: Path
+
+
+def _write(ctx: Context, vhost: str, kind: str) -> Path:
+    if kind == "json":
+        path = ctx.workdir / f"{vhost}.json"
+        path.write_text(json.dumps(ctx.topo.definitions(vhost)))
+    else:
+        path = ctx.workdir / f"{vhost}.yml"
+        path.write_text(yaml.safe_dump(ctx.topo.yaml_document(vhost), sort_keys=False))
+    return path
+
+
+def run_import_definitions(ctx: Context, vhost: str) -> float:
+    path = _write(ctx, vhost, "json")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["rabbitmqctl", "import_definitions", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise common.HarnessError(f"rabbitmqctl import_definitions: {proc.stderr[-500:]}")
+    wait_complete(ctx.mgmt, vhost, ctx.topo.counts, ctx.timeout)
+    return time.perf_counter() - t0
+
+
+def run_post_definitions(ctx: Context, vhost: str) -> float:
+    body = json.dumps(ctx.topo.definitions(vhost)).encode()
+    t0 = time.perf_counter()
+    ctx.mgmt.post_definitions(vhost, body)
+    wait_complete(ctx.mgmt, vhost, ctx.topo.counts, ctx.timeout)
+    return time.perf_counter() - t0
+
+
+def run_pika_blocking(ctx: Context, vhost: str) -> float:
+    """One blocking round trip per object on one channel, as the original declare-amqp did."""
+    t0 = time.perf_counter()
+    conn = pika.BlockingConnection(pika.URLParameters(ctx.broker.amqp_url(vhost)))
+    try:
+        ch = conn.channel()
+        for name, etype, args in ctx.topo.exchange_specs():
+            ch.exchange_declare(name, etype, durable=True, arguments=args or None)
+        for name, args in ctx.topo.queue_specs():
+            ch.queue_declare(name, durable=True, arguments=args or None)
+        for ex, q, rk in ctx.topo.binding_specs():
+            ch.queue_bind(q, ex, routing_key=rk)
+    finally:
+        conn.close()
+    return time.perf_counter() - t0
+
+
+def _declare_amqp(ctx: Context, args: list[str], ok_codes: tuple[int, ...]) -> float:
+    out = ctx.workdir / "declare-amqp.out"
+    with out.open("wb") as sink:
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(ctx.declare_amqp), *args], stdout=sink, stderr=subprocess.STDOUT)
+        elapsed = time.perf_counter() - t0
+    if proc.returncode not in ok_codes:
+        tail = out.read_text(errors="replace")[-1500:]
+        raise ToolError(f"declare-amqp {args[0]} exited {proc.returncode}:\n{tail}")
+    return elapsed
+
+
+def run_declare_apply(ctx: Context, vhost: str) -> float:
+    path = _write(ctx, vhost, "yaml")
+    elapsed = _declare_amqp(ctx, ["apply", str(path), "--url", ctx.broker.amqp_url(vhost)], (0,))
+    got = count_objects(ctx.mgmt.definitions(vhost))
+    if got != ctx.topo.counts:
+        raise ToolError(f"declare-amqp apply exited 0 but the vhost holds {got}")
+    return elapsed
+
+
+def run_declare_noop_plan(ctx: Context, vhost: str) -> float:
+    """Run on the vhost that the cold apply just filled: must exit 0 (nothing to do)."""
+    path = ctx.workdir / f"{vhost}.yml"
+    return _declare_amqp(
+        ctx,
+        ["plan", str(path), "--detailed-exitcode", "--url", ctx.broker.amqp_url(vhost)],
+        (0,),
+    )
+
+
+def run_repost(ctx: Context, vhost: str) -> float:
+    """Re-POST on the vhost that the POST contender filled: the broker's own no-op."""
+    body = json.dumps(ctx.topo.definitions(vhost)).encode()
+    t0 = time.perf_counter()
+    ctx.mgmt.post_definitions(vhost, body)
+    elapsed = time.perf_counter() - t0
+    if count_objects(ctx.mgmt.definitions(vhost)) != ctx.topo.counts:
+        raise common.HarnessError("re-POST changed the vhost")
+    return elapsed
+
+
+def run_reimport(ctx: Context, vhost: str) -> float:
+    """Re-run rabbitmqctl import_definitions on the vhost it already filled (no-op)."""
+    path = ctx.workdir / f"{vhost}.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["rabbitmqctl", "import_definitions", str(path)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise common.HarnessError(f"rabbitmqctl import_definitions: {proc.stderr[-500:]}")
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, value: float) -> None:
+        self.samples.setdefault(key, []).append(value)
+
+    def med(self, key: str) -> float | None:
+        return common.median(self.samples[key]) if self.samples.get(key) else None
+
+
+IMPORT = "rabbitmqctl import_definitions (+ wait until complete)"
+POST = "POST /api/definitions/{vhost} (+ wait until complete)"
+PIKA = "pika BlockingConnection, sequential declares (original tool)"
+APPLY = "declare-amqp apply, cold (process start included)"
+REPOST = "no-op: re-POST /api/definitions/{vhost}"
+REIMPORT = "no-op: rabbitmqctl import_definitions again"
+PLAN = "no-op: declare-amqp plan --detailed-exitcode (process start included)"
+
+
+def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool) -> None:
+    def timed(
+        key: str,
+        kind: str,
+        fn: Callable[[Context, str], float],
+        after: list[tuple[str, Callable[[Context, str], float]]] = (),
+    ) -> None:
+        with common.scratch_vhost(ctx.mgmt, f"topo-{kind}") as vhost:
+            try:
+                res.add(key, fn(ctx, vhost))
+                for akey, afn in after:
+                    res.add(akey, afn(ctx, vhost))
+            except ToolError as exc:
+                res.errors.setdefault(key, str(exc))
+                print(f"  {key}: ERROR\n{exc}", flush=True)
+
+    timed(IMPORT, "import", run_import_definitions, [(REIMPORT, run_reimport)])
+    timed(POST, "post", run_post_definitions, [(REPOST, run_repost)])
+    if with_pika:
+        timed(PIKA, "pika", run_pika_blocking)
+    if with_tool:
+        timed(APPLY, "apply", run_declare_apply, [(PLAN, run_declare_noop_plan)])
+
+
+def declare_amqp_available(exe: Path) -> bool:
+    if not exe.exists():
+        return False
+    try:
+        proc = subprocess.run([str(exe), "--help"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def fmt_s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline: str) -> str:
+    rows = []
+    for key in (IMPORT, POST, PIKA, APPLY, REIMPORT, REPOST, PLAN):
+        samples = res.samples.get(key, [])
+        if key in res.errors and not samples:
+            rows.append([key, "ERROR", "-", "-"])
+        elif samples:
+            rows.append(
+                [
+                    key,
+                    fmt_s(common.median(samples)),
+                    f"{min(samples):.2f}-{max(samples):.2f}",
+                    len(samples),
+                ]
+            )
+        else:
+            rows.append([key, "not run", "-", 0])
+    timing = common.markdown_table(["contender", "median s", "min-max s", "runs"], rows)
+
+    def ratio(label: str, num: str, den: str, target: float) -> list[object]:
+        n, d = res.med(num), res.med(den)
+        if n is None or d is None:
+            why = "MISS (ERROR)" if num in res.errors else "not run"
+            return [label, "-", f"<= {target}", why]
+        r = n / d
+        return [label, f"{r:.2f}", f"<= {target}", common.verdict(r <= target)]
+
+    targets = common.markdown_table(
+        ["ratio (medians)", "measured", "target", "result"],
+        [
+            ratio("cold apply / import_definitions", APPLY, IMPORT, APPLY_TARGET),
+            ratio("no-op plan / re-POST", PLAN, REPOST, PLAN_TARGET),
+        ],
+    )
+    c = topo.counts
+    lines = [
+        "# declare-amqp topology benchmark",
+        "",
+        f"- date: {env['date']}",
+        f"- broker: {env['broker']}",
+        f"- machine: {env['machine']}",
+        f"- topology: {c['queues']} durable queues (half with x-max-priority), "
+        f"{topo.exchanges} topic exchanges each with its own fanout alternate exchange "
+        f"({c['exchanges']} exchanges), {c['bindings']} bindings",
+        f"- repetitions: {reps}, each contender in its own fresh vhost; median reported",
+        f"- command: `{cmdline}`",
+        "",
+        timing,
+        "",
+        targets,
+        "",
+    ]
+    for key, err in res.errors.items():
+        lines += [f"**{key}** failed:", "", "```", err.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--queues", type=int, default=2000, help="durable queues (default 2000)")
+    p.add_argument(
+        "--exchanges",
+        type=int,
+        default=200,
+        help="topic exchanges, each with its own fanout AE (default 200)",
+    )
+    p.add_argument("--repetitions", "-n", type=int, default=3, help="runs per contender (3)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="200 queues, 20 exchanges, 1 repetition, no pika peer (< 60 s)",
+    )
+    p.add_argument("--no-pika", action="store_true", help="skip the slow sequential pika peer")
+    p.add_argument("--skip-tool", action="store_true", help="measure the peers only")
+    p.add_argument("--timeout", type=float, default=300, help="per-import wait limit, s")
+    p.add_argument(
+        "--output",
+        default="topology",
+        help="result name: bench/results/NAME.md (default topology; '-' = none)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5672)
+    p.add_argument("--management-url", default="http://127.0.0.1:15672")
+    p.add_argument("--user", default="guest")
+    p.add_argument("--password", default="guest")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.queues, args.exchanges, args.repetitions, args.no_pika = 200, 20, 1, True
+        if args.output == "topology":
+            args.output = "topology-quick"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    broker = common.Broker(args.host, args.port, args.management_url, args.user, args.password)
+    mgmt = common.Management(broker, timeout=max(120.0, args.timeout))
+    topo = Topology(queues=args.queues, exchanges=args.exchanges)
+    exe = common.venv_bin("declare-amqp")
+    res = Results()
+    try:
+        env = common.environment(mgmt)
+        with_tool = not args.skip_tool and declare_amqp_available(exe)
+        if not with_tool and not args.skip_tool:
+            print(f"note: {exe} --help does not work yet; measuring the peers only")
+        with tempfile.TemporaryDirectory(prefix="topology-bench-") as tmp:
+            # rabbitmqctl runs as the rabbitmq user, which must be able to read the JSON.
+            Path(tmp).chmod(0o755)
+            ctx = Context(broker, mgmt, topo, Path(tmp), args.timeout, exe)
+            for rep in range(args.repetitions):
+                print(f"repetition {rep + 1}/{args.repetitions}", flush=True)
+                one_repetition(ctx, res, with_tool, not args.no_pika)
+                for key, samples in res.samples.items():
+                    print(f"  {key}: {samples[-1]:.2f} s", flush=True)
+    except common.HarnessError as exc:
+        print(f"harness failure: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        mgmt.close()
+    given = argv if argv is not None else sys.argv[1:]
+    cmdline = "python bench/topology_bench.py " + " ".join(given)
+    text = render(res, env, topo, args.repetitions, cmdline.strip())
+    print(text)
+    if args.output != "-":
+        print(f"written to {common.write_result(args.output, text)}")
+    return 2 if res.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,898 @@
+"""Benchmark: priority_worker's consumer and publisher against bare pika and aio-pika, in one run.
+
+Issue 3, "Speed", 256-byte messages, same local broker, same run:
+
+* consuming with a no-op handler and manual acks at prefetch 100: ``priority_worker.Worker``
+  reaches at least 0.8 of a bare pika ``AsyncioConnection`` consumer (aio-pika for the table);
+* publishing with confirms, 1,000 in flight: ``priority_worker.Publisher`` reaches at least 0.8
+  of a bare pika async publisher with the same window (aio-pika for the table);
+* the weighted share under backlog for prefetch 10/2, 20/5 and 1/1: observed vs expected ratio.
+
+Each measurement runs in a child process of its own (``--child``), so no contender inherits
+another's event loop, threads or garbage. All queues live in one fresh vhost that is deleted at
+the end. Run ``python bench/worker_bench.py --help`` for the options; the result table is
+printed and written to ``bench/results/worker.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _common as common  # type: ignore[import-not-found,no-redef]
+else:
+    from . import _common as common
+
+THROUGHPUT_TARGET = 0.8  # ours / bare pika
+SHARE_TOLERANCE = 0.10  # |observed / expected - 1|
+BODY_SIZE = 256
+
+
+# =========================================================================== contenders
+# Each contender is a function run in a child process; it returns a JSON-able dict with at least
+# "count" and "seconds" (first delivery/publish to last handled/confirmed).
+
+
+def _params(url: str) -> pika.URLParameters:
+    return pika.URLParameters(url)
+
+
+def _run_pika_async(
+    url: str, on_open: Callable[[AsyncioConnection, asyncio.Future], None], timeout: float
+) -> Any:
+    """Open an AsyncioConnection, hand it to ``on_open``, run until the future resolves."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    done: asyncio.Future = loop.create_future()
+    closed: asyncio.Future = loop.create_future()
+
+    def fail(_conn: object, exc: object) -> None:
+        if not done.done():
+            done.set_exception(RuntimeError(f"connection failed/closed: {exc}"))
+
+    def on_closed(conn: object, exc: object) -> None:
+        fail(conn, exc)
+        if not closed.done():
+            closed.set_result(None)
+
+    conn = AsyncioConnection(
+        _params(url),
+        on_open_callback=lambda c: on_open(c, done),
+        on_open_error_callback=fail,
+        on_close_callback=on_closed,
+        custom_ioloop=loop,
+    )
+    try:
+        result = loop.run_until_complete(asyncio.wait_for(done, timeout))
+    finally:
+        if conn.is_open:
+            conn.close()  # flushes buffered acks before the close handshake
+            try:
+                loop.run_until_complete(asyncio.wait_for(closed, 10))
+            except asyncio.TimeoutError:
+                pass
+        loop.close()
+    return result
+
+
+def noop_handler(_body: object) -> None:
+    """The benchmark's handler: does nothing."""
+
+
+def consume_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    """Bare pika AsyncioConnection consumer: handler, then basic_ack per message."""
+    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+
+    def on_open(conn: AsyncioConnection, done: asyncio.Future) -> None:
+        def on_channel(ch: Any) -> None:
+            def on_message(ch: Any, method: Any, _props: Any, body: bytes) -> None:
+                if state["count"] == 0:
+                    state["t0"] = time.perf_counter()
+                noop_handler(body)
+                ch.basic_ack(method.delivery_tag)
+                state["count"] += 1
+                if state["count"] == n:
+                    state["t1"] = time.perf_counter()
+                    done.set_result(None)
+
+            ch.basic_qos(
+                prefetch_count=prefetch, callback=lambda _f: ch.basic_consume(queue, on_message)
+            )
+
+        conn.channel(on_open_callback=on_channel)
+
+    _run_pika_async(url, on_open, timeout)
+    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+
+
+def consume_aio_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    import aio_pika
+
+    async def run() -> dict:
+        state = {"count": 0, "t0": 0.0, "t1": 0.0}
+        done = asyncio.get_running_loop().create_future()
+        conn = await aio_pika.connect(url)
+        try:
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=prefetch)
+            q = await ch.get_queue(queue, ensure=False)
+
+            async def on_message(message: Any) -> None:
+                if state["count"] == 0:
+                    state["t0"] = time.perf_counter()
+                noop_handler(message.body)
+                await message.ack()
+                state["count"] += 1
+                if state["count"] == n:
+                    state["t1"] = time.perf_counter()
+                    done.set_result(None)
+
+            await q.consume(on_message)
+            await asyncio.wait_for(done, timeout)
+        finally:
+            await conn.close()
+        return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+
+    return asyncio.run(run())
+
+
+def _worker_api() -> Any:
+    import priority_worker
+
+    return priority_worker
+
+
+def run_our_worker(
+    url: str, queues: list[tuple[str, int]], handler: Any, timeout: float, mode: str = "weighted"
+) -> None:
+    """Run ``priority_worker.Worker`` until ``handler`` sends SIGTERM to this process."""
+    pw = _worker_api()
+    worker = pw.Worker(
+        url=url,
+        queues=[pw.Queue(name, prefetch=prefetch) for name, prefetch in queues],
+        handler=handler,
+        mode=mode,
+    )
+    # A watchdog: a stuck worker must not hang the whole benchmark.
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
+    signal.alarm(int(timeout) + 30)
+    worker.run()
+    signal.alarm(0)
+
+
+def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end."""
+    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+
+    async def handler(message: Any) -> None:
+        if state["count"] == 0:
+            state["t0"] = time.perf_counter()
+        noop_handler(message.body)
+        state["count"] += 1
+        if state["count"] == n:
+            state["t1"] = time.perf_counter()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run_our_worker(url, [(queue, prefetch)], handler, timeout)
+    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+
+
+def consume_ours_sync(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    """The same with a plain (sync) handler, which the worker runs in its thread pool."""
+    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+    lock = threading.Lock()
+
+    def handler(message: Any) -> None:
+        noop_handler(message.body)
+        with lock:  # runs in pool threads
+            if state["count"] == 0:
+                state["t0"] = time.perf_counter()
+            state["count"] += 1
+            if state["count"] == n:
+                state["t1"] = time.perf_counter()
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    run_our_worker(url, [(queue, prefetch)], handler, timeout)
+    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+
+
+def publish_pika(
+    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+) -> dict:
+    """Bare pika async publisher with confirms, at most ``window`` unconfirmed."""
+    body = b"x" * BODY_SIZE
+    props = pika.BasicProperties(
+        content_type="application/octet-stream", delivery_mode=2 if persistent else 1
+    )
+    st = {"sent": 0, "confirmed": 0, "nacked": 0, "returned": 0, "low": 1, "t0": 0.0, "t1": 0.0}
+    pending: set[int] = set()
+
+    def on_open(conn: AsyncioConnection, done: asyncio.Future) -> None:
+        def on_channel(ch: Any) -> None:
+            def pump() -> None:
+                while st["sent"] < n and len(pending) < window:
+                    ch.basic_publish("", queue, body, props, mandatory=True)
+                    st["sent"] += 1
+                    pending.add(st["sent"])
+
+            def on_confirm(frame: Any) -> None:
+                m = frame.method
+                if isinstance(m, pika.spec.Basic.Nack):
+                    st["nacked"] += 1
+                if m.multiple:
+                    for tag in range(st["low"], m.delivery_tag + 1):
+                        if tag in pending:
+                            pending.discard(tag)
+                            st["confirmed"] += 1
+                    st["low"] = m.delivery_tag + 1
+                elif m.delivery_tag in pending:
+                    pending.discard(m.delivery_tag)
+                    st["confirmed"] += 1
+                if st["confirmed"] == n:
+                    st["t1"] = time.perf_counter()
+                    if not done.done():
+                        done.set_result(None)
+                else:
+                    pump()
+
+            def on_return(*_a: Any) -> None:
+                st["returned"] += 1
+
+            def start(_frame: Any) -> None:
+                st["t0"] = time.perf_counter()
+                pump()
+
+            ch.add_on_return_callback(on_return)
+            ch.confirm_delivery(on_confirm, callback=start)
+
+        conn.channel(on_open_callback=on_channel)
+
+    _run_pika_async(url, on_open, timeout)
+    if st["nacked"] or st["returned"]:
+        raise RuntimeError(f"pika publisher: {st['nacked']} nacked, {st['returned']} returned")
+    return {"count": st["confirmed"], "seconds": st["t1"] - st["t0"]}
+
+
+def publish_aio_pika(
+    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+) -> dict:
+    import aio_pika
+
+    async def run() -> dict:
+        body = b"x" * BODY_SIZE
+        conn = await aio_pika.connect(url)
+        try:
+            ch = await conn.channel(publisher_confirms=True)
+            ex = ch.default_exchange
+            sem = asyncio.Semaphore(window)
+            tasks: set[asyncio.Task] = set()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await sem.acquire()
+                task = asyncio.create_task(
+                    ex.publish(
+                        aio_pika.Message(
+                            body,
+                            content_type="application/octet-stream",
+                            delivery_mode=2 if persistent else 1,
+                        ),
+                        routing_key=queue,
+                        mandatory=True,
+                    )
+                )
+                tasks.add(task)
+                task.add_done_callback(lambda t: (tasks.discard(t), sem.release()))
+            results = await asyncio.wait_for(
+                asyncio.gather(*tasks, return_exceptions=True), timeout
+            )
+            t1 = time.perf_counter()
+            bad = [r for r in results if isinstance(r, BaseException)]
+            if bad:
+                raise RuntimeError(f"aio-pika publisher: {len(bad)} failed: {bad[0]!r}")
+        finally:
+            await conn.close()
+        return {"count": n, "seconds": t1 - t0}
+
+    return asyncio.run(run())
+
+
+def publish_ours(
+    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+) -> dict:
+    """priority_worker.Publisher: one awaitable per message, at most ``window`` unconfirmed."""
+    pw = _worker_api()
+
+    async def run() -> dict:
+        body = b"x" * BODY_SIZE
+        publisher = pw.Publisher(url)
+        await publisher.start()
+        try:
+            sem = asyncio.Semaphore(window)
+            failures: list[BaseException] = []
+            futures: set[Any] = set()
+
+            def settled(fut: Any) -> None:
+                futures.discard(fut)
+                sem.release()
+                if not fut.cancelled() and fut.exception() is not None:
+                    failures.append(fut.exception())
+
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await sem.acquire()
+                fut = asyncio.ensure_future(
+                    publisher.publish(
+                        "",
+                        queue,
+                        body,
+                        mandatory=True,
+                        properties=pw.Properties(
+                            content_type="application/octet-stream",
+                            delivery_mode=2 if persistent else 1,
+                        ),
+                    )
+                )
+                futures.add(fut)
+                fut.add_done_callback(settled)
+            if futures:
+                await asyncio.wait_for(asyncio.wait(set(futures)), timeout)
+            t1 = time.perf_counter()
+            if failures:
+                raise RuntimeError(f"Publisher: {len(failures)} failed: {failures[0]!r}")
+        finally:
+            await publisher.close()
+        return {"count": n, "seconds": t1 - t0}
+
+    return asyncio.run(run())
+
+
+def share_ours(
+    url: str,
+    high: str,
+    low: str,
+    ph: int,
+    pl: int,
+    warmup: int,
+    measure: int,
+    handler_ms: float,
+    timeout: float,
+) -> dict:
+    """Our Worker on two backlogged queues; counts per queue after ``warmup`` handled."""
+    state = {"seen": 0, high: 0, low: 0, "t0": 0.0, "t1": 0.0}
+    delay = handler_ms / 1000.0
+
+    async def handler(message: Any) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        state["seen"] += 1
+        seen = state["seen"]
+        if seen == warmup:
+            state["t0"] = time.perf_counter()
+        if warmup < seen <= warmup + measure:
+            state[message.queue] += 1
+            if seen == warmup + measure:
+                state["t1"] = time.perf_counter()
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    run_our_worker(url, [(high, ph), (low, pl)], handler, timeout)
+    return {
+        "count": state[high] + state[low],
+        "high": state[high],
+        "low": state[low],
+        "seconds": state["t1"] - state["t0"],
+    }
+
+
+CHILDREN: dict[str, Callable[..., dict]] = {
+    "consume:pika": consume_pika,
+    "consume:aio-pika": consume_aio_pika,
+    "consume:ours": consume_ours,
+    "consume:ours-sync": consume_ours_sync,
+    "publish:pika": publish_pika,
+    "publish:aio-pika": publish_aio_pika,
+    "publish:ours": publish_ours,
+    "share:ours": share_ours,
+}
+
+
+def child_main(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    fn = CHILDREN[spec.pop("kind")]
+    result = fn(**spec)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# =========================================================================== the parent
+
+
+class ChildFailed(Exception):
+    """A contender's child process failed; the text holds its output tail."""
+
+
+def run_child(kind: str, timeout: float, **kwargs: Any) -> dict:
+    spec = json.dumps({"kind": kind, "timeout": timeout, **kwargs})
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", spec],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ChildFailed(f"{kind}: timed out after {timeout + 60:.0f} s") from exc
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (proc.stdout[-800:] + "\n" + proc.stderr[-2500:]).strip()
+    raise ChildFailed(f"{kind}: exited {proc.returncode} without a result:\n{tail}")
+
+
+class BrokerOps:
+    """Blocking helpers in the parent: declare, fill, count and delete the bench's queues."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = pika.BlockingConnection(_params(url))
+        self.ch = self.conn.channel()
+
+    def close(self) -> None:
+        if self.conn.is_open:
+            self.conn.close()
+
+    def fresh_queue(self, name: str) -> str:
+        self.ch.queue_delete(name)
+        self.ch.queue_declare(name, durable=True)
+        return name
+
+    def delete(self, name: str) -> None:
+        self.ch.queue_delete(name)
+
+    def ready(self, name: str) -> int:
+        return self.ch.queue_declare(name, passive=True).method.message_count
+
+    def fill(self, name: str, n: int) -> None:
+        """Publish n messages with confirms (the bare pika publisher) and check they are there."""
+        before = self.ready(name)
+        if n:
+            publish_pika(self.url, name, n, 1000, timeout=600)
+        got = self.ready(name)
+        if got != before + n:
+            raise common.HarnessError(f"fill {name}: {got} ready, expected {before + n}")
+
+
+@dataclass
+class Series:
+    """Samples of one table row."""
+
+    rates: list[float] = field(default_factory=list)
+    extra: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        return common.median(self.rates) if self.rates else None
+
+
+@dataclass
+class Config:
+    url: str
+    messages: int
+    publish_messages: int
+    prefetch: int
+    window: int
+    repetitions: int
+    share_pairs: list[tuple[int, int]]
+    share_measure: int
+    share_warmup: int
+    handler_ms: float
+    timeout: float
+    with_ours: bool
+    with_sync: bool
+    persistent: bool
+
+
+def ours_available() -> tuple[bool, str]:
+    try:
+        pw = _worker_api()
+    except Exception as exc:  # noqa: BLE001 - any import problem means "not there yet"
+        return False, f"import priority_worker failed: {exc!r}"
+    missing = [n for n in ("Worker", "Queue", "Publisher", "Properties") if not hasattr(pw, n)]
+    if missing:
+        return False, f"priority_worker lacks {', '.join(missing)}"
+    return True, ""
+
+
+def measure_consume(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
+    kinds = ["consume:pika", "consume:aio-pika"]
+    if cfg.with_ours:
+        kinds.append("consume:ours")
+        if cfg.with_sync:
+            kinds.append("consume:ours-sync")
+    for rep in range(cfg.repetitions):
+        for kind in kinds:
+            series = results.setdefault(kind, Series())
+            if series.error and kind.endswith(("ours", "ours-sync")):
+                continue
+            q = ops.fresh_queue(f"bench.consume.{kind.split(':')[1]}")
+            ops.fill(q, cfg.messages)
+            try:
+                r = run_child(
+                    kind, cfg.timeout, url=cfg.url, queue=q, n=cfg.messages, prefetch=cfg.prefetch
+                )
+            except ChildFailed as exc:
+                if not kind.endswith(("ours", "ours-sync")):
+                    raise common.HarnessError(str(exc)) from exc
+                series.error = str(exc)
+                print(f"  {kind}: ERROR\n{exc}", flush=True)
+                ops.delete(q)
+                continue
+            left = ops.ready(q)
+            ops.delete(q)
+            if r["count"] != cfg.messages or left:
+                msg = f"{kind}: handled {r['count']} of {cfg.messages}, {left} left unacked/ready"
+                if not kind.endswith(("ours", "ours-sync")):
+                    raise common.HarnessError(msg)
+                series.error = msg
+                continue
+            rate = r["count"] / r["seconds"]
+            series.rates.append(rate)
+            print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
+
+
+def measure_publish(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
+    kinds = ["publish:pika", "publish:aio-pika"] + (["publish:ours"] if cfg.with_ours else [])
+    for rep in range(cfg.repetitions):
+        for kind in kinds:
+            series = results.setdefault(kind, Series())
+            if series.error and kind.endswith("ours"):
+                continue
+            q = ops.fresh_queue(f"bench.publish.{kind.split(':')[1]}")
+            try:
+                r = run_child(
+                    kind,
+                    cfg.timeout,
+                    url=cfg.url,
+                    queue=q,
+                    n=cfg.publish_messages,
+                    window=cfg.window,
+                    persistent=cfg.persistent,
+                )
+            except ChildFailed as exc:
+                ops.delete(q)
+                if not kind.endswith("ours"):
+                    raise common.HarnessError(str(exc)) from exc
+                series.error = str(exc)
+                print(f"  {kind}: ERROR\n{exc}", flush=True)
+                continue
+            got = ops.ready(q)
+            ops.delete(q)
+            if got != cfg.publish_messages:
+                msg = f"{kind}: {got} messages in the queue, expected {cfg.publish_messages}"
+                if not kind.endswith("ours"):
+                    raise common.HarnessError(msg)
+                series.error = msg
+                continue
+            rate = r["count"] / r["seconds"]
+            series.rates.append(rate)
+            print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
+
+
+def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
+    for ph, pl in cfg.share_pairs:
+        key = f"share:{ph}/{pl}"
+        series = results.setdefault(key, Series())
+        for rep in range(cfg.repetitions):
+            if series.error:
+                break
+            high = ops.fresh_queue("bench.share.high")
+            low = ops.fresh_queue("bench.share.low")
+            # Both queues must keep a backlog for the whole measurement.
+            backlog = cfg.share_warmup + cfg.share_measure + ph + pl
+            ops.fill(high, backlog)
+            ops.fill(low, backlog)
+            try:
+                r = run_child(
+                    "share:ours",
+                    cfg.timeout,
+                    url=cfg.url,
+                    high=high,
+                    low=low,
+                    ph=ph,
+                    pl=pl,
+                    warmup=cfg.share_warmup,
+                    measure=cfg.share_measure,
+                    handler_ms=cfg.handler_ms,
+                )
+            except ChildFailed as exc:
+                series.error = str(exc)
+                print(f"  {key}: ERROR\n{exc}", flush=True)
+                continue
+            finally:
+                ops.delete(high)
+                ops.delete(low)
+            observed = r["high"] / r["low"] if r["low"] else float("inf")
+            series.rates.append(observed)
+            series.extra.append(r)
+            print(
+                f"  rep {rep + 1} {key}: {r['high']}:{r['low']} = {observed:.2f} "
+                f"(expected {ph / pl:.2f}, {r['seconds']:.2f} s)",
+                flush=True,
+            )
+
+
+LABELS = {
+    "consume:pika": "bare pika AsyncioConnection",
+    "consume:aio-pika": "aio-pika",
+    "consume:ours": "priority_worker.Worker (async no-op handler)",
+    "consume:ours-sync": "priority_worker.Worker (sync no-op handler, thread pool)",
+    "publish:pika": "bare pika async, window",
+    "publish:aio-pika": "aio-pika, semaphore window",
+    "publish:ours": "priority_worker.Publisher",
+}
+
+
+def render(
+    cfg: Config, env: dict[str, str], results: dict[str, Series], note: str, cmdline: str
+) -> str:
+    def rate_rows(prefix: str) -> list[list[object]]:
+        base = results.get(f"{prefix}:pika", Series()).median
+        rows: list[list[object]] = []
+        for key, label in LABELS.items():
+            if not key.startswith(prefix + ":"):
+                continue
+            s = results.get(key)
+            if s is None or (not s.rates and not s.error):
+                rows.append([label, "not run", "-", "-"])
+            elif s.error and not s.rates:
+                rows.append([label, "ERROR", "-", "-"])
+            else:
+                med = s.median or 0.0
+                rel = f"{med / base:.2f}" if base else "-"
+                rows.append([label, f"{med:,.0f}", f"{min(s.rates):,.0f}-{max(s.rates):,.0f}", rel])
+        return rows
+
+    def target_row(what: str, key: str, base_key: str) -> list[object]:
+        s, b = results.get(key), results.get(base_key)
+        if s is None or not s.rates or b is None or not b.rates:
+            why = "MISS (ERROR)" if s is not None and s.error else "not run"
+            return [what, "-", f">= {THROUGHPUT_TARGET}", why]
+        r = (s.median or 0) / (b.median or 1)
+        return [what, f"{r:.2f}", f">= {THROUGHPUT_TARGET}", common.verdict(r >= THROUGHPUT_TARGET)]
+
+    share_rows: list[list[object]] = []
+    for ph, pl in cfg.share_pairs:
+        s = results.get(f"share:{ph}/{pl}")
+        expected = ph / pl
+        if s is None or not s.rates:
+            share_rows.append(
+                [
+                    f"{ph}/{pl}",
+                    f"{expected:.2f}",
+                    "ERROR" if s and s.error else "not run",
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
+            continue
+        med = s.median or 0.0
+        dev = med / expected - 1
+        counts = ", ".join(f"{e['high']}:{e['low']}" for e in s.extra)
+        share_rows.append(
+            [
+                f"{ph}/{pl}",
+                f"{expected:.2f}",
+                f"{med:.2f}",
+                f"{dev:+.1%}",
+                counts,
+                common.verdict(abs(dev) <= SHARE_TOLERANCE),
+            ]
+        )
+
+    lines = [
+        "# priority_worker benchmark",
+        "",
+        f"- date: {env['date']}",
+        f"- broker: {env['broker']}",
+        f"- machine: {env['machine']}",
+        f"- messages: {BODY_SIZE}-byte bodies, default exchange -> durable classic queue; "
+        f"consumed queues pre-filled with transient messages; published messages "
+        f"{'persistent' if cfg.persistent else 'transient'} (the same for every publisher); "
+        f"repetitions: {cfg.repetitions}, median reported",
+        f"- command: `{cmdline}`",
+    ]
+    if note:
+        lines.append(f"- note: {note}")
+    lines += [
+        "",
+        f"## Consuming {cfg.messages:,} pre-filled messages, prefetch {cfg.prefetch}, "
+        "manual ack, no-op handler",
+        "",
+        common.markdown_table(
+            ["consumer", "median msg/s", "min-max", "vs bare pika"], rate_rows("consume")
+        ),
+        "",
+        f"## Publishing {cfg.publish_messages:,} messages with confirms, "
+        f"{cfg.window} in flight, mandatory",
+        "",
+        common.markdown_table(
+            ["publisher", "median msg/s", "min-max", "vs bare pika"], rate_rows("publish")
+        ),
+        "",
+        f"## Weighted share under backlog (our Worker, async handler taking {cfg.handler_ms:g} "
+        f"ms, {cfg.share_measure:,} deliveries counted after {cfg.share_warmup:,})",
+        "",
+        common.markdown_table(
+            [
+                "prefetch high/low",
+                "expected",
+                "observed (median)",
+                "deviation",
+                "high:low per run",
+                f"within {SHARE_TOLERANCE:.0%}",
+            ],
+            share_rows,
+        ),
+        "",
+        "## Targets",
+        "",
+        common.markdown_table(
+            ["ratio (medians)", "measured", "target", "result"],
+            [
+                target_row("consume: Worker / bare pika", "consume:ours", "consume:pika"),
+                target_row("publish: Publisher / bare pika", "publish:ours", "publish:pika"),
+            ],
+        ),
+        "",
+    ]
+    for key, s in results.items():
+        if s.error:
+            lines += [f"**{key}** failed:", "", "```", s.error.strip()[-2500:], "```", ""]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--messages", type=int, default=60000, help="messages pre-filled per consume run (60000)"
+    )
+    p.add_argument(
+        "--publish-messages", type=int, default=50000, help="messages per publish run (50000)"
+    )
+    p.add_argument("--prefetch", type=int, default=100)
+    p.add_argument("--window", type=int, default=1000, help="confirms in flight (1000)")
+    p.add_argument("--repetitions", "-n", type=int, default=3)
+    p.add_argument("--share", default="10/2,20/5,1/1", help="prefetch pairs high/low")
+    p.add_argument(
+        "--share-measure", type=int, default=3000, help="deliveries counted per share run (3000)"
+    )
+    p.add_argument("--share-warmup", type=int, default=300)
+    p.add_argument(
+        "--handler-ms",
+        type=float,
+        default=2.0,
+        help="simulated handler time in the share runs (2 ms)",
+    )
+    p.add_argument(
+        "--sync-handler",
+        action="store_true",
+        help="also measure our Worker with a sync handler (thread pool)",
+    )
+    p.add_argument(
+        "--only",
+        choices=["consume", "publish", "share"],
+        action="append",
+        help="run only these parts (repeatable)",
+    )
+    p.add_argument(
+        "--persistent",
+        action="store_true",
+        help="publish benchmark with delivery_mode 2 (all publishers); default transient",
+    )
+    p.add_argument("--skip-ours", action="store_true", help="measure the peers only")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="5,000 messages, 1 repetition, 600 counted per share run (< 60 s)",
+    )
+    p.add_argument("--timeout", type=float, default=120, help="per measurement, s")
+    p.add_argument(
+        "--output",
+        default="worker",
+        help="result name: bench/results/NAME.md (default worker; '-' = none)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5672)
+    p.add_argument("--management-url", default="http://127.0.0.1:15672")
+    p.add_argument("--user", default="guest")
+    p.add_argument("--password", default="guest")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.messages, args.publish_messages, args.repetitions = 5000, 5000, 1
+        args.share_measure, args.share_warmup = 600, 100
+        if args.output == "worker":
+            args.output = "worker-quick"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args.child)
+    broker = common.Broker(args.host, args.port, args.management_url, args.user, args.password)
+    mgmt = common.Management(broker)
+    parts = args.only or ["consume", "publish", "share"]
+    have_ours, why = (False, "--skip-ours") if args.skip_ours else ours_available()
+    note = "" if have_ours else f"our Worker/Publisher not measured: {why}"
+    if note:
+        print("note:", note)
+    pairs = []
+    for item in args.share.split(","):
+        h, _, lo = item.partition("/")
+        pairs.append((int(h), int(lo)))
+    results: dict[str, Series] = {}
+    try:
+        env = common.environment(mgmt)
+        with common.scratch_vhost(mgmt, "worker") as vhost:
+            cfg = Config(
+                url=broker.amqp_url(vhost),
+                messages=args.messages,
+                publish_messages=args.publish_messages,
+                prefetch=args.prefetch,
+                window=args.window,
+                repetitions=args.repetitions,
+                share_pairs=pairs,
+                share_measure=args.share_measure,
+                share_warmup=args.share_warmup,
+                handler_ms=args.handler_ms,
+                timeout=args.timeout,
+                with_ours=have_ours,
+                with_sync=args.sync_handler,
+                persistent=args.persistent,
+            )
+            ops = BrokerOps(cfg.url)
+            try:
+                if "consume" in parts:
+                    print("consuming", flush=True)
+                    measure_consume(cfg, ops, results)
+                if "publish" in parts:
+                    print("publishing", flush=True)
+                    measure_publish(cfg, ops, results)
+                if "share" in parts and have_ours:
+                    print("weighted share", flush=True)
+                    measure_share(cfg, ops, results)
+            finally:
+                ops.close()
+    except (common.HarnessError, pika.exceptions.AMQPError) as exc:
+        print(f"harness failure: {exc!r}", file=sys.stderr)
+        return 1
+    finally:
+        mgmt.close()
+    cmdline = "python bench/worker_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = render(cfg, env, results, note, cmdline.strip())
+    print(text)
+    if args.output != "-":
+        print(f"written to {common.write_result(args.output, text)}")
+    return 2 if any(s.error for s in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
