@@ -1,0 +1,453 @@
+"""The one module that talks to pika.
+
+``Link`` is an AMQP connection on the running asyncio loop (Tornado's IOLoop runs on it) that
+fails over across several URLs and reconnects with capped exponential backoff and jitter.
+``ConsumerChannel`` is one channel consuming one queue at a prefetch that can change at run time;
+``ConfirmChannel`` is a publisher-confirms channel. pika types and exceptions stop here: callers
+see ``Delivery``/``Properties`` values and this package's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+from ._core import PUBLISH_TAG_HEADER, reconnect_delay, redact_url, scrub, url_secrets
+from ._errors import ConnectionFailed, PriorityWorkerError
+from ._log import log
+from ._model import Properties
+
+logger = logging.getLogger("priority_worker.amqp")
+
+_PROPERTY_NAMES = tuple(Properties.__dataclass_fields__)
+
+
+class ChannelGone(PriorityWorkerError):
+    """The channel (or its connection) closed before the operation finished."""
+
+
+def to_properties(props: pika.BasicProperties) -> Properties:
+    """pika's BasicProperties as our frozen value."""
+    return Properties(**{name: getattr(props, name, None) for name in _PROPERTY_NAMES})
+
+
+def to_pika(props: Properties | None) -> pika.BasicProperties:
+    """Our Properties as pika's BasicProperties."""
+    if props is None:
+        return pika.BasicProperties()
+    values = {n: getattr(props, n) for n in _PROPERTY_NAMES}
+    if values["headers"] is not None:
+        values["headers"] = dict(values["headers"])
+    return pika.BasicProperties(**values)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as it came off one channel; ``channel`` is needed to settle it."""
+
+    channel: ConsumerChannel
+    queue: str
+    delivery_tag: int
+    redelivered: bool
+    exchange: str
+    routing_key: str
+    properties: Properties
+    body: bytes
+
+
+class Link:
+    """One AMQP connection with failover over ``urls`` and automatic reconnects.
+
+    ``on_open`` runs after every successful (re)connect, ``on_lost(reason)`` after every loss
+    that we did not ask for. ``on_blocked(bool)`` reports connection.blocked/unblocked.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        name: str,
+        on_open: Callable[[], None],
+        on_lost: Callable[[str], None],
+        on_blocked: Callable[[bool], None] | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        heartbeat: int | None = None,
+    ) -> None:
+        self.urls = list(urls)
+        self.name = name
+        self._secrets = url_secrets(self.urls)
+        self._on_open = on_open
+        self._on_lost = on_lost
+        self._on_blocked = on_blocked
+        self._backoff = (backoff_base, backoff_cap)
+        self._heartbeat = heartbeat
+        self._index = 0
+        self._attempt = 0
+        self._conn: AsyncioConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self.connects = 0
+        self.current_url: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Connected and usable."""
+        return self._conn is not None and self._conn.is_open
+
+    def start(self) -> asyncio.Future[None]:
+        """Begin connecting; the future resolves at the first successful open."""
+        self._loop = asyncio.get_running_loop()
+        self._first = self._loop.create_future()
+        self._connect()
+        return self._first
+
+    def safe(self, text: str) -> str:
+        """``text`` without any password of this link's URLs."""
+        return scrub(text, self._secrets)
+
+    def _connect(self) -> None:
+        self._retry_handle = None
+        if self._closing:
+            return
+        url = self.urls[self._index % len(self.urls)]
+        self.current_url = url
+        try:
+            params = pika.URLParameters(url)
+        except Exception as exc:  # pika raises assorted errors on bad URLs
+            self._schedule_retry(f"bad URL {redact_url(url)}: {type(exc).__name__}")
+            return
+        if self._heartbeat is not None:
+            params.heartbeat = self._heartbeat
+        params.client_properties = {
+            "connection_name": f"{self.name} {socket.gethostname()} pid={os.getpid()}",
+            "product": "priority_worker",
+        }
+        params.connection_attempts = 1
+        params.socket_timeout = 5
+        log(logger, logging.DEBUG, "connecting", link=self.name, url=redact_url(url))
+        self._conn = AsyncioConnection(
+            params,
+            on_open_callback=self._opened,
+            on_open_error_callback=self._open_failed,
+            on_close_callback=self._closed_cb,
+            custom_ioloop=self._loop,
+        )
+
+    def _schedule_retry(self, reason: str) -> None:
+        self.last_error = self.safe(reason)
+        self._index += 1
+        delay = reconnect_delay(self._attempt, base=self._backoff[0], cap=self._backoff[1])
+        self._attempt += 1
+        log(logger, logging.WARNING, "connect_failed", link=self.name,
+            url=redact_url(self.current_url or ""), error=self.last_error,
+            retry_in=round(delay, 2))
+        assert self._loop is not None
+        self._retry_handle = self._loop.call_later(delay, self._connect)
+
+    def _opened(self, conn: Any) -> None:
+        self._attempt = 0
+        self.connects += 1
+        self.last_error = None
+        conn.add_on_connection_blocked_callback(lambda *_: self._blocked(True))
+        conn.add_on_connection_unblocked_callback(lambda *_: self._blocked(False))
+        log(logger, logging.INFO, "connected", link=self.name,
+            url=redact_url(self.current_url or ""))
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+        self._on_open()
+
+    def _blocked(self, blocked: bool) -> None:
+        log(logger, logging.WARNING if blocked else logging.INFO,
+            "blocked" if blocked else "unblocked", link=self.name)
+        if self._on_blocked is not None:
+            self._on_blocked(blocked)
+
+    def _open_failed(self, conn: Any, error: BaseException | str) -> None:
+        self._conn = None
+        self._schedule_retry(f"{type(error).__name__}: {error}")
+
+    def _closed_cb(self, conn: Any, reason: BaseException) -> None:
+        self._conn = None
+        if self._on_blocked is not None:
+            self._on_blocked(False)
+        if self._closing:
+            if self._closed is not None and not self._closed.done():
+                self._closed.set_result(None)
+            return
+        text = self.safe(f"{type(reason).__name__}: {reason}")
+        log(logger, logging.WARNING, "connection_lost", link=self.name, reason=text)
+        self._on_lost(text)
+        # Reconnect to the same node first (a closed connection is usually not a dead node);
+        # a failed attempt moves on to the next URL.
+        self._index -= 1
+        self._schedule_retry(text)
+
+    def channel(self, on_open: Callable[[Any], None]) -> None:
+        """Open a raw pika channel (used by the channel classes below)."""
+        if self._conn is None or not self._conn.is_open:
+            raise ChannelGone("connection is not open")
+        self._conn.channel(on_open_callback=on_open)
+
+    async def close(self) -> None:
+        """Close the connection and stop reconnecting."""
+        self._closing = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(ConnectionFailed(
+                f"{self.name}: closed before connecting to "
+                f"{', '.join(redact_url(u) for u in self.urls)}"))
+            self._first.exception()  # mark retrieved
+        conn = self._conn
+        if conn is None or conn.is_closed:
+            return
+        self._closed = asyncio.get_running_loop().create_future()
+        if not conn.is_closing:
+            conn.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), 10)
+        except asyncio.TimeoutError:
+            pass
+
+
+class _Channel:
+    """A pika channel with futures for its synchronous methods; all fail when it closes."""
+
+    def __init__(self, link: Link, on_closed: Callable[[_Channel, str], None]) -> None:
+        self.link = link
+        self._on_closed_cb = on_closed
+        self._ch: Any = None
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self.close_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """The channel can be used."""
+        return self._ch is not None and self._ch.is_open
+
+    async def open(self) -> None:
+        """Open the channel."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.add(fut)
+
+        def opened(ch: Any) -> None:
+            self._ch = ch
+            ch.add_on_close_callback(self._closed)
+            self._opened(ch)
+            if not fut.done():
+                fut.set_result(None)
+
+        self.link.channel(opened)
+        try:
+            await fut
+        finally:
+            self._waiting.discard(fut)
+
+    def _opened(self, ch: Any) -> None:
+        """Hook for subclasses."""
+
+    def _closed(self, ch: Any, reason: BaseException) -> None:
+        code = getattr(reason, "reply_code", None)
+        self.close_reason = self.link.safe(
+            f"{code} {getattr(reason, 'reply_text', reason)}" if code else str(reason))
+        for fut in list(self._waiting):
+            if not fut.done():
+                fut.set_exception(ChannelGone(self.close_reason))
+        self._waiting.clear()
+        self._on_closed_cb(self, self.close_reason)
+
+    async def _rpc(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a pika method that takes ``callback=`` and wait for its -Ok frame."""
+        if not self.is_open:
+            raise ChannelGone(self.close_reason or "channel is not open")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.add(fut)
+
+        def done(frame: Any) -> None:
+            if not fut.done():
+                fut.set_result(frame)
+
+        try:
+            method(*args, callback=done, **kwargs)
+        except (pika.exceptions.ChannelWrongStateError,
+                pika.exceptions.ConnectionWrongStateError) as exc:
+            self._waiting.discard(fut)
+            raise ChannelGone(str(exc)) from exc
+        try:
+            return await fut
+        finally:
+            self._waiting.discard(fut)
+
+    async def ready_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (passive queue.declare). A 404 closes this channel."""
+        frame = await self._rpc(self._ch.queue_declare, queue, passive=True)
+        return int(frame.method.message_count)
+
+    async def declare_queue(self, queue: str, arguments: Mapping[str, Any]) -> None:
+        """Declare a durable queue with ``arguments``."""
+        await self._rpc(self._ch.queue_declare, queue, durable=True, arguments=dict(arguments))
+
+    def close(self) -> None:
+        """Close the channel (no wait)."""
+        if self.is_open:
+            try:
+                self._ch.close()
+            except pika.exceptions.AMQPError:
+                pass
+
+
+class ConsumerChannel(_Channel):
+    """One channel consuming one queue; its prefetch can change at run time.
+
+    Changing the prefetch cancels the consumer, issues basic.qos and consumes again on the same
+    channel: basic.qos only applies to consumers started after it, and deliveries of the old
+    consumer stay ackable on this channel.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        queue: str,
+        *,
+        on_delivery: Callable[[Delivery], None],
+        on_cancelled: Callable[[ConsumerChannel], None],
+        on_closed: Callable[[_Channel, str], None],
+    ) -> None:
+        super().__init__(link, on_closed)
+        self.queue = queue
+        self._on_delivery = on_delivery
+        self._on_cancelled = on_cancelled
+        self.consumer_tag: str | None = None
+        self.prefetch: int | None = None
+
+    def _opened(self, ch: Any) -> None:
+        ch.add_on_cancel_callback(self._broker_cancelled)
+
+    def _broker_cancelled(self, frame: Any) -> None:
+        log(logger, logging.WARNING, "consumer_cancelled_by_broker", queue=self.queue)
+        self.consumer_tag = None
+        self.prefetch = None
+        self._on_cancelled(self)
+
+    def _deliver(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        self._on_delivery(Delivery(
+            channel=self, queue=self.queue, delivery_tag=method.delivery_tag,
+            redelivered=bool(method.redelivered), exchange=method.exchange,
+            routing_key=method.routing_key, properties=to_properties(props), body=body,
+        ))
+
+    async def consume(self, prefetch: int) -> None:
+        """(Re)start consuming at ``prefetch``."""
+        await self.cancel()
+        await self._rpc(self._ch.basic_qos, prefetch_count=prefetch, global_qos=False)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.add(fut)
+
+        def consumed(frame: Any) -> None:
+            if not fut.done():
+                fut.set_result(frame)
+
+        try:
+            tag = self._ch.basic_consume(self.queue, self._deliver, callback=consumed)
+            await fut
+        except pika.exceptions.AMQPError as exc:
+            raise ChannelGone(str(exc)) from exc
+        finally:
+            self._waiting.discard(fut)
+        self.consumer_tag = tag
+        self.prefetch = prefetch
+
+    async def cancel(self) -> None:
+        """Stop the consumer (deliveries already received stay ackable)."""
+        tag, self.consumer_tag, self.prefetch = self.consumer_tag, None, None
+        if tag is not None and self.is_open:
+            await self._rpc(self._ch.basic_cancel, tag)
+
+    def ack(self, tag: int) -> bool:
+        """basic.ack; False when the channel is gone (the broker will redeliver)."""
+        return self._settle(lambda: self._ch.basic_ack(tag))
+
+    def nack(self, tag: int, requeue: bool) -> bool:
+        """basic.nack; False when the channel is gone."""
+        return self._settle(lambda: self._ch.basic_nack(tag, requeue=requeue))
+
+    def _settle(self, call: Callable[[], None]) -> bool:
+        if not self.is_open:
+            return False
+        try:
+            call()
+            return True
+        except pika.exceptions.AMQPError:
+            return False
+
+
+class ConfirmChannel(_Channel):
+    """A channel in confirm mode. ``on_confirm(tag, multiple, ack)`` and
+    ``on_return(tag, reply_code, reply_text)`` report the broker's answers; tags count from 1."""
+
+    def __init__(
+        self,
+        link: Link,
+        *,
+        on_confirm: Callable[[int, bool, bool], None],
+        on_return: Callable[[int, int, str], None],
+        on_closed: Callable[[_Channel, str], None],
+    ) -> None:
+        super().__init__(link, on_closed)
+        self._on_confirm = on_confirm
+        self._on_return = on_return
+        self._next_tag = 1
+
+    async def open(self) -> None:
+        """Open the channel and select confirm mode."""
+        await super().open()
+        await self._rpc(self._ch.confirm_delivery, self._confirmed)
+        self._next_tag = 1
+
+    def _opened(self, ch: Any) -> None:
+        ch.add_on_return_callback(self._returned)
+
+    def _confirmed(self, frame: Any) -> None:
+        method = frame.method
+        ack = isinstance(method, pika.spec.Basic.Ack)
+        self._on_confirm(int(method.delivery_tag), bool(method.multiple), ack)
+
+    def _returned(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        raw: Any = (props.headers or {}).get(PUBLISH_TAG_HEADER)
+        try:
+            tag = int(raw.decode() if isinstance(raw, bytes) else raw)
+        except (TypeError, ValueError):
+            return
+        self._on_return(tag, int(method.reply_code), str(method.reply_text))
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: Properties | None,
+        mandatory: bool,
+    ) -> int:
+        """Send one message; returns its delivery tag. Raises ChannelGone when closed."""
+        if not self.is_open:
+            raise ChannelGone(self.close_reason or "channel is not open")
+        tag = self._next_tag
+        props = to_pika(properties)
+        if mandatory:
+            props.headers = {**(props.headers or {}), PUBLISH_TAG_HEADER: tag}
+        try:
+            self._ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+        except pika.exceptions.AMQPError as exc:
+            raise ChannelGone(str(exc)) from exc
+        self._next_tag += 1
+        return tag

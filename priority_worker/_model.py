@@ -1,0 +1,135 @@
+"""The values a user builds and receives: queue specs, modes, messages. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._publisher import Publisher
+
+
+class Mode(str, enum.Enum):
+    """How the worker shares its capacity between queues (first queue = highest priority).
+
+    - ``weighted``: every queue is consumed at its own prefetch; under backlog each gets work in
+      proportion to its prefetch (10 and 2 -> about 5:1), so no queue starves.
+    - ``strict``: a queue is consumed only while every queue before it is idle.
+    - ``conserving``: like weighted, but the prefetch an idle queue leaves unused is lent to the
+      next busy queue after it, and taken back as soon as the idle queue gets work.
+    """
+
+    WEIGHTED = "weighted"
+    STRICT = "strict"
+    CONSERVING = "conserving"
+
+
+@dataclass(frozen=True)
+class Properties:
+    """The AMQP basic properties of a message (all optional)."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: Mapping[str, Any] | None = None
+    delivery_mode: int | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    message_id: str | None = None
+    timestamp: int | None = None
+    type: str | None = None
+    user_id: str | None = None
+    app_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivered message, as a handler receives it.
+
+    ``body`` is the raw bytes; ``data`` is the body decoded by its content type (JSON for
+    ``application/json`` and ``*+json``, ``str`` for ``text/*``, else the bytes themselves).
+    ``attempts`` counts earlier failed or retried handlings of this message by priority_worker.
+    ``publisher`` is the worker's confirmed publisher, for handlers that publish follow-up work.
+    """
+
+    body: bytes
+    queue: str
+    routing_key: str
+    exchange: str
+    redelivered: bool
+    properties: Properties
+    data: Any = None
+    attempts: int = 0
+    publisher: Publisher | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def headers(self) -> Mapping[str, Any]:
+        """The message headers (an empty mapping when there are none)."""
+        return self.properties.headers or {}
+
+    @property
+    def message_id(self) -> str | None:
+        """The ``message_id`` property, the natural idempotency key."""
+        return self.properties.message_id
+
+
+Handler = Callable[[Message], Awaitable[Any] | Any]
+"""A handler: ``def f(message)`` (run in the thread pool) or ``async def f(message)``."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue to consume with its own prefetch.
+
+    ``dead_letter_exchange``: where rejected and exhausted messages are published (with the
+    routing key ``dead_letter_routing_key``, default: the message's own routing key). Without it
+    the worker declares ``<name>.dead`` and sends them there. ``handler`` overrides the worker's
+    handler for this queue.
+    """
+
+    name: str
+    prefetch: int = 1
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
+    handler: Handler | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigurationError("queue name must not be empty")
+        if not 1 <= self.prefetch <= 65535:
+            raise ConfigurationError(f"queue {self.name}: prefetch must be in 1..65535")
+
+    @classmethod
+    def parse(cls, spec: str) -> Queue:
+        """``"email.high=10"`` -> ``Queue("email.high", prefetch=10)`` (CLI syntax)."""
+        name, sep, prefetch = spec.rpartition("=")
+        if not sep or not name:
+            raise ConfigurationError(f"queue spec {spec!r}: expected NAME=PREFETCH")
+        try:
+            return cls(name, int(prefetch))
+        except ValueError as exc:
+            raise ConfigurationError(f"queue spec {spec!r}: prefetch is not a number") from exc
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries after unhandled handler exceptions: exponential backoff, then dead-letter.
+
+    The n-th failure waits ``min(max_delay, initial_delay * multiplier ** (n - 1))`` seconds;
+    after ``max_retries`` retries the next failure dead-letters the message.
+    Delays are deterministic (no jitter) so that few distinct delay queues exist.
+    """
+
+    max_retries: int = 5
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.initial_delay < 0 or self.multiplier < 1:
+            raise ConfigurationError("retry policy: negative count/delay or multiplier < 1")

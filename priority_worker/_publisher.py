@@ -1,0 +1,297 @@
+"""Publishing with publisher confirms on a connection of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._amqp import ChannelGone, ConfirmChannel, Link, _Channel
+from ._core import ConfirmTracker, split_urls
+from ._errors import (
+    PublishConnectionLost,
+    PublisherClosed,
+    PublishError,
+    PublishNacked,
+    PublishReturned,
+    PublishTimeout,
+)
+from ._log import log
+from ._metrics import Metrics
+from ._model import Properties
+
+logger = logging.getLogger("priority_worker.publisher")
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Properties
+    mandatory: bool
+    future: asyncio.Future[None]
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    sends: int = 0
+
+
+class Publisher:
+    """Publishes with publisher confirms; each ``publish()`` returns a future of the confirm.
+
+    ``url``: one URL, a list, or a comma-separated string; the next one is tried when a node is
+    down. The connection is its own (the broker blocks publishing connections under a memory or
+    disk alarm; consumers elsewhere keep going). While blocked, or not connected, publishes wait
+    in order and are sent when possible; ``confirm_timeout`` counts from the moment a message is
+    sent. ``resend_unconfirmed=True`` re-sends, after a reconnect, what was sent but not
+    confirmed when the connection died (the broker may then hold duplicates; they are counted in
+    ``priority_worker_publish_resent_total``); otherwise those publishes fail with
+    :class:`PublishConnectionLost`.
+
+    Use on the event loop that runs it: ``await publisher.start()``, ``await
+    publisher.publish(...)``, ``await publisher.close()``, or ``async with Publisher(...)``.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        confirm_timeout: float = 30.0,
+        resend_unconfirmed: bool = False,
+        metrics: Metrics | None = None,
+        name: str = "priority-worker publisher",
+        reconnect_max_delay: float = 30.0,
+    ) -> None:
+        self.urls = split_urls(url)
+        self.confirm_timeout = confirm_timeout
+        self.resend_unconfirmed = resend_unconfirmed
+        self.metrics = metrics or Metrics()
+        self._link = Link(self.urls, name=name, on_open=self._link_open,
+                          on_lost=self._link_lost, on_blocked=self._set_blocked,
+                          backoff_cap=reconnect_max_delay)
+        self._channel: ConfirmChannel | None = None
+        self._tracker: ConfirmTracker[_Outgoing] = ConfirmTracker()
+        self._backlog: deque[_Outgoing] = deque()
+        self._blocked = False
+        self._closed = False
+        self._declared: dict[str, float] = {}
+        self._admin: _Channel | None = None
+        self._ready = asyncio.Event()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """The confirm channel is open."""
+        return self._channel is not None and self._channel.is_open
+
+    @property
+    def blocked(self) -> bool:
+        """The broker currently blocks this connection (memory or disk alarm)."""
+        return self._blocked
+
+    @property
+    def pending(self) -> int:
+        """Publishes not yet confirmed (sent or waiting to be sent)."""
+        return len(self._tracker) + len(self._backlog)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (retrying with backoff) and wait until the confirm channel is open."""
+        self._link.start()
+        await self._ready.wait()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Wait up to ``timeout`` s for pending confirms, then close; what is left fails."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending and loop.time() < deadline and self._link.is_open:
+            await asyncio.sleep(0.02)
+        self._closed = True
+        for out in [*self._backlog, *(e.item for e in self._tracker.drain())]:
+            self._fail(out, PublisherClosed("publisher closed before the confirm",
+                                            exchange=out.exchange, routing_key=out.routing_key))
+        self._backlog.clear()
+        await self._link.close()
+
+    def _link_open(self) -> None:
+        asyncio.ensure_future(self._open_channel())
+
+    async def _open_channel(self) -> None:
+        channel = ConfirmChannel(self._link, on_confirm=self._confirmed,
+                                 on_return=self._returned, on_closed=self._channel_closed)
+        try:
+            await channel.open()
+        except ChannelGone:
+            return  # the connection went away again; _link_open runs on the next connect
+        if self._link.connects > 1:
+            self.metrics.reconnects.labels("publisher").inc()
+        self._channel = channel
+        self._declared.clear()
+        self._ready.set()
+        self._flush()
+
+    def _channel_closed(self, channel: _Channel, reason: str) -> None:
+        if channel is not self._channel:
+            return
+        self._channel = None
+        self._ready.clear()
+        unconfirmed = [e.item for e in self._tracker.drain()]
+        if self.resend_unconfirmed and not self._closed:
+            for out in unconfirmed:
+                self._cancel_timer(out)
+            self._backlog.extendleft(reversed(unconfirmed))
+            if unconfirmed:
+                self.metrics.publish_resent.inc(len(unconfirmed))
+                log(logger, logging.WARNING, "resending_unconfirmed", count=len(unconfirmed))
+        else:
+            for out in unconfirmed:
+                self._fail(out, PublishConnectionLost(
+                    f"connection lost before the confirm ({reason})",
+                    exchange=out.exchange, routing_key=out.routing_key))
+        self._update_gauge()
+        if self._link.is_open and not self._closed:
+            # Only the channel died (e.g. 404 on a publish to a missing exchange): reopen it.
+            asyncio.get_running_loop().call_later(0.2, self._link_open)
+
+    def _link_lost(self, reason: str) -> None:
+        """The connection died; channel close callbacks did the bookkeeping."""
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self._blocked = blocked
+        self.metrics.set_blocked(blocked)
+        if not blocked:
+            self._flush()
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | str,
+        *,
+        mandatory: bool = True,
+        properties: Properties | None = None,
+        headers: Mapping[str, Any] | None = None,
+        persistent: bool = True,
+    ) -> asyncio.Future[None]:
+        """Publish one message; the returned future resolves when the broker confirms it.
+
+        Fails with :class:`PublishNacked`, :class:`PublishReturned` (unroutable and
+        ``mandatory``), :class:`PublishTimeout`, :class:`PublishConnectionLost` or
+        :class:`PublisherClosed`. ``headers`` are merged into ``properties.headers``;
+        ``persistent`` sets delivery_mode 2 unless ``properties`` sets one.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self._closed:
+            future.set_exception(PublisherClosed("publisher is closed", exchange=exchange,
+                                                 routing_key=routing_key))
+            return future
+        props = properties or Properties()
+        if headers:
+            props = replace(props, headers={**(props.headers or {}), **headers})
+        if props.delivery_mode is None and persistent:
+            props = replace(props, delivery_mode=2)
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        self._backlog.append(_Outgoing(exchange, routing_key, data, props, mandatory, future))
+        self._flush()
+        return future
+
+    def _flush(self) -> None:
+        channel = self._channel
+        while self._backlog and not self._blocked and channel is not None and channel.is_open:
+            out = self._backlog[0]
+            if out.future.done():  # cancelled by the caller
+                self._backlog.popleft()
+                continue
+            try:
+                tag = channel.publish(out.exchange, out.routing_key, out.body, out.properties,
+                                      out.mandatory)
+            except ChannelGone:
+                break
+            self._backlog.popleft()
+            out.sends += 1
+            self._tracker.add(tag, out)
+            out.timer = asyncio.get_running_loop().call_later(
+                self.confirm_timeout, self._timed_out, channel, tag)
+        self._update_gauge()
+
+    def _timed_out(self, channel: ConfirmChannel, tag: int) -> None:
+        if channel is not self._channel:
+            return
+        entry = self._tracker.remove(tag)
+        if entry is not None:
+            out = entry.item
+            self._fail(out, PublishTimeout(
+                f"no confirm within {self.confirm_timeout:g}s",
+                exchange=out.exchange, routing_key=out.routing_key))
+        self._update_gauge()
+
+    def _confirmed(self, tag: int, multiple: bool, ack: bool) -> None:
+        for entry in self._tracker.settle(tag, multiple):
+            out = entry.item
+            if not ack:
+                self._fail(out, PublishNacked("the broker nacked the message",
+                                              exchange=out.exchange,
+                                              routing_key=out.routing_key))
+            elif entry.returned is not None:
+                code, text = entry.returned
+                self._fail(out, PublishReturned(
+                    f"unroutable: {code} {text} (exchange={out.exchange!r}, "
+                    f"routing_key={out.routing_key!r})",
+                    exchange=out.exchange, routing_key=out.routing_key,
+                    reply_code=code, reply_text=text))
+            else:
+                self._cancel_timer(out)
+                self.metrics.published.inc()
+                if not out.future.done():
+                    out.future.set_result(None)
+        self._update_gauge()
+
+    def _returned(self, tag: int, reply_code: int, reply_text: str) -> None:
+        self._tracker.returned(tag, reply_code, reply_text)
+
+    def _fail(self, out: _Outgoing, error: PublishError) -> None:
+        self._cancel_timer(out)
+        self.metrics.publish_failures.labels(type(error).__name__).inc()
+        if not out.future.done():
+            out.future.set_exception(error)
+
+    @staticmethod
+    def _cancel_timer(out: _Outgoing) -> None:
+        if out.timer is not None:
+            out.timer.cancel()
+            out.timer = None
+
+    def _update_gauge(self) -> None:
+        self.metrics.confirms_pending.set(self.pending)
+
+    # --- queues the worker needs ----------------------------------------------------------------
+
+    async def ensure_queue(self, name: str, arguments: Mapping[str, Any],
+                           refresh_after: float | None = None) -> None:
+        """Declare a durable queue once per connection (again after ``refresh_after`` s)."""
+        loop = asyncio.get_running_loop()
+        last = self._declared.get(name)
+        if last is not None and (refresh_after is None or loop.time() - last < refresh_after):
+            return
+        await self._ready.wait()
+        if self._admin is None or not self._admin.is_open:
+            self._admin = _Channel(self._link, lambda ch, reason: None)
+            await self._admin.open()
+        await self._admin.declare_queue(name, arguments)
+        self._declared[name] = loop.time()

@@ -1,0 +1,506 @@
+"""The worker: consumes several queues at their own prefetch and settles every delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._amqp import ChannelGone, ConsumerChannel, Delivery, Link, _Channel
+from ._core import (
+    ATTEMPTS_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    Ack,
+    Action,
+    Dispatcher,
+    RetryLater,
+    UndecodableError,
+    attempts_of,
+    decide,
+    decode_body,
+    effective_prefetch,
+    reconnect_delay,
+    split_urls,
+)
+from ._errors import ConfigurationError, PublishError, PublishReturned
+from ._log import log
+from ._metrics import Metrics
+from ._model import Handler, Message, Mode, Queue, RetryPolicy
+from ._publisher import Publisher
+
+logger = logging.getLogger("priority_worker.worker")
+
+DELAY_QUEUE_GRACE_MS = 120_000  # a delay queue outlives its TTL by this long when unused
+DELAY_QUEUE_REDECLARE_S = 60.0  # redeclare (which resets x-expires) at least this often
+
+
+@dataclass(eq=False)
+class _QueueState:
+    spec: Queue
+    index: int
+    channel: ConsumerChannel | None = None
+    applied: int | None = None  # prefetch of the running consumer; None: not consuming
+    idle: bool = False  # nothing ready and nothing in flight (strict/conserving only)
+    applying: bool = False
+    attempt: int = 0  # consecutive failures to (re)open/consume, for backoff
+    retry: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Worker:
+    """Consumes ``queues`` (highest priority first), each on its own channel at its own prefetch.
+
+    ``handler(message)`` may be ``async`` (runs on the loop) or a plain function (runs in a
+    thread pool of ``concurrency`` threads). Returning acks the message; ``Retry(delay)``
+    republishes it to a delay queue that dead-letters it back after ``delay`` seconds; ``Reject``
+    and undecodable bodies dead-letter it at once; other exceptions retry with backoff per
+    ``retry`` and then dead-letter it with the error in the ``x-error`` header.
+
+    ``url``: one URL, a list or a comma-separated string (failover in order). ``mode``: see
+    :class:`Mode`. ``concurrency``: handlers running at once (default: the sum of prefetches).
+    ``http_port``: serve /healthz, /readyz and /metrics (0 picks a free port; None: no server).
+    ``shutdown_timeout``: how long a stop waits for running handlers. ``probe_interval``: how
+    often strict/conserving modes check whether higher-priority queues are idle.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        queues: Sequence[Queue],
+        handler: Handler | None = None,
+        *,
+        mode: Mode | str = Mode.WEIGHTED,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        http_port: int | None = None,
+        http_host: str = "127.0.0.1",
+        shutdown_timeout: float = 30.0,
+        probe_interval: float = 0.5,
+        resend_unconfirmed: bool = True,
+        confirm_timeout: float = 30.0,
+        reconnect_max_delay: float = 30.0,
+        heartbeat: int | None = None,
+        name: str = "priority-worker",
+    ) -> None:
+        self.urls = split_urls(url)
+        if not queues:
+            raise ConfigurationError("at least one queue is needed")
+        names = [q.name for q in queues]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"duplicate queue names in {names}")
+        for q in queues:
+            if q.handler is None and handler is None:
+                raise ConfigurationError(f"queue {q.name} has no handler")
+        try:
+            self.mode = Mode(mode)
+        except ValueError as exc:
+            raise ConfigurationError(f"unknown mode {mode!r}") from exc
+        self.queues = list(queues)
+        self.handler = handler
+        self.retry = retry or RetryPolicy()
+        total = sum(q.prefetch for q in queues)
+        self.concurrency = concurrency or total
+        self.http_port = http_port
+        self.http_host = http_host
+        self.shutdown_timeout = shutdown_timeout
+        self.probe_interval = probe_interval
+        self.name = name
+        self.metrics = Metrics()
+        self.publisher = Publisher(
+            self.urls, confirm_timeout=confirm_timeout, resend_unconfirmed=resend_unconfirmed,
+            metrics=self.metrics, name=f"{name} publisher",
+            reconnect_max_delay=reconnect_max_delay)
+        self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
+        self._by_name = {s.spec.name: s for s in self._states}
+        self._dispatcher: Dispatcher[Delivery] = Dispatcher(
+            names, self.concurrency, by_priority=self.mode is Mode.STRICT)
+        self._link = Link(self.urls, name=f"{name} consumer", on_open=self._link_open,
+                          on_lost=self._link_lost, backoff_cap=reconnect_max_delay,
+                          heartbeat=heartbeat)
+        self._backoff_cap = reconnect_max_delay
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="priority-worker")
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._probe: _Channel | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._http: Any = None
+
+    # --- public state --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Connected, consuming every queue that the mode says to consume, publisher up."""
+        if self._stopping or not self._link.is_open or not self.publisher.connected:
+            return False
+        desired = self._desired()
+        return all(
+            s.channel is not None and s.channel.is_open and (d is None or s.applied is not None)
+            for s, d in zip(self._states, desired, strict=True)
+        )
+
+    def in_flight(self, queue: str | None = None) -> int:
+        """Deliveries received and not yet settled (of ``queue``, or in total)."""
+        return self._dispatcher.in_flight(queue)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return (the Tornado IOLoop's loop)."""
+        from tornado.ioloop import IOLoop
+
+        async def main() -> None:
+            loop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            await self.serve()
+
+        asyncio.run(main())
+
+    async def serve(self) -> None:
+        """Start, run until :meth:`request_stop`, then stop gracefully."""
+        await self.start()
+        assert self._stop_requested is not None
+        await self._stop_requested.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to stop (safe from a signal handler on the loop)."""
+        log(logger, logging.INFO, "stop_requested")
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def start(self) -> None:
+        """Connect both links, start consuming and the HTTP server; returns when connected."""
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        if self.http_port is not None:
+            from ._http import serve_http
+
+            self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
+        log(logger, logging.INFO, "starting", mode=self.mode.value,
+            queues=",".join(f"{q.name}={q.prefetch}" for q in self.queues),
+            concurrency=self.concurrency)
+        await self.publisher.start()
+        await self._link.start()
+        if self.mode is not Mode.WEIGHTED and len(self._states) > 1:
+            self._probe_task = asyncio.ensure_future(self._probe_loop())
+
+    async def stop(self) -> None:
+        """Stop consuming, finish running handlers (bounded), requeue the rest, close."""
+        if self._stopping:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+        for s in self._states:
+            if s.retry is not None:
+                s.retry.cancel()
+        cancels = [s.channel.cancel() for s in self._states if s.channel and s.channel.is_open]
+        await asyncio.gather(*cancels, return_exceptions=True)
+        requeued = self._requeue(self._dispatcher.take_pending())
+        log(logger, logging.INFO, "draining", running=self._dispatcher.running(),
+            requeued=requeued)
+        deadline = loop.time() + self.shutdown_timeout
+        while self._dispatcher.running() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._dispatcher.running():
+            log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
+        await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
+        await self._link.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._http is not None:
+            self._http.stop()
+        log(logger, logging.INFO, "stopped")
+        assert self._stopped is not None
+        self._stopped.set()
+
+    # --- connection and channels ---------------------------------------------------------------
+
+    def _link_open(self) -> None:
+        if self._link.connects > 1:
+            self.metrics.reconnects.labels("consumer").inc()
+        for s in self._states:
+            s.attempt = 0
+            self._spawn(self._open_queue(s))
+
+    def _link_lost(self, reason: str) -> None:
+        """Every channel died with the connection; their close callbacks did the cleanup."""
+        self._probe = None
+
+    async def _open_queue(self, s: _QueueState) -> None:
+        if self._stopping or not self._link.is_open:
+            return
+        channel = ConsumerChannel(self._link, s.spec.name, on_delivery=self._delivered,
+                                  on_cancelled=self._cancelled, on_closed=self._channel_closed)
+        try:
+            await channel.open()
+        except ChannelGone:
+            return
+        s.channel, s.applied = channel, None
+        self._apply(s)
+
+    def _channel_closed(self, channel: _Channel, reason: str) -> None:
+        s = self._by_name[channel.queue] if isinstance(channel, ConsumerChannel) else None
+        if s is None or channel is not s.channel:
+            return
+        s.channel, s.applied = None, None
+        self.metrics.prefetch.labels(s.spec.name).set(0)
+        # The broker requeued this channel's unacked deliveries; never ack them elsewhere.
+        dropped = self._dispatcher.discard(lambda d: d.channel is channel)
+        if dropped:
+            self.metrics.dropped.labels(s.spec.name).inc(len(dropped))
+        self._update_in_flight(s.spec.name)
+        if self._stopping:
+            return
+        log(logger, logging.WARNING, "channel_closed", queue=s.spec.name, reason=reason,
+            dropped=len(dropped))
+        if self._link.is_open:
+            self._retry_later(s, lambda: self._spawn(self._open_queue(s)))
+
+    def _cancelled(self, channel: ConsumerChannel) -> None:
+        s = self._by_name[channel.queue]
+        if channel is not s.channel or self._stopping:
+            return
+        s.applied = None
+        self.metrics.prefetch.labels(s.spec.name).set(0)
+        self._retry_later(s, lambda: self._apply(s))
+
+    def _retry_later(self, s: _QueueState, action: Any) -> None:
+        delay = reconnect_delay(s.attempt, cap=self._backoff_cap)
+        s.attempt += 1
+        if s.retry is not None:
+            s.retry.cancel()
+        s.retry = asyncio.get_running_loop().call_later(delay, action)
+
+    # --- consuming at the right prefetch --------------------------------------------------------
+
+    def _desired(self) -> list[int | None]:
+        return effective_prefetch(self.mode, [s.spec.prefetch for s in self._states],
+                                  [s.idle for s in self._states])
+
+    def _apply(self, s: _QueueState) -> None:
+        """Bring the queue's consumer to the prefetch the mode wants (one change at a time)."""
+        if not s.applying and not self._stopping:
+            self._spawn(self._apply_loop(s))
+
+    async def _apply_loop(self, s: _QueueState) -> None:
+        s.applying = True
+        try:
+            while not self._stopping and s.channel is not None and s.channel.is_open:
+                target = self._desired()[s.index]
+                if target == s.applied:
+                    break
+                channel = s.channel
+                if target is None:
+                    await channel.cancel()
+                else:
+                    await channel.consume(target)
+                s.applied = target
+                s.attempt = 0
+                self.metrics.prefetch.labels(s.spec.name).set(target or 0)
+                log(logger, logging.INFO, "consuming" if target else "paused",
+                    queue=s.spec.name, prefetch=target or 0)
+                # Give back capacity now: requeue what this queue received but has not started
+                # beyond its new prefetch (all of it when paused).
+                keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
+                self._requeue(self._dispatcher.take_pending(s.spec.name, keep=keep))
+        except ChannelGone:
+            pass  # the close callback schedules the reopen
+        finally:
+            s.applying = False
+
+    def _replan(self) -> None:
+        for s, target in zip(self._states, self._desired(), strict=True):
+            if target != s.applied:
+                self._apply(s)
+
+    async def _probe_loop(self) -> None:
+        """Strict/conserving: find out whether each higher-priority queue is idle.
+
+        "Idle" = nothing of it in flight here *and* a passive queue.declare reports no ready
+        messages. Deliveries alone cannot tell an empty queue from a slow one, and the message
+        count alone misses work already prefetched, so both are needed. A delivery from a queue
+        marks it busy at once (see _delivered), so low-priority work is cut back immediately;
+        becoming idle again is only noticed at the next probe, which errs on the side of the
+        high-priority queue.
+        """
+        while not self._stopping:
+            for s in self._states[:-1]:
+                if self._dispatcher.in_flight(s.spec.name):
+                    idle = False
+                else:
+                    count = await self._ready_count(s.spec.name)
+                    idle = count == 0
+                if idle != s.idle:
+                    s.idle = idle
+                    log(logger, logging.DEBUG, "idle" if idle else "busy", queue=s.spec.name)
+            self._replan()
+            await asyncio.sleep(self.probe_interval)
+
+    async def _ready_count(self, queue: str) -> int | None:
+        if not self._link.is_open:
+            return None
+        try:
+            if self._probe is None or not self._probe.is_open:
+                self._probe = _Channel(self._link, lambda ch, reason: None)
+                await self._probe.open()
+            return await self._probe.ready_count(queue)
+        except ChannelGone:
+            return None
+
+    # --- deliveries ----------------------------------------------------------------------------
+
+    def _delivered(self, d: Delivery) -> None:
+        s = self._by_name[d.queue]
+        self.metrics.deliveries.labels(d.queue).inc()
+        if self._stopping:
+            self._requeue([d])
+            return
+        if s.idle:
+            s.idle = False
+            self._replan()
+        self._dispatcher.add(d.queue, d)
+        self._update_in_flight(d.queue)
+        self._pump()
+
+    def _pump(self) -> None:
+        for _queue, d in self._dispatcher.take():
+            self._spawn(self._handle(d))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
+
+    async def _handle(self, d: Delivery) -> None:
+        spec = self._by_name[d.queue].spec
+        handler = spec.handler or self.handler
+        assert handler is not None
+        attempts = attempts_of(d.properties.headers)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            try:
+                data = decode_body(d.body, d.properties.content_type,
+                                   d.properties.content_encoding)
+            except UndecodableError as exc:
+                error = exc
+            else:
+                message = Message(
+                    body=d.body, queue=d.queue, routing_key=d.routing_key, exchange=d.exchange,
+                    redelivered=d.redelivered, properties=d.properties, data=data,
+                    attempts=attempts, publisher=self.publisher)
+                try:
+                    if inspect.iscoroutinefunction(handler):
+                        await handler(message)
+                    else:
+                        loop = asyncio.get_running_loop()
+                        result = await loop.run_in_executor(self._pool, handler, message)
+                        if inspect.isawaitable(result):
+                            await result
+                except Exception as exc:
+                    error = exc
+                finally:
+                    self.metrics.handler_seconds.labels(d.queue).observe(
+                        time.perf_counter() - started)
+            if error is not None and not isinstance(error, UndecodableError):
+                self.metrics.handler_errors.labels(d.queue).inc()
+            await self._settle(d, spec, decide(error, attempts, self.retry), error)
+        finally:
+            self._dispatcher.finish(d.queue)
+            self._update_in_flight(d.queue)
+            self._pump()
+
+    async def _settle(self, d: Delivery, spec: Queue, action: Action,
+                      error: BaseException | None) -> None:
+        """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
+        if not d.channel.is_open:
+            self.metrics.dropped.labels(d.queue).inc()
+            log(logger, logging.INFO, "delivery_dropped", queue=d.queue,
+                reason="channel closed; the broker redelivers it")
+            return
+        if isinstance(action, Ack):
+            if d.channel.ack(d.delivery_tag):
+                self.metrics.acks.labels(d.queue).inc()
+            else:
+                self.metrics.dropped.labels(d.queue).inc()
+            return
+        headers = dict(d.properties.headers or {})
+        headers[ORIGINAL_QUEUE_HEADER] = d.queue
+        headers[ATTEMPTS_HEADER] = action.attempts
+        props = replace(d.properties, expiration=None)
+        try:
+            if isinstance(action, RetryLater):
+                ms = max(int(action.delay * 1000), 1)
+                name = f"{d.queue}.delay.{ms}"
+                await self.publisher.ensure_queue(name, {
+                    "x-message-ttl": ms,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": d.queue,
+                    "x-expires": ms + DELAY_QUEUE_GRACE_MS,
+                }, refresh_after=DELAY_QUEUE_REDECLARE_S)
+                headers[ERROR_HEADER] = action.reason
+                await self.publisher.publish("", name, d.body, properties=replace(
+                    props, headers=headers), mandatory=True)
+                counter = self.metrics.retries.labels(d.queue)
+                log(logger, logging.INFO, "retry_scheduled", queue=d.queue,
+                    delay=action.delay, attempts=action.attempts, reason=action.reason)
+            else:
+                exchange, key = self._dead_letter_target(spec, d)
+                if not exchange:
+                    await self.publisher.ensure_queue(key, {})
+                headers[ERROR_HEADER] = action.error
+                headers["x-dead-letter-reason"] = action.reason
+                await self.publisher.publish(exchange, key, d.body, properties=replace(
+                    props, headers=headers), mandatory=True)
+                counter = self.metrics.dead_letters.labels(d.queue, action.reason)
+                log(logger, logging.WARNING, "dead_lettered", queue=d.queue,
+                    reason=action.reason, error=action.error, exchange=exchange,
+                    routing_key=key)
+        except PublishReturned as exc:
+            # Nowhere to put it: let the broker dead-letter it by the queue's own policy.
+            log(logger, logging.ERROR, "republish_unroutable", queue=d.queue, error=str(exc))
+            if d.channel.nack(d.delivery_tag, requeue=False):
+                self.metrics.dead_letters.labels(d.queue, "unroutable").inc()
+            return
+        except (PublishError, ChannelGone) as exc:
+            log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
+            self._requeue([d])
+            return
+        if d.channel.ack(d.delivery_tag):
+            counter.inc()
+        else:
+            self.metrics.dropped.labels(d.queue).inc()
+
+    @staticmethod
+    def _dead_letter_target(spec: Queue, d: Delivery) -> tuple[str, str]:
+        if spec.dead_letter_exchange:
+            return spec.dead_letter_exchange, spec.dead_letter_routing_key or d.routing_key
+        return "", f"{spec.name}.dead"
+
+    def _requeue(self, deliveries: Sequence[Delivery]) -> int:
+        count = 0
+        for d in deliveries:
+            if d.channel.nack(d.delivery_tag, requeue=True):
+                self.metrics.requeues.labels(d.queue).inc()
+                count += 1
+            self._update_in_flight(d.queue)
+        return count
+
+    def _update_in_flight(self, queue: str) -> None:
+        self.metrics.in_flight.labels(queue).set(self._dispatcher.in_flight(queue))
