@@ -417,6 +417,16 @@ module ChefStub
       self
     end
 
+    # Compiles and converges the recipe code in +block+, as if it were a
+    # recipe of +cookbook+ (a wrapper cookbook, say); returns self.
+    def converge_inline(cookbook, &block)
+      Run.current = self
+      first = compiled.size
+      RecipeContext.new(self, cookbook).instance_eval(&block)
+      compiled[first..].each { |resource| converge(resource) }
+      self
+    end
+
     def include_recipe(spec)
       cookbook, recipe = spec.split('::')
       recipe ||= 'default'
@@ -452,13 +462,17 @@ module ChefStub
       name = ::File.basename(dir)
       (@dirs ||= {})[name] = dir
       @cookbook_collection[name] = Cookbook.new(dir)
-      Dir[::File.join(dir, 'libraries', '*.rb')].sort.each { |lib| load lib }
+      Dir[::File.join(dir, 'libraries', '*.rb')].sort.each { |lib| require lib }
       attribute_file = ::File.join(dir, 'attributes', 'default.rb')
+      load_attributes(attribute_file) if ::File.exist?(attribute_file)
+      Dir[::File.join(dir, 'resources', '*.rb')].sort.each { |file| load_resource(name, file) }
+    end
+
+    def load_attributes(attribute_file)
       default_attributes = node.default
       context = Object.new
       context.define_singleton_method(:default) { default_attributes }
       context.instance_eval(::File.read(attribute_file), attribute_file)
-      Dir[::File.join(dir, 'resources', '*.rb')].sort.each { |file| load_resource(name, file) }
     end
 
     def load_resource(cookbook, file)
