@@ -243,6 +243,64 @@ def run_pika_blocking(ctx: Context, vhost: str) -> float:
     return time.perf_counter() - t0
 
 
+def run_aiormq_channels(ctx: Context, vhost: str, channels: int = 16) -> float:
+    """aiormq, each phase's declares spread over ``channels`` channels (a fast AMQP reference)."""
+    import asyncio
+
+    import aiormq
+
+    topo = ctx.topo
+
+    async def phase(chans: list, calls: list) -> None:
+        async def lane(ch: object, items: list) -> None:
+            for fn in items:
+                await fn(ch)
+
+        await asyncio.gather(*(lane(ch, calls[i :: len(chans)]) for i, ch in enumerate(chans)))
+
+    async def run() -> None:
+        conn = await aiormq.connect(ctx.broker.amqp_url(vhost))
+        try:
+            chans = [await conn.channel() for _ in range(channels)]
+            specs = topo.exchange_specs()
+            for etype in ("fanout", "topic"):  # alternate exchanges first
+                await phase(
+                    chans,
+                    [
+                        (
+                            lambda ch, n=n, t=t, a=a: ch.exchange_declare(
+                                exchange=n, exchange_type=t, durable=True, arguments=a
+                            )
+                        )
+                        for n, t, a in specs
+                        if t == etype
+                    ],
+                )
+            await phase(
+                chans,
+                [
+                    (lambda ch, n=n, a=a: ch.queue_declare(n, durable=True, arguments=a))
+                    for n, a in topo.queue_specs()
+                ],
+            )
+            await phase(
+                chans,
+                [
+                    (lambda ch, e=e, q=q, rk=rk: ch.queue_bind(q, e, routing_key=rk))
+                    for e, q, rk in topo.binding_specs()
+                ],
+            )
+        finally:
+            await conn.close()
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    elapsed = time.perf_counter() - t0
+    if count_objects(ctx.mgmt.definitions(vhost)) != topo.counts:
+        raise common.HarnessError("aiormq peer did not declare everything")
+    return elapsed
+
+
 def _declare_amqp(ctx: Context, args: list[str], ok_codes: tuple[int, ...]) -> float:
     out = ctx.workdir / "declare-amqp.out"
     with out.open("wb") as sink:
@@ -315,6 +373,7 @@ class Results:
 IMPORT = "rabbitmqctl import_definitions (+ wait until complete)"
 POST = "POST /api/definitions/{vhost} (+ wait until complete)"
 PIKA = "pika BlockingConnection, sequential declares (original tool)"
+AIORMQ = "aiormq, declares over 16 channels (reference)"
 APPLY = "declare-amqp apply, cold (process start included)"
 REPOST = "no-op: re-POST /api/definitions/{vhost}"
 REIMPORT = "no-op: rabbitmqctl import_definitions again"
@@ -341,6 +400,7 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
     timed(POST, "post", run_post_definitions, [(REPOST, run_repost)])
     if with_pika:
         timed(PIKA, "pika", run_pika_blocking)
+        timed(AIORMQ, "aiormq", run_aiormq_channels)
     if with_tool:
         timed(APPLY, "apply", run_declare_apply, [(PLAN, run_declare_noop_plan)])
 
@@ -361,7 +421,7 @@ def fmt_s(v: float | None) -> str:
 
 def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline: str) -> str:
     rows = []
-    for key in (IMPORT, POST, PIKA, APPLY, REIMPORT, REPOST, PLAN):
+    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, REIMPORT, REPOST, PLAN):
         samples = res.samples.get(key, [])
         if key in res.errors and not samples:
             rows.append([key, "ERROR", "-", "-"])
@@ -431,7 +491,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="200 queues, 20 exchanges, 1 repetition, no pika peer (< 60 s)",
     )
-    p.add_argument("--no-pika", action="store_true", help="skip the slow sequential pika peer")
+    p.add_argument(
+        "--no-pika",
+        action="store_true",
+        help="skip the sequential pika peer and the aiormq reference",
+    )
     p.add_argument("--skip-tool", action="store_true", help="measure the peers only")
     p.add_argument("--timeout", type=float, default=300, help="per-import wait limit, s")
     p.add_argument(
