@@ -1,0 +1,7 @@
+"""``python -m declare_amqp`` is the ``declare-amqp`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

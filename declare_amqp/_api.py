@@ -1,0 +1,134 @@
+"""The library's workflow: load -> validate -> read the broker -> plan -> apply -> verify."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._broker import (
+    DEFAULT_CHANNELS,
+    AmqpFailure,
+    BrokerState,
+    ManagementClient,
+    apply_plan,
+)
+from ._connection import BrokerAddress
+from ._errors import PlanConflictError, TopologyError
+from ._loader import load_files
+from ._model import Topology
+from ._plan import Plan, plan
+from ._validate import check_references, validate
+
+
+def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
+    """Load, merge and validate topology files; raises TopologyError with every problem."""
+    topology = load_files(paths, vhost=vhost, default_vhost=default_vhost)
+    problems = validate(topology)
+    if problems:
+        raise TopologyError(problems)
+    return topology
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of ``Session.apply``."""
+
+    plan: Plan
+    written: int
+    failures: tuple[AmqpFailure, ...]
+    remaining: Plan  # what still differs afterwards (empty when the broker matches)
+    seconds: float
+    refused: int = field(default=0)
+
+    @property
+    def matches(self) -> bool:
+        return not self.remaining.writes and not self.remaining.conflicts
+
+    @property
+    def ok(self) -> bool:
+        """Exit 0: everything written, nothing refused, and the broker matches the files."""
+        return self.matches and not self.failures and not self.refused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "written": self.written,
+            "failures": [str(f) for f in self.failures],
+            "refused": self.refused,
+            "matches": self.matches,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Session:
+    """A connection to one broker (or cluster) for planning and applying."""
+
+    def __init__(self, address: BrokerAddress) -> None:
+        self.address = address
+        self.management = ManagementClient(address)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.management.close()
+
+    def describe_target(self) -> str:
+        node = self.management.node
+        version = getattr(self.management, "version", "?")
+        where = node.amqp_display if node else str(self.address)
+        return f"{where} (RabbitMQ {version})"
+
+    def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
+        """One bulk read per vhost."""
+        return self.management.read(vhosts, with_stats=with_stats)
+
+    def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
+        """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
+        state = self.read(desired.vhost_names(), with_stats=prune)
+        problems = check_references(desired, state.topology)
+        if problems:
+            raise TopologyError(problems)
+        return plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
+
+    def apply(
+        self,
+        desired: Topology,
+        the_plan: Plan,
+        *,
+        force: bool = False,
+        channels: int = DEFAULT_CHANNELS,
+        progress_console: Any = None,
+    ) -> ApplyResult:
+        """Write the plan (never one with conflicts), then read and plan again to verify."""
+        if the_plan.conflicts:
+            raise PlanConflictError(the_plan.conflicts)
+        started = time.monotonic()
+        writes = the_plan.writes
+        report = None
+        if writes:
+            if progress_console is not None and len(writes) >= 50:
+                from rich.progress import Progress
+
+                with Progress(console=progress_console, transient=True) as bar:
+                    task = bar.add_task("applying", total=len(writes))
+                    report = apply_plan(self.address, self.management, the_plan,
+                                        channels=channels, force=force,
+                                        progress=lambda n: bar.advance(task, n))
+            else:
+                report = apply_plan(self.address, self.management, the_plan,
+                                    channels=channels, force=force)
+        seconds = time.monotonic() - started
+        remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan
+        return ApplyResult(
+            plan=the_plan,
+            written=len(report.written) if report else 0,
+            failures=report.failures if report else (),
+            remaining=remaining,
+            seconds=seconds,
+            refused=len(remaining.refused),
+        )

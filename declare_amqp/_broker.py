@@ -1,0 +1,665 @@
+"""The one module that talks to RabbitMQ.
+
+- Reading: one ``GET /api/definitions/{vhost}`` per vhost (plus one ``GET /api/queues`` per
+  vhost when pruning), converted into the same model the files load into.
+- Writing: vhosts and policies over the management API (AMQP cannot make them); exchanges,
+  queues and bindings over AMQP, spread over several channels of one connection per vhost,
+  because pika waits for each method's ``-Ok`` before it sends the next on a channel.
+
+pika and httpx exceptions are translated here, and only here, into ``_errors`` types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pika
+import pika.exceptions
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+from ._connection import BrokerAddress, Node
+from ._errors import (
+    ApplyError,
+    AuthenticationFailed,
+    BrokerError,
+    BrokerUnreachable,
+    ManagementUnavailable,
+)
+from ._model import (
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+    VhostSpec,
+)
+from ._plan import CREATE, DELETE, UPDATE, Change, Plan, QueueStats
+from ._validate import is_builtin_exchange
+
+DEFAULT_CHANNELS = 16
+Progress = Callable[[int], None]
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What the broker holds in the vhosts asked for."""
+
+    topology: Topology
+    stats: Mapping[tuple[str, str], QueueStats]
+    version: str
+
+
+def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
+    """Convert ``GET /api/definitions/{vhost}`` into the model (normalised like the files)."""
+    exchanges = tuple(
+        ExchangeSpec(
+            vhost=vhost,
+            name=x["name"],
+            type=x["type"],
+            durable=bool(x.get("durable", True)),
+            auto_delete=bool(x.get("auto_delete", False)),
+            internal=bool(x.get("internal", False)),
+            arguments=dict(x.get("arguments") or {}),
+        )
+        for x in definitions.get("exchanges", [])
+        if not is_builtin_exchange(x["name"])
+    )
+    queues = []
+    for q in definitions.get("queues", []):
+        arguments = dict(q.get("arguments") or {})
+        queue_type = arguments.pop("x-queue-type", None) or q.get("type") or "classic"
+        queues.append(QueueSpec(
+            vhost=vhost,
+            name=q["name"],
+            type=queue_type,
+            durable=bool(q.get("durable", True)),
+            auto_delete=bool(q.get("auto_delete", False)),
+            arguments=arguments,
+        ))
+    bindings = tuple(
+        BindingSpec(
+            vhost=vhost,
+            source=b["source"],
+            destination=b["destination"],
+            destination_type=b.get("destination_type", "queue"),
+            routing_key=b.get("routing_key", ""),
+            arguments=dict(b.get("arguments") or {}),
+        )
+        for b in definitions.get("bindings", [])
+        if b.get("source")  # the default exchange's implicit bindings are not listed, but be sure
+    )
+    policies = tuple(
+        PolicySpec(
+            vhost=vhost,
+            name=p["name"],
+            pattern=p["pattern"],
+            definition=dict(p.get("definition") or {}),
+            apply_to=p.get("apply-to", "all"),
+            priority=int(p.get("priority", 0)),
+        )
+        for p in definitions.get("policies", [])
+    )
+    return Topology(
+        vhosts=(VhostSpec(vhost),),
+        exchanges=exchanges,
+        queues=tuple(queues),
+        bindings=bindings,
+        policies=policies,
+    )
+
+
+class ManagementClient:
+    """The management HTTP API of the first node that answers."""
+
+    def __init__(self, address: BrokerAddress, timeout: float = 30.0) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self.node: Node | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> ManagementClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connect(self) -> httpx.Client:
+        if self._client is not None:
+            return self._client
+        errors = []
+        for node in self.address.nodes:
+            client = httpx.Client(
+                base_url=node.management_url,
+                auth=(self.address.user, self.address.password),
+                timeout=self._timeout,
+                headers={"content-type": "application/json"},
+            )
+            try:
+                response = client.get("/api/overview")
+            except httpx.HTTPError as exc:
+                client.close()
+                errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
+                continue
+            if response.status_code == 401:
+                client.close()
+                raise AuthenticationFailed(
+                    f"the management API at {node.management_url} refused user "
+                    f"'{self.address.user}' (wrong user or password, or the user lacks the "
+                    "management tag)"
+                )
+            if response.status_code != 200:
+                client.close()
+                errors.append(f"{node.management_url}: HTTP {response.status_code}")
+                continue
+            self._client, self.node = client, node
+            self.version = str(response.json().get("rabbitmq_version", "?"))
+            return client
+        raise ManagementUnavailable(
+            "the RabbitMQ management API does not answer ("
+            + "; ".join(self.address.redact(e) for e in errors)
+            + "). Enable it with `rabbitmq-plugins enable rabbitmq_management`, pass "
+            "--management-url, or use --amqp-only (declares over AMQP only: no policies, "
+            "no vhosts, no check of arguments RabbitMQ does not compare, no prune)."
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        client = self._connect()
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise BrokerUnreachable(
+                self.address.redact(f"management API request {method} {path} failed: {exc}")
+            ) from exc
+        if response.status_code == 401:
+            raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
+        return response
+
+    def _ok(self, response: httpx.Response, what: str) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                reason = response.json().get("reason", response.text)
+            except ValueError:
+                reason = response.text
+            raise BrokerError(self.address.redact(
+                f"{what}: HTTP {response.status_code}: {reason}"))
+        return response
+
+    def vhosts(self) -> list[str]:
+        response = self._ok(self.request("GET", "/api/vhosts?columns=name"), "listing vhosts")
+        return [v["name"] for v in response.json()]
+
+    def definitions(self, vhost: str) -> dict[str, Any] | None:
+        """The vhost's definitions, or None when the vhost does not exist."""
+        response = self.request("GET", f"/api/definitions/{_q(vhost)}")
+        if response.status_code == 404:
+            return None
+        result: dict[str, Any] = self._ok(response, f"reading vhost '{vhost}'").json()
+        return result
+
+    def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
+        response = self._ok(
+            self.request("GET", f"/api/queues/{_q(vhost)}?columns=name,messages,consumers"),
+            f"reading queue counts of vhost '{vhost}'",
+        )
+        return {
+            (vhost, q["name"]): QueueStats(int(q.get("messages") or 0),
+                                           int(q.get("consumers") or 0))
+            for q in response.json()
+        }
+
+    def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
+        """One bulk read per vhost: everything ``plan`` needs."""
+        self._connect()
+        parts: list[Topology] = []
+        stats: dict[tuple[str, str], QueueStats] = {}
+        for vhost in vhosts:
+            definitions = self.definitions(vhost)
+            if definitions is None:
+                continue  # the vhost does not exist (yet)
+            parts.append(from_definitions(vhost, definitions))
+            if with_stats:
+                stats.update(self.queue_stats(vhost))
+        from ._model import merge
+
+        return BrokerState(merge(parts), stats, self.version)
+
+    def put_vhost(self, name: str) -> None:
+        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}"), f"creating vhost '{name}'")
+        # The user that creates a vhost gets no permissions in it by itself.
+        self._ok(
+            self.request(
+                "PUT",
+                f"/api/permissions/{_q(name)}/{_q(self.address.user)}",
+                json={"configure": ".*", "write": ".*", "read": ".*"},
+            ),
+            f"granting '{self.address.user}' permissions on vhost '{name}'",
+        )
+
+    def put_policy(self, p: PolicySpec) -> None:
+        self._ok(
+            self.request(
+                "PUT",
+                f"/api/policies/{_q(p.vhost)}/{_q(p.name)}",
+                json={"pattern": p.pattern, "definition": dict(p.definition),
+                      "apply-to": p.apply_to, "priority": p.priority},
+            ),
+            f"writing policy '{p.name}' in vhost '{p.vhost}'",
+        )
+
+    def delete_policy(self, vhost: str, name: str) -> None:
+        response = self.request("DELETE", f"/api/policies/{_q(vhost)}/{_q(name)}")
+        if response.status_code != 404:
+            self._ok(response, f"deleting policy '{name}' in vhost '{vhost}'")
+
+
+# --------------------------------------------------------------------------- AMQP
+
+
+@dataclass(frozen=True)
+class AmqpFailure:
+    """One AMQP operation the broker refused."""
+
+    change: Change
+    reply_code: int
+    reply_text: str
+
+    def __str__(self) -> str:
+        return f"{self.change.spec.label}: {self.reply_code} {self.reply_text}"
+
+
+def _parameters(address: BrokerAddress, node: Node, vhost: str) -> pika.ConnectionParameters:
+    ssl_options = None
+    if node.tls:
+        ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=node.host)
+    return pika.ConnectionParameters(
+        host=node.host,
+        port=node.port,
+        virtual_host=vhost,
+        credentials=pika.PlainCredentials(address.user, address.password),
+        ssl_options=ssl_options,
+        connection_attempts=1,
+        socket_timeout=10,
+        blocked_connection_timeout=60,
+        heartbeat=60,
+        client_properties={"connection_name": "declare-amqp"},
+    )
+
+
+class _Channel:
+    """An asyncio face on one pika channel: ``await call(method, ...)``."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.pending: asyncio.Future[Any] | None = None
+        self.closed: BaseException | None = None
+        channel.add_on_close_callback(self._on_close)
+
+    def _on_close(self, _channel: Any, reason: BaseException) -> None:
+        self.closed = reason
+        if self.pending is not None and not self.pending.done():
+            self.pending.set_exception(reason)
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending = future
+
+        def done(frame: Any) -> None:
+            if not future.done():
+                future.set_result(frame)
+
+        getattr(self.channel, method)(callback=done, **kwargs)
+        return await future
+
+
+class AmqpSession:
+    """One AMQP connection to one vhost, with helpers to run many operations on N channels."""
+
+    def __init__(self, address: BrokerAddress, vhost: str) -> None:
+        self.address = address
+        self.vhost = vhost
+        self.connection: Any = None
+        self.node: Node | None = None
+
+    async def open(self) -> None:
+        errors: list[str] = []
+        for node in self.address.nodes:
+            try:
+                self.connection = await self._open(node)
+                self.node = node
+                return
+            except (pika.exceptions.ProbableAuthenticationError,
+                    pika.exceptions.AuthenticationError) as exc:
+                raise AuthenticationFailed(
+                    f"{node.amqp_display} refused user '{self.address.user}' "
+                    "(wrong user or password)"
+                ) from exc
+            except pika.exceptions.ProbableAccessDeniedError as exc:
+                raise BrokerError(
+                    f"{node.amqp_display} denied user '{self.address.user}' access to vhost "
+                    f"'{self.vhost}' (the vhost does not exist, or the user has no "
+                    "permissions there)"
+                ) from exc
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                errors.append(f"{node.amqp_display}: {type(exc).__name__} {exc}".strip())
+        raise BrokerUnreachable(self.address.redact(
+            "no broker node answered on AMQP: " + "; ".join(errors)))
+
+    async def _open(self, node: Node) -> Any:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[Any] = loop.create_future()
+
+        def on_open(conn: Any) -> None:
+            if not opened.done():
+                opened.set_result(conn)
+
+        def on_error(_conn: Any, exc: BaseException | str) -> None:
+            if not opened.done():
+                opened.set_exception(exc if isinstance(exc, BaseException)
+                                     else pika.exceptions.AMQPConnectionError(exc))
+
+        def on_closed(_conn: Any, exc: BaseException) -> None:
+            if not opened.done():
+                opened.set_exception(exc)
+
+        AsyncioConnection(
+            _parameters(self.address, node, self.vhost),
+            on_open_callback=on_open,
+            on_open_error_callback=on_error,
+            on_close_callback=on_closed,
+            custom_ioloop=loop,
+        )
+        return await asyncio.wait_for(opened, timeout=20)
+
+    async def channel(self) -> _Channel:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[Any] = loop.create_future()
+        self.connection.channel(on_open_callback=opened.set_result)
+        return _Channel(await asyncio.wait_for(opened, timeout=20))
+
+    async def close(self) -> None:
+        if self.connection is None or self.connection.is_closed:
+            return
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        self.connection.add_on_close_callback(
+            lambda *_: closed.done() or closed.set_result(None))
+        if not self.connection.is_closing:
+            self.connection.close()
+        try:
+            await asyncio.wait_for(closed, timeout=5)
+        except asyncio.TimeoutError:
+            pass
+
+    async def run(
+        self,
+        items: Sequence[Change],
+        operation: Callable[[_Channel, Change], Awaitable[Any]],
+        channels: int,
+        progress: Progress | None = None,
+    ) -> list[AmqpFailure]:
+        """Run ``operation`` for every change, on up to ``channels`` channels at once."""
+        queue: asyncio.Queue[Change] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+        failures: list[AmqpFailure] = []
+
+        async def lane() -> None:
+            ch = await self.channel()
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                try:
+                    await operation(ch, item)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    failures.append(AmqpFailure(item, exc.reply_code, exc.reply_text))
+                    ch = await self.channel()
+                except pika.exceptions.ChannelClosed as exc:
+                    if self.connection.is_closed:
+                        raise BrokerUnreachable(
+                            f"the connection to {self.node and self.node.amqp_display} closed "
+                            f"during the apply: {exc}") from exc
+                    failures.append(AmqpFailure(item, exc.reply_code, exc.reply_text))
+                    ch = await self.channel()
+                if progress is not None:
+                    progress(1)
+            if ch.closed is None:
+                ch.channel.close()
+
+        count = max(1, min(channels, len(items)))
+        await asyncio.gather(*(lane() for _ in range(count)))
+        return failures
+
+
+async def _declare(ch: _Channel, change: Change, passive: bool = False) -> Any:
+    spec = change.spec
+    if isinstance(spec, ExchangeSpec):
+        return await ch.call(
+            "exchange_declare", exchange=spec.name, exchange_type=spec.type, passive=passive,
+            durable=spec.durable, auto_delete=spec.auto_delete, internal=spec.internal,
+            arguments=dict(spec.arguments) or None,
+        )
+    if isinstance(spec, QueueSpec):
+        arguments = dict(spec.arguments)
+        if spec.type != "classic":
+            # Never write x-queue-type: classic (some versions then refuse a later redeclare).
+            arguments["x-queue-type"] = spec.type
+        return await ch.call(
+            "queue_declare", queue=spec.name, passive=passive, durable=spec.durable,
+            auto_delete=spec.auto_delete, arguments=arguments or None,
+        )
+    if isinstance(spec, BindingSpec):
+        if spec.destination_type == "queue":
+            return await ch.call("queue_bind", queue=spec.destination, exchange=spec.source,
+                                 routing_key=spec.routing_key,
+                                 arguments=dict(spec.arguments) or None)
+        return await ch.call("exchange_bind", destination=spec.destination, source=spec.source,
+                             routing_key=spec.routing_key, arguments=dict(spec.arguments) or None)
+    raise TypeError(f"cannot declare {spec!r} over AMQP")
+
+
+def _delete_operation(force: bool) -> Callable[[_Channel, Change], Awaitable[Any]]:
+    async def delete(ch: _Channel, change: Change) -> Any:
+        spec = change.spec
+        if isinstance(spec, BindingSpec):
+            if spec.destination_type == "queue":
+                return await ch.call("queue_unbind", queue=spec.destination,
+                                     exchange=spec.source, routing_key=spec.routing_key,
+                                     arguments=dict(spec.arguments) or None)
+            return await ch.call("exchange_unbind", destination=spec.destination,
+                                 source=spec.source, routing_key=spec.routing_key,
+                                 arguments=dict(spec.arguments) or None)
+        if isinstance(spec, QueueSpec):
+            # The broker's own check is authoritative (management counts are sampled).
+            return await ch.call("queue_delete", queue=spec.name, if_unused=not force,
+                                 if_empty=not force)
+        if isinstance(spec, ExchangeSpec):
+            return await ch.call("exchange_delete", exchange=spec.name)
+        raise TypeError(f"cannot delete {spec!r} over AMQP")
+
+    return delete
+
+
+def _group(changes: Iterable[Change], *kinds: str) -> dict[str, list[Change]]:
+    by_vhost: dict[str, list[Change]] = {}
+    for c in changes:
+        if c.kind in kinds:
+            by_vhost.setdefault(c.vhost, []).append(c)
+    return by_vhost
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What apply did: the changes written, and those the broker refused."""
+
+    written: tuple[Change, ...]
+    failures: tuple[AmqpFailure, ...]
+
+
+def apply_plan(
+    address: BrokerAddress,
+    management: ManagementClient | None,
+    plan: Plan,
+    *,
+    channels: int = DEFAULT_CHANNELS,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ApplyReport:
+    """Write the plan's creates, updates and deletes in dependency order."""
+    return asyncio.run(_apply(address, management, plan, channels, force, progress))
+
+
+async def _apply(
+    address: BrokerAddress,
+    management: ManagementClient | None,
+    plan: Plan,
+    channels: int,
+    force: bool,
+    progress: Progress | None,
+) -> ApplyReport:
+    writes = plan.writes
+    failures: list[AmqpFailure] = []
+    done: list[Change] = []
+
+    def tick(change: Change) -> None:
+        done.append(change)
+        if progress is not None:
+            progress(1)
+
+    for c in writes:
+        if c.kind == "vhost" and c.action == CREATE:
+            assert management is not None
+            management.put_vhost(c.name)
+            tick(c)
+
+    sessions: dict[str, AmqpSession] = {}
+
+    async def session(vhost: str) -> AmqpSession:
+        if vhost not in sessions:
+            s = AmqpSession(address, vhost)
+            await s.open()
+            sessions[vhost] = s
+        return sessions[vhost]
+
+    async def amqp_phase(
+        changes: list[Change],
+        operation: Callable[[_Channel, Change], Awaitable[Any]],
+    ) -> None:
+        for vhost, items in _group(changes, "exchange", "queue", "binding").items():
+            s = await session(vhost)
+            found = await s.run(items, operation, channels, progress)
+            failures.extend(found)
+            failed = {id(f.change) for f in found}
+            done.extend(c for c in items if id(c) not in failed)
+
+    try:
+        creates = [c for c in writes if c.action == CREATE]
+        await amqp_phase([c for c in creates if c.kind == "exchange"], _declare)
+        for c in writes:
+            if c.kind == "policy" and c.action in (CREATE, UPDATE):
+                assert management is not None
+                management.put_policy(c.spec)  # type: ignore[arg-type]
+                tick(c)
+        await amqp_phase([c for c in creates if c.kind == "queue"], _declare)
+        await amqp_phase([c for c in creates if c.kind == "binding"], _declare)
+        deletes = [c for c in writes if c.action == DELETE]
+        delete = _delete_operation(force)
+        await amqp_phase([c for c in deletes if c.kind == "binding"], delete)
+        await amqp_phase([c for c in deletes if c.kind == "queue"], delete)
+        await amqp_phase([c for c in deletes if c.kind == "exchange"], delete)
+        for c in deletes:
+            if c.kind == "policy":
+                assert management is not None
+                management.delete_policy(c.vhost, c.name)
+                tick(c)
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return ApplyReport(tuple(done), tuple(failures))
+
+
+# ------------------------------------------------------------------ AMQP-only mode
+
+
+def amqp_only_apply(
+    address: BrokerAddress, desired: Topology, channels: int = DEFAULT_CHANNELS,
+    progress: Progress | None = None,
+) -> tuple[Plan, ApplyReport]:
+    """Apply without the management API, as the original tool did, but conflict-safe.
+
+    Phase 1 redeclares every object that already exists (a passive declare tells which)
+    with the desired properties: equal ones are no-ops, different ones make the broker close
+    the channel with 406 — a conflict, found before anything is written. Phase 2 creates
+    the missing objects only if phase 1 found no conflict. It cannot see arguments RabbitMQ
+    does not compare, bindings, policies or vhosts.
+    """
+    return asyncio.run(_amqp_only(address, desired, channels, progress))
+
+
+async def _amqp_only(
+    address: BrokerAddress, desired: Topology, channels: int, progress: Progress | None
+) -> tuple[Plan, ApplyReport]:
+    from ._plan import CONFLICT
+
+    conflicts: list[Change] = []
+    creates: list[Change] = []
+    written: list[Change] = []
+    failures: list[AmqpFailure] = []
+    for vhost in desired.vhost_names():
+        part = desired.in_vhost(vhost)
+        s = AmqpSession(address, vhost)
+        await s.open()
+        try:
+            objects = [Change(CREATE, "exchange", vhost, x.name, desired=x)
+                       for x in part.exchanges]
+            objects += [Change(CREATE, "queue", vhost, q.name, desired=q) for q in part.queues]
+            missing = await s.run(objects, lambda ch, c: _declare(ch, c, passive=True),
+                                  channels)
+            missing_ids = {id(f.change) for f in missing if f.reply_code == 404}
+            existing = [c for c in objects if id(c) not in missing_ids]
+            refused = await s.run(existing, _declare, channels)
+            for f in refused:
+                conflicts.append(Change(CONFLICT, f.change.kind, vhost, f.change.name,
+                                        desired=f.change.desired,
+                                        message=f"the broker refused the redeclare: "
+                                                f"{f.reply_code} {f.reply_text}"))
+            creates += [c for c in objects if id(c) in missing_ids]
+            creates += [Change(CREATE, "binding", vhost, b.name, desired=b)
+                        for b in part.bindings]
+        finally:
+            await s.close()
+    if conflicts:
+        return Plan(tuple(conflicts), vhosts=tuple(desired.vhost_names())), ApplyReport((), ())
+    plan = Plan(tuple(creates), vhosts=tuple(desired.vhost_names()))
+    for vhost, items in _group(creates, "exchange", "queue", "binding").items():
+        s = AmqpSession(address, vhost)
+        await s.open()
+        try:
+            for kind in ("exchange", "queue", "binding"):
+                batch = [c for c in items if c.kind == kind]
+                found = await s.run(batch, _declare, channels, progress)
+                failures.extend(found)
+                failed = {id(f.change) for f in found}
+                written.extend(c for c in batch if id(c) not in failed)
+        finally:
+            await s.close()
+    if failures:
+        raise ApplyError("the broker refused: " + "; ".join(str(f) for f in failures))
+    return plan, ApplyReport(tuple(written), ())

@@ -1,0 +1,287 @@
+"""``declare-amqp``: a thin command line over the library.
+
+It catches only declare_amqp's own errors and turns them into a one-paragraph message and
+an exit code; every other exception is a bug and says so (with a traceback only when
+``DECLARE_AMQP_DEBUG`` is set).
+
+Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``plan
+--detailed-exitcode``) changes are pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from . import __version__
+from ._api import Session, load
+from ._connection import BrokerAddress, redact, resolve_address
+from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
+from ._export import to_yaml
+from ._render import plan_json, print_plan, summary_line
+from ._schema import json_schema
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+_EPILOG = """\
+Connection: --url or AMQP_URL (amqp:// or amqps://; repeat or comma-separate for a
+cluster), --management-url or RABBITMQ_MANAGEMENT_URL (default http://HOST:15672).
+Credentials: from the URL, else AMQP_USER / AMQP_PASS, else guest/guest.
+The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", action="append", default=[], metavar="URL",
+                        help="AMQP URL of a broker node (repeatable for a cluster)")
+    common.add_argument("--management-url", action="append", default=[], metavar="URL",
+                        help="management API URL (default derived from --url)")
+    common.add_argument("--no-color", action="store_true", help="never use colour")
+
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("files", nargs="*", metavar="FILE", help="topology YAML files")
+    files.add_argument("--config", action="append", default=[], metavar="FILE",
+                       help="a topology file (the original tool's option; same as FILE)")
+    files.add_argument("--vhost", metavar="V",
+                       help="put objects that do not name a vhost into V")
+
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for people (default), json for tools")
+    output.add_argument("--prune", action="store_true",
+                        help="also delete what the files no longer declare (in their vhosts)")
+    output.add_argument("--force", action="store_true",
+                        help="with --prune: delete queues even with messages or consumers")
+
+    parser = argparse.ArgumentParser(
+        prog="declare-amqp",
+        description="Declarative RabbitMQ topology: validate, plan and apply YAML files.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
+    parser.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help="apply FILE (the original declare-amqp's invocation)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("validate", parents=[common, files],
+                   help="check files without a broker (exit 0 valid, 1 not)")
+    p = sub.add_parser("plan", parents=[common, files, output],
+                       help="show what apply would do")
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 0 nothing to do, 2 changes pending, 1 error or conflict")
+    a = sub.add_parser("apply", parents=[common, files, output],
+                       help="make the broker match the files")
+    a.add_argument("--amqp-only", action="store_true",
+                   help="without the management API: declares after a passive check")
+    a.add_argument("--channels", type=int, default=16, metavar="N",
+                   help="AMQP channels used in parallel (default 16)")
+    e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
+    e.add_argument("--vhost", action="append", default=[], metavar="V",
+                   help="vhost to export (repeatable; default: all)")
+    e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    sub.add_parser("schema", help="print the JSON Schema of the file format")
+    return parser
+
+
+class _Cli:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        no_color = getattr(args, "no_color", False) or bool(os.environ.get("NO_COLOR"))
+        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+        self._address: BrokerAddress | None = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        if self._address is None:
+            self._address = resolve_address(self.args.url, self.args.management_url)
+        return self._address
+
+    def files(self) -> list[str]:
+        paths = list(self.args.files) + list(self.args.config)
+        if not paths:
+            raise DeclareAmqpError("no topology file given (declare-amqp COMMAND FILE...)")
+        return paths
+
+    def default_vhost(self) -> str:
+        if self.address.url_vhost is not None:
+            return self.address.url_vhost
+        return os.environ.get("AMQP_VHOST") or "/"
+
+    def load(self) -> Any:
+        return load(self.files(), vhost=self.args.vhost, default_vhost=self.default_vhost())
+
+    def validate(self) -> int:
+        topology = self.load()
+        self.out.print(
+            f"[green]valid[/]: {len(self.files())} file(s), {len(topology.vhost_names())} "
+            f"vhost(s), {len(topology.exchanges)} exchanges, {len(topology.queues)} queues, "
+            f"{len(topology.bindings)} bindings, {len(topology.policies)} policies"
+        )
+        return EXIT_OK
+
+    def plan(self) -> int:
+        desired = self.load()
+        with Session(self.address) as session:
+            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            self._show(plan, session)
+        if plan.conflicts or plan.refused:
+            if plan.conflicts and self.args.format == "text":
+                self.err.print("[bold red]error:[/] the plan has conflicts; apply would "
+                               "change nothing until they are resolved")
+            return EXIT_ERROR
+        if self.args.detailed_exitcode and not plan.is_empty:
+            return EXIT_CHANGES
+        return EXIT_OK
+
+    def _show(self, plan: Any, session: Session, extra: dict[str, Any] | None = None) -> None:
+        if self.args.format == "json":
+            print(plan_json(plan, extra))
+        else:
+            print_plan(self.out, plan, session.describe_target())
+
+    def apply(self) -> int:
+        desired = self.load()
+        if self.args.amqp_only:
+            return self._apply_amqp_only(desired)
+        with Session(self.address) as session:
+            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            if plan.conflicts:
+                self._show(plan, session, {"applied": False})
+                raise PlanConflictError(plan.conflicts)
+            if self.args.format == "text":
+                print_plan(self.out, plan, session.describe_target())
+            result = session.apply(
+                desired, plan, force=self.args.force, channels=self.args.channels,
+                progress_console=self.out if self.out.is_terminal else None,
+            )
+            if self.args.format == "json":
+                print(plan_json(plan, {"applied": True, **result.to_dict()}))
+            else:
+                self._report(plan, result)
+        return EXIT_OK if result.ok else EXIT_ERROR
+
+    def _report(self, plan: Any, result: Any) -> None:
+        if plan.is_empty:
+            return
+        for failure in result.failures:
+            self.err.print(f"[bold red]error:[/] {failure}")
+        for change in plan.refused:
+            self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
+        if result.ok:
+            self.out.print(f"[green]Applied[/] in {result.seconds:.2f} s: "
+                           f"{summary_line(plan)}. The broker matches the topology.")
+        elif not result.matches:
+            self.err.print("[bold red]error:[/] after the apply the broker still differs: "
+                           f"{summary_line(result.remaining)}")
+
+    def _apply_amqp_only(self, desired: Any) -> int:
+        from ._broker import amqp_only_apply
+
+        if desired.policies or desired.vhosts:
+            raise DeclareAmqpError(
+                "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
+                "them from the files or enable the management plugin"
+            )
+        self.err.print(
+            "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
+            "redeclare are not checked, existing bindings and policies are not read, and "
+            "--prune is not available"
+        )
+        plan, report = amqp_only_apply(self.address, desired, channels=self.args.channels)
+        if plan.conflicts:
+            if self.args.format == "json":
+                print(plan_json(plan, {"applied": False}))
+            else:
+                print_plan(self.out, plan, str(self.address))
+            raise PlanConflictError(plan.conflicts)
+        if self.args.format == "json":
+            print(plan_json(plan, {"applied": True, "written": len(report.written)}))
+        else:
+            print_plan(self.out, plan, f"{self.address} (AMQP only)")
+            self.out.print(f"[green]Applied[/] {len(report.written)} declarations over AMQP.")
+        return EXIT_OK
+
+    def export(self) -> int:
+        with Session(self.address) as session:
+            vhosts = list(self.args.vhost) or session.management.vhosts()
+            topology = session.read(vhosts).topology
+        header = (f"# Exported by declare-amqp {__version__} from {self.address} "
+                  f"(vhosts: {', '.join(vhosts)})\n")
+        text = to_yaml(topology, vhosts, header)
+        if self.args.output:
+            with open(self.args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            self.err.print(f"wrote {self.args.output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+
+    def schema(self) -> int:
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``declare-amqp`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if not args.config:
+            parser.print_help(sys.stderr)
+            return EXIT_ERROR
+        # The original tool: `declare-amqp --config FILE` applies the file.
+        args = parser.parse_args(["apply", *sum((["--config", c] for c in args.config), []),
+                                  *sum((["--url", u] for u in args.url), []),
+                                  *sum((["--management-url", u] for u in args.management_url),
+                                       [])])
+    cli = _Cli(args)
+    password = ""
+    try:
+        password = cli.address.password if args.command != "schema" else ""
+        handler = getattr(cli, args.command)
+        code: int = handler()
+        return code
+    except TopologyError as exc:
+        _error(cli, args, exc, "invalid", [str(p) for p in exc.problems], password)
+        return exc.exit_code
+    except PlanConflictError as exc:
+        if getattr(args, "format", "text") == "text":
+            cli.err.print(f"[bold red]error:[/] {exc}")
+        return exc.exit_code
+    except DeclareAmqpError as exc:
+        _error(cli, args, exc, "error", [str(exc)], password)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        cli.err.print("interrupted")
+        return 130
+    except Exception as exc:  # a bug: say so plainly, never leak the password
+        text = redact(f"{type(exc).__name__}: {exc}", password)
+        cli.err.print(f"[bold red]internal error:[/] {text}\nThis is a bug in declare-amqp; "
+                      "set DECLARE_AMQP_DEBUG=1 for a traceback.", markup=True)
+        if os.environ.get("DECLARE_AMQP_DEBUG"):
+            sys.stderr.write(redact(traceback.format_exc(), password))
+        return EXIT_ERROR
+
+
+def _error(cli: _Cli, args: argparse.Namespace, exc: Exception, kind: str,
+           problems: list[str], password: str) -> None:
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps({"format": 1, "error": kind,
+                          "problems": [redact(p, password) for p in problems]}, indent=2))
+    message = redact(str(exc), password)
+    cli.err.print("error: " + message, markup=False, style="bold red")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

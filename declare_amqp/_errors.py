@@ -1,0 +1,93 @@
+"""The errors declare_amqp raises, each with the exit code the CLI uses.
+
+::
+
+    DeclareAmqpError                 exit 1   base class; str() is a one-paragraph message
+    ├── TopologyError                exit 1   bad input: every problem, with file:line
+    ├── PlanConflictError            exit 1   an immutable property differs; nothing was written
+    ├── BrokerError                  exit 1   the broker could not be reached or refused us
+    │   ├── BrokerUnreachable                 no node answered (AMQP or HTTP)
+    │   ├── AuthenticationFailed              wrong user or password (never printed)
+    │   └── ManagementUnavailable             the management plugin does not answer
+    └── ApplyError                   exit 1   a write failed part-way (broker changed under us)
+
+Exceptions of pika and httpx never leave the package: ``_broker`` translates them at
+the one place it talks to the broker, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an object was written: ``file:line``."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, tied to the place it was written."""
+
+    message: str
+    location: Location | None = None
+    object: str | None = None  # e.g. "queue 'email.high' (vhost /)"
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        what = f"{self.object}: " if self.object else ""
+        return f"{where}{what}{self.message}"
+
+
+class DeclareAmqpError(Exception):
+    """Base of every error declare_amqp raises on purpose."""
+
+    exit_code = 1
+
+
+class TopologyError(DeclareAmqpError):
+    """The topology files are invalid; ``problems`` lists every one found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the topology; nothing was changed"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class PlanConflictError(DeclareAmqpError):
+    """The plan holds conflicts, so nothing was written."""
+
+    def __init__(self, conflicts: Sequence[object]) -> None:
+        self.conflicts = tuple(conflicts)
+        count = len(self.conflicts)
+        super().__init__(
+            f"{count} conflict{'s' if count != 1 else ''} with the live broker; nothing was changed"
+        )
+
+
+class BrokerError(DeclareAmqpError):
+    """The broker could not be reached, or refused a request."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No broker node answered."""
+
+
+class AuthenticationFailed(BrokerError):
+    """The broker refused the credentials (the password is never part of the message)."""
+
+
+class ManagementUnavailable(BrokerError):
+    """The management HTTP API does not answer; AMQP-only apply is the fallback."""
+
+
+class ApplyError(DeclareAmqpError):
+    """A write failed after the apply had started (the broker changed under us)."""

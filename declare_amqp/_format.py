@@ -1,0 +1,182 @@
+"""The YAML format, as data: which keys each object takes, their types and defaults.
+
+The loader, the JSON Schema (``declare-amqp schema``) and the exporter all read these
+tables, so the format is written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._model import POLICY_APPLY_TO, QUEUE_TYPES
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key an object may carry."""
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    argument: str | None = None  # for queue aliases: the x-argument it stands for
+    minimum: int | None = None
+
+
+_STR = (str,)
+_BOOL = (bool,)
+_INT = (int,)
+_MAP = (dict,)
+_LIST = (list,)
+
+VHOST_KEYS = (
+    Key("name", _STR, "Name of the virtual host.", required=True),
+)
+
+EXCHANGE_KEYS = (
+    Key("name", _STR, "Exchange name.", required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key(
+        "type", _STR, "direct, fanout, topic, headers, or a plugin's x-... type.", required=True
+    ),
+    Key("durable", _BOOL, "Survives a broker restart.", default=True),
+    Key("auto_delete", _BOOL, "Deleted when its last binding goes.", default=False),
+    Key("internal", _BOOL, "Only other exchanges may publish to it.", default=False),
+    Key("alternate_exchange", _STR, "Where messages no binding matches go."),
+    Key("arguments", _MAP, "Extra exchange arguments."),
+)
+
+# Readable names for the common queue arguments.
+QUEUE_ALIASES = (
+    Key("max_priority", _INT, "Priority queue levels (1-255, 1-10 recommended).",
+        argument="x-max-priority", minimum=1),
+    Key("dead_letter_exchange", _STR, "Exchange for rejected / expired messages.",
+        argument="x-dead-letter-exchange"),
+    Key("dead_letter_routing_key", _STR, "Routing key used when dead-lettering.",
+        argument="x-dead-letter-routing-key"),
+    Key("dead_letter_strategy", _STR, "Quorum queues: at-most-once or at-least-once.",
+        argument="x-dead-letter-strategy", choices=("at-most-once", "at-least-once")),
+    Key("message_ttl", _INT, "Message time to live in ms.", argument="x-message-ttl",
+        minimum=0),
+    Key("expires", _INT, "Delete the queue after this many ms unused.", argument="x-expires",
+        minimum=1),
+    Key("max_length", _INT, "Maximum number of ready messages.", argument="x-max-length",
+        minimum=0),
+    Key("max_length_bytes", _INT, "Maximum total body size of ready messages.",
+        argument="x-max-length-bytes", minimum=0),
+    Key("overflow", _STR, "What happens at max length.", argument="x-overflow",
+        choices=("drop-head", "reject-publish", "reject-publish-dlx")),
+    Key("queue_mode", _STR, "Classic queues: default or lazy.", argument="x-queue-mode",
+        choices=("default", "lazy")),
+    Key("queue_version", _INT, "Classic queue storage version (1 or 2).",
+        argument="x-queue-version", minimum=1),
+    Key("single_active_consumer", _BOOL, "Only one consumer receives at a time.",
+        argument="x-single-active-consumer"),
+    Key("delivery_limit", _INT, "Quorum queues: deliveries before dead-lettering.",
+        argument="x-delivery-limit", minimum=0),
+    Key("quorum_initial_group_size", _INT, "Quorum queues: number of replicas.",
+        argument="x-quorum-initial-group-size", minimum=1),
+    Key("initial_cluster_size", _INT, "Streams: number of replicas.",
+        argument="x-initial-cluster-size", minimum=1),
+    Key("queue_leader_locator", _STR, "Quorum queues and streams: client-local or balanced.",
+        argument="x-queue-leader-locator", choices=("client-local", "balanced")),
+    Key("max_age", _STR, "Streams: retention by age, e.g. 7D, 12h.", argument="x-max-age"),
+    Key("stream_max_segment_size_bytes", _INT, "Streams: segment file size.",
+        argument="x-stream-max-segment-size-bytes", minimum=1),
+)
+
+QUEUE_KEYS = (
+    Key("name", _STR, "Queue name.", required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key("type", _STR, "Queue type.", default="classic", choices=QUEUE_TYPES),
+    Key("durable", _BOOL, "Survives a broker restart (quorum and stream must be).",
+        default=True),
+    Key("auto_delete", _BOOL, "Deleted when its last consumer goes.", default=False),
+    Key("arguments", _MAP, "Queue arguments (x-...), for anything without an alias."),
+    Key("bindings", _LIST, "Bindings of this queue: {exchange, routing_key, arguments}."),
+    *QUEUE_ALIASES,
+)
+
+QUEUE_BINDING_KEYS = (
+    Key("exchange", _STR, "Source exchange.", required=True),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key (the original declare-amqp's name)."),
+    Key("arguments", _MAP, "Binding arguments (headers exchanges: x-match, ...)."),
+)
+
+BINDING_KEYS = (
+    Key("source", _STR, "Source exchange.", required=True),
+    Key("destination", _STR, "Queue or exchange that receives.", required=True),
+    Key("destination_type", _STR, "queue or exchange.", default="queue",
+        choices=("queue", "exchange")),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key."),
+    Key("arguments", _MAP, "Binding arguments."),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+)
+
+POLICY_KEYS = (
+    Key("name", _STR, "Policy name.", required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key("pattern", _STR, "Regular expression matched against object names.", required=True),
+    Key("apply_to", _STR, "Which objects it applies to.", default="all",
+        choices=POLICY_APPLY_TO),
+    Key("definition", _MAP, "Policy keys and values (message-ttl, max-length, ...).",
+        required=True),
+    Key("priority", _INT, "Higher wins when several policies match.", default=0),
+)
+
+TOP_KEYS = (
+    Key("vhost", _STR, "Default vhost of the objects in this file.", default="/"),
+    Key("vhosts", _LIST, "Virtual hosts to create (names, or {name: ...})."),
+    Key("exchanges", _LIST, "Exchanges."),
+    Key("queues", _LIST, "Queues, with their bindings."),
+    Key("bindings", _LIST, "Bindings, exchange-to-exchange included."),
+    Key("policies", _LIST, "Policies."),
+)
+
+# Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
+# would make the broker refuse the policy half-way through an apply.
+POLICY_DEFINITION_KEYS = frozenset(
+    {
+        "alternate-exchange", "dead-letter-exchange", "dead-letter-routing-key",
+        "dead-letter-strategy", "delivery-limit", "expires", "max-length", "max-length-bytes",
+        "message-ttl", "overflow", "queue-mode", "queue-version", "queue-master-locator",
+        "queue-leader-locator", "max-age", "stream-max-segment-size-bytes",
+        "max-in-memory-length", "max-in-memory-bytes", "ha-mode", "ha-params",
+        "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure",
+        "ha-sync-batch-size", "federation-upstream", "federation-upstream-set",
+        "initial-cluster-size", "single-active-consumer",
+    }
+)
+
+# Queue arguments each queue type refuses (the broker answers 406 or ignores them).
+FORBIDDEN_ARGUMENTS = {
+    "classic": frozenset(
+        {"x-delivery-limit", "x-quorum-initial-group-size", "x-dead-letter-strategy",
+         "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size"}
+    ),
+    "quorum": frozenset(
+        {"x-max-priority", "x-queue-mode", "x-queue-version", "x-max-age",
+         "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-master-locator"}
+    ),
+    "stream": frozenset(
+        {"x-max-priority", "x-queue-mode", "x-queue-version", "x-message-ttl", "x-expires",
+         "x-max-length", "x-overflow", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+         "x-dead-letter-strategy", "x-delivery-limit", "x-single-active-consumer",
+         "x-quorum-initial-group-size", "x-queue-master-locator"}
+    ),
+}
+
+# Known queue arguments with their expected type, checked inside `arguments:` too.
+ARGUMENT_TYPES: dict[str, Key] = {k.argument: k for k in QUEUE_ALIASES if k.argument}
+
+
+def describe_types(types: tuple[type, ...]) -> str:
+    """'a whole number', 'true or false', ... for error messages."""
+    names = {str: "a string", bool: "true or false", int: "a whole number",
+             dict: "a mapping", list: "a list"}
+    return " or ".join(names.get(t, t.__name__) for t in types)

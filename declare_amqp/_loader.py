@@ -1,0 +1,402 @@
+"""Read topology files into the model, keeping file:line for every object.
+
+Every problem in every file is collected before anything is reported, so one run of
+``declare-amqp validate`` shows them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+
+from ._errors import Location, Problem, TopologyError
+from ._format import (
+    BINDING_KEYS,
+    EXCHANGE_KEYS,
+    POLICY_KEYS,
+    QUEUE_ALIASES,
+    QUEUE_BINDING_KEYS,
+    QUEUE_KEYS,
+    TOP_KEYS,
+    VHOST_KEYS,
+    Key,
+    describe_types,
+)
+from ._model import (
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+    VhostSpec,
+    canonical,
+)
+
+
+class _Map(dict[Any, Any]):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _List(list[Any]):
+    line: int = 0
+    item_lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records lines and refuses duplicate keys."""
+
+    duplicate_keys: list[tuple[Any, int, int]]
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in result.key_lines:
+            loader.duplicate_keys.append((key, line, result.key_lines[key]))
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = line
+    return result
+
+
+def _construct_list(loader: _Loader, node: yaml.SequenceNode) -> _List:
+    result = _List(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
+
+
+def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False  # YAML true is not a number
+    return isinstance(value, types)
+
+
+class _FileReader:
+    """Turns one parsed file into model objects, collecting problems."""
+
+    def __init__(self, path: str, override_vhost: str | None, fallback_vhost: str) -> None:
+        self.path = path
+        self.override_vhost = override_vhost
+        self.fallback_vhost = fallback_vhost
+        self.problems: list[Problem] = []
+
+    def at(self, line: int) -> Location:
+        return Location(self.path, line)
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        self.problems.append(Problem(message, self.at(line), obj))
+
+    def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
+        """Check one mapping against its key table; returns the values or None."""
+        if not isinstance(raw, dict):
+            self.problem(line, f"each entry of {what} must be a mapping, not {raw!r}")
+            return None
+        by_name = {k.name: k for k in keys}
+        label = what
+        name = raw.get("name")
+        if isinstance(name, str):
+            label = f"{what} '{name}'"
+        values: dict[str, Any] = {}
+        ok = True
+        key_lines = getattr(raw, "key_lines", {})
+        for key, value in raw.items():
+            key_line = key_lines.get(key, line)
+            spec = by_name.get(key)
+            if spec is None:
+                hint = difflib.get_close_matches(str(key), list(by_name), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                allowed = ", ".join(by_name)
+                self.problem(key_line, f"unknown key '{key}'{suggestion}; allowed: {allowed}",
+                             label)
+                ok = False
+                continue
+            if value is None and not spec.required:
+                continue
+            if not _is_instance(value, spec.types):
+                self.problem(key_line, f"'{key}' must be {describe_types(spec.types)}, "
+                             f"not {value!r}", label)
+                ok = False
+                continue
+            if spec.choices and value not in spec.choices:
+                hint = difflib.get_close_matches(str(value), list(spec.choices), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.problem(key_line, f"'{key}' must be one of {', '.join(spec.choices)}, "
+                             f"not '{value}'{suggestion}", label)
+                ok = False
+                continue
+            if spec.minimum is not None and value < spec.minimum:
+                self.problem(key_line, f"'{key}' must be at least {spec.minimum}, not {value}",
+                             label)
+                ok = False
+                continue
+            values[key] = value
+        for spec in keys:
+            if spec.required and spec.name not in raw:
+                self.problem(line, f"missing required key '{spec.name}'", label)
+                ok = False
+        return values if ok else None
+
+    def entries(self, doc: dict[str, Any], key: str) -> Iterable[tuple[Any, int]]:
+        items = doc.get(key)
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            self.problem(doc.key_lines.get(key, 1) if isinstance(doc, _Map) else 1,
+                         f"'{key}' must be a list")
+            return []
+        lines = getattr(items, "item_lines", [0] * len(items))
+        return [(item, getattr(item, "line", lines[i])) for i, item in enumerate(items)]
+
+    def read(self, doc: Any) -> Topology:
+        if doc is None:
+            return Topology()
+        if not isinstance(doc, dict):
+            self.problem(1, "a topology file must be a mapping with keys "
+                         + ", ".join(k.name for k in TOP_KEYS))
+            return Topology()
+        top = self.fields(doc, TOP_KEYS, "the file", 1)
+        if top is None:
+            top = {}
+        self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
+        return Topology(
+            vhosts=tuple(self._vhosts(doc)),
+            exchanges=tuple(self._exchanges(doc)),
+            queues=tuple(self._queues(doc)),
+            bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
+            policies=tuple(self._policies(doc)),
+        )
+
+    def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
+        for raw, line in self.entries(doc, "vhosts"):
+            if isinstance(raw, str):
+                yield VhostSpec(raw, self.at(line))
+                continue
+            f = self.fields(raw, VHOST_KEYS, "vhost", line)
+            if f is not None:
+                yield VhostSpec(f["name"], self.at(line))
+
+    def _exchanges(self, doc: dict[str, Any]) -> Iterable[ExchangeSpec]:
+        for raw, line in self.entries(doc, "exchanges"):
+            f = self.fields(raw, EXCHANGE_KEYS, "exchange", line)
+            if f is None:
+                continue
+            arguments = dict(f.get("arguments") or {})
+            label = f"exchange '{f['name']}'"
+            ae = f.get("alternate_exchange")
+            if ae is not None:
+                if arguments.get("alternate-exchange", ae) != ae:
+                    self.problem(line, "alternate_exchange and arguments.alternate-exchange "
+                                 "disagree", label)
+                arguments["alternate-exchange"] = ae
+            yield ExchangeSpec(
+                vhost=f.get("vhost", self.vhost),
+                name=f["name"],
+                type=f["type"],
+                durable=f.get("durable", True),
+                auto_delete=f.get("auto_delete", False),
+                internal=f.get("internal", False),
+                arguments=arguments,
+                location=self.at(line),
+            )
+
+    def _queues(self, doc: dict[str, Any]) -> Iterable[QueueSpec]:
+        for raw, line in self.entries(doc, "queues"):
+            f = self.fields(raw, QUEUE_KEYS, "queue", line)
+            if f is None:
+                continue
+            label = f"queue '{f['name']}'"
+            arguments = dict(f.get("arguments") or {})
+            for alias in QUEUE_ALIASES:
+                if alias.name in f and alias.argument:
+                    if alias.argument in arguments and arguments[alias.argument] != f[alias.name]:
+                        self.problem(raw.key_lines.get(alias.name, line),
+                                     f"'{alias.name}' and arguments.{alias.argument} disagree",
+                                     label)
+                    arguments[alias.argument] = f[alias.name]
+            queue_type = f.get("type", "classic")
+            if "x-queue-type" in arguments:
+                declared = arguments.pop("x-queue-type")
+                if "type" in f and declared != queue_type:
+                    self.problem(line, f"'type: {queue_type}' and arguments.x-queue-type "
+                                 f"'{declared}' disagree", label)
+                elif "type" not in f:
+                    queue_type = declared
+            yield QueueSpec(
+                vhost=f.get("vhost", self.vhost),
+                name=f["name"],
+                type=queue_type,
+                durable=f.get("durable", True),
+                auto_delete=f.get("auto_delete", False),
+                arguments=arguments,
+                location=self.at(line),
+            )
+
+    def _routing_key(self, f: dict[str, Any], line: int, label: str) -> str:
+        rk = f.get("routing_key")
+        bk = f.get("binding_key")
+        if rk is not None and bk is not None and rk != bk:
+            self.problem(line, "routing_key and binding_key disagree (they are the same thing)",
+                         label)
+        return str(rk if rk is not None else bk if bk is not None else "")
+
+    def _queue_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
+        for raw_queue, _ in self.entries(doc, "queues"):
+            if not isinstance(raw_queue, dict) or not isinstance(raw_queue.get("bindings"), list):
+                continue
+            queue = raw_queue.get("name")
+            vhost = raw_queue.get("vhost", self.vhost)
+            for raw, line in self.entries(raw_queue, "bindings"):
+                f = self.fields(raw, QUEUE_BINDING_KEYS, f"binding of queue '{queue}'", line)
+                if f is None or not isinstance(queue, str) or not isinstance(vhost, str):
+                    continue
+                yield BindingSpec(
+                    vhost=vhost,
+                    source=f["exchange"],
+                    destination=queue,
+                    destination_type="queue",
+                    routing_key=self._routing_key(f, line, f"binding of queue '{queue}'"),
+                    arguments=dict(f.get("arguments") or {}),
+                    location=self.at(line),
+                )
+
+    def _top_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
+        for raw, line in self.entries(doc, "bindings"):
+            f = self.fields(raw, BINDING_KEYS, "binding", line)
+            if f is None:
+                continue
+            yield BindingSpec(
+                vhost=f.get("vhost", self.vhost),
+                source=f["source"],
+                destination=f["destination"],
+                destination_type=f.get("destination_type", "queue"),
+                routing_key=self._routing_key(f, line, "binding"),
+                arguments=dict(f.get("arguments") or {}),
+                location=self.at(line),
+            )
+
+    def _policies(self, doc: dict[str, Any]) -> Iterable[PolicySpec]:
+        for raw, line in self.entries(doc, "policies"):
+            f = self.fields(raw, POLICY_KEYS, "policy", line)
+            if f is None:
+                continue
+            yield PolicySpec(
+                vhost=f.get("vhost", self.vhost),
+                name=f["name"],
+                pattern=f["pattern"],
+                definition=dict(f["definition"]),
+                apply_to=f.get("apply_to", "all"),
+                priority=f.get("priority", 0),
+                location=self.at(line),
+            )
+
+
+def parse(text: str, path: str = "<string>", vhost: str | None = None,
+          default_vhost: str = "/") -> Topology:
+    """Parse one topology document.
+
+    ``vhost`` overrides the file's ``vhost`` key; ``default_vhost`` applies when the file
+    has none.
+    """
+    topology, problems = _parse(text, path, vhost, default_vhost)
+    if problems:
+        raise TopologyError(problems)
+    return topology
+
+
+def _parse(
+    text: str, path: str, vhost: str | None, default_vhost: str
+) -> tuple[Topology, list[Problem]]:
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    try:
+        doc = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        detail = exc.problem or str(exc)
+        return Topology(), [Problem(f"not valid YAML: {detail}", Location(path, line))]
+    except yaml.YAMLError as exc:
+        return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
+    finally:
+        loader.dispose()
+    reader = _FileReader(path, vhost, default_vhost)
+    for key, line, first in loader.duplicate_keys:
+        reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
+    topology = reader.read(doc)
+    return topology, reader.problems
+
+
+def load_files(
+    paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
+) -> Topology:
+    """Load and merge topology files; raises TopologyError listing every problem.
+
+    ``vhost`` replaces each file's ``vhost`` key (objects naming their own keep it);
+    ``default_vhost`` applies to files without one.
+    The same object declared in two places must be declared identically.
+    """
+    problems: list[Problem] = []
+    parts: list[Topology] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            problems.append(Problem(f"cannot read the file: {exc.strerror or exc}",
+                                    Location(path, 0)))
+            continue
+        topology, found = _parse(text, path, vhost, default_vhost)
+        problems.extend(found)
+        parts.append(topology)
+    merged, merge_problems = _merge(parts)
+    problems.extend(merge_problems)
+    if problems:
+        raise TopologyError(problems)
+    return merged
+
+
+def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
+    problems: list[Problem] = []
+
+    def dedupe(items: Iterable[Any], key: Any) -> tuple[Any, ...]:
+        seen: dict[Any, Any] = {}
+        for item in items:
+            k = key(item)
+            first = seen.get(k)
+            if first is None:
+                seen[k] = item
+            elif canonical(_settings(first)) != canonical(_settings(item)):
+                problems.append(Problem(
+                    f"declared twice with different settings (also at {first.location})",
+                    item.location, item.label))
+        return tuple(seen.values())
+
+    merged = Topology(
+        vhosts=dedupe((v for p in parts for v in p.vhosts), lambda v: v.name),
+        exchanges=dedupe((x for p in parts for x in p.exchanges), lambda x: (x.vhost, x.name)),
+        queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
+        bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
+        policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
+    )
+    return merged, problems
+
+
+def _settings(obj: Any) -> dict[str, Any]:
+    from dataclasses import fields
+
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "location"}

@@ -1,0 +1,200 @@
+"""The topology as frozen values: what the files say, and what the broker has.
+
+No I/O here. Both sides of a plan are expressed in these types; ``location`` is set for
+objects that come from a file and is ``None`` for objects read from the broker.
+Arguments are already normalised (aliases resolved, ``x-queue-type`` moved into ``type``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import Location
+
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+QUEUE_TYPES = ("classic", "quorum", "stream")
+POLICY_APPLY_TO = ("queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams")
+
+Arguments = Mapping[str, Any]
+
+
+def vhost_label(vhost: str) -> str:
+    """How a vhost is shown in messages."""
+    return f"vhost {vhost}"
+
+
+@dataclass(frozen=True)
+class VhostSpec:
+    """A virtual host that must exist."""
+
+    name: str
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"vhost '{self.name}'"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    """An exchange; its alternate exchange is the ``alternate-exchange`` argument."""
+
+    vhost: str
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: Arguments = field(default_factory=dict)
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def alternate_exchange(self) -> str | None:
+        value = self.arguments.get("alternate-exchange")
+        return value if isinstance(value, str) else None
+
+    @property
+    def label(self) -> str:
+        return f"exchange '{self.name}' ({vhost_label(self.vhost)})"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue. ``type`` is classic, quorum or stream; never repeated in ``arguments``."""
+
+    vhost: str
+    name: str
+    type: str = "classic"
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: Arguments = field(default_factory=dict)
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"queue '{self.name}' ({vhost_label(self.vhost)})"
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    """A binding from exchange ``source`` to a queue or an exchange."""
+
+    vhost: str
+    source: str
+    destination: str
+    destination_type: str = "queue"  # or "exchange"
+    routing_key: str = ""
+    arguments: Arguments = field(default_factory=dict)
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        """Identity: a binding has no name; all its fields together are what it is."""
+        return (
+            self.vhost,
+            self.source,
+            self.destination_type,
+            self.destination,
+            self.routing_key,
+            _canonical(self.arguments),
+        )
+
+    @property
+    def name(self) -> str:
+        arrow = "->" if self.destination_type == "queue" else "=>"
+        key = f" [{self.routing_key}]" if self.routing_key else ""
+        args = f" {dict(self.arguments)}" if self.arguments else ""
+        return f"{self.source} {arrow} {self.destination}{key}{args}"
+
+    @property
+    def label(self) -> str:
+        return f"binding {self.name} ({vhost_label(self.vhost)})"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy: the mutable way to set TTLs, limits and dead-lettering."""
+
+    vhost: str
+    name: str
+    pattern: str
+    definition: Arguments
+    apply_to: str = "all"
+    priority: int = 0
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"policy '{self.name}' ({vhost_label(self.vhost)})"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything one set of files declares (or one broker holds)."""
+
+    vhosts: tuple[VhostSpec, ...] = ()
+    exchanges: tuple[ExchangeSpec, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
+    bindings: tuple[BindingSpec, ...] = ()
+    policies: tuple[PolicySpec, ...] = ()
+
+    def vhost_names(self) -> list[str]:
+        """Every vhost named by any object, in first-seen order."""
+        seen: dict[str, None] = {}
+        for v in self.vhosts:
+            seen.setdefault(v.name)
+        for group in (self.exchanges, self.queues, self.bindings, self.policies):
+            for obj in group:
+                seen.setdefault(obj.vhost)
+        return list(seen)
+
+    def in_vhost(self, vhost: str) -> Topology:
+        """The objects of one vhost."""
+        return Topology(
+            vhosts=tuple(v for v in self.vhosts if v.name == vhost),
+            exchanges=tuple(x for x in self.exchanges if x.vhost == vhost),
+            queues=tuple(q for q in self.queues if q.vhost == vhost),
+            bindings=tuple(b for b in self.bindings if b.vhost == vhost),
+            policies=tuple(p for p in self.policies if p.vhost == vhost),
+        )
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.vhosts)
+            + len(self.exchanges)
+            + len(self.queues)
+            + len(self.bindings)
+            + len(self.policies)
+        )
+
+
+def merge(parts: Iterable[Topology]) -> Topology:
+    """Concatenate topologies (duplicates are resolved by the loader, not here)."""
+    parts = list(parts)
+    return Topology(
+        vhosts=tuple(v for p in parts for v in p.vhosts),
+        exchanges=tuple(x for p in parts for x in p.exchanges),
+        queues=tuple(q for p in parts for q in p.queues),
+        bindings=tuple(b for p in parts for b in p.bindings),
+        policies=tuple(po for p in parts for po in p.policies),
+    )
+
+
+def _canonical(value: Any) -> str:
+    """A stable text form of an argument table, for identity and comparison."""
+    if isinstance(value, Mapping):
+        inner = ",".join(f"{k!r}:{_canonical(value[k])}" for k in sorted(value))
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def canonical(value: Any) -> str:
+    """Public form of the canonical text of a value (used by the planner)."""
+    return _canonical(value)

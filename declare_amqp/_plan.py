@@ -1,0 +1,317 @@
+"""Planning: ``plan(desired, actual) -> Plan``, a pure function.
+
+Both sides are normalised first (defaults, ``x-queue-type`` folded into ``type``) and then
+compared field by field, *every* argument included — also the ones RabbitMQ itself does not
+compare on redeclare. Each difference becomes one change:
+
+- ``create``   the object is missing;
+- ``update``   a mutable object differs (policies), changed in place;
+- ``conflict`` an immutable property differs (queue type, durability, any argument of a
+               queue or exchange); a plan with conflicts is never applied;
+- ``delete``   with prune: the broker has it and no file declares it;
+- ``refuse``   with prune: it should be deleted, but it is not safe (a queue with messages or
+               consumers) and ``force`` was not given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ._errors import Location
+from ._model import (
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+    VhostSpec,
+    canonical,
+)
+from ._validate import is_builtin_exchange
+
+CREATE = "create"
+UPDATE = "update"
+DELETE = "delete"
+CONFLICT = "conflict"
+REFUSE = "refuse"
+ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE)
+KINDS = ("vhost", "exchange", "policy", "queue", "binding")  # dependency order
+
+# Queue and exchange arguments that a policy can set instead, mutable later.
+_POLICY_EQUIVALENT = {
+    "x-message-ttl": "message-ttl",
+    "x-expires": "expires",
+    "x-max-length": "max-length",
+    "x-max-length-bytes": "max-length-bytes",
+    "x-overflow": "overflow",
+    "x-dead-letter-exchange": "dead-letter-exchange",
+    "x-dead-letter-routing-key": "dead-letter-routing-key",
+    "x-dead-letter-strategy": "dead-letter-strategy",
+    "x-delivery-limit": "delivery-limit",
+    "x-queue-mode": "queue-mode",
+    "x-max-age": "max-age",
+    "x-queue-leader-locator": "queue-leader-locator",
+    "alternate-exchange": "alternate-exchange",
+}
+
+Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field that differs: ``field`` is e.g. ``durable`` or ``arguments.x-max-priority``."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What prune needs to know about a live queue (sampled by the management API)."""
+
+    messages: int = 0
+    consumers: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing apply would do (or refuses to do)."""
+
+    action: str
+    kind: str
+    vhost: str
+    name: str
+    desired: Spec | None = None
+    actual: Spec | None = None
+    differences: tuple[Difference, ...] = ()
+    message: str = ""
+
+    @property
+    def location(self) -> Location | None:
+        return self.desired.location if self.desired is not None else None
+
+    @property
+    def spec(self) -> Spec:
+        """The object the change is about (the desired one when there is one)."""
+        found = self.desired if self.desired is not None else self.actual
+        assert found is not None
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (a stable contract, see README: "JSON output")."""
+        if self.action in (CREATE,):
+            before, after = None, describe(self.spec)
+        elif self.action in (DELETE, REFUSE):
+            before, after = describe(self.spec), None
+        else:
+            before = {d.field: d.before for d in self.differences}
+            after = {d.field: d.after for d in self.differences}
+        return {
+            "action": self.action,
+            "kind": self.kind,
+            "vhost": self.vhost,
+            "name": self.name,
+            "location": str(self.location) if self.location else None,
+            "before": before,
+            "after": after,
+            "message": self.message or None,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes that make the broker match the files, in apply order."""
+
+    changes: tuple[Change, ...] = ()
+    prune: bool = False
+    vhosts: tuple[str, ...] = field(default=())
+
+    def of(self, action: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action == action)
+
+    @property
+    def conflicts(self) -> tuple[Change, ...]:
+        return self.of(CONFLICT)
+
+    @property
+    def refused(self) -> tuple[Change, ...]:
+        return self.of(REFUSE)
+
+    @property
+    def writes(self) -> tuple[Change, ...]:
+        """The changes apply performs."""
+        return tuple(c for c in self.changes if c.action in (CREATE, UPDATE, DELETE))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, int]:
+        return {action: len(self.of(action)) for action in ACTIONS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "vhosts": list(self.vhosts),
+            "prune": self.prune,
+            "summary": self.summary(),
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+
+def describe(spec: Spec) -> dict[str, Any]:
+    """The properties of an object, as shown in plans (no location)."""
+    return {k: v for k, v in asdict(spec).items() if k != "location"}
+
+
+def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
+    diffs: list[Difference] = []
+    skipped = {"location", "vhost", "name", *skip}
+    for f in fields(desired):
+        if f.name in skipped:
+            continue
+        want, have = getattr(desired, f.name), getattr(actual, f.name)
+        if isinstance(want, Mapping) and isinstance(have, Mapping) and f.name == "arguments":
+            for key in sorted(set(want) | set(have)):
+                if canonical(want.get(key)) != canonical(have.get(key)):
+                    diffs.append(Difference(f"arguments.{key}", have.get(key), want.get(key)))
+        elif canonical(want) != canonical(have):
+            diffs.append(Difference(f.name, have, want))
+    return diffs
+
+
+def _conflict_message(kind: str, diffs: list[Difference], where: Location | None) -> str:
+    parts = []
+    for d in diffs:
+        parts.append(f"{d.field} is {_show(d.before)} on the broker but {_show(d.after)} in "
+                     f"{where or 'the files'}")
+    fixed = "type, durability and arguments" if kind == "queue" else "type, flags and arguments"
+    text = "; ".join(parts) + f". A {kind}'s {fixed} cannot change once it exists"
+    policy_keys = sorted(
+        {_POLICY_EQUIVALENT[d.field.split(".", 1)[1]] for d in diffs
+         if d.field.startswith("arguments.") and d.field.split(".", 1)[1] in _POLICY_EQUIVALENT}
+    )
+    if policy_keys:
+        text += (f": set {', '.join(policy_keys)} with a policy instead (policies can change "
+                 "at any time), or delete and re-create the " + kind)
+    else:
+        text += f": delete and re-create the {kind} (its messages are lost), or keep the " \
+                "broker's value in the file"
+    return text + "."
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is None else repr(value)
+
+
+def plan(
+    desired: Topology,
+    actual: Topology,
+    *,
+    prune: bool = False,
+    force: bool = False,
+    stats: Mapping[tuple[str, str], QueueStats] | None = None,
+) -> Plan:
+    """Compare the files with the broker; ``actual`` holds the vhosts the files name."""
+    stats = stats or {}
+    changes: list[Change] = []
+    scope = tuple(desired.vhost_names())
+
+    have_vhosts = {v.name for v in actual.vhosts}
+    for v in desired.vhosts:
+        if v.name not in have_vhosts:
+            changes.append(Change(CREATE, "vhost", v.name, v.name, desired=v))
+
+    have_x = {(x.vhost, x.name): x for x in actual.exchanges}
+    for x in desired.exchanges:
+        live_x = have_x.get((x.vhost, x.name))
+        if live_x is None:
+            changes.append(Change(CREATE, "exchange", x.vhost, x.name, desired=x))
+            continue
+        diffs = _compare(x, live_x)
+        if diffs:
+            changes.append(Change(CONFLICT, "exchange", x.vhost, x.name, x, live_x, tuple(diffs),
+                                  _conflict_message("exchange", diffs, x.location)))
+
+    have_p = {(p.vhost, p.name): p for p in actual.policies}
+    for p in desired.policies:
+        live_p = have_p.get((p.vhost, p.name))
+        if live_p is None:
+            changes.append(Change(CREATE, "policy", p.vhost, p.name, desired=p))
+            continue
+        diffs = _compare(p, live_p)
+        if diffs:
+            changes.append(Change(UPDATE, "policy", p.vhost, p.name, p, live_p, tuple(diffs)))
+
+    have_q = {(q.vhost, q.name): q for q in actual.queues}
+    for q in desired.queues:
+        live_q = have_q.get((q.vhost, q.name))
+        if live_q is None:
+            changes.append(Change(CREATE, "queue", q.vhost, q.name, desired=q))
+            continue
+        diffs = _compare(q, live_q)
+        if diffs:
+            changes.append(Change(CONFLICT, "queue", q.vhost, q.name, q, live_q, tuple(diffs),
+                                  _conflict_message("queue", diffs, q.location)))
+
+    have_b = {b.key for b in actual.bindings}
+    for b in desired.bindings:
+        if b.key not in have_b:
+            changes.append(Change(CREATE, "binding", b.vhost, b.name, desired=b))
+
+    if prune:
+        changes.extend(_prune(desired, actual, scope, force, stats))
+    return Plan(tuple(_ordered(changes)), prune=prune, vhosts=scope)
+
+
+def _prune(
+    desired: Topology,
+    actual: Topology,
+    scope: tuple[str, ...],
+    force: bool,
+    stats: Mapping[tuple[str, str], QueueStats],
+) -> Iterable[Change]:
+    in_scope = set(scope)
+    want_b = {b.key for b in desired.bindings}
+    for b in actual.bindings:
+        if b.vhost in in_scope and b.key not in want_b and not is_builtin_exchange(b.source):
+            yield Change(DELETE, "binding", b.vhost, b.name, actual=b)
+    want_q = {(q.vhost, q.name) for q in desired.queues}
+    for q in actual.queues:
+        if q.vhost not in in_scope or (q.vhost, q.name) in want_q:
+            continue
+        s = stats.get((q.vhost, q.name), QueueStats())
+        if (s.messages or s.consumers) and not force:
+            why = []
+            if s.messages:
+                why.append(f"{s.messages} message{'s' if s.messages != 1 else ''}")
+            if s.consumers:
+                why.append(f"{s.consumers} consumer{'s' if s.consumers != 1 else ''}")
+            yield Change(REFUSE, "queue", q.vhost, q.name, actual=q,
+                         message=f"not deleted: it has {' and '.join(why)} (use --force)")
+        else:
+            yield Change(DELETE, "queue", q.vhost, q.name, actual=q)
+    want_x = {(x.vhost, x.name) for x in desired.exchanges}
+    for x in actual.exchanges:
+        if x.vhost in in_scope and (x.vhost, x.name) not in want_x \
+                and not is_builtin_exchange(x.name):
+            yield Change(DELETE, "exchange", x.vhost, x.name, actual=x)
+    want_p = {(p.vhost, p.name) for p in desired.policies}
+    for p in actual.policies:
+        if p.vhost in in_scope and (p.vhost, p.name) not in want_p:
+            yield Change(DELETE, "policy", p.vhost, p.name, actual=p)
+
+
+def _ordered(changes: list[Change]) -> list[Change]:
+    """Creates and updates in dependency order, then deletes in reverse order."""
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+
+    def key(c: Change) -> tuple[int, int]:
+        if c.action in (DELETE, REFUSE):
+            return (1, -rank[c.kind])
+        return (0, rank[c.kind])
+
+    return sorted(changes, key=key)

@@ -1,0 +1,74 @@
+"""A JSON Schema of the topology format, built from the same tables the loader uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._format import (
+    BINDING_KEYS,
+    EXCHANGE_KEYS,
+    POLICY_KEYS,
+    QUEUE_BINDING_KEYS,
+    QUEUE_KEYS,
+    TOP_KEYS,
+    VHOST_KEYS,
+    Key,
+)
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object", list: "array"}
+
+
+def _property(key: Key) -> dict[str, Any]:
+    types = [_JSON_TYPES[t] for t in key.types]
+    prop: dict[str, Any] = {"description": key.doc}
+    prop["type"] = types[0] if len(types) == 1 else types
+    if key.choices:
+        prop["enum"] = list(key.choices)
+    if key.default is not None:
+        prop["default"] = key.default
+    if key.minimum is not None:
+        prop["minimum"] = key.minimum
+    return prop
+
+
+def _object(keys: Sequence[Key], description: str,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    props = {k.name: _property(k) for k in keys}
+    props.update(overrides or {})
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": False,
+        "required": [k.name for k in keys if k.required],
+        "properties": props,
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a topology file."""
+    queue_binding = _object(QUEUE_BINDING_KEYS, "A binding of this queue.")
+    top = _object(TOP_KEYS, "A declare-amqp topology file.", {
+        "vhosts": {"type": "array", "description": "Virtual hosts to create.",
+                   "items": {"anyOf": [{"type": "string"},
+                                       _object(VHOST_KEYS, "A virtual host.")]}},
+        "exchanges": {"type": "array", "items": {"$ref": "#/$defs/exchange"}},
+        "queues": {"type": "array", "items": {"$ref": "#/$defs/queue"}},
+        "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
+        "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
+    })
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://declare-amqp.invalid/topology.schema.json",
+        "title": "declare-amqp topology",
+        **top,
+        "$defs": {
+            "exchange": _object(EXCHANGE_KEYS, "An exchange."),
+            "queue": _object(QUEUE_KEYS, "A queue.", {
+                "bindings": {"type": "array", "items": queue_binding},
+                "type": {**_property(next(k for k in QUEUE_KEYS if k.name == "type"))},
+            }),
+            "binding": _object(BINDING_KEYS, "A binding (exchange-to-exchange included)."),
+            "policy": _object(POLICY_KEYS, "A policy."),
+        },
+    }

@@ -1,0 +1,169 @@
+"""Pure validation of a desired topology, before anything touches a broker.
+
+``validate(desired)`` checks what a file alone can tell. ``check_references(desired,
+actual)`` also needs the live broker: a binding, alternate exchange or dead-letter exchange
+must name an object that the files declare *or* the broker already has.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from ._errors import Problem
+from ._format import (
+    ARGUMENT_TYPES,
+    FORBIDDEN_ARGUMENTS,
+    POLICY_DEFINITION_KEYS,
+    describe_types,
+)
+from ._model import EXCHANGE_TYPES, QUEUE_TYPES, Topology
+
+# Exchanges every vhost has; they can be bound to but never declared or deleted.
+BUILTIN_EXCHANGES = frozenset(
+    {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match",
+     "amq.rabbitmq.trace", "amq.rabbitmq.log"}
+)
+
+
+def is_builtin_exchange(name: str) -> bool:
+    """The default exchange and every ``amq.*`` exchange belong to the broker."""
+    return name == "" or name.startswith("amq.")
+
+
+def validate(desired: Topology) -> list[Problem]:
+    """Every problem the files have on their own; empty when they are valid."""
+    problems: list[Problem] = []
+    add = problems.append
+    for x in desired.exchanges:
+        if x.name == "":
+            add(Problem("an exchange needs a name (the default exchange cannot be declared)",
+                        x.location, x.label))
+        elif x.name.startswith("amq."):
+            add(Problem("names starting with 'amq.' are reserved for the broker",
+                        x.location, x.label))
+        if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
+            add(Problem(f"unknown exchange type '{x.type}' (expected "
+                        f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
+                        x.location, x.label))
+        ae = x.alternate_exchange
+        if ae is not None and ae == x.name:
+            add(Problem("an exchange cannot be its own alternate exchange", x.location, x.label))
+    for q in desired.queues:
+        problems.extend(_validate_queue(q))
+    for b in desired.bindings:
+        if b.source == "":
+            add(Problem("the default exchange cannot be bound explicitly", b.location, b.label))
+        if b.destination_type not in ("queue", "exchange"):
+            add(Problem("destination_type must be queue or exchange", b.location, b.label))
+    for p in desired.policies:
+        try:
+            re.compile(p.pattern)
+        except re.error as exc:
+            add(Problem(f"pattern is not a valid regular expression: {exc}",
+                        p.location, p.label))
+        if not p.definition:
+            add(Problem("definition must not be empty", p.location, p.label))
+        for key in p.definition:
+            if key not in POLICY_DEFINITION_KEYS:
+                hint = difflib.get_close_matches(key, sorted(POLICY_DEFINITION_KEYS), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                add(Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label))
+        for key in ("max-priority", "queue-type", "x-queue-type", "durable"):
+            if key in p.definition:
+                add(Problem(f"'{key}' cannot be set by a policy; it is fixed when the queue "
+                            "is declared", p.location, p.label))
+    return problems
+
+
+def _validate_queue(q: object) -> Iterable[Problem]:
+    from ._model import QueueSpec
+
+    assert isinstance(q, QueueSpec)
+    if q.name == "":
+        yield Problem("a queue needs a name (server-named queues are not declarative)",
+                      q.location, q.label)
+    elif q.name.startswith("amq."):
+        yield Problem("names starting with 'amq.' are reserved for the broker",
+                      q.location, q.label)
+    if q.type not in QUEUE_TYPES:
+        yield Problem(f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
+                      q.location, q.label)
+        return
+    if q.type in ("quorum", "stream"):
+        if not q.durable:
+            yield Problem(f"{q.type} queues must be durable", q.location, q.label)
+        if q.auto_delete:
+            yield Problem(f"{q.type} queues cannot be auto_delete", q.location, q.label)
+    for arg in sorted(q.arguments):
+        if arg in FORBIDDEN_ARGUMENTS[q.type]:
+            alias = ARGUMENT_TYPES.get(arg)
+            shown = f"{alias.name} ({arg})" if alias else arg
+            yield Problem(f"{shown} is not supported by {q.type} queues", q.location, q.label)
+        known = ARGUMENT_TYPES.get(arg)
+        value = q.arguments[arg]
+        if known is None:
+            continue
+        if isinstance(value, bool) != (bool in known.types) or not isinstance(value, known.types):
+            yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
+                          q.location, q.label)
+            continue
+        if known.minimum is not None and value < known.minimum:
+            yield Problem(f"argument {arg} must be at least {known.minimum}, not {value}",
+                          q.location, q.label)
+        if known.choices and value not in known.choices:
+            yield Problem(f"argument {arg} must be one of {', '.join(known.choices)}, "
+                          f"not {value!r}", q.location, q.label)
+    priority = q.arguments.get("x-max-priority")
+    if isinstance(priority, int) and not isinstance(priority, bool) and priority > 255:
+        yield Problem(f"max_priority must be between 1 and 255, not {priority}",
+                      q.location, q.label)
+    if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
+        yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
+                      q.location, q.label)
+    if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
+        yield Problem("overflow reject-publish-dlx is not supported by quorum queues",
+                      q.location, q.label)
+
+
+def check_references(desired: Topology, actual: Topology) -> list[Problem]:
+    """References to exchanges, queues and vhosts that exist neither in the files nor live."""
+    problems: list[Problem] = []
+    exchanges = {(x.vhost, x.name) for x in (*desired.exchanges, *actual.exchanges)}
+    queues = {(q.vhost, q.name) for q in (*desired.queues, *actual.queues)}
+    vhosts = {v.name for v in (*desired.vhosts, *actual.vhosts)}
+
+    def exchange_exists(vhost: str, name: str) -> bool:
+        return name in BUILTIN_EXCHANGES or (vhost, name) in exchanges
+
+    for v in desired.vhost_names():
+        if v not in vhosts:
+            first = next(
+                o for o in (*desired.exchanges, *desired.queues, *desired.bindings,
+                            *desired.policies) if o.vhost == v
+            )
+            problems.append(Problem(f"vhost '{v}' does not exist on the broker and no file "
+                                    "lists it under 'vhosts'", first.location, first.label))
+    for b in desired.bindings:
+        if not exchange_exists(b.vhost, b.source):
+            problems.append(Problem(f"source exchange '{b.source}' is declared in no file and "
+                                    "does not exist on the broker", b.location, b.label))
+        if b.destination_type == "queue" and (b.vhost, b.destination) not in queues:
+            problems.append(Problem(f"queue '{b.destination}' is declared in no file and does "
+                                    "not exist on the broker", b.location, b.label))
+        if b.destination_type == "exchange" and not exchange_exists(b.vhost, b.destination):
+            problems.append(Problem(f"destination exchange '{b.destination}' is declared in no "
+                                    "file and does not exist on the broker",
+                                    b.location, b.label))
+    for x in desired.exchanges:
+        ae = x.alternate_exchange
+        if ae is not None and not exchange_exists(x.vhost, ae):
+            problems.append(Problem(f"alternate exchange '{ae}' is declared in no file and does "
+                                    "not exist on the broker", x.location, x.label))
+    for q in desired.queues:
+        dlx = q.arguments.get("x-dead-letter-exchange")
+        if isinstance(dlx, str) and not exchange_exists(q.vhost, dlx):
+            problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file and "
+                                    "does not exist on the broker", q.location, q.label))
+    return problems
