@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import _log
-from ._core import split_urls, url_secrets
+from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
 from ._worker import Worker
@@ -77,11 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls_arg = [u for u in (args.url or []) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
+    secrets: set[str] = set()
     try:
         urls = split_urls(urls_arg)
-        secrets = _log.configure(getattr(logging, args.log_level.upper(), logging.INFO),
-                                 url_secrets(urls))
-        del secrets
+        secrets = url_secrets(urls)
         handler = load_handler(args.handler)
         queues = [Queue.parse(spec) for spec in args.queues]
         if args.dead_letter_exchange:
@@ -93,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_timeout=args.shutdown_timeout,
         )
     except PriorityWorkerError as exc:
-        print(f"priority-worker: error: {exc}", file=sys.stderr)
+        print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
+    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
     worker.run()
     return 0
 
