@@ -16,7 +16,7 @@ from ._broker import (
 )
 from ._connection import BrokerAddress
 from ._errors import PlanConflictError, TopologyError
-from ._loader import load_files
+from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, plan
 from ._validate import check_references, validate
@@ -24,9 +24,10 @@ from ._validate import check_references, validate
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
     """Load, merge and validate topology files; raises TopologyError with every problem."""
-    topology = load_files(paths, vhost=vhost, default_vhost=default_vhost)
-    problems = validate(topology)
+    topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
+    problems += validate(topology)
     if problems:
+        problems.sort(key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
         raise TopologyError(problems)
     return topology
 

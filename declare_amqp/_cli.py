@@ -19,14 +19,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from ._api import Session, load
 from ._connection import BrokerAddress, redact, resolve_address
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
 from ._export import to_yaml
+from ._model import Topology, VhostSpec
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
+from ._validate import check_references
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -128,6 +131,10 @@ class _Cli:
             f"vhost(s), {len(topology.exchanges)} exchanges, {len(topology.queues)} queues, "
             f"{len(topology.bindings)} bindings, {len(topology.policies)} policies"
         )
+        # Without a broker, references outside the files can only be listed, not checked.
+        known = Topology(vhosts=tuple(VhostSpec(v) for v in topology.vhost_names()))
+        for problem in check_references(topology, known, broker_read=False):
+            self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
         return EXIT_OK
 
     def plan(self) -> int:

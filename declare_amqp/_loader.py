@@ -350,6 +350,16 @@ def load_files(
     ``default_vhost`` applies to files without one.
     The same object declared in two places must be declared identically.
     """
+    merged, problems = read_files(paths, vhost, default_vhost)
+    if problems:
+        raise TopologyError(problems)
+    return merged
+
+
+def read_files(
+    paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
+) -> tuple[Topology, list[Problem]]:
+    """Like ``load_files``, but returns what could be read together with the problems."""
     problems: list[Problem] = []
     parts: list[Topology] = []
     for path in paths:
@@ -365,9 +375,7 @@ def load_files(
         parts.append(topology)
     merged, merge_problems = _merge(parts)
     problems.extend(merge_problems)
-    if problems:
-        raise TopologyError(problems)
-    return merged
+    return merged, problems
 
 
 def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:

@@ -127,9 +127,17 @@ def _validate_queue(q: object) -> Iterable[Problem]:
                       q.location, q.label)
 
 
-def check_references(desired: Topology, actual: Topology) -> list[Problem]:
-    """References to exchanges, queues and vhosts that exist neither in the files nor live."""
+def check_references(
+    desired: Topology, actual: Topology, broker_read: bool = True
+) -> list[Problem]:
+    """References to exchanges, queues and vhosts that exist neither in the files nor live.
+
+    With ``broker_read=False`` (no broker at hand) the messages only say what no file
+    declares.
+    """
     problems: list[Problem] = []
+    nowhere = " and does not exist on the broker" if broker_read else \
+        " (it must exist on the broker; plan and apply check that)"
     exchanges = {(x.vhost, x.name) for x in (*desired.exchanges, *actual.exchanges)}
     queues = {(q.vhost, q.name) for q in (*desired.queues, *actual.queues)}
     vhosts = {v.name for v in (*desired.vhosts, *actual.vhosts)}
@@ -147,23 +155,22 @@ def check_references(desired: Topology, actual: Topology) -> list[Problem]:
                                     "lists it under 'vhosts'", first.location, first.label))
     for b in desired.bindings:
         if not exchange_exists(b.vhost, b.source):
-            problems.append(Problem(f"source exchange '{b.source}' is declared in no file and "
-                                    "does not exist on the broker", b.location, b.label))
+            problems.append(Problem(f"source exchange '{b.source}' is declared in no file"
+                                    + nowhere, b.location, b.label))
         if b.destination_type == "queue" and (b.vhost, b.destination) not in queues:
-            problems.append(Problem(f"queue '{b.destination}' is declared in no file and does "
-                                    "not exist on the broker", b.location, b.label))
+            problems.append(Problem(f"queue '{b.destination}' is declared in no file" + nowhere,
+                                    b.location, b.label))
         if b.destination_type == "exchange" and not exchange_exists(b.vhost, b.destination):
             problems.append(Problem(f"destination exchange '{b.destination}' is declared in no "
-                                    "file and does not exist on the broker",
-                                    b.location, b.label))
+                                    "file" + nowhere, b.location, b.label))
     for x in desired.exchanges:
         ae = x.alternate_exchange
         if ae is not None and not exchange_exists(x.vhost, ae):
-            problems.append(Problem(f"alternate exchange '{ae}' is declared in no file and does "
-                                    "not exist on the broker", x.location, x.label))
+            problems.append(Problem(f"alternate exchange '{ae}' is declared in no file" + nowhere,
+                                    x.location, x.label))
     for q in desired.queues:
         dlx = q.arguments.get("x-dead-letter-exchange")
         if isinstance(dlx, str) and not exchange_exists(q.vhost, dlx):
-            problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file and "
-                                    "does not exist on the broker", q.location, q.label))
+            problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file"
+                                    + nowhere, q.location, q.label))
     return problems
