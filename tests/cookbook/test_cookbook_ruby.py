@@ -24,8 +24,13 @@ MINITEST_SUMMARY = re.compile(
 def test_the_cookbook_has_ruby_files() -> None:
     """Pins that the syntax check below has something to check."""
     names = {p.relative_to(COOKBOOK).as_posix() for p in RUBY_FILES}
-    assert {"metadata.rb", "attributes/default.rb", "recipes/default.rb", "recipes/email.rb",
-            "resources/topology.rb"} <= names
+    assert {
+        "metadata.rb",
+        "attributes/default.rb",
+        "recipes/default.rb",
+        "recipes/email.rb",
+        "resources/topology.rb",
+    } <= names
 
 
 @pytest.mark.parametrize("path", RUBY_FILES, ids=lambda p: p.relative_to(COOKBOOK).as_posix())
@@ -42,7 +47,11 @@ def test_ruby_syntax(ruby: str, path: Path) -> None:
 def test_minitest_suite(ruby: str) -> None:
     """The stub-Chef minitest suite runs at least one test and all of them pass."""
     proc = subprocess.run(
-        [ruby, "-w", "test/all.rb"], cwd=COOKBOOK, capture_output=True, text=True, timeout=300,
+        [ruby, "-w", "test/all.rb"],
+        cwd=COOKBOOK,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     output = proc.stdout + proc.stderr
@@ -58,12 +67,47 @@ def test_minitest_suite(ruby: str) -> None:
 TRICKY_VALUES: dict[str, Any] = {
     "yaml11_booleans": ["yes", "no", "on", "off", "y", "n", "true", "False", "Y", "NO"],
     "nulls": ["null", "~", "", "Null"],
-    "numbers_as_strings": ["1_000", "0x1F", "0o17", "017", "1e3", "1.5", ".inf", "-.inf", ".nan",
-                           "12:30", "1:20:30", "+1", "0b101"],
+    "numbers_as_strings": [
+        "1_000",
+        "0x1F",
+        "0o17",
+        "017",
+        "1e3",
+        "1.5",
+        ".inf",
+        "-.inf",
+        ".nan",
+        "12:30",
+        "1:20:30",
+        "+1",
+        "0b101",
+    ],
     "dates_as_strings": ["2026-01-01", "2026-01-01 10:00:00", "2026-01-01T10:00:00Z"],
-    "syntax": ["#no comment", "key: value", "- dash", "*alias", "&anchor", "!tag", "@at", "`tick",
-               "'single", '"double', "%percent", "{a: 1}", "[1, 2]", "a #b", "|", ">", "? q",
-               " leading", "trailing ", "multi\nline\n", "tab\there", "back\\slash", "ünïcödé ✉"],
+    "syntax": [
+        "#no comment",
+        "key: value",
+        "- dash",
+        "*alias",
+        "&anchor",
+        "!tag",
+        "@at",
+        "`tick",
+        "'single",
+        '"double',
+        "%percent",
+        "{a: 1}",
+        "[1, 2]",
+        "a #b",
+        "|",
+        ">",
+        "? q",
+        " leading",
+        "trailing ",
+        "multi\nline\n",
+        "tab\there",
+        "back\\slash",
+        "ünïcödé ✉",
+    ],
     "real_numbers": [0, -1, 5, 100000, 2**63, 1.5, -0.25, 1e20, 1e-05],
     "real_booleans_and_null": [True, False, None],
     "empties": [[], {}],
@@ -81,8 +125,9 @@ def test_rendered_yaml_round_trips_through_python(converge: Converge) -> None:
     }
     report = converge(
         "declare_amqp::topologies",
-        attributes={"declare_amqp": {"topologies": {"tricky": {"topology": topology,
-                                                               "vhost": "on"}}}},
+        attributes={
+            "declare_amqp": {"topologies": {"tricky": {"topology": topology, "vhost": "on"}}}
+        },
     )
     assert report["error"] is None, report
     (rendered,) = [f for f in report["files"] if f["path"] == "/etc/declare-amqp/tricky.yml"]
@@ -94,7 +139,10 @@ def test_email_example_renders_topology_example_yml(converge: Converge) -> None:
     report = converge("declare_amqp::email")
     (rendered,) = report["files"]
     assert (rendered["path"], rendered["mode"], rendered["owner"], rendered["group"]) == (
-        "/etc/declare-amqp/email.yml", "0600", "root", "root"
+        "/etc/declare-amqp/email.yml",
+        "0600",
+        "root",
+        "root",
     )
     example = yaml.safe_load((COOKBOOK.parents[1] / "topology.example.yml").read_text())
     assert yaml.safe_load(rendered["content"]) == example
