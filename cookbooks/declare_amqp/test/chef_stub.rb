@@ -291,6 +291,10 @@ module ChefStub
     def respond_to_missing?(name, include_private = false)
       run.custom_resources.key?(name) || super
     end
+
+    def node
+      run.node
+    end
   end
 
   # Where a recipe's code runs.
@@ -301,10 +305,6 @@ module ChefStub
     def initialize(run, cookbook)
       @run = run
       @current_cookbook = cookbook
-    end
-
-    def node
-      run.node
     end
 
     def include_recipe(spec)
@@ -335,10 +335,6 @@ module ChefStub
     def initialize(run, resource)
       @run = run
       @new_resource = resource
-    end
-
-    def node
-      run.node
     end
 
     def run_context

@@ -11,6 +11,44 @@ class TopologyResourceTest < Minitest::Test
   BIN = '/usr/local/bin/declare-amqp'
   ENV_EXPECTED = { 'AMQP_URL' => 'amqp://127.0.0.1:5672/', 'AMQP_USER' => 'alice',
                    'AMQP_PASS' => PASSWORD }.freeze
+  # The file for the email topology of topology.example.yml, byte for byte.
+  EMAIL_YAML = <<~'YAML'
+    # Written by Chef (declare_amqp_topology[email]); local changes are overwritten.
+    ---
+    exchanges:
+    - name: email
+      type: topic
+      alternate_exchange: email-undeliverable
+    - name: email-undeliverable
+      type: fanout
+    - name: email.dlx
+      type: fanout
+    queues:
+    - name: email.high
+      type: classic
+      dead_letter_exchange: email.dlx
+      bindings:
+      - exchange: email
+        routing_key: email.high
+    - name: email.default
+      type: classic
+      max_priority: 5
+      dead_letter_exchange: email.dlx
+      bindings:
+      - exchange: email
+        routing_key: email.default
+      - exchange: email-undeliverable
+    - name: email.dead
+      type: quorum
+    policies:
+    - name: email-dead-limits
+      pattern: "^email\\.dead$"
+      apply_to: queues
+      definition:
+        max-length: 100000
+        overflow: reject-publish
+      priority: 1
+  YAML
   PLAN_OUTPUT = "vhost /\n  + create exchange email (topic)\n  + create queue email.high\n" \
                 "Plan: 2 to create, 0 to update, 0 to delete.\n"
 
@@ -23,8 +61,8 @@ class TopologyResourceTest < Minitest::Test
     assert_equal ['/etc/declare-amqp'], directory.map(&:name)
     assert_equal({ owner: 'root', group: 'root', mode: '0700' }, directory.first.props)
     assert_equal [PATH], file.map(&:name)
-    assert_equal({ content: file.first.props[:content], owner: 'root', group: 'root', mode: '0600',
-                   sensitive: true }, file.first.props)
+    assert_equal({ content: EMAIL_YAML, owner: 'root', group: 'root', mode: '0600', sensitive: true },
+                 file.first.props)
     assert_equal [{ argv: [BIN, 'plan', PATH, '--detailed-exitcode'], env: ENV_EXPECTED,
                     timeout: 900, resource: 'declare_amqp_topology[email]' }], run.commands
     assert_empty run.converged
