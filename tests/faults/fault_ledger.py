@@ -65,13 +65,20 @@ class Ledger:
         with self._lock:
             self._handled[message_id] += 1
 
-    def load_handled(self, path: Path) -> None:
-        """Add the ids that handlers in other processes appended to ``path``, one per line."""
+    def load_handled(self, path: Path) -> int:
+        """Add the ids that handlers in other processes appended to ``path``, one per line.
+
+        A line is ``ID`` or ``ID redelivered``; returns how many lines said redelivered.
+        """
         if not path.exists():
-            return
+            return 0
+        redelivered = 0
         for line in path.read_text().splitlines():
-            if line.strip():
-                self.handled(line.strip())
+            fields = line.split()
+            if fields:
+                self.handled(fields[0])
+                redelivered += "redelivered" in fields[1:]
+        return redelivered
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -161,9 +161,11 @@ def test_kill_9_with_deliveries_in_flight(vhost: str, vhost_url: str, tmp_path: 
         first.ensure_stopped()
         if second is not None:
             second.ensure_stopped()
-    ledger.load_handled(out)
-    ledger.note(f"killed after {killed_at} handled, prefetch 50")
+    redelivered = ledger.load_handled(out)
+    ledger.note(f"killed after {killed_at} handled, prefetch 50; {redelivered} redelivered")
     finish(ledger, expect_confirmed=len(ids))
+    # The killed worker held unacked deliveries: the broker gave them to the next worker.
+    assert redelivered >= 1
 
 
 def test_sigterm_with_work_in_flight(vhost: str, vhost_url: str, tmp_path: Path) -> None:
@@ -194,8 +196,8 @@ def test_sigterm_with_work_in_flight(vhost: str, vhost_url: str, tmp_path: Path)
         first.ensure_stopped()
         if second is not None:
             second.ensure_stopped()
-    ledger.load_handled(out)
-    ledger.note(f"first worker exit 0 after {stopped_at} handled")
+    redelivered = ledger.load_handled(out)
+    ledger.note(f"first worker exit 0 after {stopped_at} handled; {redelivered} redelivered")
     finish(ledger, expect_confirmed=len(ids))
     # A drained worker acks everything it handled: nothing it finished comes back.
     assert ledger.duplicates() == 0, ledger.row()

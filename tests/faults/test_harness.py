@@ -42,10 +42,10 @@ def test_ledger_republish_counts_once_and_finds_foreign_ids() -> None:
 def test_ledger_reads_ids_handled_by_other_processes(tmp_path) -> None:
     """Handlers in a subprocess append ids to a file; blank lines are ignored."""
     path = tmp_path / "handled.txt"
-    path.write_text("a\nb\na\n\n")
+    path.write_text("a\nb\na redelivered\n\n")
     ledger = Ledger("s")
-    ledger.load_handled(path)
-    ledger.load_handled(tmp_path / "missing.txt")
+    assert ledger.load_handled(path) == 1
+    assert ledger.load_handled(tmp_path / "missing.txt") == 0
     assert ledger.handled_ids == {"a", "b"}
     assert ledger.duplicates() == 1
 

@@ -4,8 +4,8 @@
                           [--delay SECONDS] [--shutdown-timeout SECONDS]
 
 Runs ``priority_worker.Worker.run()`` (SIGTERM drains) with a handler that works ``delay``
-seconds and then appends the message id to ``FILE`` (one ``write`` per line with O_APPEND, so
-lines from a process killed mid-way are never torn). ``FILE.ready`` appears once consuming.
+seconds and then appends the message id to ``FILE`` (plus `` redelivered`` when it was), one
+``write`` per line with O_APPEND, so lines of a process killed mid-way are never torn.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main() -> int:
     async def handle(message: Message) -> None:
         if args.delay:
             await asyncio.sleep(args.delay)
-        os.write(fd, f"{message.message_id}\n".encode())
+        mark = " redelivered" if message.redelivered else ""
+        os.write(fd, f"{message.message_id}{mark}\n".encode())
 
     worker = Worker(
         args.url,
