@@ -98,6 +98,9 @@ action_class do
 
   # Where action :apply keeps the topology: <config_dir>/<name>.yml.
   def topology_path
+    unless new_resource.name.match?(/\A[A-Za-z0-9][A-Za-z0-9_.-]*\z/)
+      raise ArgumentError, "#{new_resource}: the name becomes a file name: letters, digits, '_', '.', '-'"
+    end
     ::File.join(new_resource.config_dir, "#{new_resource.name}.yml")
   end
 

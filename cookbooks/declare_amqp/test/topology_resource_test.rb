@@ -242,6 +242,16 @@ class TopologyResourceTest < Minitest::Test
     end
   end
 
+  def test_name_must_be_a_plain_file_name
+    # Pins: <config_dir>/<name>.yml stays inside config_dir.
+    ['../passwd', 'a/b', '.hidden', ''].each do |bad|
+      error = assert_raises(ArgumentError) do
+        new_run.converge_inline('wrapper') { declare_amqp_topology(bad) { topology({}) } }
+      end
+      assert_includes error.message, 'the name becomes a file name'
+    end
+  end
+
   def test_topology_and_source_are_exclusive_and_vhost_needs_a_hash
     [
       [->(r) { r.topology({}) && r.source('/x.yml') }, 'set exactly one of topology and source'],
