@@ -270,10 +270,12 @@ class _Channel:
         self._waiting.clear()
         self._on_closed_cb(self, self.close_reason)
 
-    async def _rpc(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call a pika method that takes ``callback=`` and wait for its -Ok frame."""
+    async def _rpc(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the pika channel method ``name`` (which takes ``callback=``) and wait for its
+        -Ok frame."""
         if not self.is_open:
             raise ChannelGone(self.close_reason or "channel is not open")
+        method = getattr(self._ch, name)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.add(fut)
 
@@ -294,12 +296,12 @@ class _Channel:
 
     async def ready_count(self, queue: str) -> int:
         """Messages ready in ``queue`` (passive queue.declare). A 404 closes this channel."""
-        frame = await self._rpc(self._ch.queue_declare, queue, passive=True)
+        frame = await self._rpc("queue_declare", queue, passive=True)
         return int(frame.method.message_count)
 
     async def declare_queue(self, queue: str, arguments: Mapping[str, Any]) -> None:
         """Declare a durable queue with ``arguments``."""
-        await self._rpc(self._ch.queue_declare, queue, durable=True, arguments=dict(arguments))
+        await self._rpc("queue_declare", queue, durable=True, arguments=dict(arguments))
 
     def close(self) -> None:
         """Close the channel (no wait)."""
@@ -353,7 +355,7 @@ class ConsumerChannel(_Channel):
     async def consume(self, prefetch: int) -> None:
         """(Re)start consuming at ``prefetch``."""
         await self.cancel()
-        await self._rpc(self._ch.basic_qos, prefetch_count=prefetch, global_qos=False)
+        await self._rpc("basic_qos", prefetch_count=prefetch, global_qos=False)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.add(fut)
 
@@ -375,7 +377,7 @@ class ConsumerChannel(_Channel):
         """Stop the consumer (deliveries already received stay ackable)."""
         tag, self.consumer_tag, self.prefetch = self.consumer_tag, None, None
         if tag is not None and self.is_open:
-            await self._rpc(self._ch.basic_cancel, tag)
+            await self._rpc("basic_cancel", tag)
 
     def ack(self, tag: int) -> bool:
         """basic.ack; False when the channel is gone (the broker will redeliver)."""
@@ -415,7 +417,7 @@ class ConfirmChannel(_Channel):
     async def open(self) -> None:
         """Open the channel and select confirm mode."""
         await super().open()
-        await self._rpc(self._ch.confirm_delivery, self._confirmed)
+        await self._rpc("confirm_delivery", self._confirmed)
         self._next_tag = 1
 
     def _opened(self, ch: Any) -> None:

@@ -79,6 +79,7 @@ class Publisher:
         self._declared: dict[str, float] = {}
         self._admin: _Channel | None = None
         self._ready = asyncio.Event()
+        self._admin_lock = asyncio.Lock()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -289,9 +290,10 @@ class Publisher:
         last = self._declared.get(name)
         if last is not None and (refresh_after is None or loop.time() - last < refresh_after):
             return
-        await self._ready.wait()
-        if self._admin is None or not self._admin.is_open:
-            self._admin = _Channel(self._link, lambda ch, reason: None)
-            await self._admin.open()
-        await self._admin.declare_queue(name, arguments)
-        self._declared[name] = loop.time()
+        async with self._admin_lock:
+            await self._ready.wait()
+            if self._admin is None or not self._admin.is_open:
+                self._admin = _Channel(self._link, lambda ch, reason: None)
+                await self._admin.open()
+            await self._admin.declare_queue(name, arguments)
+            self._declared[name] = loop.time()

@@ -420,14 +420,17 @@ class Worker:
                         time.perf_counter() - started)
             if error is not None and not isinstance(error, UndecodableError):
                 self.metrics.handler_errors.labels(d.queue).inc()
-            await self._settle(d, spec, decide(error, attempts, self.retry), error)
+            try:
+                await self._settle(d, spec, decide(error, attempts, self.retry))
+            except Exception as exc:  # a bug here must not leave the delivery unsettled
+                log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
+                self._requeue([d])
         finally:
             self._dispatcher.finish(d.queue)
             self._update_in_flight(d.queue)
             self._pump()
 
-    async def _settle(self, d: Delivery, spec: Queue, action: Action,
-                      error: BaseException | None) -> None:
+    async def _settle(self, d: Delivery, spec: Queue, action: Action) -> None:
         """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
         if not d.channel.is_open:
             self.metrics.dropped.labels(d.queue).inc()

@@ -1,0 +1,25 @@
+"""Handlers for the runner subprocess tests (``priority-worker run worker_handlers:...``).
+
+They append ``started <id>`` / ``done <id>`` lines to the file named by $HANDLED_LOG, so the
+test can tell which messages were in flight and which were handled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from priority_worker import Message
+
+
+def _note(what: str, message: Message) -> None:
+    with open(os.environ["HANDLED_LOG"], "a") as fh:
+        fh.write(f"{what} {message.message_id}\n")
+        fh.flush()
+
+
+def slow(message: Message) -> None:
+    """Takes HANDLER_SECONDS (default 1) per message, in the thread pool."""
+    _note("started", message)
+    time.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
+    _note("done", message)

@@ -1,0 +1,171 @@
+"""Helpers for the priority_worker tests (imported by conftest and the test modules).
+
+Integration helpers talk to the broker with pika's BlockingConnection (an independent client,
+not the code under test) to declare queues, fill them and count what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pika
+
+
+def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
+    """Declare durable queues (bound to the default exchange only)."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        for name in names:
+            ch.queue_declare(name, durable=True, arguments=arguments)
+    finally:
+        conn.close()
+
+
+def fill(url: str, queue: str, ids: list[str], *, content_type: str = "text/plain",
+         body: Callable[[str], bytes] | None = None, headers: dict[str, Any] | None = None
+         ) -> None:
+    """Publish one persistent message per id to ``queue`` (message_id = id), with confirms."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for mid in ids:
+            ch.basic_publish("", queue, body(mid) if body else mid.encode(),
+                             pika.BasicProperties(message_id=mid, delivery_mode=2,
+                                                  content_type=content_type, headers=headers))
+    finally:
+        conn.close()
+
+
+def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take every ready message out of ``queue``."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    out = []
+    try:
+        ch = conn.channel()
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((props, body))
+    finally:
+        conn.close()
+
+
+def ready_count(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (passive declare)."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        conn.close()
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl on the local broker."""
+    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
+                   step: float = 0.05) -> None:
+    """Poll ``predicate`` on the loop until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(step)
+
+
+def run(coro: Awaitable[Any], timeout: float = 120) -> Any:
+    """Run one async scenario with an overall time limit."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(bounded())
+
+
+def vhost_path(vhost: str) -> str:
+    """The vhost quoted for a management API path."""
+    return urllib.parse.quote(vhost, safe="")
+
+
+@contextlib.contextmanager
+def global_fault_lock() -> Iterator[None]:
+    """Serialise broker-global faults (memory alarm) with other engineers' tests."""
+    import fcntl
+
+    with open("/tmp/rabbit-global-fault.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class TcpProxy:
+    """An in-process TCP proxy to the broker whose link can be stalled or cut.
+
+    ``stall()`` stops forwarding broker -> client bytes (confirms and deliveries stop arriving),
+    ``cut()`` closes every proxied connection, ``resume()`` forwards again.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.stalled = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, amqp_url: str) -> str:
+        """``amqp_url`` rewritten to go through the proxy."""
+        u = urllib.parse.urlsplit(amqp_url)
+        netloc = u.netloc.rpartition("@")
+        return urllib.parse.urlunsplit(
+            u._replace(netloc=f"{netloc[0]}@127.0.0.1:{self.port}" if netloc[0]
+                       else f"127.0.0.1:{self.port}"))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       downstream: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    while downstream and self.stalled:
+                        await asyncio.sleep(0.02)
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def resume(self) -> None:
+        self.stalled = False
+
+    def cut(self) -> None:
+        for w in self._writers:
+            w.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
