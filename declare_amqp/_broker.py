@@ -397,8 +397,12 @@ class AmqpSession:
             return
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[None] = loop.create_future()
-        self.connection.add_on_close_callback(
-            lambda *_: closed.done() or closed.set_result(None))
+
+        def on_closed(*_: object) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        self.connection.add_on_close_callback(on_closed)
         if not self.connection.is_closing:
             self.connection.close()
         try:
@@ -447,6 +451,45 @@ class AmqpSession:
         await asyncio.gather(*(lane() for _ in range(count)))
         return failures
 
+    async def run_pipelined(
+        self,
+        items: Sequence[Change],
+        channels: int,
+        progress: Progress | None = None,
+        batch: int = 250,
+    ) -> list[AmqpFailure]:
+        """Declare without waiting for each ``-Ok``: ``nowait`` methods, then one barrier.
+
+        pika sends one synchronous method at a time per channel; with ``nowait`` the broker
+        sends no reply, so a batch streams out at once. A ``basic.qos`` after the batch is
+        the barrier: the broker handles a channel's methods in order, so its ``-Ok`` means
+        every declare before it succeeded. If the broker closed the channel instead, the
+        batch is declared again one by one (declares are idempotent) to name the culprit.
+        """
+        failures: list[AmqpFailure] = []
+        lanes = _lanes(items, channels)
+
+        async def lane(work: list[Change]) -> None:
+            ch = await self.channel()
+            for start in range(0, len(work), batch):
+                chunk = work[start:start + batch]
+                try:
+                    for item in chunk:
+                        ch.channel._send_method(_nowait_method(item.spec))
+                    await ch.call("basic_qos", prefetch_count=0)
+                except pika.exceptions.ChannelClosed:
+                    if self.connection.is_closed:
+                        raise
+                    failures.extend(await self.run(chunk, _declare, 1))
+                    ch = await self.channel()
+                if progress is not None:
+                    progress(len(chunk))
+            if ch.closed is None:
+                ch.channel.close()
+
+        await asyncio.gather(*(lane(work) for work in lanes))
+        return failures
+
 
 async def _declare(ch: _Channel, change: Change, passive: bool = False) -> Any:
     spec = change.spec
@@ -472,6 +515,51 @@ async def _declare(ch: _Channel, change: Change, passive: bool = False) -> Any:
                                  arguments=dict(spec.arguments) or None)
         return await ch.call("exchange_bind", destination=spec.destination, source=spec.source,
                              routing_key=spec.routing_key, arguments=dict(spec.arguments) or None)
+    raise TypeError(f"cannot declare {spec!r} over AMQP")
+
+
+def _lanes(items: Sequence[Change], channels: int) -> list[list[Change]]:
+    """Spread changes over channels; a queue's bindings follow it on the same channel.
+
+    A channel's methods are handled in order, so a binding sent after its queue's declare
+    on the same channel never sees the queue missing; queues and bindings then overlap.
+    """
+    count = max(1, min(channels, len(items)))
+    lanes: list[list[Change]] = [[] for _ in range(count)]
+    lane_of: dict[str, int] = {}
+    for item in items:
+        spec = item.spec
+        key = spec.destination if isinstance(spec, BindingSpec) and \
+            spec.destination_type == "queue" else spec.name
+        index = lane_of.setdefault(key, len(lane_of) % count)
+        lanes[index].append(item)
+    return [lane for lane in lanes if lane]
+
+
+def _nowait_method(spec: Any) -> Any:
+    """The AMQP method frame that declares ``spec`` with ``nowait`` set."""
+    if isinstance(spec, ExchangeSpec):
+        return pika.spec.Exchange.Declare(
+            exchange=spec.name, type=spec.type, durable=spec.durable,
+            auto_delete=spec.auto_delete, internal=spec.internal, nowait=True,
+            arguments=dict(spec.arguments),
+        )
+    if isinstance(spec, QueueSpec):
+        arguments = dict(spec.arguments)
+        if spec.type != "classic":
+            arguments["x-queue-type"] = spec.type
+        return pika.spec.Queue.Declare(
+            queue=spec.name, durable=spec.durable, auto_delete=spec.auto_delete, nowait=True,
+            arguments=arguments,
+        )
+    if isinstance(spec, BindingSpec):
+        if spec.destination_type == "queue":
+            return pika.spec.Queue.Bind(queue=spec.destination, exchange=spec.source,
+                                        routing_key=spec.routing_key, nowait=True,
+                                        arguments=dict(spec.arguments))
+        return pika.spec.Exchange.Bind(destination=spec.destination, source=spec.source,
+                                       routing_key=spec.routing_key, nowait=True,
+                                       arguments=dict(spec.arguments))
     raise TypeError(f"cannot declare {spec!r} over AMQP")
 
 
@@ -560,25 +648,30 @@ async def _apply(
 
     async def amqp_phase(
         changes: list[Change],
-        operation: Callable[[_Channel, Change], Awaitable[Any]],
+        operation: Callable[[_Channel, Change], Awaitable[Any]] | None,
     ) -> None:
+        """``operation`` None: pipelined declares; otherwise one operation per change."""
         for vhost, items in _group(changes, "exchange", "queue", "binding").items():
             s = await session(vhost)
-            found = await s.run(items, operation, channels, progress)
+            if operation is None:
+                found = await s.run_pipelined(items, channels, progress)
+            else:
+                found = await s.run(items, operation, channels, progress)
             failures.extend(found)
             failed = {id(f.change) for f in found}
             done.extend(c for c in items if id(c) not in failed)
 
     try:
         creates = [c for c in writes if c.action == CREATE]
-        await amqp_phase([c for c in creates if c.kind == "exchange"], _declare)
+        await amqp_phase([c for c in creates if c.kind == "exchange"], None)
         for c in writes:
             if c.kind == "policy" and c.action in (CREATE, UPDATE):
                 assert management is not None
                 management.put_policy(c.spec)  # type: ignore[arg-type]
                 tick(c)
-        await amqp_phase([c for c in creates if c.kind == "queue"], _declare)
-        await amqp_phase([c for c in creates if c.kind == "binding"], _declare)
+        # Queues and their bindings in one pipelined phase (see _lanes).
+        await amqp_phase([c for c in creates if c.kind == "queue"]
+                         + [c for c in creates if c.kind == "binding"], None)
         deletes = [c for c in writes if c.action == DELETE]
         delete = _delete_operation(force)
         await amqp_phase([c for c in deletes if c.kind == "binding"], delete)

@@ -87,7 +87,7 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
             entry["durable"] = False
         if q.auto_delete:
             entry["auto_delete"] = True
-        arguments: dict[str, Any] = {}
+        arguments = {}
         for key, value in q.arguments.items():
             alias = _ALIAS_OF.get(key)
             if alias is not None and _alias_fits(alias, value):
@@ -120,7 +120,7 @@ def _alias_fits(alias: str, value: Any) -> bool:
         return False
     if spec.choices and value not in spec.choices:
         return False
-    return not (spec.minimum is not None and value < spec.minimum)
+    return not (spec.minimum is not None and isinstance(value, int) and value < spec.minimum)
 
 
 def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:

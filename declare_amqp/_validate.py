@@ -18,7 +18,15 @@ from ._format import (
     POLICY_DEFINITION_KEYS,
     describe_types,
 )
-from ._model import EXCHANGE_TYPES, QUEUE_TYPES, Topology
+from ._model import (
+    EXCHANGE_TYPES,
+    QUEUE_TYPES,
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+)
 
 # Exchanges every vhost has; they can be bound to but never declared or deleted.
 BUILTIN_EXCHANGES = frozenset(
@@ -77,10 +85,7 @@ def validate(desired: Topology) -> list[Problem]:
     return problems
 
 
-def _validate_queue(q: object) -> Iterable[Problem]:
-    from ._model import QueueSpec
-
-    assert isinstance(q, QueueSpec)
+def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
     if q.name == "":
         yield Problem("a queue needs a name (server-named queues are not declarative)",
                       q.location, q.label)
@@ -109,7 +114,7 @@ def _validate_queue(q: object) -> Iterable[Problem]:
             yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
                           q.location, q.label)
             continue
-        if known.minimum is not None and value < known.minimum:
+        if known.minimum is not None and isinstance(value, int) and value < known.minimum:
             yield Problem(f"argument {arg} must be at least {known.minimum}, not {value}",
                           q.location, q.label)
         if known.choices and value not in known.choices:
@@ -147,10 +152,9 @@ def check_references(
 
     for v in desired.vhost_names():
         if v not in vhosts:
-            first = next(
-                o for o in (*desired.exchanges, *desired.queues, *desired.bindings,
-                            *desired.policies) if o.vhost == v
-            )
+            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec] = [
+                *desired.exchanges, *desired.queues, *desired.bindings, *desired.policies]
+            first = next(o for o in objects if o.vhost == v)
             problems.append(Problem(f"vhost '{v}' does not exist on the broker and no file "
                                     "lists it under 'vhosts'", first.location, first.label))
     for b in desired.bindings:
