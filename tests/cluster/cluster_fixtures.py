@@ -48,8 +48,12 @@ def heal(cluster: Cluster) -> None:
     for node in cluster.nodes:
         if not _port_open(node.amqp_port):
             cluster.start_app(node)
+    with cluster.http() as http:
+        nodes = {n["name"]: n for n in http.get("/api/nodes").json()}
     for node in cluster.nodes:
-        cluster.ctl(node, "set_vm_memory_high_watermark", "0.4", check=False)
+        info = nodes.get(node.name, {})
+        if info.get("mem_alarm") or info.get("mem_limit") == 0:
+            cluster.ctl(node, "set_vm_memory_high_watermark", "0.4")
 
 
 @pytest.fixture
