@@ -11,12 +11,11 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 
 import httpx
 import pika
 import pytest
-from worker_support import drain, fill, ready_count, run, vhost_path, wait_for
+from worker_support import Recorder, drain, fill, ids, ready_count, run, vhost_path, wait_for
 
 from priority_worker import (
     ConfigurationError,
@@ -29,34 +28,6 @@ from priority_worker import (
     RetryPolicy,
     Worker,
 )
-
-
-@dataclass
-class Recorder:
-    """An async handler that records what it saw and how many ran at once per queue."""
-
-    delay: float = 0.0
-    seen: list[tuple[str, str, int, bool]] = field(default_factory=list)
-    active: Counter[str] = field(default_factory=Counter)
-    max_active: Counter[str] = field(default_factory=Counter)
-
-    async def __call__(self, message: Message) -> None:
-        self.active[message.queue] += 1
-        self.max_active[message.queue] = max(self.max_active[message.queue],
-                                             self.active[message.queue])
-        self.seen.append((message.queue, str(message.message_id), message.attempts,
-                          message.redelivered))
-        try:
-            await asyncio.sleep(self.delay)
-        finally:
-            self.active[message.queue] -= 1
-
-    def ids(self, queue: str | None = None) -> set[str]:
-        return {mid for q, mid, _, _ in self.seen if queue in (None, q)}
-
-
-def ids(prefix: str, n: int) -> list[str]:
-    return [f"{prefix}-{i}" for i in range(n)]
 
 
 def test_weighted_share_is_five_to_one_under_backlog(vhost_url: str, queues2: object) -> None:

@@ -11,10 +11,14 @@ import contextlib
 import subprocess
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+
+from priority_worker import Message
 
 
 def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
@@ -169,3 +173,31 @@ class TcpProxy:
         self.cut()
         if self._server is not None:
             self._server.close()
+
+
+@dataclass
+class Recorder:
+    """An async handler that records what it saw and how many ran at once per queue."""
+
+    delay: float = 0.0
+    seen: list[tuple[str, str, int, bool]] = field(default_factory=list)
+    active: Counter[str] = field(default_factory=Counter)
+    max_active: Counter[str] = field(default_factory=Counter)
+
+    async def __call__(self, message: Message) -> None:
+        self.active[message.queue] += 1
+        self.max_active[message.queue] = max(self.max_active[message.queue],
+                                             self.active[message.queue])
+        self.seen.append((message.queue, str(message.message_id), message.attempts,
+                          message.redelivered))
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.active[message.queue] -= 1
+
+    def ids(self, queue: str | None = None) -> set[str]:
+        return {mid for q, mid, _, _ in self.seen if queue in (None, q)}
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i}" for i in range(n)]

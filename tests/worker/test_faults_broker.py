@@ -1,0 +1,236 @@
+"""Faults against the real broker: closed connections, deleted queues, SIGTERM, kill -9,
+memory alarm. Every test publishes known message ids and accounts for each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from worker_support import (
+    Recorder,
+    declare_queues,
+    drain,
+    fill,
+    global_fault_lock,
+    ids,
+    rabbitmqctl,
+    ready_count,
+    run,
+    vhost_path,
+    wait_for,
+)
+
+from priority_worker import Queue, Worker
+
+HERE = Path(__file__).parent
+RUNNER = Path(sys.executable).parent / "priority-worker"
+
+
+def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
+        broker: object, vhost: str, vhost_url: str, queues2: object) -> None:
+    """The broker closes the worker's connections mid-run: it reconnects, every message is
+    handled, none is left, and each queue is consumed at its own prefetch again."""
+    all_ids = ids("h", 300) + ids("l", 100)
+    fill(vhost_url, "high", ids("h", 300))
+    fill(vhost_url, "low", ids("l", 100))
+    rec = Recorder(delay=0.01)
+
+    def consumer_prefetches() -> dict[str, int]:
+        with broker.http() as http:  # type: ignore[attr-defined]
+            found = http.get(f"/api/consumers/{vhost_path(vhost)}").json()
+        return {c["queue"]["name"]: int(c["prefetch_count"]) for c in found}
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec,
+                        reconnect_max_delay=2)
+        await worker.start()
+        try:
+            await wait_for(lambda: len(rec.seen) >= 60, 30, "60 handled")
+            await asyncio.to_thread(rabbitmqctl, "close_all_connections", "--vhost", vhost,
+                                    "test: closed mid-run")
+            await wait_for(lambda: rec.ids() == set(all_ids), 60, "every id handled")
+            await wait_for(
+                lambda: worker.metrics.reconnects.labels("consumer")._value.get() >= 1
+                and worker.ready, 30, "reconnected and ready")
+            deadline = time.monotonic() + 20  # the management API samples every 5 s
+            while await asyncio.to_thread(consumer_prefetches) != {"high": 10, "low": 2}:
+                assert time.monotonic() < deadline, await asyncio.to_thread(
+                    consumer_prefetches)
+                await asyncio.sleep(1)
+        finally:
+            await worker.stop()
+
+    run(scenario())
+    assert ready_count(vhost_url, "high") == ready_count(vhost_url, "low") == 0
+    assert sorted(set(rec.ids())) == sorted(all_ids)
+
+
+def test_consumer_cancelled_by_broker_when_its_queue_is_deleted(vhost_url: str,
+                                                                queues2: object) -> None:
+    """Deleting a consumed queue cancels that consumer only; once the queue is back the worker
+    consumes it again."""
+    rec = Recorder()
+
+    def delete_low() -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+        conn.channel().queue_delete("low")
+        conn.close()
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec,
+                        reconnect_max_delay=1)
+        await worker.start()
+        try:
+            await wait_for(lambda: worker.ready, 10, "ready")
+            await asyncio.to_thread(delete_low)
+            await wait_for(lambda: not worker.ready, 10, "not ready without low")
+            await asyncio.to_thread(fill, vhost_url, "high", ids("h", 5))
+            await wait_for(lambda: rec.ids("high") == set(ids("h", 5)), 10, "high goes on")
+            await asyncio.to_thread(declare_queues, vhost_url, "low")
+            await asyncio.to_thread(fill, vhost_url, "low", ids("l", 5))
+            await wait_for(lambda: rec.ids("low") == set(ids("l", 5)), 30, "low back")
+            await wait_for(lambda: worker.ready, 10, "ready again")
+        finally:
+            await worker.stop()
+
+    run(scenario())
+
+
+@pytest.fixture
+def handled_log(tmp_path: Path) -> Path:
+    """The file the runner's handler notes started/done message ids in."""
+    return tmp_path / "handled.log"
+
+
+def start_runner(vhost_url: str, log: Path, seconds: float,
+                 *extra: str) -> subprocess.Popen[bytes]:
+    """``priority-worker run worker_handlers:slow`` as a subprocess."""
+    env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": str(seconds)}
+    return subprocess.Popen(
+        [str(RUNNER), "run", "worker_handlers:slow", "--url", vhost_url,
+         "--queue", "high=10", "--queue", "low=2", *extra],
+        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def noted(log: Path, what: str) -> list[str]:
+    if not log.exists():
+        return []
+    return [line.split()[1] for line in log.read_text().splitlines()
+            if line.startswith(what + " ")]
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Kill any runner subprocess a failed test left behind."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
+        vhost_url: str, queues2: object, handled_log: Path,
+        reaper: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM: running handlers finish and are acked, the rest is requeued, exit code 0."""
+    all_ids = ids("h", 30) + ids("l", 10)
+    fill(vhost_url, "high", ids("h", 30))
+    fill(vhost_url, "low", ids("l", 10))
+    proc = start_runner(vhost_url, handled_log, 1.0, "--shutdown-timeout", "20")
+    reaper.append(proc)
+    wait_until(lambda: len(noted(handled_log, "started")) >= 5, 30, "work in flight")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    started, done = noted(handled_log, "started"), noted(handled_log, "done")
+    assert sorted(started) == sorted(done), "every started handler finished"
+    left = [p.message_id for q in ("high", "low") for p, _ in drain(vhost_url, q)]
+    assert not set(done) & set(left), "handled messages were acked, not requeued"
+    assert sorted(done + left) == sorted(all_ids), "nothing lost, nothing duplicated"
+    assert b'"event": "stopped"' in stderr
+
+
+def test_kill_9_unacked_deliveries_go_to_the_next_worker(
+        vhost_url: str, queues2: object, handled_log: Path,
+        reaper: list[subprocess.Popen[bytes]]) -> None:
+    """kill -9 with deliveries in flight: the broker redelivers them to the next worker."""
+    all_ids = ids("h", 20) + ids("l", 5)
+    fill(vhost_url, "high", ids("h", 20))
+    fill(vhost_url, "low", ids("l", 5))
+    proc = start_runner(vhost_url, handled_log, 120.0)
+    reaper.append(proc)
+    wait_until(lambda: len(noted(handled_log, "started")) >= 12, 30, "12 in flight")
+    in_flight = set(noted(handled_log, "started"))
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_until(lambda: ready_count(vhost_url, "high") + ready_count(vhost_url, "low") == 25,
+               30, "all 25 back in their queues")
+    rec = Recorder()
+
+    async def next_worker() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
+        await worker.start()
+        try:
+            await wait_for(lambda: rec.ids() == set(all_ids), 30, "all handled")
+        finally:
+            await worker.stop()
+
+    run(next_worker())
+    redelivered = {mid for _, mid, _, again in rec.seen if again}
+    assert redelivered == in_flight
+
+
+def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
+        vhost_url: str, queues2: object) -> None:
+    """Under a memory alarm publishes wait (blocked, counted in metrics) while the backlog is
+    still consumed; after the alarm every publish is confirmed and handled."""
+    backlog = ids("b", 200)
+    fill(vhost_url, "high", backlog)
+    rec = Recorder(delay=0.1)
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
+        await worker.start()
+        try:
+            await wait_for(lambda: len(rec.seen) >= 10, 20, "consuming")
+            await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0")
+            try:
+                futures = [worker.publisher.publish("", "high", b"x", properties=None,
+                                                    headers={"n": i}) for i in range(20)]
+                await wait_for(lambda: worker.publisher.blocked, 20, "publisher blocked")
+                handled_at_block = len(rec.seen)
+                await asyncio.sleep(1.5)
+                assert not any(f.done() for f in futures), "confirms wait for the alarm"
+                assert len(rec.seen) > handled_at_block, "consuming goes on"
+            finally:
+                await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0.4")
+            await asyncio.wait_for(asyncio.gather(*futures), 30)
+            await wait_for(lambda: len(rec.seen) >= 220, 60, "backlog and new work handled")
+            assert worker.metrics.blocked_seconds() >= 1.0
+            assert not worker.publisher.blocked
+        finally:
+            await worker.stop()
+
+    with global_fault_lock():
+        try:
+            run(scenario())
+        finally:
+            rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+    assert rec.ids("high") >= set(backlog)
