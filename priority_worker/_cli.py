@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume queues with a handler until SIGTERM/SIGINT")
     run.add_argument("handler", metavar="MODULE:CALLABLE")
-    run.add_argument("--url", default=os.environ.get("AMQP_URL"),
+    run.add_argument("--url", action="append", default=None,
                      help="broker URL; several comma-separated or repeated for failover "
-                          "(default: $AMQP_URL)", action="append")
+                          "(default: $AMQP_URL)")
     run.add_argument("--queue", dest="queues", metavar="NAME=PREFETCH", action="append",
                      required=True, help="queue to consume, highest priority first")
     run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.WEIGHTED.value)
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``priority-worker`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    urls_arg = [u for u in (args.url or []) if u]
+    urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
     secrets: set[str] = set()

@@ -340,3 +340,17 @@ def test_cli_exits_2_on_a_bad_queue_spec(capsys: pytest.CaptureFixture[str]) -> 
                "--queue", "q=zero"])
     assert rc == 2
     assert "topsecret" not in capsys.readouterr().err
+
+
+def test_cli_takes_the_url_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --url the runner reads $AMQP_URL (keeps the password out of `ps`)."""
+    from priority_worker._cli import main
+
+    monkeypatch.setenv("AMQP_URL", "amqp://u:envsecret@127.0.0.1:1/")
+    assert main(["run", "json:loads", "--queue", "q=x"]) == 2
+    err = capsys.readouterr().err
+    assert "NAME=PREFETCH" in err or "prefetch" in err
+    monkeypatch.delenv("AMQP_URL")
+    with pytest.raises(SystemExit):
+        main(["run", "json:loads", "--queue", "q=1"])
