@@ -1,10 +1,13 @@
-"""Fixtures of the cluster tests: see cluster_fixtures.py."""
+"""Fixtures of the cluster tests: see cluster_fixtures.py. The worker tests also use the
+fault suite's ledger, kit and TCP proxy (tests/faults)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "faults"))
 
 from cluster_fixtures import cluster, cluster_vhost  # noqa: E402,F401  (fixtures)

@@ -5,6 +5,7 @@
         ...
         proxy.cut()       # reset every open connection (like a dropped link)
         proxy.stall()     # keep connections open but move no bytes (heartbeats must notice)
+        proxy.stall_downstream()  # the broker gets everything, the client hears nothing back
         proxy.resume()    # move bytes again
         proxy.refuse()    # new connections are accepted and closed at once (node gone)
 
@@ -13,7 +14,7 @@ Threads, not asyncio, so that it runs beside any event loop the code under test 
 
 from __future__ import annotations
 
-import selectors
+import select
 import socket
 import struct
 import threading
@@ -44,27 +45,32 @@ class _Link:
 
     def _pump(self) -> None:
         peer = {self.client: self.upstream, self.upstream: self.client}
-        sel = selectors.DefaultSelector()
         try:
-            sel.register(self.client, selectors.EVENT_READ)
-            sel.register(self.upstream, selectors.EVENT_READ)
             while not self.closed.is_set():
-                if self.proxy.stalled.is_set():
-                    # Read nothing: bytes pile up in the kernel buffers, the peers see silence.
+                # A stalled direction is not read: its bytes pile up in the kernel buffers
+                # and the receiving peer sees silence.
+                sources = []
+                if not self.proxy.stalled.is_set():
+                    sources.append(self.client)
+                if not (self.proxy.stalled.is_set() or self.proxy.stalled_down.is_set()):
+                    sources.append(self.upstream)
+                if not sources:
                     self.closed.wait(0.05)
                     continue
-                for key, _ in sel.select(timeout=0.05):
-                    src: socket.socket = key.fileobj  # type: ignore[assignment]
+                readable, _, _ = select.select(sources, [], [], 0.05)
+                for src in readable:
                     data = src.recv(65536)
                     if not data:
                         return
                     peer[src].sendall(data)
                     with self.proxy._lock:
-                        self.proxy.bytes_forwarded += len(data)
-        except OSError:
+                        if src is self.client:
+                            self.proxy.bytes_up += len(data)
+                        else:
+                            self.proxy.bytes_down += len(data)
+        except (OSError, ValueError):
             return
         finally:
-            sel.close()
             self.close(reset=False)
 
     def close(self, reset: bool) -> None:
@@ -90,12 +96,14 @@ class TcpProxy:
         self.host = listen_host
         self.port: int = self._server.getsockname()[1]
         self.stalled = threading.Event()
+        self.stalled_down = threading.Event()
         self._refusing = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._links: set[_Link] = set()
         self.accepted = 0
-        self.bytes_forwarded = 0
+        self.bytes_up = 0  # client -> upstream
+        self.bytes_down = 0  # upstream -> client
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
 
     # ---- lifecycle --------------------------------------------------------------
@@ -135,8 +143,14 @@ class TcpProxy:
         """Stop moving bytes on every connection, open and new, until ``resume``."""
         self.stalled.set()
 
+    def stall_downstream(self) -> None:
+        """Forward client -> broker but hold broker -> client (e.g. confirms never arrive)."""
+        self.stalled_down.set()
+
     def resume(self) -> None:
+        """Move bytes in both directions again."""
         self.stalled.clear()
+        self.stalled_down.clear()
 
     def refuse(self) -> None:
         """Accept new connections and close them at once (open ones are not touched)."""

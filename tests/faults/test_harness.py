@@ -156,3 +156,21 @@ def test_proxy_refuse_closes_new_connections(echo_server: int) -> None:
         sock2, got = _roundtrip(proxy.port, b"ok")
         sock2.close()
         assert got == b"ok"
+
+
+def test_proxy_stall_downstream_forwards_only_towards_the_server(echo_server: int) -> None:
+    """With the downstream stalled the server still receives (and echoes) what the client
+    sends, but the echo reaches the client only after resume."""
+    with TcpProxy("127.0.0.1", echo_server) as proxy:
+        sock, _ = _roundtrip(proxy.port, b"warm")
+        proxy.stall_downstream()
+        up = proxy.bytes_up
+        sock.sendall(b"up")
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(10)
+        assert proxy.bytes_up == up + 2  # the server got it
+        proxy.resume()
+        sock.settimeout(5)
+        assert sock.recv(10) == b"up"
+        sock.close()
