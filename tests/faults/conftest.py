@@ -36,25 +36,43 @@ def _rabbitmq_version() -> str:
         return "unknown"
 
 
+SOAK_HEADING = "\n## Soak\n"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    rows = fault_ledger.RESULTS
-    if not rows:
+    rows, soak = fault_ledger.RESULTS, fault_ledger.SOAK
+    if not rows and not soak:
         return
-    table = fault_ledger.render_markdown(rows)
-    terminalreporter.section("fault suite: every confirmed message must be handled")
-    terminalreporter.write(table)
-    if START_SECONDS:
-        terminalreporter.write_line(f"cluster start: {START_SECONDS[0]:.1f} s")
+    previous = REPORT.read_text() if REPORT.exists() else ""
+    faults_part, _, soak_part = previous.partition(SOAK_HEADING)
     command = "python -m pytest " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = (
+        f"{when} on {platform.node()} ({os.cpu_count()} CPUs), "
+        f"RabbitMQ {_rabbitmq_version()}, by `{command}`"
+    )
+    if rows:
+        table = fault_ledger.render_markdown(rows)
+        terminalreporter.section("fault suite: every confirmed message must be handled")
+        terminalreporter.write(table)
+        if START_SECONDS:
+            terminalreporter.write_line(f"cluster start: {START_SECONDS[0]:.1f} s")
+        faults_part = (
+            "# Fault suite results\n\n"
+            f"Measured {where}.\n\n"
+            "Each scenario publishes a known set of message ids with publisher confirms. "
+            "published = ids sent (re-sends counted once), confirmed = ids the broker confirmed, "
+            "handled = distinct ids a handler finished, duplicates = extra handler runs "
+            "(at-least-once), lost = confirmed but never handled (asserted 0). Rows starting "
+            "with C come from tests/cluster.\n\n" + table
+        )
+    if soak:
+        text = "\n".join(fault_ledger.render_soak(run) for run in soak)
+        terminalreporter.section("soak")
+        terminalreporter.write(text)
+        soak_part = f"Measured {where}.\n\n" + text
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(
-        "# Fault suite results\n\n"
-        f"Measured {when} on {platform.node()} ({os.cpu_count()} CPUs), "
-        f"RabbitMQ {_rabbitmq_version()}, by `{command}`.\n\n"
-        "Each scenario publishes a known set of message ids with publisher confirms. "
-        "published = ids sent (re-sends counted once), confirmed = ids the broker confirmed, "
-        "handled = distinct ids a handler finished, duplicates = extra handler runs "
-        "(at-least-once), lost = confirmed but never handled (asserted 0).\n\n" + table
+        faults_part.rstrip("\n") + "\n" + (SOAK_HEADING + soak_part if soak_part else "")
     )
     terminalreporter.write_line(f"written to {REPORT}")

@@ -26,7 +26,7 @@ import httpx
 import pika
 from fault_ledger import Ledger, record
 
-from priority_worker import Message, Properties, Publisher, PublishError
+from priority_worker import Message, Metrics, Properties, Publisher, PublishError
 
 HERE = Path(__file__).parent
 WORKER_PROC = HERE / "worker_proc.py"
@@ -137,6 +137,13 @@ async def wait_all_handled(ledger: Ledger, timeout: float = SETTLE_TIMEOUT) -> N
         timeout,
         f"{ledger.scenario}: confirmed ids handled (missing e.g. {ledger.lost_ids()[:5]})",
     )
+
+
+def metric(metrics: Metrics, name: str, **labels: str) -> float:
+    """A sample of priority_worker's metrics, e.g. ``metric(m, "reconnects_total",
+    connection="consumer")`` (0 when not yet recorded)."""
+    value = metrics.registry.get_sample_value(f"priority_worker_{name}", labels)
+    return value or 0.0
 
 
 def finish(ledger: Ledger, *, expect_confirmed: int | None = None) -> None:

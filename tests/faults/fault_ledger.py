@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 COLUMNS = ("scenario", "published", "confirmed", "handled", "duplicates", "lost", "notes")
 
@@ -165,4 +166,22 @@ def render_markdown(rows: Iterable[Row]) -> str:
             r.notes.replace("|", "/"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# Soak runs of this session (test_soak.py): minutes, confirmed, acked, samples, declared_by.
+SOAK: list[dict[str, Any]] = []
+
+
+def render_soak(run: dict[str, Any]) -> str:
+    """One soak run as Markdown: a line of totals and a table of samples over time."""
+    lines = [
+        f"{run['minutes']:g} minutes of the email example (topology applied by "
+        f"{run['declared_by']}): {run['confirmed']} emails confirmed, {run['acked']:.0f} acked.",
+        "",
+        "| t (s) | acked so far | acks/s since last sample | worker RSS (MB) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for s in run["samples"]:
+        lines.append(f"| {s['t']:.0f} | {s['acked']:.0f} | {s['rate']:.0f} | {s['rss_mb']:.1f} |")
     return "\n".join(lines) + "\n"

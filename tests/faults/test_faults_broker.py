@@ -19,6 +19,7 @@ from fault_kit import (
     declare_queues,
     finish,
     main_broker_ctl,
+    metric,
     publish_ids,
     recording_handler,
     run,
@@ -64,8 +65,8 @@ def test_close_all_connections_mid_stream(broker, vhost: str, vhost_url: str) ->
             await wait_all_handled(ledger)
             with broker.http() as http:
                 await wait_consumer(http, vhost, "work", 20)
-            reconnects = worker.metrics.reconnects.labels("consumer")._value.get()
-            resent = publisher.metrics.publish_resent._value.get()
+            reconnects = metric(worker.metrics, "reconnects_total", connection="consumer")
+            resent = metric(publisher.metrics, "publish_resent_total")
             ledger.note(f"worker reconnects {reconnects:.0f}, publisher re-sent {resent:.0f}")
             if failures:
                 ledger.note(f"publish failures {dict(failures)}")

@@ -12,6 +12,7 @@ import pytest
 from fault_kit import (
     declare_queues,
     finish,
+    metric,
     publish_ids,
     recording_handler,
     run,
@@ -59,7 +60,7 @@ def test_worker_node_stopped_during_backlog(cluster: Cluster, cluster_vhost: str
             )
             await asyncio.to_thread(cluster.start_app, c1)
             await wait_all_handled(ledger)
-            reconnects = worker.metrics.reconnects.labels("consumer")._value.get()
+            reconnects = metric(worker.metrics, "reconnects_total", connection="consumer")
             ledger.note(
                 f"stopped after {before} handled; consumer back on "
                 f"{consumer['channel_details']['node']}; worker reconnects {reconnects:.0f}"
