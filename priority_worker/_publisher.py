@@ -80,6 +80,7 @@ class Publisher:
         self._admin: _Channel | None = None
         self._ready = asyncio.Event()
         self._admin_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Publisher:
 
     async def start(self) -> None:
         """Connect (retrying with backoff) and wait until the confirm channel is open."""
+        self._loop = asyncio.get_running_loop()
         self._link.start()
         await self._ready.wait()
 
@@ -211,6 +213,31 @@ class Publisher:
         self._backlog.append(_Outgoing(exchange, routing_key, data, props, mandatory, future))
         self._flush()
         return future
+
+    def publish_blocking(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | str,
+        *,
+        timeout: float | None = None,
+        mandatory: bool = True,
+        properties: Properties | None = None,
+        headers: Mapping[str, Any] | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """Like :meth:`publish`, from another thread (e.g. a sync handler): blocks until the
+        broker confirms, raises the same errors (``TimeoutError`` after ``timeout`` s)."""
+        loop = self._loop
+        if loop is None or self._closed:
+            raise PublisherClosed("publisher is not running", exchange=exchange,
+                                  routing_key=routing_key)
+
+        async def confirmed() -> None:
+            await self.publish(exchange, routing_key, body, mandatory=mandatory,
+                               properties=properties, headers=headers, persistent=persistent)
+
+        asyncio.run_coroutine_threadsafe(confirmed(), loop).result(timeout)
 
     def _flush(self) -> None:
         channel = self._channel

@@ -130,8 +130,7 @@ class Worker:
         self._probe: _Channel | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._stopped: asyncio.Event | None = None
-        self._stop_requested: asyncio.Event | None = None
+        self._stop_requested = asyncio.Event()
         self._http: Any = None
 
     # --- public state --------------------------------------------------------------------------
@@ -166,22 +165,30 @@ class Worker:
         asyncio.run(main())
 
     async def serve(self) -> None:
-        """Start, run until :meth:`request_stop`, then stop gracefully."""
-        await self.start()
-        assert self._stop_requested is not None
-        await self._stop_requested.wait()
-        await self.stop()
+        """Start, run until :meth:`request_stop`, then stop gracefully.
+
+        A stop requested while still connecting (no broker answers yet) also ends it.
+        """
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                starting.cancel()
+        finally:
+            stopping.cancel()
+            await self.stop()
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to stop (safe from a signal handler on the loop)."""
         log(logger, logging.INFO, "stop_requested")
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     async def start(self) -> None:
         """Connect both links, start consuming and the HTTP server; returns when connected."""
-        self._stop_requested = asyncio.Event()
-        self._stopped = asyncio.Event()
         if self.http_port is not None:
             from ._http import serve_http
 
@@ -221,8 +228,6 @@ class Worker:
         if self._http is not None:
             self._http.stop()
         log(logger, logging.INFO, "stopped")
-        assert self._stopped is not None
-        self._stopped.set()
 
     # --- connection and channels ---------------------------------------------------------------
 

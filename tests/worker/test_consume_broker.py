@@ -288,3 +288,27 @@ def test_password_never_logged_and_failover_to_the_next_url(
     finally:
         with broker.http() as http:  # type: ignore[attr-defined]
             http.delete(f"/api/users/{user}")
+
+
+def test_sync_handler_publishes_follow_up_work_with_confirms(vhost_url: str,
+                                                             queues2: object) -> None:
+    """A thread-pool handler publishes through message.publisher and waits for the confirm."""
+    fill(vhost_url, "high", ids("s", 10))
+
+    def handler(message: Message) -> None:
+        assert message.publisher is not None
+        message.publisher.publish_blocking("", "low", b"follow-up", timeout=10,
+                                           headers={"parent": message.message_id})
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10)], handler)
+        await worker.start()
+        try:
+            await wait_for(lambda: worker.metrics.acks.labels("high")._value.get() == 10, 20,
+                           "10 acks")
+        finally:
+            await worker.stop()
+
+    run(scenario())
+    parents = sorted(props.headers["parent"] for props, _ in drain(vhost_url, "low"))
+    assert parents == sorted(ids("s", 10))

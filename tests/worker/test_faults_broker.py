@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -111,14 +112,14 @@ def handled_log(tmp_path: Path) -> Path:
     return tmp_path / "handled.log"
 
 
-def start_runner(vhost_url: str, log: Path, seconds: float,
-                 *extra: str) -> subprocess.Popen[bytes]:
+def start_runner(vhost_url: str, log: Path, seconds: float, *extra: str,
+                 stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """``priority-worker run worker_handlers:slow`` as a subprocess."""
     env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": str(seconds)}
     return subprocess.Popen(
         [str(RUNNER), "run", "worker_handlers:slow", "--url", vhost_url,
          "--queue", "high=10", "--queue", "low=2", *extra],
-        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=stderr)
 
 
 def noted(log: Path, what: str) -> list[str]:
@@ -165,6 +166,20 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
     assert not set(done) & set(left), "handled messages were acked, not requeued"
     assert sorted(done + left) == sorted(all_ids), "nothing lost, nothing duplicated"
     assert b'"event": "stopped"' in stderr
+
+
+def test_sigterm_while_no_broker_answers_exits_0(
+        handled_log: Path, reaper: list[subprocess.Popen[bytes]]) -> None:
+    """A runner still retrying its connection stops cleanly on SIGTERM."""
+    errors = handled_log.with_suffix(".stderr")
+    with errors.open("wb") as sink:
+        proc = start_runner("amqp://guest:guest@127.0.0.1:1/", handled_log, 1.0, stderr=sink)
+    reaper.append(proc)
+    wait_until(lambda: errors.exists() and b"connect_failed" in errors.read_bytes(), 20,
+               "a failed connection attempt")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0, errors.read_text()[-2000:]
 
 
 def test_kill_9_unacked_deliveries_go_to_the_next_worker(
