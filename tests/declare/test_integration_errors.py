@@ -1,0 +1,275 @@
+"""Bad input and an unhappy broker: a one-paragraph message, exit 1, no traceback, nothing
+written, and never a password in any output.
+
+Input errors must name ``file:line``; each bad file also holds a valid queue, so "nothing
+written" means something.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# A password that cannot appear by accident; '@' and '/' force URL quoting.
+PASSWORD = "Zq9-s3cr3t@x/y"
+QUOTED_PASSWORD = urllib.parse.quote(PASSWORD, safe="")
+SECRET = "Zq9-s3cr3t"  # in every form of the password, quoted or not
+
+
+BAD_FILES = {
+    # name: (text, line the message must name, words it must contain)
+    "malformed-yaml": ("""\
+queues:
+  - name: fine
+    durable: true
+   bad: indentation
+""", 4, ("not valid YAML",)),
+    "unknown-key": ("""\
+queues:
+  - name: fine
+exchanges:
+  - name: events
+    type: topic
+    durabel: true
+""", 6, ("unknown key 'durabel'", "did you mean 'durable'")),
+    "wrong-type": ("""\
+queues:
+  - name: fine
+  - name: prio
+    max_priority: high
+""", 4, ("max_priority", "whole number", "high")),
+    "wrong-type-boolean": ("""\
+queues:
+  - name: fine
+    durable: "yes"
+""", 3, ("durable", "true or false")),
+    "missing-binding-source": ("""\
+queues:
+  - name: fine
+    bindings:
+      - exchange: nowhere
+""", 4, ("nowhere", "does not exist on the broker")),
+    "missing-dead-letter-exchange": ("""\
+queues:
+  - name: fine
+  - name: dlx-user
+    dead_letter_exchange: nowhere
+""", 3, ("dead-letter exchange 'nowhere'",)),
+    "missing-alternate-exchange": ("""\
+queues:
+  - name: fine
+exchanges:
+  - name: events
+    type: topic
+    alternate_exchange: nowhere
+""", 4, ("alternate exchange 'nowhere'",)),
+}
+
+
+@pytest.mark.parametrize("command", ["apply", "plan"])
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_input_is_one_paragraph_with_file_line_and_writes_nothing(
+    declare: Any, case: str, command: str
+) -> None:
+    """Each kind of bad input: exit 1, file:line and the reason in one paragraph, no
+    traceback, and the valid queue of the same file is not created."""
+    text, line, words = BAD_FILES[case]
+    f = declare.write("bad.yml", text)
+    result = declare(command, f)
+    declare.assert_clean_failure(result)
+    assert f"bad.yml:{line}" in result.err, result
+    for word in words:
+        assert word in result.err, (word, str(result))
+    assert declare.is_empty()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: _loader._parse reports PyYAML's problem_mark "
+                   "(here line 5 of a 4-line file, 'unexpected end of stream') and drops the "
+                   "context_mark that says where the quoted scalar started (line 3)")
+def test_malformed_yaml_names_the_line_where_the_problem_starts(declare: Any) -> None:
+    """A quote left open is reported at the line where it was opened, not past the end
+    of the file."""
+    f = declare.write("bad.yml", 'queues:\n  - name: fine\n  - name: "unclosed\n'
+                                 "    durable: true\n")
+    result = declare("apply", f)
+    declare.assert_clean_failure(result)
+    assert "bad.yml:3" in result.err or "line 3" in result.err, result
+    assert declare.is_empty()
+
+
+def test_validate_needs_no_broker(declare: Any) -> None:
+    """validate exits 0 for the example and 1 (with file:line) for a bad file, without
+    any broker address."""
+    good = declare.copy_example()
+    ok = declare("validate", good, connect=False)
+    assert ok.code == 0, ok
+    bad = declare.write("bad.yml", BAD_FILES["unknown-key"][0])
+    result = declare("validate", bad, connect=False)
+    declare.assert_clean_failure(result)
+    assert "bad.yml:6" in result.err, result
+
+
+def test_bad_input_in_json_format_is_a_json_document(declare: Any) -> None:
+    """With --format json an input error is still valid JSON on stdout, listing each
+    problem with its file:line."""
+    f = declare.write("bad.yml", BAD_FILES["wrong-type"][0])
+    result = declare("plan", f, "--format", "json")
+    assert result.code == 1, result
+    doc = json.loads(result.out)
+    assert doc["error"] == "invalid"
+    assert any(p.startswith("bad.yml:4") for p in doc["problems"]), doc
+
+
+# ------------------------------------------------------------------ the broker side
+
+
+def _no_password(result: Any) -> None:
+    assert SECRET not in result.text, result
+
+
+def test_unreachable_broker(declare: Any) -> None:
+    """Nothing listens where the URLs point: exit 1, one paragraph that says which
+    address did not answer, no traceback, no password."""
+    amqp, http = declare.closed_port(), declare.closed_port()
+    f = declare.copy_example()
+    result = declare("apply", f, "--url", declare.url(port=amqp, password=PASSWORD),
+                     "--management-url", f"http://127.0.0.1:{http}", connect=False)
+    declare.assert_clean_failure(result)
+    assert f"127.0.0.1:{http}" in result.err, result
+    assert "does not answer" in result.err or "unreachable" in result.err, result
+    _no_password(result)
+
+
+def test_unreachable_amqp_only_mode(declare: Any) -> None:
+    """--amqp-only with nothing listening on the AMQP port: exit 1, says so, no password."""
+    port = declare.closed_port()
+    f = declare.write("q.yml", "queues:\n  - name: fine\n")
+    result = declare("apply", f, "--amqp-only", "--url",
+                     declare.url(port=port, password=PASSWORD), connect=False)
+    declare.assert_clean_failure(result)
+    assert f"127.0.0.1:{port}" in result.err and "AMQP" in result.err, result
+    _no_password(result)
+
+
+@pytest.mark.parametrize("command", ["apply", "plan", "export"])
+def test_wrong_credentials(declare: Any, command: str) -> None:
+    """A wrong password: exit 1, one paragraph naming the user (never the password),
+    nothing written."""
+    f = declare.copy_example()
+    url = declare.url(password=PASSWORD)
+    assert QUOTED_PASSWORD in url
+    args = [command] + ([f, "--vhost", declare.vhost] if command != "export" else [])
+    result = declare(*args, "--url", url, "--management-url", declare.broker.management_url,
+                     connect=False)
+    declare.assert_clean_failure(result)
+    assert "refused" in result.err and declare.broker.user in result.err, result
+    _no_password(result)
+    assert declare.is_empty()
+
+
+def test_wrong_credentials_from_the_environment(declare: Any) -> None:
+    """The original tool's AMQP_PASS, when wrong, is never printed either."""
+    f = declare.write("q.yml", "queues:\n  - name: fine\n")
+    result = declare("apply", f, "--management-url", declare.broker.management_url,
+                     connect=False,
+                     env={"AMQP_HOST": declare.broker.host, "AMQP_USER": declare.broker.user,
+                          "AMQP_PASS": PASSWORD, "AMQP_VHOST": declare.vhost})
+    declare.assert_clean_failure(result)
+    _no_password(result)
+    assert declare.is_empty()
+
+
+def test_wrong_credentials_amqp_only(declare: Any) -> None:
+    """AMQP refuses the login in AMQP-only mode: exit 1, no password."""
+    f = declare.write("q.yml", "queues:\n  - name: fine\n")
+    result = declare("apply", f, "--amqp-only", "--url", declare.url(password=PASSWORD),
+                     connect=False)
+    assert result.code == 1, result
+    assert "Traceback" not in result.text, result
+    assert "refused" in result.err, result
+    _no_password(result)
+    assert declare.is_empty()
+
+
+def test_management_api_unreachable_offers_amqp_only(declare: Any) -> None:
+    """AMQP answers but the management API does not: the message says so plainly and
+    offers --amqp-only; nothing is written."""
+    f = declare.copy_example()
+    result = declare("apply", f, "--vhost", declare.vhost,
+                     "--url", declare.broker.url_for(declare.vhost),
+                     "--management-url", f"http://127.0.0.1:{declare.closed_port()}",
+                     connect=False)
+    declare.assert_clean_failure(result)
+    assert "management API" in result.err and "--amqp-only" in result.err, result
+    assert declare.is_empty()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: policies (and vhosts) are written over HTTP "
+                   "before the first AMQP connection is opened; when AMQP then fails the "
+                   "broker is left half-applied (_broker._apply)")
+def test_amqp_unreachable_after_a_good_plan_writes_nothing(declare: Any) -> None:
+    """The management API answers but AMQP does not: the apply fails with exit 1 and
+    nothing is written, not even the policy update that goes over HTTP."""
+    f = declare.write("t.yml", """
+        queues:
+          - name: s.one
+        policies:
+          - {name: s-p, pattern: '^s\\.', apply_to: queues, definition: {max-length: 10}}
+    """)
+    assert declare("apply", f).code == 0
+    declare.write("t.yml", """
+        queues:
+          - name: s.one
+          - name: s.two
+        policies:
+          - {name: s-p, pattern: '^s\\.', apply_to: queues, definition: {max-length: 99}}
+    """)
+    result = declare("apply", f, "--url", declare.url(port=declare.closed_port()),
+                     "--management-url", declare.broker.management_url, connect=False)
+    declare.assert_clean_failure(result)
+    assert "AMQP" in result.err, result
+    assert declare.policy("s-p")["definition"] == {"max-length": 10}
+    assert declare.names("queues") == {"s.one"}
+
+
+# ------------------------------------------------------------------ passwords on success
+
+
+@pytest.fixture
+def secret_user(declare: Any) -> Iterator[str]:
+    """A broker user whose password is PASSWORD, with rights on the test vhost."""
+    name = f"declare-test-{uuid.uuid4().hex[:8]}"
+    with declare.broker.http() as http:
+        http.put(f"/api/users/{name}",
+                 json={"password": PASSWORD, "tags": "administrator"}).raise_for_status()
+        http.put(f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    try:
+        yield name
+    finally:
+        with declare.broker.http() as http:
+            http.delete(f"/api/users/{name}")
+
+
+def test_password_never_printed_on_success(declare: Any, secret_user: str) -> None:
+    """plan, apply (text and JSON) and export with a password in the URL: it works, and the
+    password appears in no output."""
+    url = declare.url(user=secret_user, password=PASSWORD)
+    assert QUOTED_PASSWORD in url
+    f = declare.copy_example()
+    conn = ["--url", url, "--management-url", declare.broker.management_url]
+    runs = [
+        declare("plan", f, "--vhost", declare.vhost, *conn, connect=False),
+        declare("apply", f, "--vhost", declare.vhost, *conn, connect=False),
+        declare("apply", f, "--vhost", declare.vhost, "--format", "json", *conn, connect=False),
+        declare("export", "--vhost", declare.vhost, *conn, connect=False),
+    ]
+    for result in runs:
+        assert result.code == 0, result
+        _no_password(result)
+    assert "email.default" in declare.names("queues")
