@@ -273,6 +273,10 @@ class _Channel:
     async def _rpc(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the pika channel method ``name`` (which takes ``callback=``) and wait for its
         -Ok frame."""
+        return (await self._call(name, *args, **kwargs))[1]
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Like _rpc, returning what the method returned too (basic_consume's tag)."""
         if not self.is_open:
             raise ChannelGone(self.close_reason or "channel is not open")
         method = getattr(self._ch, name)
@@ -284,13 +288,10 @@ class _Channel:
                 fut.set_result(frame)
 
         try:
-            method(*args, callback=done, **kwargs)
-        except (pika.exceptions.ChannelWrongStateError,
-                pika.exceptions.ConnectionWrongStateError) as exc:
-            self._waiting.discard(fut)
+            result = method(*args, callback=done, **kwargs)
+            return result, await fut
+        except pika.exceptions.AMQPError as exc:
             raise ChannelGone(str(exc)) from exc
-        try:
-            return await fut
         finally:
             self._waiting.discard(fut)
 
@@ -356,20 +357,7 @@ class ConsumerChannel(_Channel):
         """(Re)start consuming at ``prefetch``."""
         await self.cancel()
         await self._rpc("basic_qos", prefetch_count=prefetch, global_qos=False)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.add(fut)
-
-        def consumed(frame: Any) -> None:
-            if not fut.done():
-                fut.set_result(frame)
-
-        try:
-            tag = self._ch.basic_consume(self.queue, self._deliver, callback=consumed)
-            await fut
-        except pika.exceptions.AMQPError as exc:
-            raise ChannelGone(str(exc)) from exc
-        finally:
-            self._waiting.discard(fut)
+        tag, _ = await self._call("basic_consume", self.queue, self._deliver)
         self.consumer_tag = tag
         self.prefetch = prefetch
 
