@@ -34,6 +34,10 @@ _PROPERTY_NAMES = tuple(Properties.__dataclass_fields__)
 class ChannelGone(PriorityWorkerError):
     """The channel (or its connection) closed before the operation finished."""
 
+    def __init__(self, reason: str, reply_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reply_code = reply_code
+
 
 def to_properties(props: pika.BasicProperties) -> Properties:
     """pika's BasicProperties as our frozen value."""
@@ -233,6 +237,7 @@ class _Channel:
         self._ch: Any = None
         self._waiting: set[asyncio.Future[Any]] = set()
         self.close_reason: str | None = None
+        self.close_code: int | None = None  # the broker's reply code (404, 406, ...) if any
 
     @property
     def is_open(self) -> bool:
@@ -262,11 +267,12 @@ class _Channel:
 
     def _closed(self, ch: Any, reason: BaseException) -> None:
         code = getattr(reason, "reply_code", None)
+        self.close_code = code if isinstance(code, int) else None
         self.close_reason = self.link.safe(
             f"{code} {getattr(reason, 'reply_text', reason)}" if code else str(reason))
         for fut in list(self._waiting):
             if not fut.done():
-                fut.set_exception(ChannelGone(self.close_reason))
+                fut.set_exception(ChannelGone(self.close_reason, self.close_code))
         self._waiting.clear()
         self._on_closed_cb(self, self.close_reason)
 

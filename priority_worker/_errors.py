@@ -87,7 +87,16 @@ class PublishTimeout(PublishError):
 
 
 class PublishConnectionLost(PublishError):
-    """The connection or channel closed while the message was unconfirmed."""
+    """The connection or channel closed while the message was unconfirmed.
+
+    ``reply_code`` is the broker's code when it closed only the channel (e.g. 404: the exchange
+    does not exist), None when the connection was lost.
+    """
+
+    def __init__(self, message: str, *, exchange: str = "", routing_key: str = "",
+                 reply_code: int | None = None) -> None:
+        super().__init__(message, exchange=exchange, routing_key=routing_key)
+        self.reply_code = reply_code
 
 
 class PublisherClosed(PublishError):

@@ -152,7 +152,10 @@ class Publisher:
         self._channel = None
         self._ready.clear()
         unconfirmed = [e.item for e in self._tracker.drain()]
-        if self.resend_unconfirmed and not self._closed:
+        # With the connection still up, the broker closed just this channel because of one of
+        # our publishes (e.g. 404: no such exchange); re-sending would close it again forever.
+        connection_lost = not self._link.is_open
+        if self.resend_unconfirmed and connection_lost and not self._closed:
             for out in unconfirmed:
                 self._cancel_timer(out)
             self._backlog.extendleft(reversed(unconfirmed))
@@ -161,9 +164,11 @@ class Publisher:
                 log(logger, logging.WARNING, "resending_unconfirmed", count=len(unconfirmed))
         else:
             for out in unconfirmed:
+                what = "connection lost" if connection_lost else "channel closed by the broker"
                 self._fail(out, PublishConnectionLost(
-                    f"connection lost before the confirm ({reason})",
-                    exchange=out.exchange, routing_key=out.routing_key))
+                    f"{what} before the confirm ({reason})",
+                    exchange=out.exchange, routing_key=out.routing_key,
+                    reply_code=None if connection_lost else channel.close_code))
         self._update_gauge()
         if self._link.is_open and not self._closed:
             # Only the channel died (e.g. 404 on a publish to a missing exchange): reopen it.
@@ -322,5 +327,11 @@ class Publisher:
             if self._admin is None or not self._admin.is_open:
                 self._admin = _Channel(self._link, lambda ch, reason: None)
                 await self._admin.open()
-            await self._admin.declare_queue(name, arguments)
+            try:
+                await self._admin.declare_queue(name, arguments)
+            except ChannelGone as exc:
+                if exc.reply_code != 406:
+                    raise
+                # It exists with other arguments (made by an operator or declare-amqp): use it.
+                log(logger, logging.WARNING, "queue_exists_with_other_arguments", queue=name)
             self._declared[name] = loop.time()

@@ -29,7 +29,7 @@ from ._core import (
     reconnect_delay,
     split_urls,
 )
-from ._errors import ConfigurationError, PublishError, PublishReturned
+from ._errors import ConfigurationError, PublishConnectionLost, PublishError, PublishReturned
 from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Message, Mode, Queue, RetryPolicy
@@ -480,8 +480,13 @@ class Worker:
                 log(logger, logging.WARNING, "dead_lettered", queue=d.queue,
                     reason=action.reason, error=action.error, exchange=exchange,
                     routing_key=key)
-        except PublishReturned as exc:
-            # Nowhere to put it: let the broker dead-letter it by the queue's own policy.
+        except (PublishReturned, PublishConnectionLost) as exc:
+            if isinstance(exc, PublishConnectionLost) and exc.reply_code != 404:
+                log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
+                self._requeue([d])
+                return
+            # Nowhere to put it (unroutable, or no such exchange): requeueing would loop, so
+            # let the broker dead-letter it by the queue's own arguments or policy.
             log(logger, logging.ERROR, "republish_unroutable", queue=d.queue, error=str(exc))
             if d.channel.nack(d.delivery_tag, requeue=False):
                 self.metrics.dead_letters.labels(d.queue, "unroutable").inc()

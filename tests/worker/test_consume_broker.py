@@ -312,3 +312,35 @@ def test_sync_handler_publishes_follow_up_work_with_confirms(vhost_url: str,
     run(scenario())
     parents = sorted(props.headers["parent"] for props, _ in drain(vhost_url, "low"))
     assert parents == sorted(ids("s", 10))
+
+
+def test_dead_letter_exchange_missing_falls_back_to_the_brokers_dead_lettering(
+        vhost_url: str) -> None:
+    """If the configured dead-letter exchange does not exist, the message is rejected without
+    requeue (no hot loop), so the queue's own x-dead-letter-exchange still catches it."""
+    conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+    ch = conn.channel()
+    ch.exchange_declare("broker-dlx", "fanout", durable=True)
+    ch.queue_declare("fallback", durable=True)
+    ch.queue_bind("fallback", "broker-dlx")
+    ch.queue_declare("jobs", durable=True, arguments={"x-dead-letter-exchange": "broker-dlx"})
+    conn.close()
+    fill(vhost_url, "jobs", ["bad-1"])
+    calls: list[str] = []
+
+    async def handler(message: Message) -> None:
+        calls.append(str(message.message_id))
+        raise Reject("nope")
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("jobs", 2, dead_letter_exchange="missing")], handler)
+        await worker.start()
+        try:
+            await wait_for(lambda: ready_count(vhost_url, "fallback") == 1, 20, "fallback")
+        finally:
+            await worker.stop()
+
+    run(scenario())
+    assert calls == ["bad-1"]
+    [(props, _)] = drain(vhost_url, "fallback")
+    assert props.message_id == "bad-1" and props.headers["x-death"][0]["queue"] == "jobs"

@@ -160,3 +160,19 @@ def test_publishes_before_connect_wait_and_go_out_in_order(vhost_url: str) -> No
 
     run(scenario())
     assert [body for _, body in drain(vhost_url, "q")] == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_publish_to_a_missing_exchange_fails_and_the_publisher_recovers(vhost_url: str) -> None:
+    """The broker closes the channel (404); that publish fails even with resend enabled (no
+    endless re-send), and the next publish goes through a new channel."""
+    declare_queues(vhost_url, "q")
+
+    async def scenario() -> None:
+        async with Publisher(vhost_url, resend_unconfirmed=True) as publisher:
+            with pytest.raises(PublishConnectionLost) as info:
+                await asyncio.wait_for(publisher.publish("no-such-exchange", "k", b"x"), 10)
+            assert "404" in str(info.value)
+            await asyncio.wait_for(publisher.publish("", "q", b"after"), 10)
+
+    run(scenario())
+    assert [body for _, body in drain(vhost_url, "q")] == [b"after"]
