@@ -8,10 +8,14 @@ running for the next session. Under ``CI`` a cluster that cannot start fails the
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rabbit_cluster import Cluster, ClusterError, Node, _port_open
@@ -24,12 +28,46 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
+LOCK_WAIT_SECONDS = 1200
+_HELD: list[int] = []  # the lock's fd while this process holds it (both conftests share it)
+
+
+def _lock_cluster(c: Cluster) -> int | None:
+    """One pytest session at a time uses the cluster (its tests stop nodes and raise alarms).
+
+    The lock lives beside the state dir (``stop`` deletes the dir) and is released when the
+    session's process exits. A second session on the same tree waits for the first.
+    Returns None when this process holds it already (tests/cluster and tests/faults).
+    """
+    if _HELD:
+        return None
+    fd = os.open(
+        Path(tempfile.gettempdir()) / f"{c.state_dir.name}-{c.nodes[0].amqp_port}.lock",
+        os.O_RDWR | os.O_CREAT,
+        0o666,
+    )
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _HELD.append(fd)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise ClusterError(
+                    f"another test session held the cluster for {LOCK_WAIT_SECONDS} s"
+                ) from None
+            time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The running three-node cluster (rabbit-c1..c3@localhost on AMQP 5681-5683)."""
     c = Cluster()
-    was_running = c.is_ready()
     try:
+        lock = _lock_cluster(c)
+        was_running = c.is_ready()
         c.start()
     except ClusterError as exc:
         reason = f"the local RabbitMQ cluster did not start: {exc}"
@@ -38,9 +76,14 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(reason)
     if c.start_seconds is not None:
         START_SECONDS.append(c.start_seconds)
-    yield c
-    if not was_running and not os.environ.get("RABBIT_CLUSTER_KEEP"):
-        c.stop()
+    try:
+        yield c
+    finally:
+        if not was_running and not os.environ.get("RABBIT_CLUSTER_KEEP"):
+            c.stop()
+        if lock is not None:
+            _HELD.remove(lock)
+            os.close(lock)
 
 
 def heal(cluster: Cluster) -> None:

@@ -152,6 +152,7 @@ class Cluster:
             RABBITMQ_PID_FILE=str(d / "rabbit.pid"),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
             ERL_EPMD_ADDRESS=HOST,
+            ERL_CRASH_DUMP=str(d / "log" / "erl_crash.dump"),
         )
         return env
 
@@ -194,10 +195,15 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``rabbitmqctl -n NODE ARGS`` (or another CLI tool) against one node."""
         cmd = [str(_sbin() / tool), "-q", "-n", node.name, *args]
+        if not (self._home / ".erlang.cookie").exists():
+            # No state dir: none of our nodes can run (and the CLI would crash making a cookie).
+            if check:
+                raise ClusterError(f"{node.name} is not running (no {self._home})")
+            return subprocess.CompletedProcess(cmd, 69, "", f"no {self._home}")
+        env = self._env(node)
+        env["ERL_CRASH_DUMP_SECONDS"] = "0"  # a failing CLI call must not litter the cwd
         try:
-            proc = subprocess.run(
-                cmd, env=self._env(node), capture_output=True, text=True, timeout=timeout
-            )
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise ClusterError(f"{' '.join(cmd[1:])} timed out after {timeout} s") from exc
         if check and proc.returncode != 0:
@@ -330,7 +336,9 @@ class Cluster:
 
         def _stop(node: Node) -> None:
             if self._pinging(node):
-                self.ctl(node, "stop", timeout=120, check=False)
+                # With the pid file, stop returns only once the VM has exited.
+                pid_file = self._dir(node) / "rabbit.pid"
+                self.ctl(node, "stop", str(pid_file), timeout=120, check=False)
 
         with ThreadPoolExecutor(SIZE) as pool:
             list(pool.map(_stop, self.nodes))

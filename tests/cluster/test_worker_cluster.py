@@ -14,6 +14,7 @@ import pytest
 from fault_kit import (
     declare_queues,
     finish,
+    metric,
     publish_ids,
     recording_handler,
     run,
@@ -130,7 +131,7 @@ def test_publisher_resends_what_the_dead_link_left_unconfirmed(
                     60,
                     "the re-sent copies are handled as well",
                 )
-                resent = publisher.metrics.publish_resent._value.get()
+                resent = metric(publisher.metrics, "publish_resent_total")
                 ledger.note(f"publisher re-sent {resent:.0f} after the link died")
                 assert resent == len(stuck)
             finally:

@@ -40,7 +40,9 @@ SOAK_HEADING = "\n## Soak\n"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    rows, soak = fault_ledger.RESULTS, fault_ledger.SOAK
+    # Scenarios 1-7 in order, then the cluster tests' rows (C1, C2).
+    rows = sorted(fault_ledger.RESULTS, key=lambda r: (not r.scenario[0].isdigit(), r.scenario))
+    soak = fault_ledger.SOAK
     if not rows and not soak:
         return
     previous = REPORT.read_text() if REPORT.exists() else ""
