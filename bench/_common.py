@@ -155,7 +155,17 @@ def environment(mgmt: Management) -> dict[str, str]:
         f"(Erlang {ov.get('erlang_version', '?')}) on {mgmt.broker.host}",
         "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
+        "load": load_average(),
     }
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average: other work on the machine makes the figures noisy."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -460,6 +460,8 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
         f"- date: {env['date']}",
         f"- broker: {env['broker']}",
         f"- machine: {env['machine']}",
+        f"- load average (1/5/15 min) at start: {env['load']}, at end: "
+        f"{common.load_average()} (other test suites share this machine and broker)",
         f"- topology: {c['queues']} durable queues (half with x-max-priority), "
         f"{topo.exchanges} topic exchanges each with its own fanout alternate exchange "
         f"({c['exchanges']} exchanges), {c['bindings']} bindings",

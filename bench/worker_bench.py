@@ -717,6 +717,8 @@ def render(
         f"- date: {env['date']}",
         f"- broker: {env['broker']}",
         f"- machine: {env['machine']}",
+        f"- load average (1/5/15 min) at start: {env['load']}, at end: "
+        f"{common.load_average()} (other test suites share this machine and broker)",
         f"- messages: {BODY_SIZE}-byte bodies, default exchange -> durable classic queue; "
         f"consumed queues pre-filled with transient messages; published messages "
         f"{'persistent' if cfg.persistent else 'transient'} (the same for every publisher); "
