@@ -8,10 +8,12 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -96,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
     worker.run()
+    if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
+        # A sync handler outlived the shutdown timeout; its message was not acked and the broker
+        # has requeued it. The interpreter would join that thread forever: exit without it.
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -168,6 +168,24 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
     assert b'"event": "stopped"' in stderr
 
 
+def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
+        vhost_url: str, queues2: object, handled_log: Path,
+        reaper: list[subprocess.Popen[bytes]]) -> None:
+    """A handler still running when the shutdown timeout ends is abandoned, not acked: its
+    message goes back to the queue and the runner still exits 0, promptly."""
+    fill(vhost_url, "high", ids("h", 3))
+    proc = start_runner(vhost_url, handled_log, 120.0, "--shutdown-timeout", "1")
+    reaper.append(proc)
+    wait_until(lambda: len(noted(handled_log, "started")) == 3, 30, "3 in flight")
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert time.monotonic() - began < 20
+    assert b"shutdown_timeout" in stderr
+    assert sorted(p.message_id for p, _ in drain(vhost_url, "high")) == ids("h", 3)
+
+
 def test_sigterm_while_no_broker_answers_exits_0(
         handled_log: Path, reaper: list[subprocess.Popen[bytes]]) -> None:
     """A runner still retrying its connection stops cleanly on SIGTERM."""
