@@ -200,6 +200,17 @@ def write_result(name: str, text: str) -> Path:
     return path
 
 
+def profile_summary(path: Path, pattern: str, limit: int = 20) -> str:
+    """The top ``limit`` functions by cumulative time whose location matches ``pattern``."""
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buf)
+    stats.sort_stats("cumulative").print_stats(pattern, limit)
+    return buf.getvalue()
+
+
 def venv_bin(name: str) -> Path:
     """A console script in the interpreter's own virtual environment (e.g. declare-amqp)."""
     import sys

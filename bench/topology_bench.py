@@ -192,6 +192,7 @@ class Context:
     workdir: Path
     timeout: float
     declare_amqp: Path
+    profile_to: Path | None = None  # set: run declare-amqp under cProfile, writing here
 
 
 def _write(ctx: Context, vhost: str, kind: str) -> Path:
@@ -303,9 +304,12 @@ def run_aiormq_channels(ctx: Context, vhost: str, channels: int = 16) -> float:
 
 def _declare_amqp(ctx: Context, args: list[str], ok_codes: tuple[int, ...]) -> float:
     out = ctx.workdir / "declare-amqp.out"
+    command = [str(ctx.declare_amqp), *args]
+    if ctx.profile_to is not None:
+        command = [sys.executable, "-m", "cProfile", "-o", str(ctx.profile_to), *command]
     with out.open("wb") as sink:
         t0 = time.perf_counter()
-        proc = subprocess.run([str(ctx.declare_amqp), *args], stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT)
         elapsed = time.perf_counter() - t0
     if proc.returncode not in ok_codes:
         tail = out.read_text(errors="replace")[-1500:]
@@ -405,6 +409,27 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
         timed(APPLY, "apply", run_declare_apply, [(PLAN, run_declare_noop_plan)])
 
 
+PROFILE_PATTERN = r"declare_amqp|yaml/(composer|constructor)|rich/console.py.*print|asyncio/base_ev"
+
+
+def profile_tool(ctx: Context, directory: Path) -> str:
+    """One extra, untimed run of apply and no-op plan under cProfile; returns a summary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    parts = []
+    with common.scratch_vhost(ctx.mgmt, "topo-profile") as vhost:
+        for name, fn in (("apply", run_declare_apply), ("plan", run_declare_noop_plan)):
+            ctx.profile_to = directory / f"declare-amqp-{name}.prof"
+            try:
+                elapsed = fn(ctx, vhost)
+            finally:
+                ctx.profile_to = None
+            parts.append(f"### declare-amqp {name} under cProfile ({elapsed:.2f} s wall)\n")
+            parts.append(
+                common.profile_summary(directory / f"declare-amqp-{name}.prof", PROFILE_PATTERN, 25)
+            )
+    return "\n".join(parts)
+
+
 def declare_amqp_available(exe: Path) -> bool:
     if not exe.exists():
         return False
@@ -501,6 +526,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-tool", action="store_true", help="measure the peers only")
     p.add_argument("--timeout", type=float, default=300, help="per-import wait limit, s")
     p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="afterwards, run apply and plan once more under cProfile (untimed); "
+        "writes DIR/declare-amqp-{apply,plan}.prof and prints the top functions",
+    )
+    p.add_argument(
         "--output",
         default="topology",
         help="result name: bench/results/NAME.md (default topology; '-' = none)",
@@ -539,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
                 one_repetition(ctx, res, with_tool, not args.no_pika)
                 for key, samples in res.samples.items():
                     print(f"  {key}: {samples[-1]:.2f} s", flush=True)
+            if args.profile and with_tool:
+                try:
+                    print(profile_tool(ctx, Path(args.profile)), flush=True)
+                except ToolError as exc:
+                    print(f"profiling failed: {exc}", flush=True)
     except common.HarnessError as exc:
         print(f"harness failure: {exc}", file=sys.stderr)
         return 1

@@ -431,11 +431,14 @@ class ChildFailed(Exception):
     """A contender's child process failed; the text holds its output tail."""
 
 
-def run_child(kind: str, timeout: float, **kwargs: Any) -> dict:
+def run_child(kind: str, timeout: float, profile_to: Path | None = None, **kwargs: Any) -> dict:
     spec = json.dumps({"kind": kind, "timeout": timeout, **kwargs})
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", spec]
+    if profile_to is not None:
+        command[1:1] = ["-m", "cProfile", "-o", str(profile_to)]
     try:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", spec],
+            command,
             capture_output=True,
             text=True,
             timeout=timeout + 60,
@@ -642,6 +645,41 @@ def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> No
             )
 
 
+PROFILE_PATTERN = (
+    r"priority_worker|prometheus_client"
+    r"|asyncio/(tasks|base_events).py.*(create_task|ensure_future|call_later)"
+)
+
+
+def profile_ours(cfg: Config, ops: BrokerOps, directory: Path) -> str:
+    """One extra, untimed consume and publish run of ours under cProfile; returns a summary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    parts = []
+    runs = [
+        ("consume:ours", {"n": cfg.messages, "prefetch": cfg.prefetch}),
+        (
+            "publish:ours",
+            {"n": cfg.publish_messages, "window": cfg.window, "persistent": cfg.persistent},
+        ),
+    ]
+    for kind, extra in runs:
+        q = ops.fresh_queue(f"bench.profile.{kind.split(':')[0]}")
+        if kind.startswith("consume"):
+            ops.fill(q, cfg.messages)
+        prof = directory / f"{kind.replace(':', '-')}.prof"
+        try:
+            r = run_child(kind, cfg.timeout, profile_to=prof, url=cfg.url, queue=q, **extra)
+        except ChildFailed as exc:
+            parts.append(f"### {kind}: profiling failed\n{exc}\n")
+            continue
+        finally:
+            ops.delete(q)
+        rate = r["count"] / r["seconds"]
+        parts.append(f"### {kind} under cProfile ({rate:,.0f} msg/s with the profiler)\n")
+        parts.append(common.profile_summary(prof, PROFILE_PATTERN, 30))
+    return "\n".join(parts)
+
+
 LABELS = {
     "consume:pika": "bare pika AsyncioConnection",
     "consume:aio-pika": "aio-pika",
@@ -813,6 +851,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="publish benchmark with delivery_mode 2 (all publishers); default transient",
     )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="afterwards, run our consume and publish once more under cProfile (untimed); "
+        "writes DIR/*.prof and prints the top functions",
+    )
     p.add_argument("--skip-ours", action="store_true", help="measure the peers only")
     p.add_argument(
         "--quick",
@@ -886,6 +930,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "share" in parts and have_ours:
                     print("weighted share", flush=True)
                     measure_share(cfg, ops, results)
+                if args.profile and have_ours:
+                    print(profile_ours(cfg, ops, Path(args.profile)), flush=True)
             finally:
                 ops.close()
     except (common.HarnessError, pika.exceptions.AMQPError) as exc:
