@@ -63,6 +63,8 @@ CASES = [
      ("type", "classic", "quorum")),
     ("durable", {"durable": "true"}, {"durable": "false"},
      ("durable", "True", "False")),
+    ("argument-removed", {"qarg": "x-owner: team-a"}, {"qarg": ""},
+     ("x-owner", "team-a", "absent")),
     ("exchange-type", {"xtype": "topic"}, {"xtype": "direct"},
      ("type", "topic", "direct")),
 ]
