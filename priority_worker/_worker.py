@@ -310,6 +310,9 @@ class Worker:
                     await channel.cancel()
                 else:
                     await channel.consume(target)
+                    if self._stopping:  # stop() cancelled the consumers while we waited
+                        await channel.cancel()
+                        break
                 s.applied = target
                 s.attempt = 0
                 self.metrics.prefetch.labels(s.spec.name).set(target or 0)
@@ -340,16 +343,20 @@ class Worker:
         high-priority queue.
         """
         while not self._stopping:
-            for s in self._states[:-1]:
-                if self._dispatcher.in_flight(s.spec.name):
-                    idle = False
-                else:
-                    count = await self._ready_count(s.spec.name)
-                    idle = count == 0
-                if idle != s.idle:
-                    s.idle = idle
-                    log(logger, logging.DEBUG, "idle" if idle else "busy", queue=s.spec.name)
-            self._replan()
+            try:
+                for s in self._states[:-1]:
+                    if self._dispatcher.in_flight(s.spec.name):
+                        idle = False
+                    else:
+                        count = await self._ready_count(s.spec.name)
+                        idle = count == 0
+                    if idle != s.idle:
+                        s.idle = idle
+                        log(logger, logging.DEBUG, "idle" if idle else "busy",
+                            queue=s.spec.name)
+                self._replan()
+            except Exception as exc:  # the modes must survive any one failed probe
+                log(logger, logging.ERROR, "probe_failed", error=repr(exc))
             await asyncio.sleep(self.probe_interval)
 
     async def _ready_count(self, queue: str) -> int | None:
