@@ -146,6 +146,19 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def paired_ratio(nums: Sequence[float], dens: Sequence[float]) -> str:
+    """Median (min-max) of num_i / den_i over repetitions measured side by side.
+
+    Less sensitive than the ratio of medians to load that changes between repetitions.
+    """
+    if not nums or len(nums) != len(dens):
+        return "-"
+    ratios = [n / d for n, d in zip(nums, dens, strict=True) if d]
+    if not ratios:
+        return "-"
+    return f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def environment(mgmt: Management) -> dict[str, str]:
     """Date, broker version and machine facts for the header of a result file."""
     ov = mgmt.overview()
