@@ -45,7 +45,8 @@ class SecretFilter(logging.Filter):
         record.msg, record.args = message, None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = {k: scrub(str(v), self.secrets) for k, v in fields.items()}
+            record.fields = {k: scrub(v, self.secrets) if isinstance(v, str) else v
+                             for k, v in fields.items()}
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub(text, self.secrets)

@@ -212,9 +212,12 @@ class Worker:
         for s in self._states:
             if s.retry is not None:
                 s.retry.cancel()
-        cancels = [s.channel.cancel() for s in self._states if s.channel and s.channel.is_open]
-        await asyncio.gather(*cancels, return_exceptions=True)
+        cancels = [asyncio.ensure_future(s.channel.cancel())
+                   for s in self._states if s.channel and s.channel.is_open]
+        await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
+        # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
+        await asyncio.gather(*cancels, return_exceptions=True)
         log(logger, logging.INFO, "draining", running=self._dispatcher.running(),
             requeued=requeued)
         deadline = loop.time() + self.shutdown_timeout
@@ -386,6 +389,8 @@ class Worker:
         self._pump()
 
     def _pump(self) -> None:
+        if self._stopping:
+            return
         for _queue, d in self._dispatcher.take():
             self._spawn(self._handle(d))
 

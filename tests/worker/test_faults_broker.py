@@ -5,6 +5,7 @@ memory alarm. Every test publishes known message ids and accounts for each of th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -154,7 +155,9 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
     all_ids = ids("h", 30) + ids("l", 10)
     fill(vhost_url, "high", ids("h", 30))
     fill(vhost_url, "low", ids("l", 10))
-    proc = start_runner(vhost_url, handled_log, 1.0, "--shutdown-timeout", "20")
+    # 12 prefetched, 4 running at once: 8 received but not started when SIGTERM arrives.
+    proc = start_runner(vhost_url, handled_log, 1.0, "--shutdown-timeout", "20",
+                        "--concurrency", "4")
     reaper.append(proc)
     wait_until(lambda: len(noted(handled_log, "started")) >= 5, 30, "work in flight")
     proc.send_signal(signal.SIGTERM)
@@ -166,6 +169,9 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
     assert not set(done) & set(left), "handled messages were acked, not requeued"
     assert sorted(done + left) == sorted(all_ids), "nothing lost, nothing duplicated"
     assert b'"event": "stopped"' in stderr
+    draining = next(json.loads(line) for line in stderr.splitlines()
+                    if b'"draining"' in line)
+    assert draining["requeued"] > 0 and draining["running"] > 0, draining
 
 
 def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
