@@ -64,7 +64,7 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
         try:
             await wait_for(lambda: len(rec.ids()) >= 80, 60, "all 80 handled")
             # New high work pauses low again: publish high and low together now.
-            await asyncio.to_thread(fill, vhost_url, "low", ids("l2", 30))
+            await asyncio.to_thread(fill, vhost_url, "low", ids("l2", 300))
             await wait_for(lambda: "l2-0" in rec.ids(), 30, "low consumed again")
             await asyncio.to_thread(fill, vhost_url, "high", ids("h2", 30))
             await wait_for(lambda: rec.ids("high") >= set(ids("h2", 30)), 30, "h2 handled")
@@ -72,7 +72,7 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
                                if q == "low" and rec.seen.index(("high", "h2-0", 0, False))
                                < rec.seen.index((q, mid, 0, False))
                                < rec.seen.index(("high", "h2-29", 0, False))]
-            await wait_for(lambda: len(rec.ids()) >= 140, 60, "all 140 handled")
+            await wait_for(lambda: len(rec.ids()) >= 410, 60, "all 410 handled")
         finally:
             await worker.stop()
         # While the 30 new high messages were being handled, at most the low deliveries
@@ -82,7 +82,7 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
     run(scenario())
     first_low = next(i for i, (q, *_) in enumerate(rec.seen) if q == "low")
     assert {mid for _, mid, *_ in rec.seen[:first_low]} == set(ids("h", 60))
-    assert rec.ids() == set(ids("h", 60) + ids("l", 20) + ids("l2", 30) + ids("h2", 30))
+    assert rec.ids() == set(ids("h", 60) + ids("l", 20) + ids("l2", 300) + ids("h2", 30))
 
 
 def test_conserving_mode_lends_idle_high_capacity_and_takes_it_back(
