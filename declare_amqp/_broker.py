@@ -206,7 +206,10 @@ class ManagementClient:
     def definitions(self, vhost: str) -> dict[str, Any] | None:
         """The vhost's definitions, or None when the vhost does not exist."""
         response = self.request("GET", f"/api/definitions/{_q(vhost)}")
-        if response.status_code == 404:
+        # 404 on newer versions; 3.10 answers 400 {"reason": "vhost_not_found"}.
+        if response.status_code == 404 or (
+            response.status_code == 400 and "not_found" in response.text
+        ):
             return None
         result: dict[str, Any] = self._ok(response, f"reading vhost '{vhost}'").json()
         return result
@@ -631,12 +634,6 @@ async def _apply(
         if progress is not None:
             progress(1)
 
-    for c in writes:
-        if c.kind == "vhost" and c.action == CREATE:
-            assert management is not None
-            management.put_vhost(c.name)
-            tick(c)
-
     sessions: dict[str, AmqpSession] = {}
 
     async def session(vhost: str) -> AmqpSession:
@@ -645,6 +642,25 @@ async def _apply(
             await s.open()
             sessions[vhost] = s
         return sessions[vhost]
+
+    # Connect to every existing vhost that needs AMQP work *before* the first write, so an
+    # unreachable AMQP port does not leave policies written and queues missing.
+    new_vhosts = {c.name for c in writes if c.kind == "vhost" and c.action == CREATE}
+    try:
+        for vhost in dict.fromkeys(c.vhost for c in writes
+                                   if c.kind in ("exchange", "queue", "binding")):
+            if vhost not in new_vhosts:
+                await session(vhost)
+    except BaseException:
+        for s in sessions.values():
+            await s.close()
+        raise
+
+    for c in writes:
+        if c.kind == "vhost" and c.action == CREATE:
+            assert management is not None
+            management.put_vhost(c.name)
+            tick(c)
 
     async def amqp_phase(
         changes: list[Change],

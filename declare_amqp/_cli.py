@@ -195,6 +195,11 @@ class _Cli:
     def _apply_amqp_only(self, desired: Any) -> int:
         from ._broker import amqp_only_apply
 
+        if self.args.prune:
+            raise DeclareAmqpError(
+                "--prune needs the management API (AMQP cannot list what exists); nothing "
+                "was changed"
+            )
         if desired.policies or desired.vhosts:
             raise DeclareAmqpError(
                 "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
@@ -202,8 +207,7 @@ class _Cli:
             )
         self.err.print(
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
-            "redeclare are not checked, existing bindings and policies are not read, and "
-            "--prune is not available"
+            "redeclare are not checked, and existing bindings and policies are not read"
         )
         plan, report = amqp_only_apply(self.address, desired, channels=self.args.channels)
         if plan.conflicts:

@@ -173,7 +173,9 @@ class _FileReader:
         if top is None:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
+        explicit = self.override_vhost or top.get("vhost")
         return Topology(
+            named=(explicit,) if explicit else (),
             vhosts=tuple(self._vhosts(doc)),
             exchanges=tuple(self._exchanges(doc)),
             queues=tuple(self._queues(doc)),
@@ -326,9 +328,14 @@ def _parse(
     try:
         doc = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
+        problem, context = exc.problem_mark, exc.context_mark
+        line = problem.line + 1 if problem else 1
         detail = exc.problem or str(exc)
+        if context is not None and exc.context:
+            started = context.line + 1
+            if problem is not None and "end of stream" in (exc.problem or ""):
+                line = started  # an unclosed quote or bracket: point at where it opened
+            detail += f" ({exc.context} that starts at line {started})"
         return Topology(), [Problem(f"not valid YAML: {detail}", Location(path, line))]
     except yaml.YAMLError as exc:
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
@@ -400,6 +407,7 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
         bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
+        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
     )
     return merged, problems
 

@@ -139,10 +139,15 @@ class Topology:
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
     policies: tuple[PolicySpec, ...] = ()
+    # Vhosts a file names explicitly as its default (`vhost:` or --vhost), even if it
+    # declares nothing there: prune works in them too.
+    named: tuple[str, ...] = ()
 
     def vhost_names(self) -> list[str]:
-        """Every vhost named by any object, in first-seen order."""
+        """Every vhost named by any object or by a file, in first-seen order."""
         seen: dict[str, None] = {}
+        for name in self.named:
+            seen.setdefault(name)
         for v in self.vhosts:
             seen.setdefault(v.name)
         for group in (self.exchanges, self.queues, self.bindings, self.policies):
@@ -158,6 +163,7 @@ class Topology:
             queues=tuple(q for q in self.queues if q.vhost == vhost),
             bindings=tuple(b for b in self.bindings if b.vhost == vhost),
             policies=tuple(p for p in self.policies if p.vhost == vhost),
+            named=tuple(n for n in self.named if n == vhost),
         )
 
     @property
@@ -180,6 +186,7 @@ def merge(parts: Iterable[Topology]) -> Topology:
         queues=tuple(q for p in parts for q in p.queues),
         bindings=tuple(b for p in parts for b in p.bindings),
         policies=tuple(po for p in parts for po in p.policies),
+        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
     )
 
 

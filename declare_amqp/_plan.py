@@ -275,13 +275,15 @@ def _prune(
     stats: Mapping[tuple[str, str], QueueStats],
 ) -> Iterable[Change]:
     in_scope = set(scope)
+    referenced = _referenced(desired)
     want_b = {b.key for b in desired.bindings}
     for b in actual.bindings:
         if b.vhost in in_scope and b.key not in want_b and not is_builtin_exchange(b.source):
             yield Change(DELETE, "binding", b.vhost, b.name, actual=b)
     want_q = {(q.vhost, q.name) for q in desired.queues}
     for q in actual.queues:
-        if q.vhost not in in_scope or (q.vhost, q.name) in want_q:
+        if q.vhost not in in_scope or (q.vhost, q.name) in want_q \
+                or ("queue", q.vhost, q.name) in referenced:
             continue
         s = stats.get((q.vhost, q.name), QueueStats())
         if (s.messages or s.consumers) and not force:
@@ -297,12 +299,29 @@ def _prune(
     want_x = {(x.vhost, x.name) for x in desired.exchanges}
     for x in actual.exchanges:
         if x.vhost in in_scope and (x.vhost, x.name) not in want_x \
-                and not is_builtin_exchange(x.name):
+                and not is_builtin_exchange(x.name) \
+                and ("exchange", x.vhost, x.name) not in referenced:
             yield Change(DELETE, "exchange", x.vhost, x.name, actual=x)
     want_p = {(p.vhost, p.name) for p in desired.policies}
     for p in actual.policies:
         if p.vhost in in_scope and (p.vhost, p.name) not in want_p:
             yield Change(DELETE, "policy", p.vhost, p.name, actual=p)
+
+
+def _referenced(desired: Topology) -> set[tuple[str, str, str]]:
+    """Objects the files use without declaring them: prune must keep those."""
+    found: set[tuple[str, str, str]] = set()
+    for b in desired.bindings:
+        found.add(("exchange", b.vhost, b.source))
+        found.add((b.destination_type, b.vhost, b.destination))
+    for x in desired.exchanges:
+        if x.alternate_exchange is not None:
+            found.add(("exchange", x.vhost, x.alternate_exchange))
+    for q in desired.queues:
+        dlx = q.arguments.get("x-dead-letter-exchange")
+        if isinstance(dlx, str):
+            found.add(("exchange", q.vhost, dlx))
+    return found
 
 
 def _ordered(changes: list[Change]) -> list[Change]:

@@ -54,7 +54,7 @@ def _line(change: Change) -> str:
                           for d in change.differences)
         return f"  {head}  {escape(diffs)}{where}"
     label = "conflict" if change.action == CONFLICT else "refused"
-    return f"  {head}  [{style}]{label}:[/] {escape(change.message)}"
+    return f"  {head}  [{style}]{label}:[/] {escape(change.message)}{where}"
 
 
 def summary_line(plan: Plan) -> str:
