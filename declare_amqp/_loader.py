@@ -48,7 +48,11 @@ class _List(list[Any]):
     item_lines: list[int]
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser is ~10x faster on large files and keeps the same line marks.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that records lines and refuses duplicate keys."""
 
     duplicate_keys: list[tuple[Any, int, int]]
