@@ -51,7 +51,13 @@ BODY_SIZE = 256
 
 # =========================================================================== contenders
 # Each contender is a function run in a child process; it returns a JSON-able dict with at least
-# "count" and "seconds" (first delivery/publish to last handled/confirmed).
+# "count", "seconds" (first delivery/publish to last handled/confirmed) and "cpu" (this
+# process's CPU seconds, all threads, over the same span: far less sensitive than wall time to
+# other load on a shared machine).
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
 def _params(url: str) -> pika.URLParameters:
@@ -102,18 +108,18 @@ def noop_handler(_body: object) -> None:
 
 def consume_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """Bare pika AsyncioConnection consumer: handler, then basic_ack per message."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
 
     def on_open(conn: AsyncioConnection, done: asyncio.Future) -> None:
         def on_channel(ch: Any) -> None:
             def on_message(ch: Any, method: Any, _props: Any, body: bytes) -> None:
                 if state["count"] == 0:
-                    state["t0"] = time.perf_counter()
+                    state["t0"], state["c0"] = _now()
                 noop_handler(body)
                 ch.basic_ack(method.delivery_tag)
                 state["count"] += 1
                 if state["count"] == n:
-                    state["t1"] = time.perf_counter()
+                    state["t1"], state["c1"] = _now()
                     done.set_result(None)
 
             ch.basic_qos(
@@ -123,14 +129,18 @@ def consume_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) ->
         conn.channel(on_open_callback=on_channel)
 
     _run_pika_async(url, on_open, timeout)
-    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+    return {
+        "count": state["count"],
+        "seconds": state["t1"] - state["t0"],
+        "cpu": state["c1"] - state["c0"],
+    }
 
 
 def consume_aio_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     import aio_pika
 
     async def run() -> dict:
-        state = {"count": 0, "t0": 0.0, "t1": 0.0}
+        state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
         done = asyncio.get_running_loop().create_future()
         conn = await aio_pika.connect(url)
         try:
@@ -140,19 +150,23 @@ def consume_aio_pika(url: str, queue: str, n: int, prefetch: int, timeout: float
 
             async def on_message(message: Any) -> None:
                 if state["count"] == 0:
-                    state["t0"] = time.perf_counter()
+                    state["t0"], state["c0"] = _now()
                 noop_handler(message.body)
                 await message.ack()
                 state["count"] += 1
                 if state["count"] == n:
-                    state["t1"] = time.perf_counter()
+                    state["t1"], state["c1"] = _now()
                     done.set_result(None)
 
             await q.consume(on_message)
             await asyncio.wait_for(done, timeout)
         finally:
             await conn.close()
-        return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+        return {
+            "count": state["count"],
+            "seconds": state["t1"] - state["t0"],
+            "cpu": state["c1"] - state["c0"],
+        }
 
     return asyncio.run(run())
 
@@ -183,38 +197,46 @@ def run_our_worker(
 
 def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
 
     async def handler(message: Any) -> None:
         if state["count"] == 0:
-            state["t0"] = time.perf_counter()
+            state["t0"], state["c0"] = _now()
         noop_handler(message.body)
         state["count"] += 1
         if state["count"] == n:
-            state["t1"] = time.perf_counter()
+            state["t1"], state["c1"] = _now()
             os.kill(os.getpid(), signal.SIGTERM)
 
     run_our_worker(url, [(queue, prefetch)], handler, timeout)
-    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+    return {
+        "count": state["count"],
+        "seconds": state["t1"] - state["t0"],
+        "cpu": state["c1"] - state["c0"],
+    }
 
 
 def consume_ours_sync(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """The same with a plain (sync) handler, which the worker runs in its thread pool."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
     lock = threading.Lock()
 
     def handler(message: Any) -> None:
         noop_handler(message.body)
         with lock:  # runs in pool threads
             if state["count"] == 0:
-                state["t0"] = time.perf_counter()
+                state["t0"], state["c0"] = _now()
             state["count"] += 1
             if state["count"] == n:
-                state["t1"] = time.perf_counter()
+                state["t1"], state["c1"] = _now()
                 os.kill(os.getpid(), signal.SIGTERM)
 
     run_our_worker(url, [(queue, prefetch)], handler, timeout)
-    return {"count": state["count"], "seconds": state["t1"] - state["t0"]}
+    return {
+        "count": state["count"],
+        "seconds": state["t1"] - state["t0"],
+        "cpu": state["c1"] - state["c0"],
+    }
 
 
 def publish_pika(
@@ -225,7 +247,17 @@ def publish_pika(
     props = pika.BasicProperties(
         content_type="application/octet-stream", delivery_mode=2 if persistent else 1
     )
-    st = {"sent": 0, "confirmed": 0, "nacked": 0, "returned": 0, "low": 1, "t0": 0.0, "t1": 0.0}
+    st = {
+        "sent": 0,
+        "confirmed": 0,
+        "nacked": 0,
+        "returned": 0,
+        "low": 1,
+        "t0": 0.0,
+        "t1": 0.0,
+        "c0": 0.0,
+        "c1": 0.0,
+    }
     pending: set[int] = set()
 
     def on_open(conn: AsyncioConnection, done: asyncio.Future) -> None:
@@ -250,7 +282,7 @@ def publish_pika(
                     pending.discard(m.delivery_tag)
                     st["confirmed"] += 1
                 if st["confirmed"] == n:
-                    st["t1"] = time.perf_counter()
+                    st["t1"], st["c1"] = _now()
                     if not done.done():
                         done.set_result(None)
                 else:
@@ -260,7 +292,7 @@ def publish_pika(
                 st["returned"] += 1
 
             def start(_frame: Any) -> None:
-                st["t0"] = time.perf_counter()
+                st["t0"], st["c0"] = _now()
                 pump()
 
             ch.add_on_return_callback(on_return)
@@ -271,7 +303,7 @@ def publish_pika(
     _run_pika_async(url, on_open, timeout)
     if st["nacked"] or st["returned"]:
         raise RuntimeError(f"pika publisher: {st['nacked']} nacked, {st['returned']} returned")
-    return {"count": st["confirmed"], "seconds": st["t1"] - st["t0"]}
+    return {"count": st["confirmed"], "seconds": st["t1"] - st["t0"], "cpu": st["c1"] - st["c0"]}
 
 
 def publish_aio_pika(
@@ -287,7 +319,7 @@ def publish_aio_pika(
             ex = ch.default_exchange
             sem = asyncio.Semaphore(window)
             tasks: set[asyncio.Task] = set()
-            t0 = time.perf_counter()
+            t0, c0 = _now()
             for _ in range(n):
                 await sem.acquire()
                 task = asyncio.create_task(
@@ -306,13 +338,13 @@ def publish_aio_pika(
             results = await asyncio.wait_for(
                 asyncio.gather(*tasks, return_exceptions=True), timeout
             )
-            t1 = time.perf_counter()
+            t1, c1 = _now()
             bad = [r for r in results if isinstance(r, BaseException)]
             if bad:
                 raise RuntimeError(f"aio-pika publisher: {len(bad)} failed: {bad[0]!r}")
         finally:
             await conn.close()
-        return {"count": n, "seconds": t1 - t0}
+        return {"count": n, "seconds": t1 - t0, "cpu": c1 - c0}
 
     return asyncio.run(run())
 
@@ -338,7 +370,7 @@ def publish_ours(
                 if not fut.cancelled() and fut.exception() is not None:
                     failures.append(fut.exception())
 
-            t0 = time.perf_counter()
+            t0, c0 = _now()
             for _ in range(n):
                 await sem.acquire()
                 fut = asyncio.ensure_future(
@@ -357,12 +389,12 @@ def publish_ours(
                 fut.add_done_callback(settled)
             if futures:
                 await asyncio.wait_for(asyncio.wait(set(futures)), timeout)
-            t1 = time.perf_counter()
+            t1, c1 = _now()
             if failures:
                 raise RuntimeError(f"Publisher: {len(failures)} failed: {failures[0]!r}")
         finally:
             await publisher.close()
-        return {"count": n, "seconds": t1 - t0}
+        return {"count": n, "seconds": t1 - t0, "cpu": c1 - c0}
 
     return asyncio.run(run())
 
@@ -379,7 +411,7 @@ def share_ours(
     timeout: float,
 ) -> dict:
     """Our Worker on two backlogged queues; counts per queue after ``warmup`` handled."""
-    state = {"seen": 0, high: 0, low: 0, "t0": 0.0, "t1": 0.0}
+    state = {"seen": 0, high: 0, low: 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
     delay = handler_ms / 1000.0
 
     async def handler(message: Any) -> None:
@@ -388,11 +420,11 @@ def share_ours(
         state["seen"] += 1
         seen = state["seen"]
         if seen == warmup:
-            state["t0"] = time.perf_counter()
+            state["t0"], state["c0"] = _now()
         if warmup < seen <= warmup + measure:
             state[message.queue] += 1
             if seen == warmup + measure:
-                state["t1"] = time.perf_counter()
+                state["t1"], state["c1"] = _now()
                 os.kill(os.getpid(), signal.SIGTERM)
 
     run_our_worker(url, [(high, ph), (low, pl)], handler, timeout)
@@ -401,6 +433,7 @@ def share_ours(
         "high": state[high],
         "low": state[low],
         "seconds": state["t1"] - state["t0"],
+        "cpu": state["c1"] - state["c0"],
     }
 
 
@@ -490,12 +523,23 @@ class Series:
     """Samples of one table row."""
 
     rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # client CPU microseconds per message
     extra: list[dict] = field(default_factory=list)
     error: str | None = None
 
     @property
     def median(self) -> float | None:
         return common.median(self.rates) if self.rates else None
+
+    @property
+    def cpu_median(self) -> float | None:
+        return common.median(self.cpu_us) if self.cpu_us else None
+
+    def add(self, result: dict) -> float:
+        rate = result["count"] / result["seconds"]
+        self.rates.append(rate)
+        self.cpu_us.append(result["cpu"] / result["count"] * 1e6)
+        return rate
 
 
 @dataclass
@@ -559,8 +603,7 @@ def measure_consume(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> 
                     raise common.HarnessError(msg)
                 series.error = msg
                 continue
-            rate = r["count"] / r["seconds"]
-            series.rates.append(rate)
+            rate = series.add(r)
             print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
 
 
@@ -597,8 +640,7 @@ def measure_publish(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> 
                     raise common.HarnessError(msg)
                 series.error = msg
                 continue
-            rate = r["count"] / r["seconds"]
-            series.rates.append(rate)
+            rate = series.add(r)
             print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
 
 
@@ -680,6 +722,14 @@ def profile_ours(cfg: Config, ops: BrokerOps, directory: Path) -> str:
     return "\n".join(parts)
 
 
+RATE_HEADER = [
+    "median msg/s",
+    "min-max",
+    "vs bare pika",
+    "client CPU us/msg",
+    "CPU: bare pika / this",
+]
+
 LABELS = {
     "consume:pika": "bare pika AsyncioConnection",
     "consume:aio-pika": "aio-pika",
@@ -695,33 +745,37 @@ def render(
     cfg: Config, env: dict[str, str], results: dict[str, Series], note: str, cmdline: str
 ) -> str:
     def rate_rows(prefix: str) -> list[list[object]]:
-        base = results.get(f"{prefix}:pika", Series()).median
+        base = results.get(f"{prefix}:pika", Series())
         rows: list[list[object]] = []
         for key, label in LABELS.items():
             if not key.startswith(prefix + ":"):
                 continue
             s = results.get(key)
             if s is None or (not s.rates and not s.error):
-                rows.append([label, "not run", "-", "-"])
+                rows.append([label, "not run", "-", "-", "-", "-"])
             elif s.error and not s.rates:
-                rows.append([label, "ERROR", "-", "-"])
+                rows.append([label, "ERROR", "-", "-", "-", "-"])
             else:
-                med = s.median or 0.0
-                rel = f"{med / base:.2f}" if base else "-"
-                rows.append([label, f"{med:,.0f}", f"{min(s.rates):,.0f}-{max(s.rates):,.0f}", rel])
+                med, cpu = s.median or 0.0, s.cpu_median or 0.0
+                rel = f"{med / base.median:.2f}" if base.median else "-"
+                cpu_rel = f"{base.cpu_median / cpu:.2f}" if base.cpu_median and cpu else "-"
+                spread = f"{min(s.rates):,.0f}-{max(s.rates):,.0f}"
+                rows.append([label, f"{med:,.0f}", spread, rel, f"{cpu:.1f}", cpu_rel])
         return rows
 
     def target_row(what: str, key: str, base_key: str) -> list[object]:
         s, b = results.get(key), results.get(base_key)
         if s is None or not s.rates or b is None or not b.rates:
             why = "MISS (ERROR)" if s is not None and s.error else "not run"
-            return [what, "-", "-", f">= {THROUGHPUT_TARGET}", why]
+            return [what, "-", "-", "-", f">= {THROUGHPUT_TARGET}", why]
         r = (s.median or 0) / (b.median or 1)
         paired = common.paired_ratio(s.rates, b.rates)
+        by_cpu = f"{(b.cpu_median or 0) / s.cpu_median:.2f}" if s.cpu_median else "-"
         return [
             what,
             f"{r:.2f}",
             paired,
+            by_cpu,
             f">= {THROUGHPUT_TARGET}",
             common.verdict(r >= THROUGHPUT_TARGET),
         ]
@@ -777,16 +831,12 @@ def render(
         f"## Consuming {cfg.messages:,} pre-filled messages, prefetch {cfg.prefetch}, "
         "manual ack, no-op handler",
         "",
-        common.markdown_table(
-            ["consumer", "median msg/s", "min-max", "vs bare pika"], rate_rows("consume")
-        ),
+        common.markdown_table(["consumer", *RATE_HEADER], rate_rows("consume")),
         "",
         f"## Publishing {cfg.publish_messages:,} messages with confirms, "
         f"{cfg.window} in flight, mandatory",
         "",
-        common.markdown_table(
-            ["publisher", "median msg/s", "min-max", "vs bare pika"], rate_rows("publish")
-        ),
+        common.markdown_table(["publisher", *RATE_HEADER], rate_rows("publish")),
         "",
         f"## Weighted share under backlog (our Worker, async handler taking {cfg.handler_ms:g} "
         f"ms, {cfg.share_measure:,} deliveries counted after {cfg.share_warmup:,})",
@@ -806,7 +856,14 @@ def render(
         "## Targets",
         "",
         common.markdown_table(
-            ["ratio", "of the medians", "per repetition (median, min-max)", "target", "result"],
+            [
+                "throughput ratio",
+                "of the medians",
+                "per repetition (median, min-max)",
+                "by client CPU per message",
+                "target",
+                "result",
+            ],
             [
                 target_row("consume: Worker / bare pika", "consume:ours", "consume:pika"),
                 target_row("publish: Publisher / bare pika", "publish:ours", "publish:pika"),
