@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -365,13 +366,24 @@ def run_reimport(ctx: Context, vhost: str) -> float:
 @dataclass
 class Results:
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
-    def add(self, key: str, value: float) -> None:
+    def add(self, key: str, value: float, cpu: float) -> None:
         self.samples.setdefault(key, []).append(value)
+        self.cpu.setdefault(key, []).append(cpu)
 
     def med(self, key: str) -> float | None:
         return common.median(self.samples[key]) if self.samples.get(key) else None
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process plus its finished children (declare-amqp, rabbitmqctl)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 IMPORT = "rabbitmqctl import_definitions (+ wait until complete)"
@@ -393,9 +405,11 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
     ) -> None:
         with common.scratch_vhost(ctx.mgmt, f"topo-{kind}") as vhost:
             try:
-                res.add(key, fn(ctx, vhost))
+                c0 = client_cpu()
+                res.add(key, fn(ctx, vhost), client_cpu() - c0)
                 for akey, afn in after:
-                    res.add(akey, afn(ctx, vhost))
+                    c0 = client_cpu()
+                    res.add(akey, afn(ctx, vhost), client_cpu() - c0)
             except ToolError as exc:
                 res.errors.setdefault(key, str(exc))
                 print(f"  {key}: ERROR\n{exc}", flush=True)
@@ -449,19 +463,22 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
     for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, REIMPORT, REPOST, PLAN):
         samples = res.samples.get(key, [])
         if key in res.errors and not samples:
-            rows.append([key, "ERROR", "-", "-"])
+            rows.append([key, "ERROR", "-", "-", "-"])
         elif samples:
             rows.append(
                 [
                     key,
                     fmt_s(common.median(samples)),
                     f"{min(samples):.2f}-{max(samples):.2f}",
+                    fmt_s(common.median(res.cpu[key])),
                     len(samples),
                 ]
             )
         else:
-            rows.append([key, "not run", "-", 0])
-    timing = common.markdown_table(["contender", "median s", "min-max s", "runs"], rows)
+            rows.append([key, "not run", "-", "-", 0])
+    timing = common.markdown_table(
+        ["contender", "median s", "min-max s", "client-side CPU s (median)", "runs"], rows
+    )
 
     def ratio(label: str, num: str, den: str, target: float) -> list[object]:
         n, d = res.med(num), res.med(den)
