@@ -175,7 +175,9 @@ def consumers_of(http: httpx.Client, vhost: str, queue: str) -> list[dict[str, A
     r = http.get(f"/api/consumers/{urllib.parse.quote(vhost, safe='')}")
     if r.status_code != 200:
         return []
-    return [c for c in r.json() if c.get("queue", {}).get("name") == queue]
+    return [
+        c for c in r.json() if isinstance(c.get("queue"), dict) and c["queue"].get("name") == queue
+    ]
 
 
 async def wait_consumer(
@@ -192,8 +194,10 @@ async def wait_consumer(
 
     def check() -> bool:
         for c in consumers_of(http, vhost, queue):
-            node = c.get("channel_details", {}).get("node")
-            if c.get("prefetch_count") == prefetch and node != not_on_node:
+            details = c.get("channel_details")
+            if not isinstance(details, dict):
+                continue  # the API lists [] while the consumer's channel is going away
+            if c.get("prefetch_count") == prefetch and details.get("node") != not_on_node:
                 found.append(c)
                 return True
         return False
