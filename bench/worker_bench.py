@@ -553,7 +553,7 @@ class Config:
     share_pairs: list[tuple[int, int]]
     share_measure: int
     share_warmup: int
-    handler_ms: float
+    handler_ms: list[float]
     timeout: float
     with_ours: bool
     with_sync: bool
@@ -645,8 +645,8 @@ def measure_publish(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> 
 
 
 def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
-    for ph, pl in cfg.share_pairs:
-        key = f"share:{ph}/{pl}"
+    for (ph, pl), ms in [(pair, ms) for ms in cfg.handler_ms for pair in cfg.share_pairs]:
+        key = f"share:{ph}/{pl}@{ms:g}"
         series = results.setdefault(key, Series())
         for rep in range(cfg.repetitions):
             if series.error:
@@ -668,7 +668,7 @@ def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> No
                     pl=pl,
                     warmup=cfg.share_warmup,
                     measure=cfg.share_measure,
-                    handler_ms=cfg.handler_ms,
+                    handler_ms=ms,
                 )
             except ChildFailed as exc:
                 series.error = str(exc)
@@ -781,13 +781,14 @@ def render(
         ]
 
     share_rows: list[list[object]] = []
-    for ph, pl in cfg.share_pairs:
-        s = results.get(f"share:{ph}/{pl}")
+    for (ph, pl), ms in [(pair, ms) for ms in cfg.handler_ms for pair in cfg.share_pairs]:
+        s = results.get(f"share:{ph}/{pl}@{ms:g}")
         expected = ph / pl
         if s is None or not s.rates:
             share_rows.append(
                 [
                     f"{ph}/{pl}",
+                    f"{ms:g}",
                     f"{expected:.2f}",
                     "ERROR" if s and s.error else "not run",
                     "-",
@@ -802,6 +803,7 @@ def render(
         share_rows.append(
             [
                 f"{ph}/{pl}",
+                f"{ms:g}",
                 f"{expected:.2f}",
                 f"{med:.2f}",
                 f"{dev:+.1%}",
@@ -838,12 +840,14 @@ def render(
         "",
         common.markdown_table(["publisher", *RATE_HEADER], rate_rows("publish")),
         "",
-        f"## Weighted share under backlog (our Worker, async handler taking {cfg.handler_ms:g} "
-        f"ms, {cfg.share_measure:,} deliveries counted after {cfg.share_warmup:,})",
+        f"## Weighted share under backlog (our Worker, weighted mode, an async handler that "
+        f"sleeps the given time; {cfg.share_measure:,} deliveries counted after "
+        f"{cfg.share_warmup:,})",
         "",
         common.markdown_table(
             [
                 "prefetch high/low",
+                "handler ms",
                 "expected",
                 "observed (median)",
                 "deviation",
@@ -890,14 +894,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repetitions", "-n", type=int, help="runs per measurement (3)")
     p.add_argument("--share", default="10/2,20/5,1/1", help="prefetch pairs high/low")
     p.add_argument(
-        "--share-measure", type=int, default=3000, help="deliveries counted per share run (3000)"
+        "--share-measure", type=int, default=5000, help="deliveries counted per share run (5000)"
     )
-    p.add_argument("--share-warmup", type=int, default=300)
+    p.add_argument("--share-warmup", type=int, default=500)
     p.add_argument(
         "--handler-ms",
-        type=float,
-        default=2.0,
-        help="simulated handler time in the share runs (2 ms)",
+        default="2,0",
+        help="handler times in ms for the share runs, comma-separated (2,0: a 2 ms handler "
+        "and a no-op one)",
     )
     p.add_argument(
         "--sync-handler",
@@ -978,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
                 share_pairs=pairs,
                 share_measure=args.share_measure,
                 share_warmup=args.share_warmup,
-                handler_ms=args.handler_ms,
+                handler_ms=[float(x) for x in args.handler_ms.split(",")],
                 timeout=args.timeout,
                 with_ours=have_ours,
                 with_sync=args.sync_handler,
