@@ -74,10 +74,13 @@ def test_worker_node_stopped_during_backlog(cluster: Cluster, cluster_vhost: str
 
 def test_memory_alarm_while_publishing(cluster: Cluster, cluster_vhost: str) -> None:
     """A memory alarm (watermark 0 on one node) blocks the publisher cluster-wide while the
-    worker keeps consuming; after the watermark is restored everything is confirmed and handled.
+    worker keeps consuming its backlog; after the watermark is restored everything is
+    confirmed and handled.
     """
     ledger = Ledger("4 memory alarm while publishing")
-    ids = Ledger.ids("memalarm", 1500)
+    backlog = Ledger.ids("memalarm-backlog", 500)
+    stream = Ledger.ids("memalarm-stream", 1000)
+    during = Ledger.ids("memalarm-during", 200)
     c1, c2, c3 = cluster.nodes
     declare_queues(c2.amqp_url(cluster_vhost), ["work"], quorum=True)
 
@@ -89,15 +92,19 @@ def test_memory_alarm_while_publishing(cluster: Cluster, cluster_vhost: str) -> 
             reconnect_max_delay=2.0,
         )
         publisher = Publisher(cluster.urls(cluster_vhost), resend_unconfirmed=True)
-        await worker.start()
         await publisher.start()
         try:
+            await publish_ids(publisher, ledger, backlog, "work")
+            await worker.start()
             sending = asyncio.ensure_future(
-                publish_ids(publisher, ledger, ids, "work", rate=300, window=200)
+                publish_ids(publisher, ledger, stream, "work", rate=300, window=200)
             )
-            await wait_until(lambda: len(ledger.confirmed_ids) >= 300, 60, "300 confirmed")
+            await wait_until(lambda: ledger.handled_count() >= 50, 60, "50 handled")
             await asyncio.to_thread(cluster.ctl, c1, "set_vm_memory_high_watermark", "0")
             try:
+                sending_during = asyncio.ensure_future(
+                    publish_ids(publisher, ledger, during, "work")
+                )
                 await wait_until(lambda: publisher.blocked, 30, "publisher blocked by the alarm")
                 handled_blocked = ledger.handled_count()
                 # Consuming connections are not blocked: the backlog keeps draining.
@@ -106,16 +113,19 @@ def test_memory_alarm_while_publishing(cluster: Cluster, cluster_vhost: str) -> 
                     30,
                     "handling goes on during the alarm",
                 )
-                confirmed_blocked = len(ledger.confirmed_ids)
+                confirmed_during = set(during) & ledger.confirmed_ids
             finally:
                 await asyncio.to_thread(cluster.ctl, c1, "set_vm_memory_high_watermark", "0.4")
             await wait_until(lambda: not publisher.blocked, 30, "publisher unblocked")
             failures = await sending
+            failures.update(await sending_during)
             await wait_all_handled(ledger)
             blocked_s = publisher.metrics.blocked_seconds()
             ledger.note(
-                f"blocked {blocked_s:.1f} s after {confirmed_blocked} confirmed; "
-                f"{ledger.handled_count() - handled_blocked} handled meanwhile or after"
+                f"publisher blocked {blocked_s:.1f} s; worker handled "
+                f"{ledger.handled_count() - handled_blocked} from then on; "
+                f"{len(confirmed_during)} of {len(during)} sent during the alarm were confirmed "
+                "before it cleared"
             )
             if failures:
                 ledger.note(f"publish failures {dict(failures)}")
@@ -124,4 +134,4 @@ def test_memory_alarm_while_publishing(cluster: Cluster, cluster_vhost: str) -> 
             await worker.stop()
 
     run(scenario())
-    finish(ledger, expect_confirmed=len(ids))
+    finish(ledger, expect_confirmed=len(backlog) + len(stream) + len(during))
