@@ -261,8 +261,6 @@ class Cluster:
         return None
 
     def _launch(self, node: Node) -> None:
-        if self._pinging(node):
-            return
         log = open(self._dir(node) / "log" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         subprocess.Popen(
             [str(_sbin() / "rabbitmq-server")],
@@ -310,9 +308,21 @@ class Cluster:
         foreign = self._foreign_port()
         if foreign:
             raise ClusterError(foreign)
+        with ThreadPoolExecutor(SIZE) as pool:
+            up = dict(zip(self.nodes, pool.map(self._pinging, self.nodes), strict=True))
+        if not any(up.values()) and self.state_dir.exists():
+            # Left over from a run that died: start clean rather than from half a cluster.
+            shutil.rmtree(self.state_dir)
         self._write_files()
         with ThreadPoolExecutor(SIZE) as pool:
-            list(pool.map(self._launch, self.nodes))
+            list(pool.map(self._launch, [n for n in self.nodes if not up[n]]))
+            # A node whose VM runs may have had its app stopped (a fault test): start it.
+            list(
+                pool.map(
+                    lambda n: self.ctl(n, "start_app", timeout=120),
+                    [n for n in self.nodes if up[n]],
+                )
+            )
             list(pool.map(lambda n: self._await_app(n, timeout), self.nodes))
         seed = self.nodes[0]
         members = self.running_nodes(via=seed)

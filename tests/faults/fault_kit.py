@@ -118,6 +118,16 @@ async def publish_ids(
     return failures
 
 
+def publish_backlog(url: str, ledger: Ledger, ids: Sequence[str], routing_key: str) -> None:
+    """Publish ``ids`` with confirms from a publisher of its own, outside any event loop."""
+
+    async def publish() -> None:
+        async with Publisher(url) as publisher:
+            await publish_ids(publisher, ledger, ids, routing_key)
+
+    run(publish())
+
+
 async def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
 ) -> None:

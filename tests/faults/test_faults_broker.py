@@ -20,6 +20,7 @@ from fault_kit import (
     finish,
     main_broker_ctl,
     metric,
+    publish_backlog,
     publish_ids,
     recording_handler,
     run,
@@ -143,12 +144,7 @@ def test_kill_9_with_deliveries_in_flight(vhost: str, vhost_url: str, tmp_path: 
     first = WorkerProcess(vhost_url, "work", 50, out, delay=0.1)
     second: WorkerProcess | None = None
     try:
-
-        async def publish() -> None:
-            async with Publisher(vhost_url) as publisher:
-                await publish_ids(publisher, ledger, ids, "work")
-
-        run(publish())
+        publish_backlog(vhost_url, ledger, ids, "work")
         assert first.proc.poll() is None, first.log_text()
         deadline_ok = _wait_sync(lambda: first.handled_lines() >= 200, 60)
         assert deadline_ok, first.log_text()
@@ -178,12 +174,7 @@ def test_sigterm_with_work_in_flight(vhost: str, vhost_url: str, tmp_path: Path)
     first = WorkerProcess(vhost_url, "work", 20, out, delay=0.2, shutdown_timeout=20)
     second: WorkerProcess | None = None
     try:
-
-        async def publish() -> None:
-            async with Publisher(vhost_url) as publisher:
-                await publish_ids(publisher, ledger, ids, "work")
-
-        run(publish())
+        publish_backlog(vhost_url, ledger, ids, "work")
         assert _wait_sync(lambda: first.handled_lines() >= 60, 60), first.log_text()
         first.sigterm()
         code = first.wait(60)
