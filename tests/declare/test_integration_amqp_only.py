@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 TOPOLOGY = """
 exchanges:
   - {name: ao.events, type: topic}
@@ -75,9 +73,6 @@ def test_amqp_only_conflict_on_durable_writes_nothing(declare: Any) -> None:
     assert declare.queue("ao.work")["durable"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="bug: AMQP-only conflicts carry no file:line; "
-                   "_broker._amqp_only builds the message from the 406 text only and "
-                   "_render._line prints no location for conflict lines")
 def test_amqp_only_conflict_names_file_and_line(declare: Any) -> None:
     """Like every conflict, an AMQP-only one names where the object is written."""
     f = declare.write("topology.yml", TOPOLOGY)
@@ -98,8 +93,6 @@ def test_amqp_only_refuses_policies_plainly(declare: Any) -> None:
     assert declare.is_empty()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _cli._apply_amqp_only ignores --prune (only a "
-                   "warning says it is unavailable) and exits 0 although nothing was pruned")
 def test_amqp_only_with_prune_is_refused(declare: Any) -> None:
     """--prune cannot work without the management API, so asking for it must fail (exit 1)
     instead of succeeding without pruning."""

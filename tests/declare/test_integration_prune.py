@@ -7,10 +7,10 @@ holds messages or has consumers (exit 1, listed) unless ``--force``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pika
-import pytest
 
 FULL = """
 exchanges:
@@ -91,6 +91,13 @@ def test_prune_deletes_what_the_file_no_longer_declares(declare: Any) -> None:
     for name in ("gone.q", "gone.x", "gone-p", "stray.q", "stray.x"):
         assert name in plan.out, (name, str(plan))
     assert "0 to create" in plan.out, plan
+    as_json = json.loads(declare("plan", f, "--prune", "--format", "json").out)
+    deletes = {(c["kind"], c["name"]): c for c in as_json["changes"]}
+    assert {c["action"] for c in as_json["changes"]} == {"delete"}
+    assert set(deletes) >= {("queue", "gone.q"), ("exchange", "gone.x"), ("policy", "gone-p"),
+                            ("queue", "stray.q"), ("exchange", "stray.x")}
+    assert deletes[("queue", "gone.q")]["after"] is None
+    assert deletes[("queue", "gone.q")]["before"]["name"] == "gone.q"
 
     result = declare("apply", f, "--prune")
     assert result.code == 0, result
@@ -180,10 +187,6 @@ def test_prune_refuses_a_queue_with_a_consumer_unless_forced(declare: Any) -> No
                 pass
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _plan._prune deletes an exchange that only the "
-                   "broker has although the files reference it (binding source, "
-                   "alternate_exchange); the verify step then fails with a TopologyError "
-                   "that claims 'nothing was changed' after the delete was done")
 def test_prune_keeps_what_the_files_reference(declare: Any) -> None:
     """An exchange the file does not declare but binds to (and uses as alternate exchange)
     is not pruned, or the apply is refused before anything is written; either way it
@@ -205,10 +208,6 @@ def test_prune_keeps_what_the_files_reference(declare: Any) -> None:
     assert ("shared.x", "queue", "team.q", "team") in declare.bindings(), result
 
 
-@pytest.mark.xfail(strict=True, reason="bug?: a file naming its vhost only with the top-level "
-                   "`vhost:` key and no objects names no vhost for prune "
-                   "(_model.Topology.vhost_names counts objects only), so --prune deletes "
-                   "nothing and exits 0 although the broker does not match the file")
 def test_prune_with_an_emptied_file_empties_its_vhost(declare: Any) -> None:
     """A team that removes its last queue from its file and applies with --prune gets
     that queue deleted."""
@@ -218,3 +217,23 @@ def test_prune_with_an_emptied_file_empties_its_vhost(declare: Any) -> None:
     result = declare("apply", f, "--prune")
     assert result.code == 0, result
     assert declare.names("queues") == set(), result
+
+
+def test_two_concurrent_prunes_both_succeed(declare: Any) -> None:
+    """Two applies with --prune of the same file at once both exit 0 (deleting what the
+    other already deleted is not an error) and leave the broker matching the file."""
+    f = declare.write("topology.yml", FULL)
+    assert declare("apply", f).code == 0
+    vh = declare.quote(declare.vhost)
+    for i in range(20):
+        declare.put(f"/api/queues/{vh}/stray.q{i}", {"durable": True})
+        declare.put(f"/api/exchanges/{vh}/stray.x{i}", {"type": "fanout", "durable": True})
+    declare.write("topology.yml", REDUCED)
+
+    procs = [declare.start("apply", f, "--prune") for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    assert declare.names("queues") == {"keep.q"}
+    assert declare.names("exchanges") == {"keep.x", "keep.audit"}
+    assert declare("plan", f, "--prune", "--detailed-exitcode").code == 0
