@@ -373,3 +373,29 @@ def test_json_output_is_valid_and_describes_each_change(declare: Any) -> None:
     assert conflict["kind"] == "queue" and conflict["name"] == "email.default"
     assert conflict["before"] == {"arguments.x-max-priority": 5}
     assert conflict["after"] == {"arguments.x-max-priority": 9}
+
+
+def test_apply_of_hundreds_of_objects_is_complete(declare: Any) -> None:
+    """Hundreds of objects spread over parallel channels (200 queues, half of them priority
+    queues, 400 bindings, 20 exchanges with alternate exchanges) are applied completely in
+    one run: every object is on the broker and a second plan has nothing to do."""
+    lines = ["exchanges:"]
+    for i in range(10):
+        lines += [f"  - {{name: ae.{i}, type: fanout}}",
+                  f"  - {{name: topic.{i}, type: topic, alternate_exchange: ae.{i}}}"]
+    lines.append("queues:")
+    for i in range(200):
+        lines.append(f"  - name: q.{i}")
+        if i % 2:
+            lines.append("    max_priority: 5")
+        lines.append(f"    bindings: [{{exchange: topic.{i % 10}, routing_key: k.{i}}}, "
+                     f"{{exchange: ae.{i % 10}}}]")
+    f = declare.write("big.yml", "\n".join(lines) + "\n")
+
+    result = declare("apply", f)
+    assert result.code == 0, result
+    defs = declare.definitions()
+    assert len(defs["queues"]) == 200 and len(defs["exchanges"]) == 20
+    assert len(defs["bindings"]) == 400
+    assert sum(1 for q in defs["queues"] if q["arguments"].get("x-max-priority") == 5) == 100
+    assert declare("plan", f, "--detailed-exitcode").code == 0
