@@ -14,7 +14,11 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from fault_kit import publish_ids, recording_handler, run, wait_all_handled
+from fault_ledger import Ledger
 from rabbit_cluster import Cluster, Node
+
+from priority_worker import Publisher, Queue, Worker
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -62,10 +66,12 @@ def _queue(cluster: Cluster, node: Node, vhost: str, name: str) -> dict:
         return r.json()
 
 
-def test_apply_fails_over_when_the_first_node_is_down(
+def test_tools_fail_over_when_the_first_node_is_down(
     cluster: Cluster, cluster_vhost: str, tmp_path: Path
 ) -> None:
-    """With node 1 stopped, plan/apply with URLs 1,2,3 use node 2 and create replicated queues."""
+    """With node 1 stopped, plan/apply with URLs 1,2,3 use node 2 and create replicated queues;
+    a worker and a publisher given the same three URLs start on node 2 and move messages
+    through what declare-amqp made."""
     topology = tmp_path / "topology.yml"
     topology.write_text(_topology(cluster_vhost))
     c1, c2, c3 = cluster.nodes
@@ -80,6 +86,27 @@ def test_apply_fails_over_when_the_first_node_is_down(
         assert "guest:guest" not in apply.stdout + apply.stderr
         replicated = _queue(cluster, c3, cluster_vhost, "orders.replicated")
         pair = _queue(cluster, c3, cluster_vhost, "orders.pair")
+        ledger = Ledger("declare-amqp topology, first node down")
+        ids = Ledger.ids("first-down", 200)
+
+        async def flow() -> None:
+            urls = cluster.urls(cluster_vhost)
+            worker = Worker(
+                urls,
+                [Queue("orders.replicated", prefetch=10)],
+                recording_handler(ledger),
+                reconnect_max_delay=1.0,
+            )
+            await worker.start()
+            try:
+                async with Publisher(urls) as publisher:
+                    await publish_ids(publisher, ledger, ids, "order.created", exchange="orders")
+                await wait_all_handled(ledger)
+            finally:
+                await worker.stop()
+
+        run(flow())
+        assert ledger.handled_ids == set(ids) == ledger.confirmed_ids
     finally:
         cluster.start_app(c1)
     assert replicated["type"] == "quorum"
@@ -101,7 +128,15 @@ def test_plan_is_a_noop_against_every_node_after_apply(
     """After one apply, a plan through any single node finds nothing to do (exit 0)."""
     topology = tmp_path / "topology.yml"
     topology.write_text(_topology(cluster_vhost))
-    apply = _run("apply", str(topology), *_connection_args(cluster.nodes))
+    # The comma-separated form of the same three addresses.
+    apply = _run(
+        "apply",
+        str(topology),
+        "--url",
+        ",".join(n.amqp_url() for n in cluster.nodes),
+        "--management-url",
+        ",".join(n.management_url for n in cluster.nodes),
+    )
     assert apply.returncode == 0, apply.stdout + apply.stderr
     for node in cluster.nodes:
         plan = _run("plan", str(topology), "--detailed-exitcode", *_connection_args([node]))
