@@ -19,13 +19,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 bash tests/ensure_env.sh
 
 say "declare-amqp apply topology.example.yml"
-if .venv/bin/python -c "import declare_amqp._cli" 2>/dev/null; then
-    .venv/bin/declare-amqp --url "$AMQP_URL" apply topology.example.yml
-else
-    # Only while declare-amqp is being written: the same objects straight over AMQP.
-    say "declare-amqp is not installed yet; declaring the email topology with pika instead"
-    .venv/bin/python examples/publish_emails.py --declare-only
-fi
+.venv/bin/declare-amqp --url "$AMQP_URL" apply topology.example.yml
 
 say "publishing a backlog (email.high, email.default, and email.bulk via the alternate exchange)"
 .venv/bin/python examples/publish_emails.py --purge --high 6000 --default 1600 --bulk 400

@@ -54,28 +54,6 @@ def purge(url: str) -> dict[str, int]:
         conn.close()
 
 
-def declare_topology(url: str) -> None:
-    """The objects of topology.example.yml, for when declare-amqp is not available."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        ch.exchange_declare("email-undeliverable", "fanout", durable=True)
-        ch.exchange_declare("email", "topic", durable=True,
-                            arguments={"alternate-exchange": "email-undeliverable"})
-        ch.exchange_declare("email.dlx", "fanout", durable=True)
-        ch.queue_declare("email.high", durable=True,
-                         arguments={"x-dead-letter-exchange": "email.dlx"})
-        ch.queue_declare("email.default", durable=True,
-                         arguments={"x-dead-letter-exchange": "email.dlx", "x-max-priority": 5})
-        ch.queue_declare("email.dead", durable=True, arguments={"x-queue-type": "quorum"})
-        ch.queue_bind("email.high", "email", "email.high")
-        ch.queue_bind("email.default", "email", "email.default")
-        ch.queue_bind("email.default", "email-undeliverable")
-        ch.queue_bind("email.dead", "email.dlx")
-    finally:
-        conn.close()
-
-
 def main() -> None:
     """Parse arguments, optionally purge, publish, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,12 +65,7 @@ def main() -> None:
                         help="emails with the unbound key email.bulk (alternate exchange)")
     parser.add_argument("--purge", action="store_true", help="empty the queues first")
     parser.add_argument("--quiet", action="store_true", help="print only what was purged")
-    parser.add_argument("--declare-only", action="store_true",
-                        help="declare the email topology over AMQP and exit")
     args = parser.parse_args()
-    if args.declare_only:
-        declare_topology(args.url)
-        return
     if args.purge:
         purged = purge(args.url)
         if args.quiet:
