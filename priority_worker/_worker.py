@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import signal
 import time
@@ -21,18 +20,15 @@ from ._core import (
     Action,
     Dispatcher,
     RetryLater,
-    UndecodableError,
-    attempts_of,
-    decide,
-    decode_body,
     effective_prefetch,
     reconnect_delay,
     split_urls,
 )
 from ._errors import ConfigurationError, PublishConnectionLost, PublishError, PublishReturned
+from ._handling import handle
 from ._log import log
 from ._metrics import Metrics
-from ._model import Handler, Message, Mode, Queue, RetryPolicy
+from ._model import Handler, Mode, Queue, RetryPolicy
 from ._publisher import Publisher
 
 logger = logging.getLogger("priority_worker.worker")
@@ -408,37 +404,17 @@ class Worker:
         spec = self._by_name[d.queue].spec
         handler = spec.handler or self.handler
         assert handler is not None
-        attempts = attempts_of(d.properties.headers)
         started = time.perf_counter()
-        error: BaseException | None = None
         try:
-            try:
-                data = decode_body(d.body, d.properties.content_type,
-                                   d.properties.content_encoding)
-            except UndecodableError as exc:
-                error = exc
-            else:
-                message = Message(
-                    body=d.body, queue=d.queue, routing_key=d.routing_key, exchange=d.exchange,
-                    redelivered=d.redelivered, properties=d.properties, data=data,
-                    attempts=attempts, publisher=self.publisher)
-                try:
-                    if inspect.iscoroutinefunction(handler):
-                        await handler(message)
-                    else:
-                        loop = asyncio.get_running_loop()
-                        result = await loop.run_in_executor(self._pool, handler, message)
-                        if inspect.isawaitable(result):
-                            await result
-                except Exception as exc:
-                    error = exc
-                finally:
-                    self.metrics.handler_seconds.labels(d.queue).observe(
-                        time.perf_counter() - started)
-            if error is not None and not isinstance(error, UndecodableError):
+            action, error = await handle(
+                handler, body=d.body, queue=d.queue, routing_key=d.routing_key,
+                exchange=d.exchange, redelivered=d.redelivered, properties=d.properties,
+                retry=self.retry, executor=self._pool, publisher=self.publisher)
+            self.metrics.handler_seconds.labels(d.queue).observe(time.perf_counter() - started)
+            if error is not None:
                 self.metrics.handler_errors.labels(d.queue).inc()
             try:
-                await self._settle(d, spec, decide(error, attempts, self.retry))
+                await self._settle(d, spec, action)
             except Exception as exc:  # a bug here must not leave the delivery unsettled
                 log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
                 self._requeue([d])
