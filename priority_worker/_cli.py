@@ -56,19 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: $AMQP_URL)")
     run.add_argument("--queue", dest="queues", metavar="NAME=PREFETCH", action="append",
                      required=True, help="queue to consume, highest priority first")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.WEIGHTED.value)
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.WEIGHTED.value,
+                     help="weighted: share by prefetch (default); strict: a queue waits while "
+                          "an earlier one has work; conserving: idle capacity is lent on")
     run.add_argument("--concurrency", type=int, default=None,
                      help="handlers running at once (default: sum of prefetches)")
     run.add_argument("--http-port", type=int, default=None,
                      help="serve /healthz, /readyz, /metrics on this port")
-    run.add_argument("--http-host", default="127.0.0.1")
+    run.add_argument("--http-host", default="127.0.0.1", help="address of the HTTP server")
     run.add_argument("--dead-letter-exchange", default=None,
                      help="exchange for rejected/exhausted messages (default: NAME.dead queues)")
-    run.add_argument("--max-retries", type=int, default=RetryPolicy.max_retries)
+    run.add_argument("--max-retries", type=int, default=RetryPolicy.max_retries,
+                     help="retries after handler errors before dead-lettering (default 5)")
     run.add_argument("--retry-delay", type=float, default=RetryPolicy.initial_delay,
                      help="first retry delay in seconds after a handler error (doubles)")
-    run.add_argument("--shutdown-timeout", type=float, default=30.0)
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--shutdown-timeout", type=float, default=30.0,
+                     help="seconds SIGTERM waits for running handlers (default 30)")
+    run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
     return parser
 
 
