@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,7 @@ class Context:
     timeout: float
     declare_amqp: Path
     profile_to: Path | None = None  # set: run declare-amqp under cProfile, writing here
+    apply_args: tuple[str, ...] = ()  # extra options for `declare-amqp apply` (tuning)
 
 
 def _write(ctx: Context, vhost: str, kind: str) -> Path:
@@ -320,7 +322,8 @@ def _declare_amqp(ctx: Context, args: list[str], ok_codes: tuple[int, ...]) -> f
 
 def run_declare_apply(ctx: Context, vhost: str) -> float:
     path = _write(ctx, vhost, "yaml")
-    elapsed = _declare_amqp(ctx, ["apply", str(path), "--url", ctx.broker.amqp_url(vhost)], (0,))
+    args = ["apply", str(path), "--url", ctx.broker.amqp_url(vhost), *ctx.apply_args]
+    elapsed = _declare_amqp(ctx, args, (0,))
     got = count_objects(ctx.mgmt.definitions(vhost))
     if got != ctx.topo.counts:
         raise ToolError(f"declare-amqp apply exited 0 but the vhost holds {got}")
@@ -544,6 +547,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-tool", action="store_true", help="measure the peers only")
     p.add_argument("--timeout", type=float, default=300, help="per-import wait limit, s")
     p.add_argument(
+        "--apply-args",
+        default="",
+        help="extra options for declare-amqp apply, e.g. '--channels 64' (shown in the table)",
+    )
+    p.add_argument(
         "--profile",
         metavar="DIR",
         help="afterwards, run apply and plan once more under cProfile (untimed); "
@@ -584,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             # rabbitmqctl runs as the rabbitmq user, which must be able to read the JSON.
             Path(tmp).chmod(0o755)
             ctx = Context(broker, mgmt, topo, Path(tmp), args.timeout, exe)
+            ctx.apply_args = tuple(shlex.split(args.apply_args))
             for rep in range(args.repetitions):
                 print(f"repetition {rep + 1}/{args.repetitions}", flush=True)
                 one_repetition(ctx, res, with_tool, not args.no_pika)
@@ -600,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         mgmt.close()
     given = argv if argv is not None else sys.argv[1:]
-    cmdline = "python bench/topology_bench.py " + " ".join(given)
+    cmdline = "python bench/topology_bench.py " + shlex.join(given)
     text = render(res, env, topo, args.repetitions, cmdline.strip())
     print(text)
     if args.output != "-":

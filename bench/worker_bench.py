@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -1008,7 +1009,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         mgmt.close()
-    cmdline = "python bench/worker_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmdline = "python bench/worker_bench.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
     text = render(cfg, env, results, note, cmdline.strip())
     print(text)
     if args.output != "-":
