@@ -46,7 +46,7 @@ async def handle(
                       redelivered=redelivered, properties=properties, data=data,
                       attempts=attempts, publisher=publisher)
     try:
-        if inspect.iscoroutinefunction(handler):
+        if _is_async(handler):
             await handler(message)
         else:
             loop = asyncio.get_running_loop()
@@ -56,3 +56,9 @@ async def handle(
     except Exception as exc:
         error = exc
     return decide(error, attempts, retry), error
+
+
+def _is_async(handler: Handler) -> bool:
+    """``async def`` functions and objects with an ``async def __call__``."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))  # noqa: B004 - the method, not callability
