@@ -63,6 +63,11 @@ class Worker:
     ``http_port``: serve /healthz, /readyz and /metrics (0 picks a free port; None: no server).
     ``shutdown_timeout``: how long a stop waits for running handlers. ``probe_interval``: how
     often strict/conserving modes check whether higher-priority queues are idle.
+    ``reconnect_max_delay``: cap of the reconnect backoff. ``heartbeat``: AMQP heartbeat seconds
+    (default: the broker's). ``resend_unconfirmed`` / ``confirm_timeout``: of the worker's own
+    :class:`Publisher` (``worker.publisher``, also ``message.publisher``), which republishes
+    retries and dead letters; re-sending is on by default there, duplicates being harmless.
+    ``worker.metrics`` holds the Prometheus metrics.
     """
 
     def __init__(
