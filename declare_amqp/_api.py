@@ -19,7 +19,7 @@ from ._errors import PlanConflictError, TopologyError
 from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, plan
-from ._validate import check_references, validate
+from ._validate import check_exchange_types, check_references, validate
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
@@ -92,6 +92,7 @@ class Session:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         problems = check_references(desired, state.topology)
+        problems += check_exchange_types(desired, state.exchange_types)
         if problems:
             raise TopologyError(problems)
         return plan(desired, state.topology, prune=prune, force=force, stats=state.stats)

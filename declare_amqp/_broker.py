@@ -57,6 +57,7 @@ class BrokerState:
     topology: Topology
     stats: Mapping[tuple[str, str], QueueStats]
     version: str
+    exchange_types: tuple[str, ...] = ()
 
 
 def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
@@ -76,6 +77,8 @@ def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
     )
     queues = []
     for q in definitions.get("queues", []):
+        if q["name"].startswith("amq."):
+            continue  # server-named (amq.gen-...): owned by the client that made it
         arguments = dict(q.get("arguments") or {})
         queue_type = arguments.pop("x-queue-type", None) or q.get("type") or "classic"
         queues.append(QueueSpec(
@@ -96,7 +99,10 @@ def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
             arguments=dict(b.get("arguments") or {}),
         )
         for b in definitions.get("bindings", [])
-        if b.get("source")  # the default exchange's implicit bindings are not listed, but be sure
+        # the default exchange's implicit bindings are not listed, but be sure; bindings of
+        # server-named queues belong with those queues
+        if b.get("source") and not (b.get("destination_type") == "queue"
+                                    and b["destination"].startswith("amq."))
     )
     policies = tuple(
         PolicySpec(
@@ -123,6 +129,8 @@ class ManagementClient:
 
     def __init__(self, address: BrokerAddress, timeout: float = 30.0) -> None:
         self.address = address
+        self.version = "?"
+        self.exchange_types: list[str] = []
         self._timeout = timeout
         self._client: httpx.Client | None = None
         self.node: Node | None = None
@@ -167,7 +175,10 @@ class ManagementClient:
                 errors.append(f"{node.management_url}: HTTP {response.status_code}")
                 continue
             self._client, self.node = client, node
-            self.version = str(response.json().get("rabbitmq_version", "?"))
+            overview = response.json()
+            self.version = str(overview.get("rabbitmq_version", "?"))
+            self.exchange_types = [t.get("name", "") for t in
+                                   overview.get("exchange_types") or []]
             return client
         raise ManagementUnavailable(
             "the RabbitMQ management API does not answer ("
@@ -239,7 +250,7 @@ class ManagementClient:
                 stats.update(self.queue_stats(vhost))
         from ._model import merge
 
-        return BrokerState(merge(parts), stats, self.version)
+        return BrokerState(merge(parts), stats, self.version, tuple(self.exchange_types))
 
     def put_vhost(self, name: str) -> None:
         self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}"), f"creating vhost '{name}'")
@@ -438,6 +449,9 @@ class AmqpSession:
                 except pika.exceptions.ChannelClosedByBroker as exc:
                     failures.append(AmqpFailure(item, exc.reply_code, exc.reply_text))
                     ch = await self.channel()
+                except pika.exceptions.ConnectionClosed as exc:
+                    raise ApplyError(f"the broker closed the connection while applying "
+                                     f"{item.spec.label}: {exc}") from exc
                 except pika.exceptions.ChannelClosed as exc:
                     if self.connection.is_closed:
                         raise BrokerUnreachable(
@@ -480,9 +494,13 @@ class AmqpSession:
                     for item in chunk:
                         ch.channel._send_method(_nowait_method(item.spec))
                     await ch.call("basic_qos", prefetch_count=0)
-                except pika.exceptions.ChannelClosed:
+                except pika.exceptions.ConnectionClosed as exc:
+                    raise ApplyError(f"the broker closed the connection while applying "
+                                     f"{len(chunk)} declarations: {exc}") from exc
+                except pika.exceptions.ChannelClosed as exc:
                     if self.connection.is_closed:
-                        raise
+                        raise ApplyError(f"the broker closed the connection while applying "
+                                         f"{len(chunk)} declarations: {exc}") from exc
                     failures.extend(await self.run(chunk, _declare, 1))
                     ch = await self.channel()
                 if progress is not None:

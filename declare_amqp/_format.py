@@ -24,6 +24,8 @@ class Key:
     choices: tuple[str, ...] = ()
     argument: str | None = None  # for queue aliases: the x-argument it stands for
     minimum: int | None = None
+    maximum: int | None = None
+    pattern: str | None = None  # a regular expression string values must match in full
 
 
 _STR = (str,)
@@ -52,7 +54,7 @@ EXCHANGE_KEYS = (
 # Readable names for the common queue arguments.
 QUEUE_ALIASES = (
     Key("max_priority", _INT, "Priority queue levels (1-255, 1-10 recommended).",
-        argument="x-max-priority", minimum=1),
+        argument="x-max-priority", minimum=1, maximum=255),
     Key("dead_letter_exchange", _STR, "Exchange for rejected / expired messages.",
         argument="x-dead-letter-exchange"),
     Key("dead_letter_routing_key", _STR, "Routing key used when dead-lettering.",
@@ -72,7 +74,7 @@ QUEUE_ALIASES = (
     Key("queue_mode", _STR, "Classic queues: default or lazy.", argument="x-queue-mode",
         choices=("default", "lazy")),
     Key("queue_version", _INT, "Classic queue storage version (1 or 2).",
-        argument="x-queue-version", minimum=1),
+        argument="x-queue-version", minimum=1, maximum=2),
     Key("single_active_consumer", _BOOL, "Only one consumer receives at a time.",
         argument="x-single-active-consumer"),
     Key("delivery_limit", _INT, "Quorum queues: deliveries before dead-lettering.",
@@ -83,7 +85,8 @@ QUEUE_ALIASES = (
         argument="x-initial-cluster-size", minimum=1),
     Key("queue_leader_locator", _STR, "Quorum queues and streams: client-local or balanced.",
         argument="x-queue-leader-locator", choices=("client-local", "balanced")),
-    Key("max_age", _STR, "Streams: retention by age, e.g. 7D, 12h.", argument="x-max-age"),
+    Key("max_age", _STR, "Streams: retention by age: a number and Y, M, D, h, m or s (7D, 12h).",
+        argument="x-max-age", pattern=r"[0-9]+[YMDhms]"),
     Key("stream_max_segment_size_bytes", _INT, "Streams: segment file size.",
         argument="x-stream-max-segment-size-bytes", minimum=1),
 )
@@ -180,3 +183,20 @@ def describe_types(types: tuple[type, ...]) -> str:
     names = {str: "a string", bool: "true or false", int: "a whole number",
              dict: "a mapping", list: "a list"}
     return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def value_problem(key: Key, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``key`` (type aside), or None."""
+    if key.choices and value not in key.choices:
+        return f"must be one of {', '.join(key.choices)}, not {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if key.minimum is not None and value < key.minimum:
+            return f"must be at least {key.minimum}, not {value}"
+        if key.maximum is not None and value > key.maximum:
+            return f"must be at most {key.maximum}, not {value}"
+    if key.pattern is not None and isinstance(value, str):
+        import re
+
+        if re.fullmatch(key.pattern, value) is None:
+            return f"{value!r} is not in the expected form ({key.doc})"
+    return None

@@ -24,6 +24,7 @@ from ._format import (
     VHOST_KEYS,
     Key,
     describe_types,
+    value_problem,
 )
 from ._model import (
     BindingSpec,
@@ -143,9 +144,9 @@ class _FileReader:
                              f"not '{value}'{suggestion}", label)
                 ok = False
                 continue
-            if spec.minimum is not None and value < spec.minimum:
-                self.problem(key_line, f"'{key}' must be at least {spec.minimum}, not {value}",
-                             label)
+            wrong = value_problem(spec, value)
+            if wrong is not None:
+                self.problem(key_line, f"'{key}' {wrong}", label)
                 ok = False
                 continue
             values[key] = value

@@ -17,6 +17,7 @@ from ._format import (
     FORBIDDEN_ARGUMENTS,
     POLICY_DEFINITION_KEYS,
     describe_types,
+    value_problem,
 )
 from ._model import (
     EXCHANGE_TYPES,
@@ -114,22 +115,26 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
             yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
                           q.location, q.label)
             continue
-        if known.minimum is not None and isinstance(value, int) and value < known.minimum:
-            yield Problem(f"argument {arg} must be at least {known.minimum}, not {value}",
-                          q.location, q.label)
-        if known.choices and value not in known.choices:
-            yield Problem(f"argument {arg} must be one of {', '.join(known.choices)}, "
-                          f"not {value!r}", q.location, q.label)
-    priority = q.arguments.get("x-max-priority")
-    if isinstance(priority, int) and not isinstance(priority, bool) and priority > 255:
-        yield Problem(f"max_priority must be between 1 and 255, not {priority}",
-                      q.location, q.label)
+        wrong = value_problem(known, value)
+        if wrong is not None:
+            yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
     if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
         yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
                       q.location, q.label)
     if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
         yield Problem("overflow reject-publish-dlx is not supported by quorum queues",
                       q.location, q.label)
+
+
+def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Problem]:
+    """Plugin exchange types the broker does not offer (the plugin is not enabled)."""
+    offered = set(known)
+    return [
+        Problem(f"exchange type '{x.type}' is not offered by this broker (is its plugin "
+                f"enabled? it offers {', '.join(sorted(offered))})", x.location, x.label)
+        for x in desired.exchanges
+        if offered and x.type not in offered
+    ]
 
 
 def check_references(
