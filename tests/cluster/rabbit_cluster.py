@@ -369,6 +369,13 @@ class Cluster:
         if wipe and self.state_dir.exists():
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def pid(self, node: Node) -> int | None:
+        """The OS process id of ``node``'s Erlang VM (from its pid file), None when unknown."""
+        try:
+            return int((self._dir(node) / "rabbit.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     # ---- faults -------------------------------------------------------------------
 
     def stop_app(self, node: Node) -> None:

@@ -30,17 +30,15 @@ def test_three_nodes_run_as_one_cluster_each_on_its_own_ports(cluster: Cluster) 
 
 
 def test_start_of_a_running_cluster_restarts_nothing(cluster: Cluster) -> None:
-    """A second start returns the same nodes without restarting them (their uptime goes on)."""
-    with cluster.http() as http:
-        before = {n["name"]: n["uptime"] for n in http.get("/api/nodes").json()}
+    """A second start returns the same nodes without restarting them (same VM processes)."""
+    before = {n.name: cluster.pid(n) for n in cluster.nodes}
+    assert all(before.values())
     status = subprocess.run(
         [sys.executable, str(SCRIPT), "start"], capture_output=True, text=True, timeout=300
     )
     assert status.returncode == 0, status.stderr
-    with cluster.http() as http:
-        after = {n["name"]: n["uptime"] for n in http.get("/api/nodes").json()}
-    assert after.keys() == before.keys()
-    assert all(after[name] >= before[name] for name in before)
+    assert {n.name: cluster.pid(n) for n in cluster.nodes} == before
+    assert cluster.is_ready()
 
 
 def test_status_command_reports_the_running_cluster(cluster: Cluster) -> None:
