@@ -156,11 +156,6 @@ def test_vhost_that_exists_nowhere_is_an_input_error(declare: Any) -> None:
         assert http.get(f"/api/vhosts/{missing}").status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an x-... exchange type the broker does not know "
-                   "makes the broker close the whole connection (503 COMMAND_INVALID); "
-                   "_broker.AmqpSession.run_pipelined and .run catch only pika's "
-                   "ChannelClosed, so ConnectionClosedByBroker reaches the CLI as "
-                   "'internal error ... This is a bug'")
 def test_exchange_type_of_a_plugin_that_is_not_enabled(declare: Any) -> None:
     """A plugin exchange type the broker lacks is reported with file:line before anything
     is written (the management API lists the broker's exchange types)."""
@@ -184,9 +179,6 @@ def test_exchange_type_of_a_plugin_that_is_not_enabled(declare: Any) -> None:
     assert declare.is_empty()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: queue_version is documented as '1 or 2' "
-                   "(_format.QUEUE_ALIASES) but only minimum=1 is checked; the broker refuses 3 "
-                   "with 406 after the other objects of the file were written")
 def test_queue_version_out_of_range_is_an_input_error(declare: Any) -> None:
     """queue_version 3 is refused with file:line before anything is written."""
     f = declare.write("bad.yml", """
@@ -201,10 +193,6 @@ def test_queue_version_out_of_range_is_an_input_error(declare: Any) -> None:
     assert declare.is_empty()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a stream max_age that is not <number><Y|M|D|h|m|s> "
-                   "passes validation; RabbitMQ 3.10 then closes the connection with 541 "
-                   "INTERNAL_ERROR, reported as 'internal error ... This is a bug', after "
-                   "other objects were written")
 def test_stream_max_age_in_a_bad_format_is_an_input_error(declare: Any) -> None:
     """A retention like "forever" is refused with file:line before anything is written."""
     f = declare.write("bad.yml", """

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pika
-import pytest
 import yaml
 
 RICH = """
@@ -152,10 +151,6 @@ def test_export_of_several_vhosts_round_trips(declare: Any, other_vhost: str) ->
     assert plan.code == 0, plan
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _export.to_document writes server-named queues "
-                   "(amq.gen-...) into the export, and _validate.validate then rejects the "
-                   "export ('names starting with amq. are reserved'), so the export of such a "
-                   "broker cannot be planned or applied")
 def test_export_of_a_broker_with_a_server_named_queue_round_trips(declare: Any) -> None:
     """A durable queue the broker named (amq.gen-...) does not break the round trip: the
     export plans to nothing, with --prune too."""
