@@ -9,9 +9,10 @@ Usage::
 
 Nodes ``rabbit-c1@localhost`` .. ``rabbit-c3@localhost`` listen on 127.0.0.1 only:
 AMQP 5681-5683, management 15681-15683, Erlang distribution 25681-25683
-(``RABBIT_CLUSTER_PORT_OFFSET`` shifts all of them). Data, logs, configuration and
-the shared Erlang cookie live in ``RABBIT_CLUSTER_DIR`` (default
-``$TMPDIR/declare-amqp-cluster``). The user is guest/guest.
+(``RABBIT_CLUSTER_PORT_OFFSET=N`` shifts all of them and makes a separate cluster, with
+node names ``rabbit-cI-pPORT@localhost``, for a second user of the same machine). Data, logs,
+configuration and the shared Erlang cookie live in ``RABBIT_CLUSTER_DIR`` (default
+``$TMPDIR/declare-amqp-cluster[-N]``). The user is guest/guest.
 
 The machine's own broker (``rabbit@localhost`` on 5672/15672, configured by
 ``/etc/rabbitmq/rabbitmq-env.conf`` and ``rabbitmq.conf``) is left alone: every node gets
@@ -79,7 +80,9 @@ class Node:
 
     @property
     def name(self) -> str:
-        return f"rabbit-c{self.index}@localhost"
+        # Another offset is another cluster: its nodes must not answer to our names.
+        suffix = f"-p{self.amqp_port}" if self.offset else ""
+        return f"rabbit-c{self.index}{suffix}@localhost"
 
     @property
     def amqp_port(self) -> int:
@@ -116,10 +119,12 @@ class Cluster:
     """Three RabbitMQ nodes on this machine joined into one cluster."""
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None, offset: int | None = None):
-        default_dir = Path(tempfile.gettempdir()) / "declare-amqp-cluster"
-        self.state_dir = Path(state_dir or os.environ.get("RABBIT_CLUSTER_DIR") or default_dir)
         if offset is None:
             offset = int(os.environ.get("RABBIT_CLUSTER_PORT_OFFSET", "0"))
+        default_dir = Path(tempfile.gettempdir()) / (
+            "declare-amqp-cluster" + (f"-{offset}" if offset else "")
+        )
+        self.state_dir = Path(state_dir or os.environ.get("RABBIT_CLUSTER_DIR") or default_dir)
         self.nodes = [Node(i, offset) for i in range(1, SIZE + 1)]
         self.start_seconds: float | None = None
 
