@@ -220,7 +220,9 @@ class _Cli:
             print(plan_json(plan, {"applied": True, "written": len(report.written)}))
         else:
             print_plan(self.out, plan, f"{self.address} (AMQP only)")
-            self.out.print(f"[green]Applied[/] {len(report.written)} declarations over AMQP.")
+            count = len(report.written)
+            self.out.print(f"[green]Applied[/] {count} declaration{'s' if count != 1 else ''} "
+                           "over AMQP.")
         return EXIT_OK
 
     def export(self) -> int:

@@ -53,8 +53,8 @@ EXCHANGE_KEYS = (
 
 # Readable names for the common queue arguments.
 QUEUE_ALIASES = (
-    Key("max_priority", _INT, "Priority queue levels (1-255, 1-10 recommended).",
-        argument="x-max-priority", minimum=1, maximum=255),
+    Key("max_priority", _INT, "Priority queue levels (1-255, 1-10 recommended; 0 means none).",
+        argument="x-max-priority", minimum=0, maximum=255),
     Key("dead_letter_exchange", _STR, "Exchange for rejected / expired messages.",
         argument="x-dead-letter-exchange"),
     Key("dead_letter_routing_key", _STR, "Routing key used when dead-lettering.",

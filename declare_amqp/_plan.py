@@ -189,22 +189,28 @@ def _conflict_message(kind: str, diffs: list[Difference], where: Location | None
         parts.append(f"{d.field} is {_show(d.before)} on the broker but {_show(d.after)} in "
                      f"{where or 'the files'}")
     fixed = "type, durability and arguments" if kind == "queue" else "type, flags and arguments"
-    text = "; ".join(parts) + f". A {kind}'s {fixed} cannot change once it exists"
+    article = "An" if kind[0] in "aeiou" else "A"
+    text = "; ".join(parts) + f". {article} {kind}'s {fixed} cannot change once it exists"
     policy_keys = sorted(
         {_POLICY_EQUIVALENT[d.field.split(".", 1)[1]] for d in diffs
          if d.field.startswith("arguments.") and d.field.split(".", 1)[1] in _POLICY_EQUIVALENT}
     )
+    lost = " (its messages are lost)" if kind == "queue" else ""
     if policy_keys:
         text += (f": set {', '.join(policy_keys)} with a policy instead (policies can change "
-                 "at any time), or delete and re-create the " + kind)
+                 f"at any time), or delete and re-create the {kind}{lost}")
     else:
-        text += f": delete and re-create the {kind} (its messages are lost), or keep the " \
-                "broker's value in the file"
+        text += f": delete and re-create the {kind}{lost}, or keep the broker's value in the file"
     return text + "."
 
 
 def _show(value: Any) -> str:
-    return "absent" if value is None else repr(value)
+    """Values as they are written in YAML: true, 5, 'text', absent."""
+    if value is None:
+        return "absent"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def plan(

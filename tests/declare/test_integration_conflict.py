@@ -62,7 +62,7 @@ CASES = [
     ("queue-type", {"qtype": "classic"}, {"qtype": "quorum"},
      ("type", "classic", "quorum")),
     ("durable", {"durable": "true"}, {"durable": "false"},
-     ("durable", "True", "False")),
+     ("durable", "true", "false")),
     ("argument-removed", {"qarg": "x-owner: team-a"}, {"qarg": ""},
      ("x-owner", "team-a", "absent")),
     ("exchange-type", {"xtype": "topic"}, {"xtype": "direct"},

@@ -75,7 +75,7 @@ def test_duplicate_key_in_one_mapping(tmp_path: Path) -> None:
         ("queues: [{name: q, max_priority: 256}]", "must be at most 255"),
         ("queues: [{name: q, queue_version: 3}]", "must be at most 2"),
         ("queues: [{name: q, type: stream, max_age: forever}]", "not in the expected form"),
-        ("queues: [{name: q, max_priority: 0}]", "at least 1"),
+        ("queues: [{name: q, max_priority: -1}]", "at least 0"),
         ("queues: [{name: q, dead_letter_routing_key: r}]", "needs dead_letter_exchange"),
         ("queues: [{name: amq.q}]", "reserved"),
         ("queues: [{name: q, type: lazy}]", "'type' must be one of classic, quorum, stream"),
