@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pika
@@ -24,11 +25,18 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from ._core import PUBLISH_TAG_HEADER, reconnect_delay, redact_url, scrub, url_secrets
 from ._errors import ConnectionFailed, PriorityWorkerError
 from ._log import log
-from ._model import Properties
+from ._model import Properties, _build
 
 logger = logging.getLogger("priority_worker.amqp")
 
 _PROPERTY_NAMES = tuple(Properties.__dataclass_fields__)
+_get_properties = operator.attrgetter(*_PROPERTY_NAMES)
+# pika.BasicProperties takes the same 13 properties in the same order (then cluster_id).
+assert _PROPERTY_NAMES == (
+    "content_type", "content_encoding", "headers", "delivery_mode", "priority",
+    "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type", "user_id",
+    "app_id")
+_HEADERS = _PROPERTY_NAMES.index("headers")
 
 
 class ChannelGone(PriorityWorkerError):
@@ -41,31 +49,43 @@ class ChannelGone(PriorityWorkerError):
 
 def to_properties(props: pika.BasicProperties) -> Properties:
     """pika's BasicProperties as our frozen value."""
-    return Properties(**{name: getattr(props, name, None) for name in _PROPERTY_NAMES})
+    return _build(Properties, dict(zip(_PROPERTY_NAMES, _get_properties(props), strict=True)))
 
 
-def to_pika(props: Properties | None) -> pika.BasicProperties:
-    """Our Properties as pika's BasicProperties."""
+def to_pika(props: Properties | None, extra_headers: Mapping[str, Any] | None = None,
+            ) -> pika.BasicProperties:
+    """Our Properties as pika's BasicProperties (headers copied, ``extra_headers`` added)."""
     if props is None:
-        return pika.BasicProperties()
-    values = {n: getattr(props, n) for n in _PROPERTY_NAMES}
-    if values["headers"] is not None:
-        values["headers"] = dict(values["headers"])
-    return pika.BasicProperties(**values)
+        return pika.BasicProperties(headers=dict(extra_headers) if extra_headers else None)
+    values = list(_get_properties(props))
+    headers = values[_HEADERS]
+    if extra_headers:
+        values[_HEADERS] = {**headers, **extra_headers} if headers else dict(extra_headers)
+    elif headers is not None:
+        values[_HEADERS] = dict(headers)
+    return pika.BasicProperties(*values)
 
 
-@dataclass(frozen=True)
 class Delivery:
     """A message as it came off one channel; ``channel`` is needed to settle it."""
 
-    channel: ConsumerChannel
-    queue: str
-    delivery_tag: int
-    redelivered: bool
-    exchange: str
-    routing_key: str
-    properties: Properties
-    body: bytes
+    __slots__ = ("channel", "queue", "delivery_tag", "redelivered", "exchange", "routing_key",
+                 "properties", "body")
+
+    def __init__(self, channel: ConsumerChannel, queue: str, delivery_tag: int,
+                 redelivered: bool, exchange: str, routing_key: str, properties: Properties,
+                 body: bytes) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.delivery_tag = delivery_tag
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.properties = properties
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Delivery(queue={self.queue!r}, delivery_tag={self.delivery_tag})"
 
 
 class Link:
@@ -265,7 +285,11 @@ class _Channel:
     def _opened(self, ch: Any) -> None:
         """Hook for subclasses."""
 
+    def _forget(self) -> None:
+        """Hook for subclasses: the channel closed."""
+
     def _closed(self, ch: Any, reason: BaseException) -> None:
+        self._forget()
         code = getattr(reason, "reply_code", None)
         self.close_code = code if isinstance(code, int) else None
         self.close_reason = self.link.safe(
@@ -325,6 +349,13 @@ class ConsumerChannel(_Channel):
     Changing the prefetch cancels the consumer, issues basic.qos and consumes again on the same
     channel: basic.qos only applies to consumers started after it, and deliveries of the old
     consumer stay ackable on this channel.
+
+    Acks are batched: :meth:`ack` records the request and a callback at the next turn of the
+    loop sends one ``basic.ack(multiple=True)`` for the longest run of oldest deliveries that
+    are *all* acked, and a single ``basic.ack`` for every other requested tag. A multiple ack
+    never covers a delivery that was not acked by the worker: every delivery of the channel is
+    registered on arrival, and the run stops at the first one not acked (nacked ones are
+    already settled and skipped). Nacks go out at once.
     """
 
     def __init__(
@@ -342,8 +373,17 @@ class ConsumerChannel(_Channel):
         self._on_cancelled = on_cancelled
         self.consumer_tag: str | None = None
         self.prefetch: int | None = None
+        # Ack batching: tags in arrival order (settled ones removed lazily from the front);
+        # tag -> ack requested, for every delivery not yet settled on the wire; requested tags
+        # not yet sent; the pending flush callback.
+        self._arrived: deque[int] = deque()
+        self._unsettled: dict[int, bool] = {}
+        self._ack_requests: list[int] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _opened(self, ch: Any) -> None:
+        self._loop = asyncio.get_running_loop()
         ch.add_on_cancel_callback(self._broker_cancelled)
 
     def _broker_cancelled(self, frame: Any) -> None:
@@ -353,11 +393,25 @@ class ConsumerChannel(_Channel):
         self._on_cancelled(self)
 
     def _deliver(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        tag = method.delivery_tag
+        self._arrived.append(tag)
+        self._unsettled[tag] = False
         self._on_delivery(Delivery(
-            channel=self, queue=self.queue, delivery_tag=method.delivery_tag,
-            redelivered=bool(method.redelivered), exchange=method.exchange,
-            routing_key=method.routing_key, properties=to_properties(props), body=body,
-        ))
+            self, self.queue, tag, bool(method.redelivered), method.exchange,
+            method.routing_key, to_properties(props), body))
+
+    def _forget(self) -> None:
+        # Delivery tags of a closed channel are never acked, here or elsewhere.
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        unsent = len(self._ack_requests)
+        if unsent:
+            log(logger, logging.WARNING, "acks_lost_with_channel", queue=self.queue,
+                count=unsent)
+        self._ack_requests = []
+        self._arrived.clear()
+        self._unsettled.clear()
 
     async def consume(self, prefetch: int) -> None:
         """(Re)start consuming at ``prefetch``."""
@@ -374,21 +428,81 @@ class ConsumerChannel(_Channel):
             await self._rpc("basic_cancel", tag)
 
     def ack(self, tag: int) -> bool:
-        """basic.ack; False when the channel is gone (the broker will redeliver)."""
-        return self._settle(lambda: self._ch.basic_ack(tag))
-
-    def nack(self, tag: int, requeue: bool) -> bool:
-        """basic.nack; False when the channel is gone."""
-        return self._settle(lambda: self._ch.basic_nack(tag, requeue=requeue))
-
-    def _settle(self, call: Callable[[], None]) -> bool:
+        """Ack ``tag`` (sent at the next turn of the loop, possibly as part of a multiple ack);
+        False when the channel is gone (the broker will redeliver)."""
         if not self.is_open:
             return False
+        state = self._unsettled.get(tag)
+        if state is None:  # not a delivery of this channel that we know of: ack it alone
+            try:
+                self._ch.basic_ack(tag)
+                return True
+            except pika.exceptions.AMQPError:
+                return False
+        if not state:
+            self._unsettled[tag] = True
+            self._ack_requests.append(tag)
+            if self._flush_handle is None:
+                loop = self._loop or asyncio.get_running_loop()
+                self._flush_handle = loop.call_soon(self.flush_acks)
+        return True
+
+    def nack(self, tag: int, requeue: bool) -> bool:
+        """basic.nack, sent at once; False when the channel is gone."""
+        if not self.is_open:
+            return False
+        if self._unsettled.get(tag):  # its ack is already on the way: an ack it stays
+            return True
+        self._unsettled.pop(tag, None)
         try:
-            call()
+            self._ch.basic_nack(tag, requeue=requeue)
             return True
         except pika.exceptions.AMQPError:
             return False
+
+    @property
+    def acks_waiting(self) -> int:
+        """Acks requested and not yet sent."""
+        return len(self._ack_requests)
+
+    def flush_acks(self) -> int:
+        """Send the requested acks now; returns how many deliveries they settle."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        requests = self._ack_requests
+        if not requests:
+            return 0
+        self._ack_requests = []
+        if not self.is_open:  # the channel died: the broker requeued them
+            return 0
+        arrived, unsettled = self._arrived, self._unsettled
+        # The oldest deliveries, while every one of them is acked: one multiple ack.
+        last, run = 0, 0
+        while arrived:
+            tag = arrived[0]
+            state = unsettled.get(tag)
+            if state is None:  # settled earlier (nacked, or acked alone)
+                arrived.popleft()
+                continue
+            if not state:  # not acked by the worker: the multiple ack must stop before it
+                break
+            arrived.popleft()
+            del unsettled[tag]
+            last = tag
+            run += 1
+        try:
+            if run:
+                self._ch.basic_ack(last, multiple=run > 1)
+            # Acked deliveries behind one still being handled: one by one.
+            singles = 0
+            for tag in requests:
+                if unsettled.pop(tag, None):
+                    self._ch.basic_ack(tag)
+                    singles += 1
+        except pika.exceptions.AMQPError:
+            return 0
+        return run + singles
 
 
 class ConfirmChannel(_Channel):
@@ -438,9 +552,7 @@ class ConfirmChannel(_Channel):
         if not self.is_open:
             raise ChannelGone(self.close_reason or "channel is not open")
         tag = self._next_tag
-        props = to_pika(properties)
-        if mandatory:
-            props.headers = {**(props.headers or {}), PUBLISH_TAG_HEADER: tag}
+        props = to_pika(properties, {PUBLISH_TAG_HEADER: tag} if mandatory else None)
         try:
             self._ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
         except pika.exceptions.AMQPError as exc:

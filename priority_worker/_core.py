@@ -239,6 +239,7 @@ class Dispatcher(Generic[T]):
         self._order = list(queues)
         self._pending: dict[str, deque[tuple[int, T]]] = {q: deque() for q in queues}
         self._running: dict[str, int] = dict.fromkeys(queues, 0)
+        self._total_running = 0
         self._seq = 0
 
     def add(self, queue: str, item: T) -> None:
@@ -249,16 +250,20 @@ class Dispatcher(Generic[T]):
     def take(self) -> list[tuple[str, T]]:
         """Deliveries to start now (marked running), while capacity lasts."""
         started: list[tuple[str, T]] = []
-        while self.running() < self.limit:
+        while self._total_running < self.limit:
             queue = self._next_queue()
             if queue is None:
                 break
             _, item = self._pending[queue].popleft()
             self._running[queue] += 1
+            self._total_running += 1
             started.append((queue, item))
         return started
 
     def _next_queue(self) -> str | None:
+        if len(self._order) == 1:
+            q = self._order[0]
+            return q if self._pending[q] else None
         best: str | None = None
         for q in self._order:
             pending = self._pending[q]
@@ -275,6 +280,7 @@ class Dispatcher(Generic[T]):
         if self._running[queue] <= 0:
             raise RuntimeError(f"finish() without a running delivery on {queue}")
         self._running[queue] -= 1
+        self._total_running -= 1
 
     def take_pending(self, queue: str | None = None, keep: int = 0) -> list[T]:
         """Remove not-yet-started deliveries (newest first beyond ``keep``) to requeue them."""
@@ -296,7 +302,7 @@ class Dispatcher(Generic[T]):
 
     def running(self, queue: str | None = None) -> int:
         """Deliveries being handled (of ``queue``, or in total)."""
-        return self._running[queue] if queue else sum(self._running.values())
+        return self._running[queue] if queue else self._total_running
 
     def pending(self, queue: str | None = None) -> int:
         """Deliveries received but not started (of ``queue``, or in total)."""
@@ -329,13 +335,20 @@ class ConfirmTracker(Generic[T]):
     """
 
     def __init__(self) -> None:
+        # Insertion order is tag order while tags are added in increasing order (one channel's
+        # tags always are): a multiple ack then settles a prefix without sorting.
         self._entries: dict[int, Unconfirmed[T]] = {}
+        self._last = 0
+        self._ordered = True
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, tag: int, item: T) -> None:
         """A message was published with delivery tag ``tag``."""
+        if tag <= self._last:
+            self._ordered = False
+        self._last = tag
         self._entries[tag] = Unconfirmed(item)
 
     def returned(self, tag: int, reply_code: int, reply_text: str) -> None:
@@ -349,8 +362,23 @@ class ConfirmTracker(Generic[T]):
         if not multiple:
             entry = self._entries.pop(tag, None)
             return [entry] if entry else []
-        tags = sorted(t for t in self._entries if t <= tag)
-        return [self._entries.pop(t) for t in tags]
+        if self._ordered:
+            tags = []
+            for t in self._entries:
+                if t > tag:
+                    break
+                tags.append(t)
+        else:
+            tags = sorted(t for t in self._entries if t <= tag)
+        entries = self._entries
+        return [entries.pop(t) for t in tags]
+
+    def oldest(self) -> tuple[int, Unconfirmed[T]] | None:
+        """The entry with the lowest tag (the one sent first), or None."""
+        if not self._entries:
+            return None
+        tag = next(iter(self._entries)) if self._ordered else min(self._entries)
+        return tag, self._entries[tag]
 
     def remove(self, tag: int) -> Unconfirmed[T] | None:
         """Forget one tag (it timed out)."""
@@ -360,4 +388,5 @@ class ConfirmTracker(Generic[T]):
         """Remove everything, oldest first (the channel closed)."""
         entries = [self._entries[t] for t in sorted(self._entries)]
         self._entries.clear()
+        self._last, self._ordered = 0, True
         return entries

@@ -11,8 +11,8 @@ import concurrent.futures
 import inspect
 from typing import TYPE_CHECKING
 
-from ._core import Action, UndecodableError, attempts_of, decide, decode_body
-from ._model import Handler, Message, Properties, RetryPolicy
+from ._core import Ack, Action, UndecodableError, attempts_of, decide, decode_body
+from ._model import Handler, Message, Properties, RetryPolicy, _build
 
 if TYPE_CHECKING:
     from ._publisher import Publisher
@@ -30,23 +30,31 @@ async def handle(
     retry: RetryPolicy,
     executor: concurrent.futures.Executor | None = None,
     publisher: Publisher | None = None,
+    is_async: bool | None = None,
 ) -> tuple[Action, BaseException | None]:
     """Run ``handler`` on one delivery; returns what to do with it and what the handler raised.
 
     The body is decoded first: an undecodable one never reaches the handler. ``async`` handlers
-    run on the loop, others in ``executor`` (the default executor when None).
+    run on the loop, others in ``executor`` (the default executor when None). ``is_async``:
+    :func:`is_async_handler` of ``handler`` if the caller knows it already.
     """
-    attempts = attempts_of(properties.headers)
+    headers = properties.headers
+    attempts = attempts_of(headers) if headers else 0
     error: BaseException | None = None
+    ctype, cenc = properties.content_type, properties.content_encoding
+    if cenc is None and (ctype is None or ctype == "application/octet-stream"):
+        data: object = body  # nothing to decode (the common binary case)
+    else:
+        try:
+            data = decode_body(body, ctype, cenc)
+        except UndecodableError as exc:
+            return decide(exc, attempts, retry), None
+    message = _build(Message, {
+        "body": body, "queue": queue, "routing_key": routing_key, "exchange": exchange,
+        "redelivered": redelivered, "properties": properties, "data": data,
+        "attempts": attempts, "publisher": publisher})
     try:
-        data = decode_body(body, properties.content_type, properties.content_encoding)
-    except UndecodableError as exc:
-        return decide(exc, attempts, retry), None
-    message = Message(body=body, queue=queue, routing_key=routing_key, exchange=exchange,
-                      redelivered=redelivered, properties=properties, data=data,
-                      attempts=attempts, publisher=publisher)
-    try:
-        if _is_async(handler):
+        if is_async_handler(handler) if is_async is None else is_async:
             await handler(message)
         else:
             loop = asyncio.get_running_loop()
@@ -55,10 +63,15 @@ async def handle(
                 await result
     except Exception as exc:
         error = exc
+    if error is None:
+        return _ACK, None
     return decide(error, attempts, retry), error
 
 
-def _is_async(handler: Handler) -> bool:
+_ACK = Ack()
+
+
+def is_async_handler(handler: Handler | None) -> bool:
     """``async def`` functions and objects with an ``async def __call__``."""
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None))  # noqa: B004 - the method, not callability

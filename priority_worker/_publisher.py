@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from ._amqp import ChannelGone, ConfirmChannel, Link, _Channel
@@ -26,16 +26,25 @@ from ._model import Properties
 logger = logging.getLogger("priority_worker.publisher")
 
 
-@dataclass(eq=False)
+_NO_PROPERTIES = Properties()
+
+
 class _Outgoing:
-    exchange: str
-    routing_key: str
-    body: bytes
-    properties: Properties
-    mandatory: bool
-    future: asyncio.Future[None]
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    sends: int = 0
+    """One publish: what to send, its future, and when its confirm is due (loop time)."""
+
+    __slots__ = ("exchange", "routing_key", "body", "properties", "mandatory", "future",
+                 "deadline", "sends")
+
+    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: Properties,
+                 mandatory: bool, future: asyncio.Future[None]) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.mandatory = mandatory
+        self.future = future
+        self.deadline = 0.0
+        self.sends = 0
 
 
 class Publisher:
@@ -81,6 +90,10 @@ class Publisher:
         self._ready = asyncio.Event()
         self._admin_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # One timer for the oldest unconfirmed message (tag order is send order), instead of
+        # one per message.
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self.metrics.confirms_pending.set_function(lambda: self.pending)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -127,6 +140,9 @@ class Publisher:
             self._fail(out, PublisherClosed("publisher closed before the confirm",
                                             exchange=out.exchange, routing_key=out.routing_key))
         self._backlog.clear()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+            self._timeout_handle = None
         await self._link.close()
 
     def _link_open(self) -> None:
@@ -156,8 +172,6 @@ class Publisher:
         # our publishes (e.g. 404: no such exchange); re-sending would close it again forever.
         connection_lost = not self._link.is_open
         if self.resend_unconfirmed and connection_lost and not self._closed:
-            for out in unconfirmed:
-                self._cancel_timer(out)
             self._backlog.extendleft(reversed(unconfirmed))
             if unconfirmed:
                 self.metrics.publish_resent.inc(len(unconfirmed))
@@ -169,7 +183,6 @@ class Publisher:
                     f"{what} before the confirm ({reason})",
                     exchange=out.exchange, routing_key=out.routing_key,
                     reply_code=None if connection_lost else channel.close_code))
-        self._update_gauge()
         if self._link.is_open and not self._closed:
             # Only the channel died (e.g. 404 on a publish to a missing exchange): reopen it.
             asyncio.get_running_loop().call_later(0.2, self._link_open)
@@ -209,7 +222,7 @@ class Publisher:
             future.set_exception(PublisherClosed("publisher is closed", exchange=exchange,
                                                  routing_key=routing_key))
             return future
-        props = properties or Properties()
+        props = properties or _NO_PROPERTIES
         if headers:
             props = replace(props, headers={**(props.headers or {}), **headers})
         if props.delivery_mode is None and persistent:
@@ -246,35 +259,58 @@ class Publisher:
 
     def _flush(self) -> None:
         channel = self._channel
-        while self._backlog and not self._blocked and channel is not None and channel.is_open:
-            out = self._backlog[0]
+        backlog = self._backlog
+        if not backlog or self._blocked or channel is None or not channel.is_open:
+            return
+        deadline = asyncio.get_running_loop().time() + self.confirm_timeout
+        tracker = self._tracker
+        while backlog:
+            out = backlog[0]
             if out.future.done():  # cancelled by the caller
-                self._backlog.popleft()
+                backlog.popleft()
                 continue
             try:
                 tag = channel.publish(out.exchange, out.routing_key, out.body, out.properties,
                                       out.mandatory)
             except ChannelGone:
                 break
-            self._backlog.popleft()
+            backlog.popleft()
             out.sends += 1
-            self._tracker.add(tag, out)
-            out.timer = asyncio.get_running_loop().call_later(
-                self.confirm_timeout, self._timed_out, channel, tag)
-        self._update_gauge()
+            out.deadline = deadline
+            tracker.add(tag, out)
+        if self._timeout_handle is None and len(tracker):
+            self._schedule_timeout()
 
-    def _timed_out(self, channel: ConfirmChannel, tag: int) -> None:
-        if channel is not self._channel:
+    def _schedule_timeout(self) -> None:
+        """Wake up when the oldest unconfirmed message is due."""
+        oldest = self._tracker.oldest()
+        if oldest is None:
+            self._timeout_handle = None
             return
-        entry = self._tracker.remove(tag)
-        if entry is not None:
+        loop = asyncio.get_running_loop()
+        self._timeout_handle = loop.call_at(oldest[1].item.deadline, self._timed_out)
+
+    def _timed_out(self) -> None:
+        """Fail every unconfirmed message sent more than ``confirm_timeout`` ago."""
+        self._timeout_handle = None
+        now = asyncio.get_running_loop().time()
+        while True:
+            oldest = self._tracker.oldest()
+            if oldest is None:
+                break
+            tag, entry = oldest
+            if entry.item.deadline > now:
+                break
+            self._tracker.remove(tag)
             out = entry.item
             self._fail(out, PublishTimeout(
                 f"no confirm within {self.confirm_timeout:g}s",
                 exchange=out.exchange, routing_key=out.routing_key))
-        self._update_gauge()
+        if not self._closed:
+            self._schedule_timeout()
 
     def _confirmed(self, tag: int, multiple: bool, ack: bool) -> None:
+        confirmed = 0
         for entry in self._tracker.settle(tag, multiple):
             out = entry.item
             if not ack:
@@ -289,29 +325,19 @@ class Publisher:
                     exchange=out.exchange, routing_key=out.routing_key,
                     reply_code=code, reply_text=text))
             else:
-                self._cancel_timer(out)
-                self.metrics.published.inc()
+                confirmed += 1
                 if not out.future.done():
                     out.future.set_result(None)
-        self._update_gauge()
+        if confirmed:
+            self.metrics.published.inc(confirmed)
 
     def _returned(self, tag: int, reply_code: int, reply_text: str) -> None:
         self._tracker.returned(tag, reply_code, reply_text)
 
     def _fail(self, out: _Outgoing, error: PublishError) -> None:
-        self._cancel_timer(out)
         self.metrics.publish_failures.labels(type(error).__name__).inc()
         if not out.future.done():
             out.future.set_exception(error)
-
-    @staticmethod
-    def _cancel_timer(out: _Outgoing) -> None:
-        if out.timer is not None:
-            out.timer.cancel()
-            out.timer = None
-
-    def _update_gauge(self) -> None:
-        self.metrics.confirms_pending.set(self.pending)
 
     # --- queues the worker needs ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import signal
 import time
@@ -25,7 +26,7 @@ from ._core import (
     split_urls,
 )
 from ._errors import ConfigurationError, PublishConnectionLost, PublishError, PublishReturned
-from ._handling import handle
+from ._handling import handle, is_async_handler
 from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
@@ -47,6 +48,14 @@ class _QueueState:
     applying: bool = False
     attempt: int = 0  # consecutive failures to (re)open/consume, for backoff
     retry: asyncio.TimerHandle | None = field(default=None, repr=False)
+    # Per-message hot path: the handler and the labelled metric children, looked up once.
+    handler: Handler | None = field(default=None, repr=False)
+    is_async: bool = False
+    m_deliveries: Any = field(default=None, repr=False)
+    m_acks: Any = field(default=None, repr=False)
+    m_dropped: Any = field(default=None, repr=False)
+    m_handler_seconds: Any = field(default=None, repr=False)
+    m_handler_errors: Any = field(default=None, repr=False)
 
 
 class Worker:
@@ -121,6 +130,19 @@ class Worker:
         self._by_name = {s.spec.name: s for s in self._states}
         self._dispatcher: Dispatcher[Delivery] = Dispatcher(
             names, self.concurrency, by_priority=self.mode is Mode.STRICT)
+        m = self.metrics
+        for s in self._states:
+            name = s.spec.name
+            s.handler = s.spec.handler or handler
+            s.is_async = is_async_handler(s.handler)
+            s.m_deliveries = m.deliveries.labels(name)
+            s.m_acks = m.acks.labels(name)
+            s.m_dropped = m.dropped.labels(name)
+            s.m_handler_seconds = m.handler_seconds.labels(name)
+            s.m_handler_errors = m.handler_errors.labels(name)
+            # Read at scrape time rather than set on every delivery and settle.
+            m.in_flight.labels(name).set_function(
+                functools.partial(self._dispatcher.in_flight, name))
         self._link = Link(self.urls, name=f"{name} consumer", on_open=self._link_open,
                           on_lost=self._link_lost, backoff_cap=reconnect_max_delay,
                           heartbeat=heartbeat)
@@ -226,6 +248,7 @@ class Worker:
             await asyncio.sleep(0.05)
         if self._dispatcher.running():
             log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
+        self._flush_acks()
         await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
         await self._link.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -268,7 +291,6 @@ class Worker:
         dropped = self._dispatcher.discard(lambda d: d.channel is channel)
         if dropped:
             self.metrics.dropped.labels(s.spec.name).inc(len(dropped))
-        self._update_in_flight(s.spec.name)
         if self._stopping:
             return
         log(logger, logging.WARNING, "channel_closed", queue=s.spec.name, reason=reason,
@@ -378,7 +400,7 @@ class Worker:
 
     def _delivered(self, d: Delivery) -> None:
         s = self._by_name[d.queue]
-        self.metrics.deliveries.labels(d.queue).inc()
+        s.m_deliveries.inc()
         if self._stopping:
             self._requeue([d])
             return
@@ -386,14 +408,15 @@ class Worker:
             s.idle = False
             self._replan()
         self._dispatcher.add(d.queue, d)
-        self._update_in_flight(d.queue)
         self._pump()
 
     def _pump(self) -> None:
         if self._stopping:
             return
         for _queue, d in self._dispatcher.take():
-            self._spawn(self._handle(d))
+            # No done callback (one more loop turn per message): _handle logs its own errors
+            # and removes its task from the set.
+            self._tasks.add(asyncio.ensure_future(self._handle(d)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -406,34 +429,51 @@ class Worker:
             log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
 
     async def _handle(self, d: Delivery) -> None:
-        spec = self._by_name[d.queue].spec
-        handler = spec.handler or self.handler
+        s = self._by_name[d.queue]
+        handler = s.handler
         assert handler is not None
-        started = time.perf_counter()
         try:
+            started = time.perf_counter()
             action, error = await handle(
                 handler, body=d.body, queue=d.queue, routing_key=d.routing_key,
                 exchange=d.exchange, redelivered=d.redelivered, properties=d.properties,
-                retry=self.retry, executor=self._pool, publisher=self.publisher)
-            self.metrics.handler_seconds.labels(d.queue).observe(time.perf_counter() - started)
+                retry=self.retry, executor=self._pool, publisher=self.publisher,
+                is_async=s.is_async)
+            s.m_handler_seconds.observe(time.perf_counter() - started)
             if error is not None:
-                self.metrics.handler_errors.labels(d.queue).inc()
+                s.m_handler_errors.inc()
             try:
-                await self._settle(d, spec, action)
+                if action.__class__ is Ack:
+                    if d.channel.ack(d.delivery_tag):
+                        s.m_acks.inc()
+                    else:
+                        self._dropped(s, d)
+                else:
+                    await self._settle(d, s.spec, action)
             except Exception as exc:  # a bug here must not leave the delivery unsettled
                 log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
                 self._requeue([d])
+        except Exception as exc:
+            log(logger, logging.ERROR, "internal_error", error=repr(exc))
         finally:
             self._dispatcher.finish(d.queue)
-            self._update_in_flight(d.queue)
+            self._tasks.discard(asyncio.current_task())
             self._pump()
+
+    def _flush_acks(self) -> None:
+        for s in self._states:
+            if s.channel is not None:
+                s.channel.flush_acks()
+
+    def _dropped(self, s: _QueueState, d: Delivery) -> None:
+        s.m_dropped.inc()
+        log(logger, logging.INFO, "delivery_dropped", queue=d.queue,
+            reason="channel closed; the broker redelivers it")
 
     async def _settle(self, d: Delivery, spec: Queue, action: Action) -> None:
         """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
         if not d.channel.is_open:
-            self.metrics.dropped.labels(d.queue).inc()
-            log(logger, logging.INFO, "delivery_dropped", queue=d.queue,
-                reason="channel closed; the broker redelivers it")
+            self._dropped(self._by_name[d.queue], d)
             return
         if isinstance(action, Ack):
             if d.channel.ack(d.delivery_tag):
@@ -505,8 +545,4 @@ class Worker:
             if d.channel.nack(d.delivery_tag, requeue=True):
                 self.metrics.requeues.labels(d.queue).inc()
                 count += 1
-            self._update_in_flight(d.queue)
         return count
-
-    def _update_in_flight(self, queue: str) -> None:
-        self.metrics.in_flight.labels(queue).set(self._dispatcher.in_flight(queue))
