@@ -12,6 +12,7 @@ pika and httpx exceptions are translated here, and only here, into ``_errors`` t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -149,7 +150,8 @@ class ManagementClient:
     def _connect(self) -> httpx.Client:
         if self._client is not None:
             return self._client
-        errors = []
+        errors: list[str] = []
+        mismatched: list[str] = []
         for node in self.address.nodes:
             client = httpx.Client(
                 base_url=node.management_url,
@@ -174,12 +176,27 @@ class ManagementClient:
                 client.close()
                 errors.append(f"{node.management_url}: HTTP {response.status_code}")
                 continue
-            self._client, self.node = client, node
             overview = response.json()
+            amqp_ports = {int(li.get("port", 0)) for li in overview.get("listeners") or []
+                          if li.get("protocol") in ("amqp", "amqp/ssl")}
+            if amqp_ports and node.port not in amqp_ports:
+                client.close()
+                # Same host, different broker (e.g. a second node on other ports): planning
+                # against it would compare the files with the wrong broker.
+                mismatched.append(
+                    f"the management API at {node.management_url} belongs to a broker whose "
+                    f"AMQP listeners are on port(s) {', '.join(map(str, sorted(amqp_ports)))}, "
+                    f"not {node.port} ({node.amqp_display})"
+                )
+                continue
+            self._client, self.node = client, node
             self.version = str(overview.get("rabbitmq_version", "?"))
             self.exchange_types = [t.get("name", "") for t in
                                    overview.get("exchange_types") or []]
             return client
+        if mismatched:
+            raise BrokerError("; ".join(mismatched) + ". Pass the matching --management-url "
+                              "(one per --url for a cluster); nothing was read or changed")
         raise ManagementUnavailable(
             "the RabbitMQ management API does not answer ("
             + "; ".join(self.address.redact(e) for e in errors)
@@ -632,6 +649,11 @@ def apply_plan(
     progress: Progress | None = None,
 ) -> ApplyReport:
     """Write the plan's creates, updates and deletes in dependency order."""
+    if management is not None and management.node is not None:
+        # AMQP goes to the node whose management API the plan was read from, first.
+        first = management.node
+        address = dataclasses.replace(
+            address, nodes=(first, *(n for n in address.nodes if n != first)))
     return asyncio.run(_apply(address, management, plan, channels, force, progress))
 
 
