@@ -12,7 +12,7 @@ import inspect
 from typing import TYPE_CHECKING
 
 from ._core import Ack, Action, UndecodableError, attempts_of, decide, decode_body
-from ._model import Handler, Message, Properties, RetryPolicy, _build
+from ._model import Handler, Message, Properties, RetryPolicy
 
 if TYPE_CHECKING:
     from ._publisher import Publisher
@@ -49,10 +49,8 @@ async def handle(
             data = decode_body(body, ctype, cenc)
         except UndecodableError as exc:
             return decide(exc, attempts, retry), None
-    message = _build(Message, {
-        "body": body, "queue": queue, "routing_key": routing_key, "exchange": exchange,
-        "redelivered": redelivered, "properties": properties, "data": data,
-        "attempts": attempts, "publisher": publisher})
+    message = Message(body, queue, routing_key, exchange, redelivered, properties, data,
+                      attempts, publisher)
     try:
         if is_async_handler(handler) if is_async is None else is_async:
             await handler(message)

@@ -228,8 +228,23 @@ class Publisher:
         if props.delivery_mode is None and persistent:
             props = replace(props, delivery_mode=2)
         data = body.encode() if isinstance(body, str) else bytes(body)
-        self._backlog.append(_Outgoing(exchange, routing_key, data, props, mandatory, future))
-        self._flush()
+        out = _Outgoing(exchange, routing_key, data, props, mandatory, future)
+        channel = self._channel
+        if self._backlog or self._blocked or channel is None:
+            self._backlog.append(out)
+            self._flush()
+            return future
+        # Nothing waiting before it: send it now (the common case, without the backlog).
+        try:
+            tag = channel.publish(exchange, routing_key, data, props, mandatory)
+        except ChannelGone:
+            self._backlog.append(out)  # sent when the channel is back
+            return future
+        out.sends = 1
+        out.deadline = loop.time() + self.confirm_timeout
+        self._tracker.add(tag, out)
+        if self._timeout_handle is None:
+            self._schedule_timeout()
         return future
 
     def publish_blocking(

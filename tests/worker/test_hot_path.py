@@ -216,3 +216,53 @@ def test_in_flight_gauge_is_read_at_scrape_time() -> None:
     assert 'priority_worker_in_flight{queue="high"} 2.0' in text
     assert 'priority_worker_in_flight{queue="low"} 1.0' in text
     worker._pool.shutdown()
+
+
+def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
+    """The spliced x-publish-tag (cached encoding, or spliced into pika's) is byte for byte
+    pika's own encoding of the merged headers; this pins pika's internals we rely on."""
+    from priority_worker import _amqp
+
+    assert _amqp._TAGGED_ENCODING_OK
+    for props in [Properties(), Properties(content_type="application/json", delivery_mode=2),
+                  Properties(content_type="text/plain", content_encoding="gzip",
+                             headers={"k": "v", "n": 3}, message_id="id", timestamp=7)]:
+        for tag in (1, 70000, 2**31 - 1, 2**31, 2**45):
+            expected = pika.BasicProperties(*[
+                {"x-publish-tag": tag, **(props.headers or {})} if name == "headers"
+                else getattr(props, name) for name in _amqp._PROPERTY_NAMES])
+            got = _amqp._tagged_pika(props, tag)
+            assert b"".join(got.encode()) == b"".join(expected.encode())
+            # Decoded by pika (as the broker's basic.return would carry it back).
+            decoded = pika.BasicProperties()
+            decoded.decode(b"".join(got.encode()))
+            assert decoded.headers == {"x-publish-tag": tag, **(props.headers or {})}
+    assert props.headers == {"k": "v", "n": 3}  # the caller's headers are not modified
+
+
+def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
+    """pika's transport sends each buffered frame with its own send(); we join them first.
+    This also pins the pika internals that coalesce_writes relies on."""
+    from collections import deque
+
+    from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
+
+    from priority_worker._amqp import coalesce_writes
+
+    sent: list[bytes] = []
+
+    class Sock:
+        def send(self, data: bytes) -> int:
+            sent.append(bytes(data))
+            return len(data)
+
+    transport = _AsyncPlaintextTransport.__new__(_AsyncPlaintextTransport)
+    transport._sock = Sock()
+    transport._tx_buffers = deque([b"method", b"header", b"body"] * 3)
+    transport._tx_buffered_byte_count = sum(len(b) for b in transport._tx_buffers)
+    conn = SimpleNamespace(_transport=transport)
+    assert coalesce_writes(conn) and coalesce_writes(conn)  # idempotent
+    transport._produce()
+    assert sent == [b"methodheaderbody" * 3]
+    assert transport._tx_buffered_byte_count == 0 and not transport._tx_buffers
+    assert not coalesce_writes(SimpleNamespace())  # unknown internals: left alone
