@@ -250,15 +250,27 @@ class Dispatcher(Generic[T]):
     def take(self) -> list[tuple[str, T]]:
         """Deliveries to start now (marked running), while capacity lasts."""
         started: list[tuple[str, T]] = []
-        while self._total_running < self.limit:
-            queue = self._next_queue()
-            if queue is None:
-                break
-            _, item = self._pending[queue].popleft()
-            self._running[queue] += 1
-            self._total_running += 1
-            started.append((queue, item))
-        return started
+        while True:
+            taken = self.take_one()
+            if taken is None:
+                return started
+            started.append(taken)
+
+    def take_one(self) -> tuple[str, T] | None:
+        """The next delivery to start now (marked running), or None (nothing, or no capacity)."""
+        if self._total_running >= self.limit:
+            return None
+        queue = self._next_queue()
+        if queue is None:
+            return None
+        _, item = self._pending[queue].popleft()
+        self._running[queue] += 1
+        self._total_running += 1
+        return queue, item
+
+    def startable(self) -> bool:
+        """Something is pending and there is capacity to start it."""
+        return self._total_running < self.limit and self._next_queue() is not None
 
     def _next_queue(self) -> str | None:
         if len(self._order) == 1:

@@ -150,6 +150,12 @@ class Worker:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="priority-worker")
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Handlers run in long-lived runner tasks (at most `concurrency`, made on demand), not
+        # in a task per delivery: an idle runner waits on a future of its own; `_waking`
+        # counts runners woken (or made) that have not yet taken work.
+        self._runners: set[asyncio.Task[None]] = set()
+        self._idle_runners: list[asyncio.Future[None]] = []
+        self._waking = 0
         self._probe: _Channel | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -240,6 +246,9 @@ class Worker:
         await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
         # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
+        for waiter in self._idle_runners:  # idle runners end; busy ones after their handler
+            waiter.cancel()
+        self._idle_runners.clear()
         await asyncio.gather(*cancels, return_exceptions=True)
         log(logger, logging.INFO, "draining", running=self._dispatcher.running(),
             requeued=requeued)
@@ -411,12 +420,48 @@ class Worker:
         self._pump()
 
     def _pump(self) -> None:
-        if self._stopping:
+        """Have a runner start what can be started (a runner already woken will do it)."""
+        if self._stopping or self._waking or not self._dispatcher.startable():
             return
-        for _queue, d in self._dispatcher.take():
-            # No done callback (one more loop turn per message): _handle logs its own errors
-            # and removes its task from the set.
-            self._tasks.add(asyncio.ensure_future(self._handle(d)))
+        while self._idle_runners:
+            waiter = self._idle_runners.pop()  # the most recently idle one
+            if not waiter.done():
+                self._waking += 1
+                waiter.set_result(None)
+                return
+        if len(self._runners) < self.concurrency:
+            self._waking += 1
+            task = asyncio.ensure_future(self._runner())
+            self._runners.add(task)
+            task.add_done_callback(self._runner_done)
+        # else every runner is busy: each takes more work as soon as its handler is done
+
+    async def _runner(self) -> None:
+        """Start deliveries in the dispatcher's order, one at a time, until there is none.
+
+        Before running a handler, another runner is woken if more work can start, so a
+        handler that waits never holds up the others; a handler that does not wait (no I/O)
+        costs no task and no loop turn of its own.
+        """
+        dispatcher = self._dispatcher
+        loop = asyncio.get_running_loop()
+        self._waking -= 1
+        while not self._stopping:  # stop() requeues what was not started
+            taken = dispatcher.take_one()
+            if taken is None:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._idle_runners.append(waiter)
+                await waiter
+                self._waking -= 1
+                continue
+            self._pump()
+            await self._handle(taken[1])
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        self._runners.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
+        self._pump()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -457,8 +502,6 @@ class Worker:
             log(logger, logging.ERROR, "internal_error", error=repr(exc))
         finally:
             self._dispatcher.finish(d.queue)
-            self._tasks.discard(asyncio.current_task())
-            self._pump()
 
     def _flush_acks(self) -> None:
         for s in self._states:

@@ -266,3 +266,75 @@ def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
     assert sent == [b"methodheaderbody" * 3]
     assert transport._tx_buffered_byte_count == 0 and not transport._tx_buffers
     assert not coalesce_writes(SimpleNamespace())  # unknown internals: left alone
+
+
+def _worker_with_fake_channel(handler: Any, prefetch: int) -> tuple[Worker, ConsumerChannel,
+                                                                    FakeBroker]:
+    worker = Worker("amqp://localhost", [Queue("q", prefetch)], handler=handler)
+    broker = FakeBroker()
+    ch = ConsumerChannel(FakeLink(), "q", on_delivery=worker._delivered,  # type: ignore[arg-type]
+                         on_cancelled=lambda _c: None, on_closed=lambda _c, _r: None)
+    ch._ch = broker
+    ch._loop = asyncio.get_running_loop()
+    return worker, ch, broker
+
+
+def test_handlers_run_in_runner_tasks_in_arrival_order_up_to_the_concurrency() -> None:
+    """Waiting handlers each hold a runner (a real task: current_task works), at most
+    `concurrency` at once; the rest start in arrival order as runners free up."""
+    started: list[bytes] = []
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def handler(message: Any) -> None:
+            assert asyncio.current_task() is not None
+            started.append(message.body)
+            await asyncio.wait_for(gate.wait(), 5)
+
+        worker, ch, broker = _worker_with_fake_channel(handler, prefetch=3)
+        for tag in range(1, 9):
+            broker.outstanding.add(tag)
+            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
+                                                exchange="", routing_key="q"),
+                        pika.BasicProperties(), str(tag).encode())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert started == [b"1", b"2", b"3"] and len(worker._runners) == 3
+        assert worker.in_flight("q") == 8 and broker.outstanding == set(range(1, 9))
+        gate.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert started == [str(i).encode() for i in range(1, 9)]
+        assert broker.outstanding == set() and worker.in_flight("q") == 0
+        assert len(worker._runners) <= 3
+        await worker.stop()  # idle runners end
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not worker._runners
+
+    asyncio.run(scenario())
+
+
+def test_handlers_that_do_not_wait_share_one_runner() -> None:
+    handled: list[int] = []
+
+    async def scenario() -> None:
+        async def handler(message: Any) -> None:
+            handled.append(int(message.body))
+
+        worker, ch, broker = _worker_with_fake_channel(handler, prefetch=100)
+        for tag in range(1, 101):
+            broker.outstanding.add(tag)
+            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
+                                                exchange="", routing_key="q"),
+                        pika.BasicProperties(), str(tag).encode())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert handled == list(range(1, 101))
+        assert len(worker._runners) <= 2  # not one task per delivery
+        assert broker.outstanding == set()
+        assert [f for f in broker.frames if f[0] == "ack"] == [("ack", 100, True)]
+        await worker.stop()
+
+    asyncio.run(scenario())
