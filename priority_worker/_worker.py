@@ -451,8 +451,11 @@ class Worker:
             if taken is None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._idle_runners.append(waiter)
-                await waiter
-                self._waking -= 1
+                try:
+                    await waiter
+                finally:
+                    if waiter.done() and not waiter.cancelled():  # woken by _pump
+                        self._waking -= 1
                 continue
             self._pump()
             await self._handle(taken[1])
