@@ -240,7 +240,10 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
         vhost_url: str, queues2: object) -> None:
     """Under a memory alarm publishes wait (blocked, counted in metrics) while the backlog is
     still consumed; after the alarm every publish is confirmed and handled."""
-    backlog = ids("b", 200)
+    # Big enough to last through a slow rabbitmqctl on a busy machine (~120 handled/s): with
+    # 200 the backlog was sometimes gone before the alarm was seen, and nothing was left to
+    # show that consuming goes on.
+    backlog = ids("b", 1000)
     fill(vhost_url, "high", backlog)
     rec = Recorder(delay=0.1)
 
@@ -261,7 +264,7 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
             finally:
                 await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0.4")
             await asyncio.wait_for(asyncio.gather(*futures), 30)
-            await wait_for(lambda: len(rec.seen) >= 220, 60, "backlog and new work handled")
+            await wait_for(lambda: len(rec.seen) >= 1020, 60, "backlog and new work handled")
             assert worker.metrics.blocked_seconds() >= 1.0
             assert not worker.publisher.blocked
         finally:
