@@ -196,6 +196,7 @@ class Context:
     declare_amqp: Path
     profile_to: Path | None = None  # set: run declare-amqp under cProfile, writing here
     apply_args: tuple[str, ...] = ()  # extra options for `declare-amqp apply` (tuning)
+    compare_args: tuple[str, ...] = ()  # a second apply row with these options instead
 
 
 def _write(ctx: Context, vhost: str, kind: str) -> Path:
@@ -371,6 +372,7 @@ class Results:
     samples: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # display names that differ from keys
 
     def add(self, key: str, value: float, cpu: float) -> None:
         self.samples.setdefault(key, []).append(value)
@@ -395,6 +397,7 @@ PIKA = "pika BlockingConnection, sequential declares (original tool)"
 AIORMQ = "aiormq, declares over 16 channels (reference)"
 APPLY = "declare-amqp apply, cold (process start included)"
 REPOST = "no-op: re-POST /api/definitions/{vhost}"
+APPLY_ALT = "declare-amqp apply, cold, with --compare-apply-args"
 REIMPORT = "no-op: rabbitmqctl import_definitions again"
 PLAN = "no-op: declare-amqp plan --detailed-exitcode (process start included)"
 
@@ -424,6 +427,14 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
         timed(AIORMQ, "aiormq", run_aiormq_channels)
     if with_tool:
         timed(APPLY, "apply", run_declare_apply, [(PLAN, run_declare_noop_plan)])
+        if ctx.compare_args:
+            # The same cold apply with other options, in the same repetition (paired).
+            main_args = ctx.apply_args
+            ctx.apply_args = ctx.compare_args
+            try:
+                timed(APPLY_ALT, "apply-alt", run_declare_apply)
+            finally:
+                ctx.apply_args = main_args
 
 
 PROFILE_PATTERN = r"declare_amqp|yaml/(composer|constructor)|rich/console.py.*print|asyncio/base_ev"
@@ -463,14 +474,16 @@ def fmt_s(v: float | None) -> str:
 
 def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline: str) -> str:
     rows = []
-    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, REIMPORT, REPOST, PLAN):
+    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, APPLY_ALT, REIMPORT, REPOST, PLAN):
+        if key == APPLY_ALT and not res.samples.get(key) and key not in res.errors:
+            continue
         samples = res.samples.get(key, [])
         if key in res.errors and not samples:
-            rows.append([key, "ERROR", "-", "-", "-"])
+            rows.append([res.labels.get(key, key), "ERROR", "-", "-", "-"])
         elif samples:
             rows.append(
                 [
-                    key,
+                    res.labels.get(key, key),
                     fmt_s(common.median(samples)),
                     f"{min(samples):.2f}-{max(samples):.2f}",
                     fmt_s(common.median(res.cpu[key])),
@@ -478,7 +491,7 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
                 ]
             )
         else:
-            rows.append([key, "not run", "-", "-", 0])
+            rows.append([res.labels.get(key, key), "not run", "-", "-", 0])
     timing = common.markdown_table(
         ["contender", "median s", "min-max s", "client-side CPU s (median)", "runs"], rows
     )
@@ -497,6 +510,18 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
         [
             ratio("cold apply / import_definitions", APPLY, IMPORT, APPLY_TARGET),
             ratio("no-op plan / re-POST", PLAN, REPOST, PLAN_TARGET),
+            *(
+                [
+                    ratio(
+                        f"(info) {res.labels.get(APPLY_ALT, APPLY_ALT)} / import_definitions",
+                        APPLY_ALT,
+                        IMPORT,
+                        APPLY_TARGET,
+                    )
+                ]
+                if res.samples.get(APPLY_ALT)
+                else []
+            ),
         ],
     )
     c = topo.counts
@@ -552,6 +577,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra options for declare-amqp apply, e.g. '--channels 64' (shown in the table)",
     )
     p.add_argument(
+        "--compare-apply-args",
+        default="",
+        help="also time a second cold apply with these options in every repetition, "
+        "e.g. '--channels 64' (an informational row, paired with the default one)",
+    )
+    p.add_argument(
         "--profile",
         metavar="DIR",
         help="afterwards, run apply and plan once more under cProfile (untimed); "
@@ -593,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp).chmod(0o755)
             ctx = Context(broker, mgmt, topo, Path(tmp), args.timeout, exe)
             ctx.apply_args = tuple(shlex.split(args.apply_args))
+            ctx.compare_args = tuple(shlex.split(args.compare_apply_args))
+            res.labels[APPLY_ALT] = f"declare-amqp apply {shlex.join(ctx.compare_args)}, cold"
             for rep in range(args.repetitions):
                 print(f"repetition {rep + 1}/{args.repetitions}", flush=True)
                 one_repetition(ctx, res, with_tool, not args.no_pika)
