@@ -6,6 +6,7 @@ afterwards, because other people run tests against the same broker at the same t
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -120,6 +121,19 @@ class Management:
     def list_bench_vhosts(self) -> list[str]:
         r = self._check(self.http.get("/vhosts", params={"columns": "name"}))
         return [v["name"] for v in r.json() if v["name"].startswith("bench-")]
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--host, --port, --management-url, --user, --password (default: the local broker)."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5672)
+    parser.add_argument("--management-url", default="http://127.0.0.1:15672")
+    parser.add_argument("--user", default="guest")
+    parser.add_argument("--password", default="guest")
+
+
+def broker_from(args: argparse.Namespace) -> Broker:
+    return Broker(args.host, args.port, args.management_url, args.user, args.password)
 
 
 def unique_vhost(kind: str) -> str:

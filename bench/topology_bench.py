@@ -593,11 +593,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="topology",
         help="result name: bench/results/NAME.md (default topology; '-' = none)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5672)
-    p.add_argument("--management-url", default="http://127.0.0.1:15672")
-    p.add_argument("--user", default="guest")
-    p.add_argument("--password", default="guest")
+    common.add_broker_arguments(p)
     args = p.parse_args(argv)
     if args.quick:
         args.queues, args.exchanges, args.no_pika = 200, 20, True
@@ -609,7 +605,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    broker = common.Broker(args.host, args.port, args.management_url, args.user, args.password)
+    broker = common.broker_from(args)
     mgmt = common.Management(broker, timeout=max(120.0, args.timeout))
     topo = Topology(queues=args.queues, exchanges=args.exchanges)
     exe = common.venv_bin("declare-amqp")

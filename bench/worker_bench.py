@@ -61,6 +61,33 @@ def _now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+class Span:
+    """Times the span from the first message started to the ``n``-th finished (wall and CPU)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.t0 = self.c0 = self.t1 = self.c1 = 0.0
+        self._started = False
+
+    def start(self) -> None:
+        """A message is about to be handled; the first call starts the clock."""
+        if not self._started:
+            self._started = True
+            self.t0, self.c0 = _now()
+
+    def finish(self) -> bool:
+        """A message was handled; True (and the clock stops) when it was the ``n``-th."""
+        self.count += 1
+        if self.count == self.n:
+            self.t1, self.c1 = _now()
+            return True
+        return False
+
+    def result(self) -> dict:
+        return {"count": self.count, "seconds": self.t1 - self.t0, "cpu": self.c1 - self.c0}
+
+
 def _params(url: str) -> pika.URLParameters:
     return pika.URLParameters(url)
 
@@ -109,18 +136,15 @@ def noop_handler(_body: object) -> None:
 
 def consume_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """Bare pika AsyncioConnection consumer: handler, then basic_ack per message."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
+    span = Span(n)
 
     def on_open(conn: AsyncioConnection, done: asyncio.Future) -> None:
         def on_channel(ch: Any) -> None:
             def on_message(ch: Any, method: Any, _props: Any, body: bytes) -> None:
-                if state["count"] == 0:
-                    state["t0"], state["c0"] = _now()
+                span.start()
                 noop_handler(body)
                 ch.basic_ack(method.delivery_tag)
-                state["count"] += 1
-                if state["count"] == n:
-                    state["t1"], state["c1"] = _now()
+                if span.finish():
                     done.set_result(None)
 
             ch.basic_qos(
@@ -130,18 +154,14 @@ def consume_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) ->
         conn.channel(on_open_callback=on_channel)
 
     _run_pika_async(url, on_open, timeout)
-    return {
-        "count": state["count"],
-        "seconds": state["t1"] - state["t0"],
-        "cpu": state["c1"] - state["c0"],
-    }
+    return span.result()
 
 
 def consume_aio_pika(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     import aio_pika
 
     async def run() -> dict:
-        state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
+        span = Span(n)
         done = asyncio.get_running_loop().create_future()
         conn = await aio_pika.connect(url)
         try:
@@ -150,24 +170,17 @@ def consume_aio_pika(url: str, queue: str, n: int, prefetch: int, timeout: float
             q = await ch.get_queue(queue, ensure=False)
 
             async def on_message(message: Any) -> None:
-                if state["count"] == 0:
-                    state["t0"], state["c0"] = _now()
+                span.start()
                 noop_handler(message.body)
                 await message.ack()
-                state["count"] += 1
-                if state["count"] == n:
-                    state["t1"], state["c1"] = _now()
+                if span.finish():
                     done.set_result(None)
 
             await q.consume(on_message)
             await asyncio.wait_for(done, timeout)
         finally:
             await conn.close()
-        return {
-            "count": state["count"],
-            "seconds": state["t1"] - state["t0"],
-            "cpu": state["c1"] - state["c0"],
-        }
+        return span.result()
 
     return asyncio.run(run())
 
@@ -198,46 +211,33 @@ def run_our_worker(
 
 def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
+    span = Span(n)
 
     async def handler(message: Any) -> None:
-        if state["count"] == 0:
-            state["t0"], state["c0"] = _now()
+        span.start()
         noop_handler(message.body)
-        state["count"] += 1
-        if state["count"] == n:
-            state["t1"], state["c1"] = _now()
+        if span.finish():
             os.kill(os.getpid(), signal.SIGTERM)
 
     run_our_worker(url, [(queue, prefetch)], handler, timeout)
-    return {
-        "count": state["count"],
-        "seconds": state["t1"] - state["t0"],
-        "cpu": state["c1"] - state["c0"],
-    }
+    return span.result()
 
 
 def consume_ours_sync(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """The same with a plain (sync) handler, which the worker runs in its thread pool."""
-    state = {"count": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0}
+    span = Span(n)
     lock = threading.Lock()
 
     def handler(message: Any) -> None:
-        noop_handler(message.body)
         with lock:  # runs in pool threads
-            if state["count"] == 0:
-                state["t0"], state["c0"] = _now()
-            state["count"] += 1
-            if state["count"] == n:
-                state["t1"], state["c1"] = _now()
+            span.start()
+        noop_handler(message.body)
+        with lock:
+            if span.finish():
                 os.kill(os.getpid(), signal.SIGTERM)
 
     run_our_worker(url, [(queue, prefetch)], handler, timeout)
-    return {
-        "count": state["count"],
-        "seconds": state["t1"] - state["t0"],
-        "cpu": state["c1"] - state["c0"],
-    }
+    return span.result()
 
 
 def publish_pika(
@@ -307,9 +307,39 @@ def publish_pika(
     return {"count": st["confirmed"], "seconds": st["t1"] - st["t0"], "cpu": st["c1"] - st["c0"]}
 
 
+async def publish_windowed(
+    what: str, n: int, window: int, timeout: float, publish_one: Callable[[], Any]
+) -> dict:
+    """Call ``publish_one()`` (a coroutine or a future of the confirm) ``n`` times, with at most
+    ``window`` unsettled; raise if any failed. The way an application would use either API."""
+    sem = asyncio.Semaphore(window)
+    failures: list[BaseException] = []
+    pending: set[asyncio.Future] = set()
+
+    def settled(fut: asyncio.Future) -> None:
+        pending.discard(fut)
+        sem.release()
+        if not fut.cancelled() and fut.exception() is not None:
+            failures.append(fut.exception())  # type: ignore[arg-type]
+
+    t0, c0 = _now()
+    for _ in range(n):
+        await sem.acquire()
+        fut = asyncio.ensure_future(publish_one())
+        pending.add(fut)
+        fut.add_done_callback(settled)
+    if pending:
+        await asyncio.wait_for(asyncio.wait(set(pending)), timeout)
+    t1, c1 = _now()
+    if failures:
+        raise RuntimeError(f"{what}: {len(failures)} failed: {failures[0]!r}")
+    return {"count": n, "seconds": t1 - t0, "cpu": c1 - c0}
+
+
 def publish_aio_pika(
     url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
 ) -> dict:
+    """aio-pika with publisher confirms: one task per publish, at most ``window`` unconfirmed."""
     import aio_pika
 
     async def run() -> dict:
@@ -318,34 +348,17 @@ def publish_aio_pika(
         try:
             ch = await conn.channel(publisher_confirms=True)
             ex = ch.default_exchange
-            sem = asyncio.Semaphore(window)
-            tasks: set[asyncio.Task] = set()
-            t0, c0 = _now()
-            for _ in range(n):
-                await sem.acquire()
-                task = asyncio.create_task(
-                    ex.publish(
-                        aio_pika.Message(
-                            body,
-                            content_type="application/octet-stream",
-                            delivery_mode=2 if persistent else 1,
-                        ),
-                        routing_key=queue,
-                        mandatory=True,
-                    )
+            mode = 2 if persistent else 1
+
+            def one() -> Any:
+                message = aio_pika.Message(
+                    body, content_type="application/octet-stream", delivery_mode=mode
                 )
-                tasks.add(task)
-                task.add_done_callback(lambda t: (tasks.discard(t), sem.release()))
-            results = await asyncio.wait_for(
-                asyncio.gather(*tasks, return_exceptions=True), timeout
-            )
-            t1, c1 = _now()
-            bad = [r for r in results if isinstance(r, BaseException)]
-            if bad:
-                raise RuntimeError(f"aio-pika publisher: {len(bad)} failed: {bad[0]!r}")
+                return ex.publish(message, routing_key=queue, mandatory=True)
+
+            return await publish_windowed("aio-pika publisher", n, window, timeout, one)
         finally:
             await conn.close()
-        return {"count": n, "seconds": t1 - t0, "cpu": c1 - c0}
 
     return asyncio.run(run())
 
@@ -361,41 +374,16 @@ def publish_ours(
         publisher = pw.Publisher(url)
         await publisher.start()
         try:
-            sem = asyncio.Semaphore(window)
-            failures: list[BaseException] = []
-            futures: set[Any] = set()
+            props = pw.Properties(
+                content_type="application/octet-stream", delivery_mode=2 if persistent else 1
+            )
 
-            def settled(fut: Any) -> None:
-                futures.discard(fut)
-                sem.release()
-                if not fut.cancelled() and fut.exception() is not None:
-                    failures.append(fut.exception())
+            def one() -> Any:
+                return publisher.publish("", queue, body, mandatory=True, properties=props)
 
-            t0, c0 = _now()
-            for _ in range(n):
-                await sem.acquire()
-                fut = asyncio.ensure_future(
-                    publisher.publish(
-                        "",
-                        queue,
-                        body,
-                        mandatory=True,
-                        properties=pw.Properties(
-                            content_type="application/octet-stream",
-                            delivery_mode=2 if persistent else 1,
-                        ),
-                    )
-                )
-                futures.add(fut)
-                fut.add_done_callback(settled)
-            if futures:
-                await asyncio.wait_for(asyncio.wait(set(futures)), timeout)
-            t1, c1 = _now()
-            if failures:
-                raise RuntimeError(f"Publisher: {len(failures)} failed: {failures[0]!r}")
+            return await publish_windowed("Publisher", n, window, timeout, one)
         finally:
             await publisher.close()
-        return {"count": n, "seconds": t1 - t0, "cpu": c1 - c0}
 
     return asyncio.run(run())
 
@@ -559,6 +547,7 @@ class Config:
     with_ours: bool
     with_sync: bool
     persistent: bool
+    pause: float
 
 
 def ours_available() -> tuple[bool, str]:
@@ -572,77 +561,79 @@ def ours_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _is_ours(kind: str) -> bool:
+    return kind.split(":")[1].startswith("ours")
+
+
+def _measure_rates(
+    cfg: Config,
+    ops: BrokerOps,
+    results: dict[str, Series],
+    kinds: list[str],
+    fill: int,
+    child_args: dict[str, Any],
+    check: Callable[[str, dict, int], str | None],
+) -> None:
+    """Each repetition runs every kind once, back to back in a rotating order, on a fresh queue
+    pre-filled with ``fill`` messages; ``check(kind, result, ready_after)`` names what did not
+    add up. A peer's failure is a harness failure; ours is recorded and reported in the table."""
+    for rep in range(cfg.repetitions):
+        # Rotate the order each repetition so that no contender always runs first.
+        shift = rep % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
+            series = results.setdefault(kind, Series())
+            if series.error:
+                continue
+            q = ops.fresh_queue(f"bench.{kind.replace(':', '.')}")
+            try:
+                ops.fill(q, fill)
+                # Let the broker finish with the previous contender (its deleted queue, its
+                # connection) and with the fill: otherwise the next one pays for it.
+                time.sleep(cfg.pause)
+                try:
+                    r = run_child(kind, cfg.timeout, url=cfg.url, queue=q, **child_args)
+                    problem = check(kind, r, ops.ready(q))
+                except ChildFailed as exc:
+                    problem = str(exc)
+            finally:
+                ops.delete(q)
+            if problem:
+                if not _is_ours(kind):
+                    raise common.HarnessError(problem)
+                series.error = problem
+                print(f"  {kind}: ERROR\n{problem}", flush=True)
+                continue
+            rate = series.add(r)
+            print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
+
+
 def measure_consume(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
     kinds = ["consume:pika", "consume:aio-pika"]
     if cfg.with_ours:
         kinds.append("consume:ours")
         if cfg.with_sync:
             kinds.append("consume:ours-sync")
-    for rep in range(cfg.repetitions):
-        for kind in kinds:
-            series = results.setdefault(kind, Series())
-            if series.error and kind.endswith(("ours", "ours-sync")):
-                continue
-            q = ops.fresh_queue(f"bench.consume.{kind.split(':')[1]}")
-            ops.fill(q, cfg.messages)
-            try:
-                r = run_child(
-                    kind, cfg.timeout, url=cfg.url, queue=q, n=cfg.messages, prefetch=cfg.prefetch
-                )
-            except ChildFailed as exc:
-                if not kind.endswith(("ours", "ours-sync")):
-                    raise common.HarnessError(str(exc)) from exc
-                series.error = str(exc)
-                print(f"  {kind}: ERROR\n{exc}", flush=True)
-                ops.delete(q)
-                continue
-            left = ops.ready(q)
-            ops.delete(q)
-            if r["count"] != cfg.messages or left:
-                msg = f"{kind}: handled {r['count']} of {cfg.messages}, {left} left unacked/ready"
-                if not kind.endswith(("ours", "ours-sync")):
-                    raise common.HarnessError(msg)
-                series.error = msg
-                continue
-            rate = series.add(r)
-            print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
+
+    def check(kind: str, r: dict, left: int) -> str | None:
+        # Nothing may be left: every message was acked, not only delivered.
+        if r["count"] != cfg.messages or left:
+            return f"{kind}: handled {r['count']} of {cfg.messages}, {left} left unacked/ready"
+        return None
+
+    args = {"n": cfg.messages, "prefetch": cfg.prefetch}
+    _measure_rates(cfg, ops, results, kinds, cfg.messages, args, check)
 
 
 def measure_publish(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
     kinds = ["publish:pika", "publish:aio-pika"] + (["publish:ours"] if cfg.with_ours else [])
-    for rep in range(cfg.repetitions):
-        for kind in kinds:
-            series = results.setdefault(kind, Series())
-            if series.error and kind.endswith("ours"):
-                continue
-            q = ops.fresh_queue(f"bench.publish.{kind.split(':')[1]}")
-            try:
-                r = run_child(
-                    kind,
-                    cfg.timeout,
-                    url=cfg.url,
-                    queue=q,
-                    n=cfg.publish_messages,
-                    window=cfg.window,
-                    persistent=cfg.persistent,
-                )
-            except ChildFailed as exc:
-                ops.delete(q)
-                if not kind.endswith("ours"):
-                    raise common.HarnessError(str(exc)) from exc
-                series.error = str(exc)
-                print(f"  {kind}: ERROR\n{exc}", flush=True)
-                continue
-            got = ops.ready(q)
-            ops.delete(q)
-            if got != cfg.publish_messages:
-                msg = f"{kind}: {got} messages in the queue, expected {cfg.publish_messages}"
-                if not kind.endswith("ours"):
-                    raise common.HarnessError(msg)
-                series.error = msg
-                continue
-            rate = series.add(r)
-            print(f"  rep {rep + 1} {kind}: {rate:,.0f} msg/s ({r['seconds']:.2f} s)", flush=True)
+
+    def check(kind: str, r: dict, got: int) -> str | None:
+        if got != cfg.publish_messages:
+            return f"{kind}: {got} messages in the queue, expected {cfg.publish_messages}"
+        return None
+
+    args = {"n": cfg.publish_messages, "window": cfg.window, "persistent": cfg.persistent}
+    _measure_rates(cfg, ops, results, kinds, 0, args, check)
 
 
 def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
@@ -658,6 +649,7 @@ def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> No
             backlog = cfg.share_warmup + cfg.share_measure + ph + pl
             ops.fill(high, backlog)
             ops.fill(low, backlog)
+            time.sleep(cfg.pause)
             try:
                 r = run_child(
                     "share:ours",
@@ -934,15 +926,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--timeout", type=float, default=120, help="per measurement, s")
     p.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="seconds of quiet before each measurement (1.0)",
+    )
+    p.add_argument(
         "--output",
         default="worker",
         help="result name: bench/results/NAME.md (default worker; '-' = none)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5672)
-    p.add_argument("--management-url", default="http://127.0.0.1:15672")
-    p.add_argument("--user", default="guest")
-    p.add_argument("--password", default="guest")
+    common.add_broker_arguments(p)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -958,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args.child)
-    broker = common.Broker(args.host, args.port, args.management_url, args.user, args.password)
+    broker = common.broker_from(args)
     mgmt = common.Management(broker)
     parts = args.only or ["consume", "publish", "share"]
     have_ours, why = (False, "--skip-ours") if args.skip_ours else ours_available()
@@ -988,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
                 with_ours=have_ours,
                 with_sync=args.sync_handler,
                 persistent=args.persistent,
+                pause=args.pause,
             )
             ops = BrokerOps(cfg.url)
             try:
