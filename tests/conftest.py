@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for broker_support
+
+from broker_support import temporary_vhost  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -128,19 +132,8 @@ def vhost(broker: Broker) -> Iterator[str]:
 
     Deleted afterwards (with everything in it), so tests never see each other's objects.
     """
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    quoted = urllib.parse.quote(name, safe="")
-    with broker.http() as http:
-        http.put(f"/api/vhosts/{quoted}").raise_for_status()
-        http.put(
-            f"/api/permissions/{quoted}/{urllib.parse.quote(broker.user, safe='')}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    try:
+    with temporary_vhost(broker.http, broker.user) as name:
         yield name
-    finally:
-        with broker.http() as http:
-            http.delete(f"/api/vhosts/{quoted}")
 
 
 @pytest.fixture

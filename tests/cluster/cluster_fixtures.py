@@ -12,12 +12,11 @@ import fcntl
 import os
 import tempfile
 import time
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from broker_support import temporary_vhost
 from rabbit_cluster import Cluster, ClusterError, Node, _port_open
 
 # How long the session's cluster start took (None when no test asked for the cluster).
@@ -103,20 +102,11 @@ def heal(cluster: Cluster) -> None:
 def cluster_vhost(cluster: Cluster) -> Iterator[str]:
     """A fresh vhost on the cluster for one test (all nodes up at the start), deleted after."""
     heal(cluster)
-    name = f"ctest-{uuid.uuid4().hex[:10]}"
-    quoted = urllib.parse.quote(name, safe="")
-    with cluster.http() as http:
-        http.put(f"/api/vhosts/{quoted}").raise_for_status()
-        http.put(
-            f"/api/permissions/{quoted}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    try:
-        yield name
-    finally:
-        heal(cluster)
-        with cluster.http() as http:
-            http.delete(f"/api/vhosts/{quoted}")
+    with temporary_vhost(cluster.http, "guest", "ctest") as name:
+        try:
+            yield name
+        finally:
+            heal(cluster)
 
 
 __all__ = ["START_SECONDS", "Cluster", "Node", "cluster", "cluster_vhost", "heal"]

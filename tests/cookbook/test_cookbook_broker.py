@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_support import grant_all
 
 from .conftest import Converge
 
@@ -52,10 +53,7 @@ def account(broker: Any, vhost: str) -> Iterator[Account]:
         http.put(
             f"/api/users/{made.user}", json={"password": made.password, "tags": "administrator"}
         ).raise_for_status()
-        http.put(
-            f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/{made.user}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
+        grant_all(http, vhost, made.user)
     try:
         yield made
     finally:

@@ -15,13 +15,13 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_support import temporary_vhost
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,16 +214,5 @@ def declare(broker: Any, vhost: str, tmp_path: Path) -> DeclareCli:
 @pytest.fixture
 def other_vhost(broker: Any) -> Iterator[str]:
     """A second fresh vhost (for tests about what is outside a file's vhosts)."""
-    name = f"test-other-{uuid.uuid4().hex[:10]}"
-    quoted = urllib.parse.quote(name, safe="")
-    with broker.http() as http:
-        http.put(f"/api/vhosts/{quoted}").raise_for_status()
-        http.put(
-            f"/api/permissions/{quoted}/{urllib.parse.quote(broker.user, safe='')}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    try:
+    with temporary_vhost(broker.http, broker.user, "test-other") as name:
         yield name
-    finally:
-        with broker.http() as http:
-            http.delete(f"/api/vhosts/{quoted}")

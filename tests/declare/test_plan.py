@@ -110,8 +110,8 @@ def test_changed_queue_argument_is_a_conflict_with_both_values() -> None:
 
 def test_argument_rabbitmq_does_not_compare_is_still_a_conflict() -> None:
     """rabbitmq-server#12346: the broker accepts a changed custom argument; we do not."""
-    d = parse(EMAIL.replace("name: email.high\n", "name: email.high\n    arguments: {x-owner: b}\n"),
-              "t.yml")
+    owned = "name: email.high\n    arguments: {x-owner: b}\n"
+    d = parse(EMAIL.replace("name: email.high\n", owned), "t.yml")
     actual = live(queues=[
         {"name": "email.high", "durable": True, "auto_delete": False,
          "arguments": {"x-owner": "a"}},

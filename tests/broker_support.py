@@ -1,0 +1,40 @@
+"""Helpers shared by the test folders: fresh vhosts and permissions over the management API.
+
+``tests/conftest.py`` puts this folder on ``sys.path`` (``--import-mode=importlib`` does not),
+so any test module or conftest may ``from broker_support import temporary_vhost``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+
+
+def grant_all(http: httpx.Client, vhost: str, user: str) -> None:
+    """Give ``user`` configure, write and read on ``vhost``."""
+    http.put(
+        f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/"
+        f"{urllib.parse.quote(user, safe='')}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    ).raise_for_status()
+
+
+@contextmanager
+def temporary_vhost(
+    http: Callable[[], httpx.Client], user: str, prefix: str = "test"
+) -> Iterator[str]:
+    """A new, empty vhost with full permissions for ``user``; deleted (with all in it) after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    quoted = urllib.parse.quote(name, safe="")
+    with http() as client:
+        client.put(f"/api/vhosts/{quoted}").raise_for_status()
+        grant_all(client, name, user)
+    try:
+        yield name
+    finally:
+        with http() as client:
+            client.delete(f"/api/vhosts/{quoted}")
