@@ -43,7 +43,9 @@ from ._model import (
 from ._plan import CREATE, DELETE, UPDATE, Change, Plan, QueueStats
 from ._validate import is_builtin_exchange
 
-DEFAULT_CHANNELS = 16
+# Measured on 2 cores with 2,000 queues: 4 channels 9.1 s, 16 about 6 s, 64 about 4.6 s,
+# 128 and 256 no better. Channels are cheap on the broker (one process each).
+DEFAULT_CHANNELS = 64
 Progress = Callable[[int], None]
 
 

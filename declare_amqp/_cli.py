@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from . import __version__
 from ._api import Session, load
+from ._broker import DEFAULT_CHANNELS
 from ._connection import BrokerAddress, redact, resolve_address
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
 from ._export import to_yaml
@@ -86,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="make the broker match the files")
     a.add_argument("--amqp-only", action="store_true",
                    help="without the management API: declares after a passive check")
-    a.add_argument("--channels", type=int, default=16, metavar="N",
-                   help="AMQP channels used in parallel (default 16)")
+    a.add_argument("--channels", type=int, default=DEFAULT_CHANNELS, metavar="N",
+                   help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})")
     e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
     e.add_argument("--vhost", action="append", default=[], metavar="V",
                    help="vhost to export (repeatable; default: all)")

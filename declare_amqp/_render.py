@@ -41,20 +41,25 @@ def _details(change: Change) -> str:
     return ""
 
 
-def _line(change: Change) -> str:
+def _line(change: Change, markup: bool) -> str:
+    """One plan line; with ``markup`` in rich markup (colour), else plain text."""
+
+    def styled(style: str, text: str) -> str:
+        return f"[{style}]{escape(text)}[/]" if markup else text
+
     sign, style = _SIGN[change.action]
-    name = escape(change.name)
-    head = f"[{style}]{sign} {change.kind:<8} {name}[/]"
-    where = f"  [dim]({change.location})[/]" if change.location else ""
+    head = styled(style, f"{sign} {change.kind:<8} {change.name}")
+    where = "  " + styled("dim", f"({change.location})") if change.location else ""
     if change.action in (CREATE, DELETE):
         details = _details(change)
-        return f"  {head}" + (f"  [dim]{escape(details)}[/]" if details else "") + where
+        return f"  {head}" + ("  " + styled("dim", details) if details else "") + where
     if change.action == UPDATE:
         diffs = "; ".join(f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
                           for d in change.differences)
-        return f"  {head}  {escape(diffs)}{where}"
-    label = "conflict" if change.action == CONFLICT else "refused"
-    return f"  {head}  [{style}]{label}:[/] {escape(change.message)}{where}"
+        return f"  {head}  {escape(diffs) if markup else diffs}{where}"
+    label = "conflict:" if change.action == CONFLICT else "refused:"
+    message = escape(change.message) if markup else change.message
+    return f"  {head}  {styled(style, label)} {message}{where}"
 
 
 def summary_line(plan: Plan) -> str:
@@ -69,20 +74,35 @@ def summary_line(plan: Plan) -> str:
 
 
 def print_plan(console: Console, plan: Plan, target: str) -> None:
-    """The plan grouped by vhost, one line per change, then a summary line."""
-    console.print(f"[bold]Plan[/] for {escape(target)}")
+    """The plan grouped by vhost, one line per change, then a summary line.
+
+    On a terminal it is coloured through rich; otherwise plain lines are written directly
+    (rendering markup for thousands of lines costs more CPU than the broker round trips).
+    """
+    markup = console.is_terminal and not console.no_color
+
+    def out(text: str) -> None:
+        if markup:
+            console.print(text, soft_wrap=True)
+        else:
+            console.file.write(text + "\n")
+
+    out(("[bold]Plan[/]" if markup else "Plan") + f" for {escape(target) if markup else target}")
     if plan.is_empty:
-        console.print(f"[green]No changes.[/] The broker matches the topology "
-                      f"({', '.join(plan.vhosts) or 'no vhosts'}).")
+        vhosts = ", ".join(plan.vhosts) or "no vhosts"
+        out(("[green]No changes.[/]" if markup else "No changes.")
+            + f" The broker matches the topology ({escape(vhosts) if markup else vhosts}).")
         return
     by_vhost: dict[str, list[Change]] = {}
     for change in plan.changes:
         by_vhost.setdefault(change.vhost, []).append(change)
     for vhost, changes in by_vhost.items():
-        console.print(f"\n[bold]vhost {escape(vhost)}[/]")
+        out("")
+        out(f"[bold]vhost {escape(vhost)}[/]" if markup else f"vhost {vhost}")
         for change in changes:
-            console.print(_line(change), soft_wrap=True)
-    console.print(f"\n[bold]Plan:[/] {summary_line(plan)}.")
+            out(_line(change, markup))
+    out("")
+    out(("[bold]Plan:[/]" if markup else "Plan:") + f" {summary_line(plan)}.")
 
 
 def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> str:
