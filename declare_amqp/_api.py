@@ -7,14 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._broker import (
-    DEFAULT_CHANNELS,
-    AmqpFailure,
-    BrokerState,
-    ManagementClient,
-    apply_plan,
-)
-from ._connection import BrokerAddress
+from ._broker import BrokerState, ManagementClient
+from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._errors import PlanConflictError, TopologyError
 from ._loader import read_files
 from ._model import Topology
@@ -38,7 +32,7 @@ class ApplyResult:
 
     plan: Plan
     written: int
-    failures: tuple[AmqpFailure, ...]
+    failures: tuple[Any, ...]  # _amqp.AmqpFailure: the changes the broker refused
     remaining: Plan  # what still differs afterwards (empty when the broker matches)
     seconds: float
     refused: int = field(default=0)
@@ -103,12 +97,15 @@ class Session:
         the_plan: Plan,
         *,
         force: bool = False,
-        channels: int = DEFAULT_CHANNELS,
+        channels: int | None = None,
         progress_console: Any = None,
     ) -> ApplyResult:
         """Write the plan (never one with conflicts), then read and plan again to verify."""
         if the_plan.conflicts:
             raise PlanConflictError(the_plan.conflicts)
+        from ._amqp import apply_plan  # pika only when writing
+
+        channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
         report = None

