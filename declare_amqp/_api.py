@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Session:
     def __init__(self, address: BrokerAddress) -> None:
         self.address = address
         self.management = ManagementClient(address)
+        self._prefetched: tuple[tuple[tuple[str, ...], bool],
+                                concurrent.futures.Future[BrokerState]] | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -70,6 +73,9 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        if self._prefetched is not None:
+            self._prefetched[1].exception()  # let a background read finish before closing
+            self._prefetched = None
         self.management.close()
 
     def describe_target(self) -> str:
@@ -78,8 +84,30 @@ class Session:
         where = node.amqp_display if node else str(self.address)
         return f"{where} (RabbitMQ {version})"
 
+    def prefetch(self, vhosts: Sequence[str], with_stats: bool = False) -> None:
+        """Start reading ``vhosts`` in the background (while the files are parsed).
+
+        ``read`` uses the result when it asks for the same vhosts; an error surfaces only
+        there, so a file problem found meanwhile is still reported first.
+        """
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        key = (tuple(vhosts), with_stats)
+        self._prefetched = (key, pool.submit(self.management.read, list(vhosts), with_stats))
+        pool.shutdown(wait=False)
+
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
         """One bulk read per vhost."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            key, future = prefetched
+            try:
+                state = future.result()
+            except Exception:
+                if key == (tuple(vhosts), with_stats):
+                    raise
+            else:
+                if key == (tuple(vhosts), with_stats):
+                    return state
         return self.management.read(vhosts, with_stats=with_stats)
 
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:

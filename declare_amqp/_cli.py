@@ -137,9 +137,14 @@ class _Cli:
             self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
         return EXIT_OK
 
+    def guessed_vhosts(self) -> list[str]:
+        """The vhost the files most likely use, to read it while they are parsed."""
+        return [self.args.vhost or self.default_vhost()]
+
     def plan(self) -> int:
-        desired = self.load()
         with Session(self.address) as session:
+            session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
+            desired = self.load()
             plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
             self._show(plan, session)
         if plan.conflicts or plan.refused:
@@ -158,10 +163,11 @@ class _Cli:
             print_plan(self.out, plan, session.describe_target())
 
     def apply(self) -> int:
-        desired = self.load()
         if self.args.amqp_only:
-            return self._apply_amqp_only(desired)
+            return self._apply_amqp_only(self.load())
         with Session(self.address) as session:
+            session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
+            desired = self.load()
             plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
             if plan.conflicts:
                 self._show(plan, session, {"applied": False})
