@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
+import pika
 
 
 def grant_all(http: httpx.Client, vhost: str, user: str) -> None:
@@ -38,3 +40,16 @@ def temporary_vhost(
     finally:
         with http() as client:
             client.delete(f"/api/vhosts/{quoted}")
+
+
+def declare_durable_queues(
+    url: str, names: Iterable[str], arguments: dict[str, Any] | None = None
+) -> None:
+    """Declare durable queues over one blocking connection (test setup, not the tool)."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        for name in names:
+            ch.queue_declare(name, durable=True, arguments=arguments)
+    finally:
+        conn.close()

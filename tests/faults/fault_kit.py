@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pika
+from broker_support import declare_durable_queues
 from fault_ledger import Ledger, record
 
 from priority_worker import Message, Metrics, Properties, Publisher, PublishError
@@ -41,13 +41,7 @@ def run(coro: Awaitable[Any]) -> Any:
 def declare_queues(url: str, names: Iterable[str], *, quorum: bool = False) -> None:
     """Declare durable queues (quorum: replicated on every node) for a scenario."""
     arguments = {"x-queue-type": "quorum", "x-quorum-initial-group-size": 3} if quorum else None
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        for name in names:
-            ch.queue_declare(name, durable=True, arguments=arguments)
-    finally:
-        conn.close()
+    declare_durable_queues(url, names, arguments)
 
 
 def recording_handler(

@@ -17,19 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+from broker_support import declare_durable_queues
 
 from priority_worker import Message
 
 
 def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
     """Declare durable queues (bound to the default exchange only)."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        for name in names:
-            ch.queue_declare(name, durable=True, arguments=arguments)
-    finally:
-        conn.close()
+    declare_durable_queues(url, names, arguments)
 
 
 def fill(url: str, queue: str, ids: list[str], *, content_type: str = "text/plain",
