@@ -20,6 +20,11 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 ensure_venv() {
     local stamp="$VENV/.installed-$(cksum <"$ROOT/pyproject.toml" | cut -d' ' -f1)"
     if [ ! -x "$VENV/bin/python" ]; then
+        if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+            log "installing Debian's python3 and python3-venv"
+            $SUDO apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+        fi
         log "creating virtual environment $VENV"
         python3 -m venv "$VENV"
     fi
