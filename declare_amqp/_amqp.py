@@ -32,7 +32,7 @@ from ._model import (
     QueueSpec,
     Topology,
 )
-from ._plan import CREATE, DELETE, UPDATE, Change, Plan
+from ._plan import CONFLICT, CREATE, DELETE, UPDATE, Change, Plan
 
 Progress = Callable[[int], None]
 
@@ -421,25 +421,6 @@ async def _apply(
             sessions[vhost] = s
         return sessions[vhost]
 
-    # Connect to every existing vhost that needs AMQP work *before* the first write, so an
-    # unreachable AMQP port does not leave policies written and queues missing.
-    new_vhosts = {c.name for c in writes if c.kind == "vhost" and c.action == CREATE}
-    try:
-        for vhost in dict.fromkeys(c.vhost for c in writes
-                                   if c.kind in ("exchange", "queue", "binding")):
-            if vhost not in new_vhosts:
-                await session(vhost)
-    except BaseException:
-        for s in sessions.values():
-            await s.close()
-        raise
-
-    for c in writes:
-        if c.kind == "vhost" and c.action == CREATE:
-            assert management is not None
-            management.put_vhost(c.name)
-            tick(c)
-
     async def amqp_phase(
         changes: list[Change],
         operation: Callable[[_Channel, Change], Awaitable[Any]] | None,
@@ -456,6 +437,18 @@ async def _apply(
             done.extend(c for c in items if id(c) not in failed)
 
     try:
+        # Connect to every existing vhost that needs AMQP work *before* the first write, so
+        # an unreachable AMQP port does not leave policies written and queues missing.
+        new_vhosts = {c.name for c in writes if c.kind == "vhost" and c.action == CREATE}
+        for vhost in dict.fromkeys(c.vhost for c in writes
+                                   if c.kind in ("exchange", "queue", "binding")):
+            if vhost not in new_vhosts:
+                await session(vhost)
+        for c in writes:
+            if c.kind == "vhost" and c.action == CREATE:
+                assert management is not None
+                management.put_vhost(c.name)
+                tick(c)
         creates = [c for c in writes if c.action == CREATE]
         await amqp_phase([c for c in creates if c.kind == "exchange"], None)
         for c in writes:
@@ -503,12 +496,8 @@ def amqp_only_apply(
 async def _amqp_only(
     address: BrokerAddress, desired: Topology, channels: int, progress: Progress | None
 ) -> tuple[Plan, ApplyReport]:
-    from ._plan import CONFLICT
-
     conflicts: list[Change] = []
     creates: list[Change] = []
-    written: list[Change] = []
-    failures: list[AmqpFailure] = []
     for vhost in desired.vhost_names():
         part = desired.in_vhost(vhost)
         s = AmqpSession(address, vhost)
@@ -535,18 +524,7 @@ async def _amqp_only(
     if conflicts:
         return Plan(tuple(conflicts), vhosts=tuple(desired.vhost_names())), ApplyReport((), ())
     plan = Plan(tuple(creates), vhosts=tuple(desired.vhost_names()))
-    for vhost, items in _group(creates, "exchange", "queue", "binding").items():
-        s = AmqpSession(address, vhost)
-        await s.open()
-        try:
-            for kind in ("exchange", "queue", "binding"):
-                batch = [c for c in items if c.kind == kind]
-                found = await s.run(batch, _declare, channels, progress)
-                failures.extend(found)
-                failed = {id(f.change) for f in found}
-                written.extend(c for c in batch if id(c) not in failed)
-        finally:
-            await s.close()
-    if failures:
-        raise ApplyError("the broker refused: " + "; ".join(str(f) for f in failures))
-    return plan, ApplyReport(tuple(written), ())
+    report = await _apply(address, None, plan, channels, False, progress)
+    if report.failures:
+        raise ApplyError("the broker refused: " + "; ".join(str(f) for f in report.failures))
+    return plan, report

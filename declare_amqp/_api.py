@@ -100,14 +100,9 @@ class Session:
         prefetched, self._prefetched = self._prefetched, None
         if prefetched is not None:
             key, future = prefetched
-            try:
-                state = future.result()
-            except Exception:
-                if key == (tuple(vhosts), with_stats):
-                    raise
-            else:
-                if key == (tuple(vhosts), with_stats):
-                    return state
+            if key == (tuple(vhosts), with_stats):
+                return future.result()  # raises what the background read raised
+            future.exception()  # a guess that missed: wait for it, ignore its outcome
         return self.management.read(vhosts, with_stats=with_stats)
 
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:

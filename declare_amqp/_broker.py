@@ -32,6 +32,7 @@ from ._model import (
     QueueSpec,
     Topology,
     VhostSpec,
+    merge,
 )
 from ._plan import QueueStats
 from ._validate import is_builtin_exchange
@@ -255,8 +256,6 @@ class ManagementClient:
             parts.append(from_definitions(vhost, definitions))
             if with_stats:
                 stats.update(self.queue_stats(vhost))
-        from ._model import merge
-
         return BrokerState(merge(parts), stats, self.version, tuple(self.exchange_types))
 
     def put_vhost(self, name: str) -> None:

@@ -27,6 +27,7 @@ from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_addres
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
 from ._export import to_yaml
 from ._model import Topology, VhostSpec
+from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
 from ._validate import check_references
@@ -141,11 +142,15 @@ class _Cli:
         """The vhost the files most likely use, to read it while they are parsed."""
         return [self.args.vhost or self.default_vhost()]
 
+    def load_and_plan(self, session: Session) -> tuple[Topology, Plan]:
+        """Parse the files while the likely vhost is read, then plan against the broker."""
+        session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
+        desired = self.load()
+        return desired, session.plan(desired, prune=self.args.prune, force=self.args.force)
+
     def plan(self) -> int:
         with Session(self.address) as session:
-            session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
-            desired = self.load()
-            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            _, plan = self.load_and_plan(session)
             self._show(plan, session)
         if plan.conflicts or plan.refused:
             if plan.conflicts and self.args.format == "text":
@@ -166,9 +171,7 @@ class _Cli:
         if self.args.amqp_only:
             return self._apply_amqp_only(self.load())
         with Session(self.address) as session:
-            session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
-            desired = self.load()
-            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            desired, plan = self.load_and_plan(session)
             if plan.conflicts:
                 self._show(plan, session, {"applied": False})
                 raise PlanConflictError(plan.conflicts)
@@ -199,7 +202,7 @@ class _Cli:
                            f"{summary_line(result.remaining)}")
 
     def _apply_amqp_only(self, desired: Any) -> int:
-        from ._amqp import amqp_only_apply
+        from ._amqp import amqp_only_apply  # pika only when writing
 
         if self.args.prune:
             raise DeclareAmqpError(

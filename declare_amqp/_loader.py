@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
 import yaml
@@ -418,6 +419,4 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
 
 
 def _settings(obj: Any) -> dict[str, Any]:
-    from dataclasses import fields
-
     return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "location"}

@@ -98,7 +98,7 @@ class BindingSpec:
             self.destination_type,
             self.destination,
             self.routing_key,
-            _canonical(self.arguments),
+            canonical(self.arguments),
         )
 
     @property
@@ -190,18 +190,13 @@ def merge(parts: Iterable[Topology]) -> Topology:
     )
 
 
-def _canonical(value: Any) -> str:
-    """A stable text form of an argument table, for identity and comparison."""
+def canonical(value: Any) -> str:
+    """A stable text form of a value (argument tables included), for identity and comparison."""
     if isinstance(value, Mapping):
-        inner = ",".join(f"{k!r}:{_canonical(value[k])}" for k in sorted(value))
+        inner = ",".join(f"{k!r}:{canonical(value[k])}" for k in sorted(value))
         return "{" + inner + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_canonical(v) for v in value) + "]"
+        return "[" + ",".join(canonical(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
-
-
-def canonical(value: Any) -> str:
-    """Public form of the canonical text of a value (used by the planner)."""
-    return _canonical(value)

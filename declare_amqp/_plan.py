@@ -57,6 +57,7 @@ _POLICY_EQUIVALENT = {
 }
 
 Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
+Named = ExchangeSpec | QueueSpec | PolicySpec
 
 
 @dataclass(frozen=True)
@@ -234,37 +235,10 @@ def plan(
         if v.name not in have_vhosts:
             changes.append(Change(CREATE, "vhost", v.name, v.name, desired=v))
 
-    have_x = {(x.vhost, x.name): x for x in actual.exchanges}
-    for x in desired.exchanges:
-        live_x = have_x.get((x.vhost, x.name))
-        if live_x is None:
-            changes.append(Change(CREATE, "exchange", x.vhost, x.name, desired=x))
-            continue
-        diffs = _compare(x, live_x)
-        if diffs:
-            changes.append(Change(CONFLICT, "exchange", x.vhost, x.name, x, live_x, tuple(diffs),
-                                  _conflict_message("exchange", diffs, x.location)))
-
-    have_p = {(p.vhost, p.name): p for p in actual.policies}
-    for p in desired.policies:
-        live_p = have_p.get((p.vhost, p.name))
-        if live_p is None:
-            changes.append(Change(CREATE, "policy", p.vhost, p.name, desired=p))
-            continue
-        diffs = _compare(p, live_p)
-        if diffs:
-            changes.append(Change(UPDATE, "policy", p.vhost, p.name, p, live_p, tuple(diffs)))
-
-    have_q = {(q.vhost, q.name): q for q in actual.queues}
-    for q in desired.queues:
-        live_q = have_q.get((q.vhost, q.name))
-        if live_q is None:
-            changes.append(Change(CREATE, "queue", q.vhost, q.name, desired=q))
-            continue
-        diffs = _compare(q, live_q)
-        if diffs:
-            changes.append(Change(CONFLICT, "queue", q.vhost, q.name, q, live_q, tuple(diffs),
-                                  _conflict_message("queue", diffs, q.location)))
+    # Dependency order: exchanges, policies, queues (bindings after).
+    changes.extend(_named("exchange", desired.exchanges, actual.exchanges, mutable=False))
+    changes.extend(_named("policy", desired.policies, actual.policies, mutable=True))
+    changes.extend(_named("queue", desired.queues, actual.queues, mutable=False))
 
     have_b = {b.key for b in actual.bindings}
     for b in desired.bindings:
@@ -274,6 +248,26 @@ def plan(
     if prune:
         changes.extend(_prune(desired, actual, scope, force, stats))
     return Plan(tuple(_ordered(changes)), prune=prune, vhosts=scope)
+
+
+def _named(
+    kind: str, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
+) -> Iterable[Change]:
+    """Create what is missing; a difference is an update (``mutable``) or a conflict."""
+    live = {(o.vhost, o.name): o for o in actual}
+    for want in desired:
+        have = live.get((want.vhost, want.name))
+        if have is None:
+            yield Change(CREATE, kind, want.vhost, want.name, desired=want)
+            continue
+        diffs = _compare(want, have)
+        if not diffs:
+            continue
+        if mutable:
+            yield Change(UPDATE, kind, want.vhost, want.name, want, have, tuple(diffs))
+        else:
+            yield Change(CONFLICT, kind, want.vhost, want.name, want, have, tuple(diffs),
+                         _conflict_message(kind, diffs, want.location))
 
 
 def _prune(
