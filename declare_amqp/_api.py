@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,11 +11,18 @@ from typing import Any
 
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
-from ._errors import PlanConflictError, TopologyError
+from ._errors import PlanConflictError, Problem, TopologyError
 from ._loader import read_files
 from ._model import Topology
-from ._plan import Plan, plan
-from ._validate import check_exchange_types, check_references, validate
+from ._plan import Plan, note_broker_defaults, plan
+from ._validate import (
+    check_broker_version,
+    check_exchange_types,
+    check_references,
+    parse_version,
+    resolve_queue_types,
+    validate,
+)
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
@@ -22,9 +30,13 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
     problems += validate(topology)
     if problems:
-        problems.sort(key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
+        problems.sort(key=_file_order)
         raise TopologyError(problems)
     return topology
+
+
+def _file_order(problem: Problem) -> tuple[str, int]:
+    return (problem.location.file, problem.location.line) if problem.location else ("", 0)
 
 
 @dataclass(frozen=True)
@@ -108,11 +120,18 @@ class Session:
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
         state = self.read(desired.vhost_names(), with_stats=prune)
-        problems = check_references(desired, state.topology)
+        desired, problems = resolve_queue_types(desired, state.default_queue_types)
+        problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
+        too_new, warnings = check_broker_version(desired, state.version)
+        problems += too_new
         if problems:
+            problems.sort(key=_file_order)
             raise TopologyError(problems)
-        return plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
+        result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
+        result = note_broker_defaults(result, parse_version(state.version),
+                                      (*desired.policies, *state.topology.policies))
+        return dataclasses.replace(result, warnings=tuple(warnings))
 
     def apply(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -50,6 +50,8 @@ class BrokerState:
     stats: Mapping[tuple[str, str], QueueStats]
     version: str
     exchange_types: tuple[str, ...] = ()
+    # vhost -> its default_queue_type where that is quorum or stream (3.13+/4.x)
+    default_queue_types: Mapping[str, str] = field(default_factory=dict)
 
 
 def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
@@ -116,6 +118,63 @@ def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
     )
 
 
+def readable_reason(text: str) -> str:
+    """A broker's error text for people: HTML entities decoded, Erlang binaries shown as
+    strings, blank lines folded.
+
+    ``Validation failed\n\n[{&lt;&lt;"ha-mode"&gt;&gt;,&lt;&lt;"all"&gt;&gt;}] are not ...``
+    becomes ``Validation failed: [{"ha-mode","all"}] are not ...``.
+    """
+    import html
+    import re
+
+    text = html.unescape(text)
+    text = re.sub(r'<<("(?:[^"\\]|\\.)*")>>', r"\1", text)
+    parts = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    return ": ".join(" ".join(p.split()) for p in parts)
+
+
+def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> bool:
+    """Whether the AMQP listener of ``node`` belongs to the cluster called ``cluster_name``.
+
+    Behind a port mapping (a container, a load balancer) the management API lists the
+    listener's own port, not the one the client dials, so ports alone cannot tell. The
+    broker's ``connection.start`` names its cluster: read it with a bare protocol header,
+    without logging in, and compare.
+    """
+    import socket
+    import ssl
+    import struct
+
+    if not isinstance(cluster_name, str) or not cluster_name:
+        return False
+    try:
+        with socket.create_connection((node.host, node.port), timeout=timeout) as raw:
+            sock: socket.socket = raw
+            if node.tls:
+                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=node.host)
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            data = b""
+            while len(data) < 7 or len(data) < 8 + struct.unpack(">I", data[3:7])[0]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return False
+                data += chunk
+    except OSError:
+        return False
+    from pika import data as amqp_data  # the table codec only, no connection machinery
+
+    try:
+        # frame header (7 bytes), class 10 method 10 (4), version major/minor (2)
+        properties, _ = amqp_data.decode_table(data[7:], 6)
+    except Exception:
+        return False
+    name = properties.get("cluster_name")
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return bool(name == cluster_name)
+
+
 class ManagementClient:
     """The management HTTP API of the first node that answers."""
 
@@ -170,7 +229,8 @@ class ManagementClient:
             overview = response.json()
             amqp_ports = {int(li.get("port", 0)) for li in overview.get("listeners") or []
                           if li.get("protocol") in ("amqp", "amqp/ssl")}
-            if amqp_ports and node.port not in amqp_ports:
+            if amqp_ports and node.port not in amqp_ports and \
+                    not _same_cluster(node, overview.get("cluster_name")):
                 client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
                 # against it would compare the files with the wrong broker.
@@ -215,7 +275,7 @@ class ManagementClient:
             except ValueError:
                 reason = response.text
             raise BrokerError(self.address.redact(
-                f"{what}: HTTP {response.status_code}: {reason}"))
+                f"{what}: HTTP {response.status_code}: {readable_reason(str(reason))}"))
         return response
 
     def vhosts(self) -> list[str]:
@@ -256,7 +316,15 @@ class ManagementClient:
             parts.append(from_definitions(vhost, definitions))
             if with_stats:
                 stats.update(self.queue_stats(vhost))
-        return BrokerState(merge(parts), stats, self.version, tuple(self.exchange_types))
+        return BrokerState(merge(parts), stats, self.version, tuple(self.exchange_types),
+                           self.default_queue_types() if parts else {})
+
+    def default_queue_types(self) -> dict[str, str]:
+        """Vhosts whose queues are quorum or stream queues unless they name a type."""
+        response = self._ok(self.request("GET", "/api/vhosts?columns=name,default_queue_type"),
+                            "listing vhosts")
+        return {v["name"]: str(v.get("default_queue_type")) for v in response.json()
+                if v.get("default_queue_type") in ("quorum", "stream")}
 
     def put_vhost(self, name: str) -> None:
         self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}"), f"creating vhost '{name}'")

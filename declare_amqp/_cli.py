@@ -146,7 +146,11 @@ class _Cli:
         """Parse the files while the likely vhost is read, then plan against the broker."""
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
-        return desired, session.plan(desired, prune=self.args.prune, force=self.args.force)
+        the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+        if self.args.format == "text":
+            for warning in the_plan.warnings:
+                self.err.print(f"[yellow]warning:[/] {escape(str(warning))}")
+        return desired, the_plan
 
     def plan(self) -> int:
         with Session(self.address) as session:

@@ -237,6 +237,7 @@ class _FileReader:
                                      label)
                     arguments[alias.argument] = f[alias.name]
             queue_type = f.get("type", "classic")
+            type_given = "type" in f or "x-queue-type" in arguments
             if "x-queue-type" in arguments:
                 declared = arguments.pop("x-queue-type")
                 if "type" in f and declared != queue_type:
@@ -252,6 +253,7 @@ class _FileReader:
                 auto_delete=f.get("auto_delete", False),
                 arguments=arguments,
                 location=self.at(line),
+                type_given=type_given,
             )
 
     def _routing_key(self, f: dict[str, Any], line: int, label: str) -> str:
@@ -419,4 +421,5 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
 
 
 def _settings(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "location"}
+    return {f.name: getattr(obj, f.name) for f in fields(obj)
+            if f.name not in ("location", "type_given")}

@@ -71,6 +71,9 @@ class QueueSpec:
     auto_delete: bool = False
     arguments: Arguments = field(default_factory=dict)
     location: Location | None = field(default=None, compare=False)
+    # False when the file names no type: the vhost's default_queue_type then decides
+    # (RabbitMQ 3.13+/4.x), see _validate.resolve_queue_types.
+    type_given: bool = field(default=True, compare=False)
 
     @property
     def label(self) -> str:

@@ -15,11 +15,12 @@ compare on redeclare. Each difference becomes one change:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ._errors import Location
+from ._errors import Location, Problem
 from ._model import (
     BindingSpec,
     ExchangeSpec,
@@ -129,6 +130,8 @@ class Plan:
     changes: tuple[Change, ...] = ()
     prune: bool = False
     vhosts: tuple[str, ...] = field(default=())
+    # Problems that do not stop the apply (e.g. deprecated by this broker's version).
+    warnings: tuple[Problem, ...] = field(default=())
 
     def of(self, action: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
@@ -160,6 +163,7 @@ class Plan:
             "prune": self.prune,
             "summary": self.summary(),
             "changes": [c.to_dict() for c in self.changes],
+            "warnings": [str(w) for w in self.warnings],
         }
 
 
@@ -168,12 +172,16 @@ def describe(spec: Spec) -> dict[str, Any]:
     # Shallow on purpose: argument tables are plain dicts of JSON values already, and
     # dataclasses.asdict deep-copies them (measurable on plans of thousands of objects).
     return {f.name: dict(v) if isinstance(v := getattr(spec, f.name), Mapping) else v
-            for f in fields(spec) if f.name != "location"}
+            for f in fields(spec) if f.name not in _NOT_SHOWN}
+
+
+# Bookkeeping fields of the specs, neither compared nor shown.
+_NOT_SHOWN = frozenset({"location", "type_given"})
 
 
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
     diffs: list[Difference] = []
-    skipped = {"location", "vhost", "name", *skip}
+    skipped = {*_NOT_SHOWN, "vhost", "name", *skip}
     for f in fields(desired):
         if f.name in skipped:
             continue
@@ -337,3 +345,55 @@ def _ordered(changes: list[Change]) -> list[Change]:
         return (0, rank[c.kind])
 
     return sorted(changes, key=key)
+
+
+# RabbitMQ 4.0 gives every quorum queue a delivery limit of 20 unless told otherwise.
+QUORUM_DEFAULT_DELIVERY_LIMIT = 20
+
+
+def note_broker_defaults(
+    the_plan: Plan, version: tuple[int, ...], policies: Iterable[PolicySpec]
+) -> Plan:
+    """Say on each quorum queue to be created what delivery limit it will really have.
+
+    From 4.0 on a quorum queue that sets none gets 20 (messages redelivered more often are
+    dead-lettered, or dropped without a dead-letter exchange), unless the policy that applies
+    to it (the matching one of highest priority) sets ``delivery-limit``.
+    """
+    if version < (4, 0):
+        return the_plan
+    by_name: dict[tuple[str, str], PolicySpec] = {}
+    for p in policies:
+        by_name.setdefault((p.vhost, p.name), p)  # the files' policies come first and win
+    changes = []
+    for c in the_plan.changes:
+        q = c.desired
+        if c.action == CREATE and isinstance(q, QueueSpec) and q.type == "quorum" \
+                and "x-delivery-limit" not in q.arguments:
+            policy = _effective_policy(q, by_name.values())
+            limit = policy.definition.get("delivery-limit") if policy is not None else None
+            if policy is None or limit is None:
+                c = replace(c, message=(
+                    f"delivery limit {QUORUM_DEFAULT_DELIVERY_LIMIT} (the broker's default for "
+                    "quorum queues since 4.0; set delivery_limit, -1 for none)"))
+            else:
+                c = replace(c, message=f"delivery limit {limit} (from policy '{policy.name}')")
+        changes.append(c)
+    return replace(the_plan, changes=tuple(changes))
+
+
+def _effective_policy(q: QueueSpec, policies: Iterable[PolicySpec]) -> PolicySpec | None:
+    """The policy the broker applies to ``q``: matching, of the highest priority."""
+    applies = ("all", "queues", "quorum_queues") if q.type == "quorum" else ("all", "queues")
+    best: PolicySpec | None = None
+    for p in policies:
+        if p.vhost != q.vhost or p.apply_to not in applies:
+            continue
+        try:
+            if re.search(p.pattern, q.name) is None:
+                continue
+        except re.error:
+            continue
+        if best is None or p.priority > best.priority:
+            best = p
+    return best

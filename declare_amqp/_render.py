@@ -52,6 +52,8 @@ def _line(change: Change, markup: bool) -> str:
     where = "  " + styled("dim", f"({change.location})") if change.location else ""
     if change.action in (CREATE, DELETE):
         details = _details(change)
+        if change.message:
+            details = f"{details}; {change.message}" if details else change.message
         return f"  {head}" + ("  " + styled("dim", details) if details else "") + where
     if change.action == UPDATE:
         diffs = "; ".join(f"{d.field}: {_value(d.before)} -> {_value(d.after)}"

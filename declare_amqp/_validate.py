@@ -7,9 +7,10 @@ must name an object that the files declare *or* the broker already has.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._errors import Problem
 from ._format import (
@@ -106,7 +107,12 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
         if arg in FORBIDDEN_ARGUMENTS[q.type]:
             alias = ARGUMENT_TYPES.get(arg)
             shown = f"{alias.name} ({arg})" if alias else arg
-            yield Problem(f"{shown} is not supported by {q.type} queues", q.location, q.label)
+            hint = ""
+            if q.type == "quorum" and arg == "x-max-priority":
+                hint = (" (RabbitMQ 4.x quorum queues have message priorities of their own: "
+                        "publish with a priority, no argument needed; or use a classic queue)")
+            yield Problem(f"{shown} is not supported by {q.type} queues{hint}", q.location,
+                          q.label)
         known = ARGUMENT_TYPES.get(arg)
         value = q.arguments[arg]
         if known is None:
@@ -183,3 +189,107 @@ def check_references(
             problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file"
                                     + nowhere, q.location, q.label))
     return problems
+
+
+# Policy keys of classic queue mirroring, removed in RabbitMQ 4.0.
+MIRRORING_KEYS = frozenset({
+    "ha-mode", "ha-params", "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown",
+    "ha-promote-on-failure",
+})
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``(4, 0, 5)`` for ``"4.0.5"`` (also ``"4.1.0-rc.1"``); ``()`` when unknown."""
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+        if digits.group() != piece:
+            break
+    return tuple(parts)
+
+
+def check_broker_version(desired: Topology, version: str) -> tuple[list[Problem], list[Problem]]:
+    """What the broker's version refuses (errors) or deprecates (warnings), before any write."""
+    v = parse_version(version)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    if not v:
+        return errors, warnings
+    if v >= (4, 0):
+        for p in desired.policies:
+            keys = sorted(k for k in p.definition if k in MIRRORING_KEYS)
+            if keys:
+                errors.append(Problem(
+                    f"{', '.join(keys)}: classic queue mirroring was removed in RabbitMQ 4.0 "
+                    f"(this broker is {version}) and the broker refuses these keys; use quorum "
+                    "queues (type: quorum) for replicated queues", p.location, p.label))
+        for q in desired.queues:
+            if q.type == "classic" and not q.durable:
+                text = ("transient (durable: false) non-exclusive queues are deprecated since "
+                        "RabbitMQ 4.0")
+                if v >= (4, 3):
+                    errors.append(Problem(
+                        f"{text} and denied by default from 4.3 on (this broker is {version}); "
+                        "make the queue durable, or let the application declare it exclusive",
+                        q.location, q.label))
+                else:
+                    warnings.append(Problem(
+                        f"{text} and denied by default from 4.3 on (this broker is {version}); "
+                        "make the queue durable", q.location, q.label))
+    if v >= (4, 3):
+        for q in desired.queues:
+            if "x-queue-mode" in q.arguments:
+                errors.append(Problem(
+                    f"queue_mode (x-queue-mode) is refused from RabbitMQ 4.3 on (this broker is "
+                    f"{version}); classic queues keep messages on disk anyway: remove it",
+                    q.location, q.label))
+            if q.arguments.get("x-queue-version") == 1:
+                errors.append(Problem(
+                    f"queue_version 1 is refused from RabbitMQ 4.3 on (this broker is "
+                    f"{version}); remove it (version 2 is the only one)", q.location, q.label))
+        for p in desired.policies:
+            if "queue-mode" in p.definition:
+                errors.append(Problem(
+                    f"queue-mode is refused from RabbitMQ 4.3 on (this broker is {version}); "
+                    "remove it from the policy", p.location, p.label))
+            if p.definition.get("queue-version") == 1:
+                errors.append(Problem(
+                    f"queue-version 1 is refused from RabbitMQ 4.3 on (this broker is "
+                    f"{version}); remove it from the policy", p.location, p.label))
+    return errors, warnings
+
+
+def resolve_queue_types(
+    desired: Topology, default_queue_types: Mapping[str, str]
+) -> tuple[Topology, list[Problem]]:
+    """Give queues that name no type their vhost's ``default_queue_type``.
+
+    As the broker does (seen on 4.0.5): a durable queue declared without ``x-queue-type`` in a
+    vhost whose default is quorum becomes a quorum queue; a transient or auto-delete one stays
+    classic. The
+    resolved queues are validated again for their new type (``x-max-priority`` on what became
+    a quorum queue is refused by the broker).
+    """
+    problems: list[Problem] = []
+    queues = []
+    changed = False
+    for q in desired.queues:
+        default = default_queue_types.get(q.vhost)
+        if q.type_given or not q.durable or q.auto_delete \
+                or default not in ("quorum", "stream") or default == q.type:
+            queues.append(q)
+            continue
+        resolved = dataclasses.replace(q, type=default)
+        for problem in _validate_queue(resolved):
+            problems.append(dataclasses.replace(problem, message=(
+                f"vhost '{q.vhost}' makes queues {default} by default (default_queue_type), "
+                f"and this one names no type: {problem.message}; write 'type: classic' to "
+                "keep a classic queue")))
+        queues.append(resolved)
+        changed = True
+    if not changed:
+        return desired, problems
+    return dataclasses.replace(desired, queues=tuple(queues)), problems

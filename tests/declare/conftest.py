@@ -181,6 +181,15 @@ class DeclareCli:
         assert found, f"queue {name!r} is not on the broker"
         return found[0]
 
+    def queue_arguments(self, name: str, vhost: str | None = None) -> dict[str, Any]:
+        """A queue's arguments as the files asked for them: RabbitMQ 4.x writes
+        ``x-queue-type: classic`` into every classic queue that named no type, 3.x does not, so
+        that one entry is left out; any other type is kept (it was asked for)."""
+        arguments = dict(self.queue(name, vhost)["arguments"])
+        if arguments.get("x-queue-type") == "classic":
+            del arguments["x-queue-type"]
+        return arguments
+
     def exchange(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         found = [x for x in self.definitions(vhost)["exchanges"] if x["name"] == name]
         assert found, f"exchange {name!r} is not on the broker"

@@ -48,7 +48,7 @@ def test_amqp_only_apply_on_a_fresh_vhost(declare: Any) -> None:
     assert result.code == 0, result
     assert "AMQP-only" in result.err and "not checked" in result.err, result
     assert declare.names("exchanges") == {"ao.events"}
-    assert declare.queue("ao.work")["arguments"] == {"x-max-priority": 4}
+    assert declare.queue_arguments("ao.work") == {"x-max-priority": 4}
     assert declare.bindings() == {("ao.events", "queue", "ao.work", "work.#")}
 
     again = _amqp_only(declare, f)

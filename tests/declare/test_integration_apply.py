@@ -58,8 +58,8 @@ def test_apply_example_creates_every_object_with_its_arguments(declare: Any) -> 
     assert declare.exchange("email-undeliverable")["type"] == "fanout"
     assert declare.exchange("email.dlx")["type"] == "fanout"
 
-    assert declare.queue("email.high")["arguments"] == {"x-dead-letter-exchange": "email.dlx"}
-    assert declare.queue("email.default")["arguments"] == {
+    assert declare.queue_arguments("email.high") == {"x-dead-letter-exchange": "email.dlx"}
+    assert declare.queue_arguments("email.default") == {
         "x-dead-letter-exchange": "email.dlx", "x-max-priority": 5}
     dead = declare.queue("email.dead")
     assert dead["arguments"] == {"x-queue-type": "quorum"} and dead["durable"] is True
@@ -256,7 +256,7 @@ def test_several_files_are_merged(declare: Any) -> None:
     assert result.code == 0, result
     assert declare.names("queues") == {"a.inbox", "b.inbox"}
     assert declare.names("exchanges") == {"events"}
-    assert declare.queue("b.inbox")["arguments"] == {"x-max-priority": 3}
+    assert declare.queue_arguments("b.inbox") == {"x-max-priority": 3}
     assert declare.bindings() == {("events", "queue", "a.inbox", "a.*"),
                                   ("events", "queue", "b.inbox", "b.*")}
     assert declare("plan", a, b, "--detailed-exitcode").code == 0
@@ -322,7 +322,7 @@ def test_original_declare_amqp_format_and_environment(declare: Any) -> None:
     assert result.code == 0, result
     assert declare.names("exchanges") == {"legacy.events", "legacy.fanout"}
     assert declare.names("queues") == {"legacy.work", "legacy.idle"}
-    assert declare.queue("legacy.work")["arguments"] == {"x-max-priority": 4}
+    assert declare.queue_arguments("legacy.work") == {"x-max-priority": 4}
     assert declare.bindings() == {("legacy.events", "queue", "legacy.work", "work.#"),
                                   ("legacy.fanout", "queue", "legacy.work", "")}
 

@@ -111,7 +111,7 @@ def test_conflict_on_a_policy_settable_argument_suggests_a_policy(declare: Any) 
     result = declare("apply", f)
     assert result.code == 1, result
     assert "message-ttl" in result.text and "policy" in result.text, result
-    assert declare.queue("orders.work")["arguments"] == {"x-message-ttl": 1000}
+    assert declare.queue_arguments("orders.work") == {"x-message-ttl": 1000}
 
 
 def test_conflict_stops_prune_too(declare: Any) -> None:
@@ -125,7 +125,7 @@ def test_conflict_stops_prune_too(declare: Any) -> None:
     result = declare("apply", f, "--prune")
     assert result.code == 1, result
     assert "stray" in declare.names("queues")
-    assert declare.queue("orders.work")["arguments"] == {"x-owner": "team-a"}
+    assert declare.queue_arguments("orders.work") == {"x-owner": "team-a"}
 
 
 def test_conflict_in_json_format(declare: Any) -> None:

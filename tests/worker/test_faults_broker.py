@@ -24,7 +24,6 @@ from worker_support import (
     fill,
     global_fault_lock,
     ids,
-    rabbitmqctl,
     ready_count,
     run,
     vhost_path,
@@ -37,8 +36,9 @@ HERE = Path(__file__).parent
 RUNNER = Path(sys.executable).parent / "priority-worker"
 
 
+@pytest.mark.broker_host
 def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
-        broker: object, vhost: str, vhost_url: str, queues2: object) -> None:
+        broker: Any, vhost: str, vhost_url: str, queues2: object) -> None:
     """The broker closes the worker's connections mid-run: it reconnects, every message is
     handled, none is left, and each queue is consumed at its own prefetch again."""
     all_ids = ids("h", 300) + ids("l", 100)
@@ -57,7 +57,7 @@ def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
         await worker.start()
         try:
             await wait_for(lambda: len(rec.seen) >= 60, 30, "60 handled")
-            await asyncio.to_thread(rabbitmqctl, "close_all_connections", "--vhost", vhost,
+            await asyncio.to_thread(broker.ctl, "close_all_connections", "--vhost", vhost,
                                     "test: closed mid-run")
             await wait_for(lambda: rec.ids() == set(all_ids), 60, "every id handled")
             await wait_for(
@@ -236,8 +236,9 @@ def test_kill_9_unacked_deliveries_go_to_the_next_worker(
     assert redelivered == in_flight
 
 
+@pytest.mark.broker_host
 def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
-        vhost_url: str, queues2: object) -> None:
+        broker: Any, vhost_url: str, queues2: object) -> None:
     """Under a memory alarm publishes wait (blocked, counted in metrics) while the backlog is
     still consumed; after the alarm every publish is confirmed and handled."""
     # Big enough to last through a slow rabbitmqctl on a busy machine (~120 handled/s): with
@@ -252,7 +253,7 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
         await worker.start()
         try:
             await wait_for(lambda: len(rec.seen) >= 10, 20, "consuming")
-            await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0")
+            await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0")
             try:
                 futures = [worker.publisher.publish("", "high", b"x", properties=None,
                                                     headers={"n": i}) for i in range(20)]
@@ -262,7 +263,7 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
                 assert not any(f.done() for f in futures), "confirms wait for the alarm"
                 assert len(rec.seen) > handled_at_block, "consuming goes on"
             finally:
-                await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0.4")
+                await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0.4")
             await asyncio.wait_for(asyncio.gather(*futures), 30)
             await wait_for(lambda: len(rec.seen) >= 1020, 60, "backlog and new work handled")
             assert worker.metrics.blocked_seconds() >= 1.0
@@ -274,5 +275,5 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
         try:
             run(scenario())
         finally:
-            rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+            broker.ctl("set_vm_memory_high_watermark", "0.4")
     assert rec.ids("high") >= set(backlog)

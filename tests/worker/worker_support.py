@@ -67,12 +67,6 @@ def ready_count(url: str, queue: str) -> int:
         conn.close()
 
 
-def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl on the local broker."""
-    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True,
-                          text=True, timeout=60).stdout
-
-
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
                    step: float = 0.05) -> None:
     """Poll ``predicate`` on the loop until true; fail after ``timeout`` seconds."""
