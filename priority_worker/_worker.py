@@ -36,6 +36,9 @@ logger = logging.getLogger("priority_worker.worker")
 
 DELAY_QUEUE_GRACE_MS = 120_000  # a delay queue outlives its TTL by this long when unused
 DELAY_QUEUE_REDECLARE_S = 60.0  # redeclare (which resets x-expires) at least this often
+# A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
+GIVE_BACK_LIMIT = 5
+QUEUE_WATCH_INTERVAL = 0.5  # after a broker cancel, how often to look whether the queue is back
 
 
 @dataclass(eq=False)
@@ -56,6 +59,13 @@ class _QueueState:
     m_dropped: Any = field(default=None, repr=False)
     m_handler_seconds: Any = field(default=None, repr=False)
     m_handler_errors: Any = field(default=None, repr=False)
+
+
+def delivery_count(d: Delivery) -> int:
+    """How often a quorum queue has delivered this message before (``x-delivery-count``)."""
+    headers = d.properties.headers
+    count = headers.get("x-delivery-count") if headers else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
 class Worker:
@@ -313,7 +323,34 @@ class Worker:
             return
         s.applied = None
         self.metrics.prefetch.labels(s.spec.name).set(0)
-        self._retry_later(s, lambda: self._apply(s))
+        # The broker cancels a consumer when its queue is deleted (or, on a cluster, when
+        # the queue's node goes away): consume again as soon as the queue exists, not after
+        # a backoff that has grown while it was missing.
+        self._spawn(self._watch_queue(s, channel))
+
+    async def _watch_queue(self, s: _QueueState, channel: ConsumerChannel) -> None:
+        """Until ``s``'s queue exists again (passive declares on a channel of their own, which
+        a 404 closes), then bring its consumer back."""
+        watch: _Channel | None = None
+        try:
+            while not self._stopping and s.channel is channel and channel.is_open:
+                if watch is None or not watch.is_open:
+                    watch = _Channel(self._link, lambda ch, reason: None)
+                    try:
+                        await watch.open()
+                    except ChannelGone:
+                        return  # the link is gone: reconnecting reopens every queue
+                try:
+                    await watch.ready_count(s.spec.name)
+                except ChannelGone:
+                    await asyncio.sleep(QUEUE_WATCH_INTERVAL)
+                    continue
+                log(logger, logging.INFO, "queue_back", queue=s.spec.name)
+                self._apply(s)
+                return
+        finally:
+            if watch is not None:
+                watch.close()
 
     def _retry_later(self, s: _QueueState, action: Any) -> None:
         delay = reconnect_delay(s.attempt, cap=self._backoff_cap)
@@ -356,7 +393,8 @@ class Worker:
                 # Give back capacity now: requeue what this queue received but has not started
                 # beyond its new prefetch (all of it when paused).
                 keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
-                self._requeue(self._dispatcher.take_pending(s.spec.name, keep=keep))
+                self._requeue(self._give_back(self._dispatcher.take_pending(s.spec.name,
+                                                                            keep=keep)))
         except ChannelGone:
             pass  # the close callback schedules the reopen
         finally:
@@ -584,6 +622,24 @@ class Worker:
         if spec.dead_letter_exchange:
             return spec.dead_letter_exchange, spec.dead_letter_routing_key or d.routing_key
         return "", f"{spec.name}.dead"
+
+    def _give_back(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Of deliveries a mode change would give back, those it may requeue.
+
+        A quorum queue counts every requeue toward its delivery limit (20 by default on
+        4.0-4.2) and dead-letters or drops a message past it. A delivery the broker has already
+        redelivered GIVE_BACK_LIMIT times is kept and handled here instead, so that switching
+        modes can never push a message over that limit.
+        """
+        kept = [d for d in deliveries if delivery_count(d) >= GIVE_BACK_LIMIT]
+        if not kept:
+            return list(deliveries)
+        for d in kept:
+            self._dispatcher.add(d.queue, d)
+        log(logger, logging.INFO, "kept_not_requeued", queue=kept[0].queue, count=len(kept),
+            reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum delivery limit)")
+        self._pump()
+        return [d for d in deliveries if delivery_count(d) < GIVE_BACK_LIMIT]
 
     def _requeue(self, deliveries: Sequence[Delivery]) -> int:
         count = 0
