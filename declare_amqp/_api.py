@@ -11,6 +11,7 @@ from typing import Any
 
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
+from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, Problem, TopologyError
 from ._loader import read_files
 from ._model import Topology
@@ -29,6 +30,8 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     """Load, merge and validate topology files; raises TopologyError with every problem."""
     topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
     problems += validate(topology)
+    topology, derived_problems = derive_worker_queues(topology)
+    problems += derived_problems
     if problems:
         problems.sort(key=_file_order)
         raise TopologyError(problems)

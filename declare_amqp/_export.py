@@ -6,6 +6,7 @@ maps them back to the very same arguments.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from ._format import QUEUE_ALIASES
 from ._model import Topology
+from .worker_queues import made_by_worker
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
 
@@ -24,8 +26,33 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+def worker_made(topology: Topology) -> list[tuple[str, str, str]]:
+    """(vhost, queue, consumed queue) of the queues priority_worker made for another queue.
+
+    They are not exported: a ``consumers`` section derives them, and prune keeps them
+    without one (see :mod:`declare_amqp.worker_queues`).
+    """
+    names: dict[str, set[str]] = {}
+    for q in topology.queues:
+        names.setdefault(q.vhost, set()).add(q.name)
+    found = []
+    for q in topology.queues:
+        owner = made_by_worker(q.name, q.arguments, names[q.vhost])
+        if owner is not None:
+            found.append((q.vhost, q.name, owner))
+    return found
+
+
 def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
-    """The topology as a plain mapping of the YAML format."""
+    """The topology as a plain mapping of the YAML format (priority_worker's own queues
+    left out, see :func:`worker_made`)."""
+    made = {(vhost, name) for vhost, name, _ in worker_made(topology)}
+    if made:
+        topology = dataclasses.replace(
+            topology,
+            queues=tuple(q for q in topology.queues if (q.vhost, q.name) not in made),
+            bindings=tuple(b for b in topology.bindings if not (
+                b.destination_type == "queue" and (b.vhost, b.destination) in made)))
     single = len(vhosts) == 1
     doc: dict[str, Any] = {}
     if single:
@@ -127,4 +154,10 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
     """The export as YAML text."""
     text = yaml.dump(to_document(topology, vhosts), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True, width=100)
+    made = worker_made(topology)
+    if made:
+        header += ("# Not exported, made by priority_worker (a consumers section derives them, "
+                   "prune keeps them):\n")
+        header += "".join(f"#   {name} (for {owner}, vhost {vhost})\n"
+                          for vhost, name, owner in made)
     return header + text

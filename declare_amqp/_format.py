@@ -139,6 +139,38 @@ TOP_KEYS = (
     Key("queues", _LIST, "Queues, with their bindings."),
     Key("bindings", _LIST, "Bindings, exchange-to-exchange included."),
     Key("policies", _LIST, "Policies."),
+    Key("consumers", _LIST, "Applications that consume queues with priority_worker."),
+)
+
+CONSUMER_MODES = ("weighted", "strict", "conserving")
+_NUMBER = (int, float)
+
+CONSUMER_KEYS = (
+    Key("name", _STR, "The application's name (`priority-worker run --consumer NAME`).",
+        required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key("queues", _LIST, "Queues it consumes, highest priority first: {queue, prefetch}.",
+        required=True),
+    Key("mode", _STR, "weighted (share by prefetch), strict, or conserving.",
+        default="weighted", choices=CONSUMER_MODES),
+    Key("concurrency", _INT, "Handlers running at once (default: the sum of prefetches).",
+        minimum=1, maximum=100_000),
+    Key("retry", _MAP, "Retries after handler errors: {max_retries, delays}."),
+    Key("dead_letter_exchange", _STR,
+        "Where rejected and exhausted messages go (default: a Q.dead queue per queue)."),
+)
+
+CONSUMED_QUEUE_KEYS = (
+    Key("queue", _STR, "Queue name.", required=True),
+    Key("prefetch", _INT, "Unacknowledged deliveries of this queue at once (its weight).",
+        required=True, minimum=1, maximum=65_535),
+)
+
+RETRY_KEYS = (
+    Key("max_retries", _INT, "Retries before a message is dead-lettered.", default=5,
+        minimum=0, maximum=1000),
+    Key("delays", _LIST, "Seconds to wait before each retry, one delay queue per step; "
+        "the last repeats. Default: 1, 2, 4, ... capped at 300."),
 )
 
 # Policy definition keys the broker (and its bundled plugins) accepts; an unknown key

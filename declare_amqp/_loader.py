@@ -16,11 +16,14 @@ import yaml
 from ._errors import Location, Problem, TopologyError
 from ._format import (
     BINDING_KEYS,
+    CONSUMED_QUEUE_KEYS,
+    CONSUMER_KEYS,
     EXCHANGE_KEYS,
     POLICY_KEYS,
     QUEUE_ALIASES,
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
+    RETRY_KEYS,
     TOP_KEYS,
     VHOST_KEYS,
     Key,
@@ -29,6 +32,8 @@ from ._format import (
 )
 from ._model import (
     BindingSpec,
+    ConsumedQueue,
+    ConsumerSpec,
     ExchangeSpec,
     PolicySpec,
     QueueSpec,
@@ -187,6 +192,7 @@ class _FileReader:
             queues=tuple(self._queues(doc)),
             bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
             policies=tuple(self._policies(doc)),
+            consumers=tuple(self._consumers(doc)),
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
@@ -315,6 +321,60 @@ class _FileReader:
             )
 
 
+    def _consumers(self, doc: dict[str, Any]) -> Iterable[ConsumerSpec]:
+        for raw, line in self.entries(doc, "consumers"):
+            consumer = self._consumer(raw, line)
+            if consumer is not None:
+                yield consumer
+
+    def _consumer(self, raw: Any, line: int) -> ConsumerSpec | None:
+        f = self.fields(raw, CONSUMER_KEYS, "consumer", line)
+        # Its queues and retry are checked even when a key above is wrong, so that one run
+        # reports every problem.
+        top: dict[str, Any] = f if f is not None else raw if isinstance(raw, dict) else {}
+        name = top.get("name")
+        label = f"consumer '{name if isinstance(name, str) else '?'}'"
+        queues: list[ConsumedQueue] = []
+        if isinstance(top.get("queues"), list):
+            for item, item_line in self.entries(top, "queues"):
+                q = self.fields(item, CONSUMED_QUEUE_KEYS, f"queue of {label}", item_line)
+                if q is None:
+                    continue
+                if any(seen.queue == q["queue"] for seen in queues):
+                    self.problem(item_line, f"queue '{q['queue']}' is listed twice", label)
+                queues.append(ConsumedQueue(q["queue"], q["prefetch"], self.at(item_line)))
+            if not top["queues"]:
+                self.problem(line, "a consumer needs at least one queue", label)
+        retry_line = raw.key_lines.get("retry", line) if isinstance(raw, _Map) else line
+        retry: dict[str, Any] = {}
+        if isinstance(top.get("retry"), dict):
+            retry = self.fields(top["retry"], RETRY_KEYS, f"retry of {label}",
+                                retry_line) or {}
+        delays: list[float] = []
+        for value in retry.get("delays") or []:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                self.problem(retry_line, "retry delays must be positive numbers of seconds, "
+                             f"not {value!r}", label)
+                continue
+            delays.append(float(value))
+        if delays != sorted(delays):
+            self.problem(retry_line, "retry delays must be in ascending order (the n-th retry "
+                         "waits the n-th delay)", label)
+        if f is None:
+            return None
+        return ConsumerSpec(
+            vhost=f.get("vhost", self.vhost),
+            name=f["name"],
+            queues=tuple(queues),
+            mode=f.get("mode", "weighted"),
+            concurrency=f.get("concurrency"),
+            max_retries=retry.get("max_retries", 5),
+            delays=tuple(delays),
+            dead_letter_exchange=f.get("dead_letter_exchange"),
+            location=self.at(line),
+        )
+
+
 def parse(text: str, path: str = "<string>", vhost: str | None = None,
           default_vhost: str = "/") -> Topology:
     """Parse one topology document.
@@ -416,10 +476,11 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
+        consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
     )
     return merged, problems
 
 
 def _settings(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)
-            if f.name not in ("location", "type_given")}
+            if f.name not in ("location", "type_given", "origin")}

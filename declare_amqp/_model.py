@@ -74,6 +74,9 @@ class QueueSpec:
     # False when the file names no type: the vhost's default_queue_type then decides
     # (RabbitMQ 3.13+/4.x), see _validate.resolve_queue_types.
     type_given: bool = field(default=True, compare=False)
+    # Set on queues declare-amqp derives from a consumer (its retry delay queues), e.g.
+    # "retry delay 30 s of consumer 'email-sender'".
+    origin: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -134,6 +137,45 @@ class PolicySpec:
 
 
 @dataclass(frozen=True)
+class ConsumedQueue:
+    """One queue a consumer reads, with its prefetch (its weight in weighted mode)."""
+
+    queue: str
+    prefetch: int
+    location: Location | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """An application that consumes queues with priority_worker.
+
+    declare-amqp derives and owns the queues the worker needs for it (see
+    :mod:`declare_amqp.worker_queues`); ``priority-worker run --topology FILE --consumer
+    NAME`` takes its settings from here.
+    """
+
+    vhost: str
+    name: str
+    queues: tuple[ConsumedQueue, ...]
+    mode: str = "weighted"
+    concurrency: int | None = None
+    max_retries: int = 5
+    delays: tuple[float, ...] = ()  # seconds, one delay queue per step; () = the default
+    dead_letter_exchange: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"consumer '{self.name}' ({vhost_label(self.vhost)})"
+
+    def retry_steps(self) -> tuple[float, ...]:
+        """The retry delays in seconds, ascending: one delay queue per step and queue."""
+        from .worker_queues import retry_steps
+
+        return retry_steps(max_retries=self.max_retries, delays=self.delays)
+
+
+@dataclass(frozen=True)
 class Topology:
     """Everything one set of files declares (or one broker holds)."""
 
@@ -145,6 +187,7 @@ class Topology:
     # Vhosts a file names explicitly as its default (`vhost:` or --vhost), even if it
     # declares nothing there: prune works in them too.
     named: tuple[str, ...] = ()
+    consumers: tuple[ConsumerSpec, ...] = ()
 
     def vhost_names(self) -> list[str]:
         """Every vhost named by any object or by a file, in first-seen order."""
@@ -153,7 +196,8 @@ class Topology:
             seen.setdefault(name)
         for v in self.vhosts:
             seen.setdefault(v.name)
-        for group in (self.exchanges, self.queues, self.bindings, self.policies):
+        for group in (self.exchanges, self.queues, self.bindings, self.policies,
+                      self.consumers):
             for obj in group:
                 seen.setdefault(obj.vhost)
         return list(seen)
@@ -167,6 +211,7 @@ class Topology:
             bindings=tuple(b for b in self.bindings if b.vhost == vhost),
             policies=tuple(p for p in self.policies if p.vhost == vhost),
             named=tuple(n for n in self.named if n == vhost),
+            consumers=tuple(c for c in self.consumers if c.vhost == vhost),
         )
 
     @property
@@ -190,6 +235,7 @@ def merge(parts: Iterable[Topology]) -> Topology:
         bindings=tuple(b for p in parts for b in p.bindings),
         policies=tuple(po for p in parts for po in p.policies),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
+        consumers=tuple(c for p in parts for c in p.consumers),
     )
 
 

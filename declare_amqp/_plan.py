@@ -31,12 +31,14 @@ from ._model import (
     canonical,
 )
 from ._validate import is_builtin_exchange
+from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 
 CREATE = "create"
 UPDATE = "update"
 DELETE = "delete"
 CONFLICT = "conflict"
 REFUSE = "refuse"
+KEEP = "keep"  # prune spares it (priority_worker's own queues); listed in Plan.kept
 ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE)
 KINDS = ("vhost", "exchange", "policy", "queue", "binding")  # dependency order
 
@@ -106,7 +108,7 @@ class Change:
         """The JSON form (a stable contract, see README: "JSON output")."""
         if self.action in (CREATE,):
             before, after = None, describe(self.spec)
-        elif self.action in (DELETE, REFUSE):
+        elif self.action in (DELETE, REFUSE, KEEP):
             before, after = describe(self.spec), None
         else:
             before = {d.field: d.before for d in self.differences}
@@ -132,6 +134,9 @@ class Plan:
     vhosts: tuple[str, ...] = field(default=())
     # Problems that do not stop the apply (e.g. deprecated by this broker's version).
     warnings: tuple[Problem, ...] = field(default=())
+    # What prune leaves alone on purpose, with the reason (not changes: an otherwise empty
+    # plan is still "no changes").
+    kept: tuple[Change, ...] = field(default=())
 
     def of(self, action: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
@@ -164,6 +169,7 @@ class Plan:
             "summary": self.summary(),
             "changes": [c.to_dict() for c in self.changes],
             "warnings": [str(w) for w in self.warnings],
+            "kept": [c.to_dict() for c in self.kept],
         }
 
 
@@ -176,7 +182,7 @@ def describe(spec: Spec) -> dict[str, Any]:
 
 
 # Bookkeeping fields of the specs, neither compared nor shown.
-_NOT_SHOWN = frozenset({"location", "type_given"})
+_NOT_SHOWN = frozenset({"location", "type_given", "origin"})
 
 
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
@@ -246,7 +252,8 @@ def plan(
     # Dependency order: exchanges, policies, queues (bindings after).
     changes.extend(_named("exchange", desired.exchanges, actual.exchanges, mutable=False))
     changes.extend(_named("policy", desired.policies, actual.policies, mutable=True))
-    changes.extend(_named("queue", desired.queues, actual.queues, mutable=False))
+    changes.extend(_named("queue", desired.queues, _without_legacy_expires(desired, actual),
+                          mutable=False))
 
     have_b = {b.key for b in actual.bindings}
     for b in desired.bindings:
@@ -255,7 +262,25 @@ def plan(
 
     if prune:
         changes.extend(_prune(desired, actual, scope, force, stats))
-    return Plan(tuple(_ordered(changes)), prune=prune, vhosts=scope)
+    kept = tuple(c for c in changes if c.action == KEEP)
+    changes = [c for c in changes if c.action != KEEP]
+    return Plan(tuple(_ordered(changes)), prune=prune, vhosts=scope, kept=kept)
+
+
+def _without_legacy_expires(desired: Topology, actual: Topology) -> tuple[QueueSpec, ...]:
+    """Live queues, with the x-expires that workers before 0.3 gave their delay queues left
+    out where a consumer derives that queue (it is the same queue, not a conflict)."""
+    derived = {(q.vhost, q.name) for q in desired.queues if q.origin}
+    if not derived:
+        return actual.queues
+    queues = []
+    for q in actual.queues:
+        ttl = q.arguments.get("x-message-ttl")
+        if (q.vhost, q.name) in derived and isinstance(ttl, int) and \
+                q.arguments.get("x-expires") == ttl + LEGACY_EXPIRES_GRACE_MS:
+            q = replace(q, arguments={k: v for k, v in q.arguments.items() if k != "x-expires"})
+        queues.append(q)
+    return tuple(queues)
 
 
 def _named(
@@ -266,7 +291,9 @@ def _named(
     for want in desired:
         have = live.get((want.vhost, want.name))
         if have is None:
-            yield Change(CREATE, kind, want.vhost, want.name, desired=want)
+            origin = getattr(want, "origin", "")
+            yield Change(CREATE, kind, want.vhost, want.name, desired=want,
+                         message=f"derived: {origin}" if origin else "")
             continue
         diffs = _compare(want, have)
         if not diffs:
@@ -292,9 +319,17 @@ def _prune(
         if b.vhost in in_scope and b.key not in want_b and not is_builtin_exchange(b.source):
             yield Change(DELETE, "binding", b.vhost, b.name, actual=b)
     want_q = {(q.vhost, q.name) for q in desired.queues}
+    consumed: dict[str, set[str]] = {}
+    for dq in desired.queues:
+        consumed.setdefault(dq.vhost, set()).add(dq.name)
     for q in actual.queues:
         if q.vhost not in in_scope or (q.vhost, q.name) in want_q \
                 or ("queue", q.vhost, q.name) in referenced:
+            continue
+        owner = made_by_worker(q.name, q.arguments, consumed.get(q.vhost, ()))
+        if owner is not None:
+            yield Change(KEEP, "queue", q.vhost, q.name, actual=q,
+                         message=f"kept: made by priority_worker for {owner}")
             continue
         s = stats.get((q.vhost, q.name), QueueStats())
         if (s.messages or s.consumers) and not force:

@@ -94,6 +94,7 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
         vhosts = ", ".join(plan.vhosts) or "no vhosts"
         out(("[green]No changes.[/]" if markup else "No changes.")
             + f" The broker matches the topology ({escape(vhosts) if markup else vhosts}).")
+        _kept(out, plan, markup)
         return
     by_vhost: dict[str, list[Change]] = {}
     for change in plan.changes:
@@ -105,6 +106,14 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
             out(_line(change, markup))
     out("")
     out(("[bold]Plan:[/]" if markup else "Plan:") + f" {summary_line(plan)}.")
+    _kept(out, plan, markup)
+
+
+def _kept(out: Any, plan: Plan, markup: bool) -> None:
+    """What prune spares on purpose, one line each (after the plan: they are no changes)."""
+    for c in plan.kept:
+        text = f"  = {c.kind:<8} {c.name}  {c.message} (vhost {c.vhost})"
+        out(f"[dim]{escape(text)}[/]" if markup else text)
 
 
 def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> str:

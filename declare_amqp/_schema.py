@@ -7,10 +7,13 @@ from typing import Any
 
 from ._format import (
     BINDING_KEYS,
+    CONSUMED_QUEUE_KEYS,
+    CONSUMER_KEYS,
     EXCHANGE_KEYS,
     POLICY_KEYS,
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
+    RETRY_KEYS,
     TOP_KEYS,
     VHOST_KEYS,
     Key,
@@ -56,6 +59,7 @@ def json_schema() -> dict[str, Any]:
         "queues": {"type": "array", "items": {"$ref": "#/$defs/queue"}},
         "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
         "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
+        "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
     })
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -70,5 +74,13 @@ def json_schema() -> dict[str, Any]:
             }),
             "binding": _object(BINDING_KEYS, "A binding (exchange-to-exchange included)."),
             "policy": _object(POLICY_KEYS, "A policy."),
+            "consumer": _object(CONSUMER_KEYS, "An application consuming with priority_worker.", {
+                "queues": {"type": "array", "minItems": 1,
+                           "items": _object(CONSUMED_QUEUE_KEYS, "A consumed queue.")},
+                "retry": _object(RETRY_KEYS, "Retries after handler errors.", {
+                    "delays": {"type": "array", "items": {"type": "number",
+                                                          "exclusiveMinimum": 0}},
+                }),
+            }),
         },
     }

@@ -12,6 +12,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 
+from ._consumers import check_consumer_references
 from ._errors import Problem
 from ._format import (
     ARGUMENT_TYPES,
@@ -24,6 +25,7 @@ from ._model import (
     EXCHANGE_TYPES,
     QUEUE_TYPES,
     BindingSpec,
+    ConsumerSpec,
     ExchangeSpec,
     PolicySpec,
     QueueSpec,
@@ -163,11 +165,15 @@ def check_references(
 
     for v in desired.vhost_names():
         if v not in vhosts:
-            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec] = [
-                *desired.exchanges, *desired.queues, *desired.bindings, *desired.policies]
-            first = next(o for o in objects if o.vhost == v)
+            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
+                          | ConsumerSpec] = [
+                *desired.exchanges, *desired.queues, *desired.bindings, *desired.policies,
+                *desired.consumers]
+            first = next((o for o in objects if o.vhost == v), None)
             problems.append(Problem(f"vhost '{v}' does not exist on the broker and no file "
-                                    "lists it under 'vhosts'", first.location, first.label))
+                                    "lists it under 'vhosts'",
+                                    first.location if first else None,
+                                    first.label if first else None))
     for b in desired.bindings:
         if not exchange_exists(b.vhost, b.source):
             problems.append(Problem(f"source exchange '{b.source}' is declared in no file"
@@ -188,6 +194,8 @@ def check_references(
         if isinstance(dlx, str) and not exchange_exists(q.vhost, dlx):
             problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file"
                                     + nowhere, q.location, q.label))
+    problems += check_consumer_references(
+        desired, lambda vhost, name: (vhost, name) in queues, exchange_exists, nowhere)
     return problems
 
 

@@ -4,10 +4,10 @@ While both queues have a backlog it sends about five user-triggered emails (pass
 sign-up confirmations) for each newsletter or receipt, and ``email.default`` still moves.
 Rejected and exhausted emails go to ``email.dlx`` (-> ``email.dead``), per topology.example.yml.
 
-Run it through the runner::
+Run it through the runner, with its settings from the topology's consumers section::
 
     priority-worker run email_worker:send_email --url amqp://guest:guest@127.0.0.1:5672/ \\
-        --queue email.high=10 --queue email.default=2 --dead-letter-exchange email.dlx
+        --topology topology.example.yml --consumer email-sender
 
 or directly (same thing, with a share summary on exit)::
 
@@ -24,17 +24,24 @@ import atexit
 import os
 from collections import Counter
 
-from priority_worker import Message, Queue, Reject, Worker
+from priority_worker import Message, Queue, Reject, Retry, Worker
 
 SEND_SECONDS = float(os.environ.get("EMAIL_SEND_SECONDS", "0.02"))
 sent: Counter[str] = Counter()
+retried: Counter[str] = Counter()
 
 
 async def send_email(message: Message) -> None:
-    """Pretend to talk to an SMTP server for EMAIL_SEND_SECONDS (default 20 ms)."""
+    """Pretend to talk to an SMTP server for EMAIL_SEND_SECONDS (default 20 ms).
+
+    A greylisted email (the SMTP server's "try again later") is retried in 30 s, once.
+    """
     email = message.data
     if isinstance(email, dict) and not email.get("to"):
         raise Reject("no recipient")
+    if isinstance(email, dict) and email.get("greylisted") and message.attempts == 0:
+        retried[message.queue] += 1
+        raise Retry(delay=30, reason="greylisted")
     await asyncio.sleep(SEND_SECONDS)
     sent[message.queue] += 1
 
@@ -43,7 +50,10 @@ def summary() -> str:
     """``email.high=N email.default=M share=R:1``."""
     high, default = sent["email.high"], sent["email.default"]
     share = f"{high / default:.2f}:1" if default else "n/a"
-    return f"sent email.high={high} email.default={default} share(high:default)={share}"
+    text = f"sent email.high={high} email.default={default} share(high:default)={share}"
+    if retried:
+        text += f"; greylisted, retry in 30 s: {sum(retried.values())}"
+    return text
 
 
 @atexit.register

@@ -18,19 +18,27 @@ import time
 import uuid
 
 import pika
+import pika.exceptions
 
+from declare_amqp.worker_queues import delay_queue_name
 from priority_worker import Properties, Publisher
 
 QUEUES = ("email.high", "email.default")
 
 
-async def publish(url: str, counts: dict[str, int]) -> int:
-    """Publish ``counts[routing_key]`` emails per routing key; returns how many were confirmed."""
+async def publish(url: str, counts: dict[str, int], greylisted: int = 0) -> int:
+    """Publish ``counts[routing_key]`` emails per routing key; returns how many were confirmed.
+
+    The first ``greylisted`` emails of ``email.high`` are marked so that the worker's SMTP
+    server "greylists" them once: the worker retries them 30 s later (a delay queue).
+    """
     async with Publisher(url) as publisher:
         futures = []
         for key, n in counts.items():
             for i in range(n):
                 email = {"to": f"user{i}@example.com", "kind": key, "n": i}
+                if key == "email.high" and i < greylisted:
+                    email["greylisted"] = True
                 futures.append(publisher.publish(
                     "email", key, json.dumps(email).encode(),
                     properties=Properties(content_type="application/json",
@@ -45,11 +53,22 @@ async def publish(url: str, counts: dict[str, int]) -> int:
 
 
 def purge(url: str) -> dict[str, int]:
-    """Empty the email queues so the demo measures only this run; returns what was purged."""
+    """Empty the email queues and their retry delay queues (topology.example.yml's consumer
+    email-sender: 1, 5, 30, 300 s) so the demo measures only this run."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     try:
         ch = conn.channel()
-        return {q: int(ch.queue_purge(q).method.message_count) for q in QUEUES}
+        purged = {q: int(ch.queue_purge(q).method.message_count) for q in QUEUES}
+        for q in QUEUES:
+            for step in (1, 5, 30, 300):
+                name = delay_queue_name(q, step)
+                try:
+                    ch.queue_declare(name, passive=True)
+                except pika.exceptions.ChannelClosedByBroker:
+                    ch = conn.channel()  # not there (not applied yet)
+                    continue
+                purged[name] = int(ch.queue_purge(name).method.message_count)
+        return purged
     finally:
         conn.close()
 
@@ -63,6 +82,8 @@ def main() -> None:
     parser.add_argument("--default", type=int, default=1600)
     parser.add_argument("--bulk", type=int, default=400,
                         help="emails with the unbound key email.bulk (alternate exchange)")
+    parser.add_argument("--greylisted", type=int, default=0,
+                        help="this many email.high emails are greylisted once (retried in 30 s)")
     parser.add_argument("--purge", action="store_true", help="empty the queues first")
     parser.add_argument("--quiet", action="store_true", help="print only what was purged")
     args = parser.parse_args()
@@ -74,7 +95,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     n = asyncio.run(publish(args.url, {"email.high": args.high, "email.default": args.default,
-                                       "email.bulk": args.bulk}))
+                                       "email.bulk": args.bulk}, args.greylisted))
     print(f"published and confirmed {n} emails in {time.perf_counter() - started:.1f}s "
           f"(email.high={args.high} email.default={args.default} email.bulk={args.bulk} "
           "-> email.default via email-undeliverable)")

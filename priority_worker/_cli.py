@@ -22,6 +22,7 @@ from . import _log
 from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
+from ._topology import TopologyMismatch
 from ._worker import Worker
 
 
@@ -54,9 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", action="append", default=None,
                      help="broker URL; several comma-separated or repeated for failover "
                           "(default: $AMQP_URL)")
+    run.add_argument("--topology", metavar="FILE", action="append", default=None,
+                     help="declare-amqp topology file(s) holding the --consumer (its queues, "
+                          "prefetches, mode, concurrency, retries, dead-letter exchange); a "
+                          "flag given here wins over the file")
+    run.add_argument("--consumer", metavar="NAME", default=None,
+                     help="the entry of the topology's consumers section to run")
     run.add_argument("--queue", dest="queues", metavar="NAME=PREFETCH", action="append",
-                     required=True, help="queue to consume, highest priority first")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.WEIGHTED.value,
+                     default=None, help="queue to consume, highest priority first "
+                                        "(required without --topology)")
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=None,
                      help="weighted: share by prefetch (default); strict: a queue waits while "
                           "an earlier one has work; conserving: idle capacity is lent on")
     run.add_argument("--concurrency", type=int, default=None,
@@ -66,14 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-host", default="127.0.0.1", help="address of the HTTP server")
     run.add_argument("--dead-letter-exchange", default=None,
                      help="exchange for rejected/exhausted messages (default: NAME.dead queues)")
-    run.add_argument("--max-retries", type=int, default=RetryPolicy.max_retries,
+    run.add_argument("--max-retries", type=int, default=None,
                      help="retries after handler errors before dead-lettering (default 5)")
-    run.add_argument("--retry-delay", type=float, default=RetryPolicy.initial_delay,
-                     help="first retry delay in seconds after a handler error (doubles)")
+    run.add_argument("--retry-delay", type=float, default=None,
+                     help="first retry delay in seconds after a handler error (doubles; "
+                          "default 1); a handler's Retry(delay) is rounded up to a step")
     run.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds SIGTERM waits for running handlers (default 30)")
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
     return parser
+
+
+def _build(args: argparse.Namespace, urls: list[str], handler: Any,
+           parser: argparse.ArgumentParser) -> Worker:
+    """The worker the arguments describe: from the topology's consumer, flags winning."""
+    queues = [Queue.parse(spec) for spec in args.queues] if args.queues else None
+    if queues and args.dead_letter_exchange:
+        queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
+    options: dict[str, Any] = {"http_port": args.http_port, "http_host": args.http_host,
+                               "shutdown_timeout": args.shutdown_timeout}
+    retry = None
+    if args.retry_delay is not None or (args.max_retries is not None and not args.topology):
+        retry = RetryPolicy(
+            max_retries=RetryPolicy.max_retries if args.max_retries is None
+            else args.max_retries,
+            initial_delay=RetryPolicy.initial_delay if args.retry_delay is None
+            else args.retry_delay)
+    if args.topology:
+        if not args.consumer:
+            parser.error("--topology needs --consumer NAME")
+        flags = {"queues": "--queue", "mode": "--mode", "concurrency": "--concurrency",
+                 "retry": "--retry-delay/--max-retries", "max_retries": "--max-retries",
+                 "dead_letter_exchange": "--dead-letter-exchange"}
+        worker = Worker.from_topology(
+            args.topology, args.consumer, urls, handler, queues=queues, mode=args.mode,
+            concurrency=args.concurrency, retry=retry, max_retries=args.max_retries,
+            dead_letter_exchange=args.dead_letter_exchange, sources=flags, **options)
+        return worker
+    if args.consumer:
+        parser.error("--consumer needs --topology FILE")
+    if not queues:
+        parser.error("--queue NAME=PREFETCH is required without --topology")
+    return Worker(urls, queues, handler, mode=args.mode or Mode.WEIGHTED.value,
+                  concurrency=args.concurrency, retry=retry, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,20 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         urls = split_urls(urls_arg)
         secrets = url_secrets(urls)
         handler = load_handler(args.handler)
-        queues = [Queue.parse(spec) for spec in args.queues]
-        if args.dead_letter_exchange:
-            queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
-        worker = Worker(
-            urls, queues, handler, mode=args.mode, concurrency=args.concurrency,
-            retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
-            http_port=args.http_port, http_host=args.http_host,
-            shutdown_timeout=args.shutdown_timeout,
-        )
+        worker = _build(args, urls, handler, parser)
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
-    worker.run()
+    try:
+        worker.run()
+    except TopologyMismatch as exc:
+        print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
+        return 1
     if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
         # A sync handler outlived the shutdown timeout; its message was not acked and the broker
         # has requeued it. The interpreter would join that thread forever: exit without it.

@@ -94,8 +94,7 @@ def reconnect_delay(
 
 def retry_delay(failures: int, policy: RetryPolicy) -> float:
     """Seconds to wait before handling a message again after its ``failures``-th failure."""
-    delay = policy.initial_delay * policy.multiplier ** max(failures - 1, 0)
-    return float(min(policy.max_delay, delay))
+    return policy.delay_for(failures)
 
 
 # --- Decoding ----------------------------------------------------------------------------------
@@ -172,14 +171,16 @@ def decide(error: BaseException | None, attempts: int, policy: RetryPolicy) -> A
     """Map a handler's result to what happens to its message.
 
     ``attempts`` is the number of earlier failures/retries recorded on the message.
-    Return -> ack; ``Retry`` -> retry after its delay (never capped: the handler decided);
+    Return -> ack; ``Retry`` -> retry after its delay rounded up to the policy's nearest step
+    (capped at the largest: one delay queue per step);
     ``Reject`` -> dead-letter now; any other exception -> retry with backoff while fewer than
     ``policy.max_retries`` retries happened, then dead-letter with the error.
     """
     if error is None:
         return Ack()
     if isinstance(error, Retry):
-        return RetryLater(error.delay, attempts + 1, error.reason or "retry requested")
+        return RetryLater(policy.round_up(error.delay), attempts + 1,
+                          error.reason or "retry requested")
     if isinstance(error, Reject):
         return DeadLetter("rejected", error.reason, attempts)
     if isinstance(error, UndecodableError):

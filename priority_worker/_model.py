@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -163,18 +164,43 @@ class Queue:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries after unhandled handler exceptions: exponential backoff, then dead-letter.
+    """Retries after unhandled handler exceptions: delayed retries, then dead-letter.
 
-    The n-th failure waits ``min(max_delay, initial_delay * multiplier ** (n - 1))`` seconds;
-    after ``max_retries`` retries the next failure dead-letters the message.
-    Delays are deterministic (no jitter) so that few distinct delay queues exist.
+    The retry *steps* are ``delays`` when given (seconds, ascending; the n-th failure waits the
+    n-th step, the last one repeats), else the exponential backoff ``initial_delay *
+    multiplier ** (n - 1)`` capped at ``max_delay``. After ``max_retries`` retries the next
+    failure dead-letters the message. Each step is one delay queue per consumed queue (a fixed,
+    finite set that declare-amqp can derive from a topology's ``consumers``); a handler's
+    ``Retry(delay=...)`` is rounded up to the nearest step (capped at the largest).
     """
 
     max_retries: int = 5
     initial_delay: float = 1.0
     multiplier: float = 2.0
     max_delay: float = 300.0
+    delays: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_retries < 0 or self.initial_delay < 0 or self.multiplier < 1:
             raise ConfigurationError("retry policy: negative count/delay or multiplier < 1")
+        if any(d <= 0 for d in self.delays) or list(self.delays) != sorted(self.delays):
+            raise ConfigurationError("retry policy: delays must be positive and ascending")
+
+    @functools.cached_property
+    def steps(self) -> tuple[float, ...]:
+        """The retry delays in seconds, ascending and distinct (one delay queue each)."""
+        from declare_amqp.worker_queues import retry_steps  # the rule both tools share
+
+        return retry_steps(self.max_retries, self.initial_delay, self.multiplier,
+                           self.max_delay, self.delays)
+
+    def delay_for(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure (1-based)."""
+        steps = self.steps
+        return steps[min(max(failures, 1), len(steps)) - 1]
+
+    def round_up(self, delay: float) -> float:
+        """A handler's requested delay as the step that serves it: the nearest step up."""
+        from declare_amqp.worker_queues import round_up_to_step
+
+        return round_up_to_step(delay, self.steps)

@@ -10,7 +10,13 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from declare_amqp.worker_queues import (
+    dead_letter_queue_name,
+    delay_queue_arguments,
+    delay_queue_name,
+)
 
 from ._amqp import ChannelGone, ConsumerChannel, Delivery, Link, _Channel
 from ._core import (
@@ -32,10 +38,11 @@ from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._publisher import Publisher
 
+if TYPE_CHECKING:
+    from ._topology import ExpectedTopology
+
 logger = logging.getLogger("priority_worker.worker")
 
-DELAY_QUEUE_GRACE_MS = 120_000  # a delay queue outlives its TTL by this long when unused
-DELAY_QUEUE_REDECLARE_S = 60.0  # redeclare (which resets x-expires) at least this often
 # A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
 GIVE_BACK_LIMIT = 5
 QUEUE_WATCH_INTERVAL = 0.5  # after a broker cancel, how often to look whether the queue is back
@@ -171,6 +178,9 @@ class Worker:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._http: Any = None
+        # Set by from_topology: what start() checks on the broker before consuming.
+        self.expected_topology: ExpectedTopology | None = None
+        self.settings_sources: dict[str, str] = {}
 
     # --- public state --------------------------------------------------------------------------
 
@@ -226,8 +236,58 @@ class Worker:
         log(logger, logging.INFO, "stop_requested")
         self._stop_requested.set()
 
+    @classmethod
+    def from_topology(
+        cls,
+        paths: str | Sequence[str],
+        consumer: str,
+        url: str | Sequence[str],
+        handler: Handler | None = None,
+        *,
+        queues: Sequence[Queue] | None = None,
+        mode: Mode | str | None = None,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        dead_letter_exchange: str | None = None,
+        sources: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Worker:
+        """A worker configured by the ``consumers`` entry ``consumer`` of topology files.
+
+        Its queues (in priority order) and prefetches, mode, concurrency, retry policy and
+        dead-letter exchange come from the files; any of them given here wins (``max_retries``
+        alone keeps the files' retry steps; ``sources``
+        names, e.g. ``{"mode": "--mode"}``, say where an override came from for the startup
+        log). The URL must name the consumer's vhost. Before consuming, ``start()`` checks that
+        each queue exists with the arguments the files give it, and the dead-letter exchange
+        exists; it raises :class:`TopologyMismatch` naming every one that does not.
+        Other keyword ``options`` are those of ``Worker(...)``.
+        """
+        from ._topology import consumer_settings, url_vhost
+
+        files = [paths] if isinstance(paths, str) else list(paths)
+        urls = split_urls(url)
+        overrides: dict[str, Any] = {
+            "queues": list(queues) if queues else None, "mode": mode,
+            "concurrency": concurrency, "retry": retry, "max_retries": max_retries,
+            "dead_letter_exchange": dead_letter_exchange}
+        for key, where in (sources or {}).items():
+            overrides[f"{key}_source"] = where
+        settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]),
+                                     overrides=overrides)
+        worker = cls(urls, list(settings.queues), handler, mode=settings.mode,
+                     concurrency=settings.concurrency, retry=settings.retry, **options)
+        worker.expected_topology = settings.expected
+        worker.settings_sources = dict(settings.sources)
+        return worker
+
     async def start(self) -> None:
         """Connect both links, start consuming and the HTTP server; returns when connected."""
+        if self.expected_topology is not None:
+            for setting, where in self.settings_sources.items():
+                log(logger, logging.INFO, "setting", setting=setting, source=where)
+            await asyncio.to_thread(self.expected_topology.verify, self.urls)
         if self.http_port is not None:
             from ._http import serve_http
 
@@ -571,14 +631,9 @@ class Worker:
         props = replace(d.properties, expiration=None)
         try:
             if isinstance(action, RetryLater):
-                ms = max(int(action.delay * 1000), 1)
-                name = f"{d.queue}.delay.{ms}"
-                await self.publisher.ensure_queue(name, {
-                    "x-message-ttl": ms,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": d.queue,
-                    "x-expires": ms + DELAY_QUEUE_GRACE_MS,
-                }, refresh_after=DELAY_QUEUE_REDECLARE_S)
+                name = delay_queue_name(d.queue, action.delay)
+                await self.publisher.ensure_queue(
+                    name, delay_queue_arguments(d.queue, action.delay))
                 headers[ERROR_HEADER] = action.reason
                 await self.publisher.publish("", name, d.body, properties=replace(
                     props, headers=headers), mandatory=True)
@@ -588,7 +643,7 @@ class Worker:
             else:
                 exchange, key = self._dead_letter_target(spec, d)
                 if not exchange:
-                    await self.publisher.ensure_queue(key, {})
+                    await self.publisher.ensure_queue(key, {})  # Q.dead, see worker_queues
                 headers[ERROR_HEADER] = action.error
                 headers["x-dead-letter-reason"] = action.reason
                 await self.publisher.publish(exchange, key, d.body, properties=replace(
@@ -621,7 +676,7 @@ class Worker:
     def _dead_letter_target(spec: Queue, d: Delivery) -> tuple[str, str]:
         if spec.dead_letter_exchange:
             return spec.dead_letter_exchange, spec.dead_letter_routing_key or d.routing_key
-        return "", f"{spec.name}.dead"
+        return "", dead_letter_queue_name(spec.name)
 
     def _give_back(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Of deliveries a mode change would give back, those it may requeue.

@@ -34,6 +34,9 @@ EMAIL_OBJECTS = {
     ("queue", "email.default"),
     ("queue", "email.dead"),
     ("policy", "email-dead-limits"),
+    # derived from the consumer email-sender: a retry delay queue per step and queue
+    *(("queue", f"{q}.delay.{ms}") for q in ("email.high", "email.default")
+      for ms in (1000, 5000, 30000, 300000)),
 }
 
 
@@ -134,7 +137,7 @@ def test_rendered_email_topology_applies_and_then_plans_nothing(
     assert {(c["kind"], c["name"]) for c in changes if c["kind"] != "binding"} == EMAIL_OBJECTS
     assert {c["action"] for c in changes} == {"create"}
     assert {c["vhost"] for c in changes} == {vhost}
-    assert sum(c["kind"] == "binding" for c in changes) == 3
+    assert sum(c["kind"] == "binding" for c in changes) == 4
 
     applied = _tool("apply", str(topology), broker=broker, vhost=vhost)
     assert applied.returncode == 0, applied.stdout + applied.stderr

@@ -15,6 +15,9 @@ import pytest
 
 EXAMPLE_EXCHANGES = {"email", "email-undeliverable", "email.dlx"}
 EXAMPLE_QUEUES = {"email.high", "email.default", "email.dead"}
+# Derived from the consumer email-sender: one retry delay queue per step (1, 5, 30, 300 s).
+EXAMPLE_DELAY_QUEUES = {f"{q}.delay.{ms}" for q in ("email.high", "email.default")
+                        for ms in (1000, 5000, 30000, 300000)}
 
 
 def _publish(url: str, exchange: str, routing_key: str, body: bytes) -> None:
@@ -50,7 +53,7 @@ def test_apply_example_creates_every_object_with_its_arguments(declare: Any) -> 
 
     defs = declare.definitions()
     assert {x["name"] for x in defs["exchanges"]} == EXAMPLE_EXCHANGES
-    assert {q["name"] for q in defs["queues"]} == EXAMPLE_QUEUES
+    assert {q["name"] for q in defs["queues"]} == EXAMPLE_QUEUES | EXAMPLE_DELAY_QUEUES
 
     email = declare.exchange("email")
     assert email["type"] == "topic" and email["durable"] is True
@@ -63,13 +66,17 @@ def test_apply_example_creates_every_object_with_its_arguments(declare: Any) -> 
         "x-dead-letter-exchange": "email.dlx", "x-max-priority": 5}
     dead = declare.queue("email.dead")
     assert dead["arguments"] == {"x-queue-type": "quorum"} and dead["durable"] is True
-    for name in EXAMPLE_QUEUES:
+    for name in EXAMPLE_QUEUES | EXAMPLE_DELAY_QUEUES:
         assert declare.queue(name)["durable"] is True
+    assert declare.queue_arguments("email.high.delay.30000") == {
+        "x-message-ttl": 30000, "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "email.high"}
 
     assert declare.bindings() == {
         ("email", "queue", "email.high", "email.high"),
         ("email", "queue", "email.default", "email.default"),
         ("email-undeliverable", "queue", "email.default", ""),
+        ("email.dlx", "queue", "email.dead", ""),
     }
     policy = declare.policy("email-dead-limits")
     assert policy["pattern"] == r"^email\.dead$"
@@ -116,7 +123,7 @@ def test_pending_changes_give_exit_2_only_with_detailed_exitcode(declare: Any) -
     f = declare.copy_example()
     detailed = declare("plan", f, "--vhost", declare.vhost, "--detailed-exitcode")
     assert detailed.code == 2, detailed
-    assert "10 to create" in detailed.out, detailed
+    assert "19 to create" in detailed.out, detailed
     line = declare.line_of(f, "name: email.default")
     assert f"{f}:{line}" in detailed.out, detailed  # each change points at its line
     plain = declare("plan", f, "--vhost", declare.vhost)
@@ -230,8 +237,8 @@ def test_two_concurrent_applies_both_succeed_and_agree(declare: Any) -> None:
 
     assert declare("plan", f, "--vhost", declare.vhost, "--detailed-exitcode").code == 0
     assert {x["name"] for x in concurrent["exchanges"]} == EXAMPLE_EXCHANGES
-    assert {q["name"] for q in concurrent["queues"]} == EXAMPLE_QUEUES
-    assert len(concurrent["bindings"]) == 3 and len(concurrent["policies"]) == 1
+    assert {q["name"] for q in concurrent["queues"]} == EXAMPLE_QUEUES | EXAMPLE_DELAY_QUEUES
+    assert len(concurrent["bindings"]) == 4 and len(concurrent["policies"]) == 1
 
 
 def test_several_files_are_merged(declare: Any) -> None:
@@ -342,7 +349,7 @@ def test_json_output_is_valid_and_describes_each_change(declare: Any) -> None:
     plan = declare("plan", f, "--vhost", declare.vhost, "--format", "json")
     assert plan.code == 0, plan
     doc = json.loads(plan.out)
-    assert len(doc["changes"]) == 10
+    assert len(doc["changes"]) == 19  # 10 of the file, 8 delay queues of the consumer, 1 binding
     for change in doc["changes"]:
         _check_change_shape(change)
         assert change["action"] == "create" and change["vhost"] == declare.vhost
@@ -351,11 +358,14 @@ def test_json_output_is_valid_and_describes_each_change(declare: Any) -> None:
     assert ("queue", "email.default") in kinds and ("policy", "email-dead-limits") in kinds
     default = next(c for c in doc["changes"] if c["name"] == "email.default")
     assert default["after"]["arguments"]["x-max-priority"] == 5
+    delay = next(c for c in doc["changes"] if c["name"] == "email.high.delay.1000")
+    assert delay["message"].startswith("derived: retry delay 1 s of email.high")
+    assert delay["location"] == f"{f}:{declare.line_of(f, '- name: email-sender')}"
 
     applied = declare("apply", f, "--vhost", declare.vhost, "--format", "json")
     assert applied.code == 0, applied
     applied_doc = json.loads(applied.out)
-    assert applied_doc["applied"] is True and len(applied_doc["changes"]) == 10
+    assert applied_doc["applied"] is True and len(applied_doc["changes"]) == 19
 
     declare.edit(f, "max-length: 100000", "max-length: 7")
     declare.edit(f, "max_priority: 5 ", "max_priority: 9 ")

@@ -30,7 +30,11 @@ def test_example_topology_loads_with_aliases_resolved() -> None:
         ("email", "email.high", "email.high"),
         ("email", "email.default", "email.default"),
         ("email-undeliverable", "email.default", ""),
+        ("email.dlx", "email.dead", ""),
     }
+    (consumer,) = t.consumers
+    assert [(q.queue, q.prefetch) for q in consumer.queues] == [("email.high", 10),
+                                                                ("email.default", 2)]
 
 
 def test_every_object_keeps_its_line() -> None:

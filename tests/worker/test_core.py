@@ -140,8 +140,31 @@ def test_return_acks() -> None:
 
 
 def test_retry_goes_to_a_delay_queue_with_its_delay() -> None:
-    """Retry(delay) is a delayed retry, recorded as one more attempt, never capped."""
-    assert decide(Retry(7), 5, POLICY) == RetryLater(7.0, 6, "retry requested")
+    """Retry(delay) is a delayed retry, recorded as one more attempt, past max_retries too,
+    its delay rounded up to the nearest step of the policy (1, 2, 4, ... 32, 60 here), capped
+    at the largest."""
+    assert decide(Retry(7), 5, POLICY) == RetryLater(8.0, 6, "retry requested")
+    assert decide(Retry(8), 0, POLICY) == RetryLater(8.0, 1, "retry requested")
+    assert decide(Retry(45), 0, POLICY).delay == 60.0  # type: ignore[union-attr]
+    assert decide(Retry(3600), 0, POLICY).delay == 60.0  # type: ignore[union-attr]
+    explicit = RetryPolicy(max_retries=5, delays=(1, 5, 30, 300))
+    assert decide(Retry(6), 0, explicit).delay == 30.0  # type: ignore[union-attr]
+
+
+def test_failures_wait_the_steps_in_turn_and_the_last_repeats() -> None:
+    """The n-th failure waits the n-th step; with explicit delays the last one repeats."""
+    explicit = RetryPolicy(max_retries=6, delays=(1, 5, 30))
+    waits = [decide(ValueError("x"), n, explicit).delay for n in range(6)]  # type: ignore[union-attr]
+    assert waits == [1.0, 5.0, 30.0, 30.0, 30.0, 30.0]
+    assert [decide(ValueError("x"), n, POLICY).delay for n in range(2)] == [1.0, 2.0]  # type: ignore[union-attr]
+
+
+def test_retry_policy_refuses_delays_out_of_order() -> None:
+    """Steps must be positive and ascending (the n-th failure waits the n-th)."""
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(delays=(5, 1))
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(delays=(0, 1))
 
 
 def test_reject_dead_letters_at_once() -> None:

@@ -8,8 +8,8 @@
 #
 # Every email goes to the topic exchange `email`; a routing key without a
 # queue of its own goes to the alternate exchange `email-undeliverable`, whose
-# only queue is `email.default`. Workers consume `email.high` with prefetch 10
-# and `email.default` with prefetch 2.
+# only queue is `email.default`. The consumer `email-sender` (priority_worker)
+# reads `email.high` with prefetch 10 and `email.default` with prefetch 2.
 #
 node.default['declare_amqp']['topologies']['email'] = {
   'vhost' => '/',
@@ -41,7 +41,7 @@ node.default['declare_amqp']['topologies']['email'] = {
         ],
       },
       # Messages a worker rejected or gave up on, with the error in a header.
-      { 'name' => 'email.dead', 'type' => 'quorum' },
+      { 'name' => 'email.dead', 'type' => 'quorum', 'bindings' => [{ 'exchange' => 'email.dlx' }] },
     ],
     'policies' => [
       # Limits operators may change later live in a policy, not in (immutable) queue arguments.
@@ -51,6 +51,22 @@ node.default['declare_amqp']['topologies']['email'] = {
         'apply_to' => 'queues',
         'definition' => { 'max-length' => 100_000, 'overflow' => 'reject-publish' },
         'priority' => 1,
+      },
+    ],
+    # The application that consumes these queues, in the same role: declare-amqp derives its
+    # retry delay queues, and `priority-worker run ... --topology /etc/declare-amqp/email.yml
+    # --consumer email-sender` takes its queues, prefetches and retries from here.
+    'consumers' => [
+      {
+        'name' => 'email-sender',
+        'queues' => [
+          { 'queue' => 'email.high', 'prefetch' => 10 },
+          { 'queue' => 'email.default', 'prefetch' => 2 },
+        ],
+        'mode' => 'weighted',
+        'concurrency' => 4,
+        'retry' => { 'max_retries' => 5, 'delays' => [1, 5, 30, 300] },
+        'dead_letter_exchange' => 'email.dlx',
       },
     ],
   },

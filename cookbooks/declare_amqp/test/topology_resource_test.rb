@@ -40,6 +40,8 @@ class TopologyResourceTest < Minitest::Test
       - exchange: email-undeliverable
     - name: email.dead
       type: quorum
+      bindings:
+      - exchange: email.dlx
     policies:
     - name: email-dead-limits
       pattern: "^email\\.dead$"
@@ -48,6 +50,23 @@ class TopologyResourceTest < Minitest::Test
         max-length: 100000
         overflow: reject-publish
       priority: 1
+    consumers:
+    - name: email-sender
+      queues:
+      - queue: email.high
+        prefetch: 10
+      - queue: email.default
+        prefetch: 2
+      mode: weighted
+      concurrency: 4
+      retry:
+        max_retries: 5
+        delays:
+        - 1
+        - 5
+        - 30
+        - 300
+      dead_letter_exchange: email.dlx
   YAML
   PLAN_OUTPUT = "vhost /\n  + create exchange email (topic)\n  + create queue email.high\n" \
                 "Plan: 2 to create, 0 to update, 0 to delete.\n"
