@@ -48,7 +48,8 @@ say "declare-amqp plan --prune while the greylisted emails wait in their retry d
 import sys, pika
 ch = pika.BlockingConnection(pika.URLParameters(sys.argv[1])).channel()
 n = ch.queue_declare("email.high.delay.30000", passive=True).method.message_count
-print(f"email.high.delay.30000 holds {n} greylisted email(s), retried within 30 s; prune kept it")
+print(f"email.high.delay.30000 holds {n} greylisted email(s), retried within 30 s; "
+      "declare-amqp derived it from the consumer, prune leaves it")
 PY
 
 say "left in the queues (cleaned up now):"
