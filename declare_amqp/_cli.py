@@ -130,7 +130,9 @@ class _Cli:
         self.out.print(
             f"[green]valid[/]: {len(self.files())} file(s), {len(topology.vhost_names())} "
             f"vhost(s), {len(topology.exchanges)} exchanges, {len(topology.queues)} queues, "
-            f"{len(topology.bindings)} bindings, {len(topology.policies)} policies"
+            f"{len(topology.bindings)} bindings, {len(topology.policies)} policies, "
+            f"{len(topology.consumers)} consumers ({sum(1 for q in topology.queues if q.origin)} "
+            "queues derived from them)"
         )
         # Without a broker, references outside the files can only be listed, not checked.
         known = Topology(vhosts=tuple(VhostSpec(v) for v in topology.vhost_names()))
