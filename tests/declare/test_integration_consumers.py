@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+from broker_support import fill, ready_count
 
 from priority_worker import Message, Queue, Retry, RetryPolicy, Worker
 
@@ -52,31 +53,33 @@ async def ok(message):
 """
 
 
-def publish(url: str, queue: str, ids: list[str]) -> None:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        for mid in ids:
-            ch.basic_publish("", queue, mid.encode(),
-                             pika.BasicProperties(message_id=mid, delivery_mode=2))
-    finally:
-        conn.close()
-
-
-def ready(url: str, queue: str) -> int:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        conn.close()
-
-
 async def until(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+def retry_one_message(url: str) -> None:
+    """A worker with the consumer's steps (1, 2 s) retries one message once after 1 s."""
+    back: list[str] = []
+
+    async def handler(message: Message) -> None:
+        if message.attempts == 0:
+            raise Retry(delay=1)
+        back.append(str(message.message_id))
+
+    async def scenario() -> None:
+        worker = Worker(url, [Queue("high", 10), Queue("low", 2)], handler,
+                        retry=RetryPolicy(max_retries=3, delays=(1, 2)))
+        await worker.start()
+        try:
+            await asyncio.to_thread(fill, url, "high", ["a"])
+            await until(lambda: back == ["a"], 20, "the retried message")
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
 
 
 def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) -> None:
@@ -99,10 +102,10 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
         worker = Worker.from_topology(str(declare.workdir / f), "app", url, handler)
         await worker.start()
         try:
-            await asyncio.to_thread(publish, url, "high", ids)
+            await asyncio.to_thread(fill, url, "high", ids)
             await until(lambda: worker.metrics.retries.labels("high")._value.get() == 5, 20,
                         "5 retries scheduled")
-            assert await asyncio.to_thread(ready, url, "high.delay.2000") == 5
+            assert await asyncio.to_thread(ready_count, url, "high.delay.2000") == 5
             pruned = await asyncio.to_thread(declare, "apply", "--prune", f)
             assert pruned.code == 0, pruned
             assert "refused" not in pruned.text and "- queue" not in pruned.out, pruned
@@ -121,26 +124,8 @@ def test_delay_queues_from_the_file_and_from_the_worker_agree_file_first(
     'other arguments' warning) and the plan stays a no-op."""
     f = declare.write("topology.yml", TOPOLOGY)
     assert declare("apply", f).code == 0
-    url = declare.broker.url_for(declare.vhost)
-    back: list[str] = []
-
-    async def handler(message: Message) -> None:
-        if message.attempts == 0:
-            raise Retry(delay=1)
-        back.append(str(message.message_id))
-
-    async def scenario() -> None:
-        worker = Worker(url, [Queue("high", 10), Queue("low", 2)], handler,
-                        retry=RetryPolicy(max_retries=3, delays=(1, 2)))
-        await worker.start()
-        try:
-            await asyncio.to_thread(publish, url, "high", ["a"])
-            await until(lambda: back == ["a"], 20, "the retried message")
-        finally:
-            await worker.stop()
-
     caplog.set_level("INFO")
-    asyncio.run(scenario())
+    retry_one_message(declare.broker.url_for(declare.vhost))
     assert "queue_exists_with_other_arguments" not in caplog.text
     again = declare("plan", "--prune", "--detailed-exitcode", f)
     assert again.code == 0 and "No changes" in again.out, again
@@ -152,25 +137,7 @@ def test_delay_queues_from_the_worker_and_from_the_file_agree_worker_first(
     the section finds that queue identical (no conflict, not created again)."""
     plain = declare.write("plain.yml", "queues:\n  - name: high\n  - name: low\n")
     assert declare("apply", plain).code == 0
-    url = declare.broker.url_for(declare.vhost)
-    back: list[str] = []
-
-    async def handler(message: Message) -> None:
-        if message.attempts == 0:
-            raise Retry(delay=1)
-        back.append(str(message.message_id))
-
-    async def scenario() -> None:
-        worker = Worker(url, [Queue("high", 10), Queue("low", 2)], handler,
-                        retry=RetryPolicy(max_retries=3, delays=(1, 2)))
-        await worker.start()
-        try:
-            await asyncio.to_thread(publish, url, "high", ["a"])
-            await until(lambda: back == ["a"], 20, "the retried message")
-        finally:
-            await worker.stop()
-
-    asyncio.run(scenario())
+    retry_one_message(declare.broker.url_for(declare.vhost))
     assert "high.delay.1000" in declare.names("queues")
     f = declare.write("topology.yml", TOPOLOGY)
     planned = declare("plan", f)
@@ -214,12 +181,12 @@ def test_worker_from_the_topology_exits_1_naming_a_missing_or_different_queue(
     conn = pika.BlockingConnection(pika.URLParameters(declare.broker.url_for(declare.vhost)))
     conn.channel().queue_declare("low", durable=True, arguments={"x-max-priority": 3})
     conn.close()
-    publish(declare.broker.url_for(declare.vhost), "high", ["kept"])
+    fill(declare.broker.url_for(declare.vhost), "high", ["kept"])
     result = _run_worker(declare, "--topology", f, "--consumer", "app", seconds=30)
     assert result.returncode == 1, result
     assert "queue 'low' exists with other settings" in result.stderr, result.stderr
     assert "x-max-priority" in result.stderr
-    assert ready(declare.broker.url_for(declare.vhost), "high") == 1  # never consumed
+    assert ready_count(declare.broker.url_for(declare.vhost), "high") == 1  # never consumed
 
 
 def test_flags_override_the_file_and_the_startup_log_says_where(declare: Any) -> None:
@@ -276,7 +243,7 @@ def test_prune_keeps_queues_the_worker_made_without_a_consumers_section(declare:
     ch.queue_declare("work.dead", durable=True)
     ch.queue_declare("stray", durable=True)
     conn.close()
-    publish(url, "work.delay.30000", ["waiting"])
+    fill(url, "work.delay.30000", ["waiting"])
     planned = declare("plan", "--prune", f)
     assert planned.code == 0, planned
     assert "kept: made by priority_worker for work" in planned.out, planned

@@ -92,38 +92,6 @@ def test_broker_delivery_limit_counts_requeues_on_4_0(broker: Any, vhost_url: st
     assert ready_count(vhost_url, "limited") == 0
 
 
-def test_consumer_comes_back_as_soon_as_its_deleted_queue_exists_again(
-        vhost_url: str, queues2: object) -> None:
-    """The broker cancels the consumer of a deleted queue; 8 s later (when a reconnect
-    backoff would have grown to seconds) the queue is declared again and its messages are
-    handled within 3 s."""
-    rec = Recorder()
-
-    def delete_low() -> None:
-        conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
-        conn.channel().queue_delete("low")
-        conn.close()
-
-    async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)  # default backoff
-        await worker.start()
-        try:
-            await wait_for(lambda: worker.ready, 10, "ready")
-            await asyncio.to_thread(delete_low)
-            await wait_for(lambda: not worker.ready, 10, "not ready without low")
-            await asyncio.sleep(8)
-            await asyncio.to_thread(declare_queues, vhost_url, "low")
-            await asyncio.to_thread(fill, vhost_url, "low", ids("l", 3))
-            back = time.monotonic()
-            await wait_for(lambda: rec.ids("low") == set(ids("l", 3)), 10, "low back")
-            assert time.monotonic() - back < 3.0, time.monotonic() - back
-            await wait_for(lambda: worker.ready, 5, "ready again")
-        finally:
-            await worker.stop()
-
-    run(scenario())
-
-
 def test_worker_never_uses_global_qos(broker: Any, vhost: str, vhost_url: str,
                                       queues2: object) -> None:
     """Each consumer has its own prefetch (10 and 2) and no channel of the worker has a

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
-from broker_support import declare_durable_queues
+from broker_support import declare_durable_queues, fill, ready_count
+
+__all__ = ["fill", "ready_count"]  # shared with the other suites (broker_support)
 
 from priority_worker import Message
 
@@ -24,22 +26,6 @@ from priority_worker import Message
 def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
     """Declare durable queues (bound to the default exchange only)."""
     declare_durable_queues(url, names, arguments)
-
-
-def fill(url: str, queue: str, ids: list[str], *, content_type: str = "text/plain",
-         body: Callable[[str], bytes] | None = None, headers: dict[str, Any] | None = None
-         ) -> None:
-    """Publish one persistent message per id to ``queue`` (message_id = id), with confirms."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        for mid in ids:
-            ch.basic_publish("", queue, body(mid) if body else mid.encode(),
-                             pika.BasicProperties(message_id=mid, delivery_mode=2,
-                                                  content_type=content_type, headers=headers))
-    finally:
-        conn.close()
 
 
 def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
@@ -53,15 +39,6 @@ def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
             if method is None:
                 return out
             out.append((props, body))
-    finally:
-        conn.close()
-
-
-def ready_count(url: str, queue: str) -> int:
-    """Messages ready in ``queue`` (passive declare)."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         conn.close()
 
