@@ -31,6 +31,7 @@ from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._publisher import Publisher
+from ._scheduling import ShareWindow, dispatch_weights
 
 logger = logging.getLogger("priority_worker.worker")
 
@@ -56,6 +57,7 @@ class _QueueState:
     m_dropped: Any = field(default=None, repr=False)
     m_handler_seconds: Any = field(default=None, repr=False)
     m_handler_errors: Any = field(default=None, repr=False)
+    m_held_seconds: Any = field(default=None, repr=False)
 
 
 class Worker:
@@ -76,7 +78,8 @@ class Worker:
     (default: the broker's). ``resend_unconfirmed`` / ``confirm_timeout``: of the worker's own
     :class:`Publisher` (``worker.publisher``, also ``message.publisher``), which republishes
     retries and dead letters; re-sending is on by default there, duplicates being harmless.
-    ``worker.metrics`` holds the Prometheus metrics.
+    ``worker.metrics`` holds the Prometheus metrics; ``share_window``: how many of the latest
+    handler starts the ``priority_worker_share`` gauge counts.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Worker:
         reconnect_max_delay: float = 30.0,
         heartbeat: int | None = None,
         name: str = "priority-worker",
+        share_window: int = 1000,
     ) -> None:
         self.urls = split_urls(url)
         if not queues:
@@ -128,9 +132,17 @@ class Worker:
             reconnect_max_delay=reconnect_max_delay)
         self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
         self._by_name = {s.spec.name: s for s in self._states}
-        self._dispatcher: Dispatcher[Delivery] = Dispatcher(
-            names, self.concurrency, by_priority=self.mode is Mode.STRICT)
         m = self.metrics
+        self._share = ShareWindow(names, share_window)
+        self._dispatcher: Dispatcher[Delivery] = Dispatcher(
+            names, self.concurrency, by_priority=self.mode is Mode.STRICT,
+            weights=dispatch_weights(self.mode, [(q.name, q.prefetch) for q in queues]),
+            on_start=self._started)
+        for q in queues:
+            m.prefetch_configured.labels(q.name).set(q.prefetch)
+            m.share.labels(q.name).set_function(functools.partial(self._share.share, q.name))
+            if self.mode is not Mode.STRICT:
+                m.share_target.labels(q.name).set(q.prefetch / total)
         for s in self._states:
             name = s.spec.name
             s.handler = s.spec.handler or handler
@@ -140,6 +152,7 @@ class Worker:
             s.m_dropped = m.dropped.labels(name)
             s.m_handler_seconds = m.handler_seconds.labels(name)
             s.m_handler_errors = m.handler_errors.labels(name)
+            s.m_held_seconds = m.held_seconds.labels(name)
             # Read at scrape time rather than set on every delivery and settle.
             m.in_flight.labels(name).set_function(
                 functools.partial(self._dispatcher.in_flight, name))
@@ -418,6 +431,10 @@ class Worker:
             self._replan()
         self._dispatcher.add(d.queue, d)
         self._pump()
+
+    def _started(self, queue: str, held: float) -> None:
+        self._by_name[queue].m_held_seconds.observe(held)
+        self._share.started(queue)
 
     def _pump(self) -> None:
         """Have a runner start what can be started (a runner already woken will do it)."""
