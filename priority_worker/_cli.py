@@ -8,12 +8,11 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import atexit
+import functools
 import importlib
 import logging
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -22,6 +21,7 @@ from . import _log
 from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
+from ._supervisor import Supervisor, exit_after_run
 from ._worker import Worker
 
 
@@ -45,11 +45,25 @@ def load_handler(ref: str) -> Any:
     return obj
 
 
+HANDLER_HELP = """\
+handlers:
+  An `async def` handler runs on the event loop, together with every other handler, the
+  broker connection's heartbeats and the /healthz server. One that blocks (CPU work,
+  time.sleep, a blocking client library) stalls all of them for as long as it blocks, so
+  health checks time out and the broker may drop the connection: that is a bug in the
+  handler. Write blocking work as a plain `def` handler: it runs in a thread pool of
+  --concurrency threads and the loop stays free. The worker logs `loop_blocked` with the
+  handler's name when an async handler held the loop longer than a threshold.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``priority-worker``."""
     parser = argparse.ArgumentParser(prog="priority-worker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="consume queues with a handler until SIGTERM/SIGINT")
+    run = sub.add_parser(
+        "run", help="consume queues with a handler until SIGTERM/SIGINT",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HANDLER_HELP)
     run.add_argument("handler", metavar="MODULE:CALLABLE")
     run.add_argument("--url", action="append", default=None,
                      help="broker URL; several comma-separated or repeated for failover "
@@ -73,7 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds SIGTERM waits for running handlers (default 30)")
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
+    run.add_argument("--processes", type=int, default=1,
+                     help="run N worker processes under one supervisor (restarts, SIGTERM "
+                          "forwarded, one /healthz /readyz /metrics with a process label)")
     return parser
+
+
+def make_worker(args: argparse.Namespace, urls: list[str]) -> Worker:
+    """The worker the parsed ``run`` arguments describe (imports the handler)."""
+    handler = load_handler(args.handler)
+    queues = [Queue.parse(spec) for spec in args.queues]
+    if args.dead_letter_exchange:
+        queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
+    return Worker(
+        urls, queues, handler, mode=args.mode, concurrency=args.concurrency,
+        retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
+        http_port=args.http_port, http_host=args.http_host,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+def child_worker(args: argparse.Namespace, urls: list[str], secrets: set[str],
+                 level: int) -> Worker:
+    """The worker of one ``--processes`` child, with the CLI's JSON logging."""
+    _log.configure(level, secrets)
+    return make_worker(args, urls)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,28 +125,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         urls = split_urls(urls_arg)
         secrets = url_secrets(urls)
-        handler = load_handler(args.handler)
-        queues = [Queue.parse(spec) for spec in args.queues]
-        if args.dead_letter_exchange:
-            queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
-        worker = Worker(
-            urls, queues, handler, mode=args.mode, concurrency=args.concurrency,
-            retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
-            http_port=args.http_port, http_host=args.http_host,
-            shutdown_timeout=args.shutdown_timeout,
-        )
+        if args.processes < 1:
+            raise PriorityWorkerError("--processes must be >= 1")
+        worker = make_worker(args, urls)  # in the supervisor too: bad arguments exit 2 here
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
-    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
+    level = getattr(logging, args.log_level.upper(), logging.INFO)
+    _log.configure(level, secrets)
+    if args.processes > 1:
+        supervisor = Supervisor(
+            functools.partial(child_worker, args, urls, secrets, level), args.processes,
+            http_port=args.http_port, http_host=args.http_host,
+            shutdown_timeout=args.shutdown_timeout + 15)
+        return supervisor.run()
     worker.run()
-    if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
-        # A sync handler outlived the shutdown timeout; its message was not acked and the broker
-        # has requeued it. The interpreter would join that thread forever: exit without it.
-        atexit._run_exitfuncs()
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
+    exit_after_run()
     return 0
 
 
