@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds SIGTERM waits for running handlers (default 30)")
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
+    run.add_argument("--blocked-loop-warning", type=float, default=0.1, metavar="SECONDS",
+                     help="log loop_blocked (with the handler's name) when an async handler "
+                          "holds the event loop longer than this (0: off; default 0.1)")
     run.add_argument("--processes", type=int, default=1,
                      help="run N worker processes under one supervisor (restarts, SIGTERM "
                           "forwarded, one /healthz /readyz /metrics with a process label)")
@@ -104,6 +107,7 @@ def make_worker(args: argparse.Namespace, urls: list[str]) -> Worker:
         retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
         http_port=args.http_port, http_host=args.http_host,
         shutdown_timeout=args.shutdown_timeout,
+        blocked_loop_warning=args.blocked_loop_warning or None,
     )
 
 

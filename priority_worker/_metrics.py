@@ -79,6 +79,10 @@ class Metrics:
             f"{PREFIX}_share_target",
             "The share this queue gets under backlog on every queue (prefetch / sum; strict: "
             "not set)", ["queue"], registry=r)
+        self.loop_blocked = Counter(
+            f"{PREFIX}_loop_blocked",
+            "Times an async handler held the event loop longer than the warning threshold",
+            ["handler"], registry=r)
         self.reconnects = Counter(f"{PREFIX}_reconnects", "Connections re-opened after a loss",
                                   ["connection"], registry=r)
         self.published = Counter(f"{PREFIX}_published", "Messages confirmed by the broker",

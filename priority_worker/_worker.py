@@ -32,6 +32,7 @@ from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._publisher import Publisher
 from ._scheduling import ShareWindow, dispatch_weights
+from ._watchdog import LoopWatchdog
 
 logger = logging.getLogger("priority_worker.worker")
 
@@ -79,7 +80,9 @@ class Worker:
     :class:`Publisher` (``worker.publisher``, also ``message.publisher``), which republishes
     retries and dead letters; re-sending is on by default there, duplicates being harmless.
     ``worker.metrics`` holds the Prometheus metrics; ``share_window``: how many of the latest
-    handler starts the ``priority_worker_share`` gauge counts.
+    handler starts the ``priority_worker_share`` gauge counts. ``blocked_loop_warning``: log
+    ``loop_blocked`` with the handler's name when an async handler holds the event loop longer
+    than this many seconds (None: off).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Worker:
         heartbeat: int | None = None,
         name: str = "priority-worker",
         share_window: int = 1000,
+        blocked_loop_warning: float | None = 0.1,
     ) -> None:
         self.urls = split_urls(url)
         if not queues:
@@ -174,6 +178,8 @@ class Worker:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._http: Any = None
+        self.blocked_loop_warning = blocked_loop_warning
+        self._watchdog: LoopWatchdog | None = None
 
     # --- public state --------------------------------------------------------------------------
 
@@ -235,6 +241,11 @@ class Worker:
             from ._http import serve_http
 
             self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
+        if self.blocked_loop_warning:
+            self._watchdog = LoopWatchdog(
+                self.blocked_loop_warning, [s.handler for s in self._states],
+                on_blocked=lambda name, _s: self.metrics.loop_blocked.labels(name).inc())
+            self._watchdog.start()
         log(logger, logging.INFO, "starting", mode=self.mode.value,
             queues=",".join(f"{q.name}={q.prefetch}" for q in self.queues),
             concurrency=self.concurrency)
@@ -276,6 +287,8 @@ class Worker:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             self._http.stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         log(logger, logging.INFO, "stopped")
 
     # --- connection and channels ---------------------------------------------------------------
