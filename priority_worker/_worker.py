@@ -38,6 +38,7 @@ logger = logging.getLogger("priority_worker.worker")
 
 DELAY_QUEUE_GRACE_MS = 120_000  # a delay queue outlives its TTL by this long when unused
 DELAY_QUEUE_REDECLARE_S = 60.0  # redeclare (which resets x-expires) at least this often
+RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 
 @dataclass(eq=False)
@@ -471,12 +472,18 @@ class Worker:
 
         Before running a handler, another runner is woken if more work can start, so a
         handler that waits never holds up the others; a handler that does not wait (no I/O)
-        costs no task and no loop turn of its own.
+        costs no task and no loop turn of its own, but after RUNNER_TURN_S of such handlers
+        in a row the runner yields once, so acks, deliveries, heartbeats and /healthz get a
+        turn (without it a backlog of non-waiting handlers held the loop until it ran dry).
         """
         dispatcher = self._dispatcher
         loop = asyncio.get_running_loop()
         self._waking -= 1
+        turn = loop.time()
         while not self._stopping:  # stop() requeues what was not started
+            if loop.time() - turn > RUNNER_TURN_S:
+                await asyncio.sleep(0)
+                turn = loop.time()
             taken = dispatcher.take_one()
             if taken is None:
                 waiter: asyncio.Future[None] = loop.create_future()
