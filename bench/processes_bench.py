@@ -98,31 +98,41 @@ def ratio(c: Counter[str]) -> float:
     return c["high"] / c["low"] if c["low"] else float("inf")
 
 
-def render(cfg: argparse.Namespace, env: dict[str, str], results: list[dict]) -> str:
-    base = results[0]["rate"] if results else 0.0
+def render(cfg: argparse.Namespace, env: dict[str, str], runs: list[list[dict]]) -> str:
+    """``runs``: one list per repetition, one result per process count, side by side."""
     rows = []
-    for r in results:
-        shares = [f"{ratio(c):.2f}" for c in r["per_pid"].values()]
-        ok_share = all(abs(ratio(c) / 5 - 1) <= SHARE_TOLERANCE
-                       for c in [r["whole"], *r["per_pid"].values()])
-        speedup = r["rate"] / base if base else float("nan")
-        goal = "-" if r["processes"] == 1 else common.verdict(speedup >= TARGET and ok_share)
-        rows.append([r["processes"], round(r["rate"]), f"{speedup:.2f}",
-                     f"{ratio(r['whole']):.2f}", ", ".join(shares),
-                     "yes" if r["left"] else "NO (drained)", goal])
+    counts = [r["processes"] for r in runs[0]]
+    for i, n in enumerate(counts):
+        rates = [rep[i]["rate"] for rep in runs]
+        bases = [rep[0]["rate"] for rep in runs]
+        ratios = [a / b for a, b in zip(rates, bases, strict=True) if b]
+        whole = [ratio(rep[i]["whole"]) for rep in runs]
+        per = [ratio(c) for rep in runs for c in rep[i]["per_pid"].values()]
+        ok_share = all(abs(x / 5 - 1) <= SHARE_TOLERANCE for x in whole + per)
+        speedup = common.median(ratios)
+        goal = "-" if i == 0 else common.verdict(speedup >= TARGET and ok_share)
+        rows.append([n, round(common.median(rates)),
+                     common.paired_ratio(rates, bases),
+                     ", ".join(f"{x:.2f}" for x in whole), ", ".join(f"{x:.2f}" for x in per),
+                     "yes" if all(rep[i]["left"] for rep in runs) else "NO (drained)",
+                     f"{min(rep[i]['load'] for rep in runs):.1f}-"
+                     f"{max(rep[i]['load'] for rep in runs):.1f}", goal])
     return "\n".join([
         "# --processes N with a CPU-bound handler (issue 13)",
         "",
         f"- {env['date']}; {env['broker']}; {env['machine']}; load {env['load']}",
         f"- handler: a plain function, ~2 ms of pure-Python CPU per message; prefetch high=10 "
         f"low=2, default concurrency (12 threads per process); {cfg.high} high + {cfg.low} low "
-        f"waiting; rate over {cfg.seconds} s after {cfg.warmup} s of warm-up",
+        f"waiting; rate over {cfg.seconds} s after {cfg.warmup} s of warm-up; "
+        f"{cfg.repetitions} repetitions, the counts alternating; median (min-max) of the "
+        "ratio paired within a repetition",
         f"- goal: 2 processes >= {TARGET} x one process; each process's and the whole's "
         "high:low within 10% of 5",
         f"- command: `{' '.join(cfg.argv)}`",
         "",
-        common.markdown_table(["processes", "msg/s", "x one process", "share high/low (all)",
-                               "share per process", "backlog left", "goal"], rows),
+        common.markdown_table(["processes", "msg/s (median)", "x one process",
+                               "share high/low (all, per run)", "share per process",
+                               "backlog left", "1-min load", "goal"], rows),
         "",
     ])
 
@@ -135,11 +145,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--low", type=int, default=3000)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--quick", action="store_true", help="3 s windows, smaller backlog")
+    p.add_argument("--repetitions", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="3 s windows, smaller backlog, 1 run")
     p.add_argument("--output", default=None, help="result file ('-': none)")
     args = p.parse_args(argv)
     if args.quick:
         args.high, args.low, args.seconds, args.warmup = 6000, 1500, 3.0, 1.0
+        args.repetitions = 1
     args.argv = ["python", "bench/processes_bench.py",
                  *(argv if argv is not None else sys.argv[1:])]
     return args
@@ -150,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg.broker = common.broker_from(cfg)
     mgmt = common.Management(cfg.broker)
     env = common.environment(mgmt)
-    results = []
-    for n in [int(x) for x in cfg.processes.split(",")]:
-        r = measure(cfg, mgmt, n)
-        print(f"processes={n}: {r['rate']:.0f} msg/s, share {ratio(r['whole']):.2f}", flush=True)
-        results.append(r)
-    text = render(cfg, env, results)
+    runs = []
+    counts = [int(x) for x in cfg.processes.split(",")]
+    for rep in range(cfg.repetitions):
+        results = []
+        for n in counts if rep % 2 == 0 else counts[::-1]:
+            r = measure(cfg, mgmt, n)
+            print(f"run {rep + 1}, processes={n}: {r['rate']:.0f} msg/s, share "
+                  f"{ratio(r['whole']):.2f}", flush=True)
+            results.append(r)
+        runs.append(sorted(results, key=lambda r: counts.index(r["processes"])))
+    text = render(cfg, env, runs)
     print(text)
     if cfg.output != "-":
         name = cfg.output or ("processes-quick" if cfg.quick else "processes")
