@@ -207,17 +207,19 @@ def scenario(cfg: argparse.Namespace, mgmt: common.Management, peer: str, mode: 
              concurrency: int | None, phase: str) -> Result:
     """``phase`` "latency": low backlog + a high stream; "share": both queues backlogged."""
     label = str(concurrency) if concurrency else (
-        f"default ({sum(PREFETCH.values())})" if peer == "priority_worker"
+        f"default ({sum(PREFETCH.values())})" if peer != "celery"
         else f"default ({os.cpu_count()})")
     result = Result(peer, mode, label)
     with common.scratch_vhost(mgmt, f"latency-{phase}") as vhost, \
             tempfile.TemporaryDirectory() as tmp:
         url = cfg.broker.amqp_url(vhost)
         out = Path(tmp) / "records.txt"
+        path = [str(BENCH_DIR), str(common.REPO_ROOT)]
+        if peer == "baseline":  # an older priority_worker, for a before/after in one run
+            path.insert(0, cfg.baseline)
         env = {**os.environ, "BENCH_LATENCY_OUT": str(out), "BENCH_AMQP_URL": url,
-               "BENCH_HANDLER_S": str(cfg.handler_ms / 1000),
-               "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}"}
-        pub: Any = PikaPublisher(url) if peer == "priority_worker" else CeleryPublisher(url)
+               "BENCH_HANDLER_S": str(cfg.handler_ms / 1000), "PYTHONPATH": os.pathsep.join(path)}
+        pub: Any = CeleryPublisher(url) if peer == "celery" else PikaPublisher(url)
         try:
             pub.declare()
             backlog = {"high": 0, "low": cfg.low_backlog} if phase == "latency" else {
@@ -225,7 +227,7 @@ def scenario(cfg: argparse.Namespace, mgmt: common.Management, peer: str, mode: 
             for queue, n in backlog.items():
                 for _ in range(n):
                     pub.publish(queue)
-            if peer == "priority_worker":
+            if peer != "celery":
                 port = free_port()
                 proc = start_ours(url, mode, concurrency, env, port)
                 wait_ours_ready(port, proc, 30)
@@ -329,6 +331,8 @@ def render(cfg: argparse.Namespace, env: dict[str, str], latency: list[Result],
         f"- goal (weighted): p50 <= {h} ms, p99 <= {1.5 * h:g} ms, share within 10% of 5:1",
         "- Celery: task_acks_late, worker_prefetch_multiplier=1, `-Q high,low`; its default "
         "concurrency is the number of CPUs",
+        *([f"- baseline: the priority_worker package from `{cfg.baseline}` (arrival-order "
+           "dispatch), same settings"] if cfg.baseline else []),
         f"- command: `{' '.join(cfg.argv)}`",
         "",
         common.markdown_table(header, rows),
@@ -353,6 +357,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--share-low", type=int, default=1000)
     p.add_argument("--share-count", type=int, default=600)
     p.add_argument("--no-share", action="store_true", help="skip the share runs")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="also run the priority_worker package found in DIR (e.g. from "
+                        "`git archive REV priority_worker | tar -x -C DIR`) as peer 'baseline'")
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--quick", action="store_true",
                    help="30 high messages, concurrency 1 only, 120 for the share")
@@ -370,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     mgmt = common.Management(cfg.broker)
     env = common.environment(mgmt)
     peers = cfg.peers.split(",")
+    if cfg.baseline and "baseline" not in peers:
+        peers.insert(1, "baseline")
     if "celery" in peers:
         try:
             import celery  # noqa: F401
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     share: dict[tuple[str, str, str], Result] = {}
     for conc in concs:
         for peer in peers:
-            for mode in cfg.modes.split(",") if peer == "priority_worker" else ["-"]:
+            for mode in cfg.modes.split(",") if peer != "celery" else ["-"]:
                 r = scenario(cfg, mgmt, peer, mode, conc, "latency")
                 latency.append(r)
                 print(f"{peer} {mode} c={r.concurrency}: p50 "
