@@ -46,6 +46,18 @@ def fill(url: str, counts: dict[str, int]) -> None:
         conn.close()
 
 
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def read(path: Path) -> list[tuple[str, int, float]]:
     out = []
     if path.exists():
@@ -74,11 +86,12 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) ->
         try:
             wait_ours_ready(port, proc, 60)
             time.sleep(cfg.warmup)
+            pids = {pid for _, pid, _ in read(out)}
             t0 = time.monotonic()
-            cpu0 = os.times()
+            cpu0 = cpu_seconds(pids)
             time.sleep(cfg.seconds)
             t1 = time.monotonic()
-            cpu1 = os.times()
+            cpu1 = cpu_seconds(pids)
         finally:
             stop(proc)
         records = read(out)
@@ -89,8 +102,7 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) ->
         load = os.getloadavg()[0]
         return {"processes": processes, "rate": len(window) / (t1 - t0),
                 "whole": Counter(q for q, _, _ in window), "per_pid": dict(per_pid),
-                "children_cpu": (cpu1.children_user + cpu1.children_system)
-                - (cpu0.children_user + cpu0.children_system), "load": load,
+                "cores": (cpu1 - cpu0) / (t1 - t0), "load": load,
                 "left": len(records) < cfg.high + cfg.low}
 
 
@@ -115,6 +127,9 @@ def render(cfg: argparse.Namespace, env: dict[str, str], runs: list[list[dict]])
                      common.paired_ratio(rates, bases),
                      ", ".join(f"{x:.2f}" for x in whole), ", ".join(f"{x:.2f}" for x in per),
                      "yes" if all(rep[i]["left"] for rep in runs) else "NO (drained)",
+                     ", ".join(f"{rep[i]['cores']:.2f}" for rep in runs),
+                     ", ".join(f"{rep[i]['rate'] / max(rep[i]['cores'], 1e-9):.0f}"
+                               for rep in runs),
                      f"{min(rep[i]['load'] for rep in runs):.1f}-"
                      f"{max(rep[i]['load'] for rep in runs):.1f}", goal])
     return "\n".join([
@@ -127,12 +142,15 @@ def render(cfg: argparse.Namespace, env: dict[str, str], runs: list[list[dict]])
         f"{cfg.repetitions} repetitions, the counts alternating; median (min-max) of the "
         "ratio paired within a repetition",
         f"- goal: 2 processes >= {TARGET} x one process; each process's and the whole's "
-        "high:low within 10% of 5",
+        "high:low within 10% of 5. \"worker CPU cores used\": CPU seconds of the worker "
+        "processes per second of the window (at most 2 here; other load on the machine "
+        "lowers it); \"msg per worker CPU s\": the work per message, which load hardly moves",
         f"- command: `{' '.join(cfg.argv)}`",
         "",
         common.markdown_table(["processes", "msg/s (median)", "x one process",
                                "share high/low (all, per run)", "share per process",
-                               "backlog left", "1-min load", "goal"], rows),
+                               "backlog left", "worker CPU cores used",
+                               "msg per worker CPU s", "1-min load", "goal"], rows),
         "",
     ])
 
