@@ -127,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms, "
               f"{r['warnings']} warnings", flush=True)
         results.append(r)
-    text = render(cfg, env, results)
-    print(text)
-    if cfg.output != "-":
-        name = cfg.output or ("health-quick" if cfg.quick else "health")
-        print(f"written to {common.write_result(name, text)}")
+    common.publish_result(render(cfg, env, results), cfg.output, "health", cfg.quick)
     mgmt.close()
     return 0
 

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,18 +148,28 @@ def start_ours(url: str, mode: str, concurrency: int | None, env: dict[str, str]
                             stderr=subprocess.PIPE)
 
 
-def wait_ours_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float,
+               what: str) -> None:
+    """Poll ``ready`` until true; fail when ``proc`` exits or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise common.HarnessError(f"priority-worker exited: {proc.stderr.read()[-800:]!r}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+            raise common.HarnessError(f"{what} exited: {proc.stderr.read()[-800:]!r}")
+        if ready():
+            return
         time.sleep(0.05)
-    raise common.HarnessError("priority-worker not ready")
+    raise common.HarnessError(f"{what} not ready after {timeout} s")
+
+
+def readyz(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ours_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    wait_ready(proc, lambda: readyz(port), timeout, "priority-worker")
 
 
 def start_celery(concurrency: int | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -169,17 +179,6 @@ def start_celery(concurrency: int | None, env: dict[str, str]) -> subprocess.Pop
         cmd += ["-c", str(concurrency)]
     return subprocess.Popen(cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-
-
-def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise common.HarnessError(f"celery exited: {proc.stderr.read()[-800:]!r}")
-        if path.exists():
-            return
-        time.sleep(0.05)
-    raise common.HarnessError("celery worker not ready")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -233,7 +232,8 @@ def scenario(cfg: argparse.Namespace, mgmt: common.Management, peer: str, mode: 
                 wait_ours_ready(port, proc, 30)
             else:
                 proc = start_celery(concurrency, env)
-                wait_file(Path(str(out) + ".ready"), proc, 60)
+                marker = Path(str(out) + ".ready")
+                wait_ready(proc, marker.exists, 60, "celery worker")
             try:
                 if phase == "latency":
                     run_stream(cfg, pub, out, proc, result)
@@ -400,11 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                     s = scenario(cfg, mgmt, peer, mode, conc, "share")
                     share[(peer, mode, r.concurrency)] = s
                     print(f"   share {dict(s.share)} {s.note}", flush=True)
-    text = render(cfg, env, latency, share)
-    print(text)
-    if cfg.output != "-":
-        name = cfg.output or ("latency-quick" if cfg.quick else "latency")
-        print(f"written to {common.write_result(name, text)}")
+    common.publish_result(render(cfg, env, latency, share), cfg.output, "latency", cfg.quick)
     mgmt.close()
     return 0
 

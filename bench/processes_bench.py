@@ -190,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ratio(r['whole']):.2f}", flush=True)
             results.append(r)
         runs.append(sorted(results, key=lambda r: counts.index(r["processes"])))
-    text = render(cfg, env, runs)
-    print(text)
-    if cfg.output != "-":
-        name = cfg.output or ("processes-quick" if cfg.quick else "processes")
-        print(f"written to {common.write_result(name, text)}")
+    common.publish_result(render(cfg, env, runs), cfg.output, "processes", cfg.quick)
     mgmt.close()
     return 0
 

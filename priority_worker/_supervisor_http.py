@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
+from ._http import listen
 from ._metrics import PREFIX
 
 if TYPE_CHECKING:
@@ -124,7 +122,4 @@ def serve_supervisor_http(supervisor: Supervisor, port: int, host: str) -> tuple
         (r"/readyz", _Ready, {"supervisor": supervisor}),
         (r"/metrics", _Metrics, {"supervisor": supervisor}),
     ])
-    sockets = bind_sockets(port, address=host, family=socket.AF_INET)
-    server = HTTPServer(app)
-    server.add_sockets(sockets)
-    return server, sockets[0].getsockname()[1]
+    return listen(app, port, host)
