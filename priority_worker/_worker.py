@@ -35,10 +35,10 @@ from ._scheduling import ShareWindow, dispatch_weights
 from ._watchdog import LoopWatchdog
 
 logger = logging.getLogger("priority_worker.worker")
+RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 DELAY_QUEUE_GRACE_MS = 120_000  # a delay queue outlives its TTL by this long when unused
 DELAY_QUEUE_REDECLARE_S = 60.0  # redeclare (which resets x-expires) at least this often
-RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 
 @dataclass(eq=False)
