@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import statistics
+import time
 from collections import Counter
 
 import httpx
+import pika
 import pytest
 from worker_support import Recorder, fill, ids, run, wait_for
 
-from priority_worker import Queue, Worker
+from priority_worker import Message, Queue, Worker
 from priority_worker.testing import InMemoryBroker
 
 
@@ -79,3 +83,44 @@ def test_metrics_show_share_against_target_held_time_and_prefetch(vhost_url: str
     assert values['priority_worker_prefetch_configured{queue="high"}'] == 10
     assert values['priority_worker_prefetch{queue="high"}'] == 10
     assert 0 < values['priority_worker_in_flight{queue="high"}'] <= 10
+
+
+def test_an_arriving_high_message_starts_before_the_low_work_already_held(
+        vhost_url: str, queues2: object) -> None:
+    """Real broker, weighted, one handler (20 ms), a low backlog, a high message every 60 ms:
+    a high message starts after at most the low handler running when it arrived, not behind
+    the low deliveries the worker already holds. Counted by order, not timed: the number of
+    low handler starts between a high message's publish and its own start (arrival order
+    gave 2 for most of them)."""
+    fill(vhost_url, "low", ids("l", 600))
+    starts: list[tuple[str, float]] = []
+
+    async def handler(message: Message) -> None:
+        starts.append((message.queue, time.monotonic()))
+        await asyncio.sleep(0.02)
+
+    published: list[float] = []
+
+    async def scenario() -> None:
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], handler,
+                        concurrency=1)
+        await worker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+        try:
+            ch = conn.channel()
+            await wait_for(lambda: len(starts) >= 20, 30, "low under way")
+            for i in range(20):
+                published.append(time.monotonic())
+                ch.basic_publish("", "high", f"h{i}".encode())
+                await asyncio.sleep(0.06)
+            await wait_for(lambda: sum(q == "high" for q, _ in starts) == 20, 30, "20 high")
+        finally:
+            conn.close()
+            await worker.stop()
+
+    run(scenario())
+    highs = [t for q, t in starts if q == "high"]
+    lows = [t for q, t in starts if q == "low"]
+    between = [sum(1 for t in lows if p < t < h) for p, h in zip(published, highs, strict=True)]
+    assert statistics.median(between) <= 1, between
+    assert max(between) <= 2, between

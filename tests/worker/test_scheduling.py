@@ -6,11 +6,17 @@ deliveries is settled; handlers take equal time, so the oldest running one finis
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, deque
+from types import SimpleNamespace
 
+import pika
 import pytest
+from test_hot_path import FakeBroker as FakeChannelBroker
+from test_hot_path import FakeLink
 
-from priority_worker import ConfigurationError, Mode
+from priority_worker import ConfigurationError, Mode, Queue, Worker
+from priority_worker._amqp import ConsumerChannel
 from priority_worker._core import Dispatcher
 from priority_worker._scheduling import FairQueueing, ShareWindow, dispatch_weights
 
@@ -214,3 +220,51 @@ def test_share_window_slides() -> None:
     assert (w.share("high"), w.share("low"), len(w)) == (1.0, 0.0, 4)
     w.started("low")
     assert w.share("low") == 0.25
+
+
+def test_the_worker_starts_an_arriving_high_delivery_before_the_low_ones_it_holds() -> None:
+    """The Worker itself (fake channels, no broker), weighted, concurrency 1: two low
+    deliveries held and one running; a high delivery arrives and starts right after the
+    running one. Pins that the worker wires the fair-queueing weights in."""
+    started: list[str] = []
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def handler(message: object) -> None:
+            started.append(message.body.decode())  # type: ignore[attr-defined]
+            await gate.wait()
+            gate.clear()
+
+        worker = Worker("amqp://localhost", [Queue("high", 10), Queue("low", 3)], handler,
+                        concurrency=1, blocked_loop_warning=None)
+        channels = {}
+        for name in ("high", "low"):
+            broker = FakeChannelBroker()
+            ch = ConsumerChannel(FakeLink(), name, on_delivery=worker._delivered,  # type: ignore[arg-type]
+                                 on_cancelled=lambda _c: None, on_closed=lambda _c, _r: None)
+            ch._ch, ch._loop = broker, asyncio.get_running_loop()
+            channels[name] = (ch, broker)
+
+        def deliver(name: str, tag: int, body: str) -> None:
+            ch, broker = channels[name]
+            broker.outstanding.add(tag)
+            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
+                                                exchange="", routing_key=name),
+                        pika.BasicProperties(), body.encode())
+
+        for tag, body in enumerate(["l1", "l2", "l3"], 1):
+            deliver("low", tag, body)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        deliver("high", 1, "h1")
+        for _ in range(4):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            gate.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert started[:2] == ["l1", "h1"], started
