@@ -34,6 +34,7 @@ from ._core import (
     DeadLetter,
     Dispatcher,
     RetryLater,
+    attempts_of,
     effective_prefetch,
 )
 from ._errors import ConfigurationError
@@ -337,7 +338,7 @@ class _Simulation:
                 handler, body=s.body, queue=d.queue, routing_key=d.queue, exchange="",
                 redelivered=s.redelivered, properties=s.properties, retry=self.retry))
             message = Message(s.body, d.queue, d.queue, "", s.redelivered, s.properties,
-                              attempts=int((s.properties.headers or {}).get(ATTEMPTS_HEADER, 0)))
+                              attempts=attempts_of(s.properties.headers))
             finish = self.b.now + max(float(self.duration(message)), 0.0)
             self.result.handled.append(Handled(d.queue, message, s.published_at, d.delivered_at,
                                                self.b.now, finish, action))
