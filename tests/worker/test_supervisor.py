@@ -6,10 +6,12 @@ import asyncio
 import time
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from worker_handlers import broken_worker
 
-from priority_worker import Metrics, Supervisor
+from priority_worker import ConfigurationError, Metrics, Supervisor
 from priority_worker._supervisor_http import _Merged
 
 
@@ -54,8 +56,6 @@ def test_children_metrics_are_merged_per_family_with_a_process_label() -> None:
 def test_a_crash_loop_is_reported_not_hidden() -> None:
     """A child that dies at once is restarted with backoff; after 3 quick restarts the
     supervisor reports a crash loop on /healthz and /metrics, and a stop still exits."""
-    from worker_handlers import broken_worker
-
     async def scenario() -> tuple[list[int], int, str, int]:
         sup = Supervisor(broken_worker, 1, http_port=0, crash_loop_restarts=3,  # type: ignore[arg-type]
                          restart_max_delay=0.2, shutdown_timeout=5)
@@ -76,3 +76,14 @@ def test_a_crash_loop_is_reported_not_hidden() -> None:
     assert health == 503
     assert 'priority_worker_process_crash_loop{process="0"} 1.0' in metrics
     assert code in (0, 1)
+
+
+def test_cli_refuses_fewer_than_one_process(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--processes 0` is a configuration error: exit 2 before anything starts."""
+    from priority_worker._cli import main
+
+    assert main(["run", "json:loads", "--url", "amqp://127.0.0.1:1/", "--queue", "q=1",
+                 "--processes", "0"]) == 2
+    assert "--processes" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError):
+        Supervisor(broken_worker, 0)  # type: ignore[arg-type]
