@@ -139,6 +139,8 @@ class Worker:
         self._by_name = {s.spec.name: s for s in self._states}
         m = self.metrics
         self._share = ShareWindow(names, share_window)
+        self.blocked_loop_warning = blocked_loop_warning
+        self._watchdog: LoopWatchdog | None = None
         self._dispatcher: Dispatcher[Delivery] = Dispatcher(
             names, self.concurrency, by_priority=self.mode is Mode.STRICT,
             weights=dispatch_weights(self.mode, [(q.name, q.prefetch) for q in queues]),
@@ -179,8 +181,6 @@ class Worker:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._http: Any = None
-        self.blocked_loop_warning = blocked_loop_warning
-        self._watchdog: LoopWatchdog | None = None
 
     # --- public state --------------------------------------------------------------------------
 
