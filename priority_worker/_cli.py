@@ -8,11 +8,13 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -21,7 +23,6 @@ from . import _log
 from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
-from ._supervisor import Supervisor, exit_after_run
 from ._worker import Worker
 
 
@@ -96,32 +97,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_worker(args: argparse.Namespace, urls: list[str]) -> Worker:
-    """The worker the parsed ``run`` arguments describe (imports the handler)."""
-    handler = load_handler(args.handler)
-    queues = [Queue.parse(spec) for spec in args.queues]
-    if args.dead_letter_exchange:
-        queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
-    return Worker(
-        urls, queues, handler, mode=args.mode, concurrency=args.concurrency,
-        retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
-        http_port=args.http_port, http_host=args.http_host,
-        shutdown_timeout=args.shutdown_timeout,
-        blocked_loop_warning=args.blocked_loop_warning or None,
-    )
+def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--processes N``: N children, each this runner for one process with its HTTP server on
+    a private loopback port (the supervisor serves the public one)."""
+    from ._supervisor import Supervisor
+
+    if args.processes < 1:
+        print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
+        return 2
+    try:  # a bad URL is reported by the children (exit 2), here only its password matters
+        secrets = url_secrets(split_urls([u for u in (args.url or [os.environ.get(
+            "AMQP_URL", "")]) if u]))
+    except PriorityWorkerError:
+        secrets = set()
+    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
+    return Supervisor(None, args.processes, child_main=functools.partial(run_child, list(argv)),
+                      http_port=args.http_port, http_host=args.http_host,
+                      shutdown_timeout=args.shutdown_timeout + 15).run()
 
 
-def child_worker(args: argparse.Namespace, urls: list[str], secrets: set[str],
-                 level: int) -> Worker:
-    """The worker of one ``--processes`` child, with the CLI's JSON logging."""
-    _log.configure(level, secrets)
-    return make_worker(args, urls)
+def run_child(argv: list[str], index: int, http_port: int) -> int:
+    """The body of one ``--processes`` child: the runner with one process."""
+    return main([*argv, "--processes", "1", "--http-port", str(http_port),
+                 "--http-host", "127.0.0.1"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``priority-worker`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.processes != 1:
+        return supervise(args, sys.argv[1:] if argv is None else argv)
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
@@ -129,22 +135,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         urls = split_urls(urls_arg)
         secrets = url_secrets(urls)
-        if args.processes < 1:
-            raise PriorityWorkerError("--processes must be >= 1")
-        worker = make_worker(args, urls)  # in the supervisor too: bad arguments exit 2 here
+        handler = load_handler(args.handler)
+        queues = [Queue.parse(spec) for spec in args.queues]
+        if args.dead_letter_exchange:
+            queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
+        worker = Worker(
+            urls, queues, handler, mode=args.mode, concurrency=args.concurrency,
+            retry=RetryPolicy(max_retries=args.max_retries, initial_delay=args.retry_delay),
+            http_port=args.http_port, http_host=args.http_host,
+            shutdown_timeout=args.shutdown_timeout,
+        )
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
-    level = getattr(logging, args.log_level.upper(), logging.INFO)
-    _log.configure(level, secrets)
-    if args.processes > 1:
-        supervisor = Supervisor(
-            functools.partial(child_worker, args, urls, secrets, level), args.processes,
-            http_port=args.http_port, http_host=args.http_host,
-            shutdown_timeout=args.shutdown_timeout + 15)
-        return supervisor.run()
+    worker.blocked_loop_warning = args.blocked_loop_warning or None
+    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
     worker.run()
-    exit_after_run()
+    if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
+        # A sync handler outlived the shutdown timeout; its message was not acked and the broker
+        # has requeued it. The interpreter would join that thread forever: exit without it.
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -51,10 +51,21 @@ WorkerFactory = Callable[[], "Worker"]
 """Builds the worker of one child process; must be picklable (a module-level function or a
 ``functools.partial`` of one), since children are spawned."""
 
+ChildMain = Callable[[int, int], int]
+"""Instead of a factory: what a child runs, given its index and its private HTTP port; returns
+the child's exit code (the CLI runs itself for one process)."""
 
-def _child_main(factory: WorkerFactory, index: int, http_port: int) -> None:
+CONFIGURATION_ERROR = 2  # a child exiting with this (the runner's bad-arguments code) is not
+# restarted: the same arguments would fail again. The supervisor stops and exits with it.
+
+
+def _child_main(factory: WorkerFactory | None, child_main: ChildMain | None, index: int,
+                http_port: int) -> None:
     """The body of one child process: build the worker, serve HTTP on loopback, run."""
     os.environ["PRIORITY_WORKER_PROCESS"] = str(index)
+    if child_main is not None:
+        sys.exit(child_main(index, http_port))
+    assert factory is not None
     worker = factory()
     worker.http_port, worker.http_host = http_port, "127.0.0.1"
     worker.run()
@@ -98,6 +109,9 @@ class _Slot:
 class Supervisor:
     """Runs ``processes`` workers built by ``factory`` and keeps them running (see module doc).
 
+    ``child_main(index, http_port) -> exit code`` instead of ``factory``: what each child runs.
+    A child exiting with 2 (a configuration error) stops everything: exit code 2.
+
     ``http_port``: one /healthz, /readyz and /metrics for all (0: a free port, ``None``: no
     server). ``shutdown_timeout``: how long a stop waits for the children to drain before
     killing them (give it more than the workers' own ``shutdown_timeout``).
@@ -106,9 +120,10 @@ class Supervisor:
 
     def __init__(
         self,
-        factory: WorkerFactory,
+        factory: WorkerFactory | None,
         processes: int,
         *,
+        child_main: ChildMain | None = None,
         http_port: int | None = None,
         http_host: str = "127.0.0.1",
         shutdown_timeout: float = 60.0,
@@ -119,7 +134,11 @@ class Supervisor:
     ) -> None:
         if processes < 1:
             raise ConfigurationError("processes must be >= 1")
+        if (factory is None) == (child_main is None):
+            raise ConfigurationError("give either a worker factory or child_main")
         self.factory = factory
+        self.child_main = child_main
+        self._exit_code = 0
         self.processes = processes
         self.http_port = http_port
         self.http_host = http_host
@@ -198,7 +217,8 @@ class Supervisor:
         if self._stopping:
             return
         s.port = _free_port()
-        s.process = self._ctx.Process(target=_child_main, args=(self.factory, s.index, s.port),
+        s.process = self._ctx.Process(target=_child_main,
+                                      args=(self.factory, self.child_main, s.index, s.port),
                                       name=f"priority-worker-{s.index}")
         s.process.start()
         s.started_at = time.monotonic()
@@ -223,6 +243,14 @@ class Supervisor:
             await asyncio.sleep(0.1)
 
     def _exited(self, s: _Slot, code: int, now: float, loop: asyncio.AbstractEventLoop) -> None:
+        if code == CONFIGURATION_ERROR:
+            log(logger, logging.ERROR, "child_configuration_error", process=s.index,
+                pid=s.process.pid, exitcode=code)
+            s.process.close()
+            s.process = None
+            self._exit_code = CONFIGURATION_ERROR
+            self.request_stop()
+            return
         s.restarts.append(now)
         while s.restarts and now - s.restarts[0] > self.crash_loop_window:
             s.restarts.popleft()
@@ -270,7 +298,7 @@ class Supervisor:
         if self._http is not None:
             self._http.stop()
         log(logger, logging.INFO, "supervisor_stopped", ok=ok)
-        return 0 if ok else 1
+        return self._exit_code or (0 if ok else 1)
 
     # --- for the HTTP server ---------------------------------------------------------------
 

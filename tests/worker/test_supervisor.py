@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -87,3 +90,17 @@ def test_cli_refuses_fewer_than_one_process(capsys: pytest.CaptureFixture[str]) 
     assert "--processes" in capsys.readouterr().err
     with pytest.raises(ConfigurationError):
         Supervisor(broken_worker, 0)  # type: ignore[arg-type]
+
+
+def test_a_configuration_error_in_the_children_is_not_restarted() -> None:
+    """A handler that cannot be imported makes each child exit 2: the supervisor does not
+    restart them into a crash loop, it stops and exits 2 (as one process would)."""
+    runner = Path(sys.executable).parent / "priority-worker"
+    result = subprocess.run(
+        [str(runner), "run", "no_such_module:handler", "--url", "amqp://127.0.0.1:1/",
+         "--queue", "q=1", "--processes", "2"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot import no_such_module" in result.stderr
+    assert "child_configuration_error" in result.stderr
+    assert "crash_loop" not in result.stderr
