@@ -97,31 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """``--processes N``: N children, each this runner for one process with its HTTP server on
-    a private loopback port (the supervisor serves the public one)."""
-    from ._supervisor import Supervisor
-
-    if args.processes < 1:
-        print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
-        return 2
-    try:  # a bad URL is reported by the children (exit 2), here only its password matters
-        secrets = url_secrets(split_urls([u for u in (args.url or [os.environ.get(
-            "AMQP_URL", "")]) if u]))
-    except PriorityWorkerError:
-        secrets = set()
-    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
-    return Supervisor(None, args.processes, child_main=functools.partial(run_child, list(argv)),
-                      http_port=args.http_port, http_host=args.http_host,
-                      shutdown_timeout=args.shutdown_timeout + 15).run()
-
-
-def run_child(argv: list[str], index: int, http_port: int) -> int:
-    """The body of one ``--processes`` child: the runner with one process."""
-    return main([*argv, "--processes", "1", "--http-port", str(http_port),
-                 "--http-host", "127.0.0.1"])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``priority-worker`` console script."""
     parser = build_parser()
@@ -159,6 +134,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         os._exit(0)
     return 0
+
+
+def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--processes N``: N children, each this runner for one process with its HTTP server on
+    a private loopback port (the supervisor serves the public one)."""
+    from ._supervisor import Supervisor
+
+    if args.processes < 1:
+        print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
+        return 2
+    try:  # a bad URL is reported by the children (exit 2), here only its password matters
+        secrets = url_secrets(split_urls([u for u in (args.url or [os.environ.get(
+            "AMQP_URL", "")]) if u]))
+    except PriorityWorkerError:
+        secrets = set()
+    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
+    return Supervisor(None, args.processes, child_main=functools.partial(run_child, list(argv)),
+                      http_port=args.http_port, http_host=args.http_host,
+                      shutdown_timeout=args.shutdown_timeout + 15).run()
+
+
+def run_child(argv: list[str], index: int, http_port: int) -> int:
+    """The body of one ``--processes`` child: the runner with one process."""
+    return main([*argv, "--processes", "1", "--http-port", str(http_port),
+                 "--http-host", "127.0.0.1"])
 
 
 if __name__ == "__main__":
