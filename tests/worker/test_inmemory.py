@@ -109,7 +109,7 @@ def test_retry_comes_back_after_its_delay_and_reject_is_dead_lettered() -> None:
     """The handler's outcomes go through the worker's own mapping (Retry, Reject)."""
     async def handler(message: Message) -> None:
         if message.body == b"later" and message.attempts == 0:
-            raise Retry(delay=1.5)
+            raise Retry(delay=2.0)
         if message.body == b"bad":
             raise Reject("no recipient")
 
@@ -120,8 +120,9 @@ def test_retry_comes_back_after_its_delay_and_reject_is_dead_lettered() -> None:
     outcomes = [(h.message.body, type(h.action).__name__, h.message.attempts) for h in run.handled]
     assert outcomes == [(b"later", "RetryLater", 0), (b"bad", "DeadLetter", 0),
                         (b"ok", "Ack", 0), (b"later", "Ack", 1)]
-    assert run.handled[3].started_at == pytest.approx(0.01 + 1.5)
-    assert isinstance(run.handled[0].action, RetryLater)
+    retried = run.handled[0].action
+    assert isinstance(retried, RetryLater) and retried.delay == pytest.approx(2.0)
+    assert run.handled[3].started_at == pytest.approx(0.01 + retried.delay)
     assert isinstance(run.handled[1].action, DeadLetter)
     [dead] = broker.dead_lettered["q"]
     assert dead.body == b"bad" and dead.properties.headers is not None
