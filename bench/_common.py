@@ -243,3 +243,12 @@ def venv_bin(name: str) -> Path:
     import sys
 
     return Path(sys.executable).parent / name
+
+
+def publish_result(text: str, output: str | None, name: str, quick: bool) -> None:
+    """Print the report and write it to results/<name>.md (``<name>-quick`` for --quick runs;
+    ``output``: another name, or "-" for no file)."""
+    print(text)
+    if output != "-":
+        target = output or (f"{name}-quick" if quick else name)
+        print(f"written to {write_result(target, text)}")

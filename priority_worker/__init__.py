@@ -26,6 +26,7 @@ from ._errors import (
 from ._metrics import Metrics
 from ._model import Handler, Message, Mode, Properties, Queue, RetryPolicy
 from ._publisher import Publisher
+from ._supervisor import Supervisor
 from ._worker import Worker
 
 __all__ = [
@@ -51,5 +52,6 @@ __all__ = [
     "Reject",
     "Retry",
     "RetryPolicy",
+    "Supervisor",
     "Worker",
 ]

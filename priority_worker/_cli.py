@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import importlib
 import logging
 import os
@@ -46,11 +47,25 @@ def load_handler(ref: str) -> Any:
     return obj
 
 
+HANDLER_HELP = """\
+handlers:
+  An `async def` handler runs on the event loop, together with every other handler, the
+  broker connection's heartbeats and the /healthz server. One that blocks (CPU work,
+  time.sleep, a blocking client library) stalls all of them for as long as it blocks, so
+  health checks time out and the broker may drop the connection: that is a bug in the
+  handler. Write blocking work as a plain `def` handler: it runs in a thread pool of
+  --concurrency threads and the loop stays free. The worker logs `loop_blocked` with the
+  handler's name when an async handler held the loop longer than a threshold.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``priority-worker``."""
     parser = argparse.ArgumentParser(prog="priority-worker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="consume queues with a handler until SIGTERM/SIGINT")
+    run = sub.add_parser(
+        "run", help="consume queues with a handler until SIGTERM/SIGINT",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HANDLER_HELP)
     run.add_argument("handler", metavar="MODULE:CALLABLE")
     run.add_argument("--url", action="append", default=None,
                      help="broker URL; several comma-separated or repeated for failover "
@@ -82,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds SIGTERM waits for running handlers (default 30)")
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
+    run.add_argument("--blocked-loop-warning", type=float, default=0.1, metavar="SECONDS",
+                     help="log loop_blocked (with the handler's name) when an async handler "
+                          "holds the event loop longer than this (0: off; default 0.1)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="run N worker processes under one supervisor (restarts, SIGTERM "
+                          "forwarded, one /healthz /readyz /metrics with a process label)")
     return parser
 
 
@@ -123,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``priority-worker`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.processes != 1:
+        return supervise(args, sys.argv[1:] if argv is None else argv)
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
@@ -135,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
+    worker.blocked_loop_warning = args.blocked_loop_warning or None
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
     try:
         worker.run()
@@ -149,6 +173,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         os._exit(0)
     return 0
+
+
+def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--processes N``: N children, each this runner for one process with its HTTP server on
+    a private loopback port (the supervisor serves the public one)."""
+    from ._supervisor import Supervisor
+
+    if args.processes < 1:
+        print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
+        return 2
+    try:  # a bad URL is reported by the children (exit 2), here only its password matters
+        secrets = url_secrets(split_urls([u for u in (args.url or [os.environ.get(
+            "AMQP_URL", "")]) if u]))
+    except PriorityWorkerError:
+        secrets = set()
+    _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
+    return Supervisor(None, args.processes, child_main=functools.partial(run_child, list(argv)),
+                      http_port=args.http_port, http_host=args.http_host,
+                      shutdown_timeout=args.shutdown_timeout + 15).run()
+
+
+def run_child(argv: list[str], index: int, http_port: int) -> int:
+    """The body of one ``--processes`` child: the runner with one process."""
+    return main([*argv, "--processes", "1", "--http-port", str(http_port),
+                 "--http-host", "127.0.0.1"])
 
 
 if __name__ == "__main__":

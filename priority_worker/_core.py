@@ -10,6 +10,7 @@ import gzip
 import json
 import random
 import re
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from ._errors import ConfigurationError, Reject, Retry
 from ._model import Mode, RetryPolicy
+from ._scheduling import FairQueueing
 
 T = TypeVar("T")
 
@@ -227,26 +229,48 @@ class Dispatcher(Generic[T]):
     """In-flight accounting and the order in which received deliveries are started.
 
     A delivery is *pending* from arrival until a handler starts it, then *running* until
-    ``finish``. At most ``limit`` run at once. ``by_priority=False`` starts in arrival order
-    across queues (the weighted share then follows the prefetches); ``True`` starts the
-    highest-priority queue's deliveries first (strict mode).
+    ``finish``. At most ``limit`` run at once. Which pending delivery starts next:
+
+    - ``weights`` given (weighted and conserving modes): start-time fair queueing with those
+      weights (see :mod:`priority_worker._scheduling`): under backlog the starts follow the
+      weights, and a delivery of a queue that was idle starts next;
+    - ``by_priority=True`` (strict mode): the highest-priority queue's deliveries first;
+    - neither: arrival order across queues.
+
+    ``on_start(queue, held)``: called as each delivery starts, with the seconds it was held
+    (by ``clock``) since it arrived.
     """
 
-    def __init__(self, queues: Sequence[str], limit: int, *, by_priority: bool = False) -> None:
+    def __init__(
+        self, queues: Sequence[str], limit: int, *, by_priority: bool = False,
+        weights: Mapping[str, float] | None = None,
+        on_start: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         if limit < 1:
             raise ConfigurationError("concurrency must be >= 1")
+        if by_priority and weights:
+            raise ConfigurationError("strict priority order takes no weights")
         self.limit = limit
         self.by_priority = by_priority
         self._order = list(queues)
-        self._pending: dict[str, deque[tuple[int, T]]] = {q: deque() for q in queues}
+        # (key, item, arrived): key orders the starts (sequence number or start tag).
+        self._pending: dict[str, deque[tuple[float, T, float]]] = {q: deque() for q in queues}
         self._running: dict[str, int] = dict.fromkeys(queues, 0)
         self._total_running = 0
         self._seq = 0
+        self._fair = FairQueueing(weights) if weights else None
+        self._on_start = on_start
+        self._clock = clock or time.monotonic
 
     def add(self, queue: str, item: T) -> None:
         """A delivery arrived from ``queue``."""
-        self._seq += 1
-        self._pending[queue].append((self._seq, item))
+        if self._fair is not None:
+            key = self._fair.arrive(queue)
+        else:
+            self._seq += 1
+            key = self._seq
+        self._pending[queue].append((key, item, self._clock()))
 
     def take(self) -> list[tuple[str, T]]:
         """Deliveries to start now (marked running), while capacity lasts."""
@@ -264,9 +288,13 @@ class Dispatcher(Generic[T]):
         queue = self._next_queue()
         if queue is None:
             return None
-        _, item = self._pending[queue].popleft()
+        key, item, arrived = self._pending[queue].popleft()
+        if self._fair is not None:
+            self._fair.started(key)
         self._running[queue] += 1
         self._total_running += 1
+        if self._on_start is not None:
+            self._on_start(queue, self._clock() - arrived)
         return queue, item
 
     def startable(self) -> bool:
@@ -284,6 +312,7 @@ class Dispatcher(Generic[T]):
                 continue
             if self.by_priority:
                 return q
+            # Strictly smaller: on a tie the earlier (higher-priority) queue wins.
             if best is None or pending[0][0] < self._pending[best][0][0]:
                 best = q
         return best
@@ -300,18 +329,29 @@ class Dispatcher(Generic[T]):
         removed: list[T] = []
         for q in [queue] if queue else self._order:
             pending = self._pending[q]
+            tags = []
             while len(pending) > keep:
-                removed.append(pending.pop()[1])
+                key, item, _ = pending.pop()
+                removed.append(item)
+                tags.append(key)
+            self._withdrawn(q, tags)
         return removed
 
     def discard(self, predicate: Callable[[T], bool]) -> list[T]:
         """Remove pending deliveries matching ``predicate`` (e.g. of a closed channel)."""
         removed: list[T] = []
         for q in self._order:
-            keep = deque(e for e in self._pending[q] if not predicate(e[1]))
-            removed.extend(e[1] for e in self._pending[q] if predicate(e[1]))
-            self._pending[q] = keep
+            gone = [e for e in self._pending[q] if predicate(e[1])]
+            if gone:
+                self._pending[q] = deque(e for e in self._pending[q] if not predicate(e[1]))
+                removed.extend(e[1] for e in gone)
+                self._withdrawn(q, [e[0] for e in gone])
         return removed
+
+    def _withdrawn(self, queue: str, tags: list[float]) -> None:
+        if self._fair is not None and tags:
+            pending = self._pending[queue]
+            self._fair.withdrawn(queue, tags, pending[-1][0] if pending else None)
 
     def running(self, queue: str | None = None) -> int:
         """Deliveries being handled (of ``queue``, or in total)."""

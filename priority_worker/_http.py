@@ -45,6 +45,12 @@ def serve_http(worker: Worker, port: int, host: str) -> tuple[Any, int]:
         (r"/readyz", _Ready, {"worker": worker}),
         (r"/metrics", _Metrics, {"worker": worker}),
     ])
+    return listen(app, port, host)
+
+
+def listen(app: tornado.web.Application, port: int, host: str) -> tuple[Any, int]:
+    """Serve ``app`` on ``host:port`` (0: a free port) on the running loop; returns the
+    server and its port."""
     sockets = bind_sockets(port, address=host, family=socket.AF_INET)
     server = HTTPServer(app)
     server.add_sockets(sockets)

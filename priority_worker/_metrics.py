@@ -10,6 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "priority_worker"
+# Time held before the handler starts: from well under a millisecond (a free handler) to a
+# backlog of held work.
+HELD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5, 5.0, 10.0, 30.0, float("inf"))
 
 
 class _BlockedCollector(Collector):
@@ -60,6 +64,25 @@ class Metrics:
         self.prefetch = Gauge(f"{PREFIX}_prefetch",
                               "Prefetch the queue is consumed at now (0: paused)", ["queue"],
                               registry=r)
+        self.prefetch_configured = Gauge(
+            f"{PREFIX}_prefetch_configured", "Prefetch the queue is configured with", ["queue"],
+            registry=r)
+        self.held_seconds = Histogram(
+            f"{PREFIX}_held_seconds",
+            "Seconds a delivery was held in the worker before its handler started", ["queue"],
+            buckets=HELD_BUCKETS, registry=r)
+        self.share = Gauge(
+            f"{PREFIX}_share",
+            "Fraction of the last handler starts (see share_window) that were this queue's",
+            ["queue"], registry=r)
+        self.share_target = Gauge(
+            f"{PREFIX}_share_target",
+            "The share this queue gets under backlog on every queue (prefetch / sum; strict: "
+            "not set)", ["queue"], registry=r)
+        self.loop_blocked = Counter(
+            f"{PREFIX}_loop_blocked",
+            "Times an async handler held the event loop longer than the warning threshold",
+            ["handler"], registry=r)
         self.reconnects = Counter(f"{PREFIX}_reconnects", "Connections re-opened after a loss",
                                   ["connection"], registry=r)
         self.published = Counter(f"{PREFIX}_published", "Messages confirmed by the broker",

@@ -37,11 +37,14 @@ from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._publisher import Publisher
+from ._scheduling import ShareWindow, dispatch_weights
+from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from ._topology import ExpectedTopology
 
 logger = logging.getLogger("priority_worker.worker")
+RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 # A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
 GIVE_BACK_LIMIT = 5
@@ -66,6 +69,7 @@ class _QueueState:
     m_dropped: Any = field(default=None, repr=False)
     m_handler_seconds: Any = field(default=None, repr=False)
     m_handler_errors: Any = field(default=None, repr=False)
+    m_held_seconds: Any = field(default=None, repr=False)
 
 
 def delivery_count(d: Delivery) -> int:
@@ -93,7 +97,10 @@ class Worker:
     (default: the broker's). ``resend_unconfirmed`` / ``confirm_timeout``: of the worker's own
     :class:`Publisher` (``worker.publisher``, also ``message.publisher``), which republishes
     retries and dead letters; re-sending is on by default there, duplicates being harmless.
-    ``worker.metrics`` holds the Prometheus metrics.
+    ``worker.metrics`` holds the Prometheus metrics; ``share_window``: how many of the latest
+    handler starts the ``priority_worker_share`` gauge counts. ``blocked_loop_warning``: log
+    ``loop_blocked`` with the handler's name when an async handler holds the event loop longer
+    than this many seconds (None: off).
     """
 
     def __init__(
@@ -114,6 +121,8 @@ class Worker:
         reconnect_max_delay: float = 30.0,
         heartbeat: int | None = None,
         name: str = "priority-worker",
+        share_window: int = 1000,
+        blocked_loop_warning: float | None = 0.1,
     ) -> None:
         self.urls = split_urls(url)
         if not queues:
@@ -145,9 +154,19 @@ class Worker:
             reconnect_max_delay=reconnect_max_delay)
         self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
         self._by_name = {s.spec.name: s for s in self._states}
-        self._dispatcher: Dispatcher[Delivery] = Dispatcher(
-            names, self.concurrency, by_priority=self.mode is Mode.STRICT)
         m = self.metrics
+        self._share = ShareWindow(names, share_window)
+        self.blocked_loop_warning = blocked_loop_warning
+        self._watchdog: LoopWatchdog | None = None
+        self._dispatcher: Dispatcher[Delivery] = Dispatcher(
+            names, self.concurrency, by_priority=self.mode is Mode.STRICT,
+            weights=dispatch_weights(self.mode, [(q.name, q.prefetch) for q in queues]),
+            on_start=self._started)
+        for q in queues:
+            m.prefetch_configured.labels(q.name).set(q.prefetch)
+            m.share.labels(q.name).set_function(functools.partial(self._share.share, q.name))
+            if self.mode is not Mode.STRICT:
+                m.share_target.labels(q.name).set(q.prefetch / total)
         for s in self._states:
             name = s.spec.name
             s.handler = s.spec.handler or handler
@@ -157,6 +176,7 @@ class Worker:
             s.m_dropped = m.dropped.labels(name)
             s.m_handler_seconds = m.handler_seconds.labels(name)
             s.m_handler_errors = m.handler_errors.labels(name)
+            s.m_held_seconds = m.held_seconds.labels(name)
             # Read at scrape time rather than set on every delivery and settle.
             m.in_flight.labels(name).set_function(
                 functools.partial(self._dispatcher.in_flight, name))
@@ -292,6 +312,11 @@ class Worker:
             from ._http import serve_http
 
             self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
+        if self.blocked_loop_warning:
+            self._watchdog = LoopWatchdog(
+                self.blocked_loop_warning, [s.handler for s in self._states],
+                on_blocked=lambda name, _s: self.metrics.loop_blocked.labels(name).inc())
+            self._watchdog.start()
         log(logger, logging.INFO, "starting", mode=self.mode.value,
             queues=",".join(f"{q.name}={q.prefetch}" for q in self.queues),
             concurrency=self.concurrency)
@@ -333,6 +358,8 @@ class Worker:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             self._http.stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         log(logger, logging.INFO, "stopped")
 
     # --- connection and channels ---------------------------------------------------------------
@@ -517,6 +544,10 @@ class Worker:
         self._dispatcher.add(d.queue, d)
         self._pump()
 
+    def _started(self, queue: str, held: float) -> None:
+        self._by_name[queue].m_held_seconds.observe(held)
+        self._share.started(queue)
+
     def _pump(self) -> None:
         """Have a runner start what can be started (a runner already woken will do it)."""
         if self._stopping or self._waking or not self._dispatcher.startable():
@@ -539,12 +570,18 @@ class Worker:
 
         Before running a handler, another runner is woken if more work can start, so a
         handler that waits never holds up the others; a handler that does not wait (no I/O)
-        costs no task and no loop turn of its own.
+        costs no task and no loop turn of its own, but after RUNNER_TURN_S of such handlers
+        in a row the runner yields once, so acks, deliveries, heartbeats and /healthz get a
+        turn (without it a backlog of non-waiting handlers held the loop until it ran dry).
         """
         dispatcher = self._dispatcher
         loop = asyncio.get_running_loop()
         self._waking -= 1
+        turn = loop.time()
         while not self._stopping:  # stop() requeues what was not started
+            if loop.time() - turn > RUNNER_TURN_S:
+                await asyncio.sleep(0)
+                turn = loop.time()
             taken = dispatcher.take_one()
             if taken is None:
                 waiter: asyncio.Future[None] = loop.create_future()

@@ -9,6 +9,19 @@ back what the worker would do with the message::
         outcome = run_handler(send_email, b'{"to": ""}', content_type="application/json")
         assert isinstance(outcome, DeadLetter) and outcome.reason == "rejected"
 
+To check how a worker shares its capacity, or how long a message waits, without a broker, use
+:class:`InMemoryBroker`: queues in memory and the worker's own scheduling on a virtual clock::
+
+    from priority_worker.testing import InMemoryBroker
+
+    def test_high_gets_five_of_every_six_under_backlog():
+        broker = InMemoryBroker()
+        broker.publish_many("email.high", 1000)
+        broker.publish_many("email.default", 1000)
+        run = broker.run([Queue("email.high", 10), Queue("email.default", 2)], send_email,
+                         concurrency=1, handler_time=0.02, max_handled=600)
+        assert run.counts() == {"email.high": 500, "email.default": 100}
+
 ``Ack()``: acked. ``RetryLater(delay, attempts, reason)``: republished to a delay queue.
 ``DeadLetter(reason, error, attempts)``: dead-lettered (reason ``rejected``, ``undecodable`` or
 ``exhausted``). Pass ``headers={"x-attempts": n}`` to test what happens on the n-th retry.
@@ -23,10 +36,14 @@ from typing import Any
 
 from ._core import Ack, Action, DeadLetter, RetryLater
 from ._handling import handle
+from ._inmemory import Handled, InMemoryBroker, Run, StoredMessage
 from ._model import Handler, Properties, RetryPolicy
 from ._publisher import Publisher
 
-__all__ = ["Ack", "DeadLetter", "RetryLater", "handle_message", "run_handler"]
+__all__ = [
+    "Ack", "DeadLetter", "Handled", "InMemoryBroker", "RetryLater", "Run", "StoredMessage",
+    "handle_message", "run_handler",
+]
 
 
 async def handle_message(

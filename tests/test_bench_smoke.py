@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
                                "| no-op plan / re-POST |"]),
         ("worker_bench.py", ["| consume: Worker / bare pika |",
                              "| publish: Publisher / bare pika |", "| 10/2 |"]),
+        ("latency_bench.py", ["| priority_worker | weighted | 1 |",
+                              "| priority_worker | strict | 1 |"]),
+        ("processes_bench.py", ["| 1 |", "| 2 |"]),
+        ("health_bench.py", ["| sync 500 ms |", "| async 50 ms CPU |"]),
     ],
 )
 def test_quick_benchmark_runs(broker: object, script: str, expected: list[str]) -> None:

@@ -344,7 +344,7 @@ def test_exported_names_are_pinned() -> None:
         "ConnectionFailed", "Handler", "Message", "Metrics", "Mode", "PriorityWorkerError",
         "Properties", "PublishConnectionLost", "PublishError", "PublishNacked",
         "PublishReturned", "PublishTimeout", "Publisher", "PublisherClosed", "Queue", "Reject",
-        "Retry", "RetryPolicy", "Worker",
+        "Retry", "RetryPolicy", "Supervisor", "Worker",
     ])
     for name in priority_worker.__all__:
         obj = getattr(priority_worker, name)

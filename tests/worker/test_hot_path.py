@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -338,3 +339,33 @@ def test_handlers_that_do_not_wait_share_one_runner() -> None:
         await worker.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_run_of_non_waiting_handlers_yields_the_loop_after_a_turn_budget() -> None:
+    """Handlers that never await (here: each blocks 5 ms) run back to back in one runner, but
+    after RUNNER_TURN_S of them the runner gives the loop a turn: a callback scheduled
+    meanwhile (an ack flush, a delivery, /healthz) runs long before the run is over."""
+    from priority_worker._worker import RUNNER_TURN_S
+
+    order: list[str] = []
+
+    async def scenario() -> None:
+        async def handler(message: Any) -> None:
+            time.sleep(0.005)
+            order.append("handler")
+
+        worker, ch, broker = _worker_with_fake_channel(handler, prefetch=40)
+        for tag in range(1, 41):
+            broker.outstanding.add(tag)
+            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
+                                                exchange="", routing_key="q"),
+                        pika.BasicProperties(), str(tag).encode())
+        asyncio.get_running_loop().call_soon(order.append, "other")
+        for _ in range(100):
+            await asyncio.sleep(0)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert order.count("handler") == 40
+    budget = int(RUNNER_TURN_S / 0.005) + 2
+    assert order.index("other") <= budget, order.index("other")

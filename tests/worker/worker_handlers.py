@@ -23,3 +23,17 @@ def slow(message: Message) -> None:
     _note("started", message)
     time.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
     _note("done", message)
+
+
+def slow_with_pid(message: Message) -> None:
+    """Like ``slow``, with the handling process's pid on each line (``--processes`` tests)."""
+    with open(os.environ["HANDLED_LOG"], "a") as fh:
+        fh.write(f"started {message.message_id} {os.getpid()} {int(message.redelivered)}\n")
+    time.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
+    with open(os.environ["HANDLED_LOG"], "a") as fh:
+        fh.write(f"done {message.message_id} {os.getpid()} {int(message.redelivered)}\n")
+
+
+def broken_worker() -> None:
+    """A worker factory for the supervisor that always fails (a crash loop)."""
+    raise RuntimeError("this worker cannot start")
