@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,10 +12,12 @@ from typing import Any
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._errors import PlanConflictError, TopologyError
+from ._fit import fit_warnings
 from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, plan
 from ._validate import check_exchange_types, check_references, validate
+from ._warnings import reference_warnings, sort_problems
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
@@ -112,7 +115,10 @@ class Session:
         problems += check_exchange_types(desired, state.exchange_types)
         if problems:
             raise TopologyError(problems)
-        return plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
+        result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
+        warnings = sort_problems([*desired.warnings, *fit_warnings(desired),
+                                  *reference_warnings(desired, state.topology)])
+        return dataclasses.replace(result, warnings=tuple(warnings))
 
     def apply(
         self,

@@ -24,13 +24,15 @@ from rich.markup import escape
 from . import __version__
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
-from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
+from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
+from ._fit import fit_warnings
 from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
 from ._validate import check_references
+from ._warnings import reference_warnings, sort_problems, strict
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="a topology file (the original tool's option; same as FILE)")
     files.add_argument("--vhost", metavar="V",
                        help="put objects that do not name a vhost into V")
+    files.add_argument("--strict", action="store_true",
+                       help="every warning is an error (exit 1, nothing written)")
 
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--format", choices=("text", "json"), default="text",
@@ -75,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
     parser.add_argument("--config", action="append", default=[], metavar="FILE",
                         help="apply FILE (the original declare-amqp's invocation)")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --config: every warning is an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("validate", parents=[common, files],
@@ -136,7 +142,20 @@ class _Cli:
         known = Topology(vhosts=tuple(VhostSpec(v) for v in topology.vhost_names()))
         for problem in check_references(topology, known, broker_read=False):
             self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
+        for problem in reference_warnings(topology, known, broker_read=False):
+            self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
+        warnings = sort_problems([*topology.warnings, *fit_warnings(topology)])
+        if self.args.strict:
+            strict(warnings)
+        self.warn(warnings)
         return EXIT_OK
+
+    def warn(self, warnings: Sequence[Problem]) -> None:
+        """Warnings on stderr (text output; JSON carries them in ``warnings``)."""
+        if getattr(self.args, "format", "text") != "text":
+            return
+        for problem in warnings:
+            self.err.print(f"[yellow]warning:[/] {escape(str(problem))}")
 
     def guessed_vhosts(self) -> list[str]:
         """The vhost the files most likely use, to read it while they are parsed."""
@@ -146,12 +165,16 @@ class _Cli:
         """Parse the files while the likely vhost is read, then plan against the broker."""
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
-        return desired, session.plan(desired, prune=self.args.prune, force=self.args.force)
+        the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+        if self.args.strict:
+            strict(the_plan.warnings)
+        return desired, the_plan
 
     def plan(self) -> int:
         with Session(self.address) as session:
             _, plan = self.load_and_plan(session)
             self._show(plan, session)
+            self.warn(plan.warnings)
         if plan.conflicts or plan.refused:
             if plan.conflicts and self.args.format == "text":
                 self.err.print("[bold red]error:[/] the plan has conflicts; apply would "
@@ -177,6 +200,7 @@ class _Cli:
                 raise PlanConflictError(plan.conflicts)
             if self.args.format == "text":
                 print_plan(self.out, plan, session.describe_target())
+                self.warn(plan.warnings)
             result = session.apply(
                 desired, plan, force=self.args.force, channels=self.args.channels,
                 progress_console=self.out if self.out.is_terminal else None,
@@ -265,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         # The original tool: `declare-amqp --config FILE` applies the file.
         args = parser.parse_args(["apply", *sum((["--config", c] for c in args.config), []),
+                                  *(["--strict"] if args.strict else []),
                                   *sum((["--url", u] for u in args.url), []),
                                   *sum((["--management-url", u] for u in args.management_url),
                                        [])])

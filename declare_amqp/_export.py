@@ -11,10 +11,12 @@ from typing import Any
 
 import yaml
 
+from ._fit import fits
 from ._format import QUEUE_ALIASES
 from ._model import Topology
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
+_ARGUMENT_OF = {name: argument for argument, name in _ALIAS_OF.items()}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -114,13 +116,8 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
 
 
 def _alias_fits(alias: str, value: Any) -> bool:
-    """Use the alias only when the loader would accept the value as it is."""
-    spec = next(k for k in QUEUE_ALIASES if k.name == alias)
-    if isinstance(value, bool) != (bool in spec.types) or not isinstance(value, spec.types):
-        return False
-    if spec.choices and value not in spec.choices:
-        return False
-    return not (spec.minimum is not None and isinstance(value, int) and value < spec.minimum)
+    """Use the alias only when the loader would accept the value as it is (the one rule)."""
+    return fits(_ARGUMENT_OF[alias], value)
 
 
 def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:

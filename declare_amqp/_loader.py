@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ._errors import Location, Problem, TopologyError
+from ._fit import type_fits, value_problem
 from ._format import (
     BINDING_KEYS,
     EXCHANGE_KEYS,
@@ -25,7 +26,6 @@ from ._format import (
     VHOST_KEYS,
     Key,
     describe_types,
-    value_problem,
 )
 from ._model import (
     BindingSpec,
@@ -86,12 +86,6 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
 
 
-def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in types:
-        return False  # YAML true is not a number
-    return isinstance(value, types)
-
-
 class _FileReader:
     """Turns one parsed file into model objects, collecting problems."""
 
@@ -133,7 +127,7 @@ class _FileReader:
                 continue
             if value is None and not spec.required:
                 continue
-            if not _is_instance(value, spec.types):
+            if not type_fits(value, spec.types):
                 self.problem(key_line, f"'{key}' must be {describe_types(spec.types)}, "
                              f"not {value!r}", label)
                 ok = False
@@ -414,6 +408,7 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
+        warnings=tuple(w for p in parts for w in p.warnings),
     )
     return merged, problems
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ._errors import Location
+from ._errors import Location, Problem
 from ._model import (
     BindingSpec,
     ExchangeSpec,
@@ -30,6 +30,7 @@ from ._model import (
     canonical,
 )
 from ._validate import is_builtin_exchange
+from ._warnings import warnings_json
 
 CREATE = "create"
 UPDATE = "update"
@@ -129,6 +130,9 @@ class Plan:
     changes: tuple[Change, ...] = ()
     prune: bool = False
     vhosts: tuple[str, ...] = field(default=())
+    # What the broker accepts but probably loses messages, or what the files' loader skipped
+    # (see _warnings); --strict makes them errors.
+    warnings: tuple[Problem, ...] = field(default=())
 
     def of(self, action: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
@@ -160,6 +164,7 @@ class Plan:
             "prune": self.prune,
             "summary": self.summary(),
             "changes": [c.to_dict() for c in self.changes],
+            "warnings": warnings_json(self.warnings),
         }
 
 

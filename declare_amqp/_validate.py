@@ -1,8 +1,9 @@
 """Pure validation of a desired topology, before anything touches a broker.
 
 ``validate(desired)`` checks what a file alone can tell. ``check_references(desired,
-actual)`` also needs the live broker: a binding, alternate exchange or dead-letter exchange
-must name an object that the files declare *or* the broker already has.
+actual)`` also needs the live broker: a binding must name objects that the files declare
+*or* the broker already has (missing alternate and dead-letter exchanges are warnings, see
+``_warnings``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import re
 from collections.abc import Iterable
 
 from ._errors import Problem
+from ._fit import argument_problem
 from ._format import (
     ARGUMENT_TYPES,
     FORBIDDEN_ARGUMENTS,
     POLICY_DEFINITION_KEYS,
-    describe_types,
-    value_problem,
 )
 from ._model import (
     EXCHANGE_TYPES,
@@ -107,23 +107,14 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
             alias = ARGUMENT_TYPES.get(arg)
             shown = f"{alias.name} ({arg})" if alias else arg
             yield Problem(f"{shown} is not supported by {q.type} queues", q.location, q.label)
-        known = ARGUMENT_TYPES.get(arg)
-        value = q.arguments[arg]
-        if known is None:
-            continue
-        if isinstance(value, bool) != (bool in known.types) or not isinstance(value, known.types):
-            yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
-                          q.location, q.label)
-            continue
-        wrong = value_problem(known, value)
+        wrong = argument_problem(arg, q.arguments[arg])  # the one rule, shared with _fit
         if wrong is not None:
-            yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
+            yield Problem(f"argument {arg} {wrong}", q.location, q.label)
     if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
         yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
                       q.location, q.label)
-    if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
-        yield Problem("overflow reject-publish-dlx is not supported by quorum queues",
-                      q.location, q.label)
+    # overflow reject-publish-dlx on a quorum queue: the broker accepts it, so it is a
+    # warning (_fit.fit_warnings).
 
 
 def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Problem]:
@@ -140,7 +131,8 @@ def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Proble
 def check_references(
     desired: Topology, actual: Topology, broker_read: bool = True
 ) -> list[Problem]:
-    """References to exchanges, queues and vhosts that exist neither in the files nor live.
+    """References the broker refuses: bindings to exchanges or queues, and vhosts, that exist
+    neither in the files nor live.
 
     With ``broker_read=False`` (no broker at hand) the messages only say what no file
     declares.
@@ -172,14 +164,6 @@ def check_references(
         if b.destination_type == "exchange" and not exchange_exists(b.vhost, b.destination):
             problems.append(Problem(f"destination exchange '{b.destination}' is declared in no "
                                     "file" + nowhere, b.location, b.label))
-    for x in desired.exchanges:
-        ae = x.alternate_exchange
-        if ae is not None and not exchange_exists(x.vhost, ae):
-            problems.append(Problem(f"alternate exchange '{ae}' is declared in no file" + nowhere,
-                                    x.location, x.label))
-    for q in desired.queues:
-        dlx = q.arguments.get("x-dead-letter-exchange")
-        if isinstance(dlx, str) and not exchange_exists(q.vhost, dlx):
-            problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file"
-                                    + nowhere, q.location, q.label))
+    # A missing alternate or dead-letter exchange is accepted by the broker: a warning
+    # (``_warnings.reference_warnings``), not an error.
     return problems
