@@ -24,6 +24,7 @@ from rich.markup import escape
 from . import __version__
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
+from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
 from ._fit import fit_warnings
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--no-color", action="store_true", help="never use colour")
 
     files = argparse.ArgumentParser(add_help=False)
-    files.add_argument("files", nargs="*", metavar="FILE", help="topology YAML files")
+    files.add_argument("files", nargs="*", metavar="FILE",
+                       help="topology files: YAML, or RabbitMQ definitions (*.json)")
     files.add_argument("--config", action="append", default=[], metavar="FILE",
                        help="a topology file (the original tool's option; same as FILE)")
     files.add_argument("--vhost", metavar="V",
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--vhost", action="append", default=[], metavar="V",
                    help="vhost to export (repeatable; default: all)")
     e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    e.add_argument("--format", choices=("yaml", "definitions"), default="yaml",
+                   help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)")
     sub.add_parser("schema", help="print the JSON Schema of the file format")
     return parser
 
@@ -263,9 +267,13 @@ class _Cli:
         with Session(self.address) as session:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
-        header = (f"# Exported by declare-amqp {__version__} from {self.address} "
-                  f"(vhosts: {', '.join(vhosts)})\n")
-        text = to_yaml(topology, vhosts, header)
+            version = session.management.version
+        if self.args.format == "definitions":
+            text = to_definitions_json(topology, vhosts, version)
+        else:
+            header = (f"# Exported by declare-amqp {__version__} from {self.address} "
+                      f"(vhosts: {', '.join(vhosts)})\n")
+            text = to_yaml(topology, vhosts, header)
         if self.args.output:
             with open(self.args.output, "w", encoding="utf-8") as fh:
                 fh.write(text)

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._fit import type_fits, value_problem
 from ._format import (
@@ -377,7 +378,10 @@ def read_files(
             problems.append(Problem(f"cannot read the file: {exc.strerror or exc}",
                                     Location(path, 0)))
             continue
-        topology, found = _parse(text, path, vhost, default_vhost)
+        if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
+            topology, found = parse_definitions(text, path, vhost, default_vhost)
+        else:
+            topology, found = _parse(text, path, vhost, default_vhost)
         problems.extend(found)
         parts.append(topology)
     merged, merge_problems = _merge(parts)
