@@ -66,6 +66,7 @@ class Session:
     def __init__(self, address: BrokerAddress) -> None:
         self.address = address
         self.management = ManagementClient(address)
+        self.last_state: BrokerState | None = None
         self._prefetched: tuple[tuple[tuple[str, ...], bool],
                                 concurrent.futures.Future[BrokerState]] | None = None
 
@@ -111,6 +112,7 @@ class Session:
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
         state = self.read(desired.vhost_names(), with_stats=prune)
+        self.last_state = state  # what the plan was computed against (saved plans)
         problems = check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
         if problems:

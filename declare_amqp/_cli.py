@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from . import _saved_plan as saved_plan
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
 from ._definitions import to_definitions_json
@@ -91,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="show what apply would do")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 nothing to do, 2 changes pending, 1 error or conflict")
+    p.add_argument("--out", metavar="PLAN",
+                   help="also save the plan, the files' digest and the broker's fingerprint "
+                        "to PLAN, for `apply PLAN`")
     a = sub.add_parser("apply", parents=[common, files, output],
                        help="make the broker match the files")
     a.add_argument("--amqp-only", action="store_true",
@@ -177,8 +181,15 @@ class _Cli:
     def plan(self) -> int:
         with Session(self.address) as session:
             _, plan = self.load_and_plan(session)
-            self._show(plan, session)
+            extra = None
+            if self.args.out:
+                self._save(session, plan)
+                extra = {"saved": self.args.out}
+            self._show(plan, session, extra)
             self.warn(plan.warnings)
+            if self.args.out and self.args.format == "text":
+                self.err.print(f"saved the plan to {escape(self.args.out)}; apply it with "
+                               f"`declare-amqp apply {escape(self.args.out)}`")
         if plan.conflicts or plan.refused:
             if plan.conflicts and self.args.format == "text":
                 self.err.print("[bold red]error:[/] the plan has conflicts; apply would "
@@ -194,25 +205,82 @@ class _Cli:
         else:
             print_plan(self.out, plan, session.describe_target())
 
+    def _save(self, session: Session, plan: Plan) -> None:
+        state = session.last_state
+        assert state is not None
+        objects = saved_plan.state_objects(state.topology)
+        node = session.management.node
+        saved = saved_plan.SavedPlan(
+            files=saved_plan.file_digests(self.files()),
+            options={"vhost": self.args.vhost, "default_vhost": self.default_vhost(),
+                     "prune": self.args.prune, "force": self.args.force,
+                     "strict": self.args.strict},
+            target=node.amqp_display if node else str(self.address),
+            version=state.version, fingerprint=saved_plan.fingerprint(objects),
+            objects=objects, plan=plan.to_dict(), tool=f"declare-amqp {__version__}")
+        saved_plan.write(self.args.out, saved, self.address.redact)
+
+    def saved(self) -> str | None:
+        """The saved plan ``apply`` was given instead of topology files, if it was."""
+        paths = list(self.args.files) + list(self.args.config)
+        if len(paths) == 1 and saved_plan.is_saved_plan(paths[0]):
+            return paths[0]
+        if len(paths) > 1 and any(saved_plan.is_saved_plan(p) for p in paths):
+            raise DeclareAmqpError("apply takes either one saved plan or topology files, "
+                                   "not both; nothing was changed")
+        return None
+
+    def _apply_saved(self, path: str) -> int:
+        """``apply PLAN``: exactly that plan, or nothing when files or broker changed."""
+        saved = saved_plan.read(path)
+        options = saved.options
+        self.args.files, self.args.config = [p for p, _ in saved.files], []
+        self.args.vhost, self.args.prune = options.get("vhost"), bool(options.get("prune"))
+        self.args.force = bool(options.get("force"))
+        self.args.strict = self.args.strict or bool(options.get("strict"))
+        saved_plan.check_files(saved, path)
+        with Session(self.address) as session:
+            desired = load(self.files(), vhost=self.args.vhost,
+                           default_vhost=options.get("default_vhost") or "/")
+            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            assert session.last_state is not None
+            saved_plan.check_broker(saved, path,
+                                    saved_plan.state_objects(session.last_state.topology))
+            if plan.to_dict() != dict(saved.plan):
+                raise saved_plan.SavedPlanRefused(
+                    f"{path}: the plan computed now from the same files and broker state "
+                    "differs from the saved one (queue message or consumer counts a prune "
+                    f"depends on, or the plan was made by {saved.tool or 'another version'}); "
+                    "nothing was changed. Make the plan again.")
+            if self.args.strict:
+                strict(plan.warnings)
+            return self._apply_planned(session, desired, plan)
+
     def apply(self) -> int:
+        path = self.saved()
+        if path is not None:
+            return self._apply_saved(path)
         if self.args.amqp_only:
             return self._apply_amqp_only(self.load())
         with Session(self.address) as session:
             desired, plan = self.load_and_plan(session)
-            if plan.conflicts:
-                self._show(plan, session, {"applied": False})
-                raise PlanConflictError(plan.conflicts)
-            if self.args.format == "text":
-                print_plan(self.out, plan, session.describe_target())
-                self.warn(plan.warnings)
-            result = session.apply(
-                desired, plan, force=self.args.force, channels=self.args.channels,
-                progress_console=self.out if self.out.is_terminal else None,
-            )
-            if self.args.format == "json":
-                print(plan_json(plan, {"applied": True, **result.to_dict()}))
-            else:
-                self._report(plan, result)
+            return self._apply_planned(session, desired, plan)
+
+    def _apply_planned(self, session: Session, desired: Topology, plan: Plan) -> int:
+        if plan.conflicts:
+            self._show(plan, session, {"applied": False})
+            raise PlanConflictError(plan.conflicts)
+        if self.args.format == "text":
+            print_plan(self.out, plan, session.describe_target())
+            self.warn(plan.warnings)
+        result = session.apply(
+            desired, plan, force=self.args.force, channels=self.args.channels,
+            progress_console=self.out if self.out.is_terminal else None,
+        )
+        if self.args.format == "json":
+            print(plan_json(plan, {"applied": True, **result.to_dict()}))
+        else:
+            self._report(plan, result)
         return EXIT_OK if result.ok else EXIT_ERROR
 
     def _report(self, plan: Any, result: Any) -> None:

@@ -77,6 +77,12 @@ def fits(argument: str, value: Any) -> bool:
 def fit_warnings(topology: Topology) -> list[Problem]:
     """Values the broker accepts but does not act on as written (warnings, not errors)."""
     found: list[Problem] = []
+    for x in topology.exchanges:
+        if x.alternate_exchange == x.name:
+            found.append(Problem(
+                "the exchange is its own alternate exchange: RabbitMQ accepts this, but "
+                "messages that no binding routes are dropped (the broker stops at the loop)",
+                x.location, x.label))
     for q in topology.queues:
         if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
             found.append(Problem(

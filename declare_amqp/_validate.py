@@ -56,9 +56,8 @@ def validate(desired: Topology) -> list[Problem]:
             add(Problem(f"unknown exchange type '{x.type}' (expected "
                         f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
                         x.location, x.label))
-        ae = x.alternate_exchange
-        if ae is not None and ae == x.name:
-            add(Problem("an exchange cannot be its own alternate exchange", x.location, x.label))
+        # An exchange that is its own alternate exchange is accepted by the broker: a
+        # warning (_fit.fit_warnings).
     for q in desired.queues:
         problems.extend(_validate_queue(q))
     for b in desired.bindings:

@@ -5,7 +5,13 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
+
+# A password that cannot appear by accident; '@' and '/' force URL quoting.
+PASSWORD = "Zq9-s3cr3t@x/y"
+QUOTED_PASSWORD = urllib.parse.quote(PASSWORD, safe="")
+SECRET = "Zq9-s3cr3t"  # in every form of the password, quoted or not
 
 # Every kind of object: exchange-to-exchange and headers bindings with arguments, quorum and
 # stream queues, custom arguments and policies.
