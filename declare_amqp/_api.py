@@ -12,7 +12,7 @@ from typing import Any
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._errors import PlanConflictError, TopologyError
-from ._fit import fit_warnings
+from ._fit import fit_warnings, policy_problems
 from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, plan
@@ -24,6 +24,7 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     """Load, merge and validate topology files; raises TopologyError with every problem."""
     topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
     problems += validate(topology)
+    problems += policy_problems(topology)
     if problems:
         problems.sort(key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
         raise TopologyError(problems)

@@ -152,3 +152,24 @@ def test_yaml_and_definitions_mixed_conflict_writes_nothing(declare: Any) -> Non
     declare.assert_clean_failure(result)
     assert "b.json:3" in result.err and "a.yml:2" in result.err, result
     assert declare.is_empty()
+
+
+def test_prune_and_validate_take_definitions_files(declare: Any) -> None:
+    """`validate` reads a definitions file without a broker; `apply --prune` with one deletes
+    what it no longer holds, within its vhost only."""
+    f = declare.write("topology.yml", RICH)
+    assert declare("apply", f).code == 0
+    exported = _broker_definitions(declare)
+    exported["queues"] = [q for q in exported["queues"] if q["name"] != "fallback"]
+    exported["bindings"] = [b for b in exported["bindings"] if b["destination"] != "fallback"]
+    (declare.workdir / "defs.json").write_text(json.dumps(exported, indent=2))
+
+    valid = declare("validate", "defs.json", connect=False)
+    assert valid.code == 0 and "valid" in valid.out, valid
+
+    pruned = declare("apply", "defs.json", "--prune")
+    assert pruned.code == 0, pruned
+    assert "fallback" not in declare.names("queues")
+    assert "work.quorum" in declare.names("queues")
+    again = declare("plan", "defs.json", "--prune", "--detailed-exitcode")
+    assert again.code == 0, again
