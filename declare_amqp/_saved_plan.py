@@ -40,7 +40,7 @@ class SavedPlan:
     target: str  # amqp://host:port of the node planned against (no credentials)
     version: str  # RabbitMQ version of that broker
     fingerprint: str  # digest of ``objects``
-    objects: Mapping[str, str]  # "queue v/name" -> digest of its properties
+    objects: Mapping[str, str]  # "queue 'name' (vhost v)" -> digest of its properties
     plan: Mapping[str, Any]  # Plan.to_dict()
     tool: str = ""
 
@@ -71,19 +71,11 @@ def state_objects(actual: Topology) -> dict[str, str]:
     """One short digest per object the broker holds in the vhosts read."""
     objects: dict[str, str] = {}
 
-    def add(key: str, spec: Any) -> None:
-        objects[key] = hashlib.sha256(canonical(describe(spec)).encode()).hexdigest()[:16]
-
-    for v in actual.vhosts:
-        add(f"vhost {v.name}", v)
-    for x in actual.exchanges:
-        add(f"exchange {x.vhost}/{x.name}", x)
-    for q in actual.queues:
-        add(f"queue {q.vhost}/{q.name}", q)
-    for b in actual.bindings:
-        add(f"binding {b.vhost}/{b.name}", b)
-    for p in actual.policies:
-        add(f"policy {p.vhost}/{p.name}", p)
+    for group in (actual.vhosts, actual.exchanges, actual.queues, actual.bindings,
+                  actual.policies):
+        for spec in group:  # keyed by label: "queue 'q' (vhost v)", read in messages
+            objects[spec.label] = hashlib.sha256(
+                canonical(describe(spec)).encode()).hexdigest()[:16]
     return dict(sorted(objects.items()))
 
 

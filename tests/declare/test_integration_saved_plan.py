@@ -59,7 +59,8 @@ def test_saved_plan_refuses_a_changed_broker(declare: Any) -> None:
     declare.put(f"/api/queues/{declare.quote(declare.vhost)}/intruder", {"durable": True})
     result = declare("apply", "plan.json")
     declare.assert_clean_failure(result)
-    assert "broker changed" in result.err and "intruder added" in result.err, result
+    assert "broker changed" in result.err, result
+    assert f"queue 'intruder' (vhost {declare.vhost}) added" in result.err, result
     assert declare.names("queues") == {"intruder"}
     assert declare.names("exchanges") == set() and declare.names("policies") == set()
 
@@ -76,7 +77,7 @@ def test_saved_plan_refuses_a_changed_object_on_the_broker(declare: Any) -> None
                                                "definition": {"max-length": 70}})
     result = declare("apply", "plan.json")
     declare.assert_clean_failure(result)
-    assert f"policy {declare.vhost}/limits changed" in result.err, result
+    assert f"policy 'limits' (vhost {declare.vhost}) changed" in result.err, result
     assert declare.policy("limits")["definition"] == {"max-length": 70}
     assert declare.names("queues") == set()
 
