@@ -222,7 +222,7 @@ class _Cli:
 
     def saved(self) -> str | None:
         """The saved plan ``apply`` was given instead of topology files, if it was."""
-        paths = list(self.args.files) + list(self.args.config)
+        paths: list[str] = list(self.args.files) + list(self.args.config)
         if len(paths) == 1 and saved_plan.is_saved_plan(paths[0]):
             return paths[0]
         if len(paths) > 1 and any(saved_plan.is_saved_plan(p) for p in paths):

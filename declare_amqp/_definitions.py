@@ -140,10 +140,18 @@ class _Reader:
         name = raw.get("name")
         label = f"{what} '{name}'" if isinstance(name, str) else what
         ok = True
+        unknown = [str(k) for k in raw if k not in table]
+        if unknown:
+            # Never dropped silently: a field the broker's format does not have (or one a later
+            # RabbitMQ added) is named, so a declare-amqp topology saved as .json is noticed.
+            self.warnings.append(Problem(
+                f"ignored field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not part "
+                "of RabbitMQ's definitions format as this tool reads it (a declare-amqp "
+                "topology written as JSON must be named .yml)", self.at(line), label))
         for key, value in raw.items():
             spec = table.get(key)
             if spec is None:
-                continue  # the broker adds fields over versions; unknown ones carry no object
+                continue
             if value is None and not spec[1]:
                 continue
             if not type_fits(value, spec[0]):
@@ -179,6 +187,12 @@ class _Reader:
             return Topology()
         for key in doc:
             if key in _METADATA or key in _MANAGED:
+                continue
+            if key not in _IGNORED_KINDS:
+                self.warnings.append(Problem(
+                    f"ignored key '{key}': not part of RabbitMQ's definitions format (a "
+                    "declare-amqp topology written as JSON must be named .yml)",
+                    self.at(doc_line(doc))))
                 continue
             self.ignore(key, doc[key], doc_line(doc))
         cluster = doc.get("rabbitmq_definition_format") == "cluster" or (
@@ -243,7 +257,7 @@ class _Reader:
 
     def ignore(self, key: str, value: Any, line: int) -> None:
         """One warning naming what a kind the tool does not manage holds (no secrets)."""
-        what = _IGNORED_KINDS.get(key, f"'{key}'")
+        what = _IGNORED_KINDS[key]
         names: list[str] = []
         if isinstance(value, list):
             for item in value:

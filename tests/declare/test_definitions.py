@@ -164,3 +164,25 @@ def test_written_definitions_load_back_to_the_same_topology() -> None:
         assert plan(t, back).is_empty
     assert json.loads(json.dumps(to_definitions(t, ["v1"])))["rabbitmq_definition_format"] \
         == "single_virtual_host"
+
+
+def test_a_declare_amqp_topology_named_json_is_not_read_silently() -> None:
+    """Fields and keys that RabbitMQ's format lacks are named in warnings (with a hint to
+    name such a file .yml), never dropped silently."""
+    text = '{"vhost": "prod",\n "queues": [\n  {"name": "q", "max_priority": 5}]}'
+    t, problems = parse_definitions(text, "mine.json")
+    assert problems == []
+    shown = [str(w) for w in t.warnings]
+    assert any(s.startswith("mine.json:1: ignored key 'vhost'") for s in shown), shown
+    assert any(s.startswith("mine.json:3: queue 'q': ignored field max_priority")
+               and ".yml" in s for s in shown), shown
+
+
+def test_single_virtual_host_format_marker_wins() -> None:
+    """4.x writes rabbitmq_definition_format; single_virtual_host puts every object into the
+    file's vhost even when objects carry a vhost field."""
+    doc = {"rabbitmq_definition_format": "single_virtual_host",
+           "queues": [{"name": "q", "vhost": "elsewhere", "durable": True,
+                       "auto_delete": False, "arguments": {}}]}
+    t, problems = parse_definitions(json.dumps(doc), "one.json", default_vhost="here")
+    assert problems == [] and t.queues[0].vhost == "here" and t.named == ("here",)

@@ -120,3 +120,17 @@ def test_saved_plan_with_conflicts_is_never_applied(declare: Any) -> None:
     result = declare("apply", "plan.json")
     assert result.code == 1, result
     assert declare.names("queues") == {"orders.new"} and declare.names("exchanges") == set()
+
+
+def test_a_tampered_saved_plan_is_refused(declare: Any) -> None:
+    """Someone edits the plan inside the file (files and broker unchanged): what would be
+    applied is no longer what the files and broker give, so nothing is written."""
+    f = declare.write("topology.yml", TOPOLOGY)
+    assert declare("plan", f, "--out", "plan.json").code == 0
+    saved = _saved(declare)
+    saved["plan"]["changes"] = saved["plan"]["changes"][:1]
+    (declare.workdir / "plan.json").write_text(json.dumps(saved), "utf-8")
+    result = declare("apply", "plan.json")
+    declare.assert_clean_failure(result)
+    assert "differs from the saved one" in result.err, result
+    assert declare.is_empty()
