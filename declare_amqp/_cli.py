@@ -310,6 +310,11 @@ class _Cli:
                 "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
                 "them from the files or enable the management plugin"
             )
+        # What the files alone show (AMQP cannot tell which exchanges exist to warn about).
+        warnings = sort_problems([*desired.warnings, *fit_warnings(desired)])
+        if self.args.strict:
+            strict(warnings)
+        self.warn(warnings)
         self.err.print(
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
             "redeclare are not checked, and existing bindings and policies are not read"

@@ -206,7 +206,7 @@ class _Reader:
             vhosts.append(VhostSpec(f["name"], self.at(line)))
             extra = sorted(k for k in ("limits", "default_queue_type", "tracing") if f.get(k))
             metadata = f.get("metadata") or {}
-            extra += sorted(k for k, v in metadata.items() if v and k != "description")
+            extra += sorted(f"metadata.{k}" for k, v in metadata.items() if v)
             if extra:
                 self.warnings.append(Problem(
                     f"ignored: {', '.join(extra)} (declare-amqp does not manage vhost "

@@ -11,9 +11,12 @@ writes the broker's format, which both the tool and the broker load.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from typing import Any
 
+import pytest
 from declare_support import RICH
 from declare_support import comparable as _comparable
 
@@ -68,6 +71,29 @@ def test_broker_export_plans_as_a_no_op_in_both_shapes(declare: Any) -> None:
     assert f"ignored: 1 users ({declare.broker.user})" in plan.err, plan
     assert "permissions" in plan.err and "password_hash" not in plan.text, plan
     assert cluster["users"][0]["password_hash"] not in plan.text, plan
+
+
+def test_rabbitmqctl_export_definitions_plans_as_a_no_op(declare: Any) -> None:
+    """The file `rabbitmqctl export_definitions` writes (cluster shape, compact JSON, vhost
+    limits and metadata), cut down to the test's vhost, plans to nothing with --prune."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed here (the broker is remote)")
+    f = declare.write("topology.yml", RICH)
+    assert declare("apply", f).code == 0
+    proc = subprocess.run(["rabbitmqctl", "export_definitions", "-"], capture_output=True,
+                          text=True, timeout=60)
+    if proc.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot reach the broker: {proc.stderr.strip()[:200]}")
+    everything = json.loads(proc.stdout)
+    mine = declare.vhost
+    cut = {**{k: v for k, v in everything.items() if not isinstance(v, list)},
+           "vhosts": [v for v in everything["vhosts"] if v["name"] == mine],
+           **{kind: [o for o in everything[kind] if o.get("vhost") == mine]
+              for kind in ("queues", "exchanges", "bindings", "policies")}}
+    assert len(cut["vhosts"]) == 1 and cut["queues"], cut
+    (declare.workdir / "export.json").write_text(json.dumps(cut))
+    plan = declare("plan", "export.json", "--prune", "--detailed-exitcode")
+    assert plan.code == 0 and "No changes" in plan.out, plan
 
 
 def test_apply_into_an_empty_vhost_matches_the_brokers_own_import(
