@@ -173,7 +173,7 @@ def _write_state(http: Any, vhost: str, state: dict[str, Any]) -> None:
     for method, path, body in writes:
         response = http.request(method, path, json=body)
         if response.status_code >= 400:
-            REFUSED.append(f"{path}: {response.text[:200]}")
+            REFUSED.append(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
             reject()
 
 
