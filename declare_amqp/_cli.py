@@ -176,6 +176,7 @@ class _Cli:
         the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
         if self.args.strict:
             strict(the_plan.warnings)
+        self.warn(the_plan.warnings)
         return desired, the_plan
 
     def plan(self) -> int:
@@ -186,7 +187,6 @@ class _Cli:
                 self._save(session, plan)
                 extra = {"saved": self.args.out}
             self._show(plan, session, extra)
-            self.warn(plan.warnings)
             if self.args.out and self.args.format == "text":
                 self.err.print(f"saved the plan to {escape(self.args.out)}; apply it with "
                                f"`declare-amqp apply {escape(self.args.out)}`")
@@ -254,6 +254,7 @@ class _Cli:
                     "nothing was changed. Make the plan again.")
             if self.args.strict:
                 strict(plan.warnings)
+            self.warn(plan.warnings)
             return self._apply_planned(session, desired, plan)
 
     def apply(self) -> int:
@@ -272,7 +273,6 @@ class _Cli:
             raise PlanConflictError(plan.conflicts)
         if self.args.format == "text":
             print_plan(self.out, plan, session.describe_target())
-            self.warn(plan.warnings)
         result = session.apply(
             desired, plan, force=self.args.force, channels=self.args.channels,
             progress_console=self.out if self.out.is_terminal else None,

@@ -26,20 +26,6 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-# YAML reads these as line breaks: inside a plain or single-quoted scalar they would fold into
-# a space on loading (a queue named "a\x85b" came back as "a b"). Double quotes escape them.
-_LINE_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if any(c in value for c in _LINE_BREAKS):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-    return dumper.represent_str(value)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
 def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
     """The topology as a plain mapping of the YAML format."""
     single = len(vhosts) == 1
@@ -139,3 +125,17 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
     text = yaml.dump(to_document(topology, vhosts), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True, width=100)
     return header + text
+
+
+# YAML reads these as line breaks: inside a plain or single-quoted scalar they would fold into
+# a space on loading (a queue named "a\x85b" came back as "a b"). Double quotes escape them.
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in _LINE_BREAKS):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)

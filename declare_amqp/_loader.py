@@ -411,8 +411,8 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
         bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
-        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         warnings=tuple(w for p in parts for w in p.warnings),
+        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
     )
     return merged, problems
 

@@ -139,12 +139,12 @@ class Topology:
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
     policies: tuple[PolicySpec, ...] = ()
-    # Vhosts a file names explicitly as its default (`vhost:` or --vhost), even if it
-    # declares nothing there: prune works in them too.
-    named: tuple[str, ...] = ()
     # What the loader read but does not manage (kinds of a definitions file it skips), or
     # accepted with a caveat: shown as warnings, never dropped silently.
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    # Vhosts a file names explicitly as its default (`vhost:` or --vhost), even if it
+    # declares nothing there: prune works in them too.
+    named: tuple[str, ...] = ()
 
     def vhost_names(self) -> list[str]:
         """Every vhost named by any object or by a file, in first-seen order."""
@@ -189,8 +189,8 @@ def merge(parts: Iterable[Topology]) -> Topology:
         queues=tuple(q for p in parts for q in p.queues),
         bindings=tuple(b for p in parts for b in p.bindings),
         policies=tuple(po for p in parts for po in p.policies),
-        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         warnings=tuple(w for p in parts for w in p.warnings),
+        named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
     )
 
 

@@ -30,7 +30,6 @@ from ._model import (
     canonical,
 )
 from ._validate import is_builtin_exchange
-from ._warnings import warnings_json
 
 CREATE = "create"
 UPDATE = "update"
@@ -130,8 +129,7 @@ class Plan:
     changes: tuple[Change, ...] = ()
     prune: bool = False
     vhosts: tuple[str, ...] = field(default=())
-    # What the broker accepts but probably loses messages, or what the files' loader skipped
-    # (see _warnings); --strict makes them errors.
+    # Problems that do not stop the apply (see _warnings); --strict makes them errors.
     warnings: tuple[Problem, ...] = field(default=())
 
     def of(self, action: str) -> tuple[Change, ...]:
@@ -164,7 +162,7 @@ class Plan:
             "prune": self.prune,
             "summary": self.summary(),
             "changes": [c.to_dict() for c in self.changes],
-            "warnings": warnings_json(self.warnings),
+            "warnings": [str(w) for w in self.warnings],
         }
 
 

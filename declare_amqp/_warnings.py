@@ -1,8 +1,8 @@
 """Warnings: what the broker accepts but what probably loses messages, or what the tool skipped.
 
 A warning is a ``Problem`` that does not stop a run: plan and apply show it (text on stderr,
-``warnings`` in the JSON), and ``--strict`` turns every warning into an error (exit 1,
-nothing written). Three sources:
+``warnings`` in the JSON, each a ``file:line: object: message`` string), and ``--strict``
+turns every warning into an error (exit 1, nothing written). Three sources:
 
 - references the broker accepts although they resolve nowhere: an alternate exchange or a
   dead-letter exchange (of a queue, or of a policy) that no file declares and the broker
@@ -16,7 +16,6 @@ nothing written). Three sources:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from ._errors import Problem, TopologyError
 from ._model import Topology
@@ -77,9 +76,3 @@ def strict(warnings: Sequence[Problem]) -> None:
     if warnings:
         raise TopologyError([Problem(f"{p.message} (an error with --strict)", p.location,
                                      p.object) for p in warnings])
-
-
-def warnings_json(warnings: Sequence[Problem]) -> list[dict[str, Any]]:
-    """The ``warnings`` field of the JSON output: one object per warning."""
-    return [{"location": str(p.location) if p.location else None, "object": p.object,
-             "message": p.message, "text": str(p)} for p in warnings]

@@ -92,12 +92,13 @@ def test_dangling_references_warn_in_plan_text_and_json(declare: Any) -> None:
     assert as_json.code == 0, as_json
     doc = json.loads(as_json.out)
     assert doc["format"] == 1 and doc["applied"] is True
-    texts = sorted(w["message"].split(":")[0] for w in doc["warnings"])
-    assert texts == ["alternate exchange 'nowhere' is declared in no file and does not exist "
-                     "on the broker", "dead-letter exchange 'graveyard' is declared in no file "
-                     "and does not exist on the broker", "dead-letter-exchange 'void' is "
-                     "declared in no file and does not exist on the broker"], doc["warnings"]
-    assert all(w["location"].startswith("topology.yml:") for w in doc["warnings"])
+    warnings = doc["warnings"]
+    assert all(isinstance(w, str) and w.startswith("topology.yml:") for w in warnings), warnings
+    for name in ("alternate exchange 'nowhere'", "dead-letter exchange 'graveyard'",
+                 "dead-letter-exchange 'void'"):
+        assert sum(f"{name} is declared in no file and does not exist on the broker" in w
+                   for w in warnings) == 1, (name, warnings)
+    assert len(warnings) == 3, warnings
     assert declare.names("queues") == {"work"} and declare.names("policies") == {"dl"}
 
 
