@@ -12,19 +12,19 @@ from typing import Any
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._errors import PlanConflictError, TopologyError
-from ._fit import fit_warnings, policy_problems
+from ._fit import policy_problems
 from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, plan
 from ._validate import check_exchange_types, check_references, validate
-from ._warnings import reference_warnings, sort_problems
+from ._warnings import plan_warnings
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
     """Load, merge and validate topology files; raises TopologyError with every problem."""
     topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
+    problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
-    problems += policy_problems(topology)
     if problems:
         problems.sort(key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
         raise TopologyError(problems)
@@ -119,8 +119,7 @@ class Session:
         if problems:
             raise TopologyError(problems)
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
-        warnings = sort_problems([*desired.warnings, *fit_warnings(desired),
-                                  *reference_warnings(desired, state.topology)])
+        warnings = plan_warnings(desired, state.topology)
         return dataclasses.replace(result, warnings=tuple(warnings))
 
     def apply(

@@ -158,6 +158,11 @@ class _Cli:
         self.warn(warnings)
         return EXIT_OK
 
+    def strict(self, plan: Plan) -> None:
+        """``--strict``: the plan's warnings are errors (exit 1, nothing written)."""
+        if self.args.strict:
+            strict(plan.warnings)
+
     def warn(self, warnings: Sequence[Problem]) -> None:
         """Warnings on stderr (text output; JSON carries them in ``warnings``)."""
         if getattr(self.args, "format", "text") != "text":
@@ -174,14 +179,15 @@ class _Cli:
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
         the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
-        if self.args.strict:
-            strict(the_plan.warnings)
-        self.warn(the_plan.warnings)
+        if self.args.format == "text":
+            for warning in the_plan.warnings:
+                self.err.print(f"[yellow]warning:[/] {escape(str(warning))}")
         return desired, the_plan
 
     def plan(self) -> int:
         with Session(self.address) as session:
             _, plan = self.load_and_plan(session)
+            self.strict(plan)
             extra = None
             if self.args.out:
                 self._save(session, plan)
@@ -252,9 +258,8 @@ class _Cli:
                     "differs from the saved one (queue message or consumer counts a prune "
                     f"depends on, or the plan was made by {saved.tool or 'another version'}); "
                     "nothing was changed. Make the plan again.")
-            if self.args.strict:
-                strict(plan.warnings)
             self.warn(plan.warnings)
+            self.strict(plan)
             return self._apply_planned(session, desired, plan)
 
     def apply(self) -> int:
@@ -265,6 +270,7 @@ class _Cli:
             return self._apply_amqp_only(self.load())
         with Session(self.address) as session:
             desired, plan = self.load_and_plan(session)
+            self.strict(plan)
             return self._apply_planned(session, desired, plan)
 
     def _apply_planned(self, session: Session, desired: Topology, plan: Plan) -> int:

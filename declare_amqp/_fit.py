@@ -7,7 +7,8 @@ and ``x-expires`` up to 315,360,000,000 ms, ``x-stream-max-segment-size-bytes`` 
 ``x-max-age`` a number and one of YMDhms). So:
 
 - the loader refuses an alias value the broker would refuse (``value_problem``),
-- the validator refuses the same values inside ``arguments:`` (``argument_problem``),
+- the validator refuses the same values inside ``arguments:`` (``type_fits`` and
+  ``value_problem`` on the same key),
 - the exporter writes the readable alias only for a value that fits, and
 - whatever the broker holds therefore loads again: an export never fails to load.
 

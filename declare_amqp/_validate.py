@@ -13,11 +13,12 @@ import re
 from collections.abc import Iterable
 
 from ._errors import Problem
-from ._fit import argument_problem
+from ._fit import type_fits, value_problem
 from ._format import (
     ARGUMENT_TYPES,
     FORBIDDEN_ARGUMENTS,
     POLICY_DEFINITION_KEYS,
+    describe_types,
 )
 from ._model import (
     EXCHANGE_TYPES,
@@ -106,9 +107,17 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
             alias = ARGUMENT_TYPES.get(arg)
             shown = f"{alias.name} ({arg})" if alias else arg
             yield Problem(f"{shown} is not supported by {q.type} queues", q.location, q.label)
-        wrong = argument_problem(arg, q.arguments[arg])  # the one rule, shared with _fit
+        known = ARGUMENT_TYPES.get(arg)
+        value = q.arguments[arg]
+        if known is None:
+            continue
+        if not type_fits(value, known.types):  # the one rule (_fit), as loader and exporter
+            yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
+                          q.location, q.label)
+            continue
+        wrong = value_problem(known, value)
         if wrong is not None:
-            yield Problem(f"argument {arg} {wrong}", q.location, q.label)
+            yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
     if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
         yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
                       q.location, q.label)

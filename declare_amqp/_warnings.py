@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ._errors import Problem, TopologyError
+from ._fit import fit_warnings
 from ._model import Topology
 from ._validate import BUILTIN_EXCHANGES
 
@@ -76,3 +77,9 @@ def strict(warnings: Sequence[Problem]) -> None:
     if warnings:
         raise TopologyError([Problem(f"{p.message} (an error with --strict)", p.location,
                                      p.object) for p in warnings])
+
+
+def plan_warnings(desired: Topology, actual: Topology) -> list[Problem]:
+    """Every warning of a plan: the loader's, the values' (``_fit``) and the references'."""
+    return sort_problems([*desired.warnings, *fit_warnings(desired),
+                          *reference_warnings(desired, actual)])
