@@ -106,14 +106,18 @@ class Session:
         if prefetched is not None:
             key, future = prefetched
             if key == (tuple(vhosts), with_stats):
-                return future.result()  # raises what the background read raised
+                return self._remember(future.result())  # raises what the read raised
             future.exception()  # a guess that missed: wait for it, ignore its outcome
-        return self.management.read(vhosts, with_stats=with_stats)
+        return self._remember(self.management.read(vhosts, with_stats=with_stats))
+
+    def _remember(self, state: BrokerState) -> BrokerState:
+        """Keep the last state read: what a plan was computed against (saved plans)."""
+        self.last_state = state
+        return state
 
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
         state = self.read(desired.vhost_names(), with_stats=prune)
-        self.last_state = state  # what the plan was computed against (saved plans)
         problems = check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
         if problems:
