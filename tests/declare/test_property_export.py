@@ -69,7 +69,11 @@ QUEUE_ARGUMENTS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "x-delivery-limit": st.integers(-5, 2**31),
         "x-quorum-initial-group-size": st.integers(1, 7),
         "x-queue-leader-locator": st.sampled_from(["client-local", "balanced"]),
-        "x-dead-letter-strategy": st.sampled_from(["at-most-once"]),
+        "x-dead-letter-strategy": st.sampled_from(["at-most-once", "at-least-once"]),
+        "x-max-in-memory-length": st.integers(0, 2**31),
+        "x-max-in-memory-bytes": st.integers(0, 2**31),
+        # refused by 3.10 (quorum TTLs came in 3.12): such a state is discarded, not failed
+        "x-message-ttl": ttl,
     },
     "stream": {
         "x-max-length-bytes": st.integers(0, 2**40),
@@ -103,6 +107,8 @@ def queue(draw: st.DrawFn, name: str) -> dict[str, Any]:
     durable, auto_delete = True, False
     if qtype == "classic":
         durable, auto_delete = draw(st.booleans()), draw(st.booleans())
+        if draw(st.booleans()):  # spelt out, as some clients and 4.x do
+            arguments["x-queue-type"] = "classic"
     else:
         arguments["x-queue-type"] = qtype
     return {"name": name, "durable": durable, "auto_delete": auto_delete,
