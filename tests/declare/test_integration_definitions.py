@@ -199,3 +199,22 @@ def test_prune_and_validate_take_definitions_files(declare: Any) -> None:
     assert "work.quorum" in declare.names("queues")
     again = declare("plan", "defs.json", "--prune", "--detailed-exitcode")
     assert again.code == 0, again
+
+
+def test_export_format_definitions_of_two_vhosts_is_the_cluster_shape(
+    declare: Any, other_vhost: str
+) -> None:
+    """With two --vhost, the export is the cluster shape (vhosts listed, each object naming
+    its vhost), and plans to nothing with --prune."""
+    f = declare.write("topology.yml", RICH)
+    assert declare("apply", f).code == 0
+    assert declare("apply", f, "--vhost", other_vhost).code == 0
+    exported = declare("export", "--vhost", declare.vhost, "--vhost", other_vhost,
+                       "--format", "definitions", "-o", "both.json")
+    assert exported.code == 0, exported
+    doc = json.loads((declare.workdir / "both.json").read_text("utf-8"))
+    assert doc["rabbitmq_definition_format"] == "cluster"
+    assert [v["name"] for v in doc["vhosts"]] == [declare.vhost, other_vhost]
+    assert {q["vhost"] for q in doc["queues"]} == {declare.vhost, other_vhost}
+    plan = declare("plan", "both.json", "--prune", "--detailed-exitcode")
+    assert plan.code == 0 and "No changes" in plan.out, plan
