@@ -8,6 +8,9 @@ with its own fanout alternate exchange, and 2,000 bindings, against the same loc
 * a no-op ``declare-amqp plan --detailed-exitcode`` (process start included) takes at most 3x the
   time of re-posting the same definitions to ``POST /api/definitions/{vhost}``.
 
+Issue 11: the same no-op plan from the same objects as RabbitMQ definitions JSON is within that
+target too, and not slower than from the YAML (row "no-op plan: definitions JSON / YAML").
+
 Every contender gets its own fresh vhost, created through the management API and deleted after.
 Run ``python bench/topology_bench.py --help`` for the options; the result table is printed and
 written to ``bench/results/topology.md``.
@@ -38,6 +41,7 @@ else:
 
 APPLY_TARGET = 0.5  # cold apply / import_definitions
 PLAN_TARGET = 3.0  # no-op plan / re-POST of the definitions
+JSON_TARGET = 1.0  # no-op plan from definitions JSON / from the YAML of the same topology
 
 
 # --------------------------------------------------------------------------- the topology
@@ -341,6 +345,17 @@ def run_declare_noop_plan(ctx: Context, vhost: str) -> float:
     )
 
 
+def run_declare_noop_plan_json(ctx: Context, vhost: str) -> float:
+    """The same no-op plan from the same objects as RabbitMQ definitions JSON (issue 11)."""
+    path = ctx.workdir / f"{vhost}-definitions.json"
+    path.write_text(json.dumps(ctx.topo.definitions(vhost)))
+    return _declare_amqp(
+        ctx,
+        ["plan", str(path), "--detailed-exitcode", "--url", ctx.broker.amqp_url(vhost)],
+        (0,),
+    )
+
+
 def run_repost(ctx: Context, vhost: str) -> float:
     """Re-POST on the vhost that the POST contender filled: the broker's own no-op."""
     body = json.dumps(ctx.topo.definitions(vhost)).encode()
@@ -400,6 +415,7 @@ REPOST = "no-op: re-POST /api/definitions/{vhost}"
 APPLY_ALT = "declare-amqp apply, cold, with --compare-apply-args"
 REIMPORT = "no-op: rabbitmqctl import_definitions again"
 PLAN = "no-op: declare-amqp plan --detailed-exitcode (process start included)"
+PLAN_JSON = "no-op: declare-amqp plan of the same topology as definitions JSON"
 
 
 def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool) -> None:
@@ -426,7 +442,8 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
         timed(PIKA, "pika", run_pika_blocking)
         timed(AIORMQ, "aiormq", run_aiormq_channels)
     if with_tool:
-        timed(APPLY, "apply", run_declare_apply, [(PLAN, run_declare_noop_plan)])
+        timed(APPLY, "apply", run_declare_apply,
+              [(PLAN, run_declare_noop_plan), (PLAN_JSON, run_declare_noop_plan_json)])
         if ctx.compare_args:
             # The same cold apply with other options, in the same repetition (paired).
             main_args = ctx.apply_args
@@ -474,7 +491,8 @@ def fmt_s(v: float | None) -> str:
 
 def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline: str) -> str:
     rows = []
-    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, APPLY_ALT, REIMPORT, REPOST, PLAN):
+    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, APPLY_ALT, REIMPORT, REPOST, PLAN,
+                PLAN_JSON):
         if key == APPLY_ALT and not res.samples.get(key) and key not in res.errors:
             continue
         samples = res.samples.get(key, [])
@@ -510,6 +528,8 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
         [
             ratio("cold apply / import_definitions", APPLY, IMPORT, APPLY_TARGET),
             ratio("no-op plan / re-POST", PLAN, REPOST, PLAN_TARGET),
+            ratio("no-op plan of definitions JSON / re-POST", PLAN_JSON, REPOST, PLAN_TARGET),
+            ratio("no-op plan: definitions JSON / YAML", PLAN_JSON, PLAN, JSON_TARGET),
             *(
                 [
                     ratio(

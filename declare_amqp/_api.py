@@ -13,6 +13,7 @@ from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, Problem, TopologyError
+from ._fit import policy_problems
 from ._loader import read_files
 from ._model import Topology
 from ._plan import Plan, note_broker_defaults, plan
@@ -24,11 +25,13 @@ from ._validate import (
     resolve_queue_types,
     validate,
 )
+from ._warnings import plan_warnings
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
     """Load, merge and validate topology files; raises TopologyError with every problem."""
     topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
+    problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
     topology, derived_problems = derive_worker_queues(topology)
     problems += derived_problems
@@ -78,6 +81,7 @@ class Session:
     def __init__(self, address: BrokerAddress) -> None:
         self.address = address
         self.management = ManagementClient(address)
+        self.last_state: BrokerState | None = None
         self._prefetched: tuple[tuple[tuple[str, ...], bool],
                                 concurrent.futures.Future[BrokerState]] | None = None
 
@@ -116,9 +120,14 @@ class Session:
         if prefetched is not None:
             key, future = prefetched
             if key == (tuple(vhosts), with_stats):
-                return future.result()  # raises what the background read raised
+                return self._remember(future.result())  # raises what the read raised
             future.exception()  # a guess that missed: wait for it, ignore its outcome
-        return self.management.read(vhosts, with_stats=with_stats)
+        return self._remember(self.management.read(vhosts, with_stats=with_stats))
+
+    def _remember(self, state: BrokerState) -> BrokerState:
+        """Keep the last state read: what a plan was computed against (saved plans)."""
+        self.last_state = state
+        return state
 
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
@@ -134,6 +143,7 @@ class Session:
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
         result = note_broker_defaults(result, parse_version(state.version),
                                       (*desired.policies, *state.topology.policies))
+        warnings = [*warnings, *plan_warnings(desired, state.topology)]
         return dataclasses.replace(result, warnings=tuple(warnings))
 
     def apply(

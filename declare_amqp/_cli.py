@@ -22,15 +22,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from . import _saved_plan as saved_plan
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
-from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
+from ._definitions import to_definitions_json
+from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
+from ._fit import fit_warnings
 from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
 from ._validate import check_references
+from ._warnings import reference_warnings, sort_problems, strict
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -51,11 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--no-color", action="store_true", help="never use colour")
 
     files = argparse.ArgumentParser(add_help=False)
-    files.add_argument("files", nargs="*", metavar="FILE", help="topology YAML files")
+    files.add_argument("files", nargs="*", metavar="FILE",
+                       help="topology files: YAML, or RabbitMQ definitions (*.json)")
     files.add_argument("--config", action="append", default=[], metavar="FILE",
                        help="a topology file (the original tool's option; same as FILE)")
     files.add_argument("--vhost", metavar="V",
                        help="put objects that do not name a vhost into V")
+    files.add_argument("--strict", action="store_true",
+                       help="every warning is an error (exit 1, nothing written)")
 
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--format", choices=("text", "json"), default="text",
@@ -75,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
     parser.add_argument("--config", action="append", default=[], metavar="FILE",
                         help="apply FILE (the original declare-amqp's invocation)")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --config: every warning is an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("validate", parents=[common, files],
@@ -83,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="show what apply would do")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 nothing to do, 2 changes pending, 1 error or conflict")
+    p.add_argument("--out", metavar="PLAN",
+                   help="also save the plan, the files' digest and the broker's fingerprint "
+                        "to PLAN, for `apply PLAN`")
     a = sub.add_parser("apply", parents=[common, files, output],
                        help="make the broker match the files")
     a.add_argument("--amqp-only", action="store_true",
@@ -93,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--vhost", action="append", default=[], metavar="V",
                    help="vhost to export (repeatable; default: all)")
     e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    e.add_argument("--format", choices=("yaml", "definitions"), default="yaml",
+                   help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)")
     sub.add_parser("schema", help="print the JSON Schema of the file format")
     return parser
 
@@ -138,7 +152,25 @@ class _Cli:
         known = Topology(vhosts=tuple(VhostSpec(v) for v in topology.vhost_names()))
         for problem in check_references(topology, known, broker_read=False):
             self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
+        for problem in reference_warnings(topology, known, broker_read=False):
+            self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
+        warnings = sort_problems([*topology.warnings, *fit_warnings(topology)])
+        if self.args.strict:
+            strict(warnings)
+        self.warn(warnings)
         return EXIT_OK
+
+    def strict(self, plan: Plan) -> None:
+        """``--strict``: the plan's warnings are errors (exit 1, nothing written)."""
+        if self.args.strict:
+            strict(plan.warnings)
+
+    def warn(self, warnings: Sequence[Problem]) -> None:
+        """Warnings on stderr (text output; JSON carries them in ``warnings``)."""
+        if getattr(self.args, "format", "text") != "text":
+            return
+        for problem in warnings:
+            self.err.print(f"[yellow]warning:[/] {escape(str(problem))}")
 
     def guessed_vhosts(self) -> list[str]:
         """The vhost the files most likely use, to read it while they are parsed."""
@@ -157,7 +189,15 @@ class _Cli:
     def plan(self) -> int:
         with Session(self.address) as session:
             _, plan = self.load_and_plan(session)
-            self._show(plan, session)
+            self.strict(plan)
+            extra = None
+            if self.args.out:
+                self._save(session, plan)
+                extra = {"saved": self.args.out}
+            self._show(plan, session, extra)
+            if self.args.out and self.args.format == "text":
+                self.err.print(f"saved the plan to {escape(self.args.out)}; apply it with "
+                               f"`declare-amqp apply {escape(self.args.out)}`")
         if plan.conflicts or plan.refused:
             if plan.conflicts and self.args.format == "text":
                 self.err.print("[bold red]error:[/] the plan has conflicts; apply would "
@@ -173,24 +213,82 @@ class _Cli:
         else:
             print_plan(self.out, plan, session.describe_target())
 
+    def _save(self, session: Session, plan: Plan) -> None:
+        state = session.last_state
+        assert state is not None
+        objects = saved_plan.state_objects(state.topology)
+        node = session.management.node
+        saved = saved_plan.SavedPlan(
+            files=saved_plan.file_digests(self.files()),
+            options={"vhost": self.args.vhost, "default_vhost": self.default_vhost(),
+                     "prune": self.args.prune, "force": self.args.force,
+                     "strict": self.args.strict},
+            target=node.amqp_display if node else str(self.address),
+            version=state.version, fingerprint=saved_plan.fingerprint(objects),
+            objects=objects, plan=plan.to_dict(), tool=f"declare-amqp {__version__}")
+        saved_plan.write(self.args.out, saved, self.address.redact)
+
+    def saved(self) -> str | None:
+        """The saved plan ``apply`` was given instead of topology files, if it was."""
+        paths: list[str] = list(self.args.files) + list(self.args.config)
+        if len(paths) == 1 and saved_plan.is_saved_plan(paths[0]):
+            return paths[0]
+        if len(paths) > 1 and any(saved_plan.is_saved_plan(p) for p in paths):
+            raise DeclareAmqpError("apply takes either one saved plan or topology files, "
+                                   "not both; nothing was changed")
+        return None
+
+    def _apply_saved(self, path: str) -> int:
+        """``apply PLAN``: exactly that plan, or nothing when files or broker changed."""
+        saved = saved_plan.read(path)
+        options = saved.options
+        self.args.files, self.args.config = [p for p, _ in saved.files], []
+        self.args.vhost, self.args.prune = options.get("vhost"), bool(options.get("prune"))
+        self.args.force = bool(options.get("force"))
+        self.args.strict = self.args.strict or bool(options.get("strict"))
+        saved_plan.check_files(saved, path)
+        with Session(self.address) as session:
+            desired = load(self.files(), vhost=self.args.vhost,
+                           default_vhost=options.get("default_vhost") or "/")
+            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            assert session.last_state is not None
+            saved_plan.check_broker(saved, path,
+                                    saved_plan.state_objects(session.last_state.topology))
+            if plan.to_dict() != dict(saved.plan):
+                raise saved_plan.SavedPlanRefused(
+                    f"{path}: the plan computed now from the same files and broker state "
+                    "differs from the saved one (queue message or consumer counts a prune "
+                    f"depends on, or the plan was made by {saved.tool or 'another version'}); "
+                    "nothing was changed. Make the plan again.")
+            self.warn(plan.warnings)
+            self.strict(plan)
+            return self._apply_planned(session, desired, plan)
+
     def apply(self) -> int:
+        path = self.saved()
+        if path is not None:
+            return self._apply_saved(path)
         if self.args.amqp_only:
             return self._apply_amqp_only(self.load())
         with Session(self.address) as session:
             desired, plan = self.load_and_plan(session)
-            if plan.conflicts:
-                self._show(plan, session, {"applied": False})
-                raise PlanConflictError(plan.conflicts)
-            if self.args.format == "text":
-                print_plan(self.out, plan, session.describe_target())
-            result = session.apply(
-                desired, plan, force=self.args.force, channels=self.args.channels,
-                progress_console=self.out if self.out.is_terminal else None,
-            )
-            if self.args.format == "json":
-                print(plan_json(plan, {"applied": True, **result.to_dict()}))
-            else:
-                self._report(plan, result)
+            self.strict(plan)
+            return self._apply_planned(session, desired, plan)
+
+    def _apply_planned(self, session: Session, desired: Topology, plan: Plan) -> int:
+        if plan.conflicts:
+            self._show(plan, session, {"applied": False})
+            raise PlanConflictError(plan.conflicts)
+        if self.args.format == "text":
+            print_plan(self.out, plan, session.describe_target())
+        result = session.apply(
+            desired, plan, force=self.args.force, channels=self.args.channels,
+            progress_console=self.out if self.out.is_terminal else None,
+        )
+        if self.args.format == "json":
+            print(plan_json(plan, {"applied": True, **result.to_dict()}))
+        else:
+            self._report(plan, result)
         return EXIT_OK if result.ok else EXIT_ERROR
 
     def _report(self, plan: Any, result: Any) -> None:
@@ -220,6 +318,11 @@ class _Cli:
                 "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
                 "them from the files or enable the management plugin"
             )
+        # What the files alone show (AMQP cannot tell which exchanges exist to warn about).
+        warnings = sort_problems([*desired.warnings, *fit_warnings(desired)])
+        if self.args.strict:
+            strict(warnings)
+        self.warn(warnings)
         self.err.print(
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
             "redeclare are not checked, and existing bindings and policies are not read"
@@ -245,9 +348,13 @@ class _Cli:
         with Session(self.address) as session:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
-        header = (f"# Exported by declare-amqp {__version__} from {self.address} "
-                  f"(vhosts: {', '.join(vhosts)})\n")
-        text = to_yaml(topology, vhosts, header)
+            version = session.management.version
+        if self.args.format == "definitions":
+            text = to_definitions_json(topology, vhosts, version)
+        else:
+            header = (f"# Exported by declare-amqp {__version__} from {self.address} "
+                      f"(vhosts: {', '.join(vhosts)})\n")
+            text = to_yaml(topology, vhosts, header)
         if self.args.output:
             with open(self.args.output, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -271,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         # The original tool: `declare-amqp --config FILE` applies the file.
         args = parser.parse_args(["apply", *sum((["--config", c] for c in args.config), []),
+                                  *(["--strict"] if args.strict else []),
                                   *sum((["--url", u] for u in args.url), []),
                                   *sum((["--management-url", u] for u in args.management_url),
                                        [])])

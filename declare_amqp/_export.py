@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
+from ._fit import fits
 from ._format import QUEUE_ALIASES
 from ._model import Topology
 from .worker_queues import made_by_worker
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
+_ARGUMENT_OF = {name: argument for argument, name in _ALIAS_OF.items()}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -141,13 +143,8 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
 
 
 def _alias_fits(alias: str, value: Any) -> bool:
-    """Use the alias only when the loader would accept the value as it is."""
-    spec = next(k for k in QUEUE_ALIASES if k.name == alias)
-    if isinstance(value, bool) != (bool in spec.types) or not isinstance(value, spec.types):
-        return False
-    if spec.choices and value not in spec.choices:
-        return False
-    return not (spec.minimum is not None and isinstance(value, int) and value < spec.minimum)
+    """Use the alias only when the loader would accept the value as it is (the one rule)."""
+    return fits(_ARGUMENT_OF[alias], value)
 
 
 def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
@@ -161,3 +158,17 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
         header += "".join(f"#   {name} (for {owner}, vhost {vhost})\n"
                           for vhost, name, owner in made)
     return header + text
+
+
+# YAML reads these as line breaks: inside a plain or single-quoted scalar they would fold into
+# a space on loading (a queue named "a\x85b" came back as "a b"). Double quotes escape them.
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in _LINE_BREAKS):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)

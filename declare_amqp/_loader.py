@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
+from ._fit import type_fits, value_problem
 from ._format import (
     BINDING_KEYS,
     CONSUMED_QUEUE_KEYS,
@@ -28,7 +30,6 @@ from ._format import (
     VHOST_KEYS,
     Key,
     describe_types,
-    value_problem,
 )
 from ._model import (
     BindingSpec,
@@ -91,12 +92,6 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
 
 
-def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in types:
-        return False  # YAML true is not a number
-    return isinstance(value, types)
-
-
 class _FileReader:
     """Turns one parsed file into model objects, collecting problems."""
 
@@ -138,7 +133,7 @@ class _FileReader:
                 continue
             if value is None and not spec.required:
                 continue
-            if not _is_instance(value, spec.types):
+            if not type_fits(value, spec.types):
                 self.problem(key_line, f"'{key}' must be {describe_types(spec.types)}, "
                              f"not {value!r}", label)
                 ok = False
@@ -445,7 +440,10 @@ def read_files(
             problems.append(Problem(f"cannot read the file: {exc.strerror or exc}",
                                     Location(path, 0)))
             continue
-        topology, found = _parse(text, path, vhost, default_vhost)
+        if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
+            topology, found = parse_definitions(text, path, vhost, default_vhost)
+        else:
+            topology, found = _parse(text, path, vhost, default_vhost)
         problems.extend(found)
         parts.append(topology)
     merged, merge_problems = _merge(parts)
@@ -475,6 +473,7 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
         bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
+        warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
     )

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import Location
+from ._errors import Location, Problem
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 QUEUE_TYPES = ("classic", "quorum", "stream")
@@ -184,6 +184,9 @@ class Topology:
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
     policies: tuple[PolicySpec, ...] = ()
+    # What the loader read but does not manage (kinds of a definitions file it skips), or
+    # accepted with a caveat: shown as warnings, never dropped silently.
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
     # Vhosts a file names explicitly as its default (`vhost:` or --vhost), even if it
     # declares nothing there: prune works in them too.
     named: tuple[str, ...] = ()
@@ -234,6 +237,7 @@ def merge(parts: Iterable[Topology]) -> Topology:
         queues=tuple(q for p in parts for q in p.queues),
         bindings=tuple(b for p in parts for b in p.bindings),
         policies=tuple(po for p in parts for po in p.policies),
+        warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=tuple(c for p in parts for c in p.consumers),
     )

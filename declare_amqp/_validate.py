@@ -1,8 +1,9 @@
 """Pure validation of a desired topology, before anything touches a broker.
 
 ``validate(desired)`` checks what a file alone can tell. ``check_references(desired,
-actual)`` also needs the live broker: a binding, alternate exchange or dead-letter exchange
-must name an object that the files declare *or* the broker already has.
+actual)`` also needs the live broker: a binding must name objects that the files declare
+*or* the broker already has (missing alternate and dead-letter exchanges are warnings, see
+``_warnings``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Iterable, Mapping
 
 from ._consumers import check_consumer_references
 from ._errors import Problem
+from ._fit import type_fits, value_problem
 from ._format import (
     ARGUMENT_TYPES,
     FORBIDDEN_ARGUMENTS,
     POLICY_DEFINITION_KEYS,
     describe_types,
-    value_problem,
 )
 from ._model import (
     EXCHANGE_TYPES,
@@ -59,9 +60,8 @@ def validate(desired: Topology) -> list[Problem]:
             add(Problem(f"unknown exchange type '{x.type}' (expected "
                         f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
                         x.location, x.label))
-        ae = x.alternate_exchange
-        if ae is not None and ae == x.name:
-            add(Problem("an exchange cannot be its own alternate exchange", x.location, x.label))
+        # An exchange that is its own alternate exchange is accepted by the broker: a
+        # warning (_fit.fit_warnings).
     for q in desired.queues:
         problems.extend(_validate_queue(q))
     for b in desired.bindings:
@@ -119,7 +119,7 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
         value = q.arguments[arg]
         if known is None:
             continue
-        if isinstance(value, bool) != (bool in known.types) or not isinstance(value, known.types):
+        if not type_fits(value, known.types):  # the one rule (_fit), as loader and exporter
             yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
                           q.location, q.label)
             continue
@@ -129,9 +129,8 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
     if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
         yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
                       q.location, q.label)
-    if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
-        yield Problem("overflow reject-publish-dlx is not supported by quorum queues",
-                      q.location, q.label)
+    # overflow reject-publish-dlx on a quorum queue: the broker accepts it, so it is a
+    # warning (_fit.fit_warnings).
 
 
 def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Problem]:
@@ -148,7 +147,8 @@ def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Proble
 def check_references(
     desired: Topology, actual: Topology, broker_read: bool = True
 ) -> list[Problem]:
-    """References to exchanges, queues and vhosts that exist neither in the files nor live.
+    """References the broker refuses: bindings to exchanges or queues, and vhosts, that exist
+    neither in the files nor live.
 
     With ``broker_read=False`` (no broker at hand) the messages only say what no file
     declares.
@@ -184,16 +184,8 @@ def check_references(
         if b.destination_type == "exchange" and not exchange_exists(b.vhost, b.destination):
             problems.append(Problem(f"destination exchange '{b.destination}' is declared in no "
                                     "file" + nowhere, b.location, b.label))
-    for x in desired.exchanges:
-        ae = x.alternate_exchange
-        if ae is not None and not exchange_exists(x.vhost, ae):
-            problems.append(Problem(f"alternate exchange '{ae}' is declared in no file" + nowhere,
-                                    x.location, x.label))
-    for q in desired.queues:
-        dlx = q.arguments.get("x-dead-letter-exchange")
-        if isinstance(dlx, str) and not exchange_exists(q.vhost, dlx):
-            problems.append(Problem(f"dead-letter exchange '{dlx}' is declared in no file"
-                                    + nowhere, q.location, q.label))
+    # A missing alternate or dead-letter exchange is accepted by the broker: a warning
+    # (``_warnings.reference_warnings``), not an error.
     problems += check_consumer_references(
         desired, lambda vhost, name: (vhost, name) in queues, exchange_exists, nowhere)
     return problems

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ("script", "expected"),
     [
         ("topology_bench.py", ["| cold apply / import_definitions |",
-                               "| no-op plan / re-POST |"]),
+                               "| no-op plan / re-POST |",
+                               "| no-op plan: definitions JSON / YAML |"]),
         ("worker_bench.py", ["| consume: Worker / bare pika |",
                              "| publish: Publisher / bare pika |", "| 10/2 |"]),
         ("latency_bench.py", ["| priority_worker | weighted | 1 |",

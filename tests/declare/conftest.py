@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from broker_support import temporary_vhost
+from declare_support import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,3 +227,19 @@ def other_vhost(broker: Any) -> Iterator[str]:
     """A second fresh vhost (for tests about what is outside a file's vhosts)."""
     with temporary_vhost(broker.http, broker.user, "test-other") as name:
         yield name
+
+
+@pytest.fixture
+def secret_user(declare: Any) -> Iterator[str]:
+    """A broker user whose password is PASSWORD, with rights on the test vhost."""
+    name = f"declare-test-{uuid.uuid4().hex[:8]}"
+    with declare.broker.http() as http:
+        http.put(f"/api/users/{name}",
+                 json={"password": PASSWORD, "tags": "administrator"}).raise_for_status()
+        http.put(f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    try:
+        yield name
+    finally:
+        with declare.broker.http() as http:
+            http.delete(f"/api/users/{name}")

@@ -8,18 +8,11 @@ written" means something.
 from __future__ import annotations
 
 import json
-import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-# A password that cannot appear by accident; '@' and '/' force URL quoting.
-PASSWORD = "Zq9-s3cr3t@x/y"
-QUOTED_PASSWORD = urllib.parse.quote(PASSWORD, safe="")
-SECRET = "Zq9-s3cr3t"  # in every form of the password, quoted or not
-
+from declare_support import PASSWORD, QUOTED_PASSWORD, SECRET
 
 BAD_FILES = {
     # name: (text, line the message must name, words it must contain)
@@ -54,20 +47,8 @@ queues:
     bindings:
       - exchange: nowhere
 """, 4, ("nowhere", "does not exist on the broker")),
-    "missing-dead-letter-exchange": ("""\
-queues:
-  - name: fine
-  - name: dlx-user
-    dead_letter_exchange: nowhere
-""", 3, ("dead-letter exchange 'nowhere'",)),
-    "missing-alternate-exchange": ("""\
-queues:
-  - name: fine
-exchanges:
-  - name: events
-    type: topic
-    alternate_exchange: nowhere
-""", 4, ("alternate exchange 'nowhere'",)),
+    # A missing dead-letter or alternate exchange is accepted by the broker: a warning, and
+    # an error only with --strict (test_integration_warnings.py).
     "reserved-name": ("""\
 queues:
   - name: fine
@@ -341,22 +322,6 @@ def test_amqp_unreachable_after_a_good_plan_writes_nothing(declare: Any) -> None
 
 
 # ------------------------------------------------------------------ passwords on success
-
-
-@pytest.fixture
-def secret_user(declare: Any) -> Iterator[str]:
-    """A broker user whose password is PASSWORD, with rights on the test vhost."""
-    name = f"declare-test-{uuid.uuid4().hex[:8]}"
-    with declare.broker.http() as http:
-        http.put(f"/api/users/{name}",
-                 json={"password": PASSWORD, "tags": "administrator"}).raise_for_status()
-        http.put(f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-    try:
-        yield name
-    finally:
-        with declare.broker.http() as http:
-            http.delete(f"/api/users/{name}")
 
 
 def test_password_never_printed_on_success(declare: Any, secret_user: str) -> None:

@@ -11,56 +11,8 @@ from typing import Any
 
 import pika
 import yaml
-
-RICH = """
-exchanges:
-  - {name: ingress, type: topic, alternate_exchange: unrouted}
-  - {name: unrouted, type: fanout}
-  - {name: fan, type: fanout, internal: true}
-  - name: hdr
-    type: headers
-    arguments: {x-owner: team-a}
-queues:
-  - name: work.quorum
-    type: quorum
-    delivery_limit: 5
-    dead_letter_exchange: unrouted
-  - name: log.stream
-    type: stream
-    max_age: 7D
-  - name: prio
-    max_priority: 10
-    message_ttl: 60000
-    arguments: {x-owner: team-b}
-    bindings:
-      - exchange: hdr
-        arguments: {x-match: all, kind: invoice}
-  - name: fallback
-    bindings: [{exchange: unrouted}]
-bindings:
-  - {source: ingress, destination: fan, destination_type: exchange, routing_key: "events.#"}
-  - {source: fan, destination: work.quorum}
-  - {source: fan, destination: log.stream}
-policies:
-  - name: limits
-    pattern: '^work\\.'
-    apply_to: queues
-    definition: {max-length: 1000, overflow: reject-publish}
-    priority: 2
-  - {name: ttl, pattern: '^prio$', apply_to: queues, definition: {message-ttl: 60000}}
-"""
-
-
-def _comparable(definitions: dict[str, Any]) -> dict[str, Any]:
-    """Definitions without what legitimately differs between two vhosts holding the same
-    objects: the vhost name, and an explicit x-queue-type: classic (the tool never writes
-    it, see rabbitmq-common#341)."""
-    for policy in definitions["policies"]:
-        policy.pop("vhost", None)
-    for queue in definitions["queues"]:
-        if queue["arguments"].get("x-queue-type") == "classic":
-            del queue["arguments"]["x-queue-type"]
-    return definitions
+from declare_support import RICH
+from declare_support import comparable as _comparable
 
 
 def test_export_round_trip_of_a_rich_topology(declare: Any) -> None:

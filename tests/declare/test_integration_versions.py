@@ -90,16 +90,17 @@ def test_priority_queue_without_a_type_in_a_quorum_vhost_is_refused(declare: Any
 
 
 def test_broker_refusal_is_shown_as_plain_text_with_its_object(declare: Any) -> None:
-    """A value only the broker checks (a policy's max-length): its refusal reads as text,
-    entities decoded and Erlang binaries shown as strings, and names the policy."""
+    """A value only the broker checks (a policy's initial-cluster-size, which the tool does
+    not check in advance yet): its refusal reads as text, entities decoded and Erlang binaries
+    shown as strings, and names the policy."""
     f = declare.write("topology.yml", """\
 policies:
   - name: limits
     pattern: '.*'
-    definition: {max-length: abc}
+    definition: {initial-cluster-size: abc}
 """)
     result = declare("apply", f)
     declare.assert_clean_failure(result)
     assert "policy 'limits'" in result.err, result
-    assert '"abc" is not a valid maximum length' in result.err, result
+    assert '"abc" is not a valid cluster size' in result.err, result
     assert "&lt;" not in result.err and "<<" not in result.err, result

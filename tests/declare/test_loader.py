@@ -86,7 +86,6 @@ def test_duplicate_key_in_one_mapping(tmp_path: Path) -> None:
         ("queues: [{name: q, arguments: {x-max-priority: '5'}}]",
          "argument x-max-priority must be a whole number"),
         ("exchanges: [{name: e, type: topik}]", "unknown exchange type 'topik'"),
-        ("exchanges: [{name: e, type: fanout, alternate_exchange: e}]", "its own alternate"),
         ("bindings: [{source: '', destination: q}]", "default exchange cannot be bound"),
         ("policies: [{name: p, pattern: '(', definition: {max-length: 1}}]",
          "not a valid regular expression"),
