@@ -53,7 +53,7 @@ def test_original_example_config_applies_with_a_warning(declare: Any) -> None:
     assert declare.names("exchanges") == {"events", "broadcast"}
     assert declare.names("queues") == {"events.orders", "events.audit"}
     assert declare.exchange("events")["arguments"] == {"alternate-exchange": "unrouted"}
-    assert declare.queue("events.orders")["arguments"] == {"x-max-priority": 10}
+    assert declare.queue_arguments("events.orders") == {"x-max-priority": 10}
     assert ("events", "queue", "events.orders", "orders.*") in declare.bindings()
 
     again = declare("--config", "example_config.yml", connect=False, env=env)
