@@ -447,7 +447,7 @@ async def _apply(
         for c in writes:
             if c.kind == "vhost" and c.action == CREATE:
                 assert management is not None
-                management.put_vhost(c.name)
+                management.put_vhost(c.name, getattr(c.desired, "settings", None))
                 tick(c)
         creates = [c for c in writes if c.action == CREATE]
         await amqp_phase([c for c in creates if c.kind == "exchange"], None)

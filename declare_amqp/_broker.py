@@ -256,7 +256,10 @@ class ManagementClient:
             "no vhosts, no check of arguments RabbitMQ does not compare, no prune)."
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, refused_ok: bool = False,
+                **kwargs: Any) -> httpx.Response:
+        """One API request; a 401 raises AuthenticationFailed unless ``refused_ok`` (the
+        management API answers 401 also to a user that lacks a tag or a vhost permission)."""
         client = self._connect()
         try:
             response = client.request(method, path, **kwargs)
@@ -264,7 +267,7 @@ class ManagementClient:
             raise BrokerUnreachable(
                 self.address.redact(f"management API request {method} {path} failed: {exc}")
             ) from exc
-        if response.status_code == 401:
+        if response.status_code == 401 and not refused_ok:
             raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
         return response
 
@@ -284,7 +287,9 @@ class ManagementClient:
 
     def definitions(self, vhost: str) -> dict[str, Any] | None:
         """The vhost's definitions, or None when the vhost does not exist."""
-        response = self.request("GET", f"/api/definitions/{_q(vhost)}")
+        response = self.request("GET", f"/api/definitions/{_q(vhost)}", refused_ok=True)
+        if response.status_code == 401:  # needs the administrator tag: read kind by kind
+            return self.definitions_by_kind(vhost)
         # 404 on newer versions; 3.10 answers 400 {"reason": "vhost_not_found"}.
         if response.status_code == 404 or (
             response.status_code == 400 and "not_found" in response.text
@@ -292,6 +297,25 @@ class ManagementClient:
             return None
         result: dict[str, Any] = self._ok(response, f"reading vhost '{vhost}'").json()
         return result
+
+    def definitions_by_kind(self, vhost: str) -> dict[str, Any] | None:
+        """The same as ``definitions``, for users without the administrator tag (a
+        ``policymaker`` or ``management`` user): one request per object kind of the vhost."""
+        found: dict[str, Any] = {}
+        for kind, path in (("exchanges", "exchanges"), ("queues", "queues"),
+                           ("bindings", "bindings"), ("policies", "policies")):
+            columns = "?columns=name,type,durable,auto_delete,arguments" \
+                if kind == "queues" else ""
+            response = self.request("GET", f"/api/{path}/{_q(vhost)}{columns}", refused_ok=True)
+            if response.status_code == 404:
+                return None  # the vhost does not exist (yet)
+            if response.status_code == 401:
+                raise AuthenticationFailed(
+                    f"user '{self.address.user}' may not read vhost '{vhost}' (the management "
+                    "API refused it: the user needs the management, policymaker or "
+                    "administrator tag and permissions on that vhost); nothing was changed")
+            found[kind] = self._ok(response, f"reading the {kind} of vhost '{vhost}'").json()
+        return found
 
     def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
         response = self._ok(
@@ -326,8 +350,10 @@ class ManagementClient:
         return {v["name"]: str(v.get("default_queue_type")) for v in response.json()
                 if v.get("default_queue_type") in ("quorum", "stream")}
 
-    def put_vhost(self, name: str) -> None:
-        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}"), f"creating vhost '{name}'")
+    def put_vhost(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Create a vhost (with its metadata, see _access.vhost_body)."""
+        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
+                 f"creating vhost '{name}'")
         # The user that creates a vhost gets no permissions in it by itself.
         self._ok(
             self.request(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import yaml
 
+from ._access import merge_access, read_access
 from ._errors import Location, Problem, TopologyError
 from ._format import (
     BINDING_KEYS,
@@ -187,6 +188,7 @@ class _FileReader:
             queues=tuple(self._queues(doc)),
             bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
             policies=tuple(self._policies(doc)),
+            access=read_access(self, doc),
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
@@ -417,6 +419,10 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
     )
+    access, access_problems = merge_access(p.access for p in parts if p.access is not None)
+    problems.extend(access_problems)
+    if access.size or access.managed:
+        merged = replace(merged, access=access)
     return merged, problems
 
 
