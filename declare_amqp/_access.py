@@ -928,6 +928,22 @@ def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpe
 # ------------------------------------------------------------------ export
 
 
+def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Access | None:
+    """The users and permissions of the exported vhosts: their permissions and topic
+    permissions, and the users that have permissions there (None without the
+    administrator tag, which reading them needs)."""
+    _, tags = whoami(management)
+    if ADMINISTRATOR not in tags:
+        return None
+    wanted = Access(managed=frozenset({"users", "permissions", "topic_permissions"}))
+    found = read_broker_access(management, wanted, vhosts, admin=True)
+    in_scope = set(vhosts)
+    permissions = tuple(p for p in found.permissions if p.vhost in in_scope)
+    names = {p.user for p in permissions}
+    return Access(users=tuple(u for u in found.users if u.name in names),
+                  permissions=permissions, topic_permissions=found.topic_permissions)
+
+
 def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
     """The access objects as entries of the YAML format (users with their hashes)."""
     doc: dict[str, Any] = {}

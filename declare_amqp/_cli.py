@@ -11,6 +11,7 @@ Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from ._access import read_for_export
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
@@ -243,6 +245,9 @@ class _Cli:
         with Session(self.address) as session:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
+            access = read_for_export(session.management, vhosts)
+            if access is not None:
+                topology = dataclasses.replace(topology, access=access)
         header = (f"# Exported by declare-amqp {__version__} from {self.address} "
                   f"(vhosts: {', '.join(vhosts)})\n")
         text = to_yaml(topology, vhosts, header)

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ._access import access_document
 from ._format import QUEUE_ALIASES
 from ._model import Topology
 
@@ -110,6 +111,8 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
                        ("policies", policies)):
         if items:
             doc[key] = items
+    if topology.access is not None:
+        doc.update(access_document(topology.access, vhosts))
     return doc
 
 
