@@ -530,7 +530,9 @@ def privilege_problems(
             continue
         verb = {"create": "creating", "update": "changing", "delete": "deleting",
                 "conflict": "changing", "refuse": "deleting"}[c.action]
-        problems.append(Problem(f"{verb} {_kind_plural(c.kind)} needs the '{need}' tag, "
+        what = "the metadata and limits of vhosts" if c.kind == "vhost" and \
+            c.action != "create" else _kind_plural(c.kind)
+        problems.append(Problem(f"{verb} {what} needs the '{need}' tag, "
                                 f"which user '{user}' lacks", location, label))
     return problems
 
@@ -546,7 +548,7 @@ def _needed_tag(c: Change) -> str | None:
 
 
 def _kind_plural(kind: str) -> str:
-    return {"vhost": "vhosts (and their metadata and limits)", "user": "users",
+    return {"vhost": "vhosts", "user": "users",
             "permission": "permissions", "topic permission": "topic permissions",
             "policy": "policies"}.get(kind, kind + "s")
 

@@ -302,3 +302,59 @@ def test_new_vhost_with_metadata(declare: Any) -> None:
     finally:
         with declare.broker.http() as http:
             http.delete(f"/api/vhosts/{name}")
+
+
+def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
+                                                tmp_path: Any) -> None:
+    """Every command of a whole run with real passwords (validate, plan and apply in text and
+    JSON, a changed password, prune, export, errors, the debug mode) is grepped for them: none
+    appears anywhere, also not URL-quoted."""
+    passwords = ["Pw-one-" + uuid.uuid4().hex, "Pw/two+" + uuid.uuid4().hex]
+    pw_file = tmp_path / "pw2"
+    pw_file.write_text(passwords[1] + "\n")
+    pw_file.chmod(0o600)
+    path = declare.write("access.yml", f"""
+    users:
+      - {{name: {users[0]}, password_env: PW_ONE, tags: [management]}}
+      - {{name: {users[1]}, password_file: {pw_file}}}
+    permissions:
+      - {{user: {users[0]}, configure: '.*', write: '.*', read: '.*'}}
+      - {{user: {users[1]}, configure: '', write: '', read: '.*'}}
+    queues:
+      - name: app.q
+    """)
+    env = {"PW_ONE": passwords[0], "DECLARE_AMQP_DEBUG": "1"}
+    outputs = []
+    for args in (("validate", path), ("plan", path), ("plan", path, "--format", "json"),
+                 ("apply", path, "--format", "json"), ("plan", path, "--prune"),
+                 ("export", "-o", "export.yml")):
+        result = declare(*args, env=env)
+        assert result.code == 0, result
+        outputs.append(result.text)
+    outputs.append((declare.workdir / "export.yml").read_text())
+    # the password changes: the plan says so, without either value
+    changed = {**env, "PW_ONE": "Pw-three-" + uuid.uuid4().hex}
+    passwords.append(changed["PW_ONE"])
+    for args in (("plan", path), ("plan", path, "--format", "json"), ("apply", path)):
+        result = declare(*args, env=changed)
+        assert result.code == 0, result
+        outputs.append(result.text)
+    assert "password (changed)" in outputs[-3]
+    # errors: a bad regex next to the users, a user logging in with the app's password
+    declare.write("bad.yml", f"""
+    users:
+      - {{name: {users[0]}, password_env: PW_ONE}}
+    permissions:
+      - {{user: {users[0]}, configure: '(', write: '', read: ''}}
+    """)
+    outputs.append(declare("apply", "bad.yml", env=changed).text)
+    as_app = declare("plan", path, "--url", declare.url(user=users[0], password=passwords[2]),
+                     "--management-url", declare.broker.management_url, connect=False,
+                     env=changed)
+    assert as_app.code == 1
+    outputs.append(as_app.text)
+    text = "\n".join(outputs)
+    assert users[0] in text  # the outputs are about these users
+    for password in passwords:
+        for form in (password, q(password, safe=""), q(password)):
+            assert form not in text, f"a password was printed: {form[:6]}..."
