@@ -11,6 +11,7 @@ httpx exceptions are translated here, and only here, into ``_errors`` types.
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from ._model import (
     merge,
 )
 from ._plan import QueueStats
+from ._tls import tls_failure
 from ._validate import is_builtin_exchange
 
 
@@ -134,7 +136,8 @@ def readable_reason(text: str) -> str:
     return ": ".join(" ".join(p.split()) for p in parts)
 
 
-def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> bool:
+def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0,
+                  context: ssl.SSLContext | None = None) -> bool:
     """Whether the AMQP listener of ``node`` belongs to the cluster called ``cluster_name``.
 
     Behind a port mapping (a container, a load balancer) the management API lists the
@@ -143,7 +146,6 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> boo
     without logging in, and compare.
     """
     import socket
-    import ssl
     import struct
 
     if not isinstance(cluster_name, str) or not cluster_name:
@@ -152,7 +154,8 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> boo
         with socket.create_connection((node.host, node.port), timeout=timeout) as raw:
             sock: socket.socket = raw
             if node.tls:
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=node.host)
+                sock = (context or ssl.create_default_context()).wrap_socket(
+                    raw, server_hostname=node.host)
             sock.sendall(b"AMQP\x00\x00\x09\x01")
             data = b""
             while len(data) < 7 or len(data) < 8 + struct.unpack(">I", data[3:7])[0]:
@@ -202,17 +205,24 @@ class ManagementClient:
             return self._client
         errors: list[str] = []
         mismatched: list[str] = []
+        context: ssl.SSLContext | None = None
+        if any(n.tls or n.management_url.startswith("https:") for n in self.address.nodes):
+            context = self.address.tls.context()
         for node in self.address.nodes:
             client = httpx.Client(
                 base_url=node.management_url,
                 auth=(self.address.user, self.address.password),
                 timeout=self._timeout,
                 headers={"content-type": "application/json"},
+                verify=context if context is not None else True,
             )
             try:
                 response = client.get("/api/overview")
             except httpx.HTTPError as exc:
                 client.close()
+                failed = tls_failure(exc, node.management_url)
+                if failed is not None:
+                    raise failed from exc
                 errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
                 continue
             if response.status_code == 401:
@@ -230,7 +240,7 @@ class ManagementClient:
             amqp_ports = {int(li.get("port", 0)) for li in overview.get("listeners") or []
                           if li.get("protocol") in ("amqp", "amqp/ssl")}
             if amqp_ports and node.port not in amqp_ports and \
-                    not _same_cluster(node, overview.get("cluster_name")):
+                    not _same_cluster(node, overview.get("cluster_name"), context=context):
                 client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
                 # against it would compare the files with the wrong broker.

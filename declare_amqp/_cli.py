@@ -32,6 +32,7 @@ from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
+from ._tls import TlsOptions
 from ._validate import check_references
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -51,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--management-url", action="append", default=[], metavar="URL",
                         help="management API URL (default derived from --url)")
     common.add_argument("--no-color", action="store_true", help="never use colour")
+    common.add_argument("--tls-ca-file", metavar="FILE",
+                        help="CA bundle to verify the broker's certificate (default: the "
+                             "system trust store, SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
+    common.add_argument("--tls-cert-file", metavar="FILE",
+                        help="client certificate (env AMQP_TLS_CERT_FILE)")
+    common.add_argument("--tls-key-file", metavar="FILE",
+                        help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
+    common.add_argument("--auth-mechanism", choices=("plain", "external"),
+                        help="external: log in over AMQP with the client certificate "
+                             "(env AMQP_AUTH_MECHANISM; default plain)")
 
     files = argparse.ArgumentParser(add_help=False)
     files.add_argument("files", nargs="*", metavar="FILE", help="topology YAML files")
@@ -110,7 +121,10 @@ class _Cli:
     @property
     def address(self) -> BrokerAddress:
         if self._address is None:
-            self._address = resolve_address(self.args.url, self.args.management_url)
+            tls = TlsOptions.resolve(self.args.tls_ca_file, self.args.tls_cert_file,
+                                     self.args.tls_key_file, self.args.auth_mechanism)
+            self._address = resolve_address(self.args.url, self.args.management_url,
+                                            tls_options=tls)
         return self._address
 
     def files(self) -> list[str]:
