@@ -22,6 +22,7 @@ from . import _log
 from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
+from ._tls import ENV as TLS_ENV
 from ._worker import Worker
 
 
@@ -73,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds SIGTERM waits for running handlers (default 30)")
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
+    run.add_argument("--tls-ca-file", metavar="FILE",
+                     help="CA bundle for amqps:// (default: the system trust store, "
+                          "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
+    run.add_argument("--tls-cert-file", metavar="FILE",
+                     help="client certificate (env AMQP_TLS_CERT_FILE)")
+    run.add_argument("--tls-key-file", metavar="FILE",
+                     help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
+    run.add_argument("--auth-mechanism", choices=("plain", "external"),
+                     help="external: log in with the client certificate (env "
+                          "AMQP_AUTH_MECHANISM)")
     return parser
 
 
@@ -83,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
+    # The links read their TLS setup from the environment (see _tls): flags win over it.
+    for flag, variable in TLS_ENV.items():
+        value = getattr(args, flag)
+        if value:
+            os.environ[variable] = value
     secrets: set[str] = set()
     try:
         urls = split_urls(urls_arg)
