@@ -68,6 +68,24 @@ TOPIC_PERMISSION_KEYS = (
     Key("read", _STR, "Regex of routing keys the user may bind with.", default=""),
 )
 
+# The keys the broker allows in an operator policy's definition (rabbit_policies).
+OPERATOR_POLICY_DEFINITION_KEYS = frozenset({
+    "expires", "message-ttl", "max-length", "max-length-bytes", "max-in-memory-length",
+    "max-in-memory-bytes", "delivery-limit", "overflow", "target-group-size",
+})
+
+OPERATOR_POLICY_KEYS = (
+    Key("name", _STR, "Operator policy name.", required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key("pattern", _STR, "Regular expression matched against queue names.", required=True),
+    Key("apply_to", _STR, "Which queues it applies to.", default="queues",
+        choices=("queues", "classic_queues", "quorum_queues", "streams")),
+    Key("definition", (dict,), "Limits: " + ", ".join(sorted(OPERATOR_POLICY_DEFINITION_KEYS))
+        + ".", required=True),
+    Key("priority", _INT, "Higher wins when several operator policies match.", default=0),
+)
+
+
 @dataclass(frozen=True)
 class UserSpec:
     """A user. The password is a reference (env/file) or a hash, never the password itself."""
@@ -206,20 +224,45 @@ class Access:
     permissions: tuple[PermissionSpec, ...] = ()
     topic_permissions: tuple[TopicPermissionSpec, ...] = ()
     vhost_settings: tuple[VhostSettings, ...] = ()
+    operator_policies: tuple[OperatorPolicySpec, ...] = ()
     # Which top-level keys the files use: prune covers only those kinds.
     managed: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
         return (len(self.users) + len(self.permissions) + len(self.topic_permissions)
-                + len(self.vhost_settings))
+                + len(self.vhost_settings) + len(self.operator_policies))
 
     def vhost_names(self) -> list[str]:
         return list(dict.fromkeys([*(p.vhost for p in self.permissions),
-                                   *(t.vhost for t in self.topic_permissions)]))
+                                   *(t.vhost for t in self.topic_permissions),
+                                   *(o.vhost for o in self.operator_policies)]))
 
 
-AccessSpec = UserSpec | PermissionSpec | TopicPermissionSpec | VhostSettings
+@dataclass(frozen=True)
+class OperatorPolicySpec:
+    """An operator policy: limits set by the operator that users' policies cannot lift."""
+
+    vhost: str
+    name: str
+    pattern: str
+    definition: Mapping[str, Any]
+    apply_to: str = "queues"
+    priority: int = 0
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"operator policy '{self.name}' (vhost {self.vhost})"
+
+    @property
+    def shown(self) -> str:
+        definition = ", ".join(f"{k}={v}" for k, v in sorted(self.definition.items()))
+        return f"/{self.pattern}/ on {self.apply_to}, priority {self.priority}: {definition}"
+
+
+AccessSpec = (UserSpec | PermissionSpec | TopicPermissionSpec | VhostSettings
+              | OperatorPolicySpec)
 
 
 # ------------------------------------------------------------------ loading
@@ -248,6 +291,13 @@ def read_access(reader: Any, doc: Mapping[str, Any]) -> Access:
             topic.append(TopicPermissionSpec(
                 f["user"], f.get("vhost", reader.vhost), f["exchange"], f.get("write", ""),
                 f.get("read", ""), reader.at(line)))
+    operator = []
+    for raw, line in reader.entries(doc, "operator_policies"):
+        f = reader.fields(raw, OPERATOR_POLICY_KEYS, "operator policy", line)
+        if f is not None:
+            operator.append(OperatorPolicySpec(
+                f.get("vhost", reader.vhost), f["name"], f["pattern"], dict(f["definition"]),
+                f.get("apply_to", "queues"), f.get("priority", 0), reader.at(line)))
     settings = []
     for raw, line in reader.entries(doc, "vhosts"):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
@@ -258,7 +308,8 @@ def read_access(reader: Any, doc: Mapping[str, Any]) -> Access:
         if values:
             settings.append(VhostSettings(raw["name"], location=reader.at(line), **values))
     managed = frozenset(k.name for k in ACCESS_TOP_KEYS if k.name in doc)
-    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings), managed)
+    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
+                  tuple(operator), managed)
 
 
 def _tags(reader: Any, value: Any, line: int, label: str) -> tuple[str, ...]:
@@ -337,6 +388,8 @@ def merge_access(parts: Iterable[Access]) -> tuple[Access, list[Problem]]:
         topic_permissions=dedupe((x for p in parts for x in p.topic_permissions),
                                  lambda x: (x.vhost, x.user, x.exchange)),
         vhost_settings=dedupe((v for p in parts for v in p.vhost_settings), lambda v: v.name),
+        operator_policies=dedupe((o for p in parts for o in p.operator_policies),
+                                 lambda o: (o.vhost, o.name)),
         managed=frozenset(k for p in parts for k in p.managed),
     )
     return merged, problems
@@ -357,6 +410,18 @@ def validate_access(access: Access) -> list[Problem]:
             except re.error as exc:
                 problems.append(Problem(f"'{key}' is not a valid regular expression: {exc}",
                                         obj.location, obj.label))
+    for o in access.operator_policies:
+        try:
+            re.compile(o.pattern)
+        except re.error as exc:
+            problems.append(Problem(f"pattern is not a valid regular expression: {exc}",
+                                    o.location, o.label))
+        if not o.definition:
+            problems.append(Problem("definition must not be empty", o.location, o.label))
+        for key in sorted(set(o.definition) - OPERATOR_POLICY_DEFINITION_KEYS):
+            problems.append(Problem(
+                f"'{key}' cannot be set by an operator policy (the broker allows "
+                f"{', '.join(sorted(OPERATOR_POLICY_DEFINITION_KEYS))})", o.location, o.label))
     return problems
 
 
@@ -488,6 +553,17 @@ def read_broker_access(
             if t["vhost"] in in_scope:
                 topic.append(TopicPermissionSpec(t["user"], t["vhost"], t["exchange"],
                                                  t.get("write", ""), t.get("read", "")))
+    operator: list[OperatorPolicySpec] = []
+    if desired.operator_policies or "operator_policies" in desired.managed:
+        for vhost in vhosts:
+            response = management.request("GET", f"/api/operator-policies/{_q(vhost)}",
+                                          refused_ok=True)
+            if response.status_code in (401, 404):
+                continue  # no such vhost yet, or not readable (the privilege check says so)
+            for p in management._ok(response, "reading operator policies").json():  # noqa: SLF001
+                operator.append(OperatorPolicySpec(
+                    vhost, p["name"], p["pattern"], dict(p.get("definition") or {}),
+                    p.get("apply-to", "queues"), int(p.get("priority", 0))))
     settings: list[VhostSettings] = []
     if desired.vhost_settings:
         limits_by_vhost = {v["vhost"]: v.get("value") or {} for v in
@@ -504,7 +580,8 @@ def read_broker_access(
                 default_queue_type=None if dqt in (None, "undefined") else str(dqt),
                 max_connections=_limits(limits, "max-connections"),
                 max_queues=_limits(limits, "max-queues")))
-    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings))
+    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
+                  tuple(operator))
 
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
@@ -538,7 +615,7 @@ def privilege_problems(
 
 
 def _needed_tag(c: Change) -> str | None:
-    if c.kind in ("user", "permission", "topic permission"):
+    if c.kind in ("user", "permission", "topic permission", "operator policy"):
         return ADMINISTRATOR
     if c.kind == "vhost":
         return ADMINISTRATOR
@@ -550,7 +627,7 @@ def _needed_tag(c: Change) -> str | None:
 def _kind_plural(kind: str) -> str:
     return {"vhost": "vhosts", "user": "users",
             "permission": "permissions", "topic permission": "topic permissions",
-            "policy": "policies"}.get(kind, kind + "s")
+            "policy": "policies", "operator policy": "operator policies"}.get(kind, kind + "s")
 
 
 def unreadable_problems(desired: Access, user: str) -> list[Problem]:
@@ -658,8 +735,18 @@ def plan_access(
                           actual.topic_permissions, lambda t: (t.vhost, t.user, t.exchange),
                           ("write", "read")))
 
+    changes.extend(_keyed("operator policy", desired.operator_policies,
+                          actual.operator_policies, lambda o: (o.vhost, o.name),
+                          ("pattern", "definition", "apply_to", "priority")))
+
     if prune:
         in_scope = set(scope)
+        if "operator_policies" in desired.managed:
+            want_o = {(o.vhost, o.name) for o in desired.operator_policies}
+            for o in actual.operator_policies:
+                if o.vhost in in_scope and (o.vhost, o.name) not in want_o:
+                    changes.append(_change(DELETE, "operator policy", o.vhost, o.name,
+                                           actual=o))
         if "topic_permissions" in desired.managed:
             want_t = {(t.vhost, t.user, t.exchange) for t in desired.topic_permissions}
             for t in actual.topic_permissions:
@@ -733,7 +820,7 @@ def _keyed(kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any,
             yield _change(UPDATE, kind, want.vhost, want.name, want, have, diffs)
 
 
-ACCESS_KINDS = ("vhost", "user", "permission", "topic permission")
+ACCESS_KINDS = ("vhost", "user", "permission", "topic permission", "operator policy")
 
 
 def splice(the_plan: Plan, access_changes: Sequence[Change],
@@ -762,7 +849,7 @@ def is_access_change(c: Change) -> bool:
     """Changes ``apply_access`` writes; the rest (vhost creation included) is ``_amqp``'s."""
     from ._plan import CREATE
 
-    return c.kind in ("user", "permission", "topic permission") or (
+    return c.kind in ("user", "permission", "topic permission", "operator policy") or (
         c.kind == "vhost" and c.action != CREATE)
 
 
@@ -887,6 +974,16 @@ def apply_access(
             t = c.spec
             assert isinstance(t, TopicPermissionSpec)
             _delete_topic_permission(management, t)
+        elif c.kind == "operator policy" and c.action in (CREATE, UPDATE):
+            o = c.desired
+            assert isinstance(o, OperatorPolicySpec)
+            management._ok(management.request(  # noqa: SLF001
+                "PUT", f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
+                json={"pattern": o.pattern, "definition": dict(o.definition),
+                      "apply-to": o.apply_to, "priority": o.priority}), f"writing {o.label}")
+        elif c.kind == "operator policy" and c.action == DELETE:
+            _delete(management, f"/api/operator-policies/{_q(c.vhost)}/{_q(c.name)}",
+                    f"deleting operator policy '{c.name}'")
         else:
             continue
         done.append(c)
@@ -937,13 +1034,15 @@ def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Acce
     _, tags = whoami(management)
     if ADMINISTRATOR not in tags:
         return None
-    wanted = Access(managed=frozenset({"users", "permissions", "topic_permissions"}))
+    wanted = Access(managed=frozenset({"users", "permissions", "topic_permissions",
+                                       "operator_policies"}))
     found = read_broker_access(management, wanted, vhosts, admin=True)
     in_scope = set(vhosts)
     permissions = tuple(p for p in found.permissions if p.vhost in in_scope)
     names = {p.user for p in permissions}
     return Access(users=tuple(u for u in found.users if u.name in names),
-                  permissions=permissions, topic_permissions=found.topic_permissions)
+                  permissions=permissions, topic_permissions=found.topic_permissions,
+                  operator_policies=found.operator_policies)
 
 
 def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
@@ -972,8 +1071,15 @@ def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
         if not single:
             entry["vhost"] = t.vhost
         topic.append(entry)
+    operator = []
+    for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
+        entry = {"name": o.name, "pattern": o.pattern, "apply_to": o.apply_to,
+                 "definition": dict(o.definition), "priority": o.priority}
+        if not single:
+            entry = {"name": o.name, "vhost": o.vhost, **entry}
+        operator.append(entry)
     for key, items in (("users", users), ("permissions", permissions),
-                       ("topic_permissions", topic)):
+                       ("topic_permissions", topic), ("operator_policies", operator)):
         if items:
             doc[key] = items
     return doc

@@ -149,6 +149,7 @@ ACCESS_TOP_KEYS = (
         "password_hash)."),
     Key("permissions", _LIST, "Permissions of users on vhosts."),
     Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
+    Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
 )
 
 TOP_KEYS = (

@@ -358,3 +358,34 @@ def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
     for password in passwords:
         for form in (password, q(password, safe=""), q(password)):
             assert form not in text, f"a password was printed: {form[:6]}..."
+
+
+def test_operator_policies(declare: Any) -> None:
+    """Operator policies are created, re-plan as no change, update in place, refuse keys the
+    broker does not allow there (file:line, before any write), and are pruned."""
+    path = declare.write("op.yml", """
+    operator_policies:
+      - name: cap
+        pattern: '.*'
+        definition: {max-length: 1000, message-ttl: 60000}
+    """)
+    assert declare("apply", path).code == 0
+    with declare.broker.http() as http:
+        found = http.get(f"/api/operator-policies/{q(declare.vhost, safe='')}").json()
+    assert [(p["name"], p["definition"]) for p in found] == \
+        [("cap", {"max-length": 1000, "message-ttl": 60000})]
+    assert declare("plan", path, "--detailed-exitcode").code == 0
+    declare.edit(path, "max-length: 1000", "max-length: 2000")
+    plan = declare("plan", path)
+    assert "~ operator policy cap  definition:" in plan.out, plan
+    assert declare("apply", path).code == 0
+
+    declare.edit(path, "max-length: 2000", "max-priority: 5")
+    refused = declare("apply", path)
+    declare.assert_clean_failure(refused)
+    assert "op.yml:2:" in refused.err and "'max-priority' cannot be set by an operator" \
+        in refused.err
+    declare.write(path, "operator_policies: []\n")
+    assert declare("apply", path, "--prune", "--vhost", declare.vhost).code == 0
+    with declare.broker.http() as http:
+        assert http.get(f"/api/operator-policies/{q(declare.vhost, safe='')}").json() == []
