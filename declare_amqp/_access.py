@@ -20,6 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from ._dynamic import (
+    ParameterSpec,
+    apply_dynamic,
+    missing_plugins,
+    plan_dynamic,
+    read_broker,
+    read_dynamic,
+)
 from ._errors import DeclareAmqpError, Location, Problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 
@@ -225,18 +233,21 @@ class Access:
     topic_permissions: tuple[TopicPermissionSpec, ...] = ()
     vhost_settings: tuple[VhostSettings, ...] = ()
     operator_policies: tuple[OperatorPolicySpec, ...] = ()
+    parameters: tuple[ParameterSpec, ...] = ()  # federation upstreams and shovels
     # Which top-level keys the files use: prune covers only those kinds.
     managed: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
         return (len(self.users) + len(self.permissions) + len(self.topic_permissions)
-                + len(self.vhost_settings) + len(self.operator_policies))
+                + len(self.vhost_settings) + len(self.operator_policies)
+                + len(self.parameters))
 
     def vhost_names(self) -> list[str]:
         return list(dict.fromkeys([*(p.vhost for p in self.permissions),
                                    *(t.vhost for t in self.topic_permissions),
-                                   *(o.vhost for o in self.operator_policies)]))
+                                   *(o.vhost for o in self.operator_policies),
+                                   *(d.vhost for d in self.parameters)]))
 
 
 @dataclass(frozen=True)
@@ -262,7 +273,7 @@ class OperatorPolicySpec:
 
 
 AccessSpec = (UserSpec | PermissionSpec | TopicPermissionSpec | VhostSettings
-              | OperatorPolicySpec)
+              | OperatorPolicySpec | ParameterSpec)
 
 
 # ------------------------------------------------------------------ loading
@@ -309,7 +320,7 @@ def read_access(reader: Any, doc: Mapping[str, Any]) -> Access:
             settings.append(VhostSettings(raw["name"], location=reader.at(line), **values))
     managed = frozenset(k.name for k in ACCESS_TOP_KEYS if k.name in doc)
     return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
-                  tuple(operator), managed)
+                  tuple(operator), tuple(read_dynamic(reader, doc)), managed)
 
 
 def _tags(reader: Any, value: Any, line: int, label: str) -> tuple[str, ...]:
@@ -390,6 +401,8 @@ def merge_access(parts: Iterable[Access]) -> tuple[Access, list[Problem]]:
         vhost_settings=dedupe((v for p in parts for v in p.vhost_settings), lambda v: v.name),
         operator_policies=dedupe((o for p in parts for o in p.operator_policies),
                                  lambda o: (o.vhost, o.name)),
+        parameters=dedupe((d for p in parts for d in p.parameters),
+                          lambda d: (d.kind, d.vhost, d.name)),
         managed=frozenset(k for p in parts for k in p.managed),
     )
     return merged, problems
@@ -580,8 +593,12 @@ def read_broker_access(
                 default_queue_type=None if dqt in (None, "undefined") else str(dqt),
                 max_connections=_limits(limits, "max-connections"),
                 max_queues=_limits(limits, "max-queues")))
+    kinds = {d.kind for d in desired.parameters}
+    kinds |= {k for key, k in (("federation_upstreams", "federation upstream"),
+                               ("shovels", "shovel")) if key in desired.managed}
+    parameters = read_broker(management, sorted(kinds), vhosts) if kinds else []
     return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
-                  tuple(operator))
+                  tuple(operator), tuple(parameters))
 
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
@@ -619,7 +636,7 @@ def _needed_tag(c: Change) -> str | None:
         return ADMINISTRATOR
     if c.kind == "vhost":
         return ADMINISTRATOR
-    if c.kind == "policy":
+    if c.kind in ("policy", *DYNAMIC_KINDS):
         return "policymaker"
     return None
 
@@ -627,7 +644,9 @@ def _needed_tag(c: Change) -> str | None:
 def _kind_plural(kind: str) -> str:
     return {"vhost": "vhosts", "user": "users",
             "permission": "permissions", "topic permission": "topic permissions",
-            "policy": "policies", "operator policy": "operator policies"}.get(kind, kind + "s")
+            "policy": "policies", "operator policy": "operator policies",
+            "federation upstream": "federation upstreams",
+            "shovel": "shovels"}.get(kind, kind + "s")
 
 
 def unreadable_problems(desired: Access, user: str) -> list[Problem]:
@@ -735,6 +754,8 @@ def plan_access(
                           actual.topic_permissions, lambda t: (t.vhost, t.user, t.exchange),
                           ("write", "read")))
 
+    changes.extend(plan_dynamic(desired.parameters, actual.parameters, desired.managed, scope,
+                                prune, env))
     changes.extend(_keyed("operator policy", desired.operator_policies,
                           actual.operator_policies, lambda o: (o.vhost, o.name),
                           ("pattern", "definition", "apply_to", "priority")))
@@ -820,7 +841,9 @@ def _keyed(kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any,
             yield _change(UPDATE, kind, want.vhost, want.name, want, have, diffs)
 
 
-ACCESS_KINDS = ("vhost", "user", "permission", "topic permission", "operator policy")
+ACCESS_KINDS = ("vhost", "user", "permission", "topic permission", "operator policy",
+                "federation upstream", "shovel")
+DYNAMIC_KINDS = ("federation upstream", "shovel")
 
 
 def splice(the_plan: Plan, access_changes: Sequence[Change],
@@ -849,7 +872,8 @@ def is_access_change(c: Change) -> bool:
     """Changes ``apply_access`` writes; the rest (vhost creation included) is ``_amqp``'s."""
     from ._plan import CREATE
 
-    return c.kind in ("user", "permission", "topic permission", "operator policy") or (
+    return c.kind in ("user", "permission", "topic permission", "operator policy",
+                      *DYNAMIC_KINDS) or (
         c.kind == "vhost" and c.action != CREATE)
 
 
@@ -871,6 +895,11 @@ def access_plan(management: ManagementClient, desired: Topology, the_plan: Plan,
     changes: list[Change] = []
     warnings: list[Problem] = []
     if access.size or access.managed:
+        from ._errors import TopologyError
+
+        missing = missing_plugins(management, access.parameters)
+        if missing:
+            raise TopologyError(missing)
         actual = read_broker_access(management, access, the_plan.vhosts, admin)
         new_vhosts = [c.name for c in the_plan.changes if c.kind == "vhost"
                       and c.action == CREATE]
@@ -879,8 +908,6 @@ def access_plan(management: ManagementClient, desired: Topology, the_plan: Plan,
                                             prune=prune, connecting_user=user,
                                             new_vhosts=new_vhosts, env=env)
         except PasswordUnavailable as exc:
-            from ._errors import TopologyError
-
             raise TopologyError([exc.problem]) from None
     result = splice(the_plan, changes, access.vhost_settings, warnings)
     refused = privilege_problems(result.changes, user, tags)
@@ -981,6 +1008,8 @@ def apply_access(
                 "PUT", f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
                 json={"pattern": o.pattern, "definition": dict(o.definition),
                       "apply-to": o.apply_to, "priority": o.priority}), f"writing {o.label}")
+        elif c.kind in DYNAMIC_KINDS and c.action in (CREATE, UPDATE, DELETE):
+            apply_dynamic(management, c, env)
         elif c.kind == "operator policy" and c.action == DELETE:
             _delete(management, f"/api/operator-policies/{_q(c.vhost)}/{_q(c.name)}",
                     f"deleting operator policy '{c.name}'")

@@ -150,6 +150,9 @@ ACCESS_TOP_KEYS = (
     Key("permissions", _LIST, "Permissions of users on vhosts."),
     Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
     Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
+    Key("federation_upstreams", _LIST, "Federation upstreams (URIs by reference: uri_env, "
+        "uri_file)."),
+    Key("shovels", _LIST, "Dynamic shovels, AMQP 0-9-1 (URIs by reference)."),
 )
 
 TOP_KEYS = (

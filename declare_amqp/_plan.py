@@ -176,7 +176,8 @@ def describe(spec: Spec) -> dict[str, Any]:
 
 
 # Bookkeeping fields of the specs, neither compared nor shown.
-_NOT_SHOWN = frozenset({"location", "type_given", "password_hash"})
+_NOT_SHOWN = frozenset({"location", "type_given", "password_hash", "literal_uris",
+                        "uri_digests"})
 
 
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:

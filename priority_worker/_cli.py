@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
     # The links read their TLS setup from the environment (see _tls): flags win over it.
-    for flag, variable in TLS_ENV.items():
-        value = getattr(args, flag)
+    for option, variable in TLS_ENV.items():
+        value = getattr(args, "tls_" + option if option != "auth_mechanism" else option)
         if value:
             os.environ[variable] = value
     secrets: set[str] = set()

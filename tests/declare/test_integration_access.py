@@ -389,3 +389,28 @@ def test_operator_policies(declare: Any) -> None:
     assert declare("apply", path, "--prune", "--vhost", declare.vhost).code == 0
     with declare.broker.http() as http:
         assert http.get(f"/api/operator-policies/{q(declare.vhost, safe='')}").json() == []
+
+
+def test_federation_without_its_plugin_names_the_plugin(declare: Any) -> None:
+    """On a broker without rabbitmq_federation / rabbitmq_shovel (the shared local one), the
+    error names the plugin, with file:line, and nothing is written."""
+    path = declare.write("fed.yml", """
+    queues:
+      - name: not.made
+    federation_upstreams:
+      - {name: up, uri_env: UP_URI}
+    shovels:
+      - {name: mv, src_uri_env: UP_URI, src_queue: a, dest_uri_env: UP_URI, dest_queue: b}
+    """)
+    result = declare("apply", path, env={"UP_URI": "amqp://u:Sekr1t@127.0.0.1/"})
+    with declare.broker.http() as http:
+        nodes = http.get("/api/nodes").json()
+    running = {a["name"] for n in nodes for a in n.get("applications", [])}
+    if "rabbitmq_federation" in running:
+        pytest.skip("this broker runs the federation plugin")
+    declare.assert_clean_failure(result)
+    assert "fed.yml:4:" in result.err and "rabbitmq_federation plugin is not enabled" \
+        in result.err
+    assert "fed.yml:6:" in result.err and "rabbitmq_shovel plugin" in result.err
+    assert "Sekr1t" not in result.text
+    assert declare.is_empty()

@@ -8,7 +8,8 @@ beside the machine's broker, with its own config, plugins, cookie and directorie
 - amqps on 127.0.0.1:5691 (client certificates verified when presented), plain AMQP on 5692
   (only for test setup), https management on 15691 (plain http on 15692),
   Erlang distribution on 25691;
-- plugins: management, auth_mechanism_ssl (EXTERNAL), federation and shovel.
+- plugins: management, auth_mechanism_ssl (EXTERNAL), federation and shovel (with their
+  management parts).
 
 Stopped (and its files deleted) at the end of the session. The machine's broker is left
 alone: nothing global is read or written (see tests/cluster/rabbit_cluster.py, whose
@@ -124,7 +125,7 @@ def _write_config(d: Path) -> None:
     (d / "advanced.config").write_text("[].\n")
     (d / "enabled_plugins").write_text(
         "[rabbitmq_management,rabbitmq_auth_mechanism_ssl,rabbitmq_federation,"
-        "rabbitmq_shovel].\n")
+        "rabbitmq_federation_management,rabbitmq_shovel,rabbitmq_shovel_management].\n")
     (d / "rabbitmq.conf").write_text(f"""\
 listeners.tcp.1 = 127.0.0.1:{AMQP_PORT}
 listeners.ssl.1 = 127.0.0.1:{AMQPS_PORT}
