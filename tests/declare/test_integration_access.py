@@ -80,7 +80,8 @@ def _access_file(declare: Any, user: str, *, env: str = "APP_PASSWORD",
         write: '^invoice\\.'
         read: '.*'
     """
-    return declare.write("access.yml", text)
+    name: str = declare.write("access.yml", text)
+    return name
 
 
 def test_users_and_permissions_create_replan_change(declare: Any, users: list[str]) -> None:
