@@ -229,10 +229,11 @@ class _Cli:
                 "--prune needs the management API (AMQP cannot list what exists); nothing "
                 "was changed"
             )
-        if desired.policies or desired.vhosts:
+        if desired.policies or desired.vhosts or (desired.access and desired.access.size):
             raise DeclareAmqpError(
-                "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
-                "them from the files or enable the management plugin"
+                "--amqp-only cannot create vhosts, policies, users, permissions, limits, "
+                "upstreams or shovels (AMQP has no way to); remove them from the files or "
+                "enable the management plugin"
             )
         self.err.print(
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
