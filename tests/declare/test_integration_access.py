@@ -283,13 +283,18 @@ def test_vhost_metadata_and_limits(declare: Any) -> None:
 
 
 def test_new_vhost_with_metadata(declare: Any) -> None:
-    """A new vhost is created with its description and limits in one apply."""
+    """A new vhost is created with its description, default queue type and limits in one
+    apply; a queue that names no type becomes a quorum queue there."""
     name = f"wt12-new-{uuid.uuid4().hex[:8]}"
     path = declare.write("vhost.yml", f"""
     vhosts:
       - name: {name}
         description: made with its metadata
+        default_queue_type: quorum
         max_queues: 7
+    queues:
+      - name: typeless
+        vhost: {name}
     """)
     try:
         result = declare("apply", path)
@@ -298,7 +303,10 @@ def test_new_vhost_with_metadata(declare: Any) -> None:
             vhost = http.get(f"/api/vhosts/{name}").json()
             limits = http.get(f"/api/vhost-limits/{name}").json()
         assert vhost["description"] == "made with its metadata"
+        assert vhost["default_queue_type"] == "quorum"
         assert limits[0]["value"] == {"max-queues": 7}
+        queue = declare.queue("typeless", name)
+        assert queue["arguments"].get("x-queue-type") == "quorum", queue
         assert declare("plan", path, "--detailed-exitcode").code == 0
     finally:
         with declare.broker.http() as http:
