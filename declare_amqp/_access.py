@@ -30,6 +30,7 @@ from ._dynamic import (
 )
 from ._errors import DeclareAmqpError, Location, Problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
+from ._model import PolicySpec
 
 if TYPE_CHECKING:
     from ._broker import ManagementClient
@@ -251,16 +252,10 @@ class Access:
 
 
 @dataclass(frozen=True)
-class OperatorPolicySpec:
+class OperatorPolicySpec(PolicySpec):
     """An operator policy: limits set by the operator that users' policies cannot lift."""
 
-    vhost: str
-    name: str
-    pattern: str
-    definition: Mapping[str, Any]
     apply_to: str = "queues"
-    priority: int = 0
-    location: Location | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
