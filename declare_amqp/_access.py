@@ -1058,7 +1058,8 @@ def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Acce
     _, tags = whoami(management)
     if ADMINISTRATOR not in tags:
         return None
-    wanted = Access(managed=frozenset({"users", "permissions", "topic_permissions",
+    wanted = Access(vhost_settings=tuple(VhostSettings(v) for v in vhosts),
+                    managed=frozenset({"users", "permissions", "topic_permissions",
                                        "operator_policies"}))
     found = read_broker_access(management, wanted, vhosts, admin=True)
     in_scope = set(vhosts)
@@ -1066,7 +1067,8 @@ def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Acce
     names = {p.user for p in permissions}
     return Access(users=tuple(u for u in found.users if u.name in names),
                   permissions=permissions, topic_permissions=found.topic_permissions,
-                  operator_policies=found.operator_policies)
+                  operator_policies=found.operator_policies,
+                  vhost_settings=found.vhost_settings)
 
 
 def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
@@ -1102,11 +1104,21 @@ def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
         if not single:
             entry = {"name": o.name, "vhost": o.vhost, **entry}
         operator.append(entry)
+    # vhosts that carry metadata or limits become mappings (the others stay names)
+    described = {v.name: describe_settings(_without_defaults(v)) for v in access.vhost_settings}
+    if any(described.values()):
+        doc["vhosts"] = [{"name": name, **described[name]} if described.get(name) else name
+                         for name in vhosts]
     for key, items in (("users", users), ("permissions", permissions),
                        ("topic_permissions", topic), ("operator_policies", operator)):
         if items:
             doc[key] = items
     return doc
+
+
+def _without_defaults(v: VhostSettings) -> VhostSettings:
+    """The settings a new vhost would not have anyway (empty description and tags)."""
+    return replace(v, description=v.description or None, tags=v.tags or None)
 
 
 def describe_settings(v: VhostSettings) -> dict[str, Any]:

@@ -238,17 +238,20 @@ def test_prune_users_and_permissions(declare: Any, users: list[str]) -> None:
 
 
 def test_export_users_and_permissions_round_trip(declare: Any, users: list[str]) -> None:
-    """Export writes the vhost's users (with their hash, never a password) and permissions;
-    planning the export against the same broker is a no-op."""
+    """Export writes the vhost's metadata and limits, its users (with their hash, never a
+    password) and permissions; planning the export against the same broker is a no-op."""
     password = "exp-" + uuid.uuid4().hex
     assert declare("apply", _access_file(declare, users[0]),
                    env={"APP_PASSWORD": password}).code == 0
+    declare.put(f"/api/vhosts/{q(declare.vhost, safe='')}", {"description": "exported one"})
+    declare.put(f"/api/vhost-limits/{q(declare.vhost, safe='')}/max-queues", {"value": 9})
     exported = declare("export", "--vhost", declare.vhost, "-o", "export.yml", connect=False,
                        env={"AMQP_URL": declare.broker.url_for(declare.vhost),
                             "RABBITMQ_MANAGEMENT_URL": declare.broker.management_url})
     assert exported.code == 0, exported
     text = (declare.workdir / "export.yml").read_text()
     assert f"name: {users[0]}" in text and "password_hash:" in text
+    assert "description: exported one" in text and "max_queues: 9" in text
     assert password not in text
     again = declare("plan", "export.yml", "--detailed-exitcode")
     assert again.code == 0, again
