@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     mgmt = common.Management(broker)
     topo = Topology(queues=args.queues, exchanges=max(1, args.queues // 10))
     rows = []
-    noop, repost, cold, cold_peer, hashing = [], [], [], [], []
+    noop, repost, cold, cold_peer, hashing, repost_topo = [], [], [], [], [], []
     for _ in range(args.rounds):
         run = uuid.uuid4().hex[:6]
         users, peer_users = _users(run, args.users), _users(run + "p", args.users)
@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                 _post(mgmt, body)
                 cold_peer.append(_wait_full(mgmt, peer, topo, t0))
                 repost.append(_post(mgmt, body))
+                topo_only = json.dumps(topo.definitions(peer)).encode()
+                t0 = time.perf_counter()
+                mgmt.post_definitions(peer, topo_only)
+                repost_topo.append(time.perf_counter() - t0)
                 stored = {u["name"]: u for u in mgmt.http.get("/users").json()}
                 t0 = time.perf_counter()
                 matched = sum(password_matches(pw, stored[name]["password_hash"],
@@ -144,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         ["re-POST /api/definitions (broker's own no-op)", f"{common.median(repost):.2f}", ""],
         ["no-op plan / re-POST", f"{ratio:.1f}x", f"<= {PLAN_TARGET}x: "
          + common.verdict(ratio <= PLAN_TARGET)],
+        ["re-POST /api/definitions/{vhost} of the topology alone (no users)",
+         f"{common.median(repost_topo):.2f}", ""],
+        ["no-op plan / that", f"{common.median(noop) / common.median(repost_topo):.1f}x",
+         "(for comparison)"],
         ["cold declare-amqp apply", f"{common.median(cold):.2f}", ""],
         ["cold POST /api/definitions (until complete)", f"{common.median(cold_peer):.2f}", ""],
         [f"re-hash {args.users} passwords with their salts", f"{common.median(hashing):.4f}",
