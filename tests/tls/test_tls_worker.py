@@ -77,3 +77,40 @@ def test_external_login_with_client_certificate(tls: TlsBroker, monkeypatch: Any
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert users == {CLIENT_USER}
+
+
+def test_worker_consumes_over_amqps_with_a_client_certificate(tls: TlsBroker,
+                                                              monkeypatch: Any) -> None:
+    """The Worker (consume, ack) over amqps:// logged in with the client certificate."""
+    import pika
+
+    from priority_worker import Message, Queue, Worker
+
+    queue = "tls.worker"
+    setup = pika.BlockingConnection(pika.URLParameters(tls.amqp_url()))
+    channel = setup.channel()
+    channel.queue_declare(queue, durable=True)
+    for i in range(5):
+        channel.basic_publish("", queue, f"m{i}".encode())
+    setup.close()
+    for name, value in (("AMQP_TLS_CA_FILE", tls.ca), ("AMQP_TLS_CERT_FILE", tls.client_cert),
+                        ("AMQP_TLS_KEY_FILE", tls.client_key), ("AMQP_AUTH_MECHANISM", "external")):
+        monkeypatch.setenv(name, str(value))
+    seen: list[bytes] = []
+
+    async def handle(message: Message) -> None:
+        seen.append(message.body)
+
+    async def scenario() -> None:
+        worker = Worker("amqps://localhost:5691/", [Queue(queue, 2)], handle)
+        await worker.start()
+        try:
+            for _ in range(100):
+                if len(seen) >= 5:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert sorted(seen) == [f"m{i}".encode() for i in range(5)]

@@ -53,6 +53,10 @@ class TlsBroker:
         creds = f"{user or self.user}:{self.password if password is None else password}@"
         return f"amqps://{creds}{host}:{AMQPS_PORT}/{vhost}"
 
+    def amqp_url(self, vhost: str = "%2F") -> str:
+        """Plain AMQP for test setup (the TLS path is what is tested)."""
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{AMQP_PORT}/{vhost}"
+
     def https_url(self, host: str = "localhost") -> str:
         return f"https://{host}:{HTTPS_PORT}"
 
