@@ -687,8 +687,10 @@ def plan_access(
         new = want.name in created_vhosts
         have = live_settings.get(want.name) or VhostSettings(want.name, description="",
                                                             tags=())
-        compared = ("max_connections", "max_queues") if new else (
-            "description", "tags", "default_queue_type", "max_connections", "max_queues")
+        if new:
+            continue  # created with its metadata, then its limits (see apply_access)
+        compared = ("description", "tags", "default_queue_type", "max_connections",
+                    "max_queues")
         diffs = [Difference(f, _plain(getattr(have, f)), _plain(getattr(want, f)))
                  for f in compared
                  if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)]
@@ -872,6 +874,14 @@ def is_access_change(c: Change) -> bool:
         c.kind == "vhost" and c.action != CREATE)
 
 
+def has_followup(c: Change) -> bool:
+    """A vhost creation whose limits ``apply_access`` sets once ``_amqp`` made the vhost."""
+    from ._plan import CREATE
+
+    return c.kind == "vhost" and c.action == CREATE and isinstance(c.desired, VhostSettings) \
+        and (c.desired.max_connections is not None or c.desired.max_queues is not None)
+
+
 def access_plan(management: ManagementClient, desired: Topology, the_plan: Plan, *,
                 prune: bool, env: Mapping[str, str] | None = None) -> Plan:
     """``the_plan`` (the topology's) with the access objects planned into it.
@@ -936,6 +946,14 @@ def apply_access(
     _import_in_bulk(management, [c for c in changes if c.action in (CREATE, UPDATE)], env)
     done = []
     for c in changes:
+        if has_followup(c):
+            assert isinstance(c.desired, VhostSettings)
+            for f, limit in (("max_connections", "max-connections"),
+                             ("max_queues", "max-queues")):
+                if getattr(c.desired, f) is not None:
+                    _put_limit(management, f"/api/vhost-limits/{_q(c.name)}/{limit}",
+                               getattr(c.desired, f), f"setting {limit} of vhost '{c.name}'")
+            continue  # counted as written by the topology's apply
         if c.kind == "vhost" and c.action == UPDATE:
             want = c.desired
             assert isinstance(want, VhostSettings)

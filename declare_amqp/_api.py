@@ -13,6 +13,7 @@ from ._access import (
     access_plan,
     apply_access,
     check_privileges,
+    has_followup,
     is_access_change,
     validate_access,
 )
@@ -166,7 +167,7 @@ class Session:
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
-        access = [c for c in writes if is_access_change(c)]
+        access = [c for c in writes if is_access_change(c) or has_followup(c)]
         topology_plan = dataclasses.replace(
             the_plan, changes=tuple(c for c in the_plan.changes if not is_access_change(c)))
         report = None
