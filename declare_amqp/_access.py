@@ -457,7 +457,6 @@ def resolve_password(user: UserSpec, env: Mapping[str, str] | None = None) -> st
     """The password a user's reference points to; raises DeclareAmqpError naming the
     reference (never the value) when it cannot be read."""
     env = os.environ if env is None else env
-    where = f"{user.location}: " if user.location else ""
     if user.password_env:
         value = env.get(user.password_env)
         if not value:
@@ -477,7 +476,6 @@ def resolve_password(user: UserSpec, env: Mapping[str, str] | None = None) -> st
             raise PasswordUnavailable(Problem(f"password_file: {user.password_file} is empty",
                                               user.location, user.label))
         return value
-    del where
     return None
 
 
@@ -723,6 +721,10 @@ def plan_access(
                     admins.discard(wanted.name)
             continue
         password = resolve_password(wanted, env)
+        if wanted.password_file and _open_to_others(wanted.password_file):
+            warnings.append(Problem(f"password_file {wanted.password_file} is readable by "
+                                    "group or others; make it 0600", wanted.location,
+                                    wanted.label))
         if live is None:
             changes.append(_change(CREATE, "user", USERS_SCOPE, wanted.name, desired=wanted))
             continue
@@ -796,6 +798,13 @@ def plan_access(
                 changes.append(_change(DELETE, "user", USERS_SCOPE, u.name, actual=u))
                 admins.discard(u.name)
     return changes, warnings
+
+
+def _open_to_others(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def _undeletable(user: UserSpec, connecting_user: str, admins: set[str], explicit: bool) -> str:

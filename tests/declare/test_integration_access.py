@@ -194,7 +194,11 @@ def test_password_file_and_hash_and_no_password(declare: Any, users: list[str],
     assert _user(declare, users[2])["password_hash"] == ""  # type: ignore[index]
     again = declare("plan", path, "--detailed-exitcode")
     assert again.code == 0, again
+    assert "readable by group or others" not in again.err
     assert secret not in result.text + again.text
+    pw.chmod(0o644)
+    loose = declare("plan", path)
+    assert f"password_file {pw} is readable by group or others; make it 0600" in loose.err
 
 
 def test_prune_users_and_permissions(declare: Any, users: list[str]) -> None:
