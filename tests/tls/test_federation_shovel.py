@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def shovel_user(tls: TlsBroker) -> Any:
+def shovel_user(tls_node: TlsBroker) -> Any:
     """A user for the URIs, with a password that must never be printed."""
     name, password = f"wt12-shovel-{uuid.uuid4().hex[:6]}", "Sh0vel+" + uuid.uuid4().hex
     vhost = f"fed-{uuid.uuid4().hex[:6]}"
-    with tls.http() as http:
+    with tls_node.http() as http:
         http.put(f"/api/vhosts/{vhost}").raise_for_status()
         http.put(f"/api/users/{name}", json={"password": password, "tags": ""})
         for v in (vhost, "%2F"):
@@ -33,7 +33,7 @@ def shovel_user(tls: TlsBroker) -> Any:
             http.put(f"/api/permissions/{v}/guest",
                      json={"configure": ".*", "write": ".*", "read": ".*"})
     yield name, password, vhost
-    with tls.http() as http:
+    with tls_node.http() as http:
         http.delete(f"/api/users/{name}")
         http.delete(f"/api/vhosts/{vhost}")
 
@@ -48,7 +48,7 @@ def _run(cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
         cwd=cwd, env=clean, capture_output=True, text=True, timeout=90)
 
 
-def test_federation_upstream_and_shovel(tls: TlsBroker, shovel_user: Any,
+def test_federation_upstream_and_shovel(tls_node: TlsBroker, shovel_user: Any,
                                         tmp_path: Path) -> None:
     user, password, vhost = shovel_user
     uri = f"amqp://{user}:{password}@127.0.0.1:{AMQP_PORT}/{vhost}"
@@ -78,7 +78,7 @@ shovels:
     applied = _run(tmp_path, vhost, "apply", "t.yml", "--format", "json", env=env)
     assert applied.returncode == 0, applied
     outputs.append(applied.stdout + applied.stderr)
-    with tls.http() as http:
+    with tls_node.http() as http:
         ups = http.get(f"/api/parameters/federation-upstream/{vhost}").json()
         shovels = http.get(f"/api/parameters/shovel/{vhost}").json()
     assert [(u["name"], u["value"]["uri"], u["value"]["max-hops"]) for u in ups] == \
@@ -112,13 +112,13 @@ shovels:
     assert pruned.returncode == 0, pruned
     assert "- federation upstream origin" in pruned.stdout and "- shovel   move" in pruned.stdout
     outputs.append(pruned.stdout + pruned.stderr)
-    with tls.http() as http:
+    with tls_node.http() as http:
         assert http.get(f"/api/parameters/shovel/{vhost}").json() == []
     for text in outputs:
         assert password not in text and uri not in text
 
 
-def test_literal_uri_with_password_is_refused(tls: TlsBroker, tmp_path: Path) -> None:
+def test_literal_uri_with_password_is_refused(tls_node: TlsBroker, tmp_path: Path) -> None:
     (tmp_path / "t.yml").write_text("federation_upstreams:\n  - name: u\n"
                                     "    uri: amqp://app:Leak3d@elsewhere/\n")
     result = _run(tmp_path, "%2F", "plan", "t.yml", env={})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_broker import HTTPS_PORT, TlsBroker
+from tls_broker import TlsBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 _TOOL_ENV = ("AMQP_URL", "AMQP_HOST", "AMQP_USER", "AMQP_PASS", "AMQP_VHOST",
@@ -56,7 +56,7 @@ def test_amqps_and_https_verified_against_the_ca(tls: TlsBroker, topology: Any) 
               "--tls-ca-file", str(tls.ca)]
     result = _run(cwd, "apply", "t.yml", *target)
     assert result.returncode == 0, result
-    assert "amqps://localhost:5691" in result.stdout
+    assert tls.amqps_display in result.stdout
     assert name in _queues(tls)
     again = _run(cwd, "plan", "t.yml", "--detailed-exitcode", *target)
     assert again.returncode == 0, again
@@ -85,7 +85,7 @@ def test_wrong_ca_is_refused(tls: TlsBroker, topology: Any, amqp_only: bool) -> 
     for ca in (["--tls-ca-file", str(tls.other_ca)], []):
         line = _one_line_error(_run(cwd, "apply", "t.yml", *extra, *target, *ca))
         assert "TLS certificate verification failed" in line
-        where = "amqps://localhost:5691" if amqp_only else f"https://localhost:{HTTPS_PORT}"
+        where = tls.amqps_display if amqp_only else tls.https_url()
         assert where in line
     assert name not in _queues(tls)
 
@@ -106,11 +106,11 @@ def test_client_certificate_with_external_login(tls: TlsBroker, topology: Any) -
     """--tls-cert-file/--tls-key-file with --auth-mechanism external: declares over amqps as
     the certificate's user (no password anywhere)."""
     cwd, name = topology
-    result = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", "amqps://localhost:5691/",
+    result = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", tls.amqps_display + "/",
                   "--tls-ca-file", str(tls.ca), "--tls-cert-file", str(tls.client_cert),
                   "--tls-key-file", str(tls.client_key), "--auth-mechanism", "external")
     assert result.returncode == 0, result
     assert name in _queues(tls)
-    without = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", "amqps://localhost:5691/",
+    without = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", tls.amqps_display + "/",
                    "--tls-ca-file", str(tls.ca), "--auth-mechanism", "external")
     assert without.returncode == 1 and "client certificate" in without.stderr

@@ -66,7 +66,7 @@ def test_external_login_with_client_certificate(tls: TlsBroker, monkeypatch: Any
     users: set[str] = set()
 
     async def scenario() -> None:
-        async with Publisher("amqps://localhost:5691/") as publisher:
+        async with Publisher(tls.amqps_display + "/") as publisher:
             await publisher.publish("amq.topic", "tls.test", b"x", mandatory=False)
             with tls.http() as http:
                 for _ in range(50):
@@ -102,7 +102,7 @@ def test_worker_consumes_over_amqps_with_a_client_certificate(tls: TlsBroker,
         seen.append(message.body)
 
     async def scenario() -> None:
-        worker = Worker("amqps://localhost:5691/", [Queue(queue, 2)], handle)
+        worker = Worker(tls.amqps_display + "/", [Queue(queue, 2)], handle)
         await worker.start()
         try:
             for _ in range(100):

@@ -25,7 +25,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -47,22 +48,31 @@ class TlsBroker:
     client_key: Path
     user: str = "guest"
     password: str = "guest"
+    amqps_port: int = AMQPS_PORT
+    https_port: int = HTTPS_PORT
+    amqp_port: int = AMQP_PORT
+    http_port: int = HTTP_PORT
+    version: str = "3.10 (own node)"
 
     def amqps_url(self, vhost: str = "", host: str = "localhost", user: str | None = None,
                   password: str | None = None) -> str:
         creds = f"{user or self.user}:{self.password if password is None else password}@"
-        return f"amqps://{creds}{host}:{AMQPS_PORT}/{vhost}"
+        return f"amqps://{creds}{host}:{self.amqps_port}/{vhost}"
+
+    @property
+    def amqps_display(self) -> str:
+        return f"amqps://localhost:{self.amqps_port}"
 
     def amqp_url(self, vhost: str = "%2F") -> str:
         """Plain AMQP for test setup (the TLS path is what is tested)."""
-        return f"amqp://{self.user}:{self.password}@127.0.0.1:{AMQP_PORT}/{vhost}"
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/{vhost}"
 
     def https_url(self, host: str = "localhost") -> str:
-        return f"https://{host}:{HTTPS_PORT}"
+        return f"https://{host}:{self.https_port}"
 
     def http(self) -> httpx.Client:
         """Plain-HTTP management client for test setup (the TLS path is what is tested)."""
-        return httpx.Client(base_url=f"http://127.0.0.1:{HTTP_PORT}",
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}",
                             auth=(self.user, self.password), timeout=30)
 
     def ctl(self, *args: str) -> str:
@@ -151,6 +161,66 @@ management.ssl.cacertfile = {d}/ca.pem
 management.ssl.certfile = {d}/server.pem
 management.ssl.keyfile = {d}/server.key
 """)
+
+
+CONTAINER_CONFIG = """\
+loopback_users = none
+listeners.tcp.default = 5672
+listeners.ssl.default = 5671
+ssl_options.cacertfile = /certs/ca.pem
+ssl_options.certfile = /certs/server.pem
+ssl_options.keyfile = /certs/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
+management.tcp.port = 15672
+management.ssl.port = 15671
+management.ssl.cacertfile = /certs/ca.pem
+management.ssl.certfile = /certs/server.pem
+management.ssl.keyfile = /certs/server.key
+"""
+
+
+def container(image: str) -> Iterator[TlsBroker]:
+    """The same TLS setup in a container of ``image`` (the RabbitMQ 4.x one here), with the
+    certificates and config mounted; its ports are mapped to free ones on 127.0.0.1."""
+    from testcontainers.core.container import DockerContainer
+
+    d = Path(tempfile.mkdtemp(prefix="declare-amqp-tls4-"))
+    make_certificates(d)
+    d.chmod(0o755)  # read by the broker's own user inside the container
+    (d / "server.key").chmod(0o644)
+    (d / "rabbitmq.conf").write_text(CONTAINER_CONFIG)
+    (d / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_auth_mechanism_ssl].\n")
+    c = (DockerContainer(image).with_exposed_ports(5671, 15671, 5672, 15672)
+         .with_volume_mapping(str(d), "/certs")
+         .with_volume_mapping(str(d / "rabbitmq.conf"), "/etc/rabbitmq/rabbitmq.conf")
+         .with_volume_mapping(str(d / "enabled_plugins"), "/etc/rabbitmq/enabled_plugins"))
+    with c:
+        def port(inside: int) -> int:
+            return int(c.get_exposed_port(inside))
+
+        broker = TlsBroker(d, d / "ca.pem", d / "other-ca.pem", d / "client.pem",
+                           d / "client.key", amqps_port=port(5671), https_port=port(15671),
+                           amqp_port=port(5672), http_port=port(15672))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with broker.http() as http:
+                    overview = http.get("/api/overview")
+                    if overview.status_code == 200 and _port_open(broker.amqps_port):
+                        break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the TLS container of {image} did not start: "
+                                   f"{c.get_logs()[0][-2000:]!r}")
+            time.sleep(0.5)
+        yield replace(broker, version=str(overview.json().get("rabbitmq_version")))
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _port_open(port: int) -> bool:
