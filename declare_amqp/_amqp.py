@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from ._broker import ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, Node
@@ -33,6 +33,7 @@ from ._model import (
     Topology,
 )
 from ._plan import CONFLICT, CREATE, DELETE, UPDATE, Change, Plan
+from ._tls import tls_failure
 
 Progress = Callable[[int], None]
 
@@ -54,12 +55,15 @@ class AmqpFailure:
 def _parameters(address: BrokerAddress, node: Node, vhost: str) -> pika.ConnectionParameters:
     ssl_options = None
     if node.tls:
-        ssl_options = pika.SSLOptions(ssl.create_default_context(), server_hostname=node.host)
+        ssl_options = pika.SSLOptions(address.tls.context(), server_hostname=node.host)
+    credentials: Any = pika.PlainCredentials(address.user, address.password)
+    if address.tls.auth_mechanism == "external":
+        credentials = pika.credentials.ExternalCredentials()
     return pika.ConnectionParameters(
         host=node.host,
         port=node.port,
         virtual_host=vhost,
-        credentials=pika.PlainCredentials(address.user, address.password),
+        credentials=credentials,
         ssl_options=ssl_options,
         connection_attempts=1,
         socket_timeout=10,
@@ -124,7 +128,10 @@ class AmqpSession:
                     f"'{self.vhost}' (the vhost does not exist, or the user has no "
                     "permissions there)"
                 ) from exc
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
+                failed = tls_failure(exc, node.amqp_display)
+                if failed is not None:
+                    raise failed from exc
                 errors.append(f"{node.amqp_display}: {type(exc).__name__} {exc}".strip())
         raise BrokerUnreachable(self.address.redact(
             "no broker node answered on AMQP: " + "; ".join(errors)))
@@ -447,7 +454,7 @@ async def _apply(
         for c in writes:
             if c.kind == "vhost" and c.action == CREATE:
                 assert management is not None
-                management.put_vhost(c.name)
+                management.put_vhost(c.name, getattr(c.desired, "settings", None))
                 tick(c)
         creates = [c for c in writes if c.action == CREATE]
         await amqp_phase([c for c in creates if c.kind == "exchange"], None)

@@ -9,6 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._access import (
+    access_plan,
+    apply_access,
+    check_privileges,
+    has_followup,
+    is_access_change,
+    validate_access,
+)
 from ._broker import BrokerState, ManagementClient
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
@@ -35,6 +43,8 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     problems += validate(topology)
     topology, derived_problems = derive_worker_queues(topology)
     problems += derived_problems
+    if topology.access is not None:
+        problems += validate_access(topology.access)
     if problems:
         problems.sort(key=_file_order)
         raise TopologyError(problems)
@@ -132,7 +142,12 @@ class Session:
     def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
         state = self.read(desired.vhost_names(), with_stats=prune)
-        desired, problems = resolve_queue_types(desired, state.default_queue_types)
+        defaults = dict(state.default_queue_types)
+        existing = {v.name for v in state.topology.vhosts}
+        for v in desired.access.vhost_settings if desired.access else ():
+            if v.name not in existing and v.default_queue_type in ("quorum", "stream"):
+                defaults[v.name] = v.default_queue_type  # a new vhost is created with it
+        desired, problems = resolve_queue_types(desired, defaults)
         problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
         too_new, warnings = check_broker_version(desired, state.version)
@@ -144,7 +159,8 @@ class Session:
         result = note_broker_defaults(result, parse_version(state.version),
                                       (*desired.policies, *state.topology.policies))
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
-        return dataclasses.replace(result, warnings=tuple(warnings))
+        result = dataclasses.replace(result, warnings=tuple(warnings))
+        return access_plan(self.management, desired, result, prune=prune)
 
     def apply(
         self,
@@ -160,27 +176,32 @@ class Session:
             raise PlanConflictError(the_plan.conflicts)
         from ._amqp import apply_plan  # pika only when writing
 
+        check_privileges(self.management, the_plan)  # before any write
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
+        access = [c for c in writes if is_access_change(c) or has_followup(c)]
+        topology_plan = dataclasses.replace(
+            the_plan, changes=tuple(c for c in the_plan.changes if not is_access_change(c)))
         report = None
-        if writes:
+        if topology_plan.writes:
             if progress_console is not None and len(writes) >= 50:
                 from rich.progress import Progress
 
                 with Progress(console=progress_console, transient=True) as bar:
                     task = bar.add_task("applying", total=len(writes))
-                    report = apply_plan(self.address, self.management, the_plan,
+                    report = apply_plan(self.address, self.management, topology_plan,
                                         channels=channels, force=force,
                                         progress=lambda n: bar.advance(task, n))
             else:
-                report = apply_plan(self.address, self.management, the_plan,
+                report = apply_plan(self.address, self.management, topology_plan,
                                     channels=channels, force=force)
+        access_written = apply_access(self.management, access) if access else []
         seconds = time.monotonic() - started
         remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan
         return ApplyResult(
             plan=the_plan,
-            written=len(report.written) if report else 0,
+            written=(len(report.written) if report else 0) + len(access_written),
             failures=report.failures if report else (),
             remaining=remaining,
             seconds=seconds,

@@ -11,6 +11,7 @@ httpx exceptions are translated here, and only here, into ``_errors`` types.
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from ._model import (
     merge,
 )
 from ._plan import QueueStats
+from ._tls import tls_failure
 from ._validate import is_builtin_exchange
 
 
@@ -134,7 +136,8 @@ def readable_reason(text: str) -> str:
     return ": ".join(" ".join(p.split()) for p in parts)
 
 
-def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> bool:
+def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0,
+                  context: ssl.SSLContext | None = None) -> bool:
     """Whether the AMQP listener of ``node`` belongs to the cluster called ``cluster_name``.
 
     Behind a port mapping (a container, a load balancer) the management API lists the
@@ -143,7 +146,6 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> boo
     without logging in, and compare.
     """
     import socket
-    import ssl
     import struct
 
     if not isinstance(cluster_name, str) or not cluster_name:
@@ -152,7 +154,8 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0) -> boo
         with socket.create_connection((node.host, node.port), timeout=timeout) as raw:
             sock: socket.socket = raw
             if node.tls:
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=node.host)
+                sock = (context or ssl.create_default_context()).wrap_socket(
+                    raw, server_hostname=node.host)
             sock.sendall(b"AMQP\x00\x00\x09\x01")
             data = b""
             while len(data) < 7 or len(data) < 8 + struct.unpack(">I", data[3:7])[0]:
@@ -202,17 +205,24 @@ class ManagementClient:
             return self._client
         errors: list[str] = []
         mismatched: list[str] = []
+        context: ssl.SSLContext | None = None
+        if any(n.tls or n.management_url.startswith("https:") for n in self.address.nodes):
+            context = self.address.tls.context()
         for node in self.address.nodes:
             client = httpx.Client(
                 base_url=node.management_url,
                 auth=(self.address.user, self.address.password),
                 timeout=self._timeout,
                 headers={"content-type": "application/json"},
+                verify=context if context is not None else True,
             )
             try:
                 response = client.get("/api/overview")
             except httpx.HTTPError as exc:
                 client.close()
+                failed = tls_failure(exc, node.management_url)
+                if failed is not None:
+                    raise failed from exc
                 errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
                 continue
             if response.status_code == 401:
@@ -230,7 +240,7 @@ class ManagementClient:
             amqp_ports = {int(li.get("port", 0)) for li in overview.get("listeners") or []
                           if li.get("protocol") in ("amqp", "amqp/ssl")}
             if amqp_ports and node.port not in amqp_ports and \
-                    not _same_cluster(node, overview.get("cluster_name")):
+                    not _same_cluster(node, overview.get("cluster_name"), context=context):
                 client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
                 # against it would compare the files with the wrong broker.
@@ -256,7 +266,10 @@ class ManagementClient:
             "no vhosts, no check of arguments RabbitMQ does not compare, no prune)."
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, refused_ok: bool = False,
+                **kwargs: Any) -> httpx.Response:
+        """One API request; a 401 raises AuthenticationFailed unless ``refused_ok`` (the
+        management API answers 401 also to a user that lacks a tag or a vhost permission)."""
         client = self._connect()
         try:
             response = client.request(method, path, **kwargs)
@@ -264,7 +277,7 @@ class ManagementClient:
             raise BrokerUnreachable(
                 self.address.redact(f"management API request {method} {path} failed: {exc}")
             ) from exc
-        if response.status_code == 401:
+        if response.status_code == 401 and not refused_ok:
             raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
         return response
 
@@ -284,7 +297,9 @@ class ManagementClient:
 
     def definitions(self, vhost: str) -> dict[str, Any] | None:
         """The vhost's definitions, or None when the vhost does not exist."""
-        response = self.request("GET", f"/api/definitions/{_q(vhost)}")
+        response = self.request("GET", f"/api/definitions/{_q(vhost)}", refused_ok=True)
+        if response.status_code == 401:  # needs the administrator tag: read kind by kind
+            return self.definitions_by_kind(vhost)
         # 404 on newer versions; 3.10 answers 400 {"reason": "vhost_not_found"}.
         if response.status_code == 404 or (
             response.status_code == 400 and "not_found" in response.text
@@ -292,6 +307,25 @@ class ManagementClient:
             return None
         result: dict[str, Any] = self._ok(response, f"reading vhost '{vhost}'").json()
         return result
+
+    def definitions_by_kind(self, vhost: str) -> dict[str, Any] | None:
+        """The same as ``definitions``, for users without the administrator tag (a
+        ``policymaker`` or ``management`` user): one request per object kind of the vhost."""
+        found: dict[str, Any] = {}
+        for kind, path in (("exchanges", "exchanges"), ("queues", "queues"),
+                           ("bindings", "bindings"), ("policies", "policies")):
+            columns = "?columns=name,type,durable,auto_delete,arguments" \
+                if kind == "queues" else ""
+            response = self.request("GET", f"/api/{path}/{_q(vhost)}{columns}", refused_ok=True)
+            if response.status_code == 404:
+                return None  # the vhost does not exist (yet)
+            if response.status_code == 401:
+                raise AuthenticationFailed(
+                    f"user '{self.address.user}' may not read vhost '{vhost}' (the management "
+                    "API refused it: the user needs the management, policymaker or "
+                    "administrator tag and permissions on that vhost); nothing was changed")
+            found[kind] = self._ok(response, f"reading the {kind} of vhost '{vhost}'").json()
+        return found
 
     def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
         response = self._ok(
@@ -326,8 +360,10 @@ class ManagementClient:
         return {v["name"]: str(v.get("default_queue_type")) for v in response.json()
                 if v.get("default_queue_type") in ("quorum", "stream")}
 
-    def put_vhost(self, name: str) -> None:
-        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}"), f"creating vhost '{name}'")
+    def put_vhost(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Create a vhost (with its metadata, see _access.vhost_body)."""
+        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
+                 f"creating vhost '{name}'")
         # The user that creates a vhost gets no permissions in it by itself.
         self._ok(
             self.request(

@@ -11,6 +11,7 @@ Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from rich.markup import escape
 
 from . import __version__
 from . import _saved_plan as saved_plan
+from ._access import read_for_export
 from ._api import Session, load
 from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
 from ._definitions import to_definitions_json
@@ -33,6 +35,7 @@ from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
+from ._tls import TlsOptions
 from ._validate import check_references
 from ._warnings import reference_warnings, sort_problems, strict
 
@@ -53,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--management-url", action="append", default=[], metavar="URL",
                         help="management API URL (default derived from --url)")
     common.add_argument("--no-color", action="store_true", help="never use colour")
+    common.add_argument("--tls-ca-file", metavar="FILE",
+                        help="CA bundle to verify the broker's certificate (default: the "
+                             "system trust store, SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
+    common.add_argument("--tls-cert-file", metavar="FILE",
+                        help="client certificate (env AMQP_TLS_CERT_FILE)")
+    common.add_argument("--tls-key-file", metavar="FILE",
+                        help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
+    common.add_argument("--auth-mechanism", choices=("plain", "external"),
+                        help="external: log in over AMQP with the client certificate "
+                             "(env AMQP_AUTH_MECHANISM; default plain)")
 
     files = argparse.ArgumentParser(add_help=False)
     files.add_argument("files", nargs="*", metavar="FILE",
@@ -122,7 +135,10 @@ class _Cli:
     @property
     def address(self) -> BrokerAddress:
         if self._address is None:
-            self._address = resolve_address(self.args.url, self.args.management_url)
+            tls = TlsOptions.resolve(self.args.tls_ca_file, self.args.tls_cert_file,
+                                     self.args.tls_key_file, self.args.auth_mechanism)
+            self._address = resolve_address(self.args.url, self.args.management_url,
+                                            tls_options=tls)
         return self._address
 
     def files(self) -> list[str]:
@@ -313,10 +329,11 @@ class _Cli:
                 "--prune needs the management API (AMQP cannot list what exists); nothing "
                 "was changed"
             )
-        if desired.policies or desired.vhosts:
+        if desired.policies or desired.vhosts or (desired.access and desired.access.size):
             raise DeclareAmqpError(
-                "--amqp-only cannot create vhosts or policies (AMQP has no way to); remove "
-                "them from the files or enable the management plugin"
+                "--amqp-only cannot create vhosts, policies, users, permissions, limits, "
+                "upstreams or shovels (AMQP has no way to); remove them from the files or "
+                "enable the management plugin"
             )
         # What the files alone show (AMQP cannot tell which exchanges exist to warn about).
         warnings = sort_problems([*desired.warnings, *fit_warnings(desired)])
@@ -349,6 +366,9 @@ class _Cli:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
             version = session.management.version
+            access = read_for_export(session.management, vhosts)
+            if access is not None:
+                topology = dataclasses.replace(topology, access=access)
         if self.args.format == "definitions":
             text = to_definitions_json(topology, vhosts, version)
         else:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import DeclareAmqpError
+from ._tls import TlsOptions
 
 # Measured on 2 cores with 2,000 queues: 4 channels 9.1 s, 16 about 6 s, 64 about 4.6 s,
 # 128 and 256 no better. Channels are cheap on the broker (one process each).
@@ -43,6 +44,7 @@ class BrokerAddress:
     user: str
     password: str = field(repr=False)
     url_vhost: str | None = None  # the vhost written in the first URL's path, if any
+    tls: TlsOptions = field(default_factory=TlsOptions)  # CA, client certificate, mechanism
 
     def __str__(self) -> str:
         return ", ".join(n.amqp_display for n in self.nodes)
@@ -69,13 +71,16 @@ def resolve_address(
     urls: Sequence[str] = (),
     management_urls: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    tls_options: TlsOptions | None = None,
 ) -> BrokerAddress:
     """Build the broker address from options and the environment.
 
     Precedence: ``urls`` (``--url``), then ``AMQP_URL``, then the original tool's
     ``AMQP_HOST`` (port 5672), then ``amqp://127.0.0.1:5672``. Management URLs:
     ``management_urls``, then ``RABBITMQ_MANAGEMENT_URL``, then derived per node
-    (http://host:15672, or https://host:15671 for amqps).
+    (http://host:15672, or https://host:15671 for amqps). TLS: ``tls_options``, else
+    ``AMQP_TLS_CA_FILE`` / ``AMQP_TLS_CERT_FILE`` / ``AMQP_TLS_KEY_FILE`` /
+    ``AMQP_AUTH_MECHANISM`` (see _tls).
     """
     env = os.environ if env is None else env
     amqp = _split(urls) or _split([env.get("AMQP_URL", "")])
@@ -115,4 +120,5 @@ def resolve_address(
         user = env.get("AMQP_USER") or "guest"
         password = env.get("AMQP_PASS", "guest") if env.get("AMQP_PASS") is not None else "guest"
     assert password is not None
-    return BrokerAddress(tuple(nodes), user, password, url_vhost)
+    return BrokerAddress(tuple(nodes), user, password, url_vhost,
+                         tls_options if tls_options is not None else TlsOptions.resolve(env=env))

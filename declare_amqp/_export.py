@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ._access import access_document
 from ._fit import fits
 from ._format import QUEUE_ALIASES
 from ._model import Topology
@@ -139,6 +140,8 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
                        ("policies", policies)):
         if items:
             doc[key] = items
+    if topology.access is not None:
+        doc.update(access_document(topology.access, vhosts))
     return doc
 
 

@@ -34,8 +34,19 @@ _INT = (int,)
 _MAP = (dict,)
 _LIST = (list,)
 
+# Metadata and limits of a vhost (planned by _access).
+VHOST_SETTING_KEYS = (
+    Key("description", _STR, "Description of the vhost."),
+    Key("tags", _LIST, "Tags of the vhost (strings)."),
+    Key("default_queue_type", _STR, "Type of queues declared without one; set when the vhost "
+        "is created.", choices=QUEUE_TYPES),
+    Key("max_connections", _INT, "Limit of client connections (-1: none).", minimum=-1),
+    Key("max_queues", _INT, "Limit of queues (-1: none).", minimum=-1),
+)
+
 VHOST_KEYS = (
     Key("name", _STR, "Name of the virtual host.", required=True),
+    *VHOST_SETTING_KEYS,
 )
 
 EXCHANGE_KEYS = (
@@ -137,6 +148,18 @@ POLICY_KEYS = (
     Key("priority", _INT, "Higher wins when several policies match.", default=0),
 )
 
+# Who may do what (planned by _access).
+ACCESS_TOP_KEYS = (
+    Key("users", _LIST, "Users (passwords only by reference: password_env, password_file or "
+        "password_hash)."),
+    Key("permissions", _LIST, "Permissions of users on vhosts."),
+    Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
+    Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
+    Key("federation_upstreams", _LIST, "Federation upstreams (URIs by reference: uri_env, "
+        "uri_file)."),
+    Key("shovels", _LIST, "Dynamic shovels, AMQP 0-9-1 (URIs by reference)."),
+)
+
 TOP_KEYS = (
     Key("vhost", _STR, "Default vhost of the objects in this file.", default="/"),
     Key("vhosts", _LIST, "Virtual hosts to create (names, or {name: ...})."),
@@ -176,6 +199,7 @@ RETRY_KEYS = (
         minimum=0, maximum=1000),
     Key("delays", _LIST, "Seconds to wait before each retry, one delay queue per step; "
         "the last repeats. Default: 1, 2, 4, ... capped at 300."),
+    *ACCESS_TOP_KEYS,
 )
 
 # Policy definition keys the broker (and its bundled plugins) accepts; an unknown key

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import yaml
 
+from ._access import merge_access, read_access
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._fit import type_fits, value_problem
@@ -188,6 +189,7 @@ class _FileReader:
             bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
             policies=tuple(self._policies(doc)),
             consumers=tuple(self._consumers(doc)),
+            access=read_access(self, doc),
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
@@ -477,6 +479,10 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
     )
+    access, access_problems = merge_access(p.access for p in parts if p.access is not None)
+    problems.extend(access_problems)
+    if access.size or access.managed:
+        merged = replace(merged, access=access)
     return merged, problems
 
 

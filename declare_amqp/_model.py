@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import Location, Problem
+
+if TYPE_CHECKING:
+    from ._access import Access
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 QUEUE_TYPES = ("classic", "quorum", "stream")
@@ -191,6 +194,8 @@ class Topology:
     # declares nothing there: prune works in them too.
     named: tuple[str, ...] = ()
     consumers: tuple[ConsumerSpec, ...] = ()
+    # Users, permissions, vhost metadata and limits (see _access); None when there are none.
+    access: Access | None = None
 
     def vhost_names(self) -> list[str]:
         """Every vhost named by any object or by a file, in first-seen order."""
@@ -203,6 +208,8 @@ class Topology:
                       self.consumers):
             for obj in group:
                 seen.setdefault(obj.vhost)
+        for name in self.access.vhost_names() if self.access is not None else ():
+            seen.setdefault(name)
         return list(seen)
 
     def in_vhost(self, vhost: str) -> Topology:

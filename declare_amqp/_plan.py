@@ -182,7 +182,8 @@ def describe(spec: Spec) -> dict[str, Any]:
 
 
 # Bookkeeping fields of the specs, neither compared nor shown.
-_NOT_SHOWN = frozenset({"location", "type_given", "origin"})
+_NOT_SHOWN = frozenset({"location", "type_given", "origin", "password_hash", "literal_uris",
+                        "uri_digests"})
 
 
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:

@@ -38,7 +38,8 @@ def _details(change: Change) -> str:
         definition = ", ".join(f"{k}={_value(v)}" for k, v in sorted(props["definition"].items()))
         return f"/{props['pattern']}/ on {props['apply_to']}, priority {props['priority']}: " \
                f"{definition}"
-    return ""
+    shown = getattr(spec, "shown", None)  # the access objects describe themselves
+    return shown if isinstance(shown, str) else ""
 
 
 def _line(change: Change, markup: bool) -> str:
@@ -56,7 +57,8 @@ def _line(change: Change, markup: bool) -> str:
             details = f"{details}; {change.message}" if details else change.message
         return f"  {head}" + ("  " + styled("dim", details) if details else "") + where
     if change.action == UPDATE:
-        diffs = "; ".join(f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
+        diffs = "; ".join("password (changed)" if d.field == "password"  # never a value
+                          else f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
                           for d in change.differences)
         return f"  {head}  {escape(diffs) if markup else diffs}{where}"
     label = "conflict:" if change.action == CONFLICT else "refused:"
@@ -101,7 +103,8 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
         by_vhost.setdefault(change.vhost, []).append(change)
     for vhost, changes in by_vhost.items():
         out("")
-        out(f"[bold]vhost {escape(vhost)}[/]" if markup else f"vhost {vhost}")
+        title = f"vhost {vhost}" if vhost else "users (cluster-wide)"
+        out(f"[bold]{escape(title)}[/]" if markup else title)
         for change in changes:
             out(_line(change, markup))
     out("")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._access import OPERATOR_POLICY_KEYS, PERMISSION_KEYS, TOPIC_PERMISSION_KEYS, USER_KEYS
+from ._dynamic import FEDERATION, SHOVEL
 from ._format import (
     BINDING_KEYS,
     CONSUMED_QUEUE_KEYS,
@@ -60,6 +62,10 @@ def json_schema() -> dict[str, Any]:
         "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
         "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
         "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
+        **{key: {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}} for key, ref in (
+            ("users", "user"), ("permissions", "permission"),
+            ("topic_permissions", "topic_permission"), ("operator_policies", "operator_policy"),
+            ("federation_upstreams", "federation_upstream"), ("shovels", "shovel"))},
     })
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -82,5 +88,12 @@ def json_schema() -> dict[str, Any]:
                                                           "exclusiveMinimum": 0}},
                 }),
             }),
+            "user": _object(USER_KEYS, "A user; the password only by reference or as a hash "
+                            "(a literal `password` is refused)."),
+            "permission": _object(PERMISSION_KEYS, "Permissions of a user on a vhost."),
+            "topic_permission": _object(TOPIC_PERMISSION_KEYS, "Topic permissions of a user."),
+            "operator_policy": _object(OPERATOR_POLICY_KEYS, "An operator policy."),
+            "federation_upstream": _object(FEDERATION.keys, "A federation upstream."),
+            "shovel": _object(SHOVEL.keys, "A dynamic shovel (AMQP 0-9-1)."),
         },
     }

@@ -14,6 +14,7 @@ import logging
 import operator
 import os
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from ._core import PUBLISH_TAG_HEADER, reconnect_delay, redact_url, scrub, url_s
 from ._errors import ConnectionFailed, PriorityWorkerError
 from ._log import log
 from ._model import Properties
+from ._tls import TlsSettings, tls_reason
 
 logger = logging.getLogger("priority_worker.amqp")
 
@@ -338,6 +340,11 @@ class Link:
         }
         params.connection_attempts = 1
         params.socket_timeout = 5
+        try:
+            TlsSettings.from_env().configure(params, params.host)
+        except (OSError, ssl.SSLError) as exc:
+            self._schedule_retry(f"cannot load the TLS CA file or client certificate: {exc}")
+            return
         log(logger, logging.DEBUG, "connecting", link=self.name, url=redact_url(url))
         self._conn = AsyncioConnection(
             params,
@@ -380,7 +387,8 @@ class Link:
 
     def _open_failed(self, conn: Any, error: BaseException | str) -> None:
         self._conn = None
-        self._schedule_retry(f"{type(error).__name__}: {error}")
+        reason = tls_reason(error) if isinstance(error, BaseException) else None
+        self._schedule_retry(reason or f"{type(error).__name__}: {error}")
 
     def _closed_cb(self, conn: Any, reason: BaseException) -> None:
         self._conn = None

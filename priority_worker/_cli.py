@@ -23,6 +23,7 @@ from . import _log
 from ._core import scrub, split_urls, url_secrets
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
+from ._tls import ENV as TLS_ENV
 from ._topology import TopologyMismatch
 from ._worker import Worker
 
@@ -103,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=int, default=1,
                      help="run N worker processes under one supervisor (restarts, SIGTERM "
                           "forwarded, one /healthz /readyz /metrics with a process label)")
+    run.add_argument("--tls-ca-file", metavar="FILE",
+                     help="CA bundle for amqps:// (default: the system trust store, "
+                          "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
+    run.add_argument("--tls-cert-file", metavar="FILE",
+                     help="client certificate (env AMQP_TLS_CERT_FILE)")
+    run.add_argument("--tls-key-file", metavar="FILE",
+                     help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
+    run.add_argument("--auth-mechanism", choices=("plain", "external"),
+                     help="external: log in with the client certificate (env "
+                          "AMQP_AUTH_MECHANISM)")
     return parser
 
 
@@ -149,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
+    # The links read their TLS setup from the environment (see _tls): flags win over it.
+    for option, variable in TLS_ENV.items():
+        value = getattr(args, "tls_" + option if option != "auth_mechanism" else option)
+        if value:
+            os.environ[variable] = value
     secrets: set[str] = set()
     try:
         urls = split_urls(urls_arg)

@@ -54,6 +54,7 @@ def converge(ruby: str, tmp_path: Path) -> Converge:
         execute: bool = False,
         whyrun: bool = False,
         password: str | None = None,
+        user_passwords: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         attributes_file = tmp_path / f"attributes-{len(list(tmp_path.glob('attributes-*')))}.json"
         attributes_file.write_text(json.dumps(attributes or {}))
@@ -62,6 +63,8 @@ def converge(ruby: str, tmp_path: Path) -> Converge:
         env = {k: v for k, v in os.environ.items() if k != "DECLARE_AMQP_PASSWORD"}
         if password is not None:
             env["DECLARE_AMQP_PASSWORD"] = password
+        if user_passwords is not None:  # like a data bag item's user_passwords
+            env["DECLARE_AMQP_USER_PASSWORDS"] = json.dumps(dict(user_passwords))
         proc = subprocess.run(
             [*argv, *recipes], capture_output=True, text=True, env=env, timeout=600, check=False
         )

@@ -244,3 +244,44 @@ def test_conflict_fails_the_chef_run_with_the_tools_message(
 @pytest.fixture(autouse=True)
 def _tool_is_installed() -> None:
     assert DECLARE_AMQP.exists(), f"{DECLARE_AMQP} is missing: pip install -e . into this venv"
+
+
+def test_cookbook_makes_users_and_permissions_without_showing_passwords(
+    converge: Converge, broker: Any, vhost: str, account: Account, tmp_path: Path
+) -> None:
+    """A topology with a user (password from the run state, as from a data bag) and its
+    permissions: the user is made and can log in, the second converge is up to date, and the
+    password is in no command line, file, log or report."""
+    app_user, app_password = f"cookbook-app-{uuid.uuid4().hex[:6]}", f"apw-{secrets.token_hex(10)}"
+    spec = {"vhost": vhost, "topology": {"queues": [{"name": "app.q"}]},
+            "users": [{"name": app_user, "tags": []}],
+            "permissions": [{"user": app_user, "configure": "^app\\.", "write": "^app\\.",
+                             "read": "^app\\."}]}
+    attributes = _attributes(broker, vhost, account, tmp_path, {"app": spec})
+    try:
+        reports = []
+        for _ in range(2):
+            report = converge("declare_amqp::topologies", attributes=attributes, execute=True,
+                              password=account.password,
+                              user_passwords={app_user: app_password})
+            assert report["error"] is None, report
+            reports.append(report)
+        assert [c["argv"][1] for c in reports[0]["commands"]] == ["plan", "apply"]
+        assert [c["argv"][1] for c in reports[1]["commands"]] == ["plan"]
+        assert "DECLARE_AMQP_USER_PASSWORD_0" in reports[0]["commands"][0]["env"]
+        rendered = (tmp_path / "etc" / "app.yml").read_text()
+        assert "password_env: DECLARE_AMQP_USER_PASSWORD_0" in rendered
+        with broker.http() as http:
+            perms = http.get(f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/"
+                             f"{app_user}").json()
+        assert perms["configure"] == "^app\\."
+        import pika
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://{app_user}:{app_password}@{broker.host}:{broker.port}/"
+            f"{urllib.parse.quote(vhost, safe='')}")).close()
+        for report in reports:
+            assert app_password not in json.dumps(report)
+        assert app_password not in rendered
+    finally:
+        with broker.http() as http:
+            http.delete(f"/api/users/{app_user}")

@@ -51,7 +51,9 @@ def test_export_of_a_live_topology_plans_to_nothing() -> None:
 def test_schema_is_json_and_knows_every_object() -> None:
     schema = json_schema()
     json.dumps(schema)
-    assert set(schema["$defs"]) == {"exchange", "queue", "binding", "policy", "consumer"}
+    assert set(schema["$defs"]) == {"exchange", "queue", "binding", "policy", "consumer", "user",
+                                    "permission", "topic_permission", "operator_policy",
+                                    "federation_upstream", "shovel"}
     assert "max_priority" in schema["$defs"]["queue"]["properties"]
     assert schema["$defs"]["exchange"]["required"] == ["name", "type"]
 

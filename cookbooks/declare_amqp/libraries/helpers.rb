@@ -63,6 +63,26 @@ module DeclareAmqp
       }.compact
     end
 
+    # The users of a topology with every literal +password+ replaced by a
+    # reference to an environment variable, and that environment: the password
+    # reaches declare-amqp only through the environment of its process, never
+    # the topology file, a command line or a log. +password_file+,
+    # +password_env+ and +password_hash+ pass through unchanged.
+    def user_entries(users)
+      env = {}
+      entries = plain(users || []).each_with_index.map do |user, index|
+        raise ArgumentError, "each user must be a Hash, got #{user.class}" unless user.is_a?(Hash)
+
+        password = user.delete('password')
+        next user if password.nil?
+
+        variable = "DECLARE_AMQP_USER_PASSWORD_#{index}"
+        env[variable] = password.to_s
+        user.merge('password_env' => variable)
+      end
+      [entries, env]
+    end
+
     # True when +url+ carries no user or password: those belong in the
     # sensitive user/password properties, not in a URL that Chef prints.
     def url_without_credentials?(url)

@@ -35,6 +35,13 @@ property :management_url, String,
          description: 'Management API URL without credentials (RABBITMQ_MANAGEMENT_URL)'
 property :user, String, sensitive: true, description: 'Broker user (AMQP_USER)'
 property :password, String, sensitive: true, description: 'Broker password (AMQP_PASS)'
+property :users, Array, default: [], sensitive: true,
+         description: 'Users ({name, tags, password | password_file | password_hash, ...}); ' \
+                      'a password reaches declare-amqp only through its environment'
+property :permissions, Array, default: [],
+         description: 'Permissions ({user, vhost, configure, write, read})'
+property :topic_permissions, Array, default: [],
+         description: 'Topic permissions ({user, vhost, exchange, write, read})'
 property :prune, [true, false], default: false,
          description: 'Delete what the file no longer declares, in the vhosts it names'
 property :config_dir, String, default: lazy { node['declare_amqp']['config_dir'] }
@@ -109,9 +116,29 @@ action_class do
     if new_resource.topology.nil? == new_resource.source.nil?
       raise ArgumentError, "#{new_resource}: set exactly one of topology and source"
     end
-    return ::File.read(source_location) if new_resource.source
-    DeclareAmqp::Helpers.render_topology(new_resource.topology,
+    if new_resource.source
+      raise ArgumentError, "#{new_resource}: users and permissions go with topology, not source" if access?
+      return ::File.read(source_location)
+    end
+    DeclareAmqp::Helpers.render_topology(topology_with_access,
                                          vhost: new_resource.vhost, origin: new_resource.to_s)
+  end
+
+  def access?
+    !(new_resource.users.empty? && new_resource.permissions.empty? &&
+      new_resource.topic_permissions.empty?)
+  end
+
+  # The topology with the users (passwords as environment references) and permissions.
+  def topology_with_access
+    data = DeclareAmqp::Helpers.plain(new_resource.topology)
+    users, = DeclareAmqp::Helpers.user_entries(new_resource.users)
+    data['users'] = users unless users.empty?
+    { 'permissions' => new_resource.permissions,
+      'topic_permissions' => new_resource.topic_permissions }.each do |key, value|
+      data[key] = DeclareAmqp::Helpers.plain(value) unless value.empty?
+    end
+    data
   end
 
   def source_location
@@ -138,11 +165,13 @@ action_class do
       amqp_url: new_resource.amqp_url, management_url: new_resource.management_url,
       user: new_resource.user, password: new_resource.password
     )
+    env = env.merge(DeclareAmqp::Helpers.user_entries(new_resource.users).last)
     shell_out(*argv, environment: env, timeout: new_resource.timeout)
   end
 
   def redacted(text)
-    DeclareAmqp::Helpers.redact(text, [new_resource.password])
+    user_passwords = DeclareAmqp::Helpers.user_entries(new_resource.users).last.values
+    DeclareAmqp::Helpers.redact(text, [new_resource.password, *user_passwords])
   end
 
   def fail_with(subcommand, result)

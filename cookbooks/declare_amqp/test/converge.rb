@@ -28,6 +28,10 @@ run = ChefStub::Run.new([File.expand_path('..', __dir__)],
                         attributes: options[:attributes], whyrun: options[:whyrun],
                         execute: options[:execute], write_files: options[:execute])
 run.node.run_state['declare_amqp_password'] = ENV['DECLARE_AMQP_PASSWORD'] if ENV['DECLARE_AMQP_PASSWORD']
+# Users' passwords as JSON {name: password}, like a data bag item's user_passwords.
+if ENV['DECLARE_AMQP_USER_PASSWORDS']
+  run.node.run_state['declare_amqp_user_passwords'] = JSON.parse(ENV['DECLARE_AMQP_USER_PASSWORDS'])
+end
 error = nil
 begin
   run.converge_recipes(*ARGV)

@@ -283,4 +283,61 @@ class TopologyResourceTest < Minitest::Test
       assert_includes error.message, message
     end
   end
+  APP_PASSWORD = 'app-pa55-zx81'
+
+  def test_users_passwords_travel_only_in_the_environment
+    # Pins: a user's password becomes a password_env reference in the 0600 file,
+    # its value is only in the command's environment, never in argv, the file,
+    # the log or what converged; permissions pass through as written.
+    tool = FakeTool.new(plan: [2, "  + user     app\n", ''], apply: [0, "Applied.\n", ''])
+    run = new_run(tool: tool)
+    run.converge_inline('wrapper') do
+      declare_amqp_topology 'app' do
+        topology('queues' => [{ 'name' => 'app.q' }])
+        users [{ 'name' => 'app', 'tags' => [], 'password' => APP_PASSWORD },
+               { 'name' => 'x509-app', 'tags' => [] }]
+        permissions [{ 'user' => 'app', 'configure' => '^app\\.', 'write' => '.*', 'read' => '.*' }]
+        user 'alice'
+        password PASSWORD
+      end
+    end
+
+    content = run.find(:file, '/etc/declare-amqp/app.yml').first.props[:content]
+    data = YAML.safe_load(content)
+    assert_equal [{ 'name' => 'app', 'tags' => [], 'password_env' => 'DECLARE_AMQP_USER_PASSWORD_0' },
+                  { 'name' => 'x509-app', 'tags' => [] }], data['users']
+    assert_equal [{ 'user' => 'app', 'configure' => '^app\\.', 'write' => '.*', 'read' => '.*' }],
+                 data['permissions']
+    assert_equal %w(plan apply), tool.calls.map { |c| c[:argv][1] }
+    tool.calls.each do |call|
+      assert_equal APP_PASSWORD, call[:env]['DECLARE_AMQP_USER_PASSWORD_0']
+      refute(call[:argv].any? { |a| a.include?(APP_PASSWORD) })
+      refute_includes call[:content].to_s, APP_PASSWORD
+    end
+    assert_equal '0600', run.find(:file, '/etc/declare-amqp/app.yml').first.props[:mode]
+    visible = [content, run.log, run.converged, run.find(:file).map(&:to_s)].to_s
+    refute_includes visible, APP_PASSWORD
+  end
+
+  def test_a_tool_error_that_echoes_a_user_password_is_redacted
+    tool = FakeTool.new(plan: [1, '', "error: something about #{APP_PASSWORD}\n"])
+    error = assert_raises(DeclareAmqp::Error) do
+      new_run(tool: tool).converge_inline('wrapper') do
+        declare_amqp_topology 'app' do
+          topology({})
+          users [{ 'name' => 'app', 'password' => APP_PASSWORD }]
+        end
+      end
+    end
+    refute_includes error.message, APP_PASSWORD
+  end
+
+  def test_users_go_with_topology_not_source
+    error = assert_raises(ArgumentError) do
+      new_run.converge_inline('wrapper') do
+        declare_amqp_topology('t') { source('/x.yml') && users([{ 'name' => 'a' }]) }
+      end
+    end
+    assert_includes error.message, 'users and permissions go with topology'
+  end
 end

@@ -1,0 +1,355 @@
+"""Federation upstreams and dynamic shovels: runtime parameters whose URIs carry credentials.
+
+A URI is given by reference (``uri_env`` / ``uri_file``, ``src_uri_env`` ... for shovels) or
+literally only when it holds no password; a literal password is refused like a user's. The
+referenced URIs are read when planning (to compare with the broker's) and when applying,
+and never kept in a ``Change``: the broker's own URIs are kept only as digests, and a
+changed URI plans as ``uri: (hidden) -> (changed)``. Each kind needs its plugin
+(``rabbitmq_federation``, ``rabbitmq_shovel``); the plan says which one is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import BrokerError, DeclareAmqpError, Location, Problem, TopologyError
+from ._format import Key
+
+if TYPE_CHECKING:
+    from ._broker import ManagementClient
+    from ._plan import Change
+
+_STR, _INT, _BOOL = (str,), (int,), (bool,)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One kind of runtime parameter: its YAML key, broker component, plugin and keys."""
+
+    key: str  # top-level YAML key
+    kind: str  # kind in plans
+    component: str  # /api/parameters/{component}
+    plugin: str
+    uri_keys: tuple[str, ...]  # the URI fields, e.g. ("uri",) or ("src_uri", "dest_uri")
+    keys: tuple[Key, ...]
+
+
+def _uri_keys(prefix: str, what: str) -> tuple[Key, ...]:
+    return (
+        Key(f"{prefix}uri", _STR, f"{what} URI without a password (else use {prefix}uri_env)."),
+        Key(f"{prefix}uri_env", _STR, f"Environment variable holding the {what} URI."),
+        Key(f"{prefix}uri_file", _STR, f"File holding the {what} URI."),
+    )
+
+
+FEDERATION = Component(
+    "federation_upstreams", "federation upstream", "federation-upstream",
+    "rabbitmq_federation", ("uri",), (
+        Key("name", _STR, "Upstream name.", required=True),
+        Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+        *_uri_keys("", "upstream broker's"),
+        Key("exchange", _STR, "Upstream exchange (default: the federated exchange's name)."),
+        Key("queue", _STR, "Upstream queue (default: the federated queue's name)."),
+        Key("max_hops", _INT, "How many federation links a message may cross.", minimum=1),
+        Key("prefetch_count", _INT, "Unacknowledged messages per link.", minimum=1),
+        Key("reconnect_delay", _INT, "Seconds between reconnects.", minimum=0),
+        Key("ack_mode", _STR, "on-confirm, on-publish or no-ack.",
+            choices=("on-confirm", "on-publish", "no-ack")),
+        Key("trust_user_id", _BOOL, "Keep the user-id of federated messages."),
+        Key("expires", _INT, "ms after which an unused upstream queue is deleted.", minimum=1),
+        Key("message_ttl", _INT, "TTL of messages in the upstream queue (ms).", minimum=0),
+    ))
+
+SHOVEL = Component(
+    "shovels", "shovel", "shovel", "rabbitmq_shovel", ("src_uri", "dest_uri"), (
+        Key("name", _STR, "Shovel name.", required=True),
+        Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+        *_uri_keys("src_", "source"),
+        Key("src_queue", _STR, "Source queue."),
+        Key("src_exchange", _STR, "Source exchange."),
+        Key("src_exchange_key", _STR, "Routing key to bind the source exchange with."),
+        Key("src_delete_after", (str, int), "never, queue-length, or a number of messages."),
+        *_uri_keys("dest_", "destination"),
+        Key("dest_queue", _STR, "Destination queue."),
+        Key("dest_exchange", _STR, "Destination exchange."),
+        Key("dest_exchange_key", _STR, "Routing key to publish with."),
+        Key("dest_add_forward_headers", _BOOL, "Add x-shovelled headers."),
+        Key("ack_mode", _STR, "on-confirm, on-publish or no-ack.",
+            choices=("on-confirm", "on-publish", "no-ack")),
+        Key("prefetch_count", _INT, "Unacknowledged messages in flight.", minimum=1),
+        Key("reconnect_delay", _INT, "Seconds between reconnects.", minimum=0),
+    ))
+
+COMPONENTS = (FEDERATION, SHOVEL)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A federation upstream or shovel. ``settings`` holds the non-secret values (YAML key
+    names); ``uri_refs`` where each URI comes from (``env:NAME``, ``file:PATH``, or
+    ``literal`` with the URI in ``literal_uris``, which has no password); a broker's
+    URIs are kept only as ``uri_digests``."""
+
+    kind: str
+    vhost: str
+    name: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    uri_refs: Mapping[str, str] = field(default_factory=dict)
+    literal_uris: Mapping[str, str] = field(default_factory=dict, repr=False)
+    uri_digests: Mapping[str, str] = field(default_factory=dict, repr=False)
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}' (vhost {self.vhost})"
+
+    @property
+    def shown(self) -> str:
+        parts = [f"{k} from {ref}" for k, ref in sorted(self.uri_refs.items())]
+        parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
+        return ", ".join(parts)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _has_password(uri: str) -> bool:
+    try:
+        return bool(urllib.parse.urlsplit(uri).password)
+    except ValueError:
+        return True  # unparseable: treat as secret
+
+
+def read_dynamic(reader: Any, doc: Mapping[str, Any]) -> list[ParameterSpec]:
+    """The federation upstreams and shovels of one file (problems go to ``reader``)."""
+    found: list[ParameterSpec] = []
+    if not isinstance(doc, Mapping):
+        return found
+    for comp in COMPONENTS:
+        for raw, line in reader.entries(doc, comp.key):
+            spec = _read_one(reader, comp, raw, line)
+            if spec is not None:
+                found.append(spec)
+    return found
+
+
+def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpec | None:
+    secret_problems = []
+    if isinstance(raw, dict):
+        for uri_key in comp.uri_keys:
+            value = raw.get(uri_key)
+            if value is not None and (not isinstance(value, str) or _has_password(value)):
+                secret_problems.append((getattr(raw, "key_lines", {}).get(uri_key, line),
+                                        uri_key))
+    if secret_problems:
+        name = raw.get("name")
+        label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
+        for key_line, uri_key in secret_problems:
+            reader.problem(key_line, f"'{uri_key}' holds a password, which is not allowed in a "
+                           f"topology file; use {uri_key}_env or {uri_key}_file", label)
+        return None
+    f = reader.fields(raw, comp.keys, comp.kind, line)
+    if f is None:
+        return None
+    label = f"{comp.kind} '{f['name']}'"
+    refs: dict[str, str] = {}
+    literals: dict[str, str] = {}
+    for uri_key in comp.uri_keys:
+        given = [k for k in (uri_key, f"{uri_key}_env", f"{uri_key}_file") if k in f]
+        if len(given) > 1:
+            reader.problem(line, f"give one of {', '.join(given)}, not several", label)
+        elif not given:
+            reader.problem(line, f"missing '{uri_key}_env' (or {uri_key}_file, or {uri_key} "
+                           "without a password)", label)
+        elif given[0].endswith("_env"):
+            refs[uri_key] = "$" + f[given[0]]
+        elif given[0].endswith("_file"):
+            refs[uri_key] = f[given[0]]
+        else:
+            refs[uri_key] = "the file (no password)"
+            literals[uri_key] = f[given[0]]
+    if comp is SHOVEL:
+        for side in ("src", "dest"):
+            if not any(f"{side}_{k}" in f for k in ("queue", "exchange")):
+                reader.problem(line, f"a shovel needs {side}_queue or {side}_exchange", label)
+    settings = {k: v for k, v in f.items()
+                if k not in ("name", "vhost") and not k.endswith(("uri", "uri_env", "uri_file"))}
+    return ParameterSpec(comp.kind, f.get("vhost", reader.vhost), f["name"], settings, refs,
+                         literals, location=reader.at(line))
+
+
+def _component(kind: str) -> Component:
+    return next(c for c in COMPONENTS if c.kind == kind)
+
+
+def resolve_uris(spec: ParameterSpec, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The URIs of a desired spec (raises TopologyError naming the reference, never a URI)."""
+    env = os.environ if env is None else env
+    uris: dict[str, str] = dict(spec.literal_uris)
+    comp = _component(spec.kind)
+    for uri_key in comp.uri_keys:
+        if uri_key in uris:
+            continue
+        ref = spec.uri_refs.get(uri_key, "")
+        if ref.startswith("$"):
+            value = env.get(ref[1:])
+            if not value:
+                raise TopologyError([Problem(f"{uri_key}_env: the environment variable "
+                                             f"{ref[1:]} is not set (or empty)",
+                                             spec.location, spec.label)])
+            uris[uri_key] = value
+        else:
+            try:
+                with open(ref, encoding="utf-8") as fh:
+                    uris[uri_key] = fh.read().strip()
+            except OSError as exc:
+                raise TopologyError([Problem(f"{uri_key}_file: cannot read {ref}: "
+                                             f"{exc.strerror or type(exc).__name__}",
+                                             spec.location, spec.label)]) from None
+    return uris
+
+
+def broker_value(spec: ParameterSpec, uris: Mapping[str, str]) -> dict[str, Any]:
+    """The ``value`` of ``PUT /api/parameters/...``."""
+    value: dict[str, Any] = {k.replace("_", "-"): v for k, v in spec.settings.items()}
+    for uri_key, uri in uris.items():
+        value[uri_key.replace("_", "-")] = uri
+    if spec.kind == "shovel":
+        value.setdefault("src-protocol", "amqp091")
+        value.setdefault("dest-protocol", "amqp091")
+    return value
+
+
+def read_broker(management: ManagementClient, kinds: Iterable[str],
+                vhosts: Sequence[str]) -> list[ParameterSpec]:
+    """The broker's upstreams and shovels of the vhosts, one request per kind per vhost."""
+    found: list[ParameterSpec] = []
+    for kind in kinds:
+        comp = _component(kind)
+        names = {k.name for k in comp.keys}
+        for vhost in vhosts:
+            response = management.request(
+                "GET", f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
+                refused_ok=True)
+            if response.status_code in (401, 404):
+                continue
+            for p in management._ok(response, f"reading {comp.kind}s").json():  # noqa: SLF001
+                value = dict(p.get("value") or {})
+                digests = {}
+                for uri_key in comp.uri_keys:
+                    uri = value.pop(uri_key.replace("_", "-"), None)
+                    if isinstance(uri, list):
+                        uri = uri[0] if len(uri) == 1 else ",".join(uri)
+                    if uri is not None:
+                        digests[uri_key] = _digest(str(uri))
+                for proto in ("src-protocol", "dest-protocol"):
+                    if value.get(proto) == "amqp091":
+                        value.pop(proto)
+                settings = {k.replace("-", "_"): v for k, v in value.items()
+                            if k.replace("-", "_") in names}
+                found.append(ParameterSpec(kind, vhost, p["name"], settings,
+                                           uri_digests=digests))
+    return found
+
+
+def missing_plugins(management: ManagementClient,
+                    desired: Sequence[ParameterSpec]) -> list[Problem]:
+    """The plugins the files' upstreams and shovels need and the broker does not run.
+
+    Federation registers the exchange type ``x-federation-upstream`` (listed in the
+    overview); shovels are seen through ``GET /api/shovels`` of rabbitmq_shovel_management.
+    """
+    running: set[str] = set()
+    kinds = {d.kind for d in desired}
+
+    def answers(path: str) -> bool:
+        # 401: this user may not list them (e.g. a policymaker): the plugin may well run.
+        return management.request("GET", path, refused_ok=True).status_code in (200, 401)
+
+    if "federation upstream" in kinds and (
+            "x-federation-upstream" in management.exchange_types
+            or answers("/api/federation-links")):
+        running.add(FEDERATION.plugin)
+    if "shovel" in kinds and answers("/api/shovels"):
+        running.add(SHOVEL.plugin)
+    problems = []
+    for spec in desired:
+        comp = _component(spec.kind)
+        if comp.plugin not in running:
+            problems.append(Problem(
+                f"the {comp.plugin} plugin is not enabled on the broker, so it has no "
+                f"{comp.kind}s (`rabbitmq-plugins enable {comp.plugin} "
+                f"{comp.plugin}_management`)", spec.location, spec.label))
+    return problems
+
+
+def plan_dynamic(desired: Sequence[ParameterSpec], actual: Sequence[ParameterSpec],
+                 managed: Iterable[str], scope: Sequence[str], prune: bool,
+                 env: Mapping[str, str] | None = None) -> list[Change]:
+    """Creates, updates (non-secret settings shown, URIs only as changed) and deletes."""
+    from ._access import _change
+    from ._plan import CREATE, DELETE, UPDATE, Difference
+
+    changes: list[Change] = []
+    live = {(a.kind, a.vhost, a.name): a for a in actual}
+    for want in desired:
+        have = live.get((want.kind, want.vhost, want.name))
+        uris = resolve_uris(want, env)
+        if have is None:
+            changes.append(_change(CREATE, want.kind, want.vhost, want.name, desired=want))
+            continue
+        diffs = [Difference(k, have.settings.get(k), want.settings.get(k))
+                 for k in sorted(set(want.settings) | set(have.settings))
+                 if want.settings.get(k) != have.settings.get(k)]
+        diffs += [Difference(k, "(hidden)", "(changed)") for k, uri in sorted(uris.items())
+                  if _digest(uri) != have.uri_digests.get(k)]
+        if diffs:
+            changes.append(_change(UPDATE, want.kind, want.vhost, want.name, want, have,
+                                   diffs))
+    if prune:
+        kinds = {c.kind for c in COMPONENTS if c.key in set(managed)}
+        wanted = {(d.kind, d.vhost, d.name) for d in desired}
+        for a in actual:
+            if a.kind in kinds and a.vhost in set(scope) and (a.kind, a.vhost, a.name) \
+                    not in wanted:
+                changes.append(_change(DELETE, a.kind, a.vhost, a.name, actual=a))
+    return changes
+
+
+def apply_dynamic(management: ManagementClient, change: Change,
+                  env: Mapping[str, str] | None = None) -> None:
+    """Write or delete one upstream or shovel; broker errors are redacted of its URIs."""
+    from ._plan import DELETE
+
+    spec = change.spec
+    assert isinstance(spec, ParameterSpec)
+    comp = _component(spec.kind)
+    path = (f"/api/parameters/{comp.component}/{urllib.parse.quote(spec.vhost, safe='')}/"
+            f"{urllib.parse.quote(spec.name, safe='')}")
+    if change.action == DELETE:
+        response = management.request("DELETE", path)
+        if response.status_code != 404:
+            management._ok(response, f"deleting {spec.label}")  # noqa: SLF001
+        return
+    uris = resolve_uris(spec, env)
+    body = {"component": comp.component, "vhost": spec.vhost, "name": spec.name,
+            "value": broker_value(spec, uris)}
+    try:
+        management._ok(management.request("PUT", path, json=body),  # noqa: SLF001
+                       f"writing {spec.label}")
+    except DeclareAmqpError as exc:
+        text = str(exc)
+        for uri in uris.values():
+            text = text.replace(uri, "***")
+            password = urllib.parse.urlsplit(uri).password
+            if password:
+                text = text.replace(password, "***")
+        if "not found" in text and "component" in text:
+            text += f" (is the {comp.plugin} plugin enabled?)"
+        raise BrokerError(text) from None
