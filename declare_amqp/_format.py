@@ -168,6 +168,7 @@ TOP_KEYS = (
     Key("bindings", _LIST, "Bindings, exchange-to-exchange included."),
     Key("policies", _LIST, "Policies."),
     Key("consumers", _LIST, "Applications that consume queues with priority_worker."),
+    *ACCESS_TOP_KEYS,
 )
 
 CONSUMER_MODES = ("weighted", "strict", "conserving")
@@ -199,7 +200,6 @@ RETRY_KEYS = (
         minimum=0, maximum=1000),
     Key("delays", _LIST, "Seconds to wait before each retry, one delay queue per step; "
         "the last repeats. Default: 1, 2, 4, ... capped at 300."),
-    *ACCESS_TOP_KEYS,
 )
 
 # Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
