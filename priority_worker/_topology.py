@@ -43,9 +43,6 @@ class ExpectedQueue:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     where: str = ""  # file:line
 
-    def declare_arguments(self) -> dict[str, Any]:
-        return dict(self.arguments)
-
 
 @dataclass(frozen=True)
 class ExpectedTopology:
@@ -91,7 +88,7 @@ class ExpectedTopology:
                 continue
             try:
                 ch.queue_declare(q.name, durable=q.durable, auto_delete=q.auto_delete,
-                                 arguments=q.declare_arguments())
+                                 arguments=dict(q.arguments))
             except pika.exceptions.ChannelClosedByBroker as exc:
                 ch = conn.channel()
                 problems.append(f"{where}queue '{q.name}' exists with other settings than the "
@@ -188,7 +185,7 @@ def consumer_settings(
             arguments["x-queue-type"] = spec.type
         expected_queues.append(ExpectedQueue(
             q.name, spec.durable, spec.auto_delete, arguments, str(spec.location or "")))
-    exchanges = tuple((x, source("dead_letter_exchange")) for x in {dlx} if x)
+    exchanges = ((dlx, source("dead_letter_exchange")),) if dlx else ()
     sources = {
         "queues": source("queues"), "mode": source("mode"),
         "concurrency": source("concurrency"),

@@ -723,15 +723,18 @@ class Worker:
         redelivered GIVE_BACK_LIMIT times is kept and handled here instead, so that switching
         modes can never push a message over that limit.
         """
-        kept = [d for d in deliveries if delivery_count(d) >= GIVE_BACK_LIMIT]
-        if not kept:
-            return list(deliveries)
-        for d in kept:
-            self._dispatcher.add(d.queue, d)
-        log(logger, logging.INFO, "kept_not_requeued", queue=kept[0].queue, count=len(kept),
-            reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum delivery limit)")
-        self._pump()
-        return [d for d in deliveries if delivery_count(d) < GIVE_BACK_LIMIT]
+        kept: list[Delivery] = []
+        given: list[Delivery] = []
+        for d in deliveries:
+            (kept if delivery_count(d) >= GIVE_BACK_LIMIT else given).append(d)
+        if kept:
+            for d in kept:
+                self._dispatcher.add(d.queue, d)
+            log(logger, logging.INFO, "kept_not_requeued", queue=kept[0].queue,
+                count=len(kept), reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum "
+                "delivery limit)")
+            self._pump()
+        return given
 
     def _requeue(self, deliveries: Sequence[Delivery]) -> int:
         count = 0
