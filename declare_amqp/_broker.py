@@ -11,7 +11,11 @@ httpx exceptions are translated here, and only here, into ``_errors`` types.
 
 from __future__ import annotations
 
+import html
+import re
+import socket
 import ssl
+import struct
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,9 +131,6 @@ def readable_reason(text: str) -> str:
     ``Validation failed\n\n[{&lt;&lt;"ha-mode"&gt;&gt;,&lt;&lt;"all"&gt;&gt;}] are not ...``
     becomes ``Validation failed: [{"ha-mode","all"}] are not ...``.
     """
-    import html
-    import re
-
     text = html.unescape(text)
     text = re.sub(r'<<("(?:[^"\\]|\\.)*")>>', r"\1", text)
     parts = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
@@ -145,9 +146,6 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0,
     broker's ``connection.start`` names its cluster: read it with a bare protocol header,
     without logging in, and compare.
     """
-    import socket
-    import struct
-
     if not isinstance(cluster_name, str) or not cluster_name:
         return False
     try:
