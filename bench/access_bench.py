@@ -31,36 +31,48 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _common as common  # type: ignore[import-not-found]  # noqa: E402
-from topology_bench import Topology, count_objects  # type: ignore[import-not-found]  # noqa: E402
+import _common as common  # type: ignore[import-not-found]
+from topology_bench import Topology, count_objects  # type: ignore[import-not-found]
 
-from declare_amqp._access import password_matches, rabbit_hash  # noqa: E402
+from declare_amqp._access import password_matches, rabbit_hash
 
 PLAN_TARGET = 3.0
 
 
 def _users(run: str, count: int) -> list[tuple[str, str]]:
-    return [(f"bench-u-{run}-{i:03d}", f"pw-{run}-{i:03d}-{uuid.uuid4().hex[:8]}")
-            for i in range(count)]
+    return [
+        (f"bench-u-{run}-{i:03d}", f"pw-{run}-{i:03d}-{uuid.uuid4().hex[:8]}") for i in range(count)
+    ]
 
 
 def _yaml(topo: Topology, vhost: str, users: list[tuple[str, str]]) -> dict[str, object]:
     doc = topo.yaml_document(vhost)
-    doc["users"] = [{"name": name, "tags": [], "password_env": f"BENCH_PW_{i}"}
-                    for i, (name, _) in enumerate(users)]
-    doc["permissions"] = [{"user": name, "configure": "^bq\\.", "write": ".*", "read": ".*"}
-                          for name, _ in users]
+    doc["users"] = [
+        {"name": name, "tags": [], "password_env": f"BENCH_PW_{i}"}
+        for i, (name, _) in enumerate(users)
+    ]
+    doc["permissions"] = [
+        {"user": name, "configure": "^bq\\.", "write": ".*", "read": ".*"} for name, _ in users
+    ]
     return doc
 
 
 def _definitions(topo: Topology, vhost: str, users: list[tuple[str, str]]) -> dict[str, object]:
     salt = b"\x00\x01\x02\x03"
     doc = topo.definitions(vhost)
-    doc["users"] = [{"name": name, "password_hash": rabbit_hash(pw, salt), "tags": "",
-                     "hashing_algorithm": "rabbit_password_hashing_sha256"}
-                    for name, pw in users]
-    doc["permissions"] = [{"user": name, "vhost": vhost, "configure": "^bq\\.", "write": ".*",
-                           "read": ".*"} for name, _ in users]
+    doc["users"] = [
+        {
+            "name": name,
+            "password_hash": rabbit_hash(pw, salt),
+            "tags": "",
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+        }
+        for name, pw in users
+    ]
+    doc["permissions"] = [
+        {"user": name, "vhost": vhost, "configure": "^bq\\.", "write": ".*", "read": ".*"}
+        for name, _ in users
+    ]
     return doc
 
 
@@ -70,17 +82,18 @@ def _tool(args: list[str], env: dict[str, str], ok: tuple[int, ...]) -> float:
     proc = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode not in ok:
-        raise common.HarnessError(f"declare-amqp {args[0]} exited {proc.returncode}: "
-                                  f"{proc.stderr[-800:]}{proc.stdout[-800:]}")
+        raise common.HarnessError(
+            f"declare-amqp {args[0]} exited {proc.returncode}: "
+            f"{proc.stderr[-800:]}{proc.stdout[-800:]}"
+        )
     return elapsed
 
 
 def _post(mgmt: common.Management, body: bytes) -> float:
     t0 = time.perf_counter()
-    r = mgmt.http.post("/definitions", content=body,
-                       headers={"content-type": "application/json"})
+    r = mgmt.http.post("/definitions", content=body, headers={"content-type": "application/json"})
     elapsed = time.perf_counter() - t0
-    mgmt._check(r)  # noqa: SLF001
+    mgmt._check(r)
     return elapsed
 
 
@@ -112,16 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         env.update({f"BENCH_PW_{i}": pw for i, (_, pw) in enumerate(users)})
         env.update(AMQP_USER=broker.user, AMQP_PASS=broker.password, NO_COLOR="1")
         try:
-            with common.scratch_vhost(mgmt, "acc") as vhost, \
-                    common.scratch_vhost(mgmt, "accp") as peer, \
-                    tempfile.TemporaryDirectory() as tmp:
+            with (
+                common.scratch_vhost(mgmt, "acc") as vhost,
+                common.scratch_vhost(mgmt, "accp") as peer,
+                tempfile.TemporaryDirectory() as tmp,
+            ):
                 path = Path(tmp) / "t.yml"
                 path.write_text(yaml.safe_dump(_yaml(topo, vhost, users), sort_keys=False))
-                target = ["--url", broker.amqp_url(vhost), "--management-url",
-                          broker.management_url]
+                target = [
+                    "--url",
+                    broker.amqp_url(vhost),
+                    "--management-url",
+                    broker.management_url,
+                ]
                 cold.append(_tool(["apply", str(path), *target], env, (0,)))
-                noop.append(_tool(["plan", str(path), "--detailed-exitcode", *target], env,
-                                  (0,)))
+                noop.append(_tool(["plan", str(path), "--detailed-exitcode", *target], env, (0,)))
                 body = json.dumps(_definitions(topo, peer, peer_users)).encode()
                 t0 = time.perf_counter()
                 _post(mgmt, body)
@@ -133,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                 repost_topo.append(time.perf_counter() - t0)
                 stored = {u["name"]: u for u in mgmt.http.get("/users").json()}
                 t0 = time.perf_counter()
-                matched = sum(password_matches(pw, stored[name]["password_hash"],
-                                               stored[name]["hashing_algorithm"])
-                              for name, pw in users)
+                matched = sum(
+                    password_matches(
+                        pw, stored[name]["password_hash"], stored[name]["hashing_algorithm"]
+                    )
+                    for name, pw in users
+                )
                 hashing.append(time.perf_counter() - t0)
                 if matched != len(users):
                     raise common.HarnessError(f"only {matched} passwords match")
@@ -146,20 +167,31 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ["no-op declare-amqp plan", f"{common.median(noop):.2f}", ""],
         ["re-POST /api/definitions (broker's own no-op)", f"{common.median(repost):.2f}", ""],
-        ["no-op plan / re-POST", f"{ratio:.1f}x", f"<= {PLAN_TARGET}x: "
-         + common.verdict(ratio <= PLAN_TARGET)],
-        ["re-POST /api/definitions/{vhost} of the topology alone (no users)",
-         f"{common.median(repost_topo):.2f}", ""],
-        ["no-op plan / that", f"{common.median(noop) / common.median(repost_topo):.1f}x",
-         "(for comparison)"],
+        [
+            "no-op plan / re-POST",
+            f"{ratio:.1f}x",
+            f"<= {PLAN_TARGET}x: " + common.verdict(ratio <= PLAN_TARGET),
+        ],
+        [
+            "re-POST /api/definitions/{vhost} of the topology alone (no users)",
+            f"{common.median(repost_topo):.2f}",
+            "",
+        ],
+        [
+            "no-op plan / that",
+            f"{common.median(noop) / common.median(repost_topo):.1f}x",
+            "(for comparison)",
+        ],
         ["cold declare-amqp apply", f"{common.median(cold):.2f}", ""],
         ["cold POST /api/definitions (until complete)", f"{common.median(cold_peer):.2f}", ""],
-        [f"re-hash {args.users} passwords with their salts", f"{common.median(hashing):.4f}",
-         ""],
+        [f"re-hash {args.users} passwords with their salts", f"{common.median(hashing):.4f}", ""],
     ]
-    text = (f"# Access benchmark: {args.queues} queues + {args.users} users and permissions\n\n"
-            f"median of {args.rounds} rounds, seconds; load {common.load_average()}\n\n"
-            + common.markdown_table(["what", "seconds", "target"], rows) + "\n")
+    text = (
+        f"# Access benchmark: {args.queues} queues + {args.users} users and permissions\n\n"
+        f"median of {args.rounds} rounds, seconds; load {common.load_average()}\n\n"
+        + common.markdown_table(["what", "seconds", "target"], rows)
+        + "\n"
+    )
     print(text)
     common.write_result("access", text)
     return 0

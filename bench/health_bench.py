@@ -36,24 +36,47 @@ else:
     from .processes_bench import fill
 
 BENCH_DIR = Path(__file__).resolve().parent
-CASES = [("idle", "_cpu_handlers:cpu", False), ("sync 500 ms", "_cpu_handlers:sleep_500ms", True),
-         ("async 50 ms CPU", "_cpu_handlers:crunch_50ms", True)]
+CASES = [
+    ("idle", "_cpu_handlers:cpu", False),
+    ("sync 500 ms", "_cpu_handlers:sleep_500ms", True),
+    ("async 50 ms CPU", "_cpu_handlers:crunch_50ms", True),
+]
 
 
-def measure(cfg: argparse.Namespace, mgmt: common.Management, name: str, handler: str,
-            backlog: bool) -> dict:
+def measure(
+    cfg: argparse.Namespace, mgmt: common.Management, name: str, handler: str, backlog: bool
+) -> dict:
     with common.scratch_vhost(mgmt, "health") as vhost:
         url = cfg.broker.amqp_url(vhost)
         fill(url, {"high": 3000 if backlog else 0, "low": 1000 if backlog else 0})
         port = free_port()
-        env = {**os.environ, "BENCH_OUT": os.devnull,
-               "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}"}
-        cmd = [str(common.venv_bin("priority-worker")), "run", handler, "--url", url,
-               "--queue", "high=10", "--queue", "low=2", "--http-port", str(port),
-               "--log-level", "WARNING", "--blocked-loop-warning", "0.025",
-               "--shutdown-timeout", "5"]
-        proc = subprocess.Popen(cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "BENCH_OUT": os.devnull,
+            "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}",
+        }
+        cmd = [
+            str(common.venv_bin("priority-worker")),
+            "run",
+            handler,
+            "--url",
+            url,
+            "--queue",
+            "high=10",
+            "--queue",
+            "low=2",
+            "--http-port",
+            str(port),
+            "--log-level",
+            "WARNING",
+            "--blocked-loop-warning",
+            "0.025",
+            "--shutdown-timeout",
+            "5",
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         latencies = []
         try:
             wait_ours_ready(port, proc, 60)
@@ -76,31 +99,60 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, name: str, handler
                 continue
             if doc.get("event") == "loop_blocked":
                 warnings.append(doc.get("handler", "?"))
-        return {"case": name, "n": len(latencies), "p50": percentile(latencies, 50) * 1000,
-                "p99": percentile(latencies, 99) * 1000, "max": max(latencies) * 1000,
-                "warnings": len(warnings), "named": sorted(set(warnings))}
+        return {
+            "case": name,
+            "n": len(latencies),
+            "p50": percentile(latencies, 50) * 1000,
+            "p99": percentile(latencies, 99) * 1000,
+            "max": max(latencies) * 1000,
+            "warnings": len(warnings),
+            "named": sorted(set(warnings)),
+        }
 
 
 def render(cfg: argparse.Namespace, env: dict[str, str], results: list[dict]) -> str:
     rows = []
     for r in results:
         goal = common.verdict(r["p99"] < 50) if r["case"] == "sync 500 ms" else "-"
-        rows.append([r["case"], r["n"], round(r["p50"], 1), round(r["p99"], 1),
-                     round(r["max"], 1), r["warnings"], ", ".join(r["named"]) or "-", goal])
-    return "\n".join([
-        "# /healthz latency while handlers work (issue 13)",
-        "",
-        f"- {env['date']}; {env['broker']}; {env['machine']}; load {env['load']}",
-        f"- one worker, prefetch high=10 low=2 (12 handlers at once), backlog 3,000 + 1,000; "
-        f"GET /healthz every 20 ms for {cfg.seconds} s; --blocked-loop-warning 0.025",
-        "- goal: p99 < 50 ms with sync handlers blocking 500 ms; the async CPU case documents "
-        "what a blocking async handler does to the loop",
-        f"- command: `{' '.join(cfg.argv)}`",
-        "",
-        common.markdown_table(["case", "requests", "p50 ms", "p99 ms", "max ms",
-                               "loop_blocked warnings", "handler named", "goal"], rows),
-        "",
-    ])
+        rows.append(
+            [
+                r["case"],
+                r["n"],
+                round(r["p50"], 1),
+                round(r["p99"], 1),
+                round(r["max"], 1),
+                r["warnings"],
+                ", ".join(r["named"]) or "-",
+                goal,
+            ]
+        )
+    return "\n".join(
+        [
+            "# /healthz latency while handlers work (issue 13)",
+            "",
+            f"- {env['date']}; {env['broker']}; {env['machine']}; load {env['load']}",
+            f"- one worker, prefetch high=10 low=2 (12 handlers at once), backlog 3,000 + 1,000; "
+            f"GET /healthz every 20 ms for {cfg.seconds} s; --blocked-loop-warning 0.025",
+            "- goal: p99 < 50 ms with sync handlers blocking 500 ms; the async CPU case documents "
+            "what a blocking async handler does to the loop",
+            f"- command: `{' '.join(cfg.argv)}`",
+            "",
+            common.markdown_table(
+                [
+                    "case",
+                    "requests",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "loop_blocked warnings",
+                    "handler named",
+                    "goal",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, handler, backlog in CASES:
         r = measure(cfg, mgmt, name, handler, backlog)
-        print(f"{name}: p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms, "
-              f"{r['warnings']} warnings", flush=True)
+        print(
+            f"{name}: p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms, {r['warnings']} warnings",
+            flush=True,
+        )
         results.append(r)
     common.publish_result(render(cfg, env, results), cfg.output, "health", cfg.quick)
     mgmt.close()

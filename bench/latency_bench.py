@@ -127,8 +127,9 @@ class CeleryPublisher:
             q(self.conn.default_channel).declare()
 
     def publish(self, queue: str) -> None:
-        self.peer.handle.apply_async((queue, time.monotonic()), queue=queue,
-                                     routing_key=queue, producer=self.producer)
+        self.peer.handle.apply_async(
+            (queue, time.monotonic()), queue=queue, routing_key=queue, producer=self.producer
+        )
 
     def close(self) -> None:
         self.conn.release()
@@ -137,19 +138,36 @@ class CeleryPublisher:
 # =========================================================================== consumers
 
 
-def start_ours(url: str, mode: str, concurrency: int | None, env: dict[str, str],
-               port: int) -> subprocess.Popen[bytes]:
-    cmd = [str(common.venv_bin("priority-worker")), "run", "_latency_peers:handle", "--url", url,
-           "--queue", f"high={PREFETCH['high']}", "--queue", f"low={PREFETCH['low']}",
-           "--mode", mode, "--http-port", str(port), "--log-level", "WARNING"]
+def start_ours(
+    url: str, mode: str, concurrency: int | None, env: dict[str, str], port: int
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        str(common.venv_bin("priority-worker")),
+        "run",
+        "_latency_peers:handle",
+        "--url",
+        url,
+        "--queue",
+        f"high={PREFETCH['high']}",
+        "--queue",
+        f"low={PREFETCH['low']}",
+        "--mode",
+        mode,
+        "--http-port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
     if concurrency:
         cmd += ["--concurrency", str(concurrency)]
-    return subprocess.Popen(cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
-def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float,
-               what: str) -> None:
+def wait_ready(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float, what: str
+) -> None:
     """Poll ``ready`` until true; fail when ``proc`` exits or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,12 +191,24 @@ def wait_ours_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) ->
 
 
 def start_celery(concurrency: int | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    cmd = [str(common.venv_bin("celery")), "-A", "_latency_celery", "worker", "-Q", "high,low",
-           "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    cmd = [
+        str(common.venv_bin("celery")),
+        "-A",
+        "_latency_celery",
+        "worker",
+        "-Q",
+        "high,low",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if concurrency:
         cmd += ["-c", str(concurrency)]
-    return subprocess.Popen(cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -202,27 +232,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scenario(cfg: argparse.Namespace, mgmt: common.Management, peer: str, mode: str,
-             concurrency: int | None, phase: str) -> Result:
+def scenario(
+    cfg: argparse.Namespace,
+    mgmt: common.Management,
+    peer: str,
+    mode: str,
+    concurrency: int | None,
+    phase: str,
+) -> Result:
     """``phase`` "latency": low backlog + a high stream; "share": both queues backlogged."""
-    label = str(concurrency) if concurrency else (
-        f"default ({sum(PREFETCH.values())})" if peer != "celery"
-        else f"default ({os.cpu_count()})")
+    label = (
+        str(concurrency)
+        if concurrency
+        else (
+            f"default ({sum(PREFETCH.values())})"
+            if peer != "celery"
+            else f"default ({os.cpu_count()})"
+        )
+    )
     result = Result(peer, mode, label)
-    with common.scratch_vhost(mgmt, f"latency-{phase}") as vhost, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        common.scratch_vhost(mgmt, f"latency-{phase}") as vhost,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         url = cfg.broker.amqp_url(vhost)
         out = Path(tmp) / "records.txt"
         path = [str(BENCH_DIR), str(common.REPO_ROOT)]
         if peer == "baseline":  # an older priority_worker, for a before/after in one run
             path.insert(0, cfg.baseline)
-        env = {**os.environ, "BENCH_LATENCY_OUT": str(out), "BENCH_AMQP_URL": url,
-               "BENCH_HANDLER_S": str(cfg.handler_ms / 1000), "PYTHONPATH": os.pathsep.join(path)}
+        env = {
+            **os.environ,
+            "BENCH_LATENCY_OUT": str(out),
+            "BENCH_AMQP_URL": url,
+            "BENCH_HANDLER_S": str(cfg.handler_ms / 1000),
+            "PYTHONPATH": os.pathsep.join(path),
+        }
         pub: Any = CeleryPublisher(url) if peer == "celery" else PikaPublisher(url)
         try:
             pub.declare()
-            backlog = {"high": 0, "low": cfg.low_backlog} if phase == "latency" else {
-                "high": cfg.share_high, "low": cfg.share_low}
+            backlog = (
+                {"high": 0, "low": cfg.low_backlog}
+                if phase == "latency"
+                else {"high": cfg.share_high, "low": cfg.share_low}
+            )
             for queue, n in backlog.items():
                 for _ in range(n):
                     pub.publish(queue)
@@ -258,8 +310,9 @@ def scenario(cfg: argparse.Namespace, mgmt: common.Management, peer: str, mode: 
     return result
 
 
-def run_stream(cfg: argparse.Namespace, pub: Any, out: Path, proc: subprocess.Popen[bytes],
-               result: Result) -> None:
+def run_stream(
+    cfg: argparse.Namespace, pub: Any, out: Path, proc: subprocess.Popen[bytes], result: Result
+) -> None:
     """One high message every ``interval`` ms, paced on the monotonic clock."""
     time.sleep(cfg.warmup)  # the consumer is busy with the low backlog by now
     low_before = count_lines(out, "low")
@@ -293,8 +346,12 @@ def ready_count(url: str, queue: str) -> int:
 # =========================================================================== report
 
 
-def render(cfg: argparse.Namespace, env: dict[str, str], latency: list[Result],
-           share: dict[tuple[str, str, str], Result]) -> str:
+def render(
+    cfg: argparse.Namespace,
+    env: dict[str, str],
+    latency: list[Result],
+    share: dict[tuple[str, str, str], Result],
+) -> str:
     h = cfg.handler_ms
     rows = []
     for r in latency:
@@ -312,13 +369,34 @@ def render(cfg: argparse.Namespace, env: dict[str, str], latency: list[Result],
         if r.peer == "priority_worker" and r.mode == "weighted":
             ok = p50 <= h and p99 <= 1.5 * h and bool(share_ok)
             goal = common.verdict(ok)
-        rows.append([r.peer, r.mode, r.concurrency, round(p50, 1), round(p99, 1),
-                     round(max(r.waits, default=float("nan")) * 1000, 1), r.low_during,
-                     "-" if r.low_left is None else r.low_left, ratio, goal,
-                     (r.note + " " + (s.note if s else "")).strip()])
-    header = ["peer", "mode", "concurrency", "high wait p50 ms", "p99 ms", "max ms",
-              "low handled meanwhile", "low left", "share high/low under backlog", "goal",
-              "note"]
+        rows.append(
+            [
+                r.peer,
+                r.mode,
+                r.concurrency,
+                round(p50, 1),
+                round(p99, 1),
+                round(max(r.waits, default=float("nan")) * 1000, 1),
+                r.low_during,
+                "-" if r.low_left is None else r.low_left,
+                ratio,
+                goal,
+                (r.note + " " + (s.note if s else "")).strip(),
+            ]
+        )
+    header = [
+        "peer",
+        "mode",
+        "concurrency",
+        "high wait p50 ms",
+        "p99 ms",
+        "max ms",
+        "low handled meanwhile",
+        "low left",
+        "share high/low under backlog",
+        "goal",
+        "note",
+    ]
     lines = [
         "# Latency of a high-priority message, and the share under backlog (issue 13)",
         "",
@@ -331,8 +409,14 @@ def render(cfg: argparse.Namespace, env: dict[str, str], latency: list[Result],
         f"- goal (weighted): p50 <= {h} ms, p99 <= {1.5 * h:g} ms, share within 10% of 5:1",
         "- Celery: task_acks_late, worker_prefetch_multiplier=1, `-Q high,low`; its default "
         "concurrency is the number of CPUs",
-        *([f"- baseline: the priority_worker package from `{cfg.baseline}` (arrival-order "
-           "dispatch), same settings"] if cfg.baseline else []),
+        *(
+            [
+                f"- baseline: the priority_worker package from `{cfg.baseline}` (arrival-order "
+                "dispatch), same settings"
+            ]
+            if cfg.baseline
+            else []
+        ),
         f"- command: `{' '.join(cfg.argv)}`",
         "",
         common.markdown_table(header, rows),
@@ -345,8 +429,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_broker_arguments(p)
     p.add_argument("--modes", default="weighted,strict,conserving")
-    p.add_argument("--concurrency", default="1,4,default",
-                   help="comma-separated; 'default' = the worker's default")
+    p.add_argument(
+        "--concurrency",
+        default="1,4,default",
+        help="comma-separated; 'default' = the worker's default",
+    )
     p.add_argument("--peers", default="priority_worker,celery")
     p.add_argument("--handler-ms", type=float, default=20.0)
     p.add_argument("--interval-ms", type=float, default=50.0)
@@ -357,12 +444,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--share-low", type=int, default=1000)
     p.add_argument("--share-count", type=int, default=600)
     p.add_argument("--no-share", action="store_true", help="skip the share runs")
-    p.add_argument("--baseline", default=None, metavar="DIR",
-                   help="also run the priority_worker package found in DIR (e.g. from "
-                        "`git archive REV priority_worker | tar -x -C DIR`) as peer 'baseline'")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="also run the priority_worker package found in DIR (e.g. from "
+        "`git archive REV priority_worker | tar -x -C DIR`) as peer 'baseline'",
+    )
     p.add_argument("--timeout", type=float, default=90.0)
-    p.add_argument("--quick", action="store_true",
-                   help="30 high messages, concurrency 1 only, 120 for the share")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="30 high messages, concurrency 1 only, 120 for the share",
+    )
     p.add_argument("--output", default=None, help="result file ('-': none)")
     args = p.parse_args(argv)
     if args.quick:
@@ -393,9 +487,12 @@ def main(argv: list[str] | None = None) -> int:
             for mode in cfg.modes.split(",") if peer != "celery" else ["-"]:
                 r = scenario(cfg, mgmt, peer, mode, conc, "latency")
                 latency.append(r)
-                print(f"{peer} {mode} c={r.concurrency}: p50 "
-                      f"{percentile(r.waits, 50) * 1000:.1f} ms p99 "
-                      f"{percentile(r.waits, 99) * 1000:.1f} ms {r.note}", flush=True)
+                print(
+                    f"{peer} {mode} c={r.concurrency}: p50 "
+                    f"{percentile(r.waits, 50) * 1000:.1f} ms p99 "
+                    f"{percentile(r.waits, 99) * 1000:.1f} ms {r.note}",
+                    flush=True,
+                )
                 if not cfg.no_share and mode != "strict":
                     s = scenario(cfg, mgmt, peer, mode, conc, "share")
                     share[(peer, mode, r.concurrency)] = s

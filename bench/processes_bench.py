@@ -70,19 +70,39 @@ def read(path: Path) -> list[tuple[str, int, float]]:
 
 
 def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) -> dict:
-    with common.scratch_vhost(mgmt, f"processes{processes}") as vhost, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        common.scratch_vhost(mgmt, f"processes{processes}") as vhost,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         url = cfg.broker.amqp_url(vhost)
         out = Path(tmp) / "records.txt"
         fill(url, {"high": cfg.high, "low": cfg.low})
         port = free_port()
-        env = {**os.environ, "BENCH_OUT": str(out),
-               "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}"}
-        cmd = [str(common.venv_bin("priority-worker")), "run", "_cpu_handlers:cpu", "--url", url,
-               "--queue", "high=10", "--queue", "low=2", "--processes", str(processes),
-               "--http-port", str(port), "--log-level", "WARNING"]
-        proc = subprocess.Popen(cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "BENCH_OUT": str(out),
+            "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}",
+        }
+        cmd = [
+            str(common.venv_bin("priority-worker")),
+            "run",
+            "_cpu_handlers:cpu",
+            "--url",
+            url,
+            "--queue",
+            "high=10",
+            "--queue",
+            "low=2",
+            "--processes",
+            str(processes),
+            "--http-port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             wait_ours_ready(port, proc, 60)
             time.sleep(cfg.warmup)
@@ -100,10 +120,15 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) ->
         for q, pid, _ in window:
             per_pid[pid][q] += 1
         load = os.getloadavg()[0]
-        return {"processes": processes, "rate": len(window) / (t1 - t0),
-                "whole": Counter(q for q, _, _ in window), "per_pid": dict(per_pid),
-                "cores": (cpu1 - cpu0) / (t1 - t0), "load": load,
-                "left": len(records) < cfg.high + cfg.low}
+        return {
+            "processes": processes,
+            "rate": len(window) / (t1 - t0),
+            "whole": Counter(q for q, _, _ in window),
+            "per_pid": dict(per_pid),
+            "cores": (cpu1 - cpu0) / (t1 - t0),
+            "load": load,
+            "left": len(records) < cfg.high + cfg.low,
+        }
 
 
 def ratio(c: Counter[str]) -> float:
@@ -123,36 +148,55 @@ def render(cfg: argparse.Namespace, env: dict[str, str], runs: list[list[dict]])
         ok_share = all(abs(x / 5 - 1) <= SHARE_TOLERANCE for x in whole + per)
         speedup = common.median(ratios)
         goal = "-" if i == 0 else common.verdict(speedup >= TARGET and ok_share)
-        rows.append([n, round(common.median(rates)),
-                     common.paired_ratio(rates, bases),
-                     ", ".join(f"{x:.2f}" for x in whole), ", ".join(f"{x:.2f}" for x in per),
-                     "yes" if all(rep[i]["left"] for rep in runs) else "NO (drained)",
-                     ", ".join(f"{rep[i]['cores']:.2f}" for rep in runs),
-                     ", ".join(f"{rep[i]['rate'] / max(rep[i]['cores'], 1e-9):.0f}"
-                               for rep in runs),
-                     f"{min(rep[i]['load'] for rep in runs):.1f}-"
-                     f"{max(rep[i]['load'] for rep in runs):.1f}", goal])
-    return "\n".join([
-        "# --processes N with a CPU-bound handler (issue 13)",
-        "",
-        f"- {env['date']}; {env['broker']}; {env['machine']}; load {env['load']}",
-        f"- handler: a plain function, ~2 ms of pure-Python CPU per message; prefetch high=10 "
-        f"low=2, default concurrency (12 threads per process); {cfg.high} high + {cfg.low} low "
-        f"waiting; rate over {cfg.seconds} s after {cfg.warmup} s of warm-up; "
-        f"{cfg.repetitions} repetitions, the counts alternating; median (min-max) of the "
-        "ratio paired within a repetition",
-        f"- goal: 2 processes >= {TARGET} x one process; each process's and the whole's "
-        "high:low within 10% of 5. \"worker CPU cores used\": CPU seconds of the worker "
-        "processes per second of the window (at most 2 here; other load on the machine "
-        "lowers it); \"msg per worker CPU s\": the work per message, which load hardly moves",
-        f"- command: `{' '.join(cfg.argv)}`",
-        "",
-        common.markdown_table(["processes", "msg/s (median)", "x one process",
-                               "share high/low (all, per run)", "share per process",
-                               "backlog left", "worker CPU cores used",
-                               "msg per worker CPU s", "1-min load", "goal"], rows),
-        "",
-    ])
+        rows.append(
+            [
+                n,
+                round(common.median(rates)),
+                common.paired_ratio(rates, bases),
+                ", ".join(f"{x:.2f}" for x in whole),
+                ", ".join(f"{x:.2f}" for x in per),
+                "yes" if all(rep[i]["left"] for rep in runs) else "NO (drained)",
+                ", ".join(f"{rep[i]['cores']:.2f}" for rep in runs),
+                ", ".join(f"{rep[i]['rate'] / max(rep[i]['cores'], 1e-9):.0f}" for rep in runs),
+                f"{min(rep[i]['load'] for rep in runs):.1f}-"
+                f"{max(rep[i]['load'] for rep in runs):.1f}",
+                goal,
+            ]
+        )
+    return "\n".join(
+        [
+            "# --processes N with a CPU-bound handler (issue 13)",
+            "",
+            f"- {env['date']}; {env['broker']}; {env['machine']}; load {env['load']}",
+            f"- handler: a plain function, ~2 ms of pure-Python CPU per message; prefetch high=10 "
+            f"low=2, default concurrency (12 threads per process); {cfg.high} high + {cfg.low} low "
+            f"waiting; rate over {cfg.seconds} s after {cfg.warmup} s of warm-up; "
+            f"{cfg.repetitions} repetitions, the counts alternating; median (min-max) of the "
+            "ratio paired within a repetition",
+            f"- goal: 2 processes >= {TARGET} x one process; each process's and the whole's "
+            'high:low within 10% of 5. "worker CPU cores used": CPU seconds of the worker '
+            "processes per second of the window (at most 2 here; other load on the machine "
+            'lowers it); "msg per worker CPU s": the work per message, which load hardly moves',
+            f"- command: `{' '.join(cfg.argv)}`",
+            "",
+            common.markdown_table(
+                [
+                    "processes",
+                    "msg/s (median)",
+                    "x one process",
+                    "share high/low (all, per run)",
+                    "share per process",
+                    "backlog left",
+                    "worker CPU cores used",
+                    "msg per worker CPU s",
+                    "1-min load",
+                    "goal",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -170,8 +214,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.high, args.low, args.seconds, args.warmup = 6000, 1500, 3.0, 1.0
         args.repetitions = 1
-    args.argv = ["python", "bench/processes_bench.py",
-                 *(argv if argv is not None else sys.argv[1:])]
+    args.argv = [
+        "python",
+        "bench/processes_bench.py",
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
     return args
 
 
@@ -186,8 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for n in counts if rep % 2 == 0 else counts[::-1]:
             r = measure(cfg, mgmt, n)
-            print(f"run {rep + 1}, processes={n}: {r['rate']:.0f} msg/s, share "
-                  f"{ratio(r['whole']):.2f}", flush=True)
+            print(
+                f"run {rep + 1}, processes={n}: {r['rate']:.0f} msg/s, share "
+                f"{ratio(r['whole']):.2f}",
+                flush=True,
+            )
             results.append(r)
         runs.append(sorted(results, key=lambda r: counts.index(r["processes"])))
     common.publish_result(render(cfg, env, runs), cfg.output, "processes", cfg.quick)

@@ -442,8 +442,12 @@ def one_repetition(ctx: Context, res: Results, with_tool: bool, with_pika: bool)
         timed(PIKA, "pika", run_pika_blocking)
         timed(AIORMQ, "aiormq", run_aiormq_channels)
     if with_tool:
-        timed(APPLY, "apply", run_declare_apply,
-              [(PLAN, run_declare_noop_plan), (PLAN_JSON, run_declare_noop_plan_json)])
+        timed(
+            APPLY,
+            "apply",
+            run_declare_apply,
+            [(PLAN, run_declare_noop_plan), (PLAN_JSON, run_declare_noop_plan_json)],
+        )
         if ctx.compare_args:
             # The same cold apply with other options, in the same repetition (paired).
             main_args = ctx.apply_args
@@ -491,8 +495,7 @@ def fmt_s(v: float | None) -> str:
 
 def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline: str) -> str:
     rows = []
-    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, APPLY_ALT, REIMPORT, REPOST, PLAN,
-                PLAN_JSON):
+    for key in (IMPORT, POST, PIKA, AIORMQ, APPLY, APPLY_ALT, REIMPORT, REPOST, PLAN, PLAN_JSON):
         if key == APPLY_ALT and not res.samples.get(key) and key not in res.errors:
             continue
         samples = res.samples.get(key, [])

@@ -553,7 +553,7 @@ class Config:
 def ours_available() -> tuple[bool, str]:
     try:
         pw = _worker_api()
-    except Exception as exc:  # noqa: BLE001 - any import problem means "not there yet"
+    except Exception as exc:
         return False, f"import priority_worker failed: {exc!r}"
     missing = [n for n in ("Worker", "Queue", "Publisher", "Properties") if not hasattr(pw, n)]
     if missing:

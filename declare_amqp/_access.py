@@ -54,8 +54,13 @@ USER_KEYS = (
     Key("password_env", _STR, "Environment variable that holds the password."),
     Key("password_file", _STR, "File whose content (trailing newline removed) is the password."),
     Key("password_hash", _STR, "The broker's password hash (base64 of salt + digest)."),
-    Key("hashing_algorithm", _STR, "Algorithm of password_hash.", default=DEFAULT_HASHING,
-        choices=tuple(HASHING_ALGORITHMS)),
+    Key(
+        "hashing_algorithm",
+        _STR,
+        "Algorithm of password_hash.",
+        default=DEFAULT_HASHING,
+        choices=tuple(HASHING_ALGORITHMS),
+    ),
     Key("max_connections", _INT, "Limit of connections of this user (-1: none).", minimum=-1),
     Key("max_channels", _INT, "Limit of channels of this user (-1: none).", minimum=-1),
     Key("absent", _BOOL, "The user must not exist: deleted (also guest).", default=False),
@@ -78,19 +83,37 @@ TOPIC_PERMISSION_KEYS = (
 )
 
 # The keys the broker allows in an operator policy's definition (rabbit_policies).
-OPERATOR_POLICY_DEFINITION_KEYS = frozenset({
-    "expires", "message-ttl", "max-length", "max-length-bytes", "max-in-memory-length",
-    "max-in-memory-bytes", "delivery-limit", "overflow", "target-group-size",
-})
+OPERATOR_POLICY_DEFINITION_KEYS = frozenset(
+    {
+        "expires",
+        "message-ttl",
+        "max-length",
+        "max-length-bytes",
+        "max-in-memory-length",
+        "max-in-memory-bytes",
+        "delivery-limit",
+        "overflow",
+        "target-group-size",
+    }
+)
 
 OPERATOR_POLICY_KEYS = (
     Key("name", _STR, "Operator policy name.", required=True),
     Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
     Key("pattern", _STR, "Regular expression matched against queue names.", required=True),
-    Key("apply_to", _STR, "Which queues it applies to.", default="queues",
-        choices=("queues", "classic_queues", "quorum_queues", "streams")),
-    Key("definition", (dict,), "Limits: " + ", ".join(sorted(OPERATOR_POLICY_DEFINITION_KEYS))
-        + ".", required=True),
+    Key(
+        "apply_to",
+        _STR,
+        "Which queues it applies to.",
+        default="queues",
+        choices=("queues", "classic_queues", "quorum_queues", "streams"),
+    ),
+    Key(
+        "definition",
+        (dict,),
+        "Limits: " + ", ".join(sorted(OPERATOR_POLICY_DEFINITION_KEYS)) + ".",
+        required=True,
+    ),
     Key("priority", _INT, "Higher wins when several operator policies match.", default=0),
 )
 
@@ -130,8 +153,11 @@ class UserSpec:
             parts.append(f"password hash ({self.hashing_algorithm})")
         else:
             parts.append("no password (x509 / EXTERNAL only)")
-        parts += [f"{f}={getattr(self, f)}" for f in ("max_connections", "max_channels")
-                  if getattr(self, f) is not None]
+        parts += [
+            f"{f}={getattr(self, f)}"
+            for f in ("max_connections", "max_channels")
+            if getattr(self, f) is not None
+        ]
         return ", ".join(parts)
 
     @property
@@ -240,15 +266,26 @@ class Access:
 
     @property
     def size(self) -> int:
-        return (len(self.users) + len(self.permissions) + len(self.topic_permissions)
-                + len(self.vhost_settings) + len(self.operator_policies)
-                + len(self.parameters))
+        return (
+            len(self.users)
+            + len(self.permissions)
+            + len(self.topic_permissions)
+            + len(self.vhost_settings)
+            + len(self.operator_policies)
+            + len(self.parameters)
+        )
 
     def vhost_names(self) -> list[str]:
-        return list(dict.fromkeys([*(p.vhost for p in self.permissions),
-                                   *(t.vhost for t in self.topic_permissions),
-                                   *(o.vhost for o in self.operator_policies),
-                                   *(d.vhost for d in self.parameters)]))
+        return list(
+            dict.fromkeys(
+                [
+                    *(p.vhost for p in self.permissions),
+                    *(t.vhost for t in self.topic_permissions),
+                    *(o.vhost for o in self.operator_policies),
+                    *(d.vhost for d in self.parameters),
+                ]
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -267,8 +304,14 @@ class OperatorPolicySpec(PolicySpec):
         return f"/{self.pattern}/ on {self.apply_to}, priority {self.priority}: {definition}"
 
 
-AccessSpec = (UserSpec | PermissionSpec | TopicPermissionSpec | VhostSettings
-              | OperatorPolicySpec | ParameterSpec)
+AccessSpec = (
+    UserSpec
+    | PermissionSpec
+    | TopicPermissionSpec
+    | VhostSettings
+    | OperatorPolicySpec
+    | ParameterSpec
+)
 
 
 # ------------------------------------------------------------------ loading
@@ -287,23 +330,45 @@ def read_access(reader: Any, doc: Mapping[str, Any]) -> Access:
     for raw, line in reader.entries(doc, "permissions"):
         f = reader.fields(raw, PERMISSION_KEYS, "permission", line)
         if f is not None:
-            permissions.append(PermissionSpec(
-                f["user"], f.get("vhost", reader.vhost), f.get("configure", ""),
-                f.get("write", ""), f.get("read", ""), reader.at(line)))
+            permissions.append(
+                PermissionSpec(
+                    f["user"],
+                    f.get("vhost", reader.vhost),
+                    f.get("configure", ""),
+                    f.get("write", ""),
+                    f.get("read", ""),
+                    reader.at(line),
+                )
+            )
     topic = []
     for raw, line in reader.entries(doc, "topic_permissions"):
         f = reader.fields(raw, TOPIC_PERMISSION_KEYS, "topic permission", line)
         if f is not None:
-            topic.append(TopicPermissionSpec(
-                f["user"], f.get("vhost", reader.vhost), f["exchange"], f.get("write", ""),
-                f.get("read", ""), reader.at(line)))
+            topic.append(
+                TopicPermissionSpec(
+                    f["user"],
+                    f.get("vhost", reader.vhost),
+                    f["exchange"],
+                    f.get("write", ""),
+                    f.get("read", ""),
+                    reader.at(line),
+                )
+            )
     operator = []
     for raw, line in reader.entries(doc, "operator_policies"):
         f = reader.fields(raw, OPERATOR_POLICY_KEYS, "operator policy", line)
         if f is not None:
-            operator.append(OperatorPolicySpec(
-                f.get("vhost", reader.vhost), f["name"], f["pattern"], dict(f["definition"]),
-                f.get("apply_to", "queues"), f.get("priority", 0), reader.at(line)))
+            operator.append(
+                OperatorPolicySpec(
+                    f.get("vhost", reader.vhost),
+                    f["name"],
+                    f["pattern"],
+                    dict(f["definition"]),
+                    f.get("apply_to", "queues"),
+                    f.get("priority", 0),
+                    reader.at(line),
+                )
+            )
     settings = []
     for raw, line in reader.entries(doc, "vhosts"):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
@@ -314,8 +379,15 @@ def read_access(reader: Any, doc: Mapping[str, Any]) -> Access:
         if values:
             settings.append(VhostSettings(raw["name"], location=reader.at(line), **values))
     managed = frozenset(k.name for k in ACCESS_TOP_KEYS if k.name in doc)
-    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
-                  tuple(operator), tuple(read_dynamic(reader, doc)), managed)
+    return Access(
+        tuple(users),
+        tuple(permissions),
+        tuple(topic),
+        tuple(settings),
+        tuple(operator),
+        tuple(read_dynamic(reader, doc)),
+        managed,
+    )
 
 
 def _tags(reader: Any, value: Any, line: int, label: str) -> tuple[str, ...]:
@@ -330,10 +402,13 @@ def _read_user(reader: Any, raw: Any, line: int) -> UserSpec | None:
         # Never echo the value: it is a password.
         name = raw.get("name")
         label = f"user '{name}'" if isinstance(name, str) else "user"
-        reader.problem(getattr(raw, "key_lines", {}).get("password", line),
-                       "a literal password is not allowed in a topology file (it would be "
-                       "in version control); use password_env (an environment variable), "
-                       "password_file, or password_hash with hashing_algorithm", label)
+        reader.problem(
+            getattr(raw, "key_lines", {}).get("password", line),
+            "a literal password is not allowed in a topology file (it would be "
+            "in version control); use password_env (an environment variable), "
+            "password_file, or password_hash with hashing_algorithm",
+            label,
+        )
         rest: Any = type(raw)({k: v for k, v in raw.items() if k != "password"})
         rest.line, rest.key_lines = getattr(raw, "line", line), getattr(raw, "key_lines", {})
         reader.fields(rest, USER_KEYS, "user", line)  # report the other problems too
@@ -348,16 +423,21 @@ def _read_user(reader: Any, raw: Any, line: int) -> UserSpec | None:
     if "hashing_algorithm" in f and "password_hash" not in f:
         reader.problem(line, "hashing_algorithm goes with password_hash", label)
     if "password_hash" in f and not _hash_well_formed(f["password_hash"]):
-        reader.problem(line, "password_hash is not a base64 salt + digest (as the broker's "
-                       "`GET /api/users` or an export shows it)", label)
+        reader.problem(
+            line,
+            "password_hash is not a base64 salt + digest (as the broker's "
+            "`GET /api/users` or an export shows it)",
+            label,
+        )
     return UserSpec(
         name=f["name"],
         tags=_tags(reader, f.get("tags", []), line, label),
         password_env=f.get("password_env"),
         password_file=f.get("password_file"),
         password_hash=f.get("password_hash"),
-        hashing_algorithm=(f.get("hashing_algorithm", DEFAULT_HASHING)
-                           if "password_hash" in f else None),
+        hashing_algorithm=(
+            f.get("hashing_algorithm", DEFAULT_HASHING) if "password_hash" in f else None
+        ),
         max_connections=f.get("max_connections"),
         max_channels=f.get("max_channels"),
         absent=f.get("absent", False),
@@ -382,22 +462,28 @@ def merge_access(parts: Iterable[Access]) -> tuple[Access, list[Problem]]:
         for item in items:
             first = seen.setdefault(key(item), item)
             if first is not item and first != item:
-                problems.append(Problem(
-                    f"declared twice with different settings (also at {first.location})",
-                    item.location, item.label))
+                problems.append(
+                    Problem(
+                        f"declared twice with different settings (also at {first.location})",
+                        item.location,
+                        item.label,
+                    )
+                )
         return tuple(seen.values())
 
     merged = Access(
         users=dedupe((u for p in parts for u in p.users), lambda u: u.name),
-        permissions=dedupe((x for p in parts for x in p.permissions),
-                           lambda x: (x.vhost, x.user)),
-        topic_permissions=dedupe((x for p in parts for x in p.topic_permissions),
-                                 lambda x: (x.vhost, x.user, x.exchange)),
+        permissions=dedupe((x for p in parts for x in p.permissions), lambda x: (x.vhost, x.user)),
+        topic_permissions=dedupe(
+            (x for p in parts for x in p.topic_permissions), lambda x: (x.vhost, x.user, x.exchange)
+        ),
         vhost_settings=dedupe((v for p in parts for v in p.vhost_settings), lambda v: v.name),
-        operator_policies=dedupe((o for p in parts for o in p.operator_policies),
-                                 lambda o: (o.vhost, o.name)),
-        parameters=dedupe((d for p in parts for d in p.parameters),
-                          lambda d: (d.kind, d.vhost, d.name)),
+        operator_policies=dedupe(
+            (o for p in parts for o in p.operator_policies), lambda o: (o.vhost, o.name)
+        ),
+        parameters=dedupe(
+            (d for p in parts for d in p.parameters), lambda d: (d.kind, d.vhost, d.name)
+        ),
         managed=frozenset(k for p in parts for k in p.managed),
     )
     return merged, problems
@@ -406,8 +492,10 @@ def merge_access(parts: Iterable[Access]) -> tuple[Access, list[Problem]]:
 def validate_access(access: Access) -> list[Problem]:
     """What the files alone can tell: regexes that do not compile."""
     problems: list[Problem] = []
-    objects: list[PermissionSpec | TopicPermissionSpec] = [*access.permissions,
-                                                           *access.topic_permissions]
+    objects: list[PermissionSpec | TopicPermissionSpec] = [
+        *access.permissions,
+        *access.topic_permissions,
+    ]
     for obj in objects:
         for key in ("configure", "write", "read"):
             value = getattr(obj, key, None)
@@ -416,20 +504,29 @@ def validate_access(access: Access) -> list[Problem]:
             try:
                 re.compile(value)
             except re.error as exc:
-                problems.append(Problem(f"'{key}' is not a valid regular expression: {exc}",
-                                        obj.location, obj.label))
+                problems.append(
+                    Problem(
+                        f"'{key}' is not a valid regular expression: {exc}", obj.location, obj.label
+                    )
+                )
     for o in access.operator_policies:
         try:
             re.compile(o.pattern)
         except re.error as exc:
-            problems.append(Problem(f"pattern is not a valid regular expression: {exc}",
-                                    o.location, o.label))
+            problems.append(
+                Problem(f"pattern is not a valid regular expression: {exc}", o.location, o.label)
+            )
         if not o.definition:
             problems.append(Problem("definition must not be empty", o.location, o.label))
         for key in sorted(set(o.definition) - OPERATOR_POLICY_DEFINITION_KEYS):
-            problems.append(Problem(
-                f"'{key}' cannot be set by an operator policy (the broker allows "
-                f"{', '.join(sorted(OPERATOR_POLICY_DEFINITION_KEYS))})", o.location, o.label))
+            problems.append(
+                Problem(
+                    f"'{key}' cannot be set by an operator policy (the broker allows "
+                    f"{', '.join(sorted(OPERATOR_POLICY_DEFINITION_KEYS))})",
+                    o.location,
+                    o.label,
+                )
+            )
     return problems
 
 
@@ -460,21 +557,32 @@ def resolve_password(user: UserSpec, env: Mapping[str, str] | None = None) -> st
     if user.password_env:
         value = env.get(user.password_env)
         if not value:
-            raise PasswordUnavailable(Problem(
-                f"password_env: the environment variable {user.password_env} is not set "
-                "(or empty)", user.location, user.label))
+            raise PasswordUnavailable(
+                Problem(
+                    f"password_env: the environment variable {user.password_env} is not set "
+                    "(or empty)",
+                    user.location,
+                    user.label,
+                )
+            )
         return value
     if user.password_file:
         try:
             with open(user.password_file, encoding="utf-8") as fh:
                 value = fh.read().rstrip("\r\n")
         except OSError as exc:
-            raise PasswordUnavailable(Problem(
-                f"password_file: cannot read {user.password_file}: "
-                f"{exc.strerror or type(exc).__name__}", user.location, user.label)) from None
+            raise PasswordUnavailable(
+                Problem(
+                    f"password_file: cannot read {user.password_file}: "
+                    f"{exc.strerror or type(exc).__name__}",
+                    user.location,
+                    user.label,
+                )
+            ) from None
         if not value:
-            raise PasswordUnavailable(Problem(f"password_file: {user.password_file} is empty",
-                                              user.location, user.label))
+            raise PasswordUnavailable(
+                Problem(f"password_file: {user.password_file} is empty", user.location, user.label)
+            )
         return value
     return None
 
@@ -502,7 +610,8 @@ class InsufficientPrivileges(DeclareAmqpError):
         shown = ", ".join(tags) or "none"
         super().__init__(
             f"user '{user}' (tags: {shown}) may not do what the files need; nothing was "
-            "changed:\n" + "\n".join(f"  {p}" for p in self.problems))
+            "changed:\n" + "\n".join(f"  {p}" for p in self.problems)
+        )
 
 
 def whoami(management: ManagementClient) -> tuple[str, tuple[str, ...]]:
@@ -535,68 +644,108 @@ def read_broker_access(
     permissions: list[PermissionSpec] = []
     topic: list[TopicPermissionSpec] = []
     wants_users = bool(desired.users) or "users" in desired.managed
-    wants_perms = bool(desired.permissions) or "permissions" in desired.managed \
-        or wants_users  # user prune's scope is decided by their permissions
+    wants_perms = (
+        bool(desired.permissions) or "permissions" in desired.managed or wants_users
+    )  # user prune's scope is decided by their permissions
     wants_topic = bool(desired.topic_permissions) or "topic_permissions" in desired.managed
     in_scope = set(vhosts)
     if admin and wants_users:
-        user_limits = {u["user"]: u.get("value") or {} for u in
-                       _get(management, "/api/user-limits", "reading user limits")}
+        user_limits = {
+            u["user"]: u.get("value") or {}
+            for u in _get(management, "/api/user-limits", "reading user limits")
+        }
         for u in _get(management, "/api/users", "listing users"):
             limits = user_limits.get(u["name"], {})
-            users.append(UserSpec(
-                name=u["name"], tags=_tag_tuple(u.get("tags")),
-                password_hash=u.get("password_hash") or None,
-                hashing_algorithm=u.get("hashing_algorithm") or DEFAULT_HASHING,
-                max_connections=_limits(limits, "max-connections"),
-                max_channels=_limits(limits, "max-channels")))
+            users.append(
+                UserSpec(
+                    name=u["name"],
+                    tags=_tag_tuple(u.get("tags")),
+                    password_hash=u.get("password_hash") or None,
+                    hashing_algorithm=u.get("hashing_algorithm") or DEFAULT_HASHING,
+                    max_connections=_limits(limits, "max-connections"),
+                    max_channels=_limits(limits, "max-channels"),
+                )
+            )
     if admin and wants_perms:
         for p in _get(management, "/api/permissions", "listing permissions"):
-            permissions.append(PermissionSpec(p["user"], p["vhost"], p.get("configure", ""),
-                                              p.get("write", ""), p.get("read", "")))
+            permissions.append(
+                PermissionSpec(
+                    p["user"],
+                    p["vhost"],
+                    p.get("configure", ""),
+                    p.get("write", ""),
+                    p.get("read", ""),
+                )
+            )
     if admin and wants_topic:
         for t in _get(management, "/api/topic-permissions", "listing topic permissions"):
             if t["vhost"] in in_scope:
-                topic.append(TopicPermissionSpec(t["user"], t["vhost"], t["exchange"],
-                                                 t.get("write", ""), t.get("read", "")))
+                topic.append(
+                    TopicPermissionSpec(
+                        t["user"], t["vhost"], t["exchange"], t.get("write", ""), t.get("read", "")
+                    )
+                )
     operator: list[OperatorPolicySpec] = []
     if desired.operator_policies or "operator_policies" in desired.managed:
         for vhost in vhosts:
-            response = management.request("GET", f"/api/operator-policies/{_q(vhost)}",
-                                          refused_ok=True)
+            response = management.request(
+                "GET", f"/api/operator-policies/{_q(vhost)}", refused_ok=True
+            )
             if response.status_code in (401, 404):
                 continue  # no such vhost yet, or not readable (the privilege check says so)
-            for p in management._ok(response, "reading operator policies").json():  # noqa: SLF001
-                operator.append(OperatorPolicySpec(
-                    vhost, p["name"], p["pattern"], dict(p.get("definition") or {}),
-                    p.get("apply-to", "queues"), int(p.get("priority", 0))))
+            for p in management._ok(response, "reading operator policies").json():
+                operator.append(
+                    OperatorPolicySpec(
+                        vhost,
+                        p["name"],
+                        p["pattern"],
+                        dict(p.get("definition") or {}),
+                        p.get("apply-to", "queues"),
+                        int(p.get("priority", 0)),
+                    )
+                )
     settings: list[VhostSettings] = []
     if desired.vhost_settings:
-        limits_by_vhost = {v["vhost"]: v.get("value") or {} for v in
-                           _get(management, "/api/vhost-limits", "reading vhost limits")}
+        limits_by_vhost = {
+            v["vhost"]: v.get("value") or {}
+            for v in _get(management, "/api/vhost-limits", "reading vhost limits")
+        }
         for v in _get(management, "/api/vhosts", "listing vhosts"):
             if v["name"] not in in_scope:
                 continue
             meta = v.get("metadata") or {}
             dqt = v.get("default_queue_type")
             limits = limits_by_vhost.get(v["name"], {})
-            settings.append(VhostSettings(
-                name=v["name"], description=v.get("description", meta.get("description", "")),
-                tags=_tag_tuple(v.get("tags", meta.get("tags"))),
-                default_queue_type=None if dqt in (None, "undefined") else str(dqt),
-                max_connections=_limits(limits, "max-connections"),
-                max_queues=_limits(limits, "max-queues")))
+            settings.append(
+                VhostSettings(
+                    name=v["name"],
+                    description=v.get("description", meta.get("description", "")),
+                    tags=_tag_tuple(v.get("tags", meta.get("tags"))),
+                    default_queue_type=None if dqt in (None, "undefined") else str(dqt),
+                    max_connections=_limits(limits, "max-connections"),
+                    max_queues=_limits(limits, "max-queues"),
+                )
+            )
     kinds = {d.kind for d in desired.parameters}
-    kinds |= {k for key, k in (("federation_upstreams", "federation upstream"),
-                               ("shovels", "shovel")) if key in desired.managed}
+    kinds |= {
+        k
+        for key, k in (("federation_upstreams", "federation upstream"), ("shovels", "shovel"))
+        if key in desired.managed
+    }
     parameters = read_broker(management, sorted(kinds), vhosts) if kinds else []
-    return Access(tuple(users), tuple(permissions), tuple(topic), tuple(settings),
-                  tuple(operator), tuple(parameters))
+    return Access(
+        tuple(users),
+        tuple(permissions),
+        tuple(topic),
+        tuple(settings),
+        tuple(operator),
+        tuple(parameters),
+    )
 
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
     response = management.request("GET", path)
-    result: list[dict[str, Any]] = management._ok(response, what).json()  # noqa: SLF001
+    result: list[dict[str, Any]] = management._ok(response, what).json()
     return result
 
 
@@ -615,12 +764,23 @@ def privilege_problems(
         need = _needed_tag(c)
         if need is None or need in have or (need == "policymaker" and ADMINISTRATOR in have):
             continue
-        verb = {"create": "creating", "update": "changing", "delete": "deleting",
-                "conflict": "changing", "refuse": "deleting"}[c.action]
-        what = "the metadata and limits of vhosts" if c.kind == "vhost" and \
-            c.action != "create" else _kind_plural(c.kind)
-        problems.append(Problem(f"{verb} {what} needs the '{need}' tag, "
-                                f"which user '{user}' lacks", location, label))
+        verb = {
+            "create": "creating",
+            "update": "changing",
+            "delete": "deleting",
+            "conflict": "changing",
+            "refuse": "deleting",
+        }[c.action]
+        what = (
+            "the metadata and limits of vhosts"
+            if c.kind == "vhost" and c.action != "create"
+            else _kind_plural(c.kind)
+        )
+        problems.append(
+            Problem(
+                f"{verb} {what} needs the '{need}' tag, which user '{user}' lacks", location, label
+            )
+        )
     return problems
 
 
@@ -635,23 +795,36 @@ def _needed_tag(c: Change) -> str | None:
 
 
 def _kind_plural(kind: str) -> str:
-    return {"vhost": "vhosts", "user": "users",
-            "permission": "permissions", "topic permission": "topic permissions",
-            "policy": "policies", "operator policy": "operator policies",
-            "federation upstream": "federation upstreams",
-            "shovel": "shovels"}.get(kind, kind + "s")
+    return {
+        "vhost": "vhosts",
+        "user": "users",
+        "permission": "permissions",
+        "topic permission": "topic permissions",
+        "policy": "policies",
+        "operator policy": "operator policies",
+        "federation upstream": "federation upstreams",
+        "shovel": "shovels",
+    }.get(kind, kind + "s")
 
 
 def unreadable_problems(desired: Access, user: str) -> list[Problem]:
     """What a user without the administrator tag cannot even read to plan."""
     problems = []
-    objects: list[AccessSpec] = [*desired.users, *desired.permissions,
-                                 *desired.topic_permissions]
+    objects: list[AccessSpec] = [*desired.users, *desired.permissions, *desired.topic_permissions]
     for obj in objects:
-        kind = "users" if isinstance(obj, UserSpec) else (
-            "permissions" if isinstance(obj, PermissionSpec) else "topic permissions")
-        problems.append(Problem(f"reading and writing {kind} needs the '{ADMINISTRATOR}' tag, "
-                                f"which user '{user}' lacks", obj.location, obj.label))
+        kind = (
+            "users"
+            if isinstance(obj, UserSpec)
+            else ("permissions" if isinstance(obj, PermissionSpec) else "topic permissions")
+        )
+        problems.append(
+            Problem(
+                f"reading and writing {kind} needs the '{ADMINISTRATOR}' tag, "
+                f"which user '{user}' lacks",
+                obj.location,
+                obj.label,
+            )
+        )
     return problems
 
 
@@ -683,27 +856,35 @@ def plan_access(
     live_settings = {v.name: v for v in actual.vhost_settings}
     for want in desired.vhost_settings:
         new = want.name in created_vhosts
-        have = live_settings.get(want.name) or VhostSettings(want.name, description="",
-                                                            tags=())
+        have = live_settings.get(want.name) or VhostSettings(want.name, description="", tags=())
         if new:
             continue  # created with its metadata, then its limits (see apply_access)
-        compared = ("description", "tags", "default_queue_type", "max_connections",
-                    "max_queues")
-        diffs = [Difference(f, _plain(getattr(have, f)), _plain(getattr(want, f)))
-                 for f in compared
-                 if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)]
+        compared = ("description", "tags", "default_queue_type", "max_connections", "max_queues")
+        diffs = [
+            Difference(f, _plain(getattr(have, f)), _plain(getattr(want, f)))
+            for f in compared
+            if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)
+        ]
         immutable = [d for d in diffs if d.field == "default_queue_type"]
         if immutable:
-            changes.append(_change(
-                CONFLICT, "vhost", want.name, want.name, want, have, tuple(immutable),
-                f"default_queue_type is {have.default_queue_type or 'not set'} on the broker "
-                f"but {want.default_queue_type} in {want.location}; it is set when the vhost "
-                "is created (queues declared before keep their type): keep the broker's "
-                "value in the file, or delete and re-create the vhost"))
+            changes.append(
+                _change(
+                    CONFLICT,
+                    "vhost",
+                    want.name,
+                    want.name,
+                    want,
+                    have,
+                    tuple(immutable),
+                    f"default_queue_type is {have.default_queue_type or 'not set'} on the broker "
+                    f"but {want.default_queue_type} in {want.location}; it is set when the vhost "
+                    "is created (queues declared before keep their type): keep the broker's "
+                    "value in the file, or delete and re-create the vhost",
+                )
+            )
             diffs = [d for d in diffs if d.field != "default_queue_type"]
         if diffs:
-            changes.append(_change(UPDATE, "vhost", want.name, want.name, want, have,
-                                  tuple(diffs)))
+            changes.append(_change(UPDATE, "vhost", want.name, want.name, want, have, tuple(diffs)))
 
     # users
     live_users = {u.name: u for u in actual.users}
@@ -716,15 +897,19 @@ def plan_access(
                 if why:
                     warnings.append(Problem(f"not deleted: {why}", wanted.location, wanted.label))
                 else:
-                    changes.append(_change(DELETE, "user", USERS_SCOPE, wanted.name,
-                                          actual=live))
+                    changes.append(_change(DELETE, "user", USERS_SCOPE, wanted.name, actual=live))
                     admins.discard(wanted.name)
             continue
         password = resolve_password(wanted, env)
         if wanted.password_file and _open_to_others(wanted.password_file):
-            warnings.append(Problem(f"password_file {wanted.password_file} is readable by "
-                                    "group or others; make it 0600", wanted.location,
-                                    wanted.label))
+            warnings.append(
+                Problem(
+                    f"password_file {wanted.password_file} is readable by "
+                    "group or others; make it 0600",
+                    wanted.location,
+                    wanted.label,
+                )
+            )
         if live is None:
             changes.append(_change(CREATE, "user", USERS_SCOPE, wanted.name, desired=wanted))
             continue
@@ -732,32 +917,55 @@ def plan_access(
         if wanted.tags != live.tags:
             diffs.append(Difference("tags", list(live.tags), list(wanted.tags)))
         if password is not None:
-            if not password_matches(password, live.password_hash or "",
-                                    live.hashing_algorithm or DEFAULT_HASHING):
+            if not password_matches(
+                password, live.password_hash or "", live.hashing_algorithm or DEFAULT_HASHING
+            ):
                 diffs.append(Difference("password", "(hidden)", "(changed)"))
         elif wanted.password_hash is not None and (
-                wanted.password_hash != live.password_hash
-                or wanted.hashing_algorithm != live.hashing_algorithm):
+            wanted.password_hash != live.password_hash
+            or wanted.hashing_algorithm != live.hashing_algorithm
+        ):
             diffs.append(Difference("password", "(hidden)", "(changed)"))
         for f in ("max_connections", "max_channels"):
             value = getattr(wanted, f)
             if value is not None and value != getattr(live, f):
                 diffs.append(Difference(f, getattr(live, f), value))
         if diffs:
-            changes.append(_change(UPDATE, "user", USERS_SCOPE, wanted.name, wanted, live,
-                                  tuple(diffs)))
+            changes.append(
+                _change(UPDATE, "user", USERS_SCOPE, wanted.name, wanted, live, tuple(diffs))
+            )
 
-    changes.extend(_keyed("permission", desired.permissions, actual.permissions,
-                          lambda p: (p.vhost, p.user), ("configure", "write", "read")))
-    changes.extend(_keyed("topic permission", desired.topic_permissions,
-                          actual.topic_permissions, lambda t: (t.vhost, t.user, t.exchange),
-                          ("write", "read")))
+    changes.extend(
+        _keyed(
+            "permission",
+            desired.permissions,
+            actual.permissions,
+            lambda p: (p.vhost, p.user),
+            ("configure", "write", "read"),
+        )
+    )
+    changes.extend(
+        _keyed(
+            "topic permission",
+            desired.topic_permissions,
+            actual.topic_permissions,
+            lambda t: (t.vhost, t.user, t.exchange),
+            ("write", "read"),
+        )
+    )
 
-    changes.extend(plan_dynamic(desired.parameters, actual.parameters, desired.managed, scope,
-                                prune, env))
-    changes.extend(_keyed("operator policy", desired.operator_policies,
-                          actual.operator_policies, lambda o: (o.vhost, o.name),
-                          ("pattern", "definition", "apply_to", "priority")))
+    changes.extend(
+        plan_dynamic(desired.parameters, actual.parameters, desired.managed, scope, prune, env)
+    )
+    changes.extend(
+        _keyed(
+            "operator policy",
+            desired.operator_policies,
+            actual.operator_policies,
+            lambda o: (o.vhost, o.name),
+            ("pattern", "definition", "apply_to", "priority"),
+        )
+    )
 
     if prune:
         in_scope = set(scope)
@@ -765,20 +973,24 @@ def plan_access(
             want_o = {(o.vhost, o.name) for o in desired.operator_policies}
             for o in actual.operator_policies:
                 if o.vhost in in_scope and (o.vhost, o.name) not in want_o:
-                    changes.append(_change(DELETE, "operator policy", o.vhost, o.name,
-                                           actual=o))
+                    changes.append(_change(DELETE, "operator policy", o.vhost, o.name, actual=o))
         if "topic_permissions" in desired.managed:
             want_t = {(t.vhost, t.user, t.exchange) for t in desired.topic_permissions}
             for t in actual.topic_permissions:
-                if t.vhost in in_scope and (t.vhost, t.user, t.exchange) not in want_t \
-                        and t.user != connecting_user:
-                    changes.append(_change(DELETE, "topic permission", t.vhost, t.name,
-                                          actual=t))
+                if (
+                    t.vhost in in_scope
+                    and (t.vhost, t.user, t.exchange) not in want_t
+                    and t.user != connecting_user
+                ):
+                    changes.append(_change(DELETE, "topic permission", t.vhost, t.name, actual=t))
         if "permissions" in desired.managed:
             want_p = {(p.vhost, p.user) for p in desired.permissions}
             for p in actual.permissions:
-                if p.vhost in in_scope and (p.vhost, p.user) not in want_p \
-                        and p.user != connecting_user:
+                if (
+                    p.vhost in in_scope
+                    and (p.vhost, p.user) not in want_p
+                    and p.user != connecting_user
+                ):
                     changes.append(_change(DELETE, "permission", p.vhost, p.user, actual=p))
         if "users" in desired.managed:
             declared = {u.name for u in desired.users}
@@ -817,22 +1029,38 @@ def _undeletable(user: UserSpec, connecting_user: str, admins: set[str], explici
     return ""
 
 
-def _change(action: str, kind: str, vhost: str, name: str, desired: AccessSpec | None = None,
-            actual: AccessSpec | None = None, differences: Sequence[Any] = (),
-            message: str = "") -> Change:
+def _change(
+    action: str,
+    kind: str,
+    vhost: str,
+    name: str,
+    desired: AccessSpec | None = None,
+    actual: AccessSpec | None = None,
+    differences: Sequence[Any] = (),
+    message: str = "",
+) -> Change:
     """A plan ``Change`` about an access object (``Change`` is typed for the topology's)."""
     from ._plan import Change
 
-    return Change(action, kind, vhost, name, cast(Any, desired), cast(Any, actual),
-                  tuple(differences), message)
+    return Change(
+        action,
+        kind,
+        vhost,
+        name,
+        cast(Any, desired),
+        cast(Any, actual),
+        tuple(differences),
+        message,
+    )
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _keyed(kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any,
-           compared: Sequence[str]) -> Iterable[Change]:
+def _keyed(
+    kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any, compared: Sequence[str]
+) -> Iterable[Change]:
     from ._plan import CREATE, UPDATE, Difference
 
     live = {key(o): o for o in actual}
@@ -841,58 +1069,94 @@ def _keyed(kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any,
         if have is None:
             yield _change(CREATE, kind, want.vhost, want.name, desired=want)
             continue
-        diffs = tuple(Difference(f, getattr(have, f), getattr(want, f)) for f in compared
-                      if getattr(want, f) != getattr(have, f))
+        diffs = tuple(
+            Difference(f, getattr(have, f), getattr(want, f))
+            for f in compared
+            if getattr(want, f) != getattr(have, f)
+        )
         if diffs:
             yield _change(UPDATE, kind, want.vhost, want.name, want, have, diffs)
 
 
-ACCESS_KINDS = ("vhost", "user", "permission", "topic permission", "operator policy",
-                "federation upstream", "shovel")
+ACCESS_KINDS = (
+    "vhost",
+    "user",
+    "permission",
+    "topic permission",
+    "operator policy",
+    "federation upstream",
+    "shovel",
+)
 DYNAMIC_KINDS = ("federation upstream", "shovel")
 
 
-def splice(the_plan: Plan, access_changes: Sequence[Change],
-           settings: Iterable[VhostSettings] = (), warnings: Sequence[Problem] = ()) -> Plan:
+def splice(
+    the_plan: Plan,
+    access_changes: Sequence[Change],
+    settings: Iterable[VhostSettings] = (),
+    warnings: Sequence[Problem] = (),
+) -> Plan:
     """The plan with the access changes in apply order: the topology first (vhosts are
     created there, with their metadata), then vhost limits, users and permissions; the
     deletes of users and permissions last."""
     from ._plan import CREATE, DELETE, REFUSE
 
     by_name = {v.name: v for v in settings}
-    topo = [replace(c, desired=cast(Any, by_name[c.name]))
-            if c.kind == "vhost" and c.action == CREATE and c.name in by_name else c
-            for c in the_plan.changes]
+    topo = [
+        replace(c, desired=cast(Any, by_name[c.name]))
+        if c.kind == "vhost" and c.action == CREATE and c.name in by_name
+        else c
+        for c in the_plan.changes
+    ]
     order = {k: i for i, k in enumerate(ACCESS_KINDS)}
-    writes = sorted((c for c in access_changes if c.action not in (DELETE, REFUSE)),
-                    key=lambda c: order[c.kind])
-    deletes = sorted((c for c in access_changes if c.action in (DELETE, REFUSE)),
-                     key=lambda c: -order[c.kind])
+    writes = sorted(
+        (c for c in access_changes if c.action not in (DELETE, REFUSE)), key=lambda c: order[c.kind]
+    )
+    deletes = sorted(
+        (c for c in access_changes if c.action in (DELETE, REFUSE)), key=lambda c: -order[c.kind]
+    )
     topo_writes = [c for c in topo if c.action not in (DELETE, REFUSE)]
     topo_deletes = [c for c in topo if c.action in (DELETE, REFUSE)]
-    return replace(the_plan, changes=tuple(topo_writes + writes + topo_deletes + deletes),
-                   warnings=(*the_plan.warnings, *warnings))
+    return replace(
+        the_plan,
+        changes=tuple(topo_writes + writes + topo_deletes + deletes),
+        warnings=(*the_plan.warnings, *warnings),
+    )
 
 
 def is_access_change(c: Change) -> bool:
     """Changes ``apply_access`` writes; the rest (vhost creation included) is ``_amqp``'s."""
     from ._plan import CREATE
 
-    return c.kind in ("user", "permission", "topic permission", "operator policy",
-                      *DYNAMIC_KINDS) or (
-        c.kind == "vhost" and c.action != CREATE)
+    return c.kind in (
+        "user",
+        "permission",
+        "topic permission",
+        "operator policy",
+        *DYNAMIC_KINDS,
+    ) or (c.kind == "vhost" and c.action != CREATE)
 
 
 def has_followup(c: Change) -> bool:
     """A vhost creation whose limits ``apply_access`` sets once ``_amqp`` made the vhost."""
     from ._plan import CREATE
 
-    return c.kind == "vhost" and c.action == CREATE and isinstance(c.desired, VhostSettings) \
+    return (
+        c.kind == "vhost"
+        and c.action == CREATE
+        and isinstance(c.desired, VhostSettings)
         and (c.desired.max_connections is not None or c.desired.max_queues is not None)
+    )
 
 
-def access_plan(management: ManagementClient, desired: Topology, the_plan: Plan, *,
-                prune: bool, env: Mapping[str, str] | None = None) -> Plan:
+def access_plan(
+    management: ManagementClient,
+    desired: Topology,
+    the_plan: Plan,
+    *,
+    prune: bool,
+    env: Mapping[str, str] | None = None,
+) -> Plan:
     """``the_plan`` (the topology's) with the access objects planned into it.
 
     A user without the administrator tag cannot read users or permissions: then the files'
@@ -915,19 +1179,29 @@ def access_plan(management: ManagementClient, desired: Topology, the_plan: Plan,
         if missing:
             raise TopologyError(missing)
         actual = read_broker_access(management, access, the_plan.vhosts, admin)
-        new_vhosts = [c.name for c in the_plan.changes if c.kind == "vhost"
-                      and c.action == CREATE]
+        new_vhosts = [c.name for c in the_plan.changes if c.kind == "vhost" and c.action == CREATE]
         try:
-            changes, warnings = plan_access(access, actual, scope=the_plan.vhosts,
-                                            prune=prune, connecting_user=user,
-                                            new_vhosts=new_vhosts, env=env)
+            changes, warnings = plan_access(
+                access,
+                actual,
+                scope=the_plan.vhosts,
+                prune=prune,
+                connecting_user=user,
+                new_vhosts=new_vhosts,
+                env=env,
+            )
         except PasswordUnavailable as exc:
             raise TopologyError([exc.problem]) from None
     result = splice(the_plan, changes, access.vhost_settings, warnings)
     refused = privilege_problems(result.changes, user, tags)
     if refused:
-        result = replace(result, warnings=(*result.warnings, *(
-            replace(p, message="apply would be refused: " + p.message) for p in refused)))
+        result = replace(
+            result,
+            warnings=(
+                *result.warnings,
+                *(replace(p, message="apply would be refused: " + p.message) for p in refused),
+            ),
+        )
     return result
 
 
@@ -957,11 +1231,14 @@ def apply_access(
     for c in changes:
         if has_followup(c):
             assert isinstance(c.desired, VhostSettings)
-            for f, limit in (("max_connections", "max-connections"),
-                             ("max_queues", "max-queues")):
+            for f, limit in (("max_connections", "max-connections"), ("max_queues", "max-queues")):
                 if getattr(c.desired, f) is not None:
-                    _put_limit(management, f"/api/vhost-limits/{_q(c.name)}/{limit}",
-                               getattr(c.desired, f), f"setting {limit} of vhost '{c.name}'")
+                    _put_limit(
+                        management,
+                        f"/api/vhost-limits/{_q(c.name)}/{limit}",
+                        getattr(c.desired, f),
+                        f"setting {limit} of vhost '{c.name}'",
+                    )
             continue  # counted as written by the topology's apply
         if c.kind == "vhost" and c.action == UPDATE:
             want = c.desired
@@ -969,21 +1246,30 @@ def apply_access(
             fields_changed = {d.field for d in c.differences}
             if fields_changed & {"description", "tags", "default_queue_type"}:
                 _put_vhost(management, want)
-            for f, limit in (("max_connections", "max-connections"),
-                             ("max_queues", "max-queues")):
+            for f, limit in (("max_connections", "max-connections"), ("max_queues", "max-queues")):
                 if f in fields_changed:
-                    _put_limit(management, f"/api/vhost-limits/{_q(c.name)}/{limit}",
-                               getattr(want, f), f"setting {limit} of vhost '{c.name}'")
+                    _put_limit(
+                        management,
+                        f"/api/vhost-limits/{_q(c.name)}/{limit}",
+                        getattr(want, f),
+                        f"setting {limit} of vhost '{c.name}'",
+                    )
         elif c.kind == "user" and c.action in (CREATE, UPDATE):
             want = c.desired
             assert isinstance(want, UserSpec)
             have = c.actual if isinstance(c.actual, UserSpec) else None
-            for f, limit in (("max_connections", "max-connections"),
-                             ("max_channels", "max-channels")):
+            for f, limit in (
+                ("max_connections", "max-connections"),
+                ("max_channels", "max-channels"),
+            ):
                 value = getattr(want, f)
                 if value is not None and (have is None or getattr(have, f) != value):
-                    _put_limit(management, f"/api/user-limits/{_q(want.name)}/{limit}", value,
-                               f"setting {limit} of user '{want.name}'")
+                    _put_limit(
+                        management,
+                        f"/api/user-limits/{_q(want.name)}/{limit}",
+                        value,
+                        f"setting {limit} of user '{want.name}'",
+                    )
         elif c.kind == "user" and c.action == DELETE:
             _delete(management, f"/api/users/{_q(c.name)}", f"deleting user '{c.name}'")
         elif c.kind in ("permission", "topic permission") and c.action in (CREATE, UPDATE):
@@ -991,8 +1277,9 @@ def apply_access(
         elif c.kind == "permission" and c.action == DELETE:
             p = c.spec
             assert isinstance(p, PermissionSpec)
-            _delete(management, f"/api/permissions/{_q(p.vhost)}/{_q(p.user)}",
-                    f"deleting {p.label}")
+            _delete(
+                management, f"/api/permissions/{_q(p.vhost)}/{_q(p.user)}", f"deleting {p.label}"
+            )
         elif c.kind == "topic permission" and c.action == DELETE:
             t = c.spec
             assert isinstance(t, TopicPermissionSpec)
@@ -1000,23 +1287,36 @@ def apply_access(
         elif c.kind == "operator policy" and c.action in (CREATE, UPDATE):
             o = c.desired
             assert isinstance(o, OperatorPolicySpec)
-            management._ok(management.request(  # noqa: SLF001
-                "PUT", f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
-                json={"pattern": o.pattern, "definition": dict(o.definition),
-                      "apply-to": o.apply_to, "priority": o.priority}), f"writing {o.label}")
+            management._ok(
+                management.request(
+                    "PUT",
+                    f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
+                    json={
+                        "pattern": o.pattern,
+                        "definition": dict(o.definition),
+                        "apply-to": o.apply_to,
+                        "priority": o.priority,
+                    },
+                ),
+                f"writing {o.label}",
+            )
         elif c.kind in DYNAMIC_KINDS and c.action in (CREATE, UPDATE, DELETE):
             apply_dynamic(management, c, env)
         elif c.kind == "operator policy" and c.action == DELETE:
-            _delete(management, f"/api/operator-policies/{_q(c.vhost)}/{_q(c.name)}",
-                    f"deleting operator policy '{c.name}'")
+            _delete(
+                management,
+                f"/api/operator-policies/{_q(c.vhost)}/{_q(c.name)}",
+                f"deleting operator policy '{c.name}'",
+            )
         else:
             continue
         done.append(c)
     return done
 
 
-def _import_in_bulk(management: ManagementClient, changes: Sequence[Change],
-                    env: Mapping[str, str] | None) -> None:
+def _import_in_bulk(
+    management: ManagementClient, changes: Sequence[Change], env: Mapping[str, str] | None
+) -> None:
     """Users, permissions and topic permissions to create or update, in one
     ``POST /api/definitions`` (500 users and their permissions: 0.4 s instead of ~5 s one by
     one). Passwords are hashed here (RabbitMQ's scheme, a fresh salt), so none travels."""
@@ -1028,8 +1328,13 @@ def _import_in_bulk(management: ManagementClient, changes: Sequence[Change],
             want, have = c.desired, c.actual if isinstance(c.actual, UserSpec) else None
             password = resolve_password(want, env)
             if password is not None:
-                if have is not None and have.password_hash and password_matches(
-                        password, have.password_hash, have.hashing_algorithm or DEFAULT_HASHING):
+                if (
+                    have is not None
+                    and have.password_hash
+                    and password_matches(
+                        password, have.password_hash, have.hashing_algorithm or DEFAULT_HASHING
+                    )
+                ):
                     stored = (have.password_hash, have.hashing_algorithm or DEFAULT_HASHING)
                 else:
                     stored = (rabbit_hash(password, os.urandom(4)), DEFAULT_HASHING)
@@ -1040,42 +1345,67 @@ def _import_in_bulk(management: ManagementClient, changes: Sequence[Change],
             else:
                 stored = ("", DEFAULT_HASHING)  # no password: x509 / EXTERNAL only
             del password
-            users.append({"name": want.name, "password_hash": stored[0],
-                          "hashing_algorithm": stored[1], "tags": ",".join(want.tags)})
+            users.append(
+                {
+                    "name": want.name,
+                    "password_hash": stored[0],
+                    "hashing_algorithm": stored[1],
+                    "tags": ",".join(want.tags),
+                }
+            )
         elif c.kind == "permission" and isinstance(c.desired, PermissionSpec):
             p = c.desired
-            permissions.append({"user": p.user, "vhost": p.vhost, "configure": p.configure,
-                                "write": p.write, "read": p.read})
+            permissions.append(
+                {
+                    "user": p.user,
+                    "vhost": p.vhost,
+                    "configure": p.configure,
+                    "write": p.write,
+                    "read": p.read,
+                }
+            )
         elif c.kind == "topic permission" and isinstance(c.desired, TopicPermissionSpec):
             t = c.desired
-            topic.append({"user": t.user, "vhost": t.vhost, "exchange": t.exchange,
-                          "write": t.write, "read": t.read})
+            topic.append(
+                {
+                    "user": t.user,
+                    "vhost": t.vhost,
+                    "exchange": t.exchange,
+                    "write": t.write,
+                    "read": t.read,
+                }
+            )
     if not (users or permissions or topic):
         return
     body = {"users": users, "permissions": permissions, "topic_permissions": topic}
-    management._ok(management.request("POST", "/api/definitions", json=body),  # noqa: SLF001
-                   f"writing {len(users)} users, {len(permissions)} permissions and "
-                   f"{len(topic)} topic permissions")
+    management._ok(
+        management.request("POST", "/api/definitions", json=body),
+        f"writing {len(users)} users, {len(permissions)} permissions and "
+        f"{len(topic)} topic permissions",
+    )
 
 
 def _put_vhost(management: ManagementClient, settings: VhostSettings) -> None:
-    management._ok(management.request(  # noqa: SLF001
-        "PUT", f"/api/vhosts/{_q(settings.name)}", json=settings.settings),
-        f"writing the metadata of vhost '{settings.name}'")
+    management._ok(
+        management.request("PUT", f"/api/vhosts/{_q(settings.name)}", json=settings.settings),
+        f"writing the metadata of vhost '{settings.name}'",
+    )
 
 
 def _put_limit(management: ManagementClient, path: str, value: int | None, what: str) -> None:
     if value is None or value < 0:
         _delete(management, path, what)
     else:
-        management._ok(management.request("PUT", path, json={"value": value}),  # noqa: SLF001
-                       what)
+        management._ok(
+            management.request("PUT", path, json={"value": value}),
+            what,
+        )
 
 
 def _delete(management: ManagementClient, path: str, what: str) -> None:
     response = management.request("DELETE", path)
     if response.status_code != 404:
-        management._ok(response, what)  # noqa: SLF001
+        management._ok(response, what)
 
 
 def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpec) -> None:
@@ -1083,13 +1413,25 @@ def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpe
     the ones on other exchanges."""
     path = f"/api/topic-permissions/{_q(t.vhost)}/{_q(t.user)}"
     response = management.request("GET", path)
-    keep = [x for x in (response.json() if response.status_code == 200 else [])
-            if x.get("exchange") != t.exchange]
+    keep = [
+        x
+        for x in (response.json() if response.status_code == 200 else [])
+        if x.get("exchange") != t.exchange
+    ]
     _delete(management, path, f"deleting {t.label}")
     for x in keep:
-        management._ok(management.request("PUT", path, json={  # noqa: SLF001
-            "exchange": x["exchange"], "write": x.get("write", ""),
-            "read": x.get("read", "")}), f"restoring topic permissions of '{t.user}'")
+        management._ok(
+            management.request(
+                "PUT",
+                path,
+                json={
+                    "exchange": x["exchange"],
+                    "write": x.get("write", ""),
+                    "read": x.get("read", ""),
+                },
+            ),
+            f"restoring topic permissions of '{t.user}'",
+        )
 
 
 # ------------------------------------------------------------------ export
@@ -1102,17 +1444,21 @@ def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Acce
     _, tags = whoami(management)
     if ADMINISTRATOR not in tags:
         return None
-    wanted = Access(vhost_settings=tuple(VhostSettings(v) for v in vhosts),
-                    managed=frozenset({"users", "permissions", "topic_permissions",
-                                       "operator_policies"}))
+    wanted = Access(
+        vhost_settings=tuple(VhostSettings(v) for v in vhosts),
+        managed=frozenset({"users", "permissions", "topic_permissions", "operator_policies"}),
+    )
     found = read_broker_access(management, wanted, vhosts, admin=True)
     in_scope = set(vhosts)
     permissions = tuple(p for p in found.permissions if p.vhost in in_scope)
     names = {p.user for p in permissions}
-    return Access(users=tuple(u for u in found.users if u.name in names),
-                  permissions=permissions, topic_permissions=found.topic_permissions,
-                  operator_policies=found.operator_policies,
-                  vhost_settings=found.vhost_settings)
+    return Access(
+        users=tuple(u for u in found.users if u.name in names),
+        permissions=permissions,
+        topic_permissions=found.topic_permissions,
+        operator_policies=found.operator_policies,
+        vhost_settings=found.vhost_settings,
+    )
 
 
 def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
@@ -1143,18 +1489,28 @@ def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
         topic.append(entry)
     operator = []
     for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
-        entry = {"name": o.name, "pattern": o.pattern, "apply_to": o.apply_to,
-                 "definition": dict(o.definition), "priority": o.priority}
+        entry = {
+            "name": o.name,
+            "pattern": o.pattern,
+            "apply_to": o.apply_to,
+            "definition": dict(o.definition),
+            "priority": o.priority,
+        }
         if not single:
             entry = {"name": o.name, "vhost": o.vhost, **entry}
         operator.append(entry)
     # vhosts that carry metadata or limits become mappings (the others stay names)
     described = {v.name: describe_settings(_without_defaults(v)) for v in access.vhost_settings}
     if any(described.values()):
-        doc["vhosts"] = [{"name": name, **described[name]} if described.get(name) else name
-                         for name in vhosts]
-    for key, items in (("users", users), ("permissions", permissions),
-                       ("topic_permissions", topic), ("operator_policies", operator)):
+        doc["vhosts"] = [
+            {"name": name, **described[name]} if described.get(name) else name for name in vhosts
+        ]
+    for key, items in (
+        ("users", users),
+        ("permissions", permissions),
+        ("topic_permissions", topic),
+        ("operator_policies", operator),
+    ):
         if items:
             doc[key] = items
     return doc
@@ -1167,5 +1523,8 @@ def _without_defaults(v: VhostSettings) -> VhostSettings:
 
 def describe_settings(v: VhostSettings) -> dict[str, Any]:
     """A vhost's managed settings, for an export's vhost entry."""
-    return {f.name: _plain(getattr(v, f.name)) for f in fields(v)
-            if f.name not in ("name", "location") and getattr(v, f.name) is not None}
+    return {
+        f.name: _plain(getattr(v, f.name))
+        for f in fields(v)
+        if f.name not in ("name", "location") and getattr(v, f.name) is not None
+    }

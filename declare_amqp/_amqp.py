@@ -38,8 +38,6 @@ from ._tls import tls_failure
 Progress = Callable[[int], None]
 
 
-
-
 @dataclass(frozen=True)
 class AmqpFailure:
     """One AMQP operation the broker refused."""
@@ -116,8 +114,10 @@ class AmqpSession:
                 self.connection = await self._open(node)
                 self.node = node
                 return
-            except (pika.exceptions.ProbableAuthenticationError,
-                    pika.exceptions.AuthenticationError) as exc:
+            except (
+                pika.exceptions.ProbableAuthenticationError,
+                pika.exceptions.AuthenticationError,
+            ) as exc:
                 raise AuthenticationFailed(
                     f"{node.amqp_display} refused user '{self.address.user}' "
                     "(wrong user or password)"
@@ -133,8 +133,9 @@ class AmqpSession:
                 if failed is not None:
                     raise failed from exc
                 errors.append(f"{node.amqp_display}: {type(exc).__name__} {exc}".strip())
-        raise BrokerUnreachable(self.address.redact(
-            "no broker node answered on AMQP: " + "; ".join(errors)))
+        raise BrokerUnreachable(
+            self.address.redact("no broker node answered on AMQP: " + "; ".join(errors))
+        )
 
     async def _open(self, node: Node) -> Any:
         loop = asyncio.get_running_loop()
@@ -146,8 +147,11 @@ class AmqpSession:
 
         def on_error(_conn: Any, exc: BaseException | str) -> None:
             if not opened.done():
-                opened.set_exception(exc if isinstance(exc, BaseException)
-                                     else pika.exceptions.AMQPConnectionError(exc))
+                opened.set_exception(
+                    exc
+                    if isinstance(exc, BaseException)
+                    else pika.exceptions.AMQPConnectionError(exc)
+                )
 
         def on_closed(_conn: Any, exc: BaseException) -> None:
             if not opened.done():
@@ -212,13 +216,15 @@ class AmqpSession:
                     failures.append(AmqpFailure(item, exc.reply_code, exc.reply_text))
                     ch = await self.channel()
                 except pika.exceptions.ConnectionClosed as exc:
-                    raise ApplyError(f"the broker closed the connection while applying "
-                                     f"{item.spec.label}: {exc}") from exc
+                    raise ApplyError(
+                        f"the broker closed the connection while applying {item.spec.label}: {exc}"
+                    ) from exc
                 except pika.exceptions.ChannelClosed as exc:
                     if self.connection.is_closed:
                         raise BrokerUnreachable(
                             f"the connection to {self.node and self.node.amqp_display} closed "
-                            f"during the apply: {exc}") from exc
+                            f"during the apply: {exc}"
+                        ) from exc
                     failures.append(AmqpFailure(item, exc.reply_code, exc.reply_text))
                     ch = await self.channel()
                 if progress is not None:
@@ -251,18 +257,22 @@ class AmqpSession:
         async def lane(work: list[Change]) -> None:
             ch = await self.channel()
             for start in range(0, len(work), batch):
-                chunk = work[start:start + batch]
+                chunk = work[start : start + batch]
                 try:
                     for item in chunk:
                         ch.channel._send_method(_nowait_method(item.spec))
                     await ch.call("basic_qos", prefetch_count=0)
                 except pika.exceptions.ConnectionClosed as exc:
-                    raise ApplyError(f"the broker closed the connection while applying "
-                                     f"{len(chunk)} declarations: {exc}") from exc
+                    raise ApplyError(
+                        f"the broker closed the connection while applying "
+                        f"{len(chunk)} declarations: {exc}"
+                    ) from exc
                 except pika.exceptions.ChannelClosed as exc:
                     if self.connection.is_closed:
-                        raise ApplyError(f"the broker closed the connection while applying "
-                                         f"{len(chunk)} declarations: {exc}") from exc
+                        raise ApplyError(
+                            f"the broker closed the connection while applying "
+                            f"{len(chunk)} declarations: {exc}"
+                        ) from exc
                     failures.extend(await self.run(chunk, _declare, 1))
                     ch = await self.channel()
                 if progress is not None:
@@ -278,8 +288,13 @@ async def _declare(ch: _Channel, change: Change, passive: bool = False) -> Any:
     spec = change.spec
     if isinstance(spec, ExchangeSpec):
         return await ch.call(
-            "exchange_declare", exchange=spec.name, exchange_type=spec.type, passive=passive,
-            durable=spec.durable, auto_delete=spec.auto_delete, internal=spec.internal,
+            "exchange_declare",
+            exchange=spec.name,
+            exchange_type=spec.type,
+            passive=passive,
+            durable=spec.durable,
+            auto_delete=spec.auto_delete,
+            internal=spec.internal,
             arguments=dict(spec.arguments) or None,
         )
     if isinstance(spec, QueueSpec):
@@ -288,16 +303,29 @@ async def _declare(ch: _Channel, change: Change, passive: bool = False) -> Any:
             # Never write x-queue-type: classic (some versions then refuse a later redeclare).
             arguments["x-queue-type"] = spec.type
         return await ch.call(
-            "queue_declare", queue=spec.name, passive=passive, durable=spec.durable,
-            auto_delete=spec.auto_delete, arguments=arguments or None,
+            "queue_declare",
+            queue=spec.name,
+            passive=passive,
+            durable=spec.durable,
+            auto_delete=spec.auto_delete,
+            arguments=arguments or None,
         )
     if isinstance(spec, BindingSpec):
         if spec.destination_type == "queue":
-            return await ch.call("queue_bind", queue=spec.destination, exchange=spec.source,
-                                 routing_key=spec.routing_key,
-                                 arguments=dict(spec.arguments) or None)
-        return await ch.call("exchange_bind", destination=spec.destination, source=spec.source,
-                             routing_key=spec.routing_key, arguments=dict(spec.arguments) or None)
+            return await ch.call(
+                "queue_bind",
+                queue=spec.destination,
+                exchange=spec.source,
+                routing_key=spec.routing_key,
+                arguments=dict(spec.arguments) or None,
+            )
+        return await ch.call(
+            "exchange_bind",
+            destination=spec.destination,
+            source=spec.source,
+            routing_key=spec.routing_key,
+            arguments=dict(spec.arguments) or None,
+        )
     raise TypeError(f"cannot declare {spec!r} over AMQP")
 
 
@@ -312,8 +340,11 @@ def _lanes(items: Sequence[Change], channels: int) -> list[list[Change]]:
     lane_of: dict[str, int] = {}
     for item in items:
         spec = item.spec
-        key = spec.destination if isinstance(spec, BindingSpec) and \
-            spec.destination_type == "queue" else spec.name
+        key = (
+            spec.destination
+            if isinstance(spec, BindingSpec) and spec.destination_type == "queue"
+            else spec.name
+        )
         index = lane_of.setdefault(key, len(lane_of) % count)
         lanes[index].append(item)
     return [lane for lane in lanes if lane]
@@ -323,8 +354,12 @@ def _nowait_method(spec: Any) -> Any:
     """The AMQP method frame that declares ``spec`` with ``nowait`` set."""
     if isinstance(spec, ExchangeSpec):
         return pika.spec.Exchange.Declare(
-            exchange=spec.name, type=spec.type, durable=spec.durable,
-            auto_delete=spec.auto_delete, internal=spec.internal, nowait=True,
+            exchange=spec.name,
+            type=spec.type,
+            durable=spec.durable,
+            auto_delete=spec.auto_delete,
+            internal=spec.internal,
+            nowait=True,
             arguments=dict(spec.arguments),
         )
     if isinstance(spec, QueueSpec):
@@ -332,17 +367,28 @@ def _nowait_method(spec: Any) -> Any:
         if spec.type != "classic":
             arguments["x-queue-type"] = spec.type
         return pika.spec.Queue.Declare(
-            queue=spec.name, durable=spec.durable, auto_delete=spec.auto_delete, nowait=True,
+            queue=spec.name,
+            durable=spec.durable,
+            auto_delete=spec.auto_delete,
+            nowait=True,
             arguments=arguments,
         )
     if isinstance(spec, BindingSpec):
         if spec.destination_type == "queue":
-            return pika.spec.Queue.Bind(queue=spec.destination, exchange=spec.source,
-                                        routing_key=spec.routing_key, nowait=True,
-                                        arguments=dict(spec.arguments))
-        return pika.spec.Exchange.Bind(destination=spec.destination, source=spec.source,
-                                       routing_key=spec.routing_key, nowait=True,
-                                       arguments=dict(spec.arguments))
+            return pika.spec.Queue.Bind(
+                queue=spec.destination,
+                exchange=spec.source,
+                routing_key=spec.routing_key,
+                nowait=True,
+                arguments=dict(spec.arguments),
+            )
+        return pika.spec.Exchange.Bind(
+            destination=spec.destination,
+            source=spec.source,
+            routing_key=spec.routing_key,
+            nowait=True,
+            arguments=dict(spec.arguments),
+        )
     raise TypeError(f"cannot declare {spec!r} over AMQP")
 
 
@@ -351,16 +397,25 @@ def _delete_operation(force: bool) -> Callable[[_Channel, Change], Awaitable[Any
         spec = change.spec
         if isinstance(spec, BindingSpec):
             if spec.destination_type == "queue":
-                return await ch.call("queue_unbind", queue=spec.destination,
-                                     exchange=spec.source, routing_key=spec.routing_key,
-                                     arguments=dict(spec.arguments) or None)
-            return await ch.call("exchange_unbind", destination=spec.destination,
-                                 source=spec.source, routing_key=spec.routing_key,
-                                 arguments=dict(spec.arguments) or None)
+                return await ch.call(
+                    "queue_unbind",
+                    queue=spec.destination,
+                    exchange=spec.source,
+                    routing_key=spec.routing_key,
+                    arguments=dict(spec.arguments) or None,
+                )
+            return await ch.call(
+                "exchange_unbind",
+                destination=spec.destination,
+                source=spec.source,
+                routing_key=spec.routing_key,
+                arguments=dict(spec.arguments) or None,
+            )
         if isinstance(spec, QueueSpec):
             # The broker's own check is authoritative (management counts are sampled).
-            return await ch.call("queue_delete", queue=spec.name, if_unused=not force,
-                                 if_empty=not force)
+            return await ch.call(
+                "queue_delete", queue=spec.name, if_unused=not force, if_empty=not force
+            )
         if isinstance(spec, ExchangeSpec):
             return await ch.call("exchange_delete", exchange=spec.name)
         raise TypeError(f"cannot delete {spec!r} over AMQP")
@@ -398,7 +453,8 @@ def apply_plan(
         # AMQP goes to the node whose management API the plan was read from, first.
         first = management.node
         address = dataclasses.replace(
-            address, nodes=(first, *(n for n in address.nodes if n != first)))
+            address, nodes=(first, *(n for n in address.nodes if n != first))
+        )
     return asyncio.run(_apply(address, management, plan, channels, force, progress))
 
 
@@ -447,8 +503,9 @@ async def _apply(
         # Connect to every existing vhost that needs AMQP work *before* the first write, so
         # an unreachable AMQP port does not leave policies written and queues missing.
         new_vhosts = {c.name for c in writes if c.kind == "vhost" and c.action == CREATE}
-        for vhost in dict.fromkeys(c.vhost for c in writes
-                                   if c.kind in ("exchange", "queue", "binding")):
+        for vhost in dict.fromkeys(
+            c.vhost for c in writes if c.kind in ("exchange", "queue", "binding")
+        ):
             if vhost not in new_vhosts:
                 await session(vhost)
         for c in writes:
@@ -464,8 +521,10 @@ async def _apply(
                 management.put_policy(c.spec)  # type: ignore[arg-type]
                 tick(c)
         # Queues and their bindings in one pipelined phase (see _lanes).
-        await amqp_phase([c for c in creates if c.kind == "queue"]
-                         + [c for c in creates if c.kind == "binding"], None)
+        await amqp_phase(
+            [c for c in creates if c.kind == "queue"] + [c for c in creates if c.kind == "binding"],
+            None,
+        )
         deletes = [c for c in writes if c.action == DELETE]
         delete = _delete_operation(force)
         await amqp_phase([c for c in deletes if c.kind == "binding"], delete)
@@ -486,7 +545,9 @@ async def _apply(
 
 
 def amqp_only_apply(
-    address: BrokerAddress, desired: Topology, channels: int = DEFAULT_CHANNELS,
+    address: BrokerAddress,
+    desired: Topology,
+    channels: int = DEFAULT_CHANNELS,
     progress: Progress | None = None,
 ) -> tuple[Plan, ApplyReport]:
     """Apply without the management API, as the original tool did, but conflict-safe.
@@ -510,22 +571,25 @@ async def _amqp_only(
         s = AmqpSession(address, vhost)
         await s.open()
         try:
-            objects = [Change(CREATE, "exchange", vhost, x.name, desired=x)
-                       for x in part.exchanges]
+            objects = [Change(CREATE, "exchange", vhost, x.name, desired=x) for x in part.exchanges]
             objects += [Change(CREATE, "queue", vhost, q.name, desired=q) for q in part.queues]
-            missing = await s.run(objects, lambda ch, c: _declare(ch, c, passive=True),
-                                  channels)
+            missing = await s.run(objects, lambda ch, c: _declare(ch, c, passive=True), channels)
             missing_ids = {id(f.change) for f in missing if f.reply_code == 404}
             existing = [c for c in objects if id(c) not in missing_ids]
             refused = await s.run(existing, _declare, channels)
             for f in refused:
-                conflicts.append(Change(CONFLICT, f.change.kind, vhost, f.change.name,
-                                        desired=f.change.desired,
-                                        message=f"the broker refused the redeclare: "
-                                                f"{f.reply_code} {f.reply_text}"))
+                conflicts.append(
+                    Change(
+                        CONFLICT,
+                        f.change.kind,
+                        vhost,
+                        f.change.name,
+                        desired=f.change.desired,
+                        message=f"the broker refused the redeclare: {f.reply_code} {f.reply_text}",
+                    )
+                )
             creates += [c for c in objects if id(c) in missing_ids]
-            creates += [Change(CREATE, "binding", vhost, b.name, desired=b)
-                        for b in part.bindings]
+            creates += [Change(CREATE, "binding", vhost, b.name, desired=b) for b in part.bindings]
         finally:
             await s.close()
     if conflicts:

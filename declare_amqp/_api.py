@@ -92,8 +92,9 @@ class Session:
         self.address = address
         self.management = ManagementClient(address)
         self.last_state: BrokerState | None = None
-        self._prefetched: tuple[tuple[tuple[str, ...], bool],
-                                concurrent.futures.Future[BrokerState]] | None = None
+        self._prefetched: (
+            tuple[tuple[tuple[str, ...], bool], concurrent.futures.Future[BrokerState]] | None
+        ) = None
 
     def __enter__(self) -> Session:
         return self
@@ -156,8 +157,9 @@ class Session:
             problems.sort(key=_file_order)
             raise TopologyError(problems)
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
-        result = note_broker_defaults(result, parse_version(state.version),
-                                      (*desired.policies, *state.topology.policies))
+        result = note_broker_defaults(
+            result, parse_version(state.version), (*desired.policies, *state.topology.policies)
+        )
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
         return access_plan(self.management, desired, result, prune=prune)
@@ -182,7 +184,8 @@ class Session:
         writes = the_plan.writes
         access = [c for c in writes if is_access_change(c) or has_followup(c)]
         topology_plan = dataclasses.replace(
-            the_plan, changes=tuple(c for c in the_plan.changes if not is_access_change(c)))
+            the_plan, changes=tuple(c for c in the_plan.changes if not is_access_change(c))
+        )
         report = None
         if topology_plan.writes:
             if progress_console is not None and len(writes) >= 50:
@@ -190,12 +193,18 @@ class Session:
 
                 with Progress(console=progress_console, transient=True) as bar:
                     task = bar.add_task("applying", total=len(writes))
-                    report = apply_plan(self.address, self.management, topology_plan,
-                                        channels=channels, force=force,
-                                        progress=lambda n: bar.advance(task, n))
+                    report = apply_plan(
+                        self.address,
+                        self.management,
+                        topology_plan,
+                        channels=channels,
+                        force=force,
+                        progress=lambda n: bar.advance(task, n),
+                    )
             else:
-                report = apply_plan(self.address, self.management, topology_plan,
-                                    channels=channels, force=force)
+                report = apply_plan(
+                    self.address, self.management, topology_plan, channels=channels, force=force
+                )
         access_written = apply_access(self.management, access) if access else []
         seconds = time.monotonic() - started
         remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan

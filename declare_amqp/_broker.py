@@ -81,14 +81,16 @@ def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
             continue  # server-named (amq.gen-...): owned by the client that made it
         arguments = dict(q.get("arguments") or {})
         queue_type = arguments.pop("x-queue-type", None) or q.get("type") or "classic"
-        queues.append(QueueSpec(
-            vhost=vhost,
-            name=q["name"],
-            type=queue_type,
-            durable=bool(q.get("durable", True)),
-            auto_delete=bool(q.get("auto_delete", False)),
-            arguments=arguments,
-        ))
+        queues.append(
+            QueueSpec(
+                vhost=vhost,
+                name=q["name"],
+                type=queue_type,
+                durable=bool(q.get("durable", True)),
+                auto_delete=bool(q.get("auto_delete", False)),
+                arguments=arguments,
+            )
+        )
     bindings = tuple(
         BindingSpec(
             vhost=vhost,
@@ -101,8 +103,8 @@ def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
         for b in definitions.get("bindings", [])
         # the default exchange's implicit bindings are not listed, but be sure; bindings of
         # server-named queues belong with those queues
-        if b.get("source") and not (b.get("destination_type") == "queue"
-                                    and b["destination"].startswith("amq."))
+        if b.get("source")
+        and not (b.get("destination_type") == "queue" and b["destination"].startswith("amq."))
     )
     policies = tuple(
         PolicySpec(
@@ -137,8 +139,9 @@ def readable_reason(text: str) -> str:
     return ": ".join(" ".join(p.split()) for p in parts)
 
 
-def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0,
-                  context: ssl.SSLContext | None = None) -> bool:
+def _same_cluster(
+    node: Node, cluster_name: object, timeout: float = 3.0, context: ssl.SSLContext | None = None
+) -> bool:
     """Whether the AMQP listener of ``node`` belongs to the cluster called ``cluster_name``.
 
     Behind a port mapping (a container, a load balancer) the management API lists the
@@ -153,7 +156,8 @@ def _same_cluster(node: Node, cluster_name: object, timeout: float = 3.0,
             sock: socket.socket = raw
             if node.tls:
                 sock = (context or ssl.create_default_context()).wrap_socket(
-                    raw, server_hostname=node.host)
+                    raw, server_hostname=node.host
+                )
             sock.sendall(b"AMQP\x00\x00\x09\x01")
             data = b""
             while len(data) < 7 or len(data) < 8 + struct.unpack(">I", data[3:7])[0]:
@@ -235,10 +239,16 @@ class ManagementClient:
                 errors.append(f"{node.management_url}: HTTP {response.status_code}")
                 continue
             overview = response.json()
-            amqp_ports = {int(li.get("port", 0)) for li in overview.get("listeners") or []
-                          if li.get("protocol") in ("amqp", "amqp/ssl")}
-            if amqp_ports and node.port not in amqp_ports and \
-                    not _same_cluster(node, overview.get("cluster_name"), context=context):
+            amqp_ports = {
+                int(li.get("port", 0))
+                for li in overview.get("listeners") or []
+                if li.get("protocol") in ("amqp", "amqp/ssl")
+            }
+            if (
+                amqp_ports
+                and node.port not in amqp_ports
+                and not _same_cluster(node, overview.get("cluster_name"), context=context)
+            ):
                 client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
                 # against it would compare the files with the wrong broker.
@@ -250,12 +260,13 @@ class ManagementClient:
                 continue
             self._client, self.node = client, node
             self.version = str(overview.get("rabbitmq_version", "?"))
-            self.exchange_types = [t.get("name", "") for t in
-                                   overview.get("exchange_types") or []]
+            self.exchange_types = [t.get("name", "") for t in overview.get("exchange_types") or []]
             return client
         if mismatched:
-            raise BrokerError("; ".join(mismatched) + ". Pass the matching --management-url "
-                              "(one per --url for a cluster); nothing was read or changed")
+            raise BrokerError(
+                "; ".join(mismatched) + ". Pass the matching --management-url "
+                "(one per --url for a cluster); nothing was read or changed"
+            )
         raise ManagementUnavailable(
             "the RabbitMQ management API does not answer ("
             + "; ".join(self.address.redact(e) for e in errors)
@@ -264,8 +275,9 @@ class ManagementClient:
             "no vhosts, no check of arguments RabbitMQ does not compare, no prune)."
         )
 
-    def request(self, method: str, path: str, *, refused_ok: bool = False,
-                **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, refused_ok: bool = False, **kwargs: Any
+    ) -> httpx.Response:
         """One API request; a 401 raises AuthenticationFailed unless ``refused_ok`` (the
         management API answers 401 also to a user that lacks a tag or a vhost permission)."""
         client = self._connect()
@@ -285,8 +297,11 @@ class ManagementClient:
                 reason = response.json().get("reason", response.text)
             except ValueError:
                 reason = response.text
-            raise BrokerError(self.address.redact(
-                f"{what}: HTTP {response.status_code}: {readable_reason(str(reason))}"))
+            raise BrokerError(
+                self.address.redact(
+                    f"{what}: HTTP {response.status_code}: {readable_reason(str(reason))}"
+                )
+            )
         return response
 
     def vhosts(self) -> list[str]:
@@ -310,10 +325,13 @@ class ManagementClient:
         """The same as ``definitions``, for users without the administrator tag (a
         ``policymaker`` or ``management`` user): one request per object kind of the vhost."""
         found: dict[str, Any] = {}
-        for kind, path in (("exchanges", "exchanges"), ("queues", "queues"),
-                           ("bindings", "bindings"), ("policies", "policies")):
-            columns = "?columns=name,type,durable,auto_delete,arguments" \
-                if kind == "queues" else ""
+        for kind, path in (
+            ("exchanges", "exchanges"),
+            ("queues", "queues"),
+            ("bindings", "bindings"),
+            ("policies", "policies"),
+        ):
+            columns = "?columns=name,type,durable,auto_delete,arguments" if kind == "queues" else ""
             response = self.request("GET", f"/api/{path}/{_q(vhost)}{columns}", refused_ok=True)
             if response.status_code == 404:
                 return None  # the vhost does not exist (yet)
@@ -321,7 +339,8 @@ class ManagementClient:
                 raise AuthenticationFailed(
                     f"user '{self.address.user}' may not read vhost '{vhost}' (the management "
                     "API refused it: the user needs the management, policymaker or "
-                    "administrator tag and permissions on that vhost); nothing was changed")
+                    "administrator tag and permissions on that vhost); nothing was changed"
+                )
             found[kind] = self._ok(response, f"reading the {kind} of vhost '{vhost}'").json()
         return found
 
@@ -331,8 +350,9 @@ class ManagementClient:
             f"reading queue counts of vhost '{vhost}'",
         )
         return {
-            (vhost, q["name"]): QueueStats(int(q.get("messages") or 0),
-                                           int(q.get("consumers") or 0))
+            (vhost, q["name"]): QueueStats(
+                int(q.get("messages") or 0), int(q.get("consumers") or 0)
+            )
             for q in response.json()
         }
 
@@ -348,20 +368,31 @@ class ManagementClient:
             parts.append(from_definitions(vhost, definitions))
             if with_stats:
                 stats.update(self.queue_stats(vhost))
-        return BrokerState(merge(parts), stats, self.version, tuple(self.exchange_types),
-                           self.default_queue_types() if parts else {})
+        return BrokerState(
+            merge(parts),
+            stats,
+            self.version,
+            tuple(self.exchange_types),
+            self.default_queue_types() if parts else {},
+        )
 
     def default_queue_types(self) -> dict[str, str]:
         """Vhosts whose queues are quorum or stream queues unless they name a type."""
-        response = self._ok(self.request("GET", "/api/vhosts?columns=name,default_queue_type"),
-                            "listing vhosts")
-        return {v["name"]: str(v.get("default_queue_type")) for v in response.json()
-                if v.get("default_queue_type") in ("quorum", "stream")}
+        response = self._ok(
+            self.request("GET", "/api/vhosts?columns=name,default_queue_type"), "listing vhosts"
+        )
+        return {
+            v["name"]: str(v.get("default_queue_type"))
+            for v in response.json()
+            if v.get("default_queue_type") in ("quorum", "stream")
+        }
 
     def put_vhost(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         """Create a vhost (with its metadata, see _access.vhost_body)."""
-        self._ok(self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
-                 f"creating vhost '{name}'")
+        self._ok(
+            self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
+            f"creating vhost '{name}'",
+        )
         # The user that creates a vhost gets no permissions in it by itself.
         self._ok(
             self.request(
@@ -377,8 +408,12 @@ class ManagementClient:
             self.request(
                 "PUT",
                 f"/api/policies/{_q(p.vhost)}/{_q(p.name)}",
-                json={"pattern": p.pattern, "definition": dict(p.definition),
-                      "apply-to": p.apply_to, "priority": p.priority},
+                json={
+                    "pattern": p.pattern,
+                    "definition": dict(p.definition),
+                    "apply-to": p.apply_to,
+                    "priority": p.priority,
+                },
             ),
             f"writing policy '{p.name}' in vhost '{p.vhost}'",
         )

@@ -51,39 +51,78 @@ The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", action="append", default=[], metavar="URL",
-                        help="AMQP URL of a broker node (repeatable for a cluster)")
-    common.add_argument("--management-url", action="append", default=[], metavar="URL",
-                        help="management API URL (default derived from --url)")
+    common.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="AMQP URL of a broker node (repeatable for a cluster)",
+    )
+    common.add_argument(
+        "--management-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="management API URL (default derived from --url)",
+    )
     common.add_argument("--no-color", action="store_true", help="never use colour")
-    common.add_argument("--tls-ca-file", metavar="FILE",
-                        help="CA bundle to verify the broker's certificate (default: the "
-                             "system trust store, SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
-    common.add_argument("--tls-cert-file", metavar="FILE",
-                        help="client certificate (env AMQP_TLS_CERT_FILE)")
-    common.add_argument("--tls-key-file", metavar="FILE",
-                        help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
-    common.add_argument("--auth-mechanism", choices=("plain", "external"),
-                        help="external: log in over AMQP with the client certificate "
-                             "(env AMQP_AUTH_MECHANISM; default plain)")
+    common.add_argument(
+        "--tls-ca-file",
+        metavar="FILE",
+        help="CA bundle to verify the broker's certificate (default: the "
+        "system trust store, SSL_CERT_FILE; env AMQP_TLS_CA_FILE)",
+    )
+    common.add_argument(
+        "--tls-cert-file", metavar="FILE", help="client certificate (env AMQP_TLS_CERT_FILE)"
+    )
+    common.add_argument(
+        "--tls-key-file",
+        metavar="FILE",
+        help="key of the client certificate (env AMQP_TLS_KEY_FILE)",
+    )
+    common.add_argument(
+        "--auth-mechanism",
+        choices=("plain", "external"),
+        help="external: log in over AMQP with the client certificate "
+        "(env AMQP_AUTH_MECHANISM; default plain)",
+    )
 
     files = argparse.ArgumentParser(add_help=False)
-    files.add_argument("files", nargs="*", metavar="FILE",
-                       help="topology files: YAML, or RabbitMQ definitions (*.json)")
-    files.add_argument("--config", action="append", default=[], metavar="FILE",
-                       help="a topology file (the original tool's option; same as FILE)")
-    files.add_argument("--vhost", metavar="V",
-                       help="put objects that do not name a vhost into V")
-    files.add_argument("--strict", action="store_true",
-                       help="every warning is an error (exit 1, nothing written)")
+    files.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="topology files: YAML, or RabbitMQ definitions (*.json)",
+    )
+    files.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a topology file (the original tool's option; same as FILE)",
+    )
+    files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
+    files.add_argument(
+        "--strict", action="store_true", help="every warning is an error (exit 1, nothing written)"
+    )
 
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text for people (default), json for tools")
-    output.add_argument("--prune", action="store_true",
-                        help="also delete what the files no longer declare (in their vhosts)")
-    output.add_argument("--force", action="store_true",
-                        help="with --prune: delete queues even with messages or consumers")
+    output.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json for tools",
+    )
+    output.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete what the files no longer declare (in their vhosts)",
+    )
+    output.add_argument(
+        "--force",
+        action="store_true",
+        help="with --prune: delete queues even with messages or consumers",
+    )
 
     parser = argparse.ArgumentParser(
         prog="declare-amqp",
@@ -93,33 +132,65 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
-    parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="apply FILE (the original declare-amqp's invocation)")
-    parser.add_argument("--strict", action="store_true",
-                        help="with --config: every warning is an error")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="apply FILE (the original declare-amqp's invocation)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="with --config: every warning is an error"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("validate", parents=[common, files],
-                   help="check files without a broker (exit 0 valid, 1 not)")
-    p = sub.add_parser("plan", parents=[common, files, output],
-                       help="show what apply would do")
-    p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 0 nothing to do, 2 changes pending, 1 error or conflict")
-    p.add_argument("--out", metavar="PLAN",
-                   help="also save the plan, the files' digest and the broker's fingerprint "
-                        "to PLAN, for `apply PLAN`")
-    a = sub.add_parser("apply", parents=[common, files, output],
-                       help="make the broker match the files")
-    a.add_argument("--amqp-only", action="store_true",
-                   help="without the management API: declares after a passive check")
-    a.add_argument("--channels", type=int, default=DEFAULT_CHANNELS, metavar="N",
-                   help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})")
+    sub.add_parser(
+        "validate",
+        parents=[common, files],
+        help="check files without a broker (exit 0 valid, 1 not)",
+    )
+    p = sub.add_parser("plan", parents=[common, files, output], help="show what apply would do")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
+    )
+    p.add_argument(
+        "--out",
+        metavar="PLAN",
+        help="also save the plan, the files' digest and the broker's fingerprint "
+        "to PLAN, for `apply PLAN`",
+    )
+    a = sub.add_parser(
+        "apply", parents=[common, files, output], help="make the broker match the files"
+    )
+    a.add_argument(
+        "--amqp-only",
+        action="store_true",
+        help="without the management API: declares after a passive check",
+    )
+    a.add_argument(
+        "--channels",
+        type=int,
+        default=DEFAULT_CHANNELS,
+        metavar="N",
+        help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})",
+    )
     e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
-    e.add_argument("--vhost", action="append", default=[], metavar="V",
-                   help="vhost to export (repeatable; default: all)")
+    e.add_argument(
+        "--vhost",
+        action="append",
+        default=[],
+        metavar="V",
+        help="vhost to export (repeatable; default: all)",
+    )
     e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    e.add_argument("--format", choices=("yaml", "definitions"), default="yaml",
-                   help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)")
+    e.add_argument(
+        "--format",
+        choices=("yaml", "definitions"),
+        default="yaml",
+        help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
+    )
     sub.add_parser("schema", help="print the JSON Schema of the file format")
     return parser
 
@@ -135,10 +206,15 @@ class _Cli:
     @property
     def address(self) -> BrokerAddress:
         if self._address is None:
-            tls = TlsOptions.resolve(self.args.tls_ca_file, self.args.tls_cert_file,
-                                     self.args.tls_key_file, self.args.auth_mechanism)
-            self._address = resolve_address(self.args.url, self.args.management_url,
-                                            tls_options=tls)
+            tls = TlsOptions.resolve(
+                self.args.tls_ca_file,
+                self.args.tls_cert_file,
+                self.args.tls_key_file,
+                self.args.auth_mechanism,
+            )
+            self._address = resolve_address(
+                self.args.url, self.args.management_url, tls_options=tls
+            )
         return self._address
 
     def files(self) -> list[str]:
@@ -212,12 +288,16 @@ class _Cli:
                 extra = {"saved": self.args.out}
             self._show(plan, session, extra)
             if self.args.out and self.args.format == "text":
-                self.err.print(f"saved the plan to {escape(self.args.out)}; apply it with "
-                               f"`declare-amqp apply {escape(self.args.out)}`")
+                self.err.print(
+                    f"saved the plan to {escape(self.args.out)}; apply it with "
+                    f"`declare-amqp apply {escape(self.args.out)}`"
+                )
         if plan.conflicts or plan.refused:
             if plan.conflicts and self.args.format == "text":
-                self.err.print("[bold red]error:[/] the plan has conflicts; apply would "
-                               "change nothing until they are resolved")
+                self.err.print(
+                    "[bold red]error:[/] the plan has conflicts; apply would "
+                    "change nothing until they are resolved"
+                )
             return EXIT_ERROR
         if self.args.detailed_exitcode and not plan.is_empty:
             return EXIT_CHANGES
@@ -236,12 +316,20 @@ class _Cli:
         node = session.management.node
         saved = saved_plan.SavedPlan(
             files=saved_plan.file_digests(self.files()),
-            options={"vhost": self.args.vhost, "default_vhost": self.default_vhost(),
-                     "prune": self.args.prune, "force": self.args.force,
-                     "strict": self.args.strict},
+            options={
+                "vhost": self.args.vhost,
+                "default_vhost": self.default_vhost(),
+                "prune": self.args.prune,
+                "force": self.args.force,
+                "strict": self.args.strict,
+            },
             target=node.amqp_display if node else str(self.address),
-            version=state.version, fingerprint=saved_plan.fingerprint(objects),
-            objects=objects, plan=plan.to_dict(), tool=f"declare-amqp {__version__}")
+            version=state.version,
+            fingerprint=saved_plan.fingerprint(objects),
+            objects=objects,
+            plan=plan.to_dict(),
+            tool=f"declare-amqp {__version__}",
+        )
         saved_plan.write(self.args.out, saved, self.address.redact)
 
     def saved(self) -> str | None:
@@ -250,8 +338,9 @@ class _Cli:
         if len(paths) == 1 and saved_plan.is_saved_plan(paths[0]):
             return paths[0]
         if len(paths) > 1 and any(saved_plan.is_saved_plan(p) for p in paths):
-            raise DeclareAmqpError("apply takes either one saved plan or topology files, "
-                                   "not both; nothing was changed")
+            raise DeclareAmqpError(
+                "apply takes either one saved plan or topology files, not both; nothing was changed"
+            )
         return None
 
     def _apply_saved(self, path: str) -> int:
@@ -264,18 +353,23 @@ class _Cli:
         self.args.strict = self.args.strict or bool(options.get("strict"))
         saved_plan.check_files(saved, path)
         with Session(self.address) as session:
-            desired = load(self.files(), vhost=self.args.vhost,
-                           default_vhost=options.get("default_vhost") or "/")
+            desired = load(
+                self.files(),
+                vhost=self.args.vhost,
+                default_vhost=options.get("default_vhost") or "/",
+            )
             plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
             assert session.last_state is not None
-            saved_plan.check_broker(saved, path,
-                                    saved_plan.state_objects(session.last_state.topology))
+            saved_plan.check_broker(
+                saved, path, saved_plan.state_objects(session.last_state.topology)
+            )
             if plan.to_dict() != dict(saved.plan):
                 raise saved_plan.SavedPlanRefused(
                     f"{path}: the plan computed now from the same files and broker state "
                     "differs from the saved one (queue message or consumer counts a prune "
                     f"depends on, or the plan was made by {saved.tool or 'another version'}); "
-                    "nothing was changed. Make the plan again.")
+                    "nothing was changed. Make the plan again."
+                )
             self.warn(plan.warnings)
             self.strict(plan)
             return self._apply_planned(session, desired, plan)
@@ -298,7 +392,10 @@ class _Cli:
         if self.args.format == "text":
             print_plan(self.out, plan, session.describe_target())
         result = session.apply(
-            desired, plan, force=self.args.force, channels=self.args.channels,
+            desired,
+            plan,
+            force=self.args.force,
+            channels=self.args.channels,
             progress_console=self.out if self.out.is_terminal else None,
         )
         if self.args.format == "json":
@@ -315,11 +412,15 @@ class _Cli:
         for change in plan.refused:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
         if result.ok:
-            self.out.print(f"[green]Applied[/] in {result.seconds:.2f} s: "
-                           f"{summary_line(plan)}. The broker matches the topology.")
+            self.out.print(
+                f"[green]Applied[/] in {result.seconds:.2f} s: "
+                f"{summary_line(plan)}. The broker matches the topology."
+            )
         elif not result.matches:
-            self.err.print("[bold red]error:[/] after the apply the broker still differs: "
-                           f"{summary_line(result.remaining)}")
+            self.err.print(
+                "[bold red]error:[/] after the apply the broker still differs: "
+                f"{summary_line(result.remaining)}"
+            )
 
     def _apply_amqp_only(self, desired: Any) -> int:
         from ._amqp import amqp_only_apply  # pika only when writing
@@ -344,8 +445,7 @@ class _Cli:
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
             "redeclare are not checked, and existing bindings and policies are not read"
         )
-        plan, report = amqp_only_apply(self.address, desired,
-                                       channels=self.args.channels)
+        plan, report = amqp_only_apply(self.address, desired, channels=self.args.channels)
         if plan.conflicts:
             if self.args.format == "json":
                 print(plan_json(plan, {"applied": False}))
@@ -357,8 +457,9 @@ class _Cli:
         else:
             print_plan(self.out, plan, f"{self.address} (AMQP only)")
             count = len(report.written)
-            self.out.print(f"[green]Applied[/] {count} declaration{'s' if count != 1 else ''} "
-                           "over AMQP.")
+            self.out.print(
+                f"[green]Applied[/] {count} declaration{'s' if count != 1 else ''} over AMQP."
+            )
         return EXIT_OK
 
     def export(self) -> int:
@@ -372,8 +473,10 @@ class _Cli:
         if self.args.format == "definitions":
             text = to_definitions_json(topology, vhosts, version)
         else:
-            header = (f"# Exported by declare-amqp {__version__} from {self.address} "
-                      f"(vhosts: {', '.join(vhosts)})\n")
+            header = (
+                f"# Exported by declare-amqp {__version__} from {self.address} "
+                f"(vhosts: {', '.join(vhosts)})\n"
+            )
             text = to_yaml(topology, vhosts, header)
         if self.args.output:
             with open(self.args.output, "w", encoding="utf-8") as fh:
@@ -397,11 +500,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_ERROR
         # The original tool: `declare-amqp --config FILE` applies the file.
-        args = parser.parse_args(["apply", *sum((["--config", c] for c in args.config), []),
-                                  *(["--strict"] if args.strict else []),
-                                  *sum((["--url", u] for u in args.url), []),
-                                  *sum((["--management-url", u] for u in args.management_url),
-                                       [])])
+        args = parser.parse_args(
+            [
+                "apply",
+                *sum((["--config", c] for c in args.config), []),
+                *(["--strict"] if args.strict else []),
+                *sum((["--url", u] for u in args.url), []),
+                *sum((["--management-url", u] for u in args.management_url), []),
+            ]
+        )
     cli = _Cli(args)
     password = ""
     try:
@@ -424,18 +531,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug: say so plainly, never leak the password
         text = redact(f"{type(exc).__name__}: {exc}", password)
-        cli.err.print(f"[bold red]internal error:[/] {text}\nThis is a bug in declare-amqp; "
-                      "set DECLARE_AMQP_DEBUG=1 for a traceback.", markup=True)
+        cli.err.print(
+            f"[bold red]internal error:[/] {text}\nThis is a bug in declare-amqp; "
+            "set DECLARE_AMQP_DEBUG=1 for a traceback.",
+            markup=True,
+        )
         if os.environ.get("DECLARE_AMQP_DEBUG"):
             sys.stderr.write(redact(traceback.format_exc(), password))
         return EXIT_ERROR
 
 
-def _error(cli: _Cli, args: argparse.Namespace, exc: Exception, kind: str,
-           problems: list[str], password: str) -> None:
+def _error(
+    cli: _Cli,
+    args: argparse.Namespace,
+    exc: Exception,
+    kind: str,
+    problems: list[str],
+    password: str,
+) -> None:
     if getattr(args, "format", "text") == "json":
-        print(json.dumps({"format": 1, "error": kind,
-                          "problems": [redact(p, password) for p in problems]}, indent=2))
+        print(
+            json.dumps(
+                {"format": 1, "error": kind, "problems": [redact(p, password) for p in problems]},
+                indent=2,
+            )
+        )
     message = redact(str(exc), password)
     cli.err.print("error: " + message, markup=False, style="bold red")
 

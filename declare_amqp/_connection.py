@@ -120,5 +120,10 @@ def resolve_address(
         user = env.get("AMQP_USER") or "guest"
         password = env.get("AMQP_PASS", "guest") if env.get("AMQP_PASS") is not None else "guest"
     assert password is not None
-    return BrokerAddress(tuple(nodes), user, password, url_vhost,
-                         tls_options if tls_options is not None else TlsOptions.resolve(env=env))
+    return BrokerAddress(
+        tuple(nodes),
+        user,
+        password,
+        url_vhost,
+        tls_options if tls_options is not None else TlsOptions.resolve(env=env),
+    )

@@ -48,8 +48,12 @@ def _uri_keys(prefix: str, what: str) -> tuple[Key, ...]:
 
 
 FEDERATION = Component(
-    "federation_upstreams", "federation upstream", "federation-upstream",
-    "rabbitmq_federation", ("uri",), (
+    "federation_upstreams",
+    "federation upstream",
+    "federation-upstream",
+    "rabbitmq_federation",
+    ("uri",),
+    (
         Key("name", _STR, "Upstream name.", required=True),
         Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
         *_uri_keys("", "upstream broker's"),
@@ -58,15 +62,25 @@ FEDERATION = Component(
         Key("max_hops", _INT, "How many federation links a message may cross.", minimum=1),
         Key("prefetch_count", _INT, "Unacknowledged messages per link.", minimum=1),
         Key("reconnect_delay", _INT, "Seconds between reconnects.", minimum=0),
-        Key("ack_mode", _STR, "on-confirm, on-publish or no-ack.",
-            choices=("on-confirm", "on-publish", "no-ack")),
+        Key(
+            "ack_mode",
+            _STR,
+            "on-confirm, on-publish or no-ack.",
+            choices=("on-confirm", "on-publish", "no-ack"),
+        ),
         Key("trust_user_id", _BOOL, "Keep the user-id of federated messages."),
         Key("expires", _INT, "ms after which an unused upstream queue is deleted.", minimum=1),
         Key("message_ttl", _INT, "TTL of messages in the upstream queue (ms).", minimum=0),
-    ))
+    ),
+)
 
 SHOVEL = Component(
-    "shovels", "shovel", "shovel", "rabbitmq_shovel", ("src_uri", "dest_uri"), (
+    "shovels",
+    "shovel",
+    "shovel",
+    "rabbitmq_shovel",
+    ("src_uri", "dest_uri"),
+    (
         Key("name", _STR, "Shovel name.", required=True),
         Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
         *_uri_keys("src_", "source"),
@@ -79,11 +93,16 @@ SHOVEL = Component(
         Key("dest_exchange", _STR, "Destination exchange."),
         Key("dest_exchange_key", _STR, "Routing key to publish with."),
         Key("dest_add_forward_headers", _BOOL, "Add x-shovelled headers."),
-        Key("ack_mode", _STR, "on-confirm, on-publish or no-ack.",
-            choices=("on-confirm", "on-publish", "no-ack")),
+        Key(
+            "ack_mode",
+            _STR,
+            "on-confirm, on-publish or no-ack.",
+            choices=("on-confirm", "on-publish", "no-ack"),
+        ),
         Key("prefetch_count", _INT, "Unacknowledged messages in flight.", minimum=1),
         Key("reconnect_delay", _INT, "Seconds between reconnects.", minimum=0),
-    ))
+    ),
+)
 
 COMPONENTS = (FEDERATION, SHOVEL)
 
@@ -145,14 +164,17 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
         for uri_key in comp.uri_keys:
             value = raw.get(uri_key)
             if value is not None and (not isinstance(value, str) or _has_password(value)):
-                secret_problems.append((getattr(raw, "key_lines", {}).get(uri_key, line),
-                                        uri_key))
+                secret_problems.append((getattr(raw, "key_lines", {}).get(uri_key, line), uri_key))
     if secret_problems:
         name = raw.get("name")
         label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
         for key_line, uri_key in secret_problems:
-            reader.problem(key_line, f"'{uri_key}' holds a password, which is not allowed in a "
-                           f"topology file; use {uri_key}_env or {uri_key}_file", label)
+            reader.problem(
+                key_line,
+                f"'{uri_key}' holds a password, which is not allowed in a "
+                f"topology file; use {uri_key}_env or {uri_key}_file",
+                label,
+            )
         return None
     f = reader.fields(raw, comp.keys, comp.kind, line)
     if f is None:
@@ -165,8 +187,11 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
         if len(given) > 1:
             reader.problem(line, f"give one of {', '.join(given)}, not several", label)
         elif not given:
-            reader.problem(line, f"missing '{uri_key}_env' (or {uri_key}_file, or {uri_key} "
-                           "without a password)", label)
+            reader.problem(
+                line,
+                f"missing '{uri_key}_env' (or {uri_key}_file, or {uri_key} without a password)",
+                label,
+            )
         elif given[0].endswith("_env"):
             refs[uri_key] = "$" + f[given[0]]
         elif given[0].endswith("_file"):
@@ -178,10 +203,20 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
         for side in ("src", "dest"):
             if not any(f"{side}_{k}" in f for k in ("queue", "exchange")):
                 reader.problem(line, f"a shovel needs {side}_queue or {side}_exchange", label)
-    settings = {k: v for k, v in f.items()
-                if k not in ("name", "vhost") and not k.endswith(("uri", "uri_env", "uri_file"))}
-    return ParameterSpec(comp.kind, f.get("vhost", reader.vhost), f["name"], settings, refs,
-                         literals, location=reader.at(line))
+    settings = {
+        k: v
+        for k, v in f.items()
+        if k not in ("name", "vhost") and not k.endswith(("uri", "uri_env", "uri_file"))
+    }
+    return ParameterSpec(
+        comp.kind,
+        f.get("vhost", reader.vhost),
+        f["name"],
+        settings,
+        refs,
+        literals,
+        location=reader.at(line),
+    )
 
 
 def _component(kind: str) -> Component:
@@ -200,18 +235,32 @@ def resolve_uris(spec: ParameterSpec, env: Mapping[str, str] | None = None) -> d
         if ref.startswith("$"):
             value = env.get(ref[1:])
             if not value:
-                raise TopologyError([Problem(f"{uri_key}_env: the environment variable "
-                                             f"{ref[1:]} is not set (or empty)",
-                                             spec.location, spec.label)])
+                raise TopologyError(
+                    [
+                        Problem(
+                            f"{uri_key}_env: the environment variable "
+                            f"{ref[1:]} is not set (or empty)",
+                            spec.location,
+                            spec.label,
+                        )
+                    ]
+                )
             uris[uri_key] = value
         else:
             try:
                 with open(ref, encoding="utf-8") as fh:
                     uris[uri_key] = fh.read().strip()
             except OSError as exc:
-                raise TopologyError([Problem(f"{uri_key}_file: cannot read {ref}: "
-                                             f"{exc.strerror or type(exc).__name__}",
-                                             spec.location, spec.label)]) from None
+                raise TopologyError(
+                    [
+                        Problem(
+                            f"{uri_key}_file: cannot read {ref}: "
+                            f"{exc.strerror or type(exc).__name__}",
+                            spec.location,
+                            spec.label,
+                        )
+                    ]
+                ) from None
     return uris
 
 
@@ -226,8 +275,9 @@ def broker_value(spec: ParameterSpec, uris: Mapping[str, str]) -> dict[str, Any]
     return value
 
 
-def read_broker(management: ManagementClient, kinds: Iterable[str],
-                vhosts: Sequence[str]) -> list[ParameterSpec]:
+def read_broker(
+    management: ManagementClient, kinds: Iterable[str], vhosts: Sequence[str]
+) -> list[ParameterSpec]:
     """The broker's upstreams and shovels of the vhosts, one request per kind per vhost."""
     found: list[ParameterSpec] = []
     for kind in kinds:
@@ -235,11 +285,13 @@ def read_broker(management: ManagementClient, kinds: Iterable[str],
         names = {k.name for k in comp.keys}
         for vhost in vhosts:
             response = management.request(
-                "GET", f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
-                refused_ok=True)
+                "GET",
+                f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
+                refused_ok=True,
+            )
             if response.status_code in (401, 404):
                 continue
-            for p in management._ok(response, f"reading {comp.kind}s").json():  # noqa: SLF001
+            for p in management._ok(response, f"reading {comp.kind}s").json():
                 value = dict(p.get("value") or {})
                 digests = {}
                 for uri_key in comp.uri_keys:
@@ -251,15 +303,16 @@ def read_broker(management: ManagementClient, kinds: Iterable[str],
                 for proto in ("src-protocol", "dest-protocol"):
                     if value.get(proto) == "amqp091":
                         value.pop(proto)
-                settings = {k.replace("-", "_"): v for k, v in value.items()
-                            if k.replace("-", "_") in names}
-                found.append(ParameterSpec(kind, vhost, p["name"], settings,
-                                           uri_digests=digests))
+                settings = {
+                    k.replace("-", "_"): v for k, v in value.items() if k.replace("-", "_") in names
+                }
+                found.append(ParameterSpec(kind, vhost, p["name"], settings, uri_digests=digests))
     return found
 
 
-def missing_plugins(management: ManagementClient,
-                    desired: Sequence[ParameterSpec]) -> list[Problem]:
+def missing_plugins(
+    management: ManagementClient, desired: Sequence[ParameterSpec]
+) -> list[Problem]:
     """The plugins the files' upstreams and shovels need and the broker does not run.
 
     Federation registers the exchange type ``x-federation-upstream`` (listed in the
@@ -273,8 +326,8 @@ def missing_plugins(management: ManagementClient,
         return management.request("GET", path, refused_ok=True).status_code in (200, 401)
 
     if "federation upstream" in kinds and (
-            "x-federation-upstream" in management.exchange_types
-            or answers("/api/federation-links")):
+        "x-federation-upstream" in management.exchange_types or answers("/api/federation-links")
+    ):
         running.add(FEDERATION.plugin)
     if "shovel" in kinds and answers("/api/shovels"):
         running.add(SHOVEL.plugin)
@@ -282,16 +335,26 @@ def missing_plugins(management: ManagementClient,
     for spec in desired:
         comp = _component(spec.kind)
         if comp.plugin not in running:
-            problems.append(Problem(
-                f"the {comp.plugin} plugin is not enabled on the broker, so it has no "
-                f"{comp.kind}s (`rabbitmq-plugins enable {comp.plugin} "
-                f"{comp.plugin}_management`)", spec.location, spec.label))
+            problems.append(
+                Problem(
+                    f"the {comp.plugin} plugin is not enabled on the broker, so it has no "
+                    f"{comp.kind}s (`rabbitmq-plugins enable {comp.plugin} "
+                    f"{comp.plugin}_management`)",
+                    spec.location,
+                    spec.label,
+                )
+            )
     return problems
 
 
-def plan_dynamic(desired: Sequence[ParameterSpec], actual: Sequence[ParameterSpec],
-                 managed: Iterable[str], scope: Sequence[str], prune: bool,
-                 env: Mapping[str, str] | None = None) -> list[Change]:
+def plan_dynamic(
+    desired: Sequence[ParameterSpec],
+    actual: Sequence[ParameterSpec],
+    managed: Iterable[str],
+    scope: Sequence[str],
+    prune: bool,
+    env: Mapping[str, str] | None = None,
+) -> list[Change]:
     """Creates, updates (non-secret settings shown, URIs only as changed) and deletes."""
     from ._access import _change
     from ._plan import CREATE, DELETE, UPDATE, Difference
@@ -304,45 +367,61 @@ def plan_dynamic(desired: Sequence[ParameterSpec], actual: Sequence[ParameterSpe
         if have is None:
             changes.append(_change(CREATE, want.kind, want.vhost, want.name, desired=want))
             continue
-        diffs = [Difference(k, have.settings.get(k), want.settings.get(k))
-                 for k in sorted(set(want.settings) | set(have.settings))
-                 if want.settings.get(k) != have.settings.get(k)]
-        diffs += [Difference(k, "(hidden)", "(changed)") for k, uri in sorted(uris.items())
-                  if _digest(uri) != have.uri_digests.get(k)]
+        diffs = [
+            Difference(k, have.settings.get(k), want.settings.get(k))
+            for k in sorted(set(want.settings) | set(have.settings))
+            if want.settings.get(k) != have.settings.get(k)
+        ]
+        diffs += [
+            Difference(k, "(hidden)", "(changed)")
+            for k, uri in sorted(uris.items())
+            if _digest(uri) != have.uri_digests.get(k)
+        ]
         if diffs:
-            changes.append(_change(UPDATE, want.kind, want.vhost, want.name, want, have,
-                                   diffs))
+            changes.append(_change(UPDATE, want.kind, want.vhost, want.name, want, have, diffs))
     if prune:
         kinds = {c.kind for c in COMPONENTS if c.key in set(managed)}
         wanted = {(d.kind, d.vhost, d.name) for d in desired}
         for a in actual:
-            if a.kind in kinds and a.vhost in set(scope) and (a.kind, a.vhost, a.name) \
-                    not in wanted:
+            if (
+                a.kind in kinds
+                and a.vhost in set(scope)
+                and (a.kind, a.vhost, a.name) not in wanted
+            ):
                 changes.append(_change(DELETE, a.kind, a.vhost, a.name, actual=a))
     return changes
 
 
-def apply_dynamic(management: ManagementClient, change: Change,
-                  env: Mapping[str, str] | None = None) -> None:
+def apply_dynamic(
+    management: ManagementClient, change: Change, env: Mapping[str, str] | None = None
+) -> None:
     """Write or delete one upstream or shovel; broker errors are redacted of its URIs."""
     from ._plan import DELETE
 
     spec = change.spec
     assert isinstance(spec, ParameterSpec)
     comp = _component(spec.kind)
-    path = (f"/api/parameters/{comp.component}/{urllib.parse.quote(spec.vhost, safe='')}/"
-            f"{urllib.parse.quote(spec.name, safe='')}")
+    path = (
+        f"/api/parameters/{comp.component}/{urllib.parse.quote(spec.vhost, safe='')}/"
+        f"{urllib.parse.quote(spec.name, safe='')}"
+    )
     if change.action == DELETE:
         response = management.request("DELETE", path)
         if response.status_code != 404:
-            management._ok(response, f"deleting {spec.label}")  # noqa: SLF001
+            management._ok(response, f"deleting {spec.label}")
         return
     uris = resolve_uris(spec, env)
-    body = {"component": comp.component, "vhost": spec.vhost, "name": spec.name,
-            "value": broker_value(spec, uris)}
+    body = {
+        "component": comp.component,
+        "vhost": spec.vhost,
+        "name": spec.name,
+        "value": broker_value(spec, uris),
+    }
     try:
-        management._ok(management.request("PUT", path, json=body),  # noqa: SLF001
-                       f"writing {spec.label}")
+        management._ok(
+            management.request("PUT", path, json=body),
+            f"writing {spec.label}",
+        )
     except DeclareAmqpError as exc:
         text = str(exc)
         for uri in uris.values():

@@ -54,8 +54,12 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
         topology = dataclasses.replace(
             topology,
             queues=tuple(q for q in topology.queues if (q.vhost, q.name) not in made),
-            bindings=tuple(b for b in topology.bindings if not (
-                b.destination_type == "queue" and (b.vhost, b.destination) in made)))
+            bindings=tuple(
+                b
+                for b in topology.bindings
+                if not (b.destination_type == "queue" and (b.vhost, b.destination) in made)
+            ),
+        )
     single = len(vhosts) == 1
     doc: dict[str, Any] = {}
     if single:
@@ -132,12 +136,21 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
 
     policies = []
     for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name)):
-        entry = {"name": p.name, "pattern": p.pattern, "apply_to": p.apply_to,
-                 "definition": dict(p.definition), "priority": p.priority}
+        entry = {
+            "name": p.name,
+            "pattern": p.pattern,
+            "apply_to": p.apply_to,
+            "definition": dict(p.definition),
+            "priority": p.priority,
+        }
         policies.append(with_vhost(entry, p.vhost))
 
-    for key, items in (("exchanges", exchanges), ("queues", queues), ("bindings", loose),
-                       ("policies", policies)):
+    for key, items in (
+        ("exchanges", exchanges),
+        ("queues", queues),
+        ("bindings", loose),
+        ("policies", policies),
+    ):
         if items:
             doc[key] = items
     if topology.access is not None:
@@ -152,14 +165,23 @@ def _alias_fits(alias: str, value: Any) -> bool:
 
 def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
     """The export as YAML text."""
-    text = yaml.dump(to_document(topology, vhosts), Dumper=_Dumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=100)
+    text = yaml.dump(
+        to_document(topology, vhosts),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+    )
     made = worker_made(topology)
     if made:
-        header += ("# Not exported, made by priority_worker (a consumers section derives them, "
-                   "prune keeps them):\n")
-        header += "".join(f"#   {name} (for {owner}, vhost {vhost})\n"
-                          for vhost, name, owner in made)
+        header += (
+            "# Not exported, made by priority_worker (a consumers section derives them, "
+            "prune keeps them):\n"
+        )
+        header += "".join(
+            f"#   {name} (for {owner}, vhost {vhost})\n" for vhost, name, owner in made
+        )
     return header + text
 
 

@@ -47,8 +47,11 @@ def value_problem(key: Key, value: Any) -> str | None:
             return f"must be at least {key.minimum}, not {value}"
         if key.maximum is not None and value > key.maximum:
             return f"must be at most {key.maximum}, not {value}"
-    if key.pattern is not None and isinstance(value, str) \
-            and _compiled(key.pattern).fullmatch(value) is None:
+    if (
+        key.pattern is not None
+        and isinstance(value, str)
+        and _compiled(key.pattern).fullmatch(value) is None
+    ):
         return f"{value!r} is not in the expected form ({key.doc})"
     return None
 
@@ -83,26 +86,30 @@ def _policy_key(name: str, types: tuple[type, ...], **rule: Any) -> Key:
 # delivery-limit must be 0 or more, unlike the queue argument; message-ttl has no upper
 # bound). A refused policy would stop an apply half-way, after the exchanges were written.
 _LOCATORS = ("client-local", "balanced")
-POLICY_VALUES: dict[str, Key] = {k.name: k for k in (
-    _policy_key("message-ttl", (int,), minimum=0),
-    _policy_key("expires", (int,), minimum=1),
-    _policy_key("max-length", (int,), minimum=0),
-    _policy_key("max-length-bytes", (int,), minimum=0),
-    _policy_key("max-in-memory-length", (int,), minimum=0),
-    _policy_key("max-in-memory-bytes", (int,), minimum=0),
-    _policy_key("delivery-limit", (int,), minimum=0),
-    _policy_key("stream-max-segment-size-bytes", (int,), minimum=0),
-    _policy_key("queue-version", (int,), minimum=1, maximum=2),
-    _policy_key("overflow", (str,), choices=("drop-head", "reject-publish",
-                                             "reject-publish-dlx")),
-    _policy_key("dead-letter-strategy", (str,), choices=("at-most-once", "at-least-once")),
-    _policy_key("queue-mode", (str,), choices=("default", "lazy")),
-    _policy_key("queue-leader-locator", (str,), choices=_LOCATORS),
-    _policy_key("max-age", (str,), pattern=r"[0-9]+[YMDhms]"),
-    _policy_key("dead-letter-exchange", (str,)),
-    _policy_key("dead-letter-routing-key", (str,)),
-    _policy_key("alternate-exchange", (str,)),
-)}
+POLICY_VALUES: dict[str, Key] = {
+    k.name: k
+    for k in (
+        _policy_key("message-ttl", (int,), minimum=0),
+        _policy_key("expires", (int,), minimum=1),
+        _policy_key("max-length", (int,), minimum=0),
+        _policy_key("max-length-bytes", (int,), minimum=0),
+        _policy_key("max-in-memory-length", (int,), minimum=0),
+        _policy_key("max-in-memory-bytes", (int,), minimum=0),
+        _policy_key("delivery-limit", (int,), minimum=0),
+        _policy_key("stream-max-segment-size-bytes", (int,), minimum=0),
+        _policy_key("queue-version", (int,), minimum=1, maximum=2),
+        _policy_key(
+            "overflow", (str,), choices=("drop-head", "reject-publish", "reject-publish-dlx")
+        ),
+        _policy_key("dead-letter-strategy", (str,), choices=("at-most-once", "at-least-once")),
+        _policy_key("queue-mode", (str,), choices=("default", "lazy")),
+        _policy_key("queue-leader-locator", (str,), choices=_LOCATORS),
+        _policy_key("max-age", (str,), pattern=r"[0-9]+[YMDhms]"),
+        _policy_key("dead-letter-exchange", (str,)),
+        _policy_key("dead-letter-routing-key", (str,)),
+        _policy_key("alternate-exchange", (str,)),
+    )
+}
 
 
 def policy_problems(topology: Topology) -> list[Problem]:
@@ -122,15 +129,24 @@ def fit_warnings(topology: Topology) -> list[Problem]:
     found: list[Problem] = []
     for x in topology.exchanges:
         if x.alternate_exchange == x.name:
-            found.append(Problem(
-                "the exchange is its own alternate exchange: RabbitMQ accepts this, but "
-                "messages that no binding routes are dropped (the broker stops at the loop)",
-                x.location, x.label))
+            found.append(
+                Problem(
+                    "the exchange is its own alternate exchange: RabbitMQ accepts this, but "
+                    "messages that no binding routes are dropped (the broker stops at the loop)",
+                    x.location,
+                    x.label,
+                )
+            )
     for q in topology.queues:
         if q.type == "quorum" and q.arguments.get("x-overflow") == "reject-publish-dlx":
-            found.append(Problem(
-                "overflow reject-publish-dlx is not supported by quorum queues: RabbitMQ "
-                "accepts the argument, but quorum queues implement only drop-head and "
-                "reject-publish, so over max-length messages are not dead-lettered as "
-                "written", q.location, q.label))
+            found.append(
+                Problem(
+                    "overflow reject-publish-dlx is not supported by quorum queues: RabbitMQ "
+                    "accepts the argument, but quorum queues implement only drop-head and "
+                    "reject-publish, so over max-length messages are not dead-lettered as "
+                    "written",
+                    q.location,
+                    q.label,
+                )
+            )
     return found

@@ -38,8 +38,12 @@ _LIST = (list,)
 VHOST_SETTING_KEYS = (
     Key("description", _STR, "Description of the vhost."),
     Key("tags", _LIST, "Tags of the vhost (strings)."),
-    Key("default_queue_type", _STR, "Type of queues declared without one; set when the vhost "
-        "is created.", choices=QUEUE_TYPES),
+    Key(
+        "default_queue_type",
+        _STR,
+        "Type of queues declared without one; set when the vhost is created.",
+        choices=QUEUE_TYPES,
+    ),
     Key("max_connections", _INT, "Limit of client connections (-1: none).", minimum=-1),
     Key("max_queues", _INT, "Limit of queues (-1: none).", minimum=-1),
 )
@@ -52,9 +56,7 @@ VHOST_KEYS = (
 EXCHANGE_KEYS = (
     Key("name", _STR, "Exchange name.", required=True),
     Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-    Key(
-        "type", _STR, "direct, fanout, topic, headers, or a plugin's x-... type.", required=True
-    ),
+    Key("type", _STR, "direct, fanout, topic, headers, or a plugin's x-... type.", required=True),
     Key("durable", _BOOL, "Survives a broker restart.", default=True),
     Key("auto_delete", _BOOL, "Deleted when its last binding goes.", default=False),
     Key("internal", _BOOL, "Only other exchanges may publish to it.", default=False),
@@ -69,50 +71,135 @@ _MAX_EXPIRY = 315_360_000_000
 # broker accepts (RabbitMQ 3.10.8): ``_fit`` decides with them for loader, validator and
 # exporter alike, so whatever the broker holds loads again.
 QUEUE_ALIASES = (
-    Key("max_priority", _INT, "Priority queue levels (1-255, 1-10 recommended; 0 means none).",
-        argument="x-max-priority", minimum=0, maximum=255),
-    Key("dead_letter_exchange", _STR, "Exchange for rejected / expired messages.",
-        argument="x-dead-letter-exchange"),
-    Key("dead_letter_routing_key", _STR, "Routing key used when dead-lettering.",
-        argument="x-dead-letter-routing-key"),
-    Key("dead_letter_strategy", _STR, "Quorum queues: at-most-once or at-least-once.",
-        argument="x-dead-letter-strategy", choices=("at-most-once", "at-least-once")),
-    Key("message_ttl", _INT, "Message time to live in ms.", argument="x-message-ttl",
-        minimum=0, maximum=_MAX_EXPIRY),
-    Key("expires", _INT, "Delete the queue after this many ms unused.", argument="x-expires",
-        minimum=1, maximum=_MAX_EXPIRY),
-    Key("max_length", _INT, "Maximum number of ready messages.", argument="x-max-length",
-        minimum=0),
-    Key("max_length_bytes", _INT, "Maximum total body size of ready messages.",
-        argument="x-max-length-bytes", minimum=0),
-    Key("overflow", _STR, "What happens at max length.", argument="x-overflow",
-        choices=("drop-head", "reject-publish", "reject-publish-dlx")),
-    Key("queue_mode", _STR, "Classic queues: default or lazy.", argument="x-queue-mode",
-        choices=("default", "lazy")),
-    Key("queue_version", _INT, "Classic queue storage version (1 or 2).",
-        argument="x-queue-version", minimum=1, maximum=2),
-    Key("single_active_consumer", _BOOL, "Only one consumer receives at a time.",
-        argument="x-single-active-consumer"),
-    Key("delivery_limit", _INT, "Quorum queues: deliveries before dead-lettering "
-        "(negative: no limit on RabbitMQ 4).", argument="x-delivery-limit"),
-    Key("quorum_initial_group_size", _INT, "Quorum queues: number of replicas.",
-        argument="x-quorum-initial-group-size", minimum=1),
-    Key("initial_cluster_size", _INT, "Streams: number of replicas.",
-        argument="x-initial-cluster-size", minimum=1),
-    Key("queue_leader_locator", _STR, "Quorum queues and streams: client-local or balanced.",
-        argument="x-queue-leader-locator", choices=("client-local", "balanced")),
-    Key("max_age", _STR, "Streams: retention by age: a number and Y, M, D, h, m or s (7D, 12h).",
-        argument="x-max-age", pattern=r"[0-9]+[YMDhms]"),
-    Key("stream_max_segment_size_bytes", _INT, "Streams: segment file size.",
-        argument="x-stream-max-segment-size-bytes", minimum=0),
+    Key(
+        "max_priority",
+        _INT,
+        "Priority queue levels (1-255, 1-10 recommended; 0 means none).",
+        argument="x-max-priority",
+        minimum=0,
+        maximum=255,
+    ),
+    Key(
+        "dead_letter_exchange",
+        _STR,
+        "Exchange for rejected / expired messages.",
+        argument="x-dead-letter-exchange",
+    ),
+    Key(
+        "dead_letter_routing_key",
+        _STR,
+        "Routing key used when dead-lettering.",
+        argument="x-dead-letter-routing-key",
+    ),
+    Key(
+        "dead_letter_strategy",
+        _STR,
+        "Quorum queues: at-most-once or at-least-once.",
+        argument="x-dead-letter-strategy",
+        choices=("at-most-once", "at-least-once"),
+    ),
+    Key(
+        "message_ttl",
+        _INT,
+        "Message time to live in ms.",
+        argument="x-message-ttl",
+        minimum=0,
+        maximum=_MAX_EXPIRY,
+    ),
+    Key(
+        "expires",
+        _INT,
+        "Delete the queue after this many ms unused.",
+        argument="x-expires",
+        minimum=1,
+        maximum=_MAX_EXPIRY,
+    ),
+    Key(
+        "max_length", _INT, "Maximum number of ready messages.", argument="x-max-length", minimum=0
+    ),
+    Key(
+        "max_length_bytes",
+        _INT,
+        "Maximum total body size of ready messages.",
+        argument="x-max-length-bytes",
+        minimum=0,
+    ),
+    Key(
+        "overflow",
+        _STR,
+        "What happens at max length.",
+        argument="x-overflow",
+        choices=("drop-head", "reject-publish", "reject-publish-dlx"),
+    ),
+    Key(
+        "queue_mode",
+        _STR,
+        "Classic queues: default or lazy.",
+        argument="x-queue-mode",
+        choices=("default", "lazy"),
+    ),
+    Key(
+        "queue_version",
+        _INT,
+        "Classic queue storage version (1 or 2).",
+        argument="x-queue-version",
+        minimum=1,
+        maximum=2,
+    ),
+    Key(
+        "single_active_consumer",
+        _BOOL,
+        "Only one consumer receives at a time.",
+        argument="x-single-active-consumer",
+    ),
+    Key(
+        "delivery_limit",
+        _INT,
+        "Quorum queues: deliveries before dead-lettering (negative: no limit on RabbitMQ 4).",
+        argument="x-delivery-limit",
+    ),
+    Key(
+        "quorum_initial_group_size",
+        _INT,
+        "Quorum queues: number of replicas.",
+        argument="x-quorum-initial-group-size",
+        minimum=1,
+    ),
+    Key(
+        "initial_cluster_size",
+        _INT,
+        "Streams: number of replicas.",
+        argument="x-initial-cluster-size",
+        minimum=1,
+    ),
+    Key(
+        "queue_leader_locator",
+        _STR,
+        "Quorum queues and streams: client-local or balanced.",
+        argument="x-queue-leader-locator",
+        choices=("client-local", "balanced"),
+    ),
+    Key(
+        "max_age",
+        _STR,
+        "Streams: retention by age: a number and Y, M, D, h, m or s (7D, 12h).",
+        argument="x-max-age",
+        pattern=r"[0-9]+[YMDhms]",
+    ),
+    Key(
+        "stream_max_segment_size_bytes",
+        _INT,
+        "Streams: segment file size.",
+        argument="x-stream-max-segment-size-bytes",
+        minimum=0,
+    ),
 )
 
 QUEUE_KEYS = (
     Key("name", _STR, "Queue name.", required=True),
     Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
     Key("type", _STR, "Queue type.", default="classic", choices=QUEUE_TYPES),
-    Key("durable", _BOOL, "Survives a broker restart (quorum and stream must be).",
-        default=True),
+    Key("durable", _BOOL, "Survives a broker restart (quorum and stream must be).", default=True),
     Key("auto_delete", _BOOL, "Deleted when its last consumer goes.", default=False),
     Key("arguments", _MAP, "Queue arguments (x-...), for anything without an alias."),
     Key("bindings", _LIST, "Bindings of this queue: {exchange, routing_key, arguments}."),
@@ -129,8 +216,13 @@ QUEUE_BINDING_KEYS = (
 BINDING_KEYS = (
     Key("source", _STR, "Source exchange.", required=True),
     Key("destination", _STR, "Queue or exchange that receives.", required=True),
-    Key("destination_type", _STR, "queue or exchange.", default="queue",
-        choices=("queue", "exchange")),
+    Key(
+        "destination_type",
+        _STR,
+        "queue or exchange.",
+        default="queue",
+        choices=("queue", "exchange"),
+    ),
     Key("routing_key", _STR, "Routing (binding) key.", default=""),
     Key("binding_key", _STR, "Same as routing_key."),
     Key("arguments", _MAP, "Binding arguments."),
@@ -141,22 +233,28 @@ POLICY_KEYS = (
     Key("name", _STR, "Policy name.", required=True),
     Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
     Key("pattern", _STR, "Regular expression matched against object names.", required=True),
-    Key("apply_to", _STR, "Which objects it applies to.", default="all",
-        choices=POLICY_APPLY_TO),
-    Key("definition", _MAP, "Policy keys and values (message-ttl, max-length, ...).",
-        required=True),
+    Key("apply_to", _STR, "Which objects it applies to.", default="all", choices=POLICY_APPLY_TO),
+    Key(
+        "definition", _MAP, "Policy keys and values (message-ttl, max-length, ...).", required=True
+    ),
     Key("priority", _INT, "Higher wins when several policies match.", default=0),
 )
 
 # Who may do what (planned by _access).
 ACCESS_TOP_KEYS = (
-    Key("users", _LIST, "Users (passwords only by reference: password_env, password_file or "
-        "password_hash)."),
+    Key(
+        "users",
+        _LIST,
+        "Users (passwords only by reference: password_env, password_file or password_hash).",
+    ),
     Key("permissions", _LIST, "Permissions of users on vhosts."),
     Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
     Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
-    Key("federation_upstreams", _LIST, "Federation upstreams (URIs by reference: uri_env, "
-        "uri_file)."),
+    Key(
+        "federation_upstreams",
+        _LIST,
+        "Federation upstreams (URIs by reference: uri_env, uri_file).",
+    ),
     Key("shovels", _LIST, "Dynamic shovels, AMQP 0-9-1 (URIs by reference)."),
 )
 
@@ -175,44 +273,100 @@ CONSUMER_MODES = ("weighted", "strict", "conserving")
 _NUMBER = (int, float)
 
 CONSUMER_KEYS = (
-    Key("name", _STR, "The application's name (`priority-worker run --consumer NAME`).",
-        required=True),
+    Key(
+        "name",
+        _STR,
+        "The application's name (`priority-worker run --consumer NAME`).",
+        required=True,
+    ),
     Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-    Key("queues", _LIST, "Queues it consumes, highest priority first: {queue, prefetch}.",
-        required=True),
-    Key("mode", _STR, "weighted (share by prefetch), strict, or conserving.",
-        default="weighted", choices=CONSUMER_MODES),
-    Key("concurrency", _INT, "Handlers running at once (default: the sum of prefetches).",
-        minimum=1, maximum=100_000),
+    Key(
+        "queues",
+        _LIST,
+        "Queues it consumes, highest priority first: {queue, prefetch}.",
+        required=True,
+    ),
+    Key(
+        "mode",
+        _STR,
+        "weighted (share by prefetch), strict, or conserving.",
+        default="weighted",
+        choices=CONSUMER_MODES,
+    ),
+    Key(
+        "concurrency",
+        _INT,
+        "Handlers running at once (default: the sum of prefetches).",
+        minimum=1,
+        maximum=100_000,
+    ),
     Key("retry", _MAP, "Retries after handler errors: {max_retries, delays}."),
-    Key("dead_letter_exchange", _STR,
-        "Where rejected and exhausted messages go (default: a Q.dead queue per queue)."),
+    Key(
+        "dead_letter_exchange",
+        _STR,
+        "Where rejected and exhausted messages go (default: a Q.dead queue per queue).",
+    ),
 )
 
 CONSUMED_QUEUE_KEYS = (
     Key("queue", _STR, "Queue name.", required=True),
-    Key("prefetch", _INT, "Unacknowledged deliveries of this queue at once (its weight).",
-        required=True, minimum=1, maximum=65_535),
+    Key(
+        "prefetch",
+        _INT,
+        "Unacknowledged deliveries of this queue at once (its weight).",
+        required=True,
+        minimum=1,
+        maximum=65_535,
+    ),
 )
 
 RETRY_KEYS = (
-    Key("max_retries", _INT, "Retries before a message is dead-lettered.", default=5,
-        minimum=0, maximum=1000),
-    Key("delays", _LIST, "Seconds to wait before each retry, one delay queue per step; "
-        "the last repeats. Default: 1, 2, 4, ... capped at 300."),
+    Key(
+        "max_retries",
+        _INT,
+        "Retries before a message is dead-lettered.",
+        default=5,
+        minimum=0,
+        maximum=1000,
+    ),
+    Key(
+        "delays",
+        _LIST,
+        "Seconds to wait before each retry, one delay queue per step; "
+        "the last repeats. Default: 1, 2, 4, ... capped at 300.",
+    ),
 )
 
 # Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
 # would make the broker refuse the policy half-way through an apply.
 POLICY_DEFINITION_KEYS = frozenset(
     {
-        "alternate-exchange", "dead-letter-exchange", "dead-letter-routing-key",
-        "dead-letter-strategy", "delivery-limit", "expires", "max-length", "max-length-bytes",
-        "message-ttl", "overflow", "queue-mode", "queue-version", "queue-master-locator",
-        "queue-leader-locator", "max-age", "stream-max-segment-size-bytes",
-        "max-in-memory-length", "max-in-memory-bytes", "ha-mode", "ha-params",
-        "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure",
-        "ha-sync-batch-size", "federation-upstream", "federation-upstream-set",
+        "alternate-exchange",
+        "dead-letter-exchange",
+        "dead-letter-routing-key",
+        "dead-letter-strategy",
+        "delivery-limit",
+        "expires",
+        "max-length",
+        "max-length-bytes",
+        "message-ttl",
+        "overflow",
+        "queue-mode",
+        "queue-version",
+        "queue-master-locator",
+        "queue-leader-locator",
+        "max-age",
+        "stream-max-segment-size-bytes",
+        "max-in-memory-length",
+        "max-in-memory-bytes",
+        "ha-mode",
+        "ha-params",
+        "ha-sync-mode",
+        "ha-promote-on-shutdown",
+        "ha-promote-on-failure",
+        "ha-sync-batch-size",
+        "federation-upstream",
+        "federation-upstream-set",
         "initial-cluster-size",
     }
 )
@@ -220,18 +374,43 @@ POLICY_DEFINITION_KEYS = frozenset(
 # Queue arguments each queue type refuses (the broker answers 406 or ignores them).
 FORBIDDEN_ARGUMENTS = {
     "classic": frozenset(
-        {"x-delivery-limit", "x-quorum-initial-group-size", "x-dead-letter-strategy",
-         "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size"}
+        {
+            "x-delivery-limit",
+            "x-quorum-initial-group-size",
+            "x-dead-letter-strategy",
+            "x-max-age",
+            "x-stream-max-segment-size-bytes",
+            "x-initial-cluster-size",
+        }
     ),
     "quorum": frozenset(
-        {"x-max-priority", "x-queue-mode", "x-queue-version", "x-max-age",
-         "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-master-locator"}
+        {
+            "x-max-priority",
+            "x-queue-mode",
+            "x-queue-version",
+            "x-max-age",
+            "x-stream-max-segment-size-bytes",
+            "x-initial-cluster-size",
+            "x-queue-master-locator",
+        }
     ),
     "stream": frozenset(
-        {"x-max-priority", "x-queue-mode", "x-queue-version", "x-message-ttl", "x-expires",
-         "x-max-length", "x-overflow", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-         "x-dead-letter-strategy", "x-delivery-limit", "x-single-active-consumer",
-         "x-quorum-initial-group-size", "x-queue-master-locator"}
+        {
+            "x-max-priority",
+            "x-queue-mode",
+            "x-queue-version",
+            "x-message-ttl",
+            "x-expires",
+            "x-max-length",
+            "x-overflow",
+            "x-dead-letter-exchange",
+            "x-dead-letter-routing-key",
+            "x-dead-letter-strategy",
+            "x-delivery-limit",
+            "x-single-active-consumer",
+            "x-quorum-initial-group-size",
+            "x-queue-master-locator",
+        }
     ),
 }
 
@@ -241,6 +420,11 @@ ARGUMENT_TYPES: dict[str, Key] = {k.argument: k for k in QUEUE_ALIASES if k.argu
 
 def describe_types(types: tuple[type, ...]) -> str:
     """'a whole number', 'true or false', ... for error messages."""
-    names = {str: "a string", bool: "true or false", int: "a whole number",
-             dict: "a mapping", list: "a list"}
+    names = {
+        str: "a string",
+        bool: "true or false",
+        int: "a whole number",
+        dict: "a mapping",
+        list: "a list",
+    }
     return " or ".join(names.get(t, t.__name__) for t in types)

@@ -128,22 +128,27 @@ class _FileReader:
                 hint = difflib.get_close_matches(str(key), list(by_name), n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 allowed = ", ".join(by_name)
-                self.problem(key_line, f"unknown key '{key}'{suggestion}; allowed: {allowed}",
-                             label)
+                self.problem(
+                    key_line, f"unknown key '{key}'{suggestion}; allowed: {allowed}", label
+                )
                 ok = False
                 continue
             if value is None and not spec.required:
                 continue
             if not type_fits(value, spec.types):
-                self.problem(key_line, f"'{key}' must be {describe_types(spec.types)}, "
-                             f"not {value!r}", label)
+                self.problem(
+                    key_line, f"'{key}' must be {describe_types(spec.types)}, not {value!r}", label
+                )
                 ok = False
                 continue
             if spec.choices and value not in spec.choices:
                 hint = difflib.get_close_matches(str(value), list(spec.choices), n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.problem(key_line, f"'{key}' must be one of {', '.join(spec.choices)}, "
-                             f"not '{value}'{suggestion}", label)
+                self.problem(
+                    key_line,
+                    f"'{key}' must be one of {', '.join(spec.choices)}, not '{value}'{suggestion}",
+                    label,
+                )
                 ok = False
                 continue
             wrong = value_problem(spec, value)
@@ -163,8 +168,9 @@ class _FileReader:
         if items is None:
             return []
         if not isinstance(items, list):
-            self.problem(doc.key_lines.get(key, 1) if isinstance(doc, _Map) else 1,
-                         f"'{key}' must be a list")
+            self.problem(
+                doc.key_lines.get(key, 1) if isinstance(doc, _Map) else 1, f"'{key}' must be a list"
+            )
             return []
         lines = getattr(items, "item_lines", [0] * len(items))
         return [(item, getattr(item, "line", lines[i])) for i, item in enumerate(items)]
@@ -173,8 +179,11 @@ class _FileReader:
         if doc is None:
             return Topology()
         if not isinstance(doc, dict):
-            self.problem(1, "a topology file must be a mapping with keys "
-                         + ", ".join(k.name for k in TOP_KEYS))
+            self.problem(
+                1,
+                "a topology file must be a mapping with keys "
+                + ", ".join(k.name for k in TOP_KEYS),
+            )
             return Topology()
         top = self.fields(doc, TOP_KEYS, "the file", 1)
         if top is None:
@@ -211,8 +220,9 @@ class _FileReader:
             ae = f.get("alternate_exchange")
             if ae is not None:
                 if arguments.get("alternate-exchange", ae) != ae:
-                    self.problem(line, "alternate_exchange and arguments.alternate-exchange "
-                                 "disagree", label)
+                    self.problem(
+                        line, "alternate_exchange and arguments.alternate-exchange disagree", label
+                    )
                 arguments["alternate-exchange"] = ae
             yield ExchangeSpec(
                 vhost=f.get("vhost", self.vhost),
@@ -235,17 +245,22 @@ class _FileReader:
             for alias in QUEUE_ALIASES:
                 if alias.name in f and alias.argument:
                     if alias.argument in arguments and arguments[alias.argument] != f[alias.name]:
-                        self.problem(raw.key_lines.get(alias.name, line),
-                                     f"'{alias.name}' and arguments.{alias.argument} disagree",
-                                     label)
+                        self.problem(
+                            raw.key_lines.get(alias.name, line),
+                            f"'{alias.name}' and arguments.{alias.argument} disagree",
+                            label,
+                        )
                     arguments[alias.argument] = f[alias.name]
             queue_type = f.get("type", "classic")
             type_given = "type" in f or "x-queue-type" in arguments
             if "x-queue-type" in arguments:
                 declared = arguments.pop("x-queue-type")
                 if "type" in f and declared != queue_type:
-                    self.problem(line, f"'type: {queue_type}' and arguments.x-queue-type "
-                                 f"'{declared}' disagree", label)
+                    self.problem(
+                        line,
+                        f"'type: {queue_type}' and arguments.x-queue-type '{declared}' disagree",
+                        label,
+                    )
                 elif "type" not in f:
                     queue_type = declared
             yield QueueSpec(
@@ -263,8 +278,9 @@ class _FileReader:
         rk = f.get("routing_key")
         bk = f.get("binding_key")
         if rk is not None and bk is not None and rk != bk:
-            self.problem(line, "routing_key and binding_key disagree (they are the same thing)",
-                         label)
+            self.problem(
+                line, "routing_key and binding_key disagree (they are the same thing)", label
+            )
         return str(rk if rk is not None else bk if bk is not None else "")
 
     def _queue_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
@@ -317,7 +333,6 @@ class _FileReader:
                 location=self.at(line),
             )
 
-
     def _consumers(self, doc: dict[str, Any]) -> Iterable[ConsumerSpec]:
         for raw, line in self.entries(doc, "consumers"):
             consumer = self._consumer(raw, line)
@@ -345,18 +360,23 @@ class _FileReader:
         retry_line = raw.key_lines.get("retry", line) if isinstance(raw, _Map) else line
         retry: dict[str, Any] = {}
         if isinstance(top.get("retry"), dict):
-            retry = self.fields(top["retry"], RETRY_KEYS, f"retry of {label}",
-                                retry_line) or {}
+            retry = self.fields(top["retry"], RETRY_KEYS, f"retry of {label}", retry_line) or {}
         delays: list[float] = []
         for value in retry.get("delays") or []:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                self.problem(retry_line, "retry delays must be positive numbers of seconds, "
-                             f"not {value!r}", label)
+                self.problem(
+                    retry_line,
+                    f"retry delays must be positive numbers of seconds, not {value!r}",
+                    label,
+                )
                 continue
             delays.append(float(value))
         if delays != sorted(delays):
-            self.problem(retry_line, "retry delays must be in ascending order (the n-th retry "
-                         "waits the n-th delay)", label)
+            self.problem(
+                retry_line,
+                "retry delays must be in ascending order (the n-th retry waits the n-th delay)",
+                label,
+            )
         if f is None:
             return None
         return ConsumerSpec(
@@ -372,8 +392,9 @@ class _FileReader:
         )
 
 
-def parse(text: str, path: str = "<string>", vhost: str | None = None,
-          default_vhost: str = "/") -> Topology:
+def parse(
+    text: str, path: str = "<string>", vhost: str | None = None, default_vhost: str = "/"
+) -> Topology:
     """Parse one topology document.
 
     ``vhost`` overrides the file's ``vhost`` key; ``default_vhost`` applies when the file
@@ -439,8 +460,9 @@ def read_files(
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
-            problems.append(Problem(f"cannot read the file: {exc.strerror or exc}",
-                                    Location(path, 0)))
+            problems.append(
+                Problem(f"cannot read the file: {exc.strerror or exc}", Location(path, 0))
+            )
             continue
         if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
             topology, found = parse_definitions(text, path, vhost, default_vhost)
@@ -464,9 +486,13 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
             if first is None:
                 seen[k] = item
             elif canonical(_settings(first)) != canonical(_settings(item)):
-                problems.append(Problem(
-                    f"declared twice with different settings (also at {first.location})",
-                    item.location, item.label))
+                problems.append(
+                    Problem(
+                        f"declared twice with different settings (also at {first.location})",
+                        item.location,
+                        item.label,
+                    )
+                )
         return tuple(seen.values())
 
     merged = Topology(
@@ -487,5 +513,8 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
 
 
 def _settings(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in fields(obj)
-            if f.name not in ("location", "type_given", "origin")}
+    return {
+        f.name: getattr(obj, f.name)
+        for f in fields(obj)
+        if f.name not in ("location", "type_given", "origin")
+    }

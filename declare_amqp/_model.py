@@ -204,8 +204,7 @@ class Topology:
             seen.setdefault(name)
         for v in self.vhosts:
             seen.setdefault(v.name)
-        for group in (self.exchanges, self.queues, self.bindings, self.policies,
-                      self.consumers):
+        for group in (self.exchanges, self.queues, self.bindings, self.policies, self.consumers):
             for obj in group:
                 seen.setdefault(obj.vhost)
         for name in self.access.vhost_names() if self.access is not None else ():

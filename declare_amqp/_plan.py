@@ -177,13 +177,17 @@ def describe(spec: Spec) -> dict[str, Any]:
     """The properties of an object, as shown in plans (no location)."""
     # Shallow on purpose: argument tables are plain dicts of JSON values already, and
     # dataclasses.asdict deep-copies them (measurable on plans of thousands of objects).
-    return {f.name: dict(v) if isinstance(v := getattr(spec, f.name), Mapping) else v
-            for f in fields(spec) if f.name not in _NOT_SHOWN}
+    return {
+        f.name: dict(v) if isinstance(v := getattr(spec, f.name), Mapping) else v
+        for f in fields(spec)
+        if f.name not in _NOT_SHOWN
+    }
 
 
 # Bookkeeping fields of the specs, neither compared nor shown.
-_NOT_SHOWN = frozenset({"location", "type_given", "origin", "password_hash", "literal_uris",
-                        "uri_digests"})
+_NOT_SHOWN = frozenset(
+    {"location", "type_given", "origin", "password_hash", "literal_uris", "uri_digests"}
+)
 
 
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
@@ -205,19 +209,26 @@ def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Diff
 def _conflict_message(kind: str, diffs: list[Difference], where: Location | None) -> str:
     parts = []
     for d in diffs:
-        parts.append(f"{d.field} is {_show(d.before)} on the broker but {_show(d.after)} in "
-                     f"{where or 'the files'}")
+        parts.append(
+            f"{d.field} is {_show(d.before)} on the broker but {_show(d.after)} in "
+            f"{where or 'the files'}"
+        )
     fixed = "type, durability and arguments" if kind == "queue" else "type, flags and arguments"
     article = "An" if kind[0] in "aeiou" else "A"
     text = "; ".join(parts) + f". {article} {kind}'s {fixed} cannot change once it exists"
     policy_keys = sorted(
-        {_POLICY_EQUIVALENT[d.field.split(".", 1)[1]] for d in diffs
-         if d.field.startswith("arguments.") and d.field.split(".", 1)[1] in _POLICY_EQUIVALENT}
+        {
+            _POLICY_EQUIVALENT[d.field.split(".", 1)[1]]
+            for d in diffs
+            if d.field.startswith("arguments.") and d.field.split(".", 1)[1] in _POLICY_EQUIVALENT
+        }
     )
     lost = " (its messages are lost)" if kind == "queue" else ""
     if policy_keys:
-        text += (f": set {', '.join(policy_keys)} with a policy instead (policies can change "
-                 f"at any time), or delete and re-create the {kind}{lost}")
+        text += (
+            f": set {', '.join(policy_keys)} with a policy instead (policies can change "
+            f"at any time), or delete and re-create the {kind}{lost}"
+        )
     else:
         text += f": delete and re-create the {kind}{lost}, or keep the broker's value in the file"
     return text + "."
@@ -253,8 +264,9 @@ def plan(
     # Dependency order: exchanges, policies, queues (bindings after).
     changes.extend(_named("exchange", desired.exchanges, actual.exchanges, mutable=False))
     changes.extend(_named("policy", desired.policies, actual.policies, mutable=True))
-    changes.extend(_named("queue", desired.queues, _without_legacy_expires(desired, actual),
-                          mutable=False))
+    changes.extend(
+        _named("queue", desired.queues, _without_legacy_expires(desired, actual), mutable=False)
+    )
 
     have_b = {b.key for b in actual.bindings}
     for b in desired.bindings:
@@ -277,8 +289,11 @@ def _without_legacy_expires(desired: Topology, actual: Topology) -> tuple[QueueS
     queues = []
     for q in actual.queues:
         ttl = q.arguments.get("x-message-ttl")
-        if (q.vhost, q.name) in derived and isinstance(ttl, int) and \
-                q.arguments.get("x-expires") == ttl + LEGACY_EXPIRES_GRACE_MS:
+        if (
+            (q.vhost, q.name) in derived
+            and isinstance(ttl, int)
+            and q.arguments.get("x-expires") == ttl + LEGACY_EXPIRES_GRACE_MS
+        ):
             q = replace(q, arguments={k: v for k, v in q.arguments.items() if k != "x-expires"})
         queues.append(q)
     return tuple(queues)
@@ -293,8 +308,14 @@ def _named(
         have = live.get((want.vhost, want.name))
         if have is None:
             origin = getattr(want, "origin", "")
-            yield Change(CREATE, kind, want.vhost, want.name, desired=want,
-                         message=f"derived: {origin}" if origin else "")
+            yield Change(
+                CREATE,
+                kind,
+                want.vhost,
+                want.name,
+                desired=want,
+                message=f"derived: {origin}" if origin else "",
+            )
             continue
         diffs = _compare(want, have)
         if not diffs:
@@ -302,8 +323,16 @@ def _named(
         if mutable:
             yield Change(UPDATE, kind, want.vhost, want.name, want, have, tuple(diffs))
         else:
-            yield Change(CONFLICT, kind, want.vhost, want.name, want, have, tuple(diffs),
-                         _conflict_message(kind, diffs, want.location))
+            yield Change(
+                CONFLICT,
+                kind,
+                want.vhost,
+                want.name,
+                want,
+                have,
+                tuple(diffs),
+                _conflict_message(kind, diffs, want.location),
+            )
 
 
 def _prune(
@@ -324,13 +353,22 @@ def _prune(
     for dq in desired.queues:
         consumed.setdefault(dq.vhost, set()).add(dq.name)
     for q in actual.queues:
-        if q.vhost not in in_scope or (q.vhost, q.name) in want_q \
-                or ("queue", q.vhost, q.name) in referenced:
+        if (
+            q.vhost not in in_scope
+            or (q.vhost, q.name) in want_q
+            or ("queue", q.vhost, q.name) in referenced
+        ):
             continue
         owner = made_by_worker(q.name, q.arguments, consumed.get(q.vhost, ()))
         if owner is not None:
-            yield Change(KEEP, "queue", q.vhost, q.name, actual=q,
-                         message=f"kept: made by priority_worker for {owner}")
+            yield Change(
+                KEEP,
+                "queue",
+                q.vhost,
+                q.name,
+                actual=q,
+                message=f"kept: made by priority_worker for {owner}",
+            )
             continue
         s = stats.get((q.vhost, q.name), QueueStats())
         if (s.messages or s.consumers) and not force:
@@ -339,15 +377,24 @@ def _prune(
                 why.append(f"{s.messages} message{'s' if s.messages != 1 else ''}")
             if s.consumers:
                 why.append(f"{s.consumers} consumer{'s' if s.consumers != 1 else ''}")
-            yield Change(REFUSE, "queue", q.vhost, q.name, actual=q,
-                         message=f"not deleted: it has {' and '.join(why)} (use --force)")
+            yield Change(
+                REFUSE,
+                "queue",
+                q.vhost,
+                q.name,
+                actual=q,
+                message=f"not deleted: it has {' and '.join(why)} (use --force)",
+            )
         else:
             yield Change(DELETE, "queue", q.vhost, q.name, actual=q)
     want_x = {(x.vhost, x.name) for x in desired.exchanges}
     for x in actual.exchanges:
-        if x.vhost in in_scope and (x.vhost, x.name) not in want_x \
-                and not is_builtin_exchange(x.name) \
-                and ("exchange", x.vhost, x.name) not in referenced:
+        if (
+            x.vhost in in_scope
+            and (x.vhost, x.name) not in want_x
+            and not is_builtin_exchange(x.name)
+            and ("exchange", x.vhost, x.name) not in referenced
+        ):
             yield Change(DELETE, "exchange", x.vhost, x.name, actual=x)
     want_p = {(p.vhost, p.name) for p in desired.policies}
     for p in actual.policies:
@@ -404,14 +451,22 @@ def note_broker_defaults(
     changes = []
     for c in the_plan.changes:
         q = c.desired
-        if c.action == CREATE and isinstance(q, QueueSpec) and q.type == "quorum" \
-                and "x-delivery-limit" not in q.arguments:
+        if (
+            c.action == CREATE
+            and isinstance(q, QueueSpec)
+            and q.type == "quorum"
+            and "x-delivery-limit" not in q.arguments
+        ):
             policy = _effective_policy(q, by_name.values())
             limit = policy.definition.get("delivery-limit") if policy is not None else None
             if policy is None or limit is None:
-                c = replace(c, message=(
-                    f"delivery limit {QUORUM_DEFAULT_DELIVERY_LIMIT} (the broker's default for "
-                    "quorum queues since 4.0; set delivery_limit, -1 for none)"))
+                c = replace(
+                    c,
+                    message=(
+                        f"delivery limit {QUORUM_DEFAULT_DELIVERY_LIMIT} (the broker's default for "
+                        "quorum queues since 4.0; set delivery_limit, -1 for none)"
+                    ),
+                )
             else:
                 c = replace(c, message=f"delivery limit {limit} (from policy '{policy.name}')")
         changes.append(c)

@@ -11,8 +11,13 @@ from rich.markup import escape
 
 from ._plan import CONFLICT, CREATE, DELETE, REFUSE, UPDATE, Change, Plan, describe
 
-_SIGN = {CREATE: ("+", "green"), UPDATE: ("~", "yellow"), DELETE: ("-", "red"),
-         CONFLICT: ("!", "bold red"), REFUSE: ("!", "magenta")}
+_SIGN = {
+    CREATE: ("+", "green"),
+    UPDATE: ("~", "yellow"),
+    DELETE: ("-", "red"),
+    CONFLICT: ("!", "bold red"),
+    REFUSE: ("!", "magenta"),
+}
 
 
 def _value(value: Any) -> str:
@@ -36,8 +41,10 @@ def _details(change: Change) -> str:
         return ", ".join(flags)
     if change.kind == "policy":
         definition = ", ".join(f"{k}={_value(v)}" for k, v in sorted(props["definition"].items()))
-        return f"/{props['pattern']}/ on {props['apply_to']}, priority {props['priority']}: " \
-               f"{definition}"
+        return (
+            f"/{props['pattern']}/ on {props['apply_to']}, priority {props['priority']}: "
+            f"{definition}"
+        )
     shown = getattr(spec, "shown", None)  # the access objects describe themselves
     return shown if isinstance(shown, str) else ""
 
@@ -57,9 +64,12 @@ def _line(change: Change, markup: bool) -> str:
             details = f"{details}; {change.message}" if details else change.message
         return f"  {head}" + ("  " + styled("dim", details) if details else "") + where
     if change.action == UPDATE:
-        diffs = "; ".join("password (changed)" if d.field == "password"  # never a value
-                          else f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
-                          for d in change.differences)
+        diffs = "; ".join(
+            "password (changed)"
+            if d.field == "password"  # never a value
+            else f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
+            for d in change.differences
+        )
         return f"  {head}  {escape(diffs) if markup else diffs}{where}"
     label = "conflict:" if change.action == CONFLICT else "refused:"
     message = escape(change.message) if markup else change.message
@@ -94,8 +104,10 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
     out(("[bold]Plan[/]" if markup else "Plan") + f" for {escape(target) if markup else target}")
     if plan.is_empty:
         vhosts = ", ".join(plan.vhosts) or "no vhosts"
-        out(("[green]No changes.[/]" if markup else "No changes.")
-            + f" The broker matches the topology ({escape(vhosts) if markup else vhosts}).")
+        out(
+            ("[green]No changes.[/]" if markup else "No changes.")
+            + f" The broker matches the topology ({escape(vhosts) if markup else vhosts})."
+        )
         _kept(out, plan, markup)
         return
     by_vhost: dict[str, list[Change]] = {}

@@ -46,11 +46,17 @@ class SavedPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": KIND, "format": FORMAT, "tool": self.tool,
+            "kind": KIND,
+            "format": FORMAT,
+            "tool": self.tool,
             "files": [{"path": p, "sha256": d} for p, d in self.files],
             "options": dict(self.options),
-            "broker": {"target": self.target, "version": self.version,
-                       "fingerprint": self.fingerprint, "objects": dict(self.objects)},
+            "broker": {
+                "target": self.target,
+                "version": self.version,
+                "fingerprint": self.fingerprint,
+                "objects": dict(self.objects),
+            },
             "plan": dict(self.plan),
         }
 
@@ -71,11 +77,11 @@ def state_objects(actual: Topology) -> dict[str, str]:
     """One short digest per object the broker holds in the vhosts read."""
     objects: dict[str, str] = {}
 
-    for group in (actual.vhosts, actual.exchanges, actual.queues, actual.bindings,
-                  actual.policies):
+    for group in (actual.vhosts, actual.exchanges, actual.queues, actual.bindings, actual.policies):
         for spec in group:  # keyed by label: "queue 'q' (vhost v)", read in messages
-            objects[spec.label] = hashlib.sha256(
-                canonical(describe(spec)).encode()).hexdigest()[:16]
+            objects[spec.label] = hashlib.sha256(canonical(describe(spec)).encode()).hexdigest()[
+                :16
+            ]
     return dict(sorted(objects.items()))
 
 
@@ -105,13 +111,19 @@ def read(path: str) -> SavedPlan:
     except (OSError, ValueError) as exc:
         raise DeclareAmqpError(f"{path}: cannot read the saved plan: {exc}") from exc
     if doc.get("format") != FORMAT:
-        raise SavedPlanRefused(f"{path}: saved plan format {doc.get('format')!r} is not "
-                               f"{FORMAT}; make the plan again with this declare-amqp")
+        raise SavedPlanRefused(
+            f"{path}: saved plan format {doc.get('format')!r} is not "
+            f"{FORMAT}; make the plan again with this declare-amqp"
+        )
     broker = doc["broker"]
     return SavedPlan(
         files=tuple((f["path"], f["sha256"]) for f in doc["files"]),
-        options=doc["options"], target=broker["target"], version=broker["version"],
-        fingerprint=broker["fingerprint"], objects=broker["objects"], plan=doc["plan"],
+        options=doc["options"],
+        target=broker["target"],
+        version=broker["version"],
+        fingerprint=broker["fingerprint"],
+        objects=broker["objects"],
+        plan=doc["plan"],
         tool=doc.get("tool", ""),
     )
 
@@ -125,8 +137,11 @@ def write(path: str, saved: SavedPlan, redact: Any) -> None:
 def changed_files(saved: SavedPlan) -> list[str]:
     """The files whose bytes differ from the plan's (or that are gone)."""
     now = dict(file_digests([p for p, _ in saved.files]))
-    return [f"{p} ({'missing' if now[p] == 'missing' else 'changed'})"
-            for p, d in saved.files if now[p] != d]
+    return [
+        f"{p} ({'missing' if now[p] == 'missing' else 'changed'})"
+        for p, d in saved.files
+        if now[p] != d
+    ]
 
 
 def changed_objects(saved: SavedPlan, objects: Mapping[str, str]) -> list[str]:
@@ -142,8 +157,10 @@ def check_files(saved: SavedPlan, path: str) -> None:
     """Refuse (``SavedPlanRefused``) when a file changed since the plan was made."""
     files = changed_files(saved)
     if files:
-        raise SavedPlanRefused(f"{path}: the files changed since the plan was made: "
-                               f"{', '.join(files)}; nothing was changed. Make the plan again.")
+        raise SavedPlanRefused(
+            f"{path}: the files changed since the plan was made: "
+            f"{', '.join(files)}; nothing was changed. Make the plan again."
+        )
 
 
 def check_broker(saved: SavedPlan, path: str, objects: Mapping[str, str]) -> None:
@@ -151,6 +168,8 @@ def check_broker(saved: SavedPlan, path: str, objects: Mapping[str, str]) -> Non
     if fingerprint(objects) != saved.fingerprint:
         what = changed_objects(saved, objects)
         shown = ", ".join(what[:10]) + (f" and {len(what) - 10} more" if len(what) > 10 else "")
-        raise SavedPlanRefused(f"{path}: the broker changed since the plan was made "
-                               f"({shown or 'its state differs'}); nothing was changed. Make "
-                               "the plan again.")
+        raise SavedPlanRefused(
+            f"{path}: the broker changed since the plan was made "
+            f"({shown or 'its state differs'}); nothing was changed. Make "
+            "the plan again."
+        )

@@ -37,8 +37,9 @@ def _property(key: Key) -> dict[str, Any]:
     return prop
 
 
-def _object(keys: Sequence[Key], description: str,
-            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def _object(
+    keys: Sequence[Key], description: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     props = {k.name: _property(k) for k in keys}
     props.update(overrides or {})
     return {
@@ -53,20 +54,33 @@ def _object(keys: Sequence[Key], description: str,
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a topology file."""
     queue_binding = _object(QUEUE_BINDING_KEYS, "A binding of this queue.")
-    top = _object(TOP_KEYS, "A declare-amqp topology file.", {
-        "vhosts": {"type": "array", "description": "Virtual hosts to create.",
-                   "items": {"anyOf": [{"type": "string"},
-                                       _object(VHOST_KEYS, "A virtual host.")]}},
-        "exchanges": {"type": "array", "items": {"$ref": "#/$defs/exchange"}},
-        "queues": {"type": "array", "items": {"$ref": "#/$defs/queue"}},
-        "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
-        "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
-        "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
-        **{key: {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}} for key, ref in (
-            ("users", "user"), ("permissions", "permission"),
-            ("topic_permissions", "topic_permission"), ("operator_policies", "operator_policy"),
-            ("federation_upstreams", "federation_upstream"), ("shovels", "shovel"))},
-    })
+    top = _object(
+        TOP_KEYS,
+        "A declare-amqp topology file.",
+        {
+            "vhosts": {
+                "type": "array",
+                "description": "Virtual hosts to create.",
+                "items": {"anyOf": [{"type": "string"}, _object(VHOST_KEYS, "A virtual host.")]},
+            },
+            "exchanges": {"type": "array", "items": {"$ref": "#/$defs/exchange"}},
+            "queues": {"type": "array", "items": {"$ref": "#/$defs/queue"}},
+            "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
+            "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
+            "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
+            **{
+                key: {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}}
+                for key, ref in (
+                    ("users", "user"),
+                    ("permissions", "permission"),
+                    ("topic_permissions", "topic_permission"),
+                    ("operator_policies", "operator_policy"),
+                    ("federation_upstreams", "federation_upstream"),
+                    ("shovels", "shovel"),
+                )
+            },
+        },
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://declare-amqp.invalid/topology.schema.json",
@@ -74,22 +88,42 @@ def json_schema() -> dict[str, Any]:
         **top,
         "$defs": {
             "exchange": _object(EXCHANGE_KEYS, "An exchange."),
-            "queue": _object(QUEUE_KEYS, "A queue.", {
-                "bindings": {"type": "array", "items": queue_binding},
-                "type": {**_property(next(k for k in QUEUE_KEYS if k.name == "type"))},
-            }),
+            "queue": _object(
+                QUEUE_KEYS,
+                "A queue.",
+                {
+                    "bindings": {"type": "array", "items": queue_binding},
+                    "type": {**_property(next(k for k in QUEUE_KEYS if k.name == "type"))},
+                },
+            ),
             "binding": _object(BINDING_KEYS, "A binding (exchange-to-exchange included)."),
             "policy": _object(POLICY_KEYS, "A policy."),
-            "consumer": _object(CONSUMER_KEYS, "An application consuming with priority_worker.", {
-                "queues": {"type": "array", "minItems": 1,
-                           "items": _object(CONSUMED_QUEUE_KEYS, "A consumed queue.")},
-                "retry": _object(RETRY_KEYS, "Retries after handler errors.", {
-                    "delays": {"type": "array", "items": {"type": "number",
-                                                          "exclusiveMinimum": 0}},
-                }),
-            }),
-            "user": _object(USER_KEYS, "A user; the password only by reference or as a hash "
-                            "(a literal `password` is refused)."),
+            "consumer": _object(
+                CONSUMER_KEYS,
+                "An application consuming with priority_worker.",
+                {
+                    "queues": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _object(CONSUMED_QUEUE_KEYS, "A consumed queue."),
+                    },
+                    "retry": _object(
+                        RETRY_KEYS,
+                        "Retries after handler errors.",
+                        {
+                            "delays": {
+                                "type": "array",
+                                "items": {"type": "number", "exclusiveMinimum": 0},
+                            },
+                        },
+                    ),
+                },
+            ),
+            "user": _object(
+                USER_KEYS,
+                "A user; the password only by reference or as a hash "
+                "(a literal `password` is refused).",
+            ),
             "permission": _object(PERMISSION_KEYS, "Permissions of a user on a vhost."),
             "topic_permission": _object(TOPIC_PERMISSION_KEYS, "Topic permissions of a user."),
             "operator_policy": _object(OPERATOR_POLICY_KEYS, "An operator policy."),

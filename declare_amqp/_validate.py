@@ -35,8 +35,16 @@ from ._model import (
 
 # Exchanges every vhost has; they can be bound to but never declared or deleted.
 BUILTIN_EXCHANGES = frozenset(
-    {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match",
-     "amq.rabbitmq.trace", "amq.rabbitmq.log"}
+    {
+        "",
+        "amq.direct",
+        "amq.fanout",
+        "amq.topic",
+        "amq.headers",
+        "amq.match",
+        "amq.rabbitmq.trace",
+        "amq.rabbitmq.log",
+    }
 )
 
 
@@ -51,15 +59,28 @@ def validate(desired: Topology) -> list[Problem]:
     add = problems.append
     for x in desired.exchanges:
         if x.name == "":
-            add(Problem("an exchange needs a name (the default exchange cannot be declared)",
-                        x.location, x.label))
+            add(
+                Problem(
+                    "an exchange needs a name (the default exchange cannot be declared)",
+                    x.location,
+                    x.label,
+                )
+            )
         elif x.name.startswith("amq."):
-            add(Problem("names starting with 'amq.' are reserved for the broker",
-                        x.location, x.label))
+            add(
+                Problem(
+                    "names starting with 'amq.' are reserved for the broker", x.location, x.label
+                )
+            )
         if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
-            add(Problem(f"unknown exchange type '{x.type}' (expected "
-                        f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
-                        x.location, x.label))
+            add(
+                Problem(
+                    f"unknown exchange type '{x.type}' (expected "
+                    f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
+                    x.location,
+                    x.label,
+                )
+            )
         # An exchange that is its own alternate exchange is accepted by the broker: a
         # warning (_fit.fit_warnings).
     for q in desired.queues:
@@ -73,8 +94,7 @@ def validate(desired: Topology) -> list[Problem]:
         try:
             re.compile(p.pattern)
         except re.error as exc:
-            add(Problem(f"pattern is not a valid regular expression: {exc}",
-                        p.location, p.label))
+            add(Problem(f"pattern is not a valid regular expression: {exc}", p.location, p.label))
         if not p.definition:
             add(Problem("definition must not be empty", p.location, p.label))
         for key in p.definition:
@@ -84,21 +104,30 @@ def validate(desired: Topology) -> list[Problem]:
                 add(Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label))
         for key in ("max-priority", "queue-type", "x-queue-type", "durable"):
             if key in p.definition:
-                add(Problem(f"'{key}' cannot be set by a policy; it is fixed when the queue "
-                            "is declared", p.location, p.label))
+                add(
+                    Problem(
+                        f"'{key}' cannot be set by a policy; it is fixed when the queue "
+                        "is declared",
+                        p.location,
+                        p.label,
+                    )
+                )
     return problems
 
 
 def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
     if q.name == "":
-        yield Problem("a queue needs a name (server-named queues are not declarative)",
-                      q.location, q.label)
+        yield Problem(
+            "a queue needs a name (server-named queues are not declarative)", q.location, q.label
+        )
     elif q.name.startswith("amq."):
-        yield Problem("names starting with 'amq.' are reserved for the broker",
-                      q.location, q.label)
+        yield Problem("names starting with 'amq.' are reserved for the broker", q.location, q.label)
     if q.type not in QUEUE_TYPES:
-        yield Problem(f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
-                      q.location, q.label)
+        yield Problem(
+            f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
+            q.location,
+            q.label,
+        )
         return
     if q.type in ("quorum", "stream"):
         if not q.durable:
@@ -111,24 +140,27 @@ def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
             shown = f"{alias.name} ({arg})" if alias else arg
             hint = ""
             if q.type == "quorum" and arg == "x-max-priority":
-                hint = (" (RabbitMQ 4.x quorum queues have message priorities of their own: "
-                        "publish with a priority, no argument needed; or use a classic queue)")
-            yield Problem(f"{shown} is not supported by {q.type} queues{hint}", q.location,
-                          q.label)
+                hint = (
+                    " (RabbitMQ 4.x quorum queues have message priorities of their own: "
+                    "publish with a priority, no argument needed; or use a classic queue)"
+                )
+            yield Problem(f"{shown} is not supported by {q.type} queues{hint}", q.location, q.label)
         known = ARGUMENT_TYPES.get(arg)
         value = q.arguments[arg]
         if known is None:
             continue
         if not type_fits(value, known.types):  # the one rule (_fit), as loader and exporter
-            yield Problem(f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
-                          q.location, q.label)
+            yield Problem(
+                f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
+                q.location,
+                q.label,
+            )
             continue
         wrong = value_problem(known, value)
         if wrong is not None:
             yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
     if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
-        yield Problem("dead_letter_routing_key needs dead_letter_exchange too",
-                      q.location, q.label)
+        yield Problem("dead_letter_routing_key needs dead_letter_exchange too", q.location, q.label)
     # overflow reject-publish-dlx on a quorum queue: the broker accepts it, so it is a
     # warning (_fit.fit_warnings).
 
@@ -137,8 +169,12 @@ def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Proble
     """Plugin exchange types the broker does not offer (the plugin is not enabled)."""
     offered = set(known)
     return [
-        Problem(f"exchange type '{x.type}' is not offered by this broker (is its plugin "
-                f"enabled? it offers {', '.join(sorted(offered))})", x.location, x.label)
+        Problem(
+            f"exchange type '{x.type}' is not offered by this broker (is its plugin "
+            f"enabled? it offers {', '.join(sorted(offered))})",
+            x.location,
+            x.label,
+        )
         for x in desired.exchanges
         if offered and x.type not in offered
     ]
@@ -154,8 +190,11 @@ def check_references(
     declares.
     """
     problems: list[Problem] = []
-    nowhere = " and does not exist on the broker" if broker_read else \
-        " (it must exist on the broker; plan and apply check that)"
+    nowhere = (
+        " and does not exist on the broker"
+        if broker_read
+        else " (it must exist on the broker; plan and apply check that)"
+    )
     exchanges = {(x.vhost, x.name) for x in (*desired.exchanges, *actual.exchanges)}
     queues = {(q.vhost, q.name) for q in (*desired.queues, *actual.queues)}
     vhosts = {v.name for v in (*desired.vhosts, *actual.vhosts)}
@@ -165,37 +204,63 @@ def check_references(
 
     for v in desired.vhost_names():
         if v not in vhosts:
-            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
-                          | ConsumerSpec] = [
-                *desired.exchanges, *desired.queues, *desired.bindings, *desired.policies,
-                *desired.consumers]
+            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | ConsumerSpec] = [
+                *desired.exchanges,
+                *desired.queues,
+                *desired.bindings,
+                *desired.policies,
+                *desired.consumers,
+            ]
             first = next((o for o in objects if o.vhost == v), None)
-            problems.append(Problem(f"vhost '{v}' does not exist on the broker and no file "
-                                    "lists it under 'vhosts'",
-                                    first.location if first else None,
-                                    first.label if first else None))
+            problems.append(
+                Problem(
+                    f"vhost '{v}' does not exist on the broker and no file lists it under 'vhosts'",
+                    first.location if first else None,
+                    first.label if first else None,
+                )
+            )
     for b in desired.bindings:
         if not exchange_exists(b.vhost, b.source):
-            problems.append(Problem(f"source exchange '{b.source}' is declared in no file"
-                                    + nowhere, b.location, b.label))
+            problems.append(
+                Problem(
+                    f"source exchange '{b.source}' is declared in no file" + nowhere,
+                    b.location,
+                    b.label,
+                )
+            )
         if b.destination_type == "queue" and (b.vhost, b.destination) not in queues:
-            problems.append(Problem(f"queue '{b.destination}' is declared in no file" + nowhere,
-                                    b.location, b.label))
+            problems.append(
+                Problem(
+                    f"queue '{b.destination}' is declared in no file" + nowhere, b.location, b.label
+                )
+            )
         if b.destination_type == "exchange" and not exchange_exists(b.vhost, b.destination):
-            problems.append(Problem(f"destination exchange '{b.destination}' is declared in no "
-                                    "file" + nowhere, b.location, b.label))
+            problems.append(
+                Problem(
+                    f"destination exchange '{b.destination}' is declared in no file" + nowhere,
+                    b.location,
+                    b.label,
+                )
+            )
     # A missing alternate or dead-letter exchange is accepted by the broker: a warning
     # (``_warnings.reference_warnings``), not an error.
     problems += check_consumer_references(
-        desired, lambda vhost, name: (vhost, name) in queues, exchange_exists, nowhere)
+        desired, lambda vhost, name: (vhost, name) in queues, exchange_exists, nowhere
+    )
     return problems
 
 
 # Policy keys of classic queue mirroring, removed in RabbitMQ 4.0.
-MIRRORING_KEYS = frozenset({
-    "ha-mode", "ha-params", "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown",
-    "ha-promote-on-failure",
-})
+MIRRORING_KEYS = frozenset(
+    {
+        "ha-mode",
+        "ha-params",
+        "ha-sync-mode",
+        "ha-sync-batch-size",
+        "ha-promote-on-shutdown",
+        "ha-promote-on-failure",
+    }
+)
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -222,43 +287,79 @@ def check_broker_version(desired: Topology, version: str) -> tuple[list[Problem]
         for p in desired.policies:
             keys = sorted(k for k in p.definition if k in MIRRORING_KEYS)
             if keys:
-                errors.append(Problem(
-                    f"{', '.join(keys)}: classic queue mirroring was removed in RabbitMQ 4.0 "
-                    f"(this broker is {version}) and the broker refuses these keys; use quorum "
-                    "queues (type: quorum) for replicated queues", p.location, p.label))
+                errors.append(
+                    Problem(
+                        f"{', '.join(keys)}: classic queue mirroring was removed in RabbitMQ 4.0 "
+                        f"(this broker is {version}) and the broker refuses these keys; use quorum "
+                        "queues (type: quorum) for replicated queues",
+                        p.location,
+                        p.label,
+                    )
+                )
         for q in desired.queues:
             if q.type == "classic" and not q.durable:
-                text = ("transient (durable: false) non-exclusive queues are deprecated since "
-                        "RabbitMQ 4.0")
+                text = (
+                    "transient (durable: false) non-exclusive queues are deprecated since "
+                    "RabbitMQ 4.0"
+                )
                 if v >= (4, 3):
-                    errors.append(Problem(
-                        f"{text} and denied by default from 4.3 on (this broker is {version}); "
-                        "make the queue durable, or let the application declare it exclusive",
-                        q.location, q.label))
+                    errors.append(
+                        Problem(
+                            f"{text} and denied by default from 4.3 on (this broker is {version}); "
+                            "make the queue durable, or let the application declare it exclusive",
+                            q.location,
+                            q.label,
+                        )
+                    )
                 else:
-                    warnings.append(Problem(
-                        f"{text} and denied by default from 4.3 on (this broker is {version}); "
-                        "make the queue durable", q.location, q.label))
+                    warnings.append(
+                        Problem(
+                            f"{text} and denied by default from 4.3 on (this broker is {version}); "
+                            "make the queue durable",
+                            q.location,
+                            q.label,
+                        )
+                    )
     if v >= (4, 3):
         for q in desired.queues:
             if "x-queue-mode" in q.arguments:
-                errors.append(Problem(
-                    f"queue_mode (x-queue-mode) is refused from RabbitMQ 4.3 on (this broker is "
-                    f"{version}); classic queues keep messages on disk anyway: remove it",
-                    q.location, q.label))
+                errors.append(
+                    Problem(
+                        "queue_mode (x-queue-mode) is refused from RabbitMQ 4.3 on "
+                        f"(this broker is "
+                        f"{version}); classic queues keep messages on disk anyway: remove it",
+                        q.location,
+                        q.label,
+                    )
+                )
             if q.arguments.get("x-queue-version") == 1:
-                errors.append(Problem(
-                    f"queue_version 1 is refused from RabbitMQ 4.3 on (this broker is "
-                    f"{version}); remove it (version 2 is the only one)", q.location, q.label))
+                errors.append(
+                    Problem(
+                        f"queue_version 1 is refused from RabbitMQ 4.3 on (this broker is "
+                        f"{version}); remove it (version 2 is the only one)",
+                        q.location,
+                        q.label,
+                    )
+                )
         for p in desired.policies:
             if "queue-mode" in p.definition:
-                errors.append(Problem(
-                    f"queue-mode is refused from RabbitMQ 4.3 on (this broker is {version}); "
-                    "remove it from the policy", p.location, p.label))
+                errors.append(
+                    Problem(
+                        f"queue-mode is refused from RabbitMQ 4.3 on (this broker is {version}); "
+                        "remove it from the policy",
+                        p.location,
+                        p.label,
+                    )
+                )
             if p.definition.get("queue-version") == 1:
-                errors.append(Problem(
-                    f"queue-version 1 is refused from RabbitMQ 4.3 on (this broker is "
-                    f"{version}); remove it from the policy", p.location, p.label))
+                errors.append(
+                    Problem(
+                        f"queue-version 1 is refused from RabbitMQ 4.3 on (this broker is "
+                        f"{version}); remove it from the policy",
+                        p.location,
+                        p.label,
+                    )
+                )
     return errors, warnings
 
 
@@ -278,16 +379,28 @@ def resolve_queue_types(
     changed = False
     for q in desired.queues:
         default = default_queue_types.get(q.vhost)
-        if q.type_given or not q.durable or q.auto_delete \
-                or default not in ("quorum", "stream") or default == q.type:
+        if (
+            q.type_given
+            or not q.durable
+            or q.auto_delete
+            or default not in ("quorum", "stream")
+            or default == q.type
+        ):
             queues.append(q)
             continue
         resolved = dataclasses.replace(q, type=default)
         for problem in _validate_queue(resolved):
-            problems.append(dataclasses.replace(problem, message=(
-                f"vhost '{q.vhost}' makes queues {default} by default (default_queue_type), "
-                f"and this one names no type: {problem.message}; write 'type: classic' to "
-                "keep a classic queue")))
+            problems.append(
+                dataclasses.replace(
+                    problem,
+                    message=(
+                        f"vhost '{q.vhost}' makes queues {default} by default "
+                        "(default_queue_type), "
+                        f"and this one names no type: {problem.message}; write 'type: classic' to "
+                        "keep a classic queue"
+                    ),
+                )
+            )
         queues.append(resolved)
         changed = True
     if not changed:

@@ -36,23 +36,34 @@ def reference_warnings(
     def missing(vhost: str, name: str) -> bool:
         return name not in BUILTIN_EXCHANGES and (vhost, name) not in exchanges
 
-    where = ("is declared in no file and does not exist on the broker" if broker_read
-             else "is declared in no file (unless the broker has it; plan and apply check)")
+    where = (
+        "is declared in no file and does not exist on the broker"
+        if broker_read
+        else "is declared in no file (unless the broker has it; plan and apply check)"
+    )
     found: list[Problem] = []
     for x in desired.exchanges:
         ae = x.alternate_exchange
         if ae is not None and missing(x.vhost, ae):
-            found.append(Problem(
-                f"alternate exchange '{ae}' {where}: RabbitMQ accepts this, but messages that "
-                "no binding routes are dropped until that exchange exists",
-                x.location, x.label))
+            found.append(
+                Problem(
+                    f"alternate exchange '{ae}' {where}: RabbitMQ accepts this, but messages that "
+                    "no binding routes are dropped until that exchange exists",
+                    x.location,
+                    x.label,
+                )
+            )
     for q in desired.queues:
         dlx = q.arguments.get("x-dead-letter-exchange")
         if isinstance(dlx, str) and missing(q.vhost, dlx):
-            found.append(Problem(
-                f"dead-letter exchange '{dlx}' {where}: RabbitMQ accepts this, but rejected, "
-                "expired and overflowing messages are lost until that exchange exists",
-                q.location, q.label))
+            found.append(
+                Problem(
+                    f"dead-letter exchange '{dlx}' {where}: RabbitMQ accepts this, but rejected, "
+                    "expired and overflowing messages are lost until that exchange exists",
+                    q.location,
+                    q.label,
+                )
+            )
     for p in desired.policies:
         for key, consequence in (
             ("alternate-exchange", "messages that no binding routes are dropped"),
@@ -60,26 +71,37 @@ def reference_warnings(
         ):
             name = p.definition.get(key)
             if isinstance(name, str) and missing(p.vhost, name):
-                found.append(Problem(
-                    f"{key} '{name}' {where}: RabbitMQ accepts this, but {consequence} until "
-                    "that exchange exists", p.location, p.label))
+                found.append(
+                    Problem(
+                        f"{key} '{name}' {where}: RabbitMQ accepts this, but {consequence} until "
+                        "that exchange exists",
+                        p.location,
+                        p.label,
+                    )
+                )
     return found
 
 
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     """By file and line, the order people read them in."""
-    return sorted(problems, key=lambda p: (p.location.file, p.location.line)
-                  if p.location else ("", 0))
+    return sorted(
+        problems, key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0)
+    )
 
 
 def strict(warnings: Sequence[Problem]) -> None:
     """``--strict``: raise the warnings as a TopologyError (exit 1, nothing written)."""
     if warnings:
-        raise TopologyError([Problem(f"{p.message} (an error with --strict)", p.location,
-                                     p.object) for p in warnings])
+        raise TopologyError(
+            [
+                Problem(f"{p.message} (an error with --strict)", p.location, p.object)
+                for p in warnings
+            ]
+        )
 
 
 def plan_warnings(desired: Topology, actual: Topology) -> list[Problem]:
     """Every warning of a plan: the loader's, the values' (``_fit``) and the references'."""
-    return sort_problems([*desired.warnings, *fit_warnings(desired),
-                          *reference_warnings(desired, actual)])
+    return sort_problems(
+        [*desired.warnings, *fit_warnings(desired), *reference_warnings(desired, actual)]
+    )

@@ -110,9 +110,7 @@ def dead_letter_queue_name(queue: str) -> str:
     return f"{queue}.dead"
 
 
-def made_by_worker(
-    name: str, arguments: Mapping[str, Any], queues: Collection[str]
-) -> str | None:
+def made_by_worker(name: str, arguments: Mapping[str, Any], queues: Collection[str]) -> str | None:
     """The consumed queue (one of ``queues``) that ``name`` is a worker-made queue of, or None.
 
     By the naming rule *and* the arguments the worker gives: a queue that is merely called

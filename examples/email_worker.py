@@ -65,19 +65,25 @@ def _print_summary() -> None:
 def main() -> None:
     """Run the worker until SIGTERM/SIGINT or for ``--seconds``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get(
-        "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument(
+        "--url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument("--http-port", type=int, default=None)
     parser.add_argument("--mode", default="weighted")
     args = parser.parse_args()
     worker = Worker(
         args.url,
-        [Queue("email.high", prefetch=10, dead_letter_exchange="email.dlx"),
-         Queue("email.default", prefetch=2, dead_letter_exchange="email.dlx")],
-        send_email, mode=args.mode, http_port=args.http_port,
+        [
+            Queue("email.high", prefetch=10, dead_letter_exchange="email.dlx"),
+            Queue("email.default", prefetch=2, dead_letter_exchange="email.dlx"),
+        ],
+        send_email,
+        mode=args.mode,
+        http_port=args.http_port,
     )
     if args.seconds:
+
         async def bounded() -> None:
             await worker.start()
             await asyncio.sleep(args.seconds)

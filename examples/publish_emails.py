@@ -39,10 +39,16 @@ async def publish(url: str, counts: dict[str, int], greylisted: int = 0) -> int:
                 email = {"to": f"user{i}@example.com", "kind": key, "n": i}
                 if key == "email.high" and i < greylisted:
                     email["greylisted"] = True
-                futures.append(publisher.publish(
-                    "email", key, json.dumps(email).encode(),
-                    properties=Properties(content_type="application/json",
-                                          message_id=str(uuid.uuid4()))))
+                futures.append(
+                    publisher.publish(
+                        "email",
+                        key,
+                        json.dumps(email).encode(),
+                        properties=Properties(
+                            content_type="application/json", message_id=str(uuid.uuid4())
+                        ),
+                    )
+                )
                 if len(futures) % 1000 == 0:
                     await asyncio.sleep(0)  # let confirms come in while we publish
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -76,14 +82,23 @@ def purge(url: str) -> dict[str, int]:
 def main() -> None:
     """Parse arguments, optionally purge, publish, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get(
-        "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument(
+        "--url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
     parser.add_argument("--high", type=int, default=6000)
     parser.add_argument("--default", type=int, default=1600)
-    parser.add_argument("--bulk", type=int, default=400,
-                        help="emails with the unbound key email.bulk (alternate exchange)")
-    parser.add_argument("--greylisted", type=int, default=0,
-                        help="this many email.high emails are greylisted once (retried in 30 s)")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        default=400,
+        help="emails with the unbound key email.bulk (alternate exchange)",
+    )
+    parser.add_argument(
+        "--greylisted",
+        type=int,
+        default=0,
+        help="this many email.high emails are greylisted once (retried in 30 s)",
+    )
     parser.add_argument("--purge", action="store_true", help="empty the queues first")
     parser.add_argument("--quiet", action="store_true", help="print only what was purged")
     args = parser.parse_args()
@@ -94,11 +109,18 @@ def main() -> None:
     if not (args.high or args.default or args.bulk):
         return
     started = time.perf_counter()
-    n = asyncio.run(publish(args.url, {"email.high": args.high, "email.default": args.default,
-                                       "email.bulk": args.bulk}, args.greylisted))
-    print(f"published and confirmed {n} emails in {time.perf_counter() - started:.1f}s "
-          f"(email.high={args.high} email.default={args.default} email.bulk={args.bulk} "
-          "-> email.default via email-undeliverable)")
+    n = asyncio.run(
+        publish(
+            args.url,
+            {"email.high": args.high, "email.default": args.default, "email.bulk": args.bulk},
+            args.greylisted,
+        )
+    )
+    print(
+        f"published and confirmed {n} emails in {time.perf_counter() - started:.1f}s "
+        f"(email.high={args.high} email.default={args.default} email.bulk={args.bulk} "
+        "-> email.default via email-undeliverable)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,20 @@ _PROPERTY_NAMES = tuple(Properties.__dataclass_fields__)
 _get_properties = operator.attrgetter(*_PROPERTY_NAMES)
 # pika.BasicProperties takes the same 13 properties in the same order (then cluster_id).
 assert _PROPERTY_NAMES == (
-    "content_type", "content_encoding", "headers", "delivery_mode", "priority",
-    "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type", "user_id",
-    "app_id")
+    "content_type",
+    "content_encoding",
+    "headers",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
 _HEADERS = _PROPERTY_NAMES.index("headers")
 _EMPTY_PROPERTIES = Properties()
 
@@ -56,8 +67,10 @@ def to_properties(props: pika.BasicProperties) -> Properties:
     return Properties(*_get_properties(props))
 
 
-def to_pika(props: Properties | None, extra_headers: Mapping[str, Any] | None = None,
-            ) -> pika.BasicProperties:
+def to_pika(
+    props: Properties | None,
+    extra_headers: Mapping[str, Any] | None = None,
+) -> pika.BasicProperties:
     """Our Properties as pika's BasicProperties (headers copied, ``extra_headers`` added)."""
     if props is None:
         return pika.BasicProperties(headers=dict(extra_headers) if extra_headers else None)
@@ -150,8 +163,7 @@ class _PreEncodedProperties(pika.BasicProperties):  # type: ignore[misc]
 
 def _tag_entry(tag: int) -> bytes:
     # As pika encodes an int: "I" (signed 32 bits) when it fits, else "l" (64 bits).
-    return _TAG_ENTRY_KEY + (_TAG_INT.pack(b"I", tag) if tag < 2**31 else
-                             _TAG_LONG.pack(b"l", tag))
+    return _TAG_ENTRY_KEY + (_TAG_INT.pack(b"I", tag) if tag < 2**31 else _TAG_LONG.pack(b"l", tag))
 
 
 _ENCODED: dict[Properties, tuple[list[bytes], int, list[bytes]]] = {}
@@ -170,7 +182,7 @@ def _encoded_parts(props: Properties) -> tuple[list[bytes], int, list[bytes]] | 
         values[_HEADERS] = {}
         pieces = pika.BasicProperties(*values).encode()
         i = _table_index(props)
-        parts = (pieces[:i], _TABLE_SIZE.unpack(pieces[i])[0], pieces[i + 1:])
+        parts = (pieces[:i], _TABLE_SIZE.unpack(pieces[i])[0], pieces[i + 1 :])
         if len(_ENCODED) >= _ENCODED_MAX:
             _ENCODED.clear()
         _ENCODED[props] = parts
@@ -202,8 +214,9 @@ def _tagged_pika(properties: Properties, tag: int) -> pika.BasicProperties:
         props = _TaggedProperties(*values)
         props.publish_tag = tag
         return props
-    values[_HEADERS] = {PUBLISH_TAG_HEADER: tag, **headers} if headers else {
-        PUBLISH_TAG_HEADER: tag}
+    values[_HEADERS] = (
+        {PUBLISH_TAG_HEADER: tag, **headers} if headers else {PUBLISH_TAG_HEADER: tag}
+    )
     return pika.BasicProperties(*values)
 
 
@@ -211,10 +224,24 @@ def _check_tagged_encoding() -> bool:
     samples = [
         Properties(),
         Properties(content_type="application/json", delivery_mode=2),
-        Properties(content_encoding="gzip", headers={"a": 1, "b": "x"}, message_id="m",
-                   priority=3, app_id="app", timestamp=5, type="t", expiration="100"),
-        Properties(content_type="text/plain", content_encoding="utf-8", headers={},
-                   correlation_id="c", reply_to="r", user_id="guest"),
+        Properties(
+            content_encoding="gzip",
+            headers={"a": 1, "b": "x"},
+            message_id="m",
+            priority=3,
+            app_id="app",
+            timestamp=5,
+            type="t",
+            expiration="100",
+        ),
+        Properties(
+            content_type="text/plain",
+            content_encoding="utf-8",
+            headers={},
+            correlation_id="c",
+            reply_to="r",
+            user_id="guest",
+        ),
     ]
     try:
         for props in samples:
@@ -247,12 +274,28 @@ _TAGGED_ENCODING_OK = _check_tagged_encoding()
 class Delivery:
     """A message as it came off one channel; ``channel`` is needed to settle it."""
 
-    __slots__ = ("channel", "queue", "delivery_tag", "redelivered", "exchange", "routing_key",
-                 "properties", "body")
+    __slots__ = (
+        "channel",
+        "queue",
+        "delivery_tag",
+        "redelivered",
+        "exchange",
+        "routing_key",
+        "properties",
+        "body",
+    )
 
-    def __init__(self, channel: ConsumerChannel, queue: str, delivery_tag: int,
-                 redelivered: bool, exchange: str, routing_key: str, properties: Properties,
-                 body: bytes) -> None:
+    def __init__(
+        self,
+        channel: ConsumerChannel,
+        queue: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: Properties,
+        body: bytes,
+    ) -> None:
         self.channel = channel
         self.queue = queue
         self.delivery_tag = delivery_tag
@@ -359,9 +402,15 @@ class Link:
         self._index += 1
         delay = reconnect_delay(self._attempt, base=self._backoff[0], cap=self._backoff[1])
         self._attempt += 1
-        log(logger, logging.WARNING, "connect_failed", link=self.name,
-            url=redact_url(self.current_url or ""), error=self.last_error,
-            retry_in=round(delay, 2))
+        log(
+            logger,
+            logging.WARNING,
+            "connect_failed",
+            link=self.name,
+            url=redact_url(self.current_url or ""),
+            error=self.last_error,
+            retry_in=round(delay, 2),
+        )
         assert self._loop is not None
         self._retry_handle = self._loop.call_later(delay, self._connect)
 
@@ -373,15 +422,24 @@ class Link:
             log(logger, logging.DEBUG, "write_coalescing_unavailable", link=self.name)
         conn.add_on_connection_blocked_callback(lambda *_: self._blocked(True))
         conn.add_on_connection_unblocked_callback(lambda *_: self._blocked(False))
-        log(logger, logging.INFO, "connected", link=self.name,
-            url=redact_url(self.current_url or ""))
+        log(
+            logger,
+            logging.INFO,
+            "connected",
+            link=self.name,
+            url=redact_url(self.current_url or ""),
+        )
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
         self._on_open()
 
     def _blocked(self, blocked: bool) -> None:
-        log(logger, logging.WARNING if blocked else logging.INFO,
-            "blocked" if blocked else "unblocked", link=self.name)
+        log(
+            logger,
+            logging.WARNING if blocked else logging.INFO,
+            "blocked" if blocked else "unblocked",
+            link=self.name,
+        )
         if self._on_blocked is not None:
             self._on_blocked(blocked)
 
@@ -418,9 +476,12 @@ class Link:
         if self._retry_handle is not None:
             self._retry_handle.cancel()
         if self._first is not None and not self._first.done():
-            self._first.set_exception(ConnectionFailed(
-                f"{self.name}: closed before connecting to "
-                f"{', '.join(redact_url(u) for u in self.urls)}"))
+            self._first.set_exception(
+                ConnectionFailed(
+                    f"{self.name}: closed before connecting to "
+                    f"{', '.join(redact_url(u) for u in self.urls)}"
+                )
+            )
             self._first.exception()  # mark retrieved
         conn = self._conn
         if conn is None or conn.is_closed:
@@ -479,7 +540,8 @@ class _Channel:
         code = getattr(reason, "reply_code", None)
         self.close_code = code if isinstance(code, int) else None
         self.close_reason = self.link.safe(
-            f"{code} {getattr(reason, 'reply_text', reason)}" if code else str(reason))
+            f"{code} {getattr(reason, 'reply_text', reason)}" if code else str(reason)
+        )
         for fut in list(self._waiting):
             if not fut.done():
                 fut.set_exception(ChannelGone(self.close_reason, self.close_code))
@@ -582,9 +644,18 @@ class ConsumerChannel(_Channel):
         tag = method.delivery_tag
         self._arrived.append(tag)
         self._unsettled[tag] = False
-        self._on_delivery(Delivery(
-            self, self.queue, tag, bool(method.redelivered), method.exchange,
-            method.routing_key, to_properties(props), body))
+        self._on_delivery(
+            Delivery(
+                self,
+                self.queue,
+                tag,
+                bool(method.redelivered),
+                method.exchange,
+                method.routing_key,
+                to_properties(props),
+                body,
+            )
+        )
 
     def _forget(self) -> None:
         # Delivery tags of a closed channel are never acked, here or elsewhere.
@@ -593,8 +664,7 @@ class ConsumerChannel(_Channel):
             self._flush_handle = None
         unsent = len(self._ack_requests)
         if unsent:
-            log(logger, logging.WARNING, "acks_lost_with_channel", queue=self.queue,
-                count=unsent)
+            log(logger, logging.WARNING, "acks_lost_with_channel", queue=self.queue, count=unsent)
         self._ack_requests = []
         self._arrived.clear()
         self._unsettled.clear()
@@ -731,7 +801,11 @@ class ConfirmChannel(_Channel):
         self._on_return(tag, int(method.reply_code), str(method.reply_text))
 
     def publish(
-        self, exchange: str, routing_key: str, body: bytes, properties: Properties | None,
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Properties | None,
         mandatory: bool,
     ) -> int:
         """Send one message; returns its delivery tag. Raises ChannelGone when closed."""

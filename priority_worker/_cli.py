@@ -65,90 +65,179 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="priority-worker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run", help="consume queues with a handler until SIGTERM/SIGINT",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HANDLER_HELP)
+        "run",
+        help="consume queues with a handler until SIGTERM/SIGINT",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=HANDLER_HELP,
+    )
     run.add_argument("handler", metavar="MODULE:CALLABLE")
-    run.add_argument("--url", action="append", default=None,
-                     help="broker URL; several comma-separated or repeated for failover "
-                          "(default: $AMQP_URL)")
-    run.add_argument("--topology", metavar="FILE", action="append", default=None,
-                     help="declare-amqp topology file(s) holding the --consumer (its queues, "
-                          "prefetches, mode, concurrency, retries, dead-letter exchange); a "
-                          "flag given here wins over the file")
-    run.add_argument("--consumer", metavar="NAME", default=None,
-                     help="the entry of the topology's consumers section to run")
-    run.add_argument("--queue", dest="queues", metavar="NAME=PREFETCH", action="append",
-                     default=None, help="queue to consume, highest priority first "
-                                        "(required without --topology)")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=None,
-                     help="weighted: share by prefetch (default); strict: a queue waits while "
-                          "an earlier one has work; conserving: idle capacity is lent on")
-    run.add_argument("--concurrency", type=int, default=None,
-                     help="handlers running at once (default: sum of prefetches)")
-    run.add_argument("--http-port", type=int, default=None,
-                     help="serve /healthz, /readyz, /metrics on this port")
+    run.add_argument(
+        "--url",
+        action="append",
+        default=None,
+        help="broker URL; several comma-separated or repeated for failover (default: $AMQP_URL)",
+    )
+    run.add_argument(
+        "--topology",
+        metavar="FILE",
+        action="append",
+        default=None,
+        help="declare-amqp topology file(s) holding the --consumer (its queues, "
+        "prefetches, mode, concurrency, retries, dead-letter exchange); a "
+        "flag given here wins over the file",
+    )
+    run.add_argument(
+        "--consumer",
+        metavar="NAME",
+        default=None,
+        help="the entry of the topology's consumers section to run",
+    )
+    run.add_argument(
+        "--queue",
+        dest="queues",
+        metavar="NAME=PREFETCH",
+        action="append",
+        default=None,
+        help="queue to consume, highest priority first (required without --topology)",
+    )
+    run.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        default=None,
+        help="weighted: share by prefetch (default); strict: a queue waits while "
+        "an earlier one has work; conserving: idle capacity is lent on",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="handlers running at once (default: sum of prefetches)",
+    )
+    run.add_argument(
+        "--http-port", type=int, default=None, help="serve /healthz, /readyz, /metrics on this port"
+    )
     run.add_argument("--http-host", default="127.0.0.1", help="address of the HTTP server")
-    run.add_argument("--dead-letter-exchange", default=None,
-                     help="exchange for rejected/exhausted messages (default: NAME.dead queues)")
-    run.add_argument("--max-retries", type=int, default=None,
-                     help="retries after handler errors before dead-lettering (default 5)")
-    run.add_argument("--retry-delay", type=float, default=None,
-                     help="first retry delay in seconds after a handler error (doubles; "
-                          "default 1); a handler's Retry(delay) is rounded up to a step")
-    run.add_argument("--shutdown-timeout", type=float, default=30.0,
-                     help="seconds SIGTERM waits for running handlers (default 30)")
+    run.add_argument(
+        "--dead-letter-exchange",
+        default=None,
+        help="exchange for rejected/exhausted messages (default: NAME.dead queues)",
+    )
+    run.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        help="retries after handler errors before dead-lettering (default 5)",
+    )
+    run.add_argument(
+        "--retry-delay",
+        type=float,
+        default=None,
+        help="first retry delay in seconds after a handler error (doubles; "
+        "default 1); a handler's Retry(delay) is rounded up to a step",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="seconds SIGTERM waits for running handlers (default 30)",
+    )
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
-    run.add_argument("--blocked-loop-warning", type=float, default=0.1, metavar="SECONDS",
-                     help="log loop_blocked (with the handler's name) when an async handler "
-                          "holds the event loop longer than this (0: off; default 0.1)")
-    run.add_argument("--processes", type=int, default=1,
-                     help="run N worker processes under one supervisor (restarts, SIGTERM "
-                          "forwarded, one /healthz /readyz /metrics with a process label)")
-    run.add_argument("--tls-ca-file", metavar="FILE",
-                     help="CA bundle for amqps:// (default: the system trust store, "
-                          "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)")
-    run.add_argument("--tls-cert-file", metavar="FILE",
-                     help="client certificate (env AMQP_TLS_CERT_FILE)")
-    run.add_argument("--tls-key-file", metavar="FILE",
-                     help="key of the client certificate (env AMQP_TLS_KEY_FILE)")
-    run.add_argument("--auth-mechanism", choices=("plain", "external"),
-                     help="external: log in with the client certificate (env "
-                          "AMQP_AUTH_MECHANISM)")
+    run.add_argument(
+        "--blocked-loop-warning",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="log loop_blocked (with the handler's name) when an async handler "
+        "holds the event loop longer than this (0: off; default 0.1)",
+    )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run N worker processes under one supervisor (restarts, SIGTERM "
+        "forwarded, one /healthz /readyz /metrics with a process label)",
+    )
+    run.add_argument(
+        "--tls-ca-file",
+        metavar="FILE",
+        help="CA bundle for amqps:// (default: the system trust store, "
+        "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)",
+    )
+    run.add_argument(
+        "--tls-cert-file", metavar="FILE", help="client certificate (env AMQP_TLS_CERT_FILE)"
+    )
+    run.add_argument(
+        "--tls-key-file",
+        metavar="FILE",
+        help="key of the client certificate (env AMQP_TLS_KEY_FILE)",
+    )
+    run.add_argument(
+        "--auth-mechanism",
+        choices=("plain", "external"),
+        help="external: log in with the client certificate (env AMQP_AUTH_MECHANISM)",
+    )
     return parser
 
 
-def _build(args: argparse.Namespace, urls: list[str], handler: Any,
-           parser: argparse.ArgumentParser) -> Worker:
+def _build(
+    args: argparse.Namespace, urls: list[str], handler: Any, parser: argparse.ArgumentParser
+) -> Worker:
     """The worker the arguments describe: from the topology's consumer, flags winning."""
     queues = [Queue.parse(spec) for spec in args.queues] if args.queues else None
     if queues and args.dead_letter_exchange:
         queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
-    options: dict[str, Any] = {"http_port": args.http_port, "http_host": args.http_host,
-                               "shutdown_timeout": args.shutdown_timeout}
+    options: dict[str, Any] = {
+        "http_port": args.http_port,
+        "http_host": args.http_host,
+        "shutdown_timeout": args.shutdown_timeout,
+    }
     retry = None
     if args.retry_delay is not None or (args.max_retries is not None and not args.topology):
         retry = RetryPolicy(
-            max_retries=RetryPolicy.max_retries if args.max_retries is None
-            else args.max_retries,
-            initial_delay=RetryPolicy.initial_delay if args.retry_delay is None
-            else args.retry_delay)
+            max_retries=RetryPolicy.max_retries if args.max_retries is None else args.max_retries,
+            initial_delay=RetryPolicy.initial_delay
+            if args.retry_delay is None
+            else args.retry_delay,
+        )
     if args.topology:
         if not args.consumer:
             parser.error("--topology needs --consumer NAME")
-        flags = {"queues": "--queue", "mode": "--mode", "concurrency": "--concurrency",
-                 "retry": "--retry-delay/--max-retries", "max_retries": "--max-retries",
-                 "dead_letter_exchange": "--dead-letter-exchange"}
+        flags = {
+            "queues": "--queue",
+            "mode": "--mode",
+            "concurrency": "--concurrency",
+            "retry": "--retry-delay/--max-retries",
+            "max_retries": "--max-retries",
+            "dead_letter_exchange": "--dead-letter-exchange",
+        }
         worker = Worker.from_topology(
-            args.topology, args.consumer, urls, handler, queues=queues, mode=args.mode,
-            concurrency=args.concurrency, retry=retry, max_retries=args.max_retries,
-            dead_letter_exchange=args.dead_letter_exchange, sources=flags, **options)
+            args.topology,
+            args.consumer,
+            urls,
+            handler,
+            queues=queues,
+            mode=args.mode,
+            concurrency=args.concurrency,
+            retry=retry,
+            max_retries=args.max_retries,
+            dead_letter_exchange=args.dead_letter_exchange,
+            sources=flags,
+            **options,
+        )
         return worker
     if args.consumer:
         parser.error("--consumer needs --topology FILE")
     if not queues:
         parser.error("--queue NAME=PREFETCH is required without --topology")
-    return Worker(urls, queues, handler, mode=args.mode or Mode.WEIGHTED.value,
-                  concurrency=args.concurrency, retry=retry, **options)
+    return Worker(
+        urls,
+        queues,
+        handler,
+        mode=args.mode or Mode.WEIGHTED.value,
+        concurrency=args.concurrency,
+        retry=retry,
+        **options,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,20 +289,27 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
         return 2
     try:  # a bad URL is reported by the children (exit 2), here only its password matters
-        secrets = url_secrets(split_urls([u for u in (args.url or [os.environ.get(
-            "AMQP_URL", "")]) if u]))
+        secrets = url_secrets(
+            split_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
+        )
     except PriorityWorkerError:
         secrets = set()
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
-    return Supervisor(None, args.processes, child_main=functools.partial(run_child, list(argv)),
-                      http_port=args.http_port, http_host=args.http_host,
-                      shutdown_timeout=args.shutdown_timeout + 15).run()
+    return Supervisor(
+        None,
+        args.processes,
+        child_main=functools.partial(run_child, list(argv)),
+        http_port=args.http_port,
+        http_host=args.http_host,
+        shutdown_timeout=args.shutdown_timeout + 15,
+    ).run()
 
 
 def run_child(argv: list[str], index: int, http_port: int) -> int:
     """The body of one ``--processes`` child: the runner with one process."""
-    return main([*argv, "--processes", "1", "--http-port", str(http_port),
-                 "--http-host", "127.0.0.1"])
+    return main(
+        [*argv, "--processes", "1", "--http-port", str(http_port), "--http-host", "127.0.0.1"]
+    )
 
 
 if __name__ == "__main__":

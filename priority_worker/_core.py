@@ -82,7 +82,10 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def reconnect_delay(
-    attempt: int, *, base: float = 0.5, cap: float = 30.0,
+    attempt: int,
+    *,
+    base: float = 0.5,
+    cap: float = 30.0,
     rand: Callable[[], float] = random.random,
 ) -> float:
     """Capped exponential backoff with jitter for the ``attempt``-th reconnect (0-based).
@@ -181,8 +184,9 @@ def decide(error: BaseException | None, attempts: int, policy: RetryPolicy) -> A
     if error is None:
         return Ack()
     if isinstance(error, Retry):
-        return RetryLater(policy.round_up(error.delay), attempts + 1,
-                          error.reason or "retry requested")
+        return RetryLater(
+            policy.round_up(error.delay), attempts + 1, error.reason or "retry requested"
+        )
     if isinstance(error, Reject):
         return DeadLetter("rejected", error.reason, attempts)
     if isinstance(error, UndecodableError):
@@ -242,7 +246,11 @@ class Dispatcher(Generic[T]):
     """
 
     def __init__(
-        self, queues: Sequence[str], limit: int, *, by_priority: bool = False,
+        self,
+        queues: Sequence[str],
+        limit: int,
+        *,
+        by_priority: bool = False,
         weights: Mapping[str, float] | None = None,
         on_start: Callable[[str, float], None] | None = None,
         clock: Callable[[], float] | None = None,

@@ -22,7 +22,7 @@ pika's exceptions never reach you: the adapter translates them at one edge.
 from __future__ import annotations
 
 
-class Retry(Exception):  # noqa: N818 - an outcome, not an error
+class Retry(Exception):
     """Raise from a handler to handle the message again after ``delay`` seconds.
 
     The message is republished to a delay queue whose TTL dead-letters it back to the queue it
@@ -37,7 +37,7 @@ class Retry(Exception):  # noqa: N818 - an outcome, not an error
         self.reason = reason
 
 
-class Reject(Exception):  # noqa: N818 - an outcome, not an error
+class Reject(Exception):
     """Raise from a handler to dead-letter the message at once, with ``reason`` in a header."""
 
     def __init__(self, reason: str = "rejected") -> None:
@@ -74,8 +74,13 @@ class PublishReturned(PublishError):
     """The message was unroutable and published with ``mandatory=True`` (``basic.return``)."""
 
     def __init__(
-        self, message: str, *, exchange: str = "", routing_key: str = "",
-        reply_code: int = 312, reply_text: str = "NO_ROUTE",
+        self,
+        message: str,
+        *,
+        exchange: str = "",
+        routing_key: str = "",
+        reply_code: int = 312,
+        reply_text: str = "NO_ROUTE",
     ) -> None:
         super().__init__(message, exchange=exchange, routing_key=routing_key)
         self.reply_code = reply_code
@@ -93,8 +98,14 @@ class PublishConnectionLost(PublishError):
     does not exist), None when the connection was lost.
     """
 
-    def __init__(self, message: str, *, exchange: str = "", routing_key: str = "",
-                 reply_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exchange: str = "",
+        routing_key: str = "",
+        reply_code: int | None = None,
+    ) -> None:
         super().__init__(message, exchange=exchange, routing_key=routing_key)
         self.reply_code = reply_code
 

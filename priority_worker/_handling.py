@@ -49,8 +49,9 @@ async def handle(
             data = decode_body(body, ctype, cenc)
         except UndecodableError as exc:
             return decide(exc, attempts, retry), None
-    message = Message(body, queue, routing_key, exchange, redelivered, properties, data,
-                      attempts, publisher)
+    message = Message(
+        body, queue, routing_key, exchange, redelivered, properties, data, attempts, publisher
+    )
     try:
         if is_async_handler(handler) if is_async is None else is_async:
             await handler(message)
@@ -71,5 +72,5 @@ _ACK = Ack()
 
 def is_async_handler(handler: Handler | None) -> bool:
     """``async def`` functions and objects with an ``async def __call__``."""
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None))  # noqa: B004 - the method, not callability
+    call = getattr(handler, "__call__", None)  # noqa: B004 - the method itself, not callability
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)

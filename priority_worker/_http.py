@@ -40,11 +40,13 @@ class _Metrics(_Base):
 
 def serve_http(worker: Worker, port: int, host: str) -> tuple[Any, int]:
     """Start the server on the running loop; returns it and the port it listens on."""
-    app = tornado.web.Application([
-        (r"/healthz", _Health, {"worker": worker}),
-        (r"/readyz", _Ready, {"worker": worker}),
-        (r"/metrics", _Metrics, {"worker": worker}),
-    ])
+    app = tornado.web.Application(
+        [
+            (r"/healthz", _Health, {"worker": worker}),
+            (r"/readyz", _Ready, {"worker": worker}),
+            (r"/metrics", _Metrics, {"worker": worker}),
+        ]
+    )
     return listen(app, port, host)
 
 

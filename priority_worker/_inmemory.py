@@ -132,17 +132,25 @@ class InMemoryBroker:
     # --- the broker side ---------------------------------------------------------------------
 
     def publish(
-        self, queue: str, body: bytes | str = b"", *, at: float | None = None,
-        properties: Properties | None = None, content_type: str | None = None,
-        headers: dict[str, Any] | None = None, message_id: str | None = None,
+        self,
+        queue: str,
+        body: bytes | str = b"",
+        *,
+        at: float | None = None,
+        properties: Properties | None = None,
+        content_type: str | None = None,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> None:
         """Put a message into ``queue`` now, or at the virtual time ``at`` (during a run)."""
         props = properties or Properties()
         if content_type is not None or headers is not None or message_id is not None:
             props = replace(
-                props, content_type=content_type or props.content_type,
+                props,
+                content_type=content_type or props.content_type,
                 headers={**(props.headers or {}), **(headers or {})} or None,
-                message_id=message_id or props.message_id)
+                message_id=message_id or props.message_id,
+            )
         when = self.now if at is None else max(at, self.now)
         raw = body.encode() if isinstance(body, str) else body
         stored = StoredMessage(raw, props, when)
@@ -193,16 +201,31 @@ class InMemoryBroker:
         starts, before settling anything still running: every unacked delivery (handled or
         not) is redelivered, as after a ``kill -9``.
         """
-        sim = _Simulation(self, queues, handler, Mode(mode), concurrency, retry or RetryPolicy(),
-                          handler_time, probe_interval)
+        sim = _Simulation(
+            self,
+            queues,
+            handler,
+            Mode(mode),
+            concurrency,
+            retry or RetryPolicy(),
+            handler_time,
+            probe_interval,
+        )
         return sim.run(max_handled, until, crash_after)
 
 
 class _Simulation:
-    def __init__(self, broker: InMemoryBroker, queues: Sequence[Queue], handler: Handler | None,
-                 mode: Mode, concurrency: int | None, retry: RetryPolicy,
-                 handler_time: float | Callable[[Message], float], probe_interval: float
-                 ) -> None:
+    def __init__(
+        self,
+        broker: InMemoryBroker,
+        queues: Sequence[Queue],
+        handler: Handler | None,
+        mode: Mode,
+        concurrency: int | None,
+        retry: RetryPolicy,
+        handler_time: float | Callable[[Message], float],
+        probe_interval: float,
+    ) -> None:
         if not queues:
             raise ConfigurationError("at least one queue is needed")
         if probe_interval <= 0:
@@ -220,10 +243,12 @@ class _Simulation:
         self.by_name = {c.spec.name: c for c in self.consumers}
         names = [q.name for q in queues]
         self.dispatcher: Dispatcher[_Delivery] = Dispatcher(
-            names, concurrency or sum(q.prefetch for q in queues),
+            names,
+            concurrency or sum(q.prefetch for q in queues),
             by_priority=mode is Mode.STRICT,
             weights=dispatch_weights(mode, [(q.name, q.prefetch) for q in queues]),
-            clock=lambda: self.b.now)
+            clock=lambda: self.b.now,
+        )
         self.result = Run()
         self.running: set[_Delivery] = set()
         self.starting = True
@@ -246,8 +271,10 @@ class _Simulation:
                 if crash_after is not None and count >= crash_after:
                     self.crash()
                     break
-                if self.starting and ((max_handled is not None and count >= max_handled)
-                                      or (until is not None and b.now >= until)):
+                if self.starting and (
+                    (max_handled is not None and count >= max_handled)
+                    or (until is not None and b.now >= until)
+                ):
                     self.stop_starting()
                 if not self.starting and not self.running:
                     break
@@ -276,9 +303,12 @@ class _Simulation:
 
     def nothing_left(self) -> bool:
         b = self.b
-        return (not self.running and self.dispatcher.in_flight() == 0
-                and not any(b._ready.get(c.spec.name) for c in self.consumers)
-                and all(e[2] == "probe" for e in b._events))
+        return (
+            not self.running
+            and self.dispatcher.in_flight() == 0
+            and not any(b._ready.get(c.spec.name) for c in self.consumers)
+            and all(e[2] == "probe" for e in b._events)
+        )
 
     def stop_starting(self) -> None:
         """The worker's stop: cancel the consumers, give back what was not started."""
@@ -299,13 +329,15 @@ class _Simulation:
                 if c.idle:  # a delivery marks its queue busy at once, as in the worker
                     c.idle = False
                     self.replan()
-                self.dispatcher.add(c.spec.name, _Delivery(c.spec.name, stored, c.generation,
-                                                           b.now))
+                self.dispatcher.add(
+                    c.spec.name, _Delivery(c.spec.name, stored, c.generation, b.now)
+                )
 
     def replan(self) -> None:
         """Bring every consumer to the prefetch the mode wants (the worker's _apply_loop)."""
-        desired = effective_prefetch(self.mode, [c.spec.prefetch for c in self.consumers],
-                                     [c.idle for c in self.consumers])
+        desired = effective_prefetch(
+            self.mode, [c.spec.prefetch for c in self.consumers], [c.idle for c in self.consumers]
+        )
         for c, target in zip(self.consumers, desired, strict=True):
             if target == c.prefetch:
                 continue
@@ -319,7 +351,8 @@ class _Simulation:
         for d in sorted(deliveries, key=lambda d: d.stored.published_at, reverse=True):
             self.by_name[d.queue].unacked[d.consumer] -= 1
             self.b._ready.setdefault(d.queue, deque()).appendleft(
-                replace(d.stored, redelivered=True))
+                replace(d.stored, redelivered=True)
+            )
             self.result.requeued += 1
 
     # --- the worker ----------------------------------------------------------------------------
@@ -334,14 +367,33 @@ class _Simulation:
             s = d.stored
             handler = c.spec.handler or self.handler
             assert handler is not None
-            action, _ = self.loop.run_until_complete(handle(
-                handler, body=s.body, queue=d.queue, routing_key=d.queue, exchange="",
-                redelivered=s.redelivered, properties=s.properties, retry=self.retry))
-            message = Message(s.body, d.queue, d.queue, "", s.redelivered, s.properties,
-                              attempts=attempts_of(s.properties.headers))
+            action, _ = self.loop.run_until_complete(
+                handle(
+                    handler,
+                    body=s.body,
+                    queue=d.queue,
+                    routing_key=d.queue,
+                    exchange="",
+                    redelivered=s.redelivered,
+                    properties=s.properties,
+                    retry=self.retry,
+                )
+            )
+            message = Message(
+                s.body,
+                d.queue,
+                d.queue,
+                "",
+                s.redelivered,
+                s.properties,
+                attempts=attempts_of(s.properties.headers),
+            )
             finish = self.b.now + max(float(self.duration(message)), 0.0)
-            self.result.handled.append(Handled(d.queue, message, s.published_at, d.delivered_at,
-                                               self.b.now, finish, action))
+            self.result.handled.append(
+                Handled(
+                    d.queue, message, s.published_at, d.delivered_at, self.b.now, finish, action
+                )
+            )
             self.running.add(d)
             self.b._schedule(finish, "finish", (d, action))
 
@@ -356,14 +408,26 @@ class _Simulation:
             headers[ATTEMPTS_HEADER] = action.attempts
             if isinstance(action, RetryLater):
                 headers[ERROR_HEADER] = action.reason
-                self.b._schedule(self.b.now + action.delay, "publish", (d.queue, StoredMessage(
-                    d.stored.body, replace(d.stored.properties, headers=headers),
-                    self.b.now + action.delay)))
+                self.b._schedule(
+                    self.b.now + action.delay,
+                    "publish",
+                    (
+                        d.queue,
+                        StoredMessage(
+                            d.stored.body,
+                            replace(d.stored.properties, headers=headers),
+                            self.b.now + action.delay,
+                        ),
+                    ),
+                )
             else:
                 headers[ERROR_HEADER] = action.error
                 headers["x-dead-letter-reason"] = action.reason
-                self.b.dead_lettered.setdefault(d.queue, []).append(StoredMessage(
-                    d.stored.body, replace(d.stored.properties, headers=headers), self.b.now))
+                self.b.dead_lettered.setdefault(d.queue, []).append(
+                    StoredMessage(
+                        d.stored.body, replace(d.stored.properties, headers=headers), self.b.now
+                    )
+                )
         # The next delivery is chosen before this one's refill arrives (an ack round trip).
         self.start()
         self.deliver()

@@ -45,8 +45,9 @@ class SecretFilter(logging.Filter):
         record.msg, record.args = message, None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = {k: scrub(v, self.secrets) if isinstance(v, str) else v
-                             for k, v in fields.items()}
+            record.fields = {
+                k: scrub(v, self.secrets) if isinstance(v, str) else v for k, v in fields.items()
+            }
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub(text, self.secrets)
@@ -68,8 +69,9 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            doc.update({k: v if isinstance(v, (int, float, bool)) else str(v)
-                        for k, v in fields.items()})
+            doc.update(
+                {k: v if isinstance(v, (int, float, bool)) else str(v) for k, v in fields.items()}
+            )
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -63,16 +63,27 @@ class Properties:
         expiration: str | None = None,
         message_id: str | None = None,
         timestamp: int | None = None,
-        type: str | None = None,  # noqa: A002 - the AMQP property's name
+        type: str | None = None,
         user_id: str | None = None,
         app_id: str | None = None,
     ) -> None:
-        self.__dict__.update({
-            "content_type": content_type, "content_encoding": content_encoding,
-            "headers": headers, "delivery_mode": delivery_mode, "priority": priority,
-            "correlation_id": correlation_id, "reply_to": reply_to, "expiration": expiration,
-            "message_id": message_id, "timestamp": timestamp, "type": type,
-            "user_id": user_id, "app_id": app_id})
+        self.__dict__.update(
+            {
+                "content_type": content_type,
+                "content_encoding": content_encoding,
+                "headers": headers,
+                "delivery_mode": delivery_mode,
+                "priority": priority,
+                "correlation_id": correlation_id,
+                "reply_to": reply_to,
+                "expiration": expiration,
+                "message_id": message_id,
+                "timestamp": timestamp,
+                "type": type,
+                "user_id": user_id,
+                "app_id": app_id,
+            }
+        )
 
 
 @dataclass(frozen=True, init=False)
@@ -108,10 +119,19 @@ class Message:
         publisher: Publisher | None = None,
     ) -> None:
         # Hand-written for speed, like Properties.__init__.
-        self.__dict__.update({
-            "body": body, "queue": queue, "routing_key": routing_key, "exchange": exchange,
-            "redelivered": redelivered, "properties": properties, "data": data,
-            "attempts": attempts, "publisher": publisher})
+        self.__dict__.update(
+            {
+                "body": body,
+                "queue": queue,
+                "routing_key": routing_key,
+                "exchange": exchange,
+                "redelivered": redelivered,
+                "properties": properties,
+                "data": data,
+                "attempts": attempts,
+                "publisher": publisher,
+            }
+        )
 
     @property
     def headers(self) -> Mapping[str, Any]:
@@ -191,8 +211,9 @@ class RetryPolicy:
         """The retry delays in seconds, ascending and distinct (one delay queue each)."""
         from declare_amqp.worker_queues import retry_steps  # the rule both tools share
 
-        return retry_steps(self.max_retries, self.initial_delay, self.multiplier,
-                           self.max_delay, self.delays)
+        return retry_steps(
+            self.max_retries, self.initial_delay, self.multiplier, self.max_delay, self.delays
+        )
 
     def delay_for(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure (1-based)."""

@@ -32,11 +32,26 @@ _NO_PROPERTIES = Properties()
 class _Outgoing:
     """One publish: what to send, its future, and when its confirm is due (loop time)."""
 
-    __slots__ = ("exchange", "routing_key", "body", "properties", "mandatory", "future",
-                 "deadline", "sends")
+    __slots__ = (
+        "exchange",
+        "routing_key",
+        "body",
+        "properties",
+        "mandatory",
+        "future",
+        "deadline",
+        "sends",
+    )
 
-    def __init__(self, exchange: str, routing_key: str, body: bytes, properties: Properties,
-                 mandatory: bool, future: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Properties,
+        mandatory: bool,
+        future: asyncio.Future[None],
+    ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
@@ -77,9 +92,14 @@ class Publisher:
         self.confirm_timeout = confirm_timeout
         self.resend_unconfirmed = resend_unconfirmed
         self.metrics = metrics or Metrics()
-        self._link = Link(self.urls, name=name, on_open=self._link_open,
-                          on_lost=self._link_lost, on_blocked=self._set_blocked,
-                          backoff_cap=reconnect_max_delay)
+        self._link = Link(
+            self.urls,
+            name=name,
+            on_open=self._link_open,
+            on_lost=self._link_lost,
+            on_blocked=self._set_blocked,
+            backoff_cap=reconnect_max_delay,
+        )
         self._channel: ConfirmChannel | None = None
         self._tracker: ConfirmTracker[_Outgoing] = ConfirmTracker()
         self._backlog: deque[_Outgoing] = deque()
@@ -137,8 +157,14 @@ class Publisher:
             await asyncio.sleep(0.02)
         self._closed = True
         for out in [*self._backlog, *(e.item for e in self._tracker.drain())]:
-            self._fail(out, PublisherClosed("publisher closed before the confirm",
-                                            exchange=out.exchange, routing_key=out.routing_key))
+            self._fail(
+                out,
+                PublisherClosed(
+                    "publisher closed before the confirm",
+                    exchange=out.exchange,
+                    routing_key=out.routing_key,
+                ),
+            )
         self._backlog.clear()
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
@@ -149,8 +175,12 @@ class Publisher:
         asyncio.ensure_future(self._open_channel())
 
     async def _open_channel(self) -> None:
-        channel = ConfirmChannel(self._link, on_confirm=self._confirmed,
-                                 on_return=self._returned, on_closed=self._channel_closed)
+        channel = ConfirmChannel(
+            self._link,
+            on_confirm=self._confirmed,
+            on_return=self._returned,
+            on_closed=self._channel_closed,
+        )
         try:
             await channel.open()
         except ChannelGone:
@@ -179,10 +209,15 @@ class Publisher:
         else:
             for out in unconfirmed:
                 what = "connection lost" if connection_lost else "channel closed by the broker"
-                self._fail(out, PublishConnectionLost(
-                    f"{what} before the confirm ({reason})",
-                    exchange=out.exchange, routing_key=out.routing_key,
-                    reply_code=None if connection_lost else channel.close_code))
+                self._fail(
+                    out,
+                    PublishConnectionLost(
+                        f"{what} before the confirm ({reason})",
+                        exchange=out.exchange,
+                        routing_key=out.routing_key,
+                        reply_code=None if connection_lost else channel.close_code,
+                    ),
+                )
         if self._link.is_open and not self._closed:
             # Only the channel died (e.g. 404 on a publish to a missing exchange): reopen it.
             asyncio.get_running_loop().call_later(0.2, self._link_open)
@@ -219,8 +254,9 @@ class Publisher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if self._closed:
-            future.set_exception(PublisherClosed("publisher is closed", exchange=exchange,
-                                                 routing_key=routing_key))
+            future.set_exception(
+                PublisherClosed("publisher is closed", exchange=exchange, routing_key=routing_key)
+            )
             return future
         props = properties or _NO_PROPERTIES
         if headers:
@@ -263,12 +299,20 @@ class Publisher:
         broker confirms, raises the same errors (``TimeoutError`` after ``timeout`` s)."""
         loop = self._loop
         if loop is None or self._closed:
-            raise PublisherClosed("publisher is not running", exchange=exchange,
-                                  routing_key=routing_key)
+            raise PublisherClosed(
+                "publisher is not running", exchange=exchange, routing_key=routing_key
+            )
 
         async def confirmed() -> None:
-            await self.publish(exchange, routing_key, body, mandatory=mandatory,
-                               properties=properties, headers=headers, persistent=persistent)
+            await self.publish(
+                exchange,
+                routing_key,
+                body,
+                mandatory=mandatory,
+                properties=properties,
+                headers=headers,
+                persistent=persistent,
+            )
 
         asyncio.run_coroutine_threadsafe(confirmed(), loop).result(timeout)
 
@@ -285,8 +329,9 @@ class Publisher:
                 backlog.popleft()
                 continue
             try:
-                tag = channel.publish(out.exchange, out.routing_key, out.body, out.properties,
-                                      out.mandatory)
+                tag = channel.publish(
+                    out.exchange, out.routing_key, out.body, out.properties, out.mandatory
+                )
             except ChannelGone:
                 break
             backlog.popleft()
@@ -318,9 +363,14 @@ class Publisher:
                 break
             self._tracker.remove(tag)
             out = entry.item
-            self._fail(out, PublishTimeout(
-                f"no confirm within {self.confirm_timeout:g}s",
-                exchange=out.exchange, routing_key=out.routing_key))
+            self._fail(
+                out,
+                PublishTimeout(
+                    f"no confirm within {self.confirm_timeout:g}s",
+                    exchange=out.exchange,
+                    routing_key=out.routing_key,
+                ),
+            )
         if not self._closed:
             self._schedule_timeout()
 
@@ -329,16 +379,27 @@ class Publisher:
         for entry in self._tracker.settle(tag, multiple):
             out = entry.item
             if not ack:
-                self._fail(out, PublishNacked("the broker nacked the message",
-                                              exchange=out.exchange,
-                                              routing_key=out.routing_key))
+                self._fail(
+                    out,
+                    PublishNacked(
+                        "the broker nacked the message",
+                        exchange=out.exchange,
+                        routing_key=out.routing_key,
+                    ),
+                )
             elif entry.returned is not None:
                 code, text = entry.returned
-                self._fail(out, PublishReturned(
-                    f"unroutable: {code} {text} (exchange={out.exchange!r}, "
-                    f"routing_key={out.routing_key!r})",
-                    exchange=out.exchange, routing_key=out.routing_key,
-                    reply_code=code, reply_text=text))
+                self._fail(
+                    out,
+                    PublishReturned(
+                        f"unroutable: {code} {text} (exchange={out.exchange!r}, "
+                        f"routing_key={out.routing_key!r})",
+                        exchange=out.exchange,
+                        routing_key=out.routing_key,
+                        reply_code=code,
+                        reply_text=text,
+                    ),
+                )
             else:
                 confirmed += 1
                 if not out.future.done():
@@ -356,8 +417,9 @@ class Publisher:
 
     # --- queues the worker needs ----------------------------------------------------------------
 
-    async def ensure_queue(self, name: str, arguments: Mapping[str, Any],
-                           refresh_after: float | None = None) -> None:
+    async def ensure_queue(
+        self, name: str, arguments: Mapping[str, Any], refresh_after: float | None = None
+    ) -> None:
         """Declare a durable queue once per connection (again after ``refresh_after`` s)."""
         loop = asyncio.get_running_loop()
         last = self._declared.get(name)

@@ -59,8 +59,9 @@ CONFIGURATION_ERROR = 2  # a child exiting with this (the runner's bad-arguments
 # restarted: the same arguments would fail again. The supervisor stops and exits with it.
 
 
-def _child_main(factory: WorkerFactory | None, child_main: ChildMain | None, index: int,
-                http_port: int) -> None:
+def _child_main(
+    factory: WorkerFactory | None, child_main: ChildMain | None, index: int, http_port: int
+) -> None:
     """The body of one child process: build the worker, serve HTTP on loopback, run."""
     os.environ["PRIORITY_WORKER_PROCESS"] = str(index)
     if child_main is not None:
@@ -176,6 +177,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, stop every child gracefully; 0 if every child exited 0."""
+
         async def main() -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -199,10 +201,14 @@ class Supervisor:
         if self.http_port is not None:
             from ._supervisor_http import serve_supervisor_http
 
-            self._http, self.http_port = serve_supervisor_http(self, self.http_port,
-                                                               self.http_host)
-        log(logger, logging.INFO, "supervisor_starting", processes=self.processes,
-            http_port=self.http_port)
+            self._http, self.http_port = serve_supervisor_http(self, self.http_port, self.http_host)
+        log(
+            logger,
+            logging.INFO,
+            "supervisor_starting",
+            processes=self.processes,
+            http_port=self.http_port,
+        )
         for s in self._slots:
             self._start(s)
         watcher = asyncio.ensure_future(self._watch())
@@ -217,9 +223,11 @@ class Supervisor:
         if self._stopping:
             return
         s.port = _free_port()
-        s.process = self._ctx.Process(target=_child_main,
-                                      args=(self.factory, self.child_main, s.index, s.port),
-                                      name=f"priority-worker-{s.index}")
+        s.process = self._ctx.Process(
+            target=_child_main,
+            args=(self.factory, self.child_main, s.index, s.port),
+            name=f"priority-worker-{s.index}",
+        )
         s.process.start()
         s.started_at = time.monotonic()
         log(logger, logging.INFO, "child_started", process=s.index, pid=s.process.pid)
@@ -244,8 +252,14 @@ class Supervisor:
 
     def _exited(self, s: _Slot, code: int, now: float, loop: asyncio.AbstractEventLoop) -> None:
         if code == CONFIGURATION_ERROR:
-            log(logger, logging.ERROR, "child_configuration_error", process=s.index,
-                pid=s.process.pid, exitcode=code)
+            log(
+                logger,
+                logging.ERROR,
+                "child_configuration_error",
+                process=s.index,
+                pid=s.process.pid,
+                exitcode=code,
+            )
             s.process.close()
             s.process = None
             self._exit_code = CONFIGURATION_ERROR
@@ -256,12 +270,26 @@ class Supervisor:
             s.restarts.popleft()
         delay = reconnect_delay(s.attempt, cap=self.restart_max_delay)
         s.attempt += 1
-        log(logger, logging.WARNING, "child_exited", process=s.index, pid=s.process.pid,
-            exitcode=code, restart_in=round(delay, 2))
+        log(
+            logger,
+            logging.WARNING,
+            "child_exited",
+            process=s.index,
+            pid=s.process.pid,
+            exitcode=code,
+            restart_in=round(delay, 2),
+        )
         if len(s.restarts) >= self.crash_loop_restarts and not s.crash_loop:
             s.crash_loop = True
-            log(logger, logging.ERROR, "crash_loop", process=s.index, restarts=len(s.restarts),
-                window=self.crash_loop_window, exitcode=code)
+            log(
+                logger,
+                logging.ERROR,
+                "crash_loop",
+                process=s.index,
+                restarts=len(s.restarts),
+                window=self.crash_loop_window,
+                exitcode=code,
+            )
         s.process.close()
         s.process = None
         s.restart = loop.call_later(delay, self._start, s)
@@ -287,8 +315,14 @@ class Supervisor:
         ok = True
         for s in alive:
             if self._alive(s):
-                log(logger, logging.ERROR, "child_killed", process=s.index, pid=s.process.pid,
-                    reason="did not drain within the shutdown timeout")
+                log(
+                    logger,
+                    logging.ERROR,
+                    "child_killed",
+                    process=s.index,
+                    pid=s.process.pid,
+                    reason="did not drain within the shutdown timeout",
+                )
                 s.process.kill()
                 s.process.join(5)
             code = s.process.exitcode

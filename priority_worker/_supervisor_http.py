@@ -43,15 +43,24 @@ class _Merged(Collector):
     def collect(self) -> Iterator[Metric]:
         sup = self.supervisor
         pids = sup.pids()
-        yield GaugeMetricFamily(f"{PREFIX}_processes", "Worker processes configured",
-                                value=sup.processes)
-        yield GaugeMetricFamily(f"{PREFIX}_processes_up", "Worker processes running",
-                                value=sum(p is not None for p in pids))
+        yield GaugeMetricFamily(
+            f"{PREFIX}_processes", "Worker processes configured", value=sup.processes
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_processes_up",
+            "Worker processes running",
+            value=sum(p is not None for p in pids),
+        )
         restarts = CounterMetricFamily(
             f"{PREFIX}_process_restarts",
-            "Restarts of each worker process within the crash-loop window", labels=["process"])
-        loop = GaugeMetricFamily(f"{PREFIX}_process_crash_loop",
-                                 "1 while a worker process is in a crash loop", labels=["process"])
+            "Restarts of each worker process within the crash-loop window",
+            labels=["process"],
+        )
+        loop = GaugeMetricFamily(
+            f"{PREFIX}_process_crash_loop",
+            "1 while a worker process is in a crash loop",
+            labels=["process"],
+        )
         for i, n in enumerate(sup.restarts()):
             restarts.add_metric([str(i)], n)
             loop.add_metric([str(i)], 1.0 if i in sup.crash_looping else 0.0)
@@ -62,11 +71,17 @@ class _Merged(Collector):
             for family in text_string_to_metric_families(text):
                 out = merged.get(family.name)
                 if out is None:
-                    out = merged[family.name] = Metric(family.name, family.documentation,
-                                                       family.type, family.unit)
+                    out = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
                 for sample in family.samples:
-                    out.add_sample(sample.name, {**sample.labels, "process": str(index)},
-                                   sample.value, sample.timestamp, sample.exemplar)
+                    out.add_sample(
+                        sample.name,
+                        {**sample.labels, "process": str(index)},
+                        sample.value,
+                        sample.timestamp,
+                        sample.exemplar,
+                    )
         yield from merged.values()
 
 
@@ -91,8 +106,9 @@ class _Ready(_Base):
         ready = len(children) == self.supervisor.processes and not self.supervisor._stopping
         if ready:
             async with httpx.AsyncClient() as client:
-                answers = await asyncio.gather(*(_fetch(client, port, "/readyz")
-                                                 for _, port in children))
+                answers = await asyncio.gather(
+                    *(_fetch(client, port, "/readyz") for _, port in children)
+                )
             ready = all(a is not None and a.status_code == 200 for a in answers)
         if ready:
             self.write("ready\n")
@@ -105,10 +121,14 @@ class _Metrics(_Base):
     async def get(self) -> None:
         children = list(self.supervisor.children())
         async with httpx.AsyncClient() as client:
-            answers = await asyncio.gather(*(_fetch(client, port, "/metrics")
-                                             for _, port in children))
-        texts = [(index, a.text) for (index, _), a in zip(children, answers, strict=True)
-                 if a is not None and a.status_code == 200]
+            answers = await asyncio.gather(
+                *(_fetch(client, port, "/metrics") for _, port in children)
+            )
+        texts = [
+            (index, a.text)
+            for (index, _), a in zip(children, answers, strict=True)
+            if a is not None and a.status_code == 200
+        ]
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Merged(self.supervisor, texts))
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -117,9 +137,11 @@ class _Metrics(_Base):
 
 def serve_supervisor_http(supervisor: Supervisor, port: int, host: str) -> tuple[Any, int]:
     """Start the server on the running loop; returns it and the port it listens on."""
-    app = tornado.web.Application([
-        (r"/healthz", _Health, {"supervisor": supervisor}),
-        (r"/readyz", _Ready, {"supervisor": supervisor}),
-        (r"/metrics", _Metrics, {"supervisor": supervisor}),
-    ])
+    app = tornado.web.Application(
+        [
+            (r"/healthz", _Health, {"supervisor": supervisor}),
+            (r"/readyz", _Ready, {"supervisor": supervisor}),
+            (r"/metrics", _Metrics, {"supervisor": supervisor}),
+        ]
+    )
     return listen(app, port, host)

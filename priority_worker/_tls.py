@@ -15,8 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ENV = {"ca_file": "AMQP_TLS_CA_FILE", "cert_file": "AMQP_TLS_CERT_FILE",
-       "key_file": "AMQP_TLS_KEY_FILE", "auth_mechanism": "AMQP_AUTH_MECHANISM"}
+ENV = {
+    "ca_file": "AMQP_TLS_CA_FILE",
+    "cert_file": "AMQP_TLS_CERT_FILE",
+    "key_file": "AMQP_TLS_KEY_FILE",
+    "auth_mechanism": "AMQP_AUTH_MECHANISM",
+}
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,12 @@ class TlsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TlsSettings:
         env = os.environ if env is None else env
-        return cls(env.get(ENV["ca_file"]) or None, env.get(ENV["cert_file"]) or None,
-                   env.get(ENV["key_file"]) or None,
-                   (env.get(ENV["auth_mechanism"]) or "plain").lower())
+        return cls(
+            env.get(ENV["ca_file"]) or None,
+            env.get(ENV["cert_file"]) or None,
+            env.get(ENV["key_file"]) or None,
+            (env.get(ENV["auth_mechanism"]) or "plain").lower(),
+        )
 
     def context(self) -> ssl.SSLContext:
         """A verifying client context."""
@@ -70,7 +77,8 @@ def tls_reason(error: BaseException | None) -> str | None:
         if isinstance(error, ssl.SSLError):
             return f"TLS handshake failed: {getattr(error, 'reason', None) or error}"
         inner = getattr(error, "exception", None)
-        error = inner if isinstance(inner, BaseException) else (
-            error.__cause__ or error.__context__)
+        error = (
+            inner if isinstance(inner, BaseException) else (error.__cause__ or error.__context__)
+        )
         seen += 1
     return None

@@ -28,9 +28,11 @@ class TopologyMismatch(ConfigurationError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
-        super().__init__("the broker does not match the topology; not consuming:\n"
-                         + "\n".join(f"  {p}" for p in self.problems)
-                         + "\n(apply it first: declare-amqp apply FILE...)")
+        super().__init__(
+            "the broker does not match the topology; not consuming:\n"
+            + "\n".join(f"  {p}" for p in self.problems)
+            + "\n(apply it first: declare-amqp apply FILE...)"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class ExpectedTopology:
             return
         raise ConfigurationError(
             "cannot check the topology: no broker answers ("
-            + ", ".join(redact_url(u) for u in urls) + f"): {last_error!r}")
+            + ", ".join(redact_url(u) for u in urls)
+            + f"): {last_error!r}"
+        )
 
     def _check(self, conn: Any) -> list[str]:
         problems: list[str] = []
@@ -83,23 +87,33 @@ class ExpectedTopology:
                 ch.queue_declare(q.name, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 ch = conn.channel()
-                problems.append(f"{where}queue '{q.name}' does not exist in vhost "
-                                f"'{self.vhost}' ({exc.reply_code} {exc.reply_text})")
+                problems.append(
+                    f"{where}queue '{q.name}' does not exist in vhost "
+                    f"'{self.vhost}' ({exc.reply_code} {exc.reply_text})"
+                )
                 continue
             try:
-                ch.queue_declare(q.name, durable=q.durable, auto_delete=q.auto_delete,
-                                 arguments=dict(q.arguments))
+                ch.queue_declare(
+                    q.name,
+                    durable=q.durable,
+                    auto_delete=q.auto_delete,
+                    arguments=dict(q.arguments),
+                )
             except pika.exceptions.ChannelClosedByBroker as exc:
                 ch = conn.channel()
-                problems.append(f"{where}queue '{q.name}' exists with other settings than the "
-                                f"topology gives it: {exc.reply_text}")
+                problems.append(
+                    f"{where}queue '{q.name}' exists with other settings than the "
+                    f"topology gives it: {exc.reply_text}"
+                )
         for name, where in self.exchanges:
             try:
                 ch.exchange_declare(name, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 ch = conn.channel()
-                problems.append(f"{where + ': ' if where else ''}exchange '{name}' does not "
-                                f"exist in vhost '{self.vhost}' ({exc.reply_code})")
+                problems.append(
+                    f"{where + ': ' if where else ''}exchange '{name}' does not "
+                    f"exist in vhost '{self.vhost}' ({exc.reply_code})"
+                )
         return problems
 
 
@@ -122,7 +136,10 @@ def url_vhost(url: str) -> str:
 
 
 def consumer_settings(
-    paths: Sequence[str], consumer: str, *, vhost: str | None = None,
+    paths: Sequence[str],
+    consumer: str,
+    *,
+    vhost: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> ConsumerSettings:
     """Read ``consumer`` from the topology files; ``overrides`` (non-None values) win.
@@ -138,20 +155,25 @@ def consumer_settings(
         topology = load(paths, default_vhost=vhost or "/")
     except DeclareAmqpError as exc:
         raise ConfigurationError(str(exc)) from exc
-    found = [c for c in topology.consumers if c.name == consumer
-             and (vhost is None or c.vhost == vhost)]
+    found = [
+        c for c in topology.consumers if c.name == consumer and (vhost is None or c.vhost == vhost)
+    ]
     if not found:
         elsewhere = sorted(c.vhost for c in topology.consumers if c.name == consumer)
         if elsewhere:
             raise ConfigurationError(
                 f"consumer '{consumer}' is in vhost {', '.join(map(repr, elsewhere))}, but the "
-                f"broker URL names vhost '{vhost}'")
+                f"broker URL names vhost '{vhost}'"
+            )
         names = ", ".join(sorted({c.name for c in topology.consumers})) or "none"
-        raise ConfigurationError(f"no consumer '{consumer}' in {', '.join(paths)} "
-                                 f"(consumers there: {names})")
+        raise ConfigurationError(
+            f"no consumer '{consumer}' in {', '.join(paths)} (consumers there: {names})"
+        )
     if len(found) > 1:
-        raise ConfigurationError(f"consumer '{consumer}' is in several vhosts "
-                                 f"({', '.join(c.vhost for c in found)}): pass the vhost")
+        raise ConfigurationError(
+            f"consumer '{consumer}' is in several vhosts "
+            f"({', '.join(c.vhost for c in found)}): pass the vhost"
+        )
     c = found[0]
     origin = f"{c.location} (consumer {c.name})"
 
@@ -164,15 +186,24 @@ def consumer_settings(
     else:
         queues = tuple(Queue(q.queue, q.prefetch) for q in c.queues)
     if dlx:
-        queues = tuple(q if q.dead_letter_exchange else
-                       Queue(q.name, q.prefetch, dead_letter_exchange=dlx,
-                             dead_letter_routing_key=q.dead_letter_routing_key,
-                             handler=q.handler) for q in queues)
+        queues = tuple(
+            q
+            if q.dead_letter_exchange
+            else Queue(
+                q.name,
+                q.prefetch,
+                dead_letter_exchange=dlx,
+                dead_letter_routing_key=q.dead_letter_routing_key,
+                handler=q.handler,
+            )
+            for q in queues
+        )
     if "retry" in overrides:
         retry = overrides["retry"]
     else:
-        retry = RetryPolicy(max_retries=overrides.get("max_retries", c.max_retries),
-                            delays=c.delays)
+        retry = RetryPolicy(
+            max_retries=overrides.get("max_retries", c.max_retries), delays=c.delays
+        )
     declared = {q.name: q for q in topology.queues if q.vhost == c.vhost}
     expected_queues = []
     for q in queues:
@@ -183,11 +214,15 @@ def consumer_settings(
         arguments = dict(spec.arguments)
         if spec.type != "classic":
             arguments["x-queue-type"] = spec.type
-        expected_queues.append(ExpectedQueue(
-            q.name, spec.durable, spec.auto_delete, arguments, str(spec.location or "")))
+        expected_queues.append(
+            ExpectedQueue(
+                q.name, spec.durable, spec.auto_delete, arguments, str(spec.location or "")
+            )
+        )
     exchanges = ((dlx, source("dead_letter_exchange")),) if dlx else ()
     sources = {
-        "queues": source("queues"), "mode": source("mode"),
+        "queues": source("queues"),
+        "mode": source("mode"),
         "concurrency": source("concurrency"),
         "retry": source("retry") if "retry" in overrides else source("max_retries"),
         "dead_letter_exchange": source("dead_letter_exchange"),

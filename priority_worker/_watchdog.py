@@ -28,8 +28,7 @@ logger = logging.getLogger("priority_worker.worker")
 
 def handler_name(handler: Any) -> str:
     """``module.qualname`` of a handler function or callable object."""
-    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) \
-        else type(handler)
+    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else type(handler)
     module = getattr(target, "__module__", "?")
     return f"{module}.{getattr(target, '__qualname__', repr(target))}"
 
@@ -45,8 +44,12 @@ def _code_of(handler: Any) -> CodeType | None:
 class LoopWatchdog:
     """Watches the running loop; ``on_blocked(name, seconds)`` is called on each report."""
 
-    def __init__(self, threshold: float, handlers: Iterable[Any],
-                 on_blocked: Callable[[str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        handlers: Iterable[Any],
+        on_blocked: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.threshold = threshold
         self.on_blocked = on_blocked
         self._codes: dict[CodeType, str] = {}
@@ -67,8 +70,7 @@ class LoopWatchdog:
         self._loop_thread = threading.get_ident()
         self._tick()
         # Not named priority-worker-*: the CLI waits for no thread of that name at exit.
-        self._thread = threading.Thread(target=self._watch, name="pw-loop-watchdog",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="pw-loop-watchdog", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -94,10 +96,17 @@ class LoopWatchdog:
             frame = sys._current_frames().get(self._loop_thread)
             name, where = self._culprit(frame)
             if name is not None:
-                log(logger, logging.WARNING, "loop_blocked", handler=name,
-                    blocked_for=round(lag, 3), threshold=self.threshold, at=where,
+                log(
+                    logger,
+                    logging.WARNING,
+                    "loop_blocked",
+                    handler=name,
+                    blocked_for=round(lag, 3),
+                    threshold=self.threshold,
+                    at=where,
                     hint="an async handler must not block: await, or make it a plain "
-                         "function (runs in the thread pool)")
+                    "function (runs in the thread pool)",
+                )
                 if self.on_blocked is not None:
                     self.on_blocked(name, lag)
             else:

@@ -149,9 +149,13 @@ class Worker:
         self.name = name
         self.metrics = Metrics()
         self.publisher = Publisher(
-            self.urls, confirm_timeout=confirm_timeout, resend_unconfirmed=resend_unconfirmed,
-            metrics=self.metrics, name=f"{name} publisher",
-            reconnect_max_delay=reconnect_max_delay)
+            self.urls,
+            confirm_timeout=confirm_timeout,
+            resend_unconfirmed=resend_unconfirmed,
+            metrics=self.metrics,
+            name=f"{name} publisher",
+            reconnect_max_delay=reconnect_max_delay,
+        )
         self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
         self._by_name = {s.spec.name: s for s in self._states}
         m = self.metrics
@@ -159,9 +163,12 @@ class Worker:
         self.blocked_loop_warning = blocked_loop_warning
         self._watchdog: LoopWatchdog | None = None
         self._dispatcher: Dispatcher[Delivery] = Dispatcher(
-            names, self.concurrency, by_priority=self.mode is Mode.STRICT,
+            names,
+            self.concurrency,
+            by_priority=self.mode is Mode.STRICT,
             weights=dispatch_weights(self.mode, [(q.name, q.prefetch) for q in queues]),
-            on_start=self._started)
+            on_start=self._started,
+        )
         for q in queues:
             m.prefetch_configured.labels(q.name).set(q.prefetch)
             m.share.labels(q.name).set_function(functools.partial(self._share.share, q.name))
@@ -179,13 +186,20 @@ class Worker:
             s.m_held_seconds = m.held_seconds.labels(name)
             # Read at scrape time rather than set on every delivery and settle.
             m.in_flight.labels(name).set_function(
-                functools.partial(self._dispatcher.in_flight, name))
-        self._link = Link(self.urls, name=f"{name} consumer", on_open=self._link_open,
-                          on_lost=self._link_lost, backoff_cap=reconnect_max_delay,
-                          heartbeat=heartbeat)
+                functools.partial(self._dispatcher.in_flight, name)
+            )
+        self._link = Link(
+            self.urls,
+            name=f"{name} consumer",
+            on_open=self._link_open,
+            on_lost=self._link_lost,
+            backoff_cap=reconnect_max_delay,
+            heartbeat=heartbeat,
+        )
         self._backoff_cap = reconnect_max_delay
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="priority-worker")
+            max_workers=self.concurrency, thread_name_prefix="priority-worker"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         # Handlers run in long-lived runner tasks (at most `concurrency`, made on demand), not
         # in a task per delivery: an idle runner waits on a future of its own; `_waking`
@@ -289,15 +303,25 @@ class Worker:
         files = [paths] if isinstance(paths, str) else list(paths)
         urls = split_urls(url)
         overrides: dict[str, Any] = {
-            "queues": list(queues) if queues else None, "mode": mode,
-            "concurrency": concurrency, "retry": retry, "max_retries": max_retries,
-            "dead_letter_exchange": dead_letter_exchange}
+            "queues": list(queues) if queues else None,
+            "mode": mode,
+            "concurrency": concurrency,
+            "retry": retry,
+            "max_retries": max_retries,
+            "dead_letter_exchange": dead_letter_exchange,
+        }
         for key, where in (sources or {}).items():
             overrides[f"{key}_source"] = where
-        settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]),
-                                     overrides=overrides)
-        worker = cls(urls, list(settings.queues), handler, mode=settings.mode,
-                     concurrency=settings.concurrency, retry=settings.retry, **options)
+        settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]), overrides=overrides)
+        worker = cls(
+            urls,
+            list(settings.queues),
+            handler,
+            mode=settings.mode,
+            concurrency=settings.concurrency,
+            retry=settings.retry,
+            **options,
+        )
         worker.expected_topology = settings.expected
         worker.settings_sources = dict(settings.sources)
         return worker
@@ -314,12 +338,19 @@ class Worker:
             self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
         if self.blocked_loop_warning:
             self._watchdog = LoopWatchdog(
-                self.blocked_loop_warning, [s.handler for s in self._states],
-                on_blocked=lambda name, _s: self.metrics.loop_blocked.labels(name).inc())
+                self.blocked_loop_warning,
+                [s.handler for s in self._states],
+                on_blocked=lambda name, _s: self.metrics.loop_blocked.labels(name).inc(),
+            )
             self._watchdog.start()
-        log(logger, logging.INFO, "starting", mode=self.mode.value,
+        log(
+            logger,
+            logging.INFO,
+            "starting",
+            mode=self.mode.value,
             queues=",".join(f"{q.name}={q.prefetch}" for q in self.queues),
-            concurrency=self.concurrency)
+            concurrency=self.concurrency,
+        )
         await self.publisher.start()
         await self._link.start()
         if self.mode is not Mode.WEIGHTED and len(self._states) > 1:
@@ -336,8 +367,11 @@ class Worker:
         for s in self._states:
             if s.retry is not None:
                 s.retry.cancel()
-        cancels = [asyncio.ensure_future(s.channel.cancel())
-                   for s in self._states if s.channel and s.channel.is_open]
+        cancels = [
+            asyncio.ensure_future(s.channel.cancel())
+            for s in self._states
+            if s.channel and s.channel.is_open
+        ]
         await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
         # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
@@ -345,8 +379,7 @@ class Worker:
             waiter.cancel()
         self._idle_runners.clear()
         await asyncio.gather(*cancels, return_exceptions=True)
-        log(logger, logging.INFO, "draining", running=self._dispatcher.running(),
-            requeued=requeued)
+        log(logger, logging.INFO, "draining", running=self._dispatcher.running(), requeued=requeued)
         deadline = loop.time() + self.shutdown_timeout
         while self._dispatcher.running() and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -378,8 +411,13 @@ class Worker:
     async def _open_queue(self, s: _QueueState) -> None:
         if self._stopping or not self._link.is_open:
             return
-        channel = ConsumerChannel(self._link, s.spec.name, on_delivery=self._delivered,
-                                  on_cancelled=self._cancelled, on_closed=self._channel_closed)
+        channel = ConsumerChannel(
+            self._link,
+            s.spec.name,
+            on_delivery=self._delivered,
+            on_cancelled=self._cancelled,
+            on_closed=self._channel_closed,
+        )
         try:
             await channel.open()
         except ChannelGone:
@@ -399,8 +437,14 @@ class Worker:
             self.metrics.dropped.labels(s.spec.name).inc(len(dropped))
         if self._stopping:
             return
-        log(logger, logging.WARNING, "channel_closed", queue=s.spec.name, reason=reason,
-            dropped=len(dropped))
+        log(
+            logger,
+            logging.WARNING,
+            "channel_closed",
+            queue=s.spec.name,
+            reason=reason,
+            dropped=len(dropped),
+        )
         if self._link.is_open:
             self._retry_later(s, lambda: self._spawn(self._open_queue(s)))
 
@@ -449,8 +493,9 @@ class Worker:
     # --- consuming at the right prefetch --------------------------------------------------------
 
     def _desired(self) -> list[int | None]:
-        return effective_prefetch(self.mode, [s.spec.prefetch for s in self._states],
-                                  [s.idle for s in self._states])
+        return effective_prefetch(
+            self.mode, [s.spec.prefetch for s in self._states], [s.idle for s in self._states]
+        )
 
     def _apply(self, s: _QueueState) -> None:
         """Bring the queue's consumer to the prefetch the mode wants (one change at a time)."""
@@ -475,13 +520,19 @@ class Worker:
                 s.applied = target
                 s.attempt = 0
                 self.metrics.prefetch.labels(s.spec.name).set(target or 0)
-                log(logger, logging.INFO, "consuming" if target else "paused",
-                    queue=s.spec.name, prefetch=target or 0)
+                log(
+                    logger,
+                    logging.INFO,
+                    "consuming" if target else "paused",
+                    queue=s.spec.name,
+                    prefetch=target or 0,
+                )
                 # Give back capacity now: requeue what this queue received but has not started
                 # beyond its new prefetch (all of it when paused).
                 keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
-                self._requeue(self._give_back(self._dispatcher.take_pending(s.spec.name,
-                                                                            keep=keep)))
+                self._requeue(
+                    self._give_back(self._dispatcher.take_pending(s.spec.name, keep=keep))
+                )
         except ChannelGone:
             pass  # the close callback schedules the reopen
         finally:
@@ -512,8 +563,7 @@ class Worker:
                         idle = count == 0
                     if idle != s.idle:
                         s.idle = idle
-                        log(logger, logging.DEBUG, "idle" if idle else "busy",
-                            queue=s.spec.name)
+                        log(logger, logging.DEBUG, "idle" if idle else "busy", queue=s.spec.name)
                 self._replan()
             except Exception as exc:  # the modes must survive any one failed probe
                 log(logger, logging.ERROR, "probe_failed", error=repr(exc))
@@ -618,10 +668,18 @@ class Worker:
         try:
             started = time.perf_counter()
             action, error = await handle(
-                handler, body=d.body, queue=d.queue, routing_key=d.routing_key,
-                exchange=d.exchange, redelivered=d.redelivered, properties=d.properties,
-                retry=self.retry, executor=self._pool, publisher=self.publisher,
-                is_async=s.is_async)
+                handler,
+                body=d.body,
+                queue=d.queue,
+                routing_key=d.routing_key,
+                exchange=d.exchange,
+                redelivered=d.redelivered,
+                properties=d.properties,
+                retry=self.retry,
+                executor=self._pool,
+                publisher=self.publisher,
+                is_async=s.is_async,
+            )
             s.m_handler_seconds.observe(time.perf_counter() - started)
             if error is not None:
                 s.m_handler_errors.inc()
@@ -648,8 +706,13 @@ class Worker:
 
     def _dropped(self, s: _QueueState, d: Delivery) -> None:
         s.m_dropped.inc()
-        log(logger, logging.INFO, "delivery_dropped", queue=d.queue,
-            reason="channel closed; the broker redelivers it")
+        log(
+            logger,
+            logging.INFO,
+            "delivery_dropped",
+            queue=d.queue,
+            reason="channel closed; the broker redelivers it",
+        )
 
     async def _settle(self, d: Delivery, spec: Queue, action: Action) -> None:
         """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
@@ -670,25 +733,46 @@ class Worker:
             if isinstance(action, RetryLater):
                 name = delay_queue_name(d.queue, action.delay)
                 await self.publisher.ensure_queue(
-                    name, delay_queue_arguments(d.queue, action.delay))
+                    name, delay_queue_arguments(d.queue, action.delay)
+                )
                 headers[ERROR_HEADER] = action.reason
-                await self.publisher.publish("", name, d.body, properties=replace(
-                    props, headers=headers), mandatory=True)
+                await self.publisher.publish(
+                    "", name, d.body, properties=replace(props, headers=headers), mandatory=True
+                )
                 counter = self.metrics.retries.labels(d.queue)
-                log(logger, logging.INFO, "retry_scheduled", queue=d.queue,
-                    delay=action.delay, attempts=action.attempts, reason=action.reason)
+                log(
+                    logger,
+                    logging.INFO,
+                    "retry_scheduled",
+                    queue=d.queue,
+                    delay=action.delay,
+                    attempts=action.attempts,
+                    reason=action.reason,
+                )
             else:
                 exchange, key = self._dead_letter_target(spec, d)
                 if not exchange:
                     await self.publisher.ensure_queue(key, {})  # Q.dead, see worker_queues
                 headers[ERROR_HEADER] = action.error
                 headers["x-dead-letter-reason"] = action.reason
-                await self.publisher.publish(exchange, key, d.body, properties=replace(
-                    props, headers=headers), mandatory=True)
+                await self.publisher.publish(
+                    exchange,
+                    key,
+                    d.body,
+                    properties=replace(props, headers=headers),
+                    mandatory=True,
+                )
                 counter = self.metrics.dead_letters.labels(d.queue, action.reason)
-                log(logger, logging.WARNING, "dead_lettered", queue=d.queue,
-                    reason=action.reason, error=action.error, exchange=exchange,
-                    routing_key=key)
+                log(
+                    logger,
+                    logging.WARNING,
+                    "dead_lettered",
+                    queue=d.queue,
+                    reason=action.reason,
+                    error=action.error,
+                    exchange=exchange,
+                    routing_key=key,
+                )
         except (PublishReturned, PublishConnectionLost) as exc:
             if isinstance(exc, PublishConnectionLost) and exc.reply_code != 404:
                 log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
@@ -730,9 +814,14 @@ class Worker:
         if kept:
             for d in kept:
                 self._dispatcher.add(d.queue, d)
-            log(logger, logging.INFO, "kept_not_requeued", queue=kept[0].queue,
-                count=len(kept), reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum "
-                "delivery limit)")
+            log(
+                logger,
+                logging.INFO,
+                "kept_not_requeued",
+                queue=kept[0].queue,
+                count=len(kept),
+                reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum delivery limit)",
+            )
             self._pump()
         return given
 

@@ -41,8 +41,15 @@ from ._model import Handler, Properties, RetryPolicy
 from ._publisher import Publisher
 
 __all__ = [
-    "Ack", "DeadLetter", "Handled", "InMemoryBroker", "RetryLater", "Run", "StoredMessage",
-    "handle_message", "run_handler",
+    "Ack",
+    "DeadLetter",
+    "Handled",
+    "InMemoryBroker",
+    "RetryLater",
+    "Run",
+    "StoredMessage",
+    "handle_message",
+    "run_handler",
 ]
 
 
@@ -67,10 +74,16 @@ async def handle_message(
     if headers is not None:
         props = replace(props, headers={**(props.headers or {}), **headers})
     action, _ = await handle(
-        handler, body=body.encode() if isinstance(body, str) else body, queue=queue,
-        routing_key=queue if routing_key is None else routing_key, exchange=exchange,
-        redelivered=redelivered, properties=props, retry=retry or RetryPolicy(),
-        publisher=publisher)
+        handler,
+        body=body.encode() if isinstance(body, str) else body,
+        queue=queue,
+        routing_key=queue if routing_key is None else routing_key,
+        exchange=exchange,
+        redelivered=redelivered,
+        properties=props,
+        retry=retry or RetryPolicy(),
+        publisher=publisher,
+    )
     return action
 
 

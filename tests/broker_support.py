@@ -55,18 +55,29 @@ def declare_durable_queues(
         conn.close()
 
 
-def fill(url: str, queue: str, ids: list[str], *, content_type: str = "text/plain",
-         body: Callable[[str], bytes] | None = None, headers: dict[str, Any] | None = None
-         ) -> None:
+def fill(
+    url: str,
+    queue: str,
+    ids: list[str],
+    *,
+    content_type: str = "text/plain",
+    body: Callable[[str], bytes] | None = None,
+    headers: dict[str, Any] | None = None,
+) -> None:
     """Publish one persistent message per id to ``queue`` (message_id = id), with confirms."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     try:
         ch = conn.channel()
         ch.confirm_delivery()
         for mid in ids:
-            ch.basic_publish("", queue, body(mid) if body else mid.encode(),
-                             pika.BasicProperties(message_id=mid, delivery_mode=2,
-                                                  content_type=content_type, headers=headers))
+            ch.basic_publish(
+                "",
+                queue,
+                body(mid) if body else mid.encode(),
+                pika.BasicProperties(
+                    message_id=mid, delivery_mode=2, content_type=content_type, headers=headers
+                ),
+            )
     finally:
         conn.close()
 

@@ -34,7 +34,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for broker_support
 
-from broker_support import temporary_vhost  # noqa: E402
+from broker_support import temporary_vhost
 
 DEFAULT_CONTAINER_IMAGE = "localhost/rabbitmq:4.0-management"
 
@@ -91,14 +91,17 @@ class Broker:
         """Skip the calling test on brokers older than ``version`` (a version-only feature)."""
         if not self.at_least(*version):
             wanted = ".".join(map(str, version))
-            pytest.skip(f"needs RabbitMQ {wanted}+ ({why or 'a feature of that version'}); "
-                        f"this broker is {self.version}")
+            pytest.skip(
+                f"needs RabbitMQ {wanted}+ ({why or 'a feature of that version'}); "
+                f"this broker is {self.version}"
+            )
 
     def ctl(self, *args: str) -> str:
         """``rabbitmqctl ARGS`` on the broker's own host (or in its container)."""
         if self._ctl is None:
-            pytest.skip(f"needs rabbitmqctl on the broker's host; the broker at {self.host} "
-                        f"is {self.where}")
+            pytest.skip(
+                f"needs rabbitmqctl on the broker's host; the broker at {self.host} is {self.where}"
+            )
         return self._ctl(list(args))
 
 
@@ -122,8 +125,12 @@ def _local_ctl(args: list[str]) -> str:
     return proc.stdout
 
 
-def _from_url(amqp_url: str, management_url: str | None, where: str = "local",
-              ctl: Callable[[list[str]], str] | None = None) -> Broker:
+def _from_url(
+    amqp_url: str,
+    management_url: str | None,
+    where: str = "local",
+    ctl: Callable[[list[str]], str] | None = None,
+) -> Broker:
     u = urllib.parse.urlsplit(amqp_url)
     host = u.hostname or "127.0.0.1"
     port = u.port or (5671 if u.scheme == "amqps" else 5672)
@@ -192,12 +199,18 @@ def _container_broker(image: str) -> Iterator[Broker]:
         deadline = time.monotonic() + 120
         while (overview := _overview(candidate)) is None:
             if time.monotonic() > deadline:
-                pytest.fail(f"the container of {image} answers AMQP but not its management "
-                            f"API at {mgmt} after 120 s", pytrace=False)
+                pytest.fail(
+                    f"the container of {image} answers AMQP but not its management "
+                    f"API at {mgmt} after 120 s",
+                    pytrace=False,
+                )
             time.sleep(0.5)
         broker = _with_version(candidate, overview)
-        print(f"\n[broker] container {image}: RabbitMQ {broker.version}, ready in "
-              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+        print(
+            f"\n[broker] container {image}: RabbitMQ {broker.version}, ready in "
+            f"{time.monotonic() - started:.1f} s",
+            file=sys.stderr,
+        )
         yield broker
 
 
@@ -213,9 +226,11 @@ def broker() -> Iterator[Broker]:
     image = os.environ.get("RABBITMQ_IMAGE") or DEFAULT_CONTAINER_IMAGE
     if mode == "container":
         if not _docker_answers():
-            reason = (f"TEST_BROKER=container but no Docker API answers (DOCKER_HOST="
-                      f"{os.environ.get('DOCKER_HOST', 'unset')}); here run "
-                      "`eval \"$(bash tests/container_broker.sh)\"` first")
+            reason = (
+                f"TEST_BROKER=container but no Docker API answers (DOCKER_HOST="
+                f"{os.environ.get('DOCKER_HOST', 'unset')}); here run "
+                '`eval "$(bash tests/container_broker.sh)"` first'
+            )
             if _in_ci():
                 pytest.fail(reason, pytrace=False)
             pytest.skip(reason)
@@ -292,6 +307,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     counts = ", ".join(f"{n} {what}" for what, n in sorted(_OUTCOMES.items()))
     terminalreporter.write_line(
         f"broker tests against RabbitMQ {found.version} ({found.where}, "
-        f"{found.host}:{found.port}): {counts}")
+        f"{found.host}:{found.port}): {counts}"
+    )
     for nodeid in _HOST_SKIPS:
         terminalreporter.write_line(f"  skipped, needs rabbitmqctl on the broker's host: {nodeid}")

@@ -16,13 +16,22 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("topology_bench.py", ["| cold apply / import_definitions |",
-                               "| no-op plan / re-POST |",
-                               "| no-op plan: definitions JSON / YAML |"]),
-        ("worker_bench.py", ["| consume: Worker / bare pika |",
-                             "| publish: Publisher / bare pika |", "| 10/2 |"]),
-        ("latency_bench.py", ["| priority_worker | weighted | 1 |",
-                              "| priority_worker | strict | 1 |"]),
+        (
+            "topology_bench.py",
+            [
+                "| cold apply / import_definitions |",
+                "| no-op plan / re-POST |",
+                "| no-op plan: definitions JSON / YAML |",
+            ],
+        ),
+        (
+            "worker_bench.py",
+            ["| consume: Worker / bare pika |", "| publish: Publisher / bare pika |", "| 10/2 |"],
+        ),
+        (
+            "latency_bench.py",
+            ["| priority_worker | weighted | 1 |", "| priority_worker | strict | 1 |"],
+        ),
         ("processes_bench.py", ["| 1 |", "| 2 |"]),
         ("health_bench.py", ["| sync 500 ms |", "| async 50 ms CPU |"]),
     ],
@@ -30,7 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_benchmark_runs(broker: object, script: str, expected: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--output", "-"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     for line in expected:

@@ -35,8 +35,11 @@ EMAIL_OBJECTS = {
     ("queue", "email.dead"),
     ("policy", "email-dead-limits"),
     # derived from the consumer email-sender: a retry delay queue per step and queue
-    *(("queue", f"{q}.delay.{ms}") for q in ("email.high", "email.default")
-      for ms in (1000, 5000, 30000, 300000)),
+    *(
+        ("queue", f"{q}.delay.{ms}")
+        for q in ("email.high", "email.default")
+        for ms in (1000, 5000, 30000, 300000)
+    ),
 }
 
 
@@ -253,17 +256,25 @@ def test_cookbook_makes_users_and_permissions_without_showing_passwords(
     permissions: the user is made and can log in, the second converge is up to date, and the
     password is in no command line, file, log or report."""
     app_user, app_password = f"cookbook-app-{uuid.uuid4().hex[:6]}", f"apw-{secrets.token_hex(10)}"
-    spec = {"vhost": vhost, "topology": {"queues": [{"name": "app.q"}]},
-            "users": [{"name": app_user, "tags": []}],
-            "permissions": [{"user": app_user, "configure": "^app\\.", "write": "^app\\.",
-                             "read": "^app\\."}]}
+    spec = {
+        "vhost": vhost,
+        "topology": {"queues": [{"name": "app.q"}]},
+        "users": [{"name": app_user, "tags": []}],
+        "permissions": [
+            {"user": app_user, "configure": "^app\\.", "write": "^app\\.", "read": "^app\\."}
+        ],
+    }
     attributes = _attributes(broker, vhost, account, tmp_path, {"app": spec})
     try:
         reports = []
         for _ in range(2):
-            report = converge("declare_amqp::topologies", attributes=attributes, execute=True,
-                              password=account.password,
-                              user_passwords={app_user: app_password})
+            report = converge(
+                "declare_amqp::topologies",
+                attributes=attributes,
+                execute=True,
+                password=account.password,
+                user_passwords={app_user: app_password},
+            )
             assert report["error"] is None, report
             reports.append(report)
         assert [c["argv"][1] for c in reports[0]["commands"]] == ["plan", "apply"]
@@ -272,13 +283,18 @@ def test_cookbook_makes_users_and_permissions_without_showing_passwords(
         rendered = (tmp_path / "etc" / "app.yml").read_text()
         assert "password_env: DECLARE_AMQP_USER_PASSWORD_0" in rendered
         with broker.http() as http:
-            perms = http.get(f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/"
-                             f"{app_user}").json()
+            perms = http.get(
+                f"/api/permissions/{urllib.parse.quote(vhost, safe='')}/{app_user}"
+            ).json()
         assert perms["configure"] == "^app\\."
         import pika
-        pika.BlockingConnection(pika.URLParameters(
-            f"amqp://{app_user}:{app_password}@{broker.host}:{broker.port}/"
-            f"{urllib.parse.quote(vhost, safe='')}")).close()
+
+        pika.BlockingConnection(
+            pika.URLParameters(
+                f"amqp://{app_user}:{app_password}@{broker.host}:{broker.port}/"
+                f"{urllib.parse.quote(vhost, safe='')}"
+            )
+        ).close()
         for report in reports:
             assert app_password not in json.dumps(report)
         assert app_password not in rendered

@@ -29,8 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Variables the tool reads; the tests pass everything on the command line instead, so that
 # the caller's environment cannot change what a test sees.
-_TOOL_ENV = ("AMQP_URL", "AMQP_HOST", "AMQP_USER", "AMQP_PASS", "AMQP_VHOST",
-             "RABBITMQ_MANAGEMENT_URL", "DECLARE_AMQP_DEBUG")
+_TOOL_ENV = (
+    "AMQP_URL",
+    "AMQP_HOST",
+    "AMQP_USER",
+    "AMQP_PASS",
+    "AMQP_VHOST",
+    "RABBITMQ_MANAGEMENT_URL",
+    "DECLARE_AMQP_DEBUG",
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -68,8 +75,9 @@ class DeclareCli:
 
     def copy_example(self, name: str = "topology.yml") -> str:
         """``topology.example.yml`` of the checkout, copied so the test may edit it."""
-        (self.workdir / name).write_text((ROOT / "topology.example.yml").read_text("utf-8"),
-                                         encoding="utf-8")
+        (self.workdir / name).write_text(
+            (ROOT / "topology.example.yml").read_text("utf-8"), encoding="utf-8"
+        )
         return name
 
     def edit(self, name: str, old: str, new: str) -> None:
@@ -94,31 +102,51 @@ class DeclareCli:
         env.update(extra or {})
         return env
 
-    def url(self, vhost: str | None = None, *, port: int | None = None,
-            user: str | None = None, password: str | None = None) -> str:
+    def url(
+        self,
+        vhost: str | None = None,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> str:
         """The AMQP URL of a vhost (default the test's), optionally with another port or
         other credentials."""
         b = self.broker
         quote = urllib.parse.quote
-        return (f"amqp://{quote(user or b.user, safe='')}:"
-                f"{quote(b.password if password is None else password, safe='')}"
-                f"@{b.host}:{port or b.port}/{quote(vhost or self.vhost, safe='')}")
+        return (
+            f"amqp://{quote(user or b.user, safe='')}:"
+            f"{quote(b.password if password is None else password, safe='')}"
+            f"@{b.host}:{port or b.port}/{quote(vhost or self.vhost, safe='')}"
+        )
 
     def target(self, vhost: str | None = None) -> list[str]:
         """``--url`` (with the vhost in its path) and ``--management-url`` of the broker."""
-        return ["--url", self.broker.url_for(vhost or self.vhost),
-                "--management-url", self.broker.management_url]
+        return [
+            "--url",
+            self.broker.url_for(vhost or self.vhost),
+            "--management-url",
+            self.broker.management_url,
+        ]
 
-    def start(self, *args: str, connect: bool = True,
-              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, connect: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         argv = [sys.executable, "-m", "declare_amqp", *args]
         if connect:
             argv += self.target()
-        return subprocess.Popen(argv, cwd=self.workdir, env=self.env(env), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            env=self.env(env),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
-    def __call__(self, *args: str, connect: bool = True,
-                 env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self, *args: str, connect: bool = True, env: dict[str, str] | None = None
+    ) -> Result:
         """Run the command; with ``connect`` the test vhost's URLs are appended."""
         proc = self.start(*args, connect=connect, env=env)
         out, err = proc.communicate(timeout=90)
@@ -175,8 +203,10 @@ class DeclareCli:
 
     def bindings(self, vhost: str | None = None) -> set[tuple[str, str, str, str]]:
         """(source, destination_type, destination, routing_key) of every binding."""
-        return {(b["source"], b["destination_type"], b["destination"], b["routing_key"])
-                for b in self.definitions(vhost)["bindings"]}
+        return {
+            (b["source"], b["destination_type"], b["destination"], b["routing_key"])
+            for b in self.definitions(vhost)["bindings"]
+        }
 
     def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         found = [q for q in self.definitions(vhost)["queues"] if q["name"] == name]
@@ -234,10 +264,13 @@ def secret_user(declare: Any) -> Iterator[str]:
     """A broker user whose password is PASSWORD, with rights on the test vhost."""
     name = f"declare-test-{uuid.uuid4().hex[:8]}"
     with declare.broker.http() as http:
-        http.put(f"/api/users/{name}",
-                 json={"password": PASSWORD, "tags": "administrator"}).raise_for_status()
-        http.put(f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        http.put(
+            f"/api/users/{name}", json={"password": PASSWORD, "tags": "administrator"}
+        ).raise_for_status()
+        http.put(
+            f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
     try:
         yield name
     finally:

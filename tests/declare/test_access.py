@@ -62,8 +62,10 @@ permissions:
 
 
 def test_a_uri_with_a_password_is_refused() -> None:
-    text = "shovels:\n  - name: s\n    src_uri: amqp://u:Secr3t@h/\n    src_queue: a\n" \
-           "    dest_uri_env: D\n    dest_queue: b\n"
+    text = (
+        "shovels:\n  - name: s\n    src_uri: amqp://u:Secr3t@h/\n    src_queue: a\n"
+        "    dest_uri_env: D\n    dest_queue: b\n"
+    )
     with pytest.raises(TopologyError) as info:
         parse(text, "s.yml")
     assert "s.yml:3: shovel 's': 'src_uri' holds a password" in str(info.value)
@@ -78,15 +80,26 @@ def test_password_drift_without_showing_it() -> None:
     """Same password: no change. Another: `password (changed)`; nothing in the JSON form
     holds the password or the hash."""
     desired = Access(users=(_user("guest", ("administrator",), password_env="P"),))
-    actual = Access(users=(_user("guest", ("administrator",), password_hash=GUEST_HASH,
-                                 hashing_algorithm="rabbit_password_hashing_sha256"),))
-    same, _ = plan_access(desired, actual, scope=(), prune=False, connecting_user="x",
-                          env={"P": "guest"})
+    actual = Access(
+        users=(
+            _user(
+                "guest",
+                ("administrator",),
+                password_hash=GUEST_HASH,
+                hashing_algorithm="rabbit_password_hashing_sha256",
+            ),
+        )
+    )
+    same, _ = plan_access(
+        desired, actual, scope=(), prune=False, connecting_user="x", env={"P": "guest"}
+    )
     assert same == []
-    changed, _ = plan_access(desired, actual, scope=(), prune=False, connecting_user="x",
-                             env={"P": "other-pw-77"})
-    assert [(c.action, [d.field for d in c.differences]) for c in changed] == \
-        [("update", ["password"])]
+    changed, _ = plan_access(
+        desired, actual, scope=(), prune=False, connecting_user="x", env={"P": "other-pw-77"}
+    )
+    assert [(c.action, [d.field for d in c.differences]) for c in changed] == [
+        ("update", ["password"])
+    ]
     shown = json.dumps([c.to_dict() for c in changed])
     assert "other-pw-77" not in shown and GUEST_HASH not in shown and '"(changed)"' in shown
 
@@ -95,23 +108,39 @@ def test_prune_scoping_of_users() -> None:
     """Only users whose permissions are all in the files' vhosts are pruned; never the
     connecting user, guest, or the last administrator."""
     actual = Access(
-        users=(_user("in-scope"), _user("elsewhere"), _user("nowhere"), _user("guest"),
-               _user("me", ("administrator",)), _user("admin2", ("administrator",))),
-        permissions=tuple(PermissionSpec(u, v) for u, v in (
-            ("in-scope", "v"), ("elsewhere", "v"), ("elsewhere", "w"), ("guest", "v"),
-            ("me", "v"), ("admin2", "v"))),
+        users=(
+            _user("in-scope"),
+            _user("elsewhere"),
+            _user("nowhere"),
+            _user("guest"),
+            _user("me", ("administrator",)),
+            _user("admin2", ("administrator",)),
+        ),
+        permissions=tuple(
+            PermissionSpec(u, v)
+            for u, v in (
+                ("in-scope", "v"),
+                ("elsewhere", "v"),
+                ("elsewhere", "w"),
+                ("guest", "v"),
+                ("me", "v"),
+                ("admin2", "v"),
+            )
+        ),
     )
     desired = Access(managed=frozenset({"users"}))
-    changes, warnings = plan_access(desired, actual, scope=("v",), prune=True,
-                                    connecting_user="me")
+    changes, warnings = plan_access(desired, actual, scope=("v",), prune=True, connecting_user="me")
     assert sorted(c.name for c in changes) == ["admin2", "in-scope"]
     text = " ".join(str(w) for w in warnings)
     assert "'guest' not pruned" in text and "'me' not pruned: it is the user" in text
     # the last administrator stays
-    actual2 = Access(users=(_user("only-admin", ("administrator",)),),
-                     permissions=(PermissionSpec("only-admin", "v"),))
-    changes, warnings = plan_access(desired, actual2, scope=("v",), prune=True,
-                                    connecting_user="me")
+    actual2 = Access(
+        users=(_user("only-admin", ("administrator",)),),
+        permissions=(PermissionSpec("only-admin", "v"),),
+    )
+    changes, warnings = plan_access(
+        desired, actual2, scope=("v",), prune=True, connecting_user="me"
+    )
     assert changes == [] and "last user with the administrator tag" in str(warnings[0])
 
 

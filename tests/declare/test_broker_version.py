@@ -43,10 +43,17 @@ def messages(problems: list[object]) -> list[str]:
     return [str(p) for p in problems]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("4.0.5", (4, 0, 5)), ("3.10.8", (3, 10, 8)), ("4.1.0-rc.1", (4, 1, 0)),
-    ("3.13.7+1.g0a1b2c3", (3, 13, 7)), ("?", ()), ("", ()),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("4.0.5", (4, 0, 5)),
+        ("3.10.8", (3, 10, 8)),
+        ("4.1.0-rc.1", (4, 1, 0)),
+        ("3.13.7+1.g0a1b2c3", (3, 13, 7)),
+        ("?", ()),
+        ("", ()),
+    ],
+)
 def test_parse_version(text: str, expected: tuple[int, ...]) -> None:
     """Versions as the management API reports them, pre-releases and builds included."""
     assert parse_version(text) == expected
@@ -73,11 +80,18 @@ def test_unknown_version_checks_nothing() -> None:
     assert check_broker_version(parse(MIRRORED, "t.yml"), "?") == ([], [])
 
 
-@pytest.mark.parametrize("version, errors, warnings", [
-    ("3.13.7", 0, 0), ("4.0.5", 0, 1), ("4.2.1", 0, 1), ("4.3.0", 1, 0),
-])
+@pytest.mark.parametrize(
+    "version, errors, warnings",
+    [
+        ("3.13.7", 0, 0),
+        ("4.0.5", 0, 1),
+        ("4.2.1", 0, 1),
+        ("4.3.0", 1, 0),
+    ],
+)
 def test_transient_queue_warns_on_4_0_to_4_2_and_fails_on_4_3(
-        version: str, errors: int, warnings: int) -> None:
+    version: str, errors: int, warnings: int
+) -> None:
     """durable: false is deprecated from 4.0 and denied by default from 4.3 on."""
     found_errors, found_warnings = check_broker_version(parse(TRANSIENT, "t.yml"), version)
     assert (len(found_errors), len(found_warnings)) == (errors, warnings)
@@ -88,7 +102,8 @@ def test_transient_queue_warns_on_4_0_to_4_2_and_fails_on_4_3(
 
 def test_queue_mode_and_queue_version_1_fail_on_4_3_only() -> None:
     """Lazy mode and storage version 1 are refused by 4.3, as arguments and in policies."""
-    desired = parse("""
+    desired = parse(
+        """
 vhost: /
 queues:
   - {name: lazy, queue_mode: lazy}
@@ -96,7 +111,9 @@ queues:
   - {name: v2, queue_version: 2}
 policies:
   - {name: p, pattern: '.*', definition: {queue-mode: lazy, queue-version: 1}}
-""", "t.yml")
+""",
+        "t.yml",
+    )
     assert check_broker_version(desired, "4.2.0") == ([], [])
     errors, _ = check_broker_version(desired, "4.3.0")
     text = messages(errors)
@@ -109,11 +126,16 @@ policies:
 
 def test_max_priority_on_a_quorum_queue_mentions_quorum_priorities() -> None:
     """The error says 4.x quorum queues have message priorities of their own."""
-    problems = validate(parse("""
+    problems = validate(
+        parse(
+            """
 vhost: /
 queues:
   - {name: q, type: quorum, max_priority: 5}
-""", "t.yml"))
+""",
+            "t.yml",
+        )
+    )
     assert len(problems) == 1
     assert "x-max-priority" in str(problems[0]) and "message priorities" in str(problems[0])
 
@@ -135,7 +157,11 @@ def test_vhost_default_queue_type_gives_untyped_durable_queues_that_type() -> No
     resolved, problems = resolve_queue_types(desired, {"v": "quorum"})
     assert problems == []
     assert {q.name: q.type for q in resolved.queues} == {
-        "plain": "quorum", "transient": "classic", "auto": "classic", "explicit": "classic"}
+        "plain": "quorum",
+        "transient": "classic",
+        "auto": "classic",
+        "explicit": "classic",
+    }
     same, none = resolve_queue_types(desired, {"other": "quorum"})
     assert same is desired and none == []
 
@@ -165,7 +191,8 @@ def test_vhost_default_queue_type_revalidates_the_resolved_queue() -> None:
 def test_quorum_create_shows_the_4_0_default_delivery_limit() -> None:
     """On 4.0+ the plan says a new quorum queue gets delivery limit 20 unless it sets one or
     its policy does; on 3.x nothing is said."""
-    desired = parse("""
+    desired = parse(
+        """
 vhost: /
 queues:
   - {name: q.default, type: quorum}
@@ -174,7 +201,9 @@ queues:
   - {name: c, type: classic}
 policies:
   - {name: dl, pattern: '^p\\.', apply_to: quorum_queues, definition: {delivery-limit: 7}}
-""", "t.yml")
+""",
+        "t.yml",
+    )
     base = plan(desired, Topology())
     assert note_broker_defaults(base, (3, 13, 7), desired.policies) is base
     noted = note_broker_defaults(base, (4, 0, 5), desired.policies)
@@ -187,8 +216,11 @@ policies:
 
 def test_broker_error_text_is_made_readable() -> None:
     """HTML entities decoded, Erlang binaries shown as strings, blank lines folded."""
-    raw = ('Validation failed\n\n[{&lt;&lt;"ha-mode"&gt;&gt;,&lt;&lt;"all"&gt;&gt;}] are not '
-           'recognised policy settings\n')
+    raw = (
+        'Validation failed\n\n[{&lt;&lt;"ha-mode"&gt;&gt;,&lt;&lt;"all"&gt;&gt;}] are not '
+        "recognised policy settings\n"
+    )
     assert readable_reason(raw) == (
-        'Validation failed: [{"ha-mode","all"}] are not recognised policy settings')
+        'Validation failed: [{"ha-mode","all"}] are not recognised policy settings'
+    )
     assert readable_reason("vhost_not_found") == "vhost_not_found"

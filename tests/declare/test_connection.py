@@ -11,7 +11,12 @@ from declare_amqp._connection import redact
 def test_url_option_beats_environment() -> None:
     a = resolve_address(["amqp://u:p@h1:5673/v"], env={"AMQP_URL": "amqp://x:y@other/"})
     assert (a.nodes[0].host, a.nodes[0].port, a.user, a.password, a.url_vhost) == (
-        "h1", 5673, "u", "p", "v")
+        "h1",
+        5673,
+        "u",
+        "p",
+        "v",
+    )
     assert a.nodes[0].management_url == "http://h1:15672"
 
 
@@ -19,15 +24,23 @@ def test_several_urls_make_a_node_list_for_failover() -> None:
     a = resolve_address(["amqp://u:p@n1:5681,amqp://n2:5682", "amqp://n3:5683"], env={})
     assert [(n.host, n.port) for n in a.nodes] == [("n1", 5681), ("n2", 5682), ("n3", 5683)]
     assert [n.management_url for n in a.nodes] == [
-        "http://n1:15672", "http://n2:15672", "http://n3:15672"]
+        "http://n1:15672",
+        "http://n2:15672",
+        "http://n3:15672",
+    ]
     assert a.user == "u"
 
 
 def test_original_environment_variables() -> None:
-    a = resolve_address([], env={"AMQP_HOST": "rabbit.local", "AMQP_USER": "app",
-                                 "AMQP_PASS": "pw"})
+    a = resolve_address(
+        [], env={"AMQP_HOST": "rabbit.local", "AMQP_USER": "app", "AMQP_PASS": "pw"}
+    )
     assert (a.nodes[0].host, a.nodes[0].port, a.user, a.password) == (
-        "rabbit.local", 5672, "app", "pw")
+        "rabbit.local",
+        5672,
+        "app",
+        "pw",
+    )
 
 
 def test_amqps_uses_tls_and_https_management() -> None:
@@ -66,9 +79,18 @@ def test_management_api_of_another_broker_is_refused(broker: object) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "declare_amqp", "plan", "topology.example.yml",
-         "--url", "amqp://guest:guest@127.0.0.1:5699/"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "declare_amqp",
+            "plan",
+            "topology.example.yml",
+            "--url",
+            "amqp://guest:guest@127.0.0.1:5699/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "belongs to a broker whose AMQP listeners" in result.stderr

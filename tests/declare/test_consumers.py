@@ -54,9 +54,13 @@ def test_the_issue_shape_loads_as_written(tmp_path: object) -> None:
     t = load_text(tmp_path, CONSUMER)
     (c,) = t.consumers
     assert (c.name, c.vhost, c.mode, c.concurrency, c.max_retries) == (
-        "email-sender", "/", "weighted", 4, 5)
-    assert [(q.queue, q.prefetch) for q in c.queues] == [("email.high", 10),
-                                                         ("email.default", 2)]
+        "email-sender",
+        "/",
+        "weighted",
+        4,
+        5,
+    )
+    assert [(q.queue, q.prefetch) for q in c.queues] == [("email.high", 10), ("email.default", 2)]
     assert c.delays == (1.0, 5.0, 30.0, 300.0) and c.dead_letter_exchange == "email.dlx"
     assert str(c.location) == f"{tmp_path}/t.yml:8"
 
@@ -67,11 +71,16 @@ def test_delay_queues_are_derived_per_step_and_queue(tmp_path: object) -> None:
     t = load_text(tmp_path, CONSUMER)
     derived = {q.name: q for q in t.queues if q.origin}
     assert sorted(derived) == sorted(
-        f"{q}.delay.{ms}" for q in ("email.high", "email.default")
-        for ms in (1000, 5000, 30000, 300000))
+        f"{q}.delay.{ms}"
+        for q in ("email.high", "email.default")
+        for ms in (1000, 5000, 30000, 300000)
+    )
     q = derived["email.high.delay.30000"]
-    assert dict(q.arguments) == {"x-message-ttl": 30000, "x-dead-letter-exchange": "",
-                                 "x-dead-letter-routing-key": "email.high"}
+    assert dict(q.arguments) == {
+        "x-message-ttl": 30000,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "email.high",
+    }
     assert q.durable and q.type == "classic" and str(q.location).endswith("t.yml:8")
     assert "consumer 'email-sender'" in q.origin
 
@@ -85,9 +94,10 @@ def test_without_a_dead_letter_exchange_the_dead_queues_are_derived(tmp_path: ob
 
 def test_a_file_declaring_a_derived_queue_otherwise_is_an_error(tmp_path: object) -> None:
     """The worker would use it as its own: same name, other arguments -> file:line error."""
-    text = CONSUMER.replace("  - name: email.default\n",
-                            "  - name: email.default\n  - name: email.high.delay.5000\n"
-                            "    message_ttl: 10\n")
+    text = CONSUMER.replace(
+        "  - name: email.default\n",
+        "  - name: email.default\n  - name: email.high.delay.5000\n    message_ttl: 10\n",
+    )
     with pytest.raises(TopologyError) as err:
         load_text(tmp_path, text)
     assert "t.yml:10: consumer 'email-sender'" in str(err.value)  # 2 lines inserted above
@@ -113,9 +123,13 @@ def test_bad_consumers_are_reported_all_at_once_with_file_line(tmp_path: object)
     with pytest.raises(TopologyError) as err:
         load_text(tmp_path, text)
     text_err = str(err.value)
-    for line, words in ((6, "'prefetch' must be at least 1"), (9, "'mode' must be one of"),
-                        (10, "'concurrency' must be at least 1"), (11, "ascending"),
-                        (8, "queue 'b' is listed twice")):
+    for line, words in (
+        (6, "'prefetch' must be at least 1"),
+        (9, "'mode' must be one of"),
+        (10, "'concurrency' must be at least 1"),
+        (11, "ascending"),
+        (8, "queue 'b' is listed twice"),
+    ):
         assert f"t.yml:{line}:" in text_err and words in text_err, (line, words, text_err)
 
 
@@ -126,15 +140,19 @@ def test_plan_creates_derived_queues_marked_as_derived(tmp_path: object) -> None
     assert creates["email.high.delay.1000"].message.startswith("derived: retry delay 1 s")
 
 
-@pytest.mark.parametrize("arguments, owner", [
-    (delay_queue_arguments("work", 30), "work"),
-    ({**delay_queue_arguments("work", 30), "x-expires": 150000}, "work"),  # workers < 0.3
-    ({**delay_queue_arguments("work", 30), "x-queue-type": "classic"}, "work"),  # 4.x echo
-    ({**delay_queue_arguments("work", 30), "x-message-ttl": 5}, None),
-    ({"x-message-ttl": 30000}, None),
-])
+@pytest.mark.parametrize(
+    "arguments, owner",
+    [
+        (delay_queue_arguments("work", 30), "work"),
+        ({**delay_queue_arguments("work", 30), "x-expires": 150000}, "work"),  # workers < 0.3
+        ({**delay_queue_arguments("work", 30), "x-queue-type": "classic"}, "work"),  # 4.x echo
+        ({**delay_queue_arguments("work", 30), "x-message-ttl": 5}, None),
+        ({"x-message-ttl": 30000}, None),
+    ],
+)
 def test_worker_queues_are_recognised_by_name_and_arguments(
-        arguments: dict[str, object], owner: str | None) -> None:
+    arguments: dict[str, object], owner: str | None
+) -> None:
     """Only a queue with the worker's name *and* arguments is the worker's."""
     assert made_by_worker("work.delay.30000", arguments, {"work"}) == owner
     assert made_by_worker("work.delay.30000", arguments, {"other"}) is None
@@ -152,8 +170,11 @@ def test_prune_keeps_worker_queues_and_says_so() -> None:
     desired = parse("vhost: /\nqueues:\n  - name: work\n", "t.yml")
     actual = live(
         {"name": "work", "durable": True, "arguments": {}},
-        {"name": "work.delay.30000", "durable": True,
-         "arguments": {**delay_queue_arguments("work", 30), "x-expires": 150000}},
+        {
+            "name": "work.delay.30000",
+            "durable": True,
+            "arguments": {**delay_queue_arguments("work", 30), "x-expires": 150000},
+        },
         {"name": "work.dead", "durable": True, "arguments": {}},
         {"name": "stray", "durable": True, "arguments": {}},
     )
@@ -161,18 +182,28 @@ def test_prune_keeps_worker_queues_and_says_so() -> None:
     assert [(c.action, c.name) for c in result.changes] == [("delete", "stray")]
     assert {c.name: c.message for c in result.kept} == {
         "work.delay.30000": "kept: made by priority_worker for work",
-        "work.dead": "kept: made by priority_worker for work"}
+        "work.dead": "kept: made by priority_worker for work",
+    }
     assert result.to_dict()["kept"][0]["action"] == "keep"
 
 
 def test_derived_queue_matches_a_legacy_worker_queue_without_a_conflict(tmp_path: object) -> None:
     """A delay queue made by an older worker (x-expires = TTL + 120 s) is the derived one."""
     t = load_text(tmp_path, CONSUMER)
-    actual_queues = [{"name": q.name, "durable": True, "arguments": dict(q.arguments)}
-                     for q in t.queues if not q.origin]
-    actual_queues += [{"name": q.name, "durable": True,
-                       "arguments": {**q.arguments, "x-expires": q.arguments["x-message-ttl"]
-                                     + 120_000}} for q in t.queues if q.origin]
+    actual_queues = [
+        {"name": q.name, "durable": True, "arguments": dict(q.arguments)}
+        for q in t.queues
+        if not q.origin
+    ]
+    actual_queues += [
+        {
+            "name": q.name,
+            "durable": True,
+            "arguments": {**q.arguments, "x-expires": q.arguments["x-message-ttl"] + 120_000},
+        }
+        for q in t.queues
+        if q.origin
+    ]
     result = plan(t, live(*actual_queues))
     assert [c.kind for c in result.changes] == ["exchange"], result.changes
 
@@ -181,8 +212,7 @@ def test_export_leaves_worker_queues_out_and_names_them() -> None:
     """Export writes the queue, lists its delay queue in a comment, and does not export it."""
     actual = live(
         {"name": "work", "durable": True, "arguments": {}},
-        {"name": "work.delay.1000", "durable": True,
-         "arguments": delay_queue_arguments("work", 1)},
+        {"name": "work.delay.1000", "durable": True, "arguments": delay_queue_arguments("work", 1)},
     )
     text = to_yaml(actual, ["/"])
     assert "#   work.delay.1000 (for work, vhost /)" in text

@@ -51,18 +51,41 @@ CLUSTER = {
     "rabbitmq_version": "4.0.5",
     "rabbitmq_definition_format": "cluster",
     "users": [{"name": "admin", "password_hash": "SECRETHASH", "tags": ["administrator"]}],
-    "vhosts": [{"name": "billing", "limits": [], "metadata": {"description": "", "tags": []}},
-               {"name": "mail", "metadata": {"default_queue_type": "quorum"}}],
-    "permissions": [{"user": "admin", "vhost": "billing", "configure": ".*", "write": ".*",
-                     "read": ".*"}],
-    "parameters": [{"vhost": "billing", "component": "shovel", "name": "move",
-                    "value": {"src-uri": "amqp://u:SECRETPASS@host"}}],
+    "vhosts": [
+        {"name": "billing", "limits": [], "metadata": {"description": "", "tags": []}},
+        {"name": "mail", "metadata": {"default_queue_type": "quorum"}},
+    ],
+    "permissions": [
+        {"user": "admin", "vhost": "billing", "configure": ".*", "write": ".*", "read": ".*"}
+    ],
+    "parameters": [
+        {
+            "vhost": "billing",
+            "component": "shovel",
+            "name": "move",
+            "value": {"src-uri": "amqp://u:SECRETPASS@host"},
+        }
+    ],
     "global_parameters": [{"name": "cluster_name", "value": "rabbit@x"}],
-    "queues": [{"name": "invoices", "vhost": "billing", "durable": True, "auto_delete": False,
-                "arguments": {}},
-               {"name": "outbox", "vhost": "mail", "durable": True, "auto_delete": False,
-                "arguments": {"x-queue-type": "quorum"}}],
-    "exchanges": [], "bindings": [], "policies": [],
+    "queues": [
+        {
+            "name": "invoices",
+            "vhost": "billing",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {},
+        },
+        {
+            "name": "outbox",
+            "vhost": "mail",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {"x-queue-type": "quorum"},
+        },
+    ],
+    "exchanges": [],
+    "bindings": [],
+    "policies": [],
 }
 
 
@@ -75,8 +98,12 @@ def test_single_vhost_shape_loads_with_lines_into_the_file_vhost() -> None:
     assert all(o.vhost == "prod" for o in (*t.queues, *t.exchanges, *t.policies))
     assert t.policies[0].vhost == "prod"
     lines = SINGLE.splitlines()
-    for obj, needle in ((t.queues[0], '"name": "work"'), (t.queues[1], '"name": "votes"'),
-                        (t.exchanges[1], '"name": "unrouted"'), (t.policies[0], '"name": "ttl"')):
+    for obj, needle in (
+        (t.queues[0], '"name": "work"'),
+        (t.queues[1], '"name": "votes"'),
+        (t.exchanges[1], '"name": "unrouted"'),
+        (t.policies[0], '"name": "ttl"'),
+    ):
         assert needle in lines[obj.location.line - 1], (obj, obj.location)
     # a vhost field in the single-vhost shape is not a destination (the broker's own import
     # of such a file also puts everything into the vhost it imports into)
@@ -94,7 +121,9 @@ def test_cluster_shape_names_ignored_kinds_without_secrets() -> None:
     assert problems == []
     assert [v.name for v in t.vhosts] == ["billing", "mail"]
     assert {(q.vhost, q.name, q.type) for q in t.queues} == {
-        ("billing", "invoices", "classic"), ("mail", "outbox", "quorum")}
+        ("billing", "invoices", "classic"),
+        ("mail", "outbox", "quorum"),
+    }
     assert set(t.named) == {"billing", "mail"}
     messages = [str(w) for w in t.warnings]
     joined = "\n".join(messages)
@@ -109,13 +138,16 @@ def test_cluster_shape_names_ignored_kinds_without_secrets() -> None:
 def test_json_errors_name_file_and_line(tmp_path: Path) -> None:
     """Malformed JSON, a wrong type and a missing key: every problem with file:line."""
     bad = tmp_path / "bad.json"
-    bad.write_text('{\n  "queues": [\n    {"name": "a",\n     "durable": "yes"},\n'
-                   '    {"durable": true}\n  ]\n}\n')
+    bad.write_text(
+        '{\n  "queues": [\n    {"name": "a",\n     "durable": "yes"},\n'
+        '    {"durable": true}\n  ]\n}\n'
+    )
     with pytest.raises(TopologyError) as info:
         load_files([str(bad)])
     shown = [str(p) for p in info.value.problems]
-    assert any(s.startswith(f"{bad}:3: queue 'a': 'durable' must be true or false")
-               for s in shown), shown
+    assert any(
+        s.startswith(f"{bad}:3: queue 'a': 'durable' must be true or false") for s in shown
+    ), shown
     assert any(s.startswith(f"{bad}:5: queue: missing required key 'name'") for s in shown)
 
     broken = tmp_path / "broken.json"
@@ -162,8 +194,10 @@ def test_written_definitions_load_back_to_the_same_topology() -> None:
         # (the cluster shape lists its vhosts, which the source topology does not)
         assert [c for c in plan(back, t).changes if c.kind != "vhost"] == []
         assert plan(t, back).is_empty
-    assert json.loads(json.dumps(to_definitions(t, ["v1"])))["rabbitmq_definition_format"] \
+    assert (
+        json.loads(json.dumps(to_definitions(t, ["v1"])))["rabbitmq_definition_format"]
         == "single_virtual_host"
+    )
 
 
 def test_a_declare_amqp_topology_named_json_is_not_read_silently() -> None:
@@ -174,15 +208,26 @@ def test_a_declare_amqp_topology_named_json_is_not_read_silently() -> None:
     assert problems == []
     shown = [str(w) for w in t.warnings]
     assert any(s.startswith("mine.json:1: ignored key 'vhost'") for s in shown), shown
-    assert any(s.startswith("mine.json:3: queue 'q': ignored field max_priority")
-               and ".yml" in s for s in shown), shown
+    assert any(
+        s.startswith("mine.json:3: queue 'q': ignored field max_priority") and ".yml" in s
+        for s in shown
+    ), shown
 
 
 def test_single_virtual_host_format_marker_wins() -> None:
     """4.x writes rabbitmq_definition_format; single_virtual_host puts every object into the
     file's vhost even when objects carry a vhost field."""
-    doc = {"rabbitmq_definition_format": "single_virtual_host",
-           "queues": [{"name": "q", "vhost": "elsewhere", "durable": True,
-                       "auto_delete": False, "arguments": {}}]}
+    doc = {
+        "rabbitmq_definition_format": "single_virtual_host",
+        "queues": [
+            {
+                "name": "q",
+                "vhost": "elsewhere",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {},
+            }
+        ],
+    }
     t, problems = parse_definitions(json.dumps(doc), "one.json", default_vhost="here")
     assert problems == [] and t.queues[0].vhost == "here" and t.named == ("here",)

@@ -11,27 +11,68 @@ from declare_amqp._broker import from_definitions
 
 DEFINITIONS = {
     "exchanges": [
-        {"name": "e", "type": "topic", "durable": True, "auto_delete": False, "internal": False,
-         "arguments": {"alternate-exchange": "ae"}},
-        {"name": "ae", "type": "fanout", "durable": True, "auto_delete": False,
-         "internal": True, "arguments": {}},
+        {
+            "name": "e",
+            "type": "topic",
+            "durable": True,
+            "auto_delete": False,
+            "internal": False,
+            "arguments": {"alternate-exchange": "ae"},
+        },
+        {
+            "name": "ae",
+            "type": "fanout",
+            "durable": True,
+            "auto_delete": False,
+            "internal": True,
+            "arguments": {},
+        },
     ],
     "queues": [
-        {"name": "c", "durable": True, "auto_delete": False,
-         "arguments": {"x-max-priority": 5, "x-custom": [1, 2], "x-message-ttl": 10}},
-        {"name": "qq", "durable": True, "auto_delete": False,
-         "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 3}},
-        {"name": "s", "durable": True, "auto_delete": False,
-         "arguments": {"x-queue-type": "stream", "x-max-age": "7D"}},
+        {
+            "name": "c",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {"x-max-priority": 5, "x-custom": [1, 2], "x-message-ttl": 10},
+        },
+        {
+            "name": "qq",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 3},
+        },
+        {
+            "name": "s",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {"x-queue-type": "stream", "x-max-age": "7D"},
+        },
     ],
     "bindings": [
-        {"source": "e", "destination": "c", "destination_type": "queue", "routing_key": "k",
-         "arguments": {}},
-        {"source": "e", "destination": "ae", "destination_type": "exchange",
-         "routing_key": "#", "arguments": {"x": 1}},
+        {
+            "source": "e",
+            "destination": "c",
+            "destination_type": "queue",
+            "routing_key": "k",
+            "arguments": {},
+        },
+        {
+            "source": "e",
+            "destination": "ae",
+            "destination_type": "exchange",
+            "routing_key": "#",
+            "arguments": {"x": 1},
+        },
     ],
-    "policies": [{"name": "p", "pattern": "^c$", "apply-to": "queues",
-                  "definition": {"max-length": 10}, "priority": 2}],
+    "policies": [
+        {
+            "name": "p",
+            "pattern": "^c$",
+            "apply-to": "queues",
+            "definition": {"max-length": 10},
+            "priority": 2,
+        }
+    ],
 }
 
 
@@ -51,9 +92,19 @@ def test_export_of_a_live_topology_plans_to_nothing() -> None:
 def test_schema_is_json_and_knows_every_object() -> None:
     schema = json_schema()
     json.dumps(schema)
-    assert set(schema["$defs"]) == {"exchange", "queue", "binding", "policy", "consumer", "user",
-                                    "permission", "topic_permission", "operator_policy",
-                                    "federation_upstream", "shovel"}
+    assert set(schema["$defs"]) == {
+        "exchange",
+        "queue",
+        "binding",
+        "policy",
+        "consumer",
+        "user",
+        "permission",
+        "topic_permission",
+        "operator_policy",
+        "federation_upstream",
+        "shovel",
+    }
     assert "max_priority" in schema["$defs"]["queue"]["properties"]
     assert schema["$defs"]["exchange"]["required"] == ["name", "type"]
 

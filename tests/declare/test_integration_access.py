@@ -44,7 +44,8 @@ def _permissions(declare: Any, user: str) -> dict[str, Any] | None:
 def _topic_permissions(declare: Any, user: str) -> list[dict[str, Any]]:
     with declare.broker.http() as http:
         response = http.get(
-            f"/api/topic-permissions/{q(declare.vhost, safe='')}/{q(user, safe='')}")
+            f"/api/topic-permissions/{q(declare.vhost, safe='')}/{q(user, safe='')}"
+        )
     return response.json() if response.status_code == 200 else []
 
 
@@ -58,8 +59,9 @@ def _can_log_in(declare: Any, user: str, password: str) -> bool:
         return False
 
 
-def _access_file(declare: Any, user: str, *, env: str = "APP_PASSWORD",
-                 read: str = "^app\\.", topic: bool = True) -> str:
+def _access_file(
+    declare: Any, user: str, *, env: str = "APP_PASSWORD", read: str = "^app\\.", topic: bool = True
+) -> str:
     text = f"""
     users:
       - name: {user}
@@ -96,11 +98,16 @@ def test_users_and_permissions_create_replan_change(declare: Any, users: list[st
     found = _user(declare, user)
     assert found is not None and found["tags"] in (["monitoring"], "monitoring")
     assert found["limits"] == {"max-connections": 20}
-    assert _permissions(declare, user) == {"user": user, "vhost": declare.vhost,
-                                           "configure": "^app\\.", "write": "^app\\.",
-                                           "read": "^app\\."}
-    assert [(t["exchange"], t["write"], t["read"]) for t in _topic_permissions(declare, user)] \
-        == [("amq.topic", "^invoice\\.", ".*")]
+    assert _permissions(declare, user) == {
+        "user": user,
+        "vhost": declare.vhost,
+        "configure": "^app\\.",
+        "write": "^app\\.",
+        "read": "^app\\.",
+    }
+    assert [(t["exchange"], t["write"], t["read"]) for t in _topic_permissions(declare, user)] == [
+        ("amq.topic", "^invoice\\.", ".*")
+    ]
     assert _can_log_in(declare, user, first)
 
     again = declare("plan", path, "--detailed-exitcode", env={"APP_PASSWORD": first})
@@ -133,8 +140,7 @@ def test_json_plan_of_users(declare: Any, users: list[str]) -> None:
     doc = json.loads(result.out)
     assert doc["format"] == 1
     kinds = {(c["kind"], c["action"]) for c in doc["changes"]}
-    assert {("user", "create"), ("permission", "create"),
-            ("topic permission", "create")} <= kinds
+    assert {("user", "create"), ("permission", "create"), ("topic permission", "create")} <= kinds
     user = next(c for c in doc["changes"] if c["kind"] == "user")
     assert user["after"]["password_env"] == "APP_PASSWORD"
     assert "password_hash" not in user["after"]
@@ -144,11 +150,14 @@ def test_json_plan_of_users(declare: Any, users: list[str]) -> None:
 
 def test_literal_password_is_refused(declare: Any, users: list[str]) -> None:
     """`password:` in a file is refused with file:line, without echoing it; nothing is made."""
-    path = declare.write("access.yml", f"""
+    path = declare.write(
+        "access.yml",
+        f"""
     users:
       - name: {users[0]}
         password: hunter2-literal
-    """)
+    """,
+    )
     result = declare("apply", path)
     declare.assert_clean_failure(result)
     assert "access.yml:3:" in result.err and "literal password is not allowed" in result.err
@@ -165,8 +174,9 @@ def test_missing_password_env_names_the_variable(declare: Any, users: list[str])
     assert _user(declare, users[0]) is None
 
 
-def test_password_file_and_hash_and_no_password(declare: Any, users: list[str],
-                                                tmp_path: Any) -> None:
+def test_password_file_and_hash_and_no_password(
+    declare: Any, users: list[str], tmp_path: Any
+) -> None:
     """password_file (0600) and password_hash work, and a user without a password (x509)
     is created without one; all re-plan as no change."""
     secret = "f1le-" + uuid.uuid4().hex
@@ -175,9 +185,12 @@ def test_password_file_and_hash_and_no_password(declare: Any, users: list[str],
     pw.chmod(0o600)
     import base64
     import hashlib
+
     salt = b"\x01\x02\x03\x04"
     hashed = base64.b64encode(salt + hashlib.sha256(salt + b"hash-pw-1").digest()).decode()
-    path = declare.write("access.yml", f"""
+    path = declare.write(
+        "access.yml",
+        f"""
     users:
       - {{name: {users[0]}, password_file: {pw}}}
       - {{name: {users[1]}, password_hash: '{hashed}',
@@ -186,7 +199,8 @@ def test_password_file_and_hash_and_no_password(declare: Any, users: list[str],
     permissions:
       - {{user: {users[0]}, configure: '', write: '', read: '.*'}}
       - {{user: {users[1]}, configure: '', write: '', read: '.*'}}
-    """)
+    """,
+    )
     result = declare("apply", path)
     assert result.code == 0, result
     assert _can_log_in(declare, users[0], secret)
@@ -206,7 +220,9 @@ def test_prune_users_and_permissions(declare: Any, users: list[str]) -> None:
     in their vhosts, and so is a user whose permissions were all there; the connecting user
     and guest are never deleted."""
     keep, gone = users[0], users[1]
-    path = declare.write("access.yml", f"""
+    path = declare.write(
+        "access.yml",
+        f"""
     users:
       - {{name: {keep}, password_env: P1}}
       - {{name: {gone}, password_env: P1}}
@@ -215,17 +231,21 @@ def test_prune_users_and_permissions(declare: Any, users: list[str]) -> None:
       - {{user: {gone}, configure: '.*', write: '.*', read: '.*'}}
     topic_permissions:
       - {{user: {keep}, exchange: amq.topic, write: '.*', read: '.*'}}
-    """)
+    """,
+    )
     env = {"P1": "pr-" + uuid.uuid4().hex}
     assert declare("apply", path, env=env).code == 0
-    declare.write("access.yml", f"""
+    declare.write(
+        "access.yml",
+        f"""
     users:
       - {{name: {keep}, password_env: P1}}
       - {{name: {declare.broker.user}, absent: true}}
     permissions:
       - {{user: {keep}, configure: '.*', write: '.*', read: '.*'}}
     topic_permissions: []
-    """)
+    """,
+    )
     plan = declare("plan", path, "--prune", env=env)
     assert plan.code == 0, plan
     assert f"- user     {gone}" in plan.out
@@ -245,13 +265,23 @@ def test_export_users_and_permissions_round_trip(declare: Any, users: list[str])
     """Export writes the vhost's metadata and limits, its users (with their hash, never a
     password) and permissions; planning the export against the same broker is a no-op."""
     password = "exp-" + uuid.uuid4().hex
-    assert declare("apply", _access_file(declare, users[0]),
-                   env={"APP_PASSWORD": password}).code == 0
+    assert (
+        declare("apply", _access_file(declare, users[0]), env={"APP_PASSWORD": password}).code == 0
+    )
     declare.put(f"/api/vhosts/{q(declare.vhost, safe='')}", {"description": "exported one"})
     declare.put(f"/api/vhost-limits/{q(declare.vhost, safe='')}/max-queues", {"value": 9})
-    exported = declare("export", "--vhost", declare.vhost, "-o", "export.yml", connect=False,
-                       env={"AMQP_URL": declare.broker.url_for(declare.vhost),
-                            "RABBITMQ_MANAGEMENT_URL": declare.broker.management_url})
+    exported = declare(
+        "export",
+        "--vhost",
+        declare.vhost,
+        "-o",
+        "export.yml",
+        connect=False,
+        env={
+            "AMQP_URL": declare.broker.url_for(declare.vhost),
+            "RABBITMQ_MANAGEMENT_URL": declare.broker.management_url,
+        },
+    )
     assert exported.code == 0, exported
     text = (declare.workdir / "export.yml").read_text()
     assert f"name: {users[0]}" in text and "password_hash:" in text
@@ -264,14 +294,17 @@ def test_export_users_and_permissions_round_trip(declare: Any, users: list[str])
 def test_vhost_metadata_and_limits(declare: Any) -> None:
     """description, tags and limits of an existing vhost are updated in place and re-plan
     as no change; a different default_queue_type is a conflict (it is fixed at creation)."""
-    path = declare.write("vhost.yml", f"""
+    path = declare.write(
+        "vhost.yml",
+        f"""
     vhosts:
       - name: {declare.vhost}
         description: invoices and receipts
         tags: [billing]
         max_connections: 200
         max_queues: 500
-    """)
+    """,
+    )
     plan = declare("plan", path, "--detailed-exitcode")
     assert plan.code == 2, plan
     assert "description" in plan.out and "max_queues" in plan.out
@@ -293,7 +326,9 @@ def test_new_vhost_with_metadata(declare: Any) -> None:
     """A new vhost is created with its description, default queue type and limits in one
     apply; a queue that names no type becomes a quorum queue there."""
     name = f"wt12-new-{uuid.uuid4().hex[:8]}"
-    path = declare.write("vhost.yml", f"""
+    path = declare.write(
+        "vhost.yml",
+        f"""
     vhosts:
       - name: {name}
         description: made with its metadata
@@ -302,7 +337,8 @@ def test_new_vhost_with_metadata(declare: Any) -> None:
     queues:
       - name: typeless
         vhost: {name}
-    """)
+    """,
+    )
     try:
         result = declare("apply", path)
         assert result.code == 0, result
@@ -320,8 +356,9 @@ def test_new_vhost_with_metadata(declare: Any) -> None:
             http.delete(f"/api/vhosts/{name}")
 
 
-def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
-                                                tmp_path: Any) -> None:
+def test_no_output_of_a_run_contains_a_password(
+    declare: Any, users: list[str], tmp_path: Any
+) -> None:
     """Every command of a whole run with real passwords (validate, plan and apply in text and
     JSON, a changed password, prune, export, errors, the debug mode) is grepped for them: none
     appears anywhere, also not URL-quoted."""
@@ -329,7 +366,9 @@ def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
     pw_file = tmp_path / "pw2"
     pw_file.write_text(passwords[1] + "\n")
     pw_file.chmod(0o600)
-    path = declare.write("access.yml", f"""
+    path = declare.write(
+        "access.yml",
+        f"""
     users:
       - {{name: {users[0]}, password_env: PW_ONE, tags: [management]}}
       - {{name: {users[1]}, password_file: {pw_file}}}
@@ -338,12 +377,18 @@ def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
       - {{user: {users[1]}, configure: '', write: '', read: '.*'}}
     queues:
       - name: app.q
-    """)
+    """,
+    )
     env = {"PW_ONE": passwords[0], "DECLARE_AMQP_DEBUG": "1"}
     outputs = []
-    for args in (("validate", path), ("plan", path), ("plan", path, "--format", "json"),
-                 ("apply", path, "--format", "json"), ("plan", path, "--prune"),
-                 ("export", "-o", "export.yml")):
+    for args in (
+        ("validate", path),
+        ("plan", path),
+        ("plan", path, "--format", "json"),
+        ("apply", path, "--format", "json"),
+        ("plan", path, "--prune"),
+        ("export", "-o", "export.yml"),
+    ):
         result = declare(*args, env=env)
         assert result.code == 0, result
         outputs.append(result.text)
@@ -357,16 +402,26 @@ def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
         outputs.append(result.text)
     assert "password (changed)" in outputs[-3]
     # errors: a bad regex next to the users, a user logging in with the app's password
-    declare.write("bad.yml", f"""
+    declare.write(
+        "bad.yml",
+        f"""
     users:
       - {{name: {users[0]}, password_env: PW_ONE}}
     permissions:
       - {{user: {users[0]}, configure: '(', write: '', read: ''}}
-    """)
+    """,
+    )
     outputs.append(declare("apply", "bad.yml", env=changed).text)
-    as_app = declare("plan", path, "--url", declare.url(user=users[0], password=passwords[2]),
-                     "--management-url", declare.broker.management_url, connect=False,
-                     env=changed)
+    as_app = declare(
+        "plan",
+        path,
+        "--url",
+        declare.url(user=users[0], password=passwords[2]),
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+        env=changed,
+    )
     assert as_app.code == 1
     outputs.append(as_app.text)
     text = "\n".join(outputs)
@@ -379,17 +434,21 @@ def test_no_output_of_a_run_contains_a_password(declare: Any, users: list[str],
 def test_operator_policies(declare: Any) -> None:
     """Operator policies are created, re-plan as no change, update in place, refuse keys the
     broker does not allow there (file:line, before any write), and are pruned."""
-    path = declare.write("op.yml", """
+    path = declare.write(
+        "op.yml",
+        """
     operator_policies:
       - name: cap
         pattern: '.*'
         definition: {max-length: 1000, message-ttl: 60000}
-    """)
+    """,
+    )
     assert declare("apply", path).code == 0
     with declare.broker.http() as http:
         found = http.get(f"/api/operator-policies/{q(declare.vhost, safe='')}").json()
-    assert [(p["name"], p["definition"]) for p in found] == \
-        [("cap", {"max-length": 1000, "message-ttl": 60000})]
+    assert [(p["name"], p["definition"]) for p in found] == [
+        ("cap", {"max-length": 1000, "message-ttl": 60000})
+    ]
     assert declare("plan", path, "--detailed-exitcode").code == 0
     declare.edit(path, "max-length: 1000", "max-length: 2000")
     plan = declare("plan", path)
@@ -399,8 +458,9 @@ def test_operator_policies(declare: Any) -> None:
     declare.edit(path, "max-length: 2000", "max-priority: 5")
     refused = declare("apply", path)
     declare.assert_clean_failure(refused)
-    assert "op.yml:2:" in refused.err and "'max-priority' cannot be set by an operator" \
-        in refused.err
+    assert (
+        "op.yml:2:" in refused.err and "'max-priority' cannot be set by an operator" in refused.err
+    )
     declare.write(path, "operator_policies: []\n")
     assert declare("apply", path, "--prune", "--vhost", declare.vhost).code == 0
     with declare.broker.http() as http:
@@ -410,14 +470,17 @@ def test_operator_policies(declare: Any) -> None:
 def test_federation_without_its_plugin_names_the_plugin(declare: Any) -> None:
     """On a broker without rabbitmq_federation / rabbitmq_shovel (the shared local one), the
     error names the plugin, with file:line, and nothing is written."""
-    path = declare.write("fed.yml", """
+    path = declare.write(
+        "fed.yml",
+        """
     queues:
       - name: not.made
     federation_upstreams:
       - {name: up, uri_env: UP_URI}
     shovels:
       - {name: mv, src_uri_env: UP_URI, src_queue: a, dest_uri_env: UP_URI, dest_queue: b}
-    """)
+    """,
+    )
     result = declare("apply", path, env={"UP_URI": "amqp://u:Sekr1t@127.0.0.1/"})
     with declare.broker.http() as http:
         nodes = http.get("/api/nodes").json()
@@ -425,8 +488,7 @@ def test_federation_without_its_plugin_names_the_plugin(declare: Any) -> None:
     if "rabbitmq_federation" in running:
         pytest.skip("this broker runs the federation plugin")
     declare.assert_clean_failure(result)
-    assert "fed.yml:4:" in result.err and "rabbitmq_federation plugin is not enabled" \
-        in result.err
+    assert "fed.yml:4:" in result.err and "rabbitmq_federation plugin is not enabled" in result.err
     assert "fed.yml:6:" in result.err and "rabbitmq_shovel plugin" in result.err
     assert "Sekr1t" not in result.text
     assert declare.is_empty()

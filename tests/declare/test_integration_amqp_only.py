@@ -35,9 +35,16 @@ queues:
 
 def _amqp_only(declare: Any, *args: str) -> Any:
     """apply --amqp-only with the management URL pointing at a closed port."""
-    return declare("apply", *args, "--amqp-only", "--url", declare.url(),
-                   "--management-url", f"http://127.0.0.1:{declare.closed_port()}",
-                   connect=False)
+    return declare(
+        "apply",
+        *args,
+        "--amqp-only",
+        "--url",
+        declare.url(),
+        "--management-url",
+        f"http://127.0.0.1:{declare.closed_port()}",
+        connect=False,
+    )
 
 
 def test_amqp_only_apply_on_a_fresh_vhost(declare: Any) -> None:

@@ -16,8 +16,9 @@ import pytest
 EXAMPLE_EXCHANGES = {"email", "email-undeliverable", "email.dlx"}
 EXAMPLE_QUEUES = {"email.high", "email.default", "email.dead"}
 # Derived from the consumer email-sender: one retry delay queue per step (1, 5, 30, 300 s).
-EXAMPLE_DELAY_QUEUES = {f"{q}.delay.{ms}" for q in ("email.high", "email.default")
-                        for ms in (1000, 5000, 30000, 300000)}
+EXAMPLE_DELAY_QUEUES = {
+    f"{q}.delay.{ms}" for q in ("email.high", "email.default") for ms in (1000, 5000, 30000, 300000)
+}
 
 
 def _publish(url: str, exchange: str, routing_key: str, body: bytes) -> None:
@@ -27,8 +28,9 @@ def _publish(url: str, exchange: str, routing_key: str, body: bytes) -> None:
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.basic_publish(exchange, routing_key, body,
-                              pika.BasicProperties(delivery_mode=2), mandatory=True)
+        channel.basic_publish(
+            exchange, routing_key, body, pika.BasicProperties(delivery_mode=2), mandatory=True
+        )
     finally:
         connection.close()
 
@@ -63,14 +65,18 @@ def test_apply_example_creates_every_object_with_its_arguments(declare: Any) -> 
 
     assert declare.queue_arguments("email.high") == {"x-dead-letter-exchange": "email.dlx"}
     assert declare.queue_arguments("email.default") == {
-        "x-dead-letter-exchange": "email.dlx", "x-max-priority": 5}
+        "x-dead-letter-exchange": "email.dlx",
+        "x-max-priority": 5,
+    }
     dead = declare.queue("email.dead")
     assert dead["arguments"] == {"x-queue-type": "quorum"} and dead["durable"] is True
     for name in EXAMPLE_QUEUES | EXAMPLE_DELAY_QUEUES:
         assert declare.queue(name)["durable"] is True
     assert declare.queue_arguments("email.high.delay.30000") == {
-        "x-message-ttl": 30000, "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": "email.high"}
+        "x-message-ttl": 30000,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "email.high",
+    }
 
     assert declare.bindings() == {
         ("email", "queue", "email.high", "email.high"),
@@ -148,14 +154,18 @@ def test_policy_is_updated_in_place(declare: Any) -> None:
     result = declare("apply", f, "--vhost", declare.vhost)
     assert result.code == 0, result
     assert declare.policy("email-dead-limits")["definition"] == {
-        "max-length": 5000, "overflow": "reject-publish"}
+        "max-length": 5000,
+        "overflow": "reject-publish",
+    }
     assert _get(url, "email.dead") == b"kept"
     assert declare("plan", f, "--vhost", declare.vhost, "--detailed-exitcode").code == 0
 
 
 def test_exchange_to_exchange_binding(declare: Any) -> None:
     """A top-level binding with destination_type exchange is created and routes."""
-    f = declare.write("e2e.yml", """
+    f = declare.write(
+        "e2e.yml",
+        """
         exchanges:
           - {name: ingress, type: topic}
           - {name: audit, type: fanout}
@@ -167,7 +177,8 @@ def test_exchange_to_exchange_binding(declare: Any) -> None:
             destination: audit
             destination_type: exchange
             routing_key: "orders.#"
-    """)
+    """,
+    )
     result = declare("apply", f)
     assert result.code == 0, result
     assert ("ingress", "exchange", "audit", "orders.#") in declare.bindings()
@@ -181,13 +192,18 @@ def test_exchange_to_exchange_binding(declare: Any) -> None:
 def test_classic_queue_declared_with_explicit_queue_type_matches(declare: Any) -> None:
     """A queue someone declared with x-queue-type: classic spelled out matches a file
     that says type classic (no false conflict)."""
-    declare.put(f"/api/queues/{declare.quote(declare.vhost)}/legacy",
-                {"durable": True, "arguments": {"x-queue-type": "classic"}})
-    f = declare.write("q.yml", """
+    declare.put(
+        f"/api/queues/{declare.quote(declare.vhost)}/legacy",
+        {"durable": True, "arguments": {"x-queue-type": "classic"}},
+    )
+    f = declare.write(
+        "q.yml",
+        """
         queues:
           - name: legacy
             type: classic
-    """)
+    """,
+    )
     result = declare("plan", f, "--detailed-exitcode")
     assert result.code == 0, result
 
@@ -196,12 +212,15 @@ def test_file_creates_the_vhosts_it_lists(declare: Any) -> None:
     """A file listing a new vhost under `vhosts` creates it (with permissions for the
     user) and its objects; a second plan has nothing to do."""
     new = f"test-new-{uuid.uuid4().hex[:10]}"
-    f = declare.write("vh.yml", f"""
+    f = declare.write(
+        "vh.yml",
+        f"""
         vhost: {new}
         vhosts: [{new}]
         queues:
           - name: in.new
-    """)
+    """,
+    )
     try:
         result = declare("apply", f)
         assert result.code == 0, result
@@ -217,10 +236,19 @@ def test_first_answering_node_of_a_cluster_is_used(declare: Any) -> None:
     skipped and the apply goes to the first one that does."""
     f = declare.write("q.yml", "queues:\n  - name: failover\n")
     dead_amqp, dead_http = declare.closed_port(), declare.closed_port()
-    result = declare("apply", f,
-                     "--url", declare.url(port=dead_amqp), "--url", declare.url(),
-                     "--management-url", f"http://127.0.0.1:{dead_http}",
-                     "--management-url", declare.broker.management_url, connect=False)
+    result = declare(
+        "apply",
+        f,
+        "--url",
+        declare.url(port=dead_amqp),
+        "--url",
+        declare.url(),
+        "--management-url",
+        f"http://127.0.0.1:{dead_http}",
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+    )
     assert result.code == 0, result
     assert declare.names("queues") == {"failover"}
 
@@ -244,44 +272,58 @@ def test_two_concurrent_applies_both_succeed_and_agree(declare: Any) -> None:
 def test_several_files_are_merged(declare: Any) -> None:
     """Two teams' files are applied together; one may bind to the other's exchange, and
     an object both declare identically is fine."""
-    a = declare.write("team-a.yml", """
+    a = declare.write(
+        "team-a.yml",
+        """
         exchanges:
           - {name: events, type: topic}
         queues:
           - name: a.inbox
             bindings: [{exchange: events, routing_key: "a.*"}]
-    """)
-    b = declare.write("team-b.yml", """
+    """,
+    )
+    b = declare.write(
+        "team-b.yml",
+        """
         exchanges:
           - {name: events, type: topic}
         queues:
           - name: b.inbox
             max_priority: 3
             bindings: [{exchange: events, routing_key: "b.*"}]
-    """)
+    """,
+    )
     result = declare("apply", a, b)
     assert result.code == 0, result
     assert declare.names("queues") == {"a.inbox", "b.inbox"}
     assert declare.names("exchanges") == {"events"}
     assert declare.queue_arguments("b.inbox") == {"x-max-priority": 3}
-    assert declare.bindings() == {("events", "queue", "a.inbox", "a.*"),
-                                  ("events", "queue", "b.inbox", "b.*")}
+    assert declare.bindings() == {
+        ("events", "queue", "a.inbox", "a.*"),
+        ("events", "queue", "b.inbox", "b.*"),
+    }
     assert declare("plan", a, b, "--detailed-exitcode").code == 0
 
 
 def test_same_object_declared_differently_in_two_files_names_both(declare: Any) -> None:
     """The same exchange with two types in two files is an error naming both file:line
     places; nothing is written."""
-    a = declare.write("team-a.yml", """
+    a = declare.write(
+        "team-a.yml",
+        """
         queues:
           - name: a.only
         exchanges:
           - {name: events, type: topic}
-    """)
-    b = declare.write("team-b.yml", """
+    """,
+    )
+    b = declare.write(
+        "team-b.yml",
+        """
         exchanges:
           - {name: events, type: fanout}
-    """)
+    """,
+    )
     result = declare("apply", a, b)
     declare.assert_clean_failure(result)
     assert "team-a.yml:4" in result.err and "team-b.yml:2" in result.err, result
@@ -296,7 +338,9 @@ def test_original_declare_amqp_format_and_environment(declare: Any) -> None:
     broker = declare.broker
     if broker.port != 5672 or broker.management_url != f"http://{broker.host}:15672":
         pytest.skip("AMQP_HOST implies ports 5672 and 15672; this broker uses others")
-    f = declare.write("legacy.yml", """
+    f = declare.write(
+        "legacy.yml",
+        """
         exchanges:
           - name: legacy.events
             type: topic
@@ -322,16 +366,23 @@ def test_original_declare_amqp_format_and_environment(declare: Any) -> None:
             auto_delete: false
             arguments: {}
             bindings: []
-    """)
-    env = {"AMQP_HOST": broker.host, "AMQP_USER": broker.user, "AMQP_PASS": broker.password,
-           "AMQP_VHOST": declare.vhost}
+    """,
+    )
+    env = {
+        "AMQP_HOST": broker.host,
+        "AMQP_USER": broker.user,
+        "AMQP_PASS": broker.password,
+        "AMQP_VHOST": declare.vhost,
+    }
     result = declare("--config", f, connect=False, env=env)
     assert result.code == 0, result
     assert declare.names("exchanges") == {"legacy.events", "legacy.fanout"}
     assert declare.names("queues") == {"legacy.work", "legacy.idle"}
     assert declare.queue_arguments("legacy.work") == {"x-max-priority": 4}
-    assert declare.bindings() == {("legacy.events", "queue", "legacy.work", "work.#"),
-                                  ("legacy.fanout", "queue", "legacy.work", "")}
+    assert declare.bindings() == {
+        ("legacy.events", "queue", "legacy.work", "work.#"),
+        ("legacy.fanout", "queue", "legacy.work", ""),
+    }
 
     again = declare("--config", f, connect=False, env=env)
     assert again.code == 0 and "No changes" in again.out, again
@@ -391,15 +442,19 @@ def test_apply_of_hundreds_of_objects_is_complete(declare: Any) -> None:
     one run: every object is on the broker and a second plan has nothing to do."""
     lines = ["exchanges:"]
     for i in range(10):
-        lines += [f"  - {{name: ae.{i}, type: fanout}}",
-                  f"  - {{name: topic.{i}, type: topic, alternate_exchange: ae.{i}}}"]
+        lines += [
+            f"  - {{name: ae.{i}, type: fanout}}",
+            f"  - {{name: topic.{i}, type: topic, alternate_exchange: ae.{i}}}",
+        ]
     lines.append("queues:")
     for i in range(200):
         lines.append(f"  - name: q.{i}")
         if i % 2:
             lines.append("    max_priority: 5")
-        lines.append(f"    bindings: [{{exchange: topic.{i % 10}, routing_key: k.{i}}}, "
-                     f"{{exchange: ae.{i % 10}}}]")
+        lines.append(
+            f"    bindings: [{{exchange: topic.{i % 10}, routing_key: k.{i}}}, "
+            f"{{exchange: ae.{i % 10}}}]"
+        )
     f = declare.write("big.yml", "\n".join(lines) + "\n")
 
     result = declare("apply", f)

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 
-def _topology(*, xtype: str = "topic", qtype: str = "classic", durable: str = "true",
-              qarg: str = "x-owner: team-a", maxlen: int = 100, extra: bool = False) -> str:
+def _topology(
+    *,
+    xtype: str = "topic",
+    qtype: str = "classic",
+    durable: str = "true",
+    qarg: str = "x-owner: team-a",
+    maxlen: int = 100,
+    extra: bool = False,
+) -> str:
     """One exchange, one queue bound to it, one policy; ``extra`` adds unrelated objects."""
     text = f"""\
 exchanges:
@@ -48,30 +55,41 @@ bindings:
     routing_key: new
 """
         text = text.replace("queues:\n", "queues:\n  - name: unrelated.q\n", 1)
-        text = text.replace("exchanges:\n", "exchanges:\n  - name: unrelated.x\n"
-                                            "    type: fanout\n", 1)
+        text = text.replace(
+            "exchanges:\n", "exchanges:\n  - name: unrelated.x\n    type: fanout\n", 1
+        )
     return text
 
 
 # (id, base settings, changed settings, what the message must show)
 CASES = [
-    ("x-max-priority", {"qarg": "x-max-priority: 5"}, {"qarg": "x-max-priority: 7"},
-     ("x-max-priority", "5", "7")),
-    ("custom-argument", {"qarg": "x-owner: team-a"}, {"qarg": "x-owner: team-b"},
-     ("x-owner", "team-a", "team-b")),
-    ("queue-type", {"qtype": "classic"}, {"qtype": "quorum"},
-     ("type", "classic", "quorum")),
-    ("durable", {"durable": "true"}, {"durable": "false"},
-     ("durable", "true", "false")),
-    ("argument-removed", {"qarg": "x-owner: team-a"}, {"qarg": ""},
-     ("x-owner", "team-a", "absent")),
-    ("exchange-type", {"xtype": "topic"}, {"xtype": "direct"},
-     ("type", "topic", "direct")),
+    (
+        "x-max-priority",
+        {"qarg": "x-max-priority: 5"},
+        {"qarg": "x-max-priority: 7"},
+        ("x-max-priority", "5", "7"),
+    ),
+    (
+        "custom-argument",
+        {"qarg": "x-owner: team-a"},
+        {"qarg": "x-owner: team-b"},
+        ("x-owner", "team-a", "team-b"),
+    ),
+    ("queue-type", {"qtype": "classic"}, {"qtype": "quorum"}, ("type", "classic", "quorum")),
+    ("durable", {"durable": "true"}, {"durable": "false"}, ("durable", "true", "false")),
+    (
+        "argument-removed",
+        {"qarg": "x-owner: team-a"},
+        {"qarg": ""},
+        ("x-owner", "team-a", "absent"),
+    ),
+    ("exchange-type", {"xtype": "topic"}, {"xtype": "direct"}, ("type", "topic", "direct")),
 ]
 
 
-@pytest.mark.parametrize(("base", "changed", "shown"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("base", "changed", "shown"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_conflict_exits_1_names_file_line_and_writes_nothing(
     declare: Any, base: dict[str, Any], changed: dict[str, Any], shown: tuple[str, ...]
 ) -> None:

@@ -70,8 +70,12 @@ def retry_one_message(url: str) -> None:
         back.append(str(message.message_id))
 
     async def scenario() -> None:
-        worker = Worker(url, [Queue("high", 10), Queue("low", 2)], handler,
-                        retry=RetryPolicy(max_retries=3, delays=(1, 2)))
+        worker = Worker(
+            url,
+            [Queue("high", 10), Queue("low", 2)],
+            handler,
+            retry=RetryPolicy(max_retries=3, delays=(1, 2)),
+        )
         await worker.start()
         try:
             await asyncio.to_thread(fill, url, "high", ["a"])
@@ -87,8 +91,14 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
     deleted or refused, and every retried message comes back and is handled."""
     f = declare.write("topology.yml", TOPOLOGY)
     assert declare("apply", f).code == 0
-    assert {"high.delay.1000", "high.delay.2000", "low.delay.1000", "low.delay.2000",
-            "high.dead", "low.dead"} <= declare.names("queues")
+    assert {
+        "high.delay.1000",
+        "high.delay.2000",
+        "low.delay.1000",
+        "low.delay.2000",
+        "high.dead",
+        "low.dead",
+    } <= declare.names("queues")
     url = declare.broker.url_for(declare.vhost)
     ids = [f"m{i}" for i in range(5)]
     handled: dict[str, int] = {}
@@ -103,8 +113,11 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
         await worker.start()
         try:
             await asyncio.to_thread(fill, url, "high", ids)
-            await until(lambda: worker.metrics.retries.labels("high")._value.get() == 5, 20,
-                        "5 retries scheduled")
+            await until(
+                lambda: worker.metrics.retries.labels("high")._value.get() == 5,
+                20,
+                "5 retries scheduled",
+            )
             assert await asyncio.to_thread(ready_count, url, "high.delay.2000") == 5
             pruned = await asyncio.to_thread(declare, "apply", "--prune", f)
             assert pruned.code == 0, pruned
@@ -119,7 +132,8 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
 
 
 def test_delay_queues_from_the_file_and_from_the_worker_agree_file_first(
-        declare: Any, caplog: Any) -> None:
+    declare: Any, caplog: Any
+) -> None:
     """Applied first, then used by a worker: the worker's declare matches (no 406, no
     'other arguments' warning) and the plan stays a no-op."""
     f = declare.write("topology.yml", TOPOLOGY)
@@ -131,8 +145,7 @@ def test_delay_queues_from_the_file_and_from_the_worker_agree_file_first(
     assert again.code == 0 and "No changes" in again.out, again
 
 
-def test_delay_queues_from_the_worker_and_from_the_file_agree_worker_first(
-        declare: Any) -> None:
+def test_delay_queues_from_the_worker_and_from_the_file_agree_worker_first(declare: Any) -> None:
     """The worker made its delay queue before the file had a consumers section: applying
     the section finds that queue identical (no conflict, not created again)."""
     plain = declare.write("plain.yml", "queues:\n  - name: high\n  - name: low\n")
@@ -148,13 +161,28 @@ def test_delay_queues_from_the_worker_and_from_the_file_agree_worker_first(
     assert declare("plan", "--detailed-exitcode", f).code == 0
 
 
-def _run_worker(declare: Any, *args: str, seconds: float | None = None,
-                ) -> subprocess.CompletedProcess[str]:
+def _run_worker(
+    declare: Any,
+    *args: str,
+    seconds: float | None = None,
+) -> subprocess.CompletedProcess[str]:
     (declare.workdir / "handlers.py").write_text(HANDLERS)
-    argv = [str(RUNNER), "run", "handlers:ok", "--url",
-            declare.broker.url_for(declare.vhost), *args]
-    proc = subprocess.Popen(argv, cwd=declare.workdir, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    argv = [
+        str(RUNNER),
+        "run",
+        "handlers:ok",
+        "--url",
+        declare.broker.url_for(declare.vhost),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=declare.workdir,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if seconds is not None:
         try:
             proc.wait(seconds)
@@ -164,8 +192,7 @@ def _run_worker(declare: Any, *args: str, seconds: float | None = None,
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def test_worker_from_the_topology_exits_1_naming_a_missing_or_different_queue(
-        declare: Any) -> None:
+def test_worker_from_the_topology_exits_1_naming_a_missing_or_different_queue(declare: Any) -> None:
     """`low` deleted behind the tool's back: the worker exits 1 naming it with file:line;
     re-created with other arguments: exit 1 naming the difference; nothing consumed."""
     f = declare.write("topology.yml", TOPOLOGY)
@@ -175,8 +202,10 @@ def test_worker_from_the_topology_exits_1_naming_a_missing_or_different_queue(
         http.delete(f"/api/queues/{quoted}/low").raise_for_status()
     result = _run_worker(declare, "--topology", f, "--consumer", "app", seconds=30)
     assert result.returncode == 1, result
-    assert f"topology.yml:{declare.line_of(f, 'name: low')}: queue 'low' does not exist" \
-        in result.stderr, result.stderr
+    assert (
+        f"topology.yml:{declare.line_of(f, 'name: low')}: queue 'low' does not exist"
+        in result.stderr
+    ), result.stderr
     assert "Traceback" not in result.stderr
     conn = pika.BlockingConnection(pika.URLParameters(declare.broker.url_for(declare.vhost)))
     conn.channel().queue_declare("low", durable=True, arguments={"x-max-priority": 3})
@@ -196,11 +225,26 @@ def test_flags_override_the_file_and_the_startup_log_says_where(declare: Any) ->
     assert declare("apply", f).code == 0
     quoted = urllib.parse.quote(declare.vhost, safe="")
     (declare.workdir / "handlers.py").write_text(HANDLERS)
-    argv = [str(RUNNER), "run", "handlers:ok", "--url", declare.broker.url_for(declare.vhost),
-            "--topology", f, "--consumer", "app", "--queue", "high=3", "--queue", "low=1",
-            "--mode", "strict"]
-    proc = subprocess.Popen(argv, cwd=declare.workdir, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    argv = [
+        str(RUNNER),
+        "run",
+        "handlers:ok",
+        "--url",
+        declare.broker.url_for(declare.vhost),
+        "--topology",
+        f,
+        "--consumer",
+        "app",
+        "--queue",
+        "high=3",
+        "--queue",
+        "low=1",
+        "--mode",
+        "strict",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=declare.workdir, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 20  # the management API samples every 5 s
         prefetches: dict[str, int] = {}
@@ -234,12 +278,25 @@ def test_prune_keeps_queues_the_worker_made_without_a_consumers_section(declare:
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     # As a worker before 0.3 made it (x-expires), and as the current one does.
-    ch.queue_declare("work.delay.30000", durable=True, arguments={
-        "x-message-ttl": 30000, "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": "work", "x-expires": 150000})
-    ch.queue_declare("work.delay.1000", durable=True, arguments={
-        "x-message-ttl": 1000, "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": "work"})
+    ch.queue_declare(
+        "work.delay.30000",
+        durable=True,
+        arguments={
+            "x-message-ttl": 30000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "work",
+            "x-expires": 150000,
+        },
+    )
+    ch.queue_declare(
+        "work.delay.1000",
+        durable=True,
+        arguments={
+            "x-message-ttl": 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "work",
+        },
+    )
     ch.queue_declare("work.dead", durable=True)
     ch.queue_declare("stray", durable=True)
     conn.close()
@@ -251,7 +308,5 @@ def test_prune_keeps_queues_the_worker_made_without_a_consumers_section(declare:
     applied = declare("apply", "--prune", f, "--format", "json")
     assert applied.code == 0, applied
     doc = json.loads(applied.out)
-    assert {c["name"] for c in doc["kept"]} == {"work.delay.30000", "work.delay.1000",
-                                                "work.dead"}
-    assert declare.names("queues") == {"work", "work.delay.30000", "work.delay.1000",
-                                       "work.dead"}
+    assert {c["name"] for c in doc["kept"]} == {"work.delay.30000", "work.delay.1000", "work.dead"}
+    assert declare.names("queues") == {"work", "work.delay.30000", "work.delay.1000", "work.dead"}

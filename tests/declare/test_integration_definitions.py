@@ -30,8 +30,7 @@ def _broker_definitions(declare: Any, vhost: str | None = None) -> dict[str, Any
 def _import(declare: Any, vhost: str, definitions: dict[str, Any]) -> None:
     """The broker's own import, waited for until every queue and binding is there."""
     with declare.broker.http() as http:
-        http.post(f"/api/definitions/{declare.quote(vhost)}",
-                  json=definitions).raise_for_status()
+        http.post(f"/api/definitions/{declare.quote(vhost)}", json=definitions).raise_for_status()
     want = (len(definitions.get("queues", [])), len(definitions.get("bindings", [])))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -60,8 +59,10 @@ def test_broker_export_plans_as_a_no_op_in_both_shapes(declare: Any) -> None:
         "users": [u for u in everything["users"] if u["name"] == declare.broker.user],
         "vhosts": [v for v in everything["vhosts"] if v["name"] == mine],
         "global_parameters": everything.get("global_parameters", []),
-        **{kind: [o for o in everything[kind] if o.get("vhost") == mine]
-           for kind in ("permissions", "queues", "exchanges", "bindings", "policies")},
+        **{
+            kind: [o for o in everything[kind] if o.get("vhost") == mine]
+            for kind in ("permissions", "queues", "exchanges", "bindings", "policies")
+        },
     }
     (declare.workdir / "cluster.json").write_text(json.dumps(cluster, indent=2))
     plan = declare("plan", "cluster.json", "--prune", "--detailed-exitcode")
@@ -79,12 +80,16 @@ def test_rabbitmqctl_export_definitions_plans_as_a_no_op(declare: Any) -> None:
     f = declare.write("topology.yml", RICH)
     assert declare("apply", f).code == 0
     output = declare.broker.ctl("export_definitions", "-", "--format", "json", "--silent")
-    everything = json.loads(output[output.index("{"):])
+    everything = json.loads(output[output.index("{") :])
     mine = declare.vhost
-    cut = {**{k: v for k, v in everything.items() if not isinstance(v, list)},
-           "vhosts": [v for v in everything["vhosts"] if v["name"] == mine],
-           **{kind: [o for o in everything[kind] if o.get("vhost") == mine]
-              for kind in ("queues", "exchanges", "bindings", "policies")}}
+    cut = {
+        **{k: v for k, v in everything.items() if not isinstance(v, list)},
+        "vhosts": [v for v in everything["vhosts"] if v["name"] == mine],
+        **{
+            kind: [o for o in everything[kind] if o.get("vhost") == mine]
+            for kind in ("queues", "exchanges", "bindings", "policies")
+        },
+    }
     assert len(cut["vhosts"]) == 1 and cut["queues"], cut
     (declare.workdir / "export.json").write_text(json.dumps(cut))
     plan = declare("plan", "export.json", "--prune", "--detailed-exitcode")
@@ -105,11 +110,9 @@ def test_apply_into_an_empty_vhost_matches_the_brokers_own_import(
         for q in exported["queues"]:
             http.delete(f"/api/queues/{declare.quote(other_vhost)}/{declare.quote(q['name'])}")
         for x in exported["exchanges"]:
-            http.delete(f"/api/exchanges/{declare.quote(other_vhost)}/"
-                        f"{declare.quote(x['name'])}")
+            http.delete(f"/api/exchanges/{declare.quote(other_vhost)}/{declare.quote(x['name'])}")
         for p in exported["policies"]:
-            http.delete(f"/api/policies/{declare.quote(other_vhost)}/"
-                        f"{declare.quote(p['name'])}")
+            http.delete(f"/api/policies/{declare.quote(other_vhost)}/{declare.quote(p['name'])}")
     assert declare.is_empty(other_vhost)
     _import(declare, other_vhost, exported)
 
@@ -118,20 +121,29 @@ def test_apply_into_an_empty_vhost_matches_the_brokers_own_import(
     assert _comparable(declare.definitions()) == _comparable(declare.definitions(other_vhost))
 
 
-def test_conflict_the_brokers_import_ignores_stops_the_tool(
-    declare: Any, other_vhost: str
-) -> None:
+def test_conflict_the_brokers_import_ignores_stops_the_tool(declare: Any, other_vhost: str) -> None:
     """A queue with x-max-priority 5 on the broker and 7 in the definitions: the broker's
     import answers success and keeps 5 (rabbitmq-management#627); the tool reports the
     conflict at the file's line, exits 1 and writes nothing, not even the new queue."""
-    definitions = {"queues": [
-        {"name": "prio", "durable": True, "auto_delete": False,
-         "arguments": {"x-max-priority": 7}},
-        {"name": "fresh", "durable": True, "auto_delete": False, "arguments": {}}],
-        "exchanges": [], "bindings": [], "policies": []}
+    definitions = {
+        "queues": [
+            {
+                "name": "prio",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-max-priority": 7},
+            },
+            {"name": "fresh", "durable": True, "auto_delete": False, "arguments": {}},
+        ],
+        "exchanges": [],
+        "bindings": [],
+        "policies": [],
+    }
     for vhost in (declare.vhost, other_vhost):
-        declare.put(f"/api/queues/{declare.quote(vhost)}/prio",
-                    {"durable": True, "arguments": {"x-max-priority": 5}})
+        declare.put(
+            f"/api/queues/{declare.quote(vhost)}/prio",
+            {"durable": True, "arguments": {"x-max-priority": 5}},
+        )
     _import(declare, other_vhost, definitions)
     assert declare.queue_arguments("prio", other_vhost) == {"x-max-priority": 5}
 
@@ -150,8 +162,9 @@ def test_export_format_definitions_loads_in_the_tool_and_the_broker(
     its broker, and the broker's own import rebuilds the same objects elsewhere."""
     f = declare.write("topology.yml", RICH)
     assert declare("apply", f).code == 0
-    exported = declare("export", "--vhost", declare.vhost, "--format", "definitions",
-                       "-o", "export.json")
+    exported = declare(
+        "export", "--vhost", declare.vhost, "--format", "definitions", "-o", "export.json"
+    )
     assert exported.code == 0, exported
     doc = json.loads((declare.workdir / "export.json").read_text("utf-8"))
     assert doc["rabbitmq_definition_format"] == "single_virtual_host"
@@ -167,8 +180,12 @@ def test_yaml_and_definitions_mixed_conflict_writes_nothing(declare: Any) -> Non
     """A queue declared differently in a YAML file and a definitions file: an error naming
     both, exit 1, and the other objects are not created."""
     declare.write("a.yml", "queues:\n  - {name: shared, max_priority: 3}\n  - {name: only}\n")
-    (declare.workdir / "b.json").write_text(json.dumps({"queues": [
-        {"name": "shared", "durable": True, "arguments": {"x-max-priority": 4}}]}, indent=2))
+    (declare.workdir / "b.json").write_text(
+        json.dumps(
+            {"queues": [{"name": "shared", "durable": True, "arguments": {"x-max-priority": 4}}]},
+            indent=2,
+        )
+    )
     result = declare("apply", "a.yml", "b.json")
     declare.assert_clean_failure(result)
     assert "b.json:3" in result.err and "a.yml:2" in result.err, result
@@ -204,8 +221,17 @@ def test_export_format_definitions_of_two_vhosts_is_the_cluster_shape(
     f = declare.write("topology.yml", RICH)
     assert declare("apply", f).code == 0
     assert declare("apply", f, "--vhost", other_vhost).code == 0
-    exported = declare("export", "--vhost", declare.vhost, "--vhost", other_vhost,
-                       "--format", "definitions", "-o", "both.json")
+    exported = declare(
+        "export",
+        "--vhost",
+        declare.vhost,
+        "--vhost",
+        other_vhost,
+        "--format",
+        "definitions",
+        "-o",
+        "both.json",
+    )
     assert exported.code == 0, exported
     doc = json.loads((declare.workdir / "both.json").read_text("utf-8"))
     assert doc["rabbitmq_definition_format"] == "cluster"

@@ -22,9 +22,16 @@ def test_export_round_trip_of_a_rich_topology(declare: Any) -> None:
     f = declare.write("topology.yml", RICH)
     assert declare("apply", f).code == 0
 
-    exported = declare("export", "--vhost", declare.vhost, connect=False,
-                       env={"AMQP_URL": declare.broker.url_for(declare.vhost),
-                            "RABBITMQ_MANAGEMENT_URL": declare.broker.management_url})
+    exported = declare(
+        "export",
+        "--vhost",
+        declare.vhost,
+        connect=False,
+        env={
+            "AMQP_URL": declare.broker.url_for(declare.vhost),
+            "RABBITMQ_MANAGEMENT_URL": declare.broker.management_url,
+        },
+    )
     assert exported.code == 0, exported
     doc = yaml.safe_load(exported.out)
     assert doc["vhost"] == declare.vhost
@@ -33,8 +40,14 @@ def test_export_round_trip_of_a_rich_topology(declare: Any) -> None:
     assert queues["log.stream"]["type"] == "stream"
     assert {p["name"] for p in doc["policies"]} == {"limits", "ttl"}
     e2e = [b for b in doc.get("bindings", []) if b.get("destination_type") == "exchange"]
-    assert e2e == [{"source": "ingress", "destination": "fan",
-                    "destination_type": "exchange", "routing_key": "events.#"}]
+    assert e2e == [
+        {
+            "source": "ingress",
+            "destination": "fan",
+            "destination_type": "exchange",
+            "routing_key": "events.#",
+        }
+    ]
 
     declare.write("exported.yml", exported.out)
     plan = declare("plan", "exported.yml", "--prune", "--detailed-exitcode")
@@ -47,22 +60,42 @@ def test_export_adopts_objects_made_without_the_tool(declare: Any, other_vhost: 
     an alternate exchange, an exchange-to-exchange binding, a policy) export to a file
     that plans to nothing, and that rebuilds the same objects in another vhost."""
     vh = declare.quote(declare.vhost)
-    declare.put(f"/api/exchanges/{vh}/legacy.in", {
-        "type": "direct", "durable": True, "arguments": {"alternate-exchange": "legacy.ae"}})
+    declare.put(
+        f"/api/exchanges/{vh}/legacy.in",
+        {"type": "direct", "durable": True, "arguments": {"alternate-exchange": "legacy.ae"}},
+    )
     declare.put(f"/api/exchanges/{vh}/legacy.ae", {"type": "fanout", "durable": True})
-    declare.put(f"/api/exchanges/{vh}/legacy.tmp",
-                {"type": "topic", "durable": False, "auto_delete": True})
-    declare.put(f"/api/queues/{vh}/legacy.q", {"durable": True, "arguments": {
-        "x-queue-type": "classic", "x-message-ttl": 30000, "x-max-length": 50,
-        "x-overflow": "reject-publish", "x-owner": "ops"}})
-    declare.put(f"/api/queues/{vh}/legacy.lazy", {"durable": True, "arguments": {
-        "x-queue-mode": "lazy", "x-max-priority": 3}})
+    declare.put(
+        f"/api/exchanges/{vh}/legacy.tmp", {"type": "topic", "durable": False, "auto_delete": True}
+    )
+    declare.put(
+        f"/api/queues/{vh}/legacy.q",
+        {
+            "durable": True,
+            "arguments": {
+                "x-queue-type": "classic",
+                "x-message-ttl": 30000,
+                "x-max-length": 50,
+                "x-overflow": "reject-publish",
+                "x-owner": "ops",
+            },
+        },
+    )
+    declare.put(
+        f"/api/queues/{vh}/legacy.lazy",
+        {"durable": True, "arguments": {"x-queue-mode": "lazy", "x-max-priority": 3}},
+    )
     declare.post(f"/api/bindings/{vh}/e/legacy.in/q/legacy.q", {"routing_key": "k"})
     declare.post(f"/api/bindings/{vh}/e/legacy.ae/q/legacy.lazy", {"routing_key": ""})
     declare.post(f"/api/bindings/{vh}/e/legacy.in/e/legacy.tmp", {"routing_key": "copy"})
-    declare.put(f"/api/policies/{vh}/legacy-p", {
-        "pattern": "^legacy\\.", "apply-to": "exchanges", "definition": {"alternate-exchange":
-                                                                         "legacy.ae"}})
+    declare.put(
+        f"/api/policies/{vh}/legacy-p",
+        {
+            "pattern": "^legacy\\.",
+            "apply-to": "exchanges",
+            "definition": {"alternate-exchange": "legacy.ae"},
+        },
+    )
 
     exported = declare("export", "--vhost", declare.vhost, "-o", "adopted.yml")
     assert exported.code == 0, exported
@@ -76,29 +109,36 @@ def test_export_adopts_objects_made_without_the_tool(declare: Any, other_vhost: 
 
 def test_export_of_several_vhosts_round_trips(declare: Any, other_vhost: str) -> None:
     """An export of two vhosts names each object's vhost and plans to nothing."""
-    a = declare.write("a.yml", """
+    a = declare.write(
+        "a.yml",
+        """
         exchanges: [{name: shared, type: topic}]
         queues:
           - name: in.a
             bindings: [{exchange: shared, routing_key: a}]
-    """)
+    """,
+    )
     assert declare("apply", a).code == 0
-    b = declare.write("b.yml", f"""
+    b = declare.write(
+        "b.yml",
+        f"""
         vhost: {other_vhost}
         exchanges: [{{name: shared, type: direct}}]
         queues:
           - name: in.b
             type: quorum
             bindings: [{{exchange: shared, routing_key: b}}]
-    """)
+    """,
+    )
     assert declare("apply", b).code == 0
 
-    exported = declare("export", "--vhost", declare.vhost, "--vhost", other_vhost,
-                       "-o", "both.yml")
+    exported = declare("export", "--vhost", declare.vhost, "--vhost", other_vhost, "-o", "both.yml")
     assert exported.code == 0, exported
     doc = yaml.safe_load((declare.workdir / "both.yml").read_text("utf-8"))
     assert {(q["vhost"], q["name"]) for q in doc["queues"]} == {
-        (declare.vhost, "in.a"), (other_vhost, "in.b")}
+        (declare.vhost, "in.a"),
+        (other_vhost, "in.b"),
+    }
     plan = declare("plan", "both.yml", "--prune", "--detailed-exitcode")
     assert plan.code == 0, plan
 

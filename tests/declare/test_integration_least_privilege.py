@@ -29,8 +29,10 @@ def limited_user(declare: Any) -> Iterator[Any]:
         password = "lp-" + uuid.uuid4().hex
         made.append(name)
         declare.put(f"/api/users/{name}", {"password": password, "tags": tag})
-        declare.put(f"/api/permissions/{q(declare.vhost, safe='')}/{name}",
-                    {"configure": ".*", "write": ".*", "read": ".*"})
+        declare.put(
+            f"/api/permissions/{q(declare.vhost, safe='')}/{name}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
         return name, password
 
     yield make
@@ -40,8 +42,14 @@ def limited_user(declare: Any) -> Iterator[Any]:
 
 
 def _as(declare: Any, user: str, password: str) -> list[str]:
-    return ["--vhost", declare.vhost, "--url", declare.url(user=user, password=password),
-            "--management-url", declare.broker.management_url]
+    return [
+        "--vhost",
+        declare.vhost,
+        "--url",
+        declare.url(user=user, password=password),
+        "--management-url",
+        declare.broker.management_url,
+    ]
 
 
 def test_policymaker_plans_applies_prunes_and_exports(declare: Any, limited_user: Any) -> None:
@@ -49,8 +57,12 @@ def test_policymaker_plans_applies_prunes_and_exports(declare: Any, limited_user
     user, password = limited_user("policymaker")
     target = _as(declare, user, password)
     with declare.broker.http() as http:  # the premise: definitions are refused to it
-        assert http.get(f"/api/definitions/{q(declare.vhost, safe='')}",
-                        auth=(user, password)).status_code == 401
+        assert (
+            http.get(
+                f"/api/definitions/{q(declare.vhost, safe='')}", auth=(user, password)
+            ).status_code
+            == 401
+        )
     path = declare.copy_example()
     plan = declare("plan", path, *target, connect=False)
     assert plan.code == 0, plan
@@ -62,8 +74,10 @@ def test_policymaker_plans_applies_prunes_and_exports(declare: Any, limited_user
     again = declare("plan", path, "--detailed-exitcode", *target, connect=False)
     assert again.code == 0, again
 
-    declare.put(f"/api/policies/{q(declare.vhost, safe='')}/stray",
-                {"pattern": "^nothing$", "definition": {"max-length": 1}})
+    declare.put(
+        f"/api/policies/{q(declare.vhost, safe='')}/stray",
+        {"pattern": "^nothing$", "definition": {"max-length": 1}},
+    )
     pruned = declare("apply", path, "--prune", *target, connect=False)
     assert pruned.code == 0, pruned
     assert "stray" not in declare.names("policies")
@@ -74,19 +88,21 @@ def test_policymaker_plans_applies_prunes_and_exports(declare: Any, limited_user
     assert password not in plan.text + applied.text + pruned.text + exported.text
 
 
-def test_policymaker_is_refused_what_needs_administrator(declare: Any,
-                                                         limited_user: Any) -> None:
+def test_policymaker_is_refused_what_needs_administrator(declare: Any, limited_user: Any) -> None:
     """A new vhost and users need administrator: the error names each object's file:line
     and the tag, and nothing at all is written (not even the queue the file also has)."""
     user, password = limited_user("policymaker")
     target = _as(declare, user, password)
     new_vhost = f"wt12-denied-{uuid.uuid4().hex[:6]}"
-    path = declare.write("topology.yml", f"""
+    path = declare.write(
+        "topology.yml",
+        f"""
     queues:
       - name: would.be.made
     vhosts:
       - {new_vhost}
-    """)
+    """,
+    )
     result = declare("apply", path, *target, connect=False)
     declare.assert_clean_failure(result)
     assert "topology.yml:4:" in result.err
@@ -96,7 +112,9 @@ def test_policymaker_is_refused_what_needs_administrator(declare: Any,
     with declare.broker.http() as http:
         assert http.get(f"/api/vhosts/{new_vhost}").status_code == 404
 
-    path = declare.write("users.yml", f"""
+    path = declare.write(
+        "users.yml",
+        f"""
     queues:
       - name: would.be.made
     users:
@@ -104,7 +122,8 @@ def test_policymaker_is_refused_what_needs_administrator(declare: Any,
         password_env: X
     permissions:
       - {{user: {user}-app, configure: '.*', write: '.*', read: '.*'}}
-    """)
+    """,
+    )
     for command in ("plan", "apply"):
         result = declare(command, path, *target, connect=False, env={"X": "pw-x-12345"})
         declare.assert_clean_failure(result)
@@ -113,8 +132,9 @@ def test_policymaker_is_refused_what_needs_administrator(declare: Any,
     assert declare.is_empty()
 
 
-def test_management_user_plans_but_policy_needs_policymaker(declare: Any,
-                                                            limited_user: Any) -> None:
+def test_management_user_plans_but_policy_needs_policymaker(
+    declare: Any, limited_user: Any
+) -> None:
     """A management user can plan what it can read; applying a policy is refused before any
     write, naming the policy's file:line and the policymaker tag."""
     user, password = limited_user("management")

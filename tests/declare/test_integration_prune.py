@@ -94,8 +94,13 @@ def test_prune_deletes_what_the_file_no_longer_declares(declare: Any) -> None:
     as_json = json.loads(declare("plan", f, "--prune", "--format", "json").out)
     deletes = {(c["kind"], c["name"]): c for c in as_json["changes"]}
     assert {c["action"] for c in as_json["changes"]} == {"delete"}
-    assert set(deletes) >= {("queue", "gone.q"), ("exchange", "gone.x"), ("policy", "gone-p"),
-                            ("queue", "stray.q"), ("exchange", "stray.x")}
+    assert set(deletes) >= {
+        ("queue", "gone.q"),
+        ("exchange", "gone.x"),
+        ("policy", "gone-p"),
+        ("queue", "stray.q"),
+        ("exchange", "stray.x"),
+    }
     assert deletes[("queue", "gone.q")]["after"] is None
     assert deletes[("queue", "gone.q")]["before"]["name"] == "gone.q"
 
@@ -115,8 +120,10 @@ def test_prune_never_touches_amq_exchanges_or_their_bindings(declare: Any) -> No
     assert "" in builtin and "amq.topic" in builtin
     f = declare.write("topology.yml", SMALL)
     assert declare("apply", f).code == 0
-    declare.post(f"/api/bindings/{declare.quote(declare.vhost)}/e/amq.topic/q/keep.q",
-                 {"routing_key": "ops.#"})
+    declare.post(
+        f"/api/bindings/{declare.quote(declare.vhost)}/e/amq.topic/q/keep.q",
+        {"routing_key": "ops.#"},
+    )
 
     result = declare("apply", f, "--prune")
     assert result.code == 0, result
@@ -129,8 +136,9 @@ def test_prune_stays_within_the_vhosts_the_files_name(declare: Any, other_vhost:
     other = declare.quote(other_vhost)
     declare.put(f"/api/queues/{other}/elsewhere.q", {"durable": True})
     declare.put(f"/api/exchanges/{other}/elsewhere.x", {"type": "fanout", "durable": True})
-    declare.put(f"/api/policies/{other}/elsewhere-p",
-                {"pattern": ".*", "definition": {"max-length": 5}})
+    declare.put(
+        f"/api/policies/{other}/elsewhere-p", {"pattern": ".*", "definition": {"max-length": 5}}
+    )
     before = declare.definitions(other_vhost)
 
     f = declare.write("topology.yml", SMALL)
@@ -193,13 +201,16 @@ def test_prune_keeps_what_the_files_reference(declare: Any) -> None:
     survives, with its binding."""
     vh = declare.quote(declare.vhost)
     declare.put(f"/api/exchanges/{vh}/shared.x", {"type": "topic", "durable": True})
-    f = declare.write("topology.yml", """
+    f = declare.write(
+        "topology.yml",
+        """
         exchanges:
           - {name: team.in, type: direct, alternate_exchange: shared.x}
         queues:
           - name: team.q
             bindings: [{exchange: shared.x, routing_key: team}]
-    """)
+    """,
+    )
     assert declare("apply", f).code == 0
 
     result = declare("apply", f, "--prune")

@@ -69,12 +69,16 @@ def test_saved_plan_refuses_a_changed_object_on_the_broker(declare: Any) -> None
     """The plan was made against a broker with policy `limits` at 50; it is changed to 70
     before the apply: refused, naming the policy; the broker keeps 70."""
     vh = declare.quote(declare.vhost)
-    declare.put(f"/api/policies/{vh}/limits", {"pattern": "^orders\\.", "apply-to": "queues",
-                                               "definition": {"max-length": 50}})
+    declare.put(
+        f"/api/policies/{vh}/limits",
+        {"pattern": "^orders\\.", "apply-to": "queues", "definition": {"max-length": 50}},
+    )
     f = declare.write("topology.yml", TOPOLOGY)
     assert declare("plan", f, "--out", "plan.json").code == 0
-    declare.put(f"/api/policies/{vh}/limits", {"pattern": "^orders\\.", "apply-to": "queues",
-                                               "definition": {"max-length": 70}})
+    declare.put(
+        f"/api/policies/{vh}/limits",
+        {"pattern": "^orders\\.", "apply-to": "queues", "definition": {"max-length": 70}},
+    )
     result = declare("apply", "plan.json")
     declare.assert_clean_failure(result)
     assert f"policy 'limits' (vhost {declare.vhost}) changed" in result.err, result
@@ -98,22 +102,40 @@ def test_saved_plan_holds_no_secret(declare: Any, secret_user: str) -> None:
     is nowhere in the plan file, nor the user's credentials in its target."""
     f = declare.write("topology.yml", TOPOLOGY)
     url = declare.url(user=secret_user, password=PASSWORD)
-    result = declare("plan", f, "--out", "plan.json", "--url", url, "--management-url",
-                     declare.broker.management_url, connect=False)
+    result = declare(
+        "plan",
+        f,
+        "--out",
+        "plan.json",
+        "--url",
+        url,
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+    )
     assert result.code == 0, result
     text = (declare.workdir / "plan.json").read_text("utf-8")
     assert PASSWORD not in text and QUOTED_PASSWORD not in text and "Zq9" not in text
     assert "@" not in _saved(declare)["broker"]["target"]
-    applied = declare("apply", "plan.json", "--url", url, "--management-url",
-                      declare.broker.management_url, connect=False)
+    applied = declare(
+        "apply",
+        "plan.json",
+        "--url",
+        url,
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+    )
     assert applied.code == 0, applied
 
 
 def test_saved_plan_with_conflicts_is_never_applied(declare: Any) -> None:
     """A conflict at plan time stays a conflict: `plan --out` exits 1, and `apply PLAN`
     writes nothing."""
-    declare.put(f"/api/queues/{declare.quote(declare.vhost)}/orders.new",
-                {"durable": True, "arguments": {"x-max-priority": 9}})
+    declare.put(
+        f"/api/queues/{declare.quote(declare.vhost)}/orders.new",
+        {"durable": True, "arguments": {"x-max-priority": 9}},
+    )
     f = declare.write("topology.yml", TOPOLOGY)
     planned = declare("plan", f, "--out", "plan.json")
     assert planned.code == 1, planned

@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _schema() -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-m", "declare_amqp", "schema"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "declare_amqp", "schema"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     schema: dict[str, Any] = json.loads(result.stdout)
@@ -36,13 +41,22 @@ def test_schema_is_json_describing_the_file_format() -> None:
     schema = _schema()
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert schema["type"] == "object"
-    assert set(schema["properties"]) >= {"vhost", "vhosts", "exchanges", "queues",
-                                         "bindings", "policies"}
+    assert set(schema["properties"]) >= {
+        "vhost",
+        "vhosts",
+        "exchanges",
+        "queues",
+        "bindings",
+        "policies",
+    }
     example = _example()
     defs = schema["$defs"]
     assert set(example) <= set(schema["properties"])
-    for kind, items in (("exchange", example["exchanges"]), ("queue", example["queues"]),
-                        ("policy", example["policies"])):
+    for kind, items in (
+        ("exchange", example["exchanges"]),
+        ("queue", example["queues"]),
+        ("policy", example["policies"]),
+    ):
         for item in items:
             assert set(item) <= set(defs[kind]["properties"]), (kind, item)
             assert set(defs[kind]["required"]) <= set(item), (kind, item)

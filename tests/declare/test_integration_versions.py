@@ -55,8 +55,9 @@ def test_transient_queue_on_4_0_applies_with_a_warning(declare: Any) -> None:
 def _set_default_queue_type(declare: Any, queue_type: str) -> None:
     quoted = urllib.parse.quote(declare.vhost, safe="")
     with declare.broker.http() as http:
-        http.put(f"/api/vhosts/{quoted}",
-                 json={"default_queue_type": queue_type}).raise_for_status()
+        http.put(
+            f"/api/vhosts/{quoted}", json={"default_queue_type": queue_type}
+        ).raise_for_status()
 
 
 def test_vhost_default_queue_type_is_honoured(declare: Any) -> None:
@@ -64,8 +65,9 @@ def test_vhost_default_queue_type_is_honoured(declare: Any) -> None:
     makes it (quorum), re-plans as a no-op, and the plan shows its delivery limit."""
     declare.broker.require(4, 0, why="vhosts have default_queue_type from 3.13/4.0 on")
     _set_default_queue_type(declare, "quorum")
-    f = declare.write("topology.yml", "queues:\n  - name: orders\n  - name: scratch\n"
-                                      "    durable: false\n")
+    f = declare.write(
+        "topology.yml", "queues:\n  - name: orders\n  - name: scratch\n    durable: false\n"
+    )
     first = declare("plan", f)
     assert first.code == 0, first
     assert "orders  quorum" in first.out and "delivery limit 20" in first.out, first
@@ -81,8 +83,10 @@ def test_priority_queue_without_a_type_in_a_quorum_vhost_is_refused(declare: Any
     (type: classic), nothing written."""
     declare.broker.require(4, 0, why="vhosts have default_queue_type from 3.13/4.0 on")
     _set_default_queue_type(declare, "quorum")
-    f = declare.write("topology.yml", "queues:\n  - name: fine\n    type: classic\n"
-                                      "  - name: prio\n    max_priority: 5\n")
+    f = declare.write(
+        "topology.yml",
+        "queues:\n  - name: fine\n    type: classic\n  - name: prio\n    max_priority: 5\n",
+    )
     result = declare("apply", f)
     declare.assert_clean_failure(result)
     assert "topology.yml:4: queue 'prio'" in result.err and "type: classic" in result.err
@@ -93,12 +97,15 @@ def test_broker_refusal_is_shown_as_plain_text_with_its_object(declare: Any) -> 
     """A value only the broker checks (a policy's initial-cluster-size, which the tool does
     not check in advance yet): its refusal reads as text, entities decoded and Erlang binaries
     shown as strings, and names the policy."""
-    f = declare.write("topology.yml", """\
+    f = declare.write(
+        "topology.yml",
+        """\
 policies:
   - name: limits
     pattern: '.*'
     definition: {initial-cluster-size: abc}
-""")
+""",
+    )
     result = declare("apply", f)
     declare.assert_clean_failure(result)
     assert "policy 'limits'" in result.err, result

@@ -35,8 +35,12 @@ def _legacy_env(declare: Any) -> dict[str, str]:
     broker = declare.broker
     if broker.port != 5672 or broker.management_url != f"http://{broker.host}:15672":
         pytest.skip("AMQP_HOST implies ports 5672 and 15672; this broker uses others")
-    return {"AMQP_HOST": broker.host, "AMQP_USER": broker.user, "AMQP_PASS": broker.password,
-            "AMQP_VHOST": declare.vhost}
+    return {
+        "AMQP_HOST": broker.host,
+        "AMQP_USER": broker.user,
+        "AMQP_PASS": broker.password,
+        "AMQP_VHOST": declare.vhost,
+    }
 
 
 def test_original_example_config_applies_with_a_warning(declare: Any) -> None:
@@ -94,10 +98,18 @@ def test_dangling_references_warn_in_plan_text_and_json(declare: Any) -> None:
     assert doc["format"] == 1 and doc["applied"] is True
     warnings = doc["warnings"]
     assert all(isinstance(w, str) and w.startswith("topology.yml:") for w in warnings), warnings
-    for name in ("alternate exchange 'nowhere'", "dead-letter exchange 'graveyard'",
-                 "dead-letter-exchange 'void'"):
-        assert sum(f"{name} is declared in no file and does not exist on the broker" in w
-                   for w in warnings) == 1, (name, warnings)
+    for name in (
+        "alternate exchange 'nowhere'",
+        "dead-letter exchange 'graveyard'",
+        "dead-letter-exchange 'void'",
+    ):
+        assert (
+            sum(
+                f"{name} is declared in no file and does not exist on the broker" in w
+                for w in warnings
+            )
+            == 1
+        ), (name, warnings)
     assert len(warnings) == 3, warnings
     assert declare.names("queues") == {"work"} and declare.names("policies") == {"dl"}
 
@@ -107,9 +119,12 @@ def test_an_exchange_on_the_broker_or_in_another_file_is_no_warning(declare: Any
     file: no warning at all."""
     vh = declare.quote(declare.vhost)
     declare.put(f"/api/exchanges/{vh}/graveyard", {"type": "fanout", "durable": True})
-    f = declare.write("a.yml", "exchanges: [{name: events, type: topic, "
-                               "alternate_exchange: nowhere}]\n"
-                               "queues: [{name: work, dead_letter_exchange: graveyard}]\n")
+    f = declare.write(
+        "a.yml",
+        "exchanges: [{name: events, type: topic, "
+        "alternate_exchange: nowhere}]\n"
+        "queues: [{name: work, dead_letter_exchange: graveyard}]\n",
+    )
     g = declare.write("b.yml", "exchanges: [{name: nowhere, type: fanout}]\n")
     result = declare("apply", f, g, "--strict")
     assert result.code == 0, result
@@ -119,8 +134,9 @@ def test_an_exchange_on_the_broker_or_in_another_file_is_no_warning(declare: Any
 def test_binding_to_a_missing_exchange_stays_an_error(declare: Any) -> None:
     """The broker refuses a binding whose exchange does not exist, so that is an error even
     without --strict, and nothing is written."""
-    f = declare.write("topology.yml", "queues:\n  - name: fine\n    bindings: "
-                                      "[{exchange: nowhere}]\n")
+    f = declare.write(
+        "topology.yml", "queues:\n  - name: fine\n    bindings: [{exchange: nowhere}]\n"
+    )
     result = declare("apply", f)
     declare.assert_clean_failure(result)
     assert "topology.yml:3" in result.err and "source exchange 'nowhere'" in result.err, result

@@ -21,8 +21,10 @@ def problems_of(text: str, tmp_path: Path, name: str = "t.yml") -> list[str]:
 def test_example_topology_loads_with_aliases_resolved() -> None:
     t = load(["topology.example.yml"])
     by_name = {q.name: q for q in t.queues}
-    assert by_name["email.default"].arguments == {"x-max-priority": 5,
-                                                 "x-dead-letter-exchange": "email.dlx"}
+    assert by_name["email.default"].arguments == {
+        "x-max-priority": 5,
+        "x-dead-letter-exchange": "email.dlx",
+    }
     assert by_name["email.dead"].type == "quorum"
     email = next(x for x in t.exchanges if x.name == "email")
     assert email.alternate_exchange == "email-undeliverable"
@@ -33,8 +35,10 @@ def test_example_topology_loads_with_aliases_resolved() -> None:
         ("email.dlx", "email.dead", ""),
     }
     (consumer,) = t.consumers
-    assert [(q.queue, q.prefetch) for q in consumer.queues] == [("email.high", 10),
-                                                                ("email.default", 2)]
+    assert [(q.queue, q.prefetch) for q in consumer.queues] == [
+        ("email.high", 10),
+        ("email.default", 2),
+    ]
 
 
 def test_every_object_keeps_its_line() -> None:
@@ -52,7 +56,9 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
 def test_wrong_types_and_missing_keys_are_all_reported(tmp_path: Path) -> None:
     found = problems_of(
         "exchanges:\n  - name: e\n  - name: f\n    type: topic\n    durable: 'yes'\n"
-        "queues:\n  - name: q\n    max_priority: high\n", tmp_path)
+        "queues:\n  - name: q\n    max_priority: high\n",
+        tmp_path,
+    )
     assert len(found) == 3
     assert any("t.yml:2" in p and "missing required key 'type'" in p for p in found)
     assert any("t.yml:5" in p and "'durable' must be true or false" in p for p in found)
@@ -73,8 +79,10 @@ def test_duplicate_key_in_one_mapping(tmp_path: Path) -> None:
     ("yaml_text", "expected"),
     [
         ("queues: [{name: q, type: stream, durable: false}]", "stream queues must be durable"),
-        ("queues: [{name: q, type: quorum, max_priority: 5}]",
-         "max_priority (x-max-priority) is not supported by quorum queues"),
+        (
+            "queues: [{name: q, type: quorum, max_priority: 5}]",
+            "max_priority (x-max-priority) is not supported by quorum queues",
+        ),
         ("queues: [{name: q, type: stream, message_ttl: 5}]", "not supported by stream"),
         ("queues: [{name: q, max_priority: 256}]", "must be at most 255"),
         ("queues: [{name: q, queue_version: 3}]", "must be at most 2"),
@@ -83,16 +91,24 @@ def test_duplicate_key_in_one_mapping(tmp_path: Path) -> None:
         ("queues: [{name: q, dead_letter_routing_key: r}]", "needs dead_letter_exchange"),
         ("queues: [{name: amq.q}]", "reserved"),
         ("queues: [{name: q, type: lazy}]", "'type' must be one of classic, quorum, stream"),
-        ("queues: [{name: q, arguments: {x-max-priority: '5'}}]",
-         "argument x-max-priority must be a whole number"),
+        (
+            "queues: [{name: q, arguments: {x-max-priority: '5'}}]",
+            "argument x-max-priority must be a whole number",
+        ),
         ("exchanges: [{name: e, type: topik}]", "unknown exchange type 'topik'"),
         ("bindings: [{source: '', destination: q}]", "default exchange cannot be bound"),
-        ("policies: [{name: p, pattern: '(', definition: {max-length: 1}}]",
-         "not a valid regular expression"),
-        ("policies: [{name: p, pattern: '.', definition: {max-lenght: 1}}]",
-         "did you mean 'max-length'"),
-        ("policies: [{name: p, pattern: '.', definition: {max-priority: 1}}]",
-         "cannot be set by a policy"),
+        (
+            "policies: [{name: p, pattern: '(', definition: {max-length: 1}}]",
+            "not a valid regular expression",
+        ),
+        (
+            "policies: [{name: p, pattern: '.', definition: {max-lenght: 1}}]",
+            "did you mean 'max-length'",
+        ),
+        (
+            "policies: [{name: p, pattern: '.', definition: {max-priority: 1}}]",
+            "cannot be set by a policy",
+        ),
     ],
 )
 def test_semantic_rules(yaml_text: str, expected: str, tmp_path: Path) -> None:
@@ -125,7 +141,9 @@ def test_original_declare_amqp_format_loads(tmp_path: Path) -> None:
         "queues:\n"
         "  - name: work\n    durable: true\n    auto_delete: false\n"
         "    arguments: {x-max-priority: 3}\n"
-        "    bindings:\n      - {exchange: jobs, binding_key: work}\n", "old.yml")
+        "    bindings:\n      - {exchange: jobs, binding_key: work}\n",
+        "old.yml",
+    )
     assert t.bindings[0].routing_key == "work"
     assert t.queues[0].arguments == {"x-max-priority": 3}
 

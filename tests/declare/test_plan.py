@@ -43,29 +43,71 @@ def live(**changes: object) -> Topology:
     """The broker holding exactly the EMAIL topology, as the management API reports it."""
     definitions = {
         "exchanges": [
-            {"name": "email", "type": "topic", "durable": True, "auto_delete": False,
-             "internal": False, "arguments": {"alternate-exchange": "email-undeliverable"}},
-            {"name": "email-undeliverable", "type": "fanout", "durable": True,
-             "auto_delete": False, "internal": False, "arguments": {}},
-            {"name": "amq.topic", "type": "topic", "durable": True, "auto_delete": False,
-             "internal": False, "arguments": {}},
+            {
+                "name": "email",
+                "type": "topic",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {"alternate-exchange": "email-undeliverable"},
+            },
+            {
+                "name": "email-undeliverable",
+                "type": "fanout",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            },
+            {
+                "name": "amq.topic",
+                "type": "topic",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            },
         ],
         "queues": [
             {"name": "email.high", "durable": True, "auto_delete": False, "arguments": {}},
-            {"name": "email.default", "durable": True, "auto_delete": False,
-             "arguments": {"x-max-priority": 5}},
+            {
+                "name": "email.default",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-max-priority": 5},
+            },
         ],
         "bindings": [
-            {"source": "email", "destination": "email.high", "destination_type": "queue",
-             "routing_key": "email.high", "arguments": {}},
-            {"source": "email", "destination": "email.default", "destination_type": "queue",
-             "routing_key": "email.default", "arguments": {}},
-            {"source": "email-undeliverable", "destination": "email.default",
-             "destination_type": "queue", "routing_key": "", "arguments": {}},
+            {
+                "source": "email",
+                "destination": "email.high",
+                "destination_type": "queue",
+                "routing_key": "email.high",
+                "arguments": {},
+            },
+            {
+                "source": "email",
+                "destination": "email.default",
+                "destination_type": "queue",
+                "routing_key": "email.default",
+                "arguments": {},
+            },
+            {
+                "source": "email-undeliverable",
+                "destination": "email.default",
+                "destination_type": "queue",
+                "routing_key": "",
+                "arguments": {},
+            },
         ],
         "policies": [
-            {"name": "ttl", "pattern": "^email\\.", "apply-to": "queues",
-             "definition": {"message-ttl": 1000}, "priority": 0},
+            {
+                "name": "ttl",
+                "pattern": "^email\\.",
+                "apply-to": "queues",
+                "definition": {"message-ttl": 1000},
+                "priority": 0,
+            },
         ],
     }
     for key, value in changes.items():
@@ -112,12 +154,22 @@ def test_argument_rabbitmq_does_not_compare_is_still_a_conflict() -> None:
     """rabbitmq-server#12346: the broker accepts a changed custom argument; we do not."""
     owned = "name: email.high\n    arguments: {x-owner: b}\n"
     d = parse(EMAIL.replace("name: email.high\n", owned), "t.yml")
-    actual = live(queues=[
-        {"name": "email.high", "durable": True, "auto_delete": False,
-         "arguments": {"x-owner": "a"}},
-        {"name": "email.default", "durable": True, "auto_delete": False,
-         "arguments": {"x-max-priority": 5}},
-    ])
+    actual = live(
+        queues=[
+            {
+                "name": "email.high",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-owner": "a"},
+            },
+            {
+                "name": "email.default",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-max-priority": 5},
+            },
+        ]
+    )
     (c,) = plan(d, actual).conflicts
     assert c.differences[0].field == "arguments.x-owner"
 
@@ -132,8 +184,9 @@ def test_queue_type_and_durability_changes_are_conflicts() -> None:
     d = parse(EMAIL.replace("name: email.high\n", "name: email.high\n    type: quorum\n"), "t.yml")
     (c,) = plan(d, live()).conflicts
     assert [x.field for x in c.differences] == ["type"]
-    d = parse(EMAIL.replace("name: email.high\n", "name: email.high\n    durable: false\n"),
-              "t.yml")
+    d = parse(
+        EMAIL.replace("name: email.high\n", "name: email.high\n    durable: false\n"), "t.yml"
+    )
     (c,) = plan(d, live()).conflicts
     assert [x.field for x in c.differences] == ["durable"]
 
@@ -141,12 +194,23 @@ def test_queue_type_and_durability_changes_are_conflicts() -> None:
 def test_explicit_classic_type_matches_a_queue_without_x_queue_type() -> None:
     """rabbitmq-common#341: x-queue-type classic is normalised away on both sides."""
     d = parse("queues: [{name: q, arguments: {x-queue-type: classic}}]", "t.yml")
-    actual = from_definitions("/", {"queues": [
-        {"name": "q", "durable": True, "auto_delete": False, "arguments": {}}]})
+    actual = from_definitions(
+        "/", {"queues": [{"name": "q", "durable": True, "auto_delete": False, "arguments": {}}]}
+    )
     assert plan(d, actual).is_empty
-    actual = from_definitions("/", {"queues": [
-        {"name": "q", "durable": True, "auto_delete": False,
-         "arguments": {"x-queue-type": "classic"}}]})
+    actual = from_definitions(
+        "/",
+        {
+            "queues": [
+                {
+                    "name": "q",
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": {"x-queue-type": "classic"},
+                }
+            ]
+        },
+    )
     assert plan(d, actual).is_empty
 
 
@@ -157,8 +221,10 @@ def test_exchange_type_change_is_a_conflict() -> None:
 
 
 def test_alternate_exchange_change_suggests_the_policy_key() -> None:
-    d = parse(EMAIL.replace("alternate_exchange: email-undeliverable", "alternate_exchange: other"),
-              "t.yml")
+    d = parse(
+        EMAIL.replace("alternate_exchange: email-undeliverable", "alternate_exchange: other"),
+        "t.yml",
+    )
     (c,) = plan(d, live()).conflicts
     assert "alternate-exchange with a policy" in c.message
 
@@ -180,12 +246,27 @@ def test_new_binding_is_created_and_old_one_is_kept_without_prune() -> None:
 
 def test_prune_deletes_undeclared_objects_in_reverse_order() -> None:
     d = parse("exchanges: [{name: email, type: topic}]\n", "t.yml")
-    actual = live(policies=[], exchanges=[
-        {"name": "email", "type": "topic", "durable": True, "auto_delete": False,
-         "internal": False, "arguments": {}},
-        {"name": "old", "type": "fanout", "durable": True, "auto_delete": False,
-         "internal": False, "arguments": {}},
-    ])
+    actual = live(
+        policies=[],
+        exchanges=[
+            {
+                "name": "email",
+                "type": "topic",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            },
+            {
+                "name": "old",
+                "type": "fanout",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            },
+        ],
+    )
     p = plan(d, actual, prune=True)
     kinds = [c.kind for c in p.changes]
     assert kinds == ["binding"] * 3 + ["queue"] * 2 + ["exchange"]
@@ -195,25 +276,46 @@ def test_prune_deletes_undeclared_objects_in_reverse_order() -> None:
 
 def test_prune_never_touches_amq_exchanges_or_other_vhosts() -> None:
     d = parse("vhost: a\nqueues: [{name: q}]\n", "t.yml")
-    other = from_definitions("b", {"queues": [
-        {"name": "elsewhere", "durable": True, "auto_delete": False, "arguments": {}}]})
-    mine = from_definitions("a", {
-        "queues": [{"name": "q", "durable": True, "auto_delete": False, "arguments": {}}],
-        "exchanges": [{"name": "amq.direct", "type": "direct", "durable": True,
-                       "auto_delete": False, "internal": False, "arguments": {}}],
-    })
-    actual = Topology(vhosts=mine.vhosts + other.vhosts, queues=mine.queues + other.queues,
-                      exchanges=mine.exchanges)
+    other = from_definitions(
+        "b",
+        {"queues": [{"name": "elsewhere", "durable": True, "auto_delete": False, "arguments": {}}]},
+    )
+    mine = from_definitions(
+        "a",
+        {
+            "queues": [{"name": "q", "durable": True, "auto_delete": False, "arguments": {}}],
+            "exchanges": [
+                {
+                    "name": "amq.direct",
+                    "type": "direct",
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": {},
+                }
+            ],
+        },
+    )
+    actual = Topology(
+        vhosts=mine.vhosts + other.vhosts,
+        queues=mine.queues + other.queues,
+        exchanges=mine.exchanges,
+    )
     assert plan(d, actual, prune=True).is_empty
 
 
 def test_prune_refuses_queues_with_messages_or_consumers_unless_forced() -> None:
     d = parse("queues: [{name: keep}]\n", "t.yml")
-    actual = from_definitions("/", {"queues": [
-        {"name": "keep", "durable": True, "auto_delete": False, "arguments": {}},
-        {"name": "busy", "durable": True, "auto_delete": False, "arguments": {}},
-        {"name": "idle", "durable": True, "auto_delete": False, "arguments": {}},
-    ]})
+    actual = from_definitions(
+        "/",
+        {
+            "queues": [
+                {"name": "keep", "durable": True, "auto_delete": False, "arguments": {}},
+                {"name": "busy", "durable": True, "auto_delete": False, "arguments": {}},
+                {"name": "idle", "durable": True, "auto_delete": False, "arguments": {}},
+            ]
+        },
+    )
     stats = {("/", "busy"): QueueStats(messages=12, consumers=1)}
     p = plan(d, actual, prune=True, stats=stats)
     assert sorted(actions(p)) == [("delete", "queue", "idle"), ("refuse", "queue", "busy")]
@@ -236,17 +338,33 @@ def test_json_form_has_the_documented_keys(action: str) -> None:
     doc = p.to_dict()
     assert doc["format"] == 1 and set(doc["summary"]) >= {"create", "update", "delete"}
     change = next(c for c in doc["changes"] if c["action"] == action)
-    assert set(change) == {"action", "kind", "vhost", "name", "location", "before", "after",
-                           "message"}
+    assert set(change) == {
+        "action",
+        "kind",
+        "vhost",
+        "name",
+        "location",
+        "before",
+        "after",
+        "message",
+    }
 
 
 def test_spec_equality_ignores_location() -> None:
     a = QueueSpec("/", "q", location=None)
     b = parse("queues: [{name: q}]", "x.yml").queues[0]
     assert a == b
-    assert ExchangeSpec("/", "e", "topic") == parse(
-        "exchanges: [{name: e, type: topic}]", "x.yml").exchanges[0]
-    assert BindingSpec("/", "e", "q").key == parse(
-        "bindings: [{source: e, destination: q}]", "x.yml").bindings[0].key
-    assert PolicySpec("/", "p", ".*", {"max-length": 1}) == parse(
-        "policies: [{name: p, pattern: '.*', definition: {max-length: 1}}]", "x.yml").policies[0]
+    assert (
+        ExchangeSpec("/", "e", "topic")
+        == parse("exchanges: [{name: e, type: topic}]", "x.yml").exchanges[0]
+    )
+    assert (
+        BindingSpec("/", "e", "q").key
+        == parse("bindings: [{source: e, destination: q}]", "x.yml").bindings[0].key
+    )
+    assert (
+        PolicySpec("/", "p", ".*", {"max-length": 1})
+        == parse(
+            "policies: [{name: p, pattern: '.*', definition: {max-length: 1}}]", "x.yml"
+        ).policies[0]
+    )

@@ -33,17 +33,24 @@ MAX_EXPIRY = 315_360_000_000  # the broker's largest TTL / x-expires
 
 # Names: any text the broker takes (not empty, not amq.*), YAML-hostile characters included.
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
-    lambda s: not s.startswith("amq.") and s.strip() == s and s not in (".", ".."))
+    lambda s: not s.startswith("amq.") and s.strip() == s and s not in (".", "..")
+)
 scalars = st.one_of(
-    st.integers(-(2**63), 2**63 - 1), st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=10),
     st.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda f: f != int(f)),
 )
-custom_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-    max_leaves=5)
-custom_arguments = st.dictionaries(st.text(max_size=6).map(lambda s: "x-c-" + s),
-                                   custom_values, max_size=2)
+custom_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+custom_arguments = st.dictionaries(
+    st.text(max_size=6).map(lambda s: "x-c-" + s), custom_values, max_size=2
+)
 
 ttl = st.integers(0, MAX_EXPIRY)
 common_queue_arguments = {
@@ -77,19 +84,24 @@ QUEUE_ARGUMENTS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     },
     "stream": {
         "x-max-length-bytes": st.integers(0, 2**40),
-        "x-max-age": st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**6),
-                               st.sampled_from("YMDhms")),
+        "x-max-age": st.builds(
+            lambda n, u: f"{n}{u}", st.integers(0, 10**6), st.sampled_from("YMDhms")
+        ),
         "x-stream-max-segment-size-bytes": st.integers(0, 2**31),
         "x-initial-cluster-size": st.integers(1, 7),
         "x-queue-leader-locator": st.sampled_from(["client-local", "balanced"]),
     },
 }
 POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "message-ttl": ttl, "expires": st.integers(3_600_000, MAX_EXPIRY),
-    "max-length": st.integers(0, 2**31), "max-length-bytes": st.integers(0, 2**31),
+    "message-ttl": ttl,
+    "expires": st.integers(3_600_000, MAX_EXPIRY),
+    "max-length": st.integers(0, 2**31),
+    "max-length-bytes": st.integers(0, 2**31),
     "overflow": st.sampled_from(["drop-head", "reject-publish"]),
-    "delivery-limit": st.integers(0, 100), "dead-letter-exchange": names,
-    "alternate-exchange": names, "queue-mode": st.sampled_from(["default", "lazy"]),
+    "delivery-limit": st.integers(0, 100),
+    "dead-letter-exchange": names,
+    "alternate-exchange": names,
+    "queue-mode": st.sampled_from(["default", "lazy"]),
 }
 
 
@@ -111,8 +123,7 @@ def queue(draw: st.DrawFn, name: str) -> dict[str, Any]:
             arguments["x-queue-type"] = "classic"
     else:
         arguments["x-queue-type"] = qtype
-    return {"name": name, "durable": durable, "auto_delete": auto_delete,
-            "arguments": arguments}
+    return {"name": name, "durable": durable, "auto_delete": auto_delete, "arguments": arguments}
 
 
 @st.composite
@@ -125,10 +136,16 @@ def broker_states(draw: st.DrawFn) -> dict[str, Any]:
         arguments = draw(custom_arguments)
         if draw(st.booleans()):  # an alternate exchange that may or may not exist
             arguments["alternate-exchange"] = draw(st.sampled_from(all_names) | names)
-        exchanges.append({
-            "name": name, "type": draw(st.sampled_from(["direct", "fanout", "topic", "headers"])),
-            "durable": draw(st.booleans()), "auto_delete": draw(st.booleans()),
-            "internal": draw(st.booleans()), "arguments": arguments})
+        exchanges.append(
+            {
+                "name": name,
+                "type": draw(st.sampled_from(["direct", "fanout", "topic", "headers"])),
+                "durable": draw(st.booleans()),
+                "auto_delete": draw(st.booleans()),
+                "internal": draw(st.booleans()),
+                "arguments": arguments,
+            }
+        )
     queues = [draw(queue(name)) for name in queue_names]
     sources = exchange_names + ["amq.direct", "amq.topic", "amq.headers", "amq.fanout"]
     destinations = [("q", n) for n in queue_names] + [("e", n) for n in exchange_names]
@@ -136,22 +153,32 @@ def broker_states(draw: st.DrawFn) -> dict[str, Any]:
     if destinations:
         for _ in range(draw(st.integers(0, 5))):
             kind, destination = draw(st.sampled_from(destinations))
-            bindings.append({
-                "source": draw(st.sampled_from(sources)), "kind": kind,
-                "destination": destination,
-                "routing_key": draw(st.text(st.characters(blacklist_categories=("Cs",)),
-                                            max_size=10)),
-                "arguments": draw(custom_arguments | st.just({"x-match": "any", "k": "v"}))})
+            bindings.append(
+                {
+                    "source": draw(st.sampled_from(sources)),
+                    "kind": kind,
+                    "destination": destination,
+                    "routing_key": draw(
+                        st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)
+                    ),
+                    "arguments": draw(custom_arguments | st.just({"x-match": "any", "k": "v"})),
+                }
+            )
     policies = []
     for name in draw(st.lists(names, unique=True, max_size=2)):
-        keys = draw(st.lists(st.sampled_from(sorted(POLICY_VALUES)), unique=True, min_size=1,
-                             max_size=3))
-        policies.append({"name": name, "pattern": draw(st.sampled_from(["^a", ".*", "q$", "^$"])),
-                         "apply-to": draw(st.sampled_from(["queues", "exchanges", "all"])),
-                         "priority": draw(st.integers(0, 10)),
-                         "definition": {k: draw(POLICY_VALUES[k]) for k in keys}})
-    return {"exchanges": exchanges, "queues": queues, "bindings": bindings,
-            "policies": policies}
+        keys = draw(
+            st.lists(st.sampled_from(sorted(POLICY_VALUES)), unique=True, min_size=1, max_size=3)
+        )
+        policies.append(
+            {
+                "name": name,
+                "pattern": draw(st.sampled_from(["^a", ".*", "q$", "^$"])),
+                "apply-to": draw(st.sampled_from(["queues", "exchanges", "all"])),
+                "priority": draw(st.integers(0, 10)),
+                "definition": {k: draw(POLICY_VALUES[k]) for k in keys},
+            }
+        )
+    return {"exchanges": exchanges, "queues": queues, "bindings": bindings, "policies": policies}
 
 
 def _q(name: str) -> str:
@@ -163,19 +190,37 @@ def _write_state(http: Any, vhost: str, state: dict[str, Any]) -> None:
     v = _q(vhost)
     writes: list[tuple[str, str, dict[str, Any]]] = []
     for x in state["exchanges"]:
-        writes.append(("PUT", f"/api/exchanges/{v}/{_q(x['name'])}",
-                       {k: x[k] for k in ("type", "durable", "auto_delete", "internal",
-                                          "arguments")}))
+        writes.append(
+            (
+                "PUT",
+                f"/api/exchanges/{v}/{_q(x['name'])}",
+                {k: x[k] for k in ("type", "durable", "auto_delete", "internal", "arguments")},
+            )
+        )
     for q in state["queues"]:
-        writes.append(("PUT", f"/api/queues/{v}/{_q(q['name'])}",
-                       {k: q[k] for k in ("durable", "auto_delete", "arguments")}))
+        writes.append(
+            (
+                "PUT",
+                f"/api/queues/{v}/{_q(q['name'])}",
+                {k: q[k] for k in ("durable", "auto_delete", "arguments")},
+            )
+        )
     for b in state["bindings"]:
-        writes.append(("POST", f"/api/bindings/{v}/e/{_q(b['source'])}/{b['kind']}/"
-                               f"{_q(b['destination'])}",
-                       {"routing_key": b["routing_key"], "arguments": b["arguments"]}))
+        writes.append(
+            (
+                "POST",
+                f"/api/bindings/{v}/e/{_q(b['source'])}/{b['kind']}/{_q(b['destination'])}",
+                {"routing_key": b["routing_key"], "arguments": b["arguments"]},
+            )
+        )
     for p in state["policies"]:
-        writes.append(("PUT", f"/api/policies/{v}/{_q(p['name'])}",
-                       {k: p[k] for k in ("pattern", "apply-to", "priority", "definition")}))
+        writes.append(
+            (
+                "PUT",
+                f"/api/policies/{v}/{_q(p['name'])}",
+                {k: p[k] for k in ("pattern", "apply-to", "priority", "definition")},
+            )
+        )
     for method, path, body in writes:
         response = http.request(method, path, json=body)
         if response.status_code >= 400:
@@ -190,15 +235,25 @@ REFUSED: list[str] = []
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Any:
     yield
-    print(f"\nexport round trip: {len(RAN)} broker states held, "
-          f"{len(REFUSED)} generated states refused by the broker")
+    print(
+        f"\nexport round trip: {len(RAN)} broker states held, "
+        f"{len(REFUSED)} generated states refused by the broker"
+    )
     for reason in sorted(set(REFUSED))[:5]:
         print(f"  refused: {reason}")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(state=broker_states())
 def test_export_of_any_broker_state_loads_and_plans_to_nothing(
     broker: Any, state: dict[str, Any]

@@ -54,6 +54,7 @@ def test_strict_turns_warnings_into_one_topology_error() -> None:
 def test_a_missing_alternate_exchange_is_no_error_any_more() -> None:
     """check_references (errors) no longer lists them; bindings still are errors."""
     desired = da.parse(FILE + "bindings: [{source: nowhere, destination: q1}]\n", "t.yml")
-    errors = [str(p) for p in da.check_references(desired, da.Topology(
-        vhosts=(da.VhostSpec("/"),)))]
+    errors = [
+        str(p) for p in da.check_references(desired, da.Topology(vhosts=(da.VhostSpec("/"),)))
+    ]
     assert len(errors) == 1 and "source exchange 'nowhere'" in errors[0], errors

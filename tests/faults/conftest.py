@@ -28,8 +28,10 @@ from cluster_fixtures import START_SECONDS, cluster, cluster_vhost  # noqa: E402
 # The tracked report is rewritten only when asked (FAULTS_REPORT=bench/faults_results.md), so a
 # clone stays clean after the tests; by default the table goes to the terminal and to a file
 # outside the tree.
-REPORT = Path(os.environ.get("FAULTS_REPORT")
-              or Path(os.environ.get("TMPDIR", "/tmp")) / "declare-amqp-faults_results.md")
+REPORT = Path(
+    os.environ.get("FAULTS_REPORT")
+    or Path(os.environ.get("TMPDIR", "/tmp")) / "declare-amqp-faults_results.md"
+)
 
 
 def _rabbitmq_version() -> str:

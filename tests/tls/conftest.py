@@ -14,16 +14,19 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tls_broker  # noqa: E402
+import tls_broker
 
 
 def _add_x509_user(broker: tls_broker.TlsBroker) -> None:
     """The user of the client certificate: it logs in with the certificate only."""
     with broker.http() as http:
-        http.put(f"/api/users/{tls_broker.CLIENT_USER}",
-                 json={"password_hash": "", "tags": ""}).raise_for_status()
-        http.put(f"/api/permissions/%2F/{tls_broker.CLIENT_USER}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        http.put(
+            f"/api/users/{tls_broker.CLIENT_USER}", json={"password_hash": "", "tags": ""}
+        ).raise_for_status()
+        http.put(
+            f"/api/permissions/%2F/{tls_broker.CLIENT_USER}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
 
 
 def _docker_answers() -> bool:
@@ -44,8 +47,10 @@ def tls(request: pytest.FixtureRequest) -> Iterator[tls_broker.TlsBroker]:
         yield request.getfixturevalue("tls_node")
         return
     if not _docker_answers():
-        pytest.skip("no Docker API for the TLS container (run `eval \"$(bash "
-                    "tests/container_broker.sh)\"` first)")
+        pytest.skip(
+            'no Docker API for the TLS container (run `eval "$(bash '
+            'tests/container_broker.sh)"` first)'
+        )
     image = os.environ.get("RABBITMQ_IMAGE") or "localhost/rabbitmq:4.0-management"
     for broker in tls_broker.container(image):
         _add_x509_user(broker)

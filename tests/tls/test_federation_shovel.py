@@ -28,10 +28,13 @@ def shovel_user(tls_node: TlsBroker) -> Any:
         http.put(f"/api/vhosts/{vhost}").raise_for_status()
         http.put(f"/api/users/{name}", json={"password": password, "tags": ""})
         for v in (vhost, "%2F"):
-            http.put(f"/api/permissions/{v}/{name}",
-                     json={"configure": ".*", "write": ".*", "read": ".*"})
-            http.put(f"/api/permissions/{v}/guest",
-                     json={"configure": ".*", "write": ".*", "read": ".*"})
+            http.put(
+                f"/api/permissions/{v}/{name}",
+                json={"configure": ".*", "write": ".*", "read": ".*"},
+            )
+            http.put(
+                f"/api/permissions/{v}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
+            )
     yield name, password, vhost
     with tls_node.http() as http:
         http.delete(f"/api/users/{name}")
@@ -42,14 +45,27 @@ def _run(cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "RABBITMQ_"))}
     clean.update(NO_COLOR="1", COLUMNS="300", PYTHONPATH=str(ROOT), **env)
     return subprocess.run(
-        [sys.executable, "-m", "declare_amqp", *args,
-         "--url", f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}",
-         "--management-url", f"http://127.0.0.1:{HTTP_PORT}"],
-        cwd=cwd, env=clean, capture_output=True, text=True, timeout=90)
+        [
+            sys.executable,
+            "-m",
+            "declare_amqp",
+            *args,
+            "--url",
+            f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}",
+            "--management-url",
+            f"http://127.0.0.1:{HTTP_PORT}",
+        ],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
-def test_federation_upstream_and_shovel(tls_node: TlsBroker, shovel_user: Any,
-                                        tmp_path: Path) -> None:
+def test_federation_upstream_and_shovel(
+    tls_node: TlsBroker, shovel_user: Any, tmp_path: Path
+) -> None:
     user, password, vhost = shovel_user
     uri = f"amqp://{user}:{password}@127.0.0.1:{AMQP_PORT}/{vhost}"
     (tmp_path / "dest-uri").write_text(uri + "\n")
@@ -66,7 +82,7 @@ shovels:
   - name: move
     src_uri_env: ORIGIN_URI
     src_queue: shovel.src
-    dest_uri_file: {tmp_path / 'dest-uri'}
+    dest_uri_file: {tmp_path / "dest-uri"}
     dest_queue: shovel.dest
 """)
     env = {"ORIGIN_URI": uri}
@@ -81,12 +97,14 @@ shovels:
     with tls_node.http() as http:
         ups = http.get(f"/api/parameters/federation-upstream/{vhost}").json()
         shovels = http.get(f"/api/parameters/shovel/{vhost}").json()
-    assert [(u["name"], u["value"]["uri"], u["value"]["max-hops"]) for u in ups] == \
-        [("origin", uri, 1)]
+    assert [(u["name"], u["value"]["uri"], u["value"]["max-hops"]) for u in ups] == [
+        ("origin", uri, 1)
+    ]
     assert shovels[0]["value"]["src-queue"] == "shovel.src"
     # the shovel really moves messages
-    connection = pika.BlockingConnection(pika.URLParameters(
-        f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}"))
+    connection = pika.BlockingConnection(
+        pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}")
+    )
     channel = connection.channel()
     channel.basic_publish("", "shovel.src", b"moved")
     deadline = time.monotonic() + 20
@@ -100,14 +118,23 @@ shovels:
     again = _run(tmp_path, vhost, "plan", "t.yml", "--detailed-exitcode", env=env)
     assert again.returncode == 0, again
     outputs.append(again.stdout + again.stderr)
-    changed = _run(tmp_path, vhost, "plan", "t.yml", "--format", "json",
-                   env={"ORIGIN_URI": uri.replace(password, password + "x")})
+    changed = _run(
+        tmp_path,
+        vhost,
+        "plan",
+        "t.yml",
+        "--format",
+        "json",
+        env={"ORIGIN_URI": uri.replace(password, password + "x")},
+    )
     assert changed.returncode == 0, changed
     assert '"uri": "(changed)"' in changed.stdout
     outputs.append(changed.stdout + changed.stderr)
 
-    (tmp_path / "t.yml").write_text("queues:\n  - name: shovel.src\n  - name: shovel.dest\n"
-                                    "federation_upstreams: []\nshovels: []\n")
+    (tmp_path / "t.yml").write_text(
+        "queues:\n  - name: shovel.src\n  - name: shovel.dest\n"
+        "federation_upstreams: []\nshovels: []\n"
+    )
     pruned = _run(tmp_path, vhost, "apply", "t.yml", "--prune", env=env)
     assert pruned.returncode == 0, pruned
     assert "- federation upstream origin" in pruned.stdout and "- shovel   move" in pruned.stdout
@@ -119,8 +146,9 @@ shovels:
 
 
 def test_literal_uri_with_password_is_refused(tls_node: TlsBroker, tmp_path: Path) -> None:
-    (tmp_path / "t.yml").write_text("federation_upstreams:\n  - name: u\n"
-                                    "    uri: amqp://app:Leak3d@elsewhere/\n")
+    (tmp_path / "t.yml").write_text(
+        "federation_upstreams:\n  - name: u\n    uri: amqp://app:Leak3d@elsewhere/\n"
+    )
     result = _run(tmp_path, "%2F", "plan", "t.yml", env={})
     assert result.returncode == 1
     assert "t.yml:3:" in result.stderr and "uri_env" in result.stderr

@@ -16,16 +16,33 @@ import pytest
 from tls_broker import TlsBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-_TOOL_ENV = ("AMQP_URL", "AMQP_HOST", "AMQP_USER", "AMQP_PASS", "AMQP_VHOST",
-             "RABBITMQ_MANAGEMENT_URL", "AMQP_TLS_CA_FILE", "AMQP_TLS_CERT_FILE",
-             "AMQP_TLS_KEY_FILE", "AMQP_AUTH_MECHANISM", "SSL_CERT_FILE", "SSL_CERT_DIR")
+_TOOL_ENV = (
+    "AMQP_URL",
+    "AMQP_HOST",
+    "AMQP_USER",
+    "AMQP_PASS",
+    "AMQP_VHOST",
+    "RABBITMQ_MANAGEMENT_URL",
+    "AMQP_TLS_CA_FILE",
+    "AMQP_TLS_CERT_FILE",
+    "AMQP_TLS_KEY_FILE",
+    "AMQP_AUTH_MECHANISM",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 
 
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     clean = {k: v for k, v in os.environ.items() if k not in _TOOL_ENV}
     clean.update(NO_COLOR="1", COLUMNS="300", PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "declare_amqp", *args], cwd=tmp_path,
-                          env=clean, capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "declare_amqp", *args],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 @pytest.fixture
@@ -43,8 +60,9 @@ def _queues(tls: TlsBroker) -> set[str]:
 def _one_line_error(result: Any) -> str:
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    lines: list[str] = [x for x in result.stderr.strip().splitlines()
-                        if not x.startswith("warning:")]
+    lines: list[str] = [
+        x for x in result.stderr.strip().splitlines() if not x.startswith("warning:")
+    ]
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -52,8 +70,14 @@ def _one_line_error(result: Any) -> str:
 def test_amqps_and_https_verified_against_the_ca(tls: TlsBroker, topology: Any) -> None:
     """--tls-ca-file: plan and apply over amqps:// and https://; the re-plan is empty."""
     cwd, name = topology
-    target = ["--url", tls.amqps_url(), "--management-url", tls.https_url(),
-              "--tls-ca-file", str(tls.ca)]
+    target = [
+        "--url",
+        tls.amqps_url(),
+        "--management-url",
+        tls.https_url(),
+        "--tls-ca-file",
+        str(tls.ca),
+    ]
     result = _run(cwd, "apply", "t.yml", *target)
     assert result.returncode == 0, result
     assert tls.amqps_display in result.stdout
@@ -62,8 +86,7 @@ def test_amqps_and_https_verified_against_the_ca(tls: TlsBroker, topology: Any) 
     assert again.returncode == 0, again
 
 
-def test_ca_from_the_environment_and_the_system_trust_store(tls: TlsBroker,
-                                                            topology: Any) -> None:
+def test_ca_from_the_environment_and_the_system_trust_store(tls: TlsBroker, topology: Any) -> None:
     """AMQP_TLS_CA_FILE works like the flag; without either, SSL_CERT_FILE (the system trust
     store's override) is honoured."""
     cwd, name = topology
@@ -94,8 +117,14 @@ def test_wrong_ca_is_refused(tls: TlsBroker, topology: Any, amqp_only: bool) -> 
 def test_wrong_host_name_is_refused(tls: TlsBroker, topology: Any, amqp_only: bool) -> None:
     """The certificate names localhost only: 127.0.0.1 fails the host name check."""
     cwd, name = topology
-    target = ["--url", tls.amqps_url(host="127.0.0.1"),
-              "--management-url", tls.https_url(host="127.0.0.1"), "--tls-ca-file", str(tls.ca)]
+    target = [
+        "--url",
+        tls.amqps_url(host="127.0.0.1"),
+        "--management-url",
+        tls.https_url(host="127.0.0.1"),
+        "--tls-ca-file",
+        str(tls.ca),
+    ]
     extra = ["--amqp-only"] if amqp_only else []
     line = _one_line_error(_run(cwd, "apply", "t.yml", *extra, *target))
     assert "TLS host name check failed" in line and "127.0.0.1" in line
@@ -106,11 +135,34 @@ def test_client_certificate_with_external_login(tls: TlsBroker, topology: Any) -
     """--tls-cert-file/--tls-key-file with --auth-mechanism external: declares over amqps as
     the certificate's user (no password anywhere)."""
     cwd, name = topology
-    result = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", tls.amqps_display + "/",
-                  "--tls-ca-file", str(tls.ca), "--tls-cert-file", str(tls.client_cert),
-                  "--tls-key-file", str(tls.client_key), "--auth-mechanism", "external")
+    result = _run(
+        cwd,
+        "apply",
+        "--amqp-only",
+        "t.yml",
+        "--url",
+        tls.amqps_display + "/",
+        "--tls-ca-file",
+        str(tls.ca),
+        "--tls-cert-file",
+        str(tls.client_cert),
+        "--tls-key-file",
+        str(tls.client_key),
+        "--auth-mechanism",
+        "external",
+    )
     assert result.returncode == 0, result
     assert name in _queues(tls)
-    without = _run(cwd, "apply", "--amqp-only", "t.yml", "--url", tls.amqps_display + "/",
-                   "--tls-ca-file", str(tls.ca), "--auth-mechanism", "external")
+    without = _run(
+        cwd,
+        "apply",
+        "--amqp-only",
+        "t.yml",
+        "--url",
+        tls.amqps_display + "/",
+        "--tls-ca-file",
+        str(tls.ca),
+        "--auth-mechanism",
+        "external",
+    )
     assert without.returncode == 1 and "client certificate" in without.stderr

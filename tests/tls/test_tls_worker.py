@@ -27,9 +27,9 @@ def _first_error(url: str) -> str:
         task = asyncio.ensure_future(publisher.start())
         for _ in range(50):
             await asyncio.sleep(0.1)
-            if publisher._link.last_error:  # noqa: SLF001 - what the link logs
+            if publisher._link.last_error:
                 break
-        error = publisher._link.last_error or ""  # noqa: SLF001
+        error = publisher._link.last_error or ""
         await publisher.close(timeout=1)
         task.cancel()
         return error
@@ -46,12 +46,16 @@ def test_publish_over_amqps_verified(tls: TlsBroker, monkeypatch: Any) -> None:
     _publish_one(tls.amqps_url())
 
 
-@pytest.mark.parametrize(("ca", "host", "check"), [
-    ("other", "localhost", "TLS certificate verification failed"),
-    ("right", "127.0.0.1", "TLS host name check failed"),
-])
-def test_failed_check_is_named(tls: TlsBroker, monkeypatch: Any, ca: str, host: str,
-                               check: str) -> None:
+@pytest.mark.parametrize(
+    ("ca", "host", "check"),
+    [
+        ("other", "localhost", "TLS certificate verification failed"),
+        ("right", "127.0.0.1", "TLS host name check failed"),
+    ],
+)
+def test_failed_check_is_named(
+    tls: TlsBroker, monkeypatch: Any, ca: str, host: str, check: str
+) -> None:
     monkeypatch.setenv("AMQP_TLS_CA_FILE", str(tls.other_ca if ca == "other" else tls.ca))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     assert check in _first_error(tls.amqps_url(host=host))
@@ -79,8 +83,9 @@ def test_external_login_with_client_certificate(tls: TlsBroker, monkeypatch: Any
     assert users == {CLIENT_USER}
 
 
-def test_worker_consumes_over_amqps_with_a_client_certificate(tls: TlsBroker,
-                                                              monkeypatch: Any) -> None:
+def test_worker_consumes_over_amqps_with_a_client_certificate(
+    tls: TlsBroker, monkeypatch: Any
+) -> None:
     """The Worker (consume, ack) over amqps:// logged in with the client certificate."""
     import pika
 
@@ -93,8 +98,12 @@ def test_worker_consumes_over_amqps_with_a_client_certificate(tls: TlsBroker,
     for i in range(5):
         channel.basic_publish("", queue, f"m{i}".encode())
     setup.close()
-    for name, value in (("AMQP_TLS_CA_FILE", tls.ca), ("AMQP_TLS_CERT_FILE", tls.client_cert),
-                        ("AMQP_TLS_KEY_FILE", tls.client_key), ("AMQP_AUTH_MECHANISM", "external")):
+    for name, value in (
+        ("AMQP_TLS_CA_FILE", tls.ca),
+        ("AMQP_TLS_CERT_FILE", tls.client_cert),
+        ("AMQP_TLS_KEY_FILE", tls.client_key),
+        ("AMQP_AUTH_MECHANISM", "external"),
+    ):
         monkeypatch.setenv(name, str(value))
     seen: list[bytes] = []
 

@@ -54,8 +54,13 @@ class TlsBroker:
     http_port: int = HTTP_PORT
     version: str = "3.10 (own node)"
 
-    def amqps_url(self, vhost: str = "", host: str = "localhost", user: str | None = None,
-                  password: str | None = None) -> str:
+    def amqps_url(
+        self,
+        vhost: str = "",
+        host: str = "localhost",
+        user: str | None = None,
+        password: str | None = None,
+    ) -> str:
         creds = f"{user or self.user}:{self.password if password is None else password}@"
         return f"amqps://{creds}{host}:{self.amqps_port}/{vhost}"
 
@@ -72,12 +77,20 @@ class TlsBroker:
 
     def http(self) -> httpx.Client:
         """Plain-HTTP management client for test setup (the TLS path is what is tested)."""
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}",
-                            auth=(self.user, self.password), timeout=30)
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.http_port}",
+            auth=(self.user, self.password),
+            timeout=30,
+        )
 
     def ctl(self, *args: str) -> str:
-        proc = subprocess.run([str(SBIN / "rabbitmqctl"), "-q", "-n", NODE, *args],
-                              env=_env(self.dir), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(SBIN / "rabbitmqctl"), "-q", "-n", NODE, *args],
+            env=_env(self.dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {proc.stderr or proc.stdout}")
         return proc.stdout
@@ -90,18 +103,56 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_certificates(d: Path) -> None:
     """CA, server (localhost only), client (CN = CLIENT_USER), and another CA."""
     for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                 "-subj", f"/CN=declare-amqp test {ca}", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.pem", cwd=d)
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost\n"
-                                  "extendedKeyUsage=serverAuth\n")
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=declare-amqp test {ca}",
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.pem",
+            cwd=d,
+        )
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for who, cn in (("server", "localhost"), ("client", CLIENT_USER)):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
-                 "-keyout", f"{who}.key", "-out", f"{who}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", f"{who}.ext",
-                 "-out", f"{who}.pem", cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{who}.key",
+            "-out",
+            f"{who}.csr",
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{who}.ext",
+            "-out",
+            f"{who}.pem",
+            cwd=d,
+        )
     for key in d.glob("*.key"):
         key.chmod(0o600)
 
@@ -139,7 +190,8 @@ def _write_config(d: Path) -> None:
     (d / "advanced.config").write_text("[].\n")
     (d / "enabled_plugins").write_text(
         "[rabbitmq_management,rabbitmq_auth_mechanism_ssl,rabbitmq_federation,"
-        "rabbitmq_federation_management,rabbitmq_shovel,rabbitmq_shovel_management].\n")
+        "rabbitmq_federation_management,rabbitmq_shovel,rabbitmq_shovel_management].\n"
+    )
     (d / "rabbitmq.conf").write_text(f"""\
 listeners.tcp.1 = 127.0.0.1:{AMQP_PORT}
 listeners.ssl.1 = 127.0.0.1:{AMQPS_PORT}
@@ -195,17 +247,29 @@ def container(image: str) -> Iterator[TlsBroker]:
     (d / "server.key").chmod(0o644)
     (d / "rabbitmq.conf").write_text(CONTAINER_CONFIG)
     (d / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_auth_mechanism_ssl].\n")
-    c = (DockerContainer(image).with_exposed_ports(5671, 15671, 5672, 15672)
-         .with_volume_mapping(str(d), "/certs")
-         .with_volume_mapping(str(d / "rabbitmq.conf"), "/etc/rabbitmq/rabbitmq.conf")
-         .with_volume_mapping(str(d / "enabled_plugins"), "/etc/rabbitmq/enabled_plugins"))
+    c = (
+        DockerContainer(image)
+        .with_exposed_ports(5671, 15671, 5672, 15672)
+        .with_volume_mapping(str(d), "/certs")
+        .with_volume_mapping(str(d / "rabbitmq.conf"), "/etc/rabbitmq/rabbitmq.conf")
+        .with_volume_mapping(str(d / "enabled_plugins"), "/etc/rabbitmq/enabled_plugins")
+    )
     with c:
+
         def port(inside: int) -> int:
             return int(c.get_exposed_port(inside))
 
-        broker = TlsBroker(d, d / "ca.pem", d / "other-ca.pem", d / "client.pem",
-                           d / "client.key", amqps_port=port(5671), https_port=port(15671),
-                           amqp_port=port(5672), http_port=port(15672))
+        broker = TlsBroker(
+            d,
+            d / "ca.pem",
+            d / "other-ca.pem",
+            d / "client.pem",
+            d / "client.key",
+            amqps_port=port(5671),
+            https_port=port(15671),
+            amqp_port=port(5672),
+            http_port=port(15672),
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -216,8 +280,9 @@ def container(image: str) -> Iterator[TlsBroker]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the TLS container of {image} did not start: "
-                                   f"{c.get_logs()[0][-2000:]!r}")
+                raise RuntimeError(
+                    f"the TLS container of {image} did not start: {c.get_logs()[0][-2000:]!r}"
+                )
             time.sleep(0.5)
         yield replace(broker, version=str(overview.json().get("rabbitmq_version")))
     shutil.rmtree(d, ignore_errors=True)
@@ -240,9 +305,15 @@ def start(timeout: float = 120) -> TlsBroker:
     make_certificates(d)
     _write_config(d)
     log = open(d / "log" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
-    subprocess.Popen([str(SBIN / "rabbitmq-server")], env=_env(d), cwd=d,
-                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                     start_new_session=True)
+    subprocess.Popen(
+        [str(SBIN / "rabbitmq-server")],
+        env=_env(d),
+        cwd=d,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     broker = TlsBroker(d, d / "ca.pem", d / "other-ca.pem", d / "client.pem", d / "client.key")
     deadline = time.monotonic() + timeout
@@ -260,6 +331,10 @@ def start(timeout: float = 120) -> TlsBroker:
 
 def stop(broker: TlsBroker) -> None:
     """Stop the node and delete its files."""
-    subprocess.run([str(SBIN / "rabbitmqctl"), "-q", "-n", NODE, "stop"],
-                   env=_env(broker.dir), capture_output=True, timeout=120)
+    subprocess.run(
+        [str(SBIN / "rabbitmqctl"), "-q", "-n", NODE, "stop"],
+        env=_env(broker.dir),
+        capture_output=True,
+        timeout=120,
+    )
     shutil.rmtree(broker.dir, ignore_errors=True)

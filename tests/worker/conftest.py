@@ -11,7 +11,7 @@ import pytest
 # module of the runner subprocess tests live next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from worker_support import declare_queues  # noqa: E402
+from worker_support import declare_queues
 
 
 @pytest.fixture

@@ -50,16 +50,16 @@ def test_weighted_share_is_five_to_one_under_backlog(vhost_url: str, queues2: ob
     assert counts["high"] / counts["low"] == pytest.approx(5.0, rel=0.10), counts
 
 
-def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
-                                                          queues2: object) -> None:
+def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str, queues2: object) -> None:
     """Strict: every high message starts before any low one; then low drains too."""
     fill(vhost_url, "high", ids("h", 60))
     fill(vhost_url, "low", ids("l", 20))
     rec = Recorder(delay=0.01)
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec, mode="strict",
-                        probe_interval=0.2)
+        worker = Worker(
+            vhost_url, [Queue("high", 10), Queue("low", 2)], rec, mode="strict", probe_interval=0.2
+        )
         await worker.start()
         try:
             await wait_for(lambda: len(rec.ids()) >= 80, 60, "all 80 handled")
@@ -73,7 +73,7 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
             seen = list(rec.seen)
             first_h2 = seen.index(("high", "h2-0", 0, False))
             last_h2 = seen.index(("high", "h2-29", 0, False))
-            low_during_high = [mid for q, mid, *_ in seen[first_h2 + 1:last_h2] if q == "low"]
+            low_during_high = [mid for q, mid, *_ in seen[first_h2 + 1 : last_h2] if q == "low"]
             await wait_for(lambda: len(rec.ids()) >= 410, 60, "all 410 handled")
         finally:
             await worker.stop()
@@ -88,14 +88,20 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str,
 
 
 def test_conserving_mode_lends_idle_high_capacity_and_takes_it_back(
-        vhost_url: str, queues2: object) -> None:
+    vhost_url: str, queues2: object
+) -> None:
     """Conserving: with high idle, low runs up to 12 at once; high work gets its share back."""
     fill(vhost_url, "low", ids("l", 400))
     rec = Recorder(delay=0.05)
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec,
-                        mode=Mode.CONSERVING, probe_interval=0.2)
+        worker = Worker(
+            vhost_url,
+            [Queue("high", 10), Queue("low", 2)],
+            rec,
+            mode=Mode.CONSERVING,
+            probe_interval=0.2,
+        )
         await worker.start()
         try:
             await wait_for(lambda: rec.max_active["low"] > 2, 20, "low borrowing capacity")
@@ -109,12 +115,15 @@ def test_conserving_mode_lends_idle_high_capacity_and_takes_it_back(
             mark = len(rec.seen)
             await wait_for(lambda: len(rec.seen) >= mark + 240, 30, "240 more handled")
             assert rec.max_active["low"] <= 2
-            share = Counter(q for q, *_ in rec.seen[mark:mark + 240])
+            share = Counter(q for q, *_ in rec.seen[mark : mark + 240])
             assert share["high"] / max(share["low"], 1) == pytest.approx(5, rel=0.2), share
             # ... and borrows again once high is drained.
             await wait_for(lambda: len(rec.ids("high")) == 600, 30, "all high handled")
-            await wait_for(lambda: worker.metrics.prefetch.labels("low")._value.get() == 12,
-                           10, "low borrowing again")
+            await wait_for(
+                lambda: worker.metrics.prefetch.labels("low")._value.get() == 12,
+                10,
+                "low borrowing again",
+            )
         finally:
             await worker.stop()
 
@@ -151,7 +160,8 @@ def test_retry_with_delay_comes_back_after_the_delay(vhost_url: str, queues2: ob
 
 
 def test_failures_retry_with_backoff_then_dead_letter_with_the_error(
-        vhost_url: str, queues2: object) -> None:
+    vhost_url: str, queues2: object
+) -> None:
     """An always-failing handler runs 1 + max_retries times, then the message is dead."""
     fill(vhost_url, "high", ids("f", 3))
     calls: Counter[str] = Counter()
@@ -161,13 +171,19 @@ def test_failures_retry_with_backoff_then_dead_letter_with_the_error(
         raise ValueError("smtp down")
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], failing,
-                        retry=RetryPolicy(max_retries=2, initial_delay=0.2))
+        worker = Worker(
+            vhost_url,
+            [Queue("high", 10), Queue("low", 2)],
+            failing,
+            retry=RetryPolicy(max_retries=2, initial_delay=0.2),
+        )
         await worker.start()
         try:
             await wait_for(
                 lambda: worker.metrics.dead_letters.labels("high", "exhausted")._value.get() == 3,
-                30, "3 dead letters")
+                30,
+                "3 dead letters",
+            )
         finally:
             await worker.stop()
 
@@ -191,10 +207,20 @@ def test_reject_and_undecodable_go_to_the_dead_letter_exchange(vhost_url: str) -
     ch.queue_declare("jobs.dead", durable=True)
     ch.queue_bind("jobs.dead", "jobs.dlx")
     conn.close()
-    fill(vhost_url, "jobs", ["ok-1", "reject-1"], content_type="application/json",
-         body=lambda mid: f'{{"id": "{mid}"}}'.encode())
-    fill(vhost_url, "jobs", ["garbled-1"], content_type="application/json",
-         body=lambda mid: b"{not json")
+    fill(
+        vhost_url,
+        "jobs",
+        ["ok-1", "reject-1"],
+        content_type="application/json",
+        body=lambda mid: f'{{"id": "{mid}"}}'.encode(),
+    )
+    fill(
+        vhost_url,
+        "jobs",
+        ["garbled-1"],
+        content_type="application/json",
+        body=lambda mid: b"{not json",
+    )
     handled: list[str] = []
 
     async def handler(message: Message) -> None:
@@ -219,8 +245,9 @@ def test_reject_and_undecodable_go_to_the_dead_letter_exchange(vhost_url: str) -
     assert ready_count(vhost_url, "jobs") == 0
 
 
-def test_http_endpoints_report_health_readiness_and_metrics(vhost_url: str,
-                                                            queues2: object) -> None:
+def test_http_endpoints_report_health_readiness_and_metrics(
+    vhost_url: str, queues2: object
+) -> None:
     """/healthz, /readyz and /metrics answer on the worker's Tornado server."""
     fill(vhost_url, "high", ids("m", 20))
     rec = Recorder()
@@ -234,34 +261,38 @@ def test_http_endpoints_report_health_readiness_and_metrics(vhost_url: str,
             async with httpx.AsyncClient(base_url=base) as http:
                 assert (await http.get("/healthz")).status_code == 200
                 assert (await http.get("/readyz")).status_code == 200
-                await wait_for(lambda: worker.metrics.acks.labels("high")._value.get() == 20,
-                               10, "20 acks")
+                await wait_for(
+                    lambda: worker.metrics.acks.labels("high")._value.get() == 20, 10, "20 acks"
+                )
                 text = (await http.get("/metrics")).text
         finally:
             await worker.stop()
-        for line in ['priority_worker_deliveries_total{queue="high"} 20.0',
-                     'priority_worker_acks_total{queue="high"} 20.0',
-                     'priority_worker_in_flight{queue="high"} 0.0',
-                     'priority_worker_prefetch{queue="low"} 2.0',
-                     "priority_worker_confirms_pending 0.0",
-                     "priority_worker_publisher_blocked_seconds_total",
-                     'priority_worker_handler_seconds_count{queue="high"} 20.0',
-                     "priority_worker_reconnects_total"]:
+        for line in [
+            'priority_worker_deliveries_total{queue="high"} 20.0',
+            'priority_worker_acks_total{queue="high"} 20.0',
+            'priority_worker_in_flight{queue="high"} 0.0',
+            'priority_worker_prefetch{queue="low"} 2.0',
+            "priority_worker_confirms_pending 0.0",
+            "priority_worker_publisher_blocked_seconds_total",
+            'priority_worker_handler_seconds_count{queue="high"} 20.0',
+            "priority_worker_reconnects_total",
+        ]:
             assert line in text, line
 
     run(scenario())
 
 
 def test_password_never_logged_and_failover_to_the_next_url(
-        broker: object, vhost: str, vhost_url: str, queues2: object,
-        caplog: pytest.LogCaptureFixture) -> None:
+    broker: object, vhost: str, vhost_url: str, queues2: object, caplog: pytest.LogCaptureFixture
+) -> None:
     """With a dead first node the worker fails over; no log line or error shows the password."""
     user, password = f"u-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex}"
     with broker.http() as http:  # type: ignore[attr-defined]
-        http.put(f"/api/users/{user}", json={"password": password, "tags": ""}
-                 ).raise_for_status()
-        http.put(f"/api/permissions/{vhost_path(vhost)}/{user}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        http.put(f"/api/users/{user}", json={"password": password, "tags": ""}).raise_for_status()
+        http.put(
+            f"/api/permissions/{vhost_path(vhost)}/{user}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
     try:
         u = urllib.parse.urlsplit(vhost_url)
         good = u._replace(netloc=f"{user}:{password}@{u.hostname}:{u.port or 5672}").geturl()
@@ -292,22 +323,25 @@ def test_password_never_logged_and_failover_to_the_next_url(
             http.delete(f"/api/users/{user}")
 
 
-def test_sync_handler_publishes_follow_up_work_with_confirms(vhost_url: str,
-                                                             queues2: object) -> None:
+def test_sync_handler_publishes_follow_up_work_with_confirms(
+    vhost_url: str, queues2: object
+) -> None:
     """A thread-pool handler publishes through message.publisher and waits for the confirm."""
     fill(vhost_url, "high", ids("s", 10))
 
     def handler(message: Message) -> None:
         assert message.publisher is not None
-        message.publisher.publish_blocking("", "low", b"follow-up", timeout=10,
-                                           headers={"parent": message.message_id})
+        message.publisher.publish_blocking(
+            "", "low", b"follow-up", timeout=10, headers={"parent": message.message_id}
+        )
 
     async def scenario() -> None:
         worker = Worker(vhost_url, [Queue("high", 10)], handler)
         await worker.start()
         try:
-            await wait_for(lambda: worker.metrics.acks.labels("high")._value.get() == 10, 20,
-                           "10 acks")
+            await wait_for(
+                lambda: worker.metrics.acks.labels("high")._value.get() == 10, 20, "10 acks"
+            )
         finally:
             await worker.stop()
 
@@ -317,7 +351,8 @@ def test_sync_handler_publishes_follow_up_work_with_confirms(vhost_url: str,
 
 
 def test_dead_letter_exchange_missing_falls_back_to_the_brokers_dead_lettering(
-        vhost_url: str) -> None:
+    vhost_url: str,
+) -> None:
     """If the configured dead-letter exchange does not exist, the message is rejected without
     requeue (no hot loop), so the queue's own x-dead-letter-exchange still catches it."""
     conn = pika.BlockingConnection(pika.URLParameters(vhost_url))

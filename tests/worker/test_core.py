@@ -38,7 +38,10 @@ def test_split_urls_accepts_lists_and_commas_in_failover_order() -> None:
     """Several broker URLs can come as a list, a comma-separated string, or both."""
     assert split_urls("amqp://a/, amqp://b/") == ["amqp://a/", "amqp://b/"]
     assert split_urls(["amqp://a/", "amqp://b/,amqp://c/"]) == [
-        "amqp://a/", "amqp://b/", "amqp://c/"]
+        "amqp://a/",
+        "amqp://b/",
+        "amqp://c/",
+    ]
 
 
 def test_split_urls_rejects_other_schemes_without_leaking_the_password() -> None:
@@ -65,13 +68,13 @@ def test_secrets_are_scrubbed_raw_and_quoted() -> None:
 
 def test_secret_filter_rewrites_records_and_exceptions() -> None:
     """The logging filter scrubs the message, structured fields and exception text."""
-    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "url=%s", ("amqp://u:pw1@h",),
-                               None)
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "url=%s", ("amqp://u:pw1@h",), None)
     record.fields = {"url": "amqp://u:pw1@h"}
     try:
         raise RuntimeError("pw1 in error")
     except RuntimeError:
         import sys
+
         record.exc_info = sys.exc_info()
     SecretFilter({"pw1"}).filter(record)
     assert "pw1" not in record.getMessage()
@@ -104,18 +107,21 @@ def test_retry_delay_doubles_up_to_the_maximum() -> None:
 def test_decode_body_by_content_type_and_encoding() -> None:
     """JSON and text are decoded, gzip is unpacked, anything else stays bytes."""
     assert decode_body(b'{"a": 1}', "application/json", None) == {"a": 1}
-    assert decode_body(b'[1]', "application/vnd.x+json", None) == [1]
+    assert decode_body(b"[1]", "application/vnd.x+json", None) == [1]
     assert decode_body("é".encode("latin-1"), "text/plain; charset=latin-1", None) == "é"
     assert decode_body(gzip.compress(b'{"a": 2}'), "application/json", "gzip") == {"a": 2}
     assert decode_body(b"\x00\x01", None, None) == b"\x00\x01"
 
 
-@pytest.mark.parametrize(("body", "ctype", "encoding"), [
-    (b"{not json", "application/json", None),
-    (b"\xff\xfe", "text/plain", None),
-    (b"plain", "text/plain", "zstd"),
-    (b"not gzip", None, "gzip"),
-])
+@pytest.mark.parametrize(
+    ("body", "ctype", "encoding"),
+    [
+        (b"{not json", "application/json", None),
+        (b"\xff\xfe", "text/plain", None),
+        (b"plain", "text/plain", "zstd"),
+        (b"not gzip", None, "gzip"),
+    ],
+)
 def test_undecodable_bodies_raise(body: bytes, ctype: str | None, encoding: str | None) -> None:
     """A body that does not match its declared type or encoding is undecodable."""
     with pytest.raises(UndecodableError):
@@ -268,12 +274,18 @@ def simulate_share(prefetches: dict[str, int], concurrency: int, handled: int) -
     return counts
 
 
-@pytest.mark.parametrize(("prefetches", "concurrency"), [
-    ({"high": 10, "low": 2}, 12), ({"high": 10, "low": 2}, 4), ({"high": 20, "low": 5}, 25),
-    ({"high": 1, "low": 1}, 2),
-])
-def test_weighted_share_follows_the_prefetches(prefetches: dict[str, int],
-                                               concurrency: int) -> None:
+@pytest.mark.parametrize(
+    ("prefetches", "concurrency"),
+    [
+        ({"high": 10, "low": 2}, 12),
+        ({"high": 10, "low": 2}, 4),
+        ({"high": 20, "low": 5}, 25),
+        ({"high": 1, "low": 1}, 2),
+    ],
+)
+def test_weighted_share_follows_the_prefetches(
+    prefetches: dict[str, int], concurrency: int
+) -> None:
     """Under backlog, arrival-order dispatch shares work in proportion to the prefetches."""
     counts = simulate_share(prefetches, concurrency, 6000)
     expected = prefetches["high"] / prefetches["low"]
@@ -301,7 +313,9 @@ def test_confirm_tracker_marks_returns_before_the_ack() -> None:
     t.returned(2, 312, "NO_ROUTE")
     entries = t.settle(2, multiple=True)
     assert [(e.item, e.returned) for e in entries] == [
-        ("routed", None), ("unroutable", (312, "NO_ROUTE"))]
+        ("routed", None),
+        ("unroutable", (312, "NO_ROUTE")),
+    ]
 
 
 def test_confirm_tracker_drain_and_remove() -> None:
@@ -339,13 +353,34 @@ def test_worker_refuses_bad_configuration_without_connecting() -> None:
 
 def test_exported_names_are_pinned() -> None:
     """The public API is exactly __all__, and every public name has a docstring."""
-    assert sorted(priority_worker.__all__) == sorted([
-        "ATTEMPTS_HEADER", "ERROR_HEADER", "ORIGINAL_QUEUE_HEADER", "ConfigurationError",
-        "ConnectionFailed", "Handler", "Message", "Metrics", "Mode", "PriorityWorkerError",
-        "Properties", "PublishConnectionLost", "PublishError", "PublishNacked",
-        "PublishReturned", "PublishTimeout", "Publisher", "PublisherClosed", "Queue", "Reject",
-        "Retry", "RetryPolicy", "Supervisor", "Worker",
-    ])
+    assert sorted(priority_worker.__all__) == sorted(
+        [
+            "ATTEMPTS_HEADER",
+            "ERROR_HEADER",
+            "ORIGINAL_QUEUE_HEADER",
+            "ConfigurationError",
+            "ConnectionFailed",
+            "Handler",
+            "Message",
+            "Metrics",
+            "Mode",
+            "PriorityWorkerError",
+            "Properties",
+            "PublishConnectionLost",
+            "PublishError",
+            "PublishNacked",
+            "PublishReturned",
+            "PublishTimeout",
+            "Publisher",
+            "PublisherClosed",
+            "Queue",
+            "Reject",
+            "Retry",
+            "RetryPolicy",
+            "Supervisor",
+            "Worker",
+        ]
+    )
     for name in priority_worker.__all__:
         obj = getattr(priority_worker, name)
         if isinstance(obj, type):
@@ -359,14 +394,16 @@ def test_cli_exits_2_on_a_bad_queue_spec(capsys: pytest.CaptureFixture[str]) -> 
     """The runner reports configuration errors with exit code 2, password-free."""
     from priority_worker._cli import main
 
-    rc = main(["run", "json:loads", "--url", "amqp://u:topsecret@127.0.0.1:1/",
-               "--queue", "q=zero"])
+    rc = main(
+        ["run", "json:loads", "--url", "amqp://u:topsecret@127.0.0.1:1/", "--queue", "q=zero"]
+    )
     assert rc == 2
     assert "topsecret" not in capsys.readouterr().err
 
 
-def test_cli_takes_the_url_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_takes_the_url_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without --url the runner reads $AMQP_URL (keeps the password out of `ps`)."""
     from priority_worker._cli import main
 

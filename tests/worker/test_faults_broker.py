@@ -38,7 +38,8 @@ RUNNER = Path(sys.executable).parent / "priority-worker"
 
 @pytest.mark.broker_host
 def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
-        broker: Any, vhost: str, vhost_url: str, queues2: object) -> None:
+    broker: Any, vhost: str, vhost_url: str, queues2: object
+) -> None:
     """The broker closes the worker's connections mid-run: it reconnects, every message is
     handled, none is left, and each queue is consumed at its own prefetch again."""
     all_ids = ids("h", 300) + ids("l", 100)
@@ -52,21 +53,24 @@ def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
         return {c["queue"]["name"]: int(c["prefetch_count"]) for c in found}
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec,
-                        reconnect_max_delay=2)
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec, reconnect_max_delay=2)
         await worker.start()
         try:
             await wait_for(lambda: len(rec.seen) >= 60, 30, "60 handled")
-            await asyncio.to_thread(broker.ctl, "close_all_connections", "--vhost", vhost,
-                                    "test: closed mid-run")
+            await asyncio.to_thread(
+                broker.ctl, "close_all_connections", "--vhost", vhost, "test: closed mid-run"
+            )
             await wait_for(lambda: rec.ids() == set(all_ids), 60, "every id handled")
             await wait_for(
-                lambda: worker.metrics.reconnects.labels("consumer")._value.get() >= 1
-                and worker.ready, 30, "reconnected and ready")
+                lambda: (
+                    worker.metrics.reconnects.labels("consumer")._value.get() >= 1 and worker.ready
+                ),
+                30,
+                "reconnected and ready",
+            )
             deadline = time.monotonic() + 20  # the management API samples every 5 s
             while await asyncio.to_thread(consumer_prefetches) != {"high": 10, "low": 2}:
-                assert time.monotonic() < deadline, await asyncio.to_thread(
-                    consumer_prefetches)
+                assert time.monotonic() < deadline, await asyncio.to_thread(consumer_prefetches)
                 await asyncio.sleep(1)
         finally:
             await worker.stop()
@@ -76,8 +80,9 @@ def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
     assert sorted(set(rec.ids())) == sorted(all_ids)
 
 
-def test_consumer_cancelled_by_broker_when_its_queue_is_deleted(vhost_url: str,
-                                                                queues2: object) -> None:
+def test_consumer_cancelled_by_broker_when_its_queue_is_deleted(
+    vhost_url: str, queues2: object
+) -> None:
     """Deleting a consumed queue cancels that consumer only (high goes on); 8 s later (when a
     reconnect backoff would have grown to seconds) the queue is declared again, and the worker
     consumes it within 3 s: it looks for the queue every 0.5 s instead of backing off."""
@@ -116,21 +121,35 @@ def handled_log(tmp_path: Path) -> Path:
     return tmp_path / "handled.log"
 
 
-def start_runner(vhost_url: str, log: Path, seconds: float, *extra: str,
-                 stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
+def start_runner(
+    vhost_url: str, log: Path, seconds: float, *extra: str, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
     """``priority-worker run worker_handlers:slow`` as a subprocess."""
     env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": str(seconds)}
     return subprocess.Popen(
-        [str(RUNNER), "run", "worker_handlers:slow", "--url", vhost_url,
-         "--queue", "high=10", "--queue", "low=2", *extra],
-        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=stderr)
+        [
+            str(RUNNER),
+            "run",
+            "worker_handlers:slow",
+            "--url",
+            vhost_url,
+            "--queue",
+            "high=10",
+            "--queue",
+            "low=2",
+            *extra,
+        ],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
 
 
 def noted(log: Path, what: str) -> list[str]:
     if not log.exists():
         return []
-    return [line.split()[1] for line in log.read_text().splitlines()
-            if line.startswith(what + " ")]
+    return [line.split()[1] for line in log.read_text().splitlines() if line.startswith(what + " ")]
 
 
 def wait_until(predicate: object, timeout: float, what: str) -> None:
@@ -152,15 +171,16 @@ def reaper() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
-        vhost_url: str, queues2: object, handled_log: Path,
-        reaper: list[subprocess.Popen[bytes]]) -> None:
+    vhost_url: str, queues2: object, handled_log: Path, reaper: list[subprocess.Popen[bytes]]
+) -> None:
     """SIGTERM: running handlers finish and are acked, the rest is requeued, exit code 0."""
     all_ids = ids("h", 30) + ids("l", 10)
     fill(vhost_url, "high", ids("h", 30))
     fill(vhost_url, "low", ids("l", 10))
     # 12 prefetched, 4 running at once: 8 received but not started when SIGTERM arrives.
-    proc = start_runner(vhost_url, handled_log, 1.0, "--shutdown-timeout", "20",
-                        "--concurrency", "4")
+    proc = start_runner(
+        vhost_url, handled_log, 1.0, "--shutdown-timeout", "20", "--concurrency", "4"
+    )
     reaper.append(proc)
     wait_until(lambda: len(noted(handled_log, "started")) >= 5, 30, "work in flight")
     proc.send_signal(signal.SIGTERM)
@@ -172,14 +192,13 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
     assert not set(done) & set(left), "handled messages were acked, not requeued"
     assert sorted(done + left) == sorted(all_ids), "nothing lost, nothing duplicated"
     assert b'"event": "stopped"' in stderr
-    draining = next(json.loads(line) for line in stderr.splitlines()
-                    if b'"draining"' in line)
+    draining = next(json.loads(line) for line in stderr.splitlines() if b'"draining"' in line)
     assert draining["requeued"] > 0 and draining["running"] > 0, draining
 
 
 def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
-        vhost_url: str, queues2: object, handled_log: Path,
-        reaper: list[subprocess.Popen[bytes]]) -> None:
+    vhost_url: str, queues2: object, handled_log: Path, reaper: list[subprocess.Popen[bytes]]
+) -> None:
     """A handler still running when the shutdown timeout ends is abandoned, not acked: its
     message goes back to the queue and the runner still exits 0, promptly."""
     fill(vhost_url, "high", ids("h", 3))
@@ -196,22 +215,26 @@ def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
 
 
 def test_sigterm_while_no_broker_answers_exits_0(
-        handled_log: Path, reaper: list[subprocess.Popen[bytes]]) -> None:
+    handled_log: Path, reaper: list[subprocess.Popen[bytes]]
+) -> None:
     """A runner still retrying its connection stops cleanly on SIGTERM."""
     errors = handled_log.with_suffix(".stderr")
     with errors.open("wb") as sink:
         proc = start_runner("amqp://guest:guest@127.0.0.1:1/", handled_log, 1.0, stderr=sink)
     reaper.append(proc)
-    wait_until(lambda: errors.exists() and b"connect_failed" in errors.read_bytes(), 20,
-               "a failed connection attempt")
+    wait_until(
+        lambda: errors.exists() and b"connect_failed" in errors.read_bytes(),
+        20,
+        "a failed connection attempt",
+    )
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 0, errors.read_text()[-2000:]
 
 
 def test_kill_9_unacked_deliveries_go_to_the_next_worker(
-        vhost_url: str, queues2: object, handled_log: Path,
-        reaper: list[subprocess.Popen[bytes]]) -> None:
+    vhost_url: str, queues2: object, handled_log: Path, reaper: list[subprocess.Popen[bytes]]
+) -> None:
     """kill -9 with deliveries in flight: the broker redelivers them to the next worker."""
     all_ids = ids("h", 20) + ids("l", 5)
     fill(vhost_url, "high", ids("h", 20))
@@ -222,8 +245,11 @@ def test_kill_9_unacked_deliveries_go_to_the_next_worker(
     in_flight = set(noted(handled_log, "started"))
     proc.kill()
     proc.wait(timeout=10)
-    wait_until(lambda: ready_count(vhost_url, "high") + ready_count(vhost_url, "low") == 25,
-               30, "all 25 back in their queues")
+    wait_until(
+        lambda: ready_count(vhost_url, "high") + ready_count(vhost_url, "low") == 25,
+        30,
+        "all 25 back in their queues",
+    )
     rec = Recorder()
 
     async def next_worker() -> None:
@@ -241,7 +267,8 @@ def test_kill_9_unacked_deliveries_go_to_the_next_worker(
 
 @pytest.mark.broker_host
 def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
-        broker: Any, vhost_url: str, queues2: object) -> None:
+    broker: Any, vhost_url: str, queues2: object
+) -> None:
     """Under a memory alarm publishes wait (blocked, counted in metrics) while the backlog is
     still consumed; after the alarm every publish is confirmed and handled."""
     # Big enough to last through a slow rabbitmqctl on a busy machine (~120 handled/s): with
@@ -258,8 +285,10 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
             await wait_for(lambda: len(rec.seen) >= 10, 20, "consuming")
             await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0")
             try:
-                futures = [worker.publisher.publish("", "high", b"x", properties=None,
-                                                    headers={"n": i}) for i in range(20)]
+                futures = [
+                    worker.publisher.publish("", "high", b"x", properties=None, headers={"n": i})
+                    for i in range(20)
+                ]
                 await wait_for(lambda: worker.publisher.blocked, 20, "publisher blocked")
                 handled_at_block = len(rec.seen)
                 await asyncio.sleep(1.5)

@@ -54,8 +54,13 @@ class FakeLink:
 
 
 def consumer_channel(broker: FakeBroker, delivered: list[Any]) -> ConsumerChannel:
-    ch = ConsumerChannel(FakeLink(), "q", on_delivery=delivered.append,  # type: ignore[arg-type]
-                         on_cancelled=lambda _c: None, on_closed=lambda _c, _r: None)
+    ch = ConsumerChannel(
+        FakeLink(),
+        "q",
+        on_delivery=delivered.append,  # type: ignore[arg-type]
+        on_cancelled=lambda _c: None,
+        on_closed=lambda _c, _r: None,
+    )
     ch._ch = broker
     ch._loop = asyncio.get_running_loop()
     return ch
@@ -63,8 +68,7 @@ def consumer_channel(broker: FakeBroker, delivered: list[Any]) -> ConsumerChanne
 
 def deliver(ch: ConsumerChannel, broker: FakeBroker, tag: int) -> None:
     broker.outstanding.add(tag)
-    method = SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="",
-                             routing_key="q")
+    method = SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="", routing_key="q")
     ch._deliver(broker, method, pika.BasicProperties(), b"x")
 
 
@@ -143,15 +147,24 @@ def test_acks_waiting_on_a_closed_channel_are_never_sent() -> None:
 
 
 def test_properties_round_trip_through_pika() -> None:
-    props = Properties(content_type="application/json", headers={"a": 1}, delivery_mode=2,
-                       message_id="m1", priority=3)
+    props = Properties(
+        content_type="application/json",
+        headers={"a": 1},
+        delivery_mode=2,
+        message_id="m1",
+        priority=3,
+    )
     pk = to_pika(props, {"x-publish-tag": 7})
     assert pk.headers == {"a": 1, "x-publish-tag": 7}
     assert props.headers == {"a": 1}  # not modified
     back = to_properties(pk)
-    assert back == Properties(content_type="application/json",
-                              headers={"a": 1, "x-publish-tag": 7}, delivery_mode=2,
-                              message_id="m1", priority=3)
+    assert back == Properties(
+        content_type="application/json",
+        headers={"a": 1, "x-publish-tag": 7},
+        delivery_mode=2,
+        message_id="m1",
+        priority=3,
+    )
     assert hash(back.content_type) and repr(back).startswith("Properties(")
     with pytest.raises(AttributeError):
         back.priority = 1  # type: ignore[misc]
@@ -207,8 +220,9 @@ def test_publisher_times_out_each_unconfirmed_message_with_one_timer() -> None:
 
 
 def test_in_flight_gauge_is_read_at_scrape_time() -> None:
-    worker = Worker("amqp://localhost", [Queue("high", 10), Queue("low", 2)],
-                    handler=lambda m: None)
+    worker = Worker(
+        "amqp://localhost", [Queue("high", 10), Queue("low", 2)], handler=lambda m: None
+    )
     worker._dispatcher.add("high", object())  # type: ignore[arg-type]
     worker._dispatcher.add("low", object())  # type: ignore[arg-type]
     worker._dispatcher.take()
@@ -225,13 +239,26 @@ def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
     from priority_worker import _amqp
 
     assert _amqp._TAGGED_ENCODING_OK
-    for props in [Properties(), Properties(content_type="application/json", delivery_mode=2),
-                  Properties(content_type="text/plain", content_encoding="gzip",
-                             headers={"k": "v", "n": 3}, message_id="id", timestamp=7)]:
+    for props in [
+        Properties(),
+        Properties(content_type="application/json", delivery_mode=2),
+        Properties(
+            content_type="text/plain",
+            content_encoding="gzip",
+            headers={"k": "v", "n": 3},
+            message_id="id",
+            timestamp=7,
+        ),
+    ]:
         for tag in (1, 70000, 2**31 - 1, 2**31, 2**45):
-            expected = pika.BasicProperties(*[
-                {"x-publish-tag": tag, **(props.headers or {})} if name == "headers"
-                else getattr(props, name) for name in _amqp._PROPERTY_NAMES])
+            expected = pika.BasicProperties(
+                *[
+                    {"x-publish-tag": tag, **(props.headers or {})}
+                    if name == "headers"
+                    else getattr(props, name)
+                    for name in _amqp._PROPERTY_NAMES
+                ]
+            )
             got = _amqp._tagged_pika(props, tag)
             assert b"".join(got.encode()) == b"".join(expected.encode())
             # Decoded by pika (as the broker's basic.return would carry it back).
@@ -269,12 +296,18 @@ def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
     assert not coalesce_writes(SimpleNamespace())  # unknown internals: left alone
 
 
-def _worker_with_fake_channel(handler: Any, prefetch: int) -> tuple[Worker, ConsumerChannel,
-                                                                    FakeBroker]:
+def _worker_with_fake_channel(
+    handler: Any, prefetch: int
+) -> tuple[Worker, ConsumerChannel, FakeBroker]:
     worker = Worker("amqp://localhost", [Queue("q", prefetch)], handler=handler)
     broker = FakeBroker()
-    ch = ConsumerChannel(FakeLink(), "q", on_delivery=worker._delivered,  # type: ignore[arg-type]
-                         on_cancelled=lambda _c: None, on_closed=lambda _c, _r: None)
+    ch = ConsumerChannel(
+        FakeLink(),
+        "q",
+        on_delivery=worker._delivered,  # type: ignore[arg-type]
+        on_cancelled=lambda _c: None,
+        on_closed=lambda _c, _r: None,
+    )
     ch._ch = broker
     ch._loop = asyncio.get_running_loop()
     return worker, ch, broker
@@ -296,9 +329,12 @@ def test_handlers_run_in_runner_tasks_in_arrival_order_up_to_the_concurrency() -
         worker, ch, broker = _worker_with_fake_channel(handler, prefetch=3)
         for tag in range(1, 9):
             broker.outstanding.add(tag)
-            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
-                                                exchange="", routing_key="q"),
-                        pika.BasicProperties(), str(tag).encode())
+            ch._deliver(
+                broker,
+                SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="", routing_key="q"),
+                pika.BasicProperties(),
+                str(tag).encode(),
+            )
         for _ in range(10):
             await asyncio.sleep(0)
         assert started == [b"1", b"2", b"3"] and len(worker._runners) == 3
@@ -327,9 +363,12 @@ def test_handlers_that_do_not_wait_share_one_runner() -> None:
         worker, ch, broker = _worker_with_fake_channel(handler, prefetch=100)
         for tag in range(1, 101):
             broker.outstanding.add(tag)
-            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
-                                                exchange="", routing_key="q"),
-                        pika.BasicProperties(), str(tag).encode())
+            ch._deliver(
+                broker,
+                SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="", routing_key="q"),
+                pika.BasicProperties(),
+                str(tag).encode(),
+            )
         for _ in range(10):
             await asyncio.sleep(0)
         assert handled == list(range(1, 101))
@@ -357,9 +396,12 @@ def test_a_run_of_non_waiting_handlers_yields_the_loop_after_a_turn_budget() -> 
         worker, ch, broker = _worker_with_fake_channel(handler, prefetch=40)
         for tag in range(1, 41):
             broker.outstanding.add(tag)
-            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
-                                                exchange="", routing_key="q"),
-                        pika.BasicProperties(), str(tag).encode())
+            ch._deliver(
+                broker,
+                SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="", routing_key="q"),
+                pika.BasicProperties(),
+                str(tag).encode(),
+            )
         asyncio.get_running_loop().call_soon(order.append, "other")
         for _ in range(100):
             await asyncio.sleep(0)

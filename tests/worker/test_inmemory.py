@@ -27,17 +27,23 @@ def backlog(high: int = 1000, low: int = 1000) -> InMemoryBroker:
 @pytest.mark.parametrize("concurrency", [1, 4, None])
 def test_first_600_handled_at_prefetch_10_and_2_are_500_to_100(concurrency: int | None) -> None:
     """The issue's example, for one handler, four and the default (sum of prefetches)."""
-    run = backlog().run([HIGH, LOW], noop, concurrency=concurrency, handler_time=0.02,
-                        max_handled=600)
+    run = backlog().run(
+        [HIGH, LOW], noop, concurrency=concurrency, handler_time=0.02, max_handled=600
+    )
     assert run.counts() == {"high": 500, "low": 100}
 
 
 def test_runs_are_deterministic() -> None:
     """The same inputs give the same order of handling, message for message."""
+
     def order() -> list[str | None]:
-        run = backlog().run([HIGH, LOW], noop, concurrency=3,
-                            handler_time=lambda m: 0.01 + (hash(m.message_id) % 3) * 0.005,
-                            max_handled=500)
+        run = backlog().run(
+            [HIGH, LOW],
+            noop,
+            concurrency=3,
+            handler_time=lambda m: 0.01 + (hash(m.message_id) % 3) * 0.005,
+            max_handled=500,
+        )
         return [h.message.message_id for h in run.handled]
 
     assert order() == order()
@@ -67,8 +73,9 @@ def test_a_high_message_arriving_every_50ms_waits_less_than_one_handler_time() -
 
 def test_strict_handles_every_high_message_before_any_low_one() -> None:
     """Strict: low is consumed only once high is idle (at the next probe)."""
-    run = backlog(high=100, low=50).run([HIGH, LOW], noop, mode="strict", concurrency=1,
-                                        handler_time=0.01)
+    run = backlog(high=100, low=50).run(
+        [HIGH, LOW], noop, mode="strict", concurrency=1, handler_time=0.01
+    )
     queues = [h.queue for h in run.handled]
     assert queues == ["high"] * 100 + ["low"] * 50
     first_low = run.handled[100].started_at
@@ -82,8 +89,11 @@ def test_conserving_lends_idle_high_capacity_to_low_and_takes_it_back() -> None:
     for i in range(30):
         broker.publish("high", f"h{i}", at=2.0)
     run = broker.run([HIGH, LOW], noop, mode="conserving", handler_time=0.1, until=4.0)
-    low_spans = [(h.started_at, h.finished_at) for h in run.handled
-                 if h.queue == "low" and h.finished_at < 2.0]
+    low_spans = [
+        (h.started_at, h.finished_at)
+        for h in run.handled
+        if h.queue == "low" and h.finished_at < 2.0
+    ]
     assert max(sum(1 for s, f in low_spans if s <= t < f) for t, _ in low_spans) == 12
     highs = [h for h in run.handled if h.queue == "high"]
     assert len(highs) == 30
@@ -107,6 +117,7 @@ def test_a_crashed_worker_s_unacked_deliveries_are_redelivered_and_handled_next_
 
 def test_retry_comes_back_after_its_delay_and_reject_is_dead_lettered() -> None:
     """The handler's outcomes go through the worker's own mapping (Retry, Reject)."""
+
     async def handler(message: Message) -> None:
         if message.body == b"later" and message.attempts == 0:
             raise Retry(delay=2.0)
@@ -118,8 +129,12 @@ def test_retry_comes_back_after_its_delay_and_reject_is_dead_lettered() -> None:
         broker.publish("q", body)
     run = broker.run([Queue("q", 5)], handler, handler_time=0.01)
     outcomes = [(h.message.body, type(h.action).__name__, h.message.attempts) for h in run.handled]
-    assert outcomes == [(b"later", "RetryLater", 0), (b"bad", "DeadLetter", 0),
-                        (b"ok", "Ack", 0), (b"later", "Ack", 1)]
+    assert outcomes == [
+        (b"later", "RetryLater", 0),
+        (b"bad", "DeadLetter", 0),
+        (b"ok", "Ack", 0),
+        (b"later", "Ack", 1),
+    ]
     retried = run.handled[0].action
     assert isinstance(retried, RetryLater) and retried.delay == pytest.approx(2.0)
     assert run.handled[3].started_at == pytest.approx(0.01 + retried.delay)
@@ -135,8 +150,10 @@ def test_sync_handlers_and_per_queue_handlers_run_too() -> None:
     broker = InMemoryBroker()
     broker.publish("a", "1")
     broker.publish("b", "2")
-    broker.run([Queue("a", 1, handler=lambda m: seen.append("a:" + m.body.decode())),
-                Queue("b", 1)], lambda m: seen.append("b:" + m.body.decode()))
+    broker.run(
+        [Queue("a", 1, handler=lambda m: seen.append("a:" + m.body.decode())), Queue("b", 1)],
+        lambda m: seen.append("b:" + m.body.decode()),
+    )
     assert sorted(seen) == ["a:1", "b:2"]
 
 

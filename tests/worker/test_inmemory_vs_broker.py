@@ -18,15 +18,17 @@ from priority_worker.testing import InMemoryBroker
 
 @pytest.mark.parametrize("concurrency", [1, None])
 def test_share_of_the_first_600_matches_the_in_memory_broker(
-        vhost_url: str, queues2: object, concurrency: int | None) -> None:
+    vhost_url: str, queues2: object, concurrency: int | None
+) -> None:
     """Prefetch 10/2 and a backlog on both: the real worker's first 600 are within 10% of
     the in-memory broker's 500:100 (one handler, and the default concurrency)."""
     queues = [Queue("high", 10), Queue("low", 2)]
     model = InMemoryBroker()
     model.publish_many("high", 700, prefix="h")
     model.publish_many("low", 200, prefix="l")
-    expected = model.run(queues, Recorder(), concurrency=concurrency, handler_time=0.005,
-                         max_handled=600).counts()
+    expected = model.run(
+        queues, Recorder(), concurrency=concurrency, handler_time=0.005, max_handled=600
+    ).counts()
     assert expected == {"high": 500, "low": 100}
 
     fill(vhost_url, "high", ids("h", 700))
@@ -47,8 +49,9 @@ def test_share_of_the_first_600_matches_the_in_memory_broker(
         assert real[queue] == pytest.approx(expected[queue], rel=0.10), (real, expected)
 
 
-def test_metrics_show_share_against_target_held_time_and_prefetch(vhost_url: str,
-                                                                  queues2: object) -> None:
+def test_metrics_show_share_against_target_held_time_and_prefetch(
+    vhost_url: str, queues2: object
+) -> None:
     """/metrics per queue: the achieved share over the window next to its target, a histogram
     of the time held before the handler started, prefetch in use against the prefetch."""
     fill(vhost_url, "high", ids("h", 400))
@@ -56,8 +59,14 @@ def test_metrics_show_share_against_target_held_time_and_prefetch(vhost_url: str
     rec = Recorder(delay=0.003)
 
     async def scenario() -> str:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec, concurrency=1,
-                        http_port=0, share_window=300)
+        worker = Worker(
+            vhost_url,
+            [Queue("high", 10), Queue("low", 2)],
+            rec,
+            concurrency=1,
+            http_port=0,
+            share_window=300,
+        )
         await worker.start()
         try:
             await wait_for(lambda: len(rec.seen) >= 330, 60, "330 handled")
@@ -78,15 +87,18 @@ def test_metrics_show_share_against_target_held_time_and_prefetch(vhost_url: str
     assert values['priority_worker_share{queue="low"}'] == pytest.approx(2 / 12, rel=0.10)
     assert values['priority_worker_held_seconds_count{queue="high"}'] >= 270
     # with one handler and 12 held, most deliveries wait for others: not all in the first bucket
-    assert values['priority_worker_held_seconds_bucket{le="0.0005",queue="high"}'] < \
-        values['priority_worker_held_seconds_count{queue="high"}']
+    assert (
+        values['priority_worker_held_seconds_bucket{le="0.0005",queue="high"}']
+        < values['priority_worker_held_seconds_count{queue="high"}']
+    )
     assert values['priority_worker_prefetch_configured{queue="high"}'] == 10
     assert values['priority_worker_prefetch{queue="high"}'] == 10
     assert 0 < values['priority_worker_in_flight{queue="high"}'] <= 10
 
 
 def test_an_arriving_high_message_starts_before_the_low_work_already_held(
-        vhost_url: str, queues2: object) -> None:
+    vhost_url: str, queues2: object
+) -> None:
     """Real broker, weighted, one handler (20 ms), a low backlog, a high message every 60 ms:
     a high message starts after at most the low handler running when it arrived, not behind
     the low deliveries the worker already holds. Counted by order, not timed: the number of
@@ -102,8 +114,7 @@ def test_an_arriving_high_message_starts_before_the_low_work_already_held(
     published: list[float] = []
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], handler,
-                        concurrency=1)
+        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], handler, concurrency=1)
         await worker.start()
         conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
         try:

@@ -23,9 +23,12 @@ def test_many_publishes_in_flight_all_confirmed(vhost_url: str) -> None:
 
     async def scenario() -> None:
         async with Publisher(vhost_url) as publisher:
-            futures = [publisher.publish("", "q", f"m{i}".encode(),
-                                         properties=Properties(message_id=f"m{i}"))
-                       for i in range(1000)]
+            futures = [
+                publisher.publish(
+                    "", "q", f"m{i}".encode(), properties=Properties(message_id=f"m{i}")
+                )
+                for i in range(1000)
+            ]
             assert publisher.pending > 100  # really in flight together
             await asyncio.gather(*futures)
             assert publisher.pending == 0
@@ -59,8 +62,9 @@ def test_unroutable_mandatory_publish_fails_with_returned(vhost_url: str) -> Non
 
 def test_nacked_publish_fails_with_nacked(vhost_url: str) -> None:
     """A queue full with overflow=reject-publish makes the broker nack."""
-    declare_queues(vhost_url, "capped", arguments={"x-max-length": 1,
-                                                   "x-overflow": "reject-publish"})
+    declare_queues(
+        vhost_url, "capped", arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
 
     async def scenario() -> None:
         async with Publisher(vhost_url) as publisher:
@@ -117,8 +121,9 @@ def test_connection_loss_fails_unconfirmed_publishes(broker: object, vhost_url: 
     run(scenario())
 
 
-def test_resend_unconfirmed_after_reconnect_counts_duplicates(broker: object,
-                                                              vhost_url: str) -> None:
+def test_resend_unconfirmed_after_reconnect_counts_duplicates(
+    broker: object, vhost_url: str
+) -> None:
     """With resend_unconfirmed, every message is confirmed after the reconnect; the copies
     the broker may already hold are counted as possible duplicates."""
     declare_queues(vhost_url, "q")
@@ -127,12 +132,16 @@ def test_resend_unconfirmed_after_reconnect_counts_duplicates(broker: object,
         proxy = TcpProxy(broker.host, broker.port)  # type: ignore[attr-defined]
         await proxy.start()
         try:
-            async with Publisher(proxy.url(vhost_url), resend_unconfirmed=True,
-                                 reconnect_max_delay=1) as publisher:
+            async with Publisher(
+                proxy.url(vhost_url), resend_unconfirmed=True, reconnect_max_delay=1
+            ) as publisher:
                 proxy.stall()
-                futures = [publisher.publish("", "q", f"m{i}".encode(),
-                                             properties=Properties(message_id=f"m{i}"))
-                           for i in range(10)]
+                futures = [
+                    publisher.publish(
+                        "", "q", f"m{i}".encode(), properties=Properties(message_id=f"m{i}")
+                    )
+                    for i in range(10)
+                ]
                 await asyncio.sleep(0.3)
                 proxy.cut()
                 proxy.resume()

@@ -44,13 +44,19 @@ def test_worker_retries_past_the_quorum_default_delivery_limit(vhost_url: str) -
         raise ValueError("smtp down")
 
     async def scenario() -> None:
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], failing,
-                        retry=RetryPolicy(max_retries=24, initial_delay=0.01, multiplier=1))
+        worker = Worker(
+            vhost_url,
+            [Queue("high", 10), Queue("low", 2)],
+            failing,
+            retry=RetryPolicy(max_retries=24, initial_delay=0.01, multiplier=1),
+        )
         await worker.start()
         try:
             await wait_for(
                 lambda: worker.metrics.dead_letters.labels("high", "exhausted")._value.get() == 2,
-                90, "2 dead letters")
+                90,
+                "2 dead letters",
+            )
         finally:
             await worker.stop()
 
@@ -92,8 +98,9 @@ def test_broker_delivery_limit_counts_requeues_on_4_0(broker: Any, vhost_url: st
     assert ready_count(vhost_url, "limited") == 0
 
 
-def test_worker_never_uses_global_qos(broker: Any, vhost: str, vhost_url: str,
-                                      queues2: object) -> None:
+def test_worker_never_uses_global_qos(
+    broker: Any, vhost: str, vhost_url: str, queues2: object
+) -> None:
     """Each consumer has its own prefetch (10 and 2) and no channel of the worker has a
     global prefetch (refused by quorum queues, denied on 4.3)."""
     fill(vhost_url, "high", ids("h", 50))
@@ -104,9 +111,10 @@ def test_worker_never_uses_global_qos(broker: Any, vhost: str, vhost_url: str,
         with broker.http() as http:
             consumers = http.get(f"/api/consumers/{vhost_path(vhost)}").json()
             channels = http.get("/api/channels?columns=vhost,global_prefetch_count").json()
-        return ({c["queue"]["name"]: int(c["prefetch_count"]) for c in consumers},
-                [int(c.get("global_prefetch_count") or 0) for c in channels
-                 if c.get("vhost") == vhost])
+        return (
+            {c["queue"]["name"]: int(c["prefetch_count"]) for c in consumers},
+            [int(c.get("global_prefetch_count") or 0) for c in channels if c.get("vhost") == vhost],
+        )
 
     async def scenario() -> None:
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
@@ -126,8 +134,7 @@ def test_worker_never_uses_global_qos(broker: Any, vhost: str, vhost_url: str,
     run(scenario())
 
 
-def test_strict_mode_does_not_give_back_a_delivery_near_the_delivery_limit(
-        vhost_url: str) -> None:
+def test_strict_mode_does_not_give_back_a_delivery_near_the_delivery_limit(vhost_url: str) -> None:
     """Strict mode gives back low deliveries not yet started when high work arrives; a
     delivery the quorum queue has already redelivered 5 times is handled instead (another
     requeue would bring it nearer the broker's delivery limit), the others are given back."""
@@ -161,17 +168,24 @@ def test_strict_mode_does_not_give_back_a_delivery_near_the_delivery_limit(
     async def scenario() -> None:
         from priority_worker import Mode
 
-        worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], handler,
-                        mode=Mode.STRICT, concurrency=1)
+        worker = Worker(
+            vhost_url,
+            [Queue("high", 10), Queue("low", 2)],
+            handler,
+            mode=Mode.STRICT,
+            concurrency=1,
+        )
         await worker.start()
         try:
             await wait_for(lambda: len(started) == 1, 20, "a low delivery started")
             await asyncio.to_thread(fill, vhost_url, "high", ["h1"])
-            await wait_for(lambda: worker.metrics.prefetch.labels("low")._value.get() == 0,
-                           20, "low paused for high work")
+            await wait_for(
+                lambda: worker.metrics.prefetch.labels("low")._value.get() == 0,
+                20,
+                "low paused for high work",
+            )
             release.set()
-            await wait_for(lambda: {"c1", "c2", "fresh", "h1"} <= set(started), 30,
-                           "all handled")
+            await wait_for(lambda: {"c1", "c2", "fresh", "h1"} <= set(started), 30, "all handled")
         finally:
             await worker.stop()
 

@@ -29,8 +29,9 @@ def weighted(prefetches: dict[str, int], limit: int) -> Dispatcher[str]:
 class FakeBroker:
     """Per-queue prefetch and backlog, deliveries into a Dispatcher, handlers of equal time."""
 
-    def __init__(self, d: Dispatcher[str], prefetches: dict[str, int],
-                 backlog: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, d: Dispatcher[str], prefetches: dict[str, int], backlog: dict[str, int] | None = None
+    ) -> None:
         self.d, self.prefetches = d, prefetches
         self.ready = dict(backlog) if backlog is not None else dict.fromkeys(prefetches, 10**9)
         self.unacked = dict.fromkeys(prefetches, 0)
@@ -67,13 +68,20 @@ class FakeBroker:
         self.refill()
 
 
-@pytest.mark.parametrize(("prefetches", "concurrency"), [
-    ({"high": 10, "low": 2}, 1), ({"high": 10, "low": 2}, 4), ({"high": 10, "low": 2}, 12),
-    ({"high": 20, "low": 5}, 3), ({"high": 1, "low": 1}, 1),
-    ({"a": 4, "b": 3, "c": 1}, 2),
-])
-def test_share_under_backlog_follows_the_prefetches(prefetches: dict[str, int],
-                                                    concurrency: int) -> None:
+@pytest.mark.parametrize(
+    ("prefetches", "concurrency"),
+    [
+        ({"high": 10, "low": 2}, 1),
+        ({"high": 10, "low": 2}, 4),
+        ({"high": 10, "low": 2}, 12),
+        ({"high": 20, "low": 5}, 3),
+        ({"high": 1, "low": 1}, 1),
+        ({"a": 4, "b": 3, "c": 1}, 2),
+    ],
+)
+def test_share_under_backlog_follows_the_prefetches(
+    prefetches: dict[str, int], concurrency: int
+) -> None:
     """With a backlog on every queue, starts follow the prefetch ratio within 10%."""
     broker = FakeBroker(weighted(prefetches, concurrency), prefetches)
     while len(broker.started) < 6000:
@@ -97,8 +105,9 @@ def test_first_600_at_10_to_2_with_one_handler_are_exactly_500_to_100() -> None:
 def test_a_high_delivery_arriving_while_high_was_idle_runs_next(concurrency: int) -> None:
     """Low holds its whole prefetch; a high message arrives: it is the next one started."""
     prefetches = {"high": 10, "low": 8}
-    broker = FakeBroker(weighted(prefetches, concurrency), prefetches,
-                        backlog={"high": 0, "low": 10**6})
+    broker = FakeBroker(
+        weighted(prefetches, concurrency), prefetches, backlog={"high": 0, "low": 10**6}
+    )
     for _ in range(500):
         broker.step()
     assert set(broker.started) == {"low"}  # high idle: low gets all the capacity
@@ -113,8 +122,9 @@ def test_arrival_order_would_make_that_high_delivery_wait() -> None:
     """The same scenario without weights (arrival order): the held low work runs first.
     Pins that the previous test fails without fair queueing."""
     prefetches = {"high": 10, "low": 8}
-    broker = FakeBroker(Dispatcher(list(prefetches), 1), prefetches,
-                        backlog={"high": 0, "low": 10**6})
+    broker = FakeBroker(
+        Dispatcher(list(prefetches), 1), prefetches, backlog={"high": 0, "low": 10**6}
+    )
     for _ in range(50):
         broker.step()
     broker.publish("high")
@@ -136,7 +146,7 @@ def test_a_queue_back_from_idle_gets_no_burst_and_the_other_keeps_its_share() ->
     broker.publish("high", 10**6)
     for _ in range(600):
         broker.step()
-    after = broker.started[before:before + 600]
+    after = broker.started[before : before + 600]
     assert "low" in after[:7]
     assert Counter(after)["low"] == pytest.approx(100, abs=2)
 
@@ -181,7 +191,9 @@ def test_conserving_weighs_by_the_configured_prefetches() -> None:
     """Conserving lends prefetch on the broker side; which held delivery runs next still
     follows the configured prefetches."""
     assert dispatch_weights(Mode.CONSERVING, [("high", 10), ("low", 2)]) == {
-        "high": 10.0, "low": 2.0}
+        "high": 10.0,
+        "low": 2.0,
+    }
     assert dispatch_weights(Mode.WEIGHTED, [("only", 3)]) is None
 
 
@@ -199,8 +211,9 @@ def test_on_start_reports_the_time_each_delivery_was_held() -> None:
     """The held time is measured from add to start on the dispatcher's clock."""
     now = [0.0]
     held: list[tuple[str, float]] = []
-    d: Dispatcher[str] = Dispatcher(["q"], 1, on_start=lambda q, s: held.append((q, s)),
-                                    clock=lambda: now[0])
+    d: Dispatcher[str] = Dispatcher(
+        ["q"], 1, on_start=lambda q, s: held.append((q, s)), clock=lambda: now[0]
+    )
     d.add("q", "a")
     d.add("q", "b")
     now[0] = 0.25
@@ -236,22 +249,35 @@ def test_the_worker_starts_an_arriving_high_delivery_before_the_low_ones_it_hold
             await gate.wait()
             gate.clear()
 
-        worker = Worker("amqp://localhost", [Queue("high", 10), Queue("low", 3)], handler,
-                        concurrency=1, blocked_loop_warning=None)
+        worker = Worker(
+            "amqp://localhost",
+            [Queue("high", 10), Queue("low", 3)],
+            handler,
+            concurrency=1,
+            blocked_loop_warning=None,
+        )
         channels = {}
         for name in ("high", "low"):
             broker = FakeChannelBroker()
-            ch = ConsumerChannel(FakeLink(), name, on_delivery=worker._delivered,  # type: ignore[arg-type]
-                                 on_cancelled=lambda _c: None, on_closed=lambda _c, _r: None)
+            ch = ConsumerChannel(
+                FakeLink(),
+                name,
+                on_delivery=worker._delivered,  # type: ignore[arg-type]
+                on_cancelled=lambda _c: None,
+                on_closed=lambda _c, _r: None,
+            )
             ch._ch, ch._loop = broker, asyncio.get_running_loop()
             channels[name] = (ch, broker)
 
         def deliver(name: str, tag: int, body: str) -> None:
             ch, broker = channels[name]
             broker.outstanding.add(tag)
-            ch._deliver(broker, SimpleNamespace(delivery_tag=tag, redelivered=False,
-                                                exchange="", routing_key=name),
-                        pika.BasicProperties(), body.encode())
+            ch._deliver(
+                broker,
+                SimpleNamespace(delivery_tag=tag, redelivered=False, exchange="", routing_key=name),
+                pika.BasicProperties(),
+                body.encode(),
+            )
 
         for tag, body in enumerate(["l1", "l2", "l3"], 1):
             deliver("low", tag, body)

@@ -44,24 +44,38 @@ def test_children_metrics_are_merged_per_family_with_a_process_label() -> None:
     text = generate_latest(registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert text.count("# TYPE priority_worker_acks_total counter") == 1
-    acks = {s.labels["process"]: s.value for s in families["priority_worker_acks"].samples
-            if s.name == "priority_worker_acks_total"}
+    acks = {
+        s.labels["process"]: s.value
+        for s in families["priority_worker_acks"].samples
+        if s.name == "priority_worker_acks_total"
+    }
     assert acks == {"0": 5.0, "1": 7.0}
-    held = [s for s in families["priority_worker_held_seconds"].samples
-            if s.name == "priority_worker_held_seconds_count"]
+    held = [
+        s
+        for s in families["priority_worker_held_seconds"].samples
+        if s.name == "priority_worker_held_seconds_count"
+    ]
     assert sorted(s.labels["process"] for s in held) == ["0", "1"]
     assert families["priority_worker_processes_up"].samples[0].value == 1
-    loops = {s.labels["process"]: s.value
-             for s in families["priority_worker_process_crash_loop"].samples}
+    loops = {
+        s.labels["process"]: s.value for s in families["priority_worker_process_crash_loop"].samples
+    }
     assert loops == {"0": 0.0, "1": 1.0}
 
 
 def test_a_crash_loop_is_reported_not_hidden() -> None:
     """A child that dies at once is restarted with backoff; after 3 quick restarts the
     supervisor reports a crash loop on /healthz and /metrics, and a stop still exits."""
+
     async def scenario() -> tuple[list[int], int, str, int]:
-        sup = Supervisor(broken_worker, 1, http_port=0, crash_loop_restarts=3,  # type: ignore[arg-type]
-                         restart_max_delay=0.2, shutdown_timeout=5)
+        sup = Supervisor(
+            broken_worker,
+            1,
+            http_port=0,
+            crash_loop_restarts=3,  # type: ignore[arg-type]
+            restart_max_delay=0.2,
+            shutdown_timeout=5,
+        )
         task = asyncio.ensure_future(sup.serve())
         deadline = time.monotonic() + 60
         while not sup.crash_looping and time.monotonic() < deadline:
@@ -85,8 +99,21 @@ def test_cli_refuses_fewer_than_one_process(capsys: pytest.CaptureFixture[str]) 
     """`--processes 0` is a configuration error: exit 2 before anything starts."""
     from priority_worker._cli import main
 
-    assert main(["run", "json:loads", "--url", "amqp://127.0.0.1:1/", "--queue", "q=1",
-                 "--processes", "0"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "json:loads",
+                "--url",
+                "amqp://127.0.0.1:1/",
+                "--queue",
+                "q=1",
+                "--processes",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--processes" in capsys.readouterr().err
     with pytest.raises(ConfigurationError):
         Supervisor(broken_worker, 0)  # type: ignore[arg-type]
@@ -97,9 +124,21 @@ def test_a_configuration_error_in_the_children_is_not_restarted() -> None:
     restart them into a crash loop, it stops and exits 2 (as one process would)."""
     runner = Path(sys.executable).parent / "priority-worker"
     result = subprocess.run(
-        [str(runner), "run", "no_such_module:handler", "--url", "amqp://127.0.0.1:1/",
-         "--queue", "q=1", "--processes", "2"],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(runner),
+            "run",
+            "no_such_module:handler",
+            "--url",
+            "amqp://127.0.0.1:1/",
+            "--queue",
+            "q=1",
+            "--processes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "cannot import no_such_module" in result.stderr
     assert "child_configuration_error" in result.stderr

@@ -49,17 +49,34 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def supervised(vhost_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path,
-                                                                  int]]:
+def supervised(
+    vhost_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
     declare_queues(vhost_url, "q")
     log = tmp_path / "handled.log"
     port = free_port()
     env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": "0.2"}
     proc = subprocess.Popen(
-        [str(RUNNER), "run", "worker_handlers:slow_with_pid", "--url", vhost_url,
-         "--queue", "q=4", "--processes", "2", "--http-port", str(port),
-         "--shutdown-timeout", "20"],
-        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            str(RUNNER),
+            "run",
+            "worker_handlers:slow_with_pid",
+            "--url",
+            vhost_url,
+            "--queue",
+            "q=4",
+            "--processes",
+            "2",
+            "--http-port",
+            str(port),
+            "--shutdown-timeout",
+            "20",
+        ],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         yield proc, log, port
     finally:
@@ -74,7 +91,8 @@ def supervised(vhost_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
 
 
 def test_a_child_killed_with_minus_9_is_restarted_and_its_deliveries_handled(
-        vhost_url: str, supervised: tuple[subprocess.Popen[bytes], Path, int]) -> None:
+    vhost_url: str, supervised: tuple[subprocess.Popen[bytes], Path, int]
+) -> None:
     """kill -9 one child while it holds unacked deliveries: the supervisor starts a new one,
     the broker redelivers what the dead one held, and every message ends up handled."""
     proc, log, port = supervised
@@ -96,32 +114,46 @@ def test_a_child_killed_with_minus_9_is_restarted_and_its_deliveries_handled(
     after = lines(log)
     pids = {pid for _, _, pid, _ in after}
     assert len(pids - first) >= 1, "no restarted child handled anything"
-    redone = {mid for what, mid, pid, redelivered in after
-              if what == "done" and pid != victim and redelivered}
+    redone = {
+        mid
+        for what, mid, pid, redelivered in after
+        if what == "done" and pid != victim and redelivered
+    }
     assert in_hand <= redone, (in_hand, redone)
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert "priority_worker_process_restarts_total" in metrics
-    assert any(line.startswith("priority_worker_process_restarts_total") and
-               line.endswith(" 1.0") for line in metrics.splitlines()), metrics[:2000]
+    assert any(
+        line.startswith("priority_worker_process_restarts_total") and line.endswith(" 1.0")
+        for line in metrics.splitlines()
+    ), metrics[:2000]
     assert 'process="0"' in metrics and 'process="1"' in metrics
-    assert 'priority_worker_acks_total{process="' in metrics or \
-        "priority_worker_acks_total{" in metrics
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
-               == 200, 30, "ready again")
+    assert (
+        'priority_worker_acks_total{process="' in metrics
+        or "priority_worker_acks_total{" in metrics
+    )
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
+        30,
+        "ready again",
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     assert ready_count(vhost_url, "q") == 0
 
 
 def test_sigterm_drains_every_child_and_exits_0(
-        vhost_url: str, supervised: tuple[subprocess.Popen[bytes], Path, int]) -> None:
+    vhost_url: str, supervised: tuple[subprocess.Popen[bytes], Path, int]
+) -> None:
     """SIGTERM: both children stop consuming, finish what runs, requeue the rest; nothing is
     lost or handled twice, and the supervisor exits 0."""
     proc, log, port = supervised
     fill(vhost_url, "q", ids("m", 200))
     wait_until(lambda: len({pid for _, _, pid, _ in lines(log)}) == 2, 30, "both children")
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
-               == 200, 30, "ready")
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
+        30,
+        "ready",
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
     seen = lines(log)

@@ -29,8 +29,9 @@ def watch(handler: object, caplog: pytest.LogCaptureFixture) -> list[tuple[str, 
     reports: list[tuple[str, float]] = []
 
     async def scenario() -> None:
-        dog = LoopWatchdog(0.1, [handler, polite],
-                           on_blocked=lambda name, s: reports.append((name, s)))
+        dog = LoopWatchdog(
+            0.1, [handler, polite], on_blocked=lambda name, s: reports.append((name, s))
+        )
         dog.start()
         await asyncio.sleep(0.05)
         await handler(None)  # type: ignore[operator]
@@ -42,8 +43,7 @@ def watch(handler: object, caplog: pytest.LogCaptureFixture) -> list[tuple[str, 
     return reports
 
 
-def test_a_blocking_async_handler_is_named_once_per_stall(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_blocking_async_handler_is_named_once_per_stall(caplog: pytest.LogCaptureFixture) -> None:
     reports = watch(crunch, caplog)
     assert [name for name, _ in reports] == [handler_name(crunch)]
     assert reports[0][1] > 0.1

@@ -43,8 +43,9 @@ def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         conn.close()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
-                   step: float = 0.05) -> None:
+async def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05
+) -> None:
     """Poll ``predicate`` on the loop until true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -55,8 +56,10 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
 
 def run(coro: Awaitable[Any], timeout: float = 120) -> Any:
     """Run one async scenario with an overall time limit."""
+
     async def bounded() -> Any:
         return await asyncio.wait_for(coro, timeout)
+
     return asyncio.run(bounded())
 
 
@@ -101,15 +104,20 @@ class TcpProxy:
         u = urllib.parse.urlsplit(amqp_url)
         netloc = u.netloc.rpartition("@")
         return urllib.parse.urlunsplit(
-            u._replace(netloc=f"{netloc[0]}@127.0.0.1:{self.port}" if netloc[0]
-                       else f"127.0.0.1:{self.port}"))
+            u._replace(
+                netloc=f"{netloc[0]}@127.0.0.1:{self.port}"
+                if netloc[0]
+                else f"127.0.0.1:{self.port}"
+            )
+        )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers += [writer, up_writer]
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                       downstream: bool) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, downstream: bool
+        ) -> None:
             try:
                 while data := await src.read(65536):
                     while downstream and self.stalled:
@@ -151,10 +159,12 @@ class Recorder:
 
     async def __call__(self, message: Message) -> None:
         self.active[message.queue] += 1
-        self.max_active[message.queue] = max(self.max_active[message.queue],
-                                             self.active[message.queue])
-        self.seen.append((message.queue, str(message.message_id), message.attempts,
-                          message.redelivered))
+        self.max_active[message.queue] = max(
+            self.max_active[message.queue], self.active[message.queue]
+        )
+        self.seen.append(
+            (message.queue, str(message.message_id), message.attempts, message.redelivered)
+        )
         try:
             await asyncio.sleep(self.delay)
         finally:
