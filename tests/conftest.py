@@ -34,7 +34,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for broker_support
 
 import suite_layout
-from broker_support import temporary_vhost
+from broker_support import docker_answers, temporary_vhost
 from rabbit_node import port_open
 
 DEFAULT_CONTAINER_IMAGE = "localhost/rabbitmq:4.0-management"
@@ -144,16 +144,6 @@ def _from_url(
     )
 
 
-def _docker_answers() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
-
-
 def _overview(broker: Broker) -> dict[str, object] | None:
     try:
         with broker.http() as http:
@@ -218,7 +208,7 @@ def broker() -> Iterator[Broker]:
         pytest.fail(f"TEST_BROKER must be 'local' or 'container', not {mode!r}", pytrace=False)
     image = os.environ.get("RABBITMQ_IMAGE") or DEFAULT_CONTAINER_IMAGE
     if mode == "container":
-        if not _docker_answers():
+        if not docker_answers():
             reason = (
                 f"TEST_BROKER=container but no Docker API answers (DOCKER_HOST="
                 f"{os.environ.get('DOCKER_HOST', 'unset')}); here run "
@@ -241,7 +231,7 @@ def broker() -> Iterator[Broker]:
         _SESSION["broker"] = found
         yield found
         return
-    if not explicit and _docker_answers():
+    if not explicit and docker_answers():
         for found in _container_broker(os.environ.get("RABBITMQ_IMAGE") or "rabbitmq:4-management"):
             _SESSION["broker"] = found
             yield found

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,27 +34,28 @@ def run(coro: Awaitable[T], timeout: float | None = DEFAULT_RUN_TIMEOUT) -> T:
     return asyncio.run(bounded())
 
 
-def _gave_up(timeout: float, what: str) -> AssertionError:
-    return AssertionError(f"gave up after {timeout:g} s waiting for: {what}")
+def _pauses(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float
+) -> Iterator[float]:
+    """The pauses between polls of ``predicate``, until it is true; fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g} s waiting for: {what}")
+        yield interval
 
 
 async def wait_until(
     predicate: Callable[[], object], timeout: float, what: str, interval: float = POLL_INTERVAL
 ) -> None:
     """Poll ``predicate`` on the running loop until it is true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise _gave_up(timeout, what)
-        await asyncio.sleep(interval)
+    for pause in _pauses(predicate, timeout, what, interval):
+        await asyncio.sleep(pause)
 
 
 def wait_until_blocking(
     predicate: Callable[[], object], timeout: float, what: str, interval: float = POLL_INTERVAL
 ) -> None:
     """Poll ``predicate`` with ``time.sleep`` until it is true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise _gave_up(timeout, what)
-        time.sleep(interval)
+    for pause in _pauses(predicate, timeout, what, interval):
+        time.sleep(pause)
