@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from declare_amqp.tls import add_tls_arguments, tls_environment
+from declare_amqp.urls import scrub, url_secrets
+
 from . import _log
-from ._core import scrub, split_urls, url_secrets
+from ._config import broker_urls
 from ._errors import PriorityWorkerError
 from ._model import Mode, Queue, RetryPolicy
-from ._tls import ENV as TLS_ENV
 from ._topology import TopologyMismatch
 from ._worker import Worker
 
@@ -157,25 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts, SIGTERM "
         "forwarded, one /healthz /readyz /metrics with a process label)",
     )
-    run.add_argument(
-        "--tls-ca-file",
-        metavar="FILE",
-        help="CA bundle for amqps:// (default: the system trust store, "
-        "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)",
-    )
-    run.add_argument(
-        "--tls-cert-file", metavar="FILE", help="client certificate (env AMQP_TLS_CERT_FILE)"
-    )
-    run.add_argument(
-        "--tls-key-file",
-        metavar="FILE",
-        help="key of the client certificate (env AMQP_TLS_KEY_FILE)",
-    )
-    run.add_argument(
-        "--auth-mechanism",
-        choices=("plain", "external"),
-        help="external: log in with the client certificate (env AMQP_AUTH_MECHANISM)",
-    )
+    add_tls_arguments(run)
     return parser
 
 
@@ -249,14 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
-    # The links read their TLS setup from the environment (see _tls): flags win over it.
-    for option, variable in TLS_ENV.items():
-        value = getattr(args, "tls_" + option if option != "auth_mechanism" else option)
-        if value:
-            os.environ[variable] = value
+    # The links read their TLS setup from the environment (see declare_amqp.tls): flags win.
+    os.environ.update(tls_environment(args))
     secrets: set[str] = set()
     try:
-        urls = split_urls(urls_arg)
+        urls = broker_urls(urls_arg)
         secrets = url_secrets(urls)
         handler = load_handler(args.handler)
         worker = _build(args, urls, handler, parser)
@@ -290,7 +271,7 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 2
     try:  # a bad URL is reported by the children (exit 2), here only its password matters
         secrets = url_secrets(
-            split_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
+            broker_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
         )
     except PriorityWorkerError:
         secrets = set()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ._core import scrub
+from declare_amqp.urls import scrub
 
 
 def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._core import reconnect_delay
+from ._backoff import reconnect_delay
 from ._errors import ConfigurationError
 from ._log import log
 

@@ -17,7 +17,8 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from ._core import redact_url
+from declare_amqp.urls import redact_url
+
 from ._errors import ConfigurationError
 from ._model import Mode, Queue, RetryPolicy
 

@@ -8,43 +8,31 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from declare_amqp.worker_queues import (
-    dead_letter_queue_name,
-    delay_queue_arguments,
-    delay_queue_name,
-)
-
-from ._amqp import ChannelGone, ConsumerChannel, Delivery, Link, _Channel
-from ._core import (
-    ATTEMPTS_HEADER,
-    ERROR_HEADER,
-    ORIGINAL_QUEUE_HEADER,
-    Ack,
-    Action,
-    Dispatcher,
-    RetryLater,
-    effective_prefetch,
-    reconnect_delay,
-    split_urls,
-)
-from ._errors import ConfigurationError, PublishConnectionLost, PublishError, PublishReturned
+from ._backoff import reconnect_delay
+from ._config import broker_urls, check_queues, parse_mode
+from ._connection import PikaLink
 from ._handling import handle, is_async_handler
+from ._link import AmqpChannel, ChannelGone, ConsumingChannel, Delivery, LinkFactory
 from ._log import log
-from ._metrics import Metrics
+from ._metrics import Metrics, QueueMetrics
 from ._model import Handler, Mode, Queue, RetryPolicy
+from ._outcomes import Ack
 from ._publisher import Publisher
-from ._scheduling import ShareWindow, dispatch_weights
+from ._republish import Republisher
+from ._runners import RunnerPool
+from ._scheduling import Dispatcher, ShareWindow, dispatch_weights, effective_prefetch
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
+    from tornado.httpserver import HTTPServer
+
     from ._topology import ExpectedTopology
 
 logger = logging.getLogger("priority_worker.worker")
-RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 # A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
 GIVE_BACK_LIMIT = 5
@@ -55,7 +43,8 @@ QUEUE_WATCH_INTERVAL = 0.5  # after a broker cancel, how often to look whether t
 class _QueueState:
     spec: Queue
     index: int
-    channel: ConsumerChannel | None = None
+    metrics: QueueMetrics = field(repr=False)
+    channel: ConsumingChannel | None = None
     applied: int | None = None  # prefetch of the running consumer; None: not consuming
     idle: bool = False  # nothing ready and nothing in flight (strict/conserving only)
     applying: bool = False
@@ -64,12 +53,6 @@ class _QueueState:
     # Per-message hot path: the handler and the labelled metric children, looked up once.
     handler: Handler | None = field(default=None, repr=False)
     is_async: bool = False
-    m_deliveries: Any = field(default=None, repr=False)
-    m_acks: Any = field(default=None, repr=False)
-    m_dropped: Any = field(default=None, repr=False)
-    m_handler_seconds: Any = field(default=None, repr=False)
-    m_handler_errors: Any = field(default=None, repr=False)
-    m_held_seconds: Any = field(default=None, repr=False)
 
 
 def delivery_count(d: Delivery) -> int:
@@ -100,7 +83,8 @@ class Worker:
     ``worker.metrics`` holds the Prometheus metrics; ``share_window``: how many of the latest
     handler starts the ``priority_worker_share`` gauge counts. ``blocked_loop_warning``: log
     ``loop_blocked`` with the handler's name when an async handler holds the event loop longer
-    than this many seconds (None: off).
+    than this many seconds (None: off). ``link_factory``: makes the worker's and its
+    publisher's connections (default: pika's); tests pass an in-memory fake.
     """
 
     def __init__(
@@ -123,20 +107,12 @@ class Worker:
         name: str = "priority-worker",
         share_window: int = 1000,
         blocked_loop_warning: float | None = 0.1,
+        link_factory: LinkFactory = PikaLink,
     ) -> None:
-        self.urls = split_urls(url)
-        if not queues:
-            raise ConfigurationError("at least one queue is needed")
+        self.urls = broker_urls(url)
+        check_queues(queues, handler)
         names = [q.name for q in queues]
-        if len(set(names)) != len(names):
-            raise ConfigurationError(f"duplicate queue names in {names}")
-        for q in queues:
-            if q.handler is None and handler is None:
-                raise ConfigurationError(f"queue {q.name} has no handler")
-        try:
-            self.mode = Mode(mode)
-        except ValueError as exc:
-            raise ConfigurationError(f"unknown mode {mode!r}") from exc
+        self.mode = parse_mode(mode)
         self.queues = list(queues)
         self.handler = handler
         self.retry = retry or RetryPolicy()
@@ -155,8 +131,11 @@ class Worker:
             metrics=self.metrics,
             name=f"{name} publisher",
             reconnect_max_delay=reconnect_max_delay,
+            link_factory=link_factory,
         )
-        self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
+        self._states = [
+            _QueueState(q, i, self.metrics.of_queue(q.name)) for i, q in enumerate(queues)
+        ]
         self._by_name = {s.spec.name: s for s in self._states}
         m = self.metrics
         self._share = ShareWindow(names, share_window)
@@ -178,17 +157,11 @@ class Worker:
             name = s.spec.name
             s.handler = s.spec.handler or handler
             s.is_async = is_async_handler(s.handler)
-            s.m_deliveries = m.deliveries.labels(name)
-            s.m_acks = m.acks.labels(name)
-            s.m_dropped = m.dropped.labels(name)
-            s.m_handler_seconds = m.handler_seconds.labels(name)
-            s.m_handler_errors = m.handler_errors.labels(name)
-            s.m_held_seconds = m.held_seconds.labels(name)
             # Read at scrape time rather than set on every delivery and settle.
             m.in_flight.labels(name).set_function(
                 functools.partial(self._dispatcher.in_flight, name)
             )
-        self._link = Link(
+        self._link = link_factory(
             self.urls,
             name=f"{name} consumer",
             on_open=self._link_open,
@@ -200,18 +173,21 @@ class Worker:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="priority-worker"
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Handlers run in long-lived runner tasks (at most `concurrency`, made on demand), not
-        # in a task per delivery: an idle runner waits on a future of its own; `_waking`
-        # counts runners woken (or made) that have not yet taken work.
-        self._runners: set[asyncio.Task[None]] = set()
-        self._idle_runners: list[asyncio.Future[None]] = []
-        self._waking = 0
-        self._probe: _Channel | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runners = RunnerPool(self._dispatcher, self.concurrency, self._handle)
+        self._republisher = Republisher(
+            self.publisher,
+            self.metrics,
+            requeue=self._requeue,
+            dropped=lambda d: self._dropped(self._by_name[d.queue], d),
+        )
+        self._probe: AmqpChannel | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop_requested = asyncio.Event()
-        self._http: Any = None
+        # Resolved by the last running handler to finish once stop() waits for them.
+        self._drained: asyncio.Future[None] | None = None
+        self._http: HTTPServer | None = None
         # Set by from_topology: what start() checks on the broker before consuming.
         self.expected_topology: ExpectedTopology | None = None
         self.settings_sources: dict[str, str] = {}
@@ -285,7 +261,7 @@ class Worker:
         max_retries: int | None = None,
         dead_letter_exchange: str | None = None,
         sources: dict[str, str] | None = None,
-        **options: Any,
+        **options: object,
     ) -> Worker:
         """A worker configured by the ``consumers`` entry ``consumer`` of topology files.
 
@@ -301,8 +277,8 @@ class Worker:
         from ._topology import consumer_settings, url_vhost
 
         files = [paths] if isinstance(paths, str) else list(paths)
-        urls = split_urls(url)
-        overrides: dict[str, Any] = {
+        urls = broker_urls(url)
+        overrides: dict[str, object] = {
             "queues": list(queues) if queues else None,
             "mode": mode,
             "concurrency": concurrency,
@@ -320,7 +296,7 @@ class Worker:
             mode=settings.mode,
             concurrency=settings.concurrency,
             retry=settings.retry,
-            **options,
+            **options,  # type: ignore[arg-type]
         )
         worker.expected_topology = settings.expected
         worker.settings_sources = dict(settings.sources)
@@ -361,6 +337,7 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
+        self._runners.stop()  # idle runners end; busy ones after their handler
         loop = asyncio.get_running_loop()
         if self._probe_task is not None:
             self._probe_task.cancel()
@@ -375,14 +352,15 @@ class Worker:
         await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
         # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
-        for waiter in self._idle_runners:  # idle runners end; busy ones after their handler
-            waiter.cancel()
-        self._idle_runners.clear()
         await asyncio.gather(*cancels, return_exceptions=True)
         log(logger, logging.INFO, "draining", running=self._dispatcher.running(), requeued=requeued)
         deadline = loop.time() + self.shutdown_timeout
-        while self._dispatcher.running() and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if self._dispatcher.running():
+            self._drained = loop.create_future()
+            try:
+                await asyncio.wait_for(self._drained, self.shutdown_timeout)
+            except asyncio.TimeoutError:
+                pass
         if self._dispatcher.running():
             log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
         self._flush_acks()
@@ -411,8 +389,7 @@ class Worker:
     async def _open_queue(self, s: _QueueState) -> None:
         if self._stopping or not self._link.is_open:
             return
-        channel = ConsumerChannel(
-            self._link,
+        channel = self._link.consumer_channel(
             s.spec.name,
             on_delivery=self._delivered,
             on_cancelled=self._cancelled,
@@ -425,16 +402,17 @@ class Worker:
         s.channel, s.applied = channel, None
         self._apply(s)
 
-    def _channel_closed(self, channel: _Channel, reason: str) -> None:
-        s = self._by_name[channel.queue] if isinstance(channel, ConsumerChannel) else None
+    def _channel_closed(self, channel: AmqpChannel, reason: str) -> None:
+        queue = getattr(channel, "queue", None)
+        s = self._by_name.get(queue) if isinstance(queue, str) else None
         if s is None or channel is not s.channel:
             return
         s.channel, s.applied = None, None
-        self.metrics.prefetch.labels(s.spec.name).set(0)
+        s.metrics.prefetch.set(0)
         # The broker requeued this channel's unacked deliveries; never ack them elsewhere.
         dropped = self._dispatcher.discard(lambda d: d.channel is channel)
         if dropped:
-            self.metrics.dropped.labels(s.spec.name).inc(len(dropped))
+            s.metrics.dropped.inc(len(dropped))
         if self._stopping:
             return
         log(
@@ -448,25 +426,25 @@ class Worker:
         if self._link.is_open:
             self._retry_later(s, lambda: self._spawn(self._open_queue(s)))
 
-    def _cancelled(self, channel: ConsumerChannel) -> None:
+    def _cancelled(self, channel: ConsumingChannel) -> None:
         s = self._by_name[channel.queue]
         if channel is not s.channel or self._stopping:
             return
         s.applied = None
-        self.metrics.prefetch.labels(s.spec.name).set(0)
+        s.metrics.prefetch.set(0)
         # The broker cancels a consumer when its queue is deleted (or, on a cluster, when
         # the queue's node goes away): consume again as soon as the queue exists, not after
         # a backoff that has grown while it was missing.
         self._spawn(self._watch_queue(s, channel))
 
-    async def _watch_queue(self, s: _QueueState, channel: ConsumerChannel) -> None:
+    async def _watch_queue(self, s: _QueueState, channel: ConsumingChannel) -> None:
         """Until ``s``'s queue exists again (passive declares on a channel of their own, which
         a 404 closes), then bring its consumer back."""
-        watch: _Channel | None = None
+        watch: AmqpChannel | None = None
         try:
             while not self._stopping and s.channel is channel and channel.is_open:
                 if watch is None or not watch.is_open:
-                    watch = _Channel(self._link, lambda ch, reason: None)
+                    watch = self._link.channel()
                     try:
                         await watch.open()
                     except ChannelGone:
@@ -483,7 +461,7 @@ class Worker:
             if watch is not None:
                 watch.close()
 
-    def _retry_later(self, s: _QueueState, action: Any) -> None:
+    def _retry_later(self, s: _QueueState, action: Callable[[], None]) -> None:
         delay = reconnect_delay(s.attempt, cap=self._backoff_cap)
         s.attempt += 1
         if s.retry is not None:
@@ -519,7 +497,7 @@ class Worker:
                         break
                 s.applied = target
                 s.attempt = 0
-                self.metrics.prefetch.labels(s.spec.name).set(target or 0)
+                s.metrics.prefetch.set(target or 0)
                 log(
                     logger,
                     logging.INFO,
@@ -574,7 +552,7 @@ class Worker:
             return None
         try:
             if self._probe is None or not self._probe.is_open:
-                self._probe = _Channel(self._link, lambda ch, reason: None)
+                self._probe = self._link.channel()
                 await self._probe.open()
             return await self._probe.ready_count(queue)
         except ChannelGone:
@@ -584,7 +562,7 @@ class Worker:
 
     def _delivered(self, d: Delivery) -> None:
         s = self._by_name[d.queue]
-        s.m_deliveries.inc()
+        s.metrics.deliveries.inc()
         if self._stopping:
             self._requeue([d])
             return
@@ -592,71 +570,18 @@ class Worker:
             s.idle = False
             self._replan()
         self._dispatcher.add(d.queue, d)
-        self._pump()
+        self._runners.pump()
 
     def _started(self, queue: str, held: float) -> None:
-        self._by_name[queue].m_held_seconds.observe(held)
+        self._by_name[queue].metrics.held_seconds.observe(held)
         self._share.started(queue)
 
-    def _pump(self) -> None:
-        """Have a runner start what can be started (a runner already woken will do it)."""
-        if self._stopping or self._waking or not self._dispatcher.startable():
-            return
-        while self._idle_runners:
-            waiter = self._idle_runners.pop()  # the most recently idle one
-            if not waiter.done():
-                self._waking += 1
-                waiter.set_result(None)
-                return
-        if len(self._runners) < self.concurrency:
-            self._waking += 1
-            task = asyncio.ensure_future(self._runner())
-            self._runners.add(task)
-            task.add_done_callback(self._runner_done)
-        # else every runner is busy: each takes more work as soon as its handler is done
-
-    async def _runner(self) -> None:
-        """Start deliveries in the dispatcher's order, one at a time, until there is none.
-
-        Before running a handler, another runner is woken if more work can start, so a
-        handler that waits never holds up the others; a handler that does not wait (no I/O)
-        costs no task and no loop turn of its own, but after RUNNER_TURN_S of such handlers
-        in a row the runner yields once, so acks, deliveries, heartbeats and /healthz get a
-        turn (without it a backlog of non-waiting handlers held the loop until it ran dry).
-        """
-        dispatcher = self._dispatcher
-        loop = asyncio.get_running_loop()
-        self._waking -= 1
-        turn = loop.time()
-        while not self._stopping:  # stop() requeues what was not started
-            if loop.time() - turn > RUNNER_TURN_S:
-                await asyncio.sleep(0)
-                turn = loop.time()
-            taken = dispatcher.take_one()
-            if taken is None:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._idle_runners.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if waiter.done() and not waiter.cancelled():  # woken by _pump
-                        self._waking -= 1
-                continue
-            self._pump()
-            await self._handle(taken[1])
-
-    def _runner_done(self, task: asyncio.Task[None]) -> None:
-        self._runners.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
-        self._pump()
-
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
@@ -680,17 +605,18 @@ class Worker:
                 publisher=self.publisher,
                 is_async=s.is_async,
             )
-            s.m_handler_seconds.observe(time.perf_counter() - started)
+            m = s.metrics
+            m.handler_seconds.observe(time.perf_counter() - started)
             if error is not None:
-                s.m_handler_errors.inc()
+                m.handler_errors.inc()
             try:
-                if action.__class__ is Ack:
+                if isinstance(action, Ack):
                     if d.channel.ack(d.delivery_tag):
-                        s.m_acks.inc()
+                        m.acks.inc()
                     else:
                         self._dropped(s, d)
                 else:
-                    await self._settle(d, s.spec, action)
+                    await self._republisher.settle(d, s.spec, action)
             except Exception as exc:  # a bug here must not leave the delivery unsettled
                 log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
                 self._requeue([d])
@@ -698,6 +624,9 @@ class Worker:
             log(logger, logging.ERROR, "internal_error", error=repr(exc))
         finally:
             self._dispatcher.finish(d.queue)
+            drained = self._drained
+            if drained is not None and not drained.done() and not self._dispatcher.running():
+                drained.set_result(None)
 
     def _flush_acks(self) -> None:
         for s in self._states:
@@ -705,7 +634,7 @@ class Worker:
                 s.channel.flush_acks()
 
     def _dropped(self, s: _QueueState, d: Delivery) -> None:
-        s.m_dropped.inc()
+        s.metrics.dropped.inc()
         log(
             logger,
             logging.INFO,
@@ -713,91 +642,6 @@ class Worker:
             queue=d.queue,
             reason="channel closed; the broker redelivers it",
         )
-
-    async def _settle(self, d: Delivery, spec: Queue, action: Action) -> None:
-        """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
-        if not d.channel.is_open:
-            self._dropped(self._by_name[d.queue], d)
-            return
-        if isinstance(action, Ack):
-            if d.channel.ack(d.delivery_tag):
-                self.metrics.acks.labels(d.queue).inc()
-            else:
-                self.metrics.dropped.labels(d.queue).inc()
-            return
-        headers = dict(d.properties.headers or {})
-        headers[ORIGINAL_QUEUE_HEADER] = d.queue
-        headers[ATTEMPTS_HEADER] = action.attempts
-        props = replace(d.properties, expiration=None)
-        try:
-            if isinstance(action, RetryLater):
-                name = delay_queue_name(d.queue, action.delay)
-                await self.publisher.ensure_queue(
-                    name, delay_queue_arguments(d.queue, action.delay)
-                )
-                headers[ERROR_HEADER] = action.reason
-                await self.publisher.publish(
-                    "", name, d.body, properties=replace(props, headers=headers), mandatory=True
-                )
-                counter = self.metrics.retries.labels(d.queue)
-                log(
-                    logger,
-                    logging.INFO,
-                    "retry_scheduled",
-                    queue=d.queue,
-                    delay=action.delay,
-                    attempts=action.attempts,
-                    reason=action.reason,
-                )
-            else:
-                exchange, key = self._dead_letter_target(spec, d)
-                if not exchange:
-                    await self.publisher.ensure_queue(key, {})  # Q.dead, see worker_queues
-                headers[ERROR_HEADER] = action.error
-                headers["x-dead-letter-reason"] = action.reason
-                await self.publisher.publish(
-                    exchange,
-                    key,
-                    d.body,
-                    properties=replace(props, headers=headers),
-                    mandatory=True,
-                )
-                counter = self.metrics.dead_letters.labels(d.queue, action.reason)
-                log(
-                    logger,
-                    logging.WARNING,
-                    "dead_lettered",
-                    queue=d.queue,
-                    reason=action.reason,
-                    error=action.error,
-                    exchange=exchange,
-                    routing_key=key,
-                )
-        except (PublishReturned, PublishConnectionLost) as exc:
-            if isinstance(exc, PublishConnectionLost) and exc.reply_code != 404:
-                log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
-                self._requeue([d])
-                return
-            # Nowhere to put it (unroutable, or no such exchange): requeueing would loop, so
-            # let the broker dead-letter it by the queue's own arguments or policy.
-            log(logger, logging.ERROR, "republish_unroutable", queue=d.queue, error=str(exc))
-            if d.channel.nack(d.delivery_tag, requeue=False):
-                self.metrics.dead_letters.labels(d.queue, "unroutable").inc()
-            return
-        except (PublishError, ChannelGone) as exc:
-            log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
-            self._requeue([d])
-            return
-        if d.channel.ack(d.delivery_tag):
-            counter.inc()
-        else:
-            self.metrics.dropped.labels(d.queue).inc()
-
-    @staticmethod
-    def _dead_letter_target(spec: Queue, d: Delivery) -> tuple[str, str]:
-        if spec.dead_letter_exchange:
-            return spec.dead_letter_exchange, spec.dead_letter_routing_key or d.routing_key
-        return "", dead_letter_queue_name(spec.name)
 
     def _give_back(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Of deliveries a mode change would give back, those it may requeue.
@@ -822,13 +666,13 @@ class Worker:
                 count=len(kept),
                 reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum delivery limit)",
             )
-            self._pump()
+            self._runners.pump()
         return given
 
     def _requeue(self, deliveries: Sequence[Delivery]) -> int:
         count = 0
         for d in deliveries:
             if d.channel.nack(d.delivery_tag, requeue=True):
-                self.metrics.requeues.labels(d.queue).inc()
+                self._by_name[d.queue].metrics.requeues.inc()
                 count += 1
         return count
