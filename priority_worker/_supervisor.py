@@ -309,9 +309,7 @@ class Supervisor:
             except ProcessLookupError:
                 pass
         log(logger, logging.INFO, "draining", processes=len(alive))
-        deadline = time.monotonic() + self.shutdown_timeout
-        while any(self._alive(s) for s in alive) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await self._exits(alive, self.shutdown_timeout)
         ok = True
         for s in alive:
             if self._alive(s):
@@ -334,6 +332,25 @@ class Supervisor:
         log(logger, logging.INFO, "supervisor_stopped", ok=ok)
         return self._exit_code or (0 if ok else 1)
 
+    async def _exits(self, slots: list[_Slot], timeout: float) -> None:
+        """Until every process of ``slots`` has exited, or ``timeout`` seconds: each process's
+        sentinel becomes readable when it ends, so this waits on the loop, not in a poll."""
+        loop = asyncio.get_running_loop()
+        waiting: dict[int, asyncio.Future[None]] = {}
+        for s in slots:
+            if s.process is None:
+                continue
+            ended: asyncio.Future[None] = loop.create_future()
+            fd = s.process.sentinel
+            waiting[fd] = ended
+            loop.add_reader(fd, _resolve, ended)
+        try:
+            if waiting:
+                await asyncio.wait(waiting.values(), timeout=timeout)
+        finally:
+            for fd in waiting:
+                loop.remove_reader(fd)
+
     # --- for the HTTP server ---------------------------------------------------------------
 
     def children(self) -> Iterator[tuple[int, int]]:
@@ -341,3 +358,8 @@ class Supervisor:
         for s in self._slots:
             if self._alive(s):
                 yield s.index, s.port
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -90,7 +90,8 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.stalled = False
+        self._flowing = asyncio.Event()  # cleared while stalled: data to the client waits
+        self._flowing.set()
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
@@ -120,8 +121,8 @@ class TcpProxy:
         ) -> None:
             try:
                 while data := await src.read(65536):
-                    while downstream and self.stalled:
-                        await asyncio.sleep(0.02)
+                    if downstream:
+                        await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -132,10 +133,14 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
     def stall(self) -> None:
-        self.stalled = True
+        self._flowing.clear()
 
     def resume(self) -> None:
-        self.stalled = False
+        self._flowing.set()
+
+    @property
+    def stalled(self) -> bool:
+        return not self._flowing.is_set()
 
     def cut(self) -> None:
         for w in self._writers:
