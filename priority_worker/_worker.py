@@ -1,4 +1,12 @@
-"""The worker: consumes several queues at their own prefetch and settles every delivery."""
+"""The worker: consumes several queues at their own prefetch and settles every delivery.
+
+A composition: :class:`~priority_worker._consumers.Consumers` (the consumer link, each queue's
+channel at the mode's prefetch), :class:`~priority_worker._scheduling.Dispatcher` (what starts
+next), :class:`~priority_worker._runners.RunnerPool` (the tasks that run handlers),
+:func:`~priority_worker._handling.handle` (one delivery through its handler),
+:class:`~priority_worker._republish.Republisher` (retries and dead letters) and its own
+:class:`Publisher`. The worker owns the lifecycle (start, graceful stop) and the settling.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +16,22 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._backoff import reconnect_delay
 from ._config import broker_urls, check_queues, parse_mode
 from ._connection import PikaLink
+from ._consumers import Consumers, QueueState
 from ._handling import handle, is_async_handler
-from ._link import AmqpChannel, ChannelGone, ConsumingChannel, Delivery, LinkFactory
+from ._link import Delivery, LinkFactory
 from ._log import log
-from ._metrics import Metrics, QueueMetrics
+from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._outcomes import Ack
 from ._publisher import Publisher
 from ._republish import Republisher
 from ._runners import RunnerPool
-from ._scheduling import Dispatcher, ShareWindow, dispatch_weights, effective_prefetch
+from ._scheduling import Dispatcher, ShareWindow, dispatch_weights
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
@@ -36,23 +43,6 @@ logger = logging.getLogger("priority_worker.worker")
 
 # A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
 GIVE_BACK_LIMIT = 5
-QUEUE_WATCH_INTERVAL = 0.5  # after a broker cancel, how often to look whether the queue is back
-
-
-@dataclass(eq=False)
-class _QueueState:
-    spec: Queue
-    index: int
-    metrics: QueueMetrics = field(repr=False)
-    channel: ConsumingChannel | None = None
-    applied: int | None = None  # prefetch of the running consumer; None: not consuming
-    idle: bool = False  # nothing ready and nothing in flight (strict/conserving only)
-    applying: bool = False
-    attempt: int = 0  # consecutive failures to (re)open/consume, for backoff
-    retry: asyncio.TimerHandle | None = field(default=None, repr=False)
-    # Per-message hot path: the handler and the labelled metric children, looked up once.
-    handler: Handler | None = field(default=None, repr=False)
-    is_async: bool = False
 
 
 def delivery_count(d: Delivery) -> int:
@@ -134,7 +124,7 @@ class Worker:
             link_factory=link_factory,
         )
         self._states = [
-            _QueueState(q, i, self.metrics.of_queue(q.name)) for i, q in enumerate(queues)
+            QueueState(q, i, self.metrics.of_queue(q.name)) for i, q in enumerate(queues)
         ]
         self._by_name = {s.spec.name: s for s in self._states}
         m = self.metrics
@@ -154,26 +144,30 @@ class Worker:
             if self.mode is not Mode.STRICT:
                 m.share_target.labels(q.name).set(q.prefetch / total)
         for s in self._states:
-            name = s.spec.name
             s.handler = s.spec.handler or handler
             s.is_async = is_async_handler(s.handler)
             # Read at scrape time rather than set on every delivery and settle.
-            m.in_flight.labels(name).set_function(
-                functools.partial(self._dispatcher.in_flight, name)
+            m.in_flight.labels(s.spec.name).set_function(
+                functools.partial(self._dispatcher.in_flight, s.spec.name)
             )
-        self._link = link_factory(
-            self.urls,
+        self._consumers = Consumers(
+            self._states,
+            self.mode,
+            self._dispatcher,
+            self.metrics,
+            on_delivery=self._delivered,
+            give_back=self._return_unstarted,
+            link_factory=link_factory,
+            urls=self.urls,
             name=f"{name} consumer",
-            on_open=self._link_open,
-            on_lost=self._link_lost,
-            backoff_cap=reconnect_max_delay,
             heartbeat=heartbeat,
+            backoff_cap=reconnect_max_delay,
+            probe_interval=probe_interval,
         )
-        self._backoff_cap = reconnect_max_delay
+        self._link = self._consumers.link
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="priority-worker"
         )
-        self._tasks: set[asyncio.Task[None]] = set()
         self._runners = RunnerPool(self._dispatcher, self.concurrency, self._handle)
         self._republisher = Republisher(
             self.publisher,
@@ -181,8 +175,6 @@ class Worker:
             requeue=self._requeue,
             dropped=lambda d: self._dropped(self._by_name[d.queue], d),
         )
-        self._probe: AmqpChannel | None = None
-        self._probe_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop_requested = asyncio.Event()
         # Resolved by the last running handler to finish once stop() waits for them.
@@ -197,13 +189,7 @@ class Worker:
     @property
     def ready(self) -> bool:
         """Connected, consuming every queue that the mode says to consume, publisher up."""
-        if self._stopping or not self._link.is_open or not self.publisher.connected:
-            return False
-        desired = self._desired()
-        return all(
-            s.channel is not None and s.channel.is_open and (d is None or s.applied is not None)
-            for s, d in zip(self._states, desired, strict=True)
-        )
+        return not self._stopping and self.publisher.connected and self._consumers.ready
 
     def in_flight(self, queue: str | None = None) -> int:
         """Deliveries received and not yet settled (of ``queue``, or in total)."""
@@ -328,27 +314,16 @@ class Worker:
             concurrency=self.concurrency,
         )
         await self.publisher.start()
-        await self._link.start()
-        if self.mode is not Mode.WEIGHTED and len(self._states) > 1:
-            self._probe_task = asyncio.ensure_future(self._probe_loop())
+        await self._consumers.start()
 
     async def stop(self) -> None:
         """Stop consuming, finish running handlers (bounded), requeue the rest, close."""
         if self._stopping:
             return
         self._stopping = True
+        cancels = self._consumers.stop()
         self._runners.stop()  # idle runners end; busy ones after their handler
         loop = asyncio.get_running_loop()
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-        for s in self._states:
-            if s.retry is not None:
-                s.retry.cancel()
-        cancels = [
-            asyncio.ensure_future(s.channel.cancel())
-            for s in self._states
-            if s.channel and s.channel.is_open
-        ]
         await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
         # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
@@ -363,7 +338,7 @@ class Worker:
                 pass
         if self._dispatcher.running():
             log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
-        self._flush_acks()
+        self._consumers.flush_acks()
         await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
         await self._link.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -372,191 +347,6 @@ class Worker:
         if self._watchdog is not None:
             self._watchdog.stop()
         log(logger, logging.INFO, "stopped")
-
-    # --- connection and channels ---------------------------------------------------------------
-
-    def _link_open(self) -> None:
-        if self._link.connects > 1:
-            self.metrics.reconnects.labels("consumer").inc()
-        for s in self._states:
-            s.attempt = 0
-            self._spawn(self._open_queue(s))
-
-    def _link_lost(self, reason: str) -> None:
-        """Every channel died with the connection; their close callbacks did the cleanup."""
-        self._probe = None
-
-    async def _open_queue(self, s: _QueueState) -> None:
-        if self._stopping or not self._link.is_open:
-            return
-        channel = self._link.consumer_channel(
-            s.spec.name,
-            on_delivery=self._delivered,
-            on_cancelled=self._cancelled,
-            on_closed=self._channel_closed,
-        )
-        try:
-            await channel.open()
-        except ChannelGone:
-            return
-        s.channel, s.applied = channel, None
-        self._apply(s)
-
-    def _channel_closed(self, channel: AmqpChannel, reason: str) -> None:
-        queue = getattr(channel, "queue", None)
-        s = self._by_name.get(queue) if isinstance(queue, str) else None
-        if s is None or channel is not s.channel:
-            return
-        s.channel, s.applied = None, None
-        s.metrics.prefetch.set(0)
-        # The broker requeued this channel's unacked deliveries; never ack them elsewhere.
-        dropped = self._dispatcher.discard(lambda d: d.channel is channel)
-        if dropped:
-            s.metrics.dropped.inc(len(dropped))
-        if self._stopping:
-            return
-        log(
-            logger,
-            logging.WARNING,
-            "channel_closed",
-            queue=s.spec.name,
-            reason=reason,
-            dropped=len(dropped),
-        )
-        if self._link.is_open:
-            self._retry_later(s, lambda: self._spawn(self._open_queue(s)))
-
-    def _cancelled(self, channel: ConsumingChannel) -> None:
-        s = self._by_name[channel.queue]
-        if channel is not s.channel or self._stopping:
-            return
-        s.applied = None
-        s.metrics.prefetch.set(0)
-        # The broker cancels a consumer when its queue is deleted (or, on a cluster, when
-        # the queue's node goes away): consume again as soon as the queue exists, not after
-        # a backoff that has grown while it was missing.
-        self._spawn(self._watch_queue(s, channel))
-
-    async def _watch_queue(self, s: _QueueState, channel: ConsumingChannel) -> None:
-        """Until ``s``'s queue exists again (passive declares on a channel of their own, which
-        a 404 closes), then bring its consumer back."""
-        watch: AmqpChannel | None = None
-        try:
-            while not self._stopping and s.channel is channel and channel.is_open:
-                if watch is None or not watch.is_open:
-                    watch = self._link.channel()
-                    try:
-                        await watch.open()
-                    except ChannelGone:
-                        return  # the link is gone: reconnecting reopens every queue
-                try:
-                    await watch.ready_count(s.spec.name)
-                except ChannelGone:
-                    await asyncio.sleep(QUEUE_WATCH_INTERVAL)
-                    continue
-                log(logger, logging.INFO, "queue_back", queue=s.spec.name)
-                self._apply(s)
-                return
-        finally:
-            if watch is not None:
-                watch.close()
-
-    def _retry_later(self, s: _QueueState, action: Callable[[], None]) -> None:
-        delay = reconnect_delay(s.attempt, cap=self._backoff_cap)
-        s.attempt += 1
-        if s.retry is not None:
-            s.retry.cancel()
-        s.retry = asyncio.get_running_loop().call_later(delay, action)
-
-    # --- consuming at the right prefetch --------------------------------------------------------
-
-    def _desired(self) -> list[int | None]:
-        return effective_prefetch(
-            self.mode, [s.spec.prefetch for s in self._states], [s.idle for s in self._states]
-        )
-
-    def _apply(self, s: _QueueState) -> None:
-        """Bring the queue's consumer to the prefetch the mode wants (one change at a time)."""
-        if not s.applying and not self._stopping:
-            self._spawn(self._apply_loop(s))
-
-    async def _apply_loop(self, s: _QueueState) -> None:
-        s.applying = True
-        try:
-            while not self._stopping and s.channel is not None and s.channel.is_open:
-                target = self._desired()[s.index]
-                if target == s.applied:
-                    break
-                channel = s.channel
-                if target is None:
-                    await channel.cancel()
-                else:
-                    await channel.consume(target)
-                    if self._stopping:  # stop() cancelled the consumers while we waited
-                        await channel.cancel()
-                        break
-                s.applied = target
-                s.attempt = 0
-                s.metrics.prefetch.set(target or 0)
-                log(
-                    logger,
-                    logging.INFO,
-                    "consuming" if target else "paused",
-                    queue=s.spec.name,
-                    prefetch=target or 0,
-                )
-                # Give back capacity now: requeue what this queue received but has not started
-                # beyond its new prefetch (all of it when paused).
-                keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
-                self._requeue(
-                    self._give_back(self._dispatcher.take_pending(s.spec.name, keep=keep))
-                )
-        except ChannelGone:
-            pass  # the close callback schedules the reopen
-        finally:
-            s.applying = False
-
-    def _replan(self) -> None:
-        for s, target in zip(self._states, self._desired(), strict=True):
-            if target != s.applied:
-                self._apply(s)
-
-    async def _probe_loop(self) -> None:
-        """Strict/conserving: find out whether each higher-priority queue is idle.
-
-        "Idle" = nothing of it in flight here *and* a passive queue.declare reports no ready
-        messages. Deliveries alone cannot tell an empty queue from a slow one, and the message
-        count alone misses work already prefetched, so both are needed. A delivery from a queue
-        marks it busy at once (see _delivered), so low-priority work is cut back immediately;
-        becoming idle again is only noticed at the next probe, which errs on the side of the
-        high-priority queue.
-        """
-        while not self._stopping:
-            try:
-                for s in self._states[:-1]:
-                    if self._dispatcher.in_flight(s.spec.name):
-                        idle = False
-                    else:
-                        count = await self._ready_count(s.spec.name)
-                        idle = count == 0
-                    if idle != s.idle:
-                        s.idle = idle
-                        log(logger, logging.DEBUG, "idle" if idle else "busy", queue=s.spec.name)
-                self._replan()
-            except Exception as exc:  # the modes must survive any one failed probe
-                log(logger, logging.ERROR, "probe_failed", error=repr(exc))
-            await asyncio.sleep(self.probe_interval)
-
-    async def _ready_count(self, queue: str) -> int | None:
-        if not self._link.is_open:
-            return None
-        try:
-            if self._probe is None or not self._probe.is_open:
-                self._probe = self._link.channel()
-                await self._probe.open()
-            return await self._probe.ready_count(queue)
-        except ChannelGone:
-            return None
 
     # --- deliveries ----------------------------------------------------------------------------
 
@@ -567,24 +357,13 @@ class Worker:
             self._requeue([d])
             return
         if s.idle:
-            s.idle = False
-            self._replan()
+            self._consumers.busy(s)
         self._dispatcher.add(d.queue, d)
         self._runners.pump()
 
     def _started(self, queue: str, held: float) -> None:
         self._by_name[queue].metrics.held_seconds.observe(held)
         self._share.started(queue)
-
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
 
     async def _handle(self, d: Delivery) -> None:
         s = self._by_name[d.queue]
@@ -628,12 +407,7 @@ class Worker:
             if drained is not None and not drained.done() and not self._dispatcher.running():
                 drained.set_result(None)
 
-    def _flush_acks(self) -> None:
-        for s in self._states:
-            if s.channel is not None:
-                s.channel.flush_acks()
-
-    def _dropped(self, s: _QueueState, d: Delivery) -> None:
+    def _dropped(self, s: QueueState, d: Delivery) -> None:
         s.metrics.dropped.inc()
         log(
             logger,
@@ -642,6 +416,10 @@ class Worker:
             queue=d.queue,
             reason="channel closed; the broker redelivers it",
         )
+
+    def _return_unstarted(self, deliveries: list[Delivery]) -> None:
+        """A smaller prefetch no longer covers these: requeue them (all but those kept)."""
+        self._requeue(self._give_back(deliveries))
 
     def _give_back(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Of deliveries a mode change would give back, those it may requeue.
