@@ -25,12 +25,12 @@ from declare_amqp.urls import scrub, url_secrets
 from . import _log
 from ._config import broker_urls
 from ._errors import PriorityWorkerError
-from ._model import Mode, Queue, RetryPolicy
+from ._model import Handler, Mode, Queue, RetryPolicy
 from ._topology import TopologyMismatch
 from ._worker import Worker
 
 
-def load_handler(ref: str) -> Any:
+def load_handler(ref: str) -> Handler:
     """Import ``module:attribute`` (dots allowed in the attribute)."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
@@ -47,7 +47,8 @@ def load_handler(ref: str) -> Any:
             raise PriorityWorkerError(f"{module_name} has no attribute {attr}") from exc
     if not callable(obj):
         raise PriorityWorkerError(f"{ref} is not callable")
-    return obj
+    handler: Handler = obj
+    return handler
 
 
 HANDLER_HELP = """\
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build(
-    args: argparse.Namespace, urls: list[str], handler: Any, parser: argparse.ArgumentParser
+    args: argparse.Namespace, urls: list[str], handler: Handler, parser: argparse.ArgumentParser
 ) -> Worker:
     """The worker the arguments describe: from the topology's consumer, flags winning."""
     queues = [Queue.parse(spec) for spec in args.queues] if args.queues else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from typing import Any
 
 
 class UndecodableError(Exception):
@@ -18,7 +17,7 @@ class UndecodableError(Exception):
 _CHARSET = re.compile(r"charset\s*=\s*\"?([\w.-]+)", re.I)
 
 
-def decode_body(body: bytes, content_type: str | None, content_encoding: str | None) -> Any:
+def decode_body(body: bytes, content_type: str | None, content_encoding: str | None) -> object:
     """The body decoded by its content encoding and type; raises UndecodableError."""
     encoding = (content_encoding or "").lower()
     try:

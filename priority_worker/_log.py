@@ -18,7 +18,7 @@ from typing import Any
 from declare_amqp.urls import scrub
 
 
-def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+def log(logger: logging.Logger, level: int, event: str, **fields: object) -> None:
     """Emit ``event`` with structured ``fields`` on ``logger``."""
     if not logger.isEnabledFor(level):
         return

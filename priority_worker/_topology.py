@@ -43,7 +43,7 @@ class ExpectedQueue:
     name: str
     durable: bool = True
     auto_delete: bool = False
-    arguments: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, object] = field(default_factory=dict)
     where: str = ""  # file:line
 
 
@@ -79,7 +79,7 @@ class ExpectedTopology:
             + f"): {last_error!r}"
         )
 
-    def _check(self, conn: Any) -> list[str]:
+    def _check(self, conn: pika.BlockingConnection) -> list[str]:
         problems: list[str] = []
         ch = conn.channel()
         for q in self.queues:
