@@ -1,10 +1,11 @@
 """The one exception map for pika: what pika raises or reports becomes this package's terms.
 
 pika's exceptions stop at the adapter (:mod:`priority_worker._connection`,
-:mod:`priority_worker._channels`); they catch :data:`PikaError` and translate it here, with
-``raise ... from exc``, so that callers only ever see :class:`ChannelGone` (and, from the public
-API, the errors of :mod:`priority_worker._errors`). The close and open-failure reasons pika
-hands to callbacks are turned into one line here too.
+:mod:`priority_worker._channels`, and the blocking startup check of
+:mod:`priority_worker._topology`); they catch the classes named here and translate them with
+these functions, with ``raise ... from exc``, so that callers only ever see
+:class:`ChannelGone` (and, from the public API, the errors of :mod:`priority_worker._errors`).
+The close and open-failure reasons pika hands to callbacks become one line here too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from ._link import ChannelGone
 
 # What the adapter catches around a pika call: every protocol and connection error of pika.
 PikaError = pika.exceptions.AMQPError
+# The broker closed the channel because of the last method (404, 406, ...): the startup
+# topology check (_topology) reports these, with their reply code and text, as mismatches.
+BrokerClosedChannel = pika.exceptions.ChannelClosedByBroker
 
 
 def channel_gone(exc: BaseException) -> ChannelGone:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
-import pika.exceptions
 
 from declare_amqp.urls import redact_url
 
 from ._errors import ConfigurationError
 from ._model import Mode, Queue, RetryPolicy
+from ._pika_errors import BrokerClosedChannel, PikaError
 
 
 class TopologyMismatch(ConfigurationError):
@@ -62,7 +62,7 @@ class ExpectedTopology:
         for url in urls:
             try:
                 conn = pika.BlockingConnection(pika.URLParameters(url))
-            except pika.exceptions.AMQPError as exc:
+            except PikaError as exc:
                 last_error = exc
                 continue
             try:
@@ -86,7 +86,7 @@ class ExpectedTopology:
             where = f"{q.where}: " if q.where else ""
             try:
                 ch.queue_declare(q.name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where}queue '{q.name}' does not exist in vhost "
@@ -100,7 +100,7 @@ class ExpectedTopology:
                     auto_delete=q.auto_delete,
                     arguments=dict(q.arguments),
                 )
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where}queue '{q.name}' exists with other settings than the "
@@ -109,7 +109,7 @@ class ExpectedTopology:
         for name, where in self.exchanges:
             try:
                 ch.exchange_declare(name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where + ': ' if where else ''}exchange '{name}' does not "
