@@ -22,6 +22,7 @@ PURE = [
     "priority_worker._backoff",
     "priority_worker._config",
     "priority_worker._confirms",
+    "priority_worker._consumers",  # drives channels only through the _link protocols
     "priority_worker._decoding",
     "priority_worker._errors",
     "priority_worker._handling",
@@ -30,6 +31,7 @@ PURE = [
     "priority_worker._log",
     "priority_worker._model",
     "priority_worker._outcomes",
+    "priority_worker._runners",
     "priority_worker._scheduling",
     "declare_amqp.tls",
     "declare_amqp.urls",
