@@ -30,7 +30,7 @@ from ._channels import ConfirmChannel, ConsumerChannel, PikaChannel
 from ._errors import ConnectionFailed
 from ._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery, ignore_close
 from ._log import log
-from ._pika_errors import connection_lost, open_failed
+from ._pika_errors import bad_url, connection_lost, open_failed
 from ._wire import coalesce_writes
 
 logger = logging.getLogger("priority_worker.amqp")
@@ -110,7 +110,7 @@ class PikaLink:
         try:
             params = pika.URLParameters(url)
         except Exception as exc:  # pika raises assorted errors on bad URLs
-            self._schedule_retry(f"bad URL {redact_url(url)}: {type(exc).__name__}")
+            self._schedule_retry(bad_url(url, exc))
             return
         if self._heartbeat is not None:
             params.heartbeat = self._heartbeat

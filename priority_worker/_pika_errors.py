@@ -13,6 +13,7 @@ from __future__ import annotations
 import pika.exceptions
 
 from declare_amqp.tls import tls_reason
+from declare_amqp.urls import redact_url
 
 from ._link import ChannelGone
 
@@ -36,6 +37,11 @@ def close_details(reason: BaseException) -> tuple[int | None, str]:
     if not isinstance(code, int):
         return None, str(reason)
     return code, f"{code} {getattr(reason, 'reply_text', reason)}" if code else str(reason)
+
+
+def bad_url(url: str, exc: Exception) -> str:
+    """One line saying that pika could not parse ``url`` (shown without its password)."""
+    return f"bad URL {redact_url(url)}: {type(exc).__name__}"
 
 
 def connection_lost(reason: BaseException) -> str:
