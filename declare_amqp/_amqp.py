@@ -18,8 +18,8 @@ import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from ._address import DEFAULT_CHANNELS, BrokerAddress, Node
 from ._broker import ManagementClient
-from ._connection import DEFAULT_CHANNELS, BrokerAddress, Node
 from ._errors import (
     ApplyError,
     AuthenticationFailed,
@@ -33,7 +33,7 @@ from ._model import (
     Topology,
 )
 from ._plan import CONFLICT, CREATE, DELETE, UPDATE, Change, Plan
-from ._tls import tls_failure
+from .tls import tls_failure
 
 Progress = Callable[[int], None]
 

@@ -17,8 +17,8 @@ from ._access import (
     is_access_change,
     validate_access,
 )
+from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._broker import BrokerState, ManagementClient
-from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, Problem, TopologyError
 from ._fit import policy_problems
