@@ -127,11 +127,10 @@ class TlsOptions:
             if self.cert_file:
                 context.load_cert_chain(self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as exc:
-            which = (
-                "CA file"
-                if self.ca_file and not _loads(self.ca_file)
-                else "client certificate or key"
-            )
+            if self.ca_file and not _loads(self.ca_file):
+                which = f"CA file {self.ca_file}"
+            else:
+                which = f"client certificate or key ({self.cert_file}, {self.key_file})"
             raise TlsError(
                 f"cannot load the TLS {which}: {getattr(exc, 'strerror', None) or exc}"
             ) from exc

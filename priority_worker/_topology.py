@@ -16,8 +16,10 @@ from typing import Any
 
 import pika
 
+from declare_amqp.tls import TlsError, TlsOptions
 from declare_amqp.urls import redact_url
 
+from ._connection import configure_tls
 from ._errors import ConfigurationError
 from ._model import Mode, Queue, RetryPolicy
 from ._pika_errors import BrokerClosedChannel, PikaError
@@ -60,8 +62,13 @@ class ExpectedTopology:
         arguments (the broker answers 406 when they differ); raises TopologyMismatch."""
         last_error: Exception | None = None
         for url in urls:
+            params = pika.URLParameters(url)
             try:
-                conn = pika.BlockingConnection(pika.URLParameters(url))
+                configure_tls(params, TlsOptions.from_env())  # the AMQP_TLS_* the worker uses
+            except TlsError as exc:
+                raise ConfigurationError(f"cannot check the topology: {exc}") from None
+            try:
+                conn = pika.BlockingConnection(params)
             except PikaError as exc:
                 last_error = exc
                 continue
