@@ -868,7 +868,8 @@ def plan_access(
         diffs = [
             Difference(f, _plain(getattr(have, f)), _plain(getattr(want, f)))
             for f in compared
-            if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)
+            if getattr(want, f) is not None
+            and _unlimited(getattr(want, f)) != _unlimited(getattr(have, f))
         ]
         immutable = [d for d in diffs if d.field == "default_queue_type"]
         if immutable:
@@ -933,7 +934,7 @@ def plan_access(
             diffs.append(Difference("password", "(hidden)", "(changed)"))
         for f in ("max_connections", "max_channels"):
             value = getattr(wanted, f)
-            if value is not None and value != getattr(live, f):
+            if value is not None and _unlimited(value) != _unlimited(getattr(live, f)):
                 diffs.append(Difference(f, getattr(live, f), value))
         if diffs:
             changes.append(
@@ -1015,6 +1016,11 @@ def plan_access(
                 changes.append(_change(DELETE, "user", USERS_SCOPE, u.name, actual=u))
                 admins.discard(u.name)
     return changes, warnings
+
+
+def _unlimited(value: Any) -> Any:
+    """A limit as compared: -1 (a file's "no limit") is the broker's missing limit."""
+    return None if isinstance(value, int) and not isinstance(value, bool) and value < 0 else value
 
 
 def _open_to_others(path: str) -> bool:

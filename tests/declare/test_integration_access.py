@@ -130,6 +130,62 @@ def test_users_and_permissions_create_replan_change(declare: Any, users: list[st
         assert first not in result.text and second not in result.text
 
 
+def test_tags_limits_and_topic_permissions_change_in_place(declare: Any, users: list[str]) -> None:
+    """A user's tags and limits and a topic permission change in place (the password is kept:
+    the user still logs in with it), the re-plan is empty; pruning one of two topic
+    permissions of the same user deletes that one only (the API deletes all of a user's topic
+    permissions in a vhost at once: the other is put back); a limit of -1 removes it."""
+    user, password = users[0], "tl-" + uuid.uuid4().hex
+    env = {"APP_PASSWORD": password}
+
+    def write(tags: str, channels: int, topic: str) -> str:
+        path: str = declare.write(
+            "change.yml",
+            f"""
+    exchanges:
+      - {{name: audit, type: topic}}
+    users:
+      - {{name: {user}, tags: [{tags}], password_env: APP_PASSWORD, max_channels: {channels}}}
+    permissions:
+      - {{user: {user}, configure: '', write: '.*', read: '.*'}}
+    topic_permissions:
+    {topic}
+    """,
+        )
+        return path
+
+    both = (
+        f"  - {{user: {user}, exchange: amq.topic, write: '^a\\.', read: '.*'}}\n"
+        f"      - {{user: {user}, exchange: audit, write: '^audit\\.', read: '.*'}}"
+    )
+    path = write("monitoring", 3, both)
+    assert declare("apply", path, env=env).code == 0
+    path = write("management, monitoring", 5, both.replace("'^a\\.'", "'^b\\.'"))
+    plan = declare("plan", path, env=env)
+    assert plan.code == 0, plan
+    assert f'~ user     {user}  tags: ["monitoring"] -> ["management", "monitoring"]' in plan.out
+    assert "max_channels: 3 -> 5" in plan.out
+    assert "~ topic permission" in plan.out and "write: ^a\\. -> ^b\\." in plan.out, plan
+    assert "password" not in plan.out
+    assert declare("apply", path, env=env).code == 0
+    found = _user(declare, user)
+    assert found is not None and sorted(found["tags"]) == ["management", "monitoring"]
+    assert found["limits"] == {"max-channels": 5}
+    assert _can_log_in(declare, user, password)
+    assert declare("plan", path, "--detailed-exitcode", env=env).code == 0
+
+    only_audit = f"  - {{user: {user}, exchange: audit, write: '^audit\\.', read: '.*'}}"
+    path = write("management, monitoring", -1, only_audit)
+    pruned = declare("apply", path, "--prune", env=env)
+    assert pruned.code == 0, pruned
+    assert [(t["exchange"], t["write"]) for t in _topic_permissions(declare, user)] == [
+        ("audit", "^audit\\.")
+    ]
+    assert (_user(declare, user) or {}).get("limits") in ({}, None, [])
+    assert declare("plan", path, "--prune", "--detailed-exitcode", env=env).code == 0
+    assert password not in plan.text + pruned.text
+
+
 def test_json_plan_of_users(declare: Any, users: list[str]) -> None:
     """The JSON contract (format 1) carries users and permissions, without any password or
     hash."""
