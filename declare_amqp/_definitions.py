@@ -262,15 +262,9 @@ class _Reader:
         return dict(raw) if ok else None
 
     def entries(self, doc: dict[str, Any], kind: str) -> list[tuple[dict[str, Any], int]]:
-        items = doc.get(kind)
-        if items is None:
-            return []
-        if not isinstance(items, list):
-            self.problems.append(Problem(f"'{kind}' must be a list", self.at(doc_line(doc))))
-            return []
+        """The objects of one topology kind, checked against its table."""
         found = []
-        for raw in items:
-            line = getattr(raw, "line", doc_line(doc))
+        for raw, line in self.objects(doc, kind):
             f = self.fields(kind, raw, line)
             if f is not None:
                 found.append((f, line))
@@ -459,7 +453,8 @@ class _Reader:
                     into.spelled[names[key]] = key
 
     def objects(self, doc: dict[str, Any], kind: str) -> list[tuple[dict[str, Any], int]]:
-        """The objects of one access kind, untranslated (the access reader checks them)."""
+        """The objects (JSON objects) of one kind with their lines, unchecked; anything
+        else in the list is a problem."""
         items = doc.get(kind)
         if items is None:
             return []
