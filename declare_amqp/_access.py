@@ -21,8 +21,13 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from ._dynamic import (
+    FEDERATION,
+    SHOVEL,
     ParameterSpec,
     apply_dynamic,
+    document_entry,
+    export_parameters,
+    export_warnings,
     missing_plugins,
     plan_dynamic,
     read_broker,
@@ -863,7 +868,8 @@ def plan_access(
         diffs = [
             Difference(f, _plain(getattr(have, f)), _plain(getattr(want, f)))
             for f in compared
-            if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)
+            if getattr(want, f) is not None
+            and _unlimited(getattr(want, f)) != _unlimited(getattr(have, f))
         ]
         immutable = [d for d in diffs if d.field == "default_queue_type"]
         if immutable:
@@ -928,7 +934,7 @@ def plan_access(
             diffs.append(Difference("password", "(hidden)", "(changed)"))
         for f in ("max_connections", "max_channels"):
             value = getattr(wanted, f)
-            if value is not None and value != getattr(live, f):
+            if value is not None and _unlimited(value) != _unlimited(getattr(live, f)):
                 diffs.append(Difference(f, getattr(live, f), value))
         if diffs:
             changes.append(
@@ -1010,6 +1016,11 @@ def plan_access(
                 changes.append(_change(DELETE, "user", USERS_SCOPE, u.name, actual=u))
                 admins.discard(u.name)
     return changes, warnings
+
+
+def _unlimited(value: Any) -> Any:
+    """A limit as compared: -1 (a file's "no limit") is the broker's missing limit."""
+    return None if isinstance(value, int) and not isinstance(value, bool) and value < 0 else value
 
 
 def _open_to_others(path: str) -> bool:
@@ -1437,13 +1448,22 @@ def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpe
 # ------------------------------------------------------------------ export
 
 
-def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Access | None:
-    """The users and permissions of the exported vhosts: their permissions and topic
-    permissions, and the users that have permissions there (None without the
-    administrator tag, which reading them needs)."""
+def read_for_export(
+    management: ManagementClient, vhosts: Sequence[str]
+) -> tuple[Access | None, list[Problem]]:
+    """The access objects of the exported vhosts, and warnings for the user.
+
+    Read: their permissions and topic permissions, the users that have permissions there,
+    operator policies, vhost metadata and limits (these need the administrator tag), and
+    federation upstreams and shovels (URIs with a password as references to environment
+    variables, which the warnings name: see ``_dynamic.export_parameters``). The access
+    part is None when nothing of it can be read.
+    """
+    parameters, problems = export_parameters(management, vhosts)
+    warnings = problems + export_warnings(parameters)
     _, tags = whoami(management)
     if ADMINISTRATOR not in tags:
-        return None
+        return (Access(parameters=tuple(parameters)) if parameters else None), warnings
     wanted = Access(
         vhost_settings=tuple(VhostSettings(v) for v in vhosts),
         managed=frozenset({"users", "permissions", "topic_permissions", "operator_policies"}),
@@ -1452,13 +1472,15 @@ def read_for_export(management: ManagementClient, vhosts: Sequence[str]) -> Acce
     in_scope = set(vhosts)
     permissions = tuple(p for p in found.permissions if p.vhost in in_scope)
     names = {p.user for p in permissions}
-    return Access(
+    access = Access(
         users=tuple(u for u in found.users if u.name in names),
         permissions=permissions,
         topic_permissions=found.topic_permissions,
         operator_policies=found.operator_policies,
         vhost_settings=found.vhost_settings,
+        parameters=tuple(parameters),
     )
+    return access, warnings
 
 
 def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
@@ -1500,23 +1522,28 @@ def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
             entry = {"name": o.name, "vhost": o.vhost, **entry}
         operator.append(entry)
     # vhosts that carry metadata or limits become mappings (the others stay names)
-    described = {v.name: describe_settings(_without_defaults(v)) for v in access.vhost_settings}
+    described = {v.name: describe_settings(without_defaults(v)) for v in access.vhost_settings}
     if any(described.values()):
         doc["vhosts"] = [
             {"name": name, **described[name]} if described.get(name) else name for name in vhosts
         ]
+    dynamic: dict[str, list[dict[str, Any]]] = {FEDERATION.kind: [], SHOVEL.kind: []}
+    for d in sorted(access.parameters, key=lambda d: (d.kind, d.vhost, d.name)):
+        dynamic[d.kind].append(document_entry(d, with_vhost=not single))
     for key, items in (
         ("users", users),
         ("permissions", permissions),
         ("topic_permissions", topic),
         ("operator_policies", operator),
+        (FEDERATION.key, dynamic[FEDERATION.kind]),
+        (SHOVEL.key, dynamic[SHOVEL.kind]),
     ):
         if items:
             doc[key] = items
     return doc
 
 
-def _without_defaults(v: VhostSettings) -> VhostSettings:
+def without_defaults(v: VhostSettings) -> VhostSettings:
     """The settings a new vhost would not have anyway (empty description and tags)."""
     return replace(v, description=v.description or None, tags=v.tags or None)
 

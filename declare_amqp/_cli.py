@@ -231,7 +231,8 @@ class _Cli:
         warnings = sort_problems([*topology.warnings, *fit_warnings(topology)])
         if self.args.strict:
             strict(warnings)
-        self.warn(warnings)
+        for problem in warnings:  # on stderr also with --format (it names no secret)
+            self.err.print(f"[yellow]warning:[/] {escape(str(problem))}")
         return EXIT_OK
 
     def strict(self, plan: Plan) -> None:
@@ -422,7 +423,8 @@ class _Cli:
         warnings = sort_problems([*desired.warnings, *fit_warnings(desired)])
         if self.args.strict:
             strict(warnings)
-        self.warn(warnings)
+        for problem in warnings:  # on stderr also with --format (it names no secret)
+            self.err.print(f"[yellow]warning:[/] {escape(str(problem))}")
         self.err.print(
             "[yellow]warning:[/] AMQP-only mode: arguments that RabbitMQ does not compare on "
             "redeclare are not checked, and existing bindings and policies are not read"
@@ -449,9 +451,11 @@ class _Cli:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
             version = session.management.version
-            access = read_for_export(session.management, vhosts)
+            access, warnings = read_for_export(session.management, vhosts)
             if access is not None:
                 topology = dataclasses.replace(topology, access=access)
+        for problem in warnings:  # on stderr also with --format (it names no secret)
+            self.err.print(f"[yellow]warning:[/] {escape(str(problem))}")
         if self.args.format == "definitions":
             text = to_definitions_json(topology, vhosts, version)
         else:

@@ -7,9 +7,16 @@ Reading accepts both shapes the broker writes (``rabbitmqctl export_definitions`
 - *single virtual host* (``GET /api/definitions/{vhost}``): no ``vhost`` fields; the objects
   go to the file's vhost (``--vhost``, else the URL's vhost, else ``/``), as in YAML files.
 
-Objects of kinds the tool does not manage (users, permissions, parameters, ...) are listed in
-one warning per kind, never dropped silently. Every object keeps the line it starts on, so
-errors read ``definitions.json:120: queue 'x' ...`` like those of YAML files.
+Users, permissions, topic permissions, vhost metadata and limits, user limits, operator
+policies, federation upstreams and shovels (``parameters``) become the same ``Access`` model
+the YAML loader builds, through the same reader (``_access.read_access``) after their
+broker spelling is translated to the YAML keys, so the same rules hold: no literal
+password (a user's ``password``, a URI with a password: give ``src-uri-env``,
+``uri-file``, ... instead, as ``export --format definitions`` writes them), regexes and
+limits checked, every problem with ``file:line``. Kinds the tool does not manage (global
+parameters, other runtime parameters) are listed in one warning per kind, never dropped
+silently. Every object keeps the line it starts on, so errors read
+``definitions.json:120: queue 'x' ...`` like those of YAML files.
 
 Writing (``export --format definitions``) produces the single-vhost shape for one vhost and
 the cluster shape for several, with ``rabbitmq_definition_format`` set.
@@ -23,9 +30,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ._access import (
+    DEFAULT_HASHING,
+    Access,
+    describe_settings,
+    read_access,
+    without_defaults,
+)
+from ._dynamic import COMPONENTS, definitions_entry
 from ._errors import Location, Problem
-from ._fit import type_fits
-from ._format import describe_types
+from ._fit import key_problem, type_fits
+from ._format import VHOST_SETTING_KEYS, Key, describe_types
 from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
 from ._validate import is_builtin_exchange
 
@@ -40,27 +55,47 @@ _METADATA = frozenset(
         "explanation",
     }
 )
-_MANAGED = ("vhosts", "exchanges", "queues", "bindings", "policies")
+_MANAGED = (
+    "vhosts",
+    "exchanges",
+    "queues",
+    "bindings",
+    "policies",
+    "users",
+    "permissions",
+    "topic_permissions",
+    "operator_policies",
+    "parameters",
+)
+# The single-vhost shape (4.x) carries its vhost's metadata and limits at the top.
+_OWN_VHOST_KEYS = (
+    "description",
+    "tags",
+    "default_queue_type",
+    "metadata",
+    "limits",
+    "original_vhost_name",
+    "original_cluster_name",
+)
 # Kinds a definitions file may hold that declare-amqp does not manage (yet).
 _IGNORED_KINDS = {
-    "users": "users",
-    "permissions": "permissions",
-    "topic_permissions": "topic permissions",
-    "parameters": "runtime parameters (federation, shovels, limits)",
     "global_parameters": "global parameters",
-    "operator_policies": "operator policies",
     "limits": "limits",
 }
+# Runtime parameter components read as access objects; the limits' keys by YAML key.
+_VHOST_LIMITS = {"max-connections": "max_connections", "max-queues": "max_queues"}
+_USER_LIMITS = {"max-connections": "max_connections", "max-channels": "max_channels"}
+_SETTING_KEYS = {k.name: k for k in VHOST_SETTING_KEYS}
 
 _STR, _BOOL, _INT, _MAP, _LIST = (str,), (bool,), (int,), (dict,), (list,)
 # field -> (types, required) for each object of the broker's format.
 _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "vhosts": {
         "name": (_STR, True),
-        "limits": (_LIST, False),
+        "limits": ((list, dict), False),
         "metadata": (_MAP, False),
         "description": (_STR, False),
-        "tags": (_LIST, False),
+        "tags": ((list, str), False),
         "default_queue_type": (_STR, False),
         "tracing": (_BOOL, False),
     },
@@ -111,9 +146,11 @@ _SINGULAR = {
 
 
 class _Object(dict[str, Any]):
-    """A JSON object that remembers the line it starts on."""
+    """A JSON object that remembers the line it starts on (and, translated to YAML keys,
+    how the file spelt each key)."""
 
     line: int = 1
+    spelled: dict[str, str]
 
 
 # Strings (with escapes) and the braces outside them: enough to find where each object
@@ -225,15 +262,9 @@ class _Reader:
         return dict(raw) if ok else None
 
     def entries(self, doc: dict[str, Any], kind: str) -> list[tuple[dict[str, Any], int]]:
-        items = doc.get(kind)
-        if items is None:
-            return []
-        if not isinstance(items, list):
-            self.problems.append(Problem(f"'{kind}' must be a list", self.at(doc_line(doc))))
-            return []
+        """The objects of one topology kind, checked against its table."""
         found = []
-        for raw in items:
-            line = getattr(raw, "line", doc_line(doc))
+        for raw, line in self.objects(doc, kind):
             f = self.fields(kind, raw, line)
             if f is not None:
                 found.append((f, line))
@@ -249,8 +280,11 @@ class _Reader:
                 )
             )
             return Topology()
+        cluster = doc.get("rabbitmq_definition_format") == "cluster" or (
+            "vhosts" in doc and doc.get("rabbitmq_definition_format") != "single_virtual_host"
+        )
         for key in doc:
-            if key in _METADATA or key in _MANAGED:
+            if key in _METADATA or key in _MANAGED or (not cluster and key in _OWN_VHOST_KEYS):
                 continue
             if key not in _IGNORED_KINDS:
                 self.warnings.append(
@@ -262,28 +296,32 @@ class _Reader:
                 )
                 continue
             self.ignore(key, doc[key], doc_line(doc))
-        cluster = doc.get("rabbitmq_definition_format") == "cluster" or (
-            "vhosts" in doc and doc.get("rabbitmq_definition_format") != "single_virtual_host"
-        )
         # The single-vhost shape belongs to whichever vhost it is loaded into, as with the
         # broker's own import: a `vhost` field in it (3.10 writes one on policies) is not a
         # destination.
         self.own_vhost = not cluster
         vhosts: list[VhostSpec] = []
+        settings: dict[str, tuple[_Object, int]] = {}
         for f, line in self.entries(doc, "vhosts"):
             vhosts.append(VhostSpec(f["name"], self.at(line)))
-            extra = sorted(k for k in ("limits", "default_queue_type", "tracing") if f.get(k))
+            settings[f["name"]] = (self.vhost_settings(f, line), line)
+            extra = [k for k in ("limits",) if f.get(k) and isinstance(f[k], list)]
+            extra += [k for k in ("tracing",) if f.get(k)]
             metadata = f.get("metadata") or {}
-            extra += sorted(f"metadata.{k}" for k, v in metadata.items() if v)
+            extra += sorted(
+                f"metadata.{k}" for k, v in metadata.items() if v and k not in _SETTING_KEYS
+            )
             if extra:
                 self.warnings.append(
                     Problem(
-                        f"ignored: {', '.join(extra)} (declare-amqp does not manage vhost "
-                        "settings yet; set them on the broker)",
+                        f"ignored: {', '.join(extra)} (declare-amqp does not manage these "
+                        "vhost settings; set them on the broker)",
                         self.at(line),
                         f"vhost '{f['name']}'",
                     )
                 )
+        if not cluster:
+            settings[self.vhost] = (self.vhost_settings(doc, doc_line(doc)), doc_line(doc))
         exchanges = []
         for f, line in self.entries(doc, "exchanges"):
             vhost = self.vhost_of(f)
@@ -355,6 +393,7 @@ class _Reader:
                 )
             )
         named = tuple(v.name for v in vhosts) if cluster else (self.vhost,)
+        access = self.access(doc, settings)
         return Topology(
             vhosts=tuple(vhosts),
             exchanges=tuple(exchanges),
@@ -363,11 +402,168 @@ class _Reader:
             policies=tuple(policies),
             named=named,
             warnings=tuple(self.warnings),
+            access=access if access.size or access.managed else None,
         )
+
+    # ------------------------------------------------------------- access objects
+
+    def vhost_settings(self, f: dict[str, Any], line: int) -> _Object:
+        """A vhost's metadata (``description``, ``tags``, ``default_queue_type``, at the top
+        or in ``metadata``) and limits (4.x's single-vhost ``limits``) by YAML key; empty
+        ones (a vhost without a description) are not managed, as in an export."""
+        given = f.get("metadata")
+        metadata: dict[str, Any] = given if isinstance(given, dict) else {}
+        found = _Object()
+        found.line = line
+        label = f"vhost '{f.get('name', self.vhost)}'"
+        for key in ("description", "tags", "default_queue_type"):
+            value = f.get(key, metadata.get(key))
+            if isinstance(value, str) and key == "tags":
+                value = [t for t in value.split(",") if t]
+            if value in (None, "", [], "undefined"):
+                continue
+            self.setting(found, key, value, line, label)
+        limits = f.get("limits")
+        if isinstance(limits, dict):
+            self.limits(found, limits, _VHOST_LIMITS, line, label)
+        return found
+
+    def setting(self, into: _Object, key: str, value: Any, line: int, label: str) -> None:
+        wrong = key_problem(_SETTING_KEYS[key], value)
+        if wrong is not None:
+            self.problems.append(Problem(f"'{key}' {wrong}", self.at(line), label))
+        else:
+            into[key] = value
+
+    def limits(
+        self, into: _Object, limits: dict[str, Any], names: dict[str, str], line: int, label: str
+    ) -> None:
+        for key, value in limits.items():
+            if key not in names:
+                self.warnings.append(
+                    Problem(
+                        f"ignored limit '{key}' (not one declare-amqp sets)", self.at(line), label
+                    )
+                )
+            elif names is _VHOST_LIMITS:
+                self.setting(into, names[key], value, line, label)
+            else:
+                into[names[key]] = value  # checked with the user's keys
+                if hasattr(into, "spelled"):
+                    into.spelled[names[key]] = key
+
+    def objects(self, doc: dict[str, Any], kind: str) -> list[tuple[dict[str, Any], int]]:
+        """The objects (JSON objects) of one kind with their lines, unchecked; anything
+        else in the list is a problem."""
+        items = doc.get(kind)
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            self.problems.append(Problem(f"'{kind}' must be a list", self.at(doc_line(doc))))
+            return []
+        found = []
+        for raw in items:
+            line = getattr(raw, "line", doc_line(doc))
+            if isinstance(raw, dict):
+                found.append((raw, line))
+            else:
+                self.problems.append(
+                    Problem(f"each entry of '{kind}' must be an object, not {raw!r}", self.at(line))
+                )
+        return found
+
+    def translated(self, raw: dict[str, Any], line: int, renamed: dict[str, str]) -> _Object:
+        """``raw`` with the broker's keys renamed to the YAML ones (and ``vhost`` dropped in
+        the single-vhost shape, whose objects belong to the file's vhost)."""
+        out = _Object()
+        out.line = line
+        out.spelled = {}
+        for key, value in raw.items():
+            if key == "vhost" and self.own_vhost:
+                continue
+            new = renamed.get(key, key)
+            out[new] = value
+            out.spelled[new] = key
+        return out
+
+    def access(self, doc: dict[str, Any], settings: dict[str, tuple[_Object, int]]) -> Access:
+        """Users, permissions, ... as the YAML loader reads them (see the module doc)."""
+        yaml_doc: dict[str, list[tuple[_Object, int]]] = {}
+        if "users" in doc:
+            yaml_doc["users"] = [self.user(raw, line) for raw, line in self.objects(doc, "users")]
+        for kind in ("permissions", "topic_permissions"):
+            if kind in doc:
+                yaml_doc[kind] = [
+                    (self.translated(raw, line, {}), line) for raw, line in self.objects(doc, kind)
+                ]
+        operator = [
+            (self.translated(raw, line, {"apply-to": "apply_to"}), line)
+            for raw, line in self.objects(doc, "operator_policies")
+        ]
+        dynamic: dict[str, list[tuple[_Object, int]]] = {c.key: [] for c in COMPONENTS}
+        ignored = []
+        for raw, line in self.objects(doc, "parameters"):
+            component, value = raw.get("component"), raw.get("value")
+            name = raw.get("name")
+            if not isinstance(value, dict) or not isinstance(name, str):
+                self.problems.append(
+                    Problem("a parameter needs a 'name' and an object 'value'", self.at(line))
+                )
+                continue
+            vhost = self.vhost if self.own_vhost else str(raw.get("vhost", self.vhost))
+            where = {"name": name, **({} if self.own_vhost else {"vhost": raw.get("vhost")})}
+            if component == "vhost-limits":
+                entry, _ = settings.setdefault(vhost, (_Object(), line))
+                self.limits(entry, value, _VHOST_LIMITS, line, f"vhost '{vhost}'")
+            elif component == "operator_policy":
+                both = {**where, **value}
+                operator.append((self.translated(both, line, {"apply-to": "apply_to"}), line))
+            elif comp := next((c for c in COMPONENTS if c.component == component), None):
+                value = {k: v for k, v in value.items() if v != "amqp091" or "protocol" not in k}
+                for key, uri in list(value.items()):
+                    if isinstance(uri, list) and len(uri) == 1 and key.endswith("uri"):
+                        value[key] = uri[0]
+                both = {**where, **value}
+                renamed = {k: k.replace("-", "_") for k in value}
+                dynamic[comp.key].append((self.translated(both, line, renamed), line))
+            else:
+                ignored.append(raw)
+        if ignored:
+            self.ignore("parameters", ignored, doc_line(doc))
+        if operator or "parameters" in doc or "operator_policies" in doc:
+            yaml_doc["operator_policies"] = operator
+        if "parameters" in doc:
+            yaml_doc.update(dynamic)
+        vhost_entries = []
+        for name, (entry, line) in settings.items():
+            if len(entry):
+                entry["name"] = name
+                vhost_entries.append((entry, line))
+        yaml_doc["vhosts"] = vhost_entries
+        return read_access(_AccessReader(self), yaml_doc)
+
+    def user(self, raw: dict[str, Any], line: int) -> tuple[_Object, int]:
+        """A user of the broker's format by YAML key: tags as a list, limits apart, and an
+        empty hash (a user without a password) as no hash at all."""
+        out = self.translated(raw, line, {})
+        label = f"user '{raw.get('name')}'"
+        if isinstance(out.get("tags"), str):
+            out["tags"] = [t for t in out["tags"].split(",") if t]
+        if not out.get("password_hash"):
+            out.pop("password_hash", None)
+            out.pop("hashing_algorithm", None)
+        elif out.get("hashing_algorithm") is None:
+            out["hashing_algorithm"] = DEFAULT_HASHING
+        limits = out.pop("limits", None)
+        if isinstance(limits, dict):
+            self.limits(out, limits, _USER_LIMITS, line, label)
+        elif limits not in (None, []):
+            self.problems.append(Problem("'limits' must be an object", self.at(line), label))
+        return out, line
 
     def ignore(self, key: str, value: Any, line: int) -> None:
         """One warning naming what a kind the tool does not manage holds (no secrets)."""
-        what = _IGNORED_KINDS[key]
+        what = {**_IGNORED_KINDS, "parameters": "runtime parameters of other components"}[key]
         names: list[str] = []
         if isinstance(value, list):
             for item in value:
@@ -384,6 +580,63 @@ class _Reader:
                 self.at(getattr(first, "line", line)),
             )
         )
+
+
+class _AccessReader:
+    """The interface ``_access.read_access`` reads through (the YAML loader's), over the
+    translated objects of a definitions file; problems and warnings go to its reader."""
+
+    def __init__(self, outer: _Reader) -> None:
+        self.outer = outer
+        self.vhost = outer.vhost
+
+    def at(self, line: int) -> Location:
+        return self.outer.at(line)
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        self.outer.problems.append(Problem(message, self.at(line), obj))
+
+    def entries(self, doc: dict[str, Any], key: str) -> list[tuple[_Object, int]]:
+        found: list[tuple[_Object, int]] = doc.get(key, [])
+        return found
+
+    def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
+        """The values of ``raw`` that ``keys`` know, checked as in YAML files; other fields
+        are named in a warning."""
+        if not isinstance(raw, dict):
+            self.problem(line, f"each entry of {what} must be an object, not {raw!r}")
+            return None
+        by_name = {k.name: k for k in keys}
+        name = raw.get("name")
+        label = f"{what} '{name}'" if isinstance(name, str) else what
+        spelled = getattr(raw, "spelled", {})
+        unknown = [str(spelled.get(k, k)) for k in raw if k not in by_name]
+        if unknown:
+            self.outer.warnings.append(
+                Problem(
+                    f"ignored field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                    f"(declare-amqp does not manage {'them' if len(unknown) > 1 else 'it'})",
+                    self.at(line),
+                    label,
+                )
+            )
+        values: dict[str, Any] = {}
+        ok = True
+        for key, value in raw.items():
+            spec = by_name.get(key)
+            if spec is None or (value is None and not spec.required):
+                continue
+            wrong = key_problem(spec, value)
+            if wrong is not None:
+                self.problem(line, f"'{spelled.get(key, key)}' {wrong}", label)
+                ok = False
+            else:
+                values[key] = value
+        for spec in keys:
+            if spec.required and spec.name not in raw:
+                self.problem(line, f"missing required key '{spec.name}'", label)
+                ok = False
+        return values if ok else None
 
 
 def _describe(kind: str, item: Any) -> str:
@@ -429,8 +682,80 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
         # the single-vhost shape names no vhost: objects go to the one the file is loaded into
         return entry if single and vhost == vhosts[0] else {**entry, "vhost": vhost}
 
-    if not single:
-        doc["vhosts"] = [{"name": v} for v in vhosts]
+    access = topology.access or Access()
+    described = {v.name: describe_settings(without_defaults(v)) for v in access.vhost_settings}
+    users = []
+    for u in sorted(access.users, key=lambda u: u.name):
+        limits = {
+            broker: getattr(u, key)
+            for broker, key in _USER_LIMITS.items()
+            if getattr(u, key) is not None
+        }
+        users.append(
+            {
+                "name": u.name,
+                "password_hash": u.password_hash or "",
+                "hashing_algorithm": u.hashing_algorithm or DEFAULT_HASHING,
+                "tags": list(u.tags),
+                "limits": limits,
+            }
+        )
+    if users:
+        doc["users"] = users
+    metadata_keys = ("description", "tags", "default_queue_type")
+    if single:
+        doc.update({k: v for k, v in described.get(vhosts[0], {}).items() if k in metadata_keys})
+    else:
+        doc["vhosts"] = [
+            {
+                "name": v,
+                **{k: x for k, x in described.get(v, {}).items() if k in metadata_keys},
+            }
+            for v in vhosts
+        ]
+    if access.permissions:
+        doc["permissions"] = [
+            with_vhost(
+                {"user": p.user, "configure": p.configure, "write": p.write, "read": p.read},
+                p.vhost,
+            )
+            for p in sorted(access.permissions, key=lambda p: (p.vhost, p.user))
+        ]
+    if access.topic_permissions:
+        doc["topic_permissions"] = [
+            with_vhost(
+                {"user": t.user, "exchange": t.exchange, "write": t.write, "read": t.read}, t.vhost
+            )
+            for t in sorted(access.topic_permissions, key=lambda t: (t.vhost, t.user, t.exchange))
+        ]
+    parameters = []
+    for name in vhosts:
+        limits = {
+            broker: described[name][key]
+            for broker, key in _VHOST_LIMITS.items()
+            if key in described.get(name, {})
+        }
+        if limits:
+            parameters.append(
+                with_vhost({"value": limits, "component": "vhost-limits", "name": "limits"}, name)
+            )
+    for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
+        value = {
+            "pattern": o.pattern,
+            "definition": dict(o.definition),
+            "priority": o.priority,
+            "apply-to": o.apply_to,
+        }
+        parameters.append(
+            with_vhost({"value": value, "component": "operator_policy", "name": o.name}, o.vhost)
+        )
+    for d in sorted(access.parameters, key=lambda d: (d.kind, d.vhost, d.name)):
+        entry = definitions_entry(d, with_vhost=True)
+        if single and d.vhost == vhosts[0]:
+            entry.pop("vhost")
+        parameters.append(entry)
+    if parameters:
+        doc["parameters"] = parameters
     doc["policies"] = [
         with_vhost(
             {

@@ -6,12 +6,19 @@ referenced URIs are read when planning (to compare with the broker's) and when a
 and never kept in a ``Change``: the broker's own URIs are kept only as digests, and a
 changed URI plans as ``uri: (hidden) -> (changed)``. Each kind needs its plugin
 (``rabbitmq_federation``, ``rabbitmq_shovel``); the plan says which one is missing.
+
+Exporting (``export_parameters``) keeps that rule: a broker's URI without a password is
+written as it is (``uri: amqp://host``), one with a password as a reference to an
+environment variable the export names (``uri_env: FEDERATION_UPSTREAM_ORIGIN_URI``), and
+``export_warnings`` tells the user which variables to set. Planning the export with those
+variables set to the broker's URIs finds nothing to change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from ._plan import Change
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
+_LITERAL = "the file (no password)"  # the uri_refs entry of a URI given literally
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,8 @@ class ParameterSpec:
     literal_uris: Mapping[str, str] = field(default_factory=dict, repr=False)
     uri_digests: Mapping[str, str] = field(default_factory=dict, repr=False)
     location: Location | None = field(default=None, compare=False)
+    # keys of the broker's value that declare-amqp does not manage (named by an export)
+    unmanaged: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> str:
@@ -168,11 +178,14 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
     if secret_problems:
         name = raw.get("name")
         label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
+        spelled = getattr(raw, "spelled", {})  # a definitions file's src-uri, ...
         for key_line, uri_key in secret_problems:
+            given = spelled.get(uri_key, uri_key)
+            sep = "-" if "-" in given else "_"
             reader.problem(
                 key_line,
-                f"'{uri_key}' holds a password, which is not allowed in a "
-                f"topology file; use {uri_key}_env or {uri_key}_file",
+                f"'{given}' holds a password, which is not allowed in a "
+                f"topology file; use {given}{sep}env or {given}{sep}file",
                 label,
             )
         return None
@@ -197,7 +210,7 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
         elif given[0].endswith("_file"):
             refs[uri_key] = f[given[0]]
         else:
-            refs[uri_key] = "the file (no password)"
+            refs[uri_key] = _LITERAL
             literals[uri_key] = f[given[0]]
     if comp is SHOVEL:
         for side in ("src", "dest"):
@@ -275,6 +288,49 @@ def broker_value(spec: ParameterSpec, uris: Mapping[str, str]) -> dict[str, Any]
     return value
 
 
+def _broker_values(
+    management: ManagementClient, comp: Component, vhost: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, value) of the broker's parameters of one kind in one vhost (none when the
+    vhost does not exist or the user may not read them)."""
+    response = management.request(
+        "GET",
+        f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
+        refused_ok=True,
+    )
+    if response.status_code in (401, 404):
+        return []
+    return [
+        (str(p["name"]), dict(p.get("value") or {}))
+        for p in management._ok(response, f"reading {comp.kind}s").json()
+    ]
+
+
+def split_value(
+    comp: Component, value: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """A broker value as (settings by YAML key, URIs by YAML key, keys not managed).
+
+    A URI may be a list on the broker (several upstream URIs); a list of one is its URI.
+    The default protocols (amqp091) are no settings.
+    """
+    names = {k.name for k in comp.keys}
+    rest = dict(value)
+    uris: dict[str, Any] = {}
+    for uri_key in comp.uri_keys:
+        uri = rest.pop(uri_key.replace("_", "-"), None)
+        if isinstance(uri, list) and len(uri) == 1:
+            uri = uri[0]
+        if uri is not None:
+            uris[uri_key] = uri
+    for proto in ("src-protocol", "dest-protocol"):
+        if rest.get(proto) == "amqp091":
+            rest.pop(proto)
+    settings = {k.replace("-", "_"): v for k, v in rest.items() if k.replace("-", "_") in names}
+    unmanaged = tuple(sorted(k for k in rest if k.replace("-", "_") not in names))
+    return settings, uris, unmanaged
+
+
 def read_broker(
     management: ManagementClient, kinds: Iterable[str], vhosts: Sequence[str]
 ) -> list[ParameterSpec]:
@@ -282,32 +338,170 @@ def read_broker(
     found: list[ParameterSpec] = []
     for kind in kinds:
         comp = _component(kind)
-        names = {k.name for k in comp.keys}
         for vhost in vhosts:
-            response = management.request(
-                "GET",
-                f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
-                refused_ok=True,
-            )
-            if response.status_code in (401, 404):
-                continue
-            for p in management._ok(response, f"reading {comp.kind}s").json():
-                value = dict(p.get("value") or {})
-                digests = {}
-                for uri_key in comp.uri_keys:
-                    uri = value.pop(uri_key.replace("_", "-"), None)
-                    if isinstance(uri, list):
-                        uri = uri[0] if len(uri) == 1 else ",".join(uri)
-                    if uri is not None:
-                        digests[uri_key] = _digest(str(uri))
-                for proto in ("src-protocol", "dest-protocol"):
-                    if value.get(proto) == "amqp091":
-                        value.pop(proto)
-                settings = {
-                    k.replace("-", "_"): v for k, v in value.items() if k.replace("-", "_") in names
+            for name, value in _broker_values(management, comp, vhost):
+                settings, uris, _ = split_value(comp, value)
+                digests = {
+                    k: _digest(",".join(map(str, u)) if isinstance(u, list) else str(u))
+                    for k, u in uris.items()
                 }
-                found.append(ParameterSpec(kind, vhost, p["name"], settings, uri_digests=digests))
+                found.append(ParameterSpec(kind, vhost, name, settings, uri_digests=digests))
     return found
+
+
+def env_variable(spec_kind: str, vhost: str, name: str, uri_key: str, taken: set[str]) -> str:
+    """The environment variable an export names for a URI with a password: e.g.
+    ``SHOVEL_MOVE_SRC_URI``; the vhost goes into it when two vhosts share a name."""
+
+    def clean(text: str) -> str:
+        return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_")
+
+    prefix = clean(spec_kind)
+    candidates = [
+        f"{prefix}_{clean(name)}_{clean(uri_key)}",
+        f"{prefix}_{clean(vhost)}_{clean(name)}_{clean(uri_key)}",
+    ]
+    chosen = next((c for c in candidates if c not in taken), None)
+    n = 2
+    while chosen is None:
+        if f"{candidates[1]}_{n}" not in taken:
+            chosen = f"{candidates[1]}_{n}"
+        n += 1
+    taken.add(chosen)
+    return chosen
+
+
+def export_parameters(
+    management: ManagementClient, vhosts: Sequence[str]
+) -> tuple[list[ParameterSpec], list[Problem]]:
+    """The broker's upstreams and shovels as specs an export can write: URIs without a
+    password literally, the others by reference (see ``env_variable``); with the
+    problems of those it cannot write (an upstream with several URIs)."""
+    raw = [
+        (comp, vhost, name, value)
+        for comp in COMPONENTS
+        for vhost in vhosts
+        for name, value in _broker_values(management, comp, vhost)
+    ]
+    return exportable(raw)
+
+
+def exportable(
+    raw: Sequence[tuple[Component, str, str, Mapping[str, Any]]],
+) -> tuple[list[ParameterSpec], list[Problem]]:
+    """The pure part of ``export_parameters``."""
+    found: list[ParameterSpec] = []
+    problems: list[Problem] = []
+    taken: set[str] = set()
+    for comp, vhost, name, value in sorted(raw, key=lambda r: (r[0].kind, r[1], r[2])):
+        settings, uris, unmanaged = split_value(comp, value)
+        label = f"{comp.kind} '{name}' (vhost {vhost})"
+        several = [k for k, u in uris.items() if not isinstance(u, str)]
+        if several:
+            problems.append(
+                Problem(
+                    f"not exported: its {', '.join(several)} lists several URIs, which "
+                    "declare-amqp cannot declare yet",
+                    None,
+                    label,
+                )
+            )
+            continue
+        refs: dict[str, str] = {}
+        literals: dict[str, str] = {}
+        for uri_key, uri in uris.items():
+            if _has_password(uri):
+                refs[uri_key] = "$" + env_variable(comp.kind, vhost, name, uri_key, taken)
+            else:
+                refs[uri_key] = _LITERAL
+                literals[uri_key] = uri
+        found.append(
+            ParameterSpec(
+                comp.kind,
+                vhost,
+                name,
+                settings,
+                refs,
+                literals,
+                {k: _digest(u) for k, u in uris.items()},
+                unmanaged=unmanaged,
+            )
+        )
+    return found, problems
+
+
+def export_warnings(parameters: Iterable[ParameterSpec]) -> list[Problem]:
+    """What a user must know about exported upstreams and shovels: the environment
+    variables to set (their URIs hold passwords, which an export never writes), and the
+    broker's keys that the export leaves out."""
+    warnings: list[Problem] = []
+    for spec in parameters:
+        for uri_key, ref in sorted(spec.uri_refs.items()):
+            if ref.startswith("$") and uri_key in spec.uri_digests:
+                warnings.append(
+                    Problem(
+                        f"{uri_key} holds a password, so the export names it "
+                        f"{uri_key}_env: {ref[1:]}; set that environment variable to the "
+                        "URI (as the broker has it) before planning or applying the export",
+                        None,
+                        spec.label,
+                    )
+                )
+        if spec.unmanaged:
+            warnings.append(
+                Problem(
+                    f"not exported: {', '.join(spec.unmanaged)} (declare-amqp does not "
+                    f"manage these keys of a {spec.kind})",
+                    None,
+                    spec.label,
+                )
+            )
+    return warnings
+
+
+def document_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
+    """An upstream or shovel as an entry of the YAML format (URIs as the file had them:
+    literal without a password, else ``*_env`` or ``*_file``)."""
+    comp = _component(spec.kind)
+    entry: dict[str, Any] = {"name": spec.name}
+    if with_vhost:
+        entry["vhost"] = spec.vhost
+    for key in comp.keys:
+        base = key.name.removesuffix("_env").removesuffix("_file")
+        if key.name in ("name", "vhost"):
+            continue
+        if key.name in comp.uri_keys:
+            if key.name in spec.literal_uris:
+                entry[key.name] = spec.literal_uris[key.name]
+        elif base in comp.uri_keys and base not in spec.literal_uris:
+            ref = spec.uri_refs.get(base, "")
+            if key.name.endswith("_env") and ref.startswith("$"):
+                entry[key.name] = ref[1:]
+            elif key.name.endswith("_file") and ref and not ref.startswith("$"):
+                entry[key.name] = ref
+        elif key.name in spec.settings:
+            entry[key.name] = spec.settings[key.name]
+    return entry
+
+
+def definitions_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
+    """An upstream or shovel as a ``parameters`` entry of the broker's definitions format;
+    a URI with a password is a reference there too (``uri-env``, ``src-uri-file``, ...),
+    which the definitions reader takes like the YAML keys."""
+    comp = _component(spec.kind)
+    value = broker_value(spec, spec.literal_uris)
+    for uri_key in comp.uri_keys:
+        ref = spec.uri_refs.get(uri_key, "")
+        if uri_key in spec.literal_uris or not ref:
+            continue
+        suffix = "-env" if ref.startswith("$") else "-file"
+        value[uri_key.replace("_", "-") + suffix] = ref.removeprefix("$")
+    entry: dict[str, Any] = {"value": value}
+    if with_vhost:
+        entry["vhost"] = spec.vhost
+    entry["component"] = comp.component
+    entry["name"] = spec.name
+    return entry
 
 
 def missing_plugins(

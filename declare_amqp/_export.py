@@ -173,6 +173,20 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
         allow_unicode=True,
         width=100,
     )
+    references = [
+        (p.label, uri_key, ref[1:])
+        for p in (topology.access.parameters if topology.access is not None else ())
+        for uri_key, ref in sorted(p.uri_refs.items())
+        if ref.startswith("$")
+    ]
+    if references:
+        header += (
+            "# URIs with a password are not exported: set these environment variables to "
+            "them before\n# planning or applying this file:\n"
+        )
+        header += "".join(
+            f"#   {variable} ({uri_key} of {label})\n" for label, uri_key, variable in references
+        )
     made = worker_made(topology)
     if made:
         header += (

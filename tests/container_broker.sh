@@ -10,7 +10,12 @@
 # No container registry is reachable here, so the image is made locally: a Debian 13
 # ("trixie") root file system with Debian's rabbitmq-server (4.0.x, Erlang 27) made by
 # debootstrap, imported with `podman import`. It is cached in podman's store and rebuilt only
-# when missing. podman's Docker-compatible API then serves testcontainers.
+# when missing or made by an older version of this script (the image's label
+# declare-amqp.image differs from IMAGE_REVISION below). podman's Docker-compatible API then
+# serves testcontainers.
+#
+# Plugins enabled in the image: management, and federation and shovel with their management
+# parts (tests/tls/test_federation_shovel.py runs against it in the container run).
 #
 # People with Docker and a registry need none of this: set RABBITMQ_IMAGE=rabbitmq:4-management
 # and TEST_BROKER=container (see README, "Testing against another broker").
@@ -21,6 +26,9 @@ set -euo pipefail
 IMAGE="${RABBITMQ_IMAGE:-localhost/rabbitmq:4.0-management}"
 SOCK="${PODMAN_SOCKET:-/run/podman/podman.sock}"
 SUITE="${RABBITMQ_DEBIAN_SUITE:-trixie}"
+# Bump when the image's contents change, so a cached older image is rebuilt.
+IMAGE_REVISION=2
+PLUGINS="rabbitmq_management,rabbitmq_federation,rabbitmq_federation_management,rabbitmq_shovel,rabbitmq_shovel_management"
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
@@ -58,15 +66,25 @@ EOF
     fi
 }
 
+image_revision() {
+    $SUDO podman image inspect --format '{{ index .Labels "declare-amqp.image" }}' "$IMAGE" 2>/dev/null || true
+}
+
 build_image() {
-    if $SUDO podman image exists "$IMAGE" 2>/dev/null; then
-        log "image $IMAGE is cached"
-        return 0
-    fi
     case "$IMAGE" in
         localhost/*) ;;
-        *) log "pulling $IMAGE"; $SUDO podman pull "$IMAGE" >&2; return 0 ;;
+        *)
+            $SUDO podman image exists "$IMAGE" 2>/dev/null && { log "image $IMAGE is cached"; return 0; }
+            log "pulling $IMAGE"; $SUDO podman pull "$IMAGE" >&2; return 0 ;;
     esac
+    if $SUDO podman image exists "$IMAGE" 2>/dev/null; then
+        if [ "$(image_revision)" = "$IMAGE_REVISION" ]; then
+            log "image $IMAGE is cached"
+            return 0
+        fi
+        log "image $IMAGE is from an older tests/container_broker.sh: rebuilding it"
+        $SUDO podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    fi
     local started dir
     started=$(date +%s)
     dir="$(mktemp -d /var/tmp/rabbitmq4-rootfs.XXXXXX)"
@@ -86,7 +104,7 @@ loopback_users = none
 listeners.tcp.default = 5672
 management.tcp.port = 15672
 EOF
-    echo '[rabbitmq_management].' | $SUDO tee "$dir/etc/rabbitmq/enabled_plugins" >/dev/null
+    echo "[${PLUGINS}]." | $SUDO tee "$dir/etc/rabbitmq/enabled_plugins" >/dev/null
     # A cookie made at build time would be shared by every container: let each make its own.
     $SUDO rm -f "$dir/var/lib/rabbitmq/.erlang.cookie"
     $SUDO rm -rf "$dir/var/cache/apt/archives"/*.deb "$dir/var/lib/apt/lists"/*
@@ -94,6 +112,7 @@ EOF
         --change 'CMD ["rabbitmq-server"]' \
         --change 'ENV HOME=/var/lib/rabbitmq' \
         --change 'EXPOSE 5672' --change 'EXPOSE 15672' \
+        --change "LABEL declare-amqp.image=$IMAGE_REVISION" \
         - "$IMAGE" >/dev/null
     rm -f "$dir.log"
     log "built $IMAGE in $(( $(date +%s) - started )) s"

@@ -3,7 +3,8 @@
 #   1. the local broker (Debian's RabbitMQ 3.10 here, or AMQP_URL): unit tests, broker
 #      integration tests, the cookbook's Ruby tests, the cluster and fault suites;
 #   2. a RabbitMQ 4.x container started by testcontainers (tests/container_broker.sh builds the
-#      image here once and starts podman's Docker-compatible API): the declare and worker suites.
+#      image here once and starts podman's Docker-compatible API): the declare, worker and TLS
+#      suites (tests/tls: TLS, federation and shovels on 4.x).
 # Both must pass. Extra arguments go to pytest in both runs.
 #
 #   bash tests/run.sh                      both runs
@@ -14,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BROKERS="${TEST_BROKERS:-local container}"
-CONTAINER_SUITES=(tests/declare tests/worker)
+CONTAINER_SUITES=(tests/declare tests/worker tests/tls)
 
 bash tests/ensure_env.sh
 if ! command -v ruby >/dev/null 2>&1; then

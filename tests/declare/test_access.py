@@ -167,3 +167,29 @@ topic_permissions:
     jsonschema.validate(doc, json_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"users": [{"name": "a", "password": "x"}]}, json_schema())
+
+
+def test_a_limit_of_minus_one_is_the_brokers_missing_limit() -> None:
+    """-1 in a file means "no limit", which the broker shows as no limit at all: that plans
+    as no change, while a real limit against none (or -1 against one) is a change."""
+    from declare_amqp._access import VhostSettings
+
+    def changes(want: Access, have: Access) -> list[str]:
+        found, _ = plan_access(want, have, scope=["v"], prune=False, connecting_user="guest")
+        return [f"{c.kind} {d.field}" for c in found for d in c.differences]
+
+    none = Access(
+        users=(_user("app", max_channels=None),),
+        vhost_settings=(VhostSettings("v", description="", tags=()),),
+    )
+    unlimited = Access(
+        users=(_user("app", max_channels=-1),),
+        vhost_settings=(VhostSettings("v", max_queues=-1),),
+    )
+    limited = Access(
+        users=(_user("app", max_channels=5),),
+        vhost_settings=(VhostSettings("v", description="", tags=(), max_queues=5),),
+    )
+    assert changes(unlimited, none) == []
+    assert changes(limited, none) == ["vhost max_queues", "user max_channels"]
+    assert changes(unlimited, limited) == ["vhost max_queues", "user max_channels"]

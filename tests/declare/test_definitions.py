@@ -113,26 +113,31 @@ def test_single_vhost_shape_loads_with_lines_into_the_file_vhost() -> None:
     assert t.warnings == ()
 
 
-def test_cluster_shape_names_ignored_kinds_without_secrets() -> None:
-    """The cluster shape creates its vhosts; users, permissions, parameters and global
-    parameters are named in warnings (one per kind), never with a hash or a URI."""
+def test_cluster_shape_refuses_secrets_with_file_and_line() -> None:
+    """The cluster shape creates its vhosts; a malformed password hash and a shovel URI with
+    a password are problems at their object's line (the URI must be a reference), named
+    without the secret; global parameters are named in a warning."""
     text = json.dumps(CLUSTER, indent=2)
     t, problems = parse_definitions(text, "all.json")
-    assert problems == []
     assert [v.name for v in t.vhosts] == ["billing", "mail"]
     assert {(q.vhost, q.name, q.type) for q in t.queues} == {
         ("billing", "invoices", "classic"),
         ("mail", "outbox", "quorum"),
     }
     assert set(t.named) == {"billing", "mail"}
-    messages = [str(w) for w in t.warnings]
-    joined = "\n".join(messages)
-    assert "1 users (admin)" in joined
-    assert "1 permissions (admin@billing)" in joined
-    assert "shovel/move" in joined and "cluster_name" in joined
-    assert "default_queue_type" in joined  # vhost metadata the tool cannot set
+    lines = text.splitlines()
+    shown = [str(p) for p in problems]
+    assert len(problems) == 2, shown
+    hash_problem, uri_problem = sorted(problems, key=lambda p: p.location.line)
+    assert lines[hash_problem.location.line - 1].strip() == "{"  # the object starts here
+    assert '"name": "admin"' in lines[hash_problem.location.line]
+    assert "password_hash is not a base64" in hash_problem.message
+    assert uri_problem.object == "shovel 'move'"
+    assert "'src-uri' holds a password" in uri_problem.message
+    assert "src-uri-env" in uri_problem.message
+    joined = "\n".join(shown + [str(w) for w in t.warnings])
     assert "SECRET" not in joined
-    assert all(w.location is not None and w.location.line > 1 for w in t.warnings), messages
+    assert "1 global parameters (cluster_name)" in joined
 
 
 def test_json_errors_name_file_and_line(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def _import(declare: Any, vhost: str, definitions: dict[str, Any]) -> None:
 def test_broker_export_plans_as_a_no_op_in_both_shapes(declare: Any) -> None:
     """The single-vhost export (one line, as the broker serves it) and the cluster shape
     (users, permissions and global parameters included) plan to nothing with --prune; the
-    kinds the tool does not manage are named in a warning."""
+    users and permissions are compared (a changed permission is planned), global
+    parameters, which the tool does not manage, are named in a warning."""
     f = declare.write("topology.yml", RICH)
     assert declare("apply", f).code == 0
     (declare.workdir / "single.json").write_text(json.dumps(_broker_definitions(declare)))
@@ -67,9 +68,18 @@ def test_broker_export_plans_as_a_no_op_in_both_shapes(declare: Any) -> None:
     (declare.workdir / "cluster.json").write_text(json.dumps(cluster, indent=2))
     plan = declare("plan", "cluster.json", "--prune", "--detailed-exitcode")
     assert plan.code == 0 and "No changes" in plan.out, plan
-    assert f"ignored: 1 users ({declare.broker.user})" in plan.err, plan
-    assert "permissions" in plan.err and "password_hash" not in plan.text, plan
+    # users and permissions are read (no longer ignored): the broker's own hash plans as
+    # no change, and a permission the file changes is planned, without showing the hash
+    assert "users" not in plan.err and "permissions" not in plan.err, plan
+    assert "password_hash" not in plan.text, plan
     assert cluster["users"][0]["password_hash"] not in plan.text, plan
+    (mine_permission,) = [p for p in cluster["permissions"] if p["user"] == declare.broker.user]
+    mine_permission["configure"] = "^only-this$"
+    (declare.workdir / "changed.json").write_text(json.dumps(cluster, indent=2))
+    changed = declare("plan", "changed.json", "--detailed-exitcode")
+    assert changed.code == 2, changed
+    assert "~ permission" in changed.out and "^only-this$" in changed.out, changed
+    assert cluster["users"][0]["password_hash"] not in changed.text, changed
 
 
 @pytest.mark.broker_host

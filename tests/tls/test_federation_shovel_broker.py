@@ -1,9 +1,11 @@
-"""Federation upstreams and shovels on the test's own node (its plugins are enabled there,
-never on the machine's shared broker): create, no-op re-plan, change, prune; their URIs
-(with a real password) never appear in any output."""
+"""Federation upstreams and shovels on a broker with their plugins (the test's own node in
+the local run, never the machine's shared broker; the 4.x container in the container run):
+create, no-op re-plan, change, prune, and both export formats of every access kind planning
+to nothing; their URIs (with a real password) never appear in any output."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,17 +16,19 @@ from typing import Any
 
 import pika
 import pytest
-from tls_broker import AMQP_PORT, HTTP_PORT, TlsBroker
+import yaml
+
+FederationBroker = Any  # tests/tls/conftest.py's FederationBroker (conftest is not importable)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def shovel_user(tls_node: TlsBroker) -> Any:
+def shovel_user(federation_broker: FederationBroker) -> Any:
     """A user for the URIs, with a password that must never be printed."""
     name, password = f"wt12-shovel-{uuid.uuid4().hex[:6]}", "Sh0vel+" + uuid.uuid4().hex
     vhost = f"fed-{uuid.uuid4().hex[:6]}"
-    with tls_node.http() as http:
+    with federation_broker.http() as http:
         http.put(f"/api/vhosts/{vhost}").raise_for_status()
         http.put(f"/api/users/{name}", json={"password": password, "tags": ""})
         for v in (vhost, "%2F"):
@@ -36,12 +40,12 @@ def shovel_user(tls_node: TlsBroker) -> Any:
                 f"/api/permissions/{v}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
             )
     yield name, password, vhost
-    with tls_node.http() as http:
+    with federation_broker.http() as http:
         http.delete(f"/api/users/{name}")
         http.delete(f"/api/vhosts/{vhost}")
 
 
-def _run(cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
+def _run(target: FederationBroker, cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "RABBITMQ_"))}
     clean.update(NO_COLOR="1", COLUMNS="300", PYTHONPATH=str(ROOT), **env)
     return subprocess.run(
@@ -51,9 +55,9 @@ def _run(cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
             "declare_amqp",
             *args,
             "--url",
-            f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}",
+            target.amqp_url(vhost),
             "--management-url",
-            f"http://127.0.0.1:{HTTP_PORT}",
+            target.management_url,
         ],
         cwd=cwd,
         env=clean,
@@ -64,10 +68,10 @@ def _run(cwd: Path, vhost: str, *args: str, env: dict[str, str]) -> Any:
 
 
 def test_federation_upstream_and_shovel(
-    tls_node: TlsBroker, shovel_user: Any, tmp_path: Path
+    federation_broker: FederationBroker, shovel_user: Any, tmp_path: Path
 ) -> None:
     user, password, vhost = shovel_user
-    uri = f"amqp://{user}:{password}@127.0.0.1:{AMQP_PORT}/{vhost}"
+    uri = federation_broker.self_uri(user, password, vhost)
     (tmp_path / "dest-uri").write_text(uri + "\n")
     (tmp_path / "t.yml").write_text(f"""\
 queues:
@@ -87,14 +91,16 @@ shovels:
 """)
     env = {"ORIGIN_URI": uri}
     outputs = []
-    plan = _run(tmp_path, vhost, "plan", "t.yml", env=env)
+    plan = _run(federation_broker, tmp_path, vhost, "plan", "t.yml", env=env)
     assert plan.returncode == 0, plan
     assert "+ federation upstream origin" in plan.stdout and "+ shovel   move" in plan.stdout
     outputs.append(plan.stdout + plan.stderr)
-    applied = _run(tmp_path, vhost, "apply", "t.yml", "--format", "json", env=env)
+    applied = _run(
+        federation_broker, tmp_path, vhost, "apply", "t.yml", "--format", "json", env=env
+    )
     assert applied.returncode == 0, applied
     outputs.append(applied.stdout + applied.stderr)
-    with tls_node.http() as http:
+    with federation_broker.http() as http:
         ups = http.get(f"/api/parameters/federation-upstream/{vhost}").json()
         shovels = http.get(f"/api/parameters/shovel/{vhost}").json()
     assert [(u["name"], u["value"]["uri"], u["value"]["max-hops"]) for u in ups] == [
@@ -102,9 +108,7 @@ shovels:
     ]
     assert shovels[0]["value"]["src-queue"] == "shovel.src"
     # the shovel really moves messages
-    connection = pika.BlockingConnection(
-        pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}")
-    )
+    connection = pika.BlockingConnection(pika.URLParameters(federation_broker.amqp_url(vhost)))
     channel = connection.channel()
     channel.basic_publish("", "shovel.src", b"moved")
     deadline = time.monotonic() + 20
@@ -115,10 +119,13 @@ shovels:
     connection.close()
     assert body == b"moved"
 
-    again = _run(tmp_path, vhost, "plan", "t.yml", "--detailed-exitcode", env=env)
+    again = _run(
+        federation_broker, tmp_path, vhost, "plan", "t.yml", "--detailed-exitcode", env=env
+    )
     assert again.returncode == 0, again
     outputs.append(again.stdout + again.stderr)
     changed = _run(
+        federation_broker,
         tmp_path,
         vhost,
         "plan",
@@ -135,21 +142,134 @@ shovels:
         "queues:\n  - name: shovel.src\n  - name: shovel.dest\n"
         "federation_upstreams: []\nshovels: []\n"
     )
-    pruned = _run(tmp_path, vhost, "apply", "t.yml", "--prune", env=env)
+    pruned = _run(federation_broker, tmp_path, vhost, "apply", "t.yml", "--prune", env=env)
     assert pruned.returncode == 0, pruned
     assert "- federation upstream origin" in pruned.stdout and "- shovel   move" in pruned.stdout
     outputs.append(pruned.stdout + pruned.stderr)
-    with tls_node.http() as http:
+    with federation_broker.http() as http:
         assert http.get(f"/api/parameters/shovel/{vhost}").json() == []
     for text in outputs:
         assert password not in text and uri not in text
 
 
-def test_literal_uri_with_password_is_refused(tls_node: TlsBroker, tmp_path: Path) -> None:
+def test_literal_uri_with_password_is_refused(
+    federation_broker: FederationBroker, tmp_path: Path
+) -> None:
     (tmp_path / "t.yml").write_text(
         "federation_upstreams:\n  - name: u\n    uri: amqp://app:Leak3d@elsewhere/\n"
     )
-    result = _run(tmp_path, "%2F", "plan", "t.yml", env={})
+    result = _run(federation_broker, tmp_path, "%2F", "plan", "t.yml", env={})
     assert result.returncode == 1
     assert "t.yml:3:" in result.stderr and "uri_env" in result.stderr
     assert "Leak3d" not in result.stdout + result.stderr
+
+
+def test_export_of_every_kind_plans_to_nothing(
+    federation_broker: FederationBroker, shovel_user: Any, tmp_path: Path
+) -> None:
+    """A vhost holding every kind (metadata and limits, a user with limits, permissions,
+    topic permissions, an operator policy, upstreams and a shovel, one URI with a password
+    and one without): its export in YAML and in the definitions format plans to nothing with
+    --prune once the variables the export names are set; the export's warnings name them,
+    and no output or exported file holds a password."""
+    user, password, vhost = shovel_user
+    uri = federation_broker.self_uri(user, password, vhost)
+    plain_uri = f"amqp://127.0.0.1:{federation_broker.self_port}/{vhost}"
+    app, app_password = f"wt12-app-{uuid.uuid4().hex[:6]}", "App+" + uuid.uuid4().hex
+    (tmp_path / "t.yml").write_text(f"""\
+vhosts:
+  - name: {vhost}
+    description: every kind
+    tags: [export, test]
+    max_connections: 50
+    max_queues: 40
+users:
+  - name: {app}
+    tags: [monitoring]
+    password_env: APP_PASSWORD
+    max_connections: 5
+    max_channels: 7
+permissions:
+  - {{user: {app}, configure: '^app\\.', write: '^app\\.', read: '.*'}}
+topic_permissions:
+  - {{user: {app}, exchange: amq.topic, write: '^app\\.', read: '.*'}}
+operator_policies:
+  - {{name: cap, pattern: '^app\\.', definition: {{max-length: 100}}, priority: 2}}
+queues:
+  - name: shovel.src
+  - name: shovel.dest
+federation_upstreams:
+  - {{name: origin, uri_env: ORIGIN_URI, max_hops: 1, ack_mode: on-confirm}}
+  - {{name: open, uri: '{plain_uri}', prefetch_count: 50}}
+shovels:
+  - name: move
+    src_uri_env: ORIGIN_URI
+    src_queue: shovel.src
+    dest_uri: '{plain_uri}'
+    dest_queue: shovel.dest
+""")
+    env = {"ORIGIN_URI": uri, "APP_PASSWORD": app_password}
+    outputs = []
+    try:
+        applied = _run(federation_broker, tmp_path, vhost, "apply", "t.yml", env=env)
+        assert applied.returncode == 0, applied
+        outputs.append(applied.stdout + applied.stderr)
+
+        references = {
+            "FEDERATION_UPSTREAM_ORIGIN_URI": uri,
+            "SHOVEL_MOVE_SRC_URI": uri,
+        }
+        for name, fmt in (("export.yml", "yaml"), ("export.json", "definitions")):
+            exported = _run(
+                federation_broker,
+                tmp_path,
+                vhost,
+                "export",
+                "--vhost",
+                vhost,
+                "--format",
+                fmt,
+                "-o",
+                name,
+                env={},
+            )
+            assert exported.returncode == 0, exported
+            outputs += [exported.stdout + exported.stderr, (tmp_path / name).read_text()]
+            for variable in references:
+                assert f"environment variable {variable}" not in exported.stderr  # named as:
+                assert f"uri_env: {variable}; set that environment variable" in exported.stderr
+            plan = _run(
+                federation_broker,
+                tmp_path,
+                vhost,
+                "plan",
+                name,
+                "--prune",
+                "--detailed-exitcode",
+                env=references,
+            )
+            assert plan.returncode == 0 and "No changes" in plan.stdout, (name, plan)
+            outputs.append(plan.stdout + plan.stderr)
+
+        doc = yaml.safe_load((tmp_path / "export.yml").read_text())
+        assert [u["name"] for u in doc["federation_upstreams"]] == ["open", "origin"]
+        assert doc["federation_upstreams"][0]["uri"] == plain_uri
+        assert doc["federation_upstreams"][1]["uri_env"] == "FEDERATION_UPSTREAM_ORIGIN_URI"
+        assert doc["shovels"][0]["src_uri_env"] == "SHOVEL_MOVE_SRC_URI"
+        (exported_app,) = [u for u in doc["users"] if u["name"] == app]
+        assert exported_app["max_channels"] == 7 and "password_hash" in exported_app
+        assert doc["operator_policies"][0]["name"] == "cap" and doc["topic_permissions"]
+        assert doc["vhosts"][0]["max_queues"] == 40
+        definitions = json.loads((tmp_path / "export.json").read_text())
+        assert app in {u["name"] for u in definitions["users"]}
+        assert {p["component"] for p in definitions["parameters"]} == {
+            "vhost-limits",
+            "operator_policy",
+            "federation-upstream",
+            "shovel",
+        }
+    finally:
+        with federation_broker.http() as http:
+            http.delete(f"/api/users/{app}")
+    for text in outputs:
+        assert password not in text and app_password not in text

@@ -83,6 +83,25 @@ module DeclareAmqp
       [entries, env]
     end
 
+    # True when +uris+ maps environment variable names to URIs (the names a
+    # topology's uri_env, src_uri_env and dest_uri_env give).
+    def uri_variables?(uris)
+      uris.all? { |name, uri| name.to_s.match?(/\A[A-Z_][A-Z0-9_]*\z/) && uri.is_a?(String) }
+    end
+
+    # What to scrub from output for these URIs: each URI, and its password
+    # (percent-decoded too), which a broker error may echo on its own.
+    def uri_secrets(uris)
+      uris.flat_map do |uri|
+        password = begin
+          URI.parse(uri.to_s).password
+        rescue URI::InvalidURIError
+          nil
+        end
+        [uri.to_s, password, password && URI.decode_www_form_component(password)]
+      end.compact
+    end
+
     # True when +url+ carries no user or password: those belong in the
     # sensitive user/password properties, not in a URL that Chef prints.
     def url_without_credentials?(url)

@@ -14,6 +14,9 @@ amqp_password = item['password'] || node.run_state['declare_amqp_password']
 # Passwords of the users the topologies declare, by user name: from the data bag item's
 # `user_passwords`, or node.run_state (never from attributes, which Chef stores and shows).
 user_passwords = (item['user_passwords'] || {}).merge(node.run_state['declare_amqp_user_passwords'] || {})
+# URIs of federation upstreams and shovels, by the environment variable their uri_env names:
+# the data bag item's `uris`, or node.run_state (they carry passwords, like the above).
+federation_uris = (item['uris'] || {}).merge(node.run_state['declare_amqp_uris'] || {})
 
 attrs['topologies'].each do |topology_name, spec|
   declare_amqp_topology topology_name do
@@ -31,6 +34,7 @@ attrs['topologies'].each do |topology_name, spec|
         entry.merge('password' => user_passwords[entry['name']])
       end)
     end
+    uris federation_uris unless federation_uris.empty?
     permissions spec['permissions'] if spec['permissions']
     topic_permissions spec['topic_permissions'] if spec['topic_permissions']
     amqp_url spec['amqp_url'] || attrs['amqp_url']

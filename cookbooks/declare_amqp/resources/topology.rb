@@ -9,7 +9,8 @@
 # tool's own message.
 #
 # Credentials reach the command only through its environment (AMQP_USER,
-# AMQP_PASS): never an argument, never a URL, never a log line.
+# AMQP_PASS, the users' passwords, the federation and shovel URIs): never an
+# argument, never a URL, never a log line.
 #
 unified_mode true
 provides :declare_amqp_topology
@@ -38,6 +39,12 @@ property :password, String, sensitive: true, description: 'Broker password (AMQP
 property :users, Array, default: [], sensitive: true,
          description: 'Users ({name, tags, password | password_file | password_hash, ...}); ' \
                       'a password reaches declare-amqp only through its environment'
+property :uris, Hash, default: {}, sensitive: true,
+         callbacks: { 'must map environment variable names (A-Z, 0-9, _) to URIs' =>
+                        ->(uris) { DeclareAmqp::Helpers.uri_variables?(uris) } },
+         description: 'URIs of federation upstreams and shovels by environment variable name, ' \
+                      'for the uri_env / src_uri_env / dest_uri_env the topology names; they ' \
+                      'reach declare-amqp only through its environment'
 property :permissions, Array, default: [],
          description: 'Permissions ({user, vhost, configure, write, read})'
 property :topic_permissions, Array, default: [],
@@ -166,12 +173,14 @@ action_class do
       user: new_resource.user, password: new_resource.password
     )
     env = env.merge(DeclareAmqp::Helpers.user_entries(new_resource.users).last)
+    env = env.merge(DeclareAmqp::Helpers.plain(new_resource.uris).transform_values(&:to_s))
     shell_out(*argv, environment: env, timeout: new_resource.timeout)
   end
 
   def redacted(text)
     user_passwords = DeclareAmqp::Helpers.user_entries(new_resource.users).last.values
-    DeclareAmqp::Helpers.redact(text, [new_resource.password, *user_passwords])
+    uri_secrets = DeclareAmqp::Helpers.uri_secrets(new_resource.uris.values)
+    DeclareAmqp::Helpers.redact(text, [new_resource.password, *user_passwords, *uri_secrets])
   end
 
   def fail_with(subcommand, result)

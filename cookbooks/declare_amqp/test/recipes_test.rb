@@ -87,6 +87,27 @@ class RecipesTest < Minitest::Test
     refute_includes run.printable, PASSWORD
   end
 
+  def test_topologies_recipe_takes_federation_uris_from_the_data_bag
+    # Pins: the data bag item's `uris` (variable => URI with a password) reach declare-amqp
+    # only in its environment, for the uri_env the topology names; Chef prints none of them.
+    uri = 'amqp://fed:Bag-0rigin@origin.example/x'
+    role = { 'declare_amqp' => {
+      'credentials' => { 'data_bag' => 'rabbitmq', 'data_bag_item' => 'provisioner' },
+      'topologies' => { 'fed' => { 'topology' => {
+        'federation_upstreams' => [{ 'name' => 'origin', 'uri_env' => 'ORIGIN_URI' }],
+      } } },
+    } }
+    bags = { 'rabbitmq' => { 'provisioner' => { 'user' => 'prov', 'password' => PASSWORD,
+                                                'uris' => { 'ORIGIN_URI' => uri } } } }
+    tool = FakeTool.new(plan: [2, "+ federation upstream origin\n", ''])
+    run = new_run(attributes: role, data_bags: bags, tool: tool).converge_recipes('declare_amqp::topologies')
+
+    assert_equal uri, run.commands.first[:env]['ORIGIN_URI']
+    refute(run.commands.any? { |c| c[:argv].any? { |a| a.include?('0rigin') } })
+    refute_includes run.printable, 'Bag-0rigin'
+    refute_includes run.find(:file, '/etc/declare-amqp/fed.yml').first.props[:content], 'Bag-0rigin'
+  end
+
   def test_topologies_recipe_takes_the_password_from_run_state
     # Pins: without a data bag, the user is an attribute and the password comes from
     # node.run_state (filled by a wrapper from a secrets store), never from attributes.

@@ -332,6 +332,53 @@ class TopologyResourceTest < Minitest::Test
     refute_includes error.message, APP_PASSWORD
   end
 
+  ORIGIN_URI = 'amqp://fed:0rigin-pa55%2Fq@origin.example/billing'
+
+  def test_federation_and_shovel_uris_travel_only_in_the_environment
+    # Pins: the URIs a topology's uri_env / src_uri_env name come from the sensitive uris
+    # property and reach declare-amqp only in its environment: not in the 0600 file, argv,
+    # the log, what converged, or an error that echoes the URI or its password.
+    tool = FakeTool.new(plan: [2, "  + federation upstream origin\n", ''], apply: [0, "Applied.\n", ''])
+    run = new_run(tool: tool)
+    run.converge_inline('wrapper') do
+      declare_amqp_topology 'fed' do
+        topology('federation_upstreams' => [{ 'name' => 'origin', 'uri_env' => 'ORIGIN_URI' }],
+                 'shovels' => [{ 'name' => 'move', 'src_uri_env' => 'ORIGIN_URI', 'src_queue' => 'a',
+                                 'dest_uri' => 'amqp://', 'dest_queue' => 'b' }])
+        uris('ORIGIN_URI' => ORIGIN_URI)
+      end
+    end
+    content = run.find(:file, '/etc/declare-amqp/fed.yml').first.props[:content]
+    assert_equal 'ORIGIN_URI', YAML.safe_load(content)['federation_upstreams'][0]['uri_env']
+    assert_equal %w(plan apply), tool.calls.map { |c| c[:argv][1] }
+    tool.calls.each do |call|
+      assert_equal ORIGIN_URI, call[:env]['ORIGIN_URI']
+      refute(call[:argv].any? { |a| a.include?('0rigin') })
+    end
+    visible = [content, run.log, run.converged, run.find(:file).map(&:to_s)].to_s
+    refute_includes visible, '0rigin'
+
+    echoing = FakeTool.new(plan: [1, '', "error: #{ORIGIN_URI} refused; password 0rigin-pa55/q\n"])
+    error = assert_raises(DeclareAmqp::Error) do
+      new_run(tool: echoing).converge_inline('wrapper') do
+        declare_amqp_topology 'fed' do
+          topology({})
+          uris('ORIGIN_URI' => ORIGIN_URI)
+        end
+      end
+    end
+    refute_includes error.message, '0rigin'
+  end
+
+  def test_uris_are_sensitive_and_named_like_environment_variables
+    properties = ChefStub::Run.new([COOKBOOK_DIR]).custom_resources[:declare_amqp_topology].properties
+    assert properties[:uris][:sensitive]
+    error = assert_raises(ChefStub::ValidationFailed) do
+      new_run.converge_inline('wrapper') { declare_amqp_topology('t') { topology({}) && uris('bad name' => 'amqp://') } }
+    end
+    assert_includes error.message, 'must map environment variable names'
+  end
+
   def test_users_go_with_topology_not_source
     error = assert_raises(ArgumentError) do
       new_run.converge_inline('wrapper') do
