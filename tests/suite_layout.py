@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 Kind = Literal["plain", "broker", "cluster"]
 
 # Fixtures that start or reach a RabbitMQ node, and the one that needs the local cluster.
-BROKER_FIXTURES = frozenset({"broker", "tls", "tls_node"})
+BROKER_FIXTURES = frozenset({"broker", "tls", "tls_node", "federation_broker"})
 CLUSTER_FIXTURES = frozenset({"cluster"})
 
 _SUFFIX = {"broker": "_broker.py", "cluster": "_cluster.py"}
