@@ -73,7 +73,9 @@ def test_external_login_with_client_certificate(tls: TlsBroker, monkeypatch: Any
         async with Publisher(tls.amqps_display + "/") as publisher:
             await publisher.publish("amq.topic", "tls.test", b"x", mandatory=False)
             with tls.http() as http:
-                for _ in range(50):
+                # /api/connections lists a connection once the node's stats catch up (every 5 s
+                # by default), so wait up to 20 s
+                for _ in range(200):
                     users.update(c["user"] for c in http.get("/api/connections").json())
                     if users:
                         break
