@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,9 +33,9 @@ from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 from ._model import PolicySpec
 
 if TYPE_CHECKING:
-    from ._broker import ManagementClient
+    from ._management import ManagementClient
     from ._model import Topology
-    from ._plan import Change, Plan
+    from ._plan import Action, Change, Kind, Plan
 
 HASHING_ALGORITHMS = {
     "rabbit_password_hashing_sha256": hashlib.sha256,
@@ -1030,8 +1030,8 @@ def _undeletable(user: UserSpec, connecting_user: str, admins: set[str], explici
 
 
 def _change(
-    action: str,
-    kind: str,
+    action: Action | str,
+    kind: Kind | str,
     vhost: str,
     name: str,
     desired: AccessSpec | None = None,
@@ -1040,11 +1040,11 @@ def _change(
     message: str = "",
 ) -> Change:
     """A plan ``Change`` about an access object (``Change`` is typed for the topology's)."""
-    from ._plan import Change
+    from ._plan import Action, Change, Kind
 
     return Change(
-        action,
-        kind,
+        Action(action),
+        Kind(kind),
         vhost,
         name,
         cast(Any, desired),
@@ -1059,7 +1059,11 @@ def _plain(value: Any) -> Any:
 
 
 def _keyed(
-    kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any, compared: Sequence[str]
+    kind: str,
+    desired: Iterable[Any],
+    actual: Iterable[Any],
+    key: Callable[[Any], tuple[str, ...]],
+    compared: Sequence[str],
 ) -> Iterable[Change]:
     from ._plan import CREATE, UPDATE, Difference
 
@@ -1078,15 +1082,6 @@ def _keyed(
             yield _change(UPDATE, kind, want.vhost, want.name, want, have, diffs)
 
 
-ACCESS_KINDS = (
-    "vhost",
-    "user",
-    "permission",
-    "topic permission",
-    "operator policy",
-    "federation upstream",
-    "shovel",
-)
 DYNAMIC_KINDS = ("federation upstream", "shovel")
 
 
@@ -1096,10 +1091,10 @@ def splice(
     settings: Iterable[VhostSettings] = (),
     warnings: Sequence[Problem] = (),
 ) -> Plan:
-    """The plan with the access changes in apply order: the topology first (vhosts are
-    created there, with their metadata), then vhost limits, users and permissions; the
-    deletes of users and permissions last."""
-    from ._plan import CREATE, DELETE, REFUSE
+    """The plan with the access changes in apply order (``_plan.PHASES``): the topology's
+    writes first (vhosts are created there, with their metadata), then vhost limits, users
+    and permissions; the deletes of users and permissions last."""
+    from ._plan import CREATE, apply_position
 
     by_name = {v.name: v for v in settings}
     topo = [
@@ -1108,37 +1103,15 @@ def splice(
         else c
         for c in the_plan.changes
     ]
-    order = {k: i for i, k in enumerate(ACCESS_KINDS)}
-    writes = sorted(
-        (c for c in access_changes if c.action not in (DELETE, REFUSE)), key=lambda c: order[c.kind]
-    )
-    deletes = sorted(
-        (c for c in access_changes if c.action in (DELETE, REFUSE)), key=lambda c: -order[c.kind]
-    )
-    topo_writes = [c for c in topo if c.action not in (DELETE, REFUSE)]
-    topo_deletes = [c for c in topo if c.action in (DELETE, REFUSE)]
     return replace(
         the_plan,
-        changes=tuple(topo_writes + writes + topo_deletes + deletes),
+        changes=tuple(sorted([*topo, *access_changes], key=apply_position)),
         warnings=(*the_plan.warnings, *warnings),
     )
 
 
-def is_access_change(c: Change) -> bool:
-    """Changes ``apply_access`` writes; the rest (vhost creation included) is ``_amqp``'s."""
-    from ._plan import CREATE
-
-    return c.kind in (
-        "user",
-        "permission",
-        "topic permission",
-        "operator policy",
-        *DYNAMIC_KINDS,
-    ) or (c.kind == "vhost" and c.action != CREATE)
-
-
 def has_followup(c: Change) -> bool:
-    """A vhost creation whose limits ``apply_access`` sets once ``_amqp`` made the vhost."""
+    """A vhost creation whose limits ``apply_access`` sets once the vhost was made."""
     from ._plan import CREATE
 
     return (
@@ -1223,7 +1196,7 @@ def apply_access(
     env: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """Write vhost settings and limits, users and permissions (HTTP, in the order given);
-    vhosts themselves are created by ``_amqp.apply_plan`` with the topology."""
+    vhosts themselves are created with the topology (``_apply``)."""
     from ._plan import CREATE, DELETE, UPDATE
 
     _import_in_bulk(management, [c for c in changes if c.action in (CREATE, UPDATE)], env)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from declare_amqp import TopologyError, json_schema, load, parse
+from declare_amqp import TopologyError, json_schema, load, parse_unvalidated
 from declare_amqp._access import (
     Access,
     PermissionSpec,
@@ -34,7 +34,7 @@ def test_the_broker_hash_is_reproduced() -> None:
 def test_a_literal_password_is_refused_and_never_echoed(value: str) -> None:
     text = f"users:\n  - name: app\n    password: {value}\n    tagz: []\n"
     with pytest.raises(TopologyError) as info:
-        parse(text, "u.yml")
+        parse_unvalidated(text, "u.yml")
     message = str(info.value)
     assert "u.yml:3: user 'app': a literal password is not allowed" in message
     assert "u.yml:4:" in message and "did you mean 'tags'" in message  # the rest still checked
@@ -67,7 +67,7 @@ def test_a_uri_with_a_password_is_refused() -> None:
         "    dest_uri_env: D\n    dest_queue: b\n"
     )
     with pytest.raises(TopologyError) as info:
-        parse(text, "s.yml")
+        parse_unvalidated(text, "s.yml")
     assert "s.yml:3: shovel 's': 'src_uri' holds a password" in str(info.value)
     assert "Secr3t" not in str(info.value)
 
