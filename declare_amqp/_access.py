@@ -29,8 +29,11 @@ from ._dynamic import (
     read_dynamic,
 )
 from ._errors import DeclareAmqpError, Location, Problem
+from ._fit import policy_value_problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 from ._model import PolicySpec
+from ._validate import parse_version
+from ._warnings import sort_problems
 
 if TYPE_CHECKING:
     from ._management import ManagementClient
@@ -96,6 +99,15 @@ OPERATOR_POLICY_DEFINITION_KEYS = frozenset(
         "target-group-size",
     }
 )
+
+# What RabbitMQ versions before these refuse in an operator policy ("are not recognised
+# policy settings"; measured: 3.10.8 refuses each, 4.0.5 takes each). overflow came to
+# operator policies in a 3.12 patch release, target-group-size with quorum queue membership
+# reconciliation in 3.13; for 3.12.x before that patch the broker's own answer stands.
+OPERATOR_POLICY_KEYS_SINCE = {"overflow": (3, 12), "target-group-size": (3, 13)}
+QUEUE_TYPE_APPLY_TO = ("classic_queues", "quorum_queues", "streams")  # 3.12 and later
+QUEUE_TYPE_APPLY_TO_SINCE = (3, 12)
+NO_DELIVERY_LIMIT_SINCE = (4, 0)  # delivery-limit -1 in an operator policy
 
 OPERATOR_POLICY_KEYS = (
     Key("name", _STR, "Operator policy name.", required=True),
@@ -527,7 +539,76 @@ def validate_access(access: Access) -> list[Problem]:
                     o.label,
                 )
             )
+        for key in sorted(set(o.definition) & OPERATOR_POLICY_DEFINITION_KEYS):
+            wrong = policy_value_problem(key, o.definition[key], operator=True)
+            if wrong is not None:
+                problems.append(Problem(f"policy key '{key}' {wrong}", o.location, o.label))
     return problems
+
+
+def refusal_problems(access: Access, *, users: Iterable[str], version: str) -> list[Problem]:
+    """What the broker would refuse of the access objects, found before anything is written
+    (the access objects are written after the topology: a refusal there would leave the
+    exchanges and queues written and the rest not).
+
+    ``users``: those that will exist when the access objects are written (the broker's,
+    and the ones the files create). Measured on RabbitMQ 3.10.8 and 4.0.5: permissions and
+    topic permissions of a missing user are refused (400 ``no_such_user``); the version
+    limits are ``OPERATOR_POLICY_KEYS_SINCE`` and the two below it. A missing vhost (refused
+    too) is ``_validate.check_references``'s, which names the first object in it.
+    """
+    known_users = set(users)
+    v = parse_version(version)
+    problems: list[Problem] = []
+    grants: list[PermissionSpec | TopicPermissionSpec] = [
+        *access.permissions,
+        *access.topic_permissions,
+    ]
+    for p in grants:
+        if p.user not in known_users:
+            problems.append(
+                Problem(
+                    f"user '{p.user}' does not exist (not on the broker, and no file creates "
+                    "it): the broker refuses permissions of a missing user",
+                    p.location,
+                    p.label,
+                )
+            )
+    for o in access.operator_policies if v else ():
+        for key, since in OPERATOR_POLICY_KEYS_SINCE.items():
+            if key in o.definition and v < since:
+                problems.append(
+                    Problem(
+                        f"'{key}' cannot be set by an operator policy on RabbitMQ {version} "
+                        f"({_shown(since)} and later allow it)",
+                        o.location,
+                        o.label,
+                    )
+                )
+        if o.apply_to in QUEUE_TYPE_APPLY_TO and v < QUEUE_TYPE_APPLY_TO_SINCE:
+            problems.append(
+                Problem(
+                    f"apply_to {o.apply_to} needs RabbitMQ {_shown(QUEUE_TYPE_APPLY_TO_SINCE)} "
+                    f"or later (this broker is {version}); use apply_to queues",
+                    o.location,
+                    o.label,
+                )
+            )
+        if o.definition.get("delivery-limit") == -1 and v < NO_DELIVERY_LIMIT_SINCE:
+            problems.append(
+                Problem(
+                    f"delivery-limit -1 (no limit) needs RabbitMQ "
+                    f"{_shown(NO_DELIVERY_LIMIT_SINCE)} or later (this broker is {version}); "
+                    "leave delivery-limit out for no limit",
+                    o.location,
+                    o.label,
+                )
+            )
+    return problems
+
+
+def _shown(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 # ------------------------------------------------------------------ passwords
@@ -741,6 +822,12 @@ def read_broker_access(
         tuple(operator),
         tuple(parameters),
     )
+
+
+def _users(management: ManagementClient) -> list[UserSpec]:
+    """The broker's users, by name only."""
+    found = _get(management, "/api/users?columns=name", "listing users")
+    return [UserSpec(u["name"]) for u in found]
 
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
@@ -1153,6 +1240,17 @@ def access_plan(
             raise TopologyError(missing)
         actual = read_broker_access(management, access, the_plan.vhosts, admin)
         new_vhosts = [c.name for c in the_plan.changes if c.kind == "vhost" and c.action == CREATE]
+        if admin and (access.permissions or access.topic_permissions or access.operator_policies):
+            refused = refusal_problems(
+                access,
+                users=[
+                    *(u.name for u in actual.users or _users(management)),
+                    *(u.name for u in access.users if not u.absent),
+                ],
+                version=management.version,
+            )
+            if refused:
+                raise TopologyError(sort_problems(refused))
         try:
             changes, warnings = plan_access(
                 access,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._access import access_plan, check_privileges, validate_access
 from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
-from ._errors import PlanConflictError, Problem, TopologyError
+from ._errors import PlanConflictError, TopologyError
 from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
@@ -26,7 +26,7 @@ from ._validate import (
     resolve_queue_types,
     validate,
 )
-from ._warnings import plan_warnings
+from ._warnings import plan_warnings, sort_problems
 
 if TYPE_CHECKING:  # pika and rich only when writing
     import httpx
@@ -45,13 +45,8 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     if topology.access is not None:
         problems += validate_access(topology.access)
     if problems:
-        problems.sort(key=_file_order)
-        raise TopologyError(problems)
+        raise TopologyError(sort_problems(problems))
     return topology
-
-
-def _file_order(problem: Problem) -> tuple[str, int]:
-    return (problem.location.file, problem.location.line) if problem.location else ("", 0)
 
 
 @dataclass(frozen=True)
@@ -156,8 +151,7 @@ class Session:
         too_new, warnings = check_broker_version(desired, state.version)
         problems += too_new
         if problems:
-            problems.sort(key=_file_order)
-            raise TopologyError(problems)
+            raise TopologyError(sort_problems(problems))
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
         result = note_broker_defaults(
             result, parse_version(state.version), (*desired.policies, *state.topology.policies)

@@ -118,13 +118,23 @@ POLICY_VALUES: dict[str, Key] = {
 }
 
 
+def policy_value_problem(name: str, value: Any, *, operator: bool = False) -> str | None:
+    """Why the broker would refuse ``value`` for the policy key ``name``, or None (also for
+    keys the tool does not know). ``operator``: in an operator policy, where RabbitMQ 4.x
+    takes ``delivery-limit: -1`` (no limit; measured on 4.0.5, refused by 3.10.8 — the
+    version is checked when the broker is known, ``_access.refusal_problems``)."""
+    if operator and name == "delivery-limit" and value == -1 and not isinstance(value, bool):
+        return None
+    key = POLICY_VALUES.get(name)
+    return None if key is None else key_problem(key, value)
+
+
 def policy_problems(topology: Topology) -> list[Problem]:
     """Policy values the broker would refuse (errors: nothing is written)."""
     found: list[Problem] = []
     for p in topology.policies:
         for name in sorted(p.definition):
-            key = POLICY_VALUES.get(name)
-            wrong = None if key is None else key_problem(key, p.definition[name])
+            wrong = policy_value_problem(name, p.definition[name])
             if wrong is not None:
                 found.append(Problem(f"policy key '{name}' {wrong}", p.location, p.label))
     return found
