@@ -122,45 +122,43 @@ def test_operator_policy_value_the_broker_refuses(
     assert message in result.err
 
 
-def test_operator_policy_key_this_version_does_not_allow(declare: Any) -> None:
-    """RabbitMQ before 3.12 refuses ``overflow`` in an operator policy (3.10.8: "are not
-    recognised policy settings"); later versions take it."""
-    if declare.broker.version_tuple >= (3, 12):
-        pytest.skip("this broker allows overflow in operator policies")
+@pytest.mark.parametrize(
+    ("since", "setting", "message"),
+    [
+        # 3.10.8: "[{<<"overflow">>,...}] are not recognised policy settings"
+        (
+            (3, 12),
+            "definition: {max-length: 10, overflow: reject-publish}",
+            "'overflow' cannot be set by an operator policy on RabbitMQ 3.",
+        ),
+        # 3.10.8: "apply-to 'quorum_queues' unrecognised"
+        (
+            (3, 12),
+            "apply_to: quorum_queues\n    definition: {max-length: 10}",
+            "apply_to quorum_queues needs RabbitMQ 3.12 or later",
+        ),
+        # 3.10.8: "-1 is not a valid delivery limit"
+        (
+            (4, 0),
+            "definition: {delivery-limit: -1}",
+            "delivery-limit -1 (no limit) needs RabbitMQ 4.0 or later",
+        ),
+    ],
+)
+def test_operator_policy_setting_this_version_refuses(
+    declare: Any, since: tuple[int, ...], setting: str, message: str
+) -> None:
+    """What RabbitMQ before ``since`` refuses in an operator policy (later versions take it:
+    see the last test)."""
+    if declare.broker.version_tuple >= since:
+        pytest.skip(f"RabbitMQ {declare.broker.version} takes it")
     result, line = _refused(
         declare,
-        "operator_policies:\n  - name: cap\n    pattern: '.*'\n"
-        "    definition: {max-length: 10, overflow: reject-publish}\n",
+        f"operator_policies:\n  - name: cap\n    pattern: '.*'\n    {setting}\n",
         needle="name: cap",
     )
     assert f"refused.yml:{line}: operator policy 'cap'" in result.err
-    assert "'overflow' cannot be set by an operator policy on RabbitMQ 3." in result.err
-
-
-def test_operator_policy_apply_to_a_queue_type_this_version_does_not_know(declare: Any) -> None:
-    if declare.broker.version_tuple >= (3, 12):
-        pytest.skip("this broker applies policies to queue types")
-    result, line = _refused(
-        declare,
-        "operator_policies:\n  - name: cap\n    pattern: '.*'\n    apply_to: quorum_queues\n"
-        "    definition: {max-length: 10}\n",
-        needle="name: cap",
-    )
-    assert f"refused.yml:{line}: operator policy 'cap'" in result.err
-    assert "apply_to quorum_queues needs RabbitMQ 3.12 or later" in result.err
-
-
-def test_operator_policy_negative_delivery_limit_before_4_0(declare: Any) -> None:
-    if declare.broker.version_tuple >= (4, 0):
-        pytest.skip("RabbitMQ 4.x takes delivery-limit -1 (no limit)")
-    result, line = _refused(
-        declare,
-        "operator_policies:\n  - name: cap\n    pattern: '.*'\n"
-        "    definition: {delivery-limit: -1}\n",
-        needle="name: cap",
-    )
-    assert f"refused.yml:{line}: operator policy 'cap'" in result.err
-    assert "delivery-limit -1 (no limit) needs RabbitMQ 4.0 or later" in result.err
+    assert message in result.err
 
 
 def test_a_user_the_same_files_create_is_no_refusal(declare: Any) -> None:
@@ -178,3 +176,25 @@ def test_a_user_the_same_files_create_is_no_refusal(declare: Any) -> None:
     finally:
         with declare.broker.http() as http:
             http.delete(f"/api/users/{user}")
+
+
+def test_operator_policy_settings_a_newer_broker_takes_are_applied(declare: Any) -> None:
+    """No false refusal: what only newer versions allow is written where they run."""
+    if declare.broker.version_tuple < (4, 0):
+        pytest.skip("needs RabbitMQ 4.0+ (overflow, target-group-size, apply_to quorum_queues)")
+    path = declare.write(
+        "new.yml",
+        QUEUES + "operator_policies:\n  - name: cap\n    pattern: '.*'\n"
+        "    apply_to: quorum_queues\n"
+        "    definition: {overflow: reject-publish, target-group-size: 3, delivery-limit: -1}\n",
+    )
+    assert declare("apply", path).code == 0
+    with declare.broker.http() as http:
+        found = http.get(f"/api/operator-policies/{declare.quote(declare.vhost)}/cap").json()
+    assert found["apply-to"] == "quorum_queues"
+    assert found["definition"] == {
+        "overflow": "reject-publish",
+        "target-group-size": 3,
+        "delivery-limit": -1,
+    }
+    assert declare("plan", path, "--detailed-exitcode").code == 0
