@@ -10,11 +10,16 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import shlex
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,8 @@ import httpx
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 REPO_ROOT = BENCH_DIR.parent
+# The prefetch of the two queues every ``priority-worker run`` benchmark consumes.
+PREFETCH = {"high": 10, "low": 2}
 
 
 class HarnessError(RuntimeError):
@@ -132,8 +139,25 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", default="guest")
 
 
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of a benchmark: described by its docstring's first line, with the broker
+    options and ``--output`` (results/NAME.md; "-" for no file)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_broker_arguments(parser)
+    parser.add_argument("--output", default=None, help="result file ('-': none)")
+    return parser
+
+
 def broker_from(args: argparse.Namespace) -> Broker:
     return Broker(args.host, args.port, args.management_url, args.user, args.password)
+
+
+def session(cfg: argparse.Namespace) -> tuple[Management, dict[str, str]]:
+    """The broker of the command line (kept as ``cfg.broker``), a management client for it
+    and the facts for the report's header (``environment``)."""
+    cfg.broker = broker_from(cfg)
+    mgmt = Management(cfg.broker)
+    return mgmt, environment(mgmt)
 
 
 def unique_vhost(kind: str) -> str:
@@ -160,6 +184,15 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
 def paired_ratio(nums: Sequence[float], dens: Sequence[float]) -> str:
     """Median (min-max) of num_i / den_i over repetitions measured side by side.
 
@@ -184,6 +217,20 @@ def environment(mgmt: Management) -> dict[str, str]:
         f"Python {platform.python_version()}",
         "load": load_average(),
     }
+
+
+def report_header(title: str, env: dict[str, str]) -> list[str]:
+    """The first lines of a result file: its title, then when, where and how loaded (the load
+    again now, at the end, since other suites share the machine)."""
+    return [
+        f"# {title}",
+        "",
+        f"- date: {env['date']}",
+        f"- broker: {env['broker']}",
+        f"- machine: {env['machine']}",
+        f"- load average (1/5/15 min) at start: {env['load']}, at end: "
+        f"{load_average()} (other test suites share this machine and broker)",
+    ]
 
 
 def load_average() -> str:
@@ -240,8 +287,6 @@ def profile_summary(path: Path, pattern: str, limit: int = 20) -> str:
 
 def venv_bin(name: str) -> Path:
     """A console script in the interpreter's own virtual environment (e.g. declare-amqp)."""
-    import sys
-
     return Path(sys.executable).parent / name
 
 
@@ -252,3 +297,150 @@ def publish_result(text: str, output: str | None, name: str, quick: bool) -> Non
     if output != "-":
         target = output or (f"{name}-quick" if quick else name)
         print(f"written to {write_result(target, text)}")
+
+
+def command_argv(script: str, argv: Sequence[str] | None) -> list[str]:
+    """How the benchmark was started, for the report: ``python bench/NAME.py ARGS``."""
+    return ["python", f"bench/{Path(script).name}", *(argv if argv is not None else sys.argv[1:])]
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """``command_argv`` as one shell line (arguments quoted where needed)."""
+    return shlex.join(command_argv(script, argv))
+
+
+# ---- waiting ------------------------------------------------------------------------------
+
+
+def poll(
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.05,
+) -> bool:
+    """Poll ``ready`` until it is true (True); False once ``timeout`` seconds have passed or
+    ``proc`` has exited first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if ready():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def require(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.05,
+) -> None:
+    """``poll``, where not getting there is a harness failure that says why: ``proc`` exited
+    (with the end of its stderr) or ``timeout`` passed."""
+    if poll(ready, timeout, proc=proc, interval=interval):
+        return
+    if proc is not None and proc.poll() is not None:
+        stderr = proc.stderr.read()[-800:] if proc.stderr else b""
+        raise HarnessError(f"{what} exited: {stderr!r}")
+    raise HarnessError(f"{what} not ready after {timeout} s")
+
+
+# ---- the priority-worker runner as a subprocess --------------------------------------------
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(extra: dict[str, str], path: Sequence[str] = ()) -> dict[str, str]:
+    """This environment plus ``extra``; PYTHONPATH is ``path``, then bench/ and the checkout
+    (the handler modules live in bench/, the packages in the checkout)."""
+    return {
+        **os.environ,
+        **extra,
+        "PYTHONPATH": os.pathsep.join([*path, str(BENCH_DIR), str(REPO_ROOT)]),
+    }
+
+
+def start_runner(
+    handler: str, url: str, port: int, env: dict[str, str], *extra: str
+) -> subprocess.Popen[bytes]:
+    """``priority-worker run HANDLER`` on the queues ``high`` and ``low`` (``PREFETCH``),
+    serving HTTP on ``port``, logging warnings only; ``extra``: more runner options."""
+    cmd = [
+        str(venv_bin("priority-worker")),
+        "run",
+        handler,
+        "--url",
+        url,
+        *[arg for queue, n in PREFETCH.items() for arg in ("--queue", f"{queue}={n}")],
+        "--http-port",
+        str(port),
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def readyz(port: int) -> bool:
+    """The runner on ``port`` answers /readyz with 200."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_runner_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the runner answers /readyz; a harness failure when it exits or takes too long."""
+    require(lambda: readyz(port), timeout, "priority-worker", proc=proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---- queues, over one blocking pika connection ----------------------------------------------
+
+
+def fill(url: str, counts: dict[str, int]) -> None:
+    """Declare each queue durable and publish ``counts[queue]`` messages to it (bodies
+    ``b"0"``, ``b"1"``, ...)."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        for q, n in counts.items():
+            ch.queue_declare(q, durable=True)
+            for i in range(n):
+                ch.basic_publish("", q, str(i).encode())
+    finally:
+        conn.close()
+
+
+def ready_count(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (passive declare)."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        conn.close()

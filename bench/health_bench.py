@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,14 +27,9 @@ import httpx
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _common as common  # type: ignore[import-not-found,no-redef]
-    from latency_bench import free_port, percentile, stop, wait_ours_ready  # type: ignore
-    from processes_bench import fill  # type: ignore[import-not-found]
 else:
     from . import _common as common
-    from .latency_bench import free_port, percentile, stop, wait_ours_ready
-    from .processes_bench import fill
 
-BENCH_DIR = Path(__file__).resolve().parent
 CASES = [
     ("idle", "_cpu_handlers:cpu", False),
     ("sync 500 ms", "_cpu_handlers:sleep_500ms", True),
@@ -48,38 +42,15 @@ def measure(
 ) -> dict:
     with common.scratch_vhost(mgmt, "health") as vhost:
         url = cfg.broker.amqp_url(vhost)
-        fill(url, {"high": 3000 if backlog else 0, "low": 1000 if backlog else 0})
-        port = free_port()
-        env = {
-            **os.environ,
-            "BENCH_OUT": os.devnull,
-            "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}",
-        }
-        cmd = [
-            str(common.venv_bin("priority-worker")),
-            "run",
-            handler,
-            "--url",
-            url,
-            "--queue",
-            "high=10",
-            "--queue",
-            "low=2",
-            "--http-port",
-            str(port),
-            "--log-level",
-            "WARNING",
-            "--blocked-loop-warning",
-            "0.025",
-            "--shutdown-timeout",
-            "5",
-        ]
-        proc = subprocess.Popen(
-            cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        common.fill(url, {"high": 3000 if backlog else 0, "low": 1000 if backlog else 0})
+        port = common.free_port()
+        env = common.child_env({"BENCH_OUT": os.devnull})
+        proc = common.start_runner(
+            handler, url, port, env, "--blocked-loop-warning", "0.025", "--shutdown-timeout", "5"
         )
         latencies = []
         try:
-            wait_ours_ready(port, proc, 60)
+            common.wait_runner_ready(port, proc, 60)
             time.sleep(1.0)
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 end = time.monotonic() + cfg.seconds
@@ -89,7 +60,7 @@ def measure(
                     latencies.append(time.perf_counter() - t)
                     time.sleep(0.02)
         finally:
-            stop(proc)
+            common.stop(proc)
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         warnings = []
         for line in stderr.splitlines():
@@ -102,8 +73,8 @@ def measure(
         return {
             "case": name,
             "n": len(latencies),
-            "p50": percentile(latencies, 50) * 1000,
-            "p99": percentile(latencies, 99) * 1000,
+            "p50": common.percentile(latencies, 50) * 1000,
+            "p99": common.percentile(latencies, 99) * 1000,
             "max": max(latencies) * 1000,
             "warnings": len(warnings),
             "named": sorted(set(warnings)),
@@ -156,23 +127,19 @@ def render(cfg: argparse.Namespace, env: dict[str, str], results: list[dict]) ->
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_broker_arguments(p)
+    p = common.argument_parser(__doc__)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--quick", action="store_true", help="3 s per case")
-    p.add_argument("--output", default=None, help="result file ('-': none)")
     args = p.parse_args(argv)
     if args.quick:
         args.seconds = 3.0
-    args.argv = ["python", "bench/health_bench.py", *(argv if argv is not None else sys.argv[1:])]
+    args.argv = common.command_argv(__file__, argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    cfg.broker = common.broker_from(cfg)
-    mgmt = common.Management(cfg.broker)
-    env = common.environment(mgmt)
+    mgmt, env = common.session(cfg)
     results = []
     for name, handler, backlog in CASES:
         r = measure(cfg, mgmt, name, handler, backlog)

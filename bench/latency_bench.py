@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pika
 
 if __package__ in (None, ""):
@@ -43,7 +40,7 @@ else:
     from . import _common as common
 
 BENCH_DIR = Path(__file__).resolve().parent
-PREFETCH = {"high": 10, "low": 2}
+PREFETCH = common.PREFETCH
 SHARE_TOLERANCE = 0.10
 
 
@@ -57,15 +54,6 @@ class Result:
     low_left: int | None = None
     share: Counter[str] = field(default_factory=Counter)
     note: str = ""
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
-    return ordered[rank - 1]
 
 
 def read_records(path: Path) -> list[tuple[str, float, float]]:
@@ -141,53 +129,8 @@ class CeleryPublisher:
 def start_ours(
     url: str, mode: str, concurrency: int | None, env: dict[str, str], port: int
 ) -> subprocess.Popen[bytes]:
-    cmd = [
-        str(common.venv_bin("priority-worker")),
-        "run",
-        "_latency_peers:handle",
-        "--url",
-        url,
-        "--queue",
-        f"high={PREFETCH['high']}",
-        "--queue",
-        f"low={PREFETCH['low']}",
-        "--mode",
-        mode,
-        "--http-port",
-        str(port),
-        "--log-level",
-        "WARNING",
-    ]
-    if concurrency:
-        cmd += ["--concurrency", str(concurrency)]
-    return subprocess.Popen(
-        cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-def wait_ready(
-    proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float, what: str
-) -> None:
-    """Poll ``ready`` until true; fail when ``proc`` exits or after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise common.HarnessError(f"{what} exited: {proc.stderr.read()[-800:]!r}")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise common.HarnessError(f"{what} not ready after {timeout} s")
-
-
-def readyz(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_ours_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    wait_ready(proc, lambda: readyz(port), timeout, "priority-worker")
+    extra = ["--mode", mode] + (["--concurrency", str(concurrency)] if concurrency else [])
+    return common.start_runner("_latency_peers:handle", url, port, env, *extra)
 
 
 def start_celery(concurrency: int | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -211,25 +154,7 @@ def start_celery(concurrency: int | None, env: dict[str, str]) -> subprocess.Pop
     )
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # =========================================================================== one scenario
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scenario(
@@ -257,16 +182,15 @@ def scenario(
     ):
         url = cfg.broker.amqp_url(vhost)
         out = Path(tmp) / "records.txt"
-        path = [str(BENCH_DIR), str(common.REPO_ROOT)]
-        if peer == "baseline":  # an older priority_worker, for a before/after in one run
-            path.insert(0, cfg.baseline)
-        env = {
-            **os.environ,
-            "BENCH_LATENCY_OUT": str(out),
-            "BENCH_AMQP_URL": url,
-            "BENCH_HANDLER_S": str(cfg.handler_ms / 1000),
-            "PYTHONPATH": os.pathsep.join(path),
-        }
+        # baseline: an older priority_worker, for a before/after in one run
+        env = common.child_env(
+            {
+                "BENCH_LATENCY_OUT": str(out),
+                "BENCH_AMQP_URL": url,
+                "BENCH_HANDLER_S": str(cfg.handler_ms / 1000),
+            },
+            [cfg.baseline] if peer == "baseline" else [],
+        )
         pub: Any = CeleryPublisher(url) if peer == "celery" else PikaPublisher(url)
         try:
             pub.declare()
@@ -279,32 +203,30 @@ def scenario(
                 for _ in range(n):
                     pub.publish(queue)
             if peer != "celery":
-                port = free_port()
+                port = common.free_port()
                 proc = start_ours(url, mode, concurrency, env, port)
-                wait_ours_ready(port, proc, 30)
+                common.wait_runner_ready(port, proc, 30)
             else:
                 proc = start_celery(concurrency, env)
                 marker = Path(str(out) + ".ready")
-                wait_ready(proc, marker.exists, 60, "celery worker")
+                common.require(marker.exists, 60, "celery worker", proc=proc)
             try:
                 if phase == "latency":
                     run_stream(cfg, pub, out, proc, result)
                 else:
                     want = cfg.share_count if concurrency != 1 else cfg.share_count // 2
-                    deadline = time.monotonic() + cfg.timeout
-                    while len(read_records(out)) < want and time.monotonic() < deadline:
-                        time.sleep(0.2)
+                    common.poll(lambda: len(read_records(out)) >= want, cfg.timeout, interval=0.2)
                     records = read_records(out)[:want]
                     result.share = Counter(q for q, _, _ in records)
                     if len(records) < want:
                         result.note = f"only {len(records)} handled"
             finally:
-                stop(proc)
+                common.stop(proc)
         finally:
             pub.close()
         if phase == "latency":
             try:
-                result.low_left = ready_count(url, "low")
+                result.low_left = common.ready_count(url, "low")
             except Exception:  # the vhost is going away anyway
                 result.low_left = None
     return result
@@ -323,24 +245,12 @@ def run_stream(
         if delay > 0:
             time.sleep(delay)
         pub.publish("high")
-    deadline = time.monotonic() + cfg.timeout
-    while count_lines(out, "high") < cfg.high and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    common.poll(lambda: count_lines(out, "high") >= cfg.high, cfg.timeout, proc=proc)
     records = read_records(out)
     result.waits = [s - p for q, p, s in records if q == "high"]
     result.low_during = count_lines(out, "low") - low_before
     if len(result.waits) < cfg.high:
         result.note = f"only {len(result.waits)} of {cfg.high} high handled"
-
-
-def ready_count(url: str, queue: str) -> int:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        conn.close()
 
 
 # =========================================================================== report
@@ -364,7 +274,7 @@ def render(
             share_ok = abs(value / 5.0 - 1) <= SHARE_TOLERANCE
         elif s is not None:
             ratio = f"inf ({s.share['high']}:0)"
-        p50, p99 = percentile(r.waits, 50) * 1000, percentile(r.waits, 99) * 1000
+        p50, p99 = common.percentile(r.waits, 50) * 1000, common.percentile(r.waits, 99) * 1000
         goal = "-"
         if r.peer == "priority_worker" and r.mode == "weighted":
             ok = p50 <= h and p99 <= 1.5 * h and bool(share_ok)
@@ -426,8 +336,7 @@ def render(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_broker_arguments(p)
+    p = common.argument_parser(__doc__)
     p.add_argument("--modes", default="weighted,strict,conserving")
     p.add_argument(
         "--concurrency",
@@ -457,19 +366,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="30 high messages, concurrency 1 only, 120 for the share",
     )
-    p.add_argument("--output", default=None, help="result file ('-': none)")
     args = p.parse_args(argv)
     if args.quick:
         args.high, args.concurrency, args.share_count = 30, "1", 240
-    args.argv = ["python", "bench/latency_bench.py", *(argv if argv is not None else sys.argv[1:])]
+    args.argv = common.command_argv(__file__, argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    cfg.broker = common.broker_from(cfg)
-    mgmt = common.Management(cfg.broker)
-    env = common.environment(mgmt)
+    mgmt, env = common.session(cfg)
     peers = cfg.peers.split(",")
     if cfg.baseline and "baseline" not in peers:
         peers.insert(1, "baseline")
@@ -489,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                 latency.append(r)
                 print(
                     f"{peer} {mode} c={r.concurrency}: p50 "
-                    f"{percentile(r.waits, 50) * 1000:.1f} ms p99 "
-                    f"{percentile(r.waits, 99) * 1000:.1f} ms {r.note}",
+                    f"{common.percentile(r.waits, 50) * 1000:.1f} ms p99 "
+                    f"{common.percentile(r.waits, 99) * 1000:.1f} ms {r.note}",
                     flush=True,
                 )
                 if not cfg.no_share and mode != "strict":

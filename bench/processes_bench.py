@@ -12,38 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import pika
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _common as common  # type: ignore[import-not-found,no-redef]
-    from latency_bench import free_port, stop, wait_ours_ready  # type: ignore[import-not-found]
 else:
     from . import _common as common
-    from .latency_bench import free_port, stop, wait_ours_ready
 
-BENCH_DIR = Path(__file__).resolve().parent
 TARGET = 1.7
 SHARE_TOLERANCE = 0.10
-
-
-def fill(url: str, counts: dict[str, int]) -> None:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        ch = conn.channel()
-        for q, n in counts.items():
-            ch.queue_declare(q, durable=True)
-            for i in range(n):
-                ch.basic_publish("", q, str(i).encode())
-    finally:
-        conn.close()
 
 
 def cpu_seconds(pids: set[int]) -> float:
@@ -76,35 +58,14 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) ->
     ):
         url = cfg.broker.amqp_url(vhost)
         out = Path(tmp) / "records.txt"
-        fill(url, {"high": cfg.high, "low": cfg.low})
-        port = free_port()
-        env = {
-            **os.environ,
-            "BENCH_OUT": str(out),
-            "PYTHONPATH": f"{BENCH_DIR}{os.pathsep}{common.REPO_ROOT}",
-        }
-        cmd = [
-            str(common.venv_bin("priority-worker")),
-            "run",
-            "_cpu_handlers:cpu",
-            "--url",
-            url,
-            "--queue",
-            "high=10",
-            "--queue",
-            "low=2",
-            "--processes",
-            str(processes),
-            "--http-port",
-            str(port),
-            "--log-level",
-            "WARNING",
-        ]
-        proc = subprocess.Popen(
-            cmd, cwd=BENCH_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        common.fill(url, {"high": cfg.high, "low": cfg.low})
+        port = common.free_port()
+        env = common.child_env({"BENCH_OUT": str(out)})
+        proc = common.start_runner(
+            "_cpu_handlers:cpu", url, port, env, "--processes", str(processes)
         )
         try:
-            wait_ours_ready(port, proc, 60)
+            common.wait_runner_ready(port, proc, 60)
             time.sleep(cfg.warmup)
             pids = {pid for _, pid, _ in read(out)}
             t0 = time.monotonic()
@@ -113,7 +74,7 @@ def measure(cfg: argparse.Namespace, mgmt: common.Management, processes: int) ->
             t1 = time.monotonic()
             cpu1 = cpu_seconds(pids)
         finally:
-            stop(proc)
+            common.stop(proc)
         records = read(out)
         window = [r for r in records if t0 <= r[2] < t1]
         per_pid: dict[int, Counter[str]] = defaultdict(Counter)
@@ -200,8 +161,7 @@ def render(cfg: argparse.Namespace, env: dict[str, str], runs: list[list[dict]])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_broker_arguments(p)
+    p = common.argument_parser(__doc__)
     p.add_argument("--processes", default="1,2")
     p.add_argument("--high", type=int, default=15000)
     p.add_argument("--low", type=int, default=3000)
@@ -209,24 +169,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--repetitions", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="3 s windows, smaller backlog, 1 run")
-    p.add_argument("--output", default=None, help="result file ('-': none)")
     args = p.parse_args(argv)
     if args.quick:
         args.high, args.low, args.seconds, args.warmup = 6000, 1500, 3.0, 1.0
         args.repetitions = 1
-    args.argv = [
-        "python",
-        "bench/processes_bench.py",
-        *(argv if argv is not None else sys.argv[1:]),
-    ]
+    args.argv = common.command_argv(__file__, argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    cfg.broker = common.broker_from(cfg)
-    mgmt = common.Management(cfg.broker)
-    env = common.environment(mgmt)
+    mgmt, env = common.session(cfg)
     runs = []
     counts = [int(x) for x in cfg.processes.split(",")]
     for rep in range(cfg.repetitions):

@@ -173,14 +173,14 @@ def wait_complete(
     mgmt: common.Management, vhost: str, expected: dict[str, int], timeout: float
 ) -> None:
     """Poll the vhost's definitions until every expected object exists."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = count_objects(mgmt.definitions(vhost))
-        if all(got[k] >= v for k, v in expected.items()):
-            return
-        if time.monotonic() > deadline:
-            raise common.HarnessError(f"{vhost}: only {got} of {expected} after {timeout:.0f} s")
-        time.sleep(0.02)
+    got: dict[str, int] = {}
+
+    def complete() -> bool:
+        got.update(count_objects(mgmt.definitions(vhost)))
+        return all(got[k] >= v for k, v in expected.items())
+
+    if not common.poll(complete, timeout, interval=0.02):
+        raise common.HarnessError(f"{vhost}: only {got} of {expected} after {timeout:.0f} s")
 
 
 # --------------------------------------------------------------------------- the contenders
@@ -549,13 +549,7 @@ def render(res: Results, env: dict[str, str], topo: Topology, reps: int, cmdline
     )
     c = topo.counts
     lines = [
-        "# declare-amqp topology benchmark",
-        "",
-        f"- date: {env['date']}",
-        f"- broker: {env['broker']}",
-        f"- machine: {env['machine']}",
-        f"- load average (1/5/15 min) at start: {env['load']}, at end: "
-        f"{common.load_average()} (other test suites share this machine and broker)",
+        *common.report_header("declare-amqp topology benchmark", env),
         f"- topology: {c['queues']} durable queues (half with x-max-priority), "
         f"{topo.exchanges} topic exchanges each with its own fanout alternate exchange "
         f"({c['exchanges']} exchanges), {c['bindings']} bindings",
@@ -613,15 +607,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--output",
-        default="topology",
-        help="result name: bench/results/NAME.md (default topology; '-' = none)",
+        default=None,
+        help="result name: bench/results/NAME.md (default topology, topology-quick with --quick; "
+        "'-' = none)",
     )
     common.add_broker_arguments(p)
     args = p.parse_args(argv)
     if args.quick:
         args.queues, args.exchanges, args.no_pika = 200, 20, True
-        if args.output == "topology":
-            args.output = "topology-quick"
     args.repetitions = args.repetitions or (1 if args.quick else 3)
     return args
 
@@ -660,12 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         mgmt.close()
-    given = argv if argv is not None else sys.argv[1:]
-    cmdline = "python bench/topology_bench.py " + shlex.join(given)
-    text = render(res, env, topo, args.repetitions, cmdline.strip())
-    print(text)
-    if args.output != "-":
-        print(f"written to {common.write_result(args.output, text)}")
+    text = render(res, env, topo, args.repetitions, common.command_line(__file__, argv))
+    common.publish_result(text, args.output, "topology", args.quick)
     return 2 if res.errors else 0
 
 

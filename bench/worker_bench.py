@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -806,13 +805,7 @@ def render(
         )
 
     lines = [
-        "# priority_worker benchmark",
-        "",
-        f"- date: {env['date']}",
-        f"- broker: {env['broker']}",
-        f"- machine: {env['machine']}",
-        f"- load average (1/5/15 min) at start: {env['load']}, at end: "
-        f"{common.load_average()} (other test suites share this machine and broker)",
+        *common.report_header("priority_worker benchmark", env),
         f"- messages: {BODY_SIZE}-byte bodies, default exchange -> durable classic queue; "
         f"consumed queues pre-filled with transient messages; published messages "
         f"{'persistent' if cfg.persistent else 'transient'} (the same for every publisher); "
@@ -933,8 +926,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--output",
-        default="worker",
-        help="result name: bench/results/NAME.md (default worker; '-' = none)",
+        default=None,
+        help="result name: bench/results/NAME.md (default worker, worker-quick with --quick; "
+        "'-' = none)",
     )
     common.add_broker_arguments(p)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -942,8 +936,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.messages, args.publish_messages = 5000, 5000
         args.share_measure, args.share_warmup = 600, 100
-        if args.output == "worker":
-            args.output = "worker-quick"
     args.repetitions = args.repetitions or (1 if args.quick else 3)
     return args
 
@@ -1004,13 +996,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         mgmt.close()
-    cmdline = "python bench/worker_bench.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    text = render(cfg, env, results, note, cmdline.strip())
-    print(text)
-    if args.output != "-":
-        print(f"written to {common.write_result(args.output, text)}")
+    text = render(cfg, env, results, note, common.command_line(__file__, argv))
+    common.publish_result(text, args.output, "worker", args.quick)
     return 2 if any(s.error for s in results.values()) else 0
 
 

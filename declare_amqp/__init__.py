@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
+from ._address import BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
-from ._connection import BrokerAddress, resolve_address
 from ._errors import (
     ApplyError,
     AuthenticationFailed,

@@ -20,11 +20,11 @@ import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from ._connection import BrokerAddress, Node
+from ._address import BrokerAddress, Node
 from ._errors import ApplyError, AuthenticationFailed, BrokerError, BrokerUnreachable
 from ._model import BindingSpec, ExchangeSpec, QueueSpec
 from ._plan import Change
-from ._tls import tls_failure
+from .tls import tls_failure
 
 Progress = Callable[[int], None]
 AmqpSpec = ExchangeSpec | QueueSpec | BindingSpec

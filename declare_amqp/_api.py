@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._access import access_plan, check_privileges, validate_access
-from ._connection import DEFAULT_CHANNELS, BrokerAddress
+from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, TopologyError
 from ._fit import policy_problems

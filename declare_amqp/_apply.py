@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ._access import apply_access, has_followup
+from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._amqp import (
     AmqpFailure,
     AmqpSession,
@@ -23,7 +24,6 @@ from ._amqp import (
     declare_passive,
     delete_operation,
 )
-from ._connection import DEFAULT_CHANNELS, BrokerAddress
 from ._errors import ApplyError
 from ._management import ManagementClient
 from ._model import PolicySpec, Topology

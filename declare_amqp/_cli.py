@@ -25,8 +25,8 @@ from rich.markup import escape
 from . import __version__
 from . import _saved_plan as saved_plan
 from ._access import read_for_export
+from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
-from ._connection import DEFAULT_CHANNELS, BrokerAddress, redact, resolve_address
 from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
@@ -35,9 +35,10 @@ from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
-from ._tls import TlsOptions
 from ._validate import check_references
 from ._warnings import reference_warnings, sort_problems, strict
+from .tls import TlsOptions, add_tls_arguments
+from .urls import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -66,26 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="management API URL (default derived from --url)",
     )
     common.add_argument("--no-color", action="store_true", help="never use colour")
-    common.add_argument(
-        "--tls-ca-file",
-        metavar="FILE",
-        help="CA bundle to verify the broker's certificate (default: the "
-        "system trust store, SSL_CERT_FILE; env AMQP_TLS_CA_FILE)",
-    )
-    common.add_argument(
-        "--tls-cert-file", metavar="FILE", help="client certificate (env AMQP_TLS_CERT_FILE)"
-    )
-    common.add_argument(
-        "--tls-key-file",
-        metavar="FILE",
-        help="key of the client certificate (env AMQP_TLS_KEY_FILE)",
-    )
-    common.add_argument(
-        "--auth-mechanism",
-        choices=("plain", "external"),
-        help="external: log in over AMQP with the client certificate "
-        "(env AMQP_AUTH_MECHANISM; default plain)",
-    )
+    add_tls_arguments(common)
 
     files = argparse.ArgumentParser(add_help=False)
     files.add_argument(

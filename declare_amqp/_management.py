@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from ._connection import BrokerAddress, Node
+from ._address import BrokerAddress, Node
 from ._errors import (
     AuthenticationFailed,
     BrokerError,
@@ -42,8 +42,8 @@ from ._model import (
     merge,
 )
 from ._plan import QueueStats
-from ._tls import tls_failure
 from ._validate import is_builtin_exchange
+from .tls import tls_failure
 
 
 def _q(name: str) -> str:

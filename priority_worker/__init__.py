@@ -9,7 +9,6 @@ publisher confirms, and never lose work.
     Worker("amqp://...", [Queue("email.high", 10), Queue("email.default", 2)], send_email).run()
 """
 
-from ._core import ATTEMPTS_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER
 from ._errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -25,6 +24,7 @@ from ._errors import (
 )
 from ._metrics import Metrics
 from ._model import Handler, Message, Mode, Properties, Queue, RetryPolicy
+from ._outcomes import ATTEMPTS_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER
 from ._publisher import Publisher
 from ._supervisor import Supervisor
 from ._worker import Worker

@@ -19,16 +19,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from declare_amqp.tls import add_tls_arguments, tls_environment
+from declare_amqp.urls import scrub, url_secrets
+
 from . import _log
-from ._core import scrub, split_urls, url_secrets
+from ._config import broker_urls
 from ._errors import PriorityWorkerError
-from ._model import Mode, Queue, RetryPolicy
-from ._tls import ENV as TLS_ENV
+from ._model import Handler, Mode, Queue, RetryPolicy
 from ._topology import TopologyMismatch
 from ._worker import Worker
 
 
-def load_handler(ref: str) -> Any:
+def load_handler(ref: str) -> Handler:
     """Import ``module:attribute`` (dots allowed in the attribute)."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
@@ -45,7 +47,8 @@ def load_handler(ref: str) -> Any:
             raise PriorityWorkerError(f"{module_name} has no attribute {attr}") from exc
     if not callable(obj):
         raise PriorityWorkerError(f"{ref} is not callable")
-    return obj
+    handler: Handler = obj
+    return handler
 
 
 HANDLER_HELP = """\
@@ -157,30 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts, SIGTERM "
         "forwarded, one /healthz /readyz /metrics with a process label)",
     )
-    run.add_argument(
-        "--tls-ca-file",
-        metavar="FILE",
-        help="CA bundle for amqps:// (default: the system trust store, "
-        "SSL_CERT_FILE; env AMQP_TLS_CA_FILE)",
-    )
-    run.add_argument(
-        "--tls-cert-file", metavar="FILE", help="client certificate (env AMQP_TLS_CERT_FILE)"
-    )
-    run.add_argument(
-        "--tls-key-file",
-        metavar="FILE",
-        help="key of the client certificate (env AMQP_TLS_KEY_FILE)",
-    )
-    run.add_argument(
-        "--auth-mechanism",
-        choices=("plain", "external"),
-        help="external: log in with the client certificate (env AMQP_AUTH_MECHANISM)",
-    )
+    add_tls_arguments(run)
     return parser
 
 
 def _build(
-    args: argparse.Namespace, urls: list[str], handler: Any, parser: argparse.ArgumentParser
+    args: argparse.Namespace, urls: list[str], handler: Handler, parser: argparse.ArgumentParser
 ) -> Worker:
     """The worker the arguments describe: from the topology's consumer, flags winning."""
     queues = [Queue.parse(spec) for spec in args.queues] if args.queues else None
@@ -249,14 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls_arg = [u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u]
     if not urls_arg:
         parser.error("--url or $AMQP_URL is required")
-    # The links read their TLS setup from the environment (see _tls): flags win over it.
-    for option, variable in TLS_ENV.items():
-        value = getattr(args, "tls_" + option if option != "auth_mechanism" else option)
-        if value:
-            os.environ[variable] = value
+    # The links read their TLS setup from the environment (see declare_amqp.tls): flags win.
+    os.environ.update(tls_environment(args))
     secrets: set[str] = set()
     try:
-        urls = split_urls(urls_arg)
+        urls = broker_urls(urls_arg)
         secrets = url_secrets(urls)
         handler = load_handler(args.handler)
         worker = _build(args, urls, handler, parser)
@@ -290,7 +272,7 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 2
     try:  # a bad URL is reported by the children (exit 2), here only its password matters
         secrets = url_secrets(
-            split_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
+            broker_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
         )
     except PriorityWorkerError:
         secrets = set()

@@ -16,7 +16,8 @@ message; errors are raised *by the library* to you::
         +-- PublishConnectionLost  the connection closed while the message was unconfirmed
         +-- PublisherClosed     publish() after close()
 
-pika's exceptions never reach you: the adapter translates them at one edge.
+pika's exceptions never reach you: the adapter translates them at one edge
+(``_pika_errors``, the one exception map for pika).
 """
 
 from __future__ import annotations

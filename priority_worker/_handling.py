@@ -11,8 +11,9 @@ import concurrent.futures
 import inspect
 from typing import TYPE_CHECKING
 
-from ._core import Ack, Action, UndecodableError, attempts_of, decide, decode_body
+from ._decoding import UndecodableError, decode_body
 from ._model import Handler, Message, Properties, RetryPolicy
+from ._outcomes import Ack, Action, attempts_of, decide
 
 if TYPE_CHECKING:
     from ._publisher import Publisher

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -38,7 +38,7 @@ class _Metrics(_Base):
         self.write(self.worker.metrics.render())
 
 
-def serve_http(worker: Worker, port: int, host: str) -> tuple[Any, int]:
+def serve_http(worker: Worker, port: int, host: str) -> tuple[HTTPServer, int]:
     """Start the server on the running loop; returns it and the port it listens on."""
     app = tornado.web.Application(
         [
@@ -50,7 +50,7 @@ def serve_http(worker: Worker, port: int, host: str) -> tuple[Any, int]:
     return listen(app, port, host)
 
 
-def listen(app: tornado.web.Application, port: int, host: str) -> tuple[Any, int]:
+def listen(app: tornado.web.Application, port: int, host: str) -> tuple[HTTPServer, int]:
     """Serve ``app`` on ``host:port`` (0: a free port) on the running loop; returns the
     server and its port."""
     sockets = bind_sockets(port, address=host, family=socket.AF_INET)

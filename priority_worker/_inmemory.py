@@ -5,8 +5,8 @@ prefetch of unacked deliveries (a new consumer after a prefetch change starts co
 as on RabbitMQ), a settled delivery frees its slot and the broker refills it, unstarted
 deliveries that the worker gives back are requeued at the head with ``redelivered`` set, and a
 worker that dies (``crash_after``) returns every unacked delivery. The worker side is the
-worker's own code: the same :class:`~priority_worker._core.Dispatcher` with the same weights,
-the same :func:`~priority_worker._core.effective_prefetch` and idle probe for strict and
+worker's own code: the same :class:`~priority_worker._scheduling.Dispatcher` with the same weights,
+the same :func:`~priority_worker._scheduling.effective_prefetch` and idle probe for strict and
 conserving modes, and the same :func:`~priority_worker._handling.handle` for each message.
 
 Time is virtual: a handler takes ``handler_time`` seconds of it (a float or a function of the
@@ -26,21 +26,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._core import (
+from ._errors import ConfigurationError
+from ._handling import handle
+from ._model import Handler, Message, Mode, Properties, Queue, RetryPolicy
+from ._outcomes import (
     ATTEMPTS_HEADER,
     ERROR_HEADER,
     ORIGINAL_QUEUE_HEADER,
     Action,
     DeadLetter,
-    Dispatcher,
     RetryLater,
     attempts_of,
-    effective_prefetch,
 )
-from ._errors import ConfigurationError
-from ._handling import handle
-from ._model import Handler, Message, Mode, Properties, Queue, RetryPolicy
-from ._scheduling import dispatch_weights
+from ._scheduling import Dispatcher, dispatch_weights, effective_prefetch
 
 
 @dataclass(frozen=True)

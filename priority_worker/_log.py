@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ._core import scrub
+from declare_amqp.urls import scrub
 
 
-def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+def log(logger: logging.Logger, level: int, event: str, **fields: object) -> None:
     """Emit ``event`` with structured ``fields`` on ``logger``."""
     if not logger.isEnabledFor(level):
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -51,6 +52,21 @@ class _BlockedCollector(Collector):
             "1 while the broker blocks the publishing connection",
             value=1.0 if m.blocked_since is not None else 0.0,
         )
+
+
+@dataclass(frozen=True)
+class QueueMetrics:
+    """One queue's labelled metrics, looked up once: the per-message path uses these."""
+
+    deliveries: Counter
+    acks: Counter
+    retries: Counter
+    requeues: Counter
+    dropped: Counter
+    handler_seconds: Histogram
+    handler_errors: Counter
+    held_seconds: Histogram
+    prefetch: Gauge
 
 
 class Metrics:
@@ -147,6 +163,20 @@ class Metrics:
         self.blocked_total = 0.0
         self.blocked_since: float | None = None
         r.register(_BlockedCollector(self))
+
+    def of_queue(self, queue: str) -> QueueMetrics:
+        """The metrics labelled with ``queue``."""
+        return QueueMetrics(
+            self.deliveries.labels(queue),
+            self.acks.labels(queue),
+            self.retries.labels(queue),
+            self.requeues.labels(queue),
+            self.dropped.labels(queue),
+            self.handler_seconds.labels(queue),
+            self.handler_errors.labels(queue),
+            self.held_seconds.labels(queue),
+            self.prefetch.labels(queue),
+        )
 
     def set_blocked(self, blocked: bool) -> None:
         """Record a connection.blocked / connection.unblocked."""

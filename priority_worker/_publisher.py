@@ -7,10 +7,10 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
-from ._amqp import ChannelGone, ConfirmChannel, Link, _Channel
-from ._core import ConfirmTracker, split_urls
+from ._config import broker_urls
+from ._confirms import ConfirmTracker
+from ._connection import PikaLink
 from ._errors import (
     PublishConnectionLost,
     PublisherClosed,
@@ -19,6 +19,7 @@ from ._errors import (
     PublishReturned,
     PublishTimeout,
 )
+from ._link import AmqpChannel, ChannelGone, ConfirmingChannel, LinkFactory
 from ._log import log
 from ._metrics import Metrics
 from ._model import Properties
@@ -76,6 +77,7 @@ class Publisher:
 
     Use on the event loop that runs it: ``await publisher.start()``, ``await
     publisher.publish(...)``, ``await publisher.close()``, or ``async with Publisher(...)``.
+    ``link_factory``: makes the connection (default: pika's); tests pass an in-memory fake.
     """
 
     def __init__(
@@ -87,12 +89,13 @@ class Publisher:
         metrics: Metrics | None = None,
         name: str = "priority-worker publisher",
         reconnect_max_delay: float = 30.0,
+        link_factory: LinkFactory = PikaLink,
     ) -> None:
-        self.urls = split_urls(url)
+        self.urls = broker_urls(url)
         self.confirm_timeout = confirm_timeout
         self.resend_unconfirmed = resend_unconfirmed
         self.metrics = metrics or Metrics()
-        self._link = Link(
+        self._link = link_factory(
             self.urls,
             name=name,
             on_open=self._link_open,
@@ -100,13 +103,16 @@ class Publisher:
             on_blocked=self._set_blocked,
             backoff_cap=reconnect_max_delay,
         )
-        self._channel: ConfirmChannel | None = None
+        self._channel: ConfirmingChannel | None = None
         self._tracker: ConfirmTracker[_Outgoing] = ConfirmTracker()
         self._backlog: deque[_Outgoing] = deque()
         self._blocked = False
         self._closed = False
         self._declared: dict[str, float] = {}
-        self._admin: _Channel | None = None
+        self._admin: AmqpChannel | None = None
+        self._opening: set[asyncio.Task[None]] = set()  # confirm channels being opened
+        # Resolved, while close() waits, once nothing is pending or the connection is gone.
+        self._drained: asyncio.Future[None] | None = None
         self._ready = asyncio.Event()
         self._admin_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,10 +157,12 @@ class Publisher:
         """Wait up to ``timeout`` s for pending confirms, then close; what is left fails."""
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.pending and loop.time() < deadline and self._link.is_open:
-            await asyncio.sleep(0.02)
+        if self.pending and self._link.is_open:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._drained, timeout)
+            except asyncio.TimeoutError:
+                pass
         self._closed = True
         for out in [*self._backlog, *(e.item for e in self._tracker.drain())]:
             self._fail(
@@ -172,11 +180,22 @@ class Publisher:
         await self._link.close()
 
     def _link_open(self) -> None:
-        asyncio.ensure_future(self._open_channel())
+        task = asyncio.ensure_future(self._open_channel())
+        self._opening.add(task)  # a reference until it is done (the loop keeps only a weak one)
+        task.add_done_callback(self._opening.discard)
+
+    def _check_drained(self) -> None:
+        """Wake close() when it waits and there is nothing left to wait for."""
+        drained = self._drained
+        if (
+            drained is not None
+            and not drained.done()
+            and (not self.pending or not self._link.is_open)
+        ):
+            drained.set_result(None)
 
     async def _open_channel(self) -> None:
-        channel = ConfirmChannel(
-            self._link,
+        channel = self._link.confirm_channel(
             on_confirm=self._confirmed,
             on_return=self._returned,
             on_closed=self._channel_closed,
@@ -192,7 +211,7 @@ class Publisher:
         self._ready.set()
         self._flush()
 
-    def _channel_closed(self, channel: _Channel, reason: str) -> None:
+    def _channel_closed(self, channel: AmqpChannel, reason: str) -> None:
         if channel is not self._channel:
             return
         self._channel = None
@@ -221,9 +240,12 @@ class Publisher:
         if self._link.is_open and not self._closed:
             # Only the channel died (e.g. 404 on a publish to a missing exchange): reopen it.
             asyncio.get_running_loop().call_later(0.2, self._link_open)
+        self._check_drained()
 
     def _link_lost(self, reason: str) -> None:
-        """The connection died; channel close callbacks did the bookkeeping."""
+        """The connection died (channel close callbacks did the bookkeeping): a close()
+        waiting for confirms stops waiting, as they cannot come any more."""
+        self._check_drained()
 
     def _set_blocked(self, blocked: bool) -> None:
         self._blocked = blocked
@@ -241,7 +263,7 @@ class Publisher:
         *,
         mandatory: bool = True,
         properties: Properties | None = None,
-        headers: Mapping[str, Any] | None = None,
+        headers: Mapping[str, object] | None = None,
         persistent: bool = True,
     ) -> asyncio.Future[None]:
         """Publish one message; the returned future resolves when the broker confirms it.
@@ -292,7 +314,7 @@ class Publisher:
         timeout: float | None = None,
         mandatory: bool = True,
         properties: Properties | None = None,
-        headers: Mapping[str, Any] | None = None,
+        headers: Mapping[str, object] | None = None,
         persistent: bool = True,
     ) -> None:
         """Like :meth:`publish`, from another thread (e.g. a sync handler): blocks until the
@@ -373,6 +395,7 @@ class Publisher:
             )
         if not self._closed:
             self._schedule_timeout()
+        self._check_drained()
 
     def _confirmed(self, tag: int, multiple: bool, ack: bool) -> None:
         confirmed = 0
@@ -406,6 +429,8 @@ class Publisher:
                     out.future.set_result(None)
         if confirmed:
             self.metrics.published.inc(confirmed)
+        if self._drained is not None:
+            self._check_drained()
 
     def _returned(self, tag: int, reply_code: int, reply_text: str) -> None:
         self._tracker.returned(tag, reply_code, reply_text)
@@ -418,7 +443,7 @@ class Publisher:
     # --- queues the worker needs ----------------------------------------------------------------
 
     async def ensure_queue(
-        self, name: str, arguments: Mapping[str, Any], refresh_after: float | None = None
+        self, name: str, arguments: Mapping[str, object], refresh_after: float | None = None
     ) -> None:
         """Declare a durable queue once per connection (again after ``refresh_after`` s)."""
         loop = asyncio.get_running_loop()
@@ -428,7 +453,7 @@ class Publisher:
         async with self._admin_lock:
             await self._ready.wait()
             if self._admin is None or not self._admin.is_open:
-                self._admin = _Channel(self._link, lambda ch, reason: None)
+                self._admin = self._link.channel()
                 await self._admin.open()
             try:
                 await self._admin.declare_queue(name, arguments)

@@ -1,6 +1,9 @@
-"""Which held delivery runs next: start-time fair queueing with the prefetches as weights.
+"""Scheduling: which queues are consumed at which prefetch, and which held delivery runs next.
 
-Pure: no I/O, no pika, no tornado. The :class:`~priority_worker._core.Dispatcher` asks
+Pure: no I/O, no pika, no tornado. :func:`effective_prefetch` is the mode's policy (weighted,
+strict, conserving); :class:`Dispatcher` does the in-flight accounting and the order of starts.
+
+The :class:`Dispatcher` asks
 :class:`FairQueueing` for a *start tag* when a delivery arrives and starts the pending delivery
 with the smallest tag (ties: the higher-priority queue).
 
@@ -21,11 +24,15 @@ credit for the time it was idle, so it cannot burst past the others after coming
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from ._errors import ConfigurationError
 from ._model import Mode
+
+T = TypeVar("T")
 
 
 class FairQueueing:
@@ -101,3 +108,170 @@ class ShareWindow:
 
     def __len__(self) -> int:
         return len(self._recent)
+
+
+def effective_prefetch(
+    mode: Mode, prefetches: Sequence[int], idle: Sequence[bool]
+) -> list[int | None]:
+    """The prefetch each queue should be consumed at now; ``None`` means not consumed.
+
+    Queues are in priority order. ``idle[i]``: queue i has nothing ready and nothing in flight
+    (the last queue is never treated as idle: nothing ranks below it to lend to).
+    """
+    n = len(prefetches)
+    idle = [bool(idle[i]) and i < n - 1 for i in range(n)]
+    if mode is Mode.WEIGHTED:
+        return list(prefetches)
+    if mode is Mode.STRICT:
+        out: list[int | None] = []
+        for i, p in enumerate(prefetches):
+            out.append(p if all(idle[:i]) else None)
+        return out
+    result: list[int | None] = []
+    lent = 0
+    for i, p in enumerate(prefetches):
+        if idle[i]:
+            result.append(p)
+            lent += p
+        else:
+            result.append(p + lent)
+            lent = 0
+    return result
+
+
+class Dispatcher(Generic[T]):
+    """In-flight accounting and the order in which received deliveries are started.
+
+    A delivery is *pending* from arrival until a handler starts it, then *running* until
+    ``finish``. At most ``limit`` run at once. Which pending delivery starts next:
+
+    - ``weights`` given (weighted and conserving modes): start-time fair queueing with those
+      weights (see :class:`FairQueueing`): under backlog the starts follow the
+      weights, and a delivery of a queue that was idle starts next;
+    - ``by_priority=True`` (strict mode): the highest-priority queue's deliveries first;
+    - neither: arrival order across queues.
+
+    ``on_start(queue, held)``: called as each delivery starts, with the seconds it was held
+    (by ``clock``) since it arrived.
+    """
+
+    def __init__(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        *,
+        by_priority: bool = False,
+        weights: Mapping[str, float] | None = None,
+        on_start: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if limit < 1:
+            raise ConfigurationError("concurrency must be >= 1")
+        if by_priority and weights:
+            raise ConfigurationError("strict priority order takes no weights")
+        self.limit = limit
+        self.by_priority = by_priority
+        self._order = list(queues)
+        # (key, item, arrived): key orders the starts (sequence number or start tag).
+        self._pending: dict[str, deque[tuple[float, T, float]]] = {q: deque() for q in queues}
+        self._running: dict[str, int] = dict.fromkeys(queues, 0)
+        self._total_running = 0
+        self._seq = 0
+        self._fair = FairQueueing(weights) if weights else None
+        self._on_start = on_start
+        self._clock = clock or time.monotonic
+
+    def add(self, queue: str, item: T) -> None:
+        """A delivery arrived from ``queue``."""
+        if self._fair is not None:
+            key = self._fair.arrive(queue)
+        else:
+            self._seq += 1
+            key = self._seq
+        self._pending[queue].append((key, item, self._clock()))
+
+    def take_one(self) -> tuple[str, T] | None:
+        """The next delivery to start now (marked running), or None (nothing, or no capacity)."""
+        if self._total_running >= self.limit:
+            return None
+        queue = self._next_queue()
+        if queue is None:
+            return None
+        key, item, arrived = self._pending[queue].popleft()
+        if self._fair is not None:
+            self._fair.started(key)
+        self._running[queue] += 1
+        self._total_running += 1
+        if self._on_start is not None:
+            self._on_start(queue, self._clock() - arrived)
+        return queue, item
+
+    def startable(self) -> bool:
+        """Something is pending and there is capacity to start it."""
+        return self._total_running < self.limit and self._next_queue() is not None
+
+    def _next_queue(self) -> str | None:
+        if len(self._order) == 1:
+            q = self._order[0]
+            return q if self._pending[q] else None
+        best: str | None = None
+        for q in self._order:
+            pending = self._pending[q]
+            if not pending:
+                continue
+            if self.by_priority:
+                return q
+            # Strictly smaller: on a tie the earlier (higher-priority) queue wins.
+            if best is None or pending[0][0] < self._pending[best][0][0]:
+                best = q
+        return best
+
+    def finish(self, queue: str) -> None:
+        """A running delivery of ``queue`` was settled (or dropped)."""
+        if self._running[queue] <= 0:
+            raise RuntimeError(f"finish() without a running delivery on {queue}")
+        self._running[queue] -= 1
+        self._total_running -= 1
+
+    def take_pending(self, queue: str | None = None, keep: int = 0) -> list[T]:
+        """Remove not-yet-started deliveries (newest first beyond ``keep``) to requeue them."""
+        removed: list[T] = []
+        for q in [queue] if queue else self._order:
+            pending = self._pending[q]
+            tags = []
+            while len(pending) > keep:
+                key, item, _ = pending.pop()
+                removed.append(item)
+                tags.append(key)
+            self._withdrawn(q, tags)
+        return removed
+
+    def discard(self, predicate: Callable[[T], bool]) -> list[T]:
+        """Remove pending deliveries matching ``predicate`` (e.g. of a closed channel)."""
+        removed: list[T] = []
+        for q in self._order:
+            gone = [e for e in self._pending[q] if predicate(e[1])]
+            if gone:
+                self._pending[q] = deque(e for e in self._pending[q] if not predicate(e[1]))
+                removed.extend(e[1] for e in gone)
+                self._withdrawn(q, [e[0] for e in gone])
+        return removed
+
+    def _withdrawn(self, queue: str, tags: list[float]) -> None:
+        if self._fair is not None and tags:
+            pending = self._pending[queue]
+            self._fair.withdrawn(queue, tags, pending[-1][0] if pending else None)
+
+    def running(self, queue: str | None = None) -> int:
+        """Deliveries being handled (of ``queue``, or in total)."""
+        return self._running[queue] if queue else self._total_running
+
+    def pending(self, queue: str | None = None) -> int:
+        """Deliveries received but not started (of ``queue``, or in total)."""
+        if queue:
+            return len(self._pending[queue])
+        return sum(len(p) for p in self._pending.values())
+
+    def in_flight(self, queue: str | None = None) -> int:
+        """Received and not yet settled: pending plus running."""
+        return self.pending(queue) + self.running(queue)

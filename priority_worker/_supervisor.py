@@ -36,13 +36,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._core import reconnect_delay
+from ._backoff import reconnect_delay
 from ._errors import ConfigurationError
 from ._log import log
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from tornado.httpserver import HTTPServer
+
     from ._worker import Worker
 
 logger = logging.getLogger("priority_worker.supervisor")
@@ -98,7 +102,7 @@ def _free_port() -> int:
 @dataclass(eq=False)
 class _Slot:
     index: int
-    process: Any = None  # multiprocessing.Process
+    process: BaseProcess | None = None
     port: int = 0
     started_at: float = 0.0
     attempt: int = 0
@@ -152,13 +156,13 @@ class Supervisor:
         self._slots = [_Slot(i) for i in range(processes)]
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
-        self._http: Any = None
+        self._http: HTTPServer | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
     def pids(self) -> list[int | None]:
         """The pid of each child (None while it is down)."""
-        return [s.process.pid if self._alive(s) else None for s in self._slots]
+        return [_process(s).pid if self._alive(s) else None for s in self._slots]
 
     def restarts(self) -> list[int]:
         """Restarts of each child within the crash-loop window."""
@@ -230,7 +234,7 @@ class Supervisor:
         )
         s.process.start()
         s.started_at = time.monotonic()
-        log(logger, logging.INFO, "child_started", process=s.index, pid=s.process.pid)
+        log(logger, logging.INFO, "child_started", process=s.index, pid=_process(s).pid)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -239,7 +243,7 @@ class Supervisor:
             for s in self._slots:
                 if s.process is None or s.restart is not None:
                     continue
-                code = s.process.exitcode
+                code = _process(s).exitcode
                 if code is None:
                     if s.attempt and now - s.started_at >= self.stable_after:
                         s.attempt = 0
@@ -257,10 +261,10 @@ class Supervisor:
                 logging.ERROR,
                 "child_configuration_error",
                 process=s.index,
-                pid=s.process.pid,
+                pid=_process(s).pid,
                 exitcode=code,
             )
-            s.process.close()
+            _process(s).close()
             s.process = None
             self._exit_code = CONFIGURATION_ERROR
             self.request_stop()
@@ -275,7 +279,7 @@ class Supervisor:
             logging.WARNING,
             "child_exited",
             process=s.index,
-            pid=s.process.pid,
+            pid=_process(s).pid,
             exitcode=code,
             restart_in=round(delay, 2),
         )
@@ -290,7 +294,7 @@ class Supervisor:
                 window=self.crash_loop_window,
                 exitcode=code,
             )
-        s.process.close()
+        _process(s).close()
         s.process = None
         s.restart = loop.call_later(delay, self._start, s)
 
@@ -305,13 +309,13 @@ class Supervisor:
         alive = [s for s in self._slots if self._alive(s)]
         for s in alive:
             try:
-                os.kill(s.process.pid, signal.SIGTERM)
+                pid = _process(s).pid
+                assert pid is not None  # alive, so started
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         log(logger, logging.INFO, "draining", processes=len(alive))
-        deadline = time.monotonic() + self.shutdown_timeout
-        while any(self._alive(s) for s in alive) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await self._exits(alive, self.shutdown_timeout)
         ok = True
         for s in alive:
             if self._alive(s):
@@ -320,12 +324,12 @@ class Supervisor:
                     logging.ERROR,
                     "child_killed",
                     process=s.index,
-                    pid=s.process.pid,
+                    pid=_process(s).pid,
                     reason="did not drain within the shutdown timeout",
                 )
-                s.process.kill()
-                s.process.join(5)
-            code = s.process.exitcode
+                _process(s).kill()
+                _process(s).join(5)
+            code = _process(s).exitcode
             if code != 0:
                 ok = False
                 log(logger, logging.WARNING, "child_stopped", process=s.index, exitcode=code)
@@ -334,6 +338,25 @@ class Supervisor:
         log(logger, logging.INFO, "supervisor_stopped", ok=ok)
         return self._exit_code or (0 if ok else 1)
 
+    async def _exits(self, slots: list[_Slot], timeout: float) -> None:
+        """Until every process of ``slots`` has exited, or ``timeout`` seconds: each process's
+        sentinel becomes readable when it ends, so this waits on the loop, not in a poll."""
+        loop = asyncio.get_running_loop()
+        waiting: dict[int, asyncio.Future[None]] = {}
+        for s in slots:
+            if s.process is None:
+                continue
+            ended: asyncio.Future[None] = loop.create_future()
+            fd = s.process.sentinel
+            waiting[fd] = ended
+            loop.add_reader(fd, _resolve, ended)
+        try:
+            if waiting:
+                await asyncio.wait(waiting.values(), timeout=timeout)
+        finally:
+            for fd in waiting:
+                loop.remove_reader(fd)
+
     # --- for the HTTP server ---------------------------------------------------------------
 
     def children(self) -> Iterator[tuple[int, int]]:
@@ -341,3 +364,14 @@ class Supervisor:
         for s in self._slots:
             if self._alive(s):
                 yield s.index, s.port
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _process(s: _Slot) -> BaseProcess:
+    """The process of a slot known to have one (started, not yet reaped)."""
+    assert s.process is not None
+    return s.process

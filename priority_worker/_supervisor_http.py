@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import tornado.web
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from tornado.httpserver import HTTPServer
 
 from ._http import listen
 from ._metrics import PREFIX
@@ -135,7 +136,7 @@ class _Metrics(_Base):
         self.write(generate_latest(registry))
 
 
-def serve_supervisor_http(supervisor: Supervisor, port: int, host: str) -> tuple[Any, int]:
+def serve_supervisor_http(supervisor: Supervisor, port: int, host: str) -> tuple[HTTPServer, int]:
     """Start the server on the running loop; returns it and the port it listens on."""
     app = tornado.web.Application(
         [

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
-import pika.exceptions
 
-from ._core import redact_url
+from declare_amqp.urls import redact_url
+
 from ._errors import ConfigurationError
 from ._model import Mode, Queue, RetryPolicy
+from ._pika_errors import BrokerClosedChannel, PikaError
 
 
 class TopologyMismatch(ConfigurationError):
@@ -42,7 +43,7 @@ class ExpectedQueue:
     name: str
     durable: bool = True
     auto_delete: bool = False
-    arguments: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, object] = field(default_factory=dict)
     where: str = ""  # file:line
 
 
@@ -61,7 +62,7 @@ class ExpectedTopology:
         for url in urls:
             try:
                 conn = pika.BlockingConnection(pika.URLParameters(url))
-            except pika.exceptions.AMQPError as exc:
+            except PikaError as exc:
                 last_error = exc
                 continue
             try:
@@ -78,14 +79,14 @@ class ExpectedTopology:
             + f"): {last_error!r}"
         )
 
-    def _check(self, conn: Any) -> list[str]:
+    def _check(self, conn: pika.BlockingConnection) -> list[str]:
         problems: list[str] = []
         ch = conn.channel()
         for q in self.queues:
             where = f"{q.where}: " if q.where else ""
             try:
                 ch.queue_declare(q.name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where}queue '{q.name}' does not exist in vhost "
@@ -99,7 +100,7 @@ class ExpectedTopology:
                     auto_delete=q.auto_delete,
                     arguments=dict(q.arguments),
                 )
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where}queue '{q.name}' exists with other settings than the "
@@ -108,7 +109,7 @@ class ExpectedTopology:
         for name, where in self.exchanges:
             try:
                 ch.exchange_declare(name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except BrokerClosedChannel as exc:
                 ch = conn.channel()
                 problems.append(
                     f"{where + ': ' if where else ''}exchange '{name}' does not "

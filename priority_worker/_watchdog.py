@@ -19,21 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
-from typing import Any
 
 from ._log import log
 
 logger = logging.getLogger("priority_worker.worker")
 
 
-def handler_name(handler: Any) -> str:
+def handler_name(handler: object) -> str:
     """``module.qualname`` of a handler function or callable object."""
     target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else type(handler)
     module = getattr(target, "__module__", "?")
     return f"{module}.{getattr(target, '__qualname__', repr(target))}"
 
 
-def _code_of(handler: Any) -> CodeType | None:
+def _code_of(handler: object) -> CodeType | None:
     fn = inspect.unwrap(handler) if inspect.isfunction(handler) else None
     if fn is None:
         call = getattr(type(handler), "__call__", None)  # noqa: B004 - the method itself
@@ -47,7 +46,7 @@ class LoopWatchdog:
     def __init__(
         self,
         threshold: float,
-        handlers: Iterable[Any],
+        handlers: Iterable[object],
         on_blocked: Callable[[str, float], None] | None = None,
     ) -> None:
         self.threshold = threshold

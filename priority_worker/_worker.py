@@ -1,4 +1,12 @@
-"""The worker: consumes several queues at their own prefetch and settles every delivery."""
+"""The worker: consumes several queues at their own prefetch and settles every delivery.
+
+A composition: :class:`~priority_worker._consumers.Consumers` (the consumer link, each queue's
+channel at the mode's prefetch), :class:`~priority_worker._scheduling.Dispatcher` (what starts
+next), :class:`~priority_worker._runners.RunnerPool` (the tasks that run handlers),
+:func:`~priority_worker._handling.handle` (one delivery through its handler),
+:class:`~priority_worker._republish.Republisher` (retries and dead letters) and its own
+:class:`Publisher`. The worker owns the lifecycle (start, graceful stop) and the settling.
+"""
 
 from __future__ import annotations
 
@@ -9,67 +17,32 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from declare_amqp.worker_queues import (
-    dead_letter_queue_name,
-    delay_queue_arguments,
-    delay_queue_name,
-)
-
-from ._amqp import ChannelGone, ConsumerChannel, Delivery, Link, _Channel
-from ._core import (
-    ATTEMPTS_HEADER,
-    ERROR_HEADER,
-    ORIGINAL_QUEUE_HEADER,
-    Ack,
-    Action,
-    Dispatcher,
-    RetryLater,
-    effective_prefetch,
-    reconnect_delay,
-    split_urls,
-)
-from ._errors import ConfigurationError, PublishConnectionLost, PublishError, PublishReturned
+from ._config import broker_urls, check_queues, parse_mode
+from ._connection import PikaLink
+from ._consumers import Consumers, QueueState
 from ._handling import handle, is_async_handler
+from ._link import Delivery, LinkFactory
 from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
+from ._outcomes import Ack
 from ._publisher import Publisher
-from ._scheduling import ShareWindow, dispatch_weights
+from ._republish import Republisher
+from ._runners import RunnerPool
+from ._scheduling import Dispatcher, ShareWindow, dispatch_weights
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
+    from tornado.httpserver import HTTPServer
+
     from ._topology import ExpectedTopology
 
 logger = logging.getLogger("priority_worker.worker")
-RUNNER_TURN_S = 0.02  # longest run of non-waiting handlers before a runner yields the loop
 
 # A delivery redelivered this often by a quorum queue is handled, not given back (_give_back).
 GIVE_BACK_LIMIT = 5
-QUEUE_WATCH_INTERVAL = 0.5  # after a broker cancel, how often to look whether the queue is back
-
-
-@dataclass(eq=False)
-class _QueueState:
-    spec: Queue
-    index: int
-    channel: ConsumerChannel | None = None
-    applied: int | None = None  # prefetch of the running consumer; None: not consuming
-    idle: bool = False  # nothing ready and nothing in flight (strict/conserving only)
-    applying: bool = False
-    attempt: int = 0  # consecutive failures to (re)open/consume, for backoff
-    retry: asyncio.TimerHandle | None = field(default=None, repr=False)
-    # Per-message hot path: the handler and the labelled metric children, looked up once.
-    handler: Handler | None = field(default=None, repr=False)
-    is_async: bool = False
-    m_deliveries: Any = field(default=None, repr=False)
-    m_acks: Any = field(default=None, repr=False)
-    m_dropped: Any = field(default=None, repr=False)
-    m_handler_seconds: Any = field(default=None, repr=False)
-    m_handler_errors: Any = field(default=None, repr=False)
-    m_held_seconds: Any = field(default=None, repr=False)
 
 
 def delivery_count(d: Delivery) -> int:
@@ -100,7 +73,8 @@ class Worker:
     ``worker.metrics`` holds the Prometheus metrics; ``share_window``: how many of the latest
     handler starts the ``priority_worker_share`` gauge counts. ``blocked_loop_warning``: log
     ``loop_blocked`` with the handler's name when an async handler holds the event loop longer
-    than this many seconds (None: off).
+    than this many seconds (None: off). ``link_factory``: makes the worker's and its
+    publisher's connections (default: pika's); tests pass an in-memory fake.
     """
 
     def __init__(
@@ -123,20 +97,12 @@ class Worker:
         name: str = "priority-worker",
         share_window: int = 1000,
         blocked_loop_warning: float | None = 0.1,
+        link_factory: LinkFactory = PikaLink,
     ) -> None:
-        self.urls = split_urls(url)
-        if not queues:
-            raise ConfigurationError("at least one queue is needed")
+        self.urls = broker_urls(url)
+        check_queues(queues, handler)
         names = [q.name for q in queues]
-        if len(set(names)) != len(names):
-            raise ConfigurationError(f"duplicate queue names in {names}")
-        for q in queues:
-            if q.handler is None and handler is None:
-                raise ConfigurationError(f"queue {q.name} has no handler")
-        try:
-            self.mode = Mode(mode)
-        except ValueError as exc:
-            raise ConfigurationError(f"unknown mode {mode!r}") from exc
+        self.mode = parse_mode(mode)
         self.queues = list(queues)
         self.handler = handler
         self.retry = retry or RetryPolicy()
@@ -155,8 +121,11 @@ class Worker:
             metrics=self.metrics,
             name=f"{name} publisher",
             reconnect_max_delay=reconnect_max_delay,
+            link_factory=link_factory,
         )
-        self._states = [_QueueState(q, i) for i, q in enumerate(queues)]
+        self._states = [
+            QueueState(q, i, self.metrics.of_queue(q.name)) for i, q in enumerate(queues)
+        ]
         self._by_name = {s.spec.name: s for s in self._states}
         m = self.metrics
         self._share = ShareWindow(names, share_window)
@@ -175,43 +144,42 @@ class Worker:
             if self.mode is not Mode.STRICT:
                 m.share_target.labels(q.name).set(q.prefetch / total)
         for s in self._states:
-            name = s.spec.name
             s.handler = s.spec.handler or handler
             s.is_async = is_async_handler(s.handler)
-            s.m_deliveries = m.deliveries.labels(name)
-            s.m_acks = m.acks.labels(name)
-            s.m_dropped = m.dropped.labels(name)
-            s.m_handler_seconds = m.handler_seconds.labels(name)
-            s.m_handler_errors = m.handler_errors.labels(name)
-            s.m_held_seconds = m.held_seconds.labels(name)
             # Read at scrape time rather than set on every delivery and settle.
-            m.in_flight.labels(name).set_function(
-                functools.partial(self._dispatcher.in_flight, name)
+            m.in_flight.labels(s.spec.name).set_function(
+                functools.partial(self._dispatcher.in_flight, s.spec.name)
             )
-        self._link = Link(
-            self.urls,
+        self._consumers = Consumers(
+            self._states,
+            self.mode,
+            self._dispatcher,
+            self.metrics,
+            on_delivery=self._delivered,
+            give_back=self._return_unstarted,
+            link_factory=link_factory,
+            urls=self.urls,
             name=f"{name} consumer",
-            on_open=self._link_open,
-            on_lost=self._link_lost,
-            backoff_cap=reconnect_max_delay,
             heartbeat=heartbeat,
+            backoff_cap=reconnect_max_delay,
+            probe_interval=probe_interval,
         )
-        self._backoff_cap = reconnect_max_delay
+        self._link = self._consumers.link
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="priority-worker"
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Handlers run in long-lived runner tasks (at most `concurrency`, made on demand), not
-        # in a task per delivery: an idle runner waits on a future of its own; `_waking`
-        # counts runners woken (or made) that have not yet taken work.
-        self._runners: set[asyncio.Task[None]] = set()
-        self._idle_runners: list[asyncio.Future[None]] = []
-        self._waking = 0
-        self._probe: _Channel | None = None
-        self._probe_task: asyncio.Task[None] | None = None
+        self._runners = RunnerPool(self._dispatcher, self.concurrency, self._handle)
+        self._republisher = Republisher(
+            self.publisher,
+            self.metrics,
+            requeue=self._requeue,
+            dropped=lambda d: self._dropped(self._by_name[d.queue], d),
+        )
         self._stopping = False
         self._stop_requested = asyncio.Event()
-        self._http: Any = None
+        # Resolved by the last running handler to finish once stop() waits for them.
+        self._drained: asyncio.Future[None] | None = None
+        self._http: HTTPServer | None = None
         # Set by from_topology: what start() checks on the broker before consuming.
         self.expected_topology: ExpectedTopology | None = None
         self.settings_sources: dict[str, str] = {}
@@ -221,13 +189,7 @@ class Worker:
     @property
     def ready(self) -> bool:
         """Connected, consuming every queue that the mode says to consume, publisher up."""
-        if self._stopping or not self._link.is_open or not self.publisher.connected:
-            return False
-        desired = self._desired()
-        return all(
-            s.channel is not None and s.channel.is_open and (d is None or s.applied is not None)
-            for s, d in zip(self._states, desired, strict=True)
-        )
+        return not self._stopping and self.publisher.connected and self._consumers.ready
 
     def in_flight(self, queue: str | None = None) -> int:
         """Deliveries received and not yet settled (of ``queue``, or in total)."""
@@ -285,7 +247,7 @@ class Worker:
         max_retries: int | None = None,
         dead_letter_exchange: str | None = None,
         sources: dict[str, str] | None = None,
-        **options: Any,
+        **options: object,
     ) -> Worker:
         """A worker configured by the ``consumers`` entry ``consumer`` of topology files.
 
@@ -301,8 +263,8 @@ class Worker:
         from ._topology import consumer_settings, url_vhost
 
         files = [paths] if isinstance(paths, str) else list(paths)
-        urls = split_urls(url)
-        overrides: dict[str, Any] = {
+        urls = broker_urls(url)
+        overrides: dict[str, object] = {
             "queues": list(queues) if queues else None,
             "mode": mode,
             "concurrency": concurrency,
@@ -320,7 +282,7 @@ class Worker:
             mode=settings.mode,
             concurrency=settings.concurrency,
             retry=settings.retry,
-            **options,
+            **options,  # type: ignore[arg-type]
         )
         worker.expected_topology = settings.expected
         worker.settings_sources = dict(settings.sources)
@@ -352,40 +314,31 @@ class Worker:
             concurrency=self.concurrency,
         )
         await self.publisher.start()
-        await self._link.start()
-        if self.mode is not Mode.WEIGHTED and len(self._states) > 1:
-            self._probe_task = asyncio.ensure_future(self._probe_loop())
+        await self._consumers.start()
 
     async def stop(self) -> None:
         """Stop consuming, finish running handlers (bounded), requeue the rest, close."""
         if self._stopping:
             return
         self._stopping = True
+        cancels = self._consumers.stop()
+        self._runners.stop()  # idle runners end; busy ones after their handler
         loop = asyncio.get_running_loop()
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-        for s in self._states:
-            if s.retry is not None:
-                s.retry.cancel()
-        cancels = [
-            asyncio.ensure_future(s.channel.cancel())
-            for s in self._states
-            if s.channel and s.channel.is_open
-        ]
         await asyncio.sleep(0)  # basic.cancel goes out before the nacks below
         # Not started: back to the broker now (the consumers are gone, so not to us again).
         requeued = self._requeue(self._dispatcher.take_pending())
-        for waiter in self._idle_runners:  # idle runners end; busy ones after their handler
-            waiter.cancel()
-        self._idle_runners.clear()
         await asyncio.gather(*cancels, return_exceptions=True)
         log(logger, logging.INFO, "draining", running=self._dispatcher.running(), requeued=requeued)
         deadline = loop.time() + self.shutdown_timeout
-        while self._dispatcher.running() and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if self._dispatcher.running():
+            self._drained = loop.create_future()
+            try:
+                await asyncio.wait_for(self._drained, self.shutdown_timeout)
+            except asyncio.TimeoutError:
+                pass
         if self._dispatcher.running():
             log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
-        self._flush_acks()
+        self._consumers.flush_acks()
         await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
         await self._link.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -395,271 +348,22 @@ class Worker:
             self._watchdog.stop()
         log(logger, logging.INFO, "stopped")
 
-    # --- connection and channels ---------------------------------------------------------------
-
-    def _link_open(self) -> None:
-        if self._link.connects > 1:
-            self.metrics.reconnects.labels("consumer").inc()
-        for s in self._states:
-            s.attempt = 0
-            self._spawn(self._open_queue(s))
-
-    def _link_lost(self, reason: str) -> None:
-        """Every channel died with the connection; their close callbacks did the cleanup."""
-        self._probe = None
-
-    async def _open_queue(self, s: _QueueState) -> None:
-        if self._stopping or not self._link.is_open:
-            return
-        channel = ConsumerChannel(
-            self._link,
-            s.spec.name,
-            on_delivery=self._delivered,
-            on_cancelled=self._cancelled,
-            on_closed=self._channel_closed,
-        )
-        try:
-            await channel.open()
-        except ChannelGone:
-            return
-        s.channel, s.applied = channel, None
-        self._apply(s)
-
-    def _channel_closed(self, channel: _Channel, reason: str) -> None:
-        s = self._by_name[channel.queue] if isinstance(channel, ConsumerChannel) else None
-        if s is None or channel is not s.channel:
-            return
-        s.channel, s.applied = None, None
-        self.metrics.prefetch.labels(s.spec.name).set(0)
-        # The broker requeued this channel's unacked deliveries; never ack them elsewhere.
-        dropped = self._dispatcher.discard(lambda d: d.channel is channel)
-        if dropped:
-            self.metrics.dropped.labels(s.spec.name).inc(len(dropped))
-        if self._stopping:
-            return
-        log(
-            logger,
-            logging.WARNING,
-            "channel_closed",
-            queue=s.spec.name,
-            reason=reason,
-            dropped=len(dropped),
-        )
-        if self._link.is_open:
-            self._retry_later(s, lambda: self._spawn(self._open_queue(s)))
-
-    def _cancelled(self, channel: ConsumerChannel) -> None:
-        s = self._by_name[channel.queue]
-        if channel is not s.channel or self._stopping:
-            return
-        s.applied = None
-        self.metrics.prefetch.labels(s.spec.name).set(0)
-        # The broker cancels a consumer when its queue is deleted (or, on a cluster, when
-        # the queue's node goes away): consume again as soon as the queue exists, not after
-        # a backoff that has grown while it was missing.
-        self._spawn(self._watch_queue(s, channel))
-
-    async def _watch_queue(self, s: _QueueState, channel: ConsumerChannel) -> None:
-        """Until ``s``'s queue exists again (passive declares on a channel of their own, which
-        a 404 closes), then bring its consumer back."""
-        watch: _Channel | None = None
-        try:
-            while not self._stopping and s.channel is channel and channel.is_open:
-                if watch is None or not watch.is_open:
-                    watch = _Channel(self._link, lambda ch, reason: None)
-                    try:
-                        await watch.open()
-                    except ChannelGone:
-                        return  # the link is gone: reconnecting reopens every queue
-                try:
-                    await watch.ready_count(s.spec.name)
-                except ChannelGone:
-                    await asyncio.sleep(QUEUE_WATCH_INTERVAL)
-                    continue
-                log(logger, logging.INFO, "queue_back", queue=s.spec.name)
-                self._apply(s)
-                return
-        finally:
-            if watch is not None:
-                watch.close()
-
-    def _retry_later(self, s: _QueueState, action: Any) -> None:
-        delay = reconnect_delay(s.attempt, cap=self._backoff_cap)
-        s.attempt += 1
-        if s.retry is not None:
-            s.retry.cancel()
-        s.retry = asyncio.get_running_loop().call_later(delay, action)
-
-    # --- consuming at the right prefetch --------------------------------------------------------
-
-    def _desired(self) -> list[int | None]:
-        return effective_prefetch(
-            self.mode, [s.spec.prefetch for s in self._states], [s.idle for s in self._states]
-        )
-
-    def _apply(self, s: _QueueState) -> None:
-        """Bring the queue's consumer to the prefetch the mode wants (one change at a time)."""
-        if not s.applying and not self._stopping:
-            self._spawn(self._apply_loop(s))
-
-    async def _apply_loop(self, s: _QueueState) -> None:
-        s.applying = True
-        try:
-            while not self._stopping and s.channel is not None and s.channel.is_open:
-                target = self._desired()[s.index]
-                if target == s.applied:
-                    break
-                channel = s.channel
-                if target is None:
-                    await channel.cancel()
-                else:
-                    await channel.consume(target)
-                    if self._stopping:  # stop() cancelled the consumers while we waited
-                        await channel.cancel()
-                        break
-                s.applied = target
-                s.attempt = 0
-                self.metrics.prefetch.labels(s.spec.name).set(target or 0)
-                log(
-                    logger,
-                    logging.INFO,
-                    "consuming" if target else "paused",
-                    queue=s.spec.name,
-                    prefetch=target or 0,
-                )
-                # Give back capacity now: requeue what this queue received but has not started
-                # beyond its new prefetch (all of it when paused).
-                keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
-                self._requeue(
-                    self._give_back(self._dispatcher.take_pending(s.spec.name, keep=keep))
-                )
-        except ChannelGone:
-            pass  # the close callback schedules the reopen
-        finally:
-            s.applying = False
-
-    def _replan(self) -> None:
-        for s, target in zip(self._states, self._desired(), strict=True):
-            if target != s.applied:
-                self._apply(s)
-
-    async def _probe_loop(self) -> None:
-        """Strict/conserving: find out whether each higher-priority queue is idle.
-
-        "Idle" = nothing of it in flight here *and* a passive queue.declare reports no ready
-        messages. Deliveries alone cannot tell an empty queue from a slow one, and the message
-        count alone misses work already prefetched, so both are needed. A delivery from a queue
-        marks it busy at once (see _delivered), so low-priority work is cut back immediately;
-        becoming idle again is only noticed at the next probe, which errs on the side of the
-        high-priority queue.
-        """
-        while not self._stopping:
-            try:
-                for s in self._states[:-1]:
-                    if self._dispatcher.in_flight(s.spec.name):
-                        idle = False
-                    else:
-                        count = await self._ready_count(s.spec.name)
-                        idle = count == 0
-                    if idle != s.idle:
-                        s.idle = idle
-                        log(logger, logging.DEBUG, "idle" if idle else "busy", queue=s.spec.name)
-                self._replan()
-            except Exception as exc:  # the modes must survive any one failed probe
-                log(logger, logging.ERROR, "probe_failed", error=repr(exc))
-            await asyncio.sleep(self.probe_interval)
-
-    async def _ready_count(self, queue: str) -> int | None:
-        if not self._link.is_open:
-            return None
-        try:
-            if self._probe is None or not self._probe.is_open:
-                self._probe = _Channel(self._link, lambda ch, reason: None)
-                await self._probe.open()
-            return await self._probe.ready_count(queue)
-        except ChannelGone:
-            return None
-
     # --- deliveries ----------------------------------------------------------------------------
 
     def _delivered(self, d: Delivery) -> None:
         s = self._by_name[d.queue]
-        s.m_deliveries.inc()
+        s.metrics.deliveries.inc()
         if self._stopping:
             self._requeue([d])
             return
         if s.idle:
-            s.idle = False
-            self._replan()
+            self._consumers.busy(s)
         self._dispatcher.add(d.queue, d)
-        self._pump()
+        self._runners.pump()
 
     def _started(self, queue: str, held: float) -> None:
-        self._by_name[queue].m_held_seconds.observe(held)
+        self._by_name[queue].metrics.held_seconds.observe(held)
         self._share.started(queue)
-
-    def _pump(self) -> None:
-        """Have a runner start what can be started (a runner already woken will do it)."""
-        if self._stopping or self._waking or not self._dispatcher.startable():
-            return
-        while self._idle_runners:
-            waiter = self._idle_runners.pop()  # the most recently idle one
-            if not waiter.done():
-                self._waking += 1
-                waiter.set_result(None)
-                return
-        if len(self._runners) < self.concurrency:
-            self._waking += 1
-            task = asyncio.ensure_future(self._runner())
-            self._runners.add(task)
-            task.add_done_callback(self._runner_done)
-        # else every runner is busy: each takes more work as soon as its handler is done
-
-    async def _runner(self) -> None:
-        """Start deliveries in the dispatcher's order, one at a time, until there is none.
-
-        Before running a handler, another runner is woken if more work can start, so a
-        handler that waits never holds up the others; a handler that does not wait (no I/O)
-        costs no task and no loop turn of its own, but after RUNNER_TURN_S of such handlers
-        in a row the runner yields once, so acks, deliveries, heartbeats and /healthz get a
-        turn (without it a backlog of non-waiting handlers held the loop until it ran dry).
-        """
-        dispatcher = self._dispatcher
-        loop = asyncio.get_running_loop()
-        self._waking -= 1
-        turn = loop.time()
-        while not self._stopping:  # stop() requeues what was not started
-            if loop.time() - turn > RUNNER_TURN_S:
-                await asyncio.sleep(0)
-                turn = loop.time()
-            taken = dispatcher.take_one()
-            if taken is None:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._idle_runners.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if waiter.done() and not waiter.cancelled():  # woken by _pump
-                        self._waking -= 1
-                continue
-            self._pump()
-            await self._handle(taken[1])
-
-    def _runner_done(self, task: asyncio.Task[None]) -> None:
-        self._runners.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
-        self._pump()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log(logger, logging.ERROR, "internal_error", error=repr(task.exception()))
 
     async def _handle(self, d: Delivery) -> None:
         s = self._by_name[d.queue]
@@ -680,17 +384,18 @@ class Worker:
                 publisher=self.publisher,
                 is_async=s.is_async,
             )
-            s.m_handler_seconds.observe(time.perf_counter() - started)
+            m = s.metrics
+            m.handler_seconds.observe(time.perf_counter() - started)
             if error is not None:
-                s.m_handler_errors.inc()
+                m.handler_errors.inc()
             try:
-                if action.__class__ is Ack:
+                if isinstance(action, Ack):
                     if d.channel.ack(d.delivery_tag):
-                        s.m_acks.inc()
+                        m.acks.inc()
                     else:
                         self._dropped(s, d)
                 else:
-                    await self._settle(d, s.spec, action)
+                    await self._republisher.settle(d, s.spec, action)
             except Exception as exc:  # a bug here must not leave the delivery unsettled
                 log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
                 self._requeue([d])
@@ -698,14 +403,12 @@ class Worker:
             log(logger, logging.ERROR, "internal_error", error=repr(exc))
         finally:
             self._dispatcher.finish(d.queue)
+            drained = self._drained
+            if drained is not None and not drained.done() and not self._dispatcher.running():
+                drained.set_result(None)
 
-    def _flush_acks(self) -> None:
-        for s in self._states:
-            if s.channel is not None:
-                s.channel.flush_acks()
-
-    def _dropped(self, s: _QueueState, d: Delivery) -> None:
-        s.m_dropped.inc()
+    def _dropped(self, s: QueueState, d: Delivery) -> None:
+        s.metrics.dropped.inc()
         log(
             logger,
             logging.INFO,
@@ -714,90 +417,9 @@ class Worker:
             reason="channel closed; the broker redelivers it",
         )
 
-    async def _settle(self, d: Delivery, spec: Queue, action: Action) -> None:
-        """Carry out ``action``. Republish first, ack after the confirm: at-least-once."""
-        if not d.channel.is_open:
-            self._dropped(self._by_name[d.queue], d)
-            return
-        if isinstance(action, Ack):
-            if d.channel.ack(d.delivery_tag):
-                self.metrics.acks.labels(d.queue).inc()
-            else:
-                self.metrics.dropped.labels(d.queue).inc()
-            return
-        headers = dict(d.properties.headers or {})
-        headers[ORIGINAL_QUEUE_HEADER] = d.queue
-        headers[ATTEMPTS_HEADER] = action.attempts
-        props = replace(d.properties, expiration=None)
-        try:
-            if isinstance(action, RetryLater):
-                name = delay_queue_name(d.queue, action.delay)
-                await self.publisher.ensure_queue(
-                    name, delay_queue_arguments(d.queue, action.delay)
-                )
-                headers[ERROR_HEADER] = action.reason
-                await self.publisher.publish(
-                    "", name, d.body, properties=replace(props, headers=headers), mandatory=True
-                )
-                counter = self.metrics.retries.labels(d.queue)
-                log(
-                    logger,
-                    logging.INFO,
-                    "retry_scheduled",
-                    queue=d.queue,
-                    delay=action.delay,
-                    attempts=action.attempts,
-                    reason=action.reason,
-                )
-            else:
-                exchange, key = self._dead_letter_target(spec, d)
-                if not exchange:
-                    await self.publisher.ensure_queue(key, {})  # Q.dead, see worker_queues
-                headers[ERROR_HEADER] = action.error
-                headers["x-dead-letter-reason"] = action.reason
-                await self.publisher.publish(
-                    exchange,
-                    key,
-                    d.body,
-                    properties=replace(props, headers=headers),
-                    mandatory=True,
-                )
-                counter = self.metrics.dead_letters.labels(d.queue, action.reason)
-                log(
-                    logger,
-                    logging.WARNING,
-                    "dead_lettered",
-                    queue=d.queue,
-                    reason=action.reason,
-                    error=action.error,
-                    exchange=exchange,
-                    routing_key=key,
-                )
-        except (PublishReturned, PublishConnectionLost) as exc:
-            if isinstance(exc, PublishConnectionLost) and exc.reply_code != 404:
-                log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
-                self._requeue([d])
-                return
-            # Nowhere to put it (unroutable, or no such exchange): requeueing would loop, so
-            # let the broker dead-letter it by the queue's own arguments or policy.
-            log(logger, logging.ERROR, "republish_unroutable", queue=d.queue, error=str(exc))
-            if d.channel.nack(d.delivery_tag, requeue=False):
-                self.metrics.dead_letters.labels(d.queue, "unroutable").inc()
-            return
-        except (PublishError, ChannelGone) as exc:
-            log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
-            self._requeue([d])
-            return
-        if d.channel.ack(d.delivery_tag):
-            counter.inc()
-        else:
-            self.metrics.dropped.labels(d.queue).inc()
-
-    @staticmethod
-    def _dead_letter_target(spec: Queue, d: Delivery) -> tuple[str, str]:
-        if spec.dead_letter_exchange:
-            return spec.dead_letter_exchange, spec.dead_letter_routing_key or d.routing_key
-        return "", dead_letter_queue_name(spec.name)
+    def _return_unstarted(self, deliveries: list[Delivery]) -> None:
+        """A smaller prefetch no longer covers these: requeue them (all but those kept)."""
+        self._requeue(self._give_back(deliveries))
 
     def _give_back(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Of deliveries a mode change would give back, those it may requeue.
@@ -822,13 +444,13 @@ class Worker:
                 count=len(kept),
                 reason=f"redelivered {GIVE_BACK_LIMIT}+ times (quorum delivery limit)",
             )
-            self._pump()
+            self._runners.pump()
         return given
 
     def _requeue(self, deliveries: Sequence[Delivery]) -> int:
         count = 0
         for d in deliveries:
             if d.channel.nack(d.delivery_tag, requeue=True):
-                self.metrics.requeues.labels(d.queue).inc()
+                self._by_name[d.queue].metrics.requeues.inc()
                 count += 1
         return count

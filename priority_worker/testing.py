@@ -34,10 +34,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._core import Ack, Action, DeadLetter, RetryLater
 from ._handling import handle
 from ._inmemory import Handled, InMemoryBroker, Run, StoredMessage
 from ._model import Handler, Properties, RetryPolicy
+from ._outcomes import Ack, Action, DeadLetter, RetryLater
 from ._publisher import Publisher
 
 __all__ = [

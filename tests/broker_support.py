@@ -1,4 +1,5 @@
-"""Helpers shared by the test folders: fresh vhosts and permissions over the management API.
+"""Helpers shared by the test folders: fresh vhosts and permissions over the management API,
+queues filled and counted over pika, and whether a Docker API answers.
 
 ``tests/conftest.py`` puts this folder on ``sys.path`` (``--import-mode=importlib`` does not),
 so any test module or conftest may ``from broker_support import temporary_vhost``.
@@ -89,3 +90,14 @@ def ready_count(url: str, queue: str) -> int:
         return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         conn.close()
+
+
+def docker_answers() -> bool:
+    """Whether a Docker API answers (here podman's, after ``tests/container_broker.sh``)."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False

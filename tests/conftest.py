@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for broker_support
 
-from broker_support import temporary_vhost
+import suite_layout
+from broker_support import docker_answers, temporary_vhost
+from rabbit_node import port_open
 
 DEFAULT_CONTAINER_IMAGE = "localhost/rabbitmq:4.0-management"
 
@@ -109,14 +110,6 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
 def _local_ctl(args: list[str]) -> str:
     exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
@@ -149,16 +142,6 @@ def _from_url(
         where=where,
         _ctl=ctl if where != "remote" else None,
     )
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
 
 
 def _overview(broker: Broker) -> dict[str, object] | None:
@@ -225,7 +208,7 @@ def broker() -> Iterator[Broker]:
         pytest.fail(f"TEST_BROKER must be 'local' or 'container', not {mode!r}", pytrace=False)
     image = os.environ.get("RABBITMQ_IMAGE") or DEFAULT_CONTAINER_IMAGE
     if mode == "container":
-        if not _docker_answers():
+        if not docker_answers():
             reason = (
                 f"TEST_BROKER=container but no Docker API answers (DOCKER_HOST="
                 f"{os.environ.get('DOCKER_HOST', 'unset')}); here run "
@@ -243,12 +226,12 @@ def broker() -> Iterator[Broker]:
         (explicit or "amqp://guest:guest@127.0.0.1:5672/").split(",")[0],
         os.environ.get("RABBITMQ_MANAGEMENT_URL"),
     )
-    if _port_open(candidate.host, candidate.port) and (overview := _overview(candidate)):
+    if port_open(candidate.port, candidate.host, timeout=2) and (overview := _overview(candidate)):
         found = _with_version(candidate, overview)
         _SESSION["broker"] = found
         yield found
         return
-    if not explicit and _docker_answers():
+    if not explicit and docker_answers():
         for found in _container_broker(os.environ.get("RABBITMQ_IMAGE") or "rabbitmq:4-management"):
             _SESSION["broker"] = found
             yield found
@@ -278,11 +261,30 @@ def vhost_url(broker: Broker, vhost: str) -> str:
     return broker.url_for(vhost)
 
 
+_USES_BROKER: set[str] = set()  # node ids of the tests that use the ``broker`` fixture
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the broker fixture carry the ``broker`` marker automatically."""
+    """Markers from file names (``suite_layout``): every test in a ``*_broker.py`` file is
+    marked ``broker``, in a ``*_cluster.py`` file ``cluster``; a test that uses the broker
+    fixture is marked ``broker`` wherever it is. A test whose fixtures contradict its file's
+    name stops the run (so the fast loop can neither meet a broker test nor lose a plain one)."""
+    wrong = suite_layout.problems(item for item in items if isinstance(item, pytest.Function))
+    if wrong:
+        raise pytest.UsageError(
+            "test files are named by what their tests need (tests/suite_layout.py):\n  "
+            + "\n  ".join(wrong)
+        )
     for item in items:
-        if "broker" in getattr(item, "fixturenames", ()):
+        kind = suite_layout.file_kind(item.path)
+        fixtures = getattr(item, "fixturenames", ())
+        if kind == "broker" or "broker" in fixtures:
             item.add_marker(pytest.mark.broker)
+        if kind == "cluster":
+            item.add_marker(pytest.mark.cluster)
+        if "broker" in fixtures:
+            _USES_BROKER.add(item.nodeid)
 
 
 _OUTCOMES: dict[str, int] = {}
@@ -290,8 +292,9 @@ _HOST_SKIPS: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count the outcomes of the tests that used the broker, for the summary below."""
-    if "broker" not in report.keywords:
+    """Count the outcomes of the tests that used the broker fixture, for the summary below
+    (the TLS node of tests/tls is another broker: its tests are not counted here)."""
+    if report.nodeid not in _USES_BROKER:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _OUTCOMES[report.outcome] = _OUTCOMES.get(report.outcome, 0) + 1

@@ -8,6 +8,25 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+# Every environment variable declare-amqp reads (and the TLS defaults of Python's ssl module):
+# tests that run the command drop them all and pass everything on the command line, so that
+# the caller's environment cannot change what a test sees.
+TOOL_ENV = (
+    "AMQP_URL",
+    "AMQP_HOST",
+    "AMQP_USER",
+    "AMQP_PASS",
+    "AMQP_VHOST",
+    "RABBITMQ_MANAGEMENT_URL",
+    "DECLARE_AMQP_DEBUG",
+    "AMQP_TLS_CA_FILE",
+    "AMQP_TLS_CERT_FILE",
+    "AMQP_TLS_KEY_FILE",
+    "AMQP_AUTH_MECHANISM",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
 # A password that cannot appear by accident; '@' and '/' force URL quoting.
 PASSWORD = "Zq9-s3cr3t@x/y"
 QUOTED_PASSWORD = urllib.parse.quote(PASSWORD, safe="")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from broker_support import temporary_vhost
-from rabbit_cluster import Cluster, ClusterError, Node, _port_open
+from rabbit_cluster import Cluster, ClusterError, Node
+from rabbit_node import port_open
 
 # How long the session's cluster start took (None when no test asked for the cluster).
 START_SECONDS: list[float] = []
@@ -88,7 +89,7 @@ def cluster() -> Iterator[Cluster]:
 def heal(cluster: Cluster) -> None:
     """Start the app on any node a previous test left stopped, and clear memory alarms."""
     for node in cluster.nodes:
-        if not _port_open(node.amqp_port):
+        if not port_open(node.amqp_port):
             cluster.start_app(node)
     with cluster.http() as http:
         nodes = {n["name"]: n for n in http.get("/api/nodes").json()}

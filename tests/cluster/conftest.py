@@ -1,5 +1,6 @@
 """Fixtures of the cluster tests: see cluster_fixtures.py. The worker tests also use the
-fault suite's ledger, kit and TCP proxy (tests/faults)."""
+fault suite's ledger and kit (tests/faults); the TCP proxy and the waiting helpers are in
+tests/ itself."""
 
 from __future__ import annotations
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,11 +44,14 @@ from pathlib import Path
 
 import httpx
 
+# Run as a script, only this folder is on sys.path; the node helpers are one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rabbit_node import HOST, find_sbin, launch, node_env, port_open, write_cookie
+
 SIZE = 3
 USER = "guest"
 PASSWORD = "guest"
-HOST = "127.0.0.1"
-_SBIN_CANDIDATES = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin", "/usr/sbin")
 
 
 class ClusterError(RuntimeError):
@@ -58,17 +59,11 @@ class ClusterError(RuntimeError):
 
 
 def _sbin() -> Path:
-    """The directory of the unwrapped RabbitMQ scripts.
-
-    Debian's ``/usr/sbin/rabbitmqctl`` wrapper switches to the ``rabbitmq`` user and
-    ``cd``s into the system broker's home, which would hand our nodes the system
-    cookie; the scripts under ``/usr/lib/rabbitmq/bin`` run as whoever calls them.
-    """
-    override = os.environ.get("RABBITMQ_SBIN")
-    for candidate in (override,) if override else _SBIN_CANDIDATES:
-        if candidate and (Path(candidate) / "rabbitmq-server").exists():
-            return Path(candidate)
-    raise ClusterError("RabbitMQ is not installed (no rabbitmq-server script found)")
+    """The directory of the unwrapped RabbitMQ scripts (``rabbit_node.find_sbin``)."""
+    found = find_sbin()
+    if found is None:
+        raise ClusterError("RabbitMQ is not installed (no rabbitmq-server script found)")
+    return found
 
 
 @dataclass(frozen=True)
@@ -107,14 +102,6 @@ class Node:
         return f"amqp://{USER}:{PASSWORD}@{HOST}:{self.amqp_port}{path}" + (f"?{qs}" if qs else "")
 
 
-def _port_open(port: int, host: str = HOST) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 class Cluster:
     """Three RabbitMQ nodes on this machine joined into one cluster."""
 
@@ -139,37 +126,16 @@ class Cluster:
         return self.state_dir / "home"
 
     def _env(self, node: Node) -> dict[str, str]:
-        d = self._dir(node)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("RABBITMQ_", "ERL_")) and k not in ("CONFIG_FILE", "NODENAME")
-        }
-        env.update(
-            HOME=str(self._home),
-            RABBITMQ_NODENAME=node.name,
-            RABBITMQ_NODE_IP_ADDRESS=HOST,
-            RABBITMQ_NODE_PORT=str(node.amqp_port),
-            RABBITMQ_DIST_PORT=str(node.dist_port),
-            RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
-            RABBITMQ_CONFIG_FILE=str(d / "rabbitmq.conf"),
-            RABBITMQ_ADVANCED_CONFIG_FILE=str(d / "advanced.config"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
-            RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
-            RABBITMQ_LOG_BASE=str(d / "log"),
-            RABBITMQ_PID_FILE=str(d / "rabbit.pid"),
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
-            ERL_EPMD_ADDRESS=HOST,
-            ERL_CRASH_DUMP=str(d / "log" / "erl_crash.dump"),
+        return node_env(
+            self._dir(node),
+            home=self._home,
+            name=node.name,
+            amqp_port=node.amqp_port,
+            dist_port=node.dist_port,
         )
-        return env
 
     def _write_files(self) -> None:
-        self._home.mkdir(parents=True, exist_ok=True)
-        cookie = self._home / ".erlang.cookie"
-        if not cookie.exists():
-            cookie.write_text(secrets.token_hex(20).upper())
-            cookie.chmod(0o400)
+        write_cookie(self._home)
         for node in self.nodes:
             d = self._dir(node)
             (d / "log").mkdir(parents=True, exist_ok=True)
@@ -247,7 +213,7 @@ class Cluster:
 
     def node_ready(self, node: Node) -> bool:
         """The node answers on AMQP and on the management API."""
-        return _port_open(node.amqp_port) and self._http_ready(node)
+        return port_open(node.amqp_port) and self._http_ready(node)
 
     def is_ready(self) -> bool:
         """All three nodes answer on AMQP and HTTP, and form one cluster with 3 running."""
@@ -261,23 +227,12 @@ class Cluster:
         """A port of ours taken by something that is not our node (another program)."""
         for node in self.nodes:
             for port in (node.amqp_port, node.management_port, node.dist_port):
-                if _port_open(port) and not self._pinging(node):
+                if port_open(port) and not self._pinging(node):
                     return f"port {port} of {node.name} is taken by another program"
         return None
 
     def _launch(self, node: Node) -> None:
-        log = open(self._dir(node) / "log" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
-        subprocess.Popen(
-            [str(_sbin() / "rabbitmq-server")],
-            env=self._env(node),
-            cwd=self._dir(node),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own session: Ctrl-C in a pytest run or a shell must not reach the nodes.
-            start_new_session=True,
-        )
-        log.close()
+        launch(_sbin(), self._dir(node), self._env(node))
 
     def _await_app(self, node: Node, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

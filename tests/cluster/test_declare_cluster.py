@@ -14,13 +14,14 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from fault_kit import publish_ids, recording_handler, run, wait_all_handled
+from fault_kit import publish_ids, recording_handler, wait_all_handled
 from fault_ledger import Ledger
 from rabbit_cluster import Cluster, Node
+from waiting import run
 
 from priority_worker import Publisher, Queue, Worker
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 CLI = str(Path(sys.executable).with_name("declare-amqp"))
 
@@ -105,7 +106,7 @@ def test_tools_fail_over_when_the_first_node_is_down(
             finally:
                 await worker.stop()
 
-        run(flow())
+        run(flow(), timeout=None)
         assert ledger.handled_ids == set(ids) == ledger.confirmed_ids
     finally:
         cluster.start_app(c1)

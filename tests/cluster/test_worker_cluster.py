@@ -17,18 +17,17 @@ from fault_kit import (
     metric,
     publish_ids,
     recording_handler,
-    run,
     wait_all_handled,
     wait_consumer,
-    wait_until,
 )
 from fault_ledger import Ledger
 from rabbit_cluster import HOST, Cluster
 from tcp_proxy import TcpProxy
+from waiting import run, wait_until
 
 from priority_worker import Publisher, Queue, Worker
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 def test_worker_fails_over_and_restores_each_prefetch(cluster: Cluster, cluster_vhost: str) -> None:
@@ -75,7 +74,7 @@ def test_worker_fails_over_and_restores_each_prefetch(cluster: Cluster, cluster_
             await publisher.close()
             await worker.stop()
 
-    run(scenario())
+    run(scenario(), timeout=None)
     assert {i for i in ledger.handled_ids if i.startswith("ha-low")} == set(low)
     finish(ledger, expect_confirmed=len(high) + len(low))
 
@@ -91,7 +90,7 @@ def test_publisher_resends_what_the_dead_link_left_unconfirmed(
     c1, c2, c3 = cluster.nodes
     declare_queues(c2.amqp_url(cluster_vhost), ["work"], quorum=True)
     with TcpProxy(HOST, c1.amqp_port) as proxy:
-        via_proxy = c1.amqp_url(cluster_vhost).replace(f":{c1.amqp_port}/", f":{proxy.port}/")
+        via_proxy = proxy.url(c1.amqp_url(cluster_vhost))
 
         async def scenario() -> None:
             worker = Worker(
@@ -139,5 +138,5 @@ def test_publisher_resends_what_the_dead_link_left_unconfirmed(
                 await publisher.close()
                 await worker.stop()
 
-        run(scenario())
+        run(scenario(), timeout=None)
     finish(ledger, expect_confirmed=len(before) + len(stuck))

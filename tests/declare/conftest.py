@@ -23,21 +23,9 @@ from typing import Any
 
 import pytest
 from broker_support import temporary_vhost
-from declare_support import PASSWORD
+from declare_support import PASSWORD, TOOL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Variables the tool reads; the tests pass everything on the command line instead, so that
-# the caller's environment cannot change what a test sees.
-_TOOL_ENV = (
-    "AMQP_URL",
-    "AMQP_HOST",
-    "AMQP_USER",
-    "AMQP_PASS",
-    "AMQP_VHOST",
-    "RABBITMQ_MANAGEMENT_URL",
-    "DECLARE_AMQP_DEBUG",
-)
 
 
 @dataclass(frozen=True, repr=False)
@@ -97,7 +85,7 @@ class DeclareCli:
     # ------------------------------------------------------------------ runs
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _TOOL_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in TOOL_ENV}
         env.update(NO_COLOR="1", COLUMNS="400", PYTHONPATH=str(ROOT))
         env.update(extra or {})
         return env

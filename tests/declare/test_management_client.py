@@ -23,7 +23,7 @@ from declare_amqp import (
     resolve_address,
 )
 from declare_amqp._management import ManagementClient
-from declare_amqp._tls import TlsError
+from declare_amqp.tls import TlsError
 
 PASSWORD = "s3cret-pw"
 ADDRESS = resolve_address([f"amqp://alice:{PASSWORD}@broker.test:5672"], env={})

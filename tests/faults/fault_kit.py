@@ -25,17 +25,13 @@ from typing import Any
 import httpx
 from broker_support import declare_durable_queues
 from fault_ledger import Ledger, record
+from waiting import run, wait_until
 
 from priority_worker import Message, Metrics, Properties, Publisher, PublishError
 
 HERE = Path(__file__).parent
 WORKER_PROC = HERE / "worker_proc.py"
 SETTLE_TIMEOUT = 90.0  # upper bound for "every confirmed id handled"; a failure, not a timing
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    """Run a scenario coroutine on a fresh event loop (no pytest-asyncio needed)."""
-    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 def declare_queues(url: str, names: Iterable[str], *, quorum: bool = False) -> None:
@@ -119,19 +115,7 @@ def publish_backlog(url: str, ledger: Ledger, ids: Sequence[str], routing_key: s
         async with Publisher(url) as publisher:
             await publish_ids(publisher, ledger, ids, routing_key)
 
-    run(publish())
-
-
-async def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``predicate`` until true; on timeout fail with ``what`` (a bound, not a measurement)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for: {what}")
-        await asyncio.sleep(interval)
+    run(publish(), timeout=None)
 
 
 async def wait_all_handled(ledger: Ledger, timeout: float = SETTLE_TIMEOUT) -> None:

@@ -169,7 +169,7 @@ def render_markdown(rows: Iterable[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Soak runs of this session (test_soak.py): minutes, confirmed, acked, samples, declared_by.
+# Soak runs of this session (test_soak_broker.py): minutes, confirmed, acked, samples, declared_by.
 SOAK: list[dict[str, Any]] = []
 
 

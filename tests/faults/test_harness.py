@@ -174,3 +174,12 @@ def test_proxy_stall_downstream_forwards_only_towards_the_server(echo_server: in
         sock.settimeout(5)
         assert sock.recv(10) == b"up"
         sock.close()
+
+
+def test_proxy_url_points_a_broker_url_at_the_proxy() -> None:
+    """Host and port become the proxy's; credentials (quoted), vhost and query stay."""
+    with TcpProxy("127.0.0.1", 5672) as proxy:
+        assert proxy.url("amqp://u:p%40ss@rabbit.example:5672/v%2F1?heartbeat=2") == (
+            f"amqp://u:p%40ss@127.0.0.1:{proxy.port}/v%2F1?heartbeat=2"
+        )
+        assert proxy.url("amqp://broker/") == f"amqp://127.0.0.1:{proxy.port}/"

@@ -12,16 +12,13 @@ beside the machine's broker, with its own config, plugins, cookie and directorie
   management parts).
 
 Stopped (and its files deleted) at the end of the session. The machine's broker is left
-alone: nothing global is read or written (see tests/cluster/rabbit_cluster.py, whose
-approach this follows).
+alone: nothing global is read or written (the node's environment and launch are
+tests/rabbit_node.py's, shared with the cluster of tests/cluster).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
+from rabbit_node import launch, node_env, port_open, write_cookie
 
 NODE = "rabbit-tls12@localhost"
 AMQPS_PORT, AMQP_PORT, HTTPS_PORT, HTTP_PORT, DIST_PORT = 5691, 5692, 15691, 15692, 25691
@@ -158,34 +156,13 @@ def make_certificates(d: Path) -> None:
 
 
 def _env(d: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
-    env.update(
-        HOME=str(d / "home"),
-        RABBITMQ_NODENAME=NODE,
-        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-        RABBITMQ_NODE_PORT=str(AMQP_PORT),
-        RABBITMQ_DIST_PORT=str(DIST_PORT),
-        RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
-        RABBITMQ_CONFIG_FILE=str(d / "rabbitmq.conf"),
-        RABBITMQ_ADVANCED_CONFIG_FILE=str(d / "advanced.config"),
-        RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
-        RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
-        RABBITMQ_LOG_BASE=str(d / "log"),
-        RABBITMQ_PID_FILE=str(d / "rabbit.pid"),
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
-        ERL_EPMD_ADDRESS="127.0.0.1",
-        ERL_CRASH_DUMP=str(d / "log" / "erl_crash.dump"),
-    )
-    return env
+    return node_env(d, home=d / "home", name=NODE, amqp_port=AMQP_PORT, dist_port=DIST_PORT)
 
 
 def _write_config(d: Path) -> None:
-    (d / "home").mkdir(parents=True, exist_ok=True)
+    write_cookie(d / "home")
     (d / "log").mkdir(exist_ok=True)
     (d / "mnesia").mkdir(exist_ok=True)
-    cookie = d / "home" / ".erlang.cookie"
-    cookie.write_text(secrets.token_hex(20).upper())
-    cookie.chmod(0o400)
     (d / "rabbitmq-env.conf").write_text("# own env file: the system's pins NODENAME\n")
     (d / "advanced.config").write_text("[].\n")
     (d / "enabled_plugins").write_text(
@@ -270,61 +247,45 @@ def container(image: str) -> Iterator[TlsBroker]:
             amqp_port=port(5672),
             http_port=port(15672),
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with broker.http() as http:
-                    overview = http.get("/api/overview")
-                    if overview.status_code == 200 and _port_open(broker.amqps_port):
-                        break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the TLS container of {image} did not start: {c.get_logs()[0][-2000:]!r}"
-                )
-            time.sleep(0.5)
-        yield replace(broker, version=str(overview.json().get("rabbitmq_version")))
+        overview = _await_ready(broker, 120)
+        if overview is None:
+            raise RuntimeError(
+                f"the TLS container of {image} did not start: {c.get_logs()[0][-2000:]!r}"
+            )
+        yield replace(broker, version=str(overview.get("rabbitmq_version")))
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+def _await_ready(broker: TlsBroker, timeout: float) -> dict[str, object] | None:
+    """The management overview once the API answers and amqps accepts connections; None
+    when that has not happened within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with broker.http() as http:
+                overview = http.get("/api/overview")
+                if overview.status_code == 200 and port_open(broker.amqps_port):
+                    found: dict[str, object] = overview.json()
+                    return found
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
 
 
 def start(timeout: float = 120) -> TlsBroker:
     """Certificates, config, then the node; returns when https answers."""
     for port in (AMQPS_PORT, AMQP_PORT, HTTPS_PORT, HTTP_PORT, DIST_PORT):
-        if _port_open(port):
+        if port_open(port):
             raise RuntimeError(f"port {port} is taken: another TLS test node runs?")
     d = Path(tempfile.mkdtemp(prefix="declare-amqp-tls-"))
     make_certificates(d)
     _write_config(d)
-    log = open(d / "log" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
-    subprocess.Popen(
-        [str(SBIN / "rabbitmq-server")],
-        env=_env(d),
-        cwd=d,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
+    launch(SBIN, d, _env(d))
     broker = TlsBroker(d, d / "ca.pem", d / "other-ca.pem", d / "client.pem", d / "client.key")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with broker.http() as http:
-                if http.get("/api/overview").status_code == 200 and _port_open(AMQPS_PORT):
-                    return broker
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    if _await_ready(broker, timeout) is not None:
+        return broker
     stop(broker)
     raise RuntimeError(f"the TLS node did not start within {timeout:.0f} s; see {d}/log")
 

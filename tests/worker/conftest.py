@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +22,20 @@ def queues2(vhost_url: str) -> tuple[str, str]:
     """Two durable queues ``high`` and ``low`` in the test vhost."""
     declare_queues(vhost_url, "high", "low")
     return "high", "low"
+
+
+@pytest.fixture
+def handled_log(tmp_path: Path) -> Path:
+    """The file the runner's handler notes started/done message ids in."""
+    return tmp_path / "handled.log"
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Kill any runner subprocess a failed test left behind."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

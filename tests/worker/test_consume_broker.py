@@ -15,7 +15,7 @@ from collections import Counter
 import httpx
 import pika
 import pytest
-from worker_support import Recorder, drain, fill, ids, ready_count, run, vhost_path, wait_for
+from worker_support import Recorder, drain, fill, ids, ready_count, run, vhost_path, wait_until
 
 from priority_worker import (
     ConfigurationError,
@@ -40,7 +40,7 @@ def test_weighted_share_is_five_to_one_under_backlog(vhost_url: str, queues2: ob
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) >= 600, 60, "600 handled")
+            await wait_until(lambda: len(rec.seen) >= 600, 60, "600 handled")
         finally:
             await worker.stop()
 
@@ -62,19 +62,19 @@ def test_strict_mode_consumes_low_only_when_high_is_empty(vhost_url: str, queues
         )
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.ids()) >= 80, 60, "all 80 handled")
+            await wait_until(lambda: len(rec.ids()) >= 80, 60, "all 80 handled")
             # New high work pauses low again: publish high and low together now.
             await asyncio.to_thread(fill, vhost_url, "low", ids("l2", 300))
-            await wait_for(lambda: "l2-0" in rec.ids(), 30, "low consumed again")
+            await wait_until(lambda: "l2-0" in rec.ids(), 30, "low consumed again")
             await asyncio.to_thread(fill, vhost_url, "high", ids("h2", 30))
-            await wait_for(lambda: rec.ids("high") >= set(ids("h2", 30)), 30, "h2 handled")
+            await wait_until(lambda: rec.ids("high") >= set(ids("h2", 30)), 30, "h2 handled")
             # By position, not by looking entries up again: a low delivery that strict mode
             # handed back comes again with redelivered=True.
             seen = list(rec.seen)
             first_h2 = seen.index(("high", "h2-0", 0, False))
             last_h2 = seen.index(("high", "h2-29", 0, False))
             low_during_high = [mid for q, mid, *_ in seen[first_h2 + 1 : last_h2] if q == "low"]
-            await wait_for(lambda: len(rec.ids()) >= 410, 60, "all 410 handled")
+            await wait_until(lambda: len(rec.ids()) >= 410, 60, "all 410 handled")
         finally:
             await worker.stop()
         # While the 30 new high messages were being handled, at most the low deliveries
@@ -104,22 +104,22 @@ def test_conserving_mode_lends_idle_high_capacity_and_takes_it_back(
         )
         await worker.start()
         try:
-            await wait_for(lambda: rec.max_active["low"] > 2, 20, "low borrowing capacity")
+            await wait_until(lambda: rec.max_active["low"] > 2, 20, "low borrowing capacity")
             assert rec.max_active["low"] <= 12
             assert worker.metrics.prefetch.labels("low")._value.get() == 12
             await asyncio.to_thread(fill, vhost_url, "high", ids("h", 600))
-            await wait_for(lambda: len(rec.ids("high")) >= 50, 30, "high handled")
+            await wait_until(lambda: len(rec.ids("high")) >= 50, 30, "high handled")
             # Low is back at its own prefetch of 2 while high has work ...
             assert worker.metrics.prefetch.labels("low")._value.get() == 2
             rec.max_active["low"] = rec.active["low"]
             mark = len(rec.seen)
-            await wait_for(lambda: len(rec.seen) >= mark + 240, 30, "240 more handled")
+            await wait_until(lambda: len(rec.seen) >= mark + 240, 30, "240 more handled")
             assert rec.max_active["low"] <= 2
             share = Counter(q for q, *_ in rec.seen[mark : mark + 240])
             assert share["high"] / max(share["low"], 1) == pytest.approx(5, rel=0.2), share
             # ... and borrows again once high is drained.
-            await wait_for(lambda: len(rec.ids("high")) == 600, 30, "all high handled")
-            await wait_for(
+            await wait_until(lambda: len(rec.ids("high")) == 600, 30, "all high handled")
+            await wait_until(
                 lambda: worker.metrics.prefetch.labels("low")._value.get() == 12,
                 10,
                 "low borrowing again",
@@ -147,7 +147,7 @@ def test_retry_with_delay_comes_back_after_the_delay(vhost_url: str, queues2: ob
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], handler)
         await worker.start()
         try:
-            await wait_for(lambda: len(second_seen) == 5, 30, "5 retried messages back")
+            await wait_until(lambda: len(second_seen) == 5, 30, "5 retried messages back")
             assert worker.metrics.retries.labels("high")._value.get() == 5
         finally:
             await worker.stop()
@@ -179,7 +179,7 @@ def test_failures_retry_with_backoff_then_dead_letter_with_the_error(
         )
         await worker.start()
         try:
-            await wait_for(
+            await wait_until(
                 lambda: worker.metrics.dead_letters.labels("high", "exhausted")._value.get() == 3,
                 30,
                 "3 dead letters",
@@ -232,7 +232,7 @@ def test_reject_and_undecodable_go_to_the_dead_letter_exchange(vhost_url: str) -
         worker = Worker(vhost_url, [Queue("jobs", 5, dead_letter_exchange="jobs.dlx")], handler)
         await worker.start()
         try:
-            await wait_for(lambda: ready_count(vhost_url, "jobs.dead") == 2, 20, "2 dead")
+            await wait_until(lambda: ready_count(vhost_url, "jobs.dead") == 2, 20, "2 dead")
         finally:
             await worker.stop()
 
@@ -256,12 +256,12 @@ def test_http_endpoints_report_health_readiness_and_metrics(
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec, http_port=0)
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) == 20 and worker.ready, 20, "20 handled")
+            await wait_until(lambda: len(rec.seen) == 20 and worker.ready, 20, "20 handled")
             base = f"http://127.0.0.1:{worker.http_port}"
             async with httpx.AsyncClient(base_url=base) as http:
                 assert (await http.get("/healthz")).status_code == 200
                 assert (await http.get("/readyz")).status_code == 200
-                await wait_for(
+                await wait_until(
                     lambda: worker.metrics.acks.labels("high")._value.get() == 20, 10, "20 acks"
                 )
                 text = (await http.get("/metrics")).text
@@ -305,7 +305,7 @@ def test_password_never_logged_and_failover_to_the_next_url(
             worker = Worker(f"{dead},{good}", [Queue("high", 10), Queue("low", 2)], rec)
             await worker.start()
             try:
-                await wait_for(lambda: len(rec.seen) == 5, 20, "5 handled after failover")
+                await wait_until(lambda: len(rec.seen) == 5, 20, "5 handled after failover")
                 with pytest.raises(PublishReturned) as info:
                     await worker.publisher.publish("amq.direct", "nowhere", b"x")
                 assert password not in str(info.value)
@@ -339,7 +339,7 @@ def test_sync_handler_publishes_follow_up_work_with_confirms(
         worker = Worker(vhost_url, [Queue("high", 10)], handler)
         await worker.start()
         try:
-            await wait_for(
+            await wait_until(
                 lambda: worker.metrics.acks.labels("high")._value.get() == 10, 20, "10 acks"
             )
         finally:
@@ -373,7 +373,7 @@ def test_dead_letter_exchange_missing_falls_back_to_the_brokers_dead_lettering(
         worker = Worker(vhost_url, [Queue("jobs", 2, dead_letter_exchange="missing")], handler)
         await worker.start()
         try:
-            await wait_for(lambda: ready_count(vhost_url, "fallback") == 1, 20, "fallback")
+            await wait_until(lambda: ready_count(vhost_url, "fallback") == 1, 20, "fallback")
         finally:
             await worker.stop()
 

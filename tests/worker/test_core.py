@@ -11,59 +11,34 @@ import pytest
 
 import priority_worker
 from priority_worker import ConfigurationError, Mode, Queue, Reject, Retry, RetryPolicy
-from priority_worker._core import (
-    Ack,
-    ConfirmTracker,
-    DeadLetter,
-    Dispatcher,
-    RetryLater,
-    UndecodableError,
-    attempts_of,
-    decide,
-    decode_body,
-    effective_prefetch,
-    reconnect_delay,
-    redact_url,
-    retry_delay,
-    scrub,
-    split_urls,
-    url_secrets,
-)
+from priority_worker._backoff import reconnect_delay
+from priority_worker._config import broker_urls
+from priority_worker._confirms import ConfirmTracker
+from priority_worker._decoding import UndecodableError, decode_body
 from priority_worker._log import SecretFilter
+from priority_worker._outcomes import Ack, DeadLetter, RetryLater, attempts_of, decide
+from priority_worker._scheduling import Dispatcher, effective_prefetch
 
 # --- URLs and secrets -------------------------------------------------------------------------
 
 
-def test_split_urls_accepts_lists_and_commas_in_failover_order() -> None:
+def test_broker_urls_accepts_lists_and_commas_in_failover_order() -> None:
     """Several broker URLs can come as a list, a comma-separated string, or both."""
-    assert split_urls("amqp://a/, amqp://b/") == ["amqp://a/", "amqp://b/"]
-    assert split_urls(["amqp://a/", "amqp://b/,amqp://c/"]) == [
+    assert broker_urls("amqp://a/, amqp://b/") == ["amqp://a/", "amqp://b/"]
+    assert broker_urls(["amqp://a/", "amqp://b/,amqp://c/"]) == [
         "amqp://a/",
         "amqp://b/",
         "amqp://c/",
     ]
 
 
-def test_split_urls_rejects_other_schemes_without_leaking_the_password() -> None:
+def test_broker_urls_rejects_other_schemes_without_leaking_the_password() -> None:
     """A bad URL is a ConfigurationError whose message has the password redacted."""
     with pytest.raises(ConfigurationError) as info:
-        split_urls("http://user:hunter2@host/")
+        broker_urls("http://user:hunter2@host/")
     assert "hunter2" not in str(info.value)
     with pytest.raises(ConfigurationError):
-        split_urls(" , ")
-
-
-def test_redact_url_hides_only_the_password() -> None:
-    """The user, host, port and vhost stay readable; the password becomes ***."""
-    assert redact_url("amqp://bob:s%40cret@h:5673/v") == "amqp://bob:***@h:5673/v"
-    assert redact_url("amqp://h/") == "amqp://h/"
-
-
-def test_secrets_are_scrubbed_raw_and_quoted() -> None:
-    """Both the URL-quoted and the decoded password are recognised."""
-    secrets = url_secrets(["amqp://bob:s%40cret@h/"])
-    assert secrets == {"s%40cret", "s@cret"}
-    assert scrub("x s@cret y s%40cret", secrets) == "x *** y ***"
+        broker_urls(" , ")
 
 
 def test_secret_filter_rewrites_records_and_exceptions() -> None:
@@ -98,7 +73,8 @@ def test_reconnect_delay_is_capped_exponential_with_jitter() -> None:
 def test_retry_delay_doubles_up_to_the_maximum() -> None:
     """Handler-error retries back off exponentially per failure, capped."""
     policy = RetryPolicy(initial_delay=1, multiplier=2, max_delay=5)
-    assert [retry_delay(n, policy) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+    assert [policy.delay_for(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+    assert decide(RuntimeError("x"), 2, policy) == RetryLater(4, 3, "RuntimeError: x")
 
 
 # --- Decoding ---------------------------------------------------------------------------------
@@ -222,11 +198,12 @@ def test_dispatcher_starts_in_arrival_order_across_queues_up_to_its_limit() -> N
     d: Dispatcher[str] = Dispatcher(["high", "low"], limit=2)
     for queue, item in [("low", "l1"), ("high", "h1"), ("low", "l2")]:
         d.add(queue, item)
-    assert d.take() == [("low", "l1"), ("high", "h1")]
-    assert d.take() == []
+    assert [d.take_one(), d.take_one()] == [("low", "l1"), ("high", "h1")]
+    assert d.take_one() is None  # no capacity left
     assert (d.running(), d.pending(), d.in_flight("low")) == (2, 1, 2)
     d.finish("low")
-    assert d.take() == [("low", "l2")]
+    assert d.take_one() == ("low", "l2")
+    assert d.take_one() is None
     with pytest.raises(RuntimeError):
         d.finish("high") or d.finish("high")
 
@@ -236,7 +213,8 @@ def test_dispatcher_by_priority_prefers_the_first_queue() -> None:
     d: Dispatcher[str] = Dispatcher(["high", "low"], limit=1, by_priority=True)
     d.add("low", "l1")
     d.add("high", "h1")
-    assert d.take() == [("high", "h1")]
+    assert d.take_one() == ("high", "h1")
+    assert d.take_one() is None
 
 
 def test_dispatcher_gives_back_unstarted_work() -> None:
@@ -244,7 +222,7 @@ def test_dispatcher_gives_back_unstarted_work() -> None:
     d: Dispatcher[str] = Dispatcher(["q"], limit=1)
     for item in ["a", "b", "c", "d"]:
         d.add("q", item)
-    d.take()
+    assert d.take_one() == ("q", "a")
     assert d.take_pending("q", keep=1) == ["d", "c"]
     assert d.discard(lambda item: item == "b") == ["b"]
     assert (d.pending("q"), d.running("q")) == (0, 1)
@@ -265,7 +243,8 @@ def simulate_share(prefetches: dict[str, int], concurrency: int, handled: int) -
 
     refill()
     while sum(counts.values()) < handled:
-        running.extend(q for q, _ in d.take())
+        while (taken := d.take_one()) is not None:
+            running.append(taken[0])
         q = running.popleft()  # handlers take equal time: the oldest finishes first
         d.finish(q)
         unacked[q] -= 1

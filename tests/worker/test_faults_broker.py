@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
+from waiting import wait_until_blocking
 from worker_support import (
     Recorder,
     declare_queues,
@@ -24,16 +22,15 @@ from worker_support import (
     fill,
     global_fault_lock,
     ids,
+    noted,
     ready_count,
     run,
+    start_runner,
     vhost_path,
-    wait_for,
+    wait_until,
 )
 
 from priority_worker import Queue, Worker
-
-HERE = Path(__file__).parent
-RUNNER = Path(sys.executable).parent / "priority-worker"
 
 
 @pytest.mark.broker_host
@@ -56,12 +53,12 @@ def test_close_all_connections_mid_run_loses_nothing_and_restores_prefetch(
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec, reconnect_max_delay=2)
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) >= 60, 30, "60 handled")
+            await wait_until(lambda: len(rec.seen) >= 60, 30, "60 handled")
             await asyncio.to_thread(
                 broker.ctl, "close_all_connections", "--vhost", vhost, "test: closed mid-run"
             )
-            await wait_for(lambda: rec.ids() == set(all_ids), 60, "every id handled")
-            await wait_for(
+            await wait_until(lambda: rec.ids() == set(all_ids), 60, "every id handled")
+            await wait_until(
                 lambda: (
                     worker.metrics.reconnects.labels("consumer")._value.get() >= 1 and worker.ready
                 ),
@@ -97,77 +94,22 @@ def test_consumer_cancelled_by_broker_when_its_queue_is_deleted(
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)  # default backoff
         await worker.start()
         try:
-            await wait_for(lambda: worker.ready, 10, "ready")
+            await wait_until(lambda: worker.ready, 10, "ready")
             await asyncio.to_thread(delete_low)
-            await wait_for(lambda: not worker.ready, 10, "not ready without low")
+            await wait_until(lambda: not worker.ready, 10, "not ready without low")
             await asyncio.to_thread(fill, vhost_url, "high", ids("h", 5))
-            await wait_for(lambda: rec.ids("high") == set(ids("h", 5)), 10, "high goes on")
+            await wait_until(lambda: rec.ids("high") == set(ids("h", 5)), 10, "high goes on")
             await asyncio.sleep(8)
             await asyncio.to_thread(declare_queues, vhost_url, "low")
             await asyncio.to_thread(fill, vhost_url, "low", ids("l", 5))
             back = time.monotonic()
-            await wait_for(lambda: rec.ids("low") == set(ids("l", 5)), 10, "low back")
+            await wait_until(lambda: rec.ids("low") == set(ids("l", 5)), 10, "low back")
             assert time.monotonic() - back < 3.0, time.monotonic() - back
-            await wait_for(lambda: worker.ready, 5, "ready again")
+            await wait_until(lambda: worker.ready, 5, "ready again")
         finally:
             await worker.stop()
 
     run(scenario())
-
-
-@pytest.fixture
-def handled_log(tmp_path: Path) -> Path:
-    """The file the runner's handler notes started/done message ids in."""
-    return tmp_path / "handled.log"
-
-
-def start_runner(
-    vhost_url: str, log: Path, seconds: float, *extra: str, stderr: Any = subprocess.PIPE
-) -> subprocess.Popen[bytes]:
-    """``priority-worker run worker_handlers:slow`` as a subprocess."""
-    env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": str(seconds)}
-    return subprocess.Popen(
-        [
-            str(RUNNER),
-            "run",
-            "worker_handlers:slow",
-            "--url",
-            vhost_url,
-            "--queue",
-            "high=10",
-            "--queue",
-            "low=2",
-            *extra,
-        ],
-        cwd=HERE,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-    )
-
-
-def noted(log: Path, what: str) -> list[str]:
-    if not log.exists():
-        return []
-    return [line.split()[1] for line in log.read_text().splitlines() if line.startswith(what + " ")]
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def reaper() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Kill any runner subprocess a failed test left behind."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
@@ -182,7 +124,7 @@ def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
         vhost_url, handled_log, 1.0, "--shutdown-timeout", "20", "--concurrency", "4"
     )
     reaper.append(proc)
-    wait_until(lambda: len(noted(handled_log, "started")) >= 5, 30, "work in flight")
+    wait_until_blocking(lambda: len(noted(handled_log, "started")) >= 5, 30, "work in flight")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr.decode()[-2000:]
@@ -204,7 +146,7 @@ def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
     fill(vhost_url, "high", ids("h", 3))
     proc = start_runner(vhost_url, handled_log, 120.0, "--shutdown-timeout", "1")
     reaper.append(proc)
-    wait_until(lambda: len(noted(handled_log, "started")) == 3, 30, "3 in flight")
+    wait_until_blocking(lambda: len(noted(handled_log, "started")) == 3, 30, "3 in flight")
     began = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -212,24 +154,6 @@ def test_sigterm_with_a_handler_past_the_shutdown_timeout_requeues_it(
     assert time.monotonic() - began < 20
     assert b"shutdown_timeout" in stderr
     assert sorted(p.message_id for p, _ in drain(vhost_url, "high")) == ids("h", 3)
-
-
-def test_sigterm_while_no_broker_answers_exits_0(
-    handled_log: Path, reaper: list[subprocess.Popen[bytes]]
-) -> None:
-    """A runner still retrying its connection stops cleanly on SIGTERM."""
-    errors = handled_log.with_suffix(".stderr")
-    with errors.open("wb") as sink:
-        proc = start_runner("amqp://guest:guest@127.0.0.1:1/", handled_log, 1.0, stderr=sink)
-    reaper.append(proc)
-    wait_until(
-        lambda: errors.exists() and b"connect_failed" in errors.read_bytes(),
-        20,
-        "a failed connection attempt",
-    )
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 0, errors.read_text()[-2000:]
 
 
 def test_kill_9_unacked_deliveries_go_to_the_next_worker(
@@ -241,11 +165,11 @@ def test_kill_9_unacked_deliveries_go_to_the_next_worker(
     fill(vhost_url, "low", ids("l", 5))
     proc = start_runner(vhost_url, handled_log, 120.0)
     reaper.append(proc)
-    wait_until(lambda: len(noted(handled_log, "started")) >= 12, 30, "12 in flight")
+    wait_until_blocking(lambda: len(noted(handled_log, "started")) >= 12, 30, "12 in flight")
     in_flight = set(noted(handled_log, "started"))
     proc.kill()
     proc.wait(timeout=10)
-    wait_until(
+    wait_until_blocking(
         lambda: ready_count(vhost_url, "high") + ready_count(vhost_url, "low") == 25,
         30,
         "all 25 back in their queues",
@@ -256,7 +180,7 @@ def test_kill_9_unacked_deliveries_go_to_the_next_worker(
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
         await worker.start()
         try:
-            await wait_for(lambda: rec.ids() == set(all_ids), 30, "all handled")
+            await wait_until(lambda: rec.ids() == set(all_ids), 30, "all handled")
         finally:
             await worker.stop()
 
@@ -282,14 +206,14 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
         worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) >= 10, 20, "consuming")
+            await wait_until(lambda: len(rec.seen) >= 10, 20, "consuming")
             await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0")
             try:
                 futures = [
                     worker.publisher.publish("", "high", b"x", properties=None, headers={"n": i})
                     for i in range(20)
                 ]
-                await wait_for(lambda: worker.publisher.blocked, 20, "publisher blocked")
+                await wait_until(lambda: worker.publisher.blocked, 20, "publisher blocked")
                 handled_at_block = len(rec.seen)
                 await asyncio.sleep(1.5)
                 assert not any(f.done() for f in futures), "confirms wait for the alarm"
@@ -297,7 +221,7 @@ def test_memory_alarm_blocks_publishing_while_consuming_goes_on(
             finally:
                 await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0.4")
             await asyncio.wait_for(asyncio.gather(*futures), 30)
-            await wait_for(lambda: len(rec.seen) >= 1020, 60, "backlog and new work handled")
+            await wait_until(lambda: len(rec.seen) >= 1020, 60, "backlog and new work handled")
             assert worker.metrics.blocked_seconds() >= 1.0
             assert not worker.publisher.blocked
         finally:

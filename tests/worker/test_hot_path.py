@@ -14,8 +14,9 @@ import pika
 import pytest
 
 from priority_worker import Properties, Publisher, PublishTimeout, Queue, Worker
-from priority_worker._amqp import ConsumerChannel, to_pika, to_properties
-from priority_worker._core import ConfirmTracker
+from priority_worker._channels import ConsumerChannel
+from priority_worker._confirms import ConfirmTracker
+from priority_worker._wire import to_pika, to_properties
 
 
 class FakeBroker:
@@ -225,7 +226,8 @@ def test_in_flight_gauge_is_read_at_scrape_time() -> None:
     )
     worker._dispatcher.add("high", object())  # type: ignore[arg-type]
     worker._dispatcher.add("low", object())  # type: ignore[arg-type]
-    worker._dispatcher.take()
+    assert worker._dispatcher.take_one() is not None
+    assert worker._dispatcher.take_one() is not None
     worker._dispatcher.add("high", object())  # type: ignore[arg-type]
     text = worker.metrics.render().decode()
     assert 'priority_worker_in_flight{queue="high"} 2.0' in text
@@ -236,9 +238,9 @@ def test_in_flight_gauge_is_read_at_scrape_time() -> None:
 def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
     """The spliced x-publish-tag (cached encoding, or spliced into pika's) is byte for byte
     pika's own encoding of the merged headers; this pins pika's internals we rely on."""
-    from priority_worker import _amqp
+    from priority_worker import _wire
 
-    assert _amqp._TAGGED_ENCODING_OK
+    assert _wire._TAGGED_ENCODING_OK
     for props in [
         Properties(),
         Properties(content_type="application/json", delivery_mode=2),
@@ -256,10 +258,10 @@ def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
                     {"x-publish-tag": tag, **(props.headers or {})}
                     if name == "headers"
                     else getattr(props, name)
-                    for name in _amqp._PROPERTY_NAMES
+                    for name in _wire._PROPERTY_NAMES
                 ]
             )
-            got = _amqp._tagged_pika(props, tag)
+            got = _wire.tagged_pika(props, tag)
             assert b"".join(got.encode()) == b"".join(expected.encode())
             # Decoded by pika (as the broker's basic.return would carry it back).
             decoded = pika.BasicProperties()
@@ -275,7 +277,7 @@ def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
 
     from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
-    from priority_worker._amqp import coalesce_writes
+    from priority_worker._wire import coalesce_writes
 
     sent: list[bytes] = []
 
@@ -384,7 +386,7 @@ def test_a_run_of_non_waiting_handlers_yields_the_loop_after_a_turn_budget() -> 
     """Handlers that never await (here: each blocks 5 ms) run back to back in one runner, but
     after RUNNER_TURN_S of them the runner gives the loop a turn: a callback scheduled
     meanwhile (an ack flush, a delivery, /healthz) runs long before the run is over."""
-    from priority_worker._worker import RUNNER_TURN_S
+    from priority_worker._runners import RUNNER_TURN_S
 
     order: list[str] = []
 

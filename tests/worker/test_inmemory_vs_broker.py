@@ -10,7 +10,7 @@ from collections import Counter
 import httpx
 import pika
 import pytest
-from worker_support import Recorder, fill, ids, run, wait_for
+from worker_support import Recorder, fill, ids, run, wait_until
 
 from priority_worker import Message, Queue, Worker
 from priority_worker.testing import InMemoryBroker
@@ -39,7 +39,7 @@ def test_share_of_the_first_600_matches_the_in_memory_broker(
         worker = Worker(vhost_url, queues, rec, concurrency=concurrency)
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) >= 600, 60, "600 handled")
+            await wait_until(lambda: len(rec.seen) >= 600, 60, "600 handled")
         finally:
             await worker.stop()
 
@@ -69,7 +69,7 @@ def test_metrics_show_share_against_target_held_time_and_prefetch(
         )
         await worker.start()
         try:
-            await wait_for(lambda: len(rec.seen) >= 330, 60, "330 handled")
+            await wait_until(lambda: len(rec.seen) >= 330, 60, "330 handled")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker.http_port}") as c:
                 return (await c.get("/metrics")).text
         finally:
@@ -119,12 +119,12 @@ def test_an_arriving_high_message_starts_before_the_low_work_already_held(
         conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
         try:
             ch = conn.channel()
-            await wait_for(lambda: len(starts) >= 20, 30, "low under way")
+            await wait_until(lambda: len(starts) >= 20, 30, "low under way")
             for i in range(20):
                 published.append(time.monotonic())
                 ch.basic_publish("", "high", f"h{i}".encode())
                 await asyncio.sleep(0.06)
-            await wait_for(lambda: sum(q == "high" for q, _ in starts) == 20, 30, "20 high")
+            await wait_until(lambda: sum(q == "high" for q, _ in starts) == 20, 30, "20 high")
         finally:
             conn.close()
             await worker.stop()

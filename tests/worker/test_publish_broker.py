@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from worker_support import TcpProxy, declare_queues, drain, ready_count, run
+from tcp_proxy import TcpProxy
+from worker_support import declare_queues, drain, ready_count, run
 
 from priority_worker import (
     Properties,
@@ -82,16 +83,16 @@ def test_confirm_timeout(broker: object, vhost_url: str) -> None:
 
     async def scenario() -> None:
         proxy = TcpProxy(broker.host, broker.port)  # type: ignore[attr-defined]
-        await proxy.start()
+        proxy.start()
         try:
             async with Publisher(proxy.url(vhost_url), confirm_timeout=0.5) as publisher:
-                proxy.stall()
+                proxy.stall_downstream()
                 with pytest.raises(PublishTimeout):
                     await publisher.publish("", "q", b"slow")
                 proxy.resume()
                 await publisher.publish("", "q", b"fine")
         finally:
-            await proxy.close()
+            proxy.close()
 
     run(scenario())
 
@@ -103,10 +104,10 @@ def test_connection_loss_fails_unconfirmed_publishes(broker: object, vhost_url: 
 
     async def scenario() -> None:
         proxy = TcpProxy(broker.host, broker.port)  # type: ignore[attr-defined]
-        await proxy.start()
+        proxy.start()
         try:
             async with Publisher(proxy.url(vhost_url), reconnect_max_delay=1) as publisher:
-                proxy.stall()
+                proxy.stall_downstream()
                 futures = [publisher.publish("", "q", b"x") for _ in range(10)]
                 await asyncio.sleep(0.2)
                 proxy.cut()
@@ -116,7 +117,7 @@ def test_connection_loss_fails_unconfirmed_publishes(broker: object, vhost_url: 
                 await asyncio.wait_for(publisher.publish("", "q", b"after"), 20)
                 assert publisher.metrics.reconnects.labels("publisher")._value.get() == 1
         finally:
-            await proxy.close()
+            proxy.close()
 
     run(scenario())
 
@@ -130,12 +131,12 @@ def test_resend_unconfirmed_after_reconnect_counts_duplicates(
 
     async def scenario() -> None:
         proxy = TcpProxy(broker.host, broker.port)  # type: ignore[attr-defined]
-        await proxy.start()
+        proxy.start()
         try:
             async with Publisher(
                 proxy.url(vhost_url), resend_unconfirmed=True, reconnect_max_delay=1
             ) as publisher:
-                proxy.stall()
+                proxy.stall_downstream()
                 futures = [
                     publisher.publish(
                         "", "q", f"m{i}".encode(), properties=Properties(message_id=f"m{i}")
@@ -148,7 +149,7 @@ def test_resend_unconfirmed_after_reconnect_counts_duplicates(
                 await asyncio.wait_for(asyncio.gather(*futures), 20)
                 assert publisher.metrics.publish_resent._value.get() == 10
         finally:
-            await proxy.close()
+            proxy.close()
 
     run(scenario())
     ids = [props.message_id for props, _ in drain(vhost_url, "q")]

@@ -23,7 +23,7 @@ from worker_support import (
     ready_count,
     run,
     vhost_path,
-    wait_for,
+    wait_until,
 )
 
 from priority_worker import Message, Queue, RetryPolicy, Worker
@@ -52,7 +52,7 @@ def test_worker_retries_past_the_quorum_default_delivery_limit(vhost_url: str) -
         )
         await worker.start()
         try:
-            await wait_for(
+            await wait_until(
                 lambda: worker.metrics.dead_letters.labels("high", "exhausted")._value.get() == 2,
                 90,
                 "2 dead letters",
@@ -177,15 +177,15 @@ def test_strict_mode_does_not_give_back_a_delivery_near_the_delivery_limit(vhost
         )
         await worker.start()
         try:
-            await wait_for(lambda: len(started) == 1, 20, "a low delivery started")
+            await wait_until(lambda: len(started) == 1, 20, "a low delivery started")
             await asyncio.to_thread(fill, vhost_url, "high", ["h1"])
-            await wait_for(
+            await wait_until(
                 lambda: worker.metrics.prefetch.labels("low")._value.get() == 0,
                 20,
                 "low paused for high work",
             )
             release.set()
-            await wait_for(lambda: {"c1", "c2", "fresh", "h1"} <= set(started), 30, "all handled")
+            await wait_until(lambda: {"c1", "c2", "fresh", "h1"} <= set(started), 30, "all handled")
         finally:
             await worker.stop()
 

@@ -16,9 +16,8 @@ from test_hot_path import FakeBroker as FakeChannelBroker
 from test_hot_path import FakeLink
 
 from priority_worker import ConfigurationError, Mode, Queue, Worker
-from priority_worker._amqp import ConsumerChannel
-from priority_worker._core import Dispatcher
-from priority_worker._scheduling import FairQueueing, ShareWindow, dispatch_weights
+from priority_worker._channels import ConsumerChannel
+from priority_worker._scheduling import Dispatcher, FairQueueing, ShareWindow, dispatch_weights
 
 
 def weighted(prefetches: dict[str, int], limit: int) -> Dispatcher[str]:
@@ -56,16 +55,18 @@ class FakeBroker:
         The next delivery is chosen before the refill arrives, as in the worker: the broker's
         answer to an ack takes a round trip.
         """
-        for q, _ in self.d.take():
-            self.running.append(q)
-            self.started.append(q)
+        self.start_all()
         q = self.running.popleft()
         self.d.finish(q)
         self.unacked[q] -= 1
-        for q2, _ in self.d.take():
-            self.running.append(q2)
-            self.started.append(q2)
+        self.start_all()
         self.refill()
+
+    def start_all(self) -> None:
+        """Start deliveries as the worker's runners do: one at a time while any may start."""
+        while (taken := self.d.take_one()) is not None:
+            self.running.append(taken[0])
+            self.started.append(taken[0])
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,7 @@ def test_an_idle_queue_does_not_hold_back_the_others() -> None:
     """Work-conserving: while the high queue is idle, low runs at full concurrency."""
     prefetches = {"high": 10, "low": 4}
     broker = FakeBroker(weighted(prefetches, 4), prefetches, backlog={"high": 0, "low": 10**6})
-    broker.d.take()  # nothing to compare: four low start at once
+    broker.start_all()  # nothing to compare: four low start at once
     assert broker.d.running("low") == 4
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -63,6 +63,18 @@ def test_children_metrics_are_merged_per_family_with_a_process_label() -> None:
     assert loops == {"0": 0.0, "1": 1.0}
 
 
+class _EventSeen(logging.Handler):
+    """Sets ``flag`` when a record of the structured log event ``event`` is emitted."""
+
+    def __init__(self, event: str, flag: asyncio.Event) -> None:
+        super().__init__()
+        self.event, self.flag = event, flag
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == self.event:
+            self.flag.set()
+
+
 def test_a_crash_loop_is_reported_not_hidden() -> None:
     """A child that dies at once is restarted with backoff; after 3 quick restarts the
     supervisor reports a crash loop on /healthz and /metrics, and a stop still exits."""
@@ -76,10 +88,16 @@ def test_a_crash_loop_is_reported_not_hidden() -> None:
             restart_max_delay=0.2,
             shutdown_timeout=5,
         )
+        reported = asyncio.Event()
+        watcher = _EventSeen("crash_loop", reported)
+        logging.getLogger("priority_worker.supervisor").addHandler(watcher)
         task = asyncio.ensure_future(sup.serve())
-        deadline = time.monotonic() + 60
-        while not sup.crash_looping and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        try:
+            await asyncio.wait_for(reported.wait(), 60)
+        except asyncio.TimeoutError:
+            pass  # the assertions below say what was missing
+        finally:
+            logging.getLogger("priority_worker.supervisor").removeHandler(watcher)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sup.http_port}") as c:
             health = (await c.get("/healthz")).status_code
             metrics = (await c.get("/metrics")).text

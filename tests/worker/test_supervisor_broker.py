@@ -11,12 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_until_blocking
 from worker_support import declare_queues, fill, ids, ready_count
 
 HERE = Path(__file__).resolve().parent
@@ -38,14 +38,6 @@ def lines(log: Path) -> list[tuple[str, str, int, bool]]:
         if len(parts) == 4:
             out.append((parts[0], parts[1], int(parts[2]), parts[3] == "1"))
     return out
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -97,7 +89,7 @@ def test_a_child_killed_with_minus_9_is_restarted_and_its_deliveries_handled(
     the broker redelivers what the dead one held, and every message ends up handled."""
     proc, log, port = supervised
     fill(vhost_url, "q", ids("m", 120))
-    wait_until(lambda: len({pid for _, _, pid, _ in lines(log)}) == 2, 30, "both children")
+    wait_until_blocking(lambda: len({pid for _, _, pid, _ in lines(log)}) == 2, 30, "both children")
     first = {pid for _, _, pid, _ in lines(log)}
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
@@ -110,7 +102,7 @@ def test_a_child_killed_with_minus_9_is_restarted_and_its_deliveries_handled(
     def all_done() -> bool:
         return {mid for what, mid, _, _ in lines(log) if what == "done"} >= set(ids("m", 120))
 
-    wait_until(all_done, 60, "every message handled")
+    wait_until_blocking(all_done, 60, "every message handled")
     after = lines(log)
     pids = {pid for _, _, pid, _ in after}
     assert len(pids - first) >= 1, "no restarted child handled anything"
@@ -131,7 +123,7 @@ def test_a_child_killed_with_minus_9_is_restarted_and_its_deliveries_handled(
         'priority_worker_acks_total{process="' in metrics
         or "priority_worker_acks_total{" in metrics
     )
-    wait_until(
+    wait_until_blocking(
         lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
         30,
         "ready again",
@@ -148,8 +140,8 @@ def test_sigterm_drains_every_child_and_exits_0(
     lost or handled twice, and the supervisor exits 0."""
     proc, log, port = supervised
     fill(vhost_url, "q", ids("m", 200))
-    wait_until(lambda: len({pid for _, _, pid, _ in lines(log)}) == 2, 30, "both children")
-    wait_until(
+    wait_until_blocking(lambda: len({pid for _, _, pid, _ in lines(log)}) == 2, 30, "both children")
+    wait_until_blocking(
         lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
         30,
         "ready",

@@ -1,26 +1,36 @@
 """Helpers for the priority_worker tests (imported by conftest and the test modules).
 
 Integration helpers talk to the broker with pika's BlockingConnection (an independent client,
-not the code under test) to declare queues, fill them and count what is left.
+not the code under test) to declare queues, fill them and count what is left. Waiting
+(``run``, ``wait_until``) and the TCP proxy are shared by every suite: ``tests/waiting.py``
+and ``tests/tcp_proxy.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import os
+import subprocess
+import sys
 import urllib.parse
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pika
 from broker_support import declare_durable_queues, fill, ready_count
+from waiting import run, wait_until
 
-__all__ = ["fill", "ready_count"]  # shared with the other suites (broker_support)
+# Shared with the other suites (broker_support, waiting), importable from here as well.
+__all__ = ["fill", "ready_count", "run", "wait_until"]
 
 from priority_worker import Message
+
+HERE = Path(__file__).resolve().parent
+RUNNER = Path(sys.executable).parent / "priority-worker"
 
 
 def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
@@ -43,26 +53,6 @@ def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         conn.close()
 
 
-async def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05
-) -> None:
-    """Poll ``predicate`` on the loop until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(step)
-
-
-def run(coro: Awaitable[Any], timeout: float = 120) -> Any:
-    """Run one async scenario with an overall time limit."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
 def vhost_path(vhost: str) -> str:
     """The vhost quoted for a management API path."""
     return urllib.parse.quote(vhost, safe="")
@@ -79,73 +69,6 @@ def global_fault_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-class TcpProxy:
-    """An in-process TCP proxy to the broker whose link can be stalled or cut.
-
-    ``stall()`` stops forwarding broker -> client bytes (confirms and deliveries stop arriving),
-    ``cut()`` closes every proxied connection, ``resume()`` forwards again.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.stalled = False
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.AbstractServer | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def url(self, amqp_url: str) -> str:
-        """``amqp_url`` rewritten to go through the proxy."""
-        u = urllib.parse.urlsplit(amqp_url)
-        netloc = u.netloc.rpartition("@")
-        return urllib.parse.urlunsplit(
-            u._replace(
-                netloc=f"{netloc[0]}@127.0.0.1:{self.port}"
-                if netloc[0]
-                else f"127.0.0.1:{self.port}"
-            )
-        )
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers += [writer, up_writer]
-
-        async def pipe(
-            src: asyncio.StreamReader, dst: asyncio.StreamWriter, downstream: bool
-        ) -> None:
-            try:
-                while data := await src.read(65536):
-                    while downstream and self.stalled:
-                        await asyncio.sleep(0.02)
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
-
-    def stall(self) -> None:
-        self.stalled = True
-
-    def resume(self) -> None:
-        self.stalled = False
-
-    def cut(self) -> None:
-        for w in self._writers:
-            w.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
 
 
 @dataclass
@@ -176,3 +99,35 @@ class Recorder:
 
 def ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
+
+
+def start_runner(
+    vhost_url: str, log: Path, seconds: float, *extra: str, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``priority-worker run worker_handlers:slow`` as a subprocess."""
+    env = {**os.environ, "HANDLED_LOG": str(log), "HANDLER_SECONDS": str(seconds)}
+    return subprocess.Popen(
+        [
+            str(RUNNER),
+            "run",
+            "worker_handlers:slow",
+            "--url",
+            vhost_url,
+            "--queue",
+            "high=10",
+            "--queue",
+            "low=2",
+            *extra,
+        ],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
+def noted(log: Path, what: str) -> list[str]:
+    """The message ids of the lines ``WHAT <id>`` the runner's handler wrote to ``log``."""
+    if not log.exists():
+        return []
+    return [line.split()[1] for line in log.read_text().splitlines() if line.startswith(what + " ")]

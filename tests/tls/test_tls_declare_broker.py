@@ -13,27 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from declare_support import TOOL_ENV
 from tls_broker import TlsBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-_TOOL_ENV = (
-    "AMQP_URL",
-    "AMQP_HOST",
-    "AMQP_USER",
-    "AMQP_PASS",
-    "AMQP_VHOST",
-    "RABBITMQ_MANAGEMENT_URL",
-    "AMQP_TLS_CA_FILE",
-    "AMQP_TLS_CERT_FILE",
-    "AMQP_TLS_KEY_FILE",
-    "AMQP_AUTH_MECHANISM",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
 
 
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    clean = {k: v for k, v in os.environ.items() if k not in _TOOL_ENV}
+    clean = {k: v for k, v in os.environ.items() if k not in TOOL_ENV}
     clean.update(NO_COLOR="1", COLUMNS="300", PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "declare_amqp", *args],

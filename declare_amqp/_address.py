@@ -1,10 +1,11 @@
-"""Where the broker is and how to log in: URLs, credentials, TLS. No I/O.
+"""The broker address: which nodes to try, with which credentials and TLS options. No I/O.
 
 Several AMQP URLs may be given (``--url`` repeated, or comma-separated) for a cluster;
 the first node that answers is used. The management URL of each node is derived from its
 AMQP URL unless given. Credentials come from the URL, else ``AMQP_USER`` / ``AMQP_PASS``,
-else guest/guest. The password is kept out of every ``repr`` and message: ``redact()``
-is the last line of defence for text that leaves the process.
+else guest/guest. The password is kept out of every ``repr`` and message:
+``BrokerAddress.redact()`` (:mod:`declare_amqp.urls`) is the last line of defence for text
+that leaves the process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import DeclareAmqpError
-from ._tls import TlsOptions
+from .tls import TlsOptions
+from .urls import AMQP_SCHEMES, redact, redact_url, split_urls
 
 # Measured on 2 cores with 2,000 queues: 4 channels 9.1 s, 16 about 6 s, 64 about 4.6 s,
 # 128 and 256 no better. Channels are cheap on the broker (one process each).
@@ -54,19 +56,6 @@ class BrokerAddress:
         return redact(text, self.password)
 
 
-def redact(text: str, password: str) -> str:
-    """Replace every form of ``password`` in ``text`` by ``***``."""
-    if not password:
-        return text
-    for form in {password, urllib.parse.quote(password, safe=""), urllib.parse.quote(password)}:
-        text = text.replace(form, "***")
-    return text
-
-
-def _split(urls: Sequence[str]) -> list[str]:
-    return [u.strip() for item in urls for u in item.split(",") if u.strip()]
-
-
 def resolve_address(
     urls: Sequence[str] = (),
     management_urls: Sequence[str] = (),
@@ -80,23 +69,23 @@ def resolve_address(
     ``management_urls``, then ``RABBITMQ_MANAGEMENT_URL``, then derived per node
     (http://host:15672, or https://host:15671 for amqps). TLS: ``tls_options``, else
     ``AMQP_TLS_CA_FILE`` / ``AMQP_TLS_CERT_FILE`` / ``AMQP_TLS_KEY_FILE`` /
-    ``AMQP_AUTH_MECHANISM`` (see _tls).
+    ``AMQP_AUTH_MECHANISM`` (see :mod:`declare_amqp.tls`).
     """
     env = os.environ if env is None else env
-    amqp = _split(urls) or _split([env.get("AMQP_URL", "")])
+    amqp = split_urls(urls) or split_urls(env.get("AMQP_URL", ""))
     if not amqp:
         host = env.get("AMQP_HOST", "127.0.0.1") or "127.0.0.1"
         amqp = [f"amqp://{host}:5672"]
-    mgmt = _split(management_urls) or _split([env.get("RABBITMQ_MANAGEMENT_URL", "")])
+    mgmt = split_urls(management_urls) or split_urls(env.get("RABBITMQ_MANAGEMENT_URL", ""))
     user = password = None
     nodes: list[Node] = []
     url_vhost: str | None = None
     for i, url in enumerate(amqp):
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
+        if parts.scheme not in AMQP_SCHEMES:
             raise DeclareAmqpError(
                 f"broker URL must start with amqp:// or amqps://, not "
-                f"'{parts.scheme}://' ({redact(url, parts.password or '')})"
+                f"'{parts.scheme}://' ({redact_url(url)})"
             )
         try:
             port = parts.port

@@ -68,7 +68,7 @@ queues:
         ("nowhere", "does not exist on the broker"),
     ),
     # A missing dead-letter or alternate exchange is accepted by the broker: a warning, and
-    # an error only with --strict (test_integration_warnings.py).
+    # an error only with --strict (test_warnings_broker.py).
     "reserved-name": (
         """\
 queues:

@@ -1,7 +1,7 @@
-"""An in-process TCP proxy for fault tests: forward, cut, stall and refuse a link.
+"""The in-process TCP proxy of every suite: forward, cut, stall and refuse a link.
 
     with TcpProxy("127.0.0.1", 5672) as proxy:
-        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/v?heartbeat=2"
+        url = proxy.url("amqp://guest:guest@127.0.0.1:5672/v?heartbeat=2")  # via the proxy
         ...
         proxy.cut()       # reset every open connection (like a dropped link)
         proxy.stall()     # keep connections open but move no bytes (heartbeats must notice)
@@ -9,7 +9,8 @@
         proxy.resume()    # move bytes again
         proxy.refuse()    # new connections are accepted and closed at once (node gone)
 
-Threads, not asyncio, so that it runs beside any event loop the code under test uses.
+Threads, not asyncio, so that it runs beside any event loop the code under test uses (and
+``start``/``close`` may be called from inside a coroutine as well as from plain code).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import select
 import socket
 import struct
 import threading
+import urllib.parse
 from types import TracebackType
 
 
@@ -128,6 +130,13 @@ class TcpProxy:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def url(self, amqp_url: str) -> str:
+        """``amqp_url`` with its host and port replaced by the proxy's; credentials, vhost and
+        query are kept."""
+        u = urllib.parse.urlsplit(amqp_url)
+        userinfo, at, _ = u.netloc.rpartition("@")
+        return urllib.parse.urlunsplit(u._replace(netloc=f"{userinfo}{at}{self.host}:{self.port}"))
 
     # ---- faults -----------------------------------------------------------------
 

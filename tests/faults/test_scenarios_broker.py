@@ -2,7 +2,7 @@
 
 Only vhost-scoped faults here (shared-broker etiquette): connections of our vhost closed,
 our link cut or stalled through a proxy, our worker killed, our queue deleted. Broker-wide
-faults (a node stopped, a memory alarm) run on the local cluster: test_faults_cluster.py.
+faults (a node stopped, a memory alarm) run on the local cluster: test_scenarios_cluster.py.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from fault_kit import (
     publish_backlog,
     publish_ids,
     recording_handler,
-    run,
     wait_all_handled,
     wait_consumer,
-    wait_until,
 )
 from fault_ledger import Ledger
 from tcp_proxy import TcpProxy
+from waiting import run, wait_until
 
 from priority_worker import Publisher, Queue, Worker
 
@@ -76,7 +75,7 @@ def test_close_all_connections_mid_stream(broker, vhost: str, vhost_url: str) ->
             await publisher.close()
             await worker.stop()
 
-    run(scenario())
+    run(scenario(), timeout=None)
     finish(ledger, expect_confirmed=len(ids))
 
 
@@ -90,7 +89,7 @@ def test_link_cut_and_stalled_through_proxy(broker, vhost: str, vhost_url: str) 
     ids = Ledger.ids("proxy", 1500)
     declare_queues(vhost_url, ["work"])
     with TcpProxy(broker.host, broker.port) as proxy:
-        url = vhost_url.replace(f":{broker.port}/", f":{proxy.port}/", 1) + "?heartbeat=2"
+        url = proxy.url(vhost_url) + "?heartbeat=2"
         assert f":{proxy.port}/" in url
 
         async def scenario() -> None:
@@ -133,7 +132,7 @@ def test_link_cut_and_stalled_through_proxy(broker, vhost: str, vhost_url: str) 
                 await publisher.close()
                 await worker.stop()
 
-        run(scenario())
+        run(scenario(), timeout=None)
     finish(ledger, expect_confirmed=len(ids))
 
 
@@ -237,7 +236,7 @@ def test_queue_deleted_under_live_consumer(broker, vhost: str, vhost_url: str) -
         finally:
             await worker.stop()
 
-    run(scenario())
+    run(scenario(), timeout=None)
     ledger.note("queue a deleted (empty) while b was consumed, then re-declared")
     finish(ledger, expect_confirmed=len(first) + len(other) + len(second))
 

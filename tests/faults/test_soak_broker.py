@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fault_kit import wait_until
 from fault_ledger import SOAK
+from waiting import wait_until
 
 from priority_worker import Properties, Publisher
 

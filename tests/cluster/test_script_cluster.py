@@ -7,10 +7,7 @@ import sys
 from pathlib import Path
 
 import pika
-import pytest
 from rabbit_cluster import Cluster
-
-pytestmark = [pytest.mark.cluster]
 
 SCRIPT = Path(__file__).with_name("rabbit_cluster.py")
 

@@ -15,17 +15,16 @@ from fault_kit import (
     metric,
     publish_ids,
     recording_handler,
-    run,
     wait_all_handled,
     wait_consumer,
-    wait_until,
 )
 from fault_ledger import Ledger
 from rabbit_cluster import Cluster
+from waiting import run, wait_until
 
 from priority_worker import Publisher, Queue, Worker
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 def test_worker_node_stopped_during_backlog(cluster: Cluster, cluster_vhost: str) -> None:
@@ -68,7 +67,7 @@ def test_worker_node_stopped_during_backlog(cluster: Cluster, cluster_vhost: str
         finally:
             await worker.stop()
 
-    run(scenario())
+    run(scenario(), timeout=None)
     finish(ledger, expect_confirmed=len(ids))
 
 
@@ -133,5 +132,5 @@ def test_memory_alarm_while_publishing(cluster: Cluster, cluster_vhost: str) -> 
             await publisher.close()
             await worker.stop()
 
-    run(scenario())
+    run(scenario(), timeout=None)
     finish(ledger, expect_confirmed=len(backlog) + len(stream) + len(during))

@@ -21,6 +21,7 @@ from typing import Any
 
 import pika
 from broker_support import fill, ready_count
+from waiting import wait_until
 
 from priority_worker import Message, Queue, Retry, RetryPolicy, Worker
 
@@ -53,13 +54,6 @@ async def ok(message):
 """
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def retry_one_message(url: str) -> None:
     """A worker with the consumer's steps (1, 2 s) retries one message once after 1 s."""
     back: list[str] = []
@@ -79,7 +73,7 @@ def retry_one_message(url: str) -> None:
         await worker.start()
         try:
             await asyncio.to_thread(fill, url, "high", ["a"])
-            await until(lambda: back == ["a"], 20, "the retried message")
+            await wait_until(lambda: back == ["a"], 20, "the retried message")
         finally:
             await worker.stop()
 
@@ -113,7 +107,7 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
         await worker.start()
         try:
             await asyncio.to_thread(fill, url, "high", ids)
-            await until(
+            await wait_until(
                 lambda: worker.metrics.retries.labels("high")._value.get() == 5,
                 20,
                 "5 retries scheduled",
@@ -122,7 +116,7 @@ def test_apply_prune_while_retries_wait_in_derived_delay_queues(declare: Any) ->
             pruned = await asyncio.to_thread(declare, "apply", "--prune", f)
             assert pruned.code == 0, pruned
             assert "refused" not in pruned.text and "- queue" not in pruned.out, pruned
-            await until(lambda: len(handled) == 5, 20, "the retried messages back")
+            await wait_until(lambda: len(handled) == 5, 20, "the retried messages back")
         finally:
             await worker.stop()
 

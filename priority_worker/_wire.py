@@ -1,0 +1,261 @@
+"""Wire shortcuts: our Properties as pika's and back, the publish tag spliced into an encoded
+header, and joined socket writes.
+
+These are the publish and ack hot path's shortcuts past pika's generic encoding and write loop.
+Each relies on pika internals and is checked against pika's own result at import (or falls back
+to the plain way when the internals are not there); ``tests/worker/test_hot_path.py`` pins the
+pika version's internals.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections import deque
+from collections.abc import Mapping
+from typing import Protocol
+
+import pika
+
+from ._model import Properties
+
+# On every mandatory publish: matches a basic.return to its publish (see _channels).
+PUBLISH_TAG_HEADER = "x-publish-tag"
+
+_PROPERTY_NAMES = tuple(Properties.__dataclass_fields__)
+_get_properties = operator.attrgetter(*_PROPERTY_NAMES)
+# pika.BasicProperties takes the same 13 properties in the same order (then cluster_id).
+assert _PROPERTY_NAMES == (
+    "content_type",
+    "content_encoding",
+    "headers",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
+_HEADERS = _PROPERTY_NAMES.index("headers")
+EMPTY_PROPERTIES = Properties()
+
+
+def to_properties(props: pika.BasicProperties) -> Properties:
+    """pika's BasicProperties as our frozen value."""
+    return Properties(*_get_properties(props))
+
+
+def to_pika(
+    props: Properties | None,
+    extra_headers: Mapping[str, object] | None = None,
+) -> pika.BasicProperties:
+    """Our Properties as pika's BasicProperties (headers copied, ``extra_headers`` added)."""
+    if props is None:
+        return pika.BasicProperties(headers=dict(extra_headers) if extra_headers else None)
+    values = list(_get_properties(props))
+    headers = values[_HEADERS]
+    if extra_headers:
+        values[_HEADERS] = {**headers, **extra_headers} if headers else dict(extra_headers)
+    elif headers is not None:
+        values[_HEADERS] = dict(headers)
+    return pika.BasicProperties(*values)
+
+
+_COALESCE_LIMIT = 256 * 1024  # bytes joined into one send at most
+
+
+def coalesce_writes(conn: object) -> bool:
+    """Make ``conn``'s transport send what it has buffered in one ``send()`` call.
+
+    pika buffers every frame as a separate chunk and, when the socket is writable, calls
+    ``send()`` once per chunk: three system calls per published message (method, header and
+    body frames), one per ack. Joining the buffered chunks first (up to ``_COALESCE_LIMIT``
+    bytes; pika still handles partial sends) writes the same bytes in the same order with far
+    fewer system calls. This relies on pika internals (``_transport._tx_buffers``, a deque of
+    bytes, and ``_transport._produce``); when they are not there, nothing changes and False is
+    returned (a unit test pins the pika version's internals).
+    """
+    transport = getattr(conn, "_transport", None)
+    buffers = getattr(transport, "_tx_buffers", None)
+    produce = getattr(transport, "_produce", None)
+    if not isinstance(buffers, deque) or produce is None or not callable(produce):
+        return False
+    if getattr(produce, "_coalescing", False):
+        return True
+
+    def coalescing_produce() -> None:
+        if len(buffers) > 1:
+            size, count = 0, 0
+            for chunk in buffers:
+                size += len(chunk)
+                count += 1
+                if size >= _COALESCE_LIMIT:
+                    break
+            if count > 1:
+                joined = b"".join([buffers.popleft() for _ in range(count)])
+                buffers.appendleft(joined)
+        produce()
+
+    coalescing_produce._coalescing = True  # type: ignore[attr-defined]
+    transport._produce = coalescing_produce  # type: ignore[union-attr]
+    return True
+
+
+class _TaggedProperties(pika.BasicProperties):  # type: ignore[misc]
+    """pika properties whose headers table also carries ``x-publish-tag: <tag>``.
+
+    The tag goes on every mandatory publish (to match a basic.return to its publish); adding
+    it to a copy of the headers dict and letting pika encode the table costs more than the
+    rest of our publish path, so it is spliced into the encoded table instead. pika encodes a
+    properties header as ``[flags, (len, bytes) per shortstr present before the table,
+    table size, entries...]``; :func:`_check_tagged_encoding` verifies at import that the
+    result is byte for byte what pika itself produces, else plain dict merging is used.
+    """
+
+    publish_tag = 0
+
+    def encode(self) -> list[bytes]:
+        pieces: list[bytes] = super().encode()
+        i = _table_index(self)
+        entry = _tag_entry(self.publish_tag)
+        pieces[i] = _TABLE_SIZE.pack(_TABLE_SIZE.unpack(pieces[i])[0] + len(entry))
+        pieces.insert(i + 1, entry)
+        return pieces
+
+
+class _PreEncodedProperties(pika.BasicProperties):  # type: ignore[misc]
+    """What pika needs to write a header frame (``encode()``, ``INDEX``) from the cached
+    encoding of a :class:`Properties` value plus the publish tag (see :func:`tagged_pika`).
+    Only ``encode()`` is meant to be used: the property attributes are not set."""
+
+    def __init__(self, parts: tuple[list[bytes], int, list[bytes]], tag: int) -> None:
+        # Deliberately not BasicProperties.__init__: nothing but encode() reads this object.
+        self._parts = parts
+        self.publish_tag = tag
+
+    def encode(self) -> list[bytes]:
+        prefix, size, suffix = self._parts
+        entry = _tag_entry(self.publish_tag)
+        return [*prefix, _TABLE_SIZE.pack(size + len(entry)), entry, *suffix]
+
+
+def _tag_entry(tag: int) -> bytes:
+    # As pika encodes an int: "I" (signed 32 bits) when it fits, else "l" (64 bits).
+    return _TAG_ENTRY_KEY + (_TAG_INT.pack(b"I", tag) if tag < 2**31 else _TAG_LONG.pack(b"l", tag))
+
+
+_ENCODED: dict[Properties, tuple[list[bytes], int, list[bytes]]] = {}
+_ENCODED_MAX = 512  # distinct Properties values whose encoding is kept
+
+
+def _encoded_parts(props: Properties) -> tuple[list[bytes], int, list[bytes]] | None:
+    """pika's encoding of ``props`` with an empty headers table, split around the table's
+    size; None when ``props`` is not hashable (it has headers)."""
+    try:
+        parts = _ENCODED.get(props)
+    except TypeError:
+        return None
+    if parts is None:
+        values = list(_get_properties(props))
+        values[_HEADERS] = {}
+        pieces = pika.BasicProperties(*values).encode()
+        i = _table_index(props)
+        parts = (pieces[:i], _TABLE_SIZE.unpack(pieces[i])[0], pieces[i + 1 :])
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[props] = parts
+    return parts
+
+
+class _HasEncodedFields(Protocol):
+    @property
+    def content_type(self) -> str | None: ...
+
+    @property
+    def content_encoding(self) -> str | None: ...
+
+
+def _table_index(props: _HasEncodedFields) -> int:
+    """Where pika puts the headers table's size: after the flags and the (length, bytes)
+    pieces of content_type and content_encoding when present."""
+    return 1 + (props.content_type is not None) * 2 + (props.content_encoding is not None) * 2
+
+
+_TABLE_SIZE = struct.Struct(">I")
+_TAG_ENTRY_KEY = bytes([len(PUBLISH_TAG_HEADER)]) + PUBLISH_TAG_HEADER.encode()
+_TAG_INT = struct.Struct(">ci")
+_TAG_LONG = struct.Struct(">cq")
+
+
+def tagged_pika(properties: Properties, tag: int) -> pika.BasicProperties:
+    """pika properties for a mandatory publish: ``properties`` plus the publish tag header."""
+    if _TAGGED_ENCODING_OK:
+        parts = _encoded_parts(properties)
+        if parts is not None:
+            return _PreEncodedProperties(parts, tag)
+    values = list(_get_properties(properties))
+    headers = values[_HEADERS]
+    if _TAGGED_ENCODING_OK:
+        values[_HEADERS] = dict(headers) if headers else {}
+        props = _TaggedProperties(*values)
+        props.publish_tag = tag
+        return props
+    values[_HEADERS] = (
+        {PUBLISH_TAG_HEADER: tag, **headers} if headers else {PUBLISH_TAG_HEADER: tag}
+    )
+    return pika.BasicProperties(*values)
+
+
+def _check_tagged_encoding() -> bool:
+    samples = [
+        Properties(),
+        Properties(content_type="application/json", delivery_mode=2),
+        Properties(
+            content_encoding="gzip",
+            headers={"a": 1, "b": "x"},
+            message_id="m",
+            priority=3,
+            app_id="app",
+            timestamp=5,
+            type="t",
+            expiration="100",
+        ),
+        Properties(
+            content_type="text/plain",
+            content_encoding="utf-8",
+            headers={},
+            correlation_id="c",
+            reply_to="r",
+            user_id="guest",
+        ),
+    ]
+    try:
+        for props in samples:
+            for tag in (1, 2**40):
+                values = list(_get_properties(props))
+                plain = dict(values[_HEADERS] or {})
+                values[_HEADERS] = {PUBLISH_TAG_HEADER: tag, **plain}
+                expected = b"".join(pika.BasicProperties(*values).encode())
+                values[_HEADERS] = plain
+                tagged = _TaggedProperties(*values)
+                tagged.publish_tag = tag
+                if b"".join(tagged.encode()) != expected:
+                    return False
+                if props.headers is None:
+                    values[_HEADERS] = None
+                    parts = _encoded_parts(Properties(*values))
+                    assert parts is not None
+                    if b"".join(_PreEncodedProperties(parts, tag).encode()) != expected:
+                        return False
+    except Exception:  # any surprise in pika's internals: use the plain path
+        return False
+    finally:
+        _ENCODED.clear()
+    return True
+
+
+_TAGGED_ENCODING_OK = _check_tagged_encoding()
