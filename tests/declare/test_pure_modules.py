@@ -69,3 +69,21 @@ def test_the_probe_sees_io_libraries_where_they_are() -> None:
     """The check can fail: the protocol modules do load their libraries."""
     assert "httpx" in _imported_by("_management")
     assert "pika" in _imported_by("_amqp")
+
+
+def test_planning_does_not_load_pika() -> None:
+    """The package and its CLI load without pika: it is imported only when something is
+    written (``_apply``), so ``plan`` and ``validate`` do not pay for it."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, declare_amqp, declare_amqp._cli; print('pika' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=PACKAGE.parent,
+    ).stdout
+    assert out.strip() == "False"
