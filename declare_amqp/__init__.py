@@ -24,13 +24,14 @@ from ._errors import (
     TopologyError,
 )
 from ._export import to_yaml
-from ._loader import load_files, parse
+from ._loader import load_unvalidated, parse_unvalidated
 from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
-from ._plan import Change, Difference, Plan, QueueStats, plan
+from ._plan import Action, Change, Difference, Kind, Plan, QueueStats, plan
 from ._schema import json_schema
 from ._validate import check_references, validate
 
 __all__ = [
+    "Action",
     "ApplyError",
     "ApplyResult",
     "AuthenticationFailed",
@@ -42,6 +43,7 @@ __all__ = [
     "DeclareAmqpError",
     "Difference",
     "ExchangeSpec",
+    "Kind",
     "Location",
     "ManagementUnavailable",
     "Plan",
@@ -58,10 +60,14 @@ __all__ = [
     "check_references",
     "json_schema",
     "load",
-    "load_files",
-    "parse",
+    "load_unvalidated",
+    "parse_unvalidated",
     "plan",
     "resolve_address",
     "to_yaml",
     "validate",
 ]
+
+# The names before 0.2.1 (they did not say that they do not validate), kept for callers.
+parse = parse_unvalidated
+load_files = load_unvalidated

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,13 +34,16 @@ from ._dynamic import (
     read_dynamic,
 )
 from ._errors import DeclareAmqpError, Location, Problem
+from ._fit import policy_value_problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 from ._model import PolicySpec
+from ._validate import parse_version
+from ._warnings import sort_problems
 
 if TYPE_CHECKING:
-    from ._broker import ManagementClient
+    from ._management import ManagementClient
     from ._model import Topology
-    from ._plan import Change, Plan
+    from ._plan import Action, Change, Kind, Plan
 
 HASHING_ALGORITHMS = {
     "rabbit_password_hashing_sha256": hashlib.sha256,
@@ -101,6 +104,15 @@ OPERATOR_POLICY_DEFINITION_KEYS = frozenset(
         "target-group-size",
     }
 )
+
+# What RabbitMQ versions before these refuse in an operator policy ("are not recognised
+# policy settings"; measured: 3.10.8 refuses each, 4.0.5 takes each). overflow came to
+# operator policies in a 3.12 patch release, target-group-size with quorum queue membership
+# reconciliation in 3.13; for 3.12.x before that patch the broker's own answer stands.
+OPERATOR_POLICY_KEYS_SINCE = {"overflow": (3, 12), "target-group-size": (3, 13)}
+QUEUE_TYPE_APPLY_TO = ("classic_queues", "quorum_queues", "streams")  # 3.12 and later
+QUEUE_TYPE_APPLY_TO_SINCE = (3, 12)
+NO_DELIVERY_LIMIT_SINCE = (4, 0)  # delivery-limit -1 in an operator policy
 
 OPERATOR_POLICY_KEYS = (
     Key("name", _STR, "Operator policy name.", required=True),
@@ -532,7 +544,76 @@ def validate_access(access: Access) -> list[Problem]:
                     o.label,
                 )
             )
+        for key in sorted(set(o.definition) & OPERATOR_POLICY_DEFINITION_KEYS):
+            wrong = policy_value_problem(key, o.definition[key], operator=True)
+            if wrong is not None:
+                problems.append(Problem(f"policy key '{key}' {wrong}", o.location, o.label))
     return problems
+
+
+def refusal_problems(access: Access, *, users: Iterable[str], version: str) -> list[Problem]:
+    """What the broker would refuse of the access objects, found before anything is written
+    (the access objects are written after the topology: a refusal there would leave the
+    exchanges and queues written and the rest not).
+
+    ``users``: those that will exist when the access objects are written (the broker's,
+    and the ones the files create). Measured on RabbitMQ 3.10.8 and 4.0.5: permissions and
+    topic permissions of a missing user are refused (400 ``no_such_user``); the version
+    limits are ``OPERATOR_POLICY_KEYS_SINCE`` and the two below it. A missing vhost (refused
+    too) is ``_validate.check_references``'s, which names the first object in it.
+    """
+    known_users = set(users)
+    v = parse_version(version)
+    problems: list[Problem] = []
+    grants: list[PermissionSpec | TopicPermissionSpec] = [
+        *access.permissions,
+        *access.topic_permissions,
+    ]
+    for p in grants:
+        if p.user not in known_users:
+            problems.append(
+                Problem(
+                    f"user '{p.user}' does not exist (not on the broker, and no file creates "
+                    "it): the broker refuses permissions of a missing user",
+                    p.location,
+                    p.label,
+                )
+            )
+    for o in access.operator_policies if v else ():
+        for key, since in OPERATOR_POLICY_KEYS_SINCE.items():
+            if key in o.definition and v < since:
+                problems.append(
+                    Problem(
+                        f"'{key}' cannot be set by an operator policy on RabbitMQ {version} "
+                        f"({_shown(since)} and later allow it)",
+                        o.location,
+                        o.label,
+                    )
+                )
+        if o.apply_to in QUEUE_TYPE_APPLY_TO and v < QUEUE_TYPE_APPLY_TO_SINCE:
+            problems.append(
+                Problem(
+                    f"apply_to {o.apply_to} needs RabbitMQ {_shown(QUEUE_TYPE_APPLY_TO_SINCE)} "
+                    f"or later (this broker is {version}); use apply_to queues",
+                    o.location,
+                    o.label,
+                )
+            )
+        if o.definition.get("delivery-limit") == -1 and v < NO_DELIVERY_LIMIT_SINCE:
+            problems.append(
+                Problem(
+                    f"delivery-limit -1 (no limit) needs RabbitMQ "
+                    f"{_shown(NO_DELIVERY_LIMIT_SINCE)} or later (this broker is {version}); "
+                    "leave delivery-limit out for no limit",
+                    o.location,
+                    o.label,
+                )
+            )
+    return problems
+
+
+def _shown(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 # ------------------------------------------------------------------ passwords
@@ -746,6 +827,12 @@ def read_broker_access(
         tuple(operator),
         tuple(parameters),
     )
+
+
+def _users(management: ManagementClient) -> list[UserSpec]:
+    """The broker's users, by name only."""
+    found = _get(management, "/api/users?columns=name", "listing users")
+    return [UserSpec(u["name"]) for u in found]
 
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
@@ -1041,8 +1128,8 @@ def _undeletable(user: UserSpec, connecting_user: str, admins: set[str], explici
 
 
 def _change(
-    action: str,
-    kind: str,
+    action: Action | str,
+    kind: Kind | str,
     vhost: str,
     name: str,
     desired: AccessSpec | None = None,
@@ -1051,11 +1138,11 @@ def _change(
     message: str = "",
 ) -> Change:
     """A plan ``Change`` about an access object (``Change`` is typed for the topology's)."""
-    from ._plan import Change
+    from ._plan import Action, Change, Kind
 
     return Change(
-        action,
-        kind,
+        Action(action),
+        Kind(kind),
         vhost,
         name,
         cast(Any, desired),
@@ -1070,7 +1157,11 @@ def _plain(value: Any) -> Any:
 
 
 def _keyed(
-    kind: str, desired: Iterable[Any], actual: Iterable[Any], key: Any, compared: Sequence[str]
+    kind: str,
+    desired: Iterable[Any],
+    actual: Iterable[Any],
+    key: Callable[[Any], tuple[str, ...]],
+    compared: Sequence[str],
 ) -> Iterable[Change]:
     from ._plan import CREATE, UPDATE, Difference
 
@@ -1089,15 +1180,6 @@ def _keyed(
             yield _change(UPDATE, kind, want.vhost, want.name, want, have, diffs)
 
 
-ACCESS_KINDS = (
-    "vhost",
-    "user",
-    "permission",
-    "topic permission",
-    "operator policy",
-    "federation upstream",
-    "shovel",
-)
 DYNAMIC_KINDS = ("federation upstream", "shovel")
 
 
@@ -1107,10 +1189,10 @@ def splice(
     settings: Iterable[VhostSettings] = (),
     warnings: Sequence[Problem] = (),
 ) -> Plan:
-    """The plan with the access changes in apply order: the topology first (vhosts are
-    created there, with their metadata), then vhost limits, users and permissions; the
-    deletes of users and permissions last."""
-    from ._plan import CREATE, DELETE, REFUSE
+    """The plan with the access changes in apply order (``_plan.PHASES``): the topology's
+    writes first (vhosts are created there, with their metadata), then vhost limits, users
+    and permissions; the deletes of users and permissions last."""
+    from ._plan import CREATE, apply_position
 
     by_name = {v.name: v for v in settings}
     topo = [
@@ -1119,37 +1201,15 @@ def splice(
         else c
         for c in the_plan.changes
     ]
-    order = {k: i for i, k in enumerate(ACCESS_KINDS)}
-    writes = sorted(
-        (c for c in access_changes if c.action not in (DELETE, REFUSE)), key=lambda c: order[c.kind]
-    )
-    deletes = sorted(
-        (c for c in access_changes if c.action in (DELETE, REFUSE)), key=lambda c: -order[c.kind]
-    )
-    topo_writes = [c for c in topo if c.action not in (DELETE, REFUSE)]
-    topo_deletes = [c for c in topo if c.action in (DELETE, REFUSE)]
     return replace(
         the_plan,
-        changes=tuple(topo_writes + writes + topo_deletes + deletes),
+        changes=tuple(sorted([*topo, *access_changes], key=apply_position)),
         warnings=(*the_plan.warnings, *warnings),
     )
 
 
-def is_access_change(c: Change) -> bool:
-    """Changes ``apply_access`` writes; the rest (vhost creation included) is ``_amqp``'s."""
-    from ._plan import CREATE
-
-    return c.kind in (
-        "user",
-        "permission",
-        "topic permission",
-        "operator policy",
-        *DYNAMIC_KINDS,
-    ) or (c.kind == "vhost" and c.action != CREATE)
-
-
 def has_followup(c: Change) -> bool:
-    """A vhost creation whose limits ``apply_access`` sets once ``_amqp`` made the vhost."""
+    """A vhost creation whose limits ``apply_access`` sets once the vhost was made."""
     from ._plan import CREATE
 
     return (
@@ -1191,6 +1251,17 @@ def access_plan(
             raise TopologyError(missing)
         actual = read_broker_access(management, access, the_plan.vhosts, admin)
         new_vhosts = [c.name for c in the_plan.changes if c.kind == "vhost" and c.action == CREATE]
+        if admin and (access.permissions or access.topic_permissions or access.operator_policies):
+            refused = refusal_problems(
+                access,
+                users=[
+                    *(u.name for u in actual.users or _users(management)),
+                    *(u.name for u in access.users if not u.absent),
+                ],
+                version=management.version,
+            )
+            if refused:
+                raise TopologyError(sort_problems(refused))
         try:
             changes, warnings = plan_access(
                 access,
@@ -1234,7 +1305,7 @@ def apply_access(
     env: Mapping[str, str] | None = None,
 ) -> list[Change]:
     """Write vhost settings and limits, users and permissions (HTTP, in the order given);
-    vhosts themselves are created by ``_amqp.apply_plan`` with the topology."""
+    vhosts themselves are created with the topology (``_apply``)."""
     from ._plan import CREATE, DELETE, UPDATE
 
     _import_in_bulk(management, [c for c in changes if c.action in (CREATE, UPDATE)], env)

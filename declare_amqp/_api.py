@@ -7,22 +7,15 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._access import (
-    access_plan,
-    apply_access,
-    check_privileges,
-    has_followup,
-    is_access_change,
-    validate_access,
-)
+from ._access import access_plan, check_privileges, validate_access
 from ._address import DEFAULT_CHANNELS, BrokerAddress
-from ._broker import BrokerState, ManagementClient
 from ._consumers import derive_worker_queues
-from ._errors import PlanConflictError, Problem, TopologyError
+from ._errors import PlanConflictError, TopologyError
 from ._fit import policy_problems
-from ._loader import read_files
+from ._loader import read_unvalidated
+from ._management import BrokerState, ManagementClient
 from ._model import Topology
 from ._plan import Plan, note_broker_defaults, plan
 from ._validate import (
@@ -33,12 +26,18 @@ from ._validate import (
     resolve_queue_types,
     validate,
 )
-from ._warnings import plan_warnings
+from ._warnings import plan_warnings, sort_problems
+
+if TYPE_CHECKING:  # pika and rich only when writing
+    import httpx
+    from rich.console import Console
+
+    from ._amqp import AmqpFailure
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
     """Load, merge and validate topology files; raises TopologyError with every problem."""
-    topology, problems = read_files(paths, vhost=vhost, default_vhost=default_vhost)
+    topology, problems = read_unvalidated(paths, vhost=vhost, default_vhost=default_vhost)
     problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
     topology, derived_problems = derive_worker_queues(topology)
@@ -46,13 +45,8 @@ def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/
     if topology.access is not None:
         problems += validate_access(topology.access)
     if problems:
-        problems.sort(key=_file_order)
-        raise TopologyError(problems)
+        raise TopologyError(sort_problems(problems))
     return topology
-
-
-def _file_order(problem: Problem) -> tuple[str, int]:
-    return (problem.location.file, problem.location.line) if problem.location else ("", 0)
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,7 @@ class ApplyResult:
 
     plan: Plan
     written: int
-    failures: tuple[Any, ...]  # _amqp.AmqpFailure: the changes the broker refused
+    failures: tuple[AmqpFailure, ...]  # the changes the broker refused
     remaining: Plan  # what still differs afterwards (empty when the broker matches)
     seconds: float
     refused: int = field(default=0)
@@ -88,9 +82,12 @@ class ApplyResult:
 class Session:
     """A connection to one broker (or cluster) for planning and applying."""
 
-    def __init__(self, address: BrokerAddress) -> None:
+    def __init__(
+        self, address: BrokerAddress, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        """``transport`` replaces the network of the management API (tests)."""
         self.address = address
-        self.management = ManagementClient(address)
+        self.management = ManagementClient(address, transport=transport)
         self.last_state: BrokerState | None = None
         self._prefetched: (
             tuple[tuple[tuple[str, ...], bool], concurrent.futures.Future[BrokerState]] | None
@@ -154,8 +151,7 @@ class Session:
         too_new, warnings = check_broker_version(desired, state.version)
         problems += too_new
         if problems:
-            problems.sort(key=_file_order)
-            raise TopologyError(problems)
+            raise TopologyError(sort_problems(problems))
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)
         result = note_broker_defaults(
             result, parse_version(state.version), (*desired.policies, *state.topology.policies)
@@ -171,23 +167,19 @@ class Session:
         *,
         force: bool = False,
         channels: int | None = None,
-        progress_console: Any = None,
+        progress_console: Console | None = None,
     ) -> ApplyResult:
         """Write the plan (never one with conflicts), then read and plan again to verify."""
         if the_plan.conflicts:
             raise PlanConflictError(the_plan.conflicts)
-        from ._amqp import apply_plan  # pika only when writing
+        from ._apply import apply_plan  # pika only when writing
 
         check_privileges(self.management, the_plan)  # before any write
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
-        access = [c for c in writes if is_access_change(c) or has_followup(c)]
-        topology_plan = dataclasses.replace(
-            the_plan, changes=tuple(c for c in the_plan.changes if not is_access_change(c))
-        )
         report = None
-        if topology_plan.writes:
+        if writes:
             if progress_console is not None and len(writes) >= 50:
                 from rich.progress import Progress
 
@@ -196,21 +188,20 @@ class Session:
                     report = apply_plan(
                         self.address,
                         self.management,
-                        topology_plan,
+                        the_plan,
                         channels=channels,
                         force=force,
                         progress=lambda n: bar.advance(task, n),
                     )
             else:
                 report = apply_plan(
-                    self.address, self.management, topology_plan, channels=channels, force=force
+                    self.address, self.management, the_plan, channels=channels, force=force
                 )
-        access_written = apply_access(self.management, access) if access else []
         seconds = time.monotonic() - started
         remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan
         return ApplyResult(
             plan=the_plan,
-            written=(len(report.written) if report else 0) + len(access_written),
+            written=len(report.written) if report else 0,
             failures=report.failures if report else (),
             remaining=remaining,
             seconds=seconds,

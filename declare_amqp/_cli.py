@@ -26,7 +26,7 @@ from . import __version__
 from . import _saved_plan as saved_plan
 from ._access import read_for_export
 from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
-from ._api import Session, load
+from ._api import ApplyResult, Session, load
 from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
@@ -210,7 +210,7 @@ class _Cli:
             return self.address.url_vhost
         return os.environ.get("AMQP_VHOST") or "/"
 
-    def load(self) -> Any:
+    def load(self) -> Topology:
         return load(self.files(), vhost=self.args.vhost, default_vhost=self.default_vhost())
 
     def validate(self) -> int:
@@ -387,7 +387,7 @@ class _Cli:
             self._report(plan, result)
         return EXIT_OK if result.ok else EXIT_ERROR
 
-    def _report(self, plan: Any, result: Any) -> None:
+    def _report(self, plan: Plan, result: ApplyResult) -> None:
         if plan.is_empty:
             return
         for failure in result.failures:
@@ -405,8 +405,8 @@ class _Cli:
                 f"{summary_line(result.remaining)}"
             )
 
-    def _apply_amqp_only(self, desired: Any) -> int:
-        from ._amqp import amqp_only_apply  # pika only when writing
+    def _apply_amqp_only(self, desired: Topology) -> int:
+        from ._apply import amqp_only_apply  # pika only when writing
 
         if self.args.prune:
             raise DeclareAmqpError(

@@ -28,7 +28,7 @@ from ._errors import BrokerError, DeclareAmqpError, Location, Problem, TopologyE
 from ._format import Key
 
 if TYPE_CHECKING:
-    from ._broker import ManagementClient
+    from ._management import ManagementClient
     from ._plan import Change
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)

@@ -17,6 +17,7 @@ What the broker accepts but does not honour is a *warning* (``fit_warnings``), n
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from typing import Any
@@ -38,10 +39,15 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def value_problem(key: Key, value: Any) -> str | None:
-    """Why ``value`` (of the right type) is not acceptable for ``key``, or None."""
+def value_problem(key: Key, value: Any, suggest: bool = False) -> str | None:
+    """Why ``value`` (of the right type) is not acceptable for ``key``, or None.
+
+    ``suggest``: name the closest choice of a misspelt one (``did you mean 'quorum'?``).
+    """
     if key.choices and value not in key.choices:
-        return f"must be one of {', '.join(key.choices)}, not {value!r}"
+        hint = difflib.get_close_matches(str(value), list(key.choices), n=1) if suggest else []
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"must be one of {', '.join(key.choices)}, not {value!r}{suggestion}"
     if isinstance(value, int) and not isinstance(value, bool):
         if key.minimum is not None and value < key.minimum:
             return f"must be at least {key.minimum}, not {value}"
@@ -56,11 +62,11 @@ def value_problem(key: Key, value: Any) -> str | None:
     return None
 
 
-def key_problem(key: Key, value: Any) -> str | None:
+def key_problem(key: Key, value: Any, suggest: bool = False) -> str | None:
     """Why ``value`` does not fit ``key`` at all (type included), or None."""
     if not type_fits(value, key.types):
         return f"must be {describe_types(key.types)}, not {value!r}"
-    return value_problem(key, value)
+    return value_problem(key, value, suggest)
 
 
 def argument_problem(argument: str, value: Any) -> str | None:
@@ -112,13 +118,23 @@ POLICY_VALUES: dict[str, Key] = {
 }
 
 
+def policy_value_problem(name: str, value: Any, *, operator: bool = False) -> str | None:
+    """Why the broker would refuse ``value`` for the policy key ``name``, or None (also for
+    keys the tool does not know). ``operator``: in an operator policy, where RabbitMQ 4.x
+    takes ``delivery-limit: -1`` (no limit; measured on 4.0.5, refused by 3.10.8 — the
+    version is checked when the broker is known, ``_access.refusal_problems``)."""
+    if operator and name == "delivery-limit" and value == -1 and not isinstance(value, bool):
+        return None
+    key = POLICY_VALUES.get(name)
+    return None if key is None else key_problem(key, value)
+
+
 def policy_problems(topology: Topology) -> list[Problem]:
     """Policy values the broker would refuse (errors: nothing is written)."""
     found: list[Problem] = []
     for p in topology.policies:
         for name in sorted(p.definition):
-            key = POLICY_VALUES.get(name)
-            wrong = None if key is None else key_problem(key, p.definition[name])
+            wrong = policy_value_problem(name, p.definition[name])
             if wrong is not None:
                 found.append(Problem(f"policy key '{name}' {wrong}", p.location, p.label))
     return found

@@ -16,7 +16,7 @@ import yaml
 from ._access import merge_access, read_access
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
-from ._fit import type_fits, value_problem
+from ._fit import key_problem
 from ._format import (
     BINDING_KEYS,
     CONSUMED_QUEUE_KEYS,
@@ -30,7 +30,6 @@ from ._format import (
     TOP_KEYS,
     VHOST_KEYS,
     Key,
-    describe_types,
 )
 from ._model import (
     BindingSpec,
@@ -135,23 +134,7 @@ class _FileReader:
                 continue
             if value is None and not spec.required:
                 continue
-            if not type_fits(value, spec.types):
-                self.problem(
-                    key_line, f"'{key}' must be {describe_types(spec.types)}, not {value!r}", label
-                )
-                ok = False
-                continue
-            if spec.choices and value not in spec.choices:
-                hint = difflib.get_close_matches(str(value), list(spec.choices), n=1)
-                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.problem(
-                    key_line,
-                    f"'{key}' must be one of {', '.join(spec.choices)}, not '{value}'{suggestion}",
-                    label,
-                )
-                ok = False
-                continue
-            wrong = value_problem(spec, value)
+            wrong = key_problem(spec, value, suggest=True)  # the one rule (_fit)
             if wrong is not None:
                 self.problem(key_line, f"'{key}' {wrong}", label)
                 ok = False
@@ -392,10 +375,11 @@ class _FileReader:
         )
 
 
-def parse(
+def parse_unvalidated(
     text: str, path: str = "<string>", vhost: str | None = None, default_vhost: str = "/"
 ) -> Topology:
-    """Parse one topology document.
+    """Parse one topology document: its syntax and keys are checked, its content is not
+    validated (``declare_amqp.load`` does that).
 
     ``vhost`` overrides the file's ``vhost`` key; ``default_vhost`` applies when the file
     has none.
@@ -434,25 +418,27 @@ def _parse(
     return topology, reader.problems
 
 
-def load_files(
+def load_unvalidated(
     paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
 ) -> Topology:
-    """Load and merge topology files; raises TopologyError listing every problem.
+    """Read and merge topology files, not validated (``declare_amqp.load`` validates);
+    raises TopologyError listing every problem of syntax, keys and merging.
 
     ``vhost`` replaces each file's ``vhost`` key (objects naming their own keep it);
     ``default_vhost`` applies to files without one.
     The same object declared in two places must be declared identically.
     """
-    merged, problems = read_files(paths, vhost, default_vhost)
+    merged, problems = read_unvalidated(paths, vhost, default_vhost)
     if problems:
         raise TopologyError(problems)
     return merged
 
 
-def read_files(
+def read_unvalidated(
     paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
 ) -> tuple[Topology, list[Problem]]:
-    """Like ``load_files``, but returns what could be read together with the problems."""
+    """Like ``load_unvalidated``, but returns what could be read together with the
+    problems."""
     problems: list[Problem] = []
     parts: list[Topology] = []
     for path in paths:

@@ -223,16 +223,6 @@ class Topology:
             consumers=tuple(c for c in self.consumers if c.vhost == vhost),
         )
 
-    @property
-    def size(self) -> int:
-        return (
-            len(self.vhosts)
-            + len(self.exchanges)
-            + len(self.queues)
-            + len(self.bindings)
-            + len(self.policies)
-        )
-
 
 def merge(parts: Iterable[Topology]) -> Topology:
     """Concatenate topologies (duplicates are resolved by the loader, not here)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from typing import Any
 
 from ._errors import Location, Problem
@@ -33,14 +34,130 @@ from ._model import (
 from ._validate import is_builtin_exchange
 from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 
-CREATE = "create"
-UPDATE = "update"
-DELETE = "delete"
-CONFLICT = "conflict"
-REFUSE = "refuse"
-KEEP = "keep"  # prune spares it (priority_worker's own queues); listed in Plan.kept
+
+class Action(str, Enum):
+    """What a change does. A ``str``: JSON output and comparisons with strings keep working."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+    REFUSE = "refuse"
+    KEEP = "keep"  # prune spares it (priority_worker's own queues); listed in Plan.kept
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Kind(str, Enum):
+    """What a change is about: a topology object or an access object (a ``str`` too)."""
+
+    VHOST = "vhost"
+    EXCHANGE = "exchange"
+    POLICY = "policy"
+    QUEUE = "queue"
+    BINDING = "binding"
+    USER = "user"
+    PERMISSION = "permission"
+    TOPIC_PERMISSION = "topic permission"
+    OPERATOR_POLICY = "operator policy"
+    FEDERATION_UPSTREAM = "federation upstream"
+    SHOVEL = "shovel"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+CREATE = Action.CREATE
+UPDATE = Action.UPDATE
+DELETE = Action.DELETE
+CONFLICT = Action.CONFLICT
+REFUSE = Action.REFUSE
+KEEP = Action.KEEP
 ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE)
-KINDS = ("vhost", "exchange", "policy", "queue", "binding")  # dependency order
+KINDS = (Kind.VHOST, Kind.EXCHANGE, Kind.POLICY, Kind.QUEUE, Kind.BINDING)  # dependency order
+# The access objects, in the order they are written (deleted in the reverse order).
+ACCESS_KINDS = (
+    Kind.VHOST,  # its metadata and limits
+    Kind.USER,
+    Kind.PERMISSION,
+    Kind.TOPIC_PERMISSION,
+    Kind.OPERATOR_POLICY,
+    Kind.FEDERATION_UPSTREAM,
+    Kind.SHOVEL,
+)
+
+
+class Writer(str, Enum):
+    """Which module writes a phase: the management API, AMQP, or ``_access`` (over HTTP)."""
+
+    MANAGEMENT = "management"
+    AMQP = "amqp"
+    ACCESS = "access"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of an apply: the changes of ``kinds`` of one action group, one writer.
+
+    ``deletes`` phases take deletes (and, for ordering, refusals); the others take creates
+    and updates (and, for ordering, conflicts).
+    """
+
+    name: str
+    writer: Writer
+    kinds: tuple[Kind, ...]
+    deletes: bool = False
+    updates: bool = True  # False: creates only (an update of such a kind is another phase's)
+
+
+# The apply order, defined once: ``plan`` orders its changes by it, and ``_apply`` walks it.
+# Creates in dependency order (vhosts -> exchanges -> policies -> queues with their bindings),
+# then the access objects; deletes in the reverse order, the access objects' last.
+PHASES: tuple[Phase, ...] = (
+    Phase("create vhosts", Writer.MANAGEMENT, (Kind.VHOST,), updates=False),
+    Phase("declare exchanges", Writer.AMQP, (Kind.EXCHANGE,)),
+    Phase("write policies", Writer.MANAGEMENT, (Kind.POLICY,)),
+    # One pipelined phase: a queue's bindings follow it on its channel (_amqp.lanes).
+    Phase("declare queues and bindings", Writer.AMQP, (Kind.QUEUE, Kind.BINDING)),
+    Phase("write access objects", Writer.ACCESS, ACCESS_KINDS),
+    Phase("unbind", Writer.AMQP, (Kind.BINDING,), deletes=True),
+    Phase("delete queues", Writer.AMQP, (Kind.QUEUE,), deletes=True),
+    Phase("delete policies", Writer.MANAGEMENT, (Kind.POLICY,), deletes=True),
+    Phase("delete exchanges", Writer.AMQP, (Kind.EXCHANGE,), deletes=True),
+    Phase("delete access objects", Writer.ACCESS, ACCESS_KINDS[::-1], deletes=True),
+)
+
+
+def _phase_positions() -> dict[tuple[Kind, bool, bool], tuple[int, int]]:
+    found: dict[tuple[Kind, bool, bool], tuple[int, int]] = {}
+    for index, phase in enumerate(PHASES):
+        for rank, kind in enumerate(phase.kinds):
+            for update in (False, True) if phase.updates else (False,):
+                found.setdefault((kind, phase.deletes, update), (index, rank))
+    return found
+
+
+_POSITION = _phase_positions()
+
+
+def apply_position(change: Change) -> tuple[int, int]:
+    """Where ``change`` goes in the apply order: (its phase in PHASES, its kind's rank there)."""
+    deletes = change.action in (DELETE, REFUSE, KEEP)
+    update = change.action in (UPDATE, CONFLICT)
+    return _POSITION[(Kind(change.kind), deletes, update)]
+
+
+def phase_of(change: Change) -> Phase:
+    """The phase that writes ``change``."""
+    return PHASES[apply_position(change)[0]]
+
 
 # Queue and exchange arguments that a policy can set instead, mutable later.
 _POLICY_EQUIVALENT = {
@@ -84,14 +201,21 @@ class QueueStats:
 class Change:
     """One thing apply would do (or refuses to do)."""
 
-    action: str
-    kind: str
+    action: Action
+    kind: Kind
     vhost: str
     name: str
     desired: Spec | None = None
     actual: Spec | None = None
     differences: tuple[Difference, ...] = ()
     message: str = ""
+
+    def __post_init__(self) -> None:
+        # Callers may pass the plain strings ("create", "queue"): stored as the enums.
+        if type(self.action) is not Action:
+            object.__setattr__(self, "action", Action(self.action))
+        if type(self.kind) is not Kind:
+            object.__setattr__(self, "kind", Kind(self.kind))
 
     @property
     def location(self) -> Location | None:
@@ -114,8 +238,8 @@ class Change:
             before = {d.field: d.before for d in self.differences}
             after = {d.field: d.after for d in self.differences}
         return {
-            "action": self.action,
-            "kind": self.kind,
+            "action": self.action.value,  # plain strings: any encoder takes them
+            "kind": self.kind.value,
             "vhost": self.vhost,
             "name": self.name,
             "location": str(self.location) if self.location else None,
@@ -138,7 +262,7 @@ class Plan:
     # plan is still "no changes").
     kept: tuple[Change, ...] = field(default=())
 
-    def of(self, action: str) -> tuple[Change, ...]:
+    def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
 
     @property
@@ -159,7 +283,7 @@ class Plan:
         return not self.changes
 
     def summary(self) -> dict[str, int]:
-        return {action: len(self.of(action)) for action in ACTIONS}
+        return {action.value: len(self.of(action)) for action in ACTIONS}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,7 +330,7 @@ def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Diff
     return diffs
 
 
-def _conflict_message(kind: str, diffs: list[Difference], where: Location | None) -> str:
+def _conflict_message(kind: Kind, diffs: list[Difference], where: Location | None) -> str:
     parts = []
     for d in diffs:
         parts.append(
@@ -259,19 +383,19 @@ def plan(
     have_vhosts = {v.name for v in actual.vhosts}
     for v in desired.vhosts:
         if v.name not in have_vhosts:
-            changes.append(Change(CREATE, "vhost", v.name, v.name, desired=v))
+            changes.append(Change(CREATE, Kind.VHOST, v.name, v.name, desired=v))
 
     # Dependency order: exchanges, policies, queues (bindings after).
-    changes.extend(_named("exchange", desired.exchanges, actual.exchanges, mutable=False))
-    changes.extend(_named("policy", desired.policies, actual.policies, mutable=True))
+    changes.extend(_named(Kind.EXCHANGE, desired.exchanges, actual.exchanges, mutable=False))
+    changes.extend(_named(Kind.POLICY, desired.policies, actual.policies, mutable=True))
     changes.extend(
-        _named("queue", desired.queues, _without_legacy_expires(desired, actual), mutable=False)
+        _named(Kind.QUEUE, desired.queues, _without_legacy_expires(desired, actual), mutable=False)
     )
 
     have_b = {b.key for b in actual.bindings}
     for b in desired.bindings:
         if b.key not in have_b:
-            changes.append(Change(CREATE, "binding", b.vhost, b.name, desired=b))
+            changes.append(Change(CREATE, Kind.BINDING, b.vhost, b.name, desired=b))
 
     if prune:
         changes.extend(_prune(desired, actual, scope, force, stats))
@@ -300,7 +424,7 @@ def _without_legacy_expires(desired: Topology, actual: Topology) -> tuple[QueueS
 
 
 def _named(
-    kind: str, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
+    kind: Kind, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
 ) -> Iterable[Change]:
     """Create what is missing; a difference is an update (``mutable``) or a conflict."""
     live = {(o.vhost, o.name): o for o in actual}
@@ -347,7 +471,7 @@ def _prune(
     want_b = {b.key for b in desired.bindings}
     for b in actual.bindings:
         if b.vhost in in_scope and b.key not in want_b and not is_builtin_exchange(b.source):
-            yield Change(DELETE, "binding", b.vhost, b.name, actual=b)
+            yield Change(DELETE, Kind.BINDING, b.vhost, b.name, actual=b)
     want_q = {(q.vhost, q.name) for q in desired.queues}
     consumed: dict[str, set[str]] = {}
     for dq in desired.queues:
@@ -363,7 +487,7 @@ def _prune(
         if owner is not None:
             yield Change(
                 KEEP,
-                "queue",
+                Kind.QUEUE,
                 q.vhost,
                 q.name,
                 actual=q,
@@ -379,14 +503,14 @@ def _prune(
                 why.append(f"{s.consumers} consumer{'s' if s.consumers != 1 else ''}")
             yield Change(
                 REFUSE,
-                "queue",
+                Kind.QUEUE,
                 q.vhost,
                 q.name,
                 actual=q,
                 message=f"not deleted: it has {' and '.join(why)} (use --force)",
             )
         else:
-            yield Change(DELETE, "queue", q.vhost, q.name, actual=q)
+            yield Change(DELETE, Kind.QUEUE, q.vhost, q.name, actual=q)
     want_x = {(x.vhost, x.name) for x in desired.exchanges}
     for x in actual.exchanges:
         if (
@@ -395,11 +519,11 @@ def _prune(
             and not is_builtin_exchange(x.name)
             and ("exchange", x.vhost, x.name) not in referenced
         ):
-            yield Change(DELETE, "exchange", x.vhost, x.name, actual=x)
+            yield Change(DELETE, Kind.EXCHANGE, x.vhost, x.name, actual=x)
     want_p = {(p.vhost, p.name) for p in desired.policies}
     for p in actual.policies:
         if p.vhost in in_scope and (p.vhost, p.name) not in want_p:
-            yield Change(DELETE, "policy", p.vhost, p.name, actual=p)
+            yield Change(DELETE, Kind.POLICY, p.vhost, p.name, actual=p)
 
 
 def _referenced(desired: Topology) -> set[tuple[str, str, str]]:
@@ -419,15 +543,9 @@ def _referenced(desired: Topology) -> set[tuple[str, str, str]]:
 
 
 def _ordered(changes: list[Change]) -> list[Change]:
-    """Creates and updates in dependency order, then deletes in reverse order."""
-    rank = {kind: i for i, kind in enumerate(KINDS)}
-
-    def key(c: Change) -> tuple[int, int]:
-        if c.action in (DELETE, REFUSE):
-            return (1, -rank[c.kind])
-        return (0, rank[c.kind])
-
-    return sorted(changes, key=key)
+    """In apply order (PHASES): creates and updates in dependency order, then deletes in
+    reverse order."""
+    return sorted(changes, key=apply_position)
 
 
 # RabbitMQ 4.0 gives every quorum queue a delivery limit of 20 unless told otherwise.

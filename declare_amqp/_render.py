@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -124,7 +124,7 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
     _kept(out, plan, markup)
 
 
-def _kept(out: Any, plan: Plan, markup: bool) -> None:
+def _kept(out: Callable[[str], object], plan: Plan, markup: bool) -> None:
     """What prune spares on purpose, one line each (after the plan: they are no changes)."""
     for c in plan.kept:
         text = f"  = {c.kind:<8} {c.name}  {c.message} (vhost {c.vhost})"
@@ -136,7 +136,3 @@ def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> str:
     doc = plan.to_dict()
     doc.update(extra or {})
     return json.dumps(doc, indent=2, sort_keys=False, default=str)
-
-
-def problems_json(messages: Iterable[str], kind: str) -> str:
-    return json.dumps({"format": 1, "error": kind, "problems": list(messages)}, indent=2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +128,7 @@ def read(path: str) -> SavedPlan:
     )
 
 
-def write(path: str, saved: SavedPlan, redact: Any) -> None:
+def write(path: str, saved: SavedPlan, redact: Callable[[str], str]) -> None:
     text = redact(json.dumps(saved.to_dict(), indent=2, ensure_ascii=False, default=str))
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")

@@ -12,9 +12,10 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from ._consumers import check_consumer_references
-from ._errors import Problem
+from ._errors import Location, Problem
 from ._fit import type_fits, value_problem
 from ._format import (
     ARGUMENT_TYPES,
@@ -25,10 +26,6 @@ from ._format import (
 from ._model import (
     EXCHANGE_TYPES,
     QUEUE_TYPES,
-    BindingSpec,
-    ConsumerSpec,
-    ExchangeSpec,
-    PolicySpec,
     QueueSpec,
     Topology,
 )
@@ -180,6 +177,17 @@ def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Proble
     ]
 
 
+class _Placed(Protocol):
+    """An object of the files: in a vhost, written at a place, with a label."""
+
+    @property
+    def vhost(self) -> str: ...
+    @property
+    def location(self) -> Location | None: ...
+    @property
+    def label(self) -> str: ...
+
+
 def check_references(
     desired: Topology, actual: Topology, broker_read: bool = True
 ) -> list[Problem]:
@@ -204,13 +212,16 @@ def check_references(
 
     for v in desired.vhost_names():
         if v not in vhosts:
-            objects: list[ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | ConsumerSpec] = [
+            objects: list[_Placed] = [
                 *desired.exchanges,
                 *desired.queues,
                 *desired.bindings,
                 *desired.policies,
                 *desired.consumers,
             ]
+            if desired.access is not None:  # e.g. a permission in a vhost nobody makes
+                a = desired.access
+                objects += [*a.permissions, *a.topic_permissions, *a.operator_policies]
             first = next((o for o in objects if o.vhost == v), None)
             problems.append(
                 Problem(

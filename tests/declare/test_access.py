@@ -9,14 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from declare_amqp import TopologyError, json_schema, load, parse
+from declare_amqp import TopologyError, json_schema, load, parse_unvalidated
 from declare_amqp._access import (
     Access,
+    OperatorPolicySpec,
     PermissionSpec,
+    TopicPermissionSpec,
     UserSpec,
     password_matches,
     plan_access,
     rabbit_hash,
+    refusal_problems,
 )
 
 # guest/guest as RabbitMQ 3.10.8 stores it (GET /api/users/guest on a fresh broker)
@@ -34,7 +37,7 @@ def test_the_broker_hash_is_reproduced() -> None:
 def test_a_literal_password_is_refused_and_never_echoed(value: str) -> None:
     text = f"users:\n  - name: app\n    password: {value}\n    tagz: []\n"
     with pytest.raises(TopologyError) as info:
-        parse(text, "u.yml")
+        parse_unvalidated(text, "u.yml")
     message = str(info.value)
     assert "u.yml:3: user 'app': a literal password is not allowed" in message
     assert "u.yml:4:" in message and "did you mean 'tags'" in message  # the rest still checked
@@ -67,7 +70,7 @@ def test_a_uri_with_a_password_is_refused() -> None:
         "    dest_uri_env: D\n    dest_queue: b\n"
     )
     with pytest.raises(TopologyError) as info:
-        parse(text, "s.yml")
+        parse_unvalidated(text, "s.yml")
     assert "s.yml:3: shovel 's': 'src_uri' holds a password" in str(info.value)
     assert "Secr3t" not in str(info.value)
 
@@ -193,3 +196,69 @@ def test_a_limit_of_minus_one_is_the_brokers_missing_limit() -> None:
     assert changes(unlimited, none) == []
     assert changes(limited, none) == ["vhost max_queues", "user max_channels"]
     assert changes(unlimited, limited) == ["vhost max_queues", "user max_channels"]
+
+
+def test_operator_policy_values_the_broker_refuses_are_found_when_loading(tmp_path: Path) -> None:
+    """The rule of the broker's policy validators (_fit.POLICY_VALUES), also for operator
+    policies; delivery-limit -1 loads (RabbitMQ 4.x takes it, the version is checked later)."""
+    path = tmp_path / "op.yml"
+    path.write_text(
+        "operator_policies:\n"
+        "  - {name: a, pattern: x, definition: {expires: 0, max-length: -1}}\n"
+        "  - {name: b, pattern: x, definition: {delivery-limit: -1, message-ttl: 5}}\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load([str(path)])
+    assert [str(p).split(": ", 1)[1] for p in caught.value.problems] == [
+        "operator policy 'a' (vhost /): policy key 'expires' must be at least 1, not 0",
+        "operator policy 'a' (vhost /): policy key 'max-length' must be at least 0, not -1",
+    ]
+
+
+def _operator(**definition: object) -> OperatorPolicySpec:
+    return OperatorPolicySpec("v", "cap", ".*", dict(definition))
+
+
+def test_refusal_problems_by_version() -> None:
+    """What 3.10 refuses in operator policies (measured), and 4.0 takes; an unknown version
+    refuses nothing (the broker's answer stands)."""
+    access = Access(
+        operator_policies=(
+            _operator(overflow="reject-publish", **{"target-group-size": 3}),
+            OperatorPolicySpec("v", "qq", ".*", {"max-length": 1}, apply_to="quorum_queues"),
+            _operator(**{"delivery-limit": -1}),
+        )
+    )
+    old = [p.message for p in refusal_problems(access, users=(), version="3.10.8")]
+    assert old == [
+        "'overflow' cannot be set by an operator policy on RabbitMQ 3.10.8 (3.12 and later "
+        "allow it)",
+        "'target-group-size' cannot be set by an operator policy on RabbitMQ 3.10.8 (3.13 and "
+        "later allow it)",
+        "apply_to quorum_queues needs RabbitMQ 3.12 or later (this broker is 3.10.8); use "
+        "apply_to queues",
+        "delivery-limit -1 (no limit) needs RabbitMQ 4.0 or later (this broker is 3.10.8); "
+        "leave delivery-limit out for no limit",
+    ]
+    assert [p.message for p in refusal_problems(access, users=(), version="3.12.13")] == [
+        "'target-group-size' cannot be set by an operator policy on RabbitMQ 3.12.13 (3.13 and "
+        "later allow it)",
+        "delivery-limit -1 (no limit) needs RabbitMQ 4.0 or later (this broker is 3.12.13); "
+        "leave delivery-limit out for no limit",
+    ]
+    assert refusal_problems(access, users=(), version="4.0.5") == []
+    assert refusal_problems(access, users=(), version="?") == []
+
+
+def test_refusal_problems_of_missing_users() -> None:
+    """A permission or topic permission of a user that will not exist; known users pass."""
+    access = Access(
+        permissions=(PermissionSpec("app", "v"), PermissionSpec("ghost", "v")),
+        topic_permissions=(TopicPermissionSpec("ghost", "v", "amq.topic"),),
+    )
+    found = refusal_problems(access, users=["app"], version="4.0.5")
+    assert [(p.object, p.message.split(" (")[0]) for p in found] == [
+        ("permissions of 'ghost' (vhost v)", "user 'ghost' does not exist"),
+        ("topic permissions of 'ghost' on 'amq.topic' (vhost v)", "user 'ghost' does not exist"),
+    ]
+    assert refusal_problems(access, users=["app", "ghost"], version="4.0.5") == []

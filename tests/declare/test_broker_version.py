@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from declare_amqp import Topology, parse, plan
-from declare_amqp._broker import readable_reason
+from declare_amqp import Topology, parse_unvalidated, plan
+from declare_amqp._management import readable_reason
 from declare_amqp._plan import CREATE, note_broker_defaults
 from declare_amqp._validate import (
     check_broker_version,
@@ -61,7 +61,7 @@ def test_parse_version(text: str, expected: tuple[int, ...]) -> None:
 
 def test_mirroring_keys_are_errors_on_4_0_with_file_line_and_a_pointer_to_quorum() -> None:
     """ha-* keys name the removal, the version and quorum queues, at the policy's line."""
-    desired = parse(MIRRORED, "t.yml")
+    desired = parse_unvalidated(MIRRORED, "t.yml")
     errors, warnings = check_broker_version(desired, "4.0.5")
     assert len(errors) == 1 and not warnings
     text = str(errors[0])
@@ -72,12 +72,12 @@ def test_mirroring_keys_are_errors_on_4_0_with_file_line_and_a_pointer_to_quorum
 
 def test_mirroring_keys_pass_on_3_x() -> None:
     """3.x still has classic mirroring: nothing to say."""
-    assert check_broker_version(parse(MIRRORED, "t.yml"), "3.10.8") == ([], [])
+    assert check_broker_version(parse_unvalidated(MIRRORED, "t.yml"), "3.10.8") == ([], [])
 
 
 def test_unknown_version_checks_nothing() -> None:
     """A broker that does not say its version is not guessed at."""
-    assert check_broker_version(parse(MIRRORED, "t.yml"), "?") == ([], [])
+    assert check_broker_version(parse_unvalidated(MIRRORED, "t.yml"), "?") == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,9 @@ def test_transient_queue_warns_on_4_0_to_4_2_and_fails_on_4_3(
     version: str, errors: int, warnings: int
 ) -> None:
     """durable: false is deprecated from 4.0 and denied by default from 4.3 on."""
-    found_errors, found_warnings = check_broker_version(parse(TRANSIENT, "t.yml"), version)
+    found_errors, found_warnings = check_broker_version(
+        parse_unvalidated(TRANSIENT, "t.yml"), version
+    )
     assert (len(found_errors), len(found_warnings)) == (errors, warnings)
     for problem in (*found_errors, *found_warnings):
         assert str(problem).startswith("t.yml:4: queue 'scratch'")
@@ -102,7 +104,7 @@ def test_transient_queue_warns_on_4_0_to_4_2_and_fails_on_4_3(
 
 def test_queue_mode_and_queue_version_1_fail_on_4_3_only() -> None:
     """Lazy mode and storage version 1 are refused by 4.3, as arguments and in policies."""
-    desired = parse(
+    desired = parse_unvalidated(
         """
 vhost: /
 queues:
@@ -127,7 +129,7 @@ policies:
 def test_max_priority_on_a_quorum_queue_mentions_quorum_priorities() -> None:
     """The error says 4.x quorum queues have message priorities of their own."""
     problems = validate(
-        parse(
+        parse_unvalidated(
             """
 vhost: /
 queues:
@@ -153,7 +155,7 @@ queues:
 def test_vhost_default_queue_type_gives_untyped_durable_queues_that_type() -> None:
     """As the broker does: durable untyped queues become quorum, transient, auto-delete and
     explicitly typed ones do not; nothing changes in a vhost without such a default."""
-    desired = parse(UNTYPED, "t.yml")
+    desired = parse_unvalidated(UNTYPED, "t.yml")
     resolved, problems = resolve_queue_types(desired, {"v": "quorum"})
     assert problems == []
     assert {q.name: q.type for q in resolved.queues} == {
@@ -169,8 +171,8 @@ def test_vhost_default_queue_type_gives_untyped_durable_queues_that_type() -> No
 def test_vhost_default_queue_type_matches_the_live_quorum_queue_without_a_conflict() -> None:
     """An untyped queue in a quorum-default vhost plans as a no-op against the quorum queue
     the broker made from it (and as a conflict without the default: it would be classic)."""
-    desired = parse("vhost: v\nqueues:\n  - {name: plain}\n", "t.yml")
-    live = parse("vhost: v\nqueues:\n  - {name: plain, type: quorum}\n", "live.yml")
+    desired = parse_unvalidated("vhost: v\nqueues:\n  - {name: plain}\n", "t.yml")
+    live = parse_unvalidated("vhost: v\nqueues:\n  - {name: plain, type: quorum}\n", "live.yml")
     live = Topology(queues=live.queues)
     resolved, _ = resolve_queue_types(desired, {"v": "quorum"})
     assert plan(resolved, live).is_empty
@@ -180,7 +182,7 @@ def test_vhost_default_queue_type_matches_the_live_quorum_queue_without_a_confli
 def test_vhost_default_queue_type_revalidates_the_resolved_queue() -> None:
     """x-max-priority on a queue that the vhost's default makes quorum is refused, with the
     reason and the way out."""
-    desired = parse("vhost: v\nqueues:\n  - {name: prio, max_priority: 5}\n", "t.yml")
+    desired = parse_unvalidated("vhost: v\nqueues:\n  - {name: prio, max_priority: 5}\n", "t.yml")
     _, problems = resolve_queue_types(desired, {"v": "quorum"})
     assert len(problems) == 1
     text = str(problems[0])
@@ -191,7 +193,7 @@ def test_vhost_default_queue_type_revalidates_the_resolved_queue() -> None:
 def test_quorum_create_shows_the_4_0_default_delivery_limit() -> None:
     """On 4.0+ the plan says a new quorum queue gets delivery limit 20 unless it sets one or
     its policy does; on 3.x nothing is said."""
-    desired = parse(
+    desired = parse_unvalidated(
         """
 vhost: /
 queues:

@@ -12,9 +12,9 @@ import textwrap
 
 import pytest
 
-from declare_amqp import Topology, TopologyError, load, parse, plan
-from declare_amqp._broker import from_definitions
+from declare_amqp import Topology, TopologyError, load, parse_unvalidated, plan
 from declare_amqp._export import to_yaml
+from declare_amqp._management import from_definitions
 from declare_amqp.worker_queues import (
     delay_queue_arguments,
     delay_queue_name,
@@ -167,7 +167,7 @@ def live(*queues: dict[str, object]) -> Topology:
 def test_prune_keeps_worker_queues_and_says_so() -> None:
     """Without a consumers section, prune spares Q.delay.N and Q.dead of a declared queue,
     even with messages in them, and lists them as kept (the plan is still empty)."""
-    desired = parse("vhost: /\nqueues:\n  - name: work\n", "t.yml")
+    desired = parse_unvalidated("vhost: /\nqueues:\n  - name: work\n", "t.yml")
     actual = live(
         {"name": "work", "durable": True, "arguments": {}},
         {

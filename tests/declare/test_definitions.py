@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from declare_amqp import TopologyError, load, load_files
+from declare_amqp import TopologyError, load, load_unvalidated
 from declare_amqp._definitions import load_json, parse_definitions, to_definitions
 from declare_amqp._plan import plan
 
@@ -148,7 +148,7 @@ def test_json_errors_name_file_and_line(tmp_path: Path) -> None:
         '    {"durable": true}\n  ]\n}\n'
     )
     with pytest.raises(TopologyError) as info:
-        load_files([str(bad)])
+        load_unvalidated([str(bad)])
     shown = [str(p) for p in info.value.problems]
     assert any(
         s.startswith(f"{bad}:3: queue 'a': 'durable' must be true or false") for s in shown
@@ -158,7 +158,7 @@ def test_json_errors_name_file_and_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "queues": [\n    {"name": "a",}\n  ]\n}\n')
     with pytest.raises(TopologyError) as info:
-        load_files([str(broken)])
+        load_unvalidated([str(broken)])
     (p,) = info.value.problems
     assert p.location is not None and p.location.line == 3 and "not valid JSON" in p.message
 

@@ -60,7 +60,7 @@ def test_loader_and_validator_agree(where: str) -> None:
             else f"queues: [{{name: q, type: quorum, arguments: {{x-delivery-limit: {value}}}}}]"
         )
         try:
-            topology = da.parse(text, "t.yml")
+            topology = da.parse_unvalidated(text, "t.yml")
             problems = da.validate(topology)
         except da.TopologyError as exc:
             problems = list(exc.problems)
@@ -83,7 +83,7 @@ def test_exporter_writes_aliases_for_every_value_that_fits() -> None:
     doc = to_document(held, ["/"])
     assert doc["queues"][0]["delivery_limit"] == -1
     assert doc["queues"][1]["stream_max_segment_size_bytes"] == 0
-    loaded = da.parse(yaml.safe_dump(doc), "export.yml")
+    loaded = da.parse_unvalidated(yaml.safe_dump(doc), "export.yml")
     assert da.validate(loaded) == []
     assert da.plan(loaded, held).is_empty
 
@@ -91,7 +91,7 @@ def test_exporter_writes_aliases_for_every_value_that_fits() -> None:
 def test_accepted_but_not_honoured_values_are_warnings() -> None:
     """reject-publish-dlx on a quorum queue, and an exchange that is its own alternate:
     the broker takes both, so they load with a warning instead of an error."""
-    t = da.parse(
+    t = da.parse_unvalidated(
         "exchanges: [{name: e, type: fanout, alternate_exchange: e}]\n"
         "queues: [{name: q, type: quorum, overflow: reject-publish-dlx}]\n",
         "t.yml",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import declare_amqp
-from declare_amqp import TopologyError, load, load_files, parse
+from declare_amqp import TopologyError, load, load_unvalidated, parse_unvalidated
 
 
 def problems_of(text: str, tmp_path: Path, name: str = "t.yml") -> list[str]:
@@ -42,7 +42,9 @@ def test_example_topology_loads_with_aliases_resolved() -> None:
 
 
 def test_every_object_keeps_its_line() -> None:
-    t = parse("queues:\n  - name: a\n  - name: b\n    bindings:\n      - exchange: x\n", "f.yml")
+    t = parse_unvalidated(
+        "queues:\n  - name: a\n  - name: b\n    bindings:\n      - exchange: x\n", "f.yml"
+    )
     assert [str(q.location) for q in t.queues] == ["f.yml:2", "f.yml:3"]
     assert str(t.bindings[0].location) == "f.yml:5"
 
@@ -120,7 +122,7 @@ def test_semantic_rules(yaml_text: str, expected: str, tmp_path: Path) -> None:
 def test_files_are_merged_and_identical_duplicates_are_fine(tmp_path: Path) -> None:
     (tmp_path / "a.yml").write_text("exchanges: [{name: e, type: topic}]\nqueues: [{name: a}]\n")
     (tmp_path / "b.yml").write_text("exchanges: [{name: e, type: topic}]\nqueues: [{name: b}]\n")
-    t = load_files([str(tmp_path / "a.yml"), str(tmp_path / "b.yml")])
+    t = load_unvalidated([str(tmp_path / "a.yml"), str(tmp_path / "b.yml")])
     assert len(t.exchanges) == 1 and {q.name for q in t.queues} == {"a", "b"}
 
 
@@ -128,14 +130,14 @@ def test_same_object_declared_differently_names_both_places(tmp_path: Path) -> N
     (tmp_path / "a.yml").write_text("exchanges: [{name: e, type: topic}]\n")
     (tmp_path / "b.yml").write_text("\nexchanges: [{name: e, type: fanout}]\n")
     with pytest.raises(TopologyError) as info:
-        load_files([str(tmp_path / "a.yml"), str(tmp_path / "b.yml")])
+        load_unvalidated([str(tmp_path / "a.yml"), str(tmp_path / "b.yml")])
     (p,) = info.value.problems
     assert str(p.location).endswith("b.yml:2") and "a.yml:1" in p.message
 
 
 def test_original_declare_amqp_format_loads(tmp_path: Path) -> None:
     """All keys given, nested bindings with binding_key: the format of the original tool."""
-    t = parse(
+    t = parse_unvalidated(
         "exchanges:\n"
         "  - {name: jobs, type: direct, durable: true, auto_delete: false}\n"
         "queues:\n"
@@ -150,11 +152,11 @@ def test_original_declare_amqp_format_loads(tmp_path: Path) -> None:
 
 def test_vhost_override_and_default(tmp_path: Path) -> None:
     text = "vhost: prod\nqueues: [{name: a}, {name: b, vhost: other}]\n"
-    t = parse(text, "t.yml")
+    t = parse_unvalidated(text, "t.yml")
     assert [q.vhost for q in t.queues] == ["prod", "other"]
-    t = parse(text, "t.yml", vhost="test")
+    t = parse_unvalidated(text, "t.yml", vhost="test")
     assert [q.vhost for q in t.queues] == ["test", "other"]
-    t = parse("queues: [{name: a}]", "t.yml", default_vhost="fallback")
+    t = parse_unvalidated("queues: [{name: a}]", "t.yml", default_vhost="fallback")
     assert t.queues[0].vhost == "fallback"
 
 
@@ -164,3 +166,18 @@ def test_public_api_is_pinned() -> None:
         assert hasattr(declare_amqp, name), name
         assert not name.startswith("_") or name == "__version__"
     assert "plan" in declare_amqp.__all__ and "Session" in declare_amqp.__all__
+
+
+def test_only_load_validates_and_the_names_say_so(tmp_path: Path) -> None:
+    """``load`` validates; ``parse_unvalidated`` / ``load_unvalidated`` check syntax and keys
+    only. The names before 0.2.1 (``parse``, ``load_files``) stay importable for callers."""
+    text = "queues: [{name: q, type: quorum, durable: false}]"  # quorum must be durable
+    path = tmp_path / "t.yml"
+    path.write_text(text)
+    assert parse_unvalidated(text, "t.yml").queues[0].durable is False
+    assert load_unvalidated([str(path)]).queues[0].durable is False
+    with pytest.raises(TopologyError, match="quorum queues must be durable"):
+        load([str(path)])
+    assert declare_amqp.parse is declare_amqp.parse_unvalidated
+    assert declare_amqp.load_files is declare_amqp.load_unvalidated
+    assert "parse" not in declare_amqp.__all__ and "load_files" not in declare_amqp.__all__

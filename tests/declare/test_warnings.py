@@ -24,7 +24,7 @@ policies:
 def test_only_exchanges_that_exist_nowhere_are_warned_about() -> None:
     """Declared in the files, built in (amq.*, the default exchange ""), or on the broker:
     no warning. Missing: one warning each, at the object's line, saying what is lost."""
-    desired = da.parse(FILE, "t.yml")
+    desired = da.parse_unvalidated(FILE, "t.yml")
     actual = da.Topology(exchanges=(da.ExchangeSpec("/", "on-broker", "fanout"),))
     found = [str(w) for w in reference_warnings(desired, actual)]
     assert found == [
@@ -41,7 +41,7 @@ def test_only_exchanges_that_exist_nowhere_are_warned_about() -> None:
 
 
 def test_strict_turns_warnings_into_one_topology_error() -> None:
-    desired = da.parse(FILE, "t.yml")
+    desired = da.parse_unvalidated(FILE, "t.yml")
     warnings = plan_warnings(desired, da.Topology())
     assert len(warnings) == 4  # c's alternate exchange is missing too without the broker
     with pytest.raises(da.TopologyError) as info:
@@ -53,7 +53,9 @@ def test_strict_turns_warnings_into_one_topology_error() -> None:
 
 def test_a_missing_alternate_exchange_is_no_error_any_more() -> None:
     """check_references (errors) no longer lists them; bindings still are errors."""
-    desired = da.parse(FILE + "bindings: [{source: nowhere, destination: q1}]\n", "t.yml")
+    desired = da.parse_unvalidated(
+        FILE + "bindings: [{source: nowhere, destination: q1}]\n", "t.yml"
+    )
     errors = [
         str(p) for p in da.check_references(desired, da.Topology(vhosts=(da.VhostSpec("/"),)))
     ]

@@ -1,12 +1,14 @@
-"""The management HTTP API: the one place that reads the broker (and writes vhosts and policies).
+"""The management HTTP API client: the one place that reads the broker over HTTP.
 
 - Reading: one ``GET /api/definitions/{vhost}`` per vhost (plus one ``GET /api/queues`` per
   vhost when pruning), converted into the same model the files load into.
-- Writing: vhosts and policies, which AMQP cannot make. Exchanges, queues and bindings are
-  written over AMQP by ``_amqp`` (imported only when something is applied, so ``plan`` does
-  not pay for pika and asyncio).
+- Writing: vhosts and policies, which AMQP cannot make (``_access`` and ``_dynamic`` write
+  theirs through ``request``). Exchanges, queues and bindings are written over AMQP by
+  ``_amqp`` (imported only when something is applied, so ``plan`` does not pay for pika).
 
-httpx exceptions are translated here, and only here, into ``_errors`` types.
+httpx exceptions and HTTP error statuses are translated here, and only here, into
+``_errors`` types (``_http_error``, ``request``, ``_ok``). ``ManagementClient`` takes an
+``httpx`` transport, so tests can answer for the broker (``httpx.MockTransport``).
 """
 
 from __future__ import annotations
@@ -180,11 +182,41 @@ def _same_cluster(
     return bool(name == cluster_name)
 
 
+def _http_error(
+    exc: httpx.HTTPError, where: str, method: str | None, path: str = ""
+) -> BrokerError | None:
+    """The one map from httpx's exceptions to ours.
+
+    ``method`` None: while finding a node that answers — None means "this one did not, try
+    the next" (a failed TLS check is an error at once). Otherwise the request failed on a
+    node that answered before: the broker went away under us.
+    """
+    failed = tls_failure(exc, where)
+    if failed is not None:
+        return failed
+    if method is None:
+        return None
+    return BrokerUnreachable(f"management API request {method} {path} failed: {exc}")
+
+
+def _redacted(error: BrokerError, address: BrokerAddress) -> BrokerError:
+    """``error`` with the password taken out of its message (httpx may quote the URL)."""
+    text = address.redact(str(error))
+    return error if text == str(error) else type(error)(text)
+
+
 class ManagementClient:
     """The management HTTP API of the first node that answers."""
 
-    def __init__(self, address: BrokerAddress, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
         self.address = address
+        self._transport = transport
         self.version = "?"
         self.exchange_types: list[str] = []
         self._timeout = timeout
@@ -217,12 +249,13 @@ class ManagementClient:
                 timeout=self._timeout,
                 headers={"content-type": "application/json"},
                 verify=context if context is not None else True,
+                transport=self._transport,
             )
             try:
                 response = client.get("/api/overview")
             except httpx.HTTPError as exc:
                 client.close()
-                failed = tls_failure(exc, node.management_url)
+                failed = _http_error(exc, node.management_url, None)
                 if failed is not None:
                     raise failed from exc
                 errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
@@ -284,9 +317,9 @@ class ManagementClient:
         try:
             response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise BrokerUnreachable(
-                self.address.redact(f"management API request {method} {path} failed: {exc}")
-            ) from exc
+            failed = _http_error(exc, self.node.management_url if self.node else "", method, path)
+            assert failed is not None
+            raise _redacted(failed, self.address) from exc
         if response.status_code == 401 and not refused_ok:
             raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
         return response

@@ -1,0 +1,89 @@
+"""The pure modules of declare_amqp import no I/O library: neither pika nor tornado nor httpx.
+
+Each module is imported in a fresh interpreter, with the package's ``__init__`` left out
+(it re-exports ``Session``, which needs the management client), and ``sys.modules`` then
+shows everything the module pulled in. Broker I/O lives in ``_management`` (HTTP) and
+``_amqp`` (AMQP) only; ``_apply`` and ``_api`` drive them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "declare_amqp"
+
+PURE = (
+    "_model",
+    "_plan",
+    "_loader",
+    "_validate",
+    "_fit",
+    "_format",
+    "_render",
+    "_errors",
+    "_export",
+    "_schema",
+    "_warnings",
+    "_consumers",
+    "_saved_plan",
+    "_definitions",
+    "worker_queues",
+)
+IO_LIBRARIES = ("pika", "tornado", "httpx", "httpcore")
+
+PROBE = """
+import importlib, json, sys, types
+package = types.ModuleType("declare_amqp")
+package.__path__ = [sys.argv[1]]
+sys.modules["declare_amqp"] = package
+importlib.import_module("declare_amqp." + sys.argv[2])
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def _imported_by(module: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(PACKAGE), module],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_io_library(module: str) -> None:
+    """The module (and all it imports) loads without pika, tornado or httpx."""
+    loaded = _imported_by(module)
+    assert "declare_amqp" in loaded  # the probe did import the package's module
+    assert loaded.isdisjoint(IO_LIBRARIES), sorted(loaded & set(IO_LIBRARIES))
+
+
+def test_the_probe_sees_io_libraries_where_they_are() -> None:
+    """The check can fail: the protocol modules do load their libraries."""
+    assert "httpx" in _imported_by("_management")
+    assert "pika" in _imported_by("_amqp")
+
+
+def test_planning_does_not_load_pika() -> None:
+    """The package and its CLI load without pika: it is imported only when something is
+    written (``_apply``), so ``plan`` and ``validate`` do not pay for it."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, declare_amqp, declare_amqp._cli; print('pika' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=PACKAGE.parent,
+    ).stdout
+    assert out.strip() == "False"
