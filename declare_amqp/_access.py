@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,6 +34,7 @@ from ._dynamic import (
     read_dynamic,
 )
 from ._errors import DeclareAmqpError, Location, Problem
+from ._errors import dedupe as first_of_each
 from ._fit import policy_value_problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 from ._model import PolicySpec
@@ -474,19 +475,8 @@ def merge_access(parts: Iterable[Access]) -> tuple[Access, list[Problem]]:
     parts = list(parts)
     problems: list[Problem] = []
 
-    def dedupe(items: Iterable[Any], key: Any) -> tuple[Any, ...]:
-        seen: dict[Any, Any] = {}
-        for item in items:
-            first = seen.setdefault(key(item), item)
-            if first is not item and first != item:
-                problems.append(
-                    Problem(
-                        f"declared twice with different settings (also at {first.location})",
-                        item.location,
-                        item.label,
-                    )
-                )
-        return tuple(seen.values())
+    def dedupe(items: Iterable[Any], key: Callable[[Any], Hashable]) -> tuple[Any, ...]:
+        return first_of_each(items, key, problems)
 
     merged = Access(
         users=dedupe((u for p in parts for u in p.users), lambda u: u.name),

@@ -20,8 +20,10 @@ one module that uses it, and raises with ``raise ... from exc``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,39 @@ class Problem:
         where = f"{self.location}: " if self.location else ""
         what = f"{self.object}: " if self.object else ""
         return f"{where}{what}{self.message}"
+
+
+class _Declared(Protocol):
+    @property
+    def location(self) -> Location | None: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+_D = TypeVar("_D", bound=_Declared)
+
+
+def dedupe(
+    items: Iterable[_D],
+    key: Callable[[_D], Hashable],
+    problems: list[Problem],
+    same: Callable[[Any, Any], bool] = operator.eq,
+) -> tuple[_D, ...]:
+    """The first of each object the files declare more than once (by ``key``); a later one
+    that is not ``same`` as the first is a problem naming both places."""
+    seen: dict[Hashable, _D] = {}
+    for item in items:
+        first = seen.setdefault(key(item), item)
+        if first is not item and not same(first, item):
+            problems.append(
+                Problem(
+                    f"declared twice with different settings (also at {first.location})",
+                    item.location,
+                    item.label,
+                )
+            )
+    return tuple(seen.values())
 
 
 class DeclareAmqpError(Exception):

@@ -7,7 +7,7 @@ Every problem in every file is collected before anything is reported, so one run
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ import yaml
 from ._access import merge_access, read_access
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
+from ._errors import dedupe as first_of_each
 from ._fit import key_problem
 from ._format import (
     BINDING_KEYS,
@@ -464,22 +465,11 @@ def read_unvalidated(
 def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
     problems: list[Problem] = []
 
-    def dedupe(items: Iterable[Any], key: Any) -> tuple[Any, ...]:
-        seen: dict[Any, Any] = {}
-        for item in items:
-            k = key(item)
-            first = seen.get(k)
-            if first is None:
-                seen[k] = item
-            elif canonical(_settings(first)) != canonical(_settings(item)):
-                problems.append(
-                    Problem(
-                        f"declared twice with different settings (also at {first.location})",
-                        item.location,
-                        item.label,
-                    )
-                )
-        return tuple(seen.values())
+    def same(a: Any, b: Any) -> bool:
+        return canonical(_settings(a)) == canonical(_settings(b))
+
+    def dedupe(items: Iterable[Any], key: Callable[[Any], Hashable]) -> tuple[Any, ...]:
+        return first_of_each(items, key, problems, same)
 
     merged = Topology(
         vhosts=dedupe((v for p in parts for v in p.vhosts), lambda v: v.name),
