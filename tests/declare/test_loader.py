@@ -181,3 +181,28 @@ def test_only_load_validates_and_the_names_say_so(tmp_path: Path) -> None:
     assert declare_amqp.parse is declare_amqp.parse_unvalidated
     assert declare_amqp.load_files is declare_amqp.load_unvalidated
     assert "parse" not in declare_amqp.__all__ and "load_files" not in declare_amqp.__all__
+
+
+def test_an_object_in_several_files_must_be_declared_the_same_way(tmp_path: Path) -> None:
+    """The same queue (and the same user) in two files: identical is one object; different
+    settings are a problem at the second place naming the first, for topology and access alike."""
+    a, b, c = tmp_path / "a.yml", tmp_path / "b.yml", tmp_path / "c.yml"
+    a.write_text(
+        "queues:\n  - {name: q, arguments: {x-max-priority: 5}}\n"
+        "users:\n  - {name: app, tags: [management]}\n"
+    )
+    b.write_text("queues:\n  - {name: q, arguments: {x-max-priority: 5}}\n")
+    c.write_text(
+        "queues:\n  - {name: q, arguments: {x-max-priority: 9}}\n"
+        "users:\n  - {name: app, tags: [monitoring]}\n"
+    )
+    same = load([str(a), str(b)])
+    assert [q.name for q in same.queues] == ["q"]
+    with pytest.raises(TopologyError) as caught:
+        load([str(a), str(c)])
+    found = sorted(str(p) for p in caught.value.problems)
+    assert len(found) == 2
+    assert found[0].startswith(f"{c}:2: queue 'q'")
+    assert f"declared twice with different settings (also at {a}:2)" in found[0]
+    assert found[1].startswith(f"{c}:4: user 'app'")
+    assert f"(also at {a}:4)" in found[1]
