@@ -769,7 +769,7 @@ def read_broker_access(
             )
             if response.status_code in (401, 404):
                 continue  # no such vhost yet, or not readable (the privilege check says so)
-            for p in management._ok(response, "reading operator policies").json():
+            for p in management.checked(response, "reading operator policies").json():
                 operator.append(
                     OperatorPolicySpec(
                         vhost,
@@ -827,7 +827,7 @@ def _users(management: ManagementClient) -> list[UserSpec]:
 
 def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
     response = management.request("GET", path)
-    result: list[dict[str, Any]] = management._ok(response, what).json()
+    result: list[dict[str, Any]] = management.checked(response, what).json()
     return result
 
 
@@ -1359,7 +1359,7 @@ def apply_access(
         elif c.kind == "operator policy" and c.action in (CREATE, UPDATE):
             o = c.desired
             assert isinstance(o, OperatorPolicySpec)
-            management._ok(
+            management.checked(
                 management.request(
                     "PUT",
                     f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
@@ -1450,7 +1450,7 @@ def _import_in_bulk(
     if not (users or permissions or topic):
         return
     body = {"users": users, "permissions": permissions, "topic_permissions": topic}
-    management._ok(
+    management.checked(
         management.request("POST", "/api/definitions", json=body),
         f"writing {len(users)} users, {len(permissions)} permissions and "
         f"{len(topic)} topic permissions",
@@ -1458,7 +1458,7 @@ def _import_in_bulk(
 
 
 def _put_vhost(management: ManagementClient, settings: VhostSettings) -> None:
-    management._ok(
+    management.checked(
         management.request("PUT", f"/api/vhosts/{_q(settings.name)}", json=settings.settings),
         f"writing the metadata of vhost '{settings.name}'",
     )
@@ -1468,7 +1468,7 @@ def _put_limit(management: ManagementClient, path: str, value: int | None, what:
     if value is None or value < 0:
         _delete(management, path, what)
     else:
-        management._ok(
+        management.checked(
             management.request("PUT", path, json={"value": value}),
             what,
         )
@@ -1477,7 +1477,7 @@ def _put_limit(management: ManagementClient, path: str, value: int | None, what:
 def _delete(management: ManagementClient, path: str, what: str) -> None:
     response = management.request("DELETE", path)
     if response.status_code != 404:
-        management._ok(response, what)
+        management.checked(response, what)
 
 
 def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpec) -> None:
@@ -1492,7 +1492,7 @@ def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpe
     ]
     _delete(management, path, f"deleting {t.label}")
     for x in keep:
-        management._ok(
+        management.checked(
             management.request(
                 "PUT",
                 path,

@@ -302,7 +302,7 @@ def _broker_values(
         return []
     return [
         (str(p["name"]), dict(p.get("value") or {}))
-        for p in management._ok(response, f"reading {comp.kind}s").json()
+        for p in management.checked(response, f"reading {comp.kind}s").json()
     ]
 
 
@@ -602,7 +602,7 @@ def apply_dynamic(
     if change.action == DELETE:
         response = management.request("DELETE", path)
         if response.status_code != 404:
-            management._ok(response, f"deleting {spec.label}")
+            management.checked(response, f"deleting {spec.label}")
         return
     uris = resolve_uris(spec, env)
     body = {
@@ -612,7 +612,7 @@ def apply_dynamic(
         "value": broker_value(spec, uris),
     }
     try:
-        management._ok(
+        management.checked(
             management.request("PUT", path, json=body),
             f"writing {spec.label}",
         )

@@ -14,7 +14,7 @@
 Exceptions of pika and httpx never leave the package. Each library has one map, beside the
 one module that uses it, and raises with ``raise ... from exc``:
 
-- httpx (and HTTP error statuses): ``_management`` (``_http_error``, ``request``, ``_ok``);
+- httpx (and HTTP error statuses): ``_management`` (``_http_error``, ``request``, ``checked``);
 - pika: ``_amqp.pika_error``, for connecting and for writing alike.
 """
 

@@ -7,7 +7,7 @@
   ``_amqp`` (imported only when something is applied, so ``plan`` does not pay for pika).
 
 httpx exceptions and HTTP error statuses are translated here, and only here, into
-``_errors`` types (``_http_error``, ``request``, ``_ok``). ``ManagementClient`` takes an
+``_errors`` types (``_http_error``, ``request``, ``checked``). ``ManagementClient`` takes an
 ``httpx`` transport, so tests can answer for the broker (``httpx.MockTransport``).
 """
 
@@ -324,7 +324,8 @@ class ManagementClient:
             raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
         return response
 
-    def _ok(self, response: httpx.Response, what: str) -> httpx.Response:
+    def checked(self, response: httpx.Response, what: str) -> httpx.Response:
+        """``response`` if it succeeded; else the error its status means, naming ``what``."""
         if response.status_code >= 400:
             try:
                 reason = response.json().get("reason", response.text)
@@ -338,7 +339,7 @@ class ManagementClient:
         return response
 
     def vhosts(self) -> list[str]:
-        response = self._ok(self.request("GET", "/api/vhosts?columns=name"), "listing vhosts")
+        response = self.checked(self.request("GET", "/api/vhosts?columns=name"), "listing vhosts")
         return [v["name"] for v in response.json()]
 
     def definitions(self, vhost: str) -> dict[str, Any] | None:
@@ -351,7 +352,7 @@ class ManagementClient:
             response.status_code == 400 and "not_found" in response.text
         ):
             return None
-        result: dict[str, Any] = self._ok(response, f"reading vhost '{vhost}'").json()
+        result: dict[str, Any] = self.checked(response, f"reading vhost '{vhost}'").json()
         return result
 
     def definitions_by_kind(self, vhost: str) -> dict[str, Any] | None:
@@ -374,11 +375,11 @@ class ManagementClient:
                     "API refused it: the user needs the management, policymaker or "
                     "administrator tag and permissions on that vhost); nothing was changed"
                 )
-            found[kind] = self._ok(response, f"reading the {kind} of vhost '{vhost}'").json()
+            found[kind] = self.checked(response, f"reading the {kind} of vhost '{vhost}'").json()
         return found
 
     def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
-        response = self._ok(
+        response = self.checked(
             self.request("GET", f"/api/queues/{_q(vhost)}?columns=name,messages,consumers"),
             f"reading queue counts of vhost '{vhost}'",
         )
@@ -411,7 +412,7 @@ class ManagementClient:
 
     def default_queue_types(self) -> dict[str, str]:
         """Vhosts whose queues are quorum or stream queues unless they name a type."""
-        response = self._ok(
+        response = self.checked(
             self.request("GET", "/api/vhosts?columns=name,default_queue_type"), "listing vhosts"
         )
         return {
@@ -422,12 +423,12 @@ class ManagementClient:
 
     def put_vhost(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         """Create a vhost (with its metadata, see _access.vhost_body)."""
-        self._ok(
+        self.checked(
             self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
             f"creating vhost '{name}'",
         )
         # The user that creates a vhost gets no permissions in it by itself.
-        self._ok(
+        self.checked(
             self.request(
                 "PUT",
                 f"/api/permissions/{_q(name)}/{_q(self.address.user)}",
@@ -437,7 +438,7 @@ class ManagementClient:
         )
 
     def put_policy(self, p: PolicySpec) -> None:
-        self._ok(
+        self.checked(
             self.request(
                 "PUT",
                 f"/api/policies/{_q(p.vhost)}/{_q(p.name)}",
@@ -454,4 +455,4 @@ class ManagementClient:
     def delete_policy(self, vhost: str, name: str) -> None:
         response = self.request("DELETE", f"/api/policies/{_q(vhost)}/{_q(name)}")
         if response.status_code != 404:
-            self._ok(response, f"deleting policy '{name}' in vhost '{vhost}'")
+            self.checked(response, f"deleting policy '{name}' in vhost '{vhost}'")
