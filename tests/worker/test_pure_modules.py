@@ -73,3 +73,37 @@ def test_the_probe_sees_an_io_library_when_one_is_imported() -> None:
     """The adapter modules do load pika (so the check above can fail)."""
     assert "pika" in imported_by("priority_worker._connection")
     assert "pika" in imported_by("priority_worker._wire")
+
+
+def test_importing_the_worker_package_loads_no_provisioner_io() -> None:
+    """``import priority_worker`` (real ``__init__`` modules, no stubs) uses only
+    ``declare_amqp.urls``/``tls``/``worker_queues``: declare_amqp's ``__init__`` imports its API
+    lazily, so neither httpx nor yaml nor the management client is loaded."""
+    probe = (
+        "import json, sys, priority_worker; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.partition('.')[0] in "
+        "('httpx', 'httpcore', 'yaml', 'declare_amqp'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    loaded = set(json.loads(result.stdout))
+    assert "declare_amqp.urls" in loaded  # the probe sees declare_amqp modules at all
+    assert not loaded & {"httpx", "httpcore", "yaml", "declare_amqp._management"}, sorted(loaded)
+
+
+def test_every_public_name_of_declare_amqp_resolves() -> None:
+    """The lazy ``__getattr__`` covers ``__all__`` and the old aliases; an unknown name is an
+    AttributeError as usual."""
+    import declare_amqp
+
+    for name in [*declare_amqp.__all__, "parse", "load_files"]:
+        assert getattr(declare_amqp, name) is not None, name
+    assert declare_amqp.parse is declare_amqp.parse_unvalidated
+    with pytest.raises(AttributeError, match="no_such_name"):
+        declare_amqp.no_such_name  # noqa: B018
