@@ -1,22 +1,28 @@
 """Federation upstreams and dynamic shovels: runtime parameters whose URIs carry credentials.
 
 A URI is given by reference (``uri_env`` / ``uri_file``, ``src_uri_env`` ... for shovels) or
-literally only when it holds no password; a literal password is refused like a user's. The
-referenced URIs are read when planning (to compare with the broker's) and when applying,
-and never kept in a ``Change``: the broker's own URIs are kept only as digests, and a
-changed URI plans as ``uri: (hidden) -> (changed)``. Each kind needs its plugin
+literally only when it holds no password; a literal password is refused like a user's. Each
+of these keys also takes a list (several URIs, which RabbitMQ tries for failover: one URI
+per variable or file); a list of one is its one URI, and a list of several is written to the
+broker as a list, in its order. The referenced URIs are read when planning (to compare with
+the broker's) and when applying, and never kept in a ``Change``: the broker's own URIs are
+kept only as digests (of the whole list, order included), and a changed URI plans as
+``uri: (hidden) -> (changed)``. Each kind needs its plugin
 (``rabbitmq_federation``, ``rabbitmq_shovel``); the plan says which one is missing.
 
 Exporting (``export_parameters``) keeps that rule: a broker's URI without a password is
 written as it is (``uri: amqp://host``), one with a password as a reference to an
 environment variable the export names (``uri_env: FEDERATION_UPSTREAM_ORIGIN_URI``), and
-``export_warnings`` tells the user which variables to set. Planning the export with those
+``export_warnings`` tells the user which variables to set. A list of several URIs is written
+as a list: literally when none holds a password, else as a list of variables, one per URI
+(``FEDERATION_UPSTREAM_ORIGIN_URI_1``, ``_2``, ...). Planning the export with those
 variables set to the broker's URIs finds nothing to change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import urllib.parse
@@ -32,7 +38,11 @@ if TYPE_CHECKING:
     from ._plan import Change
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
+_STR_OR_LIST = (str, list)  # a URI key: one, or a list (of strings, at least one)
 _LITERAL = "the file (no password)"  # the uri_refs entry of a URI given literally
+
+# One URI, or several in the order the broker keeps them (a list of one is its one URI).
+Uris = str | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,26 @@ class Component:
 
 
 def _uri_keys(prefix: str, what: str) -> tuple[Key, ...]:
+    several = "each connection attempt picks one"
+
+    def key(name: str, doc: str) -> Key:
+        return Key(name, _STR_OR_LIST, doc, items=_STR, min_items=1)
+
     return (
-        Key(f"{prefix}uri", _STR, f"{what} URI without a password (else use {prefix}uri_env)."),
-        Key(f"{prefix}uri_env", _STR, f"Environment variable holding the {what} URI."),
-        Key(f"{prefix}uri_file", _STR, f"File holding the {what} URI."),
+        key(
+            f"{prefix}uri",
+            f"{what} URI without a password (else use {prefix}uri_env), or a list of them "
+            f"({several}).",
+        ),
+        key(
+            f"{prefix}uri_env",
+            f"Environment variable holding the {what} URI, or a list of variables, one URI "
+            f"each ({several}).",
+        ),
+        key(
+            f"{prefix}uri_file",
+            f"File holding the {what} URI, or a list of files, one URI each ({several}).",
+        ),
     )
 
 
@@ -118,16 +144,17 @@ COMPONENTS = (FEDERATION, SHOVEL)
 @dataclass(frozen=True)
 class ParameterSpec:
     """A federation upstream or shovel. ``settings`` holds the non-secret values (YAML key
-    names); ``uri_refs`` where each URI comes from (``env:NAME``, ``file:PATH``, or
-    ``literal`` with the URI in ``literal_uris``, which has no password); a broker's
-    URIs are kept only as ``uri_digests``."""
+    names); ``uri_refs`` where each URI comes from (``$NAME`` for a variable, a file's
+    path, or ``_LITERAL`` with the URI in ``literal_uris``, which has no password); a
+    broker's URIs are kept only as ``uri_digests``. A URI key with several URIs has a
+    tuple there: of references (one per URI), or of literal URIs."""
 
     kind: str
     vhost: str
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
-    uri_refs: Mapping[str, str] = field(default_factory=dict)
-    literal_uris: Mapping[str, str] = field(default_factory=dict, repr=False)
+    uri_refs: Mapping[str, Uris] = field(default_factory=dict)
+    literal_uris: Mapping[str, Uris] = field(default_factory=dict, repr=False)
     uri_digests: Mapping[str, str] = field(default_factory=dict, repr=False)
     location: Location | None = field(default=None, compare=False)
     # keys of the broker's value that declare-amqp does not manage (named by an export)
@@ -139,13 +166,38 @@ class ParameterSpec:
 
     @property
     def shown(self) -> str:
-        parts = [f"{k} from {ref}" for k, ref in sorted(self.uri_refs.items())]
+        parts = [
+            f"{k} from {ref if isinstance(ref, str) else '[' + ', '.join(ref) + ']'}"
+            for k, ref in sorted(self.uri_refs.items())
+        ]
         parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
         return ", ".join(parts)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def as_tuple(uris: Uris) -> tuple[str, ...]:
+    """The URIs of a URI key, in order (one URI is a tuple of one)."""
+    return (uris,) if isinstance(uris, str) else uris
+
+
+def is_uris(value: Any) -> bool:
+    """``value`` is a URI or a tuple of several (a broker's value as ``split_value`` has it)."""
+    return isinstance(value, str) or (
+        isinstance(value, tuple) and len(value) > 1 and all(isinstance(u, str) for u in value)
+    )
+
+
+def _one_or_many(items: Sequence[str]) -> Uris:
+    """A list of one is its one URI (or reference); several stay a tuple, in order."""
+    return items[0] if len(items) == 1 else tuple(items)
+
+
+def uris_digest(uris: Uris) -> str:
+    """The digest a plan compares: of the URIs in their order (one URI is a list of one)."""
+    return _digest(json.dumps(list(as_tuple(uris))))
 
 
 def _has_password(uri: str) -> bool:
@@ -168,33 +220,64 @@ def read_dynamic(reader: Any, doc: Mapping[str, Any]) -> list[ParameterSpec]:
     return found
 
 
+def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> list[tuple[int, str]]:
+    """(line, message) of each literal URI that holds a password or is no string: checked
+    before the key table, whose messages would repeat the value."""
+    found: list[tuple[int, str]] = []
+    spelled = getattr(raw, "spelled", {})  # a definitions file's src-uri, ...
+    for uri_key in comp.uri_keys:
+        value = raw.get(uri_key)
+        if value is None:
+            continue
+        given = spelled.get(uri_key, uri_key)
+        sep = "-" if "-" in given else "_"
+        use = f"use {given}{sep}env or {given}{sep}file"
+        key_line = getattr(raw, "key_lines", {}).get(uri_key, line)
+        if isinstance(value, str):
+            if _has_password(value):
+                found.append(
+                    (
+                        key_line,
+                        f"'{given}' holds a password, which is not allowed in a topology file; "
+                        + use,
+                    )
+                )
+        elif isinstance(value, list):
+            lines = getattr(value, "item_lines", [key_line] * len(value))
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    found.append(
+                        (lines[i], f"'{given}' item {i + 1} must be a URI string (not shown)")
+                    )
+                elif _has_password(item):
+                    found.append(
+                        (
+                            lines[i],
+                            f"'{given}' item {i + 1} holds a password, which is not allowed "
+                            f"in a topology file; {use} (each takes a list too)",
+                        )
+                    )
+        else:
+            found.append(
+                (key_line, f"'{given}' must be a URI or a list of URIs (the value is not shown)")
+            )
+    return found
+
+
 def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpec | None:
-    secret_problems = []
-    if isinstance(raw, dict):
-        for uri_key in comp.uri_keys:
-            value = raw.get(uri_key)
-            if value is not None and (not isinstance(value, str) or _has_password(value)):
-                secret_problems.append((getattr(raw, "key_lines", {}).get(uri_key, line), uri_key))
-    if secret_problems:
+    problems = _literal_problems(comp, raw, line) if isinstance(raw, dict) else []
+    if problems:
         name = raw.get("name")
         label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
-        spelled = getattr(raw, "spelled", {})  # a definitions file's src-uri, ...
-        for key_line, uri_key in secret_problems:
-            given = spelled.get(uri_key, uri_key)
-            sep = "-" if "-" in given else "_"
-            reader.problem(
-                key_line,
-                f"'{given}' holds a password, which is not allowed in a "
-                f"topology file; use {given}{sep}env or {given}{sep}file",
-                label,
-            )
+        for key_line, message in problems:
+            reader.problem(key_line, message, label)
         return None
     f = reader.fields(raw, comp.keys, comp.kind, line)
     if f is None:
         return None
     label = f"{comp.kind} '{f['name']}'"
-    refs: dict[str, str] = {}
-    literals: dict[str, str] = {}
+    refs: dict[str, Uris] = {}
+    literals: dict[str, Uris] = {}
     for uri_key in comp.uri_keys:
         given = [k for k in (uri_key, f"{uri_key}_env", f"{uri_key}_file") if k in f]
         if len(given) > 1:
@@ -205,13 +288,16 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
                 f"missing '{uri_key}_env' (or {uri_key}_file, or {uri_key} without a password)",
                 label,
             )
-        elif given[0].endswith("_env"):
-            refs[uri_key] = "$" + f[given[0]]
-        elif given[0].endswith("_file"):
-            refs[uri_key] = f[given[0]]
         else:
-            refs[uri_key] = _LITERAL
-            literals[uri_key] = f[given[0]]
+            value = f[given[0]]  # a string, or a list of at least one (the key table's rule)
+            items = [value] if isinstance(value, str) else value
+            if given[0].endswith("_env"):
+                refs[uri_key] = _one_or_many(["$" + v for v in items])
+            elif given[0].endswith("_file"):
+                refs[uri_key] = _one_or_many(items)
+            else:
+                refs[uri_key] = _LITERAL
+                literals[uri_key] = _one_or_many(items)
     if comp is SHOVEL:
         for side in ("src", "dest"):
             if not any(f"{side}_{k}" in f for k in ("queue", "exchange")):
@@ -236,52 +322,48 @@ def _component(kind: str) -> Component:
     return next(c for c in COMPONENTS if c.kind == kind)
 
 
-def resolve_uris(spec: ParameterSpec, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_uris(spec: ParameterSpec, env: Mapping[str, str] | None = None) -> dict[str, Uris]:
     """The URIs of a desired spec (raises TopologyError naming the reference, never a URI)."""
     env = os.environ if env is None else env
-    uris: dict[str, str] = dict(spec.literal_uris)
+    uris: dict[str, Uris] = dict(spec.literal_uris)
     comp = _component(spec.kind)
     for uri_key in comp.uri_keys:
         if uri_key in uris:
             continue
-        ref = spec.uri_refs.get(uri_key, "")
-        if ref.startswith("$"):
-            value = env.get(ref[1:])
-            if not value:
-                raise TopologyError(
-                    [
-                        Problem(
-                            f"{uri_key}_env: the environment variable "
-                            f"{ref[1:]} is not set (or empty)",
-                            spec.location,
-                            spec.label,
-                        )
-                    ]
-                )
-            uris[uri_key] = value
-        else:
-            try:
-                with open(ref, encoding="utf-8") as fh:
-                    uris[uri_key] = fh.read().strip()
-            except OSError as exc:
-                raise TopologyError(
-                    [
-                        Problem(
-                            f"{uri_key}_file: cannot read {ref}: "
-                            f"{exc.strerror or type(exc).__name__}",
-                            spec.location,
-                            spec.label,
-                        )
-                    ]
-                ) from None
+        refs = as_tuple(spec.uri_refs.get(uri_key, ""))
+        uris[uri_key] = _one_or_many(
+            [_resolve(spec, uri_key, ref, i, len(refs), env) for i, ref in enumerate(refs, 1)]
+        )
     return uris
 
 
-def broker_value(spec: ParameterSpec, uris: Mapping[str, str]) -> dict[str, Any]:
-    """The ``value`` of ``PUT /api/parameters/...``."""
+def _resolve(
+    spec: ParameterSpec, uri_key: str, ref: str, position: int, count: int, env: Mapping[str, str]
+) -> str:
+    """The URI one reference gives: ``$NAME`` a variable's, else a file's (stripped)."""
+    which = f" (URI {position} of {count})" if count > 1 else ""
+    if ref.startswith("$"):
+        value = env.get(ref[1:])
+        if not value:
+            message = (
+                f"{uri_key}_env: the environment variable {ref[1:]}{which} is not set (or empty)"
+            )
+            raise TopologyError([Problem(message, spec.location, spec.label)])
+        return value
+    try:
+        with open(ref, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        message = f"{uri_key}_file: cannot read {ref}{which}: {exc.strerror or type(exc).__name__}"
+        raise TopologyError([Problem(message, spec.location, spec.label)]) from None
+
+
+def broker_value(spec: ParameterSpec, uris: Mapping[str, Uris]) -> dict[str, Any]:
+    """The ``value`` of ``PUT /api/parameters/...``: one URI as a string (as before lists
+    were declared), several as a list in their order."""
     value: dict[str, Any] = {k.replace("_", "-"): v for k, v in spec.settings.items()}
     for uri_key, uri in uris.items():
-        value[uri_key.replace("_", "-")] = uri
+        value[uri_key.replace("_", "-")] = uri if isinstance(uri, str) else list(uri)
     if spec.kind == "shovel":
         value.setdefault("src-protocol", "amqp091")
         value.setdefault("dest-protocol", "amqp091")
@@ -311,16 +393,18 @@ def split_value(
 ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
     """A broker value as (settings by YAML key, URIs by YAML key, keys not managed).
 
-    A URI may be a list on the broker (several upstream URIs); a list of one is its URI.
-    The default protocols (amqp091) are no settings.
+    A URI may be a list on the broker (several URIs): a list of one is its URI, a list of
+    several a tuple in the broker's order (``Uris``). Anything else (no string, an empty
+    list) is kept as it is, which ``is_uris`` tells apart. The default protocols (amqp091)
+    are no settings.
     """
     names = {k.name for k in comp.keys}
     rest = dict(value)
     uris: dict[str, Any] = {}
     for uri_key in comp.uri_keys:
         uri = rest.pop(uri_key.replace("_", "-"), None)
-        if isinstance(uri, list) and len(uri) == 1:
-            uri = uri[0]
+        if isinstance(uri, list) and uri and all(isinstance(u, str) for u in uri):
+            uri = _one_or_many(uri)
         if uri is not None:
             uris[uri_key] = uri
     for proto in ("src-protocol", "dest-protocol"):
@@ -342,25 +426,25 @@ def read_broker(
             for name, value in _broker_values(management, comp, vhost):
                 settings, uris, _ = split_value(comp, value)
                 digests = {
-                    k: _digest(",".join(map(str, u)) if isinstance(u, list) else str(u))
-                    for k, u in uris.items()
+                    k: uris_digest(u) if is_uris(u) else _digest(repr(u)) for k, u in uris.items()
                 }
                 found.append(ParameterSpec(kind, vhost, name, settings, uri_digests=digests))
     return found
 
 
-def env_variable(spec_kind: str, vhost: str, name: str, uri_key: str, taken: set[str]) -> str:
+def env_variable(
+    spec_kind: str, vhost: str, name: str, uri_key: str, taken: set[str], position: int = 0
+) -> str:
     """The environment variable an export names for a URI with a password: e.g.
-    ``SHOVEL_MOVE_SRC_URI``; the vhost goes into it when two vhosts share a name."""
+    ``SHOVEL_MOVE_SRC_URI``; the vhost goes into it when two vhosts share a name. The URIs
+    of a list are numbered from 1 (``position``): ``FEDERATION_UPSTREAM_ORIGIN_URI_2``."""
 
     def clean(text: str) -> str:
         return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_")
 
     prefix = clean(spec_kind)
-    candidates = [
-        f"{prefix}_{clean(name)}_{clean(uri_key)}",
-        f"{prefix}_{clean(vhost)}_{clean(name)}_{clean(uri_key)}",
-    ]
+    key = clean(uri_key) + (f"_{position}" if position else "")
+    candidates = [f"{prefix}_{clean(name)}_{key}", f"{prefix}_{clean(vhost)}_{clean(name)}_{key}"]
     chosen = next((c for c in candidates if c not in taken), None)
     n = 2
     while chosen is None:
@@ -376,7 +460,7 @@ def export_parameters(
 ) -> tuple[list[ParameterSpec], list[Problem]]:
     """The broker's upstreams and shovels as specs an export can write: URIs without a
     password literally, the others by reference (see ``env_variable``); with the
-    problems of those it cannot write (an upstream with several URIs)."""
+    problems of those it cannot write (a URI that is no string nor a list of them)."""
     raw = [
         (comp, vhost, name, value)
         for comp in COMPONENTS
@@ -396,22 +480,28 @@ def exportable(
     for comp, vhost, name, value in sorted(raw, key=lambda r: (r[0].kind, r[1], r[2])):
         settings, uris, unmanaged = split_value(comp, value)
         label = f"{comp.kind} '{name}' (vhost {vhost})"
-        several = [k for k, u in uris.items() if not isinstance(u, str)]
-        if several:
+        malformed = [k for k, u in uris.items() if not is_uris(u)]
+        if malformed:
             problems.append(
                 Problem(
-                    f"not exported: its {', '.join(several)} lists several URIs, which "
-                    "declare-amqp cannot declare yet",
+                    f"not exported: its {', '.join(malformed)} is neither a URI nor a list of URIs",
                     None,
                     label,
                 )
             )
             continue
-        refs: dict[str, str] = {}
-        literals: dict[str, str] = {}
+        refs: dict[str, Uris] = {}
+        literals: dict[str, Uris] = {}
         for uri_key, uri in uris.items():
-            if _has_password(uri):
+            if isinstance(uri, str) and _has_password(uri):
                 refs[uri_key] = "$" + env_variable(comp.kind, vhost, name, uri_key, taken)
+            elif any(_has_password(u) for u in uri):
+                # a list is given one way (uri or uri_env): all by variable when one URI of
+                # it holds a password, numbered in the broker's order
+                refs[uri_key] = tuple(
+                    "$" + env_variable(comp.kind, vhost, name, uri_key, taken, position)
+                    for position in range(1, len(uri) + 1)
+                )
             else:
                 refs[uri_key] = _LITERAL
                 literals[uri_key] = uri
@@ -423,7 +513,7 @@ def exportable(
                 settings,
                 refs,
                 literals,
-                {k: _digest(u) for k, u in uris.items()},
+                {k: uris_digest(u) for k, u in uris.items()},
                 unmanaged=unmanaged,
             )
         )
@@ -436,17 +526,32 @@ def export_warnings(parameters: Iterable[ParameterSpec]) -> list[Problem]:
     broker's keys that the export leaves out."""
     warnings: list[Problem] = []
     for spec in parameters:
-        for uri_key, ref in sorted(spec.uri_refs.items()):
-            if ref.startswith("$") and uri_key in spec.uri_digests:
+        for uri_key, refs in sorted(spec.uri_refs.items()):
+            if uri_key not in spec.uri_digests:
+                continue
+            if isinstance(refs, str) and refs.startswith("$"):
                 warnings.append(
                     Problem(
                         f"{uri_key} holds a password, so the export names it "
-                        f"{uri_key}_env: {ref[1:]}; set that environment variable to the "
+                        f"{uri_key}_env: {refs[1:]}; set that environment variable to the "
                         "URI (as the broker has it) before planning or applying the export",
                         None,
                         spec.label,
                     )
                 )
+            elif not isinstance(refs, str):
+                warnings += [
+                    Problem(
+                        f"{uri_key} lists URIs with a password, so the export names URI "
+                        f"{position} of {len(refs)} {uri_key}_env: {ref[1:]}; set that "
+                        "environment variable to that URI (as the broker has it) before "
+                        "planning or applying the export",
+                        None,
+                        spec.label,
+                    )
+                    for position, ref in enumerate(refs, 1)
+                    if ref.startswith("$")
+                ]
         if spec.unmanaged:
             warnings.append(
                 Problem(
@@ -459,9 +564,15 @@ def export_warnings(parameters: Iterable[ParameterSpec]) -> list[Problem]:
     return warnings
 
 
+def _written(uris: Uris) -> str | list[str]:
+    """One URI (or reference) as a string, several as a list."""
+    items = as_tuple(uris)
+    return items[0] if len(items) == 1 else list(items)
+
+
 def document_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
     """An upstream or shovel as an entry of the YAML format (URIs as the file had them:
-    literal without a password, else ``*_env`` or ``*_file``)."""
+    literal without a password, else ``*_env`` or ``*_file``; several as a list)."""
     comp = _component(spec.kind)
     entry: dict[str, Any] = {"name": spec.name}
     if with_vhost:
@@ -472,13 +583,14 @@ def document_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
             continue
         if key.name in comp.uri_keys:
             if key.name in spec.literal_uris:
-                entry[key.name] = spec.literal_uris[key.name]
+                entry[key.name] = _written(spec.literal_uris[key.name])
         elif base in comp.uri_keys and base not in spec.literal_uris:
-            ref = spec.uri_refs.get(base, "")
-            if key.name.endswith("_env") and ref.startswith("$"):
-                entry[key.name] = ref[1:]
-            elif key.name.endswith("_file") and ref and not ref.startswith("$"):
-                entry[key.name] = ref
+            refs = as_tuple(spec.uri_refs.get(base, ""))
+            by_env = refs[0].startswith("$")  # a list is all variables or all files
+            if key.name.endswith("_env") and by_env:
+                entry[key.name] = _written(tuple(r[1:] for r in refs))
+            elif key.name.endswith("_file") and refs[0] and not by_env:
+                entry[key.name] = _written(refs)
         elif key.name in spec.settings:
             entry[key.name] = spec.settings[key.name]
     return entry
@@ -491,11 +603,13 @@ def definitions_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
     comp = _component(spec.kind)
     value = broker_value(spec, spec.literal_uris)
     for uri_key in comp.uri_keys:
-        ref = spec.uri_refs.get(uri_key, "")
-        if uri_key in spec.literal_uris or not ref:
+        refs = as_tuple(spec.uri_refs.get(uri_key, ""))
+        if uri_key in spec.literal_uris or not refs[0]:
             continue
-        suffix = "-env" if ref.startswith("$") else "-file"
-        value[uri_key.replace("_", "-") + suffix] = ref.removeprefix("$")
+        suffix = "-env" if refs[0].startswith("$") else "-file"
+        value[uri_key.replace("_", "-") + suffix] = _written(
+            tuple(r.removeprefix("$") for r in refs)
+        )
     entry: dict[str, Any] = {"value": value}
     if with_vhost:
         entry["vhost"] = spec.vhost
@@ -569,7 +683,7 @@ def plan_dynamic(
         diffs += [
             Difference(k, "(hidden)", "(changed)")
             for k, uri in sorted(uris.items())
-            if _digest(uri) != have.uri_digests.get(k)
+            if uris_digest(uri) != have.uri_digests.get(k)
         ]
         if diffs:
             changes.append(_change(UPDATE, want.kind, want.vhost, want.name, want, have, diffs))
@@ -618,7 +732,7 @@ def apply_dynamic(
         )
     except DeclareAmqpError as exc:
         text = str(exc)
-        for uri in uris.values():
+        for uri in (u for value in uris.values() for u in as_tuple(value)):
             text = text.replace(uri, "***")
             password = urllib.parse.urlsplit(uri).password
             if password:

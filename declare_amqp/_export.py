@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ._access import access_document
+from ._dynamic import as_tuple
 from ._fit import fits
 from ._format import QUEUE_ALIASES
 from ._model import Topology
@@ -174,9 +175,10 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
         width=100,
     )
     references = [
-        (p.label, uri_key, ref[1:])
+        (p.label, uri_key if isinstance(refs, str) else f"{uri_key} {i} of {len(refs)}", ref[1:])
         for p in (topology.access.parameters if topology.access is not None else ())
-        for uri_key, ref in sorted(p.uri_refs.items())
+        for uri_key, refs in sorted(p.uri_refs.items())
+        for i, ref in enumerate(as_tuple(refs), 1)
         if ref.startswith("$")
     ]
     if references:

@@ -53,6 +53,14 @@ def value_problem(key: Key, value: Any, suggest: bool = False) -> str | None:
             return f"must be at least {key.minimum}, not {value}"
         if key.maximum is not None and value > key.maximum:
             return f"must be at most {key.maximum}, not {value}"
+    if isinstance(value, list):
+        if key.min_items is not None and len(value) < key.min_items:
+            if key.min_items == 1:
+                return "must not be an empty list"
+            return f"must list at least {key.min_items} items, not {len(value)}"
+        for i, item in enumerate(value, 1):
+            if key.items and not type_fits(item, key.items):
+                return f"item {i} must be {describe_types(key.items)}, not {item!r}"
     if (
         key.pattern is not None
         and isinstance(value, str)

@@ -26,6 +26,9 @@ class Key:
     minimum: int | None = None
     maximum: int | None = None
     pattern: str | None = None  # a regular expression string values must match in full
+    # for a key that takes a list: the types of its items, and how many it needs at least
+    items: tuple[type, ...] = ()
+    min_items: int | None = None
 
 
 _STR = (str,)

@@ -34,6 +34,11 @@ def _property(key: Key) -> dict[str, Any]:
         prop["default"] = key.default
     if key.minimum is not None:
         prop["minimum"] = key.minimum
+    if key.items:
+        items = [_JSON_TYPES[t] for t in key.items]
+        prop["items"] = {"type": items[0] if len(items) == 1 else items}
+    if key.min_items is not None:
+        prop["minItems"] = key.min_items
     return prop
 
 

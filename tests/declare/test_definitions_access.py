@@ -253,15 +253,19 @@ def test_both_export_formats_of_every_kind_load_back_to_the_same_model(tmp_path:
     ]
 
 
-def test_export_names_a_variable_for_each_uri_with_a_password() -> None:
+def test_export_names_a_variable_for_each_uri_with_a_password(tmp_path: Path) -> None:
     """A broker's URI with a password becomes ``*_env`` naming a variable (per kind, name
     and URI key; the vhost joins when two vhosts share a name) and a warning says to set
-    it; one without a password stays literal; a list of several URIs is not exported."""
+    it; one without a password stays literal. A list of several URIs is written as a list:
+    literally without a password, else one variable per URI, numbered in the broker's
+    order; both formats, loaded with those variables set, plan to nothing."""
     secret = "amqp://app:S3cret@far/x"
+    other_secret = "amqp://app:0ther-S3cret@near/x"
     raw = [
         (FEDERATION, "a", "origin", {"uri": secret, "max-hops": 2}),
         (FEDERATION, "b", "origin", {"uri": [secret]}),
         (FEDERATION, "a", "many", {"uri": ["amqp://one", "amqp://two"]}),
+        (FEDERATION, "a", "failover", {"uri": [secret, "amqp://plain", other_secret]}),
         (
             SHOVEL,
             "a",
@@ -289,21 +293,78 @@ def test_export_names_a_variable_for_each_uri_with_a_password() -> None:
     assert move.literal_uris == {"src_uri": "amqp://"}
     assert move.uri_refs["dest_uri"] == "$SHOVEL_MOVE_IT_DEST_URI"
     assert move.settings == {"src_queue": "q", "dest_queue": "r"}
-    assert [str(p) for p in problems] == [
-        "federation upstream 'many' (vhost a): not exported: its uri lists several URIs, "
-        "which declare-amqp cannot declare yet"
-    ]
+    assert by[("federation upstream", "a", "many")].literal_uris == {
+        "uri": ("amqp://one", "amqp://two")
+    }
+    failover = [f"FEDERATION_UPSTREAM_FAILOVER_URI_{i}" for i in (1, 2, 3)]
+    assert by[("federation upstream", "a", "failover")].uri_refs == {
+        "uri": tuple("$" + v for v in failover)
+    }
+    assert problems == []
     warnings = [str(w) for w in export_warnings(specs)]
-    assert sum("set that environment variable" in w for w in warnings) == 3
+    assert sum("set that environment variable" in w for w in warnings) == 6
+    for i, variable in enumerate(failover, 1):
+        assert (
+            "federation upstream 'failover' (vhost a): uri lists URIs with a password, so the "
+            f"export names URI {i} of 3 uri_env: {variable}; set that environment variable"
+        ) in "\n".join(warnings)
     assert any("SHOVEL_MOVE_IT_DEST_URI" in w for w in warnings)
     assert any("not exported: dest-publish-properties" in w for w in warnings)
     topology = Topology(access=Access(parameters=tuple(specs)))
     text = to_yaml(topology, ["a", "b"]) + json.dumps(to_definitions(topology, ["a", "b"]))
     assert "S3cret" not in text + "\n".join(warnings)
+    assert "amqp://plain" not in text  # a list is written one way: here all by variable
     assert "#   SHOVEL_MOVE_IT_DEST_URI (dest_uri of shovel 'move it' (vhost a))" in text
-    assert to_document(topology, ["a", "b"])["shovels"][0]["dest_uri_env"] == (
-        "SHOVEL_MOVE_IT_DEST_URI"
-    )
+    assert (
+        "#   FEDERATION_UPSTREAM_FAILOVER_URI_2 (uri 2 of 3 of federation upstream 'failover' "
+        "(vhost a))"
+    ) in text
+    document = to_document(topology, ["a", "b"])
+    assert document["shovels"][0]["dest_uri_env"] == "SHOVEL_MOVE_IT_DEST_URI"
+    upstreams = {u["name"]: u for u in document["federation_upstreams"]}
+    assert upstreams["many"]["uri"] == ["amqp://one", "amqp://two"]
+    assert upstreams["failover"]["uri_env"] == failover
+    definitions = to_definitions(topology, ["a", "b"])
+    values = {p["name"]: p["value"] for p in definitions["parameters"]}
+    assert values["many"]["uri"] == ["amqp://one", "amqp://two"]
+    assert values["failover"]["uri-env"] == failover and "uri" not in values["failover"]
+
+    env = {
+        "FEDERATION_UPSTREAM_ORIGIN_URI": secret,
+        "FEDERATION_UPSTREAM_B_ORIGIN_URI": secret,
+        failover[0]: secret,
+        failover[1]: "amqp://plain",
+        failover[2]: other_secret,
+        "SHOVEL_MOVE_IT_DEST_URI": secret,
+    }
+    for name, written in (
+        ("export.yml", to_yaml(topology, ["a", "b"])),
+        ("export.json", json.dumps(to_definitions(topology, ["a", "b"]), indent=2)),
+    ):
+        (tmp_path / name).write_text(written)
+        back = _access(load([str(tmp_path / name)], vhost=None, default_vhost="a"))
+        assert len(back.parameters) == len(specs), name
+        changes, _ = plan_access(
+            back,
+            Access(parameters=tuple(specs)),
+            scope=["a", "b"],
+            prune=True,
+            connecting_user="guest",
+            env=env,
+        )
+        assert changes == [], (name, changes)
+        swapped = {**env, failover[0]: other_secret, failover[2]: secret}
+        changes, _ = plan_access(
+            back,
+            Access(parameters=tuple(specs)),
+            scope=["a", "b"],
+            prune=True,
+            connecting_user="guest",
+            env=swapped,
+        )
+        assert [(c.name, [d.field for d in c.differences]) for c in changes] == [
+            ("failover", ["uri"])
+        ], name
 
 
 def test_users_in_a_definitions_file_plan_against_the_broker_hash() -> None:

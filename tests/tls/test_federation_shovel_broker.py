@@ -273,3 +273,125 @@ shovels:
             http.delete(f"/api/users/{app}")
     for text in outputs:
         assert password not in text and app_password not in text
+
+
+def test_several_uris_apply_replan_and_export(
+    federation_broker: FederationBroker, shovel_user: Any, tmp_path: Path
+) -> None:
+    """An upstream with two URIs (one with a password, one without) and a shovel whose
+    destination is a literal list: the broker holds the lists in the files' order (a list of
+    one as a string); the re-plan is empty, another order is a hidden change; both exports
+    write the lists (one variable per URI of the upstream) and plan to nothing with the
+    variables set; no output holds the password."""
+    user, password, vhost = shovel_user
+    uri = federation_broker.self_uri(user, password, vhost)
+    plain_uri = f"amqp://127.0.0.1:{federation_broker.self_port}/{vhost}"
+    plain_uri_2 = f"amqp://localhost:{federation_broker.self_port}/{vhost}"
+    (tmp_path / "t.yml").write_text(f"""\
+queues:
+  - name: spread.src
+  - name: spread.dest
+federation_upstreams:
+  - name: failover
+    uri_env: [ORIGIN_URI, PLAIN_URI]
+    max_hops: 1
+  - name: single
+    uri_env: [ORIGIN_URI]
+shovels:
+  - name: spread
+    src_uri_env: ORIGIN_URI
+    src_queue: spread.src
+    dest_uri: ['{plain_uri}', '{plain_uri_2}']
+    dest_queue: spread.dest
+""")
+    env = {"ORIGIN_URI": uri, "PLAIN_URI": plain_uri}
+    outputs = []
+    applied = _run(federation_broker, tmp_path, vhost, "apply", "t.yml", env=env)
+    assert applied.returncode == 0, applied
+    outputs.append(applied.stdout + applied.stderr)
+    with federation_broker.http() as http:
+        ups = http.get(f"/api/parameters/federation-upstream/{vhost}").json()
+        (shovel,) = http.get(f"/api/parameters/shovel/{vhost}").json()
+    assert {u["name"]: u["value"]["uri"] for u in ups} == {
+        "failover": [uri, plain_uri],
+        "single": uri,
+    }
+    assert shovel["value"]["dest-uri"] == [plain_uri, plain_uri_2]
+    assert shovel["value"]["src-uri"] == uri
+
+    again = _run(
+        federation_broker, tmp_path, vhost, "plan", "t.yml", "--detailed-exitcode", env=env
+    )
+    assert again.returncode == 0 and "No changes" in again.stdout, again
+    outputs.append(again.stdout + again.stderr)
+    swapped = _run(
+        federation_broker,
+        tmp_path,
+        vhost,
+        "plan",
+        "t.yml",
+        "--detailed-exitcode",
+        env={"ORIGIN_URI": plain_uri, "PLAIN_URI": uri},
+    )
+    assert swapped.returncode == 2, swapped
+    assert "uri: (hidden) -> (changed)" in swapped.stdout
+    outputs.append(swapped.stdout + swapped.stderr)
+    missing = _run(federation_broker, tmp_path, vhost, "apply", "t.yml", env={"ORIGIN_URI": uri})
+    assert missing.returncode == 1, missing
+    assert "the environment variable PLAIN_URI (URI 2 of 2) is not set" in missing.stderr
+    outputs.append(missing.stdout + missing.stderr)
+
+    references = {
+        "FEDERATION_UPSTREAM_FAILOVER_URI_1": uri,
+        "FEDERATION_UPSTREAM_FAILOVER_URI_2": plain_uri,
+        "FEDERATION_UPSTREAM_SINGLE_URI": uri,
+        "SHOVEL_SPREAD_SRC_URI": uri,
+    }
+    for name, fmt in (("export.yml", "yaml"), ("export.json", "definitions")):
+        exported = _run(
+            federation_broker,
+            tmp_path,
+            vhost,
+            "export",
+            "--vhost",
+            vhost,
+            "--format",
+            fmt,
+            "-o",
+            name,
+            env={},
+        )
+        assert exported.returncode == 0, exported
+        assert "several URIs" not in exported.stderr
+        for i in (1, 2):
+            assert (
+                f"names URI {i} of 2 uri_env: FEDERATION_UPSTREAM_FAILOVER_URI_{i}; set that "
+                "environment variable"
+            ) in exported.stderr
+        outputs += [exported.stdout + exported.stderr, (tmp_path / name).read_text()]
+        plan = _run(
+            federation_broker,
+            tmp_path,
+            vhost,
+            "plan",
+            name,
+            "--prune",
+            "--detailed-exitcode",
+            env=references,
+        )
+        assert plan.returncode == 0 and "No changes" in plan.stdout, (name, plan)
+        outputs.append(plan.stdout + plan.stderr)
+    doc = yaml.safe_load((tmp_path / "export.yml").read_text())
+    upstreams = {u["name"]: u for u in doc["federation_upstreams"]}
+    assert upstreams["failover"]["uri_env"] == [
+        "FEDERATION_UPSTREAM_FAILOVER_URI_1",
+        "FEDERATION_UPSTREAM_FAILOVER_URI_2",
+    ]
+    assert upstreams["single"]["uri_env"] == "FEDERATION_UPSTREAM_SINGLE_URI"
+    assert doc["shovels"][0]["dest_uri"] == [plain_uri, plain_uri_2]
+    definitions = json.loads((tmp_path / "export.json").read_text())
+    values = {p["name"]: p["value"] for p in definitions["parameters"] if "name" in p}
+    assert values["failover"]["uri-env"] == upstreams["failover"]["uri_env"]
+    assert values["spread"]["dest-uri"] == [plain_uri, plain_uri_2]
+    for text in outputs:
+        assert password not in text and uri not in text
