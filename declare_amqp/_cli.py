@@ -50,24 +50,36 @@ The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """The options every command takes. They are accepted before the command
+    (``declare-amqp --url U plan F``) and after it (``declare-amqp plan --url U F``): the
+    subcommands' copies default to SUPPRESS, so a value given before the command is not
+    overwritten by the subcommand's default (argparse copies every subparser default over)."""
+    common = argparse.ArgumentParser(
+        add_help=False, argument_default=None if top else argparse.SUPPRESS
+    )
+    empty: dict[str, Any] = {"default": []} if top else {}
     common.add_argument(
         "--url",
         action="append",
-        default=[],
         metavar="URL",
         help="AMQP URL of a broker node (repeatable for a cluster)",
+        **empty,
     )
     common.add_argument(
         "--management-url",
         action="append",
-        default=[],
         metavar="URL",
         help="management API URL (default derived from --url)",
+        **empty,
     )
     common.add_argument("--no-color", action="store_true", help="never use colour")
     add_tls_arguments(common)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_options(top=False)
 
     files = argparse.ArgumentParser(add_help=False)
     files.add_argument(
@@ -76,16 +88,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="topology files: YAML, or RabbitMQ definitions (*.json)",
     )
+    # --config and --strict also exist before the command (the original tool's invocation),
+    # so here they default to SUPPRESS and a value given there is kept
     files.add_argument(
         "--config",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS,
         metavar="FILE",
         help="a topology file (the original tool's option; same as FILE)",
     )
     files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
     files.add_argument(
-        "--strict", action="store_true", help="every warning is an error (exit 1, nothing written)"
+        "--strict",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="every warning is an error (exit 1, nothing written)",
     )
 
     output = argparse.ArgumentParser(add_help=False)
@@ -111,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Declarative RabbitMQ topology: validate, plan and apply YAML files.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[_common_options(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
     parser.add_argument(
@@ -485,16 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.config:
             parser.print_help(sys.stderr)
             return EXIT_ERROR
-        # The original tool: `declare-amqp --config FILE` applies the file.
-        args = parser.parse_args(
-            [
-                "apply",
-                *sum((["--config", c] for c in args.config), []),
-                *(["--strict"] if args.strict else []),
-                *sum((["--url", u] for u in args.url), []),
-                *sum((["--management-url", u] for u in args.management_url), []),
-            ]
-        )
+        # The original tool: `declare-amqp --config FILE` applies the file. Every option given
+        # before the command is kept by the subcommand, so the same words with "apply" after them
+        # are that apply.
+        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "apply"])
     cli = _Cli(args)
     password = ""
     try:
@@ -515,6 +526,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         cli.err.print("interrupted")
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`declare-amqp schema | head`): not a bug, nothing to
+        # say; point stdout at /dev/null so the interpreter's flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except Exception as exc:  # a bug: say so plainly, never leak the password
         text = redact(f"{type(exc).__name__}: {exc}", password)
         cli.err.print(
