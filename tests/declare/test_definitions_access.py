@@ -344,24 +344,20 @@ def test_export_names_a_variable_for_each_uri_with_a_password(tmp_path: Path) ->
         (tmp_path / name).write_text(written)
         back = _access(load([str(tmp_path / name)], vhost=None, default_vhost="a"))
         assert len(back.parameters) == len(specs), name
-        changes, _ = plan_access(
-            back,
-            Access(parameters=tuple(specs)),
-            scope=["a", "b"],
-            prune=True,
-            connecting_user="guest",
-            env=env,
-        )
-        assert changes == [], (name, changes)
-        swapped = {**env, failover[0]: other_secret, failover[2]: secret}
-        changes, _ = plan_access(
-            back,
-            Access(parameters=tuple(specs)),
-            scope=["a", "b"],
-            prune=True,
-            connecting_user="guest",
-            env=swapped,
-        )
+
+        def changes_with(variables: dict[str, str], back: Access = back) -> list[Any]:
+            found, _ = plan_access(
+                back,
+                Access(parameters=tuple(specs)),
+                scope=["a", "b"],
+                prune=True,
+                connecting_user="guest",
+                env=variables,
+            )
+            return found
+
+        assert changes_with(env) == [], name
+        changes = changes_with({**env, failover[0]: other_secret, failover[2]: secret})
         assert [(c.name, [d.field for d in c.differences]) for c in changes] == [
             ("failover", ["uri"])
         ], name

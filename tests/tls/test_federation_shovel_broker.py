@@ -67,6 +67,24 @@ def _run(target: FederationBroker, cwd: Path, vhost: str, *args: str, env: dict[
     )
 
 
+def _export(target: FederationBroker, cwd: Path, vhost: str, name: str, fmt: str) -> Any:
+    """``export --vhost VHOST --format FMT -o NAME`` with no variables set; must succeed."""
+    exported = _run(
+        target, cwd, vhost, "export", "--vhost", vhost, "--format", fmt, "-o", name, env={}
+    )
+    assert exported.returncode == 0, exported
+    return exported
+
+
+def _plan_finds_nothing(
+    target: FederationBroker, cwd: Path, vhost: str, name: str, env: dict[str, str]
+) -> str:
+    """``plan NAME --prune --detailed-exitcode`` with ``env`` finds no change; its output."""
+    plan = _run(target, cwd, vhost, "plan", name, "--prune", "--detailed-exitcode", env=env)
+    assert plan.returncode == 0 and "No changes" in plan.stdout, (name, plan)
+    return str(plan.stdout + plan.stderr)
+
+
 def test_federation_upstream_and_shovel(
     federation_broker: FederationBroker, shovel_user: Any, tmp_path: Path
 ) -> None:
@@ -220,36 +238,14 @@ shovels:
             "SHOVEL_MOVE_SRC_URI": uri,
         }
         for name, fmt in (("export.yml", "yaml"), ("export.json", "definitions")):
-            exported = _run(
-                federation_broker,
-                tmp_path,
-                vhost,
-                "export",
-                "--vhost",
-                vhost,
-                "--format",
-                fmt,
-                "-o",
-                name,
-                env={},
-            )
-            assert exported.returncode == 0, exported
+            exported = _export(federation_broker, tmp_path, vhost, name, fmt)
             outputs += [exported.stdout + exported.stderr, (tmp_path / name).read_text()]
             for variable in references:
                 assert f"environment variable {variable}" not in exported.stderr  # named as:
                 assert f"uri_env: {variable}; set that environment variable" in exported.stderr
-            plan = _run(
-                federation_broker,
-                tmp_path,
-                vhost,
-                "plan",
-                name,
-                "--prune",
-                "--detailed-exitcode",
-                env=references,
+            outputs.append(
+                _plan_finds_nothing(federation_broker, tmp_path, vhost, name, references)
             )
-            assert plan.returncode == 0 and "No changes" in plan.stdout, (name, plan)
-            outputs.append(plan.stdout + plan.stderr)
 
         doc = yaml.safe_load((tmp_path / "export.yml").read_text())
         assert [u["name"] for u in doc["federation_upstreams"]] == ["open", "origin"]
@@ -348,20 +344,7 @@ shovels:
         "SHOVEL_SPREAD_SRC_URI": uri,
     }
     for name, fmt in (("export.yml", "yaml"), ("export.json", "definitions")):
-        exported = _run(
-            federation_broker,
-            tmp_path,
-            vhost,
-            "export",
-            "--vhost",
-            vhost,
-            "--format",
-            fmt,
-            "-o",
-            name,
-            env={},
-        )
-        assert exported.returncode == 0, exported
+        exported = _export(federation_broker, tmp_path, vhost, name, fmt)
         assert "several URIs" not in exported.stderr
         for i in (1, 2):
             assert (
@@ -369,18 +352,7 @@ shovels:
                 "environment variable"
             ) in exported.stderr
         outputs += [exported.stdout + exported.stderr, (tmp_path / name).read_text()]
-        plan = _run(
-            federation_broker,
-            tmp_path,
-            vhost,
-            "plan",
-            name,
-            "--prune",
-            "--detailed-exitcode",
-            env=references,
-        )
-        assert plan.returncode == 0 and "No changes" in plan.stdout, (name, plan)
-        outputs.append(plan.stdout + plan.stderr)
+        outputs.append(_plan_finds_nothing(federation_broker, tmp_path, vhost, name, references))
     doc = yaml.safe_load((tmp_path / "export.yml").read_text())
     upstreams = {u["name"]: u for u in doc["federation_upstreams"]}
     assert upstreams["failover"]["uri_env"] == [
