@@ -1,21 +1,15 @@
 """The pure modules of declare_amqp import no I/O library: neither pika nor tornado nor httpx.
 
 Each module is imported in a fresh interpreter, with the package's ``__init__`` left out
-(it re-exports ``Session``, which needs the management client), and ``sys.modules`` then
-shows everything the module pulled in. Broker I/O lives in ``_management`` (HTTP) and
-``_amqp`` (AMQP) only; ``_apply`` and ``_api`` drive them.
+(``tests/import_probe.py``), and ``sys.modules`` then shows everything the module pulled in.
+Broker I/O lives in ``_management`` (HTTP) and ``_amqp`` (AMQP) only; ``_apply`` and ``_api``
+drive them.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-PACKAGE = Path(__file__).resolve().parents[2] / "declare_amqp"
+from import_probe import imported_by, loaded_after
 
 PURE = (
     "_model",
@@ -36,25 +30,9 @@ PURE = (
 )
 IO_LIBRARIES = ("pika", "tornado", "httpx", "httpcore")
 
-PROBE = """
-import importlib, json, sys, types
-package = types.ModuleType("declare_amqp")
-package.__path__ = [sys.argv[1]]
-sys.modules["declare_amqp"] = package
-importlib.import_module("declare_amqp." + sys.argv[2])
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
-"""
-
 
 def _imported_by(module: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(PACKAGE), module],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return set(json.loads(out))
+    return imported_by(f"declare_amqp.{module}")
 
 
 @pytest.mark.parametrize("module", PURE)
@@ -74,16 +52,6 @@ def test_the_probe_sees_io_libraries_where_they_are() -> None:
 def test_planning_does_not_load_pika() -> None:
     """The package and its CLI load without pika: it is imported only when something is
     written (``_apply``), so ``plan`` and ``validate`` do not pay for it."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, declare_amqp, declare_amqp._cli; print('pika' in sys.modules)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=PACKAGE.parent,
-    ).stdout
-    assert out.strip() == "False"
+    loaded = loaded_after("import declare_amqp, declare_amqp._cli")
+    assert "declare_amqp._cli" in loaded  # the statement ran
+    assert "pika" not in loaded

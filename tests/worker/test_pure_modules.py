@@ -1,21 +1,15 @@
 """The pure modules import neither pika nor tornado nor httpx.
 
-Each check runs in a fresh interpreter. The packages' ``__init__`` modules import everything
-(the public API), so the interpreter gets the two packages as bare module objects with their
-``__path__`` set: importing a submodule then runs that module and what it imports, and nothing
-else. ``sys.modules`` afterwards says which third-party libraries were pulled in.
+Each check runs in a fresh interpreter (``tests/import_probe.py``) that imports the module
+without the packages' ``__init__``; ``sys.modules`` afterwards says which third-party libraries
+were pulled in.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from import_probe import imported_by, loaded_after
 
-ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("pika", "tornado", "httpx")
 
 PURE = [
@@ -38,28 +32,6 @@ PURE = [
     "declare_amqp.worker_queues",
 ]
 
-PROBE = """
-import importlib, json, sys, types
-for package in ("priority_worker", "declare_amqp"):
-    stub = types.ModuleType(package)
-    stub.__path__ = [str(sys.argv[1]) + "/" + package]
-    sys.modules[package] = stub
-importlib.import_module(sys.argv[2])
-print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
-"""
-
-
-def imported_by(module: str) -> set[str]:
-    """Top-level names of every module loaded by importing ``module`` in a fresh interpreter."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(ROOT), module],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return set(json.loads(result.stdout))
-
 
 @pytest.mark.parametrize("module", PURE)
 def test_pure_module_imports_no_io_library(module: str) -> None:
@@ -79,20 +51,11 @@ def test_importing_the_worker_package_loads_no_provisioner_io() -> None:
     """``import priority_worker`` (real ``__init__`` modules, no stubs) uses only
     ``declare_amqp.urls``/``tls``/``worker_queues``: declare_amqp's ``__init__`` imports its API
     lazily, so neither httpx nor yaml nor the management client is loaded."""
-    probe = (
-        "import json, sys, priority_worker; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.partition('.')[0] in "
-        "('httpx', 'httpcore', 'yaml', 'declare_amqp'))))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=ROOT,
-    )
-    loaded = set(json.loads(result.stdout))
+    loaded = {
+        name
+        for name in loaded_after("import priority_worker")
+        if name.partition(".")[0] in ("httpx", "httpcore", "yaml", "declare_amqp")
+    }
     assert "declare_amqp.urls" in loaded  # the probe sees declare_amqp modules at all
     assert not loaded & {"httpx", "httpcore", "yaml", "declare_amqp._management"}, sorted(loaded)
 
