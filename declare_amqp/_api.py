@@ -13,6 +13,7 @@ from ._access import access_plan, check_privileges, validate_access
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, TopologyError
+from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
@@ -35,9 +36,19 @@ if TYPE_CHECKING:  # pika and rich only when writing
     from ._amqp import AmqpFailure
 
 
-def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
-    """Load, merge and validate topology files; raises TopologyError with every problem."""
-    topology, problems = read_unvalidated(paths, vhost=vhost, default_vhost=default_vhost)
+def load(
+    paths: Sequence[str],
+    vhost: str | None = None,
+    default_vhost: str = "/",
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+) -> Topology:
+    """Load, merge and validate topology files; raises TopologyError with every problem.
+
+    A file over ``max_file_size`` bytes (64 MiB by default) or not a regular file is refused
+    unread."""
+    topology, problems = read_unvalidated(
+        paths, vhost=vhost, default_vhost=default_vhost, max_file_size=max_file_size
+    )
     problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
     topology, derived_problems = derive_worker_queues(topology)

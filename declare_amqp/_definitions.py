@@ -39,6 +39,7 @@ from ._access import (
 )
 from ._dynamic import COMPONENTS, definitions_entry
 from ._errors import Location, Problem
+from ._files import MAX_INT_DIGITS
 from ._fit import key_problem, type_fits
 from ._format import VHOST_SETTING_KEYS, Key, describe_types
 from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
@@ -172,6 +173,16 @@ def _object_lines(text: str) -> list[int]:
     return closing
 
 
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # Python itself refuses past 4,300 digits
+        raise _TooManyDigits
+    return int(digits)
+
+
 def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
     """Parse JSON keeping each object's line; duplicate keys are problems, as in YAML."""
     lines = iter(_object_lines(text))
@@ -189,7 +200,16 @@ def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
         return obj
 
     try:
-        return json.loads(text, object_pairs_hook=make), problems
+        return json.loads(text, object_pairs_hook=make, parse_int=_bounded_int), problems
+    except _TooManyDigits:
+        # parse_int sees the digits only, not where they stand: find the first such run
+        long_run = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", text)
+        line = text.count("\n", 0, long_run.start()) + 1 if long_run else 1
+        return None, [
+            Problem(f"an integer of more than {MAX_INT_DIGITS} digits", Location(path, line))
+        ]
+    except RecursionError:
+        return None, [Problem("not valid JSON: nested too deeply", Location(path, 1))]
     except json.JSONDecodeError as exc:
         return None, [
             Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", Location(path, exc.lineno))
