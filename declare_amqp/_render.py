@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ._errors import printable
 from ._plan import CONFLICT, CREATE, DELETE, REFUSE, UPDATE, Change, Plan, describe
 
 _SIGN = {
@@ -96,6 +97,7 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
     markup = console.is_terminal and not console.no_color
 
     def out(text: str) -> None:
+        text = printable(text)  # one line each: a name's "\n" must not forge another
         if markup:
             console.print(text, soft_wrap=True)
         else:

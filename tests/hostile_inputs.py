@@ -42,6 +42,36 @@ HOSTILE: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
         3,
         ("mapping key", "not a list or mapping"),
     ),
+    "name-over-255-bytes": (
+        # 200 characters but 400 bytes: the limit counts UTF-8 bytes
+        (FINE + "  - name: " + "\u00e9" * 200 + "\n").encode(),
+        3,
+        ("400 bytes long", "at most 255 bytes"),
+    ),
+    "vhost-over-255-bytes": (
+        (FINE + "vhosts:\n  - " + "v" * 256 + "\n").encode(),
+        4,
+        ("vhost name is 256 bytes long",),
+    ),
+    "newline-in-a-name": (
+        (FINE + '  - name: "evil\\n  + queue forged"\n').encode(),
+        3,
+        ("queue 'evil\\n  + queue forged'", "control characters (\\n)"),
+    ),
+    "escape-sequence-in-a-routing-key": (
+        (
+            FINE + '    bindings:\n      - exchange: amq.topic\n        routing_key: "\\e[2J"\n'
+        ).encode(),
+        4,
+        ("routing key holds control characters (\\x1b)",),
+    ),
+    "integer-beyond-64-bits": (
+        (
+            FINE + "  - name: long\n    arguments:\n      x-max-length: 18446744073709551616\n"
+        ).encode(),
+        3,
+        ("18446744073709551616, beyond the signed 64-bit range",),
+    ),
     "alias-bomb": (bomb().encode(), 1, ("aliases", "alias bomb")),
     "deep-nesting": ((FINE + "x: " + "[" * 50_000 + "]" * 50_000 + "\n").encode(), 3, ("nest",)),
 }

@@ -147,3 +147,33 @@ def test_a_malformed_ipv6_url_is_a_clear_error(
     assert code == 1
     assert "broker URL cannot be read" in text and "internal error" not in text, text
     assert "pw" not in text
+
+
+def test_printable_escapes_what_a_terminal_acts_on() -> None:
+    from declare_amqp._errors import printable
+
+    assert printable("email.high") == "email.high"
+    assert printable("caf\u00e9 \u65e5\u672c") == "caf\u00e9 \u65e5\u672c"  # letters stay
+    assert printable("a\nb\r\tc") == "a\\nb\\r\\tc"
+    assert printable("\x1b[31mred\x7f\x9b") == "\\x1b[31mred\\x7f\\x9b"
+    assert printable("abc\u202edef\u2028") == "abc\\u202edef\\u2028"
+
+
+def test_a_plan_line_cannot_be_forged_by_a_name() -> None:
+    """A name the broker already holds (read back, e.g. for a prune) is printed escaped:
+    one change is one line."""
+    import io
+
+    from rich.console import Console
+
+    from declare_amqp._model import QueueSpec
+    from declare_amqp._plan import DELETE, Change, Plan
+    from declare_amqp._render import print_plan
+
+    spec = QueueSpec(vhost="/", name="evil\n  + queue forged\x1b[2J")
+    plan = Plan(changes=(Change(DELETE, "queue", "/", spec.name, actual=spec),))
+    out = io.StringIO()
+    print_plan(Console(file=out, no_color=True), plan, "test")
+    text = out.getvalue()
+    assert "evil\\n  + queue forged\\x1b[2J" in text, text
+    assert "\x1b" not in text and "\n  + queue forged" not in text
