@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._access import access_plan, check_privileges, validate_access
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
+from ._dynamic import policy_plugin_problems
 from ._errors import PlanConflictError, TopologyError
 from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
@@ -41,13 +42,19 @@ def load(
     vhost: str | None = None,
     default_vhost: str = "/",
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    original_format: bool = False,
 ) -> Topology:
     """Load, merge and validate topology files; raises TopologyError with every problem.
 
     A file over ``max_file_size`` bytes (64 MiB by default) or not a regular file is refused
-    unread."""
+    unread. ``original_format``: the original declare-amqp's files (``--config FILE``), whose
+    queue bindings without a key are bound with the queue's name."""
     topology, problems = read_unvalidated(
-        paths, vhost=vhost, default_vhost=default_vhost, max_file_size=max_file_size
+        paths,
+        vhost=vhost,
+        default_vhost=default_vhost,
+        max_file_size=max_file_size,
+        original_format=original_format,
     )
     problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
@@ -159,6 +166,7 @@ class Session:
         desired, problems = resolve_queue_types(desired, defaults)
         problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
+        problems += policy_plugin_problems(self.management, desired.policies)
         too_new, warnings = check_broker_version(desired, state.version)
         problems += too_new
         if problems:

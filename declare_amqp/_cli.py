@@ -255,6 +255,7 @@ class _Cli:
             vhost=self.args.vhost,
             default_vhost=self.default_vhost(),
             max_file_size=self.args.max_file_size,
+            original_format=getattr(self.args, "original_format", False),
         )
 
     def validate(self) -> int:
@@ -533,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before the command is kept by the subcommand, so the same words with "apply" after them
         # are that apply.
         args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "apply"])
+        args.original_format = True  # its files' unkeyed queue bindings use the queue's name
     cli = _Cli(args)
     password = ""
     try:

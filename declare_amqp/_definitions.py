@@ -367,7 +367,21 @@ class _Reader:
                 )
             )
         queues = []
+        server_named: set[tuple[str, str]] = set()
         for f, line in self.entries(doc, "queues"):
+            if f["name"].startswith("amq."):
+                # a server-named queue (amq.gen-...) in an export: the broker's import skips
+                # it with a warning and imports the rest, and so does this reader
+                server_named.add((self.vhost_of(f), f["name"]))
+                self.warnings.append(
+                    Problem(
+                        "skipped: names starting with 'amq.' are the broker's (a server-named "
+                        "queue in an export); the broker's own import skips it too",
+                        self.at(line),
+                        f"queue '{f['name']}' (vhost {self.vhost_of(f)})",
+                    )
+                )
+                continue
             arguments = dict(f.get("arguments") or {})
             queue_type = arguments.pop("x-queue-type", None) or f.get("type") or "classic"
             queues.append(
@@ -386,6 +400,17 @@ class _Reader:
             if f["destination_type"] not in ("queue", "exchange"):
                 self.problems.append(
                     Problem("destination_type must be queue or exchange", self.at(line), "binding")
+                )
+                continue
+            if f["destination_type"] == "queue" and (
+                (self.vhost_of(f), f["destination"]) in server_named
+            ):
+                self.warnings.append(
+                    Problem(
+                        f"skipped: its queue '{f['destination']}' is skipped (server-named)",
+                        self.at(line),
+                        f"binding {f['source']} -> {f['destination']}",
+                    )
                 )
                 continue
             bindings.append(
@@ -525,6 +550,11 @@ class _Reader:
         for raw, line in self.objects(doc, "parameters"):
             component, value = raw.get("component"), raw.get("value")
             name = raw.get("name")
+            modelled = component == "vhost-limits" or component == "operator_policy"
+            if not modelled and all(c.component != component for c in COMPONENTS):
+                # e.g. federation-upstream-set (its value is a list): the broker's, not ours
+                ignored.append(raw)
+                continue
             if not isinstance(value, dict) or not isinstance(name, str):
                 self.problems.append(
                     Problem("a parameter needs a 'name' and an object 'value'", self.at(line))

@@ -35,6 +35,7 @@ from ._format import Key
 
 if TYPE_CHECKING:
     from ._management import ManagementClient
+    from ._model import PolicySpec
     from ._plan import Change
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -618,41 +619,81 @@ def definitions_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
     return entry
 
 
-def missing_plugins(
-    management: ManagementClient, desired: Sequence[ParameterSpec]
-) -> list[Problem]:
-    """The plugins the files' upstreams and shovels need and the broker does not run.
+def _running(management: ManagementClient, plugins: set[str]) -> set[str]:
+    """Which of ``plugins`` (federation, shovel) the broker runs, as far as it shows.
 
     Federation registers the exchange type ``x-federation-upstream`` (listed in the
     overview); shovels are seen through ``GET /api/shovels`` of rabbitmq_shovel_management.
     """
-    running: set[str] = set()
-    kinds = {d.kind for d in desired}
 
     def answers(path: str) -> bool:
         # 401: this user may not list them (e.g. a policymaker): the plugin may well run.
         return management.request("GET", path, refused_ok=True).status_code in (200, 401)
 
-    if "federation upstream" in kinds and (
+    running: set[str] = set()
+    if FEDERATION.plugin in plugins and (
         "x-federation-upstream" in management.exchange_types or answers("/api/federation-links")
     ):
         running.add(FEDERATION.plugin)
-    if "shovel" in kinds and answers("/api/shovels"):
+    if SHOVEL.plugin in plugins and answers("/api/shovels"):
         running.add(SHOVEL.plugin)
+    return running
+
+
+def _not_enabled(plugin: str, what: str) -> str:
+    return (
+        f"the {plugin} plugin is not enabled on the broker, so {what} "
+        f"(`rabbitmq-plugins enable {plugin} {plugin}_management`)"
+    )
+
+
+def missing_plugins(
+    management: ManagementClient, desired: Sequence[ParameterSpec]
+) -> list[Problem]:
+    """The plugins the files' upstreams and shovels need and the broker does not run."""
+    running = _running(management, {_component(d.kind).plugin for d in desired})
     problems = []
     for spec in desired:
         comp = _component(spec.kind)
         if comp.plugin not in running:
             problems.append(
                 Problem(
-                    f"the {comp.plugin} plugin is not enabled on the broker, so it has no "
-                    f"{comp.kind}s (`rabbitmq-plugins enable {comp.plugin} "
-                    f"{comp.plugin}_management`)",
+                    _not_enabled(comp.plugin, f"it has no {comp.kind}s"),
                     spec.location,
                     spec.label,
                 )
             )
     return problems
+
+
+# Policy keys that only a plugin knows: the broker refuses a policy holding one while the
+# plugin is off ("... are not recognised policy settings"), after the writes before it.
+PLUGIN_POLICY_KEYS = {
+    "federation-upstream": FEDERATION.plugin,
+    "federation-upstream-set": FEDERATION.plugin,
+}
+
+
+def policy_plugin_problems(
+    management: ManagementClient, policies: Iterable[PolicySpec]
+) -> list[Problem]:
+    """Policies whose keys need a plugin the broker does not run (checked at plan time)."""
+    needed = [
+        (p, key, PLUGIN_POLICY_KEYS[key])
+        for p in policies
+        for key in sorted(p.definition)
+        if key in PLUGIN_POLICY_KEYS
+    ]
+    if not needed:
+        return []
+    running = _running(management, {plugin for _, _, plugin in needed})
+    return [
+        Problem(
+            _not_enabled(plugin, f"the broker refuses the policy key '{key}'"), p.location, p.label
+        )
+        for p, key, plugin in needed
+        if plugin not in running
+    ]
 
 
 def plan_dynamic(

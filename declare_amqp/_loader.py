@@ -114,8 +114,14 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 class _FileReader:
     """Turns one parsed file into model objects, collecting problems."""
 
-    def __init__(self, path: str, override_vhost: str | None, fallback_vhost: str) -> None:
+    def __init__(
+        self, path: str, override_vhost: str | None, fallback_vhost: str, original: bool = False
+    ) -> None:
         self.path = path
+        # the original declare-amqp's file (`--config FILE`): a queue binding without a key
+        # is bound with the queue's name, as its pika queue_bind(queue, exchange) did
+        self.original = original
+        self.unkeyed: list[tuple[BindingSpec, str]] = []
         self.override_vhost = override_vhost
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
@@ -192,12 +198,15 @@ class _FileReader:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
         explicit = self.override_vhost or top.get("vhost")
+        bindings = tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc))
+        exchanges = tuple(self._exchanges(doc))
         return Topology(
+            warnings=tuple(self._unkeyed_warnings(exchanges)),
             named=(explicit,) if explicit else (),
             vhosts=tuple(self._vhosts(doc)),
-            exchanges=tuple(self._exchanges(doc)),
+            exchanges=exchanges,
             queues=tuple(self._queues(doc)),
-            bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
+            bindings=bindings,
             policies=tuple(self._policies(doc)),
             consumers=tuple(self._consumers(doc)),
             access=read_access(self, doc),
@@ -295,14 +304,37 @@ class _FileReader:
                 f = self.fields(raw, QUEUE_BINDING_KEYS, f"binding of queue '{queue}'", line)
                 if f is None or not isinstance(queue, str) or not isinstance(vhost, str):
                     continue
-                yield BindingSpec(
+                unkeyed = f.get("routing_key") is None and f.get("binding_key") is None
+                binding = BindingSpec(
                     vhost=vhost,
                     source=f["exchange"],
                     destination=queue,
                     destination_type="queue",
-                    routing_key=self._routing_key(f, line, f"binding of queue '{queue}'"),
+                    routing_key=queue
+                    if unkeyed and self.original
+                    else self._routing_key(f, line, f"binding of queue '{queue}'"),
                     arguments=dict(f.get("arguments") or {}),
                     location=self.at(line),
+                )
+                if unkeyed and not self.original:
+                    self.unkeyed.append((binding, queue))
+                yield binding
+
+    def _unkeyed_warnings(self, exchanges: Sequence[ExchangeSpec]) -> Iterable[Problem]:
+        """A queue binding without a key to a direct or topic exchange is bound with '' here
+        (as in definitions JSON); the original declare-amqp bound it with the queue's name,
+        so messages routed by that name would become unroutable after switching tools."""
+        types = {(x.vhost, x.name): x.type for x in exchanges}
+        for binding, queue in self.unkeyed:
+            builtin = binding.source[4:] if binding.source.startswith("amq.") else None
+            kind = types.get((binding.vhost, binding.source), builtin)
+            if kind in ("direct", "topic"):
+                yield Problem(
+                    f"no binding_key: bound with '' (only messages published with an empty "
+                    f"routing key match); the original declare-amqp bound it with the queue's "
+                    f"name '{queue}' (write binding_key: {queue} to keep that)",
+                    binding.location,
+                    binding.label,
                 )
 
     def _top_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
@@ -410,7 +442,7 @@ def parse_unvalidated(
 
 
 def _parse(
-    text: str, path: str, vhost: str | None, default_vhost: str
+    text: str, path: str, vhost: str | None, default_vhost: str, original: bool = False
 ) -> tuple[Topology, list[Problem]]:
     loader = _Loader(text)
     loader.duplicate_keys = []
@@ -436,7 +468,7 @@ def _parse(
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
     finally:
         loader.dispose()
-    reader = _FileReader(path, vhost, default_vhost)
+    reader = _FileReader(path, vhost, default_vhost, original)
     for key, line, first in loader.duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)
@@ -513,9 +545,11 @@ def read_unvalidated(
     vhost: str | None = None,
     default_vhost: str = "/",
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    original_format: bool = False,
 ) -> tuple[Topology, list[Problem]]:
     """Like ``load_unvalidated``, but returns what could be read together with the
-    problems."""
+    problems. ``original_format``: YAML files are the original declare-amqp's (``--config``),
+    whose queue bindings without a key are bound with the queue's name."""
     problems: list[Problem] = []
     parts: list[Topology] = []
     for path in paths:
@@ -526,7 +560,7 @@ def read_unvalidated(
         if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
             topology, found = parse_definitions(text, path, vhost, default_vhost)
         else:
-            topology, found = _parse(text, path, vhost, default_vhost)
+            topology, found = _parse(text, path, vhost, default_vhost, original_format)
         problems.extend(found)
         parts.append(topology)
     merged, merge_problems = _merge(parts)

@@ -42,3 +42,34 @@ def test_a_file_over_the_size_limit_applies_nothing(declare: Any) -> None:
     assert declare.is_empty()
     assert declare("apply", "--max-file-size", "4K", fine).code == 0
     assert declare.names("queues") == {"fine"}
+
+
+def test_a_policy_key_of_a_plugin_that_is_not_enabled_is_refused_at_plan_time(
+    declare: Any,
+) -> None:
+    """Before: plan said nothing, apply wrote the queue and then the broker refused the
+    policy ("federation-upstream-set ... not recognised"), so the rest was never written."""
+    with declare.broker.http() as http:
+        types = {t["name"] for t in http.get("/api/overview").json()["exchange_types"]}
+    if "x-federation-upstream" in types:
+        pytest.skip("this broker runs the federation plugin")
+    f = declare.write(
+        "fed.yml",
+        """
+        queues:
+          - name: fine
+        policies:
+          - name: fed
+            pattern: "^fed[.]"
+            apply_to: exchanges
+            definition:
+              federation-upstream-set: all
+        """,
+    )
+    for command in ("plan", "apply"):
+        result = declare(command, f)
+        declare.assert_clean_failure(result)
+        assert "fed.yml:4: policy 'fed'" in result.err, result
+        assert "rabbitmq_federation plugin is not enabled" in result.err, result
+        assert "'federation-upstream-set'" in result.err, result
+    assert declare.is_empty()
