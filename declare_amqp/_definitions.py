@@ -646,6 +646,10 @@ class _AccessReader:
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         self.outer.problems.append(Problem(message, self.at(line), obj))
 
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
+        self.outer.warnings.append(Problem(message, self.at(line), obj))
+
     def entries(self, doc: dict[str, Any], key: str) -> list[tuple[_Object, int]]:
         found: list[tuple[_Object, int]] = doc.get(key, [])
         return found

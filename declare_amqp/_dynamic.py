@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
 _STR_OR_LIST = (str, list)  # a URI key: one, or a list (of strings, at least one)
 _LITERAL = "the file (no password)"  # the uri_refs entry of a URI given literally
+_LITERAL_SECRET = "the file (with a password, not shown)"  # ... that holds a password
 
 # One URI, or several in the order the broker keeps them (a list of one is its one URI).
 Uris = str | tuple[str, ...]
@@ -221,10 +222,13 @@ def read_dynamic(reader: Any, doc: Mapping[str, Any]) -> list[ParameterSpec]:
     return found
 
 
-def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> list[tuple[int, str]]:
-    """(line, message) of each literal URI that holds a password or is no string: checked
-    before the key table, whose messages would repeat the value."""
-    found: list[tuple[int, str]] = []
+def _literal_problems(
+    comp: Component, raw: Mapping[str, Any], line: int
+) -> list[tuple[int, str, bool]]:
+    """(line, message, fatal) of each literal URI that holds a password (a warning: the
+    broker's import takes it) or is no string (an error): checked before the key table, whose
+    messages would repeat the value."""
+    found: list[tuple[int, str, bool]] = []
     spelled = getattr(raw, "spelled", {})  # a definitions file's src-uri, ...
     for uri_key in comp.uri_keys:
         value = raw.get(uri_key)
@@ -232,15 +236,16 @@ def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> lis
             continue
         given = spelled.get(uri_key, uri_key)
         sep = "-" if "-" in given else "_"
-        use = f"use {given}{sep}env or {given}{sep}file"
+        use = f"prefer {given}{sep}env or {given}{sep}file (--strict refuses it)"
         key_line = getattr(raw, "key_lines", {}).get(uri_key, line)
         if isinstance(value, str):
             if _has_password(value):
                 found.append(
                     (
                         key_line,
-                        f"'{given}' holds a password, which is not allowed in a topology file; "
-                        + use,
+                        f"'{given}' holds a password, a secret in a topology file (it would be in "
+                        "version control; it is never printed); " + use,
+                        False,
                     )
                 )
         elif isinstance(value, list):
@@ -248,19 +253,24 @@ def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> lis
             for i, item in enumerate(value):
                 if not isinstance(item, str):
                     found.append(
-                        (lines[i], f"'{given}' item {i + 1} must be a URI string (not shown)")
+                        (lines[i], f"'{given}' item {i + 1} must be a URI string (not shown)", True)
                     )
                 elif _has_password(item):
                     found.append(
                         (
                             lines[i],
-                            f"'{given}' item {i + 1} holds a password, which is not allowed "
-                            f"in a topology file; {use} (each takes a list too)",
+                            f"'{given}' item {i + 1} holds a password, a secret in a topology "
+                            f"file (never printed); {use}",
+                            False,
                         )
                     )
         else:
             found.append(
-                (key_line, f"'{given}' must be a URI or a list of URIs (the value is not shown)")
+                (
+                    key_line,
+                    f"'{given}' must be a URI or a list of URIs (the value is not shown)",
+                    True,
+                )
             )
     return found
 
@@ -270,9 +280,10 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
     if problems:
         name = raw.get("name")
         label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
-        for key_line, message in problems:
-            reader.problem(key_line, message, label)
-        return None
+        for key_line, message, fatal in problems:
+            (reader.problem if fatal else reader.warn)(key_line, message, label)
+        if any(fatal for _, _, fatal in problems):
+            return None
     f = reader.fields(raw, comp.keys, comp.kind, line)
     if f is None:
         return None
@@ -297,7 +308,8 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
             elif given[0].endswith("_file"):
                 refs[uri_key] = _one_or_many(items)
             else:
-                refs[uri_key] = _LITERAL
+                secret = any(_has_password(i) for i in items)
+                refs[uri_key] = _LITERAL_SECRET if secret else _LITERAL
                 literals[uri_key] = _one_or_many(items)
     if comp is SHOVEL:
         for side in ("src", "dest"):

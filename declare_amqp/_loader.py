@@ -125,12 +125,17 @@ class _FileReader:
         self.override_vhost = override_vhost
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
 
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         self.problems.append(Problem(message, self.at(line), obj))
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
+        self.warnings.append(Problem(message, self.at(line), obj))
 
     def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
         """Check one mapping against its key table; returns the values or None."""
@@ -200,8 +205,9 @@ class _FileReader:
         explicit = self.override_vhost or top.get("vhost")
         bindings = tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc))
         exchanges = tuple(self._exchanges(doc))
+        access = read_access(self, doc)  # before the warnings: it adds to them
         return Topology(
-            warnings=tuple(self._unkeyed_warnings(exchanges)),
+            warnings=(*self._unkeyed_warnings(exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
             vhosts=tuple(self._vhosts(doc)),
             exchanges=exchanges,
@@ -209,7 +215,7 @@ class _FileReader:
             bindings=bindings,
             policies=tuple(self._policies(doc)),
             consumers=tuple(self._consumers(doc)),
-            access=read_access(self, doc),
+            access=access,
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:

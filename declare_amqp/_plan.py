@@ -310,7 +310,15 @@ def describe(spec: Spec) -> dict[str, Any]:
 
 # Bookkeeping fields of the specs, neither compared nor shown.
 _NOT_SHOWN = frozenset(
-    {"location", "type_given", "origin", "password_hash", "literal_uris", "uri_digests"}
+    {
+        "location",
+        "type_given",
+        "origin",
+        "password_hash",
+        "password",  # a user's literal password: compared by re-hashing, never shown
+        "literal_uris",
+        "uri_digests",
+    }
 )
 
 

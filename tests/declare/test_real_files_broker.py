@@ -13,7 +13,12 @@ refused or got wrong; each test writes its own small file of that shape.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
 
 ORIGINAL = """
 exchanges:
@@ -129,3 +134,49 @@ def test_an_unmodelled_parameter_component_is_ignored_with_a_warning(declare: An
     assert "federation-upstream-set/location-1" in result.err
     assert "a parameter needs a 'name'" not in result.err
     assert declare.names("queues") == {"fine"}
+
+
+def test_a_literal_password_is_accepted_with_a_warning_hashed_and_never_printed(
+    declare: Any,
+) -> None:
+    """Before: refused (the broker's import accepts it). Now: a warning, --strict refuses,
+    the user can log in with it, and neither plan, apply nor a re-plan prints it."""
+    user = f"h19-literal-{uuid.uuid4().hex[:8]}"
+    secret = f"Lit3ral-{uuid.uuid4().hex[:8]}"
+    f = _definitions(
+        declare,
+        {
+            "users": [{"name": user, "password": secret, "tags": ""}],
+            "permissions": [
+                {"user": user, "vhost": "/", "configure": "", "write": "", "read": ".*"}
+            ],
+            "queues": [{"name": "fine", "durable": True, "auto_delete": False, "arguments": {}}],
+        },
+    )
+    try:
+        strict = declare("plan", "--strict", f)
+        assert strict.code == 1, strict
+        assert secret not in strict.text
+        result = declare("apply", f)
+        assert result.code == 0, result
+        assert "a literal password in a topology file" in result.err, result
+        assert secret not in result.text
+        again = declare("plan", "--detailed-exitcode", f)
+        assert again.code == 0, again  # the password matches by re-hashing: converged
+        assert secret not in again.text
+        with declare.broker.http() as http:
+            stored = http.get(f"/api/users/{user}").json()
+        assert stored["password_hash"] and secret not in json.dumps(stored)
+        # the user logs in with the file's password (over AMQP, to the test vhost), and
+        # not with another
+        connection = pika.BlockingConnection(
+            pika.URLParameters(declare.url(user=user, password=secret))
+        )
+        connection.close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(
+                pika.URLParameters(declare.url(user=user, password=secret + "-wrong"))
+            )
+    finally:
+        with declare.broker.http() as http:
+            http.delete(f"/api/users/{user}")

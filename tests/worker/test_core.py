@@ -389,7 +389,9 @@ def test_cli_takes_the_url_from_the_environment(
     from priority_worker._cli import main
 
     monkeypatch.setenv("AMQP_URL", "amqp://u:envsecret@127.0.0.1:1/")
-    assert main(["run", "json:loads", "--queue", "q=x"]) == 2
+    with pytest.raises(SystemExit) as stop:  # a bad --queue: usage error from argparse
+        main(["run", "json:loads", "--queue", "q=x"])
+    assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "NAME=PREFETCH" in err or "prefetch" in err
     monkeypatch.delenv("AMQP_URL")
