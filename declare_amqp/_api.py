@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pika and rich only when writing
     from rich.console import Console
 
     from ._amqp import AmqpFailure
+    from ._rollback import Rollback
 
 
 def load(
@@ -77,6 +78,7 @@ class ApplyResult:
     remaining: Plan  # what still differs afterwards (empty when the broker matches)
     seconds: float
     refused: int = field(default=0)
+    rollback: Rollback | None = None  # after a refused write: what was undone, what was not
 
     @property
     def matches(self) -> bool:
@@ -94,6 +96,14 @@ class ApplyResult:
             "refused": self.refused,
             "matches": self.matches,
             "seconds": round(self.seconds, 3),
+            **(
+                {
+                    "rolled_back": self.rollback.complete,
+                    "not_undone": list(self.rollback.not_undone),
+                }
+                if self.rollback is not None
+                else {}
+            ),
         }
 
 
@@ -225,4 +235,5 @@ class Session:
             remaining=remaining,
             seconds=seconds,
             refused=len(remaining.refused),
+            rollback=report.rollback if report else None,
         )

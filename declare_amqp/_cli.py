@@ -440,6 +440,11 @@ class _Cli:
             self.err.print(f"[bold red]error:[/] {failure}")
         for change in plan.refused:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
+        if result.rollback is not None:
+            # the broker refused a write: what this run wrote was undone (or is listed)
+            style = "green" if result.rollback.complete else "bold red"
+            self.err.print(f"[{style}]{escape(result.rollback.summary())}[/]")
+            return
         if result.ok:
             self.out.print(
                 f"[green]Applied[/] in {result.seconds:.2f} s: "

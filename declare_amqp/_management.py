@@ -437,6 +437,12 @@ class ManagementClient:
             f"granting '{self.address.user}' permissions on vhost '{name}'",
         )
 
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost and everything in it (the rollback's undo of a vhost it created)."""
+        response = self.request("DELETE", f"/api/vhosts/{_q(name)}")
+        if response.status_code != 404:
+            self.checked(response, f"deleting vhost '{name}'")
+
     def put_policy(self, p: PolicySpec) -> None:
         self.checked(
             self.request(
