@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._access import access_plan, check_privileges, validate_access
+from ._access import access_plan, check_privileges, validate_access, whoami
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._dynamic import policy_plugin_problems
@@ -19,6 +19,7 @@ from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
 from ._model import Topology
+from ._permissions import Permissions, permission_problems
 from ._plan import Plan, note_broker_defaults, plan
 from ._validate import (
     check_broker_version,
@@ -187,7 +188,34 @@ class Session:
         )
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
-        return access_plan(self.management, desired, result, prune=prune)
+        result = access_plan(self.management, desired, result, prune=prune)
+        return self._check_permissions(result)
+
+    def _check_permissions(self, the_plan: Plan) -> Plan:
+        """The user's permissions against every AMQP write (``_permissions``): a refusal is a
+        TopologyError naming file, line and object; unreadable permissions are a note."""
+        if not any(c.kind in ("exchange", "queue", "binding") for c in the_plan.writes):
+            return the_plan
+        user, _ = whoami(self.management)
+        rows = self.management.permissions_of(user)
+        if rows is None:
+            note = (
+                f"the permission check was skipped: user '{user}' may not read its permissions "
+                "(only an administrator may); should the broker refuse a write, apply rolls "
+                "back what it wrote"
+            )
+            return dataclasses.replace(the_plan, notes=(*the_plan.notes, note))
+        granted = {
+            str(r.get("vhost")): Permissions(
+                str(r.get("configure", "")), str(r.get("write", "")), str(r.get("read", ""))
+            )
+            for r in rows
+        }
+        new = [c.name for c in the_plan.writes if c.kind == "vhost" and c.action == "create"]
+        problems = permission_problems(user, the_plan.writes, granted, new)
+        if problems:
+            raise TopologyError(sort_problems(problems))
+        return the_plan
 
     def apply(
         self,

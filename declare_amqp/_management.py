@@ -437,6 +437,15 @@ class ManagementClient:
             f"granting '{self.address.user}' permissions on vhost '{name}'",
         )
 
+    def permissions_of(self, user: str) -> list[dict[str, Any]] | None:
+        """``user``'s permissions in every vhost; None when this user may not read them
+        (only an administrator may)."""
+        response = self.request("GET", f"/api/users/{_q(user)}/permissions", refused_ok=True)
+        if response.status_code != 200:
+            return None
+        found: list[dict[str, Any]] = response.json()
+        return found
+
     def delete_vhost(self, name: str) -> None:
         """Delete a vhost and everything in it (the rollback's undo of a vhost it created)."""
         response = self.request("DELETE", f"/api/vhosts/{_q(name)}")

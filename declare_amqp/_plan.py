@@ -261,6 +261,8 @@ class Plan:
     # What prune leaves alone on purpose, with the reason (not changes: an otherwise empty
     # plan is still "no changes").
     kept: tuple[Change, ...] = field(default=())
+    # Checks the plan could not make (e.g. permissions a non-administrator may not read).
+    notes: tuple[str, ...] = field(default=())
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
@@ -294,6 +296,7 @@ class Plan:
             "changes": [c.to_dict() for c in self.changes],
             "warnings": [str(w) for w in self.warnings],
             "kept": [c.to_dict() for c in self.kept],
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 

@@ -127,7 +127,10 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
 
 
 def _kept(out: Callable[[str], object], plan: Plan, markup: bool) -> None:
-    """What prune spares on purpose, one line each (after the plan: they are no changes)."""
+    """What prune spares on purpose, one line each (after the plan: they are no changes);
+    then the checks the plan could not make."""
+    for note in plan.notes:
+        out(f"[yellow]note:[/] {escape(note)}" if markup else f"note: {note}")
     for c in plan.kept:
         text = f"  = {c.kind:<8} {c.name}  {c.message} (vhost {c.vhost})"
         out(f"[dim]{escape(text)}[/]" if markup else text)

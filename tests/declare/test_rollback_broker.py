@@ -121,8 +121,67 @@ def test_a_permission_refusal_mid_apply_is_rolled_back(
     assert result.code == 1, result
     assert "q-late" in result.err and "403" in result.err, result
     assert "rolled back: the broker is as it was" in result.err, result
+    assert "note: the permission check was skipped" in result.out, result
     assert password not in result.text
     assert _state(declare) == before
     # and a rerun by an administrator converges as usual
     assert declare("apply", f).code == 0
     assert declare.names("queues") == {"q-ok", "q-late"}
+
+
+def test_a_rerun_after_sigkill_mid_apply_converges(declare: Any) -> None:
+    """SIGKILL cannot roll back: the apply is killed with part of the topology written, and
+    the next apply finishes it (plan afterwards: nothing to do)."""
+    import signal
+
+    from waiting import wait_until_blocking
+
+    count = 1500
+    text = "exchanges:\n  - name: fan\n    type: topic\nqueues:\n" + "".join(
+        f"  - name: q{i:04}\n    bindings:\n      - exchange: fan\n        binding_key: k{i}\n"
+        for i in range(count)
+    )
+    f = declare.write("big.yml", text)
+    proc = declare.start("apply", f)
+
+    def some_written() -> bool:
+        assert proc.poll() is None, "the apply ended before it could be killed"
+        return bool(declare.names("queues"))
+
+    wait_until_blocking(some_written, 180, "the first queues written")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    partial = len(declare.names("queues"))
+    assert 0 < partial < count, f"killed too late to test a partial apply ({partial} queues)"
+    rerun = declare("apply", f)
+    assert rerun.code == 0, rerun
+    assert len(declare.names("queues")) == count
+    assert len(declare.bindings()) == count
+    assert declare("plan", "--detailed-exitcode", f).code == 0
+
+
+def test_an_administrator_s_permissions_are_checked_at_plan_time(declare: Any) -> None:
+    """An administrator may read its permissions: a queue its configure permission misses is
+    refused by plan and apply with file, line and object, before the first write."""
+    name, password = f"h19-admin-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    declare.put(f"/api/users/{name}", {"password": password, "tags": "administrator"})
+    declare.put(
+        f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
+        {"configure": "^(e1|q-ok)$", "write": ".*", "read": ".*"},
+    )
+    try:
+        f = declare.write("topology.yml", TOPOLOGY)
+        target = ["--url", declare.url(user=name, password=password)]
+        target += ["--management-url", declare.broker.management_url]
+        for command in ("plan", "apply"):
+            result = declare(command, f, *target, connect=False)
+            declare.assert_clean_failure(result)
+            line = declare.line_of(f, "name: q-late")
+            assert f"topology.yml:{line}: queue 'q-late'" in result.err, result
+            assert f"user '{name}' may not create it" in result.err, result
+            assert "configure on queue 'q-late'" in result.err, result
+        assert declare.is_empty()
+        assert declare.definitions().get("policies", []) == []
+    finally:
+        with declare.broker.http() as http:
+            http.delete(f"/api/users/{name}")
