@@ -142,13 +142,15 @@ def test_a_rerun_after_sigkill_mid_apply_converges(declare: Any) -> None:
         for i in range(count)
     )
     f = declare.write("big.yml", text)
-    proc = declare.start("apply", f)
+    # JSON prints nothing before the apply ends: the text plan (3,001 lines) would fill the
+    # pipe, which this test reads only after the kill
+    proc = declare.start("apply", "--format", "json", f)
 
     def some_written() -> bool:
         assert proc.poll() is None, "the apply ended before it could be killed"
         return bool(declare.names("queues"))
 
-    wait_until_blocking(some_written, 180, "the first queues written")
+    wait_until_blocking(some_written, 120, "the first queues written")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     partial = len(declare.names("queues"))
