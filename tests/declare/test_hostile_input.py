@@ -177,3 +177,33 @@ def test_a_plan_line_cannot_be_forged_by_a_name() -> None:
     text = out.getvalue()
     assert "evil\\n  + queue forged\\x1b[2J" in text, text
     assert "\x1b" not in text and "\n  + queue forged" not in text
+
+
+def test_the_password_is_not_masked_inside_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: with the default password 'guest' a user 'limited_guest' printed as
+    'limited_***' (even in validate, which uses no broker) and a user named 'guest' as ***."""
+    path = tmp_path / "t.yml"
+    path.write_text(
+        "users:\n  - name: limited_guest\n    tagz: []\n  - name: guest\n    tagz: []\n"
+    )
+    code, text = _run(["validate", str(path)], capsys)
+    assert code == 1
+    assert "user 'limited_guest'" in text and "user 'guest'" in text, text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("amqp://app:guest@h/", "amqp://app:***@h/"),
+        ('{"password": "guest"}', '{"password": "***"}'),
+        ("login guest refused", "login *** refused"),
+        ("queue 'guest-events' and user 'guest'", "queue 'guest-events' and user 'guest'"),
+        ("limited_guest", "limited_guest"),
+    ],
+)
+def test_a_secret_is_masked_where_it_stands_as_a_secret(text: str, shown: str) -> None:
+    from declare_amqp.urls import redact
+
+    assert redact(text, "guest") == shown
