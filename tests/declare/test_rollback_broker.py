@@ -187,3 +187,36 @@ def test_an_administrator_s_permissions_are_checked_at_plan_time(declare: Any) -
     finally:
         with declare.broker.http() as http:
             http.delete(f"/api/users/{name}")
+
+
+def test_the_broker_identity_check_works_for_a_policymaker(
+    declare: Any, policymaker: tuple[str, str]
+) -> None:
+    """A non-administrator sees no listeners in the overview; before, the check that the
+    management API belongs to the --url broker was skipped and `plan --url ...:PORT/` printed
+    a plan for a broker it never reached, exit 0. Now the AMQP port's greeting must name the
+    management API's cluster (and does, for the real port)."""
+    user, password = policymaker
+    f = declare.write("topology.yml", "queues:\n  - name: fine\n")
+    wrong = declare(
+        "plan",
+        f,
+        "--url",
+        declare.url(user=user, password=password, port=declare.closed_port()),
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+    )
+    declare.assert_clean_failure(wrong)
+    assert "but no broker of that cluster answers" in wrong.err, wrong
+    assert password not in wrong.text
+    right = declare(
+        "plan",
+        f,
+        "--url",
+        declare.url(user=user, password=password),
+        "--management-url",
+        declare.broker.management_url,
+        connect=False,
+    )
+    assert right.code == 0, right
