@@ -299,7 +299,12 @@ class ManagementClient:
                     f"not {node.port} ({node.amqp_display})"
                 )
                 continue
-            if not amqp_ports and not _same_cluster(node, cluster, context=context):
+            if (
+                not amqp_ports
+                and isinstance(cluster, str)
+                and cluster  # every broker names its cluster; without a name, nothing to check
+                and not _same_cluster(node, cluster, context=context)
+            ):
                 client.close()
                 # A non-administrator sees no listeners: the broker's greeting on the AMQP
                 # port must name the management API's cluster instead.
