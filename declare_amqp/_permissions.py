@@ -61,21 +61,23 @@ def _compiled(pattern: str) -> re.Pattern[str]:
         return re.compile(r"(?!)")
 
 
+# The argument naming an exchange that a declare of this kind also writes to.
+_WRITES_TO = {
+    ExchangeSpec: ("exchange", "alternate-exchange"),
+    QueueSpec: ("queue", "x-dead-letter-exchange"),
+}
+
+
 def _needs(change: Change) -> Iterable[tuple[str, str, str]]:
     """(access, kind, name) the change needs; for a delete the configure alone."""
     spec = change.spec
-    if isinstance(spec, ExchangeSpec):
-        yield "configure", "exchange", spec.name
-        alternate = spec.arguments.get("alternate-exchange")
-        if change.action == CREATE and isinstance(alternate, str):
-            yield "read", "exchange", spec.name
-            yield "write", "exchange", alternate
-    elif isinstance(spec, QueueSpec):
-        yield "configure", "queue", spec.name
-        dlx = spec.arguments.get("x-dead-letter-exchange")
-        if change.action == CREATE and isinstance(dlx, str):
-            yield "read", "queue", spec.name
-            yield "write", "exchange", dlx
+    if isinstance(spec, ExchangeSpec | QueueSpec):
+        kind, argument = _WRITES_TO[type(spec)]
+        yield "configure", kind, spec.name
+        target = spec.arguments.get(argument)
+        if change.action == CREATE and isinstance(target, str):
+            yield "read", kind, spec.name
+            yield "write", "exchange", target
     elif isinstance(spec, BindingSpec):
         yield "write", spec.destination_type, spec.destination
         yield "read", "exchange", spec.source

@@ -10,6 +10,7 @@ Two refusals injected mid-apply, each with its own input:
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -87,14 +88,23 @@ def test_a_refusal_between_plan_and_apply_is_rolled_back(declare: Any) -> None:
     assert result.to_dict()["rolled_back"] is True
 
 
-@pytest.fixture
-def policymaker(declare: Any) -> Iterator[tuple[str, str]]:
-    """A policymaker who may configure e1 and q-ok only (not q-late), in the test vhost."""
-    name, password = f"h19-pm-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    declare.put(f"/api/users/{name}", {"password": password, "tags": "policymaker"})
+def _as(declare: Any, user: str, password: str, *args: str, port: int | None = None) -> Any:
+    """``declare-amqp ARGS`` as ``user`` (on ``port`` instead of the broker's, if given)."""
+    url = declare.url(user=user, password=password, port=port)
+    return declare(
+        *args, "--url", url, "--management-url", declare.broker.management_url, connect=False
+    )
+
+
+@contextlib.contextmanager
+def _user(declare: Any, tags: str, configure: str) -> Iterator[tuple[str, str]]:
+    """A user with ``tags`` who may configure what ``configure`` matches in the test vhost
+    (and write and read everything); deleted afterwards."""
+    name, password = f"h19-{tags[:5]}-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    declare.put(f"/api/users/{name}", {"password": password, "tags": tags})
     declare.put(
         f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
-        {"configure": "^(e1|q-ok)$", "write": ".*", "read": ".*"},
+        {"configure": configure, "write": ".*", "read": ".*"},
     )
     try:
         yield name, password
@@ -103,21 +113,20 @@ def policymaker(declare: Any) -> Iterator[tuple[str, str]]:
             http.delete(f"/api/users/{name}")
 
 
+@pytest.fixture
+def policymaker(declare: Any) -> Iterator[tuple[str, str]]:
+    """A policymaker who may configure e1 and q-ok only (not q-late), in the test vhost."""
+    with _user(declare, "policymaker", "^(e1|q-ok)$") as user:
+        yield user
+
+
 def test_a_permission_refusal_mid_apply_is_rolled_back(
     declare: Any, policymaker: tuple[str, str]
 ) -> None:
     user, password = policymaker
     f = declare.write("topology.yml", TOPOLOGY)
     before = _state(declare)
-    result = declare(
-        "apply",
-        f,
-        "--url",
-        declare.url(user=user, password=password),
-        "--management-url",
-        declare.broker.management_url,
-        connect=False,
-    )
+    result = _as(declare, user, password, "apply", f)
     assert result.code == 1, result
     assert "q-late" in result.err and "403" in result.err, result
     assert "rolled back: the broker is as it was" in result.err, result
@@ -165,18 +174,10 @@ def test_a_rerun_after_sigkill_mid_apply_converges(declare: Any) -> None:
 def test_an_administrator_s_permissions_are_checked_at_plan_time(declare: Any) -> None:
     """An administrator may read its permissions: a queue its configure permission misses is
     refused by plan and apply with file, line and object, before the first write."""
-    name, password = f"h19-admin-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    declare.put(f"/api/users/{name}", {"password": password, "tags": "administrator"})
-    declare.put(
-        f"/api/permissions/{declare.quote(declare.vhost)}/{name}",
-        {"configure": "^(e1|q-ok)$", "write": ".*", "read": ".*"},
-    )
-    try:
+    with _user(declare, "administrator", "^(e1|q-ok)$") as (name, password):
         f = declare.write("topology.yml", TOPOLOGY)
-        target = ["--url", declare.url(user=name, password=password)]
-        target += ["--management-url", declare.broker.management_url]
         for command in ("plan", "apply"):
-            result = declare(command, f, *target, connect=False)
+            result = _as(declare, name, password, command, f)
             declare.assert_clean_failure(result)
             line = declare.line_of(f, "name: q-late")
             assert f"topology.yml:{line}: queue 'q-late'" in result.err, result
@@ -184,9 +185,6 @@ def test_an_administrator_s_permissions_are_checked_at_plan_time(declare: Any) -
             assert "configure on queue 'q-late'" in result.err, result
         assert declare.is_empty()
         assert declare.definitions().get("policies", []) == []
-    finally:
-        with declare.broker.http() as http:
-            http.delete(f"/api/users/{name}")
 
 
 def test_the_broker_identity_check_works_for_a_policymaker(
@@ -198,25 +196,9 @@ def test_the_broker_identity_check_works_for_a_policymaker(
     management API's cluster (and does, for the real port)."""
     user, password = policymaker
     f = declare.write("topology.yml", "queues:\n  - name: fine\n")
-    wrong = declare(
-        "plan",
-        f,
-        "--url",
-        declare.url(user=user, password=password, port=declare.closed_port()),
-        "--management-url",
-        declare.broker.management_url,
-        connect=False,
-    )
+    wrong = _as(declare, user, password, "plan", f, port=declare.closed_port())
     declare.assert_clean_failure(wrong)
     assert "but no broker of that cluster answers" in wrong.err, wrong
     assert password not in wrong.text
-    right = declare(
-        "plan",
-        f,
-        "--url",
-        declare.url(user=user, password=password),
-        "--management-url",
-        declare.broker.management_url,
-        connect=False,
-    )
+    right = _as(declare, user, password, "plan", f)
     assert right.code == 0, right
