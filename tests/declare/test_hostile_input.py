@@ -207,3 +207,32 @@ def test_a_secret_is_masked_where_it_stands_as_a_secret(text: str, shown: str) -
     from declare_amqp.urls import redact
 
     assert redact(text, "guest") == shown
+
+
+REALWORLD = Path(__file__).resolve().parents[2].parent / "shared" / "realworld"
+
+
+@pytest.mark.skipif(not REALWORLD.is_dir(), reason=f"no real files at {REALWORLD}")
+def test_every_real_file_is_read_or_refused_with_its_file_and_line() -> None:
+    """The real definitions files (../shared/realworld, not part of the project): each loads,
+    or is refused with problems that name it; never another exception. The ones the broker's
+    import also takes, and the shapes issue 19 fixed, load."""
+    from declare_amqp import TopologyError, load
+
+    refused: dict[str, list[str]] = {}
+    for path in sorted(REALWORLD.rglob("*.json")):
+        try:
+            load([str(path)])
+        except TopologyError as exc:
+            assert all(p.location and p.location.file == str(path) for p in exc.problems)
+            refused[path.name] = [p.message for p in exc.problems]
+    for fixed in (
+        "rabbit__test__definition_import_SUITE_data__case9__case9a.json",  # amq.gen- queue
+        "rabbit__test__definition_import_SUITE_data__case11.json",  # amq.* queue
+        "rabbitmq_federation_common__test__definition_import_SUITE_data__case1.json",  # -set
+        "sda_definitions.json",  # a literal password
+        "dc_fed_definitions_.json",  # a URI with a password
+    ):
+        assert fixed not in refused, (fixed, refused.get(fixed))
+    assert "dc_fed_definitions.json" in refused  # not JSON
+    assert "rabbit__test__definition_import_SUITE_data__failing_case20.json" in refused
