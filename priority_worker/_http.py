@@ -9,6 +9,8 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from ._errors import ConfigurationError
+
 if TYPE_CHECKING:
     from ._worker import Worker
 
@@ -53,7 +55,12 @@ def serve_http(worker: Worker, port: int, host: str) -> tuple[HTTPServer, int]:
 def listen(app: tornado.web.Application, port: int, host: str) -> tuple[HTTPServer, int]:
     """Serve ``app`` on ``host:port`` (0: a free port) on the running loop; returns the
     server and its port."""
-    sockets = bind_sockets(port, address=host, family=socket.AF_INET)
+    try:
+        sockets = bind_sockets(port, address=host, family=socket.AF_INET)
+    except OSError as exc:  # busy port, unknown address: a setting to fix, not a crash
+        raise ConfigurationError(
+            f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
     server = HTTPServer(app)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

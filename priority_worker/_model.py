@@ -177,9 +177,12 @@ class Queue:
         if not sep or not name:
             raise ConfigurationError(f"queue spec {spec!r}: expected NAME=PREFETCH")
         try:
-            return cls(name, int(prefetch))
+            count = int(prefetch)
         except ValueError as exc:
             raise ConfigurationError(f"queue spec {spec!r}: prefetch is not a number") from exc
+        if not 1 <= count <= 65535:  # basic.qos carries prefetch_count as a 16-bit field
+            raise ConfigurationError(f"queue spec {spec!r}: prefetch must be in 1..65535")
+        return cls(name, count)
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         # Resolved by the last running handler to finish once stop() waits for them.
         self._drained: asyncio.Future[None] | None = None
+        self.abandoned = 0  # handlers still running when shutdown_timeout ran out
         self._http: HTTPServer | None = None
         # Set by from_topology: what start() checks on the broker before consuming.
         self.expected_topology: ExpectedTopology | None = None
@@ -336,8 +337,9 @@ class Worker:
                 await asyncio.wait_for(self._drained, self.shutdown_timeout)
             except asyncio.TimeoutError:
                 pass
-        if self._dispatcher.running():
-            log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
+        self.abandoned = self._dispatcher.running()
+        if self.abandoned:
+            log(logger, logging.WARNING, "shutdown_timeout", abandoned=self.abandoned)
         self._consumers.flush_acks()
         await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
         await self._link.close()
