@@ -10,7 +10,6 @@ from dataclasses import replace
 
 from ._config import broker_urls
 from ._confirms import ConfirmTracker
-from ._connection import PikaLink
 from ._errors import (
     PublishConnectionLost,
     PublisherClosed,
@@ -23,6 +22,7 @@ from ._link import AmqpChannel, ChannelGone, ConfirmingChannel, LinkFactory
 from ._log import log
 from ._metrics import Metrics
 from ._model import Properties
+from ._pika.connection import PikaLink
 
 logger = logging.getLogger("priority_worker.publisher")
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._config import broker_urls, check_queues, parse_mode
-from ._connection import PikaLink
 from ._consumers import Consumers, QueueState
 from ._handling import handle, is_async_handler
 from ._link import Delivery, LinkFactory
@@ -28,6 +27,7 @@ from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._outcomes import Ack
+from ._pika.connection import PikaLink
 from ._publisher import Publisher
 from ._republish import Republisher
 from ._runners import RunnerPool
@@ -260,33 +260,23 @@ class Worker:
         exists; it raises :class:`TopologyMismatch` naming every one that does not.
         Other keyword ``options`` are those of ``Worker(...)``.
         """
-        from ._topology import consumer_settings, url_vhost
+        from ._topology import worker_from_topology
 
-        files = [paths] if isinstance(paths, str) else list(paths)
-        urls = broker_urls(url)
-        overrides: dict[str, object] = {
-            "queues": list(queues) if queues else None,
-            "mode": mode,
-            "concurrency": concurrency,
-            "retry": retry,
-            "max_retries": max_retries,
-            "dead_letter_exchange": dead_letter_exchange,
-        }
-        for key, where in (sources or {}).items():
-            overrides[f"{key}_source"] = where
-        settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]), overrides=overrides)
-        worker = cls(
-            urls,
-            list(settings.queues),
+        return worker_from_topology(
+            cls,
+            paths,
+            consumer,
+            url,
             handler,
-            mode=settings.mode,
-            concurrency=settings.concurrency,
-            retry=settings.retry,
-            **options,  # type: ignore[arg-type]
+            queues=queues,
+            mode=mode,
+            concurrency=concurrency,
+            retry=retry,
+            max_retries=max_retries,
+            dead_letter_exchange=dead_letter_exchange,
+            sources=sources,
+            **options,
         )
-        worker.expected_topology = settings.expected
-        worker.settings_sources = dict(settings.sources)
-        return worker
 
     async def start(self) -> None:
         """Connect both links, start consuming and the HTTP server; returns when connected."""
@@ -297,7 +287,9 @@ class Worker:
         if self.http_port is not None:
             from ._http import serve_http
 
-            self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
+            self._http, self.http_port = serve_http(
+                lambda: self.ready, self.metrics.render, self.http_port, self.http_host
+            )
         if self.blocked_loop_warning:
             self._watchdog = LoopWatchdog(
                 self.blocked_loop_warning,
