@@ -17,7 +17,8 @@ Attributes the conventions define: ``messaging.system`` (``rabbitmq``),
 ``messaging.operation.type`` and ``.name``, ``messaging.destination.name`` (the exchange, empty
 for the default one), ``messaging.rabbitmq.destination.routing_key``, ``messaging.message.id``,
 ``messaging.message.conversation_id`` (the correlation id),
-``messaging.rabbitmq.message.delivery_tag``, ``messaging.message.body.size``, ``error.type``.
+``messaging.rabbitmq.message.delivery_tag``, ``error.type``. Opt-in ones are left out
+(``messaging.message.body.size``): each attribute costs the SDK a validation per span.
 The rest under ``priority_worker.``: ``queue``, ``attempt`` (1-based), ``outcome`` (``ack``,
 ``retry``, ``dead-letter``, ``reject``, ``requeue``, ``dropped``) and ``republish``.
 """
@@ -134,7 +135,6 @@ class OtelTracing:
         self,
         exchange: str,
         routing_key: str,
-        size: int,
         properties: Properties,
         confirmed: asyncio.Future[None],
     ) -> Properties:
@@ -144,7 +144,6 @@ class OtelTracing:
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
             "messaging.destination.name": exchange,
-            "messaging.message.body.size": size,
         }
         if routing_key:
             attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
@@ -182,7 +181,6 @@ class OtelTracing:
             "messaging.operation.name": "process",
             "messaging.destination.name": delivery.exchange,
             "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag,
-            "messaging.message.body.size": len(delivery.body),
             "priority_worker.queue": delivery.queue,
             "priority_worker.attempt": attempts_of(headers) + 1,
         }

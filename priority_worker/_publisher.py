@@ -303,7 +303,7 @@ class Publisher:
         data = body.encode() if isinstance(body, str) else bytes(body)
         tracing = self._tracing
         if tracing is not None:
-            props = tracing.sent(exchange, routing_key, len(data), props, future)
+            props = tracing.sent(exchange, routing_key, props, future)
         out = _Outgoing(exchange, routing_key, data, props, mandatory, future)
         channel = self._channel
         if self._backlog or self._blocked or channel is None:

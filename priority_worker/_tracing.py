@@ -49,7 +49,6 @@ class Tracing(Protocol):
         self,
         exchange: str,
         routing_key: str,
-        size: int,
         properties: Properties,
         confirmed: asyncio.Future[None],
     ) -> Properties:
