@@ -92,15 +92,18 @@ def test_an_email_that_fails_once_then_succeeds_is_one_trace(
 ) -> None:
     """request -> send -> process (retry, Retry recorded) -> send (retry, linked to the failed
     attempt) -> process (ack): parents, links, attributes; a sync handler sees its delivery's
-    span; JSON log lines made inside a span carry its ids."""
+    span, and its follow-up publish_blocking continues the trace; JSON log lines made inside a
+    span carry its ids."""
     provider, exporter = spans
-    declare_queues(vhost_url, "email")
+    declare_queues(vhost_url, "email", "email.sent")
     seen_in_handler: list[int] = []
 
     def send_email(message: Message) -> None:  # sync: runs in the thread pool
         seen_in_handler.append(trace.get_current_span().get_span_context().span_id)
         if message.attempts == 0:
             raise Retry(delay=0.5, reason="smtp greylisted")
+        assert message.publisher is not None
+        message.publisher.publish_blocking("", "email.sent", b"sent", timeout=10)
 
     async def scenario() -> None:
         worker = Worker(
@@ -131,7 +134,7 @@ def test_an_email_that_fails_once_then_succeeds_is_one_trace(
     found = list(exporter.get_finished_spans())
     (request,) = [s for s in found if s.name == "POST /signup"]
     assert {_trace(s) for s in found} == {_trace(request)}, "one trace"
-    send, resend = _by_kind(found, SpanKind.PRODUCER)
+    send, resend, follow_up = _by_kind(found, SpanKind.PRODUCER)
     first, second = _by_kind(found, SpanKind.CONSUMER)
 
     assert send.name == "send" and _parent_id(send) == _id(request)
@@ -164,6 +167,9 @@ def test_an_email_that_fails_once_then_succeeds_is_one_trace(
     assert second.attributes["priority_worker.outcome"] == "ack"
     assert second.status.status_code is StatusCode.UNSET
     assert seen_in_handler == [_id(first), _id(second)]
+    assert _parent_id(follow_up) == _id(second) and follow_up.links == ()
+    ((sent_props, _),) = drain(vhost_url, "email.sent")
+    assert format(_id(follow_up), "016x") in sent_props.headers["traceparent"]
 
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     (retry_line,) = [d for d in lines if d["event"] == "retry_scheduled"]
