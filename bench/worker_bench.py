@@ -219,8 +219,11 @@ def run_our_worker(
     signal.alarm(0)
 
 
-def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
-    """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end."""
+def consume_ours(
+    url: str, queue: str, n: int, prefetch: int, timeout: float, traced: bool = False
+) -> dict:
+    """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end.
+    ``traced``: with a tracer provider (see :func:`dropping_tracer_provider`)."""
     span = Span(n)
 
     async def handler(message: Any) -> None:
@@ -229,7 +232,8 @@ def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) ->
         if span.finish():
             os.kill(os.getpid(), signal.SIGTERM)
 
-    run_our_worker(url, [(queue, prefetch)], handler, timeout)
+    provider = dropping_tracer_provider() if traced else None
+    run_our_worker(url, [(queue, prefetch)], handler, timeout, provider=provider)
     return span.result()
 
 
@@ -271,16 +275,7 @@ def dropping_tracer_provider() -> Any:
 
 def consume_ours_traced(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
     """``consume:ours`` with tracing on: a process span per delivery (dropped after batching)."""
-    span = Span(n)
-
-    async def handler(message: Any) -> None:
-        span.start()
-        noop_handler(message.body)
-        if span.finish():
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    run_our_worker(url, [(queue, prefetch)], handler, timeout, provider=dropping_tracer_provider())
-    return span.result()
+    return consume_ours(url, queue, n, prefetch, timeout, traced=True)
 
 
 def _faststream_broker(url: str, otel: bool) -> Any:
