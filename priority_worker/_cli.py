@@ -195,12 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts, SIGTERM "
         "forwarded, one /healthz /readyz /metrics with a process label)",
     )
+    run.add_argument(
+        "--trace",
+        action="store_true",
+        help="OpenTelemetry traces (needs the otel extra), configured by the standard "
+        "OTEL_* variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER (otlp, console, none), "
+        "OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER...; each --processes child configures "
+        "its own",
+    )
     add_tls_arguments(run)
     return parser
 
 
 def _build(
-    args: argparse.Namespace, urls: list[str], handler: Handler, parser: argparse.ArgumentParser
+    args: argparse.Namespace,
+    urls: list[str],
+    handler: Handler,
+    parser: argparse.ArgumentParser,
+    tracer_provider: Any = None,
 ) -> Worker:
     """The worker the arguments describe: from the topology's consumer, flags winning."""
     queues: list[Queue] | None = list(args.queues) if args.queues else None
@@ -210,6 +222,7 @@ def _build(
         "http_port": args.http_port,
         "http_host": args.http_host,
         "shutdown_timeout": args.shutdown_timeout,
+        "tracer_provider": tracer_provider,
     }
     retry = None
     if args.retry_delay is not None or (args.max_retries is not None and not args.topology):
@@ -272,11 +285,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The links read their TLS setup from the environment (see declare_amqp.tls): flags win.
     os.environ.update(tls_environment(args))
     secrets: set[str] = set()
+    provider = None
     try:
         urls = broker_urls(urls_arg)
         secrets = url_secrets(urls)
         handler = load_handler(args.handler)
-        worker = _build(args, urls, handler, parser)
+        if args.trace:
+            # Started fresh (not forked), each --processes child comes here and configures its
+            # own SDK from the environment: a provider object cannot cross a process boundary.
+            from ._otel import provider_from_environment
+
+            provider = provider_from_environment()
+        worker = _build(args, urls, handler, parser, provider)
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return EXIT_USAGE
@@ -287,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TopologyMismatch, ConfigurationError) as exc:  # the check failed, the port is taken
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if provider is not None:
+            provider.shutdown()  # export what the batch processor still holds
     code = EXIT_ABANDONED if worker.abandoned else EXIT_OK
     if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
         # A sync handler outlived the shutdown timeout; its message was not acked and the broker

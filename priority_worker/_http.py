@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -11,13 +11,12 @@ from tornado.netutil import bind_sockets
 
 from ._errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from ._worker import Worker
-
 
 class _Base(tornado.web.RequestHandler):
-    def initialize(self, worker: Worker) -> None:
-        self.worker = worker
+    # Two callables rather than the Worker: this module stays below _worker (no import circle).
+    def initialize(self, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
+        self.ready = ready
+        self.metrics = metrics
 
 
 class _Health(_Base):
@@ -27,7 +26,7 @@ class _Health(_Base):
 
 class _Ready(_Base):
     def get(self) -> None:
-        if self.worker.ready:
+        if self.ready():
             self.write("ready\n")
         else:
             self.set_status(503)
@@ -37,17 +36,19 @@ class _Ready(_Base):
 class _Metrics(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.write(self.worker.metrics.render())
+        self.write(self.metrics())
 
 
-def serve_http(worker: Worker, port: int, host: str) -> tuple[HTTPServer, int]:
-    """Start the server on the running loop; returns it and the port it listens on."""
+def serve_http(
+    ready: Callable[[], bool], metrics: Callable[[], bytes], port: int, host: str
+) -> tuple[HTTPServer, int]:
+    """Start the server on the running loop; returns it and the port it listens on.
+
+    ``ready()`` answers /readyz; ``metrics()`` is the Prometheus text /metrics serves.
+    """
+    given = {"ready": ready, "metrics": metrics}
     app = tornado.web.Application(
-        [
-            (r"/healthz", _Health, {"worker": worker}),
-            (r"/readyz", _Ready, {"worker": worker}),
-            (r"/metrics", _Metrics, {"worker": worker}),
-        ]
+        [(r"/healthz", _Health, given), (r"/readyz", _Ready, given), (r"/metrics", _Metrics, given)]
     )
     return listen(app, port, host)
 
