@@ -7,6 +7,7 @@ Every problem in every file is collected before anything is reported, so one run
 from __future__ import annotations
 
 import difflib
+import gc
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -60,37 +61,130 @@ class _List(list[Any]):
 # libyaml's parser is ~10x faster on large files and keeps the same line marks.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+_SEQ_TAG = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
 
 class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that records lines and refuses duplicate keys."""
 
     duplicate_keys: list[tuple[Any, int, int]]
+    builder: _Builder
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    result = _Map()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in result.key_lines:
-            loader.duplicate_keys.append((key, line, result.key_lines[key]))
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = line
-    return result
+class _Builder:
+    """Turns libyaml's node tree into values in one pass: ``_Map``, ``_List`` and strings.
+
+    PyYAML's generic ``construct_object`` costs more than libyaml's parsing itself (on a
+    20,000-queue file, 2.4 s against 2.8 s for the parse on a loaded machine): it looks up a
+    constructor, tracks recursion and caches every node, scalars included. Nearly every node
+    of a topology file is a plain mapping, list or string; those are built here directly,
+    and anything else (numbers, booleans, null, ``!!set``, an unknown tag: an error with its
+    mark) goes to PyYAML's own constructors, so the values are the same as ``SafeLoader``'s.
+    An alias yields the very object its anchor built, as in PyYAML.
+    """
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.built: dict[int, Any] = {}  # id(node) of each collection -> its value
+        self.building: set[int] = set()
+
+    def value(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        kind = type(node)
+        if kind is yaml.ScalarNode and tag == _STR_TAG:
+            return node.value
+        if kind is yaml.MappingNode and tag == _MAP_TAG:
+            return self.mapping(node)
+        if kind is yaml.SequenceNode and tag == _SEQ_TAG:
+            return self.sequence(node)
+        return self.loader.construct_object(node, deep=True)
+
+    def _start(self, node: yaml.Node) -> None:
+        if id(node) in self.building:  # an alias inside its own anchor
+            raise yaml.constructor.ConstructorError(
+                None, None, "found unconstructable recursive node", node.start_mark
+            )
+        self.building.add(id(node))
+
+    def mapping(self, node: yaml.MappingNode) -> _Map:
+        if id(node) in self.built:
+            return self.built[id(node)]  # type: ignore[no-any-return]
+        merged = 0  # how many pairs a `<<: *base` merge key put first
+        if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+            explicit = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+            self.loader.flatten_mapping(node)  # as SafeLoader does
+            merged = len(node.value) - explicit
+        self._start(node)
+        result = _Map()
+        result.line = node.start_mark.line + 1
+        key_lines: dict[Any, int] = {}
+        result.key_lines = key_lines
+        value = self.value
+        duplicates = self.loader.duplicate_keys
+        from_merge: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = value(key_node)
+            if type(key) is not str and not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found unhashable key",
+                    key_node.start_mark,
+                )
+            line = key_node.start_mark.line + 1
+            if index < merged:
+                from_merge.add(key)
+            elif key in from_merge:
+                from_merge.discard(key)  # overriding a merged key is what merging is for
+            elif key in key_lines:
+                duplicates.append((key, line, key_lines[key]))
+            result[key] = value(value_node)
+            key_lines[key] = line
+        self.building.discard(id(node))
+        self.built[id(node)] = result
+        return result
+
+    def sequence(self, node: yaml.SequenceNode) -> _List:
+        if id(node) in self.built:
+            return self.built[id(node)]  # type: ignore[no-any-return]
+        self._start(node)
+        children = node.value
+        value = self.value
+        result = _List([value(child) for child in children])
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in children]
+        self.building.discard(id(node))
+        self.built[id(node)] = result
+        return result
 
 
-def _construct_list(loader: _Loader, node: yaml.SequenceNode) -> _List:
-    result = _List(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return result
+# Mappings and lists that PyYAML's constructors meet (inside `!!set`, `!!omap`...) are built
+# by the same builder.
+_Loader.add_constructor(_MAP_TAG, lambda loader, node: loader.builder.mapping(node))
+_Loader.add_constructor(_SEQ_TAG, lambda loader, node: loader.builder.sequence(node))
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
+def _yaml_value(text: str) -> tuple[Any, list[tuple[Any, int, int]]]:
+    """The one document in ``text`` and its duplicate keys (key, line, first line);
+    raises ``yaml.YAMLError``."""
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    loader.builder = _Builder(loader)
+    # The node tree and the values are hundreds of thousands of new objects and no cycles:
+    # with the cyclic collector on, its passes over them took longer than the parse itself
+    # (20,000 queues: 5.2 s with it, 1.6 s without).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        node = loader.get_single_node()
+        return (None if node is None else loader.builder.value(node)), loader.duplicate_keys
+    finally:
+        loader.dispose()
+        if collecting:
+            gc.enable()
 
 
 class _FileReader:
@@ -394,10 +488,8 @@ def parse_unvalidated(
 def _parse(
     text: str, path: str, vhost: str | None, default_vhost: str
 ) -> tuple[Topology, list[Problem]]:
-    loader = _Loader(text)
-    loader.duplicate_keys = []
     try:
-        doc = loader.get_single_data()
+        doc, duplicate_keys = _yaml_value(text)
     except yaml.MarkedYAMLError as exc:
         problem, context = exc.problem_mark, exc.context_mark
         line = problem.line + 1 if problem else 1
@@ -410,10 +502,8 @@ def _parse(
         return Topology(), [Problem(f"not valid YAML: {detail}", Location(path, line))]
     except yaml.YAMLError as exc:
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
-    finally:
-        loader.dispose()
     reader = _FileReader(path, vhost, default_vhost)
-    for key, line, first in loader.duplicate_keys:
+    for key, line, first in duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)
     return topology, reader.problems
