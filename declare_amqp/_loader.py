@@ -93,12 +93,11 @@ class _Builder:
 
     def value(self, node: yaml.Node) -> Any:
         tag = node.tag
-        kind = type(node)
-        if kind is yaml.ScalarNode and tag == _STR_TAG:
+        if type(node) is yaml.ScalarNode and tag == _STR_TAG:
             return node.value
-        if kind is yaml.MappingNode and tag == _MAP_TAG:
+        if type(node) is yaml.MappingNode and tag == _MAP_TAG:
             return self.mapping(node)
-        if kind is yaml.SequenceNode and tag == _SEQ_TAG:
+        if type(node) is yaml.SequenceNode and tag == _SEQ_TAG:
             return self.sequence(node)
         return self.loader.construct_object(node, deep=True)
 
