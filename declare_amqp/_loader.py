@@ -166,24 +166,128 @@ _Loader.add_constructor(_MAP_TAG, lambda loader, node: loader.builder.mapping(no
 _Loader.add_constructor(_SEQ_TAG, lambda loader, node: loader.builder.sequence(node))
 
 
+class _NeedsNodes(Exception):
+    """The text holds what only the node tree handles: an anchor or alias, an explicit tag,
+    a merge key, a mapping or list as a key, or a second document."""
+
+
+class _EventReader:
+    """Builds the values straight from libyaml's parse events, without a node tree.
+
+    The node tree of a large file takes about twice the memory of the values (20,000 queues:
+    90 MB against 55 MB) and held both at once at its peak; built from the events, only the
+    values exist. Plain scalars are resolved and constructed as the composer and
+    ``SafeLoader`` do them; whatever needs more (``_NeedsNodes``) is read again through the
+    node tree by ``_Builder``, which a topology file rarely needs and a large one hardly ever.
+    """
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+
+    def document(self) -> Any:
+        loader = self.loader
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.get_event()  # document start
+        value = self.value(loader.get_event())
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _NeedsNodes  # the composer's error names the second document
+        return value
+
+    # Events are typed Any: libyaml's marks are not the classes PyYAML's stubs name.
+    def value(self, event: Any) -> Any:
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            return self.scalar(event)
+        if event.anchor is not None or getattr(event, "tag", None) not in (None, "!"):
+            raise _NeedsNodes
+        if kind is yaml.MappingStartEvent:
+            return self.mapping(event)
+        if kind is yaml.SequenceStartEvent:
+            return self.sequence(event)
+        raise _NeedsNodes  # an alias
+
+    def scalar(self, event: Any) -> Any:
+        if event.anchor is not None or event.tag not in (None, "!"):
+            raise _NeedsNodes
+        if not event.implicit[0]:  # quoted: always a string
+            return event.value
+        tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR_TAG:
+            return event.value
+        if tag == _MERGE_TAG:
+            raise _NeedsNodes
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        return self.loader.yaml_constructors[tag](self.loader, node)
+
+    def mapping(self, start: Any) -> _Map:
+        loader = self.loader
+        result = _Map()
+        result.line = start.start_mark.line + 1
+        key_lines: dict[Any, int] = {}
+        result.key_lines = key_lines
+        duplicates = loader.duplicate_keys
+        get_event = loader.get_event
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_event: Any = get_event()
+            line = key_event.start_mark.line + 1
+            if type(key_event) is not yaml.ScalarEvent:
+                raise _NeedsNodes
+            key = self.scalar(key_event)
+            if key in key_lines:
+                duplicates.append((key, line, key_lines[key]))
+            result[key] = self.value(get_event())
+            key_lines[key] = line
+        get_event()
+        return result
+
+    def sequence(self, start: Any) -> _List:
+        loader = self.loader
+        items: list[Any] = []
+        lines: list[int] = []
+        get_event = loader.get_event
+        while not loader.check_event(yaml.SequenceEndEvent):
+            event: Any = get_event()
+            lines.append(event.start_mark.line + 1)
+            items.append(self.value(event))
+        get_event()
+        result = _List(items)
+        result.line = start.start_mark.line + 1
+        result.item_lines = lines
+        return result
+
+
 def _yaml_value(text: str) -> tuple[Any, list[tuple[Any, int, int]]]:
     """The one document in ``text`` and its duplicate keys (key, line, first line);
     raises ``yaml.YAMLError``."""
-    loader = _Loader(text)
-    loader.duplicate_keys = []
-    loader.builder = _Builder(loader)
-    # The node tree and the values are hundreds of thousands of new objects and no cycles:
-    # with the cyclic collector on, its passes over them took longer than the parse itself
-    # (20,000 queues: 5.2 s with it, 1.6 s without).
+    # Hundreds of thousands of new objects and no cycles: with the cyclic collector on, its
+    # passes over them took longer than the parse itself (20,000 queues: 5.2 s with it,
+    # 1.6 s without).
     collecting = gc.isenabled()
     gc.disable()
     try:
+        try:
+            return _read(text, nodes=False)
+        except _NeedsNodes:
+            return _read(text, nodes=True)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read(text: str, *, nodes: bool) -> tuple[Any, list[tuple[Any, int, int]]]:
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    loader.builder = _Builder(loader)
+    try:
+        if not nodes:
+            return _EventReader(loader).document(), loader.duplicate_keys
         node = loader.get_single_node()
         return (None if node is None else loader.builder.value(node)), loader.duplicate_keys
     finally:
         loader.dispose()
-        if collecting:
-            gc.enable()
 
 
 class _FileReader:

@@ -115,3 +115,60 @@ def test_collector_state_is_restored() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("text", DOCUMENTS)
+def test_events_and_node_tree_agree(text: str) -> None:
+    """The values built straight from the parse events equal those built through the node
+    tree, lines and duplicates included; what only the tree handles says so."""
+    try:
+        from_events = _loader._read(text, nodes=False)
+    except _loader._NeedsNodes:
+        assert any(mark in text for mark in ("&", "!!", "<<", "? [", "---")), text
+        return
+    from_nodes = _loader._read(text, nodes=True)
+    assert plain(from_events[0]) == plain(from_nodes[0])
+    assert from_events[1] == from_nodes[1]
+    lines = [
+        (getattr(v, "line", None), getattr(v, "key_lines", None)) for v in _walk(from_events[0])
+    ]
+    assert lines == [
+        (getattr(v, "line", None), getattr(v, "key_lines", None)) for v in _walk(from_nodes[0])
+    ]
+
+
+def _walk(value: Any) -> list[Any]:
+    """Every mapping and list in ``value``, depth first."""
+    found = []
+    if isinstance(value, dict):
+        found.append(value)
+        for v in value.values():
+            found += _walk(v)
+    elif isinstance(value, list):
+        found.append(value)
+        for v in value:
+            found += _walk(v)
+    return found
+
+
+def test_a_plain_topology_is_read_from_the_events() -> None:
+    """A file without anchors, tags or merge keys never builds the node tree (its memory is
+    what the events path saves); duplicates and lines are found there too."""
+    text = (
+        "vhost: v\nqueues:\n  - name: a\n    durable: true\n    name: b\n"
+        "  - {name: c, max_priority: 5}\n"
+    )
+    doc, duplicates = _loader._read(text, nodes=False)
+    assert duplicates == [("name", 5, 3)]
+    assert doc["queues"].item_lines == [3, 6]
+    assert doc["queues"][1] == {"name": "c", "max_priority": 5}
+    assert doc["queues"][0]["durable"] is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &x 1\nb: *x\n", "a: !!str 1\n", "<<: {a: 1}\n", "? [a]\n: 1\n", "a: 1\n---\nb: 2\n"],
+)
+def test_what_only_the_node_tree_handles_goes_there(text: str) -> None:
+    with pytest.raises(_loader._NeedsNodes):
+        _loader._read(text, nodes=False)
