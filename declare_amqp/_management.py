@@ -33,6 +33,7 @@ from ._errors import (
     BrokerUnreachable,
     ManagementUnavailable,
 )
+from ._gc import paused as paused_gc
 from ._model import (
     BindingSpec,
     ExchangeSpec,
@@ -413,7 +414,9 @@ class ManagementClient:
                 "API refused it: the user needs the management, policymaker or "
                 "administrator tag and permissions on that vhost); nothing was changed"
             )
-        listed: list[Any] = self.checked(response, f"reading the {kind} of vhost '{vhost}'").json()
+        checked = self.checked(response, f"reading the {kind} of vhost '{vhost}'")
+        with paused_gc():  # tens of thousands of dicts, no cycle (see _gc)
+            listed: list[Any] = checked.json()
         return listed
 
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
@@ -429,7 +432,8 @@ class ManagementClient:
                 definitions = found[vhost]
                 if definitions is None:
                     continue
-                parts.append(from_definitions(vhost, definitions))
+                with paused_gc():
+                    parts.append(from_definitions(vhost, definitions))
                 if with_stats:
                     stats.update(
                         (
