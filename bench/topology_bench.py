@@ -234,6 +234,7 @@ class Context:
     apply_args: tuple[str, ...] = ()  # extra options for `declare-amqp apply` (tuning)
     compare_args: tuple[str, ...] = ()  # a second apply row with these options instead
     peak_mb: float | None = None  # the largest peak RSS of a process the contender ran
+    rabbitmqctl: tuple[str, ...] = ("rabbitmqctl",)  # or e.g. podman exec NAME rabbitmqctl
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def _write(ctx: Context, vhost: str, kind: str) -> Path:
 def _rabbitmqctl_import(ctx: Context, path: Path) -> float:
     out = ctx.workdir / "rabbitmqctl.out"
     with out.open("wb") as sink:
-        done = run_process(ctx, ["rabbitmqctl", "import_definitions", str(path)], sink)
+        done = run_process(ctx, [*ctx.rabbitmqctl, "import_definitions", str(path)], sink)
     if done.returncode != 0:
         tail = out.read_text(errors="replace")[-500:]
         raise common.HarnessError(f"rabbitmqctl import_definitions: {tail}")
@@ -796,6 +797,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "largest size); writes DIR/declare-amqp-{apply,plan}.prof and prints the top functions",
     )
     p.add_argument(
+        "--rabbitmqctl",
+        default="rabbitmqctl",
+        help="the rabbitmqctl command of the broker measured, e.g. 'podman exec NAME "
+        "rabbitmqctl' for a container that mounts this machine's /tmp (default rabbitmqctl)",
+    )
+    p.add_argument(
         "--vhost-prefix",
         default="bench",
         help="start of the names of the vhosts the benchmark makes and deletes (default bench)",
@@ -839,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = Context(broker, mgmt, base, Path(tmp), args.timeout, exe)
             ctx.apply_args = tuple(shlex.split(args.apply_args))
             ctx.compare_args = tuple(shlex.split(args.compare_apply_args))
+            ctx.rabbitmqctl = tuple(shlex.split(args.rabbitmqctl))
             for multiple in args.sizes:
                 ctx.topo = base.scaled(multiple)
                 res = by_size[multiple] = Results()
