@@ -412,9 +412,14 @@ def _declare_amqp(ctx: Context, args: list[str], ok_codes: tuple[int, ...]) -> f
     return done.seconds
 
 
+def _target(ctx: Context, vhost: str) -> list[str]:
+    """The broker measured, AMQP and management API both (they need not share a host:port)."""
+    return ["--url", ctx.broker.amqp_url(vhost), "--management-url", ctx.broker.management_url]
+
+
 def run_declare_apply(ctx: Context, vhost: str) -> float:
     path = _write(ctx, vhost, "yaml")
-    args = ["apply", str(path), "--url", ctx.broker.amqp_url(vhost), *ctx.apply_args]
+    args = ["apply", str(path), *_target(ctx, vhost), *ctx.apply_args]
     elapsed = _declare_amqp(ctx, args, (0,))
     got = live_counts(ctx.mgmt, vhost)
     if got != ctx.topo.counts:
@@ -427,7 +432,7 @@ def run_declare_noop_plan(ctx: Context, vhost: str) -> float:
     path = ctx.workdir / f"{vhost}.yml"
     return _declare_amqp(
         ctx,
-        ["plan", str(path), "--detailed-exitcode", "--url", ctx.broker.amqp_url(vhost)],
+        ["plan", str(path), "--detailed-exitcode", *_target(ctx, vhost)],
         (0,),
     )
 
@@ -438,7 +443,7 @@ def run_declare_noop_plan_json(ctx: Context, vhost: str) -> float:
     path.write_text(json.dumps(ctx.topo.definitions(vhost)))
     return _declare_amqp(
         ctx,
-        ["plan", str(path), "--detailed-exitcode", "--url", ctx.broker.amqp_url(vhost)],
+        ["plan", str(path), "--detailed-exitcode", *_target(ctx, vhost)],
         (0,),
     )
 
