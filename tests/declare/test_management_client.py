@@ -112,20 +112,30 @@ def test_a_broker_that_goes_away_after_answering_is_broker_unreachable() -> None
     assert isinstance(caught.value.__cause__, httpx.ReadError)
 
 
+EXCHANGES = (
+    "/api/exchanges/v?disable_stats=true&columns=name,type,durable,auto_delete,internal,arguments"
+)
+QUEUES = "/api/queues/v?disable_stats=true&columns=name,type,durable,auto_delete,arguments"
+BINDINGS = "/api/bindings/v?columns=source,destination,destination_type,routing_key,arguments"
+POLICIES = "/api/policies/v"
+
+
+def _kinds(**answers: httpx.Response) -> dict[tuple[str, str], httpx.Response]:
+    """Answers to the four per-kind reads of vhost ``v`` (empty lists unless given) and to
+    the list of vhosts."""
+    paths = {"exchanges": EXCHANGES, "queues": QUEUES, "bindings": BINDINGS, "policies": POLICIES}
+    routes = {("GET", path): answers.get(kind, _json(200, [])) for kind, path in paths.items()}
+    routes[("GET", "/api/vhosts?columns=name,default_queue_type")] = _json(200, [])
+    return routes
+
+
 def test_400_vhost_not_found_reads_as_a_missing_vhost() -> None:
-    """RabbitMQ 3.10 answers 400 {"reason": "vhost_not_found"} for a vhost that does not
-    exist: that is "nothing there yet", not an error."""
-    client = _client(
-        _broker(
-            {
-                ("GET", "/api/definitions/new"): _json(
-                    400, {"error": "bad_request", "reason": "vhost_not_found"}
-                )
-            }
-        )
-    )
-    assert client.definitions("new") is None
-    state = client.read(["new"])
+    """RabbitMQ 3.10 answers 400 {"reason": "vhost_not_found"} to some reads of a vhost that
+    does not exist: that is "nothing there yet", not an error."""
+    routes = _kinds(queues=_json(400, {"error": "bad_request", "reason": "vhost_not_found"}))
+    client = _client(_broker(routes))
+    assert client.definitions("v") is None
+    state = client.read(["v"])
     assert state.topology.vhosts == () and state.topology.queues == ()
     assert state.version == "3.10.8"
 
@@ -147,34 +157,57 @@ def test_another_400_is_a_broker_error_with_the_readable_reason() -> None:
 
 
 def test_a_reason_that_is_not_json_is_shown_as_text() -> None:
-    client = _client(_broker({("GET", "/api/definitions/v"): httpx.Response(500, text="boom")}))
-    with pytest.raises(BrokerError, match="reading vhost 'v': HTTP 500: boom"):
+    client = _client(_broker(_kinds(bindings=httpx.Response(500, text="boom"))))
+    with pytest.raises(BrokerError, match="reading the bindings of vhost 'v': HTTP 500: boom"):
         client.definitions("v")
 
 
-def test_401_on_definitions_falls_back_to_reading_kind_by_kind() -> None:
-    """A user without the administrator tag: /api/definitions answers 401, the objects are
-    read one kind at a time instead."""
-    routes = {
-        ("GET", "/api/definitions/v"): httpx.Response(401),
-        ("GET", "/api/exchanges/v"): _json(200, [{"name": "e", "type": "topic"}]),
-        ("GET", "/api/queues/v?columns=name,type,durable,auto_delete,arguments"): _json(
-            200, [{"name": "q", "durable": True, "arguments": {}}]
+def test_each_kind_is_read_with_its_own_request_and_fields() -> None:
+    """Exchanges, queues, bindings and policies each from their own endpoint, statistics
+    off, only the fields the model needs: what a user without the administrator tag may
+    read too (``GET /api/definitions`` needs that tag and is never asked)."""
+    asked: list[str] = []
+    routes = _kinds(
+        exchanges=_json(200, [{"name": "", "type": "direct"}, {"name": "e", "type": "topic"}]),
+        queues=_json(200, [{"name": "q", "durable": True, "arguments": {}, "type": "quorum"}]),
+        bindings=_json(
+            200,
+            [
+                {"source": "", "destination": "q", "destination_type": "queue"},
+                {"source": "e", "destination": "q", "destination_type": "queue"},
+            ],
         ),
-        ("GET", "/api/bindings/v"): _json(200, []),
-        ("GET", "/api/policies/v"): _json(200, []),
-    }
-    found = _client(_broker(routes)).definitions("v")
-    assert found is not None
-    assert [x["name"] for x in found["exchanges"]] == ["e"]
-    assert [q["name"] for q in found["queues"]] == ["q"]
+    )
+    answer = _broker(routes)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.raw_path.decode())
+        return answer(request)
+
+    state = _client(handle).read(["v"])
+    assert not any(path.startswith("/api/definitions") for path in asked)
+    assert {EXCHANGES, QUEUES, BINDINGS, POLICIES} <= set(asked)
+    assert [x.name for x in state.topology.exchanges] == ["e"]  # the default one is the broker's
+    assert [(q.name, q.type) for q in state.topology.queues] == [("q", "quorum")]
+    assert [(b.source, b.destination) for b in state.topology.bindings] == [("e", "q")]
 
 
-def test_401_when_reading_kind_by_kind_is_authentication_failed() -> None:
-    routes = {
-        ("GET", "/api/definitions/v"): httpx.Response(401),
-        ("GET", "/api/exchanges/v"): httpx.Response(401),
-    }
+def test_stats_come_with_the_queues_in_one_request() -> None:
+    """A prune needs each queue's messages and consumers: asked in the queues' own request."""
+    routes = _kinds()
+    del routes[("GET", QUEUES)]
+    with_counts = "/api/queues/v?columns=name,type,durable,auto_delete,arguments,messages,consumers"
+    routes[("GET", with_counts)] = _json(
+        200, [{"name": "q", "arguments": {}, "messages": 3, "consumers": None}]
+    )
+    state = _client(_broker(routes)).read(["v"], with_stats=True)
+    (stats,) = state.stats.items()
+    assert stats[0] == ("v", "q")
+    assert (stats[1].messages, stats[1].consumers) == (3, 0)
+
+
+def test_401_when_reading_a_kind_is_authentication_failed() -> None:
+    routes = _kinds(exchanges=httpx.Response(401))
     with pytest.raises(AuthenticationFailed, match="may not read vhost 'v'"):
         _client(_broker(routes)).definitions("v")
 
@@ -200,7 +233,7 @@ def test_a_failed_tls_check_is_a_tls_error_at_once() -> None:
 
 def test_overview_sets_version_and_exchange_types() -> None:
     routes = {
-        ("GET", "/api/definitions/v"): _json(200, {"queues": [{"name": "q"}]}),
+        **_kinds(queues=_json(200, [{"name": "q"}])),
         ("GET", "/api/vhosts?columns=name,default_queue_type"): _json(
             200, [{"name": "v", "default_queue_type": "quorum"}]
         ),

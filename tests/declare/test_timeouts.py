@@ -60,7 +60,9 @@ def test_a_later_request_that_times_out_says_so() -> None:
         raise httpx.ReadTimeout("timed out")
 
     client = ManagementClient(ADDRESS, transport=httpx.MockTransport(handle))
-    with pytest.raises(BrokerUnreachable, match=r"GET /api/definitions/%2F timed out"):
+    with pytest.raises(
+        BrokerUnreachable, match=r"GET /api/(exchanges|queues|bindings|policies)/%2F\S* timed out"
+    ):
         client.read(["/"])
 
 
