@@ -18,6 +18,7 @@ from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
 from ._model import Topology
 from ._plan import Plan, note_broker_defaults, plan
+from ._simulate import after_apply, check_expectations, simulator_for
 from ._validate import (
     check_broker_version,
     check_exchange_types,
@@ -150,6 +151,10 @@ class Session:
         problems += check_exchange_types(desired, state.exchange_types)
         too_new, warnings = check_broker_version(desired, state.version)
         problems += too_new
+        if desired.expectations:  # the `expect` section, against what the broker will hold
+            after = after_apply(desired, state.topology, prune=prune)
+            sim = simulator_for(after, parse_version(state.version))
+            problems += check_expectations(sim, desired.expectations, offline=False)[0]
         if problems:
             raise TopologyError(sort_problems(problems))
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)

@@ -55,7 +55,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology
+from ._errors import Problem
+from ._model import BindingSpec, ExchangeSpec, Expectation, PolicySpec, QueueSpec, Topology
 
 # The exchanges every vhost has (rabbit_vhost:declare_default_exchanges/0 and the trace
 # exchange of rabbit_trace), with their types.
@@ -745,6 +746,11 @@ class Simulator:
                     work.append(nxt)
         return queues, path
 
+    def alternate_exchange(self, vhost: str, name: str) -> str | None:
+        """The exchange's alternate exchange (argument, else policy), or None."""
+        x = self._exchanges.get((vhost, name))
+        return self._alternate(vhost, x) if x is not None else None
+
     def _alternate(self, vhost: str, x: _Exchange) -> str | None:
         value = x.arguments.get("alternate-exchange")
         if isinstance(value, str):
@@ -871,3 +877,86 @@ def simulator_for(topology: Topology, version: tuple[int, ...] = ()) -> Simulato
     if topology.access is not None:
         operator = tuple(topology.access.operator_policies)
     return Simulator(topology, operator, version)
+
+
+# ----------------------------------------------------------------------------- expectations
+
+
+def describe_route(route: Route) -> str:
+    """One line: the queues reached and the path, for messages and text output."""
+    if route.refused:
+        return f"refused: {route.refused}"
+    reached = ", ".join(route.queues) if route.queues else "no queue (unroutable)"
+    steps = []
+    for hop in route.path:
+        key = f"[{hop.binding_key}]" if hop.binding_key else ""
+        if hop.via == "alternate-exchange":
+            steps.append(f"{hop.exchange or '(default)'} -alternate-> {hop.destination}")
+        else:
+            steps.append(f"{hop.exchange or '(default)'} -{key}-> {hop.destination}")
+    return reached + (f" (via {'; '.join(steps)})" if steps else "")
+
+
+def check_expectations(
+    simulator: Simulator, expectations: Iterable[Expectation], *, offline: bool
+) -> tuple[list[Problem], list[Problem]]:
+    """Route each expectation's message; an expectation whose queues differ is an error.
+
+    ``offline``: the simulator holds only the files, so an expectation whose exchange no file
+    declares cannot be checked (a note, not an error); ``plan`` checks it against the broker.
+    """
+    errors: list[Problem] = []
+    notes: list[Problem] = []
+    for e in expectations:
+        if offline and simulator.exchange(e.vhost, e.exchange) is None:
+            notes.append(
+                Problem(
+                    f"exchange '{e.exchange}' is not declared in the files: checked only by "
+                    "`plan`, against the broker",
+                    e.location,
+                    e.label,
+                )
+            )
+            continue
+        route = simulator.route(e.vhost, Message(e.exchange, e.routing_key, e.headers))
+        wanted = tuple(sorted(e.reaches))
+        if route.refused is not None or route.queues != wanted:
+            expected = ", ".join(wanted) if wanted else "no queue (unroutable)"
+            errors.append(
+                Problem(
+                    f"expected {expected}, but it reaches {describe_route(route)}",
+                    e.location,
+                    e.label,
+                )
+            )
+    return errors, notes
+
+
+def after_apply(desired: Topology, actual: Topology, *, prune: bool = False) -> Topology:
+    """What the broker holds once ``desired`` is applied over ``actual``: the files' objects,
+    plus the broker's others (dropped with ``prune`` in the files' vhosts). ``plan`` checks
+    the ``expect`` section against this."""
+    pruned = set(desired.vhost_names()) if prune else set()
+
+    def keep(obj: Any, declared: set[Any], key: Any) -> bool:
+        return key not in declared and obj.vhost not in pruned
+
+    xs = {(x.vhost, x.name) for x in desired.exchanges}
+    qs = {(q.vhost, q.name) for q in desired.queues}
+    bs = {b.key for b in desired.bindings}
+    ps = {(p.vhost, p.name) for p in desired.policies}
+    return Topology(
+        vhosts=desired.vhosts,
+        exchanges=(
+            *desired.exchanges,
+            *(x for x in actual.exchanges if keep(x, xs, (x.vhost, x.name))),
+        ),
+        queues=(*desired.queues, *(q for q in actual.queues if keep(q, qs, (q.vhost, q.name)))),
+        bindings=(*desired.bindings, *(b for b in actual.bindings if keep(b, bs, b.key))),
+        policies=(
+            *desired.policies,
+            *(p for p in actual.policies if keep(p, ps, (p.vhost, p.name))),
+        ),
+        named=tuple(dict.fromkeys((*desired.vhost_names(), *actual.vhost_names()))),
+        access=desired.access,
+    )
