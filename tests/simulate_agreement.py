@@ -239,7 +239,8 @@ POLICY_QUEUES = (
     ("s-a", "stream"),
 )
 POLICY_EXCHANGES = ("e-a", "e-b")
-PATTERNS = ("^c-", "^q-", "^s-", "^e-", "-a$", "-b$", ".*", "a", "^(c|q)-a$", "^[cq]")
+# Patterns after a slot's prefix (``^s7-``), so the sets of different slots never meet.
+PATTERNS = ("c-", "q-", "s-", "e-", ".*-a$", ".*-b$", "", ".*a", "(c|q)-a$", "[cq]")
 POLICY_KEYS: tuple[tuple[str, Callable[[random.Random], Any]], ...] = (
     ("message-ttl", lambda r: r.randint(1, 9) * 1000),
     ("max-length", lambda r: r.randint(1, 9) * 10),
@@ -256,19 +257,26 @@ POLICY_KEYS: tuple[tuple[str, Callable[[random.Random], Any]], ...] = (
 OPERATOR_KEYS = POLICY_KEYS[:4]
 
 
+def slot_prefix(slot: int) -> str:
+    """Names of one slot's queues and exchanges start with this."""
+    return f"s{slot}-"
+
+
 def random_policy_set(
-    rng: random.Random, vhost: str, tag: str, version: tuple[int, ...]
+    rng: random.Random, vhost: str, slot: int, tag: str, version: tuple[int, ...]
 ) -> tuple[list[PolicySpec], list[PolicySpec]]:
-    """1-4 policies and 0-2 operator policies, distinct priorities within each kind."""
+    """1-4 policies and 0-2 operator policies for one slot, distinct priorities within each
+    kind (no ties)."""
     apply_to = ["all", "queues", "exchanges"]
     if version >= (3, 12) or not version:
         apply_to += ["classic_queues", "quorum_queues", "streams"]
     keys = [k for k in POLICY_KEYS if k[0] != "queue-leader-locator" or version >= (3, 13)]
+    prefix = slot_prefix(slot)
 
     def make(
         n: int,
         pool: Sequence[tuple[str, Callable[[random.Random], Any]]],
-        prefix: str,
+        kind: str,
         kinds: Sequence[str],
     ) -> list[PolicySpec]:
         priorities = rng.sample(range(10), n)
@@ -278,8 +286,8 @@ def random_policy_set(
             out.append(
                 PolicySpec(
                     vhost,
-                    f"{prefix}{tag}-{i}",
-                    rng.choice(PATTERNS),
+                    f"{prefix}{kind}{tag}-{i}",
+                    f"^{prefix}{rng.choice(PATTERNS)}",
                     {k: make_value(rng) for k, make_value in chosen},
                     rng.choice(list(kinds)),
                     priorities[i],
@@ -293,22 +301,29 @@ def random_policy_set(
     )
 
 
-def prepare_policy_vhost(http: httpx.Client, vhost: str) -> None:
-    """The queues and exchanges the policy sets are matched against."""
+def prepare_policy_vhost(http: httpx.Client, vhost: str, slots: int) -> None:
+    """The queues and exchanges of every slot, that the policy sets are matched against."""
     v = _q(vhost)
-    for name, qtype in POLICY_QUEUES:
-        http.put(
-            f"/api/queues/{v}/{name}", json={"durable": True, "arguments": {"x-queue-type": qtype}}
-        ).raise_for_status()
-    for name in POLICY_EXCHANGES:
-        http.put(f"/api/exchanges/{v}/{name}", json={"type": "topic"}).raise_for_status()
+    for slot in range(slots):
+        prefix = slot_prefix(slot)
+        for name, qtype in POLICY_QUEUES:
+            http.put(
+                f"/api/queues/{v}/{prefix}{name}",
+                json={"durable": True, "arguments": {"x-queue-type": qtype}},
+            ).raise_for_status()
+        for name in POLICY_EXCHANGES:
+            http.put(
+                f"/api/exchanges/{v}/{prefix}{name}", json={"type": "topic"}
+            ).raise_for_status()
 
 
-def policy_topology(vhost: str) -> Topology:
-    """The model of what ``prepare_policy_vhost`` made."""
+def policy_topology(vhost: str, slot: int, policies: Sequence[PolicySpec]) -> Topology:
+    """The model of one slot, with its policies."""
+    prefix = slot_prefix(slot)
     return Topology(
-        exchanges=tuple(ExchangeSpec(vhost, n, "topic") for n in POLICY_EXCHANGES),
-        queues=tuple(QueueSpec(vhost, n, t) for n, t in POLICY_QUEUES),
+        exchanges=tuple(ExchangeSpec(vhost, prefix + n, "topic") for n in POLICY_EXCHANGES),
+        queues=tuple(QueueSpec(vhost, prefix + n, t) for n, t in POLICY_QUEUES),
+        policies=tuple(policies),
         named=(vhost,),
     )
 
@@ -323,12 +338,16 @@ def _put(http: httpx.Client, kind: str, p: PolicySpec) -> None:
     http.put(f"/api/{kind}/{_q(p.vhost)}/{_q(p.name)}", json=body).raise_for_status()
 
 
-def _observed(http: httpx.Client, vhost: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+Observed = dict[tuple[str, str], tuple[Any, ...]]
+
+
+def _observed(http: httpx.Client, vhost: str) -> Observed:
+    """Every queue's policy, operator policy and effective definition, every exchange's
+    policy, as the management API reports them."""
     v = _q(vhost)
-    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
-    for q in http.get(
-        f"/api/queues/{v}?columns=name,policy,operator_policy,effective_policy_definition"
-    ).json():
+    seen: Observed = {}
+    columns = "name,policy,operator_policy,effective_policy_definition"
+    for q in http.get(f"/api/queues/{v}?columns={columns}").json():
         definition = q.get("effective_policy_definition") or {}
         seen[("queue", q["name"])] = (
             q.get("policy") or None,
@@ -336,76 +355,86 @@ def _observed(http: httpx.Client, vhost: str) -> dict[tuple[str, str], tuple[Any
             dict(definition),
         )
     for x in http.get(f"/api/exchanges/{v}?columns=name,policy").json():
-        if x["name"] in POLICY_EXCHANGES:
-            seen[("exchange", x["name"])] = (x.get("policy") or None,)
+        seen[("exchange", x["name"])] = (x.get("policy") or None,)
     return seen
 
 
-def _expected(sim: Simulator, vhost: str) -> dict[tuple[str, str], tuple[Any, ...]]:
-    want: dict[tuple[str, str], tuple[Any, ...]] = {}
+def _expected(sim: Simulator, vhost: str, slot: int) -> Observed:
+    prefix = slot_prefix(slot)
+    want: Observed = {}
     for name, _ in POLICY_QUEUES:
-        e = sim.explain(vhost, "queue", name).to_dict()
-        want[("queue", name)] = (
+        e = sim.explain(vhost, "queue", prefix + name).to_dict()
+        want[("queue", prefix + name)] = (
             e["policy"],
             e["operator_policy"],
             e["effective_policy_definition"],
         )
     for name in POLICY_EXCHANGES:
-        want[("exchange", name)] = (sim.explain(vhost, "exchange", name).to_dict()["policy"],)
+        x = sim.explain(vhost, "exchange", prefix + name).to_dict()
+        want[("exchange", prefix + name)] = (x["policy"],)
     return want
+
+
+def _slice(seen: Observed, want: Observed) -> Observed:
+    return {k: seen.get(k, ("missing",)) for k in want}
+
+
+@dataclass
+class PolicyStats:
+    """How much of the policy machinery the random sets exercised."""
+
+    objects: int = 0
+    with_policy: int = 0
+    with_operator_policy: int = 0
+    merged_keys: int = 0  # keys both set: combined by merge_policy_value
+    skipped_unsupported: int = 0  # matching policies ignored for an unsupported key
 
 
 def policy_agreement(
     http: httpx.Client,
-    vhosts: Sequence[str],
+    vhost: str,
     *,
     seed: int,
     sets: int,
+    slots: int,
     version: tuple[int, ...],
     settle: float = 10.5,
     rereads: int = 4,
+    stats: PolicyStats | None = None,
 ) -> Agreement:
-    """``sets`` random policy sets, ``len(vhosts)`` at a time; one comparison per set (all of
-    its queues and exchanges must agree)."""
+    """``sets`` random policy sets, ``slots`` at a time in one vhost; one comparison per set
+    (all of its queues and exchanges must agree)."""
     rng = random.Random(seed)
     result = Agreement()
-    for vhost in vhosts:
-        prepare_policy_vhost(http, vhost)
+    prepare_policy_vhost(http, vhost, slots)
     done = 0
     while done < sets:
-        batch = vhosts[: min(len(vhosts), sets - done)]
-        applied = {}
-        for vhost in batch:
-            policies, operators = random_policy_set(rng, vhost, str(done), version)
+        applied: dict[int, tuple[Simulator, list[PolicySpec], list[PolicySpec]]] = {}
+        for slot in range(min(slots, sets - done)):
+            policies, operators = random_policy_set(rng, vhost, slot, str(done), version)
             for p in policies:
                 _put(http, "policies", p)
             for o in operators:
                 _put(http, "operator-policies", o)
-            topology = policy_topology(vhost)
-            topology = Topology(
-                exchanges=topology.exchanges,
-                queues=topology.queues,
-                policies=tuple(policies),
-                named=(vhost,),
-            )
-            applied[vhost] = (Simulator(topology, operators, version), policies, operators)
+            sim = Simulator(policy_topology(vhost, slot, policies), operators, version)
+            applied[slot] = (sim, policies, operators)
             done += 1
         time.sleep(settle)
-        pending = dict(applied)
-        observed: dict[str, dict[tuple[str, str], tuple[Any, ...]]] = {}
         for attempt in range(rereads + 1):
-            for vhost in list(pending):
-                sim = pending[vhost][0]
-                observed[vhost] = _observed(http, vhost)
-                if observed[vhost] == _expected(sim, vhost):
-                    del pending[vhost]
+            seen = _observed(http, vhost)
+            wrong = [
+                slot
+                for slot, (sim, _, _) in applied.items()
+                if _slice(seen, _expected(sim, vhost, slot)) != _expected(sim, vhost, slot)
+            ]
             if os.environ.get("SIM_DEBUG"):
-                print(f"attempt {attempt}: {len(pending)} pending", flush=True)
-            if not pending or attempt == rereads:
+                print(f"attempt {attempt}: {len(wrong)} differ", flush=True)
+            if not wrong or attempt == rereads:
                 break
             time.sleep(2)
-        for vhost, (sim, policies, operators) in applied.items():
-            want, got = _expected(sim, vhost), observed[vhost]
+        for slot, (sim, policies, operators) in applied.items():
+            want = _expected(sim, vhost, slot)
+            got = _slice(seen, want)
             result.add(
                 got == want,
                 lambda want=want, got=got, policies=policies, operators=operators: (
@@ -413,8 +442,25 @@ def policy_agreement(
                     f"broker {got}"
                 ),
             )
+            if stats is not None:
+                _count(stats, sim, vhost, slot)
             for p in policies:
                 http.delete(f"/api/policies/{_q(vhost)}/{_q(p.name)}")
             for o in operators:
                 http.delete(f"/api/operator-policies/{_q(vhost)}/{_q(o.name)}")
     return result
+
+
+def _count(stats: PolicyStats, sim: Simulator, vhost: str, slot: int) -> None:
+    prefix = slot_prefix(slot)
+    for name, _ in POLICY_QUEUES:
+        e = sim.explain(vhost, "queue", prefix + name)
+        stats.objects += 1
+        stats.with_policy += e.policy.chosen is not None
+        stats.with_operator_policy += e.operator_policy.chosen is not None
+        if e.policy.chosen is not None and e.operator_policy.chosen is not None:
+            both = set(e.policy.chosen.definition) & set(e.operator_policy.chosen.definition)
+            stats.merged_keys += len(both)
+        stats.skipped_unsupported += sum(
+            1 for c in e.policy.candidates if not c.applies and "not supported" in c.reason
+        )
