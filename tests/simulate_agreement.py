@@ -35,7 +35,7 @@ import httpx
 import pika
 
 from declare_amqp._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology
-from declare_amqp._simulate import Message, Simulator
+from declare_amqp._simulate import Message, Simulator, topic_words
 
 WORDS = ("a", "b", "c", "")
 HEADER_NAMES = ("h1", "h2", "x-h")
@@ -107,11 +107,29 @@ def random_topology(rng: random.Random, vhost: str, prefix: str) -> Topology:
     )
 
 
+def _instance(rng: random.Random, binding_key: str) -> str:
+    """A routing key a topic binding key likely matches ('*' one word, '#' 0-2 words)."""
+    words: list[str] = []
+    for w in topic_words(binding_key):
+        if w == "*":
+            words.append(rng.choice(WORDS))
+        elif w == "#":
+            words += [rng.choice(WORDS) for _ in range(rng.randint(0, 2))]
+        else:
+            words.append(w)
+    return ".".join(words)
+
+
 def random_messages(rng: random.Random, topology: Topology, count: int) -> list[Message]:
-    """Messages to the topology's public exchanges, the default exchange and amq.*."""
+    """Messages to the topology's public exchanges, the default exchange and amq.*; about half
+    are drawn from a binding of their exchange (its key, or headers like its arguments) so
+    that most reach something, the rest are random."""
     targets = [x.name for x in topology.exchanges if not x.internal]
     targets += ["", "amq.topic", "amq.headers"]
     queue_names = [q.name for q in topology.queues]
+    by_source: dict[str, list[BindingSpec]] = {}
+    for b in topology.bindings:
+        by_source.setdefault(b.source, []).append(b)
     messages = []
     for _ in range(count):
         exchange = rng.choice(targets)
@@ -119,6 +137,13 @@ def random_messages(rng: random.Random, topology: Topology, count: int) -> list[
         headers: dict[str, Any] = {}
         for h in rng.sample(HEADER_NAMES, rng.randint(0, 3)):
             headers[h] = None if rng.random() < 0.1 else rng.choice(HEADER_VALUES)
+        own = by_source.get(exchange, [])
+        if own and rng.random() < 0.5:
+            b = rng.choice(own)
+            key = _instance(rng, b.routing_key)
+            for k, v in b.arguments.items():
+                if k != "x-match" and rng.random() < 0.8:
+                    headers[k] = rng.choice(HEADER_VALUES) if v is None else v
         if rng.random() < 0.1:
             headers["CC"] = [_key(rng, False)]
         messages.append(Message(exchange, key, headers))
