@@ -32,7 +32,7 @@ import _common as common  # type: ignore[import-not-found]
 import simulate_agreement as agreement  # type: ignore[import-not-found]
 
 from declare_amqp._simulate import Simulator
-from declare_amqp._validate import parse_version
+from declare_amqp._versions import parse_version
 
 
 def _routing_mix(seed: int, topologies: int, per: int) -> dict[str, int]:

@@ -138,8 +138,18 @@ class Session:
         self.last_state = state
         return state
 
-    def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
-        """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
+    def plan(
+        self,
+        desired: Topology,
+        *,
+        prune: bool = False,
+        force: bool = False,
+        broker_version: str | None = None,
+    ) -> Plan:
+        """Read the broker and plan; raises TopologyError for references that resolve nowhere.
+
+        ``broker_version`` checks the files against another release than the broker's (what
+        an upgrade would break); the plan itself is always against the broker read."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
@@ -149,11 +159,12 @@ class Session:
         desired, problems = resolve_queue_types(desired, defaults)
         problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
-        too_new, warnings = check_broker_version(desired, state.version)
+        version = broker_version or state.version
+        too_new, warnings = check_broker_version(desired, version)
         problems += too_new
         if desired.expectations:  # the `expect` section, against what the broker will hold
             after = after_apply(desired, state.topology, prune=prune)
-            sim = simulator_for(after, parse_version(state.version))
+            sim = simulator_for(after, parse_version(version))
             problems += check_expectations(sim, desired.expectations, offline=False)[0]
         if problems:
             raise TopologyError(sort_problems(problems))

@@ -46,7 +46,8 @@ from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
 from ._simulate import Simulator, check_expectations, simulator_for
-from ._validate import check_references, parse_version
+from ._validate import check_broker_version, check_references
+from ._versions import parse_version
 from ._warnings import reference_warnings, sort_problems, strict
 from .tls import TlsOptions, add_tls_arguments
 from .urls import redact
@@ -304,6 +305,11 @@ class _Cli:
         topology = self.load()
         sim = simulator_for(topology, self.version())
         failed, unchecked = check_expectations(sim, topology.expectations, offline=True)
+        version_warnings: list[Problem] = []
+        given = self._given_version()
+        if given:
+            refused, version_warnings = check_broker_version(topology, given)
+            failed += refused
         if failed:
             raise TopologyError(sort_problems(failed))
         self.out.print(
@@ -324,7 +330,7 @@ class _Cli:
         if topology.expectations:
             held = len(topology.expectations) - len(unchecked)
             self.out.print(f"expect: {held} of {len(topology.expectations)} expectations hold")
-        warnings = sort_problems([*topology.warnings, *fit_warnings(topology)])
+        warnings = sort_problems([*topology.warnings, *fit_warnings(topology), *version_warnings])
         if self.args.strict:
             strict(warnings)
         for problem in warnings:  # on stderr also with --format (it names no secret)
@@ -351,7 +357,12 @@ class _Cli:
         """Parse the files while the likely vhost is read, then plan against the broker."""
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
-        the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+        the_plan = session.plan(
+            desired,
+            prune=self.args.prune,
+            force=self.args.force,
+            broker_version=self._given_version(),
+        )
         if self.args.format == "text":
             for warning in the_plan.warnings:
                 self.err.print(f"[yellow]warning:[/] {escape(str(warning))}")
@@ -571,6 +582,10 @@ class _Cli:
     def schema(self) -> int:
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
+
+    def _given_version(self) -> str | None:
+        """``--broker-version`` as given (checked), or None."""
+        return ".".join(map(str, self.version())) or None
 
     def version(self) -> tuple[int, ...]:
         """``--broker-version``, parsed; ``()`` when not given."""

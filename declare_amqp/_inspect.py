@@ -147,14 +147,20 @@ def explain_text(e: Explanation) -> list[str]:
     if e.effective:
         lines.append("  effective settings:")
         width = max(len(k) for k in e.effective)
+        value_width = max(len(_show(s.value)) for s in e.effective.values())
         for key, s in sorted(e.effective.items()):
-            source = s.source.replace("_", " ")
+            source = (
+                "the broker's default"
+                if s.source == "default"
+                else "from the " + s.source.replace("_", " ")
+            )
             rule = f"; {s.rule}" if s.rule else ""
-            lines.append(f"    {key.ljust(width)}  {_show(s.value)}  (from the {source}{rule})")
+            shown = _show(s.value).ljust(value_width)
+            lines.append(f"    {key.ljust(width)}  {shown}  ({source}{rule})")
     else:
         lines.append("  effective settings: none (no arguments, no policy)")
     for i in e.ignored:
-        lines.append(f"  no effect: {i.key} ({i.source.replace('_', ' ')}): {i.reason}")
+        lines.append(f"  not in effect: {i.key} ({i.source.replace('_', ' ')}): {i.reason}")
     return lines
 
 

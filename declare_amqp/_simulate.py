@@ -56,7 +56,16 @@ from functools import lru_cache
 from typing import Any
 
 from ._errors import Problem
+from ._format import FORBIDDEN_ARGUMENTS
 from ._model import BindingSpec, ExchangeSpec, Expectation, PolicySpec, QueueSpec, Topology
+from ._versions import (
+    QUORUM_DEFAULT_DELIVERY_LIMIT,
+    Effect,
+    Subject,
+    edges_at,
+    policy_keys_skipped,
+)
+from ._versions import edge as edge_row
 
 # The exchanges every vhost has (rabbit_vhost:declare_default_exchanges/0 and the trace
 # exchange of rabbit_trace), with their types.
@@ -273,13 +282,13 @@ def binding_matches(
 
 # ----------------------------------------------------------------------------- policies
 
-# Policy keys a queue type does not support: a policy (or operator policy) with any of these
-# keys does not apply to a queue of that type at all (rabbit_policy:matches/3 ->
-# rabbit_amqqueue:is_policy_applicable/2 -> the queue type's unsupported policies:
-# rabbit_classic_queue / rabbit_quorum_queue / rabbit_stream_queue, capabilities/0). Measured
-# on RabbitMQ 3.10.8 and 4.0.5 with one policy per key and queue type; versions in between
-# take the older set. Between them classic queues gained queue-leader-locator and lost the
-# max-in-memory-* keys.
+# Policy keys a queue type does not support in any release: a policy (or operator policy)
+# with any of these keys does not apply to a queue of that type at all (rabbit_policy:matches/3
+# -> rabbit_amqqueue:is_policy_applicable/2 -> the queue type's capabilities/0
+# ``unsupported_policies`` in rabbit_classic_queue / rabbit_quorum_queue /
+# rabbit_stream_queue). Measured on RabbitMQ 3.10.8 and 4.0.5 with one policy per key and
+# queue type; the keys that moved between releases are rows of
+# ``_versions.POLICY_APPLICABILITY_EDGES``.
 _HA_KEYS = frozenset(
     {
         "ha-mode",
@@ -294,8 +303,8 @@ _STREAM_ONLY = frozenset(
     {"max-age", "stream-max-segment-size-bytes", "initial-cluster-size", "stream-filter-size-bytes"}
 )
 _QUORUM_ONLY = frozenset({"delivery-limit", "dead-letter-strategy"})
-_UNSUPPORTED_3_10: Mapping[str, frozenset[str]] = {
-    "classic": frozenset({*_QUORUM_ONLY, "queue-leader-locator", *_STREAM_ONLY}),
+UNSUPPORTED_POLICY_KEYS: Mapping[str, frozenset[str]] = {
+    "classic": frozenset({*_QUORUM_ONLY, *_STREAM_ONLY}),
     "quorum": frozenset(
         {"queue-mode", "queue-master-locator", "max-priority", *_HA_KEYS, *_STREAM_ONLY}
     ),
@@ -318,19 +327,14 @@ _UNSUPPORTED_3_10: Mapping[str, frozenset[str]] = {
         }
     ),
 }
-_UNSUPPORTED_4_0: Mapping[str, frozenset[str]] = {
-    **_UNSUPPORTED_3_10,
-    "classic": frozenset(
-        {*_QUORUM_ONLY, "max-in-memory-length", "max-in-memory-bytes", *_STREAM_ONLY}
-    ),
-}
 
 
 def unsupported_policy_keys(queue_type: str, version: tuple[int, ...] = ()) -> frozenset[str]:
     """Policy keys that make a whole policy skip queues of ``queue_type`` on ``version``
-    (``()``: the newest rules known here, 4.0)."""
-    table = _UNSUPPORTED_3_10 if version and version < (4, 0) else _UNSUPPORTED_4_0
-    return table.get(queue_type, frozenset())
+    (``()``: the newest rules known here)."""
+    return UNSUPPORTED_POLICY_KEYS.get(queue_type, frozenset()) | policy_keys_skipped(
+        queue_type, version
+    )
 
 
 # Keys both a policy and an operator policy may set, and how the broker combines them
@@ -511,7 +515,7 @@ class Setting:
     """One effective setting of an object, and where its value comes from."""
 
     value: Any
-    source: str  # "argument", "policy" or "operator_policy"
+    source: str  # "argument", "policy", "operator_policy", or "default" (the broker's own)
     rule: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -806,12 +810,12 @@ class Simulator:
             q = self._queues.get((vhost, name))
             if q is None:
                 raise UnknownObject(f"queue '{name}' is not in vhost '{vhost}'")
-            qtype, arguments = q.type, dict(q.arguments)
+            qtype, arguments, durable = q.type, dict(q.arguments), q.durable
         else:
             x = self._exchanges.get((vhost, name))
             if x is None:
                 raise UnknownObject(f"exchange '{name}' is not in vhost '{vhost}'")
-            qtype, arguments = "", dict(x.arguments)
+            qtype, arguments, durable = "", dict(x.arguments), True
         policy, operator = self.selections(vhost, kind, name)
         pdef = dict(policy.chosen.definition) if policy.chosen else {}
         odef = dict(operator.chosen.definition) if operator.chosen else {}
@@ -858,6 +862,8 @@ class Simulator:
             for c in selection.candidates:
                 if not c.applies:
                     ignored.append(Ignored(c.policy.name, source, c.reason))
+        if kind == "queue":
+            ignored += self._version_notes(qtype, durable, arguments, merged, effective)
         return Explanation(
             kind=kind,
             vhost=vhost,
@@ -869,6 +875,38 @@ class Simulator:
             effective=effective,
             ignored=tuple(ignored),
         )
+
+    def _version_notes(
+        self,
+        qtype: str,
+        durable: bool,
+        arguments: Mapping[str, Any],
+        merged: Mapping[str, Any],
+        effective: dict[str, Setting],
+    ) -> list[Ignored]:
+        """What has no effect on this queue for its type or the broker's version (rows of
+        ``_versions.EDGES``), and the broker's default delivery limit (added to
+        ``effective``)."""
+        notes = [
+            Ignored(arg, "argument", f"not supported by {qtype} queues")
+            for arg in sorted(set(arguments) & FORBIDDEN_ARGUMENTS.get(qtype, frozenset()))
+        ]
+        for edge in edges_at(self.version):
+            if edge.effect is Effect.DEFAULT:
+                continue
+            for hit in edge.queue_hits(qtype, durable, arguments):
+                source = "queue" if edge.subject is Subject.QUEUE else "argument"
+                notes.append(Ignored(hit, source, f"{edge.effect.value}: {edge.describe()}"))
+            for hit in edge.policy_hits(merged):
+                notes.append(Ignored(hit, "policy", f"{edge.effect.value}: {edge.describe()}"))
+        limit = edge_row("quorum-delivery-limit", Subject.QUEUE_ARGUMENT, self.version or (4, 0))
+        if qtype == "quorum" and limit is not None and "delivery-limit" not in effective:
+            effective["delivery-limit"] = Setting(
+                QUORUM_DEFAULT_DELIVERY_LIMIT,
+                "default",
+                "for quorum queues since RabbitMQ 4.0; set delivery_limit, -1 for none",
+            )
+        return notes
 
 
 def simulator_for(topology: Topology, version: tuple[int, ...] = ()) -> Simulator:

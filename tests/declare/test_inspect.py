@@ -206,3 +206,83 @@ def test_expect_entries_are_checked_for_keys(
 def test_broker_version_must_be_a_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "validate", EXAMPLE, "--broker-version", "latest")
     assert code == 1 and "--broker-version 'latest'" in err
+
+
+OLD_TOPOLOGY = """\
+vhost: v
+queues:
+  - {name: lazy, queue_mode: lazy, durable: false}
+  - {name: work, type: quorum}
+policies:
+  - {name: ha, pattern: '^lazy$', definition: {ha-mode: all}}
+consumers:
+  - name: worker
+    queues: [{queue: work, prefetch: 5}]
+"""
+
+
+def test_validate_reports_what_a_version_breaks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--broker-version: what the release removes, denies or refuses is an error with its
+    file:line, the release and what to do instead; an older release accepts the same file."""
+    f = tmp_path / "old.yml"
+    f.write_text(OLD_TOPOLOGY)
+    code, _, err = _run(capsys, "validate", str(f), "--broker-version", "4.3.0")
+    assert code == 1
+    assert (
+        f"{f}:3: queue 'lazy' (vhost v): queue_mode (x-queue-mode) is refused from RabbitMQ 4.3"
+        in err
+    )
+    assert "remove it" in err
+    assert f"{f}:3: queue 'lazy' (vhost v): transient (durable: false)" in err
+    assert (
+        f"{f}:6: policy 'ha' (vhost v): ha-mode: classic queue mirroring was removed in "
+        "RabbitMQ 4.0" in err
+    )
+    code, _, err = _run(capsys, "validate", str(f), "--broker-version", "3.13.7")
+    assert code == 0, err
+    code, _, err = _run(capsys, "validate", str(f), "--broker-version", "4.0.5")
+    assert code == 1 and "x-queue-mode" not in err and "ha-mode" in err
+
+
+def test_validate_warns_consumers_about_passive_declares(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    f = tmp_path / "w.yml"
+    f.write_text(
+        "vhost: v\nqueues:\n  - {name: work, type: quorum}\n"
+        "consumers:\n  - name: worker\n    queues: [{queue: work, prefetch: 5}]\n"
+    )
+    code, _, err = _run(capsys, "validate", str(f), "--broker-version", "4.2.6")
+    assert code == 0
+    assert (
+        f"{f}:5: consumer 'worker' (vhost v): priority-worker checks its queues with passive "
+        "declares" in err
+    )
+    assert "configure permission" in err
+    code, _, err = _run(capsys, "validate", str(f), "--broker-version", "4.2.7")
+    assert "passive" not in err
+
+
+def test_explain_names_what_the_version_or_type_ignores(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    f = tmp_path / "old.yml"
+    f.write_text(OLD_TOPOLOGY)
+    code, out, _ = _run(
+        capsys, "explain", "queue", "lazy", str(f), "--broker-version", "4.3.0", "--format", "json"
+    )
+    ignored = {(i["key"], i["source"]) for i in json.loads(out)["ignored"]}
+    assert code == 0
+    assert {
+        ("x-queue-mode", "argument"),
+        ("durable: false", "queue"),
+        ("ha-mode", "policy"),
+    } <= ignored
+    code, out, _ = _run(capsys, "explain", "queue", "work", str(f), "--format", "json")
+    assert json.loads(out)["effective"]["delivery-limit"]["source"] == "default"
+    code, out, _ = _run(
+        capsys, "explain", "queue", "work", str(f), "--broker-version", "3.13", "--format", "json"
+    )
+    assert "delivery-limit" not in json.loads(out)["effective"]

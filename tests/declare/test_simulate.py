@@ -322,3 +322,13 @@ def test_simulator_for_uses_the_files_operator_policies() -> None:
         queues=(QueueSpec(V, "q"),), access=Access(operator_policies=(operator,)), named=(V,)
     )
     assert simulator_for(t).explain(V, "queue", "q").operator_policy.chosen is operator
+
+
+def test_policy_applicability_rows_come_from_the_versions_table() -> None:
+    """max-in-memory-* policies stopped applying to classic queues in 4.0 (measured; a row of
+    _versions.POLICY_APPLICABILITY_EDGES); an unknown version takes the newest rules."""
+    p = PolicySpec(V, "p", ".*", {"max-in-memory-length": 5}, "queues")
+    for version, applies in (((3, 10, 8), True), ((4, 0, 5), False), ((), False)):
+        sim = Simulator(_queue_topology("classic", p), version=version)
+        assert (sim.explain(V, "queue", "q").policy.chosen is p) is applies, version
+    assert Simulator(_queue_topology("quorum", p)).explain(V, "queue", "q").policy.chosen is p

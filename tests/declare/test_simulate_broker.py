@@ -100,3 +100,35 @@ def test_plan_checks_expectations_against_the_broker(declare: Any) -> None:
     assert declare("apply", f).code == 1
     assert declare.definitions() == before
     assert declare("plan", f, "--prune", "--force").code == 0  # pruned, the extra binding goes
+
+
+def test_plan_reports_what_an_upgrade_breaks(declare: Any) -> None:
+    """plan reads the broker's version; --broker-version checks the same files against the
+    release an upgrade goes to, and names each problem with its file, line and release."""
+    lazy = "queue_mode: lazy" if not declare.broker.at_least(4, 3) else ""
+    f = declare.write(
+        "t.yml",
+        f"""
+        vhost: {declare.vhost}
+        queues:
+          - {{name: legacy, {lazy}}}
+          - {{name: work, type: quorum}}
+        """,
+    )
+    assert declare("apply", f).code == 0
+    assert declare("plan", f).code == 0
+    upgrade = declare("plan", f, "--broker-version", "4.3.0")
+    if lazy:
+        assert upgrade.code == 1, upgrade
+        assert "t.yml:3: queue 'legacy'" in upgrade.err
+        assert "queue_mode (x-queue-mode) is refused from RabbitMQ 4.3 on" in upgrade.err
+    explained = declare("explain", "queue", "work", "--vhost", declare.vhost, "--format", "json")
+    limit = json.loads(explained.out)["effective"].get("delivery-limit")
+    if declare.broker.at_least(4, 0):
+        assert limit == {
+            "value": 20,
+            "source": "default",
+            "rule": "for quorum queues since RabbitMQ 4.0; set delivery_limit, -1 for none",
+        }
+    else:
+        assert limit is None
