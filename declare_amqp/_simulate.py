@@ -927,11 +927,10 @@ def describe_route(route: Route) -> str:
     reached = ", ".join(route.queues) if route.queues else "no queue (unroutable)"
     steps = []
     for hop in route.path:
-        key = f"[{hop.binding_key}]" if hop.binding_key else ""
+        arrow = f"-[{hop.binding_key}]->" if hop.binding_key else "->"
         if hop.via == "alternate-exchange":
-            steps.append(f"{hop.exchange or '(default)'} -alternate-> {hop.destination}")
-        else:
-            steps.append(f"{hop.exchange or '(default)'} -{key}-> {hop.destination}")
+            arrow = "-alternate->"
+        steps.append(f"{hop.exchange or '(default)'} {arrow} {hop.destination}")
     return reached + (f" (via {'; '.join(steps)})" if steps else "")
 
 
