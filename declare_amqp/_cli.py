@@ -571,13 +571,17 @@ class _Cli:
                 f"(vhosts: {', '.join(vhosts)})\n"
             )
             text = to_yaml(topology, vhosts, header)
+        self._write(text)
+        return EXIT_OK
+
+    def _write(self, text: str) -> None:
+        """``-o FILE`` when given, else stdout (export, graph)."""
         if self.args.output:
             with open(self.args.output, "w", encoding="utf-8") as fh:
                 fh.write(text)
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
-        return EXIT_OK
 
     def schema(self) -> int:
         print(json.dumps(json_schema(), indent=2))
@@ -648,13 +652,7 @@ class _Cli:
         return EXIT_OK
 
     def graph(self) -> int:
-        text = graph(self.load(), self.args.format)
-        if self.args.output:
-            with open(self.args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            self.err.print(f"wrote {self.args.output}")
-        else:
-            sys.stdout.write(text)
+        self._write(graph(self.load(), self.args.format))
         return EXIT_OK
 
 

@@ -59,6 +59,7 @@ from ._errors import Problem
 from ._format import FORBIDDEN_ARGUMENTS
 from ._model import BindingSpec, ExchangeSpec, Expectation, PolicySpec, QueueSpec, Topology
 from ._versions import (
+    MIRRORING_KEYS,
     QUORUM_DEFAULT_DELIVERY_LIMIT,
     Effect,
     Subject,
@@ -289,16 +290,6 @@ def binding_matches(
 # rabbit_stream_queue). Measured on RabbitMQ 3.10.8 and 4.0.5 with one policy per key and
 # queue type; the keys that moved between releases are rows of
 # ``_versions.POLICY_APPLICABILITY_EDGES``.
-_HA_KEYS = frozenset(
-    {
-        "ha-mode",
-        "ha-params",
-        "ha-sync-mode",
-        "ha-sync-batch-size",
-        "ha-promote-on-shutdown",
-        "ha-promote-on-failure",
-    }
-)
 _STREAM_ONLY = frozenset(
     {"max-age", "stream-max-segment-size-bytes", "initial-cluster-size", "stream-filter-size-bytes"}
 )
@@ -306,7 +297,7 @@ _QUORUM_ONLY = frozenset({"delivery-limit", "dead-letter-strategy"})
 UNSUPPORTED_POLICY_KEYS: Mapping[str, frozenset[str]] = {
     "classic": frozenset({*_QUORUM_ONLY, *_STREAM_ONLY}),
     "quorum": frozenset(
-        {"queue-mode", "queue-master-locator", "max-priority", *_HA_KEYS, *_STREAM_ONLY}
+        {"queue-mode", "queue-master-locator", "max-priority", *MIRRORING_KEYS, *_STREAM_ONLY}
     ),
     "stream": frozenset(
         {
@@ -323,7 +314,7 @@ UNSUPPORTED_POLICY_KEYS: Mapping[str, frozenset[str]] = {
             "max-priority",
             "single-active-consumer",
             *_QUORUM_ONLY,
-            *_HA_KEYS,
+            *MIRRORING_KEYS,
         }
     ),
 }
