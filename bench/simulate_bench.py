@@ -12,12 +12,14 @@
   them must equal what ``explain`` says.
 
 The generator is ``tests/simulate_agreement.py`` (the suite runs it with small counts).
-``python bench/simulate_bench.py [--messages 10000] [--policy-sets 1000] [--slots 50]
-[--seed N]``; results are printed and written to ``bench/results/simulate-<version>.md``.
+``python bench/simulate_bench.py [--messages 10000] [--policy-sets 1000] [--vhosts 10]
+[--slots 5] [--seed N]``; results are printed and written to
+``bench/results/simulate-<version>.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
@@ -64,11 +66,16 @@ def _routing_mix(seed: int, topologies: int, per: int) -> dict[str, int]:
     return mix
 
 
+def _progress(text: str) -> None:
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(__doc__ or "")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--policy-sets", type=int, default=1_000)
-    parser.add_argument("--slots", type=int, default=50, help="policy sets checked at once")
+    parser.add_argument("--vhosts", type=int, default=10, help="vhosts for the policy sets")
+    parser.add_argument("--slots", type=int, default=5, help="policy sets at once per vhost")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     mgmt, env = common.session(args)
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             topologies=topologies,
             messages_per_topology=per,
             version=version,
+            progress=_progress,
         )
         rows.append(
             [
@@ -104,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     stats = agreement.PolicyStats()
-    with common.scratch_vhost(mgmt, "simulate-policy") as vhost:
+    with contextlib.ExitStack() as stack:
+        vhosts = [
+            stack.enter_context(common.scratch_vhost(mgmt, f"simulate-policy{i}"))
+            for i in range(args.vhosts)
+        ]
         started = time.monotonic()
         b = args.broker
         with httpx.Client(
@@ -112,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         ) as http:
             policies = agreement.policy_agreement(
                 http,
-                vhost,
+                vhosts,
                 seed=seed,
                 sets=args.policy_sets,
                 slots=args.slots,
                 version=version,
                 stats=stats,
+                progress=_progress,
             )
         rows.append(
             [

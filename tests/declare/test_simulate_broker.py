@@ -36,7 +36,7 @@ def test_explain_agrees_with_the_brokers_policy_fields(broker: Any, vhost: str) 
     stats = PolicyStats()
     with broker.http() as http:
         result = policy_agreement(
-            http, vhost, seed=seed, sets=50, slots=25, version=broker.version_tuple, stats=stats
+            http, [vhost], seed=seed, sets=50, slots=25, version=broker.version_tuple, stats=stats
         )
     assert result.total == 50
     # the sets did exercise the rules: policies, operator policies, merges, skipped keys
