@@ -182,8 +182,8 @@ def topic_matches(binding_key: str, routing_key: str) -> bool:
 
 @lru_cache(maxsize=65536)
 def _topic_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    # Dynamic programming over (pattern position, word position); '#' may swallow words.
-    n, m = len(pattern), len(words)
+    # reach[j]: the pattern so far can consume exactly the first j words ('#' any number).
+    m = len(words)
     reach = [False] * (m + 1)
     reach[0] = True
     for p in pattern:
@@ -200,7 +200,6 @@ def _topic_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
         reach = nxt
         if not any(reach):
             return False
-    del n
     return reach[m]
 
 
