@@ -31,9 +31,9 @@ Routing (``Simulator.route``):
   default), ``any``, ``all-with-x`` or ``any-with-x``. ``x-match`` itself never takes part;
   other binding arguments starting with ``x-`` take part only in the ``-with-x`` kinds. A
   binding argument without a value (void, ``null``) matches the header's presence; otherwise
-  the values must be equal as Erlang's ``==`` compares them: ``1`` equals ``1.0``, ``"1"`` is
-  not ``1``, ``true`` is not ``1``. ``all`` with no argument left matches every message,
-  ``any`` with none matches none.
+  the values must be equal: ``"1"`` is not ``1``, ``true`` is not ``1``, and ``1`` equals
+  ``1.0`` up to 3.x (Erlang's ``==``) but not from 4.0 (measured; see ``values_equal``).
+  ``all`` with no argument left matches every message, ``any`` with none matches none.
 - Internal exchanges (``rabbit_channel``: ``check_internal_exchange``) refuse a publish
   (403) and only receive from other exchanges; a missing exchange refuses it (404).
 
@@ -59,6 +59,7 @@ from ._errors import Problem
 from ._format import FORBIDDEN_ARGUMENTS
 from ._model import BindingSpec, ExchangeSpec, Expectation, PolicySpec, QueueSpec, Topology
 from ._versions import (
+    HEADERS_EXACT_NUMBERS_SINCE,
     MIRRORING_KEYS,
     QUORUM_DEFAULT_DELIVERY_LIMIT,
     Effect,
@@ -203,12 +204,16 @@ def _topic_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
     return reach[m]
 
 
-def values_equal(pattern: Any, data: Any) -> bool:
-    """Erlang's ``==`` on AMQP field values: numbers by value, booleans only with booleans."""
+def values_equal(pattern: Any, data: Any, exact_numbers: bool = True) -> bool:
+    """A binding value against a header value: booleans only equal booleans, strings strings;
+    numbers by value (Erlang's ``==``: 1 equals 1.0) or, with ``exact_numbers`` (RabbitMQ 4.0
+    on, ``_versions.HEADERS_EXACT_NUMBERS_SINCE``), only numbers of the same kind."""
     if isinstance(pattern, bool) or isinstance(data, bool):
         return isinstance(pattern, bool) and isinstance(data, bool) and pattern == data
     if isinstance(pattern, (int, float)) and isinstance(data, (int, float)):
         if isinstance(pattern, float) and math.isnan(pattern):
+            return False
+        if exact_numbers and isinstance(pattern, float) != isinstance(data, float):
             return False
         return pattern == data
     if isinstance(pattern, bytes):
@@ -218,10 +223,12 @@ def values_equal(pattern: Any, data: Any) -> bool:
     if isinstance(pattern, str) or isinstance(data, str):
         return isinstance(pattern, str) and isinstance(data, str) and pattern == data
     if isinstance(pattern, Mapping) and isinstance(data, Mapping):
-        return set(pattern) == set(data) and all(values_equal(pattern[k], data[k]) for k in pattern)
+        return set(pattern) == set(data) and all(
+            values_equal(pattern[k], data[k], exact_numbers) for k in pattern
+        )
     if isinstance(pattern, (list, tuple)) and isinstance(data, (list, tuple)):
         return len(pattern) == len(data) and all(
-            values_equal(a, b) for a, b in zip(pattern, data, strict=True)
+            values_equal(a, b, exact_numbers) for a, b in zip(pattern, data, strict=True)
         )
     return bool(pattern == data)
 
@@ -232,7 +239,9 @@ def x_match_kind(arguments: Mapping[str, Any]) -> str:
     return kind if isinstance(kind, str) and kind in X_MATCH_KINDS else "all"
 
 
-def headers_match(arguments: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+def headers_match(
+    arguments: Mapping[str, Any], headers: Mapping[str, Any], exact_numbers: bool = True
+) -> bool:
     """``rabbit_exchange_type_headers:headers_match/2`` for one binding."""
     kind = x_match_kind(arguments)
     with_x = kind.endswith("-with-x")
@@ -242,7 +251,7 @@ def headers_match(arguments: Mapping[str, Any], headers: Mapping[str, Any]) -> b
             continue
         if key not in headers:
             all_match = False
-        elif expected is None or values_equal(expected, headers[key]):
+        elif expected is None or values_equal(expected, headers[key], exact_numbers):
             any_match = True
         else:
             all_match = False
@@ -266,7 +275,11 @@ def routing_keys(message: Message) -> tuple[tuple[str, ...], str | None]:
 
 
 def binding_matches(
-    exchange_type: str, binding: BindingSpec, keys: Sequence[str], headers: Mapping[str, Any]
+    exchange_type: str,
+    binding: BindingSpec,
+    keys: Sequence[str],
+    headers: Mapping[str, Any],
+    exact_numbers: bool = True,
 ) -> bool:
     """Whether one binding of an exchange of ``exchange_type`` takes the message."""
     if exchange_type == "fanout":
@@ -276,7 +289,7 @@ def binding_matches(
     if exchange_type == "topic":
         return any(topic_matches(binding.routing_key, k) for k in keys)
     if exchange_type == "headers":
-        return headers_match(binding.arguments, headers)
+        return headers_match(binding.arguments, headers, exact_numbers)
     return False  # a plugin's type: not modelled (see Simulator.unknown_types)
 
 
@@ -596,6 +609,7 @@ class Simulator:
     ) -> None:
         self.topology = topology
         self.version = version
+        self.exact_numbers = not version or version >= HEADERS_EXACT_NUMBERS_SINCE
         self._exchanges: dict[tuple[str, str], _Exchange] = {}
         self._queues: dict[tuple[str, str], QueueSpec] = {}
         self._bindings: dict[tuple[str, str], list[BindingSpec]] = {}
@@ -711,7 +725,7 @@ class Simulator:
                         found.append(Hop("", k, k, "queue", "default exchange"))
             else:
                 for b in self._bindings.get((vhost, x.name), ()):
-                    if binding_matches(x.type, b, keys, headers):
+                    if binding_matches(x.type, b, keys, headers, self.exact_numbers):
                         found.append(
                             Hop(
                                 x.name,
