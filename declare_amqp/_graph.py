@@ -142,7 +142,8 @@ def graph(topology: Topology, fmt: str = "mermaid") -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;").replace("\n", "<br/>")
+    # Mermaid's entity codes: a quote or pipe would end a label early
+    return text.replace('"', "#quot;").replace("|", "#124;").replace("\n", "<br/>")
 
 
 _MERMAID_SHAPES = {
