@@ -455,15 +455,15 @@ def select_policy(
     listed)."""
     candidates: list[Candidate] = []
     for p in policies:
-        if not applies_to_kind(p.apply_to, kind, queue_type):
-            candidates.append(Candidate(p, False, f"apply-to {p.apply_to}"))
-            continue
         matched = pattern_matches(p.pattern, name)
         if matched is None:
             candidates.append(Candidate(p, False, "pattern not readable here"))
             continue
         if not matched:
             continue  # not a candidate at all: its pattern does not match
+        if not applies_to_kind(p.apply_to, kind, queue_type):
+            candidates.append(Candidate(p, False, f"apply-to {p.apply_to}"))
+            continue
         if kind == "queue":
             unsupported = sorted(set(p.definition) & unsupported_policy_keys(queue_type, version))
             if unsupported:
