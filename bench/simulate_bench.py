@@ -84,12 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     per = 100
     topologies = max(1, args.messages // per)
-    lines = common.report_header("Simulator vs broker (route, explain)", env)
-    lines += [
-        f"- command: `{common.command_line('bench/simulate_bench.py', argv)}`",
-        f"- seed: {seed}",
-        "",
-    ]
     rows = []
     with common.scratch_vhost(mgmt, "simulate-route") as vhost:
         started = time.monotonic()
@@ -141,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.monotonic() - started:.0f} s",
             ]
         )
+    # the header last: it reads the load average again for "at end"
+    lines = common.report_header("Simulator vs broker (route, explain)", env)
+    lines += [
+        f"- command: `{common.command_line('bench/simulate_bench.py', argv)}`",
+        f"- seed: {seed}",
+        "",
+    ]
     lines.append(common.markdown_table(["check", "compared", "agreed", "agreement", "time"], rows))
     mix = _routing_mix(seed, topologies, per)
     lines += ["", "What the random messages exercised (counts of messages):", ""]
