@@ -30,6 +30,7 @@ from ._api import ApplyResult, Session, load
 from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
+from ._files import DEFAULT_MAX_FILE_SIZE, parse_size, write_private
 from ._fit import fit_warnings
 from ._graph import graph
 from ._inspect import (
@@ -90,6 +91,13 @@ def _common_options(*, top: bool) -> argparse.ArgumentParser:
     return common
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
 
@@ -110,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a topology file (the original tool's option; same as FILE)",
     )
     files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
+    files.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=argparse.SUPPRESS,
+        metavar="SIZE",
+        help="refuse files larger than SIZE (bytes, or with K, M, G; default 64M)",
+    )
     files.add_argument(
         "--strict",
         action="store_true",
@@ -152,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--strict", action="store_true", help="with --config: every warning is an error"
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help="with --config: refuse files larger than SIZE (default 64M)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -299,7 +321,13 @@ class _Cli:
         return os.environ.get("AMQP_VHOST") or "/"
 
     def load(self) -> Topology:
-        return load(self.files(), vhost=self.args.vhost, default_vhost=self.default_vhost())
+        return load(
+            self.files(),
+            vhost=self.args.vhost,
+            default_vhost=self.default_vhost(),
+            max_file_size=self.args.max_file_size,
+            original_format=getattr(self.args, "original_format", False),
+        )
 
     def validate(self) -> int:
         topology = self.load()
@@ -447,6 +475,7 @@ class _Cli:
                 self.files(),
                 vhost=self.args.vhost,
                 default_vhost=options.get("default_vhost") or "/",
+                max_file_size=self.args.max_file_size,
             )
             plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
             assert session.last_state is not None
@@ -501,6 +530,11 @@ class _Cli:
             self.err.print(f"[bold red]error:[/] {failure}")
         for change in plan.refused:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
+        if result.rollback is not None:
+            # the broker refused a write: what this run wrote was undone (or is listed)
+            style = "green" if result.rollback.complete else "bold red"
+            self.err.print(f"[{style}]{escape(result.rollback.summary())}[/]")
+            return
         if result.ok:
             self.out.print(
                 f"[green]Applied[/] in {result.seconds:.2f} s: "
@@ -577,8 +611,7 @@ class _Cli:
     def _write(self, text: str) -> None:
         """``-o FILE`` when given, else stdout (export, graph)."""
         if self.args.output:
-            with open(self.args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_private(self.args.output, text)
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
@@ -668,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before the command is kept by the subcommand, so the same words with "apply" after them
         # are that apply.
         args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "apply"])
+        args.original_format = True  # its files' unkeyed queue bindings use the queue's name
     cli = _Cli(args)
     password = ""
     try:
