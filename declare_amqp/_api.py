@@ -21,6 +21,7 @@ from ._management import BrokerState, ManagementClient
 from ._model import Topology
 from ._permissions import Permissions, permission_problems
 from ._plan import Plan, note_broker_defaults, plan
+from ._simulate import after_apply, check_expectations, simulator_for
 from ._validate import (
     check_broker_version,
     check_exchange_types,
@@ -166,8 +167,18 @@ class Session:
         self.last_state = state
         return state
 
-    def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
-        """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
+    def plan(
+        self,
+        desired: Topology,
+        *,
+        prune: bool = False,
+        force: bool = False,
+        broker_version: str | None = None,
+    ) -> Plan:
+        """Read the broker and plan; raises TopologyError for references that resolve nowhere.
+
+        ``broker_version`` checks the files against another release than the broker's (what
+        an upgrade would break); the plan itself is always against the broker read."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
@@ -178,8 +189,13 @@ class Session:
         problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
         problems += policy_plugin_problems(self.management, desired.policies)
-        too_new, warnings = check_broker_version(desired, state.version)
+        version = broker_version or state.version
+        too_new, warnings = check_broker_version(desired, version)
         problems += too_new
+        if desired.expectations:  # the `expect` section, against what the broker will hold
+            after = after_apply(desired, state.topology, prune=prune)
+            sim = simulator_for(after, parse_version(version))
+            problems += check_expectations(sim, desired.expectations, offline=False)[0]
         if problems:
             raise TopologyError(sort_problems(problems))
         result = plan(desired, state.topology, prune=prune, force=force, stats=state.stats)

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from . import __version__
 from . import _saved_plan as saved_plan
-from ._access import read_for_export
+from ._access import Access, read_broker_access, read_for_export
 from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
 from ._definitions import to_definitions_json
@@ -32,11 +32,23 @@ from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
 from ._files import DEFAULT_MAX_FILE_SIZE, parse_size, write_private
 from ._fit import fit_warnings
+from ._graph import graph
+from ._inspect import (
+    explain_or_error,
+    explain_text,
+    messages_from_args,
+    read_messages,
+    route_line,
+    route_text,
+    route_vhost,
+)
 from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
-from ._validate import check_references
+from ._simulate import Simulator, check_expectations, simulator_for
+from ._validate import check_broker_version, check_references
+from ._versions import parse_version
 from ._warnings import reference_warnings, sort_problems, strict
 from .tls import TlsOptions, add_tls_arguments
 from .urls import redact
@@ -165,12 +177,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    version = argparse.ArgumentParser(add_help=False)
+    version.add_argument(
+        "--broker-version",
+        metavar="X.Y",
+        help="check against this RabbitMQ version (default: the broker's, when one is read)",
+    )
+
     sub.add_parser(
         "validate",
-        parents=[common, files],
+        parents=[common, files, version],
         help="check files without a broker (exit 0 valid, 1 not)",
     )
-    p = sub.add_parser("plan", parents=[common, files, output], help="show what apply would do")
+    p = sub.add_parser(
+        "plan", parents=[common, files, output, version], help="show what apply would do"
+    )
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -213,7 +234,57 @@ def _parser() -> argparse.ArgumentParser:
         help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
     )
     sub.add_parser("schema", help="print the JSON Schema of the file format")
+    _inspect_parsers(sub, common, files, version)
     return parser
+
+
+def _inspect_parsers(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    files: argparse.ArgumentParser,
+    version: argparse.ArgumentParser,
+) -> None:
+    """route, explain and graph: questions answered by _simulate, from files or the broker."""
+    text_or_json = argparse.ArgumentParser(add_help=False)
+    text_or_json.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
+    )
+    r = sub.add_parser(
+        "route",
+        parents=[common, files, version, text_or_json],
+        help="where a message goes (from the files, or without files from the broker)",
+    )
+    r.add_argument("--exchange", metavar="E", help="exchange published to ('' the default)")
+    r.add_argument("--routing-key", default="", metavar="K", help="routing key")
+    r.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a header; VALUE is JSON when it parses (size=1 is a number), else a string",
+    )
+    r.add_argument(
+        "--messages",
+        metavar="FILE",
+        help='many messages: JSON lines {"exchange", "routing_key", "headers"}, '
+        "one result per line",
+    )
+    x = sub.add_parser(
+        "explain",
+        parents=[common, version, text_or_json],
+        help="which policies apply to a queue or exchange, and its effective settings",
+    )
+    x.add_argument("kind", choices=("queue", "exchange"), help="queue or exchange")
+    x.add_argument("name", help="its name")
+    x.add_argument("files", nargs="*", metavar="FILE", help="topology files (default: the broker)")
+    x.add_argument("--vhost", metavar="V", help="the vhost (and of objects naming none)")
+    g = sub.add_parser(
+        "graph", parents=[common, files], help="the topology as a Mermaid or Graphviz picture"
+    )
+    g.add_argument(
+        "--format", choices=("mermaid", "dot"), default="mermaid", help="mermaid (default) or dot"
+    )
+    g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
 class _Cli:
@@ -260,6 +331,15 @@ class _Cli:
 
     def validate(self) -> int:
         topology = self.load()
+        sim = simulator_for(topology, self.version())
+        failed, unchecked = check_expectations(sim, topology.expectations, offline=True)
+        version_warnings: list[Problem] = []
+        given = self._given_version()
+        if given:
+            refused, version_warnings = check_broker_version(topology, given)
+            failed += refused
+        if failed:
+            raise TopologyError(sort_problems(failed))
         self.out.print(
             f"[green]valid[/]: {len(self.files())} file(s), {len(topology.vhost_names())} "
             f"vhost(s), {len(topology.exchanges)} exchanges, {len(topology.queues)} queues, "
@@ -273,7 +353,12 @@ class _Cli:
             self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
         for problem in reference_warnings(topology, known, broker_read=False):
             self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
-        warnings = sort_problems([*topology.warnings, *fit_warnings(topology)])
+        for problem in unchecked:
+            self.out.print(f"[yellow]note:[/] {escape(str(problem))}")
+        if topology.expectations:
+            held = len(topology.expectations) - len(unchecked)
+            self.out.print(f"expect: {held} of {len(topology.expectations)} expectations hold")
+        warnings = sort_problems([*topology.warnings, *fit_warnings(topology), *version_warnings])
         if self.args.strict:
             strict(warnings)
         for problem in warnings:  # on stderr also with --format (it names no secret)
@@ -300,7 +385,12 @@ class _Cli:
         """Parse the files while the likely vhost is read, then plan against the broker."""
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
-        the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+        the_plan = session.plan(
+            desired,
+            prune=self.args.prune,
+            force=self.args.force,
+            broker_version=self._given_version(),
+        )
         if self.args.format == "text":
             for warning in the_plan.warnings:
                 self.err.print(f"[yellow]warning:[/] {escape(str(warning))}")
@@ -515,15 +605,87 @@ class _Cli:
                 f"(vhosts: {', '.join(vhosts)})\n"
             )
             text = to_yaml(topology, vhosts, header)
+        self._write(text)
+        return EXIT_OK
+
+    def _write(self, text: str) -> None:
+        """``-o FILE`` when given, else stdout (export, graph)."""
         if self.args.output:
             write_private(self.args.output, text)
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
-        return EXIT_OK
 
     def schema(self) -> int:
         print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+
+    def _given_version(self) -> str | None:
+        """``--broker-version`` as given (checked), or None."""
+        return ".".join(map(str, self.version())) or None
+
+    def version(self) -> tuple[int, ...]:
+        """``--broker-version``, parsed; ``()`` when not given."""
+        given = getattr(self.args, "broker_version", None)
+        if not given:
+            return ()
+        parsed = parse_version(given)
+        if not parsed:
+            raise DeclareAmqpError(
+                f"--broker-version {given!r}: write a version like 4.3 or 3.13.7"
+            )
+        return parsed
+
+    def simulator(self) -> tuple[Simulator, str]:
+        """The files' topology, or without files the live broker's; and the vhost to use."""
+        paths = list(self.args.files) + list(getattr(self.args, "config", []))
+        if paths:
+            topology = load(paths, vhost=self.args.vhost, default_vhost=self.default_vhost())
+            vhost = route_vhost(topology, self.args.vhost, self.default_vhost())
+            return simulator_for(topology, self.version()), vhost
+        vhost = self.args.vhost or self.default_vhost()
+        with Session(self.address) as session:
+            state = session.read([vhost])
+            if not state.topology.vhosts:
+                raise DeclareAmqpError(
+                    f"vhost '{vhost}' does not exist on {session.describe_target()}"
+                )
+            wanted = Access(managed=frozenset({"operator_policies"}))
+            access = read_broker_access(session.management, wanted, [vhost], admin=False)
+            version = self.version() or parse_version(state.version)
+            return Simulator(state.topology, access.operator_policies, version), vhost
+
+    def route(self) -> int:
+        if self.args.messages:
+            messages = read_messages(self.args.messages)
+        else:
+            messages = messages_from_args(
+                self.args.exchange, self.args.routing_key, self.args.header
+            )
+        sim, vhost = self.simulator()
+        for message in messages:
+            result = sim.route(vhost, message)
+            if self.args.format == "json":
+                print(json.dumps(result.to_dict(), sort_keys=False))
+            elif self.args.messages:
+                self.out.print(escape(route_line(result)))
+            else:
+                for line in route_text(vhost, result):
+                    self.out.print(escape(line))
+        return EXIT_OK
+
+    def explain(self) -> int:
+        sim, vhost = self.simulator()
+        explanation = explain_or_error(sim, vhost, self.args.kind, self.args.name)
+        if self.args.format == "json":
+            print(json.dumps(explanation.to_dict(), indent=2))
+        else:
+            for line in explain_text(explanation):
+                self.out.print(escape(line))
+        return EXIT_OK
+
+    def graph(self) -> int:
+        self._write(graph(self.load(), self.args.format))
         return EXIT_OK
 
 

@@ -269,7 +269,27 @@ TOP_KEYS = (
     Key("bindings", _LIST, "Bindings, exchange-to-exchange included."),
     Key("policies", _LIST, "Policies."),
     Key("consumers", _LIST, "Applications that consume queues with priority_worker."),
+    Key(
+        "expect",
+        _LIST,
+        "Routing expectations, checked by validate and plan: {exchange, routing_key, headers, "
+        "reaches}.",
+    ),
     *ACCESS_TOP_KEYS,
+)
+
+EXPECT_KEYS = (
+    Key("exchange", _STR, "Exchange the message is published to ('' the default).", required=True),
+    Key("routing_key", _STR, "Its routing key.", default=""),
+    Key("headers", _MAP, "Its headers (headers exchanges); values keep their YAML types."),
+    Key(
+        "reaches",
+        _LIST,
+        "Exactly the queues it must reach; [] means unroutable.",
+        required=True,
+        items=(str,),
+    ),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
 )
 
 CONSUMER_MODES = ("weighted", "strict", "conserving")

@@ -24,6 +24,7 @@ from ._format import (
     CONSUMED_QUEUE_KEYS,
     CONSUMER_KEYS,
     EXCHANGE_KEYS,
+    EXPECT_KEYS,
     POLICY_KEYS,
     QUEUE_ALIASES,
     QUEUE_BINDING_KEYS,
@@ -39,6 +40,7 @@ from ._model import (
     ConsumedQueue,
     ConsumerSpec,
     ExchangeSpec,
+    Expectation,
     PolicySpec,
     QueueSpec,
     Topology,
@@ -420,6 +422,7 @@ class _FileReader:
             policies=tuple(self._policies(doc)),
             consumers=tuple(self._consumers(doc)),
             access=access,
+            expectations=tuple(self._expectations(doc)),
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
@@ -574,6 +577,20 @@ class _FileReader:
                 definition=dict(f["definition"]),
                 apply_to=f.get("apply_to", "all"),
                 priority=f.get("priority", 0),
+                location=self.at(line),
+            )
+
+    def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
+        for raw, line in self.entries(doc, "expect"):
+            f = self.fields(raw, EXPECT_KEYS, "expect entry", line)
+            if f is None:
+                continue
+            yield Expectation(
+                vhost=f.get("vhost", self.vhost),
+                exchange=f["exchange"],
+                routing_key=f.get("routing_key", ""),
+                headers=dict(f.get("headers") or {}),
+                reaches=tuple(f["reaches"]),
                 location=self.at(line),
             )
 
@@ -808,6 +825,7 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
         warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
+        expectations=tuple(e for p in parts for e in p.expectations),
     )
     access, access_problems = merge_access(p.access for p in parts if p.access is not None)
     problems.extend(access_problems)

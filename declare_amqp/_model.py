@@ -179,6 +179,26 @@ class ConsumerSpec:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """An ``expect`` entry: a message published like this must reach exactly these queues
+    (none: unroutable). Checked offline by ``validate`` and against the broker by ``plan``."""
+
+    vhost: str
+    exchange: str
+    routing_key: str = ""
+    headers: Arguments = field(default_factory=dict)
+    reaches: tuple[str, ...] = ()
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        key = f" with routing key '{self.routing_key}'" if self.routing_key else ""
+        headers = f" and headers {dict(self.headers)}" if self.headers else ""
+        where = vhost_label(self.vhost)
+        return f"expect: a message to exchange '{self.exchange}'{key}{headers} ({where})"
+
+
+@dataclass(frozen=True)
 class Topology:
     """Everything one set of files declares (or one broker holds)."""
 
@@ -196,6 +216,8 @@ class Topology:
     consumers: tuple[ConsumerSpec, ...] = ()
     # Users, permissions, vhost metadata and limits (see _access); None when there are none.
     access: Access | None = None
+    # The `expect` section: routing expectations (see _simulate).
+    expectations: tuple[Expectation, ...] = ()
 
     def vhost_names(self) -> list[str]:
         """Every vhost named by any object or by a file, in first-seen order."""
@@ -221,6 +243,7 @@ class Topology:
             policies=tuple(p for p in self.policies if p.vhost == vhost),
             named=tuple(n for n in self.named if n == vhost),
             consumers=tuple(c for c in self.consumers if c.vhost == vhost),
+            expectations=tuple(e for e in self.expectations if e.vhost == vhost),
         )
 
 
@@ -236,6 +259,7 @@ def merge(parts: Iterable[Topology]) -> Topology:
         warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=tuple(c for p in parts for c in p.consumers),
+        expectations=tuple(e for p in parts for e in p.expectations),
     )
 
 

@@ -15,7 +15,6 @@ compare on redeclare. Each difference becomes one change:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -31,6 +30,7 @@ from ._model import (
     VhostSpec,
     canonical,
 )
+from ._simulate import select_policy
 from ._validate import is_builtin_exchange
 from ._versions import QUORUM_DEFAULT_DELIVERY_LIMIT, Subject, edge
 from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
@@ -583,7 +583,7 @@ def note_broker_defaults(
             and q.type == "quorum"
             and "x-delivery-limit" not in q.arguments
         ):
-            policy = _effective_policy(q, by_name.values())
+            policy = _effective_policy(q, by_name.values(), version)
             limit = policy.definition.get("delivery-limit") if policy is not None else None
             if policy is None or limit is None:
                 c = replace(
@@ -599,18 +599,10 @@ def note_broker_defaults(
     return replace(the_plan, changes=tuple(changes))
 
 
-def _effective_policy(q: QueueSpec, policies: Iterable[PolicySpec]) -> PolicySpec | None:
-    """The policy the broker applies to ``q``: matching, of the highest priority."""
-    applies = ("all", "queues", "quorum_queues") if q.type == "quorum" else ("all", "queues")
-    best: PolicySpec | None = None
-    for p in policies:
-        if p.vhost != q.vhost or p.apply_to not in applies:
-            continue
-        try:
-            if re.search(p.pattern, q.name) is None:
-                continue
-        except re.error:
-            continue
-        if best is None or p.priority > best.priority:
-            best = p
-    return best
+def _effective_policy(
+    q: QueueSpec, policies: Iterable[PolicySpec], version: tuple[int, ...]
+) -> PolicySpec | None:
+    """The policy the broker applies to ``q`` (``_simulate.select_policy``: apply-to, pattern,
+    keys the queue type supports, the highest priority)."""
+    mine = [p for p in policies if p.vhost == q.vhost]
+    return select_policy("queue", q.name, q.type, mine, version).chosen

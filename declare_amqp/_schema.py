@@ -12,6 +12,7 @@ from ._format import (
     CONSUMED_QUEUE_KEYS,
     CONSUMER_KEYS,
     EXCHANGE_KEYS,
+    EXPECT_KEYS,
     POLICY_KEYS,
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
@@ -73,6 +74,7 @@ def json_schema() -> dict[str, Any]:
             "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
             "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
             "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
+            "expect": {"type": "array", "items": {"$ref": "#/$defs/expectation"}},
             **{
                 key: {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}}
                 for key, ref in (
@@ -93,6 +95,7 @@ def json_schema() -> dict[str, Any]:
         **top,
         "$defs": {
             "exchange": _object(EXCHANGE_KEYS, "An exchange."),
+            "expectation": _object(EXPECT_KEYS, "A routing expectation."),
             "queue": _object(
                 QUEUE_KEYS,
                 "A queue.",

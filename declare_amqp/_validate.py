@@ -30,7 +30,7 @@ from ._model import (
     QueueSpec,
     Topology,
 )
-from ._versions import Edge, Effect, edges_at, parse_version
+from ._versions import Edge, Effect, Subject, edges_at, parse_version
 
 # Exchanges every vhost has; they can be bound to but never declared or deleted.
 BUILTIN_EXCHANGES = frozenset(
@@ -286,6 +286,19 @@ def check_broker_version(desired: Topology, version: str) -> tuple[list[Problem]
             hits = edge.policy_hits(p.definition)
             if hits:
                 found.append(Problem(_edge_message(edge, hits, v), p.location, p.label))
+        if edge.subject is Subject.PERMISSION and "passive declare" in edge.names:
+            # priority-worker checks its queues with passive declares (startup, idle probe, a
+            # deleted queue); whether its user has configure there, the files may not say:
+            # a warning, not an error
+            for c in desired.consumers:
+                warnings.append(
+                    Problem(
+                        f"priority-worker checks its queues with passive declares: "
+                        f"{edge.describe(v)}",
+                        c.location,
+                        c.label,
+                    )
+                )
     return errors, warnings
 
 

@@ -392,6 +392,74 @@ ADDED_EDGES: Final[tuple[Edge, ...]] = (
 )
 
 
+# Which policy keys a queue type accepts changed between releases. A policy (or operator
+# policy) with a key the queue's type does not support does not apply to that queue at all:
+# rabbit_policy:matches/3 asks rabbit_amqqueue:is_policy_applicable/2, i.e. the queue type's
+# capabilities/0 ``unsupported_policies``, and the broker skips the whole policy (issues
+# rabbitmq-server #841, #2818, #7350). The keys each type refuses in every release are in
+# ``_simulate.UNSUPPORTED_POLICY_KEYS``; these rows are the ones that moved. Measured here with
+# one policy per key and queue type on RabbitMQ 3.10.8 and 4.0.5 (``rabbitmqctl list_queues
+# name policy``); read only by ``_simulate`` (not by ``check_broker_version``: a policy is
+# skipped for some queues, not refused).
+POLICY_APPLICABILITY_EDGES: Final[tuple[Edge, ...]] = (
+    Edge(
+        key="classic-policy-max-in-memory",
+        subject=Subject.POLICY_KEY,
+        names=frozenset({"max-in-memory-length", "max-in-memory-bytes"}),
+        effect=Effect.IGNORED,
+        since=(4, 0),
+        queue_types=frozenset({"classic"}),
+        what=(
+            "a policy with max-in-memory-length or max-in-memory-bytes does not apply to classic "
+            "queues from RabbitMQ 4.0 on (the broker skips the whole policy for them)"
+        ),
+        advice="keep these keys in a policy for quorum queues (apply_to: quorum_queues)",
+        source=(
+            "measured on 3.10.8 and 4.0.5; rabbit_classic_queue:capabilities/0, "
+            "unsupported_policies (4.0)"
+        ),
+    ),
+    Edge(
+        key="classic-policy-leader-locator",
+        subject=Subject.POLICY_KEY,
+        names=frozenset({"queue-leader-locator"}),
+        effect=Effect.IGNORED,
+        since=(3, 8),
+        until=(4, 0),
+        queue_types=frozenset({"classic"}),
+        what=(
+            "a policy with queue-leader-locator does not apply to classic queues before "
+            "RabbitMQ 4.0 (the broker skips the whole policy for them)"
+        ),
+        advice="use queue-master-locator for classic queues on 3.x",
+        source=(
+            "measured on 3.10.8 and 4.0.5; rabbit_classic_queue:capabilities/0, "
+            "unsupported_policies (3.x lists queue-leader-locator)"
+        ),
+    ),
+)
+
+
+def policy_keys_skipped(queue_type: str, version: Version) -> frozenset[str]:
+    """Keys of :data:`POLICY_APPLICABILITY_EDGES` that make a policy skip queues of
+    ``queue_type`` on ``version``; for an unknown version, the newest release's rows."""
+    found: set[str] = set()
+    for e in POLICY_APPLICABILITY_EDGES:
+        if e.queue_types and queue_type not in e.queue_types:
+            continue
+        if e.holds_at(version) if version else e.until is None:
+            found |= e.names
+    return frozenset(found)
+
+
+# Headers exchanges: up to 3.x a binding value and a header value compare with Erlang's ``==``
+# (rabbit_exchange_type_headers:headers_match, ``PV == DV``), so a binding's 1.0 matches a
+# header's 1; from 4.0 (message containers, mc) they must be the same number of the same type.
+# Measured on 3.10.8 (matches) and 4.0.5 (does not): a binding {a: 1.0} made over the
+# management API, a message published by pika with header a: 1. Read by ``_simulate``.
+HEADERS_EXACT_NUMBERS_SINCE: Final[Version] = (4, 0)
+
+
 def added_in(key: str) -> Version:
     """The release from which the ADDED row ``key`` is taken."""
     for e in ADDED_EDGES:

@@ -23,6 +23,11 @@ if ! command -v ruby >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ruby >/dev/null
 fi
+if ! command -v dot >/dev/null 2>&1; then
+    echo "==> installing Debian's graphviz for the graph tests (dot -Tsvg)" >&2
+    SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq graphviz >/dev/null
+fi
 
 LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT

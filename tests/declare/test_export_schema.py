@@ -104,6 +104,7 @@ def test_schema_is_json_and_knows_every_object() -> None:
         "operator_policy",
         "federation_upstream",
         "shovel",
+        "expectation",
     }
     assert "max_priority" in schema["$defs"]["queue"]["properties"]
     assert schema["$defs"]["exchange"]["required"] == ["name", "type"]

@@ -27,6 +27,9 @@ PURE = (
     "_saved_plan",
     "_definitions",
     "worker_queues",
+    "_simulate",
+    "_graph",
+    "_inspect",
 )
 IO_LIBRARIES = ("pika", "tornado", "httpx", "httpcore")
 
