@@ -17,7 +17,8 @@ from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
 from ._model import Topology
-from ._plan import Plan, note_broker_defaults, plan
+from ._migration import plan_migrations, records
+from ._plan import Kind, Plan, note_broker_defaults, plan
 from ._validate import (
     check_broker_version,
     check_exchange_types,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # pika and rich only when writing
     from rich.console import Console
 
     from ._amqp import AmqpFailure
+    from ._migrate import MigrationReport
 
 
 def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
@@ -59,10 +61,12 @@ class ApplyResult:
     remaining: Plan  # what still differs afterwards (empty when the broker matches)
     seconds: float
     refused: int = field(default=0)
+    migrations: tuple[MigrationReport, ...] = field(default=())
 
     @property
     def matches(self) -> bool:
-        return not self.remaining.writes and not self.remaining.conflicts
+        remaining = self.remaining
+        return not remaining.writes and not remaining.conflicts and not remaining.migrations
 
     @property
     def ok(self) -> bool:
@@ -74,6 +78,7 @@ class ApplyResult:
             "written": self.written,
             "failures": [str(f) for f in self.failures],
             "refused": self.refused,
+            "migrations": [m.to_dict() for m in self.migrations],
             "matches": self.matches,
             "seconds": round(self.seconds, 3),
         }
@@ -137,8 +142,13 @@ class Session:
         self.last_state = state
         return state
 
-    def plan(self, desired: Topology, *, prune: bool = False, force: bool = False) -> Plan:
-        """Read the broker and plan; raises TopologyError for references that resolve nowhere."""
+    def plan(
+        self, desired: Topology, *, prune: bool = False, force: bool = False, migrate: bool = False
+    ) -> Plan:
+        """Read the broker and plan; raises TopologyError for references that resolve nowhere.
+
+        ``migrate``: queue conflicts become migrations (``_migration``); queues marked
+        ``migrate: true`` are migrated without it, and migrations in progress always show."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
@@ -156,9 +166,22 @@ class Session:
         result = note_broker_defaults(
             result, parse_version(state.version), (*desired.policies, *state.topology.policies)
         )
+        result = self._migrations(result, state, migrate)
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
         return access_plan(self.management, desired, result, prune=prune)
+
+    def _migrations(self, result: Plan, state: BrokerState, migrate: bool) -> Plan:
+        """The plan with migrations (only when a queue conflicts or one is in progress: the
+        queue counts they show cost one more request per vhost)."""
+        in_progress = records(state.topology)
+        if not in_progress and not any(c.kind == Kind.QUEUE for c in result.conflicts):
+            return result
+        stats = dict(state.stats)
+        for vhost in result.vhosts if not stats else ():
+            if any(q.vhost == vhost for q in state.topology.queues):
+                stats.update(self.management.queue_stats(vhost))
+        return plan_migrations(result, state.topology, stats, migrate=migrate)
 
     def apply(
         self,
@@ -197,8 +220,21 @@ class Session:
                 report = apply_plan(
                     self.address, self.management, the_plan, channels=channels, force=force
                 )
+        migrations = the_plan.migrations
+        reports: list[MigrationReport] = []
+        if migrations and not (report and report.failures):
+            # After every other write (the queue's new bindings and policies are in place);
+            # never rolled back: an interrupted migration stays recorded on the broker.
+            from ._migrate import progress_reporter, run_migrations
+
+            with progress_reporter(progress_console) as moved:
+                reports = run_migrations(self.address, self.management, migrations, moved)
         seconds = time.monotonic() - started
-        remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan
+        remaining = (
+            self.plan(desired, prune=the_plan.prune, force=force, migrate=bool(migrations))
+            if writes or migrations
+            else the_plan
+        )
         return ApplyResult(
             plan=the_plan,
             written=len(report.written) if report else 0,
@@ -206,4 +242,5 @@ class Session:
             remaining=remaining,
             seconds=seconds,
             refused=len(remaining.refused),
+            migrations=tuple(reports),
         )

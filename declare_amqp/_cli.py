@@ -31,6 +31,7 @@ from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
 from ._fit import fit_warnings
+from ._migration import comparable, migration_line
 from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
     )
+    p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
     p.add_argument(
         "--out",
         metavar="PLAN",
@@ -163,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser(
         "apply", parents=[common, files, output], help="make the broker match the files"
     )
+    a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
     a.add_argument(
         "--amqp-only",
         action="store_true",
@@ -192,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("schema", help="print the JSON Schema of the file format")
     return parser
+
+
+_MIGRATE_HELP = (
+    "re-create queues whose type, durability or arguments changed, with their messages and "
+    "bindings (see README: Migrating queues)"
+)
 
 
 class _Cli:
@@ -272,7 +281,9 @@ class _Cli:
         """Parse the files while the likely vhost is read, then plan against the broker."""
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
-        the_plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+        the_plan = session.plan(
+            desired, prune=self.args.prune, force=self.args.force, migrate=getattr(self.args, "migrate", False)
+        )
         if self.args.format == "text":
             for warning in the_plan.warnings:
                 self.err.print(f"[yellow]warning:[/] {escape(str(warning))}")
@@ -322,6 +333,7 @@ class _Cli:
                 "prune": self.args.prune,
                 "force": self.args.force,
                 "strict": self.args.strict,
+                "migrate": getattr(self.args, "migrate", False),
             },
             target=node.amqp_display if node else str(self.address),
             version=state.version,
@@ -351,6 +363,7 @@ class _Cli:
         self.args.vhost, self.args.prune = options.get("vhost"), bool(options.get("prune"))
         self.args.force = bool(options.get("force"))
         self.args.strict = self.args.strict or bool(options.get("strict"))
+        self.args.migrate = bool(options.get("migrate"))
         saved_plan.check_files(saved, path)
         with Session(self.address) as session:
             desired = load(
@@ -358,12 +371,14 @@ class _Cli:
                 vhost=self.args.vhost,
                 default_vhost=options.get("default_vhost") or "/",
             )
-            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            plan = session.plan(
+                desired, prune=self.args.prune, force=self.args.force, migrate=getattr(self.args, "migrate", False)
+            )
             assert session.last_state is not None
             saved_plan.check_broker(
                 saved, path, saved_plan.state_objects(session.last_state.topology)
             )
-            if plan.to_dict() != dict(saved.plan):
+            if comparable(plan.to_dict()) != comparable(dict(saved.plan)):
                 raise saved_plan.SavedPlanRefused(
                     f"{path}: the plan computed now from the same files and broker state "
                     "differs from the saved one (queue message or consumer counts a prune "
@@ -411,6 +426,8 @@ class _Cli:
             self.err.print(f"[bold red]error:[/] {failure}")
         for change in plan.refused:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
+        for m in result.migrations:
+            self.out.print(escape(migration_line(m)))
         if result.ok:
             self.out.print(
                 f"[green]Applied[/] in {result.seconds:.2f} s: "

@@ -256,6 +256,7 @@ class _FileReader:
                 arguments=arguments,
                 location=self.at(line),
                 type_given=type_given,
+                migrate=bool(f.get("migrate", False)),
             )
 
     def _routing_key(self, f: dict[str, Any], line: int, label: str) -> str:

@@ -456,3 +456,49 @@ class ManagementClient:
         response = self.request("DELETE", f"/api/policies/{_q(vhost)}/{_q(name)}")
         if response.status_code != 404:
             self.checked(response, f"deleting policy '{name}' in vhost '{vhost}'")
+
+    # ---------------------------------------------------------- what migrations read (_migrate)
+
+    def queue(self, vhost: str, name: str, stats: bool = False) -> dict[str, Any] | None:
+        """One queue as the broker holds it (its arguments from the broker's database, not
+        sampled), or None when it does not exist; ``stats`` adds the sampled counts."""
+        query = "" if stats else "?disable_stats=true"
+        response = self.request("GET", f"/api/queues/{_q(vhost)}/{_q(name)}{query}")
+        if response.status_code == 404:
+            return None
+        found: dict[str, Any] = self.checked(response, f"reading queue '{name}'").json()
+        return found
+
+    def queue_bindings(self, vhost: str, name: str) -> list[BindingSpec]:
+        """The bindings of one queue, the default exchange's implicit one left out."""
+        response = self.request("GET", f"/api/queues/{_q(vhost)}/{_q(name)}/bindings")
+        if response.status_code == 404:
+            return []
+        return [
+            BindingSpec(
+                vhost=vhost,
+                source=b["source"],
+                destination=b["destination"],
+                destination_type="queue",
+                routing_key=b.get("routing_key", ""),
+                arguments=dict(b.get("arguments") or {}),
+            )
+            for b in self.checked(response, f"reading the bindings of queue '{name}'").json()
+            if b.get("source")
+        ]
+
+    def connection(self, name: str) -> dict[str, Any] | None:
+        """One client connection (by the broker's name for it), or None when it is gone."""
+        response = self.request("GET", f"/api/connections/{_q(name)}")
+        if response.status_code == 404:
+            return None
+        found: dict[str, Any] = self.checked(response, f"reading connection '{name}'").json()
+        return found
+
+    def close_connection(self, name: str, reason: str) -> None:
+        """Close a client connection (the broker then deletes its exclusive queues)."""
+        response = self.request(
+            "DELETE", f"/api/connections/{_q(name)}", headers={"X-Reason": reason}
+        )
+        if response.status_code != 404:
+            self.checked(response, f"closing connection '{name}'")

@@ -1,0 +1,597 @@
+"""Queue migrations, carried out: the steps of ``_migration`` over AMQP and the management API.
+
+Every step is idempotent and starts by reading where the migration is (``step_of`` on the
+broker's queues and bindings, read through the management API, which reads the broker's
+database, not sampled statistics), so a process killed at any point leaves a migration a
+rerun finishes. Messages are moved by a pipelined, confirmed consumer and publisher
+(``move``): a message is acknowledged on the queue it leaves only after the queue it goes to
+confirmed it, so a kill loses nothing and at most re-sends what was in flight (a duplicate).
+Imported only when a migration runs (pika).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import pika
+import pika.exceptions
+import pika.spec
+
+from ._address import BrokerAddress
+from ._amqp import AmqpSession, _Channel, _method
+from ._errors import ApplyError, DeclareAmqpError
+from ._management import ManagementClient
+from ._migration import (
+    LOCK_QUEUE,
+    Record,
+    holding_queue,
+    holding_queue_name,
+    shape,
+    step_of,
+)
+from ._model import QueueSpec
+from ._plan import Change
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PREFETCH = 1000  # deliveries in flight per move: confirms of persistent messages come in batches
+_POLL = 0.05
+_LOCK_PREFIX = "declare-amqp migrate"
+
+# A move reports (queue it empties, messages moved so far, messages left when last looked).
+MoveProgress = Callable[[str, int, int], None]
+
+
+class MigrationLocked(DeclareAmqpError):
+    """Another process migrates queues of this vhost; nothing was migrated."""
+
+
+class MigrationFailed(ApplyError):
+    """A migration stopped part-way; what it left on the broker records it, rerun to finish."""
+
+
+@dataclass
+class MigrationReport:
+    """What one migration did (this run)."""
+
+    vhost: str
+    queue: str
+    started_at: str  # the step this run found it at
+    moved_out: int = 0  # queue -> holding queue
+    moved_back: int = 0  # holding queue -> queue
+    duplicates_at_most: int = 0
+    window_ms: float = 0.0  # from the delete's -Ok to the declare's -Ok
+    held: dict[str, int] = field(default_factory=dict)  # delay queue -> messages held
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vhost": self.vhost,
+            "queue": self.queue,
+            "started_at": self.started_at,
+            "moved_out": self.moved_out,
+            "moved_back": self.moved_back,
+            "duplicates_at_most": self.duplicates_at_most,
+            "default_exchange_window_ms": round(self.window_ms, 2),
+            "held": dict(self.held),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def lock_name() -> str:
+    """The lock's connection name: who holds it, so a dead holder can be recognised."""
+    return f"{_LOCK_PREFIX} pid={os.getpid()} host={socket.gethostname()}"
+
+
+def _holder(name: str) -> tuple[int, str] | None:
+    """(pid, host) from a lock connection's name, or None when it is not one."""
+    if not name.startswith(_LOCK_PREFIX):
+        return None
+    fields = dict(p.split("=", 1) for p in name.split() if "=" in p)
+    try:
+        return int(fields["pid"]), fields["host"]
+    except (KeyError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_migrations(
+    address: BrokerAddress,
+    management: ManagementClient,
+    changes: Sequence[Change],
+    progress: MoveProgress | None = None,
+) -> list[MigrationReport]:
+    """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock."""
+    return asyncio.run(_run(address, management, changes, progress))
+
+
+async def _run(
+    address: BrokerAddress,
+    management: ManagementClient,
+    changes: Sequence[Change],
+    progress: MoveProgress | None,
+) -> list[MigrationReport]:
+    reports: list[MigrationReport] = []
+    by_vhost: dict[str, list[Change]] = {}
+    for c in changes:
+        by_vhost.setdefault(c.vhost, []).append(c)
+    for vhost, items in by_vhost.items():
+        session = AmqpSession(address, vhost, name=lock_name())
+        await session.open()
+        try:
+            await _lock(session, management, vhost)
+            for c in items:
+                desired = c.desired
+                assert isinstance(desired, QueueSpec)
+                migration = _Migration(session, management, vhost, desired, progress)
+                reports.append(await migration.run())
+        finally:
+            await session.close()
+    return reports
+
+
+async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) -> None:
+    """Declare the vhost's lock queue, exclusive to this connection.
+
+    The broker answers 405 RESOURCE_LOCKED while another connection has it. When that
+    connection's name says it belongs to a process of this host that no longer runs (its
+    connection outlived it: a network the broker has not yet noticed dropping), it is closed,
+    which deletes the lock, and the lock is taken.
+    """
+    for attempt in range(2):
+        ch = await session.channel()
+        try:
+            await ch.call(
+                "queue_declare",
+                queue=LOCK_QUEUE,
+                durable=False,
+                exclusive=True,
+                auto_delete=False,
+                arguments={"x-queue-type": "classic"},
+            )
+            return
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 405:
+                raise MigrationFailed(
+                    f"taking the migration lock of vhost '{vhost}': {exc.reply_code} "
+                    f"{exc.reply_text}"
+                ) from exc
+        holder = _lock_holder(management, vhost)
+        if holder is None:
+            continue  # released meanwhile
+        connection, who = holder
+        parsed = _holder(who)
+        if attempt == 0 and parsed is not None:
+            pid, host = parsed
+            if host == socket.gethostname() and not _alive(pid):
+                management.close_connection(
+                    connection, f"stale migration lock: process {pid} is gone"
+                )
+                await _wait(lambda: _lock_holder(management, vhost) is None, 10)
+                continue
+        raise MigrationLocked(
+            f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' held by "
+            f"connection '{who or connection}'); nothing was migrated. Wait for it, or "
+            "close that connection if its process is gone"
+        )
+    raise MigrationLocked(f"could not take the migration lock of vhost '{vhost}'")
+
+
+def _lock_holder(management: ManagementClient, vhost: str) -> tuple[str, str] | None:
+    """(the broker's connection name, its client-given name) of the lock's holder."""
+    info = management.queue(vhost, LOCK_QUEUE)
+    if info is None:
+        return None
+    owner = info.get("owner_pid_details") or {}
+    connection = str(owner.get("name") or "")
+    if not connection:
+        return None
+    details = management.connection(connection) or {}
+    props = details.get("client_properties") or {}
+    return connection, str(props.get("connection_name") or "")
+
+
+async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+class _Migration:
+    """One queue's migration: read the step, do it, until the queue has its new shape and
+    its holding queue is gone."""
+
+    def __init__(
+        self,
+        session: AmqpSession,
+        management: ManagementClient,
+        vhost: str,
+        desired: QueueSpec,
+        progress: MoveProgress | None,
+    ) -> None:
+        self.session = session
+        self.http = management
+        self.vhost = vhost
+        self.name = desired.name
+        self.desired = desired
+        self.hold = holding_queue_name(desired.name)
+        self.progress = progress
+
+    def _live(self) -> QueueSpec | None:
+        info = self.http.queue(self.vhost, self.name)
+        if info is None:
+            return None
+        arguments = dict(info.get("arguments") or {})
+        queue_type = arguments.pop("x-queue-type", None) or info.get("type") or "classic"
+        return QueueSpec(
+            vhost=self.vhost,
+            name=self.name,
+            type=str(queue_type),
+            durable=bool(info.get("durable", True)),
+            auto_delete=bool(info.get("auto_delete", False)),
+            arguments=arguments,
+        )
+
+    def _record(self) -> Record | None:
+        info = self.http.queue(self.vhost, self.hold)
+        if info is None:
+            return None
+        text = (info.get("arguments") or {}).get("x-declare-amqp-migration")
+        if not isinstance(text, str):
+            raise MigrationFailed(
+                f"queue '{self.hold}' (vhost '{self.vhost}') is in the way of the migration of "
+                f"'{self.name}' and records none; nothing was changed"
+            )
+        return Record.from_argument(text)
+
+    def _step(self, record: Record) -> str:
+        live = self._live()
+        bindings = [
+            *self.http.queue_bindings(self.vhost, self.name),
+            *self.http.queue_bindings(self.vhost, self.hold),
+        ]
+        return step_of(record, live, bindings)
+
+    async def run(self) -> MigrationReport:
+        started = time.monotonic()
+        record = self._record()
+        if record is None:
+            live = self._live()
+            if live is None:
+                raise MigrationFailed(f"queue '{self.name}' (vhost '{self.vhost}') is gone")
+            record = Record(
+                queue=self.name,
+                before=shape(live),
+                after=shape(self.desired),
+                bindings=tuple(
+                    (b.source, b.routing_key, dict(b.arguments))
+                    for b in self.http.queue_bindings(self.vhost, self.name)
+                ),
+            )
+            report = MigrationReport(self.vhost, self.name, "hold")
+            await self._declare(holding_queue(self.vhost, record))
+        else:
+            report = MigrationReport(self.vhost, self.name, self._step(record))
+        for _ in range(100):  # each pass makes progress; the bound only stops a livelock
+            step = self._step(record)
+            if step == "divert":
+                await self._rebind(record, to=self.hold, away=self.name)
+            elif step == "drain":
+                report.moved_out += await move(self.session, self.name, self.hold, self.progress)
+                await self._swap(record, report)
+            elif step == "swap":
+                await self._declare(record.target(self.vhost))  # after a crash: at once
+            elif step == "restore":
+                before = await self._count(self.hold)
+                await self._rebind(record, to=self.name, away=self.hold)
+                # What reached the holding queue while both were bound may also be in the
+                # queue: an upper bound of the duplicates.
+                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
+            else:  # fill, then finish
+                report.moved_back += await move(self.session, self.hold, self.name, self.progress)
+                if await self._delete(self.hold, if_empty=True):
+                    report.seconds = time.monotonic() - started
+                    return report
+        raise MigrationFailed(
+            f"the migration of queue '{self.name}' (vhost '{self.vhost}') made no progress; "
+            "what it left records it: rerun to finish"
+        )
+
+    async def _declare(self, spec: QueueSpec) -> None:
+        name, kwargs = _method(spec)
+        await self._call(name, **kwargs)
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        ch = await self.session.channel()
+        try:
+            return await ch.call(method, **kwargs)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            raise MigrationFailed(
+                f"migrating queue '{self.name}' (vhost '{self.vhost}'): {method} was refused: "
+                f"{exc.reply_code} {exc.reply_text}; rerun to finish"
+            ) from exc
+        finally:
+            if ch.closed is None:
+                ch.channel.close()
+
+    async def _count(self, queue: str) -> int:
+        frame = await self._call("queue_declare", queue=queue, passive=True)
+        return int(frame.method.message_count)
+
+    async def _delete(self, queue: str, if_empty: bool) -> bool:
+        """Delete ``queue``; False when ``if_empty`` and a message arrived meanwhile."""
+        ch = await self.session.channel()
+        try:
+            await ch.call("queue_delete", queue=queue, if_empty=if_empty)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 406:
+                return False
+            raise
+        if ch.closed is None:
+            ch.channel.close()
+        return True
+
+    async def _rebind(self, record: Record, to: str, away: str) -> None:
+        """Every recorded binding onto ``to`` first, then off ``away``: no message published
+        in between is unroutable (one may reach both: a duplicate)."""
+        for spec in record.binding_specs(self.vhost, to):
+            name, kwargs = _method(spec)
+            await self._call(name, **kwargs)
+        for spec in record.binding_specs(self.vhost, away):
+            name, kwargs = _method(spec)
+            await self._call(name.replace("_bind", "_unbind"), **kwargs)
+
+    async def _swap(self, record: Record, report: MigrationReport) -> None:
+        """Delete the drained queue and declare it anew, its delay queues held meanwhile."""
+        await self._settled()
+        held = [await _Hold.start(self.session, q) for q in self._delay_queues()]
+        try:
+            for h in held:
+                report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
+            ch = await self.session.channel()
+            try:
+                await ch.call("queue_delete", queue=self.name, if_empty=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 406:
+                    return  # a message came through the default exchange: drain again
+                raise
+            gone = time.monotonic()
+            name, kwargs = _method(record.target(self.vhost))
+            await ch.call(name, **kwargs)  # the default exchange's window ends here
+            report.window_ms += (time.monotonic() - gone) * 1000
+            ch.channel.close()
+        finally:
+            for h in held:
+                h.release()
+
+    def _delay_queues(self) -> list[str]:
+        from ._management import from_definitions
+
+        definitions = self.http.definitions(self.vhost) or {}
+        topology = from_definitions(self.vhost, definitions)
+        from ._migration import dead_letters_into
+
+        return dead_letters_into(topology, self.vhost, self.name)
+
+    async def _settled(self, timeout: float = 60.0) -> None:
+        """Wait (bounded) until other consumers have settled what they took from the queue:
+        a queue deleted under unacknowledged deliveries loses those a consumer requeues.
+
+        The management API's counts are sampled, so this narrows the risk, it does not
+        remove it; priority_worker settles its deliveries before the cancel reaches it.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.http.queue(self.vhost, self.name, stats=True) or {}
+            if not info.get("consumers") or not info.get("messages_unacknowledged"):
+                return
+            await asyncio.sleep(0.5)
+
+
+class _Hold:
+    """A delay queue's messages held unacknowledged (they do not expire while held) until
+    ``release`` requeues them; a process killed meanwhile requeues them by its death."""
+
+    def __init__(self, session: AmqpSession, queue: str, ch: _Channel) -> None:
+        self.session = session
+        self.queue = queue
+        self.ch = ch
+        self.taken = 0
+
+    @classmethod
+    async def start(cls, session: AmqpSession, queue: str) -> _Hold:
+        ch = await session.channel()
+        hold = cls(session, queue, ch)
+        await ch.call("basic_qos", prefetch_count=0)
+
+        def on_message(*_: object) -> None:
+            hold.taken += 1
+
+        ch.channel.basic_consume(queue, on_message, auto_ack=False)
+        return hold
+
+    async def all_taken(self, timeout: float = 10.0) -> int:
+        """Wait until the queue has no ready message left (all held); how many are held."""
+        probe = await self.session.channel()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                frame: Any = await probe.call("queue_declare", queue=self.queue, passive=True)
+                if frame.method.message_count == 0:
+                    break
+                await asyncio.sleep(_POLL)
+        finally:
+            if probe.closed is None:
+                probe.channel.close()
+        return self.taken
+
+    def release(self) -> None:
+        if self.ch.closed is None:
+            # Requeued messages keep their expiry: the due ones dead-letter into the new queue.
+            self.ch.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+            self.ch.channel.close()
+
+
+async def move(
+    session: AmqpSession, source: str, target: str, progress: MoveProgress | None = None
+) -> int:
+    """Move every message of ``source`` to ``target`` (through the default exchange, with
+    mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
+
+    Pipelined: up to PREFETCH deliveries in flight; confirms (in order, possibly
+    ``multiple``) acknowledge the deliveries they cover with one ``multiple`` ack. Body,
+    properties (headers, priority, expiration, ids) are passed through unchanged. Stops when
+    ``source`` has no ready message and nothing is in flight. A nack or a return (the
+    target is gone) stops it with an error; the unacknowledged deliveries go back to
+    ``source`` when their channel closes.
+    """
+    loop = asyncio.get_running_loop()
+    consumer = await session.channel()
+    publisher = await session.channel()
+    probe = await session.channel()
+    selected: asyncio.Future[object] = loop.create_future()
+    failed: list[str] = []
+    in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (publish seq, tag)
+    sequence = 0
+    moved = 0
+    left = 0
+
+    def on_confirm(frame: Any) -> None:
+        nonlocal moved
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            failed.append(f"'{target}' refused a message (nack)")
+            return
+        if failed:
+            return
+        last_tag = 0
+        count = 0
+        while in_flight and (
+            in_flight[0][0] <= method.delivery_tag
+            if method.multiple
+            else in_flight[0][0] == method.delivery_tag
+        ):
+            _, last_tag = in_flight.popleft()
+            count += 1
+        if count and consumer.closed is None:
+            consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
+            moved += count
+            if progress is not None:
+                progress(source, moved, left)
+
+    def on_return(*_: object) -> None:
+        failed.append(f"'{target}' does not exist (the message came back)")
+
+    publisher.channel.confirm_delivery(
+        ack_nack_callback=on_confirm, callback=lambda f: selected.set_result(f)
+    )
+    publisher.channel.add_on_return_callback(on_return)
+    await selected
+    await consumer.call("basic_qos", prefetch_count=PREFETCH)
+
+    def on_message(_ch: object, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal sequence
+        if failed or publisher.closed is not None:
+            return  # left unacknowledged: back to source when the channel closes
+        sequence += 1
+        in_flight.append((sequence, method.delivery_tag))
+        publisher.channel.basic_publish("", target, body, properties, mandatory=True)
+
+    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
+    try:
+        while True:
+            if failed or consumer.closed is not None or publisher.closed is not None:
+                break
+            frame: Any = await probe.call("queue_declare", queue=source, passive=True)
+            left = int(frame.method.message_count)
+            if left == 0 and not in_flight:
+                break
+            await asyncio.sleep(_POLL)
+        if consumer.closed is None:
+            await consumer.call("basic_cancel", consumer_tag=tag)
+        # Deliveries that arrived before the cancel-ok are being published: wait for them.
+        deadline = time.monotonic() + 30
+        while in_flight and not failed and time.monotonic() < deadline:
+            if publisher.closed is not None:
+                break
+            await asyncio.sleep(_POLL)
+    finally:
+        for ch in (consumer, publisher, probe):
+            if ch.closed is None:
+                ch.channel.close()
+    problem = failed[0] if failed else None
+    if problem is None and (consumer.closed or publisher.closed) and in_flight:
+        problem = f"a channel closed: {consumer.closed or publisher.closed}"
+    if problem is not None:
+        raise MigrationFailed(
+            f"moving messages from '{source}' to '{target}' stopped: {problem}; nothing was "
+            "lost (unconfirmed messages stay in the source), rerun to finish"
+        )
+    return moved
+
+
+LINE_INTERVAL = 2.0  # seconds between progress lines when stderr is not a terminal
+
+
+@contextlib.contextmanager
+def progress_reporter(
+    console: Console | None, stream: TextIO | None = None
+) -> Iterator[MoveProgress]:
+    """A progress bar per moved queue on a terminal (``console``), else a line every
+    LINE_INTERVAL seconds on ``stream`` (stderr): moved, rate, left."""
+    if console is not None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        tasks: dict[str, Any] = {}
+        with Progress(
+            TextColumn("moving {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} msgs"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+
+            def on_terminal(queue: str, moved: int, left: int) -> None:
+                if queue not in tasks:
+                    tasks[queue] = bar.add_task(queue, total=moved + left)
+                bar.update(tasks[queue], completed=moved, total=max(moved + left, moved))
+
+            yield on_terminal
+        return
+    out = stream or sys.stderr
+    state: dict[str, tuple[float, float, int]] = {}  # queue -> (started, last line, moved)
+
+    def on_line(queue: str, moved: int, left: int) -> None:
+        now = time.monotonic()
+        started, last, _ = state.get(queue, (now, now, 0))
+        state[queue] = (started, last, moved)
+        if now - last >= LINE_INTERVAL:
+            rate = moved / max(now - started, 1e-9)
+            out.write(f"moving {queue}: {moved} moved, {rate:.0f} msg/s, {left} left\n")
+            out.flush()
+            state[queue] = (started, now, moved)
+
+    yield on_line
