@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -86,6 +87,28 @@ class MigrationReport:
             "held": dict(self.held),
             "seconds": round(self.seconds, 3),
         }
+
+
+# Fault injection for the tests (and for anyone who wants to see a rerun finish a migration):
+# DECLARE_AMQP_MIGRATE_KILL=POINT makes the process SIGKILL itself at POINT, one of
+# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there.
+KILL_POINTS = (
+    "hold",  # the holding queue declared
+    "divert",  # the holding queue bound, the queue not yet unbound
+    "drain",  # half of the messages moved out (at least one)
+    "swap",  # the queue deleted, not yet declared
+    "restore",  # the queue bound again, the holding queue not yet unbound
+    "fill",  # half of the messages moved back (at least one)
+    "finish",  # everything moved back, the holding queue not yet deleted
+)
+
+
+async def _point(name: str) -> None:
+    if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("DECLARE_AMQP_MIGRATE_PAUSE", "")
+    if pause.partition(":")[0] == name:
+        await asyncio.sleep(float(pause.partition(":")[2] or 1))
 
 
 def lock_name() -> str:
@@ -175,39 +198,48 @@ async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) 
                     f"taking the migration lock of vhost '{vhost}': {exc.reply_code} "
                     f"{exc.reply_text}"
                 ) from exc
-        holder = _lock_holder(management, vhost)
+        holder = await _lock_holder(management, vhost)
         if holder is None:
             continue  # released meanwhile
         connection, who = holder
         parsed = _holder(who)
-        if attempt == 0 and parsed is not None:
+        if attempt == 0 and parsed is not None and connection:
             pid, host = parsed
             if host == socket.gethostname() and not _alive(pid):
                 management.close_connection(
                     connection, f"stale migration lock: process {pid} is gone"
                 )
-                await _wait(lambda: _lock_holder(management, vhost) is None, 10)
+                await _wait(lambda: management.queue(vhost, LOCK_QUEUE) is None, 10)
                 continue
         raise MigrationLocked(
             f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' held by "
             f"connection '{who or connection}'); nothing was migrated. Wait for it, or "
             "close that connection if its process is gone"
         )
-    raise MigrationLocked(f"could not take the migration lock of vhost '{vhost}'")
+    raise MigrationLocked(
+        f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' is held); "
+        "nothing was migrated"
+    )
 
 
-def _lock_holder(management: ManagementClient, vhost: str) -> tuple[str, str] | None:
-    """(the broker's connection name, its client-given name) of the lock's holder."""
-    info = management.queue(vhost, LOCK_QUEUE)
-    if info is None:
-        return None
-    owner = info.get("owner_pid_details") or {}
-    connection = str(owner.get("name") or "")
-    if not connection:
-        return None
-    details = management.connection(connection) or {}
-    props = details.get("client_properties") or {}
-    return connection, str(props.get("connection_name") or "")
+async def _lock_holder(
+    management: ManagementClient, vhost: str, timeout: float = 12.0
+) -> tuple[str, str] | None:
+    """(the broker's connection name, its client-given name) of the lock's holder; None when
+    the lock is gone. Both come from sampled statistics (every 5 s by default): wait for them."""
+    deadline = time.monotonic() + timeout
+    connection = ""
+    while True:
+        info = management.queue(vhost, LOCK_QUEUE, stats=True)
+        if info is None:
+            return None
+        owner = info.get("owner_pid_details")
+        connection = str(owner.get("name") or "") if isinstance(owner, dict) else ""
+        details = management.connection(connection) if connection else None
+        if details is not None or time.monotonic() > deadline:
+            props = (details or {}).get("client_properties") or {}
+            return connection, str(props.get("connection_name") or "")
+        await asyncio.sleep(0.5)
 
 
 async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
@@ -292,25 +324,33 @@ class _Migration:
             )
             report = MigrationReport(self.vhost, self.name, "hold")
             await self._declare(holding_queue(self.vhost, record))
+            await _point("hold")
         else:
             report = MigrationReport(self.vhost, self.name, self._step(record))
         for _ in range(100):  # each pass makes progress; the bound only stops a livelock
             step = self._step(record)
             if step == "divert":
+                # What reaches the holding queue while both are bound also reaches the queue
+                # (an upper bound of the duplicates: nothing consumes the holding queue now).
+                before = await self._count(self.hold)
                 await self._rebind(record, to=self.hold, away=self.name)
+                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             elif step == "drain":
-                report.moved_out += await move(self.session, self.name, self.hold, self.progress)
+                report.moved_out += await move(
+                    self.session, self.name, self.hold, self.progress, "drain"
+                )
                 await self._swap(record, report)
             elif step == "swap":
                 await self._declare(record.target(self.vhost))  # after a crash: at once
             elif step == "restore":
                 before = await self._count(self.hold)
                 await self._rebind(record, to=self.name, away=self.hold)
-                # What reached the holding queue while both were bound may also be in the
-                # queue: an upper bound of the duplicates.
                 report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             else:  # fill, then finish
-                report.moved_back += await move(self.session, self.hold, self.name, self.progress)
+                report.moved_back += await move(
+                    self.session, self.hold, self.name, self.progress, "fill"
+                )
+                await _point("finish")
                 if await self._delete(self.hold, if_empty=True):
                     report.seconds = time.monotonic() - started
                     return report
@@ -359,6 +399,7 @@ class _Migration:
         for spec in record.binding_specs(self.vhost, to):
             name, kwargs = _method(spec)
             await self._call(name, **kwargs)
+        await _point("divert" if to == self.hold else "restore")
         for spec in record.binding_specs(self.vhost, away):
             name, kwargs = _method(spec)
             await self._call(name.replace("_bind", "_unbind"), **kwargs)
@@ -378,6 +419,7 @@ class _Migration:
                     return  # a message came through the default exchange: drain again
                 raise
             gone = time.monotonic()
+            await _point("swap")
             name, kwargs = _method(record.target(self.vhost))
             await ch.call(name, **kwargs)  # the default exchange's window ends here
             report.window_ms += (time.monotonic() - gone) * 1000
@@ -455,7 +497,11 @@ class _Hold:
 
 
 async def move(
-    session: AmqpSession, source: str, target: str, progress: MoveProgress | None = None
+    session: AmqpSession,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    point: str = "",
 ) -> int:
     """Move every message of ``source`` to ``target`` (through the default exchange, with
     mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
@@ -520,12 +566,15 @@ async def move(
         publisher.channel.basic_publish("", target, body, properties, mandatory=True)
 
     tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
+    total = await _count(probe, source)
     try:
         while True:
+            if point and moved and moved >= total // 2:
+                await _point(point)
+                point = ""
             if failed or consumer.closed is not None or publisher.closed is not None:
                 break
-            frame: Any = await probe.call("queue_declare", queue=source, passive=True)
-            left = int(frame.method.message_count)
+            left = await _count(probe, source)
             if left == 0 and not in_flight:
                 break
             await asyncio.sleep(_POLL)
@@ -595,3 +644,9 @@ def progress_reporter(
             state[queue] = (started, now, moved)
 
     yield on_line
+
+
+async def _count(ch: _Channel, queue: str) -> int:
+    """Ready messages of ``queue`` (a passive declare: the broker's own count)."""
+    frame: Any = await ch.call("queue_declare", queue=queue, passive=True)
+    return int(frame.method.message_count)
