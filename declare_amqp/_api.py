@@ -16,8 +16,8 @@ from ._errors import PlanConflictError, TopologyError
 from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
-from ._model import Topology
 from ._migration import plan_migrations, records
+from ._model import Topology
 from ._plan import Kind, Plan, note_broker_defaults, plan
 from ._validate import (
     check_broker_version,

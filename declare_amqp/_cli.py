@@ -282,7 +282,10 @@ class _Cli:
         session.prefetch(self.guessed_vhosts(), with_stats=self.args.prune)
         desired = self.load()
         the_plan = session.plan(
-            desired, prune=self.args.prune, force=self.args.force, migrate=getattr(self.args, "migrate", False)
+            desired,
+            prune=self.args.prune,
+            force=self.args.force,
+            migrate=getattr(self.args, "migrate", False),
         )
         if self.args.format == "text":
             for warning in the_plan.warnings:
@@ -372,7 +375,10 @@ class _Cli:
                 default_vhost=options.get("default_vhost") or "/",
             )
             plan = session.plan(
-                desired, prune=self.args.prune, force=self.args.force, migrate=getattr(self.args, "migrate", False)
+                desired,
+                prune=self.args.prune,
+                force=self.args.force,
+                migrate=getattr(self.args, "migrate", False),
             )
             assert session.last_state is not None
             saved_plan.check_broker(

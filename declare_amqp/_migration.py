@@ -336,12 +336,14 @@ def plan_migrations(
     holding = {(v, holding_queue_name(q)) for v, q in progress}
     for c in the_plan.changes:
         key = (c.vhost, c.name)
-        if c.kind == Kind.QUEUE and isinstance(c.actual, QueueSpec) and is_holding_queue(c.actual):
-            if c.action in (DELETE, REFUSE):
-                kept.append(
-                    replace(c, action=KEEP, message="kept: the holding queue of a migration")
-                )
-                continue
+        if (
+            c.kind == Kind.QUEUE
+            and c.action in (DELETE, REFUSE)
+            and isinstance(c.actual, QueueSpec)
+            and is_holding_queue(c.actual)
+        ):
+            kept.append(replace(c, action=KEEP, message="kept: the holding queue of a migration"))
+            continue
         if (
             c.kind == Kind.BINDING
             and c.action == DELETE
@@ -349,9 +351,13 @@ def plan_migrations(
             and (c.vhost, c.actual.destination) in holding
         ):
             continue  # a migration moves it
-        if c.kind == Kind.BINDING and isinstance(c.desired, BindingSpec):
-            if (c.vhost, c.desired.destination) in progress and c.action == CREATE:
-                continue  # the migration restores the queue's bindings
+        if (
+            c.kind == Kind.BINDING
+            and c.action == CREATE
+            and isinstance(c.desired, BindingSpec)
+            and (c.vhost, c.desired.destination) in progress
+        ):
+            continue  # the migration restores the queue's bindings
         if c.kind == Kind.QUEUE and key in progress and c.action in (CREATE, CONFLICT):
             changes.append(_in_progress(c, progress[key], actual, stats))
             seen.add(key)

@@ -361,9 +361,9 @@ def test_a_second_migration_is_refused_while_one_runs(declare: Any) -> None:
     """The vhost's lock (an exclusive queue) refuses a concurrent ``apply --migrate``."""
     url, bindings = _setup(declare, 50)
     declare.write("topology.yml", AFTER)
-    first = declare.start("apply", "--migrate", "topology.yml", env={
-        "DECLARE_AMQP_MIGRATE_PAUSE": "divert:4"
-    })
+    first = declare.start(
+        "apply", "--migrate", "topology.yml", env={"DECLARE_AMQP_MIGRATE_PAUSE": "divert:4"}
+    )
     try:
         wait_until(lambda: HOLD in _queue_names(declare), timeout=20, what="the first migration")
         second = declare("apply", "--migrate", "topology.yml")
@@ -425,14 +425,24 @@ def test_priority_worker_keeps_consuming_across_the_swap(declare: Any, tmp_path:
     }
     runner = Path(sys.executable).parent / "priority-worker"
     worker = subprocess.Popen(
-        [str(runner), "run", "migrate_handlers:record", "--url", url, "--queue",
-         "orders.work=20", "--retry-delay", "0.3"],
+        [
+            str(runner),
+            "run",
+            "migrate_handlers:record",
+            "--url",
+            url,
+            "--queue",
+            "orders.work=20",
+            "--retry-delay",
+            "0.3",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
+
         def handled() -> set[str]:
             return {line.split()[1] for line in log.read_text().splitlines() if line}
 
