@@ -38,7 +38,7 @@ from ._errors import dedupe as first_of_each
 from ._fit import policy_value_problem
 from ._format import ACCESS_TOP_KEYS, VHOST_SETTING_KEYS, Key
 from ._model import PolicySpec
-from ._validate import parse_version
+from ._versions import added_in, parse_version, show_version
 from ._warnings import sort_problems
 
 if TYPE_CHECKING:
@@ -106,14 +106,16 @@ OPERATOR_POLICY_DEFINITION_KEYS = frozenset(
     }
 )
 
-# What RabbitMQ versions before these refuse in an operator policy ("are not recognised
-# policy settings"; measured: 3.10.8 refuses each, 4.0.5 takes each). overflow came to
-# operator policies in a 3.12 patch release, target-group-size with quorum queue membership
-# reconciliation in 3.13; for 3.12.x before that patch the broker's own answer stands.
-OPERATOR_POLICY_KEYS_SINCE = {"overflow": (3, 12), "target-group-size": (3, 13)}
-QUEUE_TYPE_APPLY_TO = ("classic_queues", "quorum_queues", "streams")  # 3.12 and later
-QUEUE_TYPE_APPLY_TO_SINCE = (3, 12)
-NO_DELIVERY_LIMIT_SINCE = (4, 0)  # delivery-limit -1 in an operator policy
+# What RabbitMQ versions before these refuse in an operator policy (rows of
+# _versions.ADDED_EDGES, with their sources); for 3.12.x before the patch that brought overflow
+# the broker's own answer stands.
+OPERATOR_POLICY_KEYS_SINCE = {
+    "overflow": added_in("operator-policy-overflow"),
+    "target-group-size": added_in("operator-policy-target-group-size"),
+}
+QUEUE_TYPE_APPLY_TO = ("classic_queues", "quorum_queues", "streams")
+QUEUE_TYPE_APPLY_TO_SINCE = added_in("queue-type-apply-to")
+NO_DELIVERY_LIMIT_SINCE = added_in("no-delivery-limit")  # delivery-limit -1, operator policy
 
 OPERATOR_POLICY_KEYS = (
     Key("name", _STR, "Operator policy name.", required=True),
@@ -575,7 +577,7 @@ def refusal_problems(access: Access, *, users: Iterable[str], version: str) -> l
                 problems.append(
                     Problem(
                         f"'{key}' cannot be set by an operator policy on RabbitMQ {version} "
-                        f"({_shown(since)} and later allow it)",
+                        f"({show_version(since)} and later allow it)",
                         o.location,
                         o.label,
                     )
@@ -583,8 +585,9 @@ def refusal_problems(access: Access, *, users: Iterable[str], version: str) -> l
         if o.apply_to in QUEUE_TYPE_APPLY_TO and v < QUEUE_TYPE_APPLY_TO_SINCE:
             problems.append(
                 Problem(
-                    f"apply_to {o.apply_to} needs RabbitMQ {_shown(QUEUE_TYPE_APPLY_TO_SINCE)} "
-                    f"or later (this broker is {version}); use apply_to queues",
+                    f"apply_to {o.apply_to} needs RabbitMQ "
+                    f"{show_version(QUEUE_TYPE_APPLY_TO_SINCE)} or later "
+                    f"(this broker is {version}); use apply_to queues",
                     o.location,
                     o.label,
                 )
@@ -593,17 +596,13 @@ def refusal_problems(access: Access, *, users: Iterable[str], version: str) -> l
             problems.append(
                 Problem(
                     f"delivery-limit -1 (no limit) needs RabbitMQ "
-                    f"{_shown(NO_DELIVERY_LIMIT_SINCE)} or later (this broker is {version}); "
+                    f"{show_version(NO_DELIVERY_LIMIT_SINCE)} or later (this broker is {version}); "
                     "leave delivery-limit out for no limit",
                     o.location,
                     o.label,
                 )
             )
     return problems
-
-
-def _shown(version: tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
 
 
 # ------------------------------------------------------------------ passwords

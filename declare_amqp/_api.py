@@ -23,10 +23,10 @@ from ._validate import (
     check_broker_version,
     check_exchange_types,
     check_references,
-    parse_version,
     resolve_queue_types,
     validate,
 )
+from ._versions import parse_version
 from ._warnings import plan_warnings, sort_problems
 
 if TYPE_CHECKING:  # pika and rich only when writing

@@ -32,6 +32,7 @@ from ._model import (
     canonical,
 )
 from ._validate import is_builtin_exchange
+from ._versions import QUORUM_DEFAULT_DELIVERY_LIMIT, Subject, edge
 from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 
 
@@ -560,10 +561,6 @@ def _ordered(changes: list[Change]) -> list[Change]:
     return sorted(changes, key=apply_position)
 
 
-# RabbitMQ 4.0 gives every quorum queue a delivery limit of 20 unless told otherwise.
-QUORUM_DEFAULT_DELIVERY_LIMIT = 20
-
-
 def note_broker_defaults(
     the_plan: Plan, version: tuple[int, ...], policies: Iterable[PolicySpec]
 ) -> Plan:
@@ -573,7 +570,7 @@ def note_broker_defaults(
     dead-lettered, or dropped without a dead-letter exchange), unless the policy that applies
     to it (the matching one of highest priority) sets ``delivery-limit``.
     """
-    if version < (4, 0):
+    if edge("quorum-delivery-limit", Subject.QUEUE_ARGUMENT, version) is None:
         return the_plan
     by_name: dict[tuple[str, str], PolicySpec] = {}
     for p in policies:

@@ -29,6 +29,7 @@ from ._model import (
     QueueSpec,
     Topology,
 )
+from ._versions import Edge, Effect, edges_at, parse_version
 
 # Exchanges every vhost has; they can be bound to but never declared or deleted.
 BUILTIN_EXCHANGES = frozenset(
@@ -261,117 +262,35 @@ def check_references(
     return problems
 
 
-# Policy keys of classic queue mirroring, removed in RabbitMQ 4.0.
-MIRRORING_KEYS = frozenset(
-    {
-        "ha-mode",
-        "ha-params",
-        "ha-sync-mode",
-        "ha-sync-batch-size",
-        "ha-promote-on-shutdown",
-        "ha-promote-on-failure",
-    }
-)
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """``(4, 0, 5)`` for ``"4.0.5"`` (also ``"4.1.0-rc.1"``); ``()`` when unknown."""
-    parts: list[int] = []
-    for piece in text.split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-        if digits.group() != piece:
-            break
-    return tuple(parts)
-
-
 def check_broker_version(desired: Topology, version: str) -> tuple[list[Problem], list[Problem]]:
-    """What the broker's version refuses (errors) or deprecates (warnings), before any write."""
+    """What the broker's version refuses (errors) or deprecates and ignores (warnings).
+
+    Every rule is a row of :data:`declare_amqp._versions.EDGES`; this only walks the files'
+    queues and policies through the rows that hold for ``version``. A broker that does not say
+    its version is not guessed at.
+    """
     v = parse_version(version)
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    if not v:
-        return errors, warnings
-    if v >= (4, 0):
-        for p in desired.policies:
-            keys = sorted(k for k in p.definition if k in MIRRORING_KEYS)
-            if keys:
-                errors.append(
-                    Problem(
-                        f"{', '.join(keys)}: classic queue mirroring was removed in RabbitMQ 4.0 "
-                        f"(this broker is {version}) and the broker refuses these keys; use quorum "
-                        "queues (type: quorum) for replicated queues",
-                        p.location,
-                        p.label,
-                    )
-                )
+    for edge in edges_at(v):
+        if edge.effect is Effect.DEFAULT:
+            continue  # said on the plan's changes (_plan.note_broker_defaults), not a problem
+        found = errors if edge.effect.blocks else warnings
         for q in desired.queues:
-            if q.type == "classic" and not q.durable:
-                text = (
-                    "transient (durable: false) non-exclusive queues are deprecated since "
-                    "RabbitMQ 4.0"
-                )
-                if v >= (4, 3):
-                    errors.append(
-                        Problem(
-                            f"{text} and denied by default from 4.3 on (this broker is {version}); "
-                            "make the queue durable, or let the application declare it exclusive",
-                            q.location,
-                            q.label,
-                        )
-                    )
-                else:
-                    warnings.append(
-                        Problem(
-                            f"{text} and denied by default from 4.3 on (this broker is {version}); "
-                            "make the queue durable",
-                            q.location,
-                            q.label,
-                        )
-                    )
-    if v >= (4, 3):
-        for q in desired.queues:
-            if "x-queue-mode" in q.arguments:
-                errors.append(
-                    Problem(
-                        "queue_mode (x-queue-mode) is refused from RabbitMQ 4.3 on "
-                        f"(this broker is "
-                        f"{version}); classic queues keep messages on disk anyway: remove it",
-                        q.location,
-                        q.label,
-                    )
-                )
-            if q.arguments.get("x-queue-version") == 1:
-                errors.append(
-                    Problem(
-                        f"queue_version 1 is refused from RabbitMQ 4.3 on (this broker is "
-                        f"{version}); remove it (version 2 is the only one)",
-                        q.location,
-                        q.label,
-                    )
-                )
+            hits = edge.queue_hits(q.type, q.durable, q.arguments)
+            if hits:
+                found.append(Problem(_edge_message(edge, hits, v), q.location, q.label))
         for p in desired.policies:
-            if "queue-mode" in p.definition:
-                errors.append(
-                    Problem(
-                        f"queue-mode is refused from RabbitMQ 4.3 on (this broker is {version}); "
-                        "remove it from the policy",
-                        p.location,
-                        p.label,
-                    )
-                )
-            if p.definition.get("queue-version") == 1:
-                errors.append(
-                    Problem(
-                        f"queue-version 1 is refused from RabbitMQ 4.3 on (this broker is "
-                        f"{version}); remove it from the policy",
-                        p.location,
-                        p.label,
-                    )
-                )
+            hits = edge.policy_hits(p.definition)
+            if hits:
+                found.append(Problem(_edge_message(edge, hits, v), p.location, p.label))
     return errors, warnings
+
+
+def _edge_message(edge: Edge, hits: tuple[str, ...], version: tuple[int, ...]) -> str:
+    """The row's sentence, led by the keys it found where the row names several."""
+    text = edge.describe(version)
+    return f"{', '.join(hits)}: {text}" if len(edge.names) > 1 else text
 
 
 def resolve_queue_types(

@@ -15,10 +15,10 @@ from declare_amqp._management import readable_reason
 from declare_amqp._plan import CREATE, note_broker_defaults
 from declare_amqp._validate import (
     check_broker_version,
-    parse_version,
     resolve_queue_types,
     validate,
 )
+from declare_amqp._versions import parse_version
 
 MIRRORED = """
 vhost: /
