@@ -194,6 +194,24 @@ def _parser() -> argparse.ArgumentParser:
         help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
     )
     sub.add_parser("schema", help="print the JSON Schema of the file format")
+    c = sub.add_parser(
+        "convert",
+        help="rewrite topology files for quorum queues, listing every change and its reason",
+    )
+    c.add_argument("--to", choices=("quorum",), required=True, help="the queue type to convert to")
+    c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
+    c.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write there (a directory when several files are given); default stdout",
+    )
+    c.add_argument(
+        "--target-version",
+        default="",
+        metavar="X.Y",
+        help="the RabbitMQ version the files are for (reasons that differ by version)",
+    )
     return parser
 
 
@@ -510,6 +528,40 @@ class _Cli:
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
+        return EXIT_OK
+
+    def convert(self) -> int:
+        """``convert --to quorum FILE... [-o OUT]``: the changes on stderr, the files out."""
+        from ._convert import to_quorum
+        from ._versions import parse_version
+
+        files: list[str] = self.args.files
+        output: str | None = self.args.output
+        if len(files) > 1 and output and not os.path.isdir(output):
+            raise DeclareAmqpError(
+                f"-o {output}: with several files, -o names an existing directory; nothing "
+                "was written"
+            )
+        results = []
+        for path in files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as exc:
+                raise DeclareAmqpError(f"{path}: cannot read: {exc.strerror}") from exc
+            results.append((path, *to_quorum(text, path, parse_version(self.args.target_version))))
+        for path, text, changes in results:  # everything converted before anything is written
+            for change in changes:
+                self.err.print(escape(str(change)), markup=True)
+            if not changes:
+                self.err.print(f"{escape(path)}: no classic queue or setting to convert")
+            if output:
+                target = os.path.join(output, os.path.basename(path)) if len(files) > 1 else output
+                with open(target, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                self.err.print(f"wrote {escape(target)}")
+            else:
+                sys.stdout.write(text)
         return EXIT_OK
 
     def schema(self) -> int:

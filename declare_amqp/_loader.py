@@ -495,3 +495,16 @@ def _settings(obj: Any) -> dict[str, Any]:
         for f in fields(obj)
         if f.name not in ("location", "type_given", "origin")
     }
+
+
+def read_document(text: str, path: str = "<string>") -> Any:
+    """One YAML document as plain data whose mappings and lists remember their lines
+    (``line``, ``key_lines``, ``item_lines``): for tools that rewrite a file (``convert``)."""
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise TopologyError([Problem(f"not valid YAML: {exc}", Location(path, 1))]) from exc
+    finally:
+        loader.dispose()
