@@ -94,7 +94,8 @@ def _queue(q: dict[str, Any], path: str, version: tuple[int, ...]) -> list[Conve
     lines = getattr(q, "key_lines", {})
     here = getattr(q, "line", 0)
     subject = f"queue '{q.get('name')}'"
-    arguments = q.get("arguments") if isinstance(q.get("arguments"), dict) else {}
+    found = q.get("arguments")
+    arguments: dict[str, Any] = found if isinstance(found, dict) else {}
     queue_type = q.get("type") or arguments.get("x-queue-type") or "classic"
     if queue_type != "classic":
         return []
