@@ -36,6 +36,7 @@ from ._migration import (
     Record,
     holding_queue,
     holding_queue_name,
+    same_shape,
     shape,
     step_of,
 )
@@ -103,9 +104,13 @@ KILL_POINTS = (
 )
 
 
-async def _point(name: str) -> None:
+def _kill_point(name: str) -> None:
     if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def _point(name: str) -> None:
+    _kill_point(name)
     pause = os.environ.get("DECLARE_AMQP_MIGRATE_PAUSE", "")
     if pause.partition(":")[0] == name:
         await asyncio.sleep(float(pause.partition(":")[2] or 1))
@@ -200,7 +205,12 @@ async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) 
                 ) from exc
         holder = await _lock_holder(management, vhost)
         if holder is None:
-            continue  # released meanwhile
+            # Released while its holder was looked up: another migration ran meanwhile, so
+            # this plan may be out of date.
+            raise MigrationLocked(
+                f"another migration ran in vhost '{vhost}' while this one started; nothing was "
+                "migrated: plan again"
+            )
         connection, who = holder
         parsed = _holder(who)
         if attempt == 0 and parsed is not None and connection:
@@ -313,6 +323,8 @@ class _Migration:
             live = self._live()
             if live is None:
                 raise MigrationFailed(f"queue '{self.name}' (vhost '{self.vhost}') is gone")
+            if same_shape(shape(live), shape(self.desired)):
+                return MigrationReport(self.vhost, self.name, "done")  # done meanwhile
             record = Record(
                 queue=self.name,
                 before=shape(live),
@@ -544,6 +556,8 @@ async def move(
         if count and consumer.closed is None:
             consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
             moved += count
+            if point and moved >= max(1, total // 2):
+                _kill_point(point)  # tests: killed with half of the messages moved
             if progress is not None:
                 progress(source, moved, left)
 
@@ -565,13 +579,10 @@ async def move(
         in_flight.append((sequence, method.delivery_tag))
         publisher.channel.basic_publish("", target, body, properties, mandatory=True)
 
-    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
     total = await _count(probe, source)
+    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
     try:
         while True:
-            if point and moved and moved >= total // 2:
-                await _point(point)
-                point = ""
             if failed or consumer.closed is not None or publisher.closed is not None:
                 break
             left = await _count(probe, source)

@@ -362,7 +362,7 @@ def test_a_second_migration_is_refused_while_one_runs(declare: Any) -> None:
     url, bindings = _setup(declare, 50)
     declare.write("topology.yml", AFTER)
     first = declare.start(
-        "apply", "--migrate", "topology.yml", env={"DECLARE_AMQP_MIGRATE_PAUSE": "divert:4"}
+        "apply", "--migrate", "topology.yml", env={"DECLARE_AMQP_MIGRATE_PAUSE": "divert:15"}
     )
     try:
         wait_until(lambda: HOLD in _queue_names(declare), timeout=20, what="the first migration")
