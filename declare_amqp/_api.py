@@ -191,8 +191,11 @@ class Session:
         force: bool = False,
         channels: int | None = None,
         progress_console: Console | None = None,
+        mover: str = "amqp",
     ) -> ApplyResult:
-        """Write the plan (never one with conflicts), then read and plan again to verify."""
+        """Write the plan (never one with conflicts), then read and plan again to verify.
+
+        ``mover``: what moves a migrating queue's messages ("amqp" or "shovel")."""
         if the_plan.conflicts:
             raise PlanConflictError(the_plan.conflicts)
         from ._apply import apply_plan  # pika only when writing
@@ -228,7 +231,9 @@ class Session:
             from ._migrate import progress_reporter, run_migrations
 
             with progress_reporter(progress_console) as moved:
-                reports = run_migrations(self.address, self.management, migrations, moved)
+                reports = run_migrations(
+                    self.address, self.management, migrations, moved, mover=mover
+                )
         seconds = time.monotonic() - started
         remaining = (
             self.plan(desired, prune=the_plan.prune, force=force, migrate=bool(migrations))

@@ -167,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
     a.add_argument(
+        "--mover",
+        choices=("amqp", "shovel"),
+        default="amqp",
+        help="what moves a migrating queue's messages: amqp (the tool's own confirmed consumer "
+        "and publisher, any broker; default) or shovel (the broker's dynamic shovels; needs "
+        "the rabbitmq_shovel plugin)",
+    )
+    a.add_argument(
         "--amqp-only",
         action="store_true",
         help="without the management API: declares after a passive check",
@@ -436,6 +444,7 @@ class _Cli:
             force=self.args.force,
             channels=self.args.channels,
             progress_console=self.out if self.out.is_terminal else None,
+            mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "json":
             print(plan_json(plan, {"applied": True, **result.to_dict()}))

@@ -502,3 +502,26 @@ class ManagementClient:
         )
         if response.status_code != 404:
             self.checked(response, f"closing connection '{name}'")
+
+    def shovels_enabled(self) -> bool:
+        """Whether the shovel plugin (with its management part) runs on the broker."""
+        return self.request("GET", "/api/shovels", refused_ok=True).status_code in (200, 401)
+
+    def put_shovel(self, vhost: str, name: str, value: Mapping[str, Any]) -> None:
+        """Create (or restart) the dynamic shovel ``name`` of ``vhost``."""
+        self.checked(
+            self.request(
+                "PUT",
+                f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}",
+                json={"value": dict(value)},
+            ),
+            f"writing shovel '{name}' in vhost '{vhost}'",
+        )
+
+    def shovel_exists(self, vhost: str, name: str) -> bool:
+        """Whether the dynamic shovel's parameter is still there (it deletes itself when done)."""
+        response = self.request("GET", f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}")
+        if response.status_code == 404:
+            return False
+        self.checked(response, f"reading shovel '{name}' in vhost '{vhost}'")
+        return True

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -46,7 +47,8 @@ from ._plan import Change
 if TYPE_CHECKING:
     from rich.console import Console
 
-PREFETCH = 1000  # deliveries in flight per move: confirms of persistent messages come in batches
+CONCURRENT_MIGRATIONS = 8  # queues of one vhost migrated at once
+PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
 _POLL = 0.05
 _LOCK_PREFIX = "declare-amqp migrate"
 
@@ -147,9 +149,18 @@ def run_migrations(
     management: ManagementClient,
     changes: Sequence[Change],
     progress: MoveProgress | None = None,
+    mover: str = "amqp",
 ) -> list[MigrationReport]:
-    """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock."""
-    return asyncio.run(_run(address, management, changes, progress))
+    """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock.
+
+    ``mover``: "amqp" moves messages with the tool's own confirmed consumer and publisher
+    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run)."""
+    if mover == "shovel" and not management.shovels_enabled():
+        raise MigrationFailed(
+            "--mover shovel: the rabbitmq_shovel plugin (with rabbitmq_shovel_management) is "
+            "not enabled on the broker; nothing was migrated. Use --mover amqp"
+        )
+    return asyncio.run(_run(address, management, changes, progress, mover))
 
 
 async def _run(
@@ -157,6 +168,7 @@ async def _run(
     management: ManagementClient,
     changes: Sequence[Change],
     progress: MoveProgress | None,
+    mover: str,
 ) -> list[MigrationReport]:
     reports: list[MigrationReport] = []
     by_vhost: dict[str, list[Change]] = {}
@@ -167,14 +179,20 @@ async def _run(
         await session.open()
         try:
             await _lock(session, management, vhost)
-            for c in items:
-                desired = c.desired
-                assert isinstance(desired, QueueSpec)
-                migration = _Migration(session, management, vhost, desired, progress)
-                reports.append(await migration.run())
+            # Queues are independent: a few migrate at once (each move keeps its own
+            # channels), so one queue's swap and waits overlap another's moving.
+            slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
+            specs = [c.desired for c in items if isinstance(c.desired, QueueSpec)]
+            migrations = [_Migration(session, management, vhost, q, progress, mover) for q in specs]
+            reports.extend(await asyncio.gather(*(_limited(slots, m) for m in migrations)))
         finally:
             await session.close()
     return reports
+
+
+async def _limited(slots: asyncio.Semaphore, migration: _Migration) -> MigrationReport:
+    async with slots:
+        return await migration.run()
 
 
 async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) -> None:
@@ -272,7 +290,10 @@ class _Migration:
         vhost: str,
         desired: QueueSpec,
         progress: MoveProgress | None,
+        mover: str = "amqp",
     ) -> None:
+        """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"."""
+        self.mover = mover
         self.session = session
         self.http = management
         self.vhost = vhost
@@ -280,6 +301,7 @@ class _Migration:
         self.desired = desired
         self.hold = holding_queue_name(desired.name)
         self.progress = progress
+        self._control: _Channel | None = None
 
     def _live(self) -> QueueSpec | None:
         info = self.http.queue(self.vhost, self.name)
@@ -348,9 +370,7 @@ class _Migration:
                 await self._rebind(record, to=self.hold, away=self.name)
                 report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             elif step == "drain":
-                report.moved_out += await move(
-                    self.session, self.name, self.hold, self.progress, "drain"
-                )
+                report.moved_out += await self._move(self.name, self.hold, "drain")
                 await self._swap(record, report)
             elif step == "swap":
                 await self._declare(record.target(self.vhost))  # after a crash: at once
@@ -359,9 +379,7 @@ class _Migration:
                 await self._rebind(record, to=self.name, away=self.hold)
                 report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             else:  # fill, then finish
-                report.moved_back += await move(
-                    self.session, self.hold, self.name, self.progress, "fill"
-                )
+                report.moved_back += await self._move(self.hold, self.name, "fill")
                 await _point("finish")
                 if await self._delete(self.hold, if_empty=True):
                     report.seconds = time.monotonic() - started
@@ -371,22 +389,28 @@ class _Migration:
             "what it left records it: rerun to finish"
         )
 
+    async def _move(self, source: str, target: str, point: str) -> int:
+        if self.mover == "shovel":
+            return await shovel_move(
+                self.session, self.http, self.vhost, source, target, self.progress, point
+            )
+        return await move(self.session, source, target, self.progress, point)
+
     async def _declare(self, spec: QueueSpec) -> None:
         name, kwargs = _method(spec)
         await self._call(name, **kwargs)
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        ch = await self.session.channel()
+        """One synchronous method on this migration's control channel (opened once)."""
+        if self._control is None or self._control.closed is not None:
+            self._control = await self.session.channel()
         try:
-            return await ch.call(method, **kwargs)
+            return await self._control.call(method, **kwargs)
         except pika.exceptions.ChannelClosedByBroker as exc:
             raise MigrationFailed(
                 f"migrating queue '{self.name}' (vhost '{self.vhost}'): {method} was refused: "
                 f"{exc.reply_code} {exc.reply_text}; rerun to finish"
             ) from exc
-        finally:
-            if ch.closed is None:
-                ch.channel.close()
 
     async def _count(self, queue: str) -> int:
         frame = await self._call("queue_declare", queue=queue, passive=True)
@@ -423,18 +447,26 @@ class _Migration:
         try:
             for h in held:
                 report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
+            # The delete goes out without waiting for its -Ok (nowait) and the declare right
+            # behind it on the same channel: the broker handles them in order, so the queue
+            # is missing only for as long as the broker takes to do both. If the delete is
+            # refused (a message came in through the default exchange) the broker closes the
+            # channel and the declare is never handled: drain again.
             ch = await self.session.channel()
-            try:
-                await ch.call("queue_delete", queue=self.name, if_empty=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == 406:
-                    return  # a message came through the default exchange: drain again
-                raise
-            gone = time.monotonic()
+            sent = time.monotonic()
+            ch.send("queue_delete", queue=self.name, if_empty=True)
+            if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == "swap":
+                # The kill point means "deleted, not yet declared": let the delete land first.
+                await _wait(lambda: self.http.queue(self.vhost, self.name) is None, 10)
             await _point("swap")
             name, kwargs = _method(record.target(self.vhost))
-            await ch.call(name, **kwargs)  # the default exchange's window ends here
-            report.window_ms += (time.monotonic() - gone) * 1000
+            try:
+                await ch.call(name, **kwargs)  # the default exchange's window ends here
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 406:
+                    return
+                raise
+            report.window_ms += (time.monotonic() - sent) * 1000
             ch.channel.close()
         finally:
             for h in held:
@@ -655,6 +687,67 @@ def progress_reporter(
             state[queue] = (started, now, moved)
 
     yield on_line
+
+
+SHOVEL_PREFIX = "declare-amqp.migrate "
+
+
+async def shovel_move(
+    session: AmqpSession,
+    http: ManagementClient,
+    vhost: str,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    point: str = "",
+) -> int:
+    """Move ``source``'s messages to ``target`` with a dynamic shovel of the broker.
+
+    The shovel (``ack-mode: on-confirm``: a message leaves ``source`` once ``target``
+    confirmed it) moves as many messages as ``source`` held when it started and then deletes
+    itself (``src-delete-after: queue-length``); what came in meanwhile takes another round.
+    It connects to the local node directly (``amqp://`` with no host: no credentials are
+    stored in its definition). A process killed meanwhile leaves the shovel finishing its
+    round; the rerun writes it again, which restarts it (at most its in-flight messages are
+    sent twice).
+    """
+    name = SHOVEL_PREFIX + source
+    probe = await session.channel()
+    moved = 0
+    try:
+        while True:
+            total = await _count(probe, source)
+            if total == 0 and not http.shovel_exists(vhost, name):
+                return moved
+            start = await _count(probe, target)
+            if total:
+                local = "amqp:///" + urllib.parse.quote(vhost, safe="")
+                http.put_shovel(
+                    vhost,
+                    name,
+                    {
+                        "src-protocol": "amqp091",
+                        "src-uri": local,
+                        "src-queue": source,
+                        "src-delete-after": "queue-length",
+                        "src-prefetch-count": PREFETCH,
+                        "dest-protocol": "amqp091",
+                        "dest-uri": local,
+                        "dest-queue": target,
+                        "ack-mode": "on-confirm",
+                    },
+                )
+            while http.shovel_exists(vhost, name):
+                done = max(0, await _count(probe, target) - start)
+                if progress is not None:
+                    progress(source, moved + done, max(0, total - done))
+                if point and done >= max(1, total // 2):
+                    _kill_point(point)
+                await asyncio.sleep(0.1)
+            moved += max(0, await _count(probe, target) - start)
+    finally:
+        if probe.closed is None:
+            probe.channel.close()
 
 
 async def _count(ch: _Channel, queue: str) -> int:
