@@ -201,6 +201,10 @@ class Session:
         from ._apply import apply_plan  # pika only when writing
 
         check_privileges(self.management, the_plan)  # before any write
+        if the_plan.migrations:
+            from ._migrate import check_mover
+
+            check_mover(self.management, mover)  # before any write too
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes

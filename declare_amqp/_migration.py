@@ -147,7 +147,11 @@ class Record:
 
 
 def holding_queue(vhost: str, record: Record) -> QueueSpec:
-    """The holding queue's declaration: durable and classic, whatever the vhost's default."""
+    """The holding queue's declaration: durable and classic, whatever the vhost's default.
+
+    Classic, because it is deleted with ``if-empty`` (the broker's own check that nothing
+    arrived meanwhile), which quorum queues refuse on 3.x (the connection is closed, 540).
+    """
     return QueueSpec(
         vhost=vhost,
         name=holding_queue_name(record.queue),
@@ -231,6 +235,11 @@ def limits(
             f"{stats.consumers} consumer{'s are' if stats.consumers != 1 else ' is'} cancelled "
             "by the broker (basic.cancel) when the old queue is deleted; priority_worker "
             "consumes again once the queue is back, other clients must handle the cancel"
+        )
+    if have.type == "quorum":
+        found.append(
+            "a quorum queue cannot be deleted with if-empty: a message published to it "
+            "through the default exchange between its last drain and its delete is lost"
         )
     ttl = have.arguments.get("x-message-ttl")
     if ttl is not None:

@@ -462,3 +462,41 @@ def test_priority_worker_keeps_consuming_across_the_swap(declare: Any, tmp_path:
     finally:
         worker.terminate()
         worker.communicate(timeout=30)
+
+
+def test_mover_shovel_uses_the_brokers_shovel_or_refuses_without_it(declare: Any) -> None:
+    """``--mover shovel``: with the shovel plugin the broker's dynamic shovels move the
+    messages (and delete themselves); without it the apply refuses and changes nothing."""
+    url, bindings = _setup(declare, 200)
+    declare.write("topology.yml", AFTER)
+    with declare.broker.http() as http:
+        enabled = http.get("/api/shovels").status_code == 200
+    before = declare.definitions()
+    result = declare("apply", "--migrate", "--mover", "shovel", "topology.yml")
+    if not enabled:
+        declare.assert_clean_failure(result)
+        assert "rabbitmq_shovel plugin" in result.err, result
+        assert declare.definitions() == before
+        assert len(_take_all(url, "orders.work")) == 200
+        return
+    assert result.code == 0, result
+    with declare.broker.http() as http:
+        left = http.get(f"/api/parameters/shovel/{declare.quote(declare.vhost)}").json()
+    assert left == []
+    _check_migrated(declare, url, bindings, 200)
+
+
+def test_a_quorum_queue_gets_a_new_argument(declare: Any) -> None:
+    """quorum -> quorum with another x-delivery-limit (a quorum queue cannot be deleted with
+    if-empty: the drained count is the check)."""
+    start = AFTER.replace("    type: quorum\n", "    type: quorum\n    delivery_limit: 5\n")
+    declare.write("topology.yml", start)
+    assert declare("apply", "topology.yml").code == 0
+    url = declare.url()
+    _fill(url, 150)
+    bindings = _bindings(declare, "orders.work")
+    declare.write("topology.yml", start.replace("delivery_limit: 5", "delivery_limit: 10"))
+    result = declare("apply", "--migrate", "topology.yml")
+    assert result.code == 0, result
+    assert declare.queue("orders.work")["arguments"]["x-delivery-limit"] == 10
+    _check_migrated(declare, url, bindings, 150)
