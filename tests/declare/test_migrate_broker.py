@@ -21,6 +21,7 @@ from typing import Any
 
 import pika
 import pytest
+from broker_support import drain, ready_count
 from waiting import wait_until_blocking as wait_until
 
 from declare_amqp._migrate import KILL_POINTS
@@ -67,20 +68,6 @@ def _fill(url: str, count: int) -> None:
         ch.confirm_delivery()
         for i in range(count):
             ch.basic_publish("orders", "work.a", json.dumps({"i": i}).encode(), _props(i))
-    finally:
-        conn.close()
-
-
-def _take_all(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    out = []
-    try:
-        ch = conn.channel()
-        while True:
-            method, props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((props, body))
     finally:
         conn.close()
 
@@ -160,7 +147,7 @@ def _check_migrated(
     assert queue["arguments"].get("x-queue-type") == "quorum", queue
     assert _bindings(declare, "orders.work") == bindings
     assert HOLD not in _queue_names(declare)
-    taken = _take_all(url, "orders.work")
+    taken = drain(url, "orders.work")
     seen: dict[str, int] = {}
     for props, body in taken:
         seen[props.message_id] = seen.get(props.message_id, 0) + 1
@@ -215,7 +202,7 @@ def test_without_opt_in_a_conflict_changes_nothing(declare: Any) -> None:
         assert result.code == 1, result
         assert "conflict" in result.text and "to migrate" not in result.text
     assert declare.definitions() == before
-    assert len(_take_all(url, "orders.work")) == 50
+    assert len(drain(url, "orders.work")) == 50
 
 
 def test_migrate_true_in_the_file_migrates_on_a_plain_apply(declare: Any) -> None:
@@ -338,7 +325,9 @@ def test_retries_due_during_the_swap_are_held_not_dropped(declare: Any) -> None:
     assert result.code == 0, result
     assert "held orders.work.delay.300" in result.out, result
     wait_until(
-        lambda: _ready(url, "orders.work.delay.300") == 0, timeout=10, what="the delay queue empty"
+        lambda: ready_count(url, "orders.work.delay.300") == 0,
+        timeout=10,
+        what="the delay queue empty",
     )
     seen = _check_migrated(declare, url, bindings, 20)
     lost = set(sent) - set(seen)
@@ -347,14 +336,6 @@ def test_retries_due_during_the_swap_are_held_not_dropped(declare: Any) -> None:
 
 def _plain(mid: str) -> pika.BasicProperties:
     return pika.BasicProperties(message_id=mid, delivery_mode=2)
-
-
-def _ready(url: str, queue: str) -> int:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        conn.close()
 
 
 def test_a_second_migration_is_refused_while_one_runs(declare: Any) -> None:
@@ -477,7 +458,7 @@ def test_mover_shovel_uses_the_brokers_shovel_or_refuses_without_it(declare: Any
         declare.assert_clean_failure(result)
         assert "rabbitmq_shovel plugin" in result.err, result
         assert declare.definitions() == before
-        assert len(_take_all(url, "orders.work")) == 200
+        assert len(drain(url, "orders.work")) == 200
         return
     assert result.code == 0, result
     with declare.broker.http() as http:
