@@ -315,8 +315,9 @@ class _Migration:
         self.progress = progress
         self._control: _Channel | None = None
 
-    def _live(self) -> QueueSpec | None:
-        info = self.http.queue(self.vhost, self.name)
+    async def _live(self) -> QueueSpec | None:
+        # Management requests run in a thread: the moves of other queues go on meanwhile.
+        info = await asyncio.to_thread(self.http.queue, self.vhost, self.name)
         if info is None:
             return None
         arguments = dict(info.get("arguments") or {})
@@ -330,8 +331,8 @@ class _Migration:
             arguments=arguments,
         )
 
-    def _record(self) -> Record | None:
-        info = self.http.queue(self.vhost, self.hold)
+    async def _record(self) -> Record | None:
+        info = await asyncio.to_thread(self.http.queue, self.vhost, self.hold)
         if info is None:
             return None
         text = (info.get("arguments") or {}).get("x-declare-amqp-migration")
@@ -342,19 +343,19 @@ class _Migration:
             )
         return Record.from_argument(text)
 
-    def _step(self, record: Record) -> str:
-        live = self._live()
+    async def _step(self, record: Record) -> str:
+        live = await self._live()
         bindings = [
-            *self.http.queue_bindings(self.vhost, self.name),
-            *self.http.queue_bindings(self.vhost, self.hold),
+            *await asyncio.to_thread(self.http.queue_bindings, self.vhost, self.name),
+            *await asyncio.to_thread(self.http.queue_bindings, self.vhost, self.hold),
         ]
         return step_of(record, live, bindings)
 
     async def run(self) -> MigrationReport:
         started = time.monotonic()
-        record = self._record()
+        record = await self._record()
         if record is None:
-            live = self._live()
+            live = await self._live()
             if live is None:
                 raise MigrationFailed(f"queue '{self.name}' (vhost '{self.vhost}') is gone")
             if same_shape(shape(live), shape(self.desired)):
@@ -365,16 +366,18 @@ class _Migration:
                 after=shape(self.desired),
                 bindings=tuple(
                     (b.source, b.routing_key, dict(b.arguments))
-                    for b in self.http.queue_bindings(self.vhost, self.name)
+                    for b in await asyncio.to_thread(
+                        self.http.queue_bindings, self.vhost, self.name
+                    )
                 ),
             )
             report = MigrationReport(self.vhost, self.name, "hold")
             await self._declare(holding_queue(self.vhost, record))
             await _point("hold")
         else:
-            report = MigrationReport(self.vhost, self.name, self._step(record))
+            report = MigrationReport(self.vhost, self.name, await self._step(record))
         for _ in range(100):  # each pass makes progress; the bound only stops a livelock
-            step = self._step(record)
+            step = await self._step(record)
             if step == "divert":
                 # What reaches the holding queue while both are bound also reaches the queue
                 # (an upper bound of the duplicates: nothing consumes the holding queue now).
@@ -383,8 +386,10 @@ class _Migration:
                 report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             elif step == "drain":
                 report.moved_out += await self._move(self.name, self.hold, "drain")
+                await self._settled()
+                delay_queues = await asyncio.to_thread(self._delay_queues)
                 async with self.swaps:
-                    await self._swap(record, report)
+                    await self._swap(record, report, delay_queues)
             elif step == "swap":
                 await self._declare(record.target(self.vhost))  # after a crash: at once
             elif step == "restore":
@@ -453,10 +458,11 @@ class _Migration:
             name, kwargs = _method(spec)
             await self._call(name.replace("_bind", "_unbind"), **kwargs)
 
-    async def _swap(self, record: Record, report: MigrationReport) -> None:
+    async def _swap(
+        self, record: Record, report: MigrationReport, delay_queues: Sequence[str]
+    ) -> None:
         """Delete the drained queue and declare it anew, its delay queues held meanwhile."""
-        await self._settled()
-        held = [await _Hold.start(self.session, q) for q in self._delay_queues()]
+        held = [await _Hold.start(self.session, q) for q in delay_queues]
         try:
             for h in held:
                 report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
@@ -507,7 +513,7 @@ class _Migration:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = self.http.queue(self.vhost, self.name, stats=True) or {}
+            info = await asyncio.to_thread(self.http.queue, self.vhost, self.name, True) or {}
             if not info.get("consumers") or not info.get("messages_unacknowledged"):
                 return
             await asyncio.sleep(0.5)
@@ -734,12 +740,13 @@ async def shovel_move(
     try:
         while True:
             total = await _count(probe, source)
-            if total == 0 and not http.shovel_exists(vhost, name):
+            if total == 0 and not await asyncio.to_thread(http.shovel_exists, vhost, name):
                 return moved
             start = await _count(probe, target)
             if total:
                 local = "amqp:///" + urllib.parse.quote(vhost, safe="")
-                http.put_shovel(
+                await asyncio.to_thread(
+                    http.put_shovel,
                     vhost,
                     name,
                     {
@@ -754,7 +761,7 @@ async def shovel_move(
                         "ack-mode": "on-confirm",
                     },
                 )
-            while http.shovel_exists(vhost, name):
+            while await asyncio.to_thread(http.shovel_exists, vhost, name):
                 done = max(0, await _count(probe, target) - start)
                 if progress is not None:
                     progress(source, moved + done, max(0, total - done))
