@@ -77,11 +77,12 @@ def topology(vhost: str, queues: list[str], quorum: bool) -> str:
 
 
 def fill(url: str, queues: list[str], total: int, exchange: str = EXCHANGE) -> None:
-    """``total`` persistent messages spread over ``queues`` (ids f-N), confirmed in batches."""
+    """``total`` persistent messages spread over ``queues`` (ids f-N); returns once the
+    queues hold them all (counted by passive declares: faster than a confirm per message)."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     try:
         ch = conn.channel()
-        ch.confirm_delivery()
+        before = sum(ch.queue_declare(q, passive=True).method.message_count for q in queues)
         for n in range(total):
             q = queues[n % len(queues)]
             ch.basic_publish(
@@ -90,6 +91,13 @@ def fill(url: str, queues: list[str], total: int, exchange: str = EXCHANGE) -> N
                 b"x" * 256,
                 pika.BasicProperties(message_id=f"f-{n}", delivery_mode=2, priority=n % 10),
             )
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            held = sum(ch.queue_declare(q, passive=True).method.message_count for q in queues)
+            if held >= before + total:
+                return
+            time.sleep(0.2)
+        raise HarnessError(f"the queues hold {held - before} of the {total} messages published")
     finally:
         conn.close()
 
@@ -242,6 +250,7 @@ def tool_run(
     kills: int,
     workdir: Path,
     mover: str = "amqp",
+    kill_window: float = 6.0,
 ) -> dict[str, Any]:
     """Migrate ``queues`` under load (and ``kills`` SIGKILLs); what was lost, duplicated, kept."""
     b = mgmt.broker
@@ -296,7 +305,7 @@ def tool_run(
         if killed < kills:
             # A random moment of the run; a run that finishes first is simply not killed.
             try:
-                proc.wait(timeout=rng.uniform(0.5, 6.0))
+                proc.wait(timeout=rng.uniform(0.5, max(1.0, kill_window)))
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -382,7 +391,16 @@ def main(argv: list[str] | None = None) -> int:
                 mgmt, vhost, queues, args.messages, args.rate, 0, Path(tmp), mover="shovel"
             )
         with scratch_vhost(mgmt, "migrate-kill") as vhost:
-            killed = tool_run(mgmt, vhost, queues, args.messages, args.rate, args.kills, Path(tmp))
+            killed = tool_run(
+                mgmt,
+                vhost,
+                queues,
+                args.messages,
+                args.rate,
+                args.kills,
+                Path(tmp),
+                kill_window=0.9 * plain["last_run_seconds"],
+            )
     shovel_rate = args.messages / shovel_seconds
     move_rate = plain["moved_last_run"] / plain["last_run_seconds"]
     carried_rate = args.messages / plain["last_run_seconds"]
