@@ -127,3 +127,23 @@ def test_convert_to_quorum_lists_every_change_with_its_line() -> None:
     assert "type: quorum" in out and "max_priority" not in out and "ha-mode" not in out
     assert "type: stream" in out  # other types are left alone
     assert not any("queue 's'" in s for s in shown)
+
+
+def test_progress_lines_when_not_on_a_terminal(monkeypatch: object) -> None:
+    """Off a terminal, a line per interval per queue: moved, rate, left."""
+    import io
+
+    import pytest
+
+    from declare_amqp import _migrate
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(_migrate, "LINE_INTERVAL", 0.0)
+    out = io.StringIO()
+    with _migrate.progress_reporter(None, out) as moved:
+        moved("q", 10, 90)
+        moved("q", 50, 50)
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("moving q: ") for line in lines)
+    assert lines[-1].endswith("50 left") and " 50 moved, " in lines[-1]
+    assert "msg/s" in lines[-1]
