@@ -466,6 +466,9 @@ class _Migration:
         try:
             for h in held:
                 report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
+            # What the delay queues dead-lettered before they were held: moved out too, now
+            # that nothing more can come from them.
+            report.moved_out += await self._move(self.name, self.hold, "")
             # The delete goes out without waiting for its -Ok (nowait) and the declare right
             # behind it on the same channel: the broker handles them in order, so the queue
             # is missing only for as long as the broker takes to do both. If the delete is
@@ -484,10 +487,12 @@ class _Migration:
             await _point("swap")
             name, kwargs = _method(record.target(self.vhost))
             try:
+                if isinstance(ch.closed, BaseException):
+                    raise ch.closed  # the delete was refused while we paused (tests)
                 await ch.call(name, **kwargs)  # the default exchange's window ends here
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code == 406:
-                    return
+                    return  # not empty: drain again
                 raise
             report.window_ms += (time.monotonic() - sent) * 1000
             ch.channel.close()

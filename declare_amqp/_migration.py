@@ -17,9 +17,10 @@ divert    ``H`` exists; some recorded binding is still on ``Q`` or not yet on ``
           message published in between would be unroutable).
 drain     ``Q`` (old) has no recorded binding left. Its messages are moved to ``H``.
 swap      (inside drain, when ``Q`` is empty) the retry delay queues that dead-letter into
-          ``Q`` are held (consumed, unacked: an unacked message does not expire), ``Q`` is
-          deleted with ``if-empty`` and declared with its new properties straight after, and
-          the held messages are released (``nack`` with requeue: due ones dead-letter at once).
+          ``Q`` are held (consumed, unacked: an unacked message does not expire), what they
+          dead-lettered before is moved out too, ``Q`` is deleted with ``if-empty`` and
+          declared with its new properties straight after (one pipelined pair), and the held
+          messages are released (``nack`` with requeue: due ones dead-letter at once).
 restore   ``Q`` has its new properties; some recorded binding is missing on ``Q`` or still
           on ``H``: each is added to ``Q``, then removed from ``H``.
 fill      ``Q`` (new) has every binding, ``H`` none: ``H``'s messages are moved to ``Q``.
