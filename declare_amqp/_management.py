@@ -525,3 +525,9 @@ class ManagementClient:
             return False
         self.checked(response, f"reading shovel '{name}' in vhost '{vhost}'")
         return True
+
+    def delete_shovel(self, vhost: str, name: str) -> None:
+        """Stop and remove a dynamic shovel (its unconfirmed messages go back to its source)."""
+        response = self.request("DELETE", f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}")
+        if response.status_code != 404:
+            self.checked(response, f"deleting shovel '{name}' in vhost '{vhost}'")

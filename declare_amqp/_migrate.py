@@ -766,12 +766,19 @@ async def shovel_move(
                         "ack-mode": "on-confirm",
                     },
                 )
+            empty_polls = 0
             while await asyncio.to_thread(http.shovel_exists, vhost, name):
                 done = max(0, await _count(probe, target) - start)
                 if progress is not None:
                     progress(source, moved + done, max(0, total - done))
                 if point and done >= max(1, total // 2):
                     _kill_point(point)
+                # A consumer that competes for the source makes the shovel move fewer than
+                # it counted, and it would wait for more forever: once the source stays
+                # empty, stop it (what it has not had confirmed goes back to the source).
+                empty_polls = empty_polls + 1 if await _count(probe, source) == 0 else 0
+                if empty_polls >= 5:
+                    await asyncio.to_thread(http.delete_shovel, vhost, name)
                 await asyncio.sleep(0.1)
             moved += max(0, await _count(probe, target) - start)
     finally:
