@@ -45,6 +45,11 @@ if str(common.REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(common.REPO_ROOT))
 
 THROUGHPUT_TARGET = 0.8  # ours / bare pika
+TRACING_TARGET = 0.85  # ours with tracing on / ours with tracing off (issue 18)
+FASTSTREAM_GOAL = 1.0  # ours / FastStream, tracing off and on alike (issue 18's goal)
+# Every pre-filled message carries a W3C trace context, as a traced application's messages do:
+# the traced consumers continue it (extraction included), the others ignore the header.
+FILL_HEADERS = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 SHARE_TOLERANCE = 0.10  # |observed / expected - 1|
 BODY_SIZE = 256
 
@@ -191,7 +196,12 @@ def _worker_api() -> Any:
 
 
 def run_our_worker(
-    url: str, queues: list[tuple[str, int]], handler: Any, timeout: float, mode: str = "weighted"
+    url: str,
+    queues: list[tuple[str, int]],
+    handler: Any,
+    timeout: float,
+    mode: str = "weighted",
+    provider: Any = None,
 ) -> None:
     """Run ``priority_worker.Worker`` until ``handler`` sends SIGTERM to this process."""
     pw = _worker_api()
@@ -200,6 +210,7 @@ def run_our_worker(
         queues=[pw.Queue(name, prefetch=prefetch) for name, prefetch in queues],
         handler=handler,
         mode=mode,
+        tracer_provider=provider,
     )
     # A watchdog: a stuck worker must not hang the whole benchmark.
     signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
@@ -208,8 +219,11 @@ def run_our_worker(
     signal.alarm(0)
 
 
-def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
-    """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end."""
+def consume_ours(
+    url: str, queue: str, n: int, prefetch: int, timeout: float, traced: bool = False
+) -> dict:
+    """priority_worker.Worker with an async no-op handler; SIGTERM (its drain path) at the end.
+    ``traced``: with a tracer provider (see :func:`dropping_tracer_provider`)."""
     span = Span(n)
 
     async def handler(message: Any) -> None:
@@ -218,7 +232,8 @@ def consume_ours(url: str, queue: str, n: int, prefetch: int, timeout: float) ->
         if span.finish():
             os.kill(os.getpid(), signal.SIGTERM)
 
-    run_our_worker(url, [(queue, prefetch)], handler, timeout)
+    provider = dropping_tracer_provider() if traced else None
+    run_our_worker(url, [(queue, prefetch)], handler, timeout, provider=provider)
     return span.result()
 
 
@@ -239,13 +254,97 @@ def consume_ours_sync(url: str, queue: str, n: int, prefetch: int, timeout: floa
     return span.result()
 
 
+def dropping_tracer_provider() -> Any:
+    """Tracing on as issue 18 measures it: the OpenTelemetry SDK, a batch span processor, and an
+    exporter that drops every span (so the row counts making spans, not shipping them)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return provider
+
+
+def consume_ours_traced(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    """``consume:ours`` with tracing on: a process span per delivery (dropped after batching)."""
+    return consume_ours(url, queue, n, prefetch, timeout, traced=True)
+
+
+def _faststream_broker(url: str, otel: bool) -> Any:
+    """FastStream's RabbitBroker without its per-message log lines (our Worker logs none
+    either); with ``otel``, its OpenTelemetry middleware on the dropping provider."""
+    from faststream.rabbit import RabbitBroker
+
+    middlewares: tuple[Any, ...] = ()
+    if otel:
+        from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+
+        middlewares = (RabbitTelemetryMiddleware(tracer_provider=dropping_tracer_provider()),)
+    return RabbitBroker(url, logger=None, middlewares=middlewares)
+
+
+def consume_faststream(
+    url: str, queue: str, n: int, prefetch: int, timeout: float, otel: bool = False
+) -> dict:
+    """FastStream: a subscriber with manual ack at the same prefetch, no-op handler."""
+    from faststream import AckPolicy
+    from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
+
+    async def run() -> dict:
+        span = Span(n)
+        done = asyncio.get_running_loop().create_future()
+        broker = _faststream_broker(url, otel)
+
+        @broker.subscriber(  # type: ignore[misc]
+            RabbitQueue(queue, durable=True, declare=False),
+            channel=Channel(prefetch_count=prefetch),
+            ack_policy=AckPolicy.MANUAL,
+        )
+        async def on_message(body: bytes, message: RabbitMessage) -> None:
+            span.start()
+            noop_handler(body)
+            await message.ack()
+            if span.finish():
+                done.set_result(None)
+
+        await broker.start()
+        try:
+            await asyncio.wait_for(done, timeout)
+        finally:
+            await broker.stop()
+        return span.result()
+
+    return asyncio.run(run())
+
+
+def consume_faststream_otel(url: str, queue: str, n: int, prefetch: int, timeout: float) -> dict:
+    """``consume:faststream`` with its OpenTelemetry middleware (spans dropped after batching)."""
+    return consume_faststream(url, queue, n, prefetch, timeout, otel=True)
+
+
 def publish_pika(
-    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+    url: str,
+    queue: str,
+    n: int,
+    window: int,
+    timeout: float,
+    persistent: bool = False,
+    headers: dict[str, Any] | None = None,
 ) -> dict:
     """Bare pika async publisher with confirms, at most ``window`` unconfirmed."""
     body = b"x" * BODY_SIZE
     props = pika.BasicProperties(
-        content_type="application/octet-stream", delivery_mode=2 if persistent else 1
+        content_type="application/octet-stream",
+        delivery_mode=2 if persistent else 1,
+        headers=headers,
     )
     st = {
         "sent": 0,
@@ -363,14 +462,21 @@ def publish_aio_pika(
 
 
 def publish_ours(
-    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+    url: str,
+    queue: str,
+    n: int,
+    window: int,
+    timeout: float,
+    persistent: bool = False,
+    traced: bool = False,
 ) -> dict:
     """priority_worker.Publisher: one awaitable per message, at most ``window`` unconfirmed."""
     pw = _worker_api()
 
     async def run() -> dict:
         body = b"x" * BODY_SIZE
-        publisher = pw.Publisher(url)
+        provider = dropping_tracer_provider() if traced else None
+        publisher = pw.Publisher(url, tracer_provider=provider)
         await publisher.start()
         try:
             props = pw.Properties(
@@ -385,6 +491,48 @@ def publish_ours(
             await publisher.close()
 
     return asyncio.run(run())
+
+
+def publish_ours_traced(
+    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+) -> dict:
+    """``publish:ours`` with tracing on: a send span per message, its context in the headers."""
+    return publish_ours(url, queue, n, window, timeout, persistent, traced=True)
+
+
+def publish_faststream(
+    url: str,
+    queue: str,
+    n: int,
+    window: int,
+    timeout: float,
+    persistent: bool = False,
+    otel: bool = False,
+) -> dict:
+    """FastStream's ``broker.publish`` (publisher confirms on its channel, mandatory), one task
+    per message, at most ``window`` unconfirmed."""
+
+    async def run() -> dict:
+        body = b"x" * BODY_SIZE
+        broker = _faststream_broker(url, otel)
+        await broker.connect()
+        try:
+
+            def one() -> Any:
+                return broker.publish(body, queue=queue, mandatory=True, persist=persistent)
+
+            return await publish_windowed("FastStream publisher", n, window, timeout, one)
+        finally:
+            await broker.stop()
+
+    return asyncio.run(run())
+
+
+def publish_faststream_otel(
+    url: str, queue: str, n: int, window: int, timeout: float, persistent: bool = False
+) -> dict:
+    """``publish:faststream`` with its OpenTelemetry middleware."""
+    return publish_faststream(url, queue, n, window, timeout, persistent, otel=True)
 
 
 def share_ours(
@@ -430,9 +578,15 @@ CHILDREN: dict[str, Callable[..., dict]] = {
     "consume:aio-pika": consume_aio_pika,
     "consume:ours": consume_ours,
     "consume:ours-sync": consume_ours_sync,
+    "consume:ours-traced": consume_ours_traced,
+    "consume:faststream": consume_faststream,
+    "consume:faststream-otel": consume_faststream_otel,
     "publish:pika": publish_pika,
     "publish:aio-pika": publish_aio_pika,
     "publish:ours": publish_ours,
+    "publish:ours-traced": publish_ours_traced,
+    "publish:faststream": publish_faststream,
+    "publish:faststream-otel": publish_faststream_otel,
     "share:ours": share_ours,
 }
 
@@ -500,7 +654,7 @@ class BrokerOps:
         """Publish n messages with confirms (the bare pika publisher) and check they are there."""
         before = self.ready(name)
         if n:
-            publish_pika(self.url, name, n, 1000, timeout=600)
+            publish_pika(self.url, name, n, 1000, timeout=600, headers=FILL_HEADERS)
         got = self.ready(name)
         if got != before + n:
             raise common.HarnessError(f"fill {name}: {got} ready, expected {before + n}")
@@ -545,6 +699,8 @@ class Config:
     timeout: float
     with_ours: bool
     with_sync: bool
+    with_tracing: bool
+    with_faststream: bool
     persistent: bool
     pause: float
 
@@ -558,6 +714,13 @@ def ours_available() -> tuple[bool, str]:
     if missing:
         return False, f"priority_worker lacks {', '.join(missing)}"
     return True, ""
+
+
+def importable(*modules: str) -> bool:
+    """The optional peers and tracing run only where their packages are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def _is_ours(kind: str) -> bool:
@@ -608,8 +771,12 @@ def _measure_rates(
 
 def measure_consume(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
     kinds = ["consume:pika", "consume:aio-pika"]
+    if cfg.with_faststream:
+        kinds += ["consume:faststream"] + (["consume:faststream-otel"] if cfg.with_tracing else [])
     if cfg.with_ours:
         kinds.append("consume:ours")
+        if cfg.with_tracing:
+            kinds.append("consume:ours-traced")
         if cfg.with_sync:
             kinds.append("consume:ours-sync")
 
@@ -624,7 +791,11 @@ def measure_consume(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> 
 
 
 def measure_publish(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> None:
-    kinds = ["publish:pika", "publish:aio-pika"] + (["publish:ours"] if cfg.with_ours else [])
+    kinds = ["publish:pika", "publish:aio-pika"]
+    if cfg.with_faststream:
+        kinds += ["publish:faststream"] + (["publish:faststream-otel"] if cfg.with_tracing else [])
+    if cfg.with_ours:
+        kinds += ["publish:ours"] + (["publish:ours-traced"] if cfg.with_tracing else [])
 
     def check(kind: str, r: dict, got: int) -> str | None:
         if got != cfg.publish_messages:
@@ -726,10 +897,16 @@ LABELS = {
     "consume:pika": "bare pika AsyncioConnection",
     "consume:aio-pika": "aio-pika",
     "consume:ours": "priority_worker.Worker (async no-op handler)",
+    "consume:faststream": "FastStream RabbitBroker (manual ack)",
+    "consume:faststream-otel": "FastStream + its OpenTelemetry middleware",
     "consume:ours-sync": "priority_worker.Worker (sync no-op handler, thread pool)",
+    "consume:ours-traced": "priority_worker.Worker, tracing on",
     "publish:pika": "bare pika async, window",
     "publish:aio-pika": "aio-pika, semaphore window",
+    "publish:faststream": "FastStream broker.publish (confirms), semaphore window",
+    "publish:faststream-otel": "FastStream + its OpenTelemetry middleware",
     "publish:ours": "priority_worker.Publisher",
+    "publish:ours-traced": "priority_worker.Publisher, tracing on",
 }
 
 
@@ -755,22 +932,51 @@ def render(
                 rows.append([label, f"{med:,.0f}", spread, rel, f"{cpu:.1f}", cpu_rel])
         return rows
 
-    def target_row(what: str, key: str, base_key: str) -> list[object]:
+    def target_row(
+        what: str, key: str, base_key: str, target: float = THROUGHPUT_TARGET
+    ) -> list[object]:
         s, b = results.get(key), results.get(base_key)
         if s is None or not s.rates or b is None or not b.rates:
             why = "MISS (ERROR)" if s is not None and s.error else "not run"
-            return [what, "-", "-", "-", f">= {THROUGHPUT_TARGET}", why]
+            return [what, "-", "-", "-", f">= {target}", why]
         r = (s.median or 0) / (b.median or 1)
         paired = common.paired_ratio(s.rates, b.rates)
         by_cpu = f"{(b.cpu_median or 0) / s.cpu_median:.2f}" if s.cpu_median else "-"
-        return [
-            what,
-            f"{r:.2f}",
-            paired,
-            by_cpu,
-            f">= {THROUGHPUT_TARGET}",
-            common.verdict(r >= THROUGHPUT_TARGET),
+        return [what, f"{r:.2f}", paired, by_cpu, f">= {target}", common.verdict(r >= target)]
+
+    targets = [
+        target_row("consume: Worker / bare pika", "consume:ours", "consume:pika"),
+        target_row("publish: Publisher / bare pika", "publish:ours", "publish:pika"),
+    ]
+    if cfg.with_tracing:
+        targets += [
+            target_row(
+                "consume: Worker tracing on / off",
+                "consume:ours-traced",
+                "consume:ours",
+                TRACING_TARGET,
+            ),
+            target_row(
+                "publish: Publisher tracing on / off",
+                "publish:ours-traced",
+                "publish:ours",
+                TRACING_TARGET,
+            ),
         ]
+    if cfg.with_faststream:
+        pairs = [("", "", "")]
+        if cfg.with_tracing:
+            pairs.append((" (tracing on, both)", "-traced", "-otel"))
+        for label, ours, theirs in pairs:
+            for part, name in (("consume", "Worker"), ("publish", "Publisher")):
+                targets.append(
+                    target_row(
+                        f"{part}: {name} / FastStream{label}",
+                        f"{part}:ours{ours}",
+                        f"{part}:faststream{theirs}",
+                        FASTSTREAM_GOAL,
+                    )
+                )
 
     share_rows: list[list[object]] = []
     for (ph, pl), ms in [(pair, ms) for ms in cfg.handler_ms for pair in cfg.share_pairs]:
@@ -807,7 +1013,8 @@ def render(
     lines = [
         *common.report_header("priority_worker benchmark", env),
         f"- messages: {BODY_SIZE}-byte bodies, default exchange -> durable classic queue; "
-        f"consumed queues pre-filled with transient messages; published messages "
+        f"consumed queues pre-filled with transient messages carrying a W3C `traceparent` "
+        f"header; published messages "
         f"{'persistent' if cfg.persistent else 'transient'} (the same for every publisher); "
         f"repetitions: {cfg.repetitions}, median reported",
         f"- command: `{cmdline}`",
@@ -854,10 +1061,7 @@ def render(
                 "target",
                 "result",
             ],
-            [
-                target_row("consume: Worker / bare pika", "consume:ours", "consume:pika"),
-                target_row("publish: Publisher / bare pika", "publish:ours", "publish:pika"),
-            ],
+            targets,
         ),
         "",
     ]
@@ -912,6 +1116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "writes DIR/*.prof and prints the top functions",
     )
     p.add_argument("--skip-ours", action="store_true", help="measure the peers only")
+    p.add_argument(
+        "--no-tracing",
+        action="store_true",
+        help="leave out the tracing-on rows (ours and FastStream's middleware)",
+    )
+    p.add_argument("--no-faststream", action="store_true", help="leave out FastStream")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -973,6 +1183,8 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
                 with_ours=have_ours,
                 with_sync=args.sync_handler,
+                with_tracing=not args.no_tracing and importable("opentelemetry.sdk"),
+                with_faststream=not args.no_faststream and importable("faststream", "aio_pika"),
                 persistent=args.persistent,
                 pause=args.pause,
             )

@@ -147,6 +147,7 @@ class UserSpec:
     password_env: str | None = None
     password_file: str | None = None
     password_hash: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)  # literal: a warning, never shown
     hashing_algorithm: str | None = None
     max_connections: int | None = None
     max_channels: int | None = None
@@ -159,7 +160,7 @@ class UserSpec:
 
     @property
     def has_password(self) -> bool:
-        return bool(self.password_env or self.password_file or self.password_hash)
+        return bool(self.password_env or self.password_file or self.password_hash or self.password)
 
     @property
     def shown(self) -> str:
@@ -171,6 +172,8 @@ class UserSpec:
             parts.append(f"password from {self.password_file}")
         elif self.password_hash:
             parts.append(f"password hash ({self.hashing_algorithm})")
+        elif self.password:
+            parts.append("password given in the file (hashed before it is sent)")
         else:
             parts.append("no password (x509 / EXTERNAL only)")
         parts += [
@@ -418,26 +421,34 @@ def _tags(reader: Any, value: Any, line: int, label: str) -> tuple[str, ...]:
 
 
 def _read_user(reader: Any, raw: Any, line: int) -> UserSpec | None:
+    literal: str | None = None
     if isinstance(raw, dict) and "password" in raw:
-        # Never echo the value: it is a password.
+        # Accepted, as the broker's import does, with a warning; never echoed. It is hashed
+        # (a fresh salt) before it is sent, like a password_env's value.
         name = raw.get("name")
         label = f"user '{name}'" if isinstance(name, str) else "user"
-        reader.problem(
-            getattr(raw, "key_lines", {}).get("password", line),
-            "a literal password is not allowed in a topology file (it would be "
-            "in version control); use password_env (an environment variable), "
-            "password_file, or password_hash with hashing_algorithm",
-            label,
-        )
+        key_line = getattr(raw, "key_lines", {}).get("password", line)
+        literal = raw["password"]
+        if not isinstance(literal, str) or not literal:
+            reader.problem(key_line, "'password' must be a non-empty string (not shown)", label)
+            literal = None
+        else:
+            reader.warn(
+                key_line,
+                "a literal password in a topology file (it would be in version control): "
+                "accepted and hashed before it is sent, but prefer password_env, "
+                "password_file, or password_hash with hashing_algorithm (--strict refuses it)",
+                label,
+            )
         rest: Any = type(raw)({k: v for k, v in raw.items() if k != "password"})
         rest.line, rest.key_lines = getattr(raw, "line", line), getattr(raw, "key_lines", {})
-        reader.fields(rest, USER_KEYS, "user", line)  # report the other problems too
-        return None
+        raw = rest
     f = reader.fields(raw, USER_KEYS, "user", line)
     if f is None:
         return None
     label = f"user '{f['name']}'"
     given = [k for k in ("password_env", "password_file", "password_hash") if k in f]
+    given += ["password"] if literal is not None else []
     if len(given) > 1:
         reader.problem(line, f"give one of {', '.join(given)}, not several", label)
     if "hashing_algorithm" in f and "password_hash" not in f:
@@ -455,6 +466,7 @@ def _read_user(reader: Any, raw: Any, line: int) -> UserSpec | None:
         password_env=f.get("password_env"),
         password_file=f.get("password_file"),
         password_hash=f.get("password_hash"),
+        password=literal,
         hashing_algorithm=(
             f.get("hashing_algorithm", DEFAULT_HASHING) if "password_hash" in f else None
         ),
@@ -629,6 +641,8 @@ def resolve_password(user: UserSpec, env: Mapping[str, str] | None = None) -> st
     """The password a user's reference points to; raises DeclareAmqpError naming the
     reference (never the value) when it cannot be read."""
     env = os.environ if env is None else env
+    if user.password:
+        return user.password
     if user.password_env:
         value = env.get(user.password_env)
         if not value:

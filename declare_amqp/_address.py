@@ -81,7 +81,10 @@ def resolve_address(
     nodes: list[Node] = []
     url_vhost: str | None = None
     for i, url in enumerate(amqp):
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError as exc:  # "Invalid IPv6 URL": a bracket left open
+            raise DeclareAmqpError(f"broker URL cannot be read: {exc} ({redact_url(url)})") from exc
         if parts.scheme not in AMQP_SCHEMES:
             raise DeclareAmqpError(
                 f"broker URL must start with amqp:// or amqps://, not "

@@ -222,11 +222,22 @@ class _Channel:
                 future.set_result(frame)
 
         getattr(self.channel, method)(callback=done, **kwargs)
-        return await future
+        try:
+            return await asyncio.wait_for(future, OPERATION_TIMEOUT)
+        except asyncio.TimeoutError:
+            # a stalled link would otherwise wait for the heartbeat to run out (minutes)
+            raise ApplyError(
+                f"the broker did not answer {method} within {OPERATION_TIMEOUT:g} s (timed "
+                "out); the connection is stalled or the broker overloaded"
+            ) from None
 
     def send(self, method: str, **kwargs: Any) -> None:
         """Send without waiting: pika sets ``nowait`` when there is no callback."""
         getattr(self.channel, method)(callback=None, **kwargs)
+
+
+# Seconds one synchronous AMQP method (a declare, the barrier after a batch) may take.
+OPERATION_TIMEOUT = 60.0
 
 
 class AmqpSession:

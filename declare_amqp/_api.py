@@ -9,15 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._access import access_plan, check_privileges, validate_access
+from ._access import access_plan, check_privileges, validate_access, whoami
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
+from ._dynamic import policy_plugin_problems
 from ._errors import PlanConflictError, TopologyError
+from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
 from ._migration import plan_migrations, records
 from ._model import Topology
+from ._permissions import Permissions, permission_problems
 from ._plan import Kind, Plan, note_broker_defaults, plan
 from ._validate import (
     check_broker_version,
@@ -35,11 +38,28 @@ if TYPE_CHECKING:  # pika and rich only when writing
 
     from ._amqp import AmqpFailure
     from ._migrate import MigrationReport
+    from ._rollback import Rollback
 
 
-def load(paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/") -> Topology:
-    """Load, merge and validate topology files; raises TopologyError with every problem."""
-    topology, problems = read_unvalidated(paths, vhost=vhost, default_vhost=default_vhost)
+def load(
+    paths: Sequence[str],
+    vhost: str | None = None,
+    default_vhost: str = "/",
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    original_format: bool = False,
+) -> Topology:
+    """Load, merge and validate topology files; raises TopologyError with every problem.
+
+    A file over ``max_file_size`` bytes (64 MiB by default) or not a regular file is refused
+    unread. ``original_format``: the original declare-amqp's files (``--config FILE``), whose
+    queue bindings without a key are bound with the queue's name."""
+    topology, problems = read_unvalidated(
+        paths,
+        vhost=vhost,
+        default_vhost=default_vhost,
+        max_file_size=max_file_size,
+        original_format=original_format,
+    )
     problems += policy_problems(topology)  # values the broker refuses (_fit)
     problems += validate(topology)
     topology, derived_problems = derive_worker_queues(topology)
@@ -62,6 +82,7 @@ class ApplyResult:
     seconds: float
     refused: int = field(default=0)
     migrations: tuple[MigrationReport, ...] = field(default=())
+    rollback: Rollback | None = None  # after a refused write: what was undone, what was not
 
     @property
     def matches(self) -> bool:
@@ -81,6 +102,14 @@ class ApplyResult:
             "migrations": [m.to_dict() for m in self.migrations],
             "matches": self.matches,
             "seconds": round(self.seconds, 3),
+            **(
+                {
+                    "rolled_back": self.rollback.complete,
+                    "not_undone": list(self.rollback.not_undone),
+                }
+                if self.rollback is not None
+                else {}
+            ),
         }
 
 
@@ -158,6 +187,7 @@ class Session:
         desired, problems = resolve_queue_types(desired, defaults)
         problems += check_references(desired, state.topology)
         problems += check_exchange_types(desired, state.exchange_types)
+        problems += policy_plugin_problems(self.management, desired.policies)
         too_new, warnings = check_broker_version(desired, state.version)
         problems += too_new
         if problems:
@@ -169,7 +199,34 @@ class Session:
         result = self._migrations(result, state, migrate)
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
-        return access_plan(self.management, desired, result, prune=prune)
+        result = access_plan(self.management, desired, result, prune=prune)
+        return self._check_permissions(result)
+
+    def _check_permissions(self, the_plan: Plan) -> Plan:
+        """The user's permissions against every AMQP write (``_permissions``): a refusal is a
+        TopologyError naming file, line and object; unreadable permissions are a note."""
+        if not any(c.kind in ("exchange", "queue", "binding") for c in the_plan.writes):
+            return the_plan
+        user, _ = whoami(self.management)
+        rows = self.management.permissions_of(user)
+        if rows is None:
+            note = (
+                f"the permission check was skipped: user '{user}' may not read its permissions "
+                "(only an administrator may); should the broker refuse a write, apply rolls "
+                "back what it wrote"
+            )
+            return dataclasses.replace(the_plan, notes=(*the_plan.notes, note))
+        granted = {
+            str(r.get("vhost")): Permissions(
+                str(r.get("configure", "")), str(r.get("write", "")), str(r.get("read", ""))
+            )
+            for r in rows
+        }
+        new = [c.name for c in the_plan.writes if c.kind == "vhost" and c.action == "create"]
+        problems = permission_problems(user, the_plan.writes, granted, new)
+        if problems:
+            raise TopologyError(sort_problems(problems))
+        return the_plan
 
     def _migrations(self, result: Plan, state: BrokerState, migrate: bool) -> Plan:
         """The plan with migrations (only when a queue conflicts or one is in progress: the
@@ -229,7 +286,7 @@ class Session:
                 )
         migrations = the_plan.migrations
         reports: list[MigrationReport] = []
-        if migrations and not (report and report.failures):
+        if migrations and not (report and (report.failures or report.rollback is not None)):
             # After every other write (the queue's new bindings and policies are in place);
             # never rolled back: an interrupted migration stays recorded on the broker.
             from ._migrate import progress_reporter, run_migrations
@@ -252,4 +309,5 @@ class Session:
             seconds=seconds,
             refused=len(remaining.refused),
             migrations=tuple(reports),
+            rollback=report.rollback if report else None,
         )

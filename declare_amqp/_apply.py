@@ -24,7 +24,7 @@ from ._amqp import (
     declare_passive,
     delete_operation,
 )
-from ._errors import ApplyError
+from ._errors import ApplyError, DeclareAmqpError
 from ._management import ManagementClient
 from ._model import PolicySpec, Topology
 from ._plan import (
@@ -39,14 +39,17 @@ from ._plan import (
     Writer,
     phase_of,
 )
+from ._rollback import Rollback, roll_back
 
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """What apply did: the changes written, and those the broker refused."""
+    """What apply did: the changes written, those the broker refused, and the rollback that
+    followed a refusal (``None`` when nothing was refused)."""
 
     written: tuple[Change, ...]
     failures: tuple[AmqpFailure, ...]
+    rollback: Rollback | None = None
 
 
 def by_phase(changes: Sequence[Change]) -> dict[Phase, list[Change]]:
@@ -85,6 +88,7 @@ async def _apply(
     force: bool,
     progress: Progress | None,
     env: Mapping[str, str] | None = None,
+    rollback: bool = True,
 ) -> ApplyReport:
     writes = plan.writes
     failures: list[AmqpFailure] = []
@@ -138,6 +142,7 @@ async def _apply(
             if progress is not None:
                 progress(len(written))
 
+    cause: DeclareAmqpError | None = None
     try:
         # Connect to every existing vhost that needs AMQP work *before* the first write, so
         # an unreachable AMQP port does not leave policies written and queues missing.
@@ -154,10 +159,21 @@ async def _apply(
                 management_writes(changes)
             else:
                 access_writes(phase, changes)
+            if failures and rollback:
+                break  # the broker refused a write: no later phase builds on a half
+    except DeclareAmqpError as exc:  # refused over HTTP, or a connection dropped
+        if not rollback or not done:
+            raise
+        cause = exc
     finally:
         for s in sessions.values():
             await s.close()
-    return ApplyReport(tuple(done), tuple(failures))
+    if not rollback or not (failures or cause):
+        return ApplyReport(tuple(done), tuple(failures))
+    undo = await roll_back(address, management, done, channels)
+    if cause is not None:
+        raise ApplyError(f"{cause}; {undo.summary()}") from cause
+    return ApplyReport(tuple(done), tuple(failures), undo)
 
 
 # ------------------------------------------------------------------ AMQP-only mode
@@ -220,5 +236,6 @@ async def _amqp_only(
     plan = Plan(tuple(creates), vhosts=tuple(desired.vhost_names()))
     report = await _apply(address, None, plan, channels, False, progress)
     if report.failures:
-        raise ApplyError("the broker refused: " + "; ".join(str(f) for f in report.failures))
+        undo = f"; {report.rollback.summary()}" if report.rollback else ""
+        raise ApplyError("the broker refused: " + "; ".join(str(f) for f in report.failures) + undo)
     return plan, report

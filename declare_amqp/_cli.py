@@ -30,6 +30,7 @@ from ._api import ApplyResult, Session, load
 from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
+from ._files import DEFAULT_MAX_FILE_SIZE, parse_size, write_private
 from ._fit import fit_warnings
 from ._migration import comparable, migration_line
 from ._model import Topology, VhostSpec
@@ -79,6 +80,13 @@ def _common_options(*, top: bool) -> argparse.ArgumentParser:
     return common
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
 
@@ -99,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a topology file (the original tool's option; same as FILE)",
     )
     files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
+    files.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=argparse.SUPPRESS,
+        metavar="SIZE",
+        help="refuse files larger than SIZE (bytes, or with K, M, G; default 64M)",
+    )
     files.add_argument(
         "--strict",
         action="store_true",
@@ -141,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--strict", action="store_true", help="with --config: every warning is an error"
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help="with --config: refuse files larger than SIZE (default 64M)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -263,7 +285,13 @@ class _Cli:
         return os.environ.get("AMQP_VHOST") or "/"
 
     def load(self) -> Topology:
-        return load(self.files(), vhost=self.args.vhost, default_vhost=self.default_vhost())
+        return load(
+            self.files(),
+            vhost=self.args.vhost,
+            default_vhost=self.default_vhost(),
+            max_file_size=self.args.max_file_size,
+            original_format=getattr(self.args, "original_format", False),
+        )
 
     def validate(self) -> int:
         topology = self.load()
@@ -399,6 +427,7 @@ class _Cli:
                 self.files(),
                 vhost=self.args.vhost,
                 default_vhost=options.get("default_vhost") or "/",
+                max_file_size=self.args.max_file_size,
             )
             plan = session.plan(
                 desired,
@@ -461,6 +490,11 @@ class _Cli:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
         for m in result.migrations:
             self.out.print(escape(migration_line(m)))
+        if result.rollback is not None:
+            # the broker refused a write: what this run wrote was undone (or is listed)
+            style = "green" if result.rollback.complete else "bold red"
+            self.err.print(f"[{style}]{escape(result.rollback.summary())}[/]")
+            return
         if result.ok:
             self.out.print(
                 f"[green]Applied[/] in {result.seconds:.2f} s: "
@@ -532,8 +566,7 @@ class _Cli:
             )
             text = to_yaml(topology, vhosts, header)
         if self.args.output:
-            with open(self.args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_private(self.args.output, text)
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
@@ -590,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before the command is kept by the subcommand, so the same words with "apply" after them
         # are that apply.
         args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "apply"])
+        args.original_format = True  # its files' unkeyed queue bindings use the queue's name
     cli = _Cli(args)
     password = ""
     try:

@@ -39,6 +39,7 @@ from ._access import (
 )
 from ._dynamic import COMPONENTS, definitions_entry
 from ._errors import Location, Problem
+from ._files import MAX_INT_DIGITS
 from ._fit import key_problem, type_fits
 from ._format import VHOST_SETTING_KEYS, Key, describe_types
 from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
@@ -172,6 +173,16 @@ def _object_lines(text: str) -> list[int]:
     return closing
 
 
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # Python itself refuses past 4,300 digits
+        raise _TooManyDigits
+    return int(digits)
+
+
 def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
     """Parse JSON keeping each object's line; duplicate keys are problems, as in YAML."""
     lines = iter(_object_lines(text))
@@ -189,7 +200,16 @@ def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
         return obj
 
     try:
-        return json.loads(text, object_pairs_hook=make), problems
+        return json.loads(text, object_pairs_hook=make, parse_int=_bounded_int), problems
+    except _TooManyDigits:
+        # parse_int sees the digits only, not where they stand: find the first such run
+        long_run = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", text)
+        line = text.count("\n", 0, long_run.start()) + 1 if long_run else 1
+        return None, [
+            Problem(f"an integer of more than {MAX_INT_DIGITS} digits", Location(path, line))
+        ]
+    except RecursionError:
+        return None, [Problem("not valid JSON: nested too deeply", Location(path, 1))]
     except json.JSONDecodeError as exc:
         return None, [
             Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", Location(path, exc.lineno))
@@ -347,7 +367,21 @@ class _Reader:
                 )
             )
         queues = []
+        server_named: set[tuple[str, str]] = set()
         for f, line in self.entries(doc, "queues"):
+            if f["name"].startswith("amq."):
+                # a server-named queue (amq.gen-...) in an export: the broker's import skips
+                # it with a warning and imports the rest, and so does this reader
+                server_named.add((self.vhost_of(f), f["name"]))
+                self.warnings.append(
+                    Problem(
+                        "skipped: names starting with 'amq.' are the broker's (a server-named "
+                        "queue in an export); the broker's own import skips it too",
+                        self.at(line),
+                        f"queue '{f['name']}' (vhost {self.vhost_of(f)})",
+                    )
+                )
+                continue
             arguments = dict(f.get("arguments") or {})
             queue_type = arguments.pop("x-queue-type", None) or f.get("type") or "classic"
             queues.append(
@@ -366,6 +400,17 @@ class _Reader:
             if f["destination_type"] not in ("queue", "exchange"):
                 self.problems.append(
                     Problem("destination_type must be queue or exchange", self.at(line), "binding")
+                )
+                continue
+            if f["destination_type"] == "queue" and (
+                (self.vhost_of(f), f["destination"]) in server_named
+            ):
+                self.warnings.append(
+                    Problem(
+                        f"skipped: its queue '{f['destination']}' is skipped (server-named)",
+                        self.at(line),
+                        f"binding {f['source']} -> {f['destination']}",
+                    )
                 )
                 continue
             bindings.append(
@@ -505,6 +550,11 @@ class _Reader:
         for raw, line in self.objects(doc, "parameters"):
             component, value = raw.get("component"), raw.get("value")
             name = raw.get("name")
+            modelled = component == "vhost-limits" or component == "operator_policy"
+            if not modelled and all(c.component != component for c in COMPONENTS):
+                # e.g. federation-upstream-set (its value is a list): the broker's, not ours
+                ignored.append(raw)
+                continue
             if not isinstance(value, dict) or not isinstance(name, str):
                 self.problems.append(
                     Problem("a parameter needs a 'name' and an object 'value'", self.at(line))
@@ -595,6 +645,10 @@ class _AccessReader:
 
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         self.outer.problems.append(Problem(message, self.at(line), obj))
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
+        self.outer.warnings.append(Problem(message, self.at(line), obj))
 
     def entries(self, doc: dict[str, Any], key: str) -> list[tuple[_Object, int]]:
         found: list[tuple[_Object, int]] = doc.get(key, [])

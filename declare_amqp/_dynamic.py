@@ -35,11 +35,13 @@ from ._format import Key
 
 if TYPE_CHECKING:
     from ._management import ManagementClient
+    from ._model import PolicySpec
     from ._plan import Change
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
 _STR_OR_LIST = (str, list)  # a URI key: one, or a list (of strings, at least one)
 _LITERAL = "the file (no password)"  # the uri_refs entry of a URI given literally
+_LITERAL_SECRET = "the file (with a password, not shown)"  # ... that holds a password
 
 # One URI, or several in the order the broker keeps them (a list of one is its one URI).
 Uris = str | tuple[str, ...]
@@ -220,10 +222,13 @@ def read_dynamic(reader: Any, doc: Mapping[str, Any]) -> list[ParameterSpec]:
     return found
 
 
-def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> list[tuple[int, str]]:
-    """(line, message) of each literal URI that holds a password or is no string: checked
-    before the key table, whose messages would repeat the value."""
-    found: list[tuple[int, str]] = []
+def _literal_problems(
+    comp: Component, raw: Mapping[str, Any], line: int
+) -> list[tuple[int, str, bool]]:
+    """(line, message, fatal) of each literal URI that holds a password (a warning: the
+    broker's import takes it) or is no string (an error): checked before the key table, whose
+    messages would repeat the value."""
+    found: list[tuple[int, str, bool]] = []
     spelled = getattr(raw, "spelled", {})  # a definitions file's src-uri, ...
     for uri_key in comp.uri_keys:
         value = raw.get(uri_key)
@@ -231,15 +236,16 @@ def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> lis
             continue
         given = spelled.get(uri_key, uri_key)
         sep = "-" if "-" in given else "_"
-        use = f"use {given}{sep}env or {given}{sep}file"
+        use = f"prefer {given}{sep}env or {given}{sep}file (--strict refuses it)"
         key_line = getattr(raw, "key_lines", {}).get(uri_key, line)
         if isinstance(value, str):
             if _has_password(value):
                 found.append(
                     (
                         key_line,
-                        f"'{given}' holds a password, which is not allowed in a topology file; "
-                        + use,
+                        f"'{given}' holds a password, a secret in a topology file (it would be in "
+                        "version control; it is never printed); " + use,
+                        False,
                     )
                 )
         elif isinstance(value, list):
@@ -247,19 +253,24 @@ def _literal_problems(comp: Component, raw: Mapping[str, Any], line: int) -> lis
             for i, item in enumerate(value):
                 if not isinstance(item, str):
                     found.append(
-                        (lines[i], f"'{given}' item {i + 1} must be a URI string (not shown)")
+                        (lines[i], f"'{given}' item {i + 1} must be a URI string (not shown)", True)
                     )
                 elif _has_password(item):
                     found.append(
                         (
                             lines[i],
-                            f"'{given}' item {i + 1} holds a password, which is not allowed "
-                            f"in a topology file; {use} (each takes a list too)",
+                            f"'{given}' item {i + 1} holds a password, a secret in a topology "
+                            f"file (never printed); {use}",
+                            False,
                         )
                     )
         else:
             found.append(
-                (key_line, f"'{given}' must be a URI or a list of URIs (the value is not shown)")
+                (
+                    key_line,
+                    f"'{given}' must be a URI or a list of URIs (the value is not shown)",
+                    True,
+                )
             )
     return found
 
@@ -269,9 +280,10 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
     if problems:
         name = raw.get("name")
         label = f"{comp.kind} '{name}'" if isinstance(name, str) else comp.kind
-        for key_line, message in problems:
-            reader.problem(key_line, message, label)
-        return None
+        for key_line, message, fatal in problems:
+            (reader.problem if fatal else reader.warn)(key_line, message, label)
+        if any(fatal for _, _, fatal in problems):
+            return None
     f = reader.fields(raw, comp.keys, comp.kind, line)
     if f is None:
         return None
@@ -296,7 +308,8 @@ def _read_one(reader: Any, comp: Component, raw: Any, line: int) -> ParameterSpe
             elif given[0].endswith("_file"):
                 refs[uri_key] = _one_or_many(items)
             else:
-                refs[uri_key] = _LITERAL
+                secret = any(_has_password(i) for i in items)
+                refs[uri_key] = _LITERAL_SECRET if secret else _LITERAL
                 literals[uri_key] = _one_or_many(items)
     if comp is SHOVEL:
         for side in ("src", "dest"):
@@ -618,41 +631,81 @@ def definitions_entry(spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:
     return entry
 
 
-def missing_plugins(
-    management: ManagementClient, desired: Sequence[ParameterSpec]
-) -> list[Problem]:
-    """The plugins the files' upstreams and shovels need and the broker does not run.
+def _running(management: ManagementClient, plugins: set[str]) -> set[str]:
+    """Which of ``plugins`` (federation, shovel) the broker runs, as far as it shows.
 
     Federation registers the exchange type ``x-federation-upstream`` (listed in the
     overview); shovels are seen through ``GET /api/shovels`` of rabbitmq_shovel_management.
     """
-    running: set[str] = set()
-    kinds = {d.kind for d in desired}
 
     def answers(path: str) -> bool:
         # 401: this user may not list them (e.g. a policymaker): the plugin may well run.
         return management.request("GET", path, refused_ok=True).status_code in (200, 401)
 
-    if "federation upstream" in kinds and (
+    running: set[str] = set()
+    if FEDERATION.plugin in plugins and (
         "x-federation-upstream" in management.exchange_types or answers("/api/federation-links")
     ):
         running.add(FEDERATION.plugin)
-    if "shovel" in kinds and answers("/api/shovels"):
+    if SHOVEL.plugin in plugins and answers("/api/shovels"):
         running.add(SHOVEL.plugin)
+    return running
+
+
+def _not_enabled(plugin: str, what: str) -> str:
+    return (
+        f"the {plugin} plugin is not enabled on the broker, so {what} "
+        f"(`rabbitmq-plugins enable {plugin} {plugin}_management`)"
+    )
+
+
+def missing_plugins(
+    management: ManagementClient, desired: Sequence[ParameterSpec]
+) -> list[Problem]:
+    """The plugins the files' upstreams and shovels need and the broker does not run."""
+    running = _running(management, {_component(d.kind).plugin for d in desired})
     problems = []
     for spec in desired:
         comp = _component(spec.kind)
         if comp.plugin not in running:
             problems.append(
                 Problem(
-                    f"the {comp.plugin} plugin is not enabled on the broker, so it has no "
-                    f"{comp.kind}s (`rabbitmq-plugins enable {comp.plugin} "
-                    f"{comp.plugin}_management`)",
+                    _not_enabled(comp.plugin, f"it has no {comp.kind}s"),
                     spec.location,
                     spec.label,
                 )
             )
     return problems
+
+
+# Policy keys that only a plugin knows: the broker refuses a policy holding one while the
+# plugin is off ("... are not recognised policy settings"), after the writes before it.
+PLUGIN_POLICY_KEYS = {
+    "federation-upstream": FEDERATION.plugin,
+    "federation-upstream-set": FEDERATION.plugin,
+}
+
+
+def policy_plugin_problems(
+    management: ManagementClient, policies: Iterable[PolicySpec]
+) -> list[Problem]:
+    """Policies whose keys need a plugin the broker does not run (checked at plan time)."""
+    needed = [
+        (p, key, PLUGIN_POLICY_KEYS[key])
+        for p in policies
+        for key in sorted(p.definition)
+        if key in PLUGIN_POLICY_KEYS
+    ]
+    if not needed:
+        return []
+    running = _running(management, {plugin for _, _, plugin in needed})
+    return [
+        Problem(
+            _not_enabled(plugin, f"the broker refuses the policy key '{key}'"), p.location, p.label
+        )
+        for p, key, plugin in needed
+        if plugin not in running
+    ]
 
 
 def plan_dynamic(

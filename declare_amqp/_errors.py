@@ -21,9 +21,37 @@ one module that uses it, and raises with ``raise ... from exc``:
 from __future__ import annotations
 
 import operator
+import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def unsafe_char(char: str) -> bool:
+    """A character a terminal acts on instead of showing: C0/C1 controls, DEL, line and
+    paragraph separators, bidirectional overrides."""
+    return char in _BIDI or unicodedata.category(char) in ("Cc", "Zl", "Zp")
+
+
+def escaped_char(char: str) -> str:
+    """``\\n``, ``\\x1b``, ``\\u202e``: the backslash escape of one character."""
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could move the cursor, start an escape sequence or
+    reorder the line replaced by its backslash escape (the one escape for text that shows
+    names: every ``Problem`` and every plan line); other characters, non-ASCII letters
+    included, stay as they are."""
+    if text.isprintable():  # the common case, and cheap
+        return text
+    return "".join(escaped_char(c) if unsafe_char(c) else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -48,7 +76,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
         what = f"{self.object}: " if self.object else ""
-        return f"{where}{what}{self.message}"
+        return printable(f"{where}{what}{self.message}")  # names in it may hold a "\n"
 
 
 class _Declared(Protocol):

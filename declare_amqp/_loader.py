@@ -17,6 +17,7 @@ from ._access import merge_access, read_access
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._errors import dedupe as first_of_each
+from ._files import DEFAULT_MAX_FILE_SIZE, MAX_INT_DIGITS, read_text
 from ._fit import key_problem
 from ._format import (
     BINDING_KEYS,
@@ -73,6 +74,13 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     result.line = node.start_mark.line + 1
     result.key_lines = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: no name is a list
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a mapping key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if key in result.key_lines:
@@ -89,24 +97,45 @@ def _construct_list(loader: _Loader, node: yaml.SequenceNode) -> _List:
     return result
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    if sum(c.isdigit() for c in str(node.value)) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of more than {MAX_INT_DIGITS} digits", node.start_mark
+        )
+    value: int = loader.construct_yaml_int(node)
+    return value
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
 
 
 class _FileReader:
     """Turns one parsed file into model objects, collecting problems."""
 
-    def __init__(self, path: str, override_vhost: str | None, fallback_vhost: str) -> None:
+    def __init__(
+        self, path: str, override_vhost: str | None, fallback_vhost: str, original: bool = False
+    ) -> None:
         self.path = path
+        # the original declare-amqp's file (`--config FILE`): a queue binding without a key
+        # is bound with the queue's name, as its pika queue_bind(queue, exchange) did
+        self.original = original
+        self.unkeyed: list[tuple[BindingSpec, str]] = []
         self.override_vhost = override_vhost
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
 
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         self.problems.append(Problem(message, self.at(line), obj))
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
+        self.warnings.append(Problem(message, self.at(line), obj))
 
     def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
         """Check one mapping against its key table; returns the values or None."""
@@ -174,15 +203,19 @@ class _FileReader:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
         explicit = self.override_vhost or top.get("vhost")
+        bindings = tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc))
+        exchanges = tuple(self._exchanges(doc))
+        access = read_access(self, doc)  # before the warnings: it adds to them
         return Topology(
+            warnings=(*self._unkeyed_warnings(exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
             vhosts=tuple(self._vhosts(doc)),
-            exchanges=tuple(self._exchanges(doc)),
+            exchanges=exchanges,
             queues=tuple(self._queues(doc)),
-            bindings=tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc)),
+            bindings=bindings,
             policies=tuple(self._policies(doc)),
             consumers=tuple(self._consumers(doc)),
-            access=read_access(self, doc),
+            access=access,
         )
 
     def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
@@ -278,14 +311,37 @@ class _FileReader:
                 f = self.fields(raw, QUEUE_BINDING_KEYS, f"binding of queue '{queue}'", line)
                 if f is None or not isinstance(queue, str) or not isinstance(vhost, str):
                     continue
-                yield BindingSpec(
+                unkeyed = f.get("routing_key") is None and f.get("binding_key") is None
+                binding = BindingSpec(
                     vhost=vhost,
                     source=f["exchange"],
                     destination=queue,
                     destination_type="queue",
-                    routing_key=self._routing_key(f, line, f"binding of queue '{queue}'"),
+                    routing_key=queue
+                    if unkeyed and self.original
+                    else self._routing_key(f, line, f"binding of queue '{queue}'"),
                     arguments=dict(f.get("arguments") or {}),
                     location=self.at(line),
+                )
+                if unkeyed and not self.original:
+                    self.unkeyed.append((binding, queue))
+                yield binding
+
+    def _unkeyed_warnings(self, exchanges: Sequence[ExchangeSpec]) -> Iterable[Problem]:
+        """A queue binding without a key to a direct or topic exchange is bound with '' here
+        (as in definitions JSON); the original declare-amqp bound it with the queue's name,
+        so messages routed by that name would become unroutable after switching tools."""
+        types = {(x.vhost, x.name): x.type for x in exchanges}
+        for binding, queue in self.unkeyed:
+            builtin = binding.source[4:] if binding.source.startswith("amq.") else None
+            kind = types.get((binding.vhost, binding.source), builtin)
+            if kind in ("direct", "topic"):
+                yield Problem(
+                    f"no binding_key: bound with '' (only messages published with an empty "
+                    f"routing key match); the original declare-amqp bound it with the queue's "
+                    f"name '{queue}' (write binding_key: {queue} to keep that)",
+                    binding.location,
+                    binding.label,
                 )
 
     def _top_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
@@ -393,12 +449,20 @@ def parse_unvalidated(
 
 
 def _parse(
-    text: str, path: str, vhost: str | None, default_vhost: str
+    text: str, path: str, vhost: str | None, default_vhost: str, original: bool = False
 ) -> tuple[Topology, list[Problem]]:
     loader = _Loader(text)
     loader.duplicate_keys = []
     try:
-        doc = loader.get_single_data()
+        node = loader.get_single_node()
+        # an alias needs an anchor (&name) and a reference (*name): without both in the text
+        # there is nothing to count, and large files skip the walk
+        bomb = _alias_problem(node, path) if "&" in text and "*" in text else None
+        if bomb is not None:
+            return Topology(), [bomb]
+        doc = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        return Topology(), [Problem("not valid YAML: nested too deeply", Location(path, 1))]
     except yaml.MarkedYAMLError as exc:
         problem, context = exc.problem_mark, exc.context_mark
         line = problem.line + 1 if problem else 1
@@ -413,49 +477,99 @@ def _parse(
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
     finally:
         loader.dispose()
-    reader = _FileReader(path, vhost, default_vhost)
+    reader = _FileReader(path, vhost, default_vhost, original)
     for key, line, first in loader.duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)
     return topology, reader.problems
 
 
+MAX_ALIAS_NODES = 100_000
+
+
+def _alias_problem(root: yaml.Node | None, path: str) -> Problem | None:
+    """Aliases may repeat at most as many nodes as the file holds, and never fewer than
+    ``MAX_ALIAS_NODES``: a 614-byte file whose aliases nest nine deep expands to more than a
+    billion values (a "billion laughs"), which every later step would walk.
+
+    The count runs over the graph of distinct nodes (each sized once, bottom-up), so
+    counting costs what parsing did."""
+    if root is None:
+        return None
+    size: dict[int, int] = {}
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative: a deeply nested file must not exhaust the call stack here
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        kids = _children(node)
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in size)
+            continue
+        distinct += 1
+        size[id(node)] = 1 + sum(size[id(k)] for k in kids)
+    repeated = size[id(root)] - distinct
+    limit = max(MAX_ALIAS_NODES, distinct)
+    if repeated <= limit:
+        return None
+    return Problem(
+        f"its aliases (*name) repeat {repeated:,} values, more than the limit of {limit:,}; "
+        "nothing was read (an alias bomb?)",
+        Location(path, 1),
+    )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def load_unvalidated(
-    paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
+    paths: Sequence[str],
+    vhost: str | None = None,
+    default_vhost: str = "/",
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> Topology:
     """Read and merge topology files, not validated (``declare_amqp.load`` validates);
     raises TopologyError listing every problem of syntax, keys and merging.
 
     ``vhost`` replaces each file's ``vhost`` key (objects naming their own keep it);
-    ``default_vhost`` applies to files without one.
+    ``default_vhost`` applies to files without one; a file larger than ``max_file_size``
+    bytes, or not a regular file, is refused unread (``_files``).
     The same object declared in two places must be declared identically.
     """
-    merged, problems = read_unvalidated(paths, vhost, default_vhost)
+    merged, problems = read_unvalidated(paths, vhost, default_vhost, max_file_size)
     if problems:
         raise TopologyError(problems)
     return merged
 
 
 def read_unvalidated(
-    paths: Sequence[str], vhost: str | None = None, default_vhost: str = "/"
+    paths: Sequence[str],
+    vhost: str | None = None,
+    default_vhost: str = "/",
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    original_format: bool = False,
 ) -> tuple[Topology, list[Problem]]:
     """Like ``load_unvalidated``, but returns what could be read together with the
-    problems."""
+    problems. ``original_format``: YAML files are the original declare-amqp's (``--config``),
+    whose queue bindings without a key are bound with the queue's name."""
     problems: list[Problem] = []
     parts: list[Topology] = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            problems.append(
-                Problem(f"cannot read the file: {exc.strerror or exc}", Location(path, 0))
-            )
+        text = read_text(path, max_file_size)
+        if isinstance(text, Problem):
+            problems.append(text)
             continue
         if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
             topology, found = parse_definitions(text, path, vhost, default_vhost)
         else:
-            topology, found = _parse(text, path, vhost, default_vhost)
+            topology, found = _parse(text, path, vhost, default_vhost, original_format)
         problems.extend(found)
         parts.append(topology)
     merged, merge_problems = _merge(parts)

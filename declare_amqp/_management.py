@@ -196,6 +196,10 @@ def _http_error(
         return failed
     if method is None:
         return None
+    if isinstance(exc, httpx.TimeoutException):
+        return BrokerUnreachable(
+            f"management API request {method} {path} timed out ({type(exc).__name__})"
+        )
     return BrokerUnreachable(f"management API request {method} {path} failed: {exc}")
 
 
@@ -239,6 +243,7 @@ class ManagementClient:
             return self._client
         errors: list[str] = []
         mismatched: list[str] = []
+        timed_out: list[str] = []
         context: ssl.SSLContext | None = None
         if any(n.tls or n.management_url.startswith("https:") for n in self.address.nodes):
             context = self.address.tls.context()
@@ -258,6 +263,8 @@ class ManagementClient:
                 failed = _http_error(exc, node.management_url, None)
                 if failed is not None:
                     raise failed from exc
+                if isinstance(exc, httpx.TimeoutException):
+                    timed_out.append(node.management_url)
                 errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
                 continue
             if response.status_code == 401:
@@ -277,10 +284,11 @@ class ManagementClient:
                 for li in overview.get("listeners") or []
                 if li.get("protocol") in ("amqp", "amqp/ssl")
             }
+            cluster = overview.get("cluster_name")
             if (
                 amqp_ports
                 and node.port not in amqp_ports
-                and not _same_cluster(node, overview.get("cluster_name"), context=context)
+                and not _same_cluster(node, cluster, context=context)
             ):
                 client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
@@ -291,6 +299,20 @@ class ManagementClient:
                     f"not {node.port} ({node.amqp_display})"
                 )
                 continue
+            if (
+                not amqp_ports
+                and isinstance(cluster, str)
+                and cluster  # every broker names its cluster; without a name, nothing to check
+                and not _same_cluster(node, cluster, context=context)
+            ):
+                client.close()
+                # A non-administrator sees no listeners: the broker's greeting on the AMQP
+                # port must name the management API's cluster instead.
+                mismatched.append(
+                    f"the management API at {node.management_url} belongs to cluster "
+                    f"'{cluster}', but no broker of that cluster answers on {node.amqp_display}"
+                )
+                continue
             self._client, self.node = client, node
             self.version = str(overview.get("rabbitmq_version", "?"))
             self.exchange_types = [t.get("name", "") for t in overview.get("exchange_types") or []]
@@ -299,6 +321,13 @@ class ManagementClient:
             raise BrokerError(
                 "; ".join(mismatched) + ". Pass the matching --management-url "
                 "(one per --url for a cluster); nothing was read or changed"
+            )
+        if timed_out and len(timed_out) == len(errors):
+            # it is there but slow (a loaded broker): not a plugin to enable
+            raise BrokerUnreachable(
+                f"the management API timed out after {self._timeout:g} s at "
+                f"{', '.join(timed_out)}; nothing was read or changed (the broker may be "
+                "overloaded: try again)"
             )
         raise ManagementUnavailable(
             "the RabbitMQ management API does not answer ("
@@ -436,6 +465,21 @@ class ManagementClient:
             ),
             f"granting '{self.address.user}' permissions on vhost '{name}'",
         )
+
+    def permissions_of(self, user: str) -> list[dict[str, Any]] | None:
+        """``user``'s permissions in every vhost; None when this user may not read them
+        (only an administrator may)."""
+        response = self.request("GET", f"/api/users/{_q(user)}/permissions", refused_ok=True)
+        if response.status_code != 200:
+            return None
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost and everything in it (the rollback's undo of a vhost it created)."""
+        response = self.request("DELETE", f"/api/vhosts/{_q(name)}")
+        if response.status_code != 404:
+            self.checked(response, f"deleting vhost '{name}'")
 
     def put_policy(self, p: PolicySpec) -> None:
         self.checked(

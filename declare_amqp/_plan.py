@@ -269,6 +269,8 @@ class Plan:
     # What prune leaves alone on purpose, with the reason (not changes: an otherwise empty
     # plan is still "no changes").
     kept: tuple[Change, ...] = field(default=())
+    # Checks the plan could not make (e.g. permissions a non-administrator may not read).
+    notes: tuple[str, ...] = field(default=())
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action == action)
@@ -307,6 +309,7 @@ class Plan:
             "changes": [c.to_dict() for c in self.changes],
             "warnings": [str(w) for w in self.warnings],
             "kept": [c.to_dict() for c in self.kept],
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -323,7 +326,16 @@ def describe(spec: Spec) -> dict[str, Any]:
 
 # Bookkeeping fields of the specs, neither compared nor shown.
 _NOT_SHOWN = frozenset(
-    {"location", "type_given", "origin", "migrate", "password_hash", "literal_uris", "uri_digests"}
+    {
+        "location",
+        "type_given",
+        "origin",
+        "migrate",
+        "password_hash",
+        "password",  # a user's literal password: compared by re-hashing, never shown
+        "literal_uris",
+        "uri_digests",
+    }
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ._errors import printable
 from ._plan import CONFLICT, CREATE, DELETE, MIGRATE, REFUSE, UPDATE, Change, Plan, describe
 
 _SIGN = {
@@ -116,6 +117,7 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
     markup = console.is_terminal and not console.no_color
 
     def out(text: str) -> None:
+        text = printable(text)  # one line each: a name's "\n" must not forge another
         if markup:
             console.print(text, soft_wrap=True)
         else:
@@ -145,7 +147,10 @@ def print_plan(console: Console, plan: Plan, target: str) -> None:
 
 
 def _kept(out: Callable[[str], object], plan: Plan, markup: bool) -> None:
-    """What prune spares on purpose, one line each (after the plan: they are no changes)."""
+    """What prune spares on purpose, one line each (after the plan: they are no changes);
+    then the checks the plan could not make."""
+    for note in plan.notes:
+        out(f"[yellow]note:[/] {escape(note)}" if markup else f"note: {note}")
     for c in plan.kept:
         text = f"  = {c.kind:<8} {c.name}  {c.message} (vhost {c.vhost})"
         out(f"[dim]{escape(text)}[/]" if markup else text)

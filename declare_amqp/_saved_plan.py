@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import DeclareAmqpError
+from ._errors import DeclareAmqpError, Problem
+from ._files import read_bytes, read_text, write_private
 from ._model import Topology, canonical
 from ._plan import describe
 
@@ -65,11 +66,9 @@ def file_digests(paths: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """sha256 of each file's bytes (a file that cannot be read digests as "missing")."""
     found = []
     for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                found.append((path, hashlib.sha256(fh.read()).hexdigest()))
-        except OSError:
-            found.append((path, "missing"))
+        data = read_bytes(path)
+        digest = "missing" if isinstance(data, Problem) else hashlib.sha256(data).hexdigest()
+        found.append((path, digest))
     return tuple(found)
 
 
@@ -91,24 +90,24 @@ def fingerprint(objects: Mapping[str, str]) -> str:
 
 def is_saved_plan(path: str) -> bool:
     """Whether ``path`` is a saved plan (a JSON object whose ``kind`` says so)."""
+    text = read_text(path)
+    if isinstance(text, Problem) or '"kind"' not in text[:64]:
+        return False
     try:
-        with open(path, encoding="utf-8") as fh:
-            head = fh.read(64)
-            if '"kind"' not in head:
-                return False
-            fh.seek(0)
-            doc = json.load(fh)
-    except (OSError, ValueError):
+        doc = json.loads(text)
+    except ValueError:
         return False
     return isinstance(doc, dict) and doc.get("kind") == KIND
 
 
 def read(path: str) -> SavedPlan:
     """Load a saved plan; a file of another format version is refused."""
+    text = read_text(path)
+    if isinstance(text, Problem):
+        raise DeclareAmqpError(f"{path}: cannot read the saved plan: {text.message}")
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError) as exc:
+        doc = json.loads(text)
+    except ValueError as exc:
         raise DeclareAmqpError(f"{path}: cannot read the saved plan: {exc}") from exc
     if doc.get("format") != FORMAT:
         raise SavedPlanRefused(
@@ -130,8 +129,7 @@ def read(path: str) -> SavedPlan:
 
 def write(path: str, saved: SavedPlan, redact: Callable[[str], str]) -> None:
     text = redact(json.dumps(saved.to_dict(), indent=2, ensure_ascii=False, default=str))
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
+    write_private(path, text + "\n")
 
 
 def changed_files(saved: SavedPlan) -> list[str]:

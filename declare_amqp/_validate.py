@@ -23,6 +23,7 @@ from ._format import (
     POLICY_DEFINITION_KEYS,
     describe_types,
 )
+from ._limits import wire_problems
 from ._model import (
     EXCHANGE_TYPES,
     QUEUE_TYPES,
@@ -110,6 +111,7 @@ def validate(desired: Topology) -> list[Problem]:
                         p.label,
                     )
                 )
+    problems += wire_problems(desired)  # byte lengths, control characters, 64-bit integers
     return problems
 
 

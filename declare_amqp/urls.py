@@ -8,8 +8,9 @@ a password looks like in text that leaves the process:
 - :func:`secret_forms` / :func:`url_secrets`: every form a password can take in text: as
   written in the URL (percent-encoded), decoded, and encoded again (with and without ``/``
   kept), so a message that quotes the URL or the decoded password is scrubbed either way.
-- :func:`scrub` / :func:`redact`: the text with each of those forms replaced by ``***``,
-  longest first (a short form inside a longer one never leaves the rest behind).
+- :func:`scrub` / :func:`redact`: the text with each of those forms replaced by ``***`` where
+  it stands as a secret (not inside a name, not as a quoted name), longest first (a short form
+  inside a longer one never leaves the rest behind).
 
 Redaction is a security property: this module is its only implementation, and
 ``tests/declare/test_connection.py`` its test suite.
@@ -17,6 +18,7 @@ Redaction is a security property: this module is its only implementation, and
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
@@ -79,10 +81,43 @@ def url_secrets(urls: Iterable[str]) -> set[str]:
     return found
 
 
+# A character that continues a name: a secret next to one is part of a name ("limited_guest"
+# for the password "guest"), not the secret standing on its own.
+_NAME_CHAR = re.compile(r"[\w.\-]")
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start > 0 else ""
+    after = text[end] if end < len(text) else ""
+    if (before and _NAME_CHAR.match(before)) or (after and _NAME_CHAR.match(after)):
+        return False
+    # 'guest' in quotes is how every message names an object: a user named like its password
+    return not (before == after and before in ("'", '"') and not _is_credential(text, start))
+
+
+def _is_credential(text: str, start: int) -> bool:
+    """Whether the quoted value at ``start`` is a credential field's (``"password": "..."``)."""
+    return (
+        re.search(r"(pass(word)?|secret|token)[\"']?\s*[:=]\s*[\"']?$", text[:start], re.I)
+        is not None
+    )
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by ``***``, longest first."""
+    """``text`` with every one of ``secrets`` replaced by ``***`` where it stands as a secret,
+    longest first: in a URL's user info, a credential field, or on its own — never inside a
+    name (``limited_guest`` stays whole with the password ``guest``) and never as a quoted
+    name (``user 'guest'``)."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if secret not in text:
+            continue
+        pieces: list[str] = []
+        last = 0
+        for found in re.finditer(re.escape(secret), text):
+            if _stands_alone(text, found.start(), found.end()):
+                pieces += [text[last : found.start()], MASK]
+                last = found.end()
+        text = "".join(pieces) + text[last:]
     return text
 
 

@@ -1,8 +1,13 @@
 """``priority-worker run MODULE:CALLABLE --url URL --queue NAME=PREFETCH ...``
 
 A thin layer over :class:`Worker`: it parses arguments, imports the handler, configures JSON
-logging (with the URL's password scrubbed) and exits 0 after a graceful stop, 2 on bad
-arguments.
+logging (with the URL's password scrubbed) and exits with:
+
+- 0 after a graceful stop (every handler that started finished and was settled);
+- 1 when the worker could not run (the topology check failed, the HTTP port is taken);
+- 2 on bad arguments (each flag is checked against its range before anything starts);
+- 3 when the stop abandoned handlers still running at ``--shutdown-timeout`` (their messages
+  were not acked: the broker redelivers them, so their work may be done twice).
 """
 
 from __future__ import annotations
@@ -24,10 +29,36 @@ from declare_amqp.urls import scrub, url_secrets
 
 from . import _log
 from ._config import broker_urls
-from ._errors import PriorityWorkerError
+from ._errors import ConfigurationError, PriorityWorkerError
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._topology import TopologyMismatch
 from ._worker import Worker
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABANDONED = 0, 1, 2, 3
+
+
+def _ranged(kind: type[int] | type[float], low: float, high: float | None = None) -> Any:
+    """An argparse ``type`` that parses ``kind`` and checks ``low <= value <= high``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value != value or value < low or (high is not None and value > high):  # NaN too
+            bound = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({bound})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _queue_spec(text: str) -> Queue:
+    try:
+        return Queue.parse(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def load_handler(ref: str) -> Handler:
@@ -98,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--queue",
         dest="queues",
+        type=_queue_spec,
         metavar="NAME=PREFETCH",
         action="append",
         default=None,
@@ -112,12 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--concurrency",
-        type=int,
+        type=_ranged(int, 1),
         default=None,
         help="handlers running at once (default: sum of prefetches)",
     )
     run.add_argument(
-        "--http-port", type=int, default=None, help="serve /healthz, /readyz, /metrics on this port"
+        "--http-port",
+        type=_ranged(int, 0, 65535),
+        default=None,
+        help="serve /healthz, /readyz, /metrics on this port",
     )
     run.add_argument("--http-host", default="127.0.0.1", help="address of the HTTP server")
     run.add_argument(
@@ -127,27 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-retries",
-        type=int,
+        type=_ranged(int, 0),
         default=None,
         help="retries after handler errors before dead-lettering (default 5)",
     )
     run.add_argument(
         "--retry-delay",
-        type=float,
+        type=_ranged(float, 0),
         default=None,
         help="first retry delay in seconds after a handler error (doubles; "
         "default 1); a handler's Retry(delay) is rounded up to a step",
     )
     run.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=_ranged(float, 0),
         default=30.0,
         help="seconds SIGTERM waits for running handlers (default 30)",
     )
     run.add_argument("--log-level", default="INFO", help="JSON logs on stderr at this level")
     run.add_argument(
         "--blocked-loop-warning",
-        type=float,
+        type=_ranged(float, 0),
         default=0.1,
         metavar="SECONDS",
         help="log loop_blocked (with the handler's name) when an async handler "
@@ -155,26 +190,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--processes",
-        type=int,
+        type=_ranged(int, 1, 1024),
         default=1,
         help="run N worker processes under one supervisor (restarts, SIGTERM "
         "forwarded, one /healthz /readyz /metrics with a process label)",
+    )
+    run.add_argument(
+        "--trace",
+        action="store_true",
+        help="OpenTelemetry traces (needs the otel extra), configured by the standard "
+        "OTEL_* variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER (otlp, console, none), "
+        "OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER...; each --processes child configures "
+        "its own",
     )
     add_tls_arguments(run)
     return parser
 
 
 def _build(
-    args: argparse.Namespace, urls: list[str], handler: Handler, parser: argparse.ArgumentParser
+    args: argparse.Namespace,
+    urls: list[str],
+    handler: Handler,
+    parser: argparse.ArgumentParser,
+    tracer_provider: Any = None,
 ) -> Worker:
     """The worker the arguments describe: from the topology's consumer, flags winning."""
-    queues = [Queue.parse(spec) for spec in args.queues] if args.queues else None
+    queues: list[Queue] | None = list(args.queues) if args.queues else None
     if queues and args.dead_letter_exchange:
         queues = [replace(q, dead_letter_exchange=args.dead_letter_exchange) for q in queues]
     options: dict[str, Any] = {
         "http_port": args.http_port,
         "http_host": args.http_host,
         "shutdown_timeout": args.shutdown_timeout,
+        "tracer_provider": tracer_provider,
     }
     retry = None
     if args.retry_delay is not None or (args.max_retries is not None and not args.topology):
@@ -237,29 +285,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The links read their TLS setup from the environment (see declare_amqp.tls): flags win.
     os.environ.update(tls_environment(args))
     secrets: set[str] = set()
+    provider = None
     try:
         urls = broker_urls(urls_arg)
         secrets = url_secrets(urls)
         handler = load_handler(args.handler)
-        worker = _build(args, urls, handler, parser)
+        if args.trace:
+            # Started fresh (not forked), each --processes child comes here and configures its
+            # own SDK from the environment: a provider object cannot cross a process boundary.
+            from ._otel import provider_from_environment
+
+            provider = provider_from_environment()
+        worker = _build(args, urls, handler, parser, provider)
     except PriorityWorkerError as exc:
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     worker.blocked_loop_warning = args.blocked_loop_warning or None
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
     try:
         worker.run()
-    except TopologyMismatch as exc:
+    except (TopologyMismatch, ConfigurationError) as exc:  # the check failed, the port is taken
         print(f"priority-worker: error: {scrub(str(exc), secrets)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    finally:
+        if provider is not None:
+            provider.shutdown()  # export what the batch processor still holds
+    code = EXIT_ABANDONED if worker.abandoned else EXIT_OK
     if any(t.name.startswith("priority-worker") and t.is_alive() for t in threading.enumerate()):
         # A sync handler outlived the shutdown timeout; its message was not acked and the broker
         # has requeued it. The interpreter would join that thread forever: exit without it.
         atexit._run_exitfuncs()
         logging.shutdown()
         sys.stdout.flush()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code
 
 
 def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -267,9 +326,6 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     a private loopback port (the supervisor serves the public one)."""
     from ._supervisor import Supervisor
 
-    if args.processes < 1:
-        print("priority-worker: error: --processes must be >= 1", file=sys.stderr)
-        return 2
     try:  # a bad URL is reported by the children (exit 2), here only its password matters
         secrets = url_secrets(
             broker_urls([u for u in (args.url or [os.environ.get("AMQP_URL", "")]) if u])
@@ -277,14 +333,19 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except PriorityWorkerError:
         secrets = set()
     _log.configure(getattr(logging, args.log_level.upper(), logging.INFO), secrets)
-    return Supervisor(
+    supervisor = Supervisor(
         None,
         args.processes,
         child_main=functools.partial(run_child, list(argv)),
         http_port=args.http_port,
         http_host=args.http_host,
         shutdown_timeout=args.shutdown_timeout + 15,
-    ).run()
+    )
+    try:
+        return supervisor.run()
+    except ConfigurationError as exc:  # the HTTP port is taken
+        print(f"priority-worker: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run_child(argv: list[str], index: int, http_port: int) -> int:

@@ -273,8 +273,7 @@ class Consumers:
                 )
                 # Give back capacity now: requeue what this queue received but has not started
                 # beyond its new prefetch (all of it when paused).
-                keep = max(0, (target or 0) - self._dispatcher.running(s.spec.name))
-                self._give_back(self._dispatcher.take_pending(s.spec.name, keep=keep))
+                self._give_back(self._dispatcher.beyond_prefetch(s.spec.name, target or 0))
         except ChannelGone:
             pass  # the close callback schedules the reopen
         finally:

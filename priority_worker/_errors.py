@@ -17,7 +17,7 @@ message; errors are raised *by the library* to you::
         +-- PublisherClosed     publish() after close()
 
 pika's exceptions never reach you: the adapter translates them at one edge
-(``_pika_errors``, the one exception map for pika).
+(``_pika.errors``, the one exception map for pika).
 """
 
 from __future__ import annotations

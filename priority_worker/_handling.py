@@ -9,14 +9,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from typing import TYPE_CHECKING
 
 from ._decoding import UndecodableError, decode_body
-from ._model import Handler, Message, Properties, RetryPolicy
+from ._model import FollowUpPublisher, Handler, Message, Properties, RetryPolicy
 from ._outcomes import Ack, Action, attempts_of, decide
-
-if TYPE_CHECKING:
-    from ._publisher import Publisher
 
 
 async def handle(
@@ -30,7 +26,7 @@ async def handle(
     properties: Properties,
     retry: RetryPolicy,
     executor: concurrent.futures.Executor | None = None,
-    publisher: Publisher | None = None,
+    publisher: FollowUpPublisher | None = None,
     is_async: bool | None = None,
 ) -> tuple[Action, BaseException | None]:
     """Run ``handler`` on one delivery; returns what to do with it and what the handler raised.

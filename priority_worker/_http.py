@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-if TYPE_CHECKING:
-    from ._worker import Worker
+from ._errors import ConfigurationError
 
 
 class _Base(tornado.web.RequestHandler):
-    def initialize(self, worker: Worker) -> None:
-        self.worker = worker
+    # Two callables rather than the Worker: this module stays below _worker (no import circle).
+    def initialize(self, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
+        self.ready = ready
+        self.metrics = metrics
 
 
 class _Health(_Base):
@@ -25,7 +26,7 @@ class _Health(_Base):
 
 class _Ready(_Base):
     def get(self) -> None:
-        if self.worker.ready:
+        if self.ready():
             self.write("ready\n")
         else:
             self.set_status(503)
@@ -35,17 +36,19 @@ class _Ready(_Base):
 class _Metrics(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.write(self.worker.metrics.render())
+        self.write(self.metrics())
 
 
-def serve_http(worker: Worker, port: int, host: str) -> tuple[HTTPServer, int]:
-    """Start the server on the running loop; returns it and the port it listens on."""
+def serve_http(
+    ready: Callable[[], bool], metrics: Callable[[], bytes], port: int, host: str
+) -> tuple[HTTPServer, int]:
+    """Start the server on the running loop; returns it and the port it listens on.
+
+    ``ready()`` answers /readyz; ``metrics()`` is the Prometheus text /metrics serves.
+    """
+    given = {"ready": ready, "metrics": metrics}
     app = tornado.web.Application(
-        [
-            (r"/healthz", _Health, {"worker": worker}),
-            (r"/readyz", _Ready, {"worker": worker}),
-            (r"/metrics", _Metrics, {"worker": worker}),
-        ]
+        [(r"/healthz", _Health, given), (r"/readyz", _Ready, given), (r"/metrics", _Metrics, given)]
     )
     return listen(app, port, host)
 
@@ -53,7 +56,12 @@ def serve_http(worker: Worker, port: int, host: str) -> tuple[HTTPServer, int]:
 def listen(app: tornado.web.Application, port: int, host: str) -> tuple[HTTPServer, int]:
     """Serve ``app`` on ``host:port`` (0: a free port) on the running loop; returns the
     server and its port."""
-    sockets = bind_sockets(port, address=host, family=socket.AF_INET)
+    try:
+        sockets = bind_sockets(port, address=host, family=socket.AF_INET)
+    except OSError as exc:  # busy port, unknown address: a setting to fix, not a crash
+        raise ConfigurationError(
+            f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
     server = HTTPServer(app)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]

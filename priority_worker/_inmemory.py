@@ -341,8 +341,7 @@ class _Simulation:
                 continue
             c.prefetch = target
             c.generation += 1  # basic.cancel + basic.qos + basic.consume: a new consumer
-            keep = max(0, (target or 0) - self.dispatcher.running(c.spec.name))
-            self.give_back(self.dispatcher.take_pending(c.spec.name, keep=keep))
+            self.give_back(self.dispatcher.beyond_prefetch(c.spec.name, target or 0))
 
     def give_back(self, deliveries: list[_Delivery]) -> None:
         """basic.nack(requeue=True): back to the head of the queue, marked redelivered."""

@@ -1,7 +1,7 @@
 """The seam between the worker and the broker: what a link (one connection) and its channels do.
 
-The worker and the publisher only ever use these protocols. :mod:`priority_worker._connection`
-and :mod:`priority_worker._channels` implement them on pika; ``tests/worker/fake_link.py``
+The worker and the publisher only ever use these protocols. :mod:`priority_worker._pika.connection`
+and :mod:`priority_worker._pika.channels` implement them on pika; ``tests/worker/fake_link.py``
 implements them in memory, so the settle, retry and dead-letter paths run in unit tests without
 a broker. Pure: no I/O, no pika, no tornado.
 """

@@ -12,10 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from declare_amqp.urls import scrub
+
+# (trace_id, span_id) of the current span, or None; set by priority_worker._otel when tracing
+# is on, so this module never imports OpenTelemetry.
+_trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def correlate(ids: Callable[[], tuple[str, str] | None]) -> None:
+    """Have :class:`JsonFormatter` add ``trace_id`` and ``span_id`` (what ``ids()`` returns)
+    to each line logged while a span is active."""
+    global _trace_ids
+    _trace_ids = ids
 
 
 def log(logger: logging.Logger, level: int, event: str, **fields: object) -> None:
@@ -56,7 +67,8 @@ class SecretFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, event and the record's fields."""
+    """One JSON object per line: ts, level, logger, event, ``trace_id`` and ``span_id`` while a
+    span is active (tracing on), and the record's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a JSON line."""
@@ -67,6 +79,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": getattr(record, "event", None) or record.getMessage(),
         }
+        if _trace_ids is not None:
+            ids = _trace_ids()
+            if ids is not None:
+                doc["trace_id"], doc["span_id"] = ids
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ._publisher import Publisher
 
 
 class Mode(str, enum.Enum):
@@ -86,6 +84,41 @@ class Properties:
         )
 
 
+class FollowUpPublisher(Protocol):
+    """What a handler may do with ``message.publisher``: publish follow-up work, confirmed.
+
+    :class:`priority_worker.Publisher` is the implementation; this protocol keeps the model free
+    of the publisher's module (which imports the model back).
+    """
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | str,
+        *,
+        mandatory: bool = True,
+        properties: Properties | None = None,
+        headers: Mapping[str, object] | None = None,
+        persistent: bool = True,
+    ) -> asyncio.Future[None]:
+        """Publish one message; the future resolves when the broker confirms it."""
+
+    def publish_blocking(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | str,
+        *,
+        timeout: float | None = None,
+        mandatory: bool = True,
+        properties: Properties | None = None,
+        headers: Mapping[str, object] | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """Publish from another thread and block until the broker confirms."""
+
+
 @dataclass(frozen=True, init=False)
 class Message:
     """One delivered message, as a handler receives it.
@@ -104,7 +137,7 @@ class Message:
     properties: Properties
     data: Any = None
     attempts: int = 0
-    publisher: Publisher | None = field(default=None, repr=False, compare=False)
+    publisher: FollowUpPublisher | None = field(default=None, repr=False, compare=False)
 
     def __init__(
         self,
@@ -116,7 +149,7 @@ class Message:
         properties: Properties,
         data: Any = None,
         attempts: int = 0,
-        publisher: Publisher | None = None,
+        publisher: FollowUpPublisher | None = None,
     ) -> None:
         # Hand-written for speed, like Properties.__init__.
         self.__dict__.update(
@@ -177,9 +210,12 @@ class Queue:
         if not sep or not name:
             raise ConfigurationError(f"queue spec {spec!r}: expected NAME=PREFETCH")
         try:
-            return cls(name, int(prefetch))
+            count = int(prefetch)
         except ValueError as exc:
             raise ConfigurationError(f"queue spec {spec!r}: prefetch is not a number") from exc
+        if not 1 <= count <= 65535:  # basic.qos carries prefetch_count as a 16-bit field
+            raise ConfigurationError(f"queue spec {spec!r}: prefetch must be in 1..65535")
+        return cls(name, count)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ returns it to a handler's unit test.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._decoding import UndecodableError
 from ._errors import Reject, Retry
@@ -81,3 +82,16 @@ def decide(error: BaseException | None, attempts: int, policy: RetryPolicy) -> A
     if attempts < policy.max_retries:
         return RetryLater(policy.delay_for(attempts + 1), attempts + 1, text)
     return DeadLetter("exhausted", text, attempts + 1)
+
+
+class Republish(NamedTuple):
+    """Set while the worker republishes a failed delivery, so that the producer span of that
+    publish says why and links to the attempt that failed (the current span)."""
+
+    kind: str  # "retry" or "dead-letter"
+    queue: str  # the queue the failed delivery came from
+    attempt: int  # the attempt that failed, 1-based
+
+
+#: Read by the send span (tracing on) of a publish made inside ``REPUBLISH.set(...)``.
+REPUBLISH: ContextVar[Republish | None] = ContextVar("priority_worker_republish", default=None)

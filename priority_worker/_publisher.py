@@ -7,10 +7,10 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ._config import broker_urls
 from ._confirms import ConfirmTracker
-from ._connection import PikaLink
 from ._errors import (
     PublishConnectionLost,
     PublisherClosed,
@@ -23,6 +23,11 @@ from ._link import AmqpChannel, ChannelGone, ConfirmingChannel, LinkFactory
 from ._log import log
 from ._metrics import Metrics
 from ._model import Properties
+from ._pika.connection import PikaLink
+from ._tracing import Tracing, tracing_for
+
+if TYPE_CHECKING:
+    from ._tracing import TracerProvider
 
 logger = logging.getLogger("priority_worker.publisher")
 
@@ -78,6 +83,10 @@ class Publisher:
     Use on the event loop that runs it: ``await publisher.start()``, ``await
     publisher.publish(...)``, ``await publisher.close()``, or ``async with Publisher(...)``.
     ``link_factory``: makes the connection (default: pika's); tests pass an in-memory fake.
+    ``tracer_provider``: trace each publish with this OpenTelemetry provider (a ``send`` span,
+    its context in the W3C ``traceparent`` header); without it, the global provider if the
+    application set one before ``start()``; otherwise no tracing and nothing of OpenTelemetry
+    is imported (the ``otel`` extra; see the README's "Tracing").
     """
 
     def __init__(
@@ -90,8 +99,12 @@ class Publisher:
         name: str = "priority-worker publisher",
         reconnect_max_delay: float = 30.0,
         link_factory: LinkFactory = PikaLink,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.urls = broker_urls(url)
+        self._tracing: Tracing | None = (
+            tracing_for(tracer_provider) if tracer_provider is not None else None
+        )
         self.confirm_timeout = confirm_timeout
         self.resend_unconfirmed = resend_unconfirmed
         self.metrics = metrics or Metrics()
@@ -143,6 +156,8 @@ class Publisher:
     async def start(self) -> None:
         """Connect (retrying with backoff) and wait until the confirm channel is open."""
         self._loop = asyncio.get_running_loop()
+        if self._tracing is None:
+            self._tracing = tracing_for(None)  # a global provider set by now
         self._link.start()
         await self._ready.wait()
 
@@ -286,6 +301,9 @@ class Publisher:
         if props.delivery_mode is None and persistent:
             props = replace(props, delivery_mode=2)
         data = body.encode() if isinstance(body, str) else bytes(body)
+        tracing = self._tracing
+        if tracing is not None:
+            props = tracing.sent(exchange, routing_key, props, future)
         out = _Outgoing(exchange, routing_key, data, props, mandatory, future)
         channel = self._channel
         if self._backlog or self._blocked or channel is None:

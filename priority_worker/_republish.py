@@ -30,8 +30,11 @@ from ._outcomes import (
     DEAD_LETTER_REASON_HEADER,
     ERROR_HEADER,
     ORIGINAL_QUEUE_HEADER,
+    REPUBLISH,
     DeadLetter,
+    Republish,
     RetryLater,
+    attempts_of,
 )
 from ._publisher import Publisher
 
@@ -65,11 +68,16 @@ class Republisher:
         self._requeue = requeue
         self._dropped = dropped
 
-    async def settle(self, d: Delivery, spec: Queue, action: RetryLater | DeadLetter) -> None:
-        """Republish ``d`` as ``action`` says, then ack it (requeue or reject it on failure)."""
+    async def settle(self, d: Delivery, spec: Queue, action: RetryLater | DeadLetter) -> str:
+        """Republish ``d`` as ``action`` says, then ack it (requeue or reject it on failure).
+
+        Returns the outcome: ``retry``, ``dead-letter``, ``requeue`` (the republish failed),
+        ``reject`` (nowhere to republish it) or ``dropped`` (its channel is gone).
+        """
         if not d.channel.is_open:
             self._dropped(d)
-            return
+            return "dropped"
+        failed_attempt = attempts_of(d.properties.headers) + 1
         headers = dict(d.properties.headers or {})
         headers[ORIGINAL_QUEUE_HEADER] = d.queue
         headers[ATTEMPTS_HEADER] = action.attempts
@@ -81,9 +89,17 @@ class Republisher:
                     name, delay_queue_arguments(d.queue, action.delay)
                 )
                 headers[ERROR_HEADER] = action.reason
-                await self.publisher.publish(
-                    "", name, d.body, properties=replace(props, headers=headers), mandatory=True
-                )
+                # The publish's send span (tracing on) reads why it is sent; set around the
+                # call only, which starts the span synchronously.
+                token = REPUBLISH.set(Republish("retry", d.queue, failed_attempt))
+                try:
+                    sent = self.publisher.publish(
+                        "", name, d.body, properties=replace(props, headers=headers)
+                    )
+                finally:
+                    REPUBLISH.reset(token)
+                await sent
+                outcome = "retry"
                 counter = self.metrics.retries.labels(d.queue)
                 log(
                     logger,
@@ -100,13 +116,15 @@ class Republisher:
                     await self.publisher.ensure_queue(key, {})  # Q.dead, see worker_queues
                 headers[ERROR_HEADER] = action.error
                 headers[DEAD_LETTER_REASON_HEADER] = action.reason
-                await self.publisher.publish(
-                    exchange,
-                    key,
-                    d.body,
-                    properties=replace(props, headers=headers),
-                    mandatory=True,
-                )
+                token = REPUBLISH.set(Republish("dead-letter", d.queue, failed_attempt))
+                try:
+                    sent = self.publisher.publish(
+                        exchange, key, d.body, properties=replace(props, headers=headers)
+                    )
+                finally:
+                    REPUBLISH.reset(token)
+                await sent
+                outcome = "dead-letter"
                 counter = self.metrics.dead_letters.labels(d.queue, action.reason)
                 log(
                     logger,
@@ -122,18 +140,19 @@ class Republisher:
             if isinstance(exc, PublishConnectionLost) and exc.reply_code != 404:
                 log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
                 self._requeue([d])
-                return
+                return "requeue"
             # Nowhere to put it (unroutable, or no such exchange): requeueing would loop, so
             # let the broker dead-letter it by the queue's own arguments or policy.
             log(logger, logging.ERROR, "republish_unroutable", queue=d.queue, error=str(exc))
             if d.channel.nack(d.delivery_tag, requeue=False):
                 self.metrics.dead_letters.labels(d.queue, "unroutable").inc()
-            return
+            return "reject"
         except (PublishError, ChannelGone) as exc:
             log(logger, logging.WARNING, "republish_failed", queue=d.queue, error=str(exc))
             self._requeue([d])
-            return
+            return "requeue"
         if d.channel.ack(d.delivery_tag):
             counter.inc()
-        else:
-            self.metrics.dropped.labels(d.queue).inc()
+            return outcome
+        self.metrics.dropped.labels(d.queue).inc()
+        return "dropped"

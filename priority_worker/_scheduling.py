@@ -246,6 +246,16 @@ class Dispatcher(Generic[T]):
             self._withdrawn(q, tags)
         return removed
 
+    def beyond_prefetch(self, queue: str, prefetch: int) -> list[T]:
+        """Take back ``queue``'s not-started deliveries that a prefetch of ``prefetch`` no
+        longer covers, newest first (all of them for 0: the queue is paused).
+
+        The one rule for giving capacity back when a queue's prefetch drops (the worker's
+        consumers and the in-memory broker both call it): the running deliveries already use
+        part of the new prefetch, so only ``prefetch - running`` pending ones may stay.
+        """
+        return self.take_pending(queue, keep=max(0, prefetch - self.running(queue)))
+
     def discard(self, predicate: Callable[[T], bool]) -> list[T]:
         """Remove pending deliveries matching ``predicate`` (e.g. of a closed channel)."""
         removed: list[T] = []

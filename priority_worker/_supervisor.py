@@ -173,6 +173,11 @@ class Supervisor:
         """Indexes of the children in a crash loop."""
         return [s.index for s in self._slots if s.crash_loop]
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested (the HTTP server's /readyz answers "not ready" from then on)."""
+        return self._stopping
+
     @staticmethod
     def _alive(s: _Slot) -> bool:
         return s.process is not None and s.process.exitcode is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 import tornado.web
@@ -21,8 +21,32 @@ from tornado.httpserver import HTTPServer
 from ._http import listen
 from ._metrics import PREFIX
 
-if TYPE_CHECKING:
-    from ._supervisor import Supervisor
+
+class Supervised(Protocol):
+    """What the endpoints read of the supervisor (``_supervisor.Supervisor`` provides it); a
+    protocol so that this module does not import the supervisor back."""
+
+    @property
+    def processes(self) -> int:
+        """How many worker processes are configured."""
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested: not ready any more."""
+
+    @property
+    def crash_looping(self) -> list[int]:
+        """Indexes of the children in a crash loop."""
+
+    def pids(self) -> list[int | None]:
+        """The pid of each child (None while it is down)."""
+
+    def restarts(self) -> list[int]:
+        """Restarts of each child within the crash-loop window."""
+
+    def children(self) -> Iterator[tuple[int, int]]:
+        """(index, loopback HTTP port) of every child that is up."""
+
 
 CHILD_TIMEOUT = 2.0  # seconds a child may take to answer a scrape or a readiness check
 
@@ -37,7 +61,7 @@ async def _fetch(client: httpx.AsyncClient, port: int, path: str) -> httpx.Respo
 class _Merged(Collector):
     """The supervisor's own metrics and the children's, labelled by process."""
 
-    def __init__(self, supervisor: Supervisor, texts: Iterable[tuple[int, str]]) -> None:
+    def __init__(self, supervisor: Supervised, texts: Iterable[tuple[int, str]]) -> None:
         self.supervisor = supervisor
         self.texts = list(texts)
 
@@ -87,7 +111,7 @@ class _Merged(Collector):
 
 
 class _Base(tornado.web.RequestHandler):
-    def initialize(self, supervisor: Supervisor) -> None:
+    def initialize(self, supervisor: Supervised) -> None:
         self.supervisor = supervisor
 
 
@@ -104,7 +128,7 @@ class _Health(_Base):
 class _Ready(_Base):
     async def get(self) -> None:
         children = list(self.supervisor.children())
-        ready = len(children) == self.supervisor.processes and not self.supervisor._stopping
+        ready = len(children) == self.supervisor.processes and not self.supervisor.stopping
         if ready:
             async with httpx.AsyncClient() as client:
                 answers = await asyncio.gather(
@@ -136,7 +160,7 @@ class _Metrics(_Base):
         self.write(generate_latest(registry))
 
 
-def serve_supervisor_http(supervisor: Supervisor, port: int, host: str) -> tuple[HTTPServer, int]:
+def serve_supervisor_http(supervisor: Supervised, port: int, host: str) -> tuple[HTTPServer, int]:
     """Start the server on the running loop; returns it and the port it listens on."""
     app = tornado.web.Application(
         [

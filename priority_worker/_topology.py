@@ -10,19 +10,20 @@ arguments the files give them, so it never consumes from the wrong thing.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pika
 
 from declare_amqp.tls import TlsError, TlsOptions
 from declare_amqp.urls import redact_url
 
-from ._connection import configure_tls
+from ._config import broker_urls
 from ._errors import ConfigurationError
-from ._model import Mode, Queue, RetryPolicy
-from ._pika_errors import BrokerClosedChannel, PikaError
+from ._model import Handler, Mode, Queue, RetryPolicy
+from ._pika.connection import configure_tls
+from ._pika.errors import BrokerClosedChannel, PikaError
 
 
 class TopologyMismatch(ConfigurationError):
@@ -243,3 +244,58 @@ def consumer_settings(
         expected=ExpectedTopology(c.vhost, tuple(expected_queues), exchanges),
         sources=sources,
     )
+
+
+class _FromTopology(Protocol):
+    """What :func:`worker_from_topology` sets on the worker it builds."""
+
+    expected_topology: ExpectedTopology | None
+    settings_sources: dict[str, str]
+
+
+W = TypeVar("W", bound=_FromTopology)
+
+
+def worker_from_topology(
+    build: Callable[..., W],
+    paths: str | Sequence[str],
+    consumer: str,
+    url: str | Sequence[str],
+    handler: Handler | None = None,
+    *,
+    queues: Sequence[Queue] | None = None,
+    mode: Mode | str | None = None,
+    concurrency: int | None = None,
+    retry: RetryPolicy | None = None,
+    max_retries: int | None = None,
+    dead_letter_exchange: str | None = None,
+    sources: dict[str, str] | None = None,
+    **options: object,
+) -> W:
+    """``Worker.from_topology`` (see there): ``build`` is the worker class, passed in so that
+    this module does not import ``_worker`` (which imports this one for the startup check)."""
+    files = [paths] if isinstance(paths, str) else list(paths)
+    urls = broker_urls(url)
+    overrides: dict[str, object] = {
+        "queues": list(queues) if queues else None,
+        "mode": mode,
+        "concurrency": concurrency,
+        "retry": retry,
+        "max_retries": max_retries,
+        "dead_letter_exchange": dead_letter_exchange,
+    }
+    for key, where in (sources or {}).items():
+        overrides[f"{key}_source"] = where
+    settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]), overrides=overrides)
+    worker = build(
+        urls,
+        list(settings.queues),
+        handler,
+        mode=settings.mode,
+        concurrency=settings.concurrency,
+        retry=settings.retry,
+        **options,
+    )
+    worker.expected_topology = settings.expected
+    worker.settings_sources = dict(settings.sources)
+    return worker

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._config import broker_urls, check_queues, parse_mode
-from ._connection import PikaLink
 from ._consumers import Consumers, QueueState
 from ._handling import handle, is_async_handler
 from ._link import Delivery, LinkFactory
@@ -28,16 +27,19 @@ from ._log import log
 from ._metrics import Metrics
 from ._model import Handler, Mode, Queue, RetryPolicy
 from ._outcomes import Ack
+from ._pika.connection import PikaLink
 from ._publisher import Publisher
 from ._republish import Republisher
 from ._runners import RunnerPool
 from ._scheduling import Dispatcher, ShareWindow, dispatch_weights
+from ._tracing import ContextExecutor, Tracing, tracing_for
 from ._watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from tornado.httpserver import HTTPServer
 
     from ._topology import ExpectedTopology
+    from ._tracing import TracerProvider
 
 logger = logging.getLogger("priority_worker.worker")
 
@@ -75,6 +77,10 @@ class Worker:
     ``loop_blocked`` with the handler's name when an async handler holds the event loop longer
     than this many seconds (None: off). ``link_factory``: makes the worker's and its
     publisher's connections (default: pika's); tests pass an in-memory fake.
+    ``tracer_provider``: trace every delivery (a ``process`` span continuing the context in its
+    headers) and every publish, retries and dead letters included, with this OpenTelemetry
+    provider; without it, the global provider if the application set one before ``start()``;
+    otherwise no tracing and nothing of OpenTelemetry is imported (see the README's "Tracing").
     """
 
     def __init__(
@@ -98,8 +104,12 @@ class Worker:
         share_window: int = 1000,
         blocked_loop_warning: float | None = 0.1,
         link_factory: LinkFactory = PikaLink,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.urls = broker_urls(url)
+        self.tracer_provider = tracer_provider
+        # Resolved by start() (a global provider may be set after construction); None: off.
+        self._tracing: Tracing | None = None
         check_queues(queues, handler)
         names = [q.name for q in queues]
         self.mode = parse_mode(mode)
@@ -122,6 +132,7 @@ class Worker:
             name=f"{name} publisher",
             reconnect_max_delay=reconnect_max_delay,
             link_factory=link_factory,
+            tracer_provider=tracer_provider,
         )
         self._states = [
             QueueState(q, i, self.metrics.of_queue(q.name)) for i, q in enumerate(queues)
@@ -168,6 +179,8 @@ class Worker:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="priority-worker"
         )
+        # What sync handlers run in: the pool, or (tracing on) the pool in the caller's context.
+        self._executor: concurrent.futures.Executor = self._pool
         self._runners = RunnerPool(self._dispatcher, self.concurrency, self._handle)
         self._republisher = Republisher(
             self.publisher,
@@ -179,6 +192,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         # Resolved by the last running handler to finish once stop() waits for them.
         self._drained: asyncio.Future[None] | None = None
+        self.abandoned = 0  # handlers still running when shutdown_timeout ran out
         self._http: HTTPServer | None = None
         # Set by from_topology: what start() checks on the broker before consuming.
         self.expected_topology: ExpectedTopology | None = None
@@ -260,36 +274,29 @@ class Worker:
         exists; it raises :class:`TopologyMismatch` naming every one that does not.
         Other keyword ``options`` are those of ``Worker(...)``.
         """
-        from ._topology import consumer_settings, url_vhost
+        from ._topology import worker_from_topology
 
-        files = [paths] if isinstance(paths, str) else list(paths)
-        urls = broker_urls(url)
-        overrides: dict[str, object] = {
-            "queues": list(queues) if queues else None,
-            "mode": mode,
-            "concurrency": concurrency,
-            "retry": retry,
-            "max_retries": max_retries,
-            "dead_letter_exchange": dead_letter_exchange,
-        }
-        for key, where in (sources or {}).items():
-            overrides[f"{key}_source"] = where
-        settings = consumer_settings(files, consumer, vhost=url_vhost(urls[0]), overrides=overrides)
-        worker = cls(
-            urls,
-            list(settings.queues),
+        return worker_from_topology(
+            cls,
+            paths,
+            consumer,
+            url,
             handler,
-            mode=settings.mode,
-            concurrency=settings.concurrency,
-            retry=settings.retry,
-            **options,  # type: ignore[arg-type]
+            queues=queues,
+            mode=mode,
+            concurrency=concurrency,
+            retry=retry,
+            max_retries=max_retries,
+            dead_letter_exchange=dead_letter_exchange,
+            sources=sources,
+            **options,
         )
-        worker.expected_topology = settings.expected
-        worker.settings_sources = dict(settings.sources)
-        return worker
 
     async def start(self) -> None:
         """Connect both links, start consuming and the HTTP server; returns when connected."""
+        self._tracing = tracing_for(self.tracer_provider)
+        if self._tracing is not None:
+            self._executor = ContextExecutor(self._pool)
         if self.expected_topology is not None:
             for setting, where in self.settings_sources.items():
                 log(logger, logging.INFO, "setting", setting=setting, source=where)
@@ -297,7 +304,9 @@ class Worker:
         if self.http_port is not None:
             from ._http import serve_http
 
-            self._http, self.http_port = serve_http(self, self.http_port, self.http_host)
+            self._http, self.http_port = serve_http(
+                lambda: self.ready, self.metrics.render, self.http_port, self.http_host
+            )
         if self.blocked_loop_warning:
             self._watchdog = LoopWatchdog(
                 self.blocked_loop_warning,
@@ -336,8 +345,9 @@ class Worker:
                 await asyncio.wait_for(self._drained, self.shutdown_timeout)
             except asyncio.TimeoutError:
                 pass
-        if self._dispatcher.running():
-            log(logger, logging.WARNING, "shutdown_timeout", abandoned=self._dispatcher.running())
+        self.abandoned = self._dispatcher.running()
+        if self.abandoned:
+            log(logger, logging.WARNING, "shutdown_timeout", abandoned=self.abandoned)
         self._consumers.flush_acks()
         await self.publisher.close(timeout=max(deadline - loop.time(), 5.0))
         await self._link.close()
@@ -369,6 +379,8 @@ class Worker:
         s = self._by_name[d.queue]
         handler = s.handler
         assert handler is not None
+        span = self._tracing.process(d) if self._tracing is not None else None
+        outcome, error = "ack", None
         try:
             started = time.perf_counter()
             action, error = await handle(
@@ -380,7 +392,7 @@ class Worker:
                 redelivered=d.redelivered,
                 properties=d.properties,
                 retry=self.retry,
-                executor=self._pool,
+                executor=self._executor,
                 publisher=self.publisher,
                 is_async=s.is_async,
             )
@@ -394,14 +406,19 @@ class Worker:
                         m.acks.inc()
                     else:
                         self._dropped(s, d)
+                        outcome = "dropped"
                 else:
-                    await self._republisher.settle(d, s.spec, action)
+                    outcome = await self._republisher.settle(d, s.spec, action)
             except Exception as exc:  # a bug here must not leave the delivery unsettled
                 log(logger, logging.ERROR, "settle_failed", queue=d.queue, error=repr(exc))
                 self._requeue([d])
+                outcome = "requeue"
         except Exception as exc:
             log(logger, logging.ERROR, "internal_error", error=repr(exc))
+            outcome = "error"
         finally:
+            if span is not None:
+                span.end(outcome, error)
             self._dispatcher.finish(d.queue)
             drained = self._drained
             if drained is not None and not drained.done() and not self._dispatcher.running():

@@ -26,7 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
         ),
         (
             "worker_bench.py",
-            ["| consume: Worker / bare pika |", "| publish: Publisher / bare pika |", "| 10/2 |"],
+            [
+                "| consume: Worker / bare pika |",
+                "| publish: Publisher / bare pika |",
+                "| 10/2 |",
+                "| consume: Worker tracing on / off |",
+                "| consume: Worker / FastStream |",
+            ],
         ),
         (
             "latency_bench.py",
@@ -41,7 +47,7 @@ def test_quick_benchmark_runs(broker: object, script: str, expected: list[str]) 
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--output", "-"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,  # worker_bench: tracing and FastStream rows too
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -16,7 +16,7 @@ import sys
 import textwrap
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,14 @@ class DeclareCli:
         assert message, str(result)
         assert "\n\n" not in message, f"not one paragraph:\n{result.err}"
 
+    def assert_refused(self, result: Result, name: str, line: int, words: Sequence[str]) -> None:
+        """A clean failure naming ``name:line`` and every one of ``words``, nothing written."""
+        self.assert_clean_failure(result)
+        assert f"{name}:{line}" in result.err, result
+        for word in words:
+            assert word in result.err, (word, str(result))
+        assert self.is_empty()
+
     # ------------------------------------------------------------------ broker
 
     @staticmethod
@@ -219,6 +227,11 @@ class DeclareCli:
         found = [p for p in self.definitions(vhost)["policies"] if p["name"] == name]
         assert found, f"policy {name!r} is not on the broker"
         return found[0]
+
+    def exchange_types(self) -> set[str]:
+        """The exchange types the broker offers (a plugin's appear when it is enabled)."""
+        with self.broker.http() as http:
+            return {t["name"] for t in http.get("/api/overview").json()["exchange_types"]}
 
     def is_empty(self, vhost: str | None = None) -> bool:
         d = self.definitions(vhost)

@@ -20,6 +20,7 @@ from declare_amqp._access import (
     plan_access,
     rabbit_hash,
     refusal_problems,
+    resolve_password,
 )
 
 # guest/guest as RabbitMQ 3.10.8 stores it (GET /api/users/guest on a fresh broker)
@@ -34,14 +35,31 @@ def test_the_broker_hash_is_reproduced() -> None:
 
 
 @pytest.mark.parametrize("value", ["hunter2-x", "12345678", "{a: 1}"])
-def test_a_literal_password_is_refused_and_never_echoed(value: str) -> None:
+def test_a_literal_password_is_never_echoed(value: str) -> None:
+    """The other keys are still checked, and no message holds the value."""
     text = f"users:\n  - name: app\n    password: {value}\n    tagz: []\n"
     with pytest.raises(TopologyError) as info:
         parse_unvalidated(text, "u.yml")
     message = str(info.value)
-    assert "u.yml:3: user 'app': a literal password is not allowed" in message
-    assert "u.yml:4:" in message and "did you mean 'tags'" in message  # the rest still checked
+    assert "u.yml:4:" in message and "did you mean 'tags'" in message
     assert value not in message and "hunter2" not in message
+
+
+def test_a_literal_password_is_a_warning_and_resolves_to_itself() -> None:
+    """Accepted as the broker's import accepts it (issue 19): a warning at its line, the
+    password kept out of repr and of the plan's details, hashed only when written."""
+    topology = parse_unvalidated("users:\n  - name: app\n    password: hunter2-x\n", "u.yml")
+    assert topology.access is not None
+    (user,) = topology.access.users
+    (warning,) = topology.warnings
+    assert str(warning).startswith("u.yml:3: user 'app': a literal password in a topology file")
+    assert "hunter2" not in str(warning) + repr(user) + user.shown
+    assert resolve_password(user) == "hunter2-x"
+
+
+def test_a_literal_password_that_is_no_string_is_refused() -> None:
+    with pytest.raises(TopologyError, match="'password' must be a non-empty string"):
+        parse_unvalidated("users:\n  - name: app\n    password: {a: 1}\n", "u.yml")
 
 
 def test_user_and_permission_mistakes_name_file_and_line(tmp_path: Path) -> None:
@@ -64,15 +82,17 @@ permissions:
     assert "p.yml:6: permissions of 'a' (vhost /): 'configure' is not a valid regular" in message
 
 
-def test_a_uri_with_a_password_is_refused() -> None:
+def test_a_uri_with_a_password_is_a_warning() -> None:
+    """Accepted since issue 19 (the broker's import takes it), never shown."""
     text = (
         "shovels:\n  - name: s\n    src_uri: amqp://u:Secr3t@h/\n    src_queue: a\n"
         "    dest_uri_env: D\n    dest_queue: b\n"
     )
-    with pytest.raises(TopologyError) as info:
-        parse_unvalidated(text, "s.yml")
-    assert "s.yml:3: shovel 's': 'src_uri' holds a password" in str(info.value)
-    assert "Secr3t" not in str(info.value)
+    topology = parse_unvalidated(text, "s.yml")
+    (warning,) = topology.warnings
+    assert str(warning).startswith("s.yml:3: shovel 's': 'src_uri' holds a password")
+    assert topology.access is not None
+    assert "Secr3t" not in str(warning) + topology.access.parameters[0].shown
 
 
 def _user(name: str, tags: tuple[str, ...] = (), **kw: object) -> UserSpec:

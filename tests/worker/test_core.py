@@ -370,14 +370,16 @@ def test_exported_names_are_pinned() -> None:
 
 
 def test_cli_exits_2_on_a_bad_queue_spec(capsys: pytest.CaptureFixture[str]) -> None:
-    """The runner reports configuration errors with exit code 2, password-free."""
+    """The runner reports configuration errors with exit code 2 (a usage error from argparse,
+    which checks --queue since issue 19), password-free."""
     from priority_worker._cli import main
 
-    rc = main(
-        ["run", "json:loads", "--url", "amqp://u:topsecret@127.0.0.1:1/", "--queue", "q=zero"]
-    )
-    assert rc == 2
-    assert "topsecret" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "json:loads", "--url", "amqp://u:topsecret@127.0.0.1:1/", "--queue", "q=zero"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "prefetch is not a number" in err
+    assert "topsecret" not in err
 
 
 def test_cli_takes_the_url_from_the_environment(
@@ -387,7 +389,9 @@ def test_cli_takes_the_url_from_the_environment(
     from priority_worker._cli import main
 
     monkeypatch.setenv("AMQP_URL", "amqp://u:envsecret@127.0.0.1:1/")
-    assert main(["run", "json:loads", "--queue", "q=x"]) == 2
+    with pytest.raises(SystemExit) as stop:  # a bad --queue: usage error from argparse
+        main(["run", "json:loads", "--queue", "q=x"])
+    assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "NAME=PREFETCH" in err or "prefetch" in err
     monkeypatch.delenv("AMQP_URL")

@@ -14,9 +14,9 @@ import pika
 import pytest
 
 from priority_worker import Properties, Publisher, PublishTimeout, Queue, Worker
-from priority_worker._channels import ConsumerChannel
 from priority_worker._confirms import ConfirmTracker
-from priority_worker._wire import to_pika, to_properties
+from priority_worker._pika.channels import ConsumerChannel
+from priority_worker._pika.wire import to_pika, to_properties
 
 
 class FakeBroker:
@@ -238,7 +238,7 @@ def test_in_flight_gauge_is_read_at_scrape_time() -> None:
 def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
     """The spliced x-publish-tag (cached encoding, or spliced into pika's) is byte for byte
     pika's own encoding of the merged headers; this pins pika's internals we rely on."""
-    from priority_worker import _wire
+    from priority_worker._pika import wire as _wire
 
     assert _wire._TAGGED_ENCODING_OK
     for props in [
@@ -277,7 +277,7 @@ def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
 
     from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
-    from priority_worker._wire import coalesce_writes
+    from priority_worker._pika.wire import coalesce_writes
 
     sent: list[bytes] = []
 

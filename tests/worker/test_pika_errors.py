@@ -1,4 +1,4 @@
-"""The one exception map for pika (priority_worker._pika_errors), and the link using it."""
+"""The one exception map for pika (priority_worker._pika.errors), and the link using it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import ssl
 
 import pika.exceptions
 
-from priority_worker._connection import PikaLink
 from priority_worker._link import ChannelGone
-from priority_worker._pika_errors import (
+from priority_worker._pika.connection import PikaLink
+from priority_worker._pika.errors import (
     PikaError,
     channel_gone,
     close_details,

@@ -16,7 +16,7 @@ from test_hot_path import FakeBroker as FakeChannelBroker
 from test_hot_path import FakeLink
 
 from priority_worker import ConfigurationError, Mode, Queue, Worker
-from priority_worker._channels import ConsumerChannel
+from priority_worker._pika.channels import ConsumerChannel
 from priority_worker._scheduling import Dispatcher, FairQueueing, ShareWindow, dispatch_weights
 
 
@@ -174,6 +174,26 @@ def test_withdrawn_deliveries_are_not_charged_to_their_queue() -> None:
         order.append(taken[1])
         d.finish(taken[0])
     assert order.index("l") == 1 and order.index("l2") == 7, order
+
+
+def test_a_smaller_prefetch_takes_back_what_running_deliveries_leave_no_room_for() -> None:
+    """``beyond_prefetch``: the one give-back rule (worker and in-memory broker). Running
+    deliveries count against the new prefetch; the newest pending ones go back first; a paused
+    queue (prefetch 0) gives back every pending one; another queue is untouched."""
+    d = weighted({"high": 10, "low": 10}, 10)
+    for i in range(5):
+        d.add("low", f"l{i}")
+    d.add("high", "h")
+    started = [d.take_one() for _ in range(2)]  # h, then l0 (or l0 first): two running
+    running_low = sum(1 for t in started if t is not None and t[0] == "low")
+    pending_low = 5 - running_low
+    back = d.beyond_prefetch("low", 3)
+    assert len(back) == pending_low - (3 - running_low)
+    assert back == [f"l{i}" for i in range(4, 4 - len(back), -1)]  # newest first
+    assert d.beyond_prefetch("low", 10) == []
+    rest = d.beyond_prefetch("low", 0)
+    assert len(rest) == 3 - running_low and d.running("low") == running_low
+    assert d.beyond_prefetch("high", 0) == []  # h is running, nothing of high pending
 
 
 def test_strict_starts_the_first_queue_first_and_takes_no_weights() -> None:

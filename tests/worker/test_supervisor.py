@@ -114,10 +114,11 @@ def test_a_crash_loop_is_reported_not_hidden() -> None:
 
 
 def test_cli_refuses_fewer_than_one_process(capsys: pytest.CaptureFixture[str]) -> None:
-    """`--processes 0` is a configuration error: exit 2 before anything starts."""
+    """`--processes 0` is a usage error: exit 2 (argparse checks the range) before anything
+    starts."""
     from priority_worker._cli import main
 
-    assert (
+    with pytest.raises(SystemExit) as stop:
         main(
             [
                 "run",
@@ -130,8 +131,7 @@ def test_cli_refuses_fewer_than_one_process(capsys: pytest.CaptureFixture[str]) 
                 "0",
             ]
         )
-        == 2
-    )
+    assert stop.value.code == 2
     assert "--processes" in capsys.readouterr().err
     with pytest.raises(ConfigurationError):
         Supervisor(broken_worker, 0)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """The one exception map for pika: what pika raises or reports becomes this package's terms.
 
-pika's exceptions stop at the adapter (:mod:`priority_worker._connection`,
-:mod:`priority_worker._channels`, and the blocking startup check of
+pika's exceptions stop at the adapter (:mod:`priority_worker._pika.connection`,
+:mod:`priority_worker._pika.channels`, and the blocking startup check of
 :mod:`priority_worker._topology`); they catch the classes named here and translate them with
 these functions, with ``raise ... from exc``, so that callers only ever see
 :class:`ChannelGone` (and, from the public API, the errors of :mod:`priority_worker._errors`).
@@ -15,7 +15,7 @@ import pika.exceptions
 from declare_amqp.tls import tls_reason
 from declare_amqp.urls import redact_url
 
-from ._link import ChannelGone
+from .._link import ChannelGone
 
 # What the adapter catches around a pika call: every protocol and connection error of pika.
 PikaError = pika.exceptions.AMQPError

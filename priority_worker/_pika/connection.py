@@ -3,9 +3,9 @@ it) that fails over across several URLs and reconnects with capped exponential b
 jitter.
 
 :class:`PikaLink` is the :class:`~priority_worker._link.Link` of a real broker: it owns pika's
-``AsyncioConnection`` and opens the channels of :mod:`priority_worker._channels`. Its TLS setup
+``AsyncioConnection`` and opens the channels of :mod:`priority_worker._pika.channels`. Its TLS setup
 comes from the environment (:mod:`declare_amqp.tls`, read at each connect). pika's errors and
-close reasons become one line each in :mod:`priority_worker._pika_errors`.
+close reasons become one line each in :mod:`priority_worker._pika.errors`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from declare_amqp.tls import TlsError, TlsOptions
 from declare_amqp.urls import redact_url, scrub, url_secrets
 
-from ._backoff import reconnect_delay
-from ._channels import ConfirmChannel, ConsumerChannel, PikaChannel
-from ._errors import ConnectionFailed
-from ._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery, ignore_close
-from ._log import log
-from ._pika_errors import bad_url, connection_lost, open_failed
-from ._wire import coalesce_writes
+from .._backoff import reconnect_delay
+from .._errors import ConnectionFailed
+from .._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery, ignore_close
+from .._log import log
+from .channels import ConfirmChannel, ConsumerChannel, PikaChannel
+from .errors import bad_url, connection_lost, open_failed
+from .wire import coalesce_writes
 
 logger = logging.getLogger("priority_worker.amqp")
 
@@ -202,7 +202,7 @@ class PikaLink:
         self._schedule_retry(text)
 
     def open_pika_channel(self, on_open: Callable[[pika.channel.Channel], None]) -> None:
-        """Open a raw pika channel (used by the channel classes of _channels)."""
+        """Open a raw pika channel (used by the channel classes of channels)."""
         if self._conn is None or not self._conn.is_open:
             raise ChannelGone("connection is not open")
         self._conn.channel(on_open_callback=on_open)

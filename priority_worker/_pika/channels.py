@@ -4,8 +4,8 @@
 fail with ChannelGone when the channel closes; :class:`ConsumerChannel` consumes one queue at a
 prefetch that can change and batches its acks; :class:`ConfirmChannel` publishes in confirm
 mode. They implement the protocols of :mod:`priority_worker._link`; the connection that opens
-them is :class:`priority_worker._connection.PikaLink`. pika's exceptions are translated by
-:mod:`priority_worker._pika_errors`.
+them is :class:`priority_worker._pika.connection.PikaLink`. pika's exceptions are translated by
+:mod:`priority_worker._pika.errors`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import pika.channel
 import pika.frame
 import pika.spec
 
-from ._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery
-from ._log import log
-from ._model import Properties
-from ._pika_errors import PikaError, channel_gone, close_details
-from ._wire import EMPTY_PROPERTIES, PUBLISH_TAG_HEADER, tagged_pika, to_pika, to_properties
+from .._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery
+from .._log import log
+from .._model import Properties
+from .errors import PikaError, channel_gone, close_details
+from .wire import EMPTY_PROPERTIES, PUBLISH_TAG_HEADER, tagged_pika, to_pika, to_properties
 
 logger = logging.getLogger("priority_worker.amqp")
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import pika
 
-from ._model import Properties
+from .._model import Properties
 
 # On every mandatory publish: matches a basic.return to its publish (see _channels).
 PUBLISH_TAG_HEADER = "x-publish-tag"

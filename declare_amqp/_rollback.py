@@ -1,0 +1,151 @@
+"""The net under apply: when the broker refuses a write or a connection drops part-way, undo
+what this run wrote, so the broker is left as it was.
+
+Validation and the plan-time checks should refuse everything the broker would; this is for
+what still slips through (the broker changed between plan and apply, a permission the plan
+could not read, a node that went away). Undone, newest first:
+
+1. bindings this run added are removed;
+2. queues it created are deleted only while still empty and unused (``if-empty``,
+   ``if-unused``: the broker's own check decides; a queue that took messages meanwhile stays,
+   and is listed);
+3. policies it wrote are restored to what the broker held before, or deleted when new;
+4. exchanges it created are deleted;
+5. vhosts it created are deleted, only when everything this run put into them was undone.
+
+What cannot be undone is listed by name with the reason: a delete this run made (a queue's
+messages are gone), users, permissions, limits, upstreams and shovels it wrote (their previous
+secrets are not readable back), and whatever a step above could not undo. A SIGKILL cannot
+roll back; a rerun converges from wherever the broker was left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ._address import BrokerAddress
+from ._amqp import AmqpSession, delete_operation
+from ._errors import DeclareAmqpError, printable
+from ._management import ManagementClient
+from ._model import PolicySpec
+from ._plan import CREATE, DELETE, UPDATE, Change, Kind
+
+_UNDONE_BY_AMQP = (Kind.BINDING, Kind.QUEUE, Kind.EXCHANGE)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What the rollback undid and what it could not (each with its reason)."""
+
+    undone: tuple[Change, ...]
+    not_undone: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the broker is as it was before the apply."""
+        return not self.not_undone
+
+    def summary(self) -> str:
+        """One line for people; the names of what stays changed follow it in ``not_undone``."""
+        if self.complete:
+            return f"rolled back: the broker is as it was ({len(self.undone)} writes undone)"
+        return (
+            f"rolled back {len(self.undone)} writes, but {len(self.not_undone)} could not be "
+            "undone: " + "; ".join(self.not_undone)
+        )
+
+
+def _inverse(change: Change) -> Change:
+    """The delete that undoes ``change``'s create (over AMQP)."""
+    return Change(DELETE, change.kind, change.vhost, change.name, actual=change.desired)
+
+
+async def roll_back(
+    address: BrokerAddress,
+    management: ManagementClient | None,
+    done: Sequence[Change],
+    channels: int,
+) -> Rollback:
+    """Undo ``done`` (the writes of this apply, in the order they were made)."""
+    undone: list[Change] = []
+    failed: list[str] = []
+    blocked_vhosts: set[str] = set()  # a vhost something stays in is not deleted
+
+    def keep(change: Change, why: str) -> None:
+        failed.append(printable(f"{change.spec.label}: {why}"))
+        blocked_vhosts.add(change.vhost)
+
+    newest_first = list(reversed(done))
+    for change in newest_first:
+        if change.action == DELETE:
+            keep(change, "deleted by this apply; a delete cannot be undone")
+        elif change.kind not in (*_UNDONE_BY_AMQP, Kind.POLICY, Kind.VHOST):
+            keep(change, f"{change.action.value}d; {change.kind} writes are not rolled back")
+        elif change.action == UPDATE and change.kind is not Kind.POLICY:
+            keep(change, "updated in place; not rolled back")
+
+    sessions: dict[str, AmqpSession] = {}
+
+    async def amqp_stage(kind: Kind) -> None:
+        by_vhost: dict[str, list[Change]] = {}
+        for c in newest_first:
+            if c.kind is kind and c.action == CREATE:
+                by_vhost.setdefault(c.vhost, []).append(c)
+        for vhost, items in by_vhost.items():
+            try:
+                if vhost not in sessions:
+                    session = AmqpSession(address, vhost)
+                    await session.open()
+                    sessions[vhost] = session
+                pairs = [(_inverse(c), c) for c in items]
+                refused = await sessions[vhost].run(
+                    [inverse for inverse, _ in pairs], delete_operation(False), channels
+                )
+            except DeclareAmqpError as exc:  # the connection is gone again
+                for c in items:
+                    keep(c, f"could not be undone: {exc}")
+                continue
+            refusals = {id(f.change): f for f in refused}
+            for inverse, c in pairs:
+                failure = refusals.get(id(inverse))
+                if failure is None:
+                    undone.append(c)
+                else:
+                    keep(c, f"could not be undone: {failure.reply_code} {failure.reply_text}")
+
+    def http_stage(kind: Kind, undo: Callable[[ManagementClient, Change], None]) -> None:
+        for c in newest_first:
+            if c.kind is not kind or c.action not in (CREATE, UPDATE):
+                continue
+            if kind is Kind.VHOST and c.name in blocked_vhosts:
+                keep(c, "not deleted: something this apply put in it could not be undone")
+                continue
+            if management is None:
+                keep(c, "could not be undone without the management API")
+                continue
+            try:
+                undo(management, c)
+                undone.append(c)
+            except DeclareAmqpError as exc:
+                keep(c, f"could not be undone: {exc}")
+
+    try:
+        await amqp_stage(Kind.BINDING)
+        await amqp_stage(Kind.QUEUE)
+        http_stage(Kind.POLICY, _undo_policy)
+        await amqp_stage(Kind.EXCHANGE)
+    finally:
+        for session in sessions.values():
+            await session.close()
+    http_stage(Kind.VHOST, lambda m, c: m.delete_vhost(c.name))
+    return Rollback(tuple(undone), tuple(failed))
+
+
+def _undo_policy(management: ManagementClient, change: Change) -> None:
+    if change.action == CREATE:
+        management.delete_policy(change.vhost, change.name)
+    elif isinstance(change.actual, PolicySpec):
+        management.put_policy(change.actual)  # what the broker held before
+    else:
+        raise DeclareAmqpError("what it was before is not known")
