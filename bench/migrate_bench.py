@@ -305,7 +305,7 @@ def tool_run(
         if killed < kills:
             # A random moment of the run; a run that finishes first is simply not killed.
             try:
-                proc.wait(timeout=rng.uniform(0.5, max(1.0, kill_window)))
+                proc.wait(timeout=rng.uniform(0.5, max(1.0, 0.4 * kill_window)))
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
