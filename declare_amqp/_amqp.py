@@ -174,7 +174,9 @@ def delete_operation(force: bool) -> Callable[[_Channel, Change], Awaitable[obje
 # ------------------------------------------------------------------ connection and channels
 
 
-def _parameters(address: BrokerAddress, node: Node, vhost: str) -> pika.ConnectionParameters:
+def _parameters(
+    address: BrokerAddress, node: Node, vhost: str, name: str = "declare-amqp"
+) -> pika.ConnectionParameters:
     ssl_options = None
     if node.tls:
         ssl_options = pika.SSLOptions(address.tls.context(), server_hostname=node.host)
@@ -192,7 +194,7 @@ def _parameters(address: BrokerAddress, node: Node, vhost: str) -> pika.Connecti
         socket_timeout=10,
         blocked_connection_timeout=60,
         heartbeat=60,
-        client_properties={"connection_name": "declare-amqp"},
+        client_properties={"connection_name": name},
     )
 
 
@@ -241,9 +243,11 @@ OPERATION_TIMEOUT = 60.0
 class AmqpSession:
     """One AMQP connection to one vhost, with helpers to run many operations on N channels."""
 
-    def __init__(self, address: BrokerAddress, vhost: str) -> None:
+    def __init__(self, address: BrokerAddress, vhost: str, name: str = "declare-amqp") -> None:
+        """``name``: the connection's name on the broker (a migration's lock is told by it)."""
         self.address = address
         self.vhost = vhost
+        self.name = name
         self.connection: AsyncioConnection | None = None
         self.node: Node | None = None
 
@@ -297,7 +301,7 @@ class AmqpSession:
                 opened.set_exception(exc)
 
         AsyncioConnection(
-            _parameters(self.address, node, self.vhost),
+            _parameters(self.address, node, self.vhost, self.name),
             on_open_callback=on_open,
             on_open_error_callback=on_error,
             on_close_callback=on_closed,

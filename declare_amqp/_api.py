@@ -18,9 +18,10 @@ from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
+from ._migration import plan_migrations, records
 from ._model import Topology
 from ._permissions import Permissions, permission_problems
-from ._plan import Plan, note_broker_defaults, plan
+from ._plan import Kind, Plan, note_broker_defaults, plan
 from ._simulate import after_apply, check_expectations, simulator_for
 from ._validate import (
     check_broker_version,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pika and rich only when writing
     from rich.console import Console
 
     from ._amqp import AmqpFailure
+    from ._migrate import MigrationReport
     from ._rollback import Rollback
 
 
@@ -80,11 +82,13 @@ class ApplyResult:
     remaining: Plan  # what still differs afterwards (empty when the broker matches)
     seconds: float
     refused: int = field(default=0)
+    migrations: tuple[MigrationReport, ...] = field(default=())
     rollback: Rollback | None = None  # after a refused write: what was undone, what was not
 
     @property
     def matches(self) -> bool:
-        return not self.remaining.writes and not self.remaining.conflicts
+        remaining = self.remaining
+        return not remaining.writes and not remaining.conflicts and not remaining.migrations
 
     @property
     def ok(self) -> bool:
@@ -96,6 +100,7 @@ class ApplyResult:
             "written": self.written,
             "failures": [str(f) for f in self.failures],
             "refused": self.refused,
+            "migrations": [m.to_dict() for m in self.migrations],
             "matches": self.matches,
             "seconds": round(self.seconds, 3),
             **(
@@ -174,11 +179,14 @@ class Session:
         prune: bool = False,
         force: bool = False,
         broker_version: str | None = None,
+        migrate: bool = False,
     ) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere.
 
         ``broker_version`` checks the files against another release than the broker's (what
-        an upgrade would break); the plan itself is always against the broker read."""
+        an upgrade would break); the plan itself is always against the broker read.
+        ``migrate``: queue conflicts become migrations (``_migration``); queues marked
+        ``migrate: true`` are migrated without it, and migrations in progress always show."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
@@ -202,6 +210,7 @@ class Session:
         result = note_broker_defaults(
             result, parse_version(state.version), (*desired.policies, *state.topology.policies)
         )
+        result = self._migrations(result, state, migrate)
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
         result = access_plan(self.management, desired, result, prune=prune)
@@ -233,6 +242,18 @@ class Session:
             raise TopologyError(sort_problems(problems))
         return the_plan
 
+    def _migrations(self, result: Plan, state: BrokerState, migrate: bool) -> Plan:
+        """The plan with migrations (only when a queue conflicts or one is in progress: the
+        queue counts they show cost one more request per vhost)."""
+        in_progress = records(state.topology)
+        if not in_progress and not any(c.kind == Kind.QUEUE for c in result.conflicts):
+            return result
+        stats = dict(state.stats)
+        for vhost in result.vhosts if not stats else ():
+            if any(q.vhost == vhost for q in state.topology.queues):
+                stats.update(self.management.queue_stats(vhost))
+        return plan_migrations(result, state.topology, stats, migrate=migrate)
+
     def apply(
         self,
         desired: Topology,
@@ -241,13 +262,20 @@ class Session:
         force: bool = False,
         channels: int | None = None,
         progress_console: Console | None = None,
+        mover: str = "amqp",
     ) -> ApplyResult:
-        """Write the plan (never one with conflicts), then read and plan again to verify."""
+        """Write the plan (never one with conflicts), then read and plan again to verify.
+
+        ``mover``: what moves a migrating queue's messages ("amqp" or "shovel")."""
         if the_plan.conflicts:
             raise PlanConflictError(the_plan.conflicts)
         from ._apply import apply_plan  # pika only when writing
 
         check_privileges(self.management, the_plan)  # before any write
+        if the_plan.migrations:
+            from ._migrate import check_mover
+
+            check_mover(self.management, mover)  # before any write too
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
@@ -270,8 +298,23 @@ class Session:
                 report = apply_plan(
                     self.address, self.management, the_plan, channels=channels, force=force
                 )
+        migrations = the_plan.migrations
+        reports: list[MigrationReport] = []
+        if migrations and not (report and (report.failures or report.rollback is not None)):
+            # After every other write (the queue's new bindings and policies are in place);
+            # never rolled back: an interrupted migration stays recorded on the broker.
+            from ._migrate import progress_reporter, run_migrations
+
+            with progress_reporter(progress_console) as moved:
+                reports = run_migrations(
+                    self.address, self.management, migrations, moved, mover=mover
+                )
         seconds = time.monotonic() - started
-        remaining = self.plan(desired, prune=the_plan.prune, force=force) if writes else the_plan
+        remaining = (
+            self.plan(desired, prune=the_plan.prune, force=force, migrate=bool(migrations))
+            if writes or migrations
+            else the_plan
+        )
         return ApplyResult(
             plan=the_plan,
             written=len(report.written) if report else 0,
@@ -279,5 +322,6 @@ class Session:
             remaining=remaining,
             seconds=seconds,
             refused=len(remaining.refused),
+            migrations=tuple(reports),
             rollback=report.rollback if report else None,
         )

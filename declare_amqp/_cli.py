@@ -42,6 +42,7 @@ from ._inspect import (
     route_text,
     route_vhost,
 )
+from ._migration import comparable, migration_line
 from ._model import Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
@@ -197,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
     )
+    p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
     p.add_argument(
         "--out",
         metavar="PLAN",
@@ -205,6 +207,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     a = sub.add_parser(
         "apply", parents=[common, files, output], help="make the broker match the files"
+    )
+    a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+    a.add_argument(
+        "--mover",
+        choices=("amqp", "shovel"),
+        default="amqp",
+        help="what moves a migrating queue's messages: amqp (the tool's own confirmed consumer "
+        "and publisher, any broker; default) or shovel (the broker's dynamic shovels; needs "
+        "the rabbitmq_shovel plugin)",
     )
     a.add_argument(
         "--amqp-only",
@@ -234,6 +245,24 @@ def _parser() -> argparse.ArgumentParser:
         help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
     )
     sub.add_parser("schema", help="print the JSON Schema of the file format")
+    c = sub.add_parser(
+        "convert",
+        help="rewrite topology files for quorum queues, listing every change and its reason",
+    )
+    c.add_argument("--to", choices=("quorum",), required=True, help="the queue type to convert to")
+    c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
+    c.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write there (a directory when several files are given); default stdout",
+    )
+    c.add_argument(
+        "--target-version",
+        default="",
+        metavar="X.Y",
+        help="the RabbitMQ version the files are for (reasons that differ by version)",
+    )
     _inspect_parsers(sub, common, files, version)
     return parser
 
@@ -285,6 +314,12 @@ def _inspect_parsers(
         "--format", choices=("mermaid", "dot"), default="mermaid", help="mermaid (default) or dot"
     )
     g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+
+_MIGRATE_HELP = (
+    "re-create queues whose type, durability or arguments changed, with their messages and "
+    "bindings (see README: Migrating queues)"
+)
 
 
 class _Cli:
@@ -390,6 +425,7 @@ class _Cli:
             prune=self.args.prune,
             force=self.args.force,
             broker_version=self._given_version(),
+            migrate=getattr(self.args, "migrate", False),
         )
         if self.args.format == "text":
             for warning in the_plan.warnings:
@@ -440,6 +476,7 @@ class _Cli:
                 "prune": self.args.prune,
                 "force": self.args.force,
                 "strict": self.args.strict,
+                "migrate": getattr(self.args, "migrate", False),
             },
             target=node.amqp_display if node else str(self.address),
             version=state.version,
@@ -469,6 +506,7 @@ class _Cli:
         self.args.vhost, self.args.prune = options.get("vhost"), bool(options.get("prune"))
         self.args.force = bool(options.get("force"))
         self.args.strict = self.args.strict or bool(options.get("strict"))
+        self.args.migrate = bool(options.get("migrate"))
         saved_plan.check_files(saved, path)
         with Session(self.address) as session:
             desired = load(
@@ -477,12 +515,17 @@ class _Cli:
                 default_vhost=options.get("default_vhost") or "/",
                 max_file_size=self.args.max_file_size,
             )
-            plan = session.plan(desired, prune=self.args.prune, force=self.args.force)
+            plan = session.plan(
+                desired,
+                prune=self.args.prune,
+                force=self.args.force,
+                migrate=getattr(self.args, "migrate", False),
+            )
             assert session.last_state is not None
             saved_plan.check_broker(
                 saved, path, saved_plan.state_objects(session.last_state.topology)
             )
-            if plan.to_dict() != dict(saved.plan):
+            if comparable(plan.to_dict()) != comparable(dict(saved.plan)):
                 raise saved_plan.SavedPlanRefused(
                     f"{path}: the plan computed now from the same files and broker state "
                     "differs from the saved one (queue message or consumer counts a prune "
@@ -516,6 +559,7 @@ class _Cli:
             force=self.args.force,
             channels=self.args.channels,
             progress_console=self.out if self.out.is_terminal else None,
+            mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "json":
             print(plan_json(plan, {"applied": True, **result.to_dict()}))
@@ -530,6 +574,8 @@ class _Cli:
             self.err.print(f"[bold red]error:[/] {failure}")
         for change in plan.refused:
             self.err.print(f"[magenta]refused:[/] {change.spec.label}: {change.message}")
+        for m in result.migrations:
+            self.out.print(escape(migration_line(m)))
         if result.rollback is not None:
             # the broker refused a write: what this run wrote was undone (or is listed)
             style = "green" if result.rollback.complete else "bold red"
@@ -615,6 +661,40 @@ class _Cli:
             self.err.print(f"wrote {self.args.output}")
         else:
             sys.stdout.write(text)
+
+    def convert(self) -> int:
+        """``convert --to quorum FILE... [-o OUT]``: the changes on stderr, the files out."""
+        from ._convert import to_quorum
+        from ._versions import parse_version
+
+        files: list[str] = self.args.files
+        output: str | None = self.args.output
+        if len(files) > 1 and output and not os.path.isdir(output):
+            raise DeclareAmqpError(
+                f"-o {output}: with several files, -o names an existing directory; nothing "
+                "was written"
+            )
+        results = []
+        for path in files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as exc:
+                raise DeclareAmqpError(f"{path}: cannot read: {exc.strerror}") from exc
+            results.append((path, *to_quorum(text, path, parse_version(self.args.target_version))))
+        for path, text, changes in results:  # everything converted before anything is written
+            for change in changes:
+                self.err.print(escape(str(change)), markup=True)
+            if not changes:
+                self.err.print(f"{escape(path)}: no classic queue or setting to convert")
+            if output:
+                target = os.path.join(output, os.path.basename(path)) if len(files) > 1 else output
+                with open(target, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                self.err.print(f"wrote {escape(target)}")
+            else:
+                sys.stdout.write(text)
+        return EXIT_OK
 
     def schema(self) -> int:
         print(json.dumps(json_schema(), indent=2))

@@ -206,6 +206,13 @@ QUEUE_KEYS = (
     Key("auto_delete", _BOOL, "Deleted when its last consumer goes.", default=False),
     Key("arguments", _MAP, "Queue arguments (x-...), for anything without an alias."),
     Key("bindings", _LIST, "Bindings of this queue: {exchange, routing_key, arguments}."),
+    Key(
+        "migrate",
+        _BOOL,
+        "Carry an immutable change (type, durability, arguments) out by migrating the queue "
+        "with its messages and bindings, also without --migrate.",
+        default=False,
+    ),
     *QUEUE_ALIASES,
 )
 

@@ -496,6 +496,7 @@ class _FileReader:
                 arguments=arguments,
                 location=self.at(line),
                 type_given=type_given,
+                migrate=bool(f.get("migrate", False)),
             )
 
     def _routing_key(self, f: dict[str, Any], line: int, label: str) -> str:
@@ -840,3 +841,14 @@ def _settings(obj: Any) -> dict[str, Any]:
         for f in fields(obj)
         if f.name not in ("location", "type_given", "origin")
     }
+
+
+def read_document(text: str, path: str = "<string>") -> Any:
+    """One YAML document as plain data whose mappings and lists remember their lines
+    (``line``, ``key_lines``, ``item_lines``): for tools that rewrite a file (``convert``)."""
+    try:
+        return _yaml_value(text, path)[0]
+    except _AliasBomb as exc:
+        raise TopologyError([exc.problem]) from exc
+    except yaml.YAMLError as exc:
+        raise TopologyError([Problem(f"not valid YAML: {exc}", Location(path, 1))]) from exc

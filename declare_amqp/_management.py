@@ -452,6 +452,17 @@ class ManagementClient:
             listed: list[Any] = checked.json()
         return listed
 
+    def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
+        """Each queue's message and consumer counts (sampled by the management API)."""
+        response = self.checked(
+            self.request("GET", f"/api/queues/{_q(vhost)}?columns=name,messages,consumers"),
+            f"reading queue counts of vhost '{vhost}'",
+        )
+        return {
+            (vhost, q["name"]): QueueStats(_count(q, "messages"), _count(q, "consumers"))
+            for q in response.json()
+        }
+
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
         """Everything ``plan`` needs, read in one round of concurrent requests."""
         self._connect()
@@ -541,3 +552,78 @@ class ManagementClient:
         response = self.request("DELETE", f"/api/policies/{_q(vhost)}/{_q(name)}")
         if response.status_code != 404:
             self.checked(response, f"deleting policy '{name}' in vhost '{vhost}'")
+
+    # ---------------------------------------------------------- what migrations read (_migrate)
+
+    def queue(self, vhost: str, name: str, stats: bool = False) -> dict[str, Any] | None:
+        """One queue as the broker holds it (its arguments from the broker's database, not
+        sampled), or None when it does not exist; ``stats`` adds the sampled counts."""
+        query = "" if stats else "?disable_stats=true"
+        response = self.request("GET", f"/api/queues/{_q(vhost)}/{_q(name)}{query}")
+        if response.status_code == 404:
+            return None
+        found: dict[str, Any] = self.checked(response, f"reading queue '{name}'").json()
+        return found
+
+    def queue_bindings(self, vhost: str, name: str) -> list[BindingSpec]:
+        """The bindings of one queue, the default exchange's implicit one left out."""
+        response = self.request("GET", f"/api/queues/{_q(vhost)}/{_q(name)}/bindings")
+        if response.status_code == 404:
+            return []
+        return [
+            BindingSpec(
+                vhost=vhost,
+                source=b["source"],
+                destination=b["destination"],
+                destination_type="queue",
+                routing_key=b.get("routing_key", ""),
+                arguments=dict(b.get("arguments") or {}),
+            )
+            for b in self.checked(response, f"reading the bindings of queue '{name}'").json()
+            if b.get("source")
+        ]
+
+    def connection(self, name: str) -> dict[str, Any] | None:
+        """One client connection (by the broker's name for it), or None when it is gone."""
+        response = self.request("GET", f"/api/connections/{_q(name)}")
+        if response.status_code == 404:
+            return None
+        found: dict[str, Any] = self.checked(response, f"reading connection '{name}'").json()
+        return found
+
+    def close_connection(self, name: str, reason: str) -> None:
+        """Close a client connection (the broker then deletes its exclusive queues)."""
+        response = self.request(
+            "DELETE", f"/api/connections/{_q(name)}", headers={"X-Reason": reason}
+        )
+        if response.status_code != 404:
+            self.checked(response, f"closing connection '{name}'")
+
+    def shovels_enabled(self) -> bool:
+        """Whether the shovel plugin (with its management part) runs on the broker."""
+        return self.request("GET", "/api/shovels", refused_ok=True).status_code in (200, 401)
+
+    def put_shovel(self, vhost: str, name: str, value: Mapping[str, Any]) -> None:
+        """Create (or restart) the dynamic shovel ``name`` of ``vhost``."""
+        self.checked(
+            self.request(
+                "PUT",
+                f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}",
+                json={"value": dict(value)},
+            ),
+            f"writing shovel '{name}' in vhost '{vhost}'",
+        )
+
+    def shovel_exists(self, vhost: str, name: str) -> bool:
+        """Whether the dynamic shovel's parameter is still there (it deletes itself when done)."""
+        response = self.request("GET", f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}")
+        if response.status_code == 404:
+            return False
+        self.checked(response, f"reading shovel '{name}' in vhost '{vhost}'")
+        return True
+
+    def delete_shovel(self, vhost: str, name: str) -> None:
+        """Stop and remove a dynamic shovel (its unconfirmed messages go back to its source)."""
+        response = self.request("DELETE", f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}")
+        if response.status_code != 404:
+            self.checked(response, f"deleting shovel '{name}' in vhost '{vhost}'")

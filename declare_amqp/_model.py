@@ -80,6 +80,8 @@ class QueueSpec:
     # Set on queues declare-amqp derives from a consumer (its retry delay queues), e.g.
     # "retry delay 30 s of consumer 'email-sender'".
     origin: str = field(default="", compare=False)
+    # ``migrate: true`` in the file: a plain apply migrates this queue on a conflict (_migration).
+    migrate: bool = field(default=False, compare=False)
 
     @property
     def label(self) -> str:

@@ -45,6 +45,7 @@ class Action(str, Enum):
     CONFLICT = "conflict"
     REFUSE = "refuse"
     KEEP = "keep"  # prune spares it (priority_worker's own queues); listed in Plan.kept
+    MIGRATE = "migrate"  # an immutable change carried out by a migration (_migration)
 
     def __str__(self) -> str:
         return self.value
@@ -81,7 +82,8 @@ DELETE = Action.DELETE
 CONFLICT = Action.CONFLICT
 REFUSE = Action.REFUSE
 KEEP = Action.KEEP
-ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE)
+MIGRATE = Action.MIGRATE
+ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE, MIGRATE)
 KINDS = (Kind.VHOST, Kind.EXCHANGE, Kind.POLICY, Kind.QUEUE, Kind.BINDING)  # dependency order
 # The access objects, in the order they are written (deleted in the reverse order).
 ACCESS_KINDS = (
@@ -151,7 +153,7 @@ _POSITION = _phase_positions()
 def apply_position(change: Change) -> tuple[int, int]:
     """Where ``change`` goes in the apply order: (its phase in PHASES, its kind's rank there)."""
     deletes = change.action in (DELETE, REFUSE, KEEP)
-    update = change.action in (UPDATE, CONFLICT)
+    update = change.action in (UPDATE, CONFLICT, MIGRATE)
     return _POSITION[(Kind(change.kind), deletes, update)]
 
 
@@ -210,6 +212,8 @@ class Change:
     actual: Spec | None = None
     differences: tuple[Difference, ...] = ()
     message: str = ""
+    # MIGRATE only: what the migration does (``_migration.describe_migration``), shown as is.
+    migration: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Callers may pass the plain strings ("create", "queue"): stored as the enums.
@@ -238,7 +242,7 @@ class Change:
         else:
             before = {d.field: d.before for d in self.differences}
             after = {d.field: d.after for d in self.differences}
-        return {
+        found = {
             "action": self.action.value,  # plain strings: any encoder takes them
             "kind": self.kind.value,
             "vhost": self.vhost,
@@ -248,6 +252,9 @@ class Change:
             "after": after,
             "message": self.message or None,
         }
+        if self.migration is not None:
+            found["migration"] = dict(self.migration)
+        return found
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,11 @@ class Plan:
     @property
     def refused(self) -> tuple[Change, ...]:
         return self.of(REFUSE)
+
+    @property
+    def migrations(self) -> tuple[Change, ...]:
+        """Queues apply re-creates with their messages, after every other write."""
+        return self.of(MIGRATE)
 
     @property
     def writes(self) -> tuple[Change, ...]:
@@ -318,6 +330,7 @@ _NOT_SHOWN = frozenset(
         "location",
         "type_given",
         "origin",
+        "migrate",
         "password_hash",
         "password",  # a user's literal password: compared by re-hashing, never shown
         "literal_uris",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._errors import printable
-from ._plan import CONFLICT, CREATE, DELETE, REFUSE, UPDATE, Change, Plan, describe
+from ._plan import CONFLICT, CREATE, DELETE, MIGRATE, REFUSE, UPDATE, Change, Plan, describe
 
 _SIGN = {
     CREATE: ("+", "green"),
@@ -18,6 +18,7 @@ _SIGN = {
     DELETE: ("-", "red"),
     CONFLICT: ("!", "bold red"),
     REFUSE: ("!", "magenta"),
+    MIGRATE: (">", "cyan"),
 }
 
 
@@ -72,9 +73,26 @@ def _line(change: Change, markup: bool) -> str:
             for d in change.differences
         )
         return f"  {head}  {escape(diffs) if markup else diffs}{where}"
+    if change.action == MIGRATE:
+        return _migrate_lines(change, head, where, markup)
     label = "conflict:" if change.action == CONFLICT else "refused:"
     message = escape(change.message) if markup else change.message
     return f"  {head}  {styled(style, label)} {message}{where}"
+
+
+def _migrate_lines(change: Change, head: str, where: str, markup: bool) -> str:
+    """A migration: what changes and its counts, then its steps and limits, one a line."""
+    diffs = "; ".join(
+        f"{d.field}: {_value(d.before)} -> {_value(d.after)}" for d in change.differences
+    )
+    lines = [f"  {head}  {escape(diffs) if markup else diffs}{where}"]
+    migration = change.migration or {}
+    texts = [change.message]
+    texts += [f"step {n}. {s}" for n, s in enumerate(migration.get("steps", ()), 1)]
+    texts += [f"limit: {text}" for text in migration.get("limits", ())]
+    for text in texts:
+        lines.append("      " + (f"[dim]{escape(text)}[/]" if markup else text))
+    return "\n".join(lines)
 
 
 def summary_line(plan: Plan) -> str:
@@ -85,6 +103,8 @@ def summary_line(plan: Plan) -> str:
         text += f", {s[CONFLICT]} conflict{'s' if s[CONFLICT] != 1 else ''}"
     if s[REFUSE]:
         text += f", {s[REFUSE]} refused"
+    if s[MIGRATE]:
+        text += f", {s[MIGRATE]} to migrate"
     return text
 
 

@@ -83,6 +83,21 @@ def fill(
         conn.close()
 
 
+def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take every ready message out of ``queue``."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    out = []
+    try:
+        ch = conn.channel()
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((props, body))
+    finally:
+        conn.close()
+
+
 def ready_count(url: str, queue: str) -> int:
     """Messages ready in ``queue`` (passive declare)."""
     conn = pika.BlockingConnection(pika.URLParameters(url))

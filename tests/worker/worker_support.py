@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pika
-from broker_support import declare_durable_queues, fill, ready_count
+from broker_support import declare_durable_queues, drain, fill, ready_count
 from waiting import run, wait_until
 
 # Shared with the other suites (broker_support, waiting), importable from here as well.
-__all__ = ["fill", "ready_count", "run", "wait_until"]
+__all__ = ["drain", "fill", "ready_count", "run", "wait_until"]
 
 from priority_worker import Message
 
@@ -36,21 +35,6 @@ RUNNER = Path(sys.executable).parent / "priority-worker"
 def declare_queues(url: str, *names: str, arguments: dict[str, Any] | None = None) -> None:
     """Declare durable queues (bound to the default exchange only)."""
     declare_durable_queues(url, names, arguments)
-
-
-def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
-    """Take every ready message out of ``queue``."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    out = []
-    try:
-        ch = conn.channel()
-        while True:
-            method, props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((props, body))
-    finally:
-        conn.close()
 
 
 def vhost_path(vhost: str) -> str:

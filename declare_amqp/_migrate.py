@@ -1,0 +1,792 @@
+"""Queue migrations, carried out: the steps of ``_migration`` over AMQP and the management API.
+
+Every step is idempotent and starts by reading where the migration is (``step_of`` on the
+broker's queues and bindings, read through the management API, which reads the broker's
+database, not sampled statistics), so a process killed at any point leaves a migration a
+rerun finishes. Messages are moved by a pipelined, confirmed consumer and publisher
+(``move``): a message is acknowledged on the queue it leaves only after the queue it goes to
+confirmed it, so a kill loses nothing and at most re-sends what was in flight (a duplicate).
+Imported only when a migration runs (pika).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import pika
+import pika.exceptions
+import pika.spec
+
+from ._address import BrokerAddress
+from ._amqp import AmqpSession, _Channel, _method
+from ._errors import ApplyError, DeclareAmqpError
+from ._management import ManagementClient
+from ._migration import (
+    LOCK_QUEUE,
+    Record,
+    holding_queue,
+    holding_queue_name,
+    same_shape,
+    shape,
+    step_of,
+)
+from ._model import QueueSpec
+from ._plan import Change
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+CONCURRENT_MIGRATIONS = 8  # queues of one vhost migrated at once
+PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
+_POLL = 0.05
+_LOCK_PREFIX = "declare-amqp migrate"
+
+# A move reports (queue it empties, messages moved so far, messages left when last looked).
+MoveProgress = Callable[[str, int, int], None]
+
+
+class MigrationLocked(DeclareAmqpError):
+    """Another process migrates queues of this vhost; nothing was migrated."""
+
+
+class MigrationFailed(ApplyError):
+    """A migration stopped part-way; what it left on the broker records it, rerun to finish."""
+
+
+@dataclass
+class MigrationReport:
+    """What one migration did (this run)."""
+
+    vhost: str
+    queue: str
+    started_at: str  # the step this run found it at
+    moved_out: int = 0  # queue -> holding queue
+    moved_back: int = 0  # holding queue -> queue
+    duplicates_at_most: int = 0
+    window_ms: float = 0.0  # from the delete's -Ok to the declare's -Ok
+    held: dict[str, int] = field(default_factory=dict)  # delay queue -> messages held
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vhost": self.vhost,
+            "queue": self.queue,
+            "started_at": self.started_at,
+            "moved_out": self.moved_out,
+            "moved_back": self.moved_back,
+            "duplicates_at_most": self.duplicates_at_most,
+            "default_exchange_window_ms": round(self.window_ms, 2),
+            "held": dict(self.held),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# Fault injection for the tests (and for anyone who wants to see a rerun finish a migration):
+# DECLARE_AMQP_MIGRATE_KILL=POINT makes the process SIGKILL itself at POINT, one of
+# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there.
+KILL_POINTS = (
+    "hold",  # the holding queue declared
+    "divert",  # the holding queue bound, the queue not yet unbound
+    "drain",  # half of the messages moved out (at least one)
+    "swap",  # the queue deleted, not yet declared
+    "restore",  # the queue bound again, the holding queue not yet unbound
+    "fill",  # half of the messages moved back (at least one)
+    "finish",  # everything moved back, the holding queue not yet deleted
+)
+
+
+def _kill_point(name: str) -> None:
+    if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def _point(name: str) -> None:
+    _kill_point(name)
+    pause = os.environ.get("DECLARE_AMQP_MIGRATE_PAUSE", "")
+    if pause.partition(":")[0] == name:
+        await asyncio.sleep(float(pause.partition(":")[2] or 1))
+
+
+def lock_name() -> str:
+    """The lock's connection name: who holds it, so a dead holder can be recognised."""
+    return f"{_LOCK_PREFIX} pid={os.getpid()} host={socket.gethostname()}"
+
+
+def _holder(name: str) -> tuple[int, str] | None:
+    """(pid, host) from a lock connection's name, or None when it is not one."""
+    if not name.startswith(_LOCK_PREFIX):
+        return None
+    fields = dict(p.split("=", 1) for p in name.split() if "=" in p)
+    try:
+        return int(fields["pid"]), fields["host"]
+    except (KeyError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_migrations(
+    address: BrokerAddress,
+    management: ManagementClient,
+    changes: Sequence[Change],
+    progress: MoveProgress | None = None,
+    mover: str = "amqp",
+) -> list[MigrationReport]:
+    """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock.
+
+    ``mover``: "amqp" moves messages with the tool's own confirmed consumer and publisher
+    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run)."""
+    check_mover(management, mover)
+    return asyncio.run(_run(address, management, changes, progress, mover))
+
+
+def check_mover(management: ManagementClient, mover: str) -> None:
+    """Refuse a mover the broker cannot run (before anything is written)."""
+    if mover == "shovel" and not management.shovels_enabled():
+        raise MigrationFailed(
+            "--mover shovel: the rabbitmq_shovel plugin (with rabbitmq_shovel_management) is "
+            "not enabled on the broker; nothing was changed. Use --mover amqp"
+        )
+
+
+async def _run(
+    address: BrokerAddress,
+    management: ManagementClient,
+    changes: Sequence[Change],
+    progress: MoveProgress | None,
+    mover: str,
+) -> list[MigrationReport]:
+    reports: list[MigrationReport] = []
+    by_vhost: dict[str, list[Change]] = {}
+    for c in changes:
+        by_vhost.setdefault(c.vhost, []).append(c)
+    for vhost, items in by_vhost.items():
+        session = AmqpSession(address, vhost, name=lock_name())
+        await session.open()
+        try:
+            await _lock(session, management, vhost)
+            # Queues are independent: a few migrate at once (each move keeps its own
+            # channels), so one queue's swap and waits overlap another's moving.
+            slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
+            specs = [c.desired for c in items if isinstance(c.desired, QueueSpec)]
+            swaps = asyncio.Lock()
+            migrations = [
+                _Migration(session, management, vhost, q, progress, mover, swaps) for q in specs
+            ]
+            reports.extend(await asyncio.gather(*(_limited(slots, m) for m in migrations)))
+        finally:
+            await session.close()
+    return reports
+
+
+async def _limited(slots: asyncio.Semaphore, migration: _Migration) -> MigrationReport:
+    async with slots:
+        return await migration.run()
+
+
+async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) -> None:
+    """Declare the vhost's lock queue, exclusive to this connection.
+
+    The broker answers 405 RESOURCE_LOCKED while another connection has it. When that
+    connection's name says it belongs to a process of this host that no longer runs (its
+    connection outlived it: a network the broker has not yet noticed dropping), it is closed,
+    which deletes the lock, and the lock is taken.
+    """
+    for attempt in range(2):
+        ch = await session.channel()
+        try:
+            await ch.call(
+                "queue_declare",
+                queue=LOCK_QUEUE,
+                durable=False,
+                exclusive=True,
+                auto_delete=False,
+                arguments={"x-queue-type": "classic"},
+            )
+            return
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 405:
+                raise MigrationFailed(
+                    f"taking the migration lock of vhost '{vhost}': {exc.reply_code} "
+                    f"{exc.reply_text}"
+                ) from exc
+        holder = await _lock_holder(management, vhost)
+        if holder is None:
+            # Released while its holder was looked up: another migration ran meanwhile, so
+            # this plan may be out of date.
+            raise MigrationLocked(
+                f"another migration ran in vhost '{vhost}' while this one started; nothing was "
+                "migrated: plan again"
+            )
+        connection, who = holder
+        parsed = _holder(who)
+        if attempt == 0 and parsed is not None and connection:
+            pid, host = parsed
+            if host == socket.gethostname() and not _alive(pid):
+                management.close_connection(
+                    connection, f"stale migration lock: process {pid} is gone"
+                )
+                await _wait(lambda: management.queue(vhost, LOCK_QUEUE) is None, 10)
+                continue
+        raise MigrationLocked(
+            f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' held by "
+            f"connection '{who or connection}'); nothing was migrated. Wait for it, or "
+            "close that connection if its process is gone"
+        )
+    raise MigrationLocked(
+        f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' is held); "
+        "nothing was migrated"
+    )
+
+
+async def _lock_holder(
+    management: ManagementClient, vhost: str, timeout: float = 12.0
+) -> tuple[str, str] | None:
+    """(the broker's connection name, its client-given name) of the lock's holder; None when
+    the lock is gone. Both come from sampled statistics (every 5 s by default): wait for them."""
+    deadline = time.monotonic() + timeout
+    connection = ""
+    while True:
+        info = management.queue(vhost, LOCK_QUEUE, stats=True)
+        if info is None:
+            return None
+        owner = info.get("owner_pid_details")
+        connection = str(owner.get("name") or "") if isinstance(owner, dict) else ""
+        details = management.connection(connection) if connection else None
+        if details is not None or time.monotonic() > deadline:
+            props = (details or {}).get("client_properties") or {}
+            return connection, str(props.get("connection_name") or "")
+        await asyncio.sleep(0.5)
+
+
+async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+class _Migration:
+    """One queue's migration: read the step, do it, until the queue has its new shape and
+    its holding queue is gone."""
+
+    def __init__(
+        self,
+        session: AmqpSession,
+        management: ManagementClient,
+        vhost: str,
+        desired: QueueSpec,
+        progress: MoveProgress | None,
+        mover: str = "amqp",
+        swaps: asyncio.Lock | None = None,
+    ) -> None:
+        """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"; ``swaps``:
+        held while the queue is deleted and declared again, so that concurrent migrations do
+        not make each other's default-exchange window longer."""
+        self.mover = mover
+        self.swaps = swaps or asyncio.Lock()
+        self.session = session
+        self.http = management
+        self.vhost = vhost
+        self.name = desired.name
+        self.desired = desired
+        self.hold = holding_queue_name(desired.name)
+        self.progress = progress
+        self._control: _Channel | None = None
+
+    async def _live(self) -> QueueSpec | None:
+        # Management requests run in a thread: the moves of other queues go on meanwhile.
+        info = await asyncio.to_thread(self.http.queue, self.vhost, self.name)
+        if info is None:
+            return None
+        arguments = dict(info.get("arguments") or {})
+        queue_type = arguments.pop("x-queue-type", None) or info.get("type") or "classic"
+        return QueueSpec(
+            vhost=self.vhost,
+            name=self.name,
+            type=str(queue_type),
+            durable=bool(info.get("durable", True)),
+            auto_delete=bool(info.get("auto_delete", False)),
+            arguments=arguments,
+        )
+
+    async def _record(self) -> Record | None:
+        info = await asyncio.to_thread(self.http.queue, self.vhost, self.hold)
+        if info is None:
+            return None
+        text = (info.get("arguments") or {}).get("x-declare-amqp-migration")
+        if not isinstance(text, str):
+            raise MigrationFailed(
+                f"queue '{self.hold}' (vhost '{self.vhost}') is in the way of the migration of "
+                f"'{self.name}' and records none; nothing was changed"
+            )
+        return Record.from_argument(text)
+
+    async def _step(self, record: Record) -> str:
+        live = await self._live()
+        bindings = [
+            *await asyncio.to_thread(self.http.queue_bindings, self.vhost, self.name),
+            *await asyncio.to_thread(self.http.queue_bindings, self.vhost, self.hold),
+        ]
+        return step_of(record, live, bindings)
+
+    async def run(self) -> MigrationReport:
+        started = time.monotonic()
+        record = await self._record()
+        if record is None:
+            live = await self._live()
+            if live is None:
+                raise MigrationFailed(f"queue '{self.name}' (vhost '{self.vhost}') is gone")
+            if same_shape(shape(live), shape(self.desired)):
+                return MigrationReport(self.vhost, self.name, "done")  # done meanwhile
+            record = Record(
+                queue=self.name,
+                before=shape(live),
+                after=shape(self.desired),
+                bindings=tuple(
+                    (b.source, b.routing_key, dict(b.arguments))
+                    for b in await asyncio.to_thread(
+                        self.http.queue_bindings, self.vhost, self.name
+                    )
+                ),
+            )
+            report = MigrationReport(self.vhost, self.name, "hold")
+            await self._declare(holding_queue(self.vhost, record))
+            await _point("hold")
+        else:
+            report = MigrationReport(self.vhost, self.name, await self._step(record))
+        for _ in range(100):  # each pass makes progress; the bound only stops a livelock
+            step = await self._step(record)
+            if step == "divert":
+                # What reaches the holding queue while both are bound also reaches the queue
+                # (an upper bound of the duplicates: nothing consumes the holding queue now).
+                before = await self._count(self.hold)
+                await self._rebind(record, to=self.hold, away=self.name)
+                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
+            elif step == "drain":
+                report.moved_out += await self._move(self.name, self.hold, "drain")
+                await self._settled()
+                delay_queues = await asyncio.to_thread(self._delay_queues)
+                async with self.swaps:
+                    await self._swap(record, report, delay_queues)
+            elif step == "swap":
+                await self._declare(record.target(self.vhost))  # after a crash: at once
+            elif step == "restore":
+                before = await self._count(self.hold)
+                await self._rebind(record, to=self.name, away=self.hold)
+                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
+            else:  # fill, then finish
+                report.moved_back += await self._move(self.hold, self.name, "fill")
+                await _point("finish")
+                if await self._delete(self.hold, if_empty=True):
+                    report.seconds = time.monotonic() - started
+                    return report
+        raise MigrationFailed(
+            f"the migration of queue '{self.name}' (vhost '{self.vhost}') made no progress; "
+            "what it left records it: rerun to finish"
+        )
+
+    async def _move(self, source: str, target: str, point: str) -> int:
+        if self.mover == "shovel":
+            return await shovel_move(
+                self.session, self.http, self.vhost, source, target, self.progress, point
+            )
+        return await move(self.session, source, target, self.progress, point)
+
+    async def _declare(self, spec: QueueSpec) -> None:
+        name, kwargs = _method(spec)
+        await self._call(name, **kwargs)
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        """One synchronous method on this migration's control channel (opened once)."""
+        if self._control is None or self._control.closed is not None:
+            self._control = await self.session.channel()
+        try:
+            return await self._control.call(method, **kwargs)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            raise MigrationFailed(
+                f"migrating queue '{self.name}' (vhost '{self.vhost}'): {method} was refused: "
+                f"{exc.reply_code} {exc.reply_text}; rerun to finish"
+            ) from exc
+
+    async def _count(self, queue: str) -> int:
+        frame = await self._call("queue_declare", queue=queue, passive=True)
+        return int(frame.method.message_count)
+
+    async def _delete(self, queue: str, if_empty: bool) -> bool:
+        """Delete ``queue``; False when ``if_empty`` and a message arrived meanwhile."""
+        ch = await self.session.channel()
+        try:
+            await ch.call("queue_delete", queue=queue, if_empty=if_empty)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 406:
+                return False
+            raise
+        if ch.closed is None:
+            ch.channel.close()
+        return True
+
+    async def _rebind(self, record: Record, to: str, away: str) -> None:
+        """Every recorded binding onto ``to`` first, then off ``away``: no message published
+        in between is unroutable (one may reach both: a duplicate)."""
+        for spec in record.binding_specs(self.vhost, to):
+            name, kwargs = _method(spec)
+            await self._call(name, **kwargs)
+        await _point("divert" if to == self.hold else "restore")
+        for spec in record.binding_specs(self.vhost, away):
+            name, kwargs = _method(spec)
+            await self._call(name.replace("_bind", "_unbind"), **kwargs)
+
+    async def _swap(
+        self, record: Record, report: MigrationReport, delay_queues: Sequence[str]
+    ) -> None:
+        """Delete the drained queue and declare it anew, its delay queues held meanwhile."""
+        held = [await _Hold.start(self.session, q) for q in delay_queues]
+        try:
+            for h in held:
+                report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
+            # What the delay queues dead-lettered before they were held: moved out too, now
+            # that nothing more can come from them.
+            report.moved_out += await self._move(self.name, self.hold, "")
+            # The delete goes out without waiting for its -Ok (nowait) and the declare right
+            # behind it on the same channel: the broker handles them in order, so the queue
+            # is missing only for as long as the broker takes to do both. If the delete is
+            # refused (a message came in through the default exchange) the broker closes the
+            # channel and the declare is never handled: drain again.
+            ch = await self.session.channel()
+            sent = time.monotonic()
+            # Quorum queues refuse if-empty (3.x closes the connection): for them the drained
+            # count just read is the check, and a message that comes in through the default
+            # exchange in between is lost with the queue (a limit the plan states).
+            if_empty = str(record.before.get("type")) != "quorum"
+            ch.send("queue_delete", queue=self.name, if_empty=if_empty)
+            if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == "swap":
+                # The kill point means "deleted, not yet declared": let the delete land first.
+                await _wait(lambda: self.http.queue(self.vhost, self.name) is None, 10)
+            await _point("swap")
+            name, kwargs = _method(record.target(self.vhost))
+            try:
+                if isinstance(ch.closed, BaseException):
+                    raise ch.closed  # the delete was refused while we paused (tests)
+                await ch.call(name, **kwargs)  # the default exchange's window ends here
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 406:
+                    return  # not empty: drain again
+                raise
+            report.window_ms += (time.monotonic() - sent) * 1000
+            ch.channel.close()
+        finally:
+            for h in held:
+                h.release()
+
+    def _delay_queues(self) -> list[str]:
+        from ._management import from_definitions
+
+        definitions = self.http.definitions(self.vhost) or {}
+        topology = from_definitions(self.vhost, definitions)
+        from ._migration import dead_letters_into
+
+        return dead_letters_into(topology, self.vhost, self.name)
+
+    async def _settled(self, timeout: float = 60.0) -> None:
+        """Wait (bounded) until other consumers have settled what they took from the queue:
+        a queue deleted under unacknowledged deliveries loses those a consumer requeues.
+
+        The management API's counts are sampled, so this narrows the risk, it does not
+        remove it; priority_worker settles its deliveries before the cancel reaches it.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = await asyncio.to_thread(self.http.queue, self.vhost, self.name, True) or {}
+            if not info.get("consumers") or not info.get("messages_unacknowledged"):
+                return
+            await asyncio.sleep(0.5)
+
+
+class _Hold:
+    """A delay queue's messages held unacknowledged (they do not expire while held) until
+    ``release`` requeues them; a process killed meanwhile requeues them by its death."""
+
+    def __init__(self, session: AmqpSession, queue: str, ch: _Channel) -> None:
+        self.session = session
+        self.queue = queue
+        self.ch = ch
+        self.taken = 0
+
+    @classmethod
+    async def start(cls, session: AmqpSession, queue: str) -> _Hold:
+        ch = await session.channel()
+        hold = cls(session, queue, ch)
+        await ch.call("basic_qos", prefetch_count=0)
+
+        def on_message(*_: object) -> None:
+            hold.taken += 1
+
+        ch.channel.basic_consume(queue, on_message, auto_ack=False)
+        return hold
+
+    async def all_taken(self, timeout: float = 10.0) -> int:
+        """Wait until the queue has no ready message left (all held); how many are held."""
+        probe = await self.session.channel()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                frame: Any = await probe.call("queue_declare", queue=self.queue, passive=True)
+                if frame.method.message_count == 0:
+                    break
+                await asyncio.sleep(_POLL)
+        finally:
+            if probe.closed is None:
+                probe.channel.close()
+        return self.taken
+
+    def release(self) -> None:
+        if self.ch.closed is None:
+            # Requeued messages keep their expiry: the due ones dead-letter into the new queue.
+            self.ch.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+            self.ch.channel.close()
+
+
+async def move(
+    session: AmqpSession,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    point: str = "",
+) -> int:
+    """Move every message of ``source`` to ``target`` (through the default exchange, with
+    mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
+
+    Pipelined: up to PREFETCH deliveries in flight; confirms (in order, possibly
+    ``multiple``) acknowledge the deliveries they cover with one ``multiple`` ack. Body,
+    properties (headers, priority, expiration, ids) are passed through unchanged. Stops when
+    ``source`` has no ready message and nothing is in flight. A nack or a return (the
+    target is gone) stops it with an error; the unacknowledged deliveries go back to
+    ``source`` when their channel closes.
+    """
+    loop = asyncio.get_running_loop()
+    consumer = await session.channel()
+    publisher = await session.channel()
+    probe = await session.channel()
+    selected: asyncio.Future[object] = loop.create_future()
+    failed: list[str] = []
+    in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (publish seq, tag)
+    sequence = 0
+    moved = 0
+    left = 0
+
+    def on_confirm(frame: Any) -> None:
+        nonlocal moved
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            failed.append(f"'{target}' refused a message (nack)")
+            return
+        if failed:
+            return
+        last_tag = 0
+        count = 0
+        while in_flight and (
+            in_flight[0][0] <= method.delivery_tag
+            if method.multiple
+            else in_flight[0][0] == method.delivery_tag
+        ):
+            _, last_tag = in_flight.popleft()
+            count += 1
+        if count and consumer.closed is None:
+            consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
+            moved += count
+            if point and moved >= max(1, total // 2):
+                _kill_point(point)  # tests: killed with half of the messages moved
+            if progress is not None:
+                progress(source, moved, left)
+
+    def on_return(*_: object) -> None:
+        failed.append(f"'{target}' does not exist (the message came back)")
+
+    publisher.channel.confirm_delivery(
+        ack_nack_callback=on_confirm, callback=lambda f: selected.set_result(f)
+    )
+    publisher.channel.add_on_return_callback(on_return)
+    await selected
+    await consumer.call("basic_qos", prefetch_count=PREFETCH)
+
+    def on_message(_ch: object, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal sequence
+        if failed or publisher.closed is not None:
+            return  # left unacknowledged: back to source when the channel closes
+        sequence += 1
+        in_flight.append((sequence, method.delivery_tag))
+        publisher.channel.basic_publish("", target, body, properties, mandatory=True)
+
+    total = await _count(probe, source)
+    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
+    try:
+        while True:
+            if failed or consumer.closed is not None or publisher.closed is not None:
+                break
+            left = await _count(probe, source)
+            if left == 0 and not in_flight:
+                break
+            await asyncio.sleep(_POLL)
+        if consumer.closed is None:
+            await consumer.call("basic_cancel", consumer_tag=tag)
+        # Deliveries that arrived before the cancel-ok are being published: wait for them.
+        deadline = time.monotonic() + 30
+        while in_flight and not failed and time.monotonic() < deadline:
+            if publisher.closed is not None:
+                break
+            await asyncio.sleep(_POLL)
+    finally:
+        for ch in (consumer, publisher, probe):
+            if ch.closed is None:
+                ch.channel.close()
+    problem = failed[0] if failed else None
+    if problem is None and (consumer.closed or publisher.closed) and in_flight:
+        problem = f"a channel closed: {consumer.closed or publisher.closed}"
+    if problem is not None:
+        raise MigrationFailed(
+            f"moving messages from '{source}' to '{target}' stopped: {problem}; nothing was "
+            "lost (unconfirmed messages stay in the source), rerun to finish"
+        )
+    return moved
+
+
+LINE_INTERVAL = 2.0  # seconds between progress lines when stderr is not a terminal
+
+
+@contextlib.contextmanager
+def progress_reporter(
+    console: Console | None, stream: TextIO | None = None
+) -> Iterator[MoveProgress]:
+    """A progress bar per moved queue on a terminal (``console``), else a line every
+    LINE_INTERVAL seconds on ``stream`` (stderr): moved, rate, left."""
+    if console is not None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        tasks: dict[str, Any] = {}
+        with Progress(
+            TextColumn("moving {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} msgs"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+
+            def on_terminal(queue: str, moved: int, left: int) -> None:
+                if queue not in tasks:
+                    tasks[queue] = bar.add_task(queue, total=moved + left)
+                bar.update(tasks[queue], completed=moved, total=max(moved + left, moved))
+
+            yield on_terminal
+        return
+    out = stream or sys.stderr
+    state: dict[str, tuple[float, float, int]] = {}  # queue -> (started, last line, moved)
+
+    def on_line(queue: str, moved: int, left: int) -> None:
+        now = time.monotonic()
+        started, last, _ = state.get(queue, (now, now, 0))
+        state[queue] = (started, last, moved)
+        if now - last >= LINE_INTERVAL:
+            rate = moved / max(now - started, 1e-9)
+            out.write(f"moving {queue}: {moved} moved, {rate:.0f} msg/s, {left} left\n")
+            out.flush()
+            state[queue] = (started, now, moved)
+
+    yield on_line
+
+
+SHOVEL_PREFIX = "declare-amqp.migrate "
+
+
+async def shovel_move(
+    session: AmqpSession,
+    http: ManagementClient,
+    vhost: str,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    point: str = "",
+) -> int:
+    """Move ``source``'s messages to ``target`` with a dynamic shovel of the broker.
+
+    The shovel (``ack-mode: on-confirm``: a message leaves ``source`` once ``target``
+    confirmed it) moves as many messages as ``source`` held when it started and then deletes
+    itself (``src-delete-after: queue-length``); what came in meanwhile takes another round.
+    It connects to the local node directly (``amqp://`` with no host: no credentials are
+    stored in its definition). A process killed meanwhile leaves the shovel finishing its
+    round; the rerun writes it again, which restarts it (at most its in-flight messages are
+    sent twice).
+    """
+    name = SHOVEL_PREFIX + source
+    probe = await session.channel()
+    moved = 0
+    try:
+        while True:
+            total = await _count(probe, source)
+            if total == 0 and not await asyncio.to_thread(http.shovel_exists, vhost, name):
+                return moved
+            start = await _count(probe, target)
+            if total:
+                local = "amqp:///" + urllib.parse.quote(vhost, safe="")
+                await asyncio.to_thread(
+                    http.put_shovel,
+                    vhost,
+                    name,
+                    {
+                        "src-protocol": "amqp091",
+                        "src-uri": local,
+                        "src-queue": source,
+                        "src-delete-after": "queue-length",
+                        "src-prefetch-count": PREFETCH,
+                        "dest-protocol": "amqp091",
+                        "dest-uri": local,
+                        "dest-queue": target,
+                        "ack-mode": "on-confirm",
+                    },
+                )
+            empty_polls = 0
+            while await asyncio.to_thread(http.shovel_exists, vhost, name):
+                done = max(0, await _count(probe, target) - start)
+                if progress is not None:
+                    progress(source, moved + done, max(0, total - done))
+                if point and done >= max(1, total // 2):
+                    _kill_point(point)
+                # A consumer that competes for the source makes the shovel move fewer than
+                # it counted, and it would wait for more forever: once the source stays
+                # empty, stop it (what it has not had confirmed goes back to the source).
+                empty_polls = empty_polls + 1 if await _count(probe, source) == 0 else 0
+                if empty_polls >= 5:
+                    await asyncio.to_thread(http.delete_shovel, vhost, name)
+                await asyncio.sleep(0.1)
+            moved += max(0, await _count(probe, target) - start)
+    finally:
+        if probe.closed is None:
+            probe.channel.close()
+
+
+async def _count(ch: _Channel, queue: str) -> int:
+    """Ready messages of ``queue`` (a passive declare: the broker's own count)."""
+    frame: Any = await ch.call("queue_declare", queue=queue, passive=True)
+    return int(frame.method.message_count)
