@@ -420,6 +420,8 @@ class ManagementClient:
                 else (v, k, path)
                 for v, k, path in wanted
             ]
+        if not wanted:  # a file of users alone names no vhost to read
+            return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(wanted)) as pool:
             answers = list(pool.map(self._get_kind, wanted))
         found: dict[str, dict[str, Any] | None] = {vhost: {} for vhost in vhosts}

@@ -381,7 +381,9 @@ def test_original_declare_amqp_format_and_environment(declare: Any) -> None:
     assert declare.queue_arguments("legacy.work") == {"x-max-priority": 4}
     assert declare.bindings() == {
         ("legacy.events", "queue", "legacy.work", "work.#"),
-        ("legacy.fanout", "queue", "legacy.work", ""),
+        # no binding_key in the original format: bound with the queue's name, as the original
+        # tool's pika queue_bind(queue, exchange) did (issue 19)
+        ("legacy.fanout", "queue", "legacy.work", "legacy.work"),
     }
 
     again = declare("--config", f, connect=False, env=env)

@@ -10,6 +10,7 @@ import random
 from typing import Any
 
 from simulate_agreement import PolicyStats, policy_agreement, routing_agreement
+from waiting import wait_until_blocking
 
 
 def test_route_agrees_with_where_the_broker_puts_messages(broker: Any, vhost: str) -> None:
@@ -58,9 +59,16 @@ def test_route_and_explain_without_files_read_the_broker(declare: Any) -> None:
     )
     assert explained.code == 0, explained
     e = json.loads(explained.out)
-    with declare.broker.http() as http:
-        queues = http.get(f"/api/queues/{declare.quote(declare.vhost)}?columns=name,policy")
-        policy = {q["name"]: q.get("policy") for q in queues.json()}
+    policy: dict[str, Any] = {}
+
+    def broker_reports_policy() -> bool:
+        # the management API's queue details lag up to 5 s behind a policy's application
+        with declare.broker.http() as http:
+            queues = http.get(f"/api/queues/{declare.quote(declare.vhost)}?columns=name,policy")
+            policy.update({q["name"]: q.get("policy") for q in queues.json()})
+        return policy.get("email.dead") is not None
+
+    wait_until_blocking(broker_reports_policy, 15, "the broker to report email.dead's policy")
     assert e["policy"] == policy["email.dead"] == "email-dead-limits"
     assert e["effective"]["max-length"] == {"value": 100000, "source": "policy"}
     missing = declare("route", "--exchange", "email", "--vhost", "h21-no-such-vhost")

@@ -69,6 +69,12 @@ node.default['declare_amqp']['topologies']['email'] = {
         'dead_letter_exchange' => 'email.dlx',
       },
     ],
+    # Where messages must go: `declare-amqp validate` and `plan` check these (see the README).
+    'expect' => [
+      { 'exchange' => 'email', 'routing_key' => 'email.high', 'reaches' => ['email.high'] },
+      { 'exchange' => 'email', 'routing_key' => 'newsletter.weekly', 'reaches' => ['email.default'] },
+      { 'exchange' => 'email.dlx', 'routing_key' => 'email.high', 'reaches' => ['email.dead'] },
+    ],
   },
 }
 

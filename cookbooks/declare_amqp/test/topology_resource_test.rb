@@ -67,6 +67,19 @@ class TopologyResourceTest < Minitest::Test
         - 30
         - 300
       dead_letter_exchange: email.dlx
+    expect:
+    - exchange: email
+      routing_key: email.high
+      reaches:
+      - email.high
+    - exchange: email
+      routing_key: newsletter.weekly
+      reaches:
+      - email.default
+    - exchange: email.dlx
+      routing_key: email.high
+      reaches:
+      - email.dead
   YAML
   PLAN_OUTPUT = "vhost /\n  + create exchange email (topic)\n  + create queue email.high\n" \
                 "Plan: 2 to create, 0 to update, 0 to delete.\n"
