@@ -15,7 +15,6 @@ import base64
 import hashlib
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -687,10 +686,6 @@ class PasswordUnavailable(DeclareAmqpError):
 # ------------------------------------------------------------------ the broker's side
 
 
-def _q(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
-
-
 class InsufficientPrivileges(DeclareAmqpError):
     """The connecting user lacks a tag or a permission that the files need."""
 
@@ -705,8 +700,7 @@ class InsufficientPrivileges(DeclareAmqpError):
 
 def whoami(management: ManagementClient) -> tuple[str, tuple[str, ...]]:
     """The connecting user's name and tags."""
-    response = management.request("GET", "/api/whoami")
-    data = response.json() if response.status_code == 200 else {}
+    data = management.whoami()
     return str(data.get("name", management.address.user)), _tag_tuple(data.get("tags"))
 
 
@@ -739,11 +733,8 @@ def read_broker_access(
     wants_topic = bool(desired.topic_permissions) or "topic_permissions" in desired.managed
     in_scope = set(vhosts)
     if admin and wants_users:
-        user_limits = {
-            u["user"]: u.get("value") or {}
-            for u in _get(management, "/api/user-limits", "reading user limits")
-        }
-        for u in _get(management, "/api/users", "listing users"):
+        user_limits = {u["user"]: u.get("value") or {} for u in management.list_user_limits()}
+        for u in management.list_users():
             limits = user_limits.get(u["name"], {})
             users.append(
                 UserSpec(
@@ -756,7 +747,7 @@ def read_broker_access(
                 )
             )
     if admin and wants_perms:
-        for p in _get(management, "/api/permissions", "listing permissions"):
+        for p in management.list_permissions():
             permissions.append(
                 PermissionSpec(
                     p["user"],
@@ -767,7 +758,7 @@ def read_broker_access(
                 )
             )
     if admin and wants_topic:
-        for t in _get(management, "/api/topic-permissions", "listing topic permissions"):
+        for t in management.list_topic_permissions():
             if t["vhost"] in in_scope:
                 topic.append(
                     TopicPermissionSpec(
@@ -777,12 +768,8 @@ def read_broker_access(
     operator: list[OperatorPolicySpec] = []
     if desired.operator_policies or "operator_policies" in desired.managed:
         for vhost in vhosts:
-            response = management.request(
-                "GET", f"/api/operator-policies/{_q(vhost)}", refused_ok=True
-            )
-            if response.status_code in (401, 404):
-                continue  # no such vhost yet, or not readable (the privilege check says so)
-            for p in management.checked(response, "reading operator policies").json():
+            # None: no such vhost yet, or not readable (the privilege check says so)
+            for p in management.operator_policies(vhost) or ():
                 operator.append(
                     OperatorPolicySpec(
                         vhost,
@@ -795,11 +782,8 @@ def read_broker_access(
                 )
     settings: list[VhostSettings] = []
     if desired.vhost_settings:
-        limits_by_vhost = {
-            v["vhost"]: v.get("value") or {}
-            for v in _get(management, "/api/vhost-limits", "reading vhost limits")
-        }
-        for v in _get(management, "/api/vhosts", "listing vhosts"):
+        limits_by_vhost = {v["vhost"]: v.get("value") or {} for v in management.list_vhost_limits()}
+        for v in management.list_vhosts():
             if v["name"] not in in_scope:
                 continue
             meta = v.get("metadata") or {}
@@ -834,14 +818,7 @@ def read_broker_access(
 
 def _users(management: ManagementClient) -> list[UserSpec]:
     """The broker's users, by name only."""
-    found = _get(management, "/api/users?columns=name", "listing users")
-    return [UserSpec(u["name"]) for u in found]
-
-
-def _get(management: ManagementClient, path: str, what: str) -> list[dict[str, Any]]:
-    response = management.request("GET", path)
-    result: list[dict[str, Any]] = management.checked(response, what).json()
-    return result
+    return [UserSpec(u["name"]) for u in management.list_users(names_only=True)]
 
 
 def privilege_problems(
@@ -1318,27 +1295,17 @@ def apply_access(
             assert isinstance(c.desired, VhostSettings)
             for f, limit in (("max_connections", "max-connections"), ("max_queues", "max-queues")):
                 if getattr(c.desired, f) is not None:
-                    _put_limit(
-                        management,
-                        f"/api/vhost-limits/{_q(c.name)}/{limit}",
-                        getattr(c.desired, f),
-                        f"setting {limit} of vhost '{c.name}'",
-                    )
+                    management.put_vhost_limit(c.name, limit, getattr(c.desired, f))
             continue  # counted as written by the topology's apply
         if c.kind == "vhost" and c.action == UPDATE:
             want = c.desired
             assert isinstance(want, VhostSettings)
             fields_changed = {d.field for d in c.differences}
             if fields_changed & {"description", "tags", "default_queue_type"}:
-                _put_vhost(management, want)
+                management.put_vhost(want.name, want.settings, creating=False)
             for f, limit in (("max_connections", "max-connections"), ("max_queues", "max-queues")):
                 if f in fields_changed:
-                    _put_limit(
-                        management,
-                        f"/api/vhost-limits/{_q(c.name)}/{limit}",
-                        getattr(want, f),
-                        f"setting {limit} of vhost '{c.name}'",
-                    )
+                    management.put_vhost_limit(c.name, limit, getattr(want, f))
         elif c.kind == "user" and c.action in (CREATE, UPDATE):
             want = c.desired
             assert isinstance(want, UserSpec)
@@ -1349,22 +1316,15 @@ def apply_access(
             ):
                 value = getattr(want, f)
                 if value is not None and (have is None or getattr(have, f) != value):
-                    _put_limit(
-                        management,
-                        f"/api/user-limits/{_q(want.name)}/{limit}",
-                        value,
-                        f"setting {limit} of user '{want.name}'",
-                    )
+                    management.put_user_limit(want.name, limit, value)
         elif c.kind == "user" and c.action == DELETE:
-            _delete(management, f"/api/users/{_q(c.name)}", f"deleting user '{c.name}'")
+            management.delete_user(c.name)
         elif c.kind in ("permission", "topic permission") and c.action in (CREATE, UPDATE):
             pass  # written by _import_in_bulk above
         elif c.kind == "permission" and c.action == DELETE:
             p = c.spec
             assert isinstance(p, PermissionSpec)
-            _delete(
-                management, f"/api/permissions/{_q(p.vhost)}/{_q(p.user)}", f"deleting {p.label}"
-            )
+            management.delete_permission(p.vhost, p.user, f"deleting {p.label}")
         elif c.kind == "topic permission" and c.action == DELETE:
             t = c.spec
             assert isinstance(t, TopicPermissionSpec)
@@ -1372,27 +1332,11 @@ def apply_access(
         elif c.kind == "operator policy" and c.action in (CREATE, UPDATE):
             o = c.desired
             assert isinstance(o, OperatorPolicySpec)
-            management.checked(
-                management.request(
-                    "PUT",
-                    f"/api/operator-policies/{_q(o.vhost)}/{_q(o.name)}",
-                    json={
-                        "pattern": o.pattern,
-                        "definition": dict(o.definition),
-                        "apply-to": o.apply_to,
-                        "priority": o.priority,
-                    },
-                ),
-                f"writing {o.label}",
-            )
+            management.put_operator_policy(o, f"writing {o.label}")
         elif c.kind in DYNAMIC_KINDS and c.action in (CREATE, UPDATE, DELETE):
             apply_dynamic(management, c, env)
         elif c.kind == "operator policy" and c.action == DELETE:
-            _delete(
-                management,
-                f"/api/operator-policies/{_q(c.vhost)}/{_q(c.name)}",
-                f"deleting operator policy '{c.name}'",
-            )
+            management.delete_operator_policy(c.vhost, c.name)
         else:
             continue
         done.append(c)
@@ -1463,59 +1407,25 @@ def _import_in_bulk(
     if not (users or permissions or topic):
         return
     body = {"users": users, "permissions": permissions, "topic_permissions": topic}
-    management.checked(
-        management.request("POST", "/api/definitions", json=body),
+    management.import_definitions(
+        body,
         f"writing {len(users)} users, {len(permissions)} permissions and "
         f"{len(topic)} topic permissions",
     )
 
 
-def _put_vhost(management: ManagementClient, settings: VhostSettings) -> None:
-    management.checked(
-        management.request("PUT", f"/api/vhosts/{_q(settings.name)}", json=settings.settings),
-        f"writing the metadata of vhost '{settings.name}'",
-    )
-
-
-def _put_limit(management: ManagementClient, path: str, value: int | None, what: str) -> None:
-    if value is None or value < 0:
-        _delete(management, path, what)
-    else:
-        management.checked(
-            management.request("PUT", path, json={"value": value}),
-            what,
-        )
-
-
-def _delete(management: ManagementClient, path: str, what: str) -> None:
-    response = management.request("DELETE", path)
-    if response.status_code != 404:
-        management.checked(response, what)
-
-
 def _delete_topic_permission(management: ManagementClient, t: TopicPermissionSpec) -> None:
     """The HTTP API deletes all of a user's topic permissions in a vhost at once: put back
     the ones on other exchanges."""
-    path = f"/api/topic-permissions/{_q(t.vhost)}/{_q(t.user)}"
-    response = management.request("GET", path)
     keep = [
         x
-        for x in (response.json() if response.status_code == 200 else [])
+        for x in management.topic_permissions_of(t.vhost, t.user)
         if x.get("exchange") != t.exchange
     ]
-    _delete(management, path, f"deleting {t.label}")
+    management.delete_topic_permissions(t.vhost, t.user, f"deleting {t.label}")
     for x in keep:
-        management.checked(
-            management.request(
-                "PUT",
-                path,
-                json={
-                    "exchange": x["exchange"],
-                    "write": x.get("write", ""),
-                    "read": x.get("read", ""),
-                },
-            ),
-            f"restoring topic permissions of '{t.user}'",
+        management.put_topic_permission(
+            t.vhost, t.user, x["exchange"], x.get("write", ""), x.get("read", "")
         )
 
 
@@ -1585,13 +1495,7 @@ def access_document(access: Access, vhosts: Sequence[str]) -> dict[str, Any]:
         topic.append(entry)
     operator = []
     for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
-        entry = {
-            "name": o.name,
-            "pattern": o.pattern,
-            "apply_to": o.apply_to,
-            "definition": dict(o.definition),
-            "priority": o.priority,
-        }
+        entry = o.entry()
         if not single:
             entry = {"name": o.name, "vhost": o.vhost, **entry}
         operator.append(entry)

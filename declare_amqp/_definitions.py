@@ -794,14 +794,8 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
                 with_vhost({"value": limits, "component": "vhost-limits", "name": "limits"}, name)
             )
     for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
-        value = {
-            "pattern": o.pattern,
-            "definition": dict(o.definition),
-            "priority": o.priority,
-            "apply-to": o.apply_to,
-        }
         parameters.append(
-            with_vhost({"value": value, "component": "operator_policy", "name": o.name}, o.vhost)
+            with_vhost({"value": o.body(), "component": "operator_policy", "name": o.name}, o.vhost)
         )
     for d in sorted(access.parameters, key=lambda d: (d.kind, d.vhost, d.name)):
         entry = definitions_entry(d, with_vhost=True)
@@ -811,16 +805,7 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
     if parameters:
         doc["parameters"] = parameters
     doc["policies"] = [
-        with_vhost(
-            {
-                "name": p.name,
-                "pattern": p.pattern,
-                "apply-to": p.apply_to,
-                "definition": dict(p.definition),
-                "priority": p.priority,
-            },
-            p.vhost,
-        )
+        with_vhost({"name": p.name, **p.body()}, p.vhost)
         for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
     ]
     queues = []

@@ -388,17 +388,8 @@ def _broker_values(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(name, value) of the broker's parameters of one kind in one vhost (none when the
     vhost does not exist or the user may not read them)."""
-    response = management.request(
-        "GET",
-        f"/api/parameters/{comp.component}/{urllib.parse.quote(vhost, safe='')}",
-        refused_ok=True,
-    )
-    if response.status_code in (401, 404):
-        return []
-    return [
-        (str(p["name"]), dict(p.get("value") or {}))
-        for p in management.checked(response, f"reading {comp.kind}s").json()
-    ]
+    found = management.parameters(comp.component, vhost, f"{comp.kind}s") or ()
+    return [(str(p["name"]), dict(p.get("value") or {})) for p in found]
 
 
 def split_value(
@@ -637,17 +628,10 @@ def _running(management: ManagementClient, plugins: set[str]) -> set[str]:
     Federation registers the exchange type ``x-federation-upstream`` (listed in the
     overview); shovels are seen through ``GET /api/shovels`` of rabbitmq_shovel_management.
     """
-
-    def answers(path: str) -> bool:
-        # 401: this user may not list them (e.g. a policymaker): the plugin may well run.
-        return management.request("GET", path, refused_ok=True).status_code in (200, 401)
-
     running: set[str] = set()
-    if FEDERATION.plugin in plugins and (
-        "x-federation-upstream" in management.exchange_types or answers("/api/federation-links")
-    ):
+    if FEDERATION.plugin in plugins and management.federation_enabled():
         running.add(FEDERATION.plugin)
-    if SHOVEL.plugin in plugins and answers("/api/shovels"):
+    if SHOVEL.plugin in plugins and management.shovels_enabled():
         running.add(SHOVEL.plugin)
     return running
 
@@ -762,25 +746,16 @@ def apply_dynamic(
     spec = change.spec
     assert isinstance(spec, ParameterSpec)
     comp = _component(spec.kind)
-    path = (
-        f"/api/parameters/{comp.component}/{urllib.parse.quote(spec.vhost, safe='')}/"
-        f"{urllib.parse.quote(spec.name, safe='')}"
-    )
     if change.action == DELETE:
-        response = management.request("DELETE", path)
-        if response.status_code != 404:
-            management.checked(response, f"deleting {spec.label}")
+        management.delete_parameter(comp.component, spec.vhost, spec.name, f"deleting {spec.label}")
         return
     uris = resolve_uris(spec, env)
-    body = {
-        "component": comp.component,
-        "vhost": spec.vhost,
-        "name": spec.name,
-        "value": broker_value(spec, uris),
-    }
     try:
-        management.checked(
-            management.request("PUT", path, json=body),
+        management.put_parameter(
+            comp.component,
+            spec.vhost,
+            spec.name,
+            broker_value(spec, uris),
             f"writing {spec.label}",
         )
     except DeclareAmqpError as exc:

@@ -137,14 +137,7 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
 
     policies = []
     for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name)):
-        entry = {
-            "name": p.name,
-            "pattern": p.pattern,
-            "apply_to": p.apply_to,
-            "definition": dict(p.definition),
-            "priority": p.priority,
-        }
-        policies.append(with_vhost(entry, p.vhost))
+        policies.append(with_vhost(p.entry(), p.vhost))
 
     for key, items in (
         ("exchanges", exchanges),

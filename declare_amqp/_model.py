@@ -140,6 +140,27 @@ class PolicySpec:
     def label(self) -> str:
         return f"policy '{self.name}' ({vhost_label(self.vhost)})"
 
+    def body(self) -> dict[str, Any]:
+        """The policy as the broker's API and definitions JSON spell it (``apply-to``): the
+        one conversion of a policy (or operator policy) into a dict."""
+        return {
+            "pattern": self.pattern,
+            "apply-to": self.apply_to,
+            "definition": dict(self.definition),
+            "priority": self.priority,
+        }
+
+    def entry(self) -> dict[str, Any]:
+        """The policy as a topology file spells it (``apply_to``), named."""
+        body = self.body()
+        return {
+            "name": self.name,
+            "pattern": body["pattern"],
+            "apply_to": body["apply-to"],
+            "definition": body["definition"],
+            "priority": body["priority"],
+        }
+
 
 @dataclass(frozen=True)
 class ConsumedQueue:
