@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ._access import access_plan, check_privileges, validate_access, whoami
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
-from ._dynamic import policy_plugin_problems
 from ._errors import PlanConflictError, TopologyError
 from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
@@ -32,6 +31,8 @@ from ._validate import (
 )
 from ._versions import parse_version
 from ._warnings import plan_warnings, sort_problems
+from .kinds.federation_upstream import policy_plugin_problems
+from .kinds.vhost_settings import VhostSettings
 
 if TYPE_CHECKING:  # pika and rich only when writing
     import httpx
@@ -190,7 +191,7 @@ class Session:
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
-        for v in desired.access.vhost_settings if desired.access else ():
+        for v in desired.access.of(VhostSettings) if desired.access else ():
             if v.name not in existing and v.default_queue_type in ("quorum", "stream"):
                 defaults[v.name] = v.default_queue_type  # a new vhost is created with it
         desired, problems = resolve_queue_types(desired, defaults)

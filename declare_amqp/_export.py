@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 
 from ._access import access_document
-from ._dynamic import as_tuple
 from ._fit import fits
 from ._format import QUEUE_ALIASES
 from ._model import Topology
+from .kinds.parameters import ParameterSpec, as_tuple
 from .worker_queues import made_by_worker
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
@@ -169,7 +169,7 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
     )
     references = [
         (p.label, uri_key if isinstance(refs, str) else f"{uri_key} {i} of {len(refs)}", ref[1:])
-        for p in (topology.access.parameters if topology.access is not None else ())
+        for p in (topology.access.of(ParameterSpec) if topology.access is not None else ())
         for uri_key, refs in sorted(p.uri_refs.items())
         for i, ref in enumerate(as_tuple(refs), 1)
         if ref.startswith("$")

@@ -250,25 +250,9 @@ POLICY_KEYS = (
     Key("priority", _INT, "Higher wins when several policies match.", default=0),
 )
 
-# Who may do what (planned by _access).
-ACCESS_TOP_KEYS = (
-    Key(
-        "users",
-        _LIST,
-        "Users (passwords only by reference: password_env, password_file or password_hash).",
-    ),
-    Key("permissions", _LIST, "Permissions of users on vhosts."),
-    Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
-    Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
-    Key(
-        "federation_upstreams",
-        _LIST,
-        "Federation upstreams (URIs by reference: uri_env, uri_file).",
-    ),
-    Key("shovels", _LIST, "Dynamic shovels, AMQP 0-9-1 (URIs by reference)."),
-)
-
-TOP_KEYS = (
+# The top-level keys of the topology's part of a file; ``kinds.TOP_KEYS`` adds the access
+# kinds' lists (users, permissions, ...) after them.
+TOPOLOGY_TOP_KEYS = (
     Key("vhost", _STR, "Default vhost of the objects in this file.", default="/"),
     Key("vhosts", _LIST, "Virtual hosts to create (names, or {name: ...})."),
     Key("exchanges", _LIST, "Exchanges."),
@@ -282,7 +266,6 @@ TOP_KEYS = (
         "Routing expectations, checked by validate and plan: {exchange, routing_key, headers, "
         "reaches}.",
     ),
-    *ACCESS_TOP_KEYS,
 )
 
 EXPECT_KEYS = (

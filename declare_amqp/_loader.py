@@ -30,7 +30,6 @@ from ._format import (
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
     RETRY_KEYS,
-    TOP_KEYS,
     VHOST_KEYS,
     Key,
 )
@@ -47,6 +46,7 @@ from ._model import (
     VhostSpec,
     canonical,
 )
+from .kinds import TOP_KEYS
 
 
 class _Map(dict[Any, Any]):

@@ -223,8 +223,7 @@ def check_references(
                 *desired.consumers,
             ]
             if desired.access is not None:  # e.g. a permission in a vhost nobody makes
-                a = desired.access
-                objects += [*a.permissions, *a.topic_permissions, *a.operator_policies]
+                objects += [o for o in desired.access if getattr(o, "IN_VHOST", False)]
             first = next((o for o in objects if o.vhost == v), None)
             problems.append(
                 Problem(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from declare_amqp._access import Access, OperatorPolicySpec
 from declare_amqp._errors import Location
 from declare_amqp._model import (
+    Access,
     BindingSpec,
     ExchangeSpec,
     Expectation,
@@ -28,6 +28,7 @@ from declare_amqp._simulate import (
     simulator_for,
     topic_matches,
 )
+from declare_amqp.kinds.operator_policy import OperatorPolicySpec
 
 V = "v"
 

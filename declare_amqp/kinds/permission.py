@@ -1,0 +1,172 @@
+"""Permissions: what one user may configure, write and read in one vhost."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._errors import Location, Problem
+from .._format import Key
+from .._model import Access
+from .._plan import CREATE, DELETE, UPDATE, Change, Kind
+from ._base import _STR, AccessKind, PlanContext
+
+if TYPE_CHECKING:
+    from .._management import ManagementClient
+
+
+@dataclass(frozen=True)
+class PermissionSpec:
+    """What one user may configure, write and read in one vhost."""
+
+    GROUP: ClassVar[str] = "permissions"
+    IN_VHOST: ClassVar[bool] = True
+
+    user: str
+    vhost: str
+    configure: str = ""
+    write: str = ""
+    read: str = ""
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The name a plan shows: the user's."""
+        return self.user
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        return f"permissions of '{self.user}' (vhost {self.vhost})"
+
+    @property
+    def shown(self) -> str:
+        """Plan details."""
+        return f"configure /{self.configure}/, write /{self.write}/, read /{self.read}/"
+
+
+def regex_problems(spec: Any, keys: Sequence[str]) -> list[Problem]:
+    """Each of ``keys`` of ``spec`` that is no regular expression."""
+    problems = []
+    for key in keys:
+        try:
+            re.compile(getattr(spec, key))
+        except re.error as exc:
+            problems.append(
+                Problem(
+                    f"'{key}' is not a valid regular expression: {exc}", spec.location, spec.label
+                )
+            )
+    return problems
+
+
+def missing_user_problems(specs: Sequence[Any], users: set[str]) -> list[Problem]:
+    """Grants to users that will not exist (the broker answers 400 ``no_such_user``)."""
+    return [
+        Problem(
+            f"user '{p.user}' does not exist (not on the broker, and no file creates "
+            "it): the broker refuses permissions of a missing user",
+            p.location,
+            p.label,
+        )
+        for p in specs
+        if p.user not in users
+    ]
+
+
+class PermissionKind(AccessKind[PermissionSpec]):
+    """The ``permissions`` list; written with users in one definitions import."""
+
+    spec = PermissionSpec
+    kind = Kind.PERMISSION
+    key = "permissions"
+    doc = "Permissions of users on vhosts."
+    schema_name = "permission"
+    schema_doc = "Permissions of a user on a vhost."
+    plural = "permissions"
+    admin_to_read = True
+    compared = ("configure", "write", "read")
+    definitions_section = "permissions"
+    bulk = True
+    checked_on_broker = True
+    keys = (
+        Key("user", _STR, "User name.", required=True),
+        Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+        Key("configure", _STR, "Regex of names the user may declare and delete.", default=""),
+        Key("write", _STR, "Regex of names the user may publish to / bind from.", default=""),
+        Key("read", _STR, "Regex of names the user may consume from / bind to.", default=""),
+    )
+
+    def identity(self, spec: PermissionSpec) -> tuple[Any, ...]:
+        return (spec.vhost, spec.user)
+
+    def build(self, f: Mapping[str, Any], vhost: str, location: Location) -> PermissionSpec:
+        return PermissionSpec(
+            f["user"],
+            f.get("vhost", vhost),
+            f.get("configure", ""),
+            f.get("write", ""),
+            f.get("read", ""),
+            location,
+        )
+
+    def problems(self, spec: PermissionSpec) -> list[Problem]:
+        return regex_problems(spec, ("configure", "write", "read"))
+
+    def refusals(
+        self, specs: Sequence[PermissionSpec], *, users: set[str], version: str
+    ) -> list[Problem]:
+        return missing_user_problems(specs, users)
+
+    def to_definitions(self, spec: PermissionSpec) -> dict[str, Any]:
+        return {
+            "user": spec.user,
+            "configure": spec.configure,
+            "write": spec.write,
+            "read": spec.read,
+        }
+
+    def wanted(self, desired: Access) -> bool:
+        """Also read for the users: user prune's scope is decided by their permissions."""
+        return super().wanted(desired) or bool(desired.group("users")) or "users" in desired.managed
+
+    def read_broker(
+        self, management: ManagementClient, vhosts: Sequence[str], admin: bool
+    ) -> list[PermissionSpec]:
+        if not admin:
+            return []
+        return [
+            PermissionSpec(
+                p["user"], p["vhost"], p.get("configure", ""), p.get("write", ""), p.get("read", "")
+            )
+            for p in management.list_permissions()
+        ]
+
+    def prunable(self, spec: PermissionSpec, ctx: PlanContext) -> bool:
+        return spec.user != ctx.connecting_user
+
+    def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        p = c.desired
+        assert isinstance(p, PermissionSpec)
+        return {"vhost": p.vhost, **self.to_definitions(p)}
+
+    def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        if c.action in (CREATE, UPDATE):
+            return True  # written by the definitions import (bulk_entry)
+        if c.action != DELETE:
+            return False
+        p = c.spec
+        assert isinstance(p, PermissionSpec)
+        management.delete_permission(p.vhost, p.user, f"deleting {p.label}")
+        return True
+
+    def export_entry(self, spec: PermissionSpec, with_vhost: bool) -> dict[str, Any]:
+        entry = self.to_definitions(spec)
+        if with_vhost:
+            entry["vhost"] = spec.vhost
+        return entry
+
+
+PERMISSION = PermissionKind()
