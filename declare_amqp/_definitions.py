@@ -24,17 +24,15 @@ the cluster shape for several, with ``rabbitmq_definition_format`` set.
 
 from __future__ import annotations
 
-import bisect
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from ._access import read_access
 from ._errors import Location, Problem
-from ._files import MAX_INT_DIGITS
 from ._fit import key_problem, type_fits
 from ._format import VHOST_SETTING_KEYS, Key, describe_types
+from ._json_lines import JsonObject, load_json
 from ._model import (
     Access,
     BindingSpec,
@@ -145,76 +143,6 @@ _SINGULAR = {
 }
 
 
-class _Object(dict[str, Any]):
-    """A JSON object that remembers the line it starts on (and, translated to YAML keys,
-    how the file spelt each key)."""
-
-    line: int = 1
-    spelled: dict[str, str]
-
-
-# Strings (with escapes) and the braces outside them: enough to find where each object
-# starts without a second JSON parser.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}]', re.DOTALL)
-
-
-def _object_lines(text: str) -> list[int]:
-    """The start line of every JSON object, in the order the decoder *closes* them."""
-    newlines = [m.start() for m in re.finditer("\n", text)]
-    opened: list[int] = []
-    closing: list[int] = []
-    for m in _TOKENS.finditer(text):
-        token = m.group()
-        if token == "{":
-            opened.append(m.start())
-        elif token == "}" and opened:
-            closing.append(bisect.bisect_left(newlines, opened.pop()) + 1)
-    return closing
-
-
-class _TooManyDigits(ValueError):
-    pass
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # Python itself refuses past 4,300 digits
-        raise _TooManyDigits
-    return int(digits)
-
-
-def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
-    """Parse JSON keeping each object's line; duplicate keys are problems, as in YAML."""
-    lines = iter(_object_lines(text))
-    problems: list[Problem] = []
-
-    def make(pairs: list[tuple[str, Any]]) -> _Object:
-        obj = _Object()
-        obj.line = next(lines, 1)
-        for key, value in pairs:
-            if key in obj:
-                problems.append(
-                    Problem(f"key '{key}' appears twice in one object", Location(path, obj.line))
-                )
-            obj[key] = value
-        return obj
-
-    try:
-        return json.loads(text, object_pairs_hook=make, parse_int=_bounded_int), problems
-    except _TooManyDigits:
-        # parse_int sees the digits only, not where they stand: find the first such run
-        long_run = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", text)
-        line = text.count("\n", 0, long_run.start()) + 1 if long_run else 1
-        return None, [
-            Problem(f"an integer of more than {MAX_INT_DIGITS} digits", Location(path, line))
-        ]
-    except RecursionError:
-        return None, [Problem("not valid JSON: nested too deeply", Location(path, 1))]
-    except json.JSONDecodeError as exc:
-        return None, [
-            Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", Location(path, exc.lineno))
-        ]
-
-
 def is_definitions(path: str) -> bool:
     """Files named ``*.json`` are read as RabbitMQ definitions."""
     return path.lower().endswith(".json")
@@ -320,7 +248,7 @@ class _Reader:
         # destination.
         self.own_vhost = not cluster
         vhosts: list[VhostSpec] = []
-        settings: dict[str, tuple[_Object, int]] = {}
+        settings: dict[str, tuple[JsonObject, int]] = {}
         for f, line in self.entries(doc, "vhosts"):
             vhosts.append(VhostSpec(f["name"], self.at(line)))
             settings[f["name"]] = (self.vhost_settings(f, line), line)
@@ -451,13 +379,13 @@ class _Reader:
 
     # ------------------------------------------------------------- access objects
 
-    def vhost_settings(self, f: dict[str, Any], line: int) -> _Object:
+    def vhost_settings(self, f: dict[str, Any], line: int) -> JsonObject:
         """A vhost's metadata (``description``, ``tags``, ``default_queue_type``, at the top
         or in ``metadata``) and limits (4.x's single-vhost ``limits``) by YAML key; empty
         ones (a vhost without a description) are not managed, as in an export."""
         given = f.get("metadata")
         metadata: dict[str, Any] = given if isinstance(given, dict) else {}
-        found = _Object()
+        found = JsonObject()
         found.line = line
         label = f"vhost '{f.get('name', self.vhost)}'"
         for key in ("description", "tags", "default_queue_type"):
@@ -472,7 +400,7 @@ class _Reader:
             self.limits(found, limits, _VHOST_LIMITS, line, label)
         return found
 
-    def setting(self, into: _Object, key: str, value: Any, line: int, label: str) -> None:
+    def setting(self, into: JsonObject, key: str, value: Any, line: int, label: str) -> None:
         wrong = key_problem(_SETTING_KEYS[key], value)
         if wrong is not None:
             self.problems.append(Problem(f"'{key}' {wrong}", self.at(line), label))
@@ -480,7 +408,7 @@ class _Reader:
             into[key] = value
 
     def limits(
-        self, into: _Object, limits: dict[str, Any], names: dict[str, str], line: int, label: str
+        self, into: JsonObject, limits: dict[str, Any], names: dict[str, str], line: int, label: str
     ) -> None:
         for key, value in limits.items():
             if key not in names:
@@ -516,10 +444,10 @@ class _Reader:
                 )
         return found
 
-    def translated(self, raw: dict[str, Any], line: int, renamed: dict[str, str]) -> _Object:
+    def translated(self, raw: dict[str, Any], line: int, renamed: dict[str, str]) -> JsonObject:
         """``raw`` with the broker's keys renamed to the YAML ones (and ``vhost`` dropped in
         the single-vhost shape, whose objects belong to the file's vhost)."""
-        out = _Object()
+        out = JsonObject()
         out.line = line
         out.spelled = {}
         for key, value in raw.items():
@@ -530,7 +458,7 @@ class _Reader:
             out.spelled[new] = key
         return out
 
-    def access(self, doc: dict[str, Any], settings: dict[str, tuple[_Object, int]]) -> Access:
+    def access(self, doc: dict[str, Any], settings: dict[str, tuple[JsonObject, int]]) -> Access:
         """Users, permissions, ... as the YAML loader reads them (see the module doc): each
         kind translates its objects (``AccessKind.from_definitions``), the runtime
         parameters go to the kind of their component."""
@@ -561,7 +489,7 @@ class _Reader:
                 continue
             vhost = self.vhost if self.own_vhost else str(raw.get("vhost", self.vhost))
             if owner is None:  # vhost-limits
-                entry, _ = settings.setdefault(vhost, (_Object(), line))
+                entry, _ = settings.setdefault(vhost, (JsonObject(), line))
                 self.limits(entry, value, _VHOST_LIMITS, line, f"vhost '{vhost}'")
                 continue
             where = {"name": name, **({} if self.own_vhost else {"vhost": raw.get("vhost")})}
@@ -620,8 +548,8 @@ class _AccessReader:
         """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
         self.outer.warnings.append(Problem(message, self.at(line), obj))
 
-    def entries(self, doc: dict[str, Any], key: str) -> list[tuple[_Object, int]]:
-        found: list[tuple[_Object, int]] = doc.get(key, [])
+    def entries(self, doc: dict[str, Any], key: str) -> list[tuple[JsonObject, int]]:
+        found: list[tuple[JsonObject, int]] = doc.get(key, [])
         return found
 
     def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:

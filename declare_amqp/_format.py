@@ -6,9 +6,11 @@ tables, so the format is written down once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from ._errors import Location
 from ._model import POLICY_APPLY_TO, QUEUE_TYPES
 
 
@@ -29,6 +31,28 @@ class Key:
     # for a key that takes a list: the types of its items, and how many it needs at least
     items: tuple[type, ...] = ()
     min_items: int | None = None
+
+
+class Reader(Protocol):
+    """What the entries of a file are read through, key table by key table: the YAML
+    loader, or the definitions reader over the translated objects of a definitions file."""
+
+    vhost: str
+
+    def at(self, line: int) -> Location:
+        """The location of ``line`` of the file being read."""
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error: the file is refused."""
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown (``--strict`` refuses it)."""
+
+    def entries(self, doc: Any, key: str) -> Iterable[tuple[Any, int]]:
+        """The entries of the top-level list ``key``, each with its line."""
+
+    def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
+        """The values of ``raw`` checked against ``keys``; None when one is wrong."""
 
 
 _STR = (str,)

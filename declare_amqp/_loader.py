@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ._access import merge_access, read_access
+from ._consumers import read_consumer
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._errors import dedupe as first_of_each
@@ -21,22 +22,18 @@ from ._files import DEFAULT_MAX_FILE_SIZE, MAX_INT_DIGITS, read_text
 from ._fit import key_problem
 from ._format import (
     BINDING_KEYS,
-    CONSUMED_QUEUE_KEYS,
-    CONSUMER_KEYS,
     EXCHANGE_KEYS,
     EXPECT_KEYS,
     POLICY_KEYS,
     QUEUE_ALIASES,
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
-    RETRY_KEYS,
     VHOST_KEYS,
     Key,
 )
 from ._gc import paused as paused_gc
 from ._model import (
     BindingSpec,
-    ConsumedQueue,
     ConsumerSpec,
     ExchangeSpec,
     Expectation,
@@ -597,61 +594,9 @@ class _FileReader:
 
     def _consumers(self, doc: dict[str, Any]) -> Iterable[ConsumerSpec]:
         for raw, line in self.entries(doc, "consumers"):
-            consumer = self._consumer(raw, line)
+            consumer = read_consumer(self, raw, line)
             if consumer is not None:
                 yield consumer
-
-    def _consumer(self, raw: Any, line: int) -> ConsumerSpec | None:
-        f = self.fields(raw, CONSUMER_KEYS, "consumer", line)
-        # Its queues and retry are checked even when a key above is wrong, so that one run
-        # reports every problem.
-        top: dict[str, Any] = f if f is not None else raw if isinstance(raw, dict) else {}
-        name = top.get("name")
-        label = f"consumer '{name if isinstance(name, str) else '?'}'"
-        queues: list[ConsumedQueue] = []
-        if isinstance(top.get("queues"), list):
-            for item, item_line in self.entries(top, "queues"):
-                q = self.fields(item, CONSUMED_QUEUE_KEYS, f"queue of {label}", item_line)
-                if q is None:
-                    continue
-                if any(seen.queue == q["queue"] for seen in queues):
-                    self.problem(item_line, f"queue '{q['queue']}' is listed twice", label)
-                queues.append(ConsumedQueue(q["queue"], q["prefetch"], self.at(item_line)))
-            if not top["queues"]:
-                self.problem(line, "a consumer needs at least one queue", label)
-        retry_line = raw.key_lines.get("retry", line) if isinstance(raw, _Map) else line
-        retry: dict[str, Any] = {}
-        if isinstance(top.get("retry"), dict):
-            retry = self.fields(top["retry"], RETRY_KEYS, f"retry of {label}", retry_line) or {}
-        delays: list[float] = []
-        for value in retry.get("delays") or []:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                self.problem(
-                    retry_line,
-                    f"retry delays must be positive numbers of seconds, not {value!r}",
-                    label,
-                )
-                continue
-            delays.append(float(value))
-        if delays != sorted(delays):
-            self.problem(
-                retry_line,
-                "retry delays must be in ascending order (the n-th retry waits the n-th delay)",
-                label,
-            )
-        if f is None:
-            return None
-        return ConsumerSpec(
-            vhost=f.get("vhost", self.vhost),
-            name=f["name"],
-            queues=tuple(queues),
-            mode=f.get("mode", "weighted"),
-            concurrency=f.get("concurrency"),
-            max_retries=retry.get("max_retries", 5),
-            delays=tuple(delays),
-            dead_letter_exchange=f.get("dead_letter_exchange"),
-            location=self.at(line),
-        )
 
 
 def parse_unvalidated(

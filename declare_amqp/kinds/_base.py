@@ -1,6 +1,6 @@
 """What every kind of access object is made of: the ``AccessKind`` descriptor.
 
-A kind module (``user``, ``topic_permission``, ``shovel``...) holds its frozen spec and one
+A kind module (``user``, ``permission``, ``shovel``...) holds its frozen spec and one
 ``AccessKind`` subclass instance: the spec's YAML keys (the one table the loader, validator
 and JSON schema read), its identity, what the plan compares, how it is read from the broker
 and written (through the ``ManagementClient``'s typed methods), its definitions-JSON mapping
@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from .._errors import Location, Problem
-from .._format import Key
+from .._format import Key, Reader
+
+__all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
 from .._model import Access, Grouped
 from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind
 
@@ -29,28 +31,6 @@ USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
 _STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
 
 S = TypeVar("S", bound=Grouped)
-
-
-class Reader(Protocol):
-    """What a kind reads a file's entries through: the YAML loader, or the definitions
-    reader over the translated objects of a definitions file."""
-
-    vhost: str
-
-    def at(self, line: int) -> Location:
-        """The location of ``line`` of the file being read."""
-
-    def problem(self, line: int, message: str, obj: str | None = None) -> None:
-        """An error: the file is refused."""
-
-    def warn(self, line: int, message: str, obj: str | None = None) -> None:
-        """Accepted, with a caveat shown (``--strict`` refuses it)."""
-
-    def entries(self, doc: Any, key: str) -> Iterable[tuple[Any, int]]:
-        """The entries of the top-level list ``key``, each with its line."""
-
-    def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
-        """The values of ``raw`` checked against ``keys``; None when one is wrong."""
 
 
 class DefinitionsReader(Protocol):
