@@ -601,6 +601,7 @@ def _describe(kind: str, item: Any) -> str:
 
 
 def doc_line(doc: Any) -> int:
+    """The line a parsed document starts on (1 when it does not say)."""
     return getattr(doc, "line", 1)
 
 

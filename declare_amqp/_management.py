@@ -250,6 +250,7 @@ class ManagementClient:
         self.node: Node | None = None
 
     def close(self) -> None:
+        """Close the connection pool (the client reconnects on its next request)."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -394,6 +395,7 @@ class ManagementClient:
         return response
 
     def vhosts(self) -> list[str]:
+        """The names of every vhost."""
         response = self.checked(self.request("GET", "/api/vhosts?columns=name"), "listing vhosts")
         return [v["name"] for v in response.json()]
 

@@ -79,6 +79,7 @@ class MigrationReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form of what the migrations did."""
         return {
             "vhost": self.vhost,
             "queue": self.queue,

@@ -34,6 +34,7 @@ class VhostSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"vhost '{self.name}'"
 
 
@@ -52,11 +53,13 @@ class ExchangeSpec:
 
     @property
     def alternate_exchange(self) -> str | None:
+        """Its ``alternate-exchange`` argument, if any."""
         value = self.arguments.get("alternate-exchange")
         return value if isinstance(value, str) else None
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"exchange '{self.name}' ({vhost_label(self.vhost)})"
 
 
@@ -82,6 +85,7 @@ class QueueSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"queue '{self.name}' ({vhost_label(self.vhost)})"
 
 
@@ -111,6 +115,7 @@ class BindingSpec:
 
     @property
     def name(self) -> str:
+        """The name a plan shows: source, arrow, destination, routing key and arguments."""
         arrow = "->" if self.destination_type == "queue" else "=>"
         key = f" [{self.routing_key}]" if self.routing_key else ""
         args = f" {dict(self.arguments)}" if self.arguments else ""
@@ -118,6 +123,7 @@ class BindingSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"binding {self.name} ({vhost_label(self.vhost)})"
 
 
@@ -135,6 +141,7 @@ class PolicySpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"policy '{self.name}' ({vhost_label(self.vhost)})"
 
     def body(self) -> dict[str, Any]:
@@ -189,6 +196,7 @@ class ConsumerSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"consumer '{self.name}' ({vhost_label(self.vhost)})"
 
     def retry_steps(self) -> tuple[float, ...]:
@@ -212,6 +220,7 @@ class Expectation:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         key = f" with routing key '{self.routing_key}'" if self.routing_key else ""
         headers = f" and headers {dict(self.headers)}" if self.headers else ""
         where = vhost_label(self.vhost)

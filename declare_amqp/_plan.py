@@ -224,6 +224,7 @@ class Change:
 
     @property
     def location(self) -> Location | None:
+        """Where the desired object was declared (None for the broker's)."""
         return self.desired.location if self.desired is not None else None
 
     @property
@@ -273,14 +274,17 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
     def of(self, action: Action) -> tuple[Change, ...]:
+        """The changes of one action."""
         return tuple(c for c in self.changes if c.action == action)
 
     @property
     def conflicts(self) -> tuple[Change, ...]:
+        """The changes that block an apply."""
         return self.of(CONFLICT)
 
     @property
     def refused(self) -> tuple[Change, ...]:
+        """The deletes prune refuses (not safe without force)."""
         return self.of(REFUSE)
 
     @property
@@ -295,12 +299,15 @@ class Plan:
 
     @property
     def is_empty(self) -> bool:
+        """Whether there is nothing to write."""
         return not self.changes
 
     def summary(self) -> dict[str, int]:
+        """How many changes of each action."""
         return {action.value: len(self.of(action)) for action in ACTIONS}
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (a stable contract, see README: "JSON output")."""
         return {
             "format": 1,
             "vhosts": list(self.vhosts),

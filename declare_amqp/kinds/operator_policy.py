@@ -104,9 +104,11 @@ class OperatorPolicyKind(AccessKind[OperatorPolicySpec]):
     )
 
     def identity(self, spec: OperatorPolicySpec) -> tuple[Any, ...]:
+        """Its vhost and name."""
         return (spec.vhost, spec.name)
 
     def build(self, f: Mapping[str, Any], vhost: str, location: Location) -> OperatorPolicySpec:
+        """An operator policy entry (``apply_to`` defaults to queues)."""
         return OperatorPolicySpec(
             f.get("vhost", vhost),
             f["name"],
@@ -118,6 +120,8 @@ class OperatorPolicyKind(AccessKind[OperatorPolicySpec]):
         )
 
     def problems(self, spec: OperatorPolicySpec) -> list[Problem]:
+        """A pattern that does not compile, an empty definition, keys the broker does not allow in
+        an operator policy, values that do not fit."""
         o, problems = spec, []
         try:
             re.compile(o.pattern)
@@ -189,6 +193,7 @@ class OperatorPolicyKind(AccessKind[OperatorPolicySpec]):
     def read_broker(
         self, management: ManagementClient, vhosts: Sequence[str], admin: bool
     ) -> list[OperatorPolicySpec]:
+        """The operator policies of each vhost (read without the administrator tag too)."""
         return [
             OperatorPolicySpec(
                 vhost,
@@ -204,6 +209,7 @@ class OperatorPolicyKind(AccessKind[OperatorPolicySpec]):
         ]
 
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """Write (PUT) or delete the operator policy."""
         if c.action in (CREATE, UPDATE):
             o = c.desired
             assert isinstance(o, OperatorPolicySpec)
@@ -215,6 +221,7 @@ class OperatorPolicyKind(AccessKind[OperatorPolicySpec]):
         return False
 
     def export_entry(self, spec: OperatorPolicySpec, with_vhost: bool) -> dict[str, Any]:
+        """As a topology entry; with several vhosts, its vhost after its name."""
         entry = spec.entry()
         return {"name": spec.name, "vhost": spec.vhost, **entry} if with_vhost else entry
 

@@ -51,6 +51,7 @@ Uris = str | tuple[str, ...]
 
 
 def uri_keys(prefix: str, what: str) -> tuple[Key, ...]:
+    """The three keys of one URI (literal, ``_env``, ``_file``), each taking a list too."""
     several = "each connection attempt picks one"
 
     def key(name: str, doc: str) -> Key:
@@ -139,6 +140,7 @@ def uris_digest(uris: Uris) -> str:
 
 
 def has_password(uri: str) -> bool:
+    """Whether a URI holds a password (an unparseable one counts as secret)."""
     try:
         return bool(urllib.parse.urlsplit(uri).password)
     except ValueError:
@@ -256,14 +258,18 @@ class Component(AccessKind[ParameterSpec]):
         return f"Component({self.key!r})"
 
     def specs(self, access: Access) -> tuple[ParameterSpec, ...]:
+        """The parameters of this component (both share the ``parameters`` group)."""
         return tuple(p for p in access.of(ParameterSpec) if p.kind == self.kind)
 
     def identity(self, spec: ParameterSpec) -> tuple[Any, ...]:
+        """Its kind, vhost and name."""
         return (spec.kind, spec.vhost, spec.name)
 
     # ------------------------------------------------------------ files
 
     def read(self, reader: Reader, raw: Any, line: int) -> ParameterSpec | None:
+        """One entry: a literal URI with a password is a warning, a malformed URI list an error, and
+        each URI is given one way (literal, ``_env`` or ``_file``)."""
         problems = _literal_problems(self.uri_keys, raw, line) if isinstance(raw, dict) else []
         if problems:
             name = raw.get("name")
@@ -371,6 +377,7 @@ class Component(AccessKind[ParameterSpec]):
         return {"value": value, "component": self.component, "name": spec.name}
 
     def definitions_order(self, spec: ParameterSpec) -> tuple[Any, ...]:
+        """By kind, vhost and name."""
         return (spec.kind, spec.vhost, spec.name)
 
     # ------------------------------------------------------------ the broker
@@ -664,6 +671,7 @@ def _written(uris: Uris) -> str | list[str]:
 
 
 def not_enabled(plugin: str, what: str) -> str:
+    """The message naming a plugin the broker does not run and how to enable it."""
     return (
         f"the {plugin} plugin is not enabled on the broker, so {what} "
         f"(`rabbitmq-plugins enable {plugin} {plugin}_management`)"

@@ -100,9 +100,11 @@ class PermissionKind(AccessKind[PermissionSpec]):
     )
 
     def identity(self, spec: PermissionSpec) -> tuple[Any, ...]:
+        """Its vhost and user."""
         return (spec.vhost, spec.user)
 
     def build(self, f: Mapping[str, Any], vhost: str, location: Location) -> PermissionSpec:
+        """A permissions entry (a regex left out is empty: nothing allowed)."""
         return PermissionSpec(
             f["user"],
             f.get("vhost", vhost),
@@ -113,14 +115,17 @@ class PermissionKind(AccessKind[PermissionSpec]):
         )
 
     def problems(self, spec: PermissionSpec) -> list[Problem]:
+        """``configure``, ``write`` and ``read`` must be regular expressions."""
         return regex_problems(spec, ("configure", "write", "read"))
 
     def refusals(
         self, specs: Sequence[PermissionSpec], *, users: set[str], version: str
     ) -> list[Problem]:
+        """Grants to users that will not exist."""
         return missing_user_problems(specs, users)
 
     def to_definitions(self, spec: PermissionSpec) -> dict[str, Any]:
+        """The broker's entry (without its vhost)."""
         return {
             "user": spec.user,
             "configure": spec.configure,
@@ -135,6 +140,7 @@ class PermissionKind(AccessKind[PermissionSpec]):
     def read_broker(
         self, management: ManagementClient, vhosts: Sequence[str], admin: bool
     ) -> list[PermissionSpec]:
+        """Every user's permissions (only an administrator may read them: none otherwise)."""
         if not admin:
             return []
         return [
@@ -145,14 +151,17 @@ class PermissionKind(AccessKind[PermissionSpec]):
         ]
 
     def prunable(self, spec: PermissionSpec, ctx: PlanContext) -> bool:
+        """Never the connecting user's own permissions."""
         return spec.user != ctx.connecting_user
 
     def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        """Its entry of the run's definitions import."""
         p = c.desired
         assert isinstance(p, PermissionSpec)
         return {"vhost": p.vhost, **self.to_definitions(p)}
 
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """Creates and updates are in the definitions import; a delete is one request."""
         if c.action in (CREATE, UPDATE):
             return True  # written by the definitions import (bulk_entry)
         if c.action != DELETE:
@@ -163,6 +172,7 @@ class PermissionKind(AccessKind[PermissionSpec]):
         return True
 
     def export_entry(self, spec: PermissionSpec, with_vhost: bool) -> dict[str, Any]:
+        """As a topology entry; with several vhosts, its vhost last."""
         entry = self.to_definitions(spec)
         if with_vhost:
             entry["vhost"] = spec.vhost

@@ -74,9 +74,11 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
     )
 
     def identity(self, spec: TopicPermissionSpec) -> tuple[Any, ...]:
+        """Its vhost, user and exchange."""
         return (spec.vhost, spec.user, spec.exchange)
 
     def build(self, f: Mapping[str, Any], vhost: str, location: Location) -> TopicPermissionSpec:
+        """A topic permissions entry (a regex left out is empty: nothing allowed)."""
         return TopicPermissionSpec(
             f["user"],
             f.get("vhost", vhost),
@@ -87,14 +89,17 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
         )
 
     def problems(self, spec: TopicPermissionSpec) -> list[Problem]:
+        """``write`` and ``read`` must be regular expressions."""
         return regex_problems(spec, ("write", "read"))
 
     def refusals(
         self, specs: Sequence[TopicPermissionSpec], *, users: set[str], version: str
     ) -> list[Problem]:
+        """Grants to users that will not exist."""
         return missing_user_problems(specs, users)
 
     def to_definitions(self, spec: TopicPermissionSpec) -> dict[str, Any]:
+        """The broker's entry (without its vhost)."""
         return {
             "user": spec.user,
             "exchange": spec.exchange,
@@ -105,6 +110,8 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
     def read_broker(
         self, management: ManagementClient, vhosts: Sequence[str], admin: bool
     ) -> list[TopicPermissionSpec]:
+        """The topic permissions in ``vhosts`` (only an administrator may read them: none
+        otherwise)."""
         if not admin:
             return []
         in_scope = set(vhosts)
@@ -117,14 +124,18 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
         ]
 
     def prunable(self, spec: TopicPermissionSpec, ctx: PlanContext) -> bool:
+        """Never the connecting user's own topic permissions."""
         return spec.user != ctx.connecting_user
 
     def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        """Its entry of the run's definitions import."""
         t = c.desired
         assert isinstance(t, TopicPermissionSpec)
         return {"user": t.user, "vhost": t.vhost, **self.to_definitions(t)}
 
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """Creates and updates are in the definitions import; a delete puts back the user's other
+        topic permissions in the vhost (the API deletes them all at once)."""
         if c.action in (CREATE, UPDATE):
             return True  # written by the definitions import (bulk_entry)
         if c.action != DELETE:
@@ -146,6 +157,7 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
         return True
 
     def export_entry(self, spec: TopicPermissionSpec, with_vhost: bool) -> dict[str, Any]:
+        """As a topology entry; with several vhosts, its vhost last."""
         entry = self.to_definitions(spec)
         if with_vhost:
             entry["vhost"] = spec.vhost

@@ -255,14 +255,18 @@ class UserKind(AccessKind[UserSpec]):
     )
 
     def identity(self, spec: UserSpec) -> tuple[Any, ...]:
+        """Its name."""
         return (spec.name,)
 
     def vhost_of(self, spec: UserSpec) -> str:
+        """Users are cluster-wide: ``USERS_SCOPE``."""
         return USERS_SCOPE
 
     # ------------------------------------------------------------ files
 
     def read(self, reader: Reader, raw: Any, line: int) -> UserSpec | None:
+        """One entry: a literal ``password`` is accepted with a warning (never shown), the password
+        is given one way, a hash must be well formed."""
         literal: str | None = None
         if isinstance(raw, dict) and "password" in raw:
             # Accepted, as the broker's import does, with a warning; never echoed. It is
@@ -346,6 +350,7 @@ class UserKind(AccessKind[UserSpec]):
         return out
 
     def to_definitions(self, spec: UserSpec) -> dict[str, Any]:
+        """The broker's entry: its hash (empty: no password), tags and limits."""
         return {
             "name": spec.name,
             "password_hash": spec.password_hash or "",
@@ -363,6 +368,7 @@ class UserKind(AccessKind[UserSpec]):
     def read_broker(
         self, management: ManagementClient, vhosts: Sequence[str], admin: bool
     ) -> list[UserSpec]:
+        """Every user with its limits (only an administrator may read them: none otherwise)."""
         if not admin:
             return []
         user_limits = {u["user"]: u.get("value") or {} for u in management.list_user_limits()}
@@ -459,6 +465,8 @@ class UserKind(AccessKind[UserSpec]):
         return changes, warnings
 
     def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        """Its entry of the run's definitions import, with the hash to store
+        (``_stored_password``)."""
         want = c.desired
         assert isinstance(want, UserSpec)
         have = c.actual if isinstance(c.actual, UserSpec) else None
@@ -471,6 +479,8 @@ class UserKind(AccessKind[UserSpec]):
         }
 
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """A create or update sets the limits that changed (the user itself is in the definitions
+        import); a delete is one request."""
         if c.action in (CREATE, UPDATE):  # the user itself: the definitions import
             want = c.desired
             assert isinstance(want, UserSpec)
@@ -488,6 +498,7 @@ class UserKind(AccessKind[UserSpec]):
     # ------------------------------------------------------------ export
 
     def export_entry(self, spec: UserSpec, with_vhost: bool) -> dict[str, Any]:
+        """As a topology entry: tags, hash and limits."""
         entry: dict[str, Any] = {"name": spec.name, "tags": list(spec.tags)}
         if spec.password_hash:
             entry["password_hash"] = spec.password_hash

@@ -116,9 +116,11 @@ class VhostSettingsKind(AccessKind[VhostSettings]):
     compared = ("description", "tags", "default_queue_type", "max_connections", "max_queues")
 
     def identity(self, spec: VhostSettings) -> tuple[Any, ...]:
+        """The vhost's name."""
         return (spec.name,)
 
     def read(self, reader: Reader, raw: Any, line: int) -> VhostSettings | None:
+        """The settings of one ``vhosts`` entry (a name alone has none: None)."""
         if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
             return None  # the loader reports what is wrong with it
         values = {k.name: raw[k.name] for k in self.keys if raw.get(k.name) is not None}
@@ -129,6 +131,7 @@ class VhostSettingsKind(AccessKind[VhostSettings]):
     def read_broker(
         self, management: ManagementClient, vhosts: Sequence[str], admin: bool
     ) -> list[VhostSettings]:
+        """The metadata and limits of the vhosts in scope."""
         in_scope = set(vhosts)
         limits_by_vhost = {v["vhost"]: v.get("value") or {} for v in management.list_vhost_limits()}
         found = []
@@ -211,6 +214,7 @@ class VhostSettingsKind(AccessKind[VhostSettings]):
         return True
 
     def export_entry(self, spec: VhostSettings, with_vhost: bool) -> dict[str, Any]:
+        """As a ``vhosts`` entry (the settings a new vhost has anyway left out)."""
         return {"name": spec.name, **describe_settings(without_defaults(spec))}
 
 
