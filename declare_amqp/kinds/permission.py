@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from .._errors import Location, Problem
 from .._format import Key
-from .._model import Access
+from .._model import Access, Grouped
 from .._plan import CREATE, DELETE, UPDATE, Change, Kind
 from ._base import _STR, AccessKind, PlanContext
 
@@ -76,7 +76,73 @@ def missing_user_problems(specs: Sequence[Any], users: set[str]) -> list[Problem
     ]
 
 
-class PermissionKind(AccessKind[PermissionSpec]):
+class Grant(Grouped, Protocol):
+    """A user's grant in a vhost (``PermissionSpec``, ``TopicPermissionSpec``)."""
+
+    @property
+    def user(self) -> str:
+        """Whose grant it is."""
+
+    @property
+    def vhost(self) -> str:
+        """Where it holds."""
+
+
+G = TypeVar("G", bound=Grant)
+
+
+class GrantKind(AccessKind[G]):
+    """What permissions and topic permissions share: a user's grant in a vhost, regexes
+    checked, refused for a missing user, read only by an administrator, created and updated
+    in the definitions import, never pruned from the connecting user."""
+
+    admin_to_read = True
+    bulk = True
+    checked_on_broker = True
+    regexes: tuple[str, ...] = ()
+
+    def problems(self, spec: G) -> list[Problem]:
+        """Each of ``regexes`` must be a regular expression."""
+        return regex_problems(spec, self.regexes)
+
+    def refusals(self, specs: Sequence[G], *, users: set[str], version: str) -> list[Problem]:
+        """Grants to users that will not exist."""
+        return missing_user_problems(specs, users)
+
+    def prunable(self, spec: G, ctx: PlanContext) -> bool:
+        """Never the connecting user's own grants."""
+        return spec.user != ctx.connecting_user
+
+    def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        """Its entry of the run's definitions import."""
+        spec = c.desired
+        assert isinstance(spec, self.spec)
+        return {"vhost": spec.vhost, **self.to_definitions(spec)}
+
+    def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """Creates and updates are in the definitions import; a delete is ``delete``'s."""
+        if c.action in (CREATE, UPDATE):
+            return True
+        if c.action != DELETE:
+            return False
+        spec = c.spec
+        assert isinstance(spec, self.spec)
+        self.delete(management, spec)
+        return True
+
+    def delete(self, management: ManagementClient, spec: G) -> None:
+        """Remove the broker's grant ``spec``."""
+        raise NotImplementedError
+
+    def export_entry(self, spec: G, with_vhost: bool) -> dict[str, Any]:
+        """As a topology entry; with several vhosts, its vhost last."""
+        entry = self.to_definitions(spec)
+        if with_vhost:
+            entry["vhost"] = spec.vhost
+        return entry
+
+
+class PermissionKind(GrantKind[PermissionSpec]):
     """The ``permissions`` list; written with users in one definitions import."""
 
     spec = PermissionSpec
@@ -86,11 +152,9 @@ class PermissionKind(AccessKind[PermissionSpec]):
     schema_name = "permission"
     schema_doc = "Permissions of a user on a vhost."
     plural = "permissions"
-    admin_to_read = True
     compared = ("configure", "write", "read")
+    regexes = compared
     definitions_section = "permissions"
-    bulk = True
-    checked_on_broker = True
     keys = (
         Key("user", _STR, "User name.", required=True),
         Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
@@ -113,16 +177,6 @@ class PermissionKind(AccessKind[PermissionSpec]):
             f.get("read", ""),
             location,
         )
-
-    def problems(self, spec: PermissionSpec) -> list[Problem]:
-        """``configure``, ``write`` and ``read`` must be regular expressions."""
-        return regex_problems(spec, ("configure", "write", "read"))
-
-    def refusals(
-        self, specs: Sequence[PermissionSpec], *, users: set[str], version: str
-    ) -> list[Problem]:
-        """Grants to users that will not exist."""
-        return missing_user_problems(specs, users)
 
     def to_definitions(self, spec: PermissionSpec) -> dict[str, Any]:
         """The broker's entry (without its vhost)."""
@@ -150,33 +204,9 @@ class PermissionKind(AccessKind[PermissionSpec]):
             for p in management.list_permissions()
         ]
 
-    def prunable(self, spec: PermissionSpec, ctx: PlanContext) -> bool:
-        """Never the connecting user's own permissions."""
-        return spec.user != ctx.connecting_user
-
-    def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
-        """Its entry of the run's definitions import."""
-        p = c.desired
-        assert isinstance(p, PermissionSpec)
-        return {"vhost": p.vhost, **self.to_definitions(p)}
-
-    def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
-        """Creates and updates are in the definitions import; a delete is one request."""
-        if c.action in (CREATE, UPDATE):
-            return True  # written by the definitions import (bulk_entry)
-        if c.action != DELETE:
-            return False
-        p = c.spec
-        assert isinstance(p, PermissionSpec)
-        management.delete_permission(p.vhost, p.user, f"deleting {p.label}")
-        return True
-
-    def export_entry(self, spec: PermissionSpec, with_vhost: bool) -> dict[str, Any]:
-        """As a topology entry; with several vhosts, its vhost last."""
-        entry = self.to_definitions(spec)
-        if with_vhost:
-            entry["vhost"] = spec.vhost
-        return entry
+    def delete(self, management: ManagementClient, spec: PermissionSpec) -> None:
+        """One request: the user's permissions in the vhost."""
+        management.delete_permission(spec.vhost, spec.user, f"deleting {spec.label}")
 
 
 PERMISSION = PermissionKind()

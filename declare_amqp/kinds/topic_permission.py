@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._errors import Location, Problem
+from .._errors import Location
 from .._format import Key
-from .._plan import CREATE, DELETE, UPDATE, Change, Kind
-from ._base import _STR, AccessKind, PlanContext
-from .permission import missing_user_problems, regex_problems
+from .._plan import Kind
+from ._base import _STR
+from .permission import GrantKind
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -50,7 +50,7 @@ class TopicPermissionSpec:
         return f"write /{self.write}/, read /{self.read}/"
 
 
-class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
+class TopicPermissionKind(GrantKind[TopicPermissionSpec]):
     """The ``topic_permissions`` list; written with users in one definitions import."""
 
     spec = TopicPermissionSpec
@@ -60,11 +60,9 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
     schema_name = "topic_permission"
     schema_doc = "Topic permissions of a user."
     plural = "topic permissions"
-    admin_to_read = True
     compared = ("write", "read")
+    regexes = compared
     definitions_section = "topic_permissions"
-    bulk = True
-    checked_on_broker = True
     keys = (
         Key("user", _STR, "User name.", required=True),
         Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
@@ -87,16 +85,6 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
             f.get("read", ""),
             location,
         )
-
-    def problems(self, spec: TopicPermissionSpec) -> list[Problem]:
-        """``write`` and ``read`` must be regular expressions."""
-        return regex_problems(spec, ("write", "read"))
-
-    def refusals(
-        self, specs: Sequence[TopicPermissionSpec], *, users: set[str], version: str
-    ) -> list[Problem]:
-        """Grants to users that will not exist."""
-        return missing_user_problems(specs, users)
 
     def to_definitions(self, spec: TopicPermissionSpec) -> dict[str, Any]:
         """The broker's entry (without its vhost)."""
@@ -123,27 +111,10 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
             if t["vhost"] in in_scope
         ]
 
-    def prunable(self, spec: TopicPermissionSpec, ctx: PlanContext) -> bool:
-        """Never the connecting user's own topic permissions."""
-        return spec.user != ctx.connecting_user
-
-    def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
-        """Its entry of the run's definitions import."""
-        t = c.desired
-        assert isinstance(t, TopicPermissionSpec)
-        return {"user": t.user, "vhost": t.vhost, **self.to_definitions(t)}
-
-    def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
-        """Creates and updates are in the definitions import; a delete puts back the user's other
-        topic permissions in the vhost (the API deletes them all at once)."""
-        if c.action in (CREATE, UPDATE):
-            return True  # written by the definitions import (bulk_entry)
-        if c.action != DELETE:
-            return False
-        t = c.spec
-        assert isinstance(t, TopicPermissionSpec)
-        # The HTTP API deletes all of a user's topic permissions in a vhost at once: put
-        # back the ones on other exchanges.
+    def delete(self, management: ManagementClient, spec: TopicPermissionSpec) -> None:
+        """The HTTP API deletes all of a user's topic permissions in a vhost at once: put
+        back the ones on other exchanges."""
+        t = spec
         keep = [
             x
             for x in management.topic_permissions_of(t.vhost, t.user)
@@ -154,14 +125,6 @@ class TopicPermissionKind(AccessKind[TopicPermissionSpec]):
             management.put_topic_permission(
                 t.vhost, t.user, x["exchange"], x.get("write", ""), x.get("read", "")
             )
-        return True
-
-    def export_entry(self, spec: TopicPermissionSpec, with_vhost: bool) -> dict[str, Any]:
-        """As a topology entry; with several vhosts, its vhost last."""
-        entry = self.to_definitions(spec)
-        if with_vhost:
-            entry["vhost"] = spec.vhost
-        return entry
 
 
 TOPIC_PERMISSION = TopicPermissionKind()
