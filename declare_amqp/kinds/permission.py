@@ -77,7 +77,7 @@ def missing_user_problems(specs: Sequence[Any], users: set[str]) -> list[Problem
 
 
 class Grant(Grouped, Protocol):
-    """A user's grant in a vhost (``PermissionSpec``, ``TopicPermissionSpec``)."""
+    """A user's grant in a vhost (permissions, topic permissions)."""
 
     @property
     def user(self) -> str:
