@@ -218,6 +218,7 @@ class _Reader:
         return found
 
     def read(self, doc: Any) -> Topology:
+        """The topology of a parsed definitions file (problems and warnings kept here)."""
         if not isinstance(doc, dict):
             self.problems.append(
                 Problem(
@@ -230,19 +231,7 @@ class _Reader:
         cluster = doc.get("rabbitmq_definition_format") == "cluster" or (
             "vhosts" in doc and doc.get("rabbitmq_definition_format") != "single_virtual_host"
         )
-        for key in doc:
-            if key in _METADATA or key in _MANAGED or (not cluster and key in _OWN_VHOST_KEYS):
-                continue
-            if key not in _IGNORED_KINDS:
-                self.warnings.append(
-                    Problem(
-                        f"ignored key '{key}': not part of RabbitMQ's definitions format (a "
-                        "declare-amqp topology written as JSON must be named .yml)",
-                        self.at(doc_line(doc)),
-                    )
-                )
-                continue
-            self.ignore(key, doc[key], doc_line(doc))
+        self.unknown_keys(doc, cluster)
         # The single-vhost shape belongs to whichever vhost it is loaded into, as with the
         # broker's own import: a `vhost` field in it (3.10 writes one on policies) is not a
         # destination.
@@ -378,6 +367,23 @@ class _Reader:
         )
 
     # ------------------------------------------------------------- access objects
+
+    def unknown_keys(self, doc: dict[str, Any], cluster: bool) -> None:
+        """One warning per top-level key the tool does not read (what it holds is named
+        for the kinds it does not manage yet)."""
+        for key in doc:
+            if key in _METADATA or key in _MANAGED or (not cluster and key in _OWN_VHOST_KEYS):
+                continue
+            if key not in _IGNORED_KINDS:
+                self.warnings.append(
+                    Problem(
+                        f"ignored key '{key}': not part of RabbitMQ's definitions format (a "
+                        "declare-amqp topology written as JSON must be named .yml)",
+                        self.at(doc_line(doc)),
+                    )
+                )
+                continue
+            self.ignore(key, doc[key], doc_line(doc))
 
     def vhost_settings(self, f: dict[str, Any], line: int) -> JsonObject:
         """A vhost's metadata (``description``, ``tags``, ``default_queue_type``, at the top
