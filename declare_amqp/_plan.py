@@ -15,7 +15,7 @@ compare on redeclare. Each difference becomes one change:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
@@ -459,36 +459,47 @@ def _named(
     kind: Kind, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
 ) -> Iterable[Change]:
     """Create what is missing; a difference is an update (``mutable``) or a conflict."""
-    live = {(o.vhost, o.name): o for o in actual}
+    return keyed_changes(
+        kind, desired, actual, lambda o: (o.vhost, o.name), _compare, mutable=mutable
+    )
+
+
+def keyed_changes(
+    kind: Kind,
+    desired: Iterable[Any],
+    actual: Iterable[Any],
+    identity: Callable[[Any], Hashable],
+    differences: Callable[[Any, Any], list[Difference]],
+    *,
+    mutable: bool = True,
+    place: Callable[[Any], tuple[str, str]] = lambda o: (o.vhost, o.name),
+) -> Iterator[Change]:
+    """The one create/update/conflict-by-identity loop of every kind (topology and access):
+    a create for each desired object the broker lacks; for one it has, its ``differences``
+    as an update (``mutable``) or a conflict. ``place``: the vhost and name a change shows."""
+    live = {identity(o): o for o in actual}
     for want in desired:
-        have = live.get((want.vhost, want.name))
+        have = live.get(identity(want))
+        vhost, name = place(want)
         if have is None:
             origin = getattr(want, "origin", "")
             yield Change(
                 CREATE,
                 kind,
-                want.vhost,
-                want.name,
+                vhost,
+                name,
                 desired=want,
                 message=f"derived: {origin}" if origin else "",
             )
             continue
-        diffs = _compare(want, have)
+        diffs = differences(want, have)
         if not diffs:
             continue
         if mutable:
-            yield Change(UPDATE, kind, want.vhost, want.name, want, have, tuple(diffs))
+            yield Change(UPDATE, kind, vhost, name, want, have, tuple(diffs))
         else:
-            yield Change(
-                CONFLICT,
-                kind,
-                want.vhost,
-                want.name,
-                want,
-                have,
-                tuple(diffs),
-                _conflict_message(kind, diffs, want.location),
-            )
+            message = _conflict_message(kind, diffs, want.location)
+            yield Change(CONFLICT, kind, vhost, name, want, have, tuple(diffs), message)
 
 
 def _prune(

@@ -20,7 +20,7 @@ from .._format import Key, Reader
 
 __all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
 from .._model import Access, Grouped
-from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind
+from .._plan import DELETE, Action, Change, Difference, Kind, keyed_changes
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -240,21 +240,24 @@ class AccessKind(Generic[S]):
         return changes, []
 
     def keyed(self, desired: Iterable[S], actual: Iterable[S]) -> Iterable[Change]:
-        """Creates of the missing objects, updates of the ``compared`` fields that differ."""
-        live = {self.identity(a): a for a in actual}
-        for want in desired:
-            have = live.get(self.identity(want))
-            vhost, name = self.vhost_of(want), self.name_of(want)
-            if have is None:
-                yield change(CREATE, self.kind, vhost, name, desired=want)
-                continue
-            diffs = [
-                Difference(f, getattr(have, f), getattr(want, f))
-                for f in self.compared
-                if getattr(want, f) != getattr(have, f)
-            ]
-            if diffs:
-                yield change(UPDATE, self.kind, vhost, name, want, have, diffs)
+        """Creates of the missing objects, updates of the ``compared`` fields that differ
+        (``_plan.keyed_changes``, the loop the topology kinds plan with too)."""
+        return keyed_changes(
+            self.kind,
+            desired,
+            actual,
+            self.identity,
+            self.differences,
+            place=lambda s: (self.vhost_of(s), self.name_of(s)),
+        )
+
+    def differences(self, want: S, have: S) -> list[Difference]:
+        """The ``compared`` fields in which ``want`` and ``have`` differ."""
+        return [
+            Difference(f, getattr(have, f), getattr(want, f))
+            for f in self.compared
+            if getattr(want, f) != getattr(have, f)
+        ]
 
     def prunable(self, spec: S, ctx: PlanContext) -> bool:
         """Whether prune may delete the broker's ``spec``."""
