@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._errors import DeclareAmqpError, Problem, TopologyError
 from ._errors import dedupe as first_of_each
@@ -237,7 +237,7 @@ def splice(
     and permissions; the deletes of users and permissions last."""
     by_name = {v.name: v for v in settings}
     topo = [
-        replace(c, desired=cast(Any, by_name[c.name]))
+        replace(c, desired=by_name[c.name])
         if c.kind == "vhost" and c.action == CREATE and c.name in by_name
         else c
         for c in the_plan.changes

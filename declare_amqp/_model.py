@@ -236,6 +236,33 @@ class Grouped(Protocol):
 G = TypeVar("G", bound=Grouped)
 
 
+class AccessObject(Grouped, Protocol):
+    """What every access spec is to a plan: a frozen dataclass, named, placed in a vhost
+    (users: none), shown."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        """Its name in a plan."""
+
+    @property
+    def vhost(self) -> str:
+        """Its vhost (``""`` for cluster-wide objects: users)."""
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+
+    @property
+    def shown(self) -> str:
+        """Plan details (never a secret)."""
+
+    @property
+    def location(self) -> Location | None:
+        """Where a file declared it (None for the broker's)."""
+
+
 class Access:
     """The access objects of a set of files (or of a broker): users, permissions, vhost
     settings, operator policies, federation upstreams, shovels... held alike, by group.

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._errors import Location, Problem
 from ._model import (
+    AccessObject,
     BindingSpec,
     ExchangeSpec,
     PolicySpec,
@@ -179,7 +180,7 @@ _POLICY_EQUIVALENT = {
     "alternate-exchange": "alternate-exchange",
 }
 
-Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
+Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | AccessObject
 Named = ExchangeSpec | QueueSpec | PolicySpec
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._errors import Location, Problem
 from .._format import Key, Reader
 
 __all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
-from .._model import Access, Grouped
+from .._model import Access, AccessObject
 from .._plan import DELETE, Action, Change, Difference, Kind, keyed_changes
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
 
 _STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
 
-S = TypeVar("S", bound=Grouped)
+S = TypeVar("S", bound=AccessObject)
 
 
 class DefinitionsReader(Protocol):
@@ -65,22 +65,14 @@ def change(
     kind: Kind | str,
     vhost: str,
     name: str,
-    desired: Any = None,
-    actual: Any = None,
+    desired: AccessObject | None = None,
+    actual: AccessObject | None = None,
     differences: Iterable[Difference] = (),
     message: str = "",
 ) -> Change:
-    """A plan ``Change`` about an access object (``Change`` is typed for the topology's
-    specs; an access spec is carried as it is)."""
+    """A plan ``Change`` about an access object."""
     return Change(
-        Action(action),
-        Kind(kind),
-        vhost,
-        name,
-        cast(Any, desired),
-        cast(Any, actual),
-        tuple(differences),
-        message,
+        Action(action), Kind(kind), vhost, name, desired, actual, tuple(differences), message
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from .._errors import Location, Problem
 from .._format import Key
-from .._model import Access, Grouped
+from .._model import Access, AccessObject
 from .._plan import CREATE, DELETE, UPDATE, Change, Kind
 from ._base import _STR, AccessKind, PlanContext
 
@@ -76,16 +76,12 @@ def missing_user_problems(specs: Sequence[Any], users: set[str]) -> list[Problem
     ]
 
 
-class Grant(Grouped, Protocol):
+class Grant(AccessObject, Protocol):
     """A user's grant in a vhost (permissions, topic permissions)."""
 
     @property
     def user(self) -> str:
         """Whose grant it is."""
-
-    @property
-    def vhost(self) -> str:
-        """Where it holds."""
 
 
 G = TypeVar("G", bound=Grant)
