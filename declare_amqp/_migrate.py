@@ -502,7 +502,7 @@ class _Migration:
                 h.release()
 
     def _delay_queues(self) -> list[str]:
-        from ._management import from_definitions
+        from ._broker_json import from_definitions
 
         definitions = self.http.definitions(self.vhost) or {}
         topology = from_definitions(self.vhost, definitions)

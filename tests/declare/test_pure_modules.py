@@ -32,6 +32,7 @@ PURE = (
     "_graph",
     "_inspect",
     "_json_lines",
+    "_broker_json",
     # each kind is handed a ManagementClient (annotation only): it loads no I/O library
     "kinds",
     "kinds.vhost_settings",
