@@ -28,6 +28,9 @@ PURE = (
     "_definitions",
     "worker_queues",
     "_simulate",
+    "_routing",
+    "_policy_choice",
+    "_effective",
     "_graph",
     "_inspect",
 )
