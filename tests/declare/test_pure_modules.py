@@ -27,7 +27,7 @@ PURE = (
     "_saved_plan",
     "_definitions",
     "worker_queues",
-    "_simulate",
+    "_simulate",  # and so what it imports: _routing, _policy_choice, _effective
     "_graph",
     "_inspect",
 )
