@@ -81,61 +81,72 @@ _W3C_BAGGAGE = W3CBaggagePropagator()
 _W3C_FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
 
 
-def _is_w3c(textmap: TextMapPropagator) -> bool:
-    """Whether ``textmap`` is OpenTelemetry's default (``OTEL_PROPAGATORS`` unset, or
-    ``tracecontext``, ``baggage`` or both): W3C trace context and baggage, nothing else. Then
-    :class:`_Propagation` calls the two W3C propagators itself, and only for the headers
-    present, instead of going through the composite for every message."""
-    if isinstance(textmap, (TraceContextTextMapPropagator, W3CBaggagePropagator)):
-        return True
-    return type(textmap) is CompositePropagator and textmap.fields <= _W3C_FIELDS
+def _w3c_parts(textmap: TextMapPropagator) -> tuple[bool, bool] | None:
+    """Whether ``textmap`` is made of OpenTelemetry's W3C propagators only (the default,
+    ``OTEL_PROPAGATORS`` unset, is trace context and baggage), and which: (trace context,
+    baggage); None for anything else. Then :class:`_Propagation` calls those W3C propagators
+    itself, and only for the headers present, instead of going through the composite for
+    every message."""
+    if (
+        isinstance(textmap, (TraceContextTextMapPropagator, W3CBaggagePropagator))
+        or type(textmap) is CompositePropagator
+        and textmap.fields <= _W3C_FIELDS
+    ):
+        fields = textmap.fields
+    else:
+        return None
+    return "traceparent" in fields, "baggage" in fields
 
 
 class _Propagation:
     """Span contexts into and out of AMQP headers, with whatever propagator is global.
 
-    With the default W3C propagators (checked on each call, since an application may set
-    another one at any time): ``traceparent`` written straight from the span's context (the
-    format W3C Trace Context fixes), ``tracestate`` when the span has one, ``baggage`` when the
-    current context has some; extraction only of the headers a message carries. Anything else
-    goes through ``propagate.inject``/``extract`` as configured.
+    With W3C propagators only (the default; checked on each call, since an application may
+    set another one at any time): ``traceparent`` written straight from the span's context
+    (the format W3C Trace Context fixes), ``tracestate`` when the span has one, ``baggage``
+    when the current context has some; extraction only of the headers a message carries.
+    Anything else goes through ``propagate.inject``/``extract`` as configured.
     """
 
     __slots__ = ("textmap", "w3c")
 
     def __init__(self) -> None:
         self.textmap: TextMapPropagator | None = None
-        self.w3c = False
+        self.w3c: tuple[bool, bool] | None = None
 
-    def _fast(self) -> bool:
+    def _parts(self) -> tuple[bool, bool] | None:
         textmap = propagate.get_global_textmap()
         if textmap is not self.textmap:
-            self.textmap, self.w3c = textmap, _is_w3c(textmap)
+            self.textmap, self.w3c = textmap, _w3c_parts(textmap)
         return self.w3c
 
     def inject(self, headers: dict[str, Any], span: trace.Span) -> None:
-        if not self._fast():
+        parts = self._parts()
+        if parts is None:
             propagate.inject(headers, context=trace.set_span_in_context(span))
             return
+        with_trace, with_baggage = parts
         ctx = span.get_span_context()
-        if ctx.is_valid:
+        if with_trace and ctx.is_valid:
             headers["traceparent"] = (
                 f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
             )
             if ctx.trace_state:
                 headers["tracestate"] = ctx.trace_state.to_header()
-        if baggage.get_all():
+        if with_baggage and baggage.get_all():
             _W3C_BAGGAGE.inject(headers)
 
     def extract(self, headers: Mapping[str, Any]) -> otel_context.Context:
-        if not self._fast():
+        parts = self._parts()
+        if parts is None:
             # An empty carrier extracts to an empty context: a delivery without trace headers
             # starts a trace of its own rather than joining whatever happens to be current.
             return propagate.extract(headers, getter=_GETTER)
+        with_trace, with_baggage = parts
         parent = _NO_CONTEXT
-        if "traceparent" in headers:
+        if with_trace and "traceparent" in headers:
             parent = _W3C_TRACE.extract(headers, parent, _GETTER)
-        if "baggage" in headers:
+        if with_baggage and "baggage" in headers:
             parent = _W3C_BAGGAGE.extract(headers, parent, _GETTER)
         return parent
 
