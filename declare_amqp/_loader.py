@@ -7,6 +7,7 @@ Every problem in every file is collected before anything is reported, so one run
 from __future__ import annotations
 
 import difflib
+from array import array
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -50,14 +51,35 @@ from ._model import (
 
 
 class _Map(dict[Any, Any]):
-    """A YAML mapping that remembers the line of itself and of each key."""
+    """A YAML mapping that remembers the line of itself and of each key.
 
-    line: int = 0
-    key_lines: dict[Any, int]
+    A large file makes hundreds of thousands of these, so no instance ``__dict__``
+    (``__slots__``), and the keys' lines are an array in the keys' order (8 bytes a key,
+    no dict, no int objects), turned into a dict when asked for. Where that order does not
+    tell (a key given twice; a copy given its lines) they are kept as a dict. Ask for the
+    lines before removing keys (``_convert`` does).
+    """
+
+    __slots__ = ("line", "_lines")
+    line: int
+    _lines: array[int] | dict[Any, int]
+
+    @property
+    def key_lines(self) -> dict[Any, int]:
+        lines = self._lines
+        # keys added since the file was read (convert adds some) have no line: zip stops
+        return lines if isinstance(lines, dict) else dict(zip(self, lines, strict=False))
+
+    @key_lines.setter
+    def key_lines(self, lines: dict[Any, int]) -> None:
+        self._lines = lines
 
 
 class _List(list[Any]):
-    line: int = 0
+    """A YAML list that remembers the line of itself and of each item (``__slots__``)."""
+
+    __slots__ = ("line", "item_lines")
+    line: int
     item_lines: list[int]
 
 
@@ -205,6 +227,8 @@ class _EventReader:
 
     def __init__(self, loader: _Loader) -> None:
         self.loader = loader
+        # each mapping key's text once: libyaml makes a new string for every occurrence
+        self.keys: dict[str, str] = {}
 
     def document(self) -> Any:
         loader = self.loader
@@ -248,8 +272,9 @@ class _EventReader:
         loader = self.loader
         result = _Map()
         result.line = start.start_mark.line + 1
-        key_lines: dict[Any, int] = {}
-        result.key_lines = key_lines
+        lines = array("q")  # each key's line, in the keys' order
+        by_key: dict[Any, int] | None = None  # after a key given twice, where order no longer tells
+        keys = self.keys
         duplicates = loader.duplicate_keys
         get_event = loader.get_event
         while not loader.check_event(yaml.MappingEndEvent):
@@ -258,11 +283,19 @@ class _EventReader:
             if type(key_event) is not yaml.ScalarEvent:
                 raise _NeedsNodes
             key = self.scalar(key_event)
-            if key in key_lines:
-                duplicates.append((key, line, key_lines[key]))
+            if type(key) is str:
+                key = keys.setdefault(key, key)
+            if key in result:
+                if by_key is None:
+                    by_key = dict(zip(result, lines, strict=True))
+                duplicates.append((key, line, by_key[key]))
             result[key] = self.value(get_event())
-            key_lines[key] = line
+            if by_key is None:
+                lines.append(line)
+            else:
+                by_key[key] = line
         get_event()
+        result._lines = lines if by_key is None else by_key
         return result
 
     def sequence(self, start: Any) -> _List:
