@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from array import array
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -215,6 +215,14 @@ class _NeedsNodes(Exception):
     a merge key, a mapping or list as a key, or a second document."""
 
 
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY_CHARACTER = _Everything()
+
+
 class _EventReader:
     """Builds the values straight from libyaml's parse events, without a node tree.
 
@@ -229,6 +237,14 @@ class _EventReader:
         self.loader = loader
         # each mapping key's text once: libyaml makes a new string for every occurrence
         self.keys: dict[str, str] = {}
+        # The first characters of plain scalars that may resolve to something other than a
+        # string (numbers, booleans, null, timestamps, merge): the resolver tries its regular
+        # expressions by first character, so any other start is a string without asking it.
+        resolvers = loader.yaml_implicit_resolvers
+        if None in resolvers or loader.yaml_path_resolvers:
+            self.typed_starts: Container[str] = _EVERY_CHARACTER
+        else:
+            self.typed_starts = frozenset(key for key in resolvers if key)
 
     def document(self) -> Any:
         loader = self.loader
@@ -258,9 +274,12 @@ class _EventReader:
     def scalar(self, event: Any) -> Any:
         if event.anchor is not None or event.tag not in (None, "!"):
             raise _NeedsNodes
+        value = event.value
         if not event.implicit[0]:  # quoted: always a string
-            return event.value
-        tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            return value
+        if value and value[0] not in self.typed_starts:  # no resolver matches: a string
+            return value
+        tag = self.loader.resolve(yaml.ScalarNode, value, event.implicit)
         if tag == _STR_TAG:
             return event.value
         if tag == _MERGE_TAG:
