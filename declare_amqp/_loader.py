@@ -344,11 +344,21 @@ class _AliasBomb(Exception):
 def _yaml_value(text: str, path: str = "<text>") -> tuple[Any, list[tuple[Any, int, int]]]:
     """The one document in ``text`` and its duplicate keys (key, line, first line);
     raises ``yaml.YAMLError``, or ``_AliasBomb``."""
+    value, duplicates, _ = _yaml_document(text, path)
+    return value, duplicates
+
+
+def _yaml_document(text: str, path: str) -> tuple[Any, list[tuple[Any, int, int]], bool]:
+    """``_yaml_value``, and whether every value in it is its own: read from the events,
+    with no anchor or alias, so no value appears twice (the reader may then release
+    what it has read)."""
     with paused_gc():
         try:
-            return _read(text, path, nodes=False)
+            value, duplicates = _read(text, path, nodes=False)
+            return value, duplicates, True
         except _NeedsNodes:
-            return _read(text, path, nodes=True)
+            value, duplicates = _read(text, path, nodes=True)
+            return value, duplicates, False
 
 
 def _read(text: str, path: str, *, nodes: bool) -> tuple[Any, list[tuple[Any, int, int]]]:
@@ -384,6 +394,9 @@ class _FileReader:
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        # the document's values are unshared (no aliases): the raw queues, most of a large
+        # file, are dropped from it one by one as their specs are built (``_queues``)
+        self.release = False
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
@@ -512,7 +525,14 @@ class _FileReader:
             )
 
     def _queues(self, doc: dict[str, Any]) -> Iterable[QueueSpec]:
-        for raw, line in self.entries(doc, "queues"):
+        entries = list(self.entries(doc, "queues"))
+        # the last reader of the raw queues (their bindings were read before): each one is
+        # released as its spec is built, so the values and the model of a large file are
+        # not both held whole (on a file of aliases a value may be read again elsewhere)
+        held = doc["queues"] if self.release and entries else None
+        for index, (raw, line) in enumerate(entries):
+            if held is not None:
+                entries[index] = held[index] = None  # type: ignore[call-overload]
             f = self.fields(raw, QUEUE_KEYS, "queue", line)
             if f is None:
                 continue
@@ -725,7 +745,7 @@ def _parse(
     text: str, path: str, vhost: str | None, default_vhost: str, original: bool = False
 ) -> tuple[Topology, list[Problem]]:
     try:
-        doc, duplicate_keys = _yaml_value(text, path)
+        doc, duplicate_keys, unshared = _yaml_document(text, path)
     except _AliasBomb as exc:
         return Topology(), [exc.problem]
     except RecursionError:
@@ -743,6 +763,7 @@ def _parse(
     except yaml.YAMLError as exc:
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
     reader = _FileReader(path, vhost, default_vhost, original)
+    reader.release = unshared
     for key, line, first in duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)
