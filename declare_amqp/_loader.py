@@ -7,7 +7,8 @@ Every problem in every file is collected before anything is reported, so one run
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -50,14 +51,35 @@ from ._model import (
 
 
 class _Map(dict[Any, Any]):
-    """A YAML mapping that remembers the line of itself and of each key."""
+    """A YAML mapping that remembers the line of itself and of each key.
 
-    line: int = 0
-    key_lines: dict[Any, int]
+    A large file makes hundreds of thousands of these, so no instance ``__dict__``
+    (``__slots__``), and the keys' lines are an array in the keys' order (8 bytes a key,
+    no dict, no int objects), turned into a dict when asked for. Where that order does not
+    tell (a key given twice; a copy given its lines) they are kept as a dict. Ask for the
+    lines before removing keys (``_convert`` does).
+    """
+
+    __slots__ = ("line", "_lines")
+    line: int
+    _lines: array[int] | dict[Any, int]
+
+    @property
+    def key_lines(self) -> dict[Any, int]:
+        lines = self._lines
+        # keys added since the file was read (convert adds some) have no line: zip stops
+        return lines if isinstance(lines, dict) else dict(zip(self, lines, strict=False))
+
+    @key_lines.setter
+    def key_lines(self, lines: dict[Any, int]) -> None:
+        self._lines = lines
 
 
 class _List(list[Any]):
-    line: int = 0
+    """A YAML list that remembers the line of itself and of each item (``__slots__``)."""
+
+    __slots__ = ("line", "item_lines")
+    line: int
     item_lines: list[int]
 
 
@@ -193,6 +215,14 @@ class _NeedsNodes(Exception):
     a merge key, a mapping or list as a key, or a second document."""
 
 
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY_CHARACTER = _Everything()
+
+
 class _EventReader:
     """Builds the values straight from libyaml's parse events, without a node tree.
 
@@ -205,6 +235,16 @@ class _EventReader:
 
     def __init__(self, loader: _Loader) -> None:
         self.loader = loader
+        # each mapping key's text once: libyaml makes a new string for every occurrence
+        self.keys: dict[str, str] = {}
+        # The first characters of plain scalars that may resolve to something other than a
+        # string (numbers, booleans, null, timestamps, merge): the resolver tries its regular
+        # expressions by first character, so any other start is a string without asking it.
+        resolvers = loader.yaml_implicit_resolvers
+        if None in resolvers or loader.yaml_path_resolvers:
+            self.typed_starts: Container[str] = _EVERY_CHARACTER
+        else:
+            self.typed_starts = frozenset(key for key in resolvers if key)
 
     def document(self) -> Any:
         loader = self.loader
@@ -234,9 +274,12 @@ class _EventReader:
     def scalar(self, event: Any) -> Any:
         if event.anchor is not None or event.tag not in (None, "!"):
             raise _NeedsNodes
+        value = event.value
         if not event.implicit[0]:  # quoted: always a string
-            return event.value
-        tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            return value
+        if value and value[0] not in self.typed_starts:  # no resolver matches: a string
+            return value
+        tag = self.loader.resolve(yaml.ScalarNode, value, event.implicit)
         if tag == _STR_TAG:
             return event.value
         if tag == _MERGE_TAG:
@@ -248,8 +291,9 @@ class _EventReader:
         loader = self.loader
         result = _Map()
         result.line = start.start_mark.line + 1
-        key_lines: dict[Any, int] = {}
-        result.key_lines = key_lines
+        lines = array("q")  # each key's line, in the keys' order
+        by_key: dict[Any, int] | None = None  # after a key given twice, where order no longer tells
+        keys = self.keys
         duplicates = loader.duplicate_keys
         get_event = loader.get_event
         while not loader.check_event(yaml.MappingEndEvent):
@@ -258,11 +302,19 @@ class _EventReader:
             if type(key_event) is not yaml.ScalarEvent:
                 raise _NeedsNodes
             key = self.scalar(key_event)
-            if key in key_lines:
-                duplicates.append((key, line, key_lines[key]))
+            if type(key) is str:
+                key = keys.setdefault(key, key)
+            if key in result:
+                if by_key is None:
+                    by_key = dict(zip(result, lines, strict=True))
+                duplicates.append((key, line, by_key[key]))
             result[key] = self.value(get_event())
-            key_lines[key] = line
+            if by_key is None:
+                lines.append(line)
+            else:
+                by_key[key] = line
         get_event()
+        result._lines = lines if by_key is None else by_key
         return result
 
     def sequence(self, start: Any) -> _List:
@@ -292,11 +344,21 @@ class _AliasBomb(Exception):
 def _yaml_value(text: str, path: str = "<text>") -> tuple[Any, list[tuple[Any, int, int]]]:
     """The one document in ``text`` and its duplicate keys (key, line, first line);
     raises ``yaml.YAMLError``, or ``_AliasBomb``."""
+    value, duplicates, _ = _yaml_document(text, path)
+    return value, duplicates
+
+
+def _yaml_document(text: str, path: str) -> tuple[Any, list[tuple[Any, int, int]], bool]:
+    """``_yaml_value``, and whether every value in it is its own: read from the events,
+    with no anchor or alias, so no value appears twice (the reader may then release
+    what it has read)."""
     with paused_gc():
         try:
-            return _read(text, path, nodes=False)
+            value, duplicates = _read(text, path, nodes=False)
+            return value, duplicates, True
         except _NeedsNodes:
-            return _read(text, path, nodes=True)
+            value, duplicates = _read(text, path, nodes=True)
+            return value, duplicates, False
 
 
 def _read(text: str, path: str, *, nodes: bool) -> tuple[Any, list[tuple[Any, int, int]]]:
@@ -332,6 +394,9 @@ class _FileReader:
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        # the document's values are unshared (no aliases): the raw queues, most of a large
+        # file, are dropped from it one by one as their specs are built (``_queues``)
+        self.release = False
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
@@ -460,7 +525,14 @@ class _FileReader:
             )
 
     def _queues(self, doc: dict[str, Any]) -> Iterable[QueueSpec]:
-        for raw, line in self.entries(doc, "queues"):
+        entries = list(self.entries(doc, "queues"))
+        # the last reader of the raw queues (their bindings were read before): each one is
+        # released as its spec is built, so the values and the model of a large file are
+        # not both held whole (on a file of aliases a value may be read again elsewhere)
+        held = doc["queues"] if self.release and entries else None
+        for index, (raw, line) in enumerate(entries):
+            if held is not None:
+                entries[index] = held[index] = None  # type: ignore[call-overload]
             f = self.fields(raw, QUEUE_KEYS, "queue", line)
             if f is None:
                 continue
@@ -673,7 +745,7 @@ def _parse(
     text: str, path: str, vhost: str | None, default_vhost: str, original: bool = False
 ) -> tuple[Topology, list[Problem]]:
     try:
-        doc, duplicate_keys = _yaml_value(text, path)
+        doc, duplicate_keys, unshared = _yaml_document(text, path)
     except _AliasBomb as exc:
         return Topology(), [exc.problem]
     except RecursionError:
@@ -691,6 +763,7 @@ def _parse(
     except yaml.YAMLError as exc:
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
     reader = _FileReader(path, vhost, default_vhost, original)
+    reader.release = unshared
     for key, line, first in duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)

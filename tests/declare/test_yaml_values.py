@@ -174,3 +174,34 @@ def test_a_plain_topology_is_read_from_the_events() -> None:
 def test_what_only_the_node_tree_handles_goes_there(text: str) -> None:
     with pytest.raises(_loader._NeedsNodes):
         _loader._read(text, "t.yml", nodes=False)
+
+
+def test_releasing_read_queues_keeps_every_object_and_line() -> None:
+    """A file without aliases has its raw queues released as their specs are built; with
+    an alias (read through the node tree) nothing is released, so a value a queue shares
+    with a later section is still there. Both give every queue, binding and line."""
+    plain = (
+        "vhost: v\nqueues:\n  - name: a\n    arguments: {x-max-length: 5}\n"
+        "    bindings: [{exchange: e, routing_key: a}]\n  - name: b\n"
+        "exchanges:\n  - {name: e, type: direct}\n"
+    )
+    aliased = (
+        "vhost: v\nqueues:\n  - name: a\n    arguments: &limits {x-max-length: 5}\n"
+        "    bindings: [{exchange: e, routing_key: a}]\n  - name: b\n"
+        "exchanges:\n  - {name: e, type: direct}\n"
+        "policies:\n  - {name: p, pattern: '^a$', definition: *limits}\n"
+    )
+    for text in (plain, aliased):
+        topology, problems = _loader._parse(text, "t.yml", None, "/")
+        assert problems == []
+        lines = [q.location.line if q.location else 0 for q in topology.queues]
+        assert [(q.name, dict(q.arguments)) for q in topology.queues] == [
+            ("a", {"x-max-length": 5}),
+            ("b", {}),
+        ]
+        assert lines == [3, 6]
+        assert [(b.source, b.destination, b.routing_key) for b in topology.bindings] == [
+            ("e", "a", "a")
+        ]
+    topology, _ = _loader._parse(aliased, "t.yml", None, "/")
+    assert [dict(p.definition) for p in topology.policies] == [{"x-max-length": 5}]
