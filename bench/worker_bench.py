@@ -703,6 +703,7 @@ class Config:
     with_faststream: bool
     persistent: bool
     pause: float
+    contenders: list[str] | None = None  # --contenders: only these (names after the colon)
 
 
 def ours_available() -> tuple[bool, str]:
@@ -727,6 +728,13 @@ def _is_ours(kind: str) -> bool:
     return kind.split(":")[1].startswith("ours")
 
 
+def _chosen(cfg: Config, kinds: list[str]) -> list[str]:
+    """``kinds`` less those ``--contenders`` leaves out."""
+    if cfg.contenders is None:
+        return kinds
+    return [k for k in kinds if k.partition(":")[2] in cfg.contenders]
+
+
 def _measure_rates(
     cfg: Config,
     ops: BrokerOps,
@@ -739,6 +747,7 @@ def _measure_rates(
     """Each repetition runs every kind once, back to back in a rotating order, on a fresh queue
     pre-filled with ``fill`` messages; ``check(kind, result, ready_after)`` names what did not
     add up. A peer's failure is a harness failure; ours is recorded and reported in the table."""
+    kinds = _chosen(cfg, kinds)
     for rep in range(cfg.repetitions):
         # Rotate the order each repetition so that no contender always runs first.
         shift = rep % len(kinds)
@@ -851,7 +860,7 @@ def measure_share(cfg: Config, ops: BrokerOps, results: dict[str, Series]) -> No
 
 
 PROFILE_PATTERN = (
-    r"priority_worker|prometheus_client"
+    r"priority_worker|prometheus_client|opentelemetry"
     r"|asyncio/(tasks|base_events).py.*(create_task|ensure_future|call_later)"
 )
 
@@ -860,14 +869,13 @@ def profile_ours(cfg: Config, ops: BrokerOps, directory: Path) -> str:
     """One extra, untimed consume and publish run of ours under cProfile; returns a summary."""
     directory.mkdir(parents=True, exist_ok=True)
     parts = []
-    runs = [
-        ("consume:ours", {"n": cfg.messages, "prefetch": cfg.prefetch}),
-        (
-            "publish:ours",
-            {"n": cfg.publish_messages, "window": cfg.window, "persistent": cfg.persistent},
-        ),
-    ]
-    for kind, extra in runs:
+    consume = {"n": cfg.messages, "prefetch": cfg.prefetch}
+    publish = {"n": cfg.publish_messages, "window": cfg.window, "persistent": cfg.persistent}
+    runs = [("consume:ours", consume), ("publish:ours", publish)]
+    if cfg.with_tracing:
+        runs += [("consume:ours-traced", consume), ("publish:ours-traced", publish)]
+    chosen = _chosen(cfg, [kind for kind, _ in runs])
+    for kind, extra in [(kind, extra) for kind, extra in runs if kind in chosen]:
         q = ops.fresh_queue(f"bench.profile.{kind.split(':')[0]}")
         if kind.startswith("consume"):
             ops.fill(q, cfg.messages)
@@ -1112,8 +1120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         metavar="DIR",
-        help="afterwards, run our consume and publish once more under cProfile (untimed); "
-        "writes DIR/*.prof and prints the top functions",
+        help="afterwards, run our consume and publish (and their tracing-on rows) once more "
+        "under cProfile (untimed); writes DIR/*.prof and prints the top functions",
     )
     p.add_argument("--skip-ours", action="store_true", help="measure the peers only")
     p.add_argument(
@@ -1122,6 +1130,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="leave out the tracing-on rows (ours and FastStream's middleware)",
     )
     p.add_argument("--no-faststream", action="store_true", help="leave out FastStream")
+    p.add_argument(
+        "--contenders",
+        metavar="NAMES",
+        help="comma-separated: measure only these consume/publish contenders (pika, aio-pika, "
+        "faststream, faststream-otel, ours, ours-traced, ours-sync); e.g. ours,ours-traced "
+        "for the tracing on/off rows alone, interleaved",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -1187,6 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
                 with_faststream=not args.no_faststream and importable("faststream", "aio_pika"),
                 persistent=args.persistent,
                 pause=args.pause,
+                contenders=args.contenders.split(",") if args.contenders else None,
             )
             ops = BrokerOps(cfg.url)
             try:

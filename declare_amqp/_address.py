@@ -35,6 +35,7 @@ class Node:
 
     @property
     def amqp_display(self) -> str:
+        """``amqp://host:port`` (``amqps`` with TLS): the node as shown, without credentials."""
         return f"{'amqps' if self.tls else 'amqp'}://{self.host}:{self.port}"
 
 

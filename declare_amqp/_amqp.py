@@ -265,6 +265,7 @@ class AmqpSession:
         )
 
     async def open(self) -> None:
+        """Connect to the first node that answers; every node's failure in the error."""
         errors: list[str] = []
         for node in self.address.nodes:
             try:
@@ -310,6 +311,7 @@ class AmqpSession:
         return await asyncio.wait_for(opened, timeout=20)
 
     async def channel(self) -> _Channel:
+        """A new channel on the open connection."""
         assert self.connection is not None
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[pika.channel.Channel] = loop.create_future()
@@ -317,6 +319,7 @@ class AmqpSession:
         return _Channel(await asyncio.wait_for(opened, timeout=20))
 
     async def close(self) -> None:
+        """Close the connection, if open, and wait for it to close."""
         if self.connection is None or self.connection.is_closed:
             return
         loop = asyncio.get_running_loop()

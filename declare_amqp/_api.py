@@ -88,6 +88,7 @@ class ApplyResult:
 
     @property
     def matches(self) -> bool:
+        """The re-plan after the apply found nothing left to write, no conflict, no migration."""
         remaining = self.remaining
         return not remaining.writes and not remaining.conflicts and not remaining.migrations
 
@@ -97,6 +98,7 @@ class ApplyResult:
         return self.matches and not self.failures and not self.refused
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the result (``apply --format json``)."""
         return {
             "written": self.written,
             "failures": [str(f) for f in self.failures],
@@ -136,12 +138,14 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        """Wait for a background read, then close the management client."""
         if self._prefetched is not None:
             self._prefetched[1].exception()  # let a background read finish before closing
             self._prefetched = None
         self.management.close()
 
     def describe_target(self) -> str:
+        """The broker as the plan names it: node and RabbitMQ version, no credentials."""
         node = self.management.node
         version = getattr(self.management, "version", "?")
         where = node.amqp_display if node else str(self.address)

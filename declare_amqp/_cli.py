@@ -2,7 +2,8 @@
 
 It catches only declare_amqp's own errors and turns them into a one-paragraph message and
 an exit code; every other exception is a bug and says so (with a traceback only when
-``DECLARE_AMQP_DEBUG`` is set).
+``DECLARE_AMQP_DEBUG`` is set). The arguments are parsed by ``_cli_args``; each command is
+one method of ``_Cli``.
 
 Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``plan
 --detailed-exitcode``) changes are pending.
@@ -10,11 +11,18 @@ Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``
 
 from __future__ import annotations
 
+import sys
+
+# httpx's package imports its own command line eagerly (click, rich's syntax highlighting,
+# pygments), 40-50 ms of every start of ours, which never runs it. Marked absent before
+# httpx is first imported (through ._api), httpx defines a stub ``httpx.main`` instead.
+# Only the command line does this: the library leaves the importing process's modules alone.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 import argparse
 import dataclasses
 import json
 import os
-import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -25,12 +33,13 @@ from rich.markup import escape
 from . import __version__
 from . import _saved_plan as saved_plan
 from ._access import read_broker_access, read_for_export
-from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
+from ._address import BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
+from ._cli_args import build_parser
 from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
 from ._export import to_yaml
-from ._files import DEFAULT_MAX_FILE_SIZE, parse_size, write_private
+from ._files import write_private
 from ._fit import fit_warnings
 from ._graph import graph
 from ._inspect import (
@@ -51,278 +60,16 @@ from ._simulate import Simulator, check_expectations, simulator_for
 from ._validate import check_broker_version, check_references
 from ._versions import parse_version
 from ._warnings import reference_warnings, sort_problems, strict
-from .tls import TlsOptions, add_tls_arguments
+from .tls import TlsOptions
 from .urls import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
-_EPILOG = """\
-Connection: --url or AMQP_URL (amqp:// or amqps://; repeat or comma-separate for a
-cluster), --management-url or RABBITMQ_MANAGEMENT_URL (default http://HOST:15672).
-Credentials: from the URL, else AMQP_USER / AMQP_PASS, else guest/guest.
-The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
-"""
-
-
-def _common_options(*, top: bool) -> argparse.ArgumentParser:
-    """The options every command takes. They are accepted before the command
-    (``declare-amqp --url U plan F``) and after it (``declare-amqp plan --url U F``): the
-    subcommands' copies default to SUPPRESS, so a value given before the command is not
-    overwritten by the subcommand's default (argparse copies every subparser default over)."""
-    common = argparse.ArgumentParser(
-        add_help=False, argument_default=None if top else argparse.SUPPRESS
-    )
-    empty: dict[str, Any] = {"default": []} if top else {}
-    common.add_argument(
-        "--url",
-        action="append",
-        metavar="URL",
-        help="AMQP URL of a broker node (repeatable for a cluster)",
-        **empty,
-    )
-    common.add_argument(
-        "--management-url",
-        action="append",
-        metavar="URL",
-        help="management API URL (default derived from --url)",
-        **empty,
-    )
-    common.add_argument("--no-color", action="store_true", help="never use colour")
-    add_tls_arguments(common)
-    return common
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = _common_options(top=False)
-
-    files = argparse.ArgumentParser(add_help=False)
-    files.add_argument(
-        "files",
-        nargs="*",
-        metavar="FILE",
-        help="topology files: YAML, or RabbitMQ definitions (*.json)",
-    )
-    # --config and --strict also exist before the command (the original tool's invocation),
-    # so here they default to SUPPRESS and a value given there is kept
-    files.add_argument(
-        "--config",
-        action="append",
-        default=argparse.SUPPRESS,
-        metavar="FILE",
-        help="a topology file (the original tool's option; same as FILE)",
-    )
-    files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
-    files.add_argument(
-        "--max-file-size",
-        type=_size,
-        default=argparse.SUPPRESS,
-        metavar="SIZE",
-        help="refuse files larger than SIZE (bytes, or with K, M, G; default 64M)",
-    )
-    files.add_argument(
-        "--strict",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="every warning is an error (exit 1, nothing written)",
-    )
-
-    output = argparse.ArgumentParser(add_help=False)
-    output.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text for people (default), json for tools",
-    )
-    output.add_argument(
-        "--prune",
-        action="store_true",
-        help="also delete what the files no longer declare (in their vhosts)",
-    )
-    output.add_argument(
-        "--force",
-        action="store_true",
-        help="with --prune: delete queues even with messages or consumers",
-    )
-
-    parser = argparse.ArgumentParser(
-        prog="declare-amqp",
-        description="Declarative RabbitMQ topology: validate, plan and apply YAML files.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[_common_options(top=True)],
-    )
-    parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="apply FILE (the original declare-amqp's invocation)",
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="with --config: every warning is an error"
-    )
-    parser.add_argument(
-        "--max-file-size",
-        type=_size,
-        default=DEFAULT_MAX_FILE_SIZE,
-        metavar="SIZE",
-        help="with --config: refuse files larger than SIZE (default 64M)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    version = argparse.ArgumentParser(add_help=False)
-    version.add_argument(
-        "--broker-version",
-        metavar="X.Y",
-        help="check against this RabbitMQ version (default: the broker's, when one is read)",
-    )
-
-    sub.add_parser(
-        "validate",
-        parents=[common, files, version],
-        help="check files without a broker (exit 0 valid, 1 not)",
-    )
-    p = sub.add_parser(
-        "plan", parents=[common, files, output, version], help="show what apply would do"
-    )
-    p.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
-    )
-    p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    p.add_argument(
-        "--out",
-        metavar="PLAN",
-        help="also save the plan, the files' digest and the broker's fingerprint "
-        "to PLAN, for `apply PLAN`",
-    )
-    a = sub.add_parser(
-        "apply", parents=[common, files, output], help="make the broker match the files"
-    )
-    a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    a.add_argument(
-        "--mover",
-        choices=("amqp", "shovel"),
-        default="amqp",
-        help="what moves a migrating queue's messages: amqp (the tool's own confirmed consumer "
-        "and publisher, any broker; default) or shovel (the broker's dynamic shovels; needs "
-        "the rabbitmq_shovel plugin)",
-    )
-    a.add_argument(
-        "--amqp-only",
-        action="store_true",
-        help="without the management API: declares after a passive check",
-    )
-    a.add_argument(
-        "--channels",
-        type=int,
-        default=DEFAULT_CHANNELS,
-        metavar="N",
-        help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})",
-    )
-    e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
-    e.add_argument(
-        "--vhost",
-        action="append",
-        default=[],
-        metavar="V",
-        help="vhost to export (repeatable; default: all)",
-    )
-    e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    e.add_argument(
-        "--format",
-        choices=("yaml", "definitions"),
-        default="yaml",
-        help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
-    )
-    sub.add_parser("schema", help="print the JSON Schema of the file format")
-    c = sub.add_parser(
-        "convert",
-        help="rewrite topology files for quorum queues, listing every change and its reason",
-    )
-    c.add_argument("--to", choices=("quorum",), required=True, help="the queue type to convert to")
-    c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
-    c.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="write there (a directory when several files are given); default stdout",
-    )
-    c.add_argument(
-        "--target-version",
-        default="",
-        metavar="X.Y",
-        help="the RabbitMQ version the files are for (reasons that differ by version)",
-    )
-    _inspect_parsers(sub, common, files, version)
-    return parser
-
-
-def _inspect_parsers(
-    sub: Any,
-    common: argparse.ArgumentParser,
-    files: argparse.ArgumentParser,
-    version: argparse.ArgumentParser,
-) -> None:
-    """route, explain and graph: questions answered by _simulate, from files or the broker."""
-    text_or_json = argparse.ArgumentParser(add_help=False)
-    text_or_json.add_argument(
-        "--format", choices=("text", "json"), default="text", help="text (default) or json"
-    )
-    r = sub.add_parser(
-        "route",
-        parents=[common, files, version, text_or_json],
-        help="where a message goes (from the files, or without files from the broker)",
-    )
-    r.add_argument("--exchange", metavar="E", help="exchange published to ('' the default)")
-    r.add_argument("--routing-key", default="", metavar="K", help="routing key")
-    r.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a header; VALUE is JSON when it parses (size=1 is a number), else a string",
-    )
-    r.add_argument(
-        "--messages",
-        metavar="FILE",
-        help='many messages: JSON lines {"exchange", "routing_key", "headers"}, '
-        "one result per line",
-    )
-    x = sub.add_parser(
-        "explain",
-        parents=[common, version, text_or_json],
-        help="which policies apply to a queue or exchange, and its effective settings",
-    )
-    x.add_argument("kind", choices=("queue", "exchange"), help="queue or exchange")
-    x.add_argument("name", help="its name")
-    x.add_argument("files", nargs="*", metavar="FILE", help="topology files (default: the broker)")
-    x.add_argument("--vhost", metavar="V", help="the vhost (and of objects naming none)")
-    g = sub.add_parser(
-        "graph", parents=[common, files], help="the topology as a Mermaid or Graphviz picture"
-    )
-    g.add_argument(
-        "--format", choices=("mermaid", "dot"), default="mermaid", help="mermaid (default) or dot"
-    )
-    g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-
-
-_MIGRATE_HELP = (
-    "re-create queues whose type, durability or arguments changed, with their messages and "
-    "bindings (see README: Migrating queues)"
-)
-
 
 class _Cli:
+    """One command's run: its parsed arguments, the consoles, the broker address; one method
+    per command (``main`` calls the one named by ``args.command``)."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         no_color = getattr(args, "no_color", False) or bool(os.environ.get("NO_COLOR"))
@@ -332,6 +79,7 @@ class _Cli:
 
     @property
     def address(self) -> BrokerAddress:
+        """The broker's nodes, credentials and TLS options, resolved once."""
         if self._address is None:
             tls = TlsOptions.resolve(
                 self.args.tls_ca_file,
@@ -345,17 +93,20 @@ class _Cli:
         return self._address
 
     def files(self) -> list[str]:
+        """The topology files given (``FILE...`` and ``--config``); none is an error."""
         paths = list(self.args.files) + list(self.args.config)
         if not paths:
             raise DeclareAmqpError("no topology file given (declare-amqp COMMAND FILE...)")
         return paths
 
     def default_vhost(self) -> str:
+        """The vhost of objects naming none: the URL's, else ``AMQP_VHOST``, else ``/``."""
         if self.address.url_vhost is not None:
             return self.address.url_vhost
         return os.environ.get("AMQP_VHOST") or "/"
 
     def load(self) -> Topology:
+        """The files, loaded and validated."""
         return load(
             self.files(),
             vhost=self.args.vhost,
@@ -365,6 +116,7 @@ class _Cli:
         )
 
     def validate(self) -> int:
+        """``validate FILE...``: the files alone, with notes on what only a broker can check."""
         topology = self.load()
         sim = simulator_for(topology, self.version())
         failed, unchecked = check_expectations(sim, topology.expectations, offline=True)
@@ -433,6 +185,7 @@ class _Cli:
         return desired, the_plan
 
     def plan(self) -> int:
+        """``plan FILE...``: what apply would do; ``--out`` saves it for ``apply PLAN``."""
         with Session(self.address) as session:
             _, plan = self.load_and_plan(session)
             self.strict(plan)
@@ -458,12 +211,14 @@ class _Cli:
         return EXIT_OK
 
     def _show(self, plan: Any, session: Session, extra: dict[str, Any] | None = None) -> None:
+        """The plan as text or JSON (``--format``)."""
         if self.args.format == "json":
             print(plan_json(plan, extra))
         else:
             print_plan(self.out, plan, session.describe_target())
 
     def _save(self, session: Session, plan: Plan) -> None:
+        """``plan --out``: the plan with the files' digests and the broker's fingerprint."""
         state = session.last_state
         assert state is not None
         objects = saved_plan.state_objects(state.topology)
@@ -537,6 +292,7 @@ class _Cli:
             return self._apply_planned(session, desired, plan)
 
     def apply(self) -> int:
+        """``apply FILE...`` (or ``apply PLAN``, or ``--amqp-only``): make the broker match."""
         path = self.saved()
         if path is not None:
             return self._apply_saved(path)
@@ -548,6 +304,7 @@ class _Cli:
             return self._apply_planned(session, desired, plan)
 
     def _apply_planned(self, session: Session, desired: Topology, plan: Plan) -> int:
+        """Apply a plan without conflicts and report the result."""
         if plan.conflicts:
             self._show(plan, session, {"applied": False})
             raise PlanConflictError(plan.conflicts)
@@ -568,6 +325,7 @@ class _Cli:
         return EXIT_OK if result.ok else EXIT_ERROR
 
     def _report(self, plan: Plan, result: ApplyResult) -> None:
+        """The apply's text result: failures, refusals, migrations, rollback, success."""
         if plan.is_empty:
             return
         for failure in result.failures:
@@ -593,6 +351,7 @@ class _Cli:
             )
 
     def _apply_amqp_only(self, desired: Topology) -> int:
+        """``apply --amqp-only``: declarations over AMQP after a passive check."""
         from ._apply import amqp_only_apply  # pika only when writing
 
         if self.args.prune:
@@ -634,6 +393,7 @@ class _Cli:
         return EXIT_OK
 
     def export(self) -> int:
+        """``export``: the live broker as YAML or definitions JSON."""
         with Session(self.address) as session:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
@@ -697,6 +457,7 @@ class _Cli:
         return EXIT_OK
 
     def schema(self) -> int:
+        """``schema``: the JSON Schema of the file format."""
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
 
@@ -737,6 +498,7 @@ class _Cli:
             return Simulator(state.topology, operator, version), vhost
 
     def route(self) -> int:
+        """``route``: where each message goes, from the files or the broker."""
         if self.args.messages:
             messages = read_messages(self.args.messages)
         else:
@@ -756,6 +518,7 @@ class _Cli:
         return EXIT_OK
 
     def explain(self) -> int:
+        """``explain queue|exchange NAME``: its policies and effective settings."""
         sim, vhost = self.simulator()
         explanation = explain_or_error(sim, vhost, self.args.kind, self.args.name)
         if self.args.format == "json":
@@ -766,13 +529,14 @@ class _Cli:
         return EXIT_OK
 
     def graph(self) -> int:
+        """``graph FILE...``: the topology as Mermaid or DOT."""
         self._write(graph(self.load(), self.args.format))
         return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``declare-amqp`` console script."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         if not args.config:
@@ -828,6 +592,7 @@ def _error(
     problems: list[str],
     password: str,
 ) -> None:
+    """A user error on stderr (and as JSON on stdout with ``--format json``), redacted."""
     if getattr(args, "format", "text") == "json":
         print(
             json.dumps(

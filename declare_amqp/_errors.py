@@ -54,7 +54,7 @@ def printable(text: str) -> str:
     return "".join(escaped_char(c) if unsafe_char(c) else c for c in text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where an object was written: ``file:line``."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._model import Topology
+from ._model import BindingSpec, ConsumerSpec, ExchangeSpec, QueueSpec, Topology
 from ._simulate import Simulator, simulator_for
 from .worker_queues import dead_letter_queue_name, delay_queue_name
 
@@ -74,64 +74,85 @@ class _Builder:
         return self.node(vhost, "exchange", name, f"{shown}\n({x.type}{internal})")
 
     def build(self) -> dict[str, _Vhost]:
+        """Every node and edge, vhost by vhost; the layers in this order (node ids follow it)."""
         t = self.topology
         for vhost in t.vhost_names():
             self.vhost(vhost)
         for x in t.exchanges:
             self.exchange(x.vhost, x.name)
         for q in t.queues:
-            extra = [] if q.type == "classic" else [q.type]
-            if q.origin:  # "retry delay 30 s of email.high, consumer 'x'": the first words
-                extra.append(q.origin.split(" of ")[0])
-            label = q.name + (f"\n({'; '.join(extra)})" if extra else "")
-            self.node(q.vhost, "queue", q.name, label)
+            self.queue(q)
         for b in t.bindings:
-            source = self.exchange(b.vhost, b.source)
-            if b.destination_type == "queue":
-                target = self.node(b.vhost, "queue", b.destination)
-            else:
-                target = self.exchange(b.vhost, b.destination)
-            args = ", ".join(f"{k}={v}" for k, v in sorted(b.arguments.items()))
-            label = " ".join(part for part in (b.routing_key, args) if part)
-            self.vhost(b.vhost).edges.append(_Edge(source, target, label, "binding"))
+            self.binding(b)
         for x in t.exchanges:
-            alternate = self.sim.alternate_exchange(x.vhost, x.name)
-            if alternate is not None:
-                source, target = self.exchange(x.vhost, x.name), self.exchange(x.vhost, alternate)
-                self.vhost(x.vhost).edges.append(_Edge(source, target, "alternate", "alternate"))
+            self.alternate(x)
         for q in t.queues:
-            dlx, dlrk = self.sim.dead_letter_settings(q.vhost, q.name)
-            if dlx is None:
-                continue
-            source = self.node(q.vhost, "queue", q.name)
-            key = f" [{dlrk[0]}]" if dlrk is not None else ""
-            if dlx[0] == "" and dlrk is not None and self.sim.queue(q.vhost, dlrk[0]):
-                # the default exchange straight to a queue: draw the queue, not the exchange
-                target = self.node(q.vhost, "queue", dlrk[0])
-                label = "dead letters"
-            else:
-                target = self.exchange(q.vhost, dlx[0])
-                label = f"dead letters{key}"
-            if dlx[1] != "argument":
-                label += f" ({dlx[1].replace('_', ' ')})"
-            self.vhost(q.vhost).edges.append(_Edge(source, target, label, "dead-letter"))
+            self.dead_letters(q)
         for c in t.consumers:
-            consumer = self.node(c.vhost, "consumer", c.name, f"{c.name}\n(consumer, {c.mode})")
-            edges = self.vhost(c.vhost).edges
-            steps = c.retry_steps()
-            for consumed in c.queues:
-                queue = self.node(c.vhost, "queue", consumed.queue)
-                edges.append(_Edge(queue, consumer, f"prefetch {consumed.prefetch}", "consumes"))
-                for step in steps:
-                    delay = self.node(c.vhost, "queue", delay_queue_name(consumed.queue, step))
-                    edges.append(_Edge(consumer, delay, f"retry {step:g} s", "retry"))
-                if c.dead_letter_exchange is not None:
-                    target = self.exchange(c.vhost, c.dead_letter_exchange)
-                else:
-                    target = self.node(c.vhost, "queue", dead_letter_queue_name(consumed.queue))
-                if not any(e.source == consumer and e.target == target for e in edges):
-                    edges.append(_Edge(consumer, target, "rejected / exhausted", "retry"))
+            self.consumer(c)
         return self.vhosts
+
+    def queue(self, q: QueueSpec) -> None:
+        """The queue's node, its type and (for a derived queue) its origin in the label."""
+        extra = [] if q.type == "classic" else [q.type]
+        if q.origin:  # "retry delay 30 s of email.high, consumer 'x'": the first words
+            extra.append(q.origin.split(" of ")[0])
+        label = q.name + (f"\n({'; '.join(extra)})" if extra else "")
+        self.node(q.vhost, "queue", q.name, label)
+
+    def binding(self, b: BindingSpec) -> None:
+        """A binding's edge, labelled with its key and (headers) arguments."""
+        source = self.exchange(b.vhost, b.source)
+        if b.destination_type == "queue":
+            target = self.node(b.vhost, "queue", b.destination)
+        else:
+            target = self.exchange(b.vhost, b.destination)
+        args = ", ".join(f"{k}={v}" for k, v in sorted(b.arguments.items()))
+        label = " ".join(part for part in (b.routing_key, args) if part)
+        self.vhost(b.vhost).edges.append(_Edge(source, target, label, "binding"))
+
+    def alternate(self, x: ExchangeSpec) -> None:
+        """The exchange's alternate-exchange edge (argument or policy), if it has one."""
+        alternate = self.sim.alternate_exchange(x.vhost, x.name)
+        if alternate is not None:
+            source, target = self.exchange(x.vhost, x.name), self.exchange(x.vhost, alternate)
+            self.vhost(x.vhost).edges.append(_Edge(source, target, "alternate", "alternate"))
+
+    def dead_letters(self, q: QueueSpec) -> None:
+        """The queue's dead-letter edge (argument or policy), if it has one."""
+        dlx, dlrk = self.sim.dead_letter_settings(q.vhost, q.name)
+        if dlx is None:
+            return
+        source = self.node(q.vhost, "queue", q.name)
+        key = f" [{dlrk[0]}]" if dlrk is not None else ""
+        if dlx[0] == "" and dlrk is not None and self.sim.queue(q.vhost, dlrk[0]):
+            # the default exchange straight to a queue: draw the queue, not the exchange
+            target = self.node(q.vhost, "queue", dlrk[0])
+            label = "dead letters"
+        else:
+            target = self.exchange(q.vhost, dlx[0])
+            label = f"dead letters{key}"
+        if dlx[1] != "argument":
+            label += f" ({dlx[1].replace('_', ' ')})"
+        self.vhost(q.vhost).edges.append(_Edge(source, target, label, "dead-letter"))
+
+    def consumer(self, c: ConsumerSpec) -> None:
+        """A consumer's node, the queues it consumes and its retry and dead-letter paths."""
+        consumer = self.node(c.vhost, "consumer", c.name, f"{c.name}\n(consumer, {c.mode})")
+        edges = self.vhost(c.vhost).edges
+        steps = c.retry_steps()
+        for consumed in c.queues:
+            queue = self.node(c.vhost, "queue", consumed.queue)
+            edges.append(_Edge(queue, consumer, f"prefetch {consumed.prefetch}", "consumes"))
+            for step in steps:
+                delay = self.node(c.vhost, "queue", delay_queue_name(consumed.queue, step))
+                edges.append(_Edge(consumer, delay, f"retry {step:g} s", "retry"))
+            if c.dead_letter_exchange is not None:
+                target = self.exchange(c.vhost, c.dead_letter_exchange)
+            else:
+                target = self.node(c.vhost, "queue", dead_letter_queue_name(consumed.queue))
+            if not any(e.source == consumer and e.target == target for e in edges):
+                edges.append(_Edge(consumer, target, "rejected / exhausted", "retry"))
 
 
 def graph(topology: Topology, fmt: str = "mermaid") -> str:

@@ -9,9 +9,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ._effective import Explanation
 from ._errors import DeclareAmqpError, Location, Problem, TopologyError
 from ._model import Topology
-from ._simulate import Explanation, Message, Route, Simulator, describe_route
+from ._routing import Message, Route, describe_route
+from ._simulate import Simulator, UnknownObject
 
 
 def parse_header(text: str) -> tuple[str, Any]:
@@ -166,8 +168,6 @@ def explain_text(e: Explanation) -> list[str]:
 
 def explain_or_error(sim: Simulator, vhost: str, kind: str, name: str) -> Explanation:
     """``Simulator.explain`` with a missing object as a user error."""
-    from ._simulate import UnknownObject
-
     try:
         return sim.explain(vhost, kind, name)
     except UnknownObject as exc:

@@ -26,12 +26,14 @@ INT64 = (-(2**63), 2**63 - 1)
 
 
 def _name_problem(what: str, name: str, shortstr: bool) -> str | None:
-    size = len(name.encode("utf-8", "surrogatepass"))
+    size = len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))
     if shortstr and size > SHORTSTR_BYTES:
         return (
             f"{what} is {size} bytes long; AMQP allows at most {SHORTSTR_BYTES} bytes "
             "(of UTF-8, not characters)"
         )
+    if name.isprintable():  # no C0/C1 control, separator or bidi override: the common case
+        return None
     bad = sorted({escaped_char(c) for c in name if unsafe_char(c)})
     if bad:
         return (

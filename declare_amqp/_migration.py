@@ -81,6 +81,7 @@ def shape(queue: QueueSpec) -> dict[str, Any]:
 
 
 def same_shape(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two argument tables are equal once canonical (key order, number forms)."""
     return canonical(dict(a)) == canonical(dict(b))
 
 
@@ -99,6 +100,7 @@ class Record:
     bindings: tuple[tuple[str, str, Mapping[str, Any]], ...]  # (source, key, arguments)
 
     def to_argument(self) -> str:
+        """The record as the holding queue's argument: compact JSON, keys sorted."""
         return json.dumps(
             {
                 "queue": self.queue,
@@ -112,6 +114,7 @@ class Record:
 
     @classmethod
     def from_argument(cls, text: str) -> Record:
+        """The record read back from a holding queue's argument (``to_argument``'s inverse)."""
         doc = json.loads(text)
         return cls(
             queue=str(doc["queue"]),
@@ -176,6 +179,7 @@ def records(actual: Topology) -> dict[tuple[str, str], Record]:
 
 
 def is_holding_queue(q: QueueSpec) -> bool:
+    """Whether ``q`` is a migration's holding queue (its prefix and its record argument)."""
     return q.name.startswith(HOLD_PREFIX) and RECORD_ARGUMENT in q.arguments
 
 

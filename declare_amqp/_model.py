@@ -25,7 +25,7 @@ def vhost_label(vhost: str) -> str:
     return f"vhost {vhost}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VhostSpec:
     """A virtual host that must exist."""
 
@@ -38,7 +38,7 @@ class VhostSpec:
         return f"vhost '{self.name}'"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExchangeSpec:
     """An exchange; its alternate exchange is the ``alternate-exchange`` argument."""
 
@@ -63,7 +63,7 @@ class ExchangeSpec:
         return f"exchange '{self.name}' ({vhost_label(self.vhost)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueSpec:
     """A queue. ``type`` is classic, quorum or stream; never repeated in ``arguments``."""
 
@@ -89,7 +89,7 @@ class QueueSpec:
         return f"queue '{self.name}' ({vhost_label(self.vhost)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BindingSpec:
     """A binding from exchange ``source`` to a queue or an exchange."""
 
@@ -127,7 +127,7 @@ class BindingSpec:
         return f"binding {self.name} ({vhost_label(self.vhost)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicySpec:
     """A policy: the mutable way to set TTLs, limits and dead-lettering."""
 

@@ -347,19 +347,44 @@ _NOT_SHOWN = frozenset(
 )
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
+def _same(want: Any, have: Any) -> bool:
+    """``canonical(want) == canonical(have)``: two strings, integers, booleans or Nones of
+    the same type are equal exactly when their texts are (a boolean is never taken for an
+    integer), so most fields of a no-op plan need no text built."""
+    kind = type(want)
+    if kind is type(have) and kind in _PLAIN:
+        return bool(want == have)
+    return canonical(want) == canonical(have)
+
+
+_COMPARED: dict[tuple[type[Any], frozenset[str]], tuple[str, ...]] = {}
+
+
+def _compared_fields(spec: Spec, skip: frozenset[str]) -> tuple[str, ...]:
+    """The fields of a spec that a plan compares (``dataclasses.fields`` once per class)."""
+    key = (type(spec), skip)
+    found = _COMPARED.get(key)
+    if found is None:
+        skipped = {*_NOT_SHOWN, "vhost", "name", *skip}
+        found = _COMPARED[key] = tuple(f.name for f in fields(spec) if f.name not in skipped)
+    return found
+
+
 def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
     diffs: list[Difference] = []
-    skipped = {*_NOT_SHOWN, "vhost", "name", *skip}
-    for f in fields(desired):
-        if f.name in skipped:
-            continue
-        want, have = getattr(desired, f.name), getattr(actual, f.name)
-        if isinstance(want, Mapping) and isinstance(have, Mapping) and f.name == "arguments":
+    for name in _compared_fields(desired, frozenset(skip)):
+        want, have = getattr(desired, name), getattr(actual, name)
+        if isinstance(want, Mapping) and isinstance(have, Mapping) and name == "arguments":
+            if not want and not have:
+                continue
             for key in sorted(set(want) | set(have)):
-                if canonical(want.get(key)) != canonical(have.get(key)):
+                if not _same(want.get(key), have.get(key)):
                     diffs.append(Difference(f"arguments.{key}", have.get(key), want.get(key)))
-        elif canonical(want) != canonical(have):
-            diffs.append(Difference(f.name, have, want))
+        elif not _same(want, have):
+            diffs.append(Difference(name, have, want))
     return diffs
 
 

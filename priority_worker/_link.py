@@ -32,15 +32,20 @@ class AmqpChannel(Protocol):
     close_code: int | None
 
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """The channel can be used."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Open the channel (and, for a confirming one, enter confirm mode)."""
 
-    async def ready_count(self, queue: str) -> int: ...
+    async def ready_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (passive queue.declare)."""
 
-    async def declare_queue(self, queue: str, arguments: Mapping[str, object]) -> None: ...
+    async def declare_queue(self, queue: str, arguments: Mapping[str, object]) -> None:
+        """Declare a durable queue with ``arguments``."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the channel (no wait)."""
 
 
 class ConsumingChannel(AmqpChannel, Protocol):
@@ -49,15 +54,20 @@ class ConsumingChannel(AmqpChannel, Protocol):
 
     queue: str
 
-    async def consume(self, prefetch: int) -> None: ...
+    async def consume(self, prefetch: int) -> None:
+        """(Re)start consuming at ``prefetch``."""
 
-    async def cancel(self) -> None: ...
+    async def cancel(self) -> None:
+        """Stop the consumer (deliveries already received stay ackable)."""
 
-    def ack(self, tag: int) -> bool: ...
+    def ack(self, tag: int) -> bool:
+        """Ack ``tag`` (possibly as part of a multiple ack); False when the channel is gone."""
 
-    def nack(self, tag: int, requeue: bool) -> bool: ...
+    def nack(self, tag: int, requeue: bool) -> bool:
+        """basic.nack, sent at once; False when the channel is gone."""
 
-    def flush_acks(self) -> int: ...
+    def flush_acks(self) -> int:
+        """Send the requested acks now; returns how many deliveries they settle."""
 
 
 class ConfirmingChannel(AmqpChannel, Protocol):
@@ -70,7 +80,8 @@ class ConfirmingChannel(AmqpChannel, Protocol):
         body: bytes,
         properties: Properties | None,
         mandatory: bool,
-    ) -> int: ...
+    ) -> int:
+        """Send one message; returns its delivery tag. Raises ChannelGone when closed."""
 
 
 class Delivery:
@@ -124,15 +135,20 @@ class Link(Protocol):
     connects: int
 
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """Connected and usable."""
 
-    def start(self) -> asyncio.Future[None]: ...
+    def start(self) -> asyncio.Future[None]:
+        """Begin connecting; the future resolves at the first successful open."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the connection and stop reconnecting."""
 
-    def safe(self, text: str) -> str: ...
+    def safe(self, text: str) -> str:
+        """``text`` without any password of the link's URLs."""
 
-    def channel(self, on_closed: ChannelClosed = ignore_close) -> AmqpChannel: ...
+    def channel(self, on_closed: ChannelClosed = ignore_close) -> AmqpChannel:
+        """A plain channel (passive declares, queue declares); call ``open()`` on it."""
 
     def consumer_channel(
         self,
@@ -141,7 +157,8 @@ class Link(Protocol):
         on_delivery: Callable[[Delivery], None],
         on_cancelled: Callable[[ConsumingChannel], None],
         on_closed: ChannelClosed,
-    ) -> ConsumingChannel: ...
+    ) -> ConsumingChannel:
+        """A channel for consuming ``queue``, with the callbacks it reports to."""
 
     def confirm_channel(
         self,
@@ -149,7 +166,8 @@ class Link(Protocol):
         on_confirm: Callable[[int, bool, bool], None],
         on_return: Callable[[int, int, str], None],
         on_closed: ChannelClosed,
-    ) -> ConfirmingChannel: ...
+    ) -> ConfirmingChannel:
+        """A channel in confirm mode; ``on_confirm`` and ``on_return`` hear the broker."""
 
 
 class LinkFactory(Protocol):

@@ -84,6 +84,16 @@ class Properties:
         )
 
 
+def with_headers(properties: Properties, headers: Mapping[str, Any] | None) -> Properties:
+    """``properties`` with ``headers`` instead of its own: ``dataclasses.replace`` without its
+    per-field walk (a copy of the instance's fields, one of them changed)."""
+    copy = object.__new__(Properties)
+    fields = copy.__dict__
+    fields.update(properties.__dict__)
+    fields["headers"] = headers
+    return copy
+
+
 class FollowUpPublisher(Protocol):
     """What a handler may do with ``message.publisher``: publish follow-up work, confirmed.
 

@@ -28,17 +28,20 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import _log
 from ._errors import ConfigurationError
+from ._model import with_headers
 from ._outcomes import attempts_of
 
 if TYPE_CHECKING:
@@ -72,6 +75,80 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
 
 _GETTER = _HeaderGetter()
 _EMPTY: Mapping[str, Any] = {}
+_NO_CONTEXT = otel_context.Context()  # immutable: what extracting from no trace headers gives
+_W3C_TRACE = TraceContextTextMapPropagator()
+_W3C_BAGGAGE = W3CBaggagePropagator()
+_W3C_FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def _w3c_parts(textmap: TextMapPropagator) -> tuple[bool, bool] | None:
+    """Whether ``textmap`` is made of OpenTelemetry's W3C propagators only (the default,
+    ``OTEL_PROPAGATORS`` unset, is trace context and baggage), and which: (trace context,
+    baggage); None for anything else. Then :class:`_Propagation` calls those W3C propagators
+    itself, and only for the headers present, instead of going through the composite for
+    every message."""
+    if (
+        isinstance(textmap, (TraceContextTextMapPropagator, W3CBaggagePropagator))
+        or type(textmap) is CompositePropagator
+        and textmap.fields <= _W3C_FIELDS
+    ):
+        fields = textmap.fields
+    else:
+        return None
+    return "traceparent" in fields, "baggage" in fields
+
+
+class _Propagation:
+    """Span contexts into and out of AMQP headers, with whatever propagator is global.
+
+    With W3C propagators only (the default; checked on each call, since an application may
+    set another one at any time): ``traceparent`` written straight from the span's context
+    (the format W3C Trace Context fixes), ``tracestate`` when the span has one, ``baggage``
+    when the current context has some; extraction only of the headers a message carries.
+    Anything else goes through ``propagate.inject``/``extract`` as configured.
+    """
+
+    __slots__ = ("textmap", "w3c")
+
+    def __init__(self) -> None:
+        self.textmap: TextMapPropagator | None = None
+        self.w3c: tuple[bool, bool] | None = None
+
+    def _parts(self) -> tuple[bool, bool] | None:
+        textmap = propagate.get_global_textmap()
+        if textmap is not self.textmap:
+            self.textmap, self.w3c = textmap, _w3c_parts(textmap)
+        return self.w3c
+
+    def inject(self, headers: dict[str, Any], span: trace.Span) -> None:
+        parts = self._parts()
+        if parts is None:
+            propagate.inject(headers, context=trace.set_span_in_context(span))
+            return
+        with_trace, with_baggage = parts
+        ctx = span.get_span_context()
+        if with_trace and ctx.is_valid:
+            headers["traceparent"] = (
+                f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+            )
+            if ctx.trace_state:
+                headers["tracestate"] = ctx.trace_state.to_header()
+        if with_baggage and baggage.get_all():
+            _W3C_BAGGAGE.inject(headers)
+
+    def extract(self, headers: Mapping[str, Any]) -> otel_context.Context:
+        parts = self._parts()
+        if parts is None:
+            # An empty carrier extracts to an empty context: a delivery without trace headers
+            # starts a trace of its own rather than joining whatever happens to be current.
+            return propagate.extract(headers, getter=_GETTER)
+        with_trace, with_baggage = parts
+        parent = _NO_CONTEXT
+        if with_trace and "traceparent" in headers:
+            parent = _W3C_TRACE.extract(headers, parent, _GETTER)
+        if with_baggage and "baggage" in headers:
+            parent = _W3C_BAGGAGE.extract(headers, parent, _GETTER)
+        return parent
 
 
 def _current_ids() -> tuple[str, str] | None:
@@ -117,6 +194,21 @@ class _Process:
         otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
+class _Names:
+    """The span name and the attributes that are the same for every span of one queue (or
+    exchange), made once: each span starts from a copy of them, in one dict handed to
+    ``start_span`` (the SDK validates what it is given once; no ``set_attribute`` calls)."""
+
+    __slots__ = ("name", "attributes")
+
+    def __init__(self, name: str, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.attributes = attributes
+
+
+_NAMES_MAX = 1024  # distinct queues/exchanges whose names and attributes are kept
+
+
 class OtelTracing:
     """:class:`priority_worker._tracing.Tracing` on an OpenTelemetry tracer provider.
 
@@ -129,7 +221,42 @@ class OtelTracing:
     ) -> None:
         self.tracer = provider.get_tracer(TRACER_NAME, schema_url=SCHEMA_URL)
         self.republish = republish
+        self._propagation = _Propagation()
+        self._sends: dict[str, _Names] = {}
+        self._processes: dict[str, _Names] = {}
         _log.correlate(_current_ids)
+
+    def _send_names(self, exchange: str) -> _Names:
+        names = self._sends.get(exchange)
+        if names is None:
+            if len(self._sends) >= _NAMES_MAX:
+                self._sends.clear()
+            names = self._sends[exchange] = _Names(
+                f"send {exchange}" if exchange else "send",
+                {
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "send",
+                    "messaging.destination.name": exchange,
+                },
+            )
+        return names
+
+    def _process_names(self, queue: str) -> _Names:
+        names = self._processes.get(queue)
+        if names is None:
+            if len(self._processes) >= _NAMES_MAX:
+                self._processes.clear()
+            names = self._processes[queue] = _Names(
+                f"process {queue}",
+                {
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "process",
+                    "messaging.operation.name": "process",
+                    "priority_worker.queue": queue,
+                },
+            )
+        return names
 
     def sent(
         self,
@@ -139,12 +266,8 @@ class OtelTracing:
         confirmed: asyncio.Future[None],
     ) -> Properties:
         """See :meth:`priority_worker._tracing.Tracing.sent`."""
-        attributes: dict[str, Any] = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "send",
-            "messaging.destination.name": exchange,
-        }
+        names = self._send_names(exchange)
+        attributes = names.attributes.copy()
         if routing_key:
             attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
         if properties.message_id:
@@ -161,43 +284,31 @@ class OtelTracing:
             if failed.is_valid:
                 links = [Link(failed, {"priority_worker.link": "failed attempt"})]
         span = self.tracer.start_span(
-            f"send {exchange}" if exchange else "send",
-            kind=SpanKind.PRODUCER,
-            attributes=attributes,
-            links=links,
+            names.name, kind=SpanKind.PRODUCER, attributes=attributes, links=links
         )
         headers = dict(properties.headers) if properties.headers else {}
-        propagate.inject(headers, context=trace.set_span_in_context(span))
+        self._propagation.inject(headers, span)
         confirmed.add_done_callback(functools.partial(_confirmed, span))
-        return replace(properties, headers=headers)
+        return with_headers(properties, headers)
 
     def process(self, delivery: Delivery) -> _Process:
         """See :meth:`priority_worker._tracing.Tracing.process`."""
         props = delivery.properties
         headers = props.headers or _EMPTY
-        attributes: dict[str, Any] = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": delivery.exchange,
-            "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag,
-            "priority_worker.queue": delivery.queue,
-            "priority_worker.attempt": attempts_of(headers) + 1,
-        }
+        names = self._process_names(delivery.queue)
+        attributes = names.attributes.copy()
+        attributes["messaging.destination.name"] = delivery.exchange
+        attributes["messaging.rabbitmq.message.delivery_tag"] = delivery.delivery_tag
+        attributes["priority_worker.attempt"] = attempts_of(headers) + 1
         if delivery.routing_key:
             attributes["messaging.rabbitmq.destination.routing_key"] = delivery.routing_key
         if props.message_id:
             attributes["messaging.message.id"] = props.message_id
         if props.correlation_id:
             attributes["messaging.message.conversation_id"] = props.correlation_id
-        # An empty carrier extracts to an empty context: a delivery without trace headers
-        # starts a trace of its own rather than joining whatever happens to be current.
-        parent = propagate.extract(headers, getter=_GETTER)
+        parent = self._propagation.extract(headers)
         span = self.tracer.start_span(
-            f"process {delivery.queue}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
+            names.name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
         return _Process(span, otel_context.attach(trace.set_span_in_context(span, parent)))
 

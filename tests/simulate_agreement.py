@@ -34,7 +34,8 @@ import httpx
 import pika
 
 from declare_amqp._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology
-from declare_amqp._simulate import Message, Simulator, topic_words
+from declare_amqp._routing import Message, topic_words
+from declare_amqp._simulate import Simulator
 
 WORDS = ("a", "b", "c", "")
 HEADER_NAMES = ("h1", "h2", "x-h")

@@ -33,9 +33,11 @@ logger = logging.getLogger("priority_worker.amqp")
 class ChannelOpener(Protocol):
     """What a channel needs of its connection (see PikaLink)."""
 
-    def open_pika_channel(self, on_open: Callable[[pika.channel.Channel], None]) -> None: ...
+    def open_pika_channel(self, on_open: Callable[[pika.channel.Channel], None]) -> None:
+        """Open a pika channel on the connection; ``on_open`` gets it once open."""
 
-    def safe(self, text: str) -> str: ...
+    def safe(self, text: str) -> str:
+        """``text`` without any password of the link's URLs."""
 
 
 class PikaChannel:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import pika
 
-from .._model import Properties
+from .._model import Properties, with_headers
 
 # On every mandatory publish: matches a basic.return to its publish (see _channels).
 PUBLISH_TAG_HEADER = "x-publish-tag"
@@ -129,18 +129,27 @@ class _TaggedProperties(pika.BasicProperties):  # type: ignore[misc]
 
 class _PreEncodedProperties(pika.BasicProperties):  # type: ignore[misc]
     """What pika needs to write a header frame (``encode()``, ``INDEX``) from the cached
-    encoding of a :class:`Properties` value plus the publish tag (see :func:`tagged_pika`).
+    encoding of a :class:`Properties` value plus the publish tag and any headers (see
+    :func:`tagged_pika`).
     Only ``encode()`` is meant to be used: the property attributes are not set."""
 
-    def __init__(self, parts: tuple[list[bytes], int, list[bytes]], tag: int) -> None:
+    def __init__(
+        self,
+        parts: tuple[list[bytes], int, list[bytes]],
+        tag: int,
+        entries: tuple[list[bytes], int] = ([], 0),
+    ) -> None:
         # Deliberately not BasicProperties.__init__: nothing but encode() reads this object.
         self._parts = parts
+        self._entries = entries
         self.publish_tag = tag
 
     def encode(self) -> list[bytes]:
         prefix, size, suffix = self._parts
+        entries, entries_size = self._entries
         entry = _tag_entry(self.publish_tag)
-        return [*prefix, _TABLE_SIZE.pack(size + len(entry)), entry, *suffix]
+        size += len(entry) + entries_size
+        return [*prefix, _TABLE_SIZE.pack(size), entry, *entries, *suffix]
 
 
 def _tag_entry(tag: int) -> bytes:
@@ -154,7 +163,7 @@ _ENCODED_MAX = 512  # distinct Properties values whose encoding is kept
 
 def _encoded_parts(props: Properties) -> tuple[list[bytes], int, list[bytes]] | None:
     """pika's encoding of ``props`` with an empty headers table, split around the table's
-    size; None when ``props`` is not hashable (it has headers)."""
+    size; None when ``props`` is not hashable (it has headers, or another unhashable value)."""
     try:
         parts = _ENCODED.get(props)
     except TypeError:
@@ -191,12 +200,39 @@ _TAG_INT = struct.Struct(">ci")
 _TAG_LONG = struct.Struct(">cq")
 
 
+def _encoded_entries(headers: Mapping[str, object]) -> tuple[list[bytes], int]:
+    """pika's encoding of a headers table's entries (without the table's size), and their
+    size in bytes."""
+    pieces: list[bytes] = []
+    size: int = pika.data.encode_table(pieces, headers) - _TABLE_SIZE.size
+    return pieces[1:], size
+
+
+def _pre_encoded(properties: Properties, tag: int) -> _PreEncodedProperties | None:
+    """The fast encoding of :func:`tagged_pika` (None for properties it cannot cache).
+
+    The encoding of everything but the headers' entries is cached per distinct value (see
+    :func:`_encoded_parts`); headers (a traced publish's ``traceparent``, say) are encoded per
+    publish and spliced in after the tag, as pika orders the entries of ``{tag, **headers}``.
+    """
+    headers = properties.headers
+    if headers is None:
+        parts = _encoded_parts(properties)
+        return None if parts is None else _PreEncodedProperties(parts, tag)
+    parts = _encoded_parts(with_headers(properties, None))
+    if parts is None:
+        return None
+    if not headers:
+        return _PreEncodedProperties(parts, tag)
+    return _PreEncodedProperties(parts, tag, _encoded_entries(headers))
+
+
 def tagged_pika(properties: Properties, tag: int) -> pika.BasicProperties:
     """pika properties for a mandatory publish: ``properties`` plus the publish tag header."""
     if _TAGGED_ENCODING_OK:
-        parts = _encoded_parts(properties)
-        if parts is not None:
-            return _PreEncodedProperties(parts, tag)
+        pre = _pre_encoded(properties, tag)
+        if pre is not None:
+            return pre
     values = list(_get_properties(properties))
     headers = values[_HEADERS]
     if _TAGGED_ENCODING_OK:
@@ -225,6 +261,11 @@ def _check_tagged_encoding() -> bool:
             expiration="100",
         ),
         Properties(
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+            delivery_mode=2,
+            message_id="m",
+        ),
+        Properties(
             content_type="text/plain",
             content_encoding="utf-8",
             headers={},
@@ -245,12 +286,9 @@ def _check_tagged_encoding() -> bool:
                 tagged.publish_tag = tag
                 if b"".join(tagged.encode()) != expected:
                     return False
-                if props.headers is None:
-                    values[_HEADERS] = None
-                    parts = _encoded_parts(Properties(*values))
-                    assert parts is not None
-                    if b"".join(_PreEncodedProperties(parts, tag).encode()) != expected:
-                        return False
+                pre = _pre_encoded(props, tag)
+                if pre is None or b"".join(pre.encode()) != expected:
+                    return False
     except Exception:  # any surprise in pika's internals: use the plain path
         return False
     finally:

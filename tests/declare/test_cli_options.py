@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from declare_amqp._cli import _parser
+from declare_amqp._cli_args import build_parser
 
 EXE = Path(sys.executable).with_name("declare-amqp")
 
@@ -25,7 +25,7 @@ EXE = Path(sys.executable).with_name("declare-amqp")
 )
 def test_common_options_count_before_and_after_the_command(argv: list[str]) -> None:
     """Before, an option given before the command was overwritten by the subcommand's default."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     assert (args.command, args.files) == ("plan", ["f.yml"])
     assert args.url == ["amqp://a/"]
     assert args.tls_ca_file == "ca.pem"
@@ -33,7 +33,7 @@ def test_common_options_count_before_and_after_the_command(argv: list[str]) -> N
 
 
 def test_defaults_without_the_options() -> None:
-    args = _parser().parse_args(["apply", "f.yml"])
+    args = build_parser().parse_args(["apply", "f.yml"])
     assert (args.url, args.management_url, args.config) == ([], [], [])
     assert (args.no_color, args.strict, args.tls_ca_file, args.auth_mechanism) == (
         False,
@@ -47,7 +47,7 @@ def test_defaults_without_the_options() -> None:
     "argv", [["--strict", "--config", "a.yml", "plan"], ["plan", "--strict", "--config", "a.yml"]]
 )
 def test_strict_and_config_before_or_after_the_command(argv: list[str]) -> None:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     assert (args.strict, args.config) == (True, ["a.yml"])
 
 

@@ -245,3 +245,34 @@ def test_overview_sets_version_and_exchange_types() -> None:
     assert state.version == "3.10.8"
     assert state.exchange_types == ("direct", "topic")
     assert client.node is not None and client.node.management_url == "http://broker.test:15672"
+
+
+def test_the_identity_check_reads_cluster_name_as_pikas_codec_does() -> None:
+    """The broker-identity check steps over connection.start's field table itself (no pika
+    import in a plan): every value type RabbitMQ sends is skipped to reach cluster_name,
+    the same value pika's decoder finds; a truncated table raises struct.error."""
+    import struct
+
+    from pika import data as amqp_data
+
+    from declare_amqp._management import _table_field
+
+    properties = {
+        "capabilities": {"publisher_confirms": True, "consumer_priorities": True},
+        "a_short": 7,
+        "a_long": 2**40,
+        "a_list": [1, "two", b"three"],
+        "a_decimal": __import__("decimal").Decimal("1.5"),
+        "a_none": None,
+        "cluster_name": "rabbit@somewhere",
+        "product": "RabbitMQ",
+    }
+    pieces: list[bytes] = []
+    amqp_data.encode_table(pieces, properties)
+    table = b"".join(pieces)
+    data = b"\x01\x00\x00\x00\x00\x00\x00" + b"\x00\x0a\x00\x0a\x00\x09" + table
+    assert _table_field(data, 13, b"cluster_name") == b"rabbit@somewhere"
+    assert _table_field(data, 13, b"product") == b"RabbitMQ"
+    assert _table_field(data, 13, b"missing") is None
+    with pytest.raises((struct.error, IndexError)):
+        _table_field(data[:12], 13, b"cluster_name")

@@ -1,4 +1,5 @@
-"""The simulator's rules one by one (``declare_amqp._simulate``), without a broker.
+"""The simulator's rules one by one (``declare_amqp._simulate``, ``_routing``, ``_policy_choice``,
+``_effective``), without a broker.
 
 Each case is a rule of the server code the module cites; ``test_simulate_broker.py`` checks
 the whole against a real broker on random topologies.
@@ -18,16 +19,9 @@ from declare_amqp._model import (
     QueueSpec,
     Topology,
 )
-from declare_amqp._simulate import (
-    Message,
-    Simulator,
-    after_apply,
-    check_expectations,
-    headers_match,
-    merge_definitions,
-    simulator_for,
-    topic_matches,
-)
+from declare_amqp._policy_choice import merge_definitions
+from declare_amqp._routing import Message, headers_match, topic_matches
+from declare_amqp._simulate import Simulator, after_apply, check_expectations, simulator_for
 from declare_amqp.kinds.operator_policy import OperatorPolicySpec
 
 V = "v"

@@ -5,6 +5,7 @@ metrics read at scrape time."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 from types import SimpleNamespace
@@ -251,7 +252,21 @@ def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
             message_id="id",
             timestamp=7,
         ),
+        # A traced publish: its trace context in the headers (tracing on, issue 18).
+        Properties(
+            headers={
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "vendor=x",
+                "nested": {"a": [1, "b"], "c": b"bytes"},
+            },
+            delivery_mode=2,
+            correlation_id="c",
+        ),
+        Properties(headers={}, app_id="app"),
     ]:
+        # Headers or not, the cached encoding of the other properties is used.
+        assert isinstance(_wire.tagged_pika(props, 1), _wire._PreEncodedProperties)
+        headers_before = copy.deepcopy(props.headers)
         for tag in (1, 70000, 2**31 - 1, 2**31, 2**45):
             expected = pika.BasicProperties(
                 *[
@@ -267,7 +282,7 @@ def test_publish_tag_header_is_encoded_exactly_as_pika_would() -> None:
             decoded = pika.BasicProperties()
             decoded.decode(b"".join(got.encode()))
             assert decoded.headers == {"x-publish-tag": tag, **(props.headers or {})}
-    assert props.headers == {"k": "v", "n": 3}  # the caller's headers are not modified
+        assert props.headers == headers_before  # the caller's headers are not modified
 
 
 def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:

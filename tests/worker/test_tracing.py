@@ -163,3 +163,100 @@ def test_the_runner_reports_a_bad_exporter_and_exits_2(
     )
     assert code == 2
     assert "OTEL_TRACES_EXPORTER=consloe" in capsys.readouterr().err
+
+
+@pytest.fixture
+def global_textmap() -> Iterator[None]:
+    """Restores OpenTelemetry's global propagator after a test that sets another."""
+    from opentelemetry import propagate
+
+    saved = propagate.get_global_textmap()
+    yield
+    propagate.set_global_textmap(saved)
+
+
+def test_w3c_headers_are_what_the_global_propagator_would_write_and_read(
+    global_textmap: None,
+) -> None:
+    """The default propagators (W3C trace context and baggage) are called directly, only for
+    the headers present: what is injected (traceparent, tracestate, baggage) and extracted is
+    exactly what ``propagate.inject``/``extract`` give. Another global propagator (here
+    trace context without baggage, then a custom one) is honoured, not bypassed."""
+    from opentelemetry import baggage, propagate, trace
+    from opentelemetry import context as otel_context
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from priority_worker._otel import _GETTER, _Propagation, _w3c_parts
+
+    # OTEL_PROPAGATORS unset: the default, W3C trace context and baggage.
+    assert _w3c_parts(propagate.get_global_textmap()) == (True, True)
+    propagation = _Propagation()
+    span = NonRecordingSpan(
+        SpanContext(
+            0x0AF7651916CD43DD8448EB211C80319C,
+            0x00F067AA0BA902B7,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            trace_state=TraceState([("vendor", "x"), ("other", "y")]),
+        )
+    )
+    with_baggage = baggage.set_baggage("user", "42")
+    for ctx in (otel_context.Context(), with_baggage):
+        token = otel_context.attach(ctx)
+        try:
+            fast: dict[str, object] = {"keep": 1}
+            propagation.inject(fast, span)
+            usual: dict[str, object] = {"keep": 1}
+            propagate.inject(usual, context=trace.set_span_in_context(span))
+        finally:
+            otel_context.detach(token)
+        assert fast == usual and "traceparent" in fast and "tracestate" in fast
+        assert ("baggage" in fast) == (ctx is with_baggage)
+        # Read back, as the broker hands them over (strings may arrive as bytes).
+        carried = {k: v.encode() if isinstance(v, str) else v for k, v in fast.items()}
+        got, expected = propagation.extract(carried), propagate.extract(carried, getter=_GETTER)
+        remote = trace.get_current_span(got).get_span_context()
+        assert remote == trace.get_current_span(expected).get_span_context()
+        sent = span.get_span_context()
+        assert (remote.trace_id, remote.span_id, remote.trace_flags, remote.is_remote) == (
+            sent.trace_id,
+            sent.span_id,
+            sent.trace_flags,
+            True,
+        )
+        assert remote.trace_state == sent.trace_state
+        assert baggage.get_all(got) == baggage.get_all(expected)
+    # No trace headers: a context of its own (a new trace), not the current one.
+    assert propagation.extract({}) == propagate.extract({}, getter=_GETTER) == {}
+    assert not trace.get_current_span(propagation.extract({"x": 1})).get_span_context().is_valid
+
+    class Custom(TextMapPropagator):
+        """Writes its own header; reads nothing."""
+
+        def inject(self, carrier, context=None, setter=None):  # type: ignore[no-untyped-def]
+            carrier["x-custom"] = "yes"
+
+        def extract(self, carrier, context=None, getter=None):  # type: ignore[no-untyped-def]
+            return otel_context.set_value("custom", "seen", context)
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-custom"}
+
+    propagate.set_global_textmap(TraceContextTextMapPropagator())
+    token = otel_context.attach(with_baggage)
+    try:
+        alone: dict[str, object] = {}
+        propagation.inject(alone, span)
+    finally:
+        otel_context.detach(token)
+    assert set(alone) == {"traceparent", "tracestate"}  # no baggage: not configured
+    assert not baggage.get_all(propagation.extract({**alone, "baggage": "user=42"}))
+
+    propagate.set_global_textmap(Custom())
+    custom: dict[str, object] = {}
+    propagation.inject(custom, span)
+    assert custom == {"x-custom": "yes"}
+    assert otel_context.get_value("custom", propagation.extract({"traceparent": "x"})) == "seen"

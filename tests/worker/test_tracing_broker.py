@@ -314,6 +314,15 @@ def test_a_trace_started_by_aio_pikas_instrumentation_continues_in_the_worker(
     assert _parent_id(process) == _id(published) and _trace(process) == _trace(request)
 
 
+def _consumers(url: str, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        count: int = conn.channel().queue_declare(queue, passive=True).method.consumer_count
+        return count
+    finally:
+        conn.close()
+
+
 def test_processes_children_configure_tracing_from_the_otel_environment(
     vhost_url: str, tmp_path: Path
 ) -> None:
@@ -338,6 +347,9 @@ def test_processes_children_configure_tracing_from_the_otel_environment(
         stderr=subprocess.PIPE,
     )
     try:
+        # Both children consuming before anything is published: on a loaded machine the first
+        # one could otherwise handle all 20 before the second has connected.
+        wait_until_blocking(lambda: _consumers(vhost_url, "q") == 2, 60, "2 children consuming")
         fill(vhost_url, "q", ids("t", 20))
         wait_until_blocking(lambda: len(noted(log, "done")) == 20, 60, "20 handled")
         proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,281 @@
+"""``declare-amqp``'s command line as data: every command, its options and their help text.
+
+The options every command takes are accepted before the command and after it (see
+``_common_options``). ``_cli`` runs what this parses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import __version__
+from ._address import DEFAULT_CHANNELS
+from ._files import DEFAULT_MAX_FILE_SIZE, parse_size
+from .tls import add_tls_arguments
+
+_MIGRATE_HELP = (
+    "re-create queues whose type, durability or arguments changed, with their messages and "
+    "bindings (see README: Migrating queues)"
+)
+
+_EPILOG = """\
+Connection: --url or AMQP_URL (amqp:// or amqps://; repeat or comma-separate for a
+cluster), --management-url or RABBITMQ_MANAGEMENT_URL (default http://HOST:15672).
+Credentials: from the URL, else AMQP_USER / AMQP_PASS, else guest/guest.
+The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
+"""
+
+
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """The options every command takes. They are accepted before the command
+    (``declare-amqp --url U plan F``) and after it (``declare-amqp plan --url U F``): the
+    subcommands' copies default to SUPPRESS, so a value given before the command is not
+    overwritten by the subcommand's default (argparse copies every subparser default over)."""
+    common = argparse.ArgumentParser(
+        add_help=False, argument_default=None if top else argparse.SUPPRESS
+    )
+    empty: dict[str, Any] = {"default": []} if top else {}
+    common.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="AMQP URL of a broker node (repeatable for a cluster)",
+        **empty,
+    )
+    common.add_argument(
+        "--management-url",
+        action="append",
+        metavar="URL",
+        help="management API URL (default derived from --url)",
+        **empty,
+    )
+    common.add_argument("--no-color", action="store_true", help="never use colour")
+    add_tls_arguments(common)
+    return common
+
+
+def _size(text: str) -> int:
+    """``--max-file-size``: bytes, or with K, M, G."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``declare-amqp`` parser: every command, its options and their help."""
+    common = _common_options(top=False)
+
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="topology files: YAML, or RabbitMQ definitions (*.json)",
+    )
+    # --config and --strict also exist before the command (the original tool's invocation),
+    # so here they default to SUPPRESS and a value given there is kept
+    files.add_argument(
+        "--config",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="a topology file (the original tool's option; same as FILE)",
+    )
+    files.add_argument("--vhost", metavar="V", help="put objects that do not name a vhost into V")
+    files.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=argparse.SUPPRESS,
+        metavar="SIZE",
+        help="refuse files larger than SIZE (bytes, or with K, M, G; default 64M)",
+    )
+    files.add_argument(
+        "--strict",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="every warning is an error (exit 1, nothing written)",
+    )
+
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json for tools",
+    )
+    output.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete what the files no longer declare (in their vhosts)",
+    )
+    output.add_argument(
+        "--force",
+        action="store_true",
+        help="with --prune: delete queues even with messages or consumers",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="declare-amqp",
+        description="Declarative RabbitMQ topology: validate, plan and apply YAML files.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(top=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"declare-amqp {__version__}")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="apply FILE (the original declare-amqp's invocation)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="with --config: every warning is an error"
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help="with --config: refuse files larger than SIZE (default 64M)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    version = argparse.ArgumentParser(add_help=False)
+    version.add_argument(
+        "--broker-version",
+        metavar="X.Y",
+        help="check against this RabbitMQ version (default: the broker's, when one is read)",
+    )
+
+    sub.add_parser(
+        "validate",
+        parents=[common, files, version],
+        help="check files without a broker (exit 0 valid, 1 not)",
+    )
+    p = sub.add_parser(
+        "plan", parents=[common, files, output, version], help="show what apply would do"
+    )
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
+    )
+    p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+    p.add_argument(
+        "--out",
+        metavar="PLAN",
+        help="also save the plan, the files' digest and the broker's fingerprint "
+        "to PLAN, for `apply PLAN`",
+    )
+    a = sub.add_parser(
+        "apply", parents=[common, files, output], help="make the broker match the files"
+    )
+    a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+    a.add_argument(
+        "--mover",
+        choices=("amqp", "shovel"),
+        default="amqp",
+        help="what moves a migrating queue's messages: amqp (the tool's own confirmed consumer "
+        "and publisher, any broker; default) or shovel (the broker's dynamic shovels; needs "
+        "the rabbitmq_shovel plugin)",
+    )
+    a.add_argument(
+        "--amqp-only",
+        action="store_true",
+        help="without the management API: declares after a passive check",
+    )
+    a.add_argument(
+        "--channels",
+        type=int,
+        default=DEFAULT_CHANNELS,
+        metavar="N",
+        help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})",
+    )
+    e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
+    e.add_argument(
+        "--vhost",
+        action="append",
+        default=[],
+        metavar="V",
+        help="vhost to export (repeatable; default: all)",
+    )
+    e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    e.add_argument(
+        "--format",
+        choices=("yaml", "definitions"),
+        default="yaml",
+        help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
+    )
+    sub.add_parser("schema", help="print the JSON Schema of the file format")
+    c = sub.add_parser(
+        "convert",
+        help="rewrite topology files for quorum queues, listing every change and its reason",
+    )
+    c.add_argument("--to", choices=("quorum",), required=True, help="the queue type to convert to")
+    c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
+    c.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write there (a directory when several files are given); default stdout",
+    )
+    c.add_argument(
+        "--target-version",
+        default="",
+        metavar="X.Y",
+        help="the RabbitMQ version the files are for (reasons that differ by version)",
+    )
+    _inspect_parsers(sub, common, files, version)
+    return parser
+
+
+def _inspect_parsers(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    files: argparse.ArgumentParser,
+    version: argparse.ArgumentParser,
+) -> None:
+    """route, explain and graph: questions answered by _simulate, from files or the broker."""
+    text_or_json = argparse.ArgumentParser(add_help=False)
+    text_or_json.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
+    )
+    r = sub.add_parser(
+        "route",
+        parents=[common, files, version, text_or_json],
+        help="where a message goes (from the files, or without files from the broker)",
+    )
+    r.add_argument("--exchange", metavar="E", help="exchange published to ('' the default)")
+    r.add_argument("--routing-key", default="", metavar="K", help="routing key")
+    r.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a header; VALUE is JSON when it parses (size=1 is a number), else a string",
+    )
+    r.add_argument(
+        "--messages",
+        metavar="FILE",
+        help='many messages: JSON lines {"exchange", "routing_key", "headers"}, '
+        "one result per line",
+    )
+    x = sub.add_parser(
+        "explain",
+        parents=[common, version, text_or_json],
+        help="which policies apply to a queue or exchange, and its effective settings",
+    )
+    x.add_argument("kind", choices=("queue", "exchange"), help="queue or exchange")
+    x.add_argument("name", help="its name")
+    x.add_argument("files", nargs="*", metavar="FILE", help="topology files (default: the broker)")
+    x.add_argument("--vhost", metavar="V", help="the vhost (and of objects naming none)")
+    g = sub.add_parser(
+        "graph", parents=[common, files], help="the topology as a Mermaid or Graphviz picture"
+    )
+    g.add_argument(
+        "--format", choices=("mermaid", "dot"), default="mermaid", help="mermaid (default) or dot"
+    )
+    g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
