@@ -276,3 +276,14 @@ def test_refusal_problems_of_missing_users() -> None:
         ("topic permissions of 'ghost' on 'amq.topic' (vhost v)", "user 'ghost' does not exist"),
     ]
     assert refusal_problems(access, users=["app", "ghost"], version="4.0.5") == []
+
+
+def test_the_registry_lists_every_access_kind_in_the_apply_order() -> None:
+    """kinds.ACCESS_KINDS and the plan's apply order (_plan.ACCESS_KINDS) name the same kinds
+    in the same order, and no two kinds share a top-level key."""
+    from declare_amqp._plan import ACCESS_KINDS as APPLY_ORDER
+    from declare_amqp.kinds import ACCESS_KINDS
+
+    assert tuple(k.kind for k in ACCESS_KINDS) == APPLY_ORDER
+    keys = [k.key for k in ACCESS_KINDS]
+    assert len(set(keys)) == len(keys), keys
