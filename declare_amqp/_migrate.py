@@ -94,7 +94,10 @@ class MigrationReport:
 
 # Fault injection for the tests (and for anyone who wants to see a rerun finish a migration):
 # DECLARE_AMQP_MIGRATE_KILL=POINT makes the process SIGKILL itself at POINT, one of
-# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there.
+# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there. A documented seam of the
+# command (README, "Migrating queues"), kept as environment variables on purpose: the tests
+# SIGKILL the real `declare-amqp` process at an exact step and rerun it, and an object handed
+# in could not cross into that process. Unset, they cost one environment lookup per step.
 KILL_POINTS = (
     "hold",  # the holding queue declared
     "divert",  # the holding queue bound, the queue not yet unbound
