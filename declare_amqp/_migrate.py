@@ -95,7 +95,10 @@ class MigrationReport:
 
 # Fault injection for the tests (and for anyone who wants to see a rerun finish a migration):
 # DECLARE_AMQP_MIGRATE_KILL=POINT makes the process SIGKILL itself at POINT, one of
-# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there.
+# KILL_POINTS; DECLARE_AMQP_MIGRATE_PAUSE=POINT:SECONDS sleeps there. A documented seam of the
+# command (README, "Migrating queues"), kept as environment variables on purpose: the tests
+# SIGKILL the real `declare-amqp` process at an exact step and rerun it, and an object handed
+# in could not cross into that process. Unset, they cost one environment lookup per step.
 KILL_POINTS = (
     "hold",  # the holding queue declared
     "divert",  # the holding queue bound, the queue not yet unbound
@@ -389,8 +392,7 @@ class _Migration:
                 report.moved_out += await self._move(self.name, self.hold, "drain")
                 await self._settled()
                 delay_queues = await asyncio.to_thread(self._delay_queues)
-                async with self.swaps:
-                    await self._swap(record, report, delay_queues)
+                await self._swap(record, report, delay_queues)
             elif step == "swap":
                 await self._declare(record.target(self.vhost))  # after a crash: at once
             elif step == "restore":
@@ -468,38 +470,45 @@ class _Migration:
             for h in held:
                 report.held[h.queue] = report.held.get(h.queue, 0) + await h.all_taken()
             # What the delay queues dead-lettered before they were held: moved out too, now
-            # that nothing more can come from them.
-            report.moved_out += await self._move(self.name, self.hold, "")
-            # The delete goes out without waiting for its -Ok (nowait) and the declare right
-            # behind it on the same channel: the broker handles them in order, so the queue
-            # is missing only for as long as the broker takes to do both. If the delete is
-            # refused (a message came in through the default exchange) the broker closes the
-            # channel and the declare is never handled: drain again.
-            ch = await self.session.channel()
-            sent = time.monotonic()
-            # Quorum queues refuse if-empty (3.x closes the connection): for them the drained
-            # count just read is the check, and a message that comes in through the default
-            # exchange in between is lost with the queue (a limit the plan states).
-            if_empty = str(record.before.get("type")) != "quorum"
-            ch.send("queue_delete", queue=self.name, if_empty=if_empty)
-            if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == "swap":
-                # The kill point means "deleted, not yet declared": let the delete land first.
-                await _wait(lambda: self.http.queue(self.vhost, self.name) is None, 10)
-            await _point("swap")
-            name, kwargs = _method(record.target(self.vhost))
-            try:
-                if isinstance(ch.closed, BaseException):
-                    raise ch.closed  # the delete was refused while we paused (tests)
-                await ch.call(name, **kwargs)  # the default exchange's window ends here
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == 406:
-                    return  # not empty: drain again
-                raise
-            report.window_ms += (time.monotonic() - sent) * 1000
-            ch.channel.close()
+            # that nothing more can come from them (a passive declare first: mostly none).
+            if await self._count(self.name):
+                report.moved_out += await self._move(self.name, self.hold, "")
+            async with self.swaps:
+                await self._replace(record, report)
         finally:
             for h in held:
                 h.release()
+
+    async def _replace(self, record: Record, report: MigrationReport) -> None:
+        """Delete the drained queue and declare it with its new shape: the default
+        exchange's window, taken in turns by concurrent migrations (``swaps``)."""
+        # The delete goes out without waiting for its -Ok (nowait) and the declare right
+        # behind it on the same channel: the broker handles them in order, so the queue
+        # is missing only for as long as the broker takes to do both. If the delete is
+        # refused (a message came in through the default exchange) the broker closes the
+        # channel and the declare is never handled: drain again.
+        ch = await self.session.channel()
+        sent = time.monotonic()
+        # Quorum queues refuse if-empty (3.x closes the connection): for them the drained
+        # count just read is the check, and a message that comes in through the default
+        # exchange in between is lost with the queue (a limit the plan states).
+        if_empty = str(record.before.get("type")) != "quorum"
+        ch.send("queue_delete", queue=self.name, if_empty=if_empty)
+        if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == "swap":
+            # The kill point means "deleted, not yet declared": let the delete land first.
+            await _wait(lambda: self.http.queue(self.vhost, self.name) is None, 10)
+        await _point("swap")
+        name, kwargs = _method(record.target(self.vhost))
+        try:
+            if isinstance(ch.closed, BaseException):
+                raise ch.closed  # the delete was refused while we paused (tests)
+            await ch.call(name, **kwargs)  # the default exchange's window ends here
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 406:
+                return  # not empty: drain again
+            raise
+        report.window_ms += (time.monotonic() - sent) * 1000
+        ch.channel.close()
 
     def _delay_queues(self) -> list[str]:
         from ._broker_json import from_definitions
