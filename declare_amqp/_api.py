@@ -308,7 +308,8 @@ class Session:
         if migrations and not (report and (report.failures or report.rollback is not None)):
             # After every other write (the queue's new bindings and policies are in place);
             # never rolled back: an interrupted migration stays recorded on the broker.
-            from ._migrate import progress_reporter, run_migrations
+            from ._migrate import run_migrations
+            from ._move_progress import progress_reporter
 
             with progress_reporter(progress_console) as moved:
                 reports = run_migrations(

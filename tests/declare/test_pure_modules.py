@@ -33,6 +33,7 @@ PURE = (
     "_inspect",
     "_json_lines",
     "_yaml",
+    "_move_progress",
     "_broker_json",
     # each kind is handed a ManagementClient (annotation only): it loads no I/O library
     "kinds",
