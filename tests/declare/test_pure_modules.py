@@ -15,7 +15,7 @@ from import_probe import imported_by, loaded_after
 PURE = (
     "_model",
     "_plan",
-    "_loader",
+    "_loader",  # and so _yaml, _access and every kind module (kinds/)
     "_validate",
     "_fit",
     "_format",
@@ -26,25 +26,13 @@ PURE = (
     "_warnings",
     "_consumers",
     "_saved_plan",
-    "_definitions",
+    "_definitions",  # and _json_lines
     "worker_queues",
     "_simulate",  # and so what it imports: _routing, _policy_choice, _effective
     "_graph",
     "_inspect",
-    "_json_lines",
-    "_yaml",
-    "_move_progress",
     "_broker_json",
-    # each kind is handed a ManagementClient (annotation only): it loads no I/O library
-    "kinds",
-    "kinds.vhost_settings",
-    "kinds.user",
-    "kinds.permission",
-    "kinds.topic_permission",
-    "kinds.operator_policy",
-    "kinds.parameters",
-    "kinds.federation_upstream",
-    "kinds.shovel",
+    "_move_progress",
 )
 IO_LIBRARIES = ("pika", "tornado", "httpx", "httpcore")
 
