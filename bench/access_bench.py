@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as common  # type: ignore[import-not-found]
 from topology_bench import Topology, count_objects  # type: ignore[import-not-found]
 
-from declare_amqp._access import password_matches, rabbit_hash
+from declare_amqp.kinds.user import password_matches, rabbit_hash
 
 PLAN_TARGET = 3.0
 

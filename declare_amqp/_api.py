@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ._access import access_plan, check_privileges, validate_access, whoami
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
-from ._dynamic import policy_plugin_problems
 from ._errors import PlanConflictError, TopologyError
 from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
@@ -32,6 +31,8 @@ from ._validate import (
 )
 from ._versions import parse_version
 from ._warnings import plan_warnings, sort_problems
+from .kinds.federation_upstream import policy_plugin_problems
+from .kinds.vhost_settings import VhostSettings
 
 if TYPE_CHECKING:  # pika and rich only when writing
     import httpx
@@ -194,7 +195,7 @@ class Session:
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
-        for v in desired.access.vhost_settings if desired.access else ():
+        for v in desired.access.of(VhostSettings) if desired.access else ():
             if v.name not in existing and v.default_queue_type in ("quorum", "stream"):
                 defaults[v.name] = v.default_queue_type  # a new vhost is created with it
         desired, problems = resolve_queue_types(desired, defaults)
@@ -307,7 +308,8 @@ class Session:
         if migrations and not (report and (report.failures or report.rollback is not None)):
             # After every other write (the queue's new bindings and policies are in place);
             # never rolled back: an interrupted migration stays recorded on the broker.
-            from ._migrate import progress_reporter, run_migrations
+            from ._migrate import run_migrations
+            from ._move_progress import progress_reporter
 
             with progress_reporter(progress_console) as moved:
                 reports = run_migrations(

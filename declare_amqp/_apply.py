@@ -80,6 +80,102 @@ def apply_plan(
     return asyncio.run(_apply(address, management, plan, channels, force, progress, env))
 
 
+class _Run:
+    """One apply: its AMQP sessions (one per vhost), what was written and what failed."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        management: ManagementClient | None,
+        channels: int,
+        force: bool,
+        progress: Progress | None,
+        env: Mapping[str, str] | None,
+    ) -> None:
+        self.address, self.management = address, management
+        self.channels, self.force, self.progress, self.env = channels, force, progress, env
+        self.failures: list[AmqpFailure] = []
+        self.done: list[Change] = []
+        self.sessions: dict[str, AmqpSession] = {}
+
+    async def session(self, vhost: str) -> AmqpSession:
+        if vhost not in self.sessions:
+            s = AmqpSession(self.address, vhost)
+            await s.open()
+            self.sessions[vhost] = s
+        return self.sessions[vhost]
+
+    def http(self) -> ManagementClient:
+        assert self.management is not None, "the plan holds changes only the management API writes"
+        return self.management
+
+    def count(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress(n)
+
+    async def connect(self, writes: Sequence[Change]) -> None:
+        """Connect to every existing vhost that needs AMQP work *before* the first write, so
+        an unreachable AMQP port does not leave policies written and queues missing."""
+        new_vhosts = {c.name for c in writes if c.kind == Kind.VHOST and c.action == CREATE}
+        for vhost in dict.fromkeys(c.vhost for c in writes if phase_of(c).writer is Writer.AMQP):
+            if vhost not in new_vhosts:
+                await self.session(vhost)
+
+    async def amqp(self, phase: Phase, changes: list[Change]) -> None:
+        by_vhost: dict[str, list[Change]] = {}
+        for c in changes:
+            by_vhost.setdefault(c.vhost, []).append(c)
+        for vhost, items in by_vhost.items():
+            s = await self.session(vhost)
+            if phase.deletes:
+                found = await s.run(
+                    items, delete_operation(self.force), self.channels, self.progress
+                )
+            else:
+                found = await s.run_pipelined(items, self.channels, self.progress)
+            self.failures.extend(found)
+            failed = {id(f.change) for f in found}
+            self.done.extend(c for c in items if id(c) not in failed)
+
+    def management_writes(self, changes: list[Change]) -> None:
+        for c in changes:
+            if c.kind == Kind.VHOST:
+                self.http().put_vhost(c.name, getattr(c.desired, "settings", None))
+            elif c.action == DELETE:
+                self.http().delete_policy(c.vhost, c.name)
+            else:
+                assert isinstance(c.desired, PolicySpec)
+                self.http().put_policy(c.desired)
+            self.done.append(c)
+            self.count(1)
+
+    def access_writes(self, phase: Phase, changes: list[Change], writes: Sequence[Change]) -> None:
+        # The limits of vhosts created in the first phase are set with the access objects.
+        followups = [] if phase.deletes else [c for c in writes if has_followup(c)]
+        if changes or followups:
+            written = apply_access(self.http(), [*followups, *changes], self.env)
+            self.done.extend(written)
+            self.count(len(written))
+
+    async def phases(self, writes: Sequence[Change], rollback: bool) -> None:
+        """Each phase of ``PHASES`` to its writer; with ``rollback``, none after a refusal."""
+        grouped = by_phase(writes)
+        for phase in PHASES:
+            changes = grouped.get(phase, [])
+            if phase.writer is Writer.AMQP:
+                await self.amqp(phase, changes)
+            elif phase.writer is Writer.MANAGEMENT:
+                self.management_writes(changes)
+            else:
+                self.access_writes(phase, changes, writes)
+            if self.failures and rollback:
+                break  # the broker refused a write: no later phase builds on a half
+
+    async def close(self) -> None:
+        for s in self.sessions.values():
+            await s.close()
+
+
 async def _apply(
     address: BrokerAddress,
     management: ManagementClient | None,
@@ -90,90 +186,25 @@ async def _apply(
     env: Mapping[str, str] | None = None,
     rollback: bool = True,
 ) -> ApplyReport:
-    writes = plan.writes
-    failures: list[AmqpFailure] = []
-    done: list[Change] = []
-    sessions: dict[str, AmqpSession] = {}
-
-    async def session(vhost: str) -> AmqpSession:
-        if vhost not in sessions:
-            s = AmqpSession(address, vhost)
-            await s.open()
-            sessions[vhost] = s
-        return sessions[vhost]
-
-    def http() -> ManagementClient:
-        assert management is not None, "the plan holds changes only the management API writes"
-        return management
-
-    async def amqp(phase: Phase, changes: list[Change]) -> None:
-        by_vhost: dict[str, list[Change]] = {}
-        for c in changes:
-            by_vhost.setdefault(c.vhost, []).append(c)
-        for vhost, items in by_vhost.items():
-            s = await session(vhost)
-            if phase.deletes:
-                found = await s.run(items, delete_operation(force), channels, progress)
-            else:
-                found = await s.run_pipelined(items, channels, progress)
-            failures.extend(found)
-            failed = {id(f.change) for f in found}
-            done.extend(c for c in items if id(c) not in failed)
-
-    def management_writes(changes: list[Change]) -> None:
-        for c in changes:
-            if c.kind == Kind.VHOST:
-                http().put_vhost(c.name, getattr(c.desired, "settings", None))
-            elif c.action == DELETE:
-                http().delete_policy(c.vhost, c.name)
-            else:
-                assert isinstance(c.desired, PolicySpec)
-                http().put_policy(c.desired)
-            done.append(c)
-            if progress is not None:
-                progress(1)
-
-    def access_writes(phase: Phase, changes: list[Change]) -> None:
-        # The limits of vhosts created in the first phase are set with the access objects.
-        followups = [] if phase.deletes else [c for c in writes if has_followup(c)]
-        if changes or followups:
-            written = apply_access(http(), [*followups, *changes], env)
-            done.extend(written)
-            if progress is not None:
-                progress(len(written))
-
+    run = _Run(address, management, channels, force, progress, env)
     cause: DeclareAmqpError | None = None
+    writes = plan.writes
     try:
-        # Connect to every existing vhost that needs AMQP work *before* the first write, so
-        # an unreachable AMQP port does not leave policies written and queues missing.
-        new_vhosts = {c.name for c in writes if c.kind == Kind.VHOST and c.action == CREATE}
-        for vhost in dict.fromkeys(c.vhost for c in writes if phase_of(c).writer is Writer.AMQP):
-            if vhost not in new_vhosts:
-                await session(vhost)
-        grouped = by_phase(writes)
-        for phase in PHASES:
-            changes = grouped.get(phase, [])
-            if phase.writer is Writer.AMQP:
-                await amqp(phase, changes)
-            elif phase.writer is Writer.MANAGEMENT:
-                management_writes(changes)
-            else:
-                access_writes(phase, changes)
-            if failures and rollback:
-                break  # the broker refused a write: no later phase builds on a half
+        await run.connect(writes)
+        await run.phases(writes, rollback)
     except DeclareAmqpError as exc:  # refused over HTTP, or a connection dropped
-        if not rollback or not done:
+        if not rollback or not run.done:
             raise
         cause = exc
     finally:
-        for s in sessions.values():
-            await s.close()
+        await run.close()
+    done, failures = tuple(run.done), tuple(run.failures)
     if not rollback or not (failures or cause):
-        return ApplyReport(tuple(done), tuple(failures))
-    undo = await roll_back(address, management, done, channels)
+        return ApplyReport(done, failures)
+    undo = await roll_back(address, management, run.done, channels)
     if cause is not None:
         raise ApplyError(f"{cause}; {undo.summary()}") from cause
-    return ApplyReport(tuple(done), tuple(failures), undo)
+    return ApplyReport(done, failures, undo)
 
 
 # ------------------------------------------------------------------ AMQP-only mode

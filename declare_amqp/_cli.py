@@ -32,7 +32,7 @@ from rich.markup import escape
 
 from . import __version__
 from . import _saved_plan as saved_plan
-from ._access import Access, read_broker_access, read_for_export
+from ._access import read_broker_access, read_for_export
 from ._address import BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
 from ._cli_args import build_parser
@@ -52,7 +52,7 @@ from ._inspect import (
     route_vhost,
 )
 from ._migration import comparable, migration_line
-from ._model import Topology, VhostSpec
+from ._model import Access, Topology, VhostSpec
 from ._plan import Plan
 from ._render import plan_json, print_plan, summary_line
 from ._schema import json_schema
@@ -494,7 +494,8 @@ class _Cli:
             wanted = Access(managed=frozenset({"operator_policies"}))
             access = read_broker_access(session.management, wanted, [vhost], admin=False)
             version = self.version() or parse_version(state.version)
-            return Simulator(state.topology, access.operator_policies, version), vhost
+            operator = access.group("operator_policies")
+            return Simulator(state.topology, operator, version), vhost
 
     def route(self) -> int:
         """``route``: where each message goes, from the files or the broker."""

@@ -1,4 +1,5 @@
-"""The ``consumers`` section: validation, and the queues declare-amqp derives from it.
+"""The ``consumers`` section: reading an entry, validation, and the queues declare-amqp
+derives from it.
 
 Pure. A consumer names the queues an application reads with priority_worker; from it
 declare-amqp derives the queues the worker would otherwise make by itself (its retry delay
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ._errors import Problem
-from ._model import ConsumerSpec, QueueSpec, Topology
+from ._format import CONSUMED_QUEUE_KEYS, CONSUMER_KEYS, RETRY_KEYS, Reader
+from ._model import ConsumedQueue, ConsumerSpec, QueueSpec, Topology
 from .worker_queues import (
     dead_letter_queue_name,
     delay_queue_arguments,
@@ -108,3 +111,57 @@ def derive_worker_queues(desired: Topology) -> tuple[Topology, list[Problem]]:
     if not added:
         return desired, problems
     return dataclasses.replace(desired, queues=(*desired.queues, *added.values())), problems
+
+
+def read_consumer(reader: Reader, raw: Any, line: int) -> ConsumerSpec | None:
+    """One entry of a file's ``consumers`` (problems go to ``reader``)."""
+    f = reader.fields(raw, CONSUMER_KEYS, "consumer", line)
+    # Its queues and retry are checked even when a key above is wrong, so that one run
+    # reports every problem.
+    top: dict[str, Any] = f if f is not None else raw if isinstance(raw, dict) else {}
+    name = top.get("name")
+    label = f"consumer '{name if isinstance(name, str) else '?'}'"
+    queues: list[ConsumedQueue] = []
+    if isinstance(top.get("queues"), list):
+        for item, item_line in reader.entries(top, "queues"):
+            q = reader.fields(item, CONSUMED_QUEUE_KEYS, f"queue of {label}", item_line)
+            if q is None:
+                continue
+            if any(seen.queue == q["queue"] for seen in queues):
+                reader.problem(item_line, f"queue '{q['queue']}' is listed twice", label)
+            queues.append(ConsumedQueue(q["queue"], q["prefetch"], reader.at(item_line)))
+        if not top["queues"]:
+            reader.problem(line, "a consumer needs at least one queue", label)
+    retry_line = getattr(raw, "key_lines", {}).get("retry", line)
+    retry: dict[str, Any] = {}
+    if isinstance(top.get("retry"), dict):
+        retry = reader.fields(top["retry"], RETRY_KEYS, f"retry of {label}", retry_line) or {}
+    delays: list[float] = []
+    for value in retry.get("delays") or []:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            reader.problem(
+                retry_line,
+                f"retry delays must be positive numbers of seconds, not {value!r}",
+                label,
+            )
+            continue
+        delays.append(float(value))
+    if delays != sorted(delays):
+        reader.problem(
+            retry_line,
+            "retry delays must be in ascending order (the n-th retry waits the n-th delay)",
+            label,
+        )
+    if f is None:
+        return None
+    return ConsumerSpec(
+        vhost=f.get("vhost", reader.vhost),
+        name=f["name"],
+        queues=tuple(queues),
+        mode=f.get("mode", "weighted"),
+        concurrency=f.get("concurrency"),
+        max_retries=retry.get("max_retries", 5),
+        delays=tuple(delays),
+        dead_letter_exchange=f.get("dead_letter_exchange"),
+        location=reader.at(line),
+    )

@@ -17,8 +17,8 @@ import yaml
 
 from ._errors import Location
 from ._format import QUEUE_ALIASES
-from ._loader import read_document
 from ._versions import Rewrite, Subject, quorum_rewrite
+from ._yaml import read_document
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
 _ARGUMENT_OF = {k.name: k.argument for k in QUEUE_ALIASES if k.argument}

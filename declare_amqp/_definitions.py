@@ -24,26 +24,28 @@ the cluster shape for several, with ``rabbitmq_definition_format`` set.
 
 from __future__ import annotations
 
-import bisect
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from ._access import (
-    DEFAULT_HASHING,
-    Access,
-    describe_settings,
-    read_access,
-    without_defaults,
-)
-from ._dynamic import COMPONENTS, definitions_entry
+from ._access import read_access
 from ._errors import Location, Problem
-from ._files import MAX_INT_DIGITS
 from ._fit import key_problem, type_fits
 from ._format import VHOST_SETTING_KEYS, Key, describe_types
-from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
+from ._json_lines import JsonObject, load_json
+from ._model import (
+    Access,
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+    VhostSpec,
+)
 from ._validate import is_builtin_exchange
+from .kinds import ACCESS_KINDS
+from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
+from .kinds.vhost_settings import VHOST_SETTINGS, describe_settings, without_defaults
 
 # Top-level keys that describe the export, not objects.
 _METADATA = frozenset(
@@ -62,10 +64,7 @@ _MANAGED = (
     "queues",
     "bindings",
     "policies",
-    "users",
-    "permissions",
-    "topic_permissions",
-    "operator_policies",
+    *(k.definitions_section for k in ACCESS_KINDS if k.definitions_section),
     "parameters",
 )
 # The single-vhost shape (4.x) carries its vhost's metadata and limits at the top.
@@ -84,8 +83,6 @@ _IGNORED_KINDS = {
     "limits": "limits",
 }
 # Runtime parameter components read as access objects; the limits' keys by YAML key.
-_VHOST_LIMITS = {"max-connections": "max_connections", "max-queues": "max_queues"}
-_USER_LIMITS = {"max-connections": "max_connections", "max-channels": "max_channels"}
 _SETTING_KEYS = {k.name: k for k in VHOST_SETTING_KEYS}
 
 _STR, _BOOL, _INT, _MAP, _LIST = (str,), (bool,), (int,), (dict,), (list,)
@@ -144,76 +141,6 @@ _SINGULAR = {
     "bindings": "binding",
     "policies": "policy",
 }
-
-
-class _Object(dict[str, Any]):
-    """A JSON object that remembers the line it starts on (and, translated to YAML keys,
-    how the file spelt each key)."""
-
-    line: int = 1
-    spelled: dict[str, str]
-
-
-# Strings (with escapes) and the braces outside them: enough to find where each object
-# starts without a second JSON parser.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}]', re.DOTALL)
-
-
-def _object_lines(text: str) -> list[int]:
-    """The start line of every JSON object, in the order the decoder *closes* them."""
-    newlines = [m.start() for m in re.finditer("\n", text)]
-    opened: list[int] = []
-    closing: list[int] = []
-    for m in _TOKENS.finditer(text):
-        token = m.group()
-        if token == "{":
-            opened.append(m.start())
-        elif token == "}" and opened:
-            closing.append(bisect.bisect_left(newlines, opened.pop()) + 1)
-    return closing
-
-
-class _TooManyDigits(ValueError):
-    pass
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:  # Python itself refuses past 4,300 digits
-        raise _TooManyDigits
-    return int(digits)
-
-
-def load_json(text: str, path: str) -> tuple[Any, list[Problem]]:
-    """Parse JSON keeping each object's line; duplicate keys are problems, as in YAML."""
-    lines = iter(_object_lines(text))
-    problems: list[Problem] = []
-
-    def make(pairs: list[tuple[str, Any]]) -> _Object:
-        obj = _Object()
-        obj.line = next(lines, 1)
-        for key, value in pairs:
-            if key in obj:
-                problems.append(
-                    Problem(f"key '{key}' appears twice in one object", Location(path, obj.line))
-                )
-            obj[key] = value
-        return obj
-
-    try:
-        return json.loads(text, object_pairs_hook=make, parse_int=_bounded_int), problems
-    except _TooManyDigits:
-        # parse_int sees the digits only, not where they stand: find the first such run
-        long_run = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", text)
-        line = text.count("\n", 0, long_run.start()) + 1 if long_run else 1
-        return None, [
-            Problem(f"an integer of more than {MAX_INT_DIGITS} digits", Location(path, line))
-        ]
-    except RecursionError:
-        return None, [Problem("not valid JSON: nested too deeply", Location(path, 1))]
-    except json.JSONDecodeError as exc:
-        return None, [
-            Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", Location(path, exc.lineno))
-        ]
 
 
 def is_definitions(path: str) -> bool:
@@ -291,6 +218,7 @@ class _Reader:
         return found
 
     def read(self, doc: Any) -> Topology:
+        """The topology of a parsed definitions file (problems and warnings kept here)."""
         if not isinstance(doc, dict):
             self.problems.append(
                 Problem(
@@ -303,25 +231,13 @@ class _Reader:
         cluster = doc.get("rabbitmq_definition_format") == "cluster" or (
             "vhosts" in doc and doc.get("rabbitmq_definition_format") != "single_virtual_host"
         )
-        for key in doc:
-            if key in _METADATA or key in _MANAGED or (not cluster and key in _OWN_VHOST_KEYS):
-                continue
-            if key not in _IGNORED_KINDS:
-                self.warnings.append(
-                    Problem(
-                        f"ignored key '{key}': not part of RabbitMQ's definitions format (a "
-                        "declare-amqp topology written as JSON must be named .yml)",
-                        self.at(doc_line(doc)),
-                    )
-                )
-                continue
-            self.ignore(key, doc[key], doc_line(doc))
+        self.unknown_keys(doc, cluster)
         # The single-vhost shape belongs to whichever vhost it is loaded into, as with the
         # broker's own import: a `vhost` field in it (3.10 writes one on policies) is not a
         # destination.
         self.own_vhost = not cluster
         vhosts: list[VhostSpec] = []
-        settings: dict[str, tuple[_Object, int]] = {}
+        settings: dict[str, tuple[JsonObject, int]] = {}
         for f, line in self.entries(doc, "vhosts"):
             vhosts.append(VhostSpec(f["name"], self.at(line)))
             settings[f["name"]] = (self.vhost_settings(f, line), line)
@@ -452,13 +368,30 @@ class _Reader:
 
     # ------------------------------------------------------------- access objects
 
-    def vhost_settings(self, f: dict[str, Any], line: int) -> _Object:
+    def unknown_keys(self, doc: dict[str, Any], cluster: bool) -> None:
+        """One warning per top-level key the tool does not read (what it holds is named
+        for the kinds it does not manage yet)."""
+        for key in doc:
+            if key in _METADATA or key in _MANAGED or (not cluster and key in _OWN_VHOST_KEYS):
+                continue
+            if key not in _IGNORED_KINDS:
+                self.warnings.append(
+                    Problem(
+                        f"ignored key '{key}': not part of RabbitMQ's definitions format (a "
+                        "declare-amqp topology written as JSON must be named .yml)",
+                        self.at(doc_line(doc)),
+                    )
+                )
+                continue
+            self.ignore(key, doc[key], doc_line(doc))
+
+    def vhost_settings(self, f: dict[str, Any], line: int) -> JsonObject:
         """A vhost's metadata (``description``, ``tags``, ``default_queue_type``, at the top
         or in ``metadata``) and limits (4.x's single-vhost ``limits``) by YAML key; empty
         ones (a vhost without a description) are not managed, as in an export."""
         given = f.get("metadata")
         metadata: dict[str, Any] = given if isinstance(given, dict) else {}
-        found = _Object()
+        found = JsonObject()
         found.line = line
         label = f"vhost '{f.get('name', self.vhost)}'"
         for key in ("description", "tags", "default_queue_type"):
@@ -473,7 +406,7 @@ class _Reader:
             self.limits(found, limits, _VHOST_LIMITS, line, label)
         return found
 
-    def setting(self, into: _Object, key: str, value: Any, line: int, label: str) -> None:
+    def setting(self, into: JsonObject, key: str, value: Any, line: int, label: str) -> None:
         wrong = key_problem(_SETTING_KEYS[key], value)
         if wrong is not None:
             self.problems.append(Problem(f"'{key}' {wrong}", self.at(line), label))
@@ -481,7 +414,7 @@ class _Reader:
             into[key] = value
 
     def limits(
-        self, into: _Object, limits: dict[str, Any], names: dict[str, str], line: int, label: str
+        self, into: JsonObject, limits: dict[str, Any], names: dict[str, str], line: int, label: str
     ) -> None:
         for key, value in limits.items():
             if key not in names:
@@ -517,10 +450,10 @@ class _Reader:
                 )
         return found
 
-    def translated(self, raw: dict[str, Any], line: int, renamed: dict[str, str]) -> _Object:
+    def translated(self, raw: dict[str, Any], line: int, renamed: dict[str, str]) -> JsonObject:
         """``raw`` with the broker's keys renamed to the YAML ones (and ``vhost`` dropped in
         the single-vhost shape, whose objects belong to the file's vhost)."""
-        out = _Object()
+        out = JsonObject()
         out.line = line
         out.spelled = {}
         for key, value in raw.items():
@@ -531,27 +464,27 @@ class _Reader:
             out.spelled[new] = key
         return out
 
-    def access(self, doc: dict[str, Any], settings: dict[str, tuple[_Object, int]]) -> Access:
-        """Users, permissions, ... as the YAML loader reads them (see the module doc)."""
-        yaml_doc: dict[str, list[tuple[_Object, int]]] = {}
-        if "users" in doc:
-            yaml_doc["users"] = [self.user(raw, line) for raw, line in self.objects(doc, "users")]
-        for kind in ("permissions", "topic_permissions"):
-            if kind in doc:
-                yaml_doc[kind] = [
-                    (self.translated(raw, line, {}), line) for raw, line in self.objects(doc, kind)
+    def access(self, doc: dict[str, Any], settings: dict[str, tuple[JsonObject, int]]) -> Access:
+        """Users, permissions, ... as the YAML loader reads them (see the module doc): each
+        kind translates its objects (``AccessKind.from_definitions``), the runtime
+        parameters go to the kind of their component."""
+        yaml_doc: dict[str, list[tuple[Any, int]]] = {}
+        for kind in ACCESS_KINDS:
+            section = kind.definitions_section
+            if section is not None and section in doc:
+                yaml_doc[kind.key] = [
+                    (kind.from_definitions(self, raw, line), line)
+                    for raw, line in self.objects(doc, section)
                 ]
-        operator = [
-            (self.translated(raw, line, {"apply-to": "apply_to"}), line)
-            for raw, line in self.objects(doc, "operator_policies")
-        ]
-        dynamic: dict[str, list[tuple[_Object, int]]] = {c.key: [] for c in COMPONENTS}
-        ignored = []
+            if kind.component is not None and "parameters" in doc:
+                yaml_doc.setdefault(kind.key, [])
+        by_component = {k.component: k for k in ACCESS_KINDS if k.component is not None}
+        ignored: list[dict[str, Any]] = []
         for raw, line in self.objects(doc, "parameters"):
             component, value = raw.get("component"), raw.get("value")
             name = raw.get("name")
-            modelled = component == "vhost-limits" or component == "operator_policy"
-            if not modelled and all(c.component != component for c in COMPONENTS):
+            owner = by_component.get(str(component))
+            if owner is None and component != "vhost-limits":
                 # e.g. federation-upstream-set (its value is a list): the broker's, not ours
                 ignored.append(raw)
                 continue
@@ -561,55 +494,26 @@ class _Reader:
                 )
                 continue
             vhost = self.vhost if self.own_vhost else str(raw.get("vhost", self.vhost))
-            where = {"name": name, **({} if self.own_vhost else {"vhost": raw.get("vhost")})}
-            if component == "vhost-limits":
-                entry, _ = settings.setdefault(vhost, (_Object(), line))
+            if owner is None:  # vhost-limits
+                entry, _ = settings.setdefault(vhost, (JsonObject(), line))
                 self.limits(entry, value, _VHOST_LIMITS, line, f"vhost '{vhost}'")
-            elif component == "operator_policy":
-                both = {**where, **value}
-                operator.append((self.translated(both, line, {"apply-to": "apply_to"}), line))
-            elif comp := next((c for c in COMPONENTS if c.component == component), None):
-                value = {k: v for k, v in value.items() if v != "amqp091" or "protocol" not in k}
-                for key, uri in list(value.items()):
-                    if isinstance(uri, list) and len(uri) == 1 and key.endswith("uri"):
-                        value[key] = uri[0]
-                both = {**where, **value}
-                renamed = {k: k.replace("-", "_") for k in value}
-                dynamic[comp.key].append((self.translated(both, line, renamed), line))
-            else:
-                ignored.append(raw)
+                continue
+            where = {"name": name, **({} if self.own_vhost else {"vhost": raw.get("vhost")})}
+            translated = owner.from_definitions(self, {**where, **value}, line)
+            yaml_doc[owner.key].append((translated, line))
         if ignored:
             self.ignore("parameters", ignored, doc_line(doc))
-        if operator or "parameters" in doc or "operator_policies" in doc:
-            yaml_doc["operator_policies"] = operator
-        if "parameters" in doc:
-            yaml_doc.update(dynamic)
         vhost_entries = []
         for name, (entry, line) in settings.items():
             if len(entry):
                 entry["name"] = name
                 vhost_entries.append((entry, line))
-        yaml_doc["vhosts"] = vhost_entries
+        yaml_doc[VHOST_SETTINGS.key] = vhost_entries
         return read_access(_AccessReader(self), yaml_doc)
 
-    def user(self, raw: dict[str, Any], line: int) -> tuple[_Object, int]:
-        """A user of the broker's format by YAML key: tags as a list, limits apart, and an
-        empty hash (a user without a password) as no hash at all."""
-        out = self.translated(raw, line, {})
-        label = f"user '{raw.get('name')}'"
-        if isinstance(out.get("tags"), str):
-            out["tags"] = [t for t in out["tags"].split(",") if t]
-        if not out.get("password_hash"):
-            out.pop("password_hash", None)
-            out.pop("hashing_algorithm", None)
-        elif out.get("hashing_algorithm") is None:
-            out["hashing_algorithm"] = DEFAULT_HASHING
-        limits = out.pop("limits", None)
-        if isinstance(limits, dict):
-            self.limits(out, limits, _USER_LIMITS, line, label)
-        elif limits not in (None, []):
-            self.problems.append(Problem("'limits' must be an object", self.at(line), label))
-        return out, line
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error of the definitions file (for the kinds' ``from_definitions``)."""
+        self.problems.append(Problem(message, self.at(line), obj))
 
     def ignore(self, key: str, value: Any, line: int) -> None:
         """One warning naming what a kind the tool does not manage holds (no secrets)."""
@@ -650,8 +554,8 @@ class _AccessReader:
         """Accepted, with a caveat shown to the user (``--strict`` refuses it)."""
         self.outer.warnings.append(Problem(message, self.at(line), obj))
 
-    def entries(self, doc: dict[str, Any], key: str) -> list[tuple[_Object, int]]:
-        found: list[tuple[_Object, int]] = doc.get(key, [])
+    def entries(self, doc: dict[str, Any], key: str) -> list[tuple[JsonObject, int]]:
+        found: list[tuple[JsonObject, int]] = doc.get(key, [])
         return found
 
     def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
@@ -697,14 +601,13 @@ def _describe(kind: str, item: Any) -> str:
     """A name for an ignored object: never a password hash or a parameter's value."""
     if not isinstance(item, dict):
         return "?"
-    if kind in ("permissions", "topic_permissions"):
-        return f"{item.get('user', '?')}@{item.get('vhost', '?')}"
     if kind == "parameters":
         return f"{item.get('component', '?')}/{item.get('name', '?')}"
     return str(item.get("name", "?"))
 
 
 def doc_line(doc: Any) -> int:
+    """The line a parsed document starts on (1 when it does not say)."""
     return getattr(doc, "line", 1)
 
 
@@ -737,25 +640,9 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
         return entry if single and vhost == vhosts[0] else {**entry, "vhost": vhost}
 
     access = topology.access or Access()
-    described = {v.name: describe_settings(without_defaults(v)) for v in access.vhost_settings}
-    users = []
-    for u in sorted(access.users, key=lambda u: u.name):
-        limits = {
-            broker: getattr(u, key)
-            for broker, key in _USER_LIMITS.items()
-            if getattr(u, key) is not None
-        }
-        users.append(
-            {
-                "name": u.name,
-                "password_hash": u.password_hash or "",
-                "hashing_algorithm": u.hashing_algorithm or DEFAULT_HASHING,
-                "tags": list(u.tags),
-                "limits": limits,
-            }
-        )
-    if users:
-        doc["users"] = users
+    described = {
+        v.name: describe_settings(without_defaults(v)) for v in VHOST_SETTINGS.specs(access)
+    }
     metadata_keys = ("description", "tags", "default_queue_type")
     if single:
         doc.update({k: v for k, v in described.get(vhosts[0], {}).items() if k in metadata_keys})
@@ -766,21 +653,6 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
                 **{k: x for k, x in described.get(v, {}).items() if k in metadata_keys},
             }
             for v in vhosts
-        ]
-    if access.permissions:
-        doc["permissions"] = [
-            with_vhost(
-                {"user": p.user, "configure": p.configure, "write": p.write, "read": p.read},
-                p.vhost,
-            )
-            for p in sorted(access.permissions, key=lambda p: (p.vhost, p.user))
-        ]
-    if access.topic_permissions:
-        doc["topic_permissions"] = [
-            with_vhost(
-                {"user": t.user, "exchange": t.exchange, "write": t.write, "read": t.read}, t.vhost
-            )
-            for t in sorted(access.topic_permissions, key=lambda t: (t.vhost, t.user, t.exchange))
         ]
     parameters = []
     for name in vhosts:
@@ -793,34 +665,24 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
             parameters.append(
                 with_vhost({"value": limits, "component": "vhost-limits", "name": "limits"}, name)
             )
-    for o in sorted(access.operator_policies, key=lambda o: (o.vhost, o.name)):
-        value = {
-            "pattern": o.pattern,
-            "definition": dict(o.definition),
-            "priority": o.priority,
-            "apply-to": o.apply_to,
-        }
-        parameters.append(
-            with_vhost({"value": value, "component": "operator_policy", "name": o.name}, o.vhost)
-        )
-    for d in sorted(access.parameters, key=lambda d: (d.kind, d.vhost, d.name)):
-        entry = definitions_entry(d, with_vhost=True)
-        if single and d.vhost == vhosts[0]:
-            entry.pop("vhost")
-        parameters.append(entry)
+    # each kind's objects: in its own list, or (a runtime parameter) among the parameters
+    for kind in ACCESS_KINDS:
+        if kind.component is None and kind.definitions_section is None:
+            continue  # vhost settings: above
+        entries = [
+            with_vhost(kind.to_definitions(s), s.vhost)
+            if getattr(s, "IN_VHOST", False)
+            else kind.to_definitions(s)
+            for s in sorted(kind.specs(access), key=kind.definitions_order)
+        ]
+        if kind.component is not None:
+            parameters += entries
+        elif entries and kind.definitions_section is not None:
+            doc[kind.definitions_section] = entries
     if parameters:
         doc["parameters"] = parameters
     doc["policies"] = [
-        with_vhost(
-            {
-                "name": p.name,
-                "pattern": p.pattern,
-                "apply-to": p.apply_to,
-                "definition": dict(p.definition),
-                "priority": p.priority,
-            },
-            p.vhost,
-        )
+        with_vhost({"name": p.name, **p.body()}, p.vhost)
         for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
     ]
     queues = []

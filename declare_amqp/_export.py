@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 
 from ._access import access_document
-from ._dynamic import as_tuple
 from ._fit import fits
 from ._format import QUEUE_ALIASES
-from ._model import Topology
+from ._model import ExchangeSpec, QueueSpec, Topology
+from .kinds.parameters import ParameterSpec, as_tuple
 from .worker_queues import made_by_worker
 
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
@@ -50,17 +50,7 @@ def worker_made(topology: Topology) -> list[tuple[str, str, str]]:
 def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
     """The topology as a plain mapping of the YAML format (priority_worker's own queues
     left out, see :func:`worker_made`)."""
-    made = {(vhost, name) for vhost, name, _ in worker_made(topology)}
-    if made:
-        topology = dataclasses.replace(
-            topology,
-            queues=tuple(q for q in topology.queues if (q.vhost, q.name) not in made),
-            bindings=tuple(
-                b
-                for b in topology.bindings
-                if not (b.destination_type == "queue" and (b.vhost, b.destination) in made)
-            ),
-        )
+    topology = _without_worker_queues(topology)
     single = len(vhosts) == 1
     doc: dict[str, Any] = {}
     if single:
@@ -73,25 +63,73 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
             entry = {"name": entry.pop("name"), "vhost": vhost, **entry}
         return entry
 
-    exchanges = []
-    for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name)):
-        entry: dict[str, Any] = {"name": x.name, "type": x.type}
-        if not x.durable:
-            entry["durable"] = False
-        if x.auto_delete:
-            entry["auto_delete"] = True
-        if x.internal:
-            entry["internal"] = True
-        arguments = dict(x.arguments)
-        ae = arguments.pop("alternate-exchange", None)
-        if isinstance(ae, str):
-            entry["alternate_exchange"] = ae
-        elif ae is not None:
-            arguments["alternate-exchange"] = ae
-        if arguments:
-            entry["arguments"] = arguments
-        exchanges.append(with_vhost(entry, x.vhost))
+    exchanges = [
+        with_vhost(_exchange_entry(x), x.vhost)
+        for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
+    ]
+    nested, loose = _binding_entries(topology, single)
+    queues = [
+        with_vhost(_queue_entry(q, nested.get((q.vhost, q.name))), q.vhost)
+        for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name))
+    ]
+    policies = [
+        with_vhost(p.entry(), p.vhost)
+        for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
+    ]
+    for key, items in (
+        ("exchanges", exchanges),
+        ("queues", queues),
+        ("bindings", loose),
+        ("policies", policies),
+    ):
+        if items:
+            doc[key] = items
+    if topology.access is not None:
+        doc.update(access_document(topology.access, vhosts))
+    return doc
 
+
+def _without_worker_queues(topology: Topology) -> Topology:
+    """The topology without the queues priority_worker makes by itself, nor their bindings."""
+    made = {(vhost, name) for vhost, name, _ in worker_made(topology)}
+    if not made:
+        return topology
+    return dataclasses.replace(
+        topology,
+        queues=tuple(q for q in topology.queues if (q.vhost, q.name) not in made),
+        bindings=tuple(
+            b
+            for b in topology.bindings
+            if not (b.destination_type == "queue" and (b.vhost, b.destination) in made)
+        ),
+    )
+
+
+def _exchange_entry(x: ExchangeSpec) -> dict[str, Any]:
+    """An exchange as a YAML entry: the defaults left out, its alternate exchange by key."""
+    entry: dict[str, Any] = {"name": x.name, "type": x.type}
+    if not x.durable:
+        entry["durable"] = False
+    if x.auto_delete:
+        entry["auto_delete"] = True
+    if x.internal:
+        entry["internal"] = True
+    arguments = dict(x.arguments)
+    ae = arguments.pop("alternate-exchange", None)
+    if isinstance(ae, str):
+        entry["alternate_exchange"] = ae
+    elif ae is not None:
+        arguments["alternate-exchange"] = ae
+    if arguments:
+        entry["arguments"] = arguments
+    return entry
+
+
+def _binding_entries(
+    topology: Topology, single: bool
+) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The bindings as YAML entries: those to an exported queue nested in it (by vhost and
+    queue), the others as top-level ``bindings``."""
     queue_names = {(q.vhost, q.name) for q in topology.queues}
     nested: dict[tuple[str, str], list[dict[str, Any]]] = {}
     loose = []
@@ -104,7 +142,7 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
                 item["arguments"] = dict(b.arguments)
             nested.setdefault((b.vhost, b.destination), []).append(item)
             continue
-        entry = {"source": b.source, "destination": b.destination}
+        entry: dict[str, Any] = {"source": b.source, "destination": b.destination}
         if b.destination_type != "queue":
             entry["destination_type"] = b.destination_type
         if b.routing_key:
@@ -114,49 +152,29 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
         if not single:
             entry["vhost"] = b.vhost
         loose.append(entry)
+    return nested, loose
 
-    queues = []
-    for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name)):
-        entry = {"name": q.name, "type": q.type}
-        if not q.durable:
-            entry["durable"] = False
-        if q.auto_delete:
-            entry["auto_delete"] = True
-        arguments = {}
-        for key, value in q.arguments.items():
-            alias = _ALIAS_OF.get(key)
-            if alias is not None and _alias_fits(alias, value):
-                entry[alias] = value
-            else:
-                arguments[key] = value
-        if arguments:
-            entry["arguments"] = arguments
-        if (q.vhost, q.name) in nested:
-            entry["bindings"] = nested[(q.vhost, q.name)]
-        queues.append(with_vhost(entry, q.vhost))
 
-    policies = []
-    for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name)):
-        entry = {
-            "name": p.name,
-            "pattern": p.pattern,
-            "apply_to": p.apply_to,
-            "definition": dict(p.definition),
-            "priority": p.priority,
-        }
-        policies.append(with_vhost(entry, p.vhost))
-
-    for key, items in (
-        ("exchanges", exchanges),
-        ("queues", queues),
-        ("bindings", loose),
-        ("policies", policies),
-    ):
-        if items:
-            doc[key] = items
-    if topology.access is not None:
-        doc.update(access_document(topology.access, vhosts))
-    return doc
+def _queue_entry(q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A queue as a YAML entry: arguments by their alias where the loader takes the value
+    as it is, its bindings nested."""
+    entry: dict[str, Any] = {"name": q.name, "type": q.type}
+    if not q.durable:
+        entry["durable"] = False
+    if q.auto_delete:
+        entry["auto_delete"] = True
+    arguments = {}
+    for key, value in q.arguments.items():
+        alias = _ALIAS_OF.get(key)
+        if alias is not None and _alias_fits(alias, value):
+            entry[alias] = value
+        else:
+            arguments[key] = value
+    if arguments:
+        entry["arguments"] = arguments
+    if bindings:
+        entry["bindings"] = bindings
+    return entry
 
 
 def _alias_fits(alias: str, value: Any) -> bool:
@@ -176,7 +194,7 @@ def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:
     )
     references = [
         (p.label, uri_key if isinstance(refs, str) else f"{uri_key} {i} of {len(refs)}", ref[1:])
-        for p in (topology.access.parameters if topology.access is not None else ())
+        for p in (topology.access.of(ParameterSpec) if topology.access is not None else ())
         for uri_key, refs in sorted(p.uri_refs.items())
         for i, ref in enumerate(as_tuple(refs), 1)
         if ref.startswith("$")

@@ -6,9 +6,11 @@ tables, so the format is written down once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from ._errors import Location
 from ._model import POLICY_APPLY_TO, QUEUE_TYPES
 
 
@@ -29,6 +31,28 @@ class Key:
     # for a key that takes a list: the types of its items, and how many it needs at least
     items: tuple[type, ...] = ()
     min_items: int | None = None
+
+
+class Reader(Protocol):
+    """What the entries of a file are read through, key table by key table: the YAML
+    loader, or the definitions reader over the translated objects of a definitions file."""
+
+    vhost: str
+
+    def at(self, line: int) -> Location:
+        """The location of ``line`` of the file being read."""
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error: the file is refused."""
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Accepted, with a caveat shown (``--strict`` refuses it)."""
+
+    def entries(self, doc: Any, key: str) -> Iterable[tuple[Any, int]]:
+        """The entries of the top-level list ``key``, each with its line."""
+
+    def fields(self, raw: Any, keys: Sequence[Key], what: str, line: int) -> dict[str, Any] | None:
+        """The values of ``raw`` checked against ``keys``; None when one is wrong."""
 
 
 _STR = (str,)
@@ -250,25 +274,9 @@ POLICY_KEYS = (
     Key("priority", _INT, "Higher wins when several policies match.", default=0),
 )
 
-# Who may do what (planned by _access).
-ACCESS_TOP_KEYS = (
-    Key(
-        "users",
-        _LIST,
-        "Users (passwords only by reference: password_env, password_file or password_hash).",
-    ),
-    Key("permissions", _LIST, "Permissions of users on vhosts."),
-    Key("topic_permissions", _LIST, "Topic permissions of users on vhosts."),
-    Key("operator_policies", _LIST, "Operator policies: limits users' policies cannot lift."),
-    Key(
-        "federation_upstreams",
-        _LIST,
-        "Federation upstreams (URIs by reference: uri_env, uri_file).",
-    ),
-    Key("shovels", _LIST, "Dynamic shovels, AMQP 0-9-1 (URIs by reference)."),
-)
-
-TOP_KEYS = (
+# The top-level keys of the topology's part of a file; ``kinds.TOP_KEYS`` adds the access
+# kinds' lists (users, permissions, ...) after them.
+TOPOLOGY_TOP_KEYS = (
     Key("vhost", _STR, "Default vhost of the objects in this file.", default="/"),
     Key("vhosts", _LIST, "Virtual hosts to create (names, or {name: ...})."),
     Key("exchanges", _LIST, "Exchanges."),
@@ -282,7 +290,6 @@ TOP_KEYS = (
         "Routing expectations, checked by validate and plan: {exchange, routing_key, headers, "
         "reaches}.",
     ),
-    *ACCESS_TOP_KEYS,
 )
 
 EXPECT_KEYS = (

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from ._address import BrokerAddress, Node
+from ._broker_json import from_definitions
 from ._errors import (
     AuthenticationFailed,
     BrokerError,
@@ -36,15 +37,11 @@ from ._errors import (
 from ._gc import paused as paused_gc
 from ._model import (
     BindingSpec,
-    ExchangeSpec,
     PolicySpec,
-    QueueSpec,
     Topology,
-    VhostSpec,
     merge,
 )
 from ._plan import QueueStats
-from ._validate import is_builtin_exchange
 from .tls import tls_failure
 
 
@@ -82,72 +79,6 @@ class BrokerState:
     exchange_types: tuple[str, ...] = ()
     # vhost -> its default_queue_type where that is quorum or stream (3.13+/4.x)
     default_queue_types: Mapping[str, str] = field(default_factory=dict)
-
-
-def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
-    """Convert ``GET /api/definitions/{vhost}`` into the model (normalised like the files)."""
-    exchanges = tuple(
-        ExchangeSpec(
-            vhost=vhost,
-            name=x["name"],
-            type=x["type"],
-            durable=bool(x.get("durable", True)),
-            auto_delete=bool(x.get("auto_delete", False)),
-            internal=bool(x.get("internal", False)),
-            arguments=dict(x.get("arguments") or {}),
-        )
-        for x in definitions.get("exchanges", [])
-        if not is_builtin_exchange(x["name"])
-    )
-    queues = []
-    for q in definitions.get("queues", []):
-        if q["name"].startswith("amq."):
-            continue  # server-named (amq.gen-...): owned by the client that made it
-        arguments = dict(q.get("arguments") or {})
-        queue_type = arguments.pop("x-queue-type", None) or q.get("type") or "classic"
-        queues.append(
-            QueueSpec(
-                vhost=vhost,
-                name=q["name"],
-                type=queue_type,
-                durable=bool(q.get("durable", True)),
-                auto_delete=bool(q.get("auto_delete", False)),
-                arguments=arguments,
-            )
-        )
-    bindings = tuple(
-        BindingSpec(
-            vhost=vhost,
-            source=b["source"],
-            destination=b["destination"],
-            destination_type=b.get("destination_type", "queue"),
-            routing_key=b.get("routing_key", ""),
-            arguments=dict(b.get("arguments") or {}),
-        )
-        for b in definitions.get("bindings", [])
-        # the default exchange's implicit bindings are not listed, but be sure; bindings of
-        # server-named queues belong with those queues
-        if b.get("source")
-        and not (b.get("destination_type") == "queue" and b["destination"].startswith("amq."))
-    )
-    policies = tuple(
-        PolicySpec(
-            vhost=vhost,
-            name=p["name"],
-            pattern=p["pattern"],
-            definition=dict(p.get("definition") or {}),
-            apply_to=p.get("apply-to", "all"),
-            priority=int(p.get("priority", 0)),
-        )
-        for p in definitions.get("policies", [])
-    )
-    return Topology(
-        vhosts=(VhostSpec(vhost),),
-        exchanges=exchanges,
-        queues=tuple(queues),
-        bindings=bindings,
-        policies=policies,
-    )
 
 
 def readable_reason(text: str) -> str:
@@ -298,6 +229,7 @@ class ManagementClient:
         self.node: Node | None = None
 
     def close(self) -> None:
+        """Close the connection pool (the client reconnects on its next request)."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -442,6 +374,7 @@ class ManagementClient:
         return response
 
     def vhosts(self) -> list[str]:
+        """The names of every vhost."""
         response = self.checked(self.request("GET", "/api/vhosts?columns=name"), "listing vhosts")
         return [v["name"] for v in response.json()]
 
@@ -552,12 +485,18 @@ class ManagementClient:
             if v.get("default_queue_type") in ("quorum", "stream")
         }
 
-    def put_vhost(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
-        """Create a vhost (with its metadata, see _access.vhost_body)."""
+    def put_vhost(
+        self, name: str, settings: Mapping[str, Any] | None = None, *, creating: bool = True
+    ) -> None:
+        """Create a vhost (``creating``: and grant the connecting user every permission in
+        it), or write an existing vhost's metadata; ``settings`` is the body (see
+        ``VhostSettings.settings``). The one place that sends ``PUT /api/vhosts/{name}``."""
         self.checked(
             self.request("PUT", f"/api/vhosts/{_q(name)}", json=dict(settings or {})),
-            f"creating vhost '{name}'",
+            f"creating vhost '{name}'" if creating else f"writing the metadata of vhost '{name}'",
         )
+        if not creating:
+            return
         # The user that creates a vhost gets no permissions in it by itself.
         self.checked(
             self.request(
@@ -579,29 +518,174 @@ class ManagementClient:
 
     def delete_vhost(self, name: str) -> None:
         """Delete a vhost and everything in it (the rollback's undo of a vhost it created)."""
-        response = self.request("DELETE", f"/api/vhosts/{_q(name)}")
-        if response.status_code != 404:
-            self.checked(response, f"deleting vhost '{name}'")
+        self._delete(f"/api/vhosts/{_q(name)}", f"deleting vhost '{name}'")
 
     def put_policy(self, p: PolicySpec) -> None:
+        """Create or replace the policy ``p``."""
         self.checked(
-            self.request(
-                "PUT",
-                f"/api/policies/{_q(p.vhost)}/{_q(p.name)}",
-                json={
-                    "pattern": p.pattern,
-                    "definition": dict(p.definition),
-                    "apply-to": p.apply_to,
-                    "priority": p.priority,
-                },
-            ),
+            self.request("PUT", f"/api/policies/{_q(p.vhost)}/{_q(p.name)}", json=p.body()),
             f"writing policy '{p.name}' in vhost '{p.vhost}'",
         )
 
     def delete_policy(self, vhost: str, name: str) -> None:
-        response = self.request("DELETE", f"/api/policies/{_q(vhost)}/{_q(name)}")
+        """Delete a policy (gone already is fine)."""
+        self._delete(
+            f"/api/policies/{_q(vhost)}/{_q(name)}", f"deleting policy '{name}' in vhost '{vhost}'"
+        )
+
+    # ---------------------------------------------------------- access: who may do what
+
+    def whoami(self) -> dict[str, Any]:
+        """The connecting user as the broker sees it (``name``, ``tags``); empty when the
+        broker does not say."""
+        response = self.request("GET", "/api/whoami")
+        found: dict[str, Any] = response.json() if response.status_code == 200 else {}
+        return found
+
+    def list_users(self, names_only: bool = False) -> list[dict[str, Any]]:
+        """Every user (administrator only); ``names_only``: just their names."""
+        path = "/api/users?columns=name" if names_only else "/api/users"
+        return self._list(path, "listing users")
+
+    def list_user_limits(self) -> list[dict[str, Any]]:
+        """Every user's limits (``{"user": ..., "value": {...}}``)."""
+        return self._list("/api/user-limits", "reading user limits")
+
+    def list_permissions(self) -> list[dict[str, Any]]:
+        """Every user's permissions in every vhost."""
+        return self._list("/api/permissions", "listing permissions")
+
+    def list_topic_permissions(self) -> list[dict[str, Any]]:
+        """Every user's topic permissions in every vhost."""
+        return self._list("/api/topic-permissions", "listing topic permissions")
+
+    def list_vhosts(self) -> list[dict[str, Any]]:
+        """Every vhost with its metadata (description, tags, default queue type)."""
+        return self._list("/api/vhosts", "listing vhosts")
+
+    def list_vhost_limits(self) -> list[dict[str, Any]]:
+        """Every vhost's limits (``{"vhost": ..., "value": {...}}``)."""
+        return self._list("/api/vhost-limits", "reading vhost limits")
+
+    def operator_policies(self, vhost: str) -> list[dict[str, Any]] | None:
+        """The operator policies of ``vhost``; None when the vhost does not exist or this
+        user may not read them."""
+        return self._list_or_none(f"/api/operator-policies/{_q(vhost)}", "operator policies")
+
+    def import_definitions(self, body: Mapping[str, Any], what: str) -> None:
+        """``POST /api/definitions``: users, permissions and topic permissions in one
+        request; ``what`` names them in an error."""
+        self.checked(self.request("POST", "/api/definitions", json=dict(body)), what)
+
+    def put_user_limit(self, user: str, limit: str, value: int | None) -> None:
+        """Set one limit of a user (``max-connections``...); None or negative removes it."""
+        self._put_limit(
+            f"/api/user-limits/{_q(user)}/{limit}", value, f"setting {limit} of user '{user}'"
+        )
+
+    def put_vhost_limit(self, vhost: str, limit: str, value: int | None) -> None:
+        """Set one limit of a vhost (``max-queues``...); None or negative removes it."""
+        self._put_limit(
+            f"/api/vhost-limits/{_q(vhost)}/{limit}", value, f"setting {limit} of vhost '{vhost}'"
+        )
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user (gone already is fine)."""
+        self._delete(f"/api/users/{_q(name)}", f"deleting user '{name}'")
+
+    def delete_permission(self, vhost: str, user: str, what: str) -> None:
+        """Remove ``user``'s permissions in ``vhost``."""
+        self._delete(f"/api/permissions/{_q(vhost)}/{_q(user)}", what)
+
+    def topic_permissions_of(self, vhost: str, user: str) -> list[dict[str, Any]]:
+        """``user``'s topic permissions in ``vhost`` (none when unreadable)."""
+        response = self.request("GET", f"/api/topic-permissions/{_q(vhost)}/{_q(user)}")
+        found: list[dict[str, Any]] = response.json() if response.status_code == 200 else []
+        return found
+
+    def delete_topic_permissions(self, vhost: str, user: str, what: str) -> None:
+        """Remove all of ``user``'s topic permissions in ``vhost`` (the API has no finer
+        delete)."""
+        self._delete(f"/api/topic-permissions/{_q(vhost)}/{_q(user)}", what)
+
+    def put_topic_permission(
+        self, vhost: str, user: str, exchange: str, write: str, read: str
+    ) -> None:
+        """Set ``user``'s topic permission on one exchange of ``vhost``."""
+        self.checked(
+            self.request(
+                "PUT",
+                f"/api/topic-permissions/{_q(vhost)}/{_q(user)}",
+                json={"exchange": exchange, "write": write, "read": read},
+            ),
+            f"restoring topic permissions of '{user}'",
+        )
+
+    def put_operator_policy(self, p: PolicySpec, what: str) -> None:
+        """Create or replace an operator policy."""
+        self.checked(
+            self.request(
+                "PUT", f"/api/operator-policies/{_q(p.vhost)}/{_q(p.name)}", json=p.body()
+            ),
+            what,
+        )
+
+    def delete_operator_policy(self, vhost: str, name: str) -> None:
+        """Delete an operator policy (gone already is fine)."""
+        self._delete(
+            f"/api/operator-policies/{_q(vhost)}/{_q(name)}", f"deleting operator policy '{name}'"
+        )
+
+    # ---------------------------------------------------------- runtime parameters and plugins
+
+    def parameters(self, component: str, vhost: str, what: str) -> list[dict[str, Any]] | None:
+        """The runtime parameters of ``component`` (``federation-upstream``, ``shovel``) in
+        ``vhost``; None when the vhost does not exist or this user may not read them."""
+        return self._list_or_none(f"/api/parameters/{component}/{_q(vhost)}", what)
+
+    def put_parameter(self, component: str, vhost: str, name: str, value: Any, what: str) -> None:
+        """Create or replace one runtime parameter with ``value``."""
+        self.checked(
+            self.request(
+                "PUT",
+                f"/api/parameters/{component}/{_q(vhost)}/{_q(name)}",
+                json={"component": component, "vhost": vhost, "name": name, "value": value},
+            ),
+            what,
+        )
+
+    def delete_parameter(self, component: str, vhost: str, name: str, what: str) -> None:
+        """Delete one runtime parameter (gone already is fine)."""
+        self._delete(f"/api/parameters/{component}/{_q(vhost)}/{_q(name)}", what)
+
+    def federation_enabled(self) -> bool:
+        """Whether the federation plugin runs: its exchange type is listed, or its links
+        answer (401: this user may not list them, so the plugin runs)."""
+        return "x-federation-upstream" in self.exchange_types or self.request(
+            "GET", "/api/federation-links", refused_ok=True
+        ).status_code in (200, 401)
+
+    def _list(self, path: str, what: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.checked(self.request("GET", path), what).json()
+        return found
+
+    def _list_or_none(self, path: str, what: str) -> list[dict[str, Any]] | None:
+        response = self.request("GET", path, refused_ok=True)
+        if response.status_code in (401, 404):
+            return None
+        found: list[dict[str, Any]] = self.checked(response, f"reading {what}").json()
+        return found
+
+    def _put_limit(self, path: str, value: int | None, what: str) -> None:
+        if value is None or value < 0:
+            self._delete(path, what)
+        else:
+            self.checked(self.request("PUT", path, json={"value": value}), what)
+
+    def _delete(self, path: str, what: str) -> None:
+        response = self.request("DELETE", path)
         if response.status_code != 404:
-            self.checked(response, f"deleting policy '{name}' in vhost '{vhost}'")
+            self.checked(response, what)
 
     # ---------------------------------------------------------- what migrations read (_migrate)
 
@@ -655,13 +739,8 @@ class ManagementClient:
 
     def put_shovel(self, vhost: str, name: str, value: Mapping[str, Any]) -> None:
         """Create (or restart) the dynamic shovel ``name`` of ``vhost``."""
-        self.checked(
-            self.request(
-                "PUT",
-                f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}",
-                json={"value": dict(value)},
-            ),
-            f"writing shovel '{name}' in vhost '{vhost}'",
+        self.put_parameter(
+            "shovel", vhost, name, dict(value), f"writing shovel '{name}' in vhost '{vhost}'"
         )
 
     def shovel_exists(self, vhost: str, name: str) -> bool:
@@ -674,6 +753,4 @@ class ManagementClient:
 
     def delete_shovel(self, vhost: str, name: str) -> None:
         """Stop and remove a dynamic shovel (its unconfirmed messages go back to its source)."""
-        response = self.request("DELETE", f"/api/parameters/shovel/{_q(vhost)}/{_q(name)}")
-        if response.status_code != 404:
-            self.checked(response, f"deleting shovel '{name}' in vhost '{vhost}'")
+        self.delete_parameter("shovel", vhost, name, f"deleting shovel '{name}' in vhost '{vhost}'")

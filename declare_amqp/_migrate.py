@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import signal
 import socket
-import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.exceptions
@@ -42,18 +40,16 @@ from ._migration import (
     step_of,
 )
 from ._model import QueueSpec
+from ._move_progress import MoveProgress
 from ._plan import Change
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 CONCURRENT_MIGRATIONS = 8  # queues of one vhost migrated at once
 PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
 _POLL = 0.05
 _LOCK_PREFIX = "declare-amqp migrate"
-
-# A move reports (queue it empties, messages moved so far, messages left when last looked).
-MoveProgress = Callable[[str, int, int], None]
 
 
 class MigrationLocked(DeclareAmqpError):
@@ -79,6 +75,7 @@ class MigrationReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form of what the migrations did."""
         return {
             "vhost": self.vhost,
             "queue": self.queue,
@@ -510,7 +507,7 @@ class _Migration:
         ch.channel.close()
 
     def _delay_queues(self) -> list[str]:
-        from ._management import from_definitions
+        from ._broker_json import from_definitions
 
         definitions = self.http.definitions(self.vhost) or {}
         topology = from_definitions(self.vhost, definitions)
@@ -577,7 +574,7 @@ class _Hold:
             self.ch.channel.close()
 
 
-async def move(
+async def move(  # noqa: C901 - one confirm-driven pipeline and its callbacks (21 paths)
     session: AmqpSession,
     source: str,
     target: str,
@@ -679,51 +676,6 @@ async def move(
             "lost (unconfirmed messages stay in the source), rerun to finish"
         )
     return moved
-
-
-LINE_INTERVAL = 2.0  # seconds between progress lines when stderr is not a terminal
-
-
-@contextlib.contextmanager
-def progress_reporter(
-    console: Console | None, stream: TextIO | None = None
-) -> Iterator[MoveProgress]:
-    """A progress bar per moved queue on a terminal (``console``), else a line every
-    LINE_INTERVAL seconds on ``stream`` (stderr): moved, rate, left."""
-    if console is not None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        tasks: dict[str, Any] = {}
-        with Progress(
-            TextColumn("moving {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} msgs"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-
-            def on_terminal(queue: str, moved: int, left: int) -> None:
-                if queue not in tasks:
-                    tasks[queue] = bar.add_task(queue, total=moved + left)
-                bar.update(tasks[queue], completed=moved, total=max(moved + left, moved))
-
-            yield on_terminal
-        return
-    out = stream or sys.stderr
-    state: dict[str, tuple[float, float, int]] = {}  # queue -> (started, last line, moved)
-
-    def on_line(queue: str, moved: int, left: int) -> None:
-        now = time.monotonic()
-        started, last, _ = state.get(queue, (now, now, 0))
-        state[queue] = (started, last, moved)
-        if now - last >= LINE_INTERVAL:
-            rate = moved / max(now - started, 1e-9)
-            out.write(f"moving {queue}: {moved} moved, {rate:.0f} msg/s, {left} left\n")
-            out.flush()
-            state[queue] = (started, now, moved)
-
-    yield on_line
 
 
 SHOVEL_PREFIX = "declare-amqp.migrate "

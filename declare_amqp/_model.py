@@ -7,14 +7,11 @@ Arguments are already normalised (aliases resolved, ``x-queue-type`` moved into 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from ._errors import Location, Problem
-
-if TYPE_CHECKING:
-    from ._access import Access
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 QUEUE_TYPES = ("classic", "quorum", "stream")
@@ -37,6 +34,7 @@ class VhostSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"vhost '{self.name}'"
 
 
@@ -55,11 +53,13 @@ class ExchangeSpec:
 
     @property
     def alternate_exchange(self) -> str | None:
+        """Its ``alternate-exchange`` argument, if any."""
         value = self.arguments.get("alternate-exchange")
         return value if isinstance(value, str) else None
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"exchange '{self.name}' ({vhost_label(self.vhost)})"
 
 
@@ -85,6 +85,7 @@ class QueueSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"queue '{self.name}' ({vhost_label(self.vhost)})"
 
 
@@ -114,6 +115,7 @@ class BindingSpec:
 
     @property
     def name(self) -> str:
+        """The name a plan shows: source, arrow, destination, routing key and arguments."""
         arrow = "->" if self.destination_type == "queue" else "=>"
         key = f" [{self.routing_key}]" if self.routing_key else ""
         args = f" {dict(self.arguments)}" if self.arguments else ""
@@ -121,6 +123,7 @@ class BindingSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"binding {self.name} ({vhost_label(self.vhost)})"
 
 
@@ -138,7 +141,29 @@ class PolicySpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"policy '{self.name}' ({vhost_label(self.vhost)})"
+
+    def body(self) -> dict[str, Any]:
+        """The policy as the broker's API and definitions JSON spell it (``apply-to``): the
+        one conversion of a policy (or operator policy) into a dict."""
+        return {
+            "pattern": self.pattern,
+            "apply-to": self.apply_to,
+            "definition": dict(self.definition),
+            "priority": self.priority,
+        }
+
+    def entry(self) -> dict[str, Any]:
+        """The policy as a topology file spells it (``apply_to``), named."""
+        body = self.body()
+        return {
+            "name": self.name,
+            "pattern": body["pattern"],
+            "apply_to": body["apply-to"],
+            "definition": body["definition"],
+            "priority": body["priority"],
+        }
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,7 @@ class ConsumerSpec:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         return f"consumer '{self.name}' ({vhost_label(self.vhost)})"
 
     def retry_steps(self) -> tuple[float, ...]:
@@ -194,10 +220,109 @@ class Expectation:
 
     @property
     def label(self) -> str:
+        """How messages name it."""
         key = f" with routing key '{self.routing_key}'" if self.routing_key else ""
         headers = f" and headers {dict(self.headers)}" if self.headers else ""
         where = vhost_label(self.vhost)
         return f"expect: a message to exchange '{self.exchange}'{key}{headers} ({where})"
+
+
+class Grouped(Protocol):
+    """A spec of an access kind: ``GROUP`` names its group in ``Access`` (``users``...)."""
+
+    GROUP: ClassVar[str]
+
+
+G = TypeVar("G", bound=Grouped)
+
+
+class AccessObject(Grouped, Protocol):
+    """What every access spec is to a plan: a frozen dataclass, named, placed in a vhost
+    (users: none), shown."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        """Its name in a plan."""
+
+    @property
+    def vhost(self) -> str:
+        """Its vhost (``""`` for cluster-wide objects: users)."""
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+
+    @property
+    def shown(self) -> str:
+        """Plan details (never a secret)."""
+
+    @property
+    def location(self) -> Location | None:
+        """Where a file declared it (None for the broker's)."""
+
+
+class Access:
+    """The access objects of a set of files (or of a broker): users, permissions, vhost
+    settings, operator policies, federation upstreams, shovels... held alike, by group.
+
+    The model does not know the kinds (they live in ``declare_amqp.kinds``, which builds on
+    the model): each spec class names its group (``UserSpec.GROUP == "users"``), and
+    ``of(UserSpec)`` gives that group's specs, typed. ``managed``: the top-level keys the
+    files use (prune covers only those kinds).
+    """
+
+    __slots__ = ("_groups", "managed")
+
+    def __init__(self, *, managed: Iterable[str] = frozenset(), **groups: Iterable[Any]) -> None:
+        """``Access(users=(...), permissions=(...), managed=...)``: groups by name."""
+        # in the order given (the registry's): the order of vhost_names
+        self._groups: tuple[tuple[str, tuple[Any, ...]], ...] = tuple(
+            (k, specs) for k, v in groups.items() if (specs := tuple(v))
+        )
+        self.managed = frozenset(managed)
+
+    @classmethod
+    def holding(cls, specs: Iterable[Any], managed: Iterable[str] = frozenset()) -> Access:
+        """The specs grouped by their class's ``GROUP`` (in their order)."""
+        groups: dict[str, list[Any]] = {}
+        for spec in specs:
+            groups.setdefault(type(spec).GROUP, []).append(spec)
+        return cls(managed=managed, **groups)
+
+    def of(self, spec_type: type[G]) -> tuple[G, ...]:
+        """The specs of one group, e.g. ``access.of(UserSpec)``."""
+        return cast("tuple[G, ...]", self.group(spec_type.GROUP))
+
+    def group(self, name: str) -> tuple[Any, ...]:
+        """The specs of the group ``name`` (``"operator_policies"``...)."""
+        return next((specs for key, specs in self._groups if key == name), ())
+
+    def __iter__(self) -> Iterator[Any]:
+        """Every spec, group by group."""
+        return (spec for _, specs in self._groups for spec in specs)
+
+    @property
+    def size(self) -> int:
+        """How many objects."""
+        return sum(len(specs) for _, specs in self._groups)
+
+    def vhost_names(self) -> list[str]:
+        """The vhosts the objects live in (users and vhost settings name none of their own)."""
+        return list(dict.fromkeys(s.vhost for s in self if getattr(s, "IN_VHOST", False)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Access):
+            return NotImplemented
+        return (sorted(self._groups), self.managed) == (sorted(other._groups), other.managed)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self._groups)), self.managed))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._groups)
+        return f"Access({shown}, managed={sorted(self.managed)!r})"
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ compare on redeclare. Each difference becomes one change:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
 from ._errors import Location, Problem
 from ._model import (
+    AccessObject,
     BindingSpec,
     ExchangeSpec,
     PolicySpec,
@@ -179,7 +180,7 @@ _POLICY_EQUIVALENT = {
     "alternate-exchange": "alternate-exchange",
 }
 
-Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec
+Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | AccessObject
 Named = ExchangeSpec | QueueSpec | PolicySpec
 
 
@@ -224,6 +225,7 @@ class Change:
 
     @property
     def location(self) -> Location | None:
+        """Where the desired object was declared (None for the broker's)."""
         return self.desired.location if self.desired is not None else None
 
     @property
@@ -273,14 +275,17 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
     def of(self, action: Action) -> tuple[Change, ...]:
+        """The changes of one action."""
         return tuple(c for c in self.changes if c.action == action)
 
     @property
     def conflicts(self) -> tuple[Change, ...]:
+        """The changes that block an apply."""
         return self.of(CONFLICT)
 
     @property
     def refused(self) -> tuple[Change, ...]:
+        """The deletes prune refuses (not safe without force)."""
         return self.of(REFUSE)
 
     @property
@@ -295,12 +300,15 @@ class Plan:
 
     @property
     def is_empty(self) -> bool:
+        """Whether there is nothing to write."""
         return not self.changes
 
     def summary(self) -> dict[str, int]:
+        """How many changes of each action."""
         return {action.value: len(self.of(action)) for action in ACTIONS}
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (a stable contract, see README: "JSON output")."""
         return {
             "format": 1,
             "vhosts": list(self.vhosts),
@@ -477,36 +485,47 @@ def _named(
     kind: Kind, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
 ) -> Iterable[Change]:
     """Create what is missing; a difference is an update (``mutable``) or a conflict."""
-    live = {(o.vhost, o.name): o for o in actual}
+    return keyed_changes(
+        kind, desired, actual, lambda o: (o.vhost, o.name), _compare, mutable=mutable
+    )
+
+
+def keyed_changes(
+    kind: Kind,
+    desired: Iterable[Any],
+    actual: Iterable[Any],
+    identity: Callable[[Any], Hashable],
+    differences: Callable[[Any, Any], list[Difference]],
+    *,
+    mutable: bool = True,
+    place: Callable[[Any], tuple[str, str]] = lambda o: (o.vhost, o.name),
+) -> Iterator[Change]:
+    """The one create/update/conflict-by-identity loop of every kind (topology and access):
+    a create for each desired object the broker lacks; for one it has, its ``differences``
+    as an update (``mutable``) or a conflict. ``place``: the vhost and name a change shows."""
+    live = {identity(o): o for o in actual}
     for want in desired:
-        have = live.get((want.vhost, want.name))
+        have = live.get(identity(want))
+        vhost, name = place(want)
         if have is None:
             origin = getattr(want, "origin", "")
             yield Change(
                 CREATE,
                 kind,
-                want.vhost,
-                want.name,
+                vhost,
+                name,
                 desired=want,
                 message=f"derived: {origin}" if origin else "",
             )
             continue
-        diffs = _compare(want, have)
+        diffs = differences(want, have)
         if not diffs:
             continue
         if mutable:
-            yield Change(UPDATE, kind, want.vhost, want.name, want, have, tuple(diffs))
+            yield Change(UPDATE, kind, vhost, name, want, have, tuple(diffs))
         else:
-            yield Change(
-                CONFLICT,
-                kind,
-                want.vhost,
-                want.name,
-                want,
-                have,
-                tuple(diffs),
-                _conflict_message(kind, diffs, want.location),
-            )
+            message = _conflict_message(kind, diffs, want.location)
+            yield Change(CONFLICT, kind, vhost, name, want, have, tuple(diffs), message)
 
 
 def _prune(

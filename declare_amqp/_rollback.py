@@ -61,6 +61,93 @@ def _inverse(change: Change) -> Change:
     return Change(DELETE, change.kind, change.vhost, change.name, actual=change.desired)
 
 
+class _Undo:
+    """One rollback: what was undone, what could not be (and why), its AMQP sessions."""
+
+    def __init__(
+        self, address: BrokerAddress, management: ManagementClient | None, channels: int
+    ) -> None:
+        self.address, self.management, self.channels = address, management, channels
+        self.undone: list[Change] = []
+        self.failed: list[str] = []
+        self.blocked_vhosts: set[str] = set()  # a vhost something stays in is not deleted
+        self.sessions: dict[str, AmqpSession] = {}
+
+    def keep(self, change: Change, why: str) -> None:
+        self.failed.append(printable(f"{change.spec.label}: {why}"))
+        self.blocked_vhosts.add(change.vhost)
+
+    def keep_the_undoable(self, newest_first: Sequence[Change]) -> None:
+        """Deletes, updates in place and the access kinds' writes are not undone."""
+        for change in newest_first:
+            if change.action == DELETE:
+                self.keep(change, "deleted by this apply; a delete cannot be undone")
+            elif change.kind not in (*_UNDONE_BY_AMQP, Kind.POLICY, Kind.VHOST):
+                self.keep(
+                    change, f"{change.action.value}d; {change.kind} writes are not rolled back"
+                )
+            elif change.action == UPDATE and change.kind is not Kind.POLICY:
+                self.keep(change, "updated in place; not rolled back")
+
+    async def session(self, vhost: str) -> AmqpSession:
+        if vhost not in self.sessions:
+            session = AmqpSession(self.address, vhost)
+            await session.open()
+            self.sessions[vhost] = session
+        return self.sessions[vhost]
+
+    async def amqp_stage(self, kind: Kind, newest_first: Sequence[Change]) -> None:
+        """Delete this apply's creates of ``kind`` over AMQP, vhost by vhost."""
+        by_vhost: dict[str, list[Change]] = {}
+        for c in newest_first:
+            if c.kind is kind and c.action == CREATE:
+                by_vhost.setdefault(c.vhost, []).append(c)
+        for vhost, items in by_vhost.items():
+            pairs = [(_inverse(c), c) for c in items]
+            try:
+                session = await self.session(vhost)
+                refused = await session.run(
+                    [inverse for inverse, _ in pairs], delete_operation(False), self.channels
+                )
+            except DeclareAmqpError as exc:  # the connection is gone again
+                for c in items:
+                    self.keep(c, f"could not be undone: {exc}")
+                continue
+            refusals = {id(f.change): f for f in refused}
+            for inverse, c in pairs:
+                failure = refusals.get(id(inverse))
+                if failure is None:
+                    self.undone.append(c)
+                else:
+                    self.keep(c, f"could not be undone: {failure.reply_code} {failure.reply_text}")
+
+    def http_stage(
+        self,
+        kind: Kind,
+        undo: Callable[[ManagementClient, Change], None],
+        newest_first: Sequence[Change],
+    ) -> None:
+        """Undo this apply's creates and updates of ``kind`` over HTTP."""
+        for c in newest_first:
+            if c.kind is not kind or c.action not in (CREATE, UPDATE):
+                continue
+            if kind is Kind.VHOST and c.name in self.blocked_vhosts:
+                self.keep(c, "not deleted: something this apply put in it could not be undone")
+                continue
+            if self.management is None:
+                self.keep(c, "could not be undone without the management API")
+                continue
+            try:
+                undo(self.management, c)
+                self.undone.append(c)
+            except DeclareAmqpError as exc:
+                self.keep(c, f"could not be undone: {exc}")
+
+    async def close(self) -> None:
+        for session in self.sessions.values():
+            await session.close()
+
+
 async def roll_back(
     address: BrokerAddress,
     management: ManagementClient | None,
@@ -68,78 +155,18 @@ async def roll_back(
     channels: int,
 ) -> Rollback:
     """Undo ``done`` (the writes of this apply, in the order they were made)."""
-    undone: list[Change] = []
-    failed: list[str] = []
-    blocked_vhosts: set[str] = set()  # a vhost something stays in is not deleted
-
-    def keep(change: Change, why: str) -> None:
-        failed.append(printable(f"{change.spec.label}: {why}"))
-        blocked_vhosts.add(change.vhost)
-
+    run = _Undo(address, management, channels)
     newest_first = list(reversed(done))
-    for change in newest_first:
-        if change.action == DELETE:
-            keep(change, "deleted by this apply; a delete cannot be undone")
-        elif change.kind not in (*_UNDONE_BY_AMQP, Kind.POLICY, Kind.VHOST):
-            keep(change, f"{change.action.value}d; {change.kind} writes are not rolled back")
-        elif change.action == UPDATE and change.kind is not Kind.POLICY:
-            keep(change, "updated in place; not rolled back")
-
-    sessions: dict[str, AmqpSession] = {}
-
-    async def amqp_stage(kind: Kind) -> None:
-        by_vhost: dict[str, list[Change]] = {}
-        for c in newest_first:
-            if c.kind is kind and c.action == CREATE:
-                by_vhost.setdefault(c.vhost, []).append(c)
-        for vhost, items in by_vhost.items():
-            try:
-                if vhost not in sessions:
-                    session = AmqpSession(address, vhost)
-                    await session.open()
-                    sessions[vhost] = session
-                pairs = [(_inverse(c), c) for c in items]
-                refused = await sessions[vhost].run(
-                    [inverse for inverse, _ in pairs], delete_operation(False), channels
-                )
-            except DeclareAmqpError as exc:  # the connection is gone again
-                for c in items:
-                    keep(c, f"could not be undone: {exc}")
-                continue
-            refusals = {id(f.change): f for f in refused}
-            for inverse, c in pairs:
-                failure = refusals.get(id(inverse))
-                if failure is None:
-                    undone.append(c)
-                else:
-                    keep(c, f"could not be undone: {failure.reply_code} {failure.reply_text}")
-
-    def http_stage(kind: Kind, undo: Callable[[ManagementClient, Change], None]) -> None:
-        for c in newest_first:
-            if c.kind is not kind or c.action not in (CREATE, UPDATE):
-                continue
-            if kind is Kind.VHOST and c.name in blocked_vhosts:
-                keep(c, "not deleted: something this apply put in it could not be undone")
-                continue
-            if management is None:
-                keep(c, "could not be undone without the management API")
-                continue
-            try:
-                undo(management, c)
-                undone.append(c)
-            except DeclareAmqpError as exc:
-                keep(c, f"could not be undone: {exc}")
-
+    run.keep_the_undoable(newest_first)
     try:
-        await amqp_stage(Kind.BINDING)
-        await amqp_stage(Kind.QUEUE)
-        http_stage(Kind.POLICY, _undo_policy)
-        await amqp_stage(Kind.EXCHANGE)
+        await run.amqp_stage(Kind.BINDING, newest_first)
+        await run.amqp_stage(Kind.QUEUE, newest_first)
+        run.http_stage(Kind.POLICY, _undo_policy, newest_first)
+        await run.amqp_stage(Kind.EXCHANGE, newest_first)
     finally:
-        for session in sessions.values():
-            await session.close()
-    http_stage(Kind.VHOST, lambda m, c: m.delete_vhost(c.name))
-    return Rollback(tuple(undone), tuple(failed))
+        await run.close()
+    run.http_stage(Kind.VHOST, lambda m, c: m.delete_vhost(c.name), newest_first)
+    return Rollback(tuple(run.undone), tuple(run.failed))
 
 
 def _undo_policy(management: ManagementClient, change: Change) -> None:

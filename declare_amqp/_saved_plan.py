@@ -46,6 +46,7 @@ class SavedPlan:
     tool: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to the plan file."""
         return {
             "kind": KIND,
             "format": FORMAT,
@@ -85,6 +86,7 @@ def state_objects(actual: Topology) -> dict[str, str]:
 
 
 def fingerprint(objects: Mapping[str, str]) -> str:
+    """A SHA-256 of the objects' canonical form (the broker state a saved plan was made against)."""
     return hashlib.sha256(canonical(dict(objects)).encode()).hexdigest()
 
 
@@ -128,6 +130,7 @@ def read(path: str) -> SavedPlan:
 
 
 def write(path: str, saved: SavedPlan, redact: Callable[[str], str]) -> None:
+    """Write a saved plan, redacted by ``redact``, readable by its owner only (0600)."""
     text = redact(json.dumps(saved.to_dict(), indent=2, ensure_ascii=False, default=str))
     write_private(path, text + "\n")
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._access import OPERATOR_POLICY_KEYS, PERMISSION_KEYS, TOPIC_PERMISSION_KEYS, USER_KEYS
-from ._dynamic import FEDERATION, SHOVEL
 from ._format import (
     BINDING_KEYS,
     CONSUMED_QUEUE_KEYS,
@@ -17,10 +15,10 @@ from ._format import (
     QUEUE_BINDING_KEYS,
     QUEUE_KEYS,
     RETRY_KEYS,
-    TOP_KEYS,
     VHOST_KEYS,
     Key,
 )
+from .kinds import ACCESS_KINDS, TOP_KEYS
 
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object", list: "array"}
 
@@ -76,15 +74,9 @@ def json_schema() -> dict[str, Any]:
             "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
             "expect": {"type": "array", "items": {"$ref": "#/$defs/expectation"}},
             **{
-                key: {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}}
-                for key, ref in (
-                    ("users", "user"),
-                    ("permissions", "permission"),
-                    ("topic_permissions", "topic_permission"),
-                    ("operator_policies", "operator_policy"),
-                    ("federation_upstreams", "federation_upstream"),
-                    ("shovels", "shovel"),
-                )
+                k.key: {"type": "array", "items": {"$ref": f"#/$defs/{k.schema_name}"}}
+                for k in ACCESS_KINDS
+                if k.top_level
             },
         },
     )
@@ -127,15 +119,6 @@ def json_schema() -> dict[str, Any]:
                     ),
                 },
             ),
-            "user": _object(
-                USER_KEYS,
-                "A user; the password only by reference or as a hash "
-                "(a literal `password` is refused).",
-            ),
-            "permission": _object(PERMISSION_KEYS, "Permissions of a user on a vhost."),
-            "topic_permission": _object(TOPIC_PERMISSION_KEYS, "Topic permissions of a user."),
-            "operator_policy": _object(OPERATOR_POLICY_KEYS, "An operator policy."),
-            "federation_upstream": _object(FEDERATION.keys, "A federation upstream."),
-            "shovel": _object(SHOVEL.keys, "A dynamic shovel (AMQP 0-9-1)."),
+            **{k.schema_name: _object(k.keys, k.schema_doc) for k in ACCESS_KINDS if k.top_level},
         },
     }

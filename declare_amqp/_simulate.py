@@ -310,7 +310,7 @@ def simulator_for(topology: Topology, version: tuple[int, ...] = ()) -> Simulato
     """A simulator with the operator policies the topology's ``access`` part declares."""
     operator: tuple[PolicySpec, ...] = ()
     if topology.access is not None:
-        operator = tuple(topology.access.operator_policies)
+        operator = topology.access.group("operator_policies")
     return Simulator(topology, operator, version)
 
 

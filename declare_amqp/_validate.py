@@ -27,6 +27,8 @@ from ._limits import wire_problems
 from ._model import (
     EXCHANGE_TYPES,
     QUEUE_TYPES,
+    ExchangeSpec,
+    PolicySpec,
     QueueSpec,
     Topology,
 )
@@ -55,64 +57,64 @@ def is_builtin_exchange(name: str) -> bool:
 def validate(desired: Topology) -> list[Problem]:
     """Every problem the files have on their own; empty when they are valid."""
     problems: list[Problem] = []
-    add = problems.append
     for x in desired.exchanges:
-        if x.name == "":
-            add(
-                Problem(
-                    "an exchange needs a name (the default exchange cannot be declared)",
-                    x.location,
-                    x.label,
-                )
-            )
-        elif x.name.startswith("amq."):
-            add(
-                Problem(
-                    "names starting with 'amq.' are reserved for the broker", x.location, x.label
-                )
-            )
-        if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
-            add(
-                Problem(
-                    f"unknown exchange type '{x.type}' (expected "
-                    f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
-                    x.location,
-                    x.label,
-                )
-            )
-        # An exchange that is its own alternate exchange is accepted by the broker: a
-        # warning (_fit.fit_warnings).
+        problems.extend(_validate_exchange(x))
     for q in desired.queues:
         problems.extend(_validate_queue(q))
     for b in desired.bindings:
         if b.source == "":
-            add(Problem("the default exchange cannot be bound explicitly", b.location, b.label))
+            problems.append(
+                Problem("the default exchange cannot be bound explicitly", b.location, b.label)
+            )
         if b.destination_type not in ("queue", "exchange"):
-            add(Problem("destination_type must be queue or exchange", b.location, b.label))
+            problems.append(
+                Problem("destination_type must be queue or exchange", b.location, b.label)
+            )
     for p in desired.policies:
-        try:
-            re.compile(p.pattern)
-        except re.error as exc:
-            add(Problem(f"pattern is not a valid regular expression: {exc}", p.location, p.label))
-        if not p.definition:
-            add(Problem("definition must not be empty", p.location, p.label))
-        for key in p.definition:
-            if key not in POLICY_DEFINITION_KEYS:
-                hint = difflib.get_close_matches(key, sorted(POLICY_DEFINITION_KEYS), n=1)
-                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                add(Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label))
-        for key in ("max-priority", "queue-type", "x-queue-type", "durable"):
-            if key in p.definition:
-                add(
-                    Problem(
-                        f"'{key}' cannot be set by a policy; it is fixed when the queue "
-                        "is declared",
-                        p.location,
-                        p.label,
-                    )
-                )
+        problems.extend(_validate_policy(p))
     problems += wire_problems(desired)  # byte lengths, control characters, 64-bit integers
     return problems
+
+
+def _validate_exchange(x: ExchangeSpec) -> Iterable[Problem]:
+    if x.name == "":
+        yield Problem(
+            "an exchange needs a name (the default exchange cannot be declared)",
+            x.location,
+            x.label,
+        )
+    elif x.name.startswith("amq."):
+        yield Problem("names starting with 'amq.' are reserved for the broker", x.location, x.label)
+    if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
+        yield Problem(
+            f"unknown exchange type '{x.type}' (expected "
+            f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
+            x.location,
+            x.label,
+        )
+    # An exchange that is its own alternate exchange is accepted by the broker: a
+    # warning (_fit.fit_warnings).
+
+
+def _validate_policy(p: PolicySpec) -> Iterable[Problem]:
+    try:
+        re.compile(p.pattern)
+    except re.error as exc:
+        yield Problem(f"pattern is not a valid regular expression: {exc}", p.location, p.label)
+    if not p.definition:
+        yield Problem("definition must not be empty", p.location, p.label)
+    for key in p.definition:
+        if key not in POLICY_DEFINITION_KEYS:
+            hint = difflib.get_close_matches(key, sorted(POLICY_DEFINITION_KEYS), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            yield Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label)
+    for key in ("max-priority", "queue-type", "x-queue-type", "durable"):
+        if key in p.definition:
+            yield Problem(
+                f"'{key}' cannot be set by a policy; it is fixed when the queue is declared",
+                p.location,
+                p.label,
+            )
 
 
 def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
@@ -223,8 +225,7 @@ def check_references(
                 *desired.consumers,
             ]
             if desired.access is not None:  # e.g. a permission in a vhost nobody makes
-                a = desired.access
-                objects += [*a.permissions, *a.topic_permissions, *a.operator_policies]
+                objects += [o for o in desired.access if getattr(o, "IN_VHOST", False)]
             first = next((o for o in objects if o.vhost == v), None)
             problems.append(
                 Problem(

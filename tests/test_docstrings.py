@@ -16,22 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("declare_amqp", "priority_worker")
 
-# Modules with undocumented public names, pending kinds redesign (issue 17): helper 17a's
-# modules, documented as they are redesigned. Remove a module once it passes (the last test
-# says when).
-PENDING = frozenset(
-    {
-        "declare_amqp/_access.py",
-        "declare_amqp/_definitions.py",
-        "declare_amqp/_dynamic.py",
-        "declare_amqp/_management.py",
-        "declare_amqp/_migrate.py",
-        "declare_amqp/_model.py",
-        "declare_amqp/_plan.py",
-        "declare_amqp/_saved_plan.py",
-    }
-)
-
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -64,7 +48,7 @@ def _modules() -> list[str]:
     )
 
 
-@pytest.mark.parametrize("module", [m for m in _modules() if m not in PENDING])
+@pytest.mark.parametrize("module", _modules())
 def test_public_names_have_docstrings(module: str) -> None:
     """Each public class, function and method of the module says what it is."""
     assert undocumented((ROOT / module).read_text(encoding="utf-8")) == []
@@ -101,9 +85,3 @@ async def fetch() -> None:
     pass
 '''
     assert undocumented(source) == ["5 Shown.method", "26 fetch"]
-
-
-def test_pending_modules_still_need_the_exemption() -> None:
-    """A module on the pending list that is now fully documented leaves the list."""
-    done = [m for m in sorted(PENDING) if not undocumented((ROOT / m).read_text("utf-8"))]
-    assert done == [], f"documented now: remove {done} from PENDING"

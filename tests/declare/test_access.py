@@ -10,18 +10,12 @@ import pytest
 import yaml
 
 from declare_amqp import TopologyError, json_schema, load, parse_unvalidated
-from declare_amqp._access import (
-    Access,
-    OperatorPolicySpec,
-    PermissionSpec,
-    TopicPermissionSpec,
-    UserSpec,
-    password_matches,
-    plan_access,
-    rabbit_hash,
-    refusal_problems,
-    resolve_password,
-)
+from declare_amqp._access import plan_access, refusal_problems
+from declare_amqp._model import Access
+from declare_amqp.kinds.operator_policy import OperatorPolicySpec
+from declare_amqp.kinds.permission import PermissionSpec
+from declare_amqp.kinds.topic_permission import TopicPermissionSpec
+from declare_amqp.kinds.user import UserSpec, password_matches, rabbit_hash, resolve_password
 
 # guest/guest as RabbitMQ 3.10.8 stores it (GET /api/users/guest on a fresh broker)
 GUEST_HASH = "hcegRic5wNwW6MAO0OTkjEDA0YA99SQ6hXUzdH7+PGoHpHIK"
@@ -50,7 +44,7 @@ def test_a_literal_password_is_a_warning_and_resolves_to_itself() -> None:
     password kept out of repr and of the plan's details, hashed only when written."""
     topology = parse_unvalidated("users:\n  - name: app\n    password: hunter2-x\n", "u.yml")
     assert topology.access is not None
-    (user,) = topology.access.users
+    (user,) = topology.access.of(UserSpec)
     (warning,) = topology.warnings
     assert str(warning).startswith("u.yml:3: user 'app': a literal password in a topology file")
     assert "hunter2" not in str(warning) + repr(user) + user.shown
@@ -92,7 +86,7 @@ def test_a_uri_with_a_password_is_a_warning() -> None:
     (warning,) = topology.warnings
     assert str(warning).startswith("s.yml:3: shovel 's': 'src_uri' holds a password")
     assert topology.access is not None
-    assert "Secr3t" not in str(warning) + topology.access.parameters[0].shown
+    assert "Secr3t" not in str(warning) + topology.access.group("parameters")[0].shown
 
 
 def _user(name: str, tags: tuple[str, ...] = (), **kw: object) -> UserSpec:
@@ -195,7 +189,7 @@ topic_permissions:
 def test_a_limit_of_minus_one_is_the_brokers_missing_limit() -> None:
     """-1 in a file means "no limit", which the broker shows as no limit at all: that plans
     as no change, while a real limit against none (or -1 against one) is a change."""
-    from declare_amqp._access import VhostSettings
+    from declare_amqp.kinds.vhost_settings import VhostSettings
 
     def changes(want: Access, have: Access) -> list[str]:
         found, _ = plan_access(want, have, scope=["v"], prune=False, connecting_user="guest")
@@ -282,3 +276,14 @@ def test_refusal_problems_of_missing_users() -> None:
         ("topic permissions of 'ghost' on 'amq.topic' (vhost v)", "user 'ghost' does not exist"),
     ]
     assert refusal_problems(access, users=["app", "ghost"], version="4.0.5") == []
+
+
+def test_the_registry_lists_every_access_kind_in_the_apply_order() -> None:
+    """kinds.ACCESS_KINDS and the plan's apply order (_plan.ACCESS_KINDS) name the same kinds
+    in the same order, and no two kinds share a top-level key."""
+    from declare_amqp._plan import ACCESS_KINDS as APPLY_ORDER
+    from declare_amqp.kinds import ACCESS_KINDS
+
+    assert tuple(k.kind for k in ACCESS_KINDS) == APPLY_ORDER
+    keys = [k.key for k in ACCESS_KINDS]
+    assert len(set(keys)) == len(keys), keys

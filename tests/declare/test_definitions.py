@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from declare_amqp import TopologyError, load, load_unvalidated
-from declare_amqp._definitions import load_json, parse_definitions, to_definitions
+from declare_amqp._definitions import parse_definitions, to_definitions
+from declare_amqp._json_lines import load_json
 from declare_amqp._plan import plan
 
 SINGLE = """{

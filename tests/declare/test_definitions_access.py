@@ -17,11 +17,14 @@ import pytest
 import yaml
 
 from declare_amqp import TopologyError, load
-from declare_amqp._access import Access, UserSpec, plan_access, rabbit_hash
+from declare_amqp._access import plan_access
 from declare_amqp._definitions import parse_definitions, to_definitions
-from declare_amqp._dynamic import FEDERATION, SHOVEL, export_warnings, exportable
 from declare_amqp._export import to_document, to_yaml
-from declare_amqp._model import Topology
+from declare_amqp._model import Access, Topology
+from declare_amqp.kinds.federation_upstream import FEDERATION_UPSTREAM as FEDERATION
+from declare_amqp.kinds.parameters import export_warnings, exportable
+from declare_amqp.kinds.shovel import SHOVEL
+from declare_amqp.kinds.user import UserSpec, rabbit_hash
 
 APP_HASH = rabbit_hash("app-password", b"salt")
 
@@ -110,15 +113,15 @@ def test_single_vhost_shape_reads_every_access_kind() -> None:
     t, problems = parse_definitions(text, "billing.json", vhost="billing")
     assert problems == [], [str(p) for p in problems]
     a = _access(t)
-    app, x509 = sorted(a.users, key=lambda u: u.name)
+    app, x509 = sorted(a.group("users"), key=lambda u: u.name)
     assert app.tags == ("management", "monitoring") and app.max_channels == 9
     assert app.password_hash == APP_HASH and app.hashing_algorithm.endswith("sha256")
     assert x509.password_hash is None and not x509.has_password
-    (p,) = a.permissions
+    (p,) = a.group("permissions")
     assert (p.vhost, p.user, p.configure, p.read) == ("billing", "billing-app", "^billing\\.", ".*")
-    (tp,) = a.topic_permissions
+    (tp,) = a.group("topic_permissions")
     assert (tp.vhost, tp.exchange, tp.write) == ("billing", "amq.topic", "^invoice\\.")
-    (v,) = a.vhost_settings
+    (v,) = a.group("vhost_settings")
     assert (v.name, v.description, v.tags, v.default_queue_type) == (
         "billing",
         "invoices",
@@ -126,7 +129,7 @@ def test_single_vhost_shape_reads_every_access_kind() -> None:
         "quorum",
     )
     assert (v.max_connections, v.max_queues) == (200, 500)
-    (o,) = a.operator_policies
+    (o,) = a.group("operator_policies")
     assert (o.vhost, o.name, o.definition, o.priority, o.apply_to) == (
         "billing",
         "cap",
@@ -134,7 +137,7 @@ def test_single_vhost_shape_reads_every_access_kind() -> None:
         1,
         "queues",
     )
-    upstream, shovel = sorted(a.parameters, key=lambda d: d.kind)
+    upstream, shovel = sorted(a.group("parameters"), key=lambda d: d.kind)
     assert upstream.kind == FEDERATION.kind and upstream.uri_refs == {"uri": "$ORIGIN_URI"}
     assert upstream.settings == {"max_hops": 1, "ack_mode": "on-confirm"}
     assert shovel.kind == SHOVEL.kind and shovel.literal_uris == {"src_uri": "amqp://"}
@@ -227,7 +230,7 @@ def test_both_export_formats_of_every_kind_load_back_to_the_same_model(tmp_path:
             "vhost_settings",
             "parameters",
         ):
-            got, want = getattr(back, kind), getattr(source, kind)
+            got, want = back.group(kind), source.group(kind)
             assert len(got) == len(want) and all(x in want for x in got), (name, kind, got)
         changes, _ = plan_access(
             back,
@@ -342,7 +345,7 @@ def test_export_names_a_variable_for_each_uri_with_a_password(tmp_path: Path) ->
     ):
         (tmp_path / name).write_text(written)
         back = _access(load([str(tmp_path / name)], vhost=None, default_vhost="a"))
-        assert len(back.parameters) == len(specs), name
+        assert len(back.group("parameters")) == len(specs), name
 
         def changes_with(variables: dict[str, str], back: Access = back) -> list[Any]:
             found, _ = plan_access(

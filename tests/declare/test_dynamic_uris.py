@@ -19,16 +19,47 @@ import pytest
 from rich.console import Console
 
 from declare_amqp import TopologyError, json_schema, load, parse_unvalidated, resolve_address
-from declare_amqp._dynamic import (
-    FEDERATION,
-    ParameterSpec,
-    apply_dynamic,
-    plan_dynamic,
-    read_broker,
-)
 from declare_amqp._management import ManagementClient
-from declare_amqp._plan import Plan
+from declare_amqp._plan import Change, Plan
 from declare_amqp._render import plan_json, print_plan
+from declare_amqp.kinds import COMPONENTS, kind_of
+from declare_amqp.kinds._base import PlanContext
+from declare_amqp.kinds.federation_upstream import FEDERATION_UPSTREAM as FEDERATION
+from declare_amqp.kinds.parameters import ParameterSpec
+
+
+def plan_dynamic(
+    desired: list[ParameterSpec],
+    actual: list[ParameterSpec],
+    managed: Any,
+    scope: list[str],
+    prune: bool,
+    env: dict[str, str],
+) -> list[Change]:
+    """Each runtime-parameter kind's plan of its part of ``desired`` and ``actual``."""
+    ctx = PlanContext(scope, prune, "", frozenset(managed), env=env)
+    return [
+        c
+        for comp in COMPONENTS
+        for c in comp.plan(
+            [d for d in desired if d.kind == comp.kind],
+            [a for a in actual if a.kind == comp.kind],
+            ctx,
+        )[0]
+    ]
+
+
+def apply_dynamic(management: ManagementClient, change: Change, env: dict[str, str]) -> None:
+    """Write one change as apply does: through its kind."""
+    kind_of(change.kind).write(management, change, env)
+
+
+def read_broker(
+    management: ManagementClient, kinds: list[str], vhosts: list[str]
+) -> list[ParameterSpec]:
+    """The broker's objects of ``kinds`` in ``vhosts``."""
+    return [s for k in kinds for s in kind_of(k).read_broker(management, vhosts, False)]
+
 
 SECRET_A = "amqp://app:Fail0ver-A-Secret@one.example/v"
 SECRET_B = "amqp://app:Fail0ver-B-Secret@two.example/v"
@@ -37,7 +68,7 @@ SECRET_B = "amqp://app:Fail0ver-B-Secret@two.example/v"
 def _parameters(text: str, name: str = "t.yml") -> list[ParameterSpec]:
     topology = parse_unvalidated(text, name)
     assert topology.access is not None
-    return list(topology.access.parameters)
+    return list(topology.access.of(ParameterSpec))
 
 
 def _problems(text: str, tmp_path: Path) -> list[str]:
@@ -158,7 +189,7 @@ shovels:
         w.startswith("t.yml:10: shovel 'mv2': 'dest_uri' item 1 holds a password") for w in shown
     )
     assert topology.access is not None
-    leaky = next(p for p in topology.access.parameters if p.name == "leaky")
+    leaky = next(p for p in topology.access.of(ParameterSpec) if p.name == "leaky")
     assert "with a password, not shown" in leaky.shown
     text = "\n".join(shown) + leaky.shown + repr(topology.access)
     assert "Secret" not in text

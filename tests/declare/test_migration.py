@@ -135,12 +135,12 @@ def test_progress_lines_when_not_on_a_terminal(monkeypatch: object) -> None:
 
     import pytest
 
-    from declare_amqp import _migrate
+    from declare_amqp import _move_progress
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.setattr(_migrate, "LINE_INTERVAL", 0.0)
+    monkeypatch.setattr(_move_progress, "LINE_INTERVAL", 0.0)
     out = io.StringIO()
-    with _migrate.progress_reporter(None, out) as moved:
+    with _move_progress.progress_reporter(None, out) as moved:
         moved("q", 10, 90)
         moved("q", 50, 50)
     lines = out.getvalue().splitlines()

@@ -17,7 +17,7 @@ from declare_amqp import (
     parse_unvalidated,
     plan,
 )
-from declare_amqp._management import from_definitions
+from declare_amqp._broker_json import from_definitions
 
 EMAIL = """
 vhost: /

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from declare_amqp._access import Access, OperatorPolicySpec
 from declare_amqp._errors import Location
 from declare_amqp._model import (
+    Access,
     BindingSpec,
     ExchangeSpec,
     Expectation,
@@ -22,6 +22,7 @@ from declare_amqp._model import (
 from declare_amqp._policy_choice import merge_definitions
 from declare_amqp._routing import Message, headers_match, topic_matches
 from declare_amqp._simulate import Simulator, after_apply, check_expectations, simulator_for
+from declare_amqp.kinds.operator_policy import OperatorPolicySpec
 
 V = "v"
 

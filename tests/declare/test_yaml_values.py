@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from declare_amqp import _loader
+from declare_amqp import _loader, _yaml
 
 DOCUMENTS = [
     "a: 1\nb: [x, 'y', \"z\"]\n",
@@ -43,7 +43,7 @@ def plain(value: Any) -> Any:
 @pytest.mark.parametrize("text", DOCUMENTS)
 def test_values_are_safeloaders(text: str) -> None:
     """Every kind of scalar, tag and collection gives the value SafeLoader gives."""
-    ours, duplicates = _loader._yaml_value(text)
+    ours, duplicates = _yaml.yaml_value(text)
     assert duplicates == []
     try:
         expected = yaml.safe_load(text)
@@ -60,7 +60,7 @@ def test_complex_key_is_refused_like_safeloader() -> None:
     says why in words (SafeLoader: "found unhashable key")."""
     text = "a: 1\n? [complex, key]\n: value\n"
     with pytest.raises(yaml.constructor.ConstructorError) as ours:
-        _loader._yaml_value(text)
+        _yaml.yaml_value(text)
     with pytest.raises(yaml.constructor.ConstructorError) as theirs:
         yaml.safe_load(text)
     assert theirs.value.problem == "found unhashable key"
@@ -72,7 +72,7 @@ def test_complex_key_is_refused_like_safeloader() -> None:
 def test_alias_is_the_anchors_object_and_lines_are_kept() -> None:
     """An alias is the very object of its anchor (as in PyYAML); every mapping, key and list
     item keeps its line."""
-    doc, _ = _loader._yaml_value("base: &b\n  x: 1\nitems:\n  - *b\n  - y: 2\n")
+    doc, _ = _yaml.yaml_value("base: &b\n  x: 1\nitems:\n  - *b\n  - y: 2\n")
     assert doc["items"][0] is doc["base"]
     assert doc.line == 1
     assert doc.key_lines == {"base": 1, "items": 3}
@@ -82,23 +82,23 @@ def test_alias_is_the_anchors_object_and_lines_are_kept() -> None:
 
 def test_merge_keys_keep_the_explicit_value_and_lines() -> None:
     """A key that overrides a merged one is not "declared twice"; two explicit ones are."""
-    doc, duplicates = _loader._yaml_value("b: &b {x: 1, y: 1}\nm:\n  <<: *b\n  y: 2\n")
+    doc, duplicates = _yaml.yaml_value("b: &b {x: 1, y: 1}\nm:\n  <<: *b\n  y: 2\n")
     assert plain(doc["m"]) == {"x": 1, "y": 2}
     assert doc["m"].key_lines["y"] == 4
     assert duplicates == []
-    _, duplicates = _loader._yaml_value("b: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n  y: 3\n")
+    _, duplicates = _yaml.yaml_value("b: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n  y: 3\n")
     assert duplicates == [("y", 5, 4)]
 
 
 def test_duplicate_keys_are_reported_with_both_lines() -> None:
-    _, duplicates = _loader._yaml_value("a: 1\nb: 2\na: 3\n")
+    _, duplicates = _yaml.yaml_value("a: 1\nb: 2\na: 3\n")
     assert duplicates == [("a", 3, 1)]
 
 
 def test_recursive_alias_is_an_error_with_its_line() -> None:
     """A mapping that contains itself cannot be a topology; SafeLoader would build a cycle."""
     with pytest.raises(yaml.constructor.ConstructorError) as info:
-        _loader._yaml_value("a: &a\n  b: *a\n")
+        _yaml.yaml_value("a: &a\n  b: *a\n")
     assert "recursive" in str(info.value)
 
 
@@ -106,14 +106,14 @@ def test_collector_state_is_restored() -> None:
     """The loader pauses the cyclic collector while it builds, and restores it after, also
     after an error."""
     assert gc.isenabled()
-    _loader._yaml_value("a: [1, 2]\n")
+    _yaml.yaml_value("a: [1, 2]\n")
     assert gc.isenabled()
     with pytest.raises(yaml.YAMLError):
-        _loader._yaml_value("a: [1, 2\n")
+        _yaml.yaml_value("a: [1, 2\n")
     assert gc.isenabled()
     gc.disable()
     try:
-        _loader._yaml_value("a: 1\n")
+        _yaml.yaml_value("a: 1\n")
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -124,11 +124,11 @@ def test_events_and_node_tree_agree(text: str) -> None:
     """The values built straight from the parse events equal those built through the node
     tree, lines and duplicates included; what only the tree handles says so."""
     try:
-        from_events = _loader._read(text, "t.yml", nodes=False)
-    except _loader._NeedsNodes:
+        from_events = _yaml.read_yaml(text, "t.yml", nodes=False)
+    except _yaml.NeedsNodes:
         assert any(mark in text for mark in ("&", "!!", "<<", "? [", "---")), text
         return
-    from_nodes = _loader._read(text, "t.yml", nodes=True)
+    from_nodes = _yaml.read_yaml(text, "t.yml", nodes=True)
     assert plain(from_events[0]) == plain(from_nodes[0])
     assert from_events[1] == from_nodes[1]
     lines = [
@@ -160,7 +160,7 @@ def test_a_plain_topology_is_read_from_the_events() -> None:
         "vhost: v\nqueues:\n  - name: a\n    durable: true\n    name: b\n"
         "  - {name: c, max_priority: 5}\n"
     )
-    doc, duplicates = _loader._read(text, "t.yml", nodes=False)
+    doc, duplicates = _yaml.read_yaml(text, "t.yml", nodes=False)
     assert duplicates == [("name", 5, 3)]
     assert doc["queues"].item_lines == [3, 6]
     assert doc["queues"][1] == {"name": "c", "max_priority": 5}
@@ -172,8 +172,8 @@ def test_a_plain_topology_is_read_from_the_events() -> None:
     ["a: &x 1\nb: *x\n", "a: !!str 1\n", "<<: {a: 1}\n", "? [a]\n: 1\n", "a: 1\n---\nb: 2\n"],
 )
 def test_what_only_the_node_tree_handles_goes_there(text: str) -> None:
-    with pytest.raises(_loader._NeedsNodes):
-        _loader._read(text, "t.yml", nodes=False)
+    with pytest.raises(_yaml.NeedsNodes):
+        _yaml.read_yaml(text, "t.yml", nodes=False)
 
 
 def test_releasing_read_queues_keeps_every_object_and_line() -> None:

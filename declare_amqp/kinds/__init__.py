@@ -1,0 +1,62 @@
+"""The kinds of access objects, one module each, and their registry.
+
+Each module holds one kind whole: its frozen spec, its YAML keys, identity, what an update
+changes in place, how it is read from the broker and written (through the management
+client), its definitions-JSON mapping and its export (see ``_base.AccessKind``). The engines
+(``_access``: load, validate, plan, apply, export; ``_definitions``; ``_schema``) loop over
+``ACCESS_KINDS``. Adding a kind is one module here plus one line below (and, for a new
+endpoint, one ``ManagementClient`` method).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._format import TOPOLOGY_TOP_KEYS, Key
+from ._base import AccessKind
+from .federation_upstream import FEDERATION_UPSTREAM
+from .operator_policy import OPERATOR_POLICY
+from .parameters import Component
+from .permission import PERMISSION
+from .shovel import SHOVEL
+from .topic_permission import TOPIC_PERMISSION
+from .user import USER
+from .vhost_settings import VHOST_SETTINGS
+
+# The registry, in the order the kinds are written (deleted in the reverse order; the same
+# order as _plan.ACCESS_KINDS).
+ACCESS_KINDS: tuple[AccessKind[Any], ...] = (
+    VHOST_SETTINGS,
+    USER,
+    PERMISSION,
+    TOPIC_PERMISSION,
+    OPERATOR_POLICY,
+    FEDERATION_UPSTREAM,
+    SHOVEL,
+)
+
+# The runtime parameters' kinds (their specs share one group, ``parameters``).
+COMPONENTS: tuple[Component, ...] = tuple(k for k in ACCESS_KINDS if isinstance(k, Component))
+
+# The top-level keys of a topology file that hold access objects (each a kind's list).
+ACCESS_TOP_KEYS: tuple[Key, ...] = tuple(
+    Key(k.key, (list,), k.doc) for k in ACCESS_KINDS if getattr(k, "top_level", True)
+)
+
+# Every top-level key of a topology file (the loader's table, and the JSON schema's).
+TOP_KEYS: tuple[Key, ...] = (*TOPOLOGY_TOP_KEYS, *ACCESS_TOP_KEYS)
+
+
+def kind_of(kind: str) -> AccessKind[Any]:
+    """The registered kind whose plan kind is ``kind`` ("topic permission"...)."""
+    return next(k for k in ACCESS_KINDS if k.kind == kind)
+
+
+__all__ = [
+    "ACCESS_KINDS",
+    "ACCESS_TOP_KEYS",
+    "COMPONENTS",
+    "TOP_KEYS",
+    "AccessKind",
+    "kind_of",
+]

@@ -1,0 +1,271 @@
+"""What every kind of access object is made of: the ``AccessKind`` descriptor.
+
+A kind module (``user``, ``permission``, ``shovel``...) holds its frozen spec and one
+``AccessKind`` subclass instance: the spec's YAML keys (the one table the loader, validator
+and JSON schema read), its identity, what the plan compares, how it is read from the broker
+and written (through the ``ManagementClient``'s typed methods), its definitions-JSON mapping
+both ways and its export. The engines (``_access``, ``_definitions``, ``_schema``) loop over
+the registry (``kinds.ACCESS_KINDS``) and call these hooks; the defaults here fit a kind
+keyed by a few fields and written one object at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from .._errors import Location, Problem
+from .._format import Key, Reader
+
+__all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
+from .._model import Access, AccessObject
+from .._plan import DELETE, Action, Change, Difference, Kind, keyed_changes
+
+if TYPE_CHECKING:
+    from .._management import ManagementClient
+
+ADMINISTRATOR = "administrator"
+USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
+
+_STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
+
+S = TypeVar("S", bound=AccessObject)
+
+
+class DefinitionsReader(Protocol):
+    """What a kind translates a definitions file's objects through (``_definitions``)."""
+
+    def translated(self, raw: Any, line: int, renamed: Any) -> Any:
+        """``raw`` by YAML key (``renamed``: broker key -> YAML key), remembering spellings."""
+
+    def limits(self, out: Any, value: Any, table: Any, line: int, label: str) -> None:
+        """The broker's limits object ``value`` set into ``out`` by YAML key (``table``)."""
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error of the definitions file."""
+
+
+@dataclass
+class PlanContext:
+    """What planning one kind needs besides its desired and actual objects."""
+
+    scope: Sequence[str]
+    prune: bool
+    connecting_user: str
+    managed: frozenset[str]
+    new_vhosts: frozenset[str] = frozenset()
+    env: Mapping[str, str] | None = None
+    # users with the administrator tag (the user kind keeps the last one)
+    admins: set[str] = field(default_factory=set)
+
+
+def change(
+    action: Action | str,
+    kind: Kind | str,
+    vhost: str,
+    name: str,
+    desired: AccessObject | None = None,
+    actual: AccessObject | None = None,
+    differences: Iterable[Difference] = (),
+    message: str = "",
+) -> Change:
+    """A plan ``Change`` about an access object."""
+    return Change(
+        Action(action), Kind(kind), vhost, name, desired, actual, tuple(differences), message
+    )
+
+
+def plain(value: Any) -> Any:
+    """A tuple shown as a list (plans and exports)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def unlimited(value: Any) -> Any:
+    """A limit as compared: -1 (a file's "no limit") is the broker's missing limit."""
+    return None if isinstance(value, int) and not isinstance(value, bool) and value < 0 else value
+
+
+def tag_tuple(value: Any) -> tuple[str, ...]:
+    """Tags as the broker lists them (a list, or "a,b" on older brokers), sorted."""
+    if isinstance(value, str):
+        value = [t for t in value.split(",") if t]
+    return tuple(sorted(set(value or ())))
+
+
+def read_tags(reader: Reader, value: Any, line: int, label: str) -> tuple[str, ...]:
+    """A file's ``tags`` list, sorted; a problem when it is no list of strings."""
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        reader.problem(line, "'tags' must be a list of strings", label)
+        return ()
+    return tuple(sorted(set(value)))
+
+
+def limit_of(value: Mapping[str, Any], key: str) -> int | None:
+    """One limit of a broker's limits object, or None."""
+    found = value.get(key)
+    return int(found) if found is not None else None
+
+
+class AccessKind(Generic[S]):
+    """One kind of access object; a kind module makes one instance and the registry lists it.
+
+    Class attributes a kind sets: ``spec`` (its frozen spec class), ``kind`` (in plans),
+    ``key`` (its top-level YAML key, the ``managed`` name), ``doc`` (that key's description),
+    ``schema_name``/``schema_doc`` (its JSON schema definition), ``keys`` (the YAML keys),
+    ``plural`` (in messages), ``tag`` (the tag writing it needs), ``admin_to_read``
+    (reading it needs the administrator tag), ``compared`` (the fields an update changes
+    in place), ``definitions_section`` (its list in definitions JSON), ``renamed`` (the
+    broker's spelling -> the YAML key), ``component`` (its component among the
+    ``parameters`` of definitions JSON, if it is one), ``bulk`` and ``checked_on_broker``.
+    """
+
+    spec: type[S]
+    kind: Kind
+    key: str
+    doc: str
+    schema_name: str
+    schema_doc: str
+    keys: tuple[Key, ...] = ()
+    plural: str = ""
+    top_level: bool = True  # False: its ``key`` is the topology's (no ``managed`` key)
+    tag: str | None = ADMINISTRATOR
+    admin_to_read: bool = False
+    compared: tuple[str, ...] = ()
+    definitions_section: str | None = None
+    renamed: Mapping[str, str] = {}
+    # created and updated in the one definitions import of a run (``bulk_entry``)
+    component: str | None = None
+    bulk: bool = False
+    # the broker refuses some of its objects in ways ``refusals`` finds before any write
+    checked_on_broker: bool = False
+
+    # ------------------------------------------------------------ the model
+
+    def specs(self, access: Access) -> tuple[S, ...]:
+        """This kind's objects of ``access``."""
+        return access.of(self.spec)
+
+    def identity(self, spec: S) -> tuple[Any, ...]:
+        """What makes two declarations the same object."""
+        raise NotImplementedError
+
+    def vhost_of(self, spec: S) -> str:
+        """The vhost a change of ``spec`` is in (``USERS_SCOPE`` for cluster-wide kinds)."""
+        return str(getattr(spec, "vhost"))  # noqa: B009 - the specs share no base class
+
+    def name_of(self, spec: S) -> str:
+        """The name a change of ``spec`` shows."""
+        return str(getattr(spec, "name"))  # noqa: B009 - the specs share no base class
+
+    # ------------------------------------------------------------ files
+
+    def read_document(self, reader: Reader, doc: Mapping[str, Any]) -> list[S]:
+        """This kind's objects of one parsed file (problems go to ``reader``)."""
+        found = []
+        for raw, line in reader.entries(doc, self.key):
+            spec = self.read(reader, raw, line)
+            if spec is not None:
+                found.append(spec)
+        return found
+
+    def read(self, reader: Reader, raw: Any, line: int) -> S | None:
+        """One entry of a file; None when it is wrong (the reader has the problem)."""
+        f = reader.fields(raw, self.keys, str(self.kind), line)
+        return None if f is None else self.build(f, reader.vhost, reader.at(line))
+
+    def build(self, f: Mapping[str, Any], vhost: str, location: Location) -> S:
+        """The spec of an entry's checked values (``vhost``: the file's default)."""
+        raise NotImplementedError
+
+    def problems(self, spec: S) -> list[Problem]:
+        """What the files alone tell is wrong with ``spec`` (pure)."""
+        return []
+
+    def refusals(self, specs: Sequence[S], *, users: set[str], version: str) -> list[Problem]:
+        """What the broker would refuse of ``specs``, found before anything is written."""
+        return []
+
+    # ------------------------------------------------------------ definitions JSON
+
+    def from_definitions(self, reader: DefinitionsReader, raw: Any, line: int) -> Any:
+        """One object of a definitions file by YAML key (read then like a YAML entry)."""
+        return reader.translated(raw, line, self.renamed)
+
+    def to_definitions(self, spec: S) -> dict[str, Any]:
+        """``spec`` as an entry of ``definitions_section`` (without its vhost)."""
+        raise NotImplementedError
+
+    def definitions_order(self, spec: S) -> tuple[Any, ...]:
+        """The order of the entries written (``to_definitions``, exports)."""
+        return self.identity(spec)
+
+    # ------------------------------------------------------------ the broker
+
+    def wanted(self, desired: Access) -> bool:
+        """Whether the broker's objects of this kind are read to plan ``desired``."""
+        return bool(self.specs(desired)) or self.key in desired.managed
+
+    def read_broker(
+        self, management: ManagementClient, vhosts: Sequence[str], admin: bool
+    ) -> list[S]:
+        """The broker's objects of this kind in ``vhosts`` (``admin``: the user may read
+        what only an administrator may)."""
+        raise NotImplementedError
+
+    def plan(
+        self, desired: Sequence[S], actual: Sequence[S], ctx: PlanContext
+    ) -> tuple[list[Change], list[Problem]]:
+        """The changes that make the broker's objects of this kind match the files: one
+        create/update-by-identity loop, then (with prune, when the files manage the kind)
+        the deletes of the broker's objects in scope that no file declares."""
+        changes = list(self.keyed(desired, actual))
+        if ctx.prune and self.key in ctx.managed:
+            in_scope, declared = set(ctx.scope), {self.identity(d) for d in desired}
+            changes += [
+                change(DELETE, self.kind, self.vhost_of(a), self.name_of(a), actual=a)
+                for a in actual
+                if self.vhost_of(a) in in_scope
+                and self.identity(a) not in declared
+                and self.prunable(a, ctx)
+            ]
+        return changes, []
+
+    def keyed(self, desired: Iterable[S], actual: Iterable[S]) -> Iterable[Change]:
+        """Creates of the missing objects, updates of the ``compared`` fields that differ
+        (``_plan.keyed_changes``, the loop the topology kinds plan with too)."""
+        return keyed_changes(
+            self.kind,
+            desired,
+            actual,
+            self.identity,
+            self.differences,
+            place=lambda s: (self.vhost_of(s), self.name_of(s)),
+        )
+
+    def differences(self, want: S, have: S) -> list[Difference]:
+        """The ``compared`` fields in which ``want`` and ``have`` differ."""
+        return [
+            Difference(f, getattr(have, f), getattr(want, f))
+            for f in self.compared
+            if getattr(want, f) != getattr(have, f)
+        ]
+
+    def prunable(self, spec: S, ctx: PlanContext) -> bool:
+        """Whether prune may delete the broker's ``spec``."""
+        return True
+
+    def bulk_entry(self, c: Change, env: Mapping[str, str] | None) -> dict[str, Any] | None:
+        """A create or update written with the others of its run in one definitions import
+        (``definitions_section``), or None when the kind writes it in ``write``."""
+        return None
+
+    def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
+        """Carry ``c`` out; False when there is nothing for this kind to do."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ export
+
+    def export_entry(self, spec: S, with_vhost: bool) -> dict[str, Any]:
+        """``spec`` as an entry of a topology file (``with_vhost``: several vhosts)."""
+        raise NotImplementedError
