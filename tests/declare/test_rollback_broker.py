@@ -301,6 +301,24 @@ queues:
 """
 
 
+PARAMETERS = """
+federation_upstreams:
+  - {name: up-new, uri_env: ROLLBACK_UP_URI}
+shovels:
+  - {name: sh-new, src_uri_env: ROLLBACK_UP_URI, src_queue: a,
+     dest_uri_env: ROLLBACK_UP_URI, dest_queue: b}
+"""
+UP_URI = "amqp://rollback:Sekr1t-uri@127.0.0.1:5672/"
+
+
+def _runs_federation_and_shovels(declare: Any) -> bool:
+    """Whether the broker runs rabbitmq_federation and rabbitmq_shovel (the 4.x container
+    does; the shared local 3.10 broker does not)."""
+    with declare.broker.http() as http:
+        shovels = http.get("/api/shovels").status_code == 200
+    return shovels and "x-federation-upstream" in declare.exchange_types()
+
+
 def _refused_after_the_access_writes(
     declare: Any, text: str
 ) -> tuple[Any, dict[str, Any], Any, Any]:
@@ -326,13 +344,19 @@ def _refused_after_the_access_writes(
     return plan, before, result, _state
 
 
-def test_access_writes_are_undone_when_a_later_write_is_refused(declare: Any) -> None:
+def test_access_writes_are_undone_when_a_later_write_is_refused(
+    declare: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run that creates a user, a permission, a topic permission, an operator policy and
-    vhost limits, and updates an existing user (hash, tags, a limit), an existing permission
-    and the vhost's description, is refused after those writes: the broker's users,
-    permissions, limits, operator policies and parameters are afterwards exactly what the
-    management API showed before, and the summary says so."""
+    vhost limits (and, where the plugins run, a federation upstream and a shovel), and updates
+    an existing user (hash, tags, a limit), an existing permission and the vhost's
+    description, is refused after those writes: the broker's users, permissions, limits,
+    operator policies and parameters are afterwards exactly what the management API showed
+    before, and the summary says so."""
     from declare_amqp.kinds.user import rabbit_hash
+
+    plugins = _runs_federation_and_shovels(declare)
+    monkeypatch.setenv("ROLLBACK_UP_URI", UP_URI)
 
     tag = uuid.uuid4().hex[:8]
     new, old = f"rollback-new-{tag}", f"rollback-old-{tag}"
@@ -349,7 +373,7 @@ def test_access_writes_are_undone_when_a_later_write_is_refused(declare: Any) ->
             old=old,
             new_hash=rabbit_hash("new-password", b"salt"),
             old_hash=rabbit_hash("changed-password", b"pepr"),
-        )
+        ) + (PARAMETERS if plugins else "")
         plan, before, result, state = _refused_after_the_access_writes(declare, text)
         written = sorted((c.action.value, str(c.kind), c.name) for c in plan.writes)
         assert written == sorted(
@@ -363,6 +387,11 @@ def test_access_writes_are_undone_when_a_later_write_is_refused(declare: Any) ->
                 ("create", "operator policy", "op-new"),
                 ("create", "queue", "q-ok"),
                 ("delete", "queue", "q-stale"),
+                *(
+                    [("create", "federation upstream", "up-new"), ("create", "shovel", "sh-new")]
+                    if plugins
+                    else []
+                ),
             ]
         ), written
         assert not result.ok
@@ -370,7 +399,8 @@ def test_access_writes_are_undone_when_a_later_write_is_refused(declare: Any) ->
         rollback = result.rollback
         assert rollback is not None and rollback.complete, rollback
         assert rollback.summary().startswith("rolled back: the broker is as it was"), rollback
-        assert len(rollback.undone) == 8, rollback
+        assert len(rollback.undone) == (10 if plugins else 8), rollback
+        assert "Sekr1t" not in repr(rollback) + repr(result.to_dict())
         assert _access_state(declare, {new, old}) == access_before
         assert state(declare) == before
         assert [u[0] for u in access_before["users"]] == [old]  # new was made, then undone
