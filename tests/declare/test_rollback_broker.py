@@ -1,11 +1,15 @@
 """The net under apply: a write the broker refuses part-way makes apply undo what this run
 wrote ("rolled back: the broker is as it was"), or list by name what it could not undo.
 
-Two refusals injected mid-apply, each with its own input:
+Refusals injected mid-apply, each with its own input:
 - the broker changes between plan and apply (another client declares a queue of the file with
   other arguments), through the library, so the plan is made before the change;
 - a user whose configure permission does not cover every queue and who cannot read its own
-  permissions (a policymaker), through the command line.
+  permissions (a policymaker), through the command line;
+- a queue that prune deletes takes a message between plan and apply, so its delete is refused
+  a phase after the access objects were written (users, permissions, topic permissions, vhost
+  settings, operator policies, and upstreams and shovels where the plugins run): the broker's
+  access objects, compared through the management API, are as they were before.
 """
 
 from __future__ import annotations
@@ -238,9 +242,7 @@ def _access_state(declare: Any, users: set[str]) -> dict[str, Any]:
                 for u in get("/api/user-limits")
                 if u["user"] in users
             ),
-            "permissions": sorted(
-                sorted(p.items()) for p in get(f"/api/vhosts/{v}/permissions")
-            ),
+            "permissions": sorted(sorted(p.items()) for p in get(f"/api/vhosts/{v}/permissions")),
             "topic_permissions": sorted(
                 sorted(p.items()) for p in get(f"/api/vhosts/{v}/topic-permissions")
             ),
@@ -251,7 +253,9 @@ def _access_state(declare: Any, users: set[str]) -> dict[str, Any]:
                 for p in get(f"/api/operator-policies/{v}")
             ),
             "parameters": sorted(
-                repr(sorted(p.items())) for p in get("/api/parameters") if p["vhost"] == declare.vhost
+                repr(sorted(p.items()))
+                for p in get("/api/parameters")
+                if p["vhost"] == declare.vhost
             ),
         }
 
@@ -411,9 +415,14 @@ def test_an_access_write_that_cannot_be_undone_is_listed_by_name(
 ) -> None:
     """The same refused run, with the broker refusing the operator policy's delete during the
     rollback (injected into the client): everything else is undone, and the summary names
-    that operator policy and why it stays."""
+    that operator policy and why it stays. Where federation runs, the run also updates an
+    existing upstream's URI, which cannot be written back (only its digest was kept): named
+    too, with no URI shown."""
     from declare_amqp._errors import BrokerError
     from declare_amqp._management import ManagementClient
+
+    plugins = _runs_federation_and_shovels(declare)
+    monkeypatch.setenv("ROLLBACK_UP_URI", UP_URI)
 
     def refuse(self: Any, vhost: str, name: str) -> None:
         raise BrokerError(f"deleting operator policy '{name}': 503 Service Unavailable")
@@ -423,23 +432,37 @@ def test_an_access_write_that_cannot_be_undone_is_listed_by_name(
     new, old = f"rollback-new-{tag}", f"rollback-old-{tag}"
     with _users(declare, new, old):
         declare.put(f"/api/users/{old}", {"password": uuid.uuid4().hex, "tags": "monitoring"})
+        if plugins:
+            declare.put(
+                f"/api/parameters/federation-upstream/{declare.quote(declare.vhost)}/up-old",
+                {"value": {"uri": "amqp://old:Sekr1t-old@127.0.0.1:5672/"}},
+            )
         access_before = _access_state(declare, {new, old})
         text = ACCESS.format(
             vhost=declare.vhost, new=new, old=old, new_hash="", old_hash=""
         ).replace("    password_hash: \n", "")
+        if plugins:
+            text += "federation_upstreams:\n  - {name: up-old, uri_env: ROLLBACK_UP_URI}\n"
         _, before, result, state = _refused_after_the_access_writes(declare, text)
         rollback = result.rollback
         assert rollback is not None and not rollback.complete, rollback
         summary = rollback.summary()
         assert "could not be undone" in summary, summary
-        assert len(rollback.not_undone) == 1, rollback
-        assert "operator policy 'op-new'" in rollback.not_undone[0], rollback
-        assert "503 Service Unavailable" in rollback.not_undone[0], rollback
+        assert "Sekr1t" not in summary
+        listed = sorted(rollback.not_undone)
+        assert len(listed) == (2 if plugins else 1), rollback
+        assert "operator policy 'op-new'" in listed[-1], rollback
+        assert "503 Service Unavailable" in listed[-1], rollback
+        if plugins:
+            assert "federation upstream 'up-old'" in listed[0], rollback
+            assert "previous URIs are kept only as digests" in listed[0], rollback
         after = _access_state(declare, {new, old})
-        # op-new stays, as the summary says (3.x lists it among the parameters too)
+        # op-new stays, as the summary says (3.x lists it among the parameters too), and
+        # up-old keeps the run's URI
         assert len(after.pop("operator_policies")) == 1
-        assert [p for p in after.pop("parameters") if "op-new" not in p] == []
+        stays = ("op-new", "up-old")
+        assert [p for p in after.pop("parameters") if not any(n in p for n in stays)] == []
         access_before.pop("operator_policies")
-        assert access_before.pop("parameters") == []
+        assert [p for p in access_before.pop("parameters") if "up-old" not in p] == []
         assert after == access_before
         assert state(declare) == before
