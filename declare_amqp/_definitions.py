@@ -270,18 +270,7 @@ class _Reader:
                     )
                 )
                 continue
-            exchanges.append(
-                ExchangeSpec(
-                    vhost=vhost,
-                    name=f["name"],
-                    type=f["type"],
-                    durable=f.get("durable", True),
-                    auto_delete=f.get("auto_delete", False),
-                    internal=f.get("internal", False),
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
-                )
-            )
+            exchanges.append(ExchangeSpec.read(vhost, f, self.at(line)))
         queues = []
         server_named: set[tuple[str, str]] = set()
         for f, line in self.entries(doc, "queues"):
@@ -298,19 +287,7 @@ class _Reader:
                     )
                 )
                 continue
-            arguments = dict(f.get("arguments") or {})
-            queue_type = arguments.pop("x-queue-type", None) or f.get("type") or "classic"
-            queues.append(
-                QueueSpec(
-                    vhost=self.vhost_of(f),
-                    name=f["name"],
-                    type=queue_type,
-                    durable=f.get("durable", True),
-                    auto_delete=f.get("auto_delete", False),
-                    arguments=arguments,
-                    location=self.at(line),
-                )
-            )
+            queues.append(QueueSpec.from_definitions(self.vhost_of(f), f, self.at(line)))
         bindings = []
         for f, line in self.entries(doc, "bindings"):
             if f["destination_type"] not in ("queue", "exchange"):
@@ -329,30 +306,11 @@ class _Reader:
                     )
                 )
                 continue
-            bindings.append(
-                BindingSpec(
-                    vhost=self.vhost_of(f),
-                    source=f["source"],
-                    destination=f["destination"],
-                    destination_type=f["destination_type"],
-                    routing_key=f.get("routing_key") or "",
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
-                )
-            )
-        policies = []
-        for f, line in self.entries(doc, "policies"):
-            policies.append(
-                PolicySpec(
-                    vhost=self.vhost_of(f),
-                    name=f["name"],
-                    pattern=f["pattern"],
-                    definition=dict(f["definition"]),
-                    apply_to=f.get("apply-to") or "all",
-                    priority=f.get("priority", 0),
-                    location=self.at(line),
-                )
-            )
+            bindings.append(BindingSpec.read(self.vhost_of(f), f, self.at(line)))
+        policies = [
+            PolicySpec.from_definitions(self.vhost_of(f), f, self.at(line))
+            for f, line in self.entries(doc, "policies")
+        ]
         named = tuple(v.name for v in vhosts) if cluster else (self.vhost,)
         access = self.access(doc, settings)
         return Topology(

@@ -182,16 +182,7 @@ class _FileReader:
                         line, "alternate_exchange and arguments.alternate-exchange disagree", label
                     )
                 arguments["alternate-exchange"] = ae
-            yield ExchangeSpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                type=f["type"],
-                durable=f.get("durable", True),
-                auto_delete=f.get("auto_delete", False),
-                internal=f.get("internal", False),
-                arguments=arguments,
-                location=self.at(line),
-            )
+            yield ExchangeSpec.read(f.get("vhost", self.vhost), f, self.at(line), arguments)
 
     def _queues(self, doc: dict[str, Any]) -> Iterable[QueueSpec]:
         entries = list(self.entries(doc, "queues"))
@@ -228,14 +219,12 @@ class _FileReader:
                     )
                 elif "type" not in f:
                     queue_type = declared
-            yield QueueSpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                type=queue_type,
-                durable=f.get("durable", True),
-                auto_delete=f.get("auto_delete", False),
+            yield QueueSpec.read(
+                f.get("vhost", self.vhost),
+                f,
+                self.at(line),
+                queue_type=queue_type,
                 arguments=arguments,
-                location=self.at(line),
                 type_given=type_given,
                 migrate=bool(f.get("migrate", False)),
             )
@@ -260,16 +249,18 @@ class _FileReader:
                 if f is None or not isinstance(queue, str) or not isinstance(vhost, str):
                     continue
                 unkeyed = f.get("routing_key") is None and f.get("binding_key") is None
-                binding = BindingSpec(
-                    vhost=vhost,
-                    source=f["exchange"],
-                    destination=queue,
-                    destination_type="queue",
-                    routing_key=queue
+                fields = {
+                    "source": f["exchange"],
+                    "destination": queue,
+                    "arguments": f.get("arguments"),
+                }
+                binding = BindingSpec.read(
+                    vhost,
+                    fields,
+                    self.at(line),
+                    queue
                     if unkeyed and self.original
                     else self._routing_key(f, line, f"binding of queue '{queue}'"),
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
                 )
                 if unkeyed and not self.original:
                     self.unkeyed.append((binding, queue))
@@ -297,14 +288,11 @@ class _FileReader:
             f = self.fields(raw, BINDING_KEYS, "binding", line)
             if f is None:
                 continue
-            yield BindingSpec(
-                vhost=f.get("vhost", self.vhost),
-                source=f["source"],
-                destination=f["destination"],
-                destination_type=f.get("destination_type", "queue"),
-                routing_key=self._routing_key(f, line, "binding"),
-                arguments=dict(f.get("arguments") or {}),
-                location=self.at(line),
+            yield BindingSpec.read(
+                f.get("vhost", self.vhost),
+                f,
+                self.at(line),
+                self._routing_key(f, line, "binding"),
             )
 
     def _policies(self, doc: dict[str, Any]) -> Iterable[PolicySpec]:
@@ -312,15 +300,7 @@ class _FileReader:
             f = self.fields(raw, POLICY_KEYS, "policy", line)
             if f is None:
                 continue
-            yield PolicySpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                pattern=f["pattern"],
-                definition=dict(f["definition"]),
-                apply_to=f.get("apply_to", "all"),
-                priority=f.get("priority", 0),
-                location=self.at(line),
-            )
+            yield PolicySpec.read(f.get("vhost", self.vhost), f, self.at(line))
 
     def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
         for raw, line in self.entries(doc, "expect"):
