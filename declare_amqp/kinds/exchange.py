@@ -1,0 +1,30 @@
+"""The exchange kind: a topology file's ``exchanges``, read into ``_model.ExchangeSpec``
+(whose ``read`` the definitions reader and the broker reader share).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._format import EXCHANGE_KEYS, Reader
+from .._model import ExchangeSpec
+
+
+def read_document(reader: Reader, doc: Mapping[str, Any]) -> Iterable[ExchangeSpec]:
+    """The exchanges of one parsed topology file: ``alternate_exchange`` folded into the
+    arguments (a disagreement with ``arguments.alternate-exchange`` is a problem)."""
+    for raw, line in reader.entries(doc, "exchanges"):
+        f = reader.fields(raw, EXCHANGE_KEYS, "exchange", line)
+        if f is None:
+            continue
+        arguments = dict(f.get("arguments") or {})
+        label = f"exchange '{f['name']}'"
+        ae = f.get("alternate_exchange")
+        if ae is not None:
+            if arguments.get("alternate-exchange", ae) != ae:
+                reader.problem(
+                    line, "alternate_exchange and arguments.alternate-exchange disagree", label
+                )
+            arguments["alternate-exchange"] = ae
+        yield ExchangeSpec.read(f.get("vhost", reader.vhost), f, reader.at(line), arguments)
