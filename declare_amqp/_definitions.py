@@ -43,7 +43,7 @@ from ._model import (
     VhostSpec,
 )
 from ._validate import is_builtin_exchange
-from .kinds import ACCESS_KINDS
+from .kinds import ACCESS_KINDS, binding, exchange, policy, queue
 from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
 from .kinds.vhost_settings import VHOST_SETTINGS, describe_settings, without_defaults
 
@@ -639,53 +639,22 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
             doc[kind.definitions_section] = entries
     if parameters:
         doc["parameters"] = parameters
+    # the topology kinds, each in its own list, written by its module (kinds/)
     doc["policies"] = [
-        with_vhost({"name": p.name, **p.body()}, p.vhost)
-        for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
+        with_vhost(policy.to_definitions(p), p.vhost)
+        for p in sorted(topology.policies, key=policy.definitions_order)
     ]
-    queues = []
-    for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name)):
-        arguments = dict(q.arguments)
-        if q.type != "classic":
-            arguments["x-queue-type"] = q.type
-        queues.append(
-            with_vhost(
-                {
-                    "name": q.name,
-                    "durable": q.durable,
-                    "auto_delete": q.auto_delete,
-                    "arguments": arguments,
-                },
-                q.vhost,
-            )
-        )
-    doc["queues"] = queues
+    doc["queues"] = [
+        with_vhost(queue.to_definitions(q), q.vhost)
+        for q in sorted(topology.queues, key=queue.definitions_order)
+    ]
     doc["exchanges"] = [
-        with_vhost(
-            {
-                "name": x.name,
-                "type": x.type,
-                "durable": x.durable,
-                "auto_delete": x.auto_delete,
-                "internal": x.internal,
-                "arguments": dict(x.arguments),
-            },
-            x.vhost,
-        )
-        for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
+        with_vhost(exchange.to_definitions(x), x.vhost)
+        for x in sorted(topology.exchanges, key=exchange.definitions_order)
     ]
     doc["bindings"] = [
-        with_vhost(
-            {
-                "source": b.source,
-                "destination": b.destination,
-                "destination_type": b.destination_type,
-                "routing_key": b.routing_key,
-                "arguments": dict(b.arguments),
-            },
-            b.vhost,
-        )
-        for b in sorted(topology.bindings, key=lambda b: b.key)
+        with_vhost(binding.to_definitions(b), b.vhost)
+        for b in sorted(topology.bindings, key=binding.definitions_order)
     ]
     return doc
 

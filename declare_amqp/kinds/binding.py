@@ -93,3 +93,19 @@ def unkeyed_warnings(
                 binding.location,
                 binding.label,
             )
+
+
+def to_definitions(spec: BindingSpec) -> dict[str, Any]:
+    """A binding as definitions JSON spells it (the vhost added by the caller)."""
+    return {
+        "source": spec.source,
+        "destination": spec.destination,
+        "destination_type": spec.destination_type,
+        "routing_key": spec.routing_key,
+        "arguments": dict(spec.arguments),
+    }
+
+
+def definitions_order(spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
+    """Bindings are written sorted by their identity (``BindingSpec.key``)."""
+    return spec.key

@@ -28,3 +28,20 @@ def read_document(reader: Reader, doc: Mapping[str, Any]) -> Iterable[ExchangeSp
                 )
             arguments["alternate-exchange"] = ae
         yield ExchangeSpec.read(f.get("vhost", reader.vhost), f, reader.at(line), arguments)
+
+
+def to_definitions(spec: ExchangeSpec) -> dict[str, Any]:
+    """An exchange as definitions JSON spells it (the vhost added by the caller)."""
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "durable": spec.durable,
+        "auto_delete": spec.auto_delete,
+        "internal": spec.internal,
+        "arguments": dict(spec.arguments),
+    }
+
+
+def definitions_order(spec: ExchangeSpec) -> tuple[str, str]:
+    """Exchanges are written sorted by vhost, then name."""
+    return (spec.vhost, spec.name)

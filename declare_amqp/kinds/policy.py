@@ -18,3 +18,13 @@ def read_document(reader: Reader, doc: Mapping[str, Any]) -> Iterable[PolicySpec
         f = reader.fields(raw, POLICY_KEYS, "policy", line)
         if f is not None:
             yield PolicySpec.read(f.get("vhost", reader.vhost), f, reader.at(line))
+
+
+def to_definitions(spec: PolicySpec) -> dict[str, Any]:
+    """A policy as definitions JSON spells it (``apply-to``; the vhost added by the caller)."""
+    return {"name": spec.name, **spec.body()}
+
+
+def definitions_order(spec: PolicySpec) -> tuple[str, str]:
+    """Policies are written sorted by vhost, then name."""
+    return (spec.vhost, spec.name)

@@ -65,3 +65,22 @@ def read_document(
             type_given=type_given,
             migrate=bool(f.get("migrate", False)),
         )
+
+
+def to_definitions(spec: QueueSpec) -> dict[str, Any]:
+    """A queue as definitions JSON spells it: a type other than classic written as
+    ``arguments.x-queue-type`` (the vhost added by the caller)."""
+    arguments = dict(spec.arguments)
+    if spec.type != "classic":
+        arguments["x-queue-type"] = spec.type
+    return {
+        "name": spec.name,
+        "durable": spec.durable,
+        "auto_delete": spec.auto_delete,
+        "arguments": arguments,
+    }
+
+
+def definitions_order(spec: QueueSpec) -> tuple[str, str]:
+    """Queues are written sorted by vhost, then name."""
+    return (spec.vhost, spec.name)
