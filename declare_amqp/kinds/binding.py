@@ -10,7 +10,7 @@ from typing import Any
 
 from .._errors import Problem
 from .._format import BINDING_KEYS, QUEUE_BINDING_KEYS, Reader
-from .._model import BindingSpec, ExchangeSpec
+from .._model import BindingSpec, ExchangeSpec, Topology
 
 
 def routing_key(reader: Reader, f: Mapping[str, Any], line: int, label: str) -> str:
@@ -109,3 +109,36 @@ def to_definitions(spec: BindingSpec) -> dict[str, Any]:
 def definitions_order(spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
     """Bindings are written sorted by their identity (``BindingSpec.key``)."""
     return spec.key
+
+
+# ------------------------------------------------------------ export (YAML)
+
+
+def entries(
+    topology: Topology, single: bool
+) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The bindings as YAML entries: those to an exported queue nested in it (by vhost and
+    queue), the others as top-level ``bindings``."""
+    queue_names = {(q.vhost, q.name) for q in topology.queues}
+    nested: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    loose = []
+    for b in sorted(topology.bindings, key=lambda b: b.key):
+        if b.destination_type == "queue" and (b.vhost, b.destination) in queue_names:
+            item: dict[str, Any] = {"exchange": b.source}
+            if b.routing_key:
+                item["routing_key"] = b.routing_key
+            if b.arguments:
+                item["arguments"] = dict(b.arguments)
+            nested.setdefault((b.vhost, b.destination), []).append(item)
+            continue
+        entry: dict[str, Any] = {"source": b.source, "destination": b.destination}
+        if b.destination_type != "queue":
+            entry["destination_type"] = b.destination_type
+        if b.routing_key:
+            entry["routing_key"] = b.routing_key
+        if b.arguments:
+            entry["arguments"] = dict(b.arguments)
+        if not single:
+            entry["vhost"] = b.vhost
+        loose.append(entry)
+    return nested, loose

@@ -45,3 +45,26 @@ def to_definitions(spec: ExchangeSpec) -> dict[str, Any]:
 def definitions_order(spec: ExchangeSpec) -> tuple[str, str]:
     """Exchanges are written sorted by vhost, then name."""
     return (spec.vhost, spec.name)
+
+
+# ------------------------------------------------------------ export (YAML)
+
+
+def to_entry(x: ExchangeSpec) -> dict[str, Any]:
+    """An exchange as a YAML entry: the defaults left out, its alternate exchange by key."""
+    entry: dict[str, Any] = {"name": x.name, "type": x.type}
+    if not x.durable:
+        entry["durable"] = False
+    if x.auto_delete:
+        entry["auto_delete"] = True
+    if x.internal:
+        entry["internal"] = True
+    arguments = dict(x.arguments)
+    ae = arguments.pop("alternate-exchange", None)
+    if isinstance(ae, str):
+        entry["alternate_exchange"] = ae
+    elif ae is not None:
+        arguments["alternate-exchange"] = ae
+    if arguments:
+        entry["arguments"] = arguments
+    return entry

@@ -12,8 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._fit import fits
 from .._format import QUEUE_ALIASES, QUEUE_KEYS, Reader
 from .._model import QueueSpec
+
+# an argument's alias (``x-max-length`` -> ``max_length``), and back
+_ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
+_ARGUMENT_OF = {name: argument for argument, name in _ALIAS_OF.items()}
 
 
 def read_document(
@@ -84,3 +89,33 @@ def to_definitions(spec: QueueSpec) -> dict[str, Any]:
 def definitions_order(spec: QueueSpec) -> tuple[str, str]:
     """Queues are written sorted by vhost, then name."""
     return (spec.vhost, spec.name)
+
+
+# ------------------------------------------------------------ export (YAML)
+
+
+def to_entry(q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A queue as a YAML entry: arguments by their alias where the loader takes the value
+    as it is, its bindings nested."""
+    entry: dict[str, Any] = {"name": q.name, "type": q.type}
+    if not q.durable:
+        entry["durable"] = False
+    if q.auto_delete:
+        entry["auto_delete"] = True
+    arguments = {}
+    for key, value in q.arguments.items():
+        alias = _ALIAS_OF.get(key)
+        if alias is not None and alias_fits(alias, value):
+            entry[alias] = value
+        else:
+            arguments[key] = value
+    if arguments:
+        entry["arguments"] = arguments
+    if bindings:
+        entry["bindings"] = bindings
+    return entry
+
+
+def alias_fits(alias: str, value: Any) -> bool:
+    """Use the alias only when the loader would accept the value as it is (the one rule)."""
+    return fits(_ARGUMENT_OF[alias], value)
