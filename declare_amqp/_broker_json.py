@@ -16,64 +16,29 @@ from ._validate import is_builtin_exchange
 def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:
     """Convert ``GET /api/definitions/{vhost}`` into the model (normalised like the files)."""
     exchanges = tuple(
-        ExchangeSpec(
-            vhost=vhost,
-            name=x["name"],
-            type=x["type"],
-            durable=bool(x.get("durable", True)),
-            auto_delete=bool(x.get("auto_delete", False)),
-            internal=bool(x.get("internal", False)),
-            arguments=dict(x.get("arguments") or {}),
-        )
+        ExchangeSpec.read(vhost, x)
         for x in definitions.get("exchanges", [])
         if not is_builtin_exchange(x["name"])
     )
-    queues = []
-    for q in definitions.get("queues", []):
-        if q["name"].startswith("amq."):
-            continue  # server-named (amq.gen-...): owned by the client that made it
-        arguments = dict(q.get("arguments") or {})
-        queue_type = arguments.pop("x-queue-type", None) or q.get("type") or "classic"
-        queues.append(
-            QueueSpec(
-                vhost=vhost,
-                name=q["name"],
-                type=queue_type,
-                durable=bool(q.get("durable", True)),
-                auto_delete=bool(q.get("auto_delete", False)),
-                arguments=arguments,
-            )
-        )
+    queues = tuple(
+        QueueSpec.from_definitions(vhost, q)
+        for q in definitions.get("queues", [])
+        # server-named (amq.gen-...): owned by the client that made it
+        if not q["name"].startswith("amq.")
+    )
     bindings = tuple(
-        BindingSpec(
-            vhost=vhost,
-            source=b["source"],
-            destination=b["destination"],
-            destination_type=b.get("destination_type", "queue"),
-            routing_key=b.get("routing_key", ""),
-            arguments=dict(b.get("arguments") or {}),
-        )
+        BindingSpec.read(vhost, b)
         for b in definitions.get("bindings", [])
         # the default exchange's implicit bindings are not listed, but be sure; bindings of
         # server-named queues belong with those queues
         if b.get("source")
         and not (b.get("destination_type") == "queue" and b["destination"].startswith("amq."))
     )
-    policies = tuple(
-        PolicySpec(
-            vhost=vhost,
-            name=p["name"],
-            pattern=p["pattern"],
-            definition=dict(p.get("definition") or {}),
-            apply_to=p.get("apply-to", "all"),
-            priority=int(p.get("priority", 0)),
-        )
-        for p in definitions.get("policies", [])
-    )
+    policies = tuple(PolicySpec.from_definitions(vhost, p) for p in definitions.get("policies", []))
     return Topology(
         vhosts=(VhostSpec(vhost),),
         exchanges=exchanges,
-        queues=tuple(queues),
+        queues=queues,
         bindings=bindings,
         policies=policies,
     )

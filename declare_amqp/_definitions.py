@@ -43,7 +43,7 @@ from ._model import (
     VhostSpec,
 )
 from ._validate import is_builtin_exchange
-from .kinds import ACCESS_KINDS
+from .kinds import ACCESS_KINDS, binding, exchange, policy, queue
 from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
 from .kinds.vhost_settings import VHOST_SETTINGS, describe_settings, without_defaults
 
@@ -270,18 +270,7 @@ class _Reader:
                     )
                 )
                 continue
-            exchanges.append(
-                ExchangeSpec(
-                    vhost=vhost,
-                    name=f["name"],
-                    type=f["type"],
-                    durable=f.get("durable", True),
-                    auto_delete=f.get("auto_delete", False),
-                    internal=f.get("internal", False),
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
-                )
-            )
+            exchanges.append(ExchangeSpec.read(vhost, f, self.at(line)))
         queues = []
         server_named: set[tuple[str, str]] = set()
         for f, line in self.entries(doc, "queues"):
@@ -298,19 +287,7 @@ class _Reader:
                     )
                 )
                 continue
-            arguments = dict(f.get("arguments") or {})
-            queue_type = arguments.pop("x-queue-type", None) or f.get("type") or "classic"
-            queues.append(
-                QueueSpec(
-                    vhost=self.vhost_of(f),
-                    name=f["name"],
-                    type=queue_type,
-                    durable=f.get("durable", True),
-                    auto_delete=f.get("auto_delete", False),
-                    arguments=arguments,
-                    location=self.at(line),
-                )
-            )
+            queues.append(QueueSpec.from_definitions(self.vhost_of(f), f, self.at(line)))
         bindings = []
         for f, line in self.entries(doc, "bindings"):
             if f["destination_type"] not in ("queue", "exchange"):
@@ -329,30 +306,11 @@ class _Reader:
                     )
                 )
                 continue
-            bindings.append(
-                BindingSpec(
-                    vhost=self.vhost_of(f),
-                    source=f["source"],
-                    destination=f["destination"],
-                    destination_type=f["destination_type"],
-                    routing_key=f.get("routing_key") or "",
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
-                )
-            )
-        policies = []
-        for f, line in self.entries(doc, "policies"):
-            policies.append(
-                PolicySpec(
-                    vhost=self.vhost_of(f),
-                    name=f["name"],
-                    pattern=f["pattern"],
-                    definition=dict(f["definition"]),
-                    apply_to=f.get("apply-to") or "all",
-                    priority=f.get("priority", 0),
-                    location=self.at(line),
-                )
-            )
+            bindings.append(BindingSpec.read(self.vhost_of(f), f, self.at(line)))
+        policies = [
+            PolicySpec.from_definitions(self.vhost_of(f), f, self.at(line))
+            for f, line in self.entries(doc, "policies")
+        ]
         named = tuple(v.name for v in vhosts) if cluster else (self.vhost,)
         access = self.access(doc, settings)
         return Topology(
@@ -681,53 +639,22 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
             doc[kind.definitions_section] = entries
     if parameters:
         doc["parameters"] = parameters
+    # the topology kinds, each in its own list, written by its module (kinds/)
     doc["policies"] = [
-        with_vhost({"name": p.name, **p.body()}, p.vhost)
-        for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
+        with_vhost(policy.to_definitions(p), p.vhost)
+        for p in sorted(topology.policies, key=policy.definitions_order)
     ]
-    queues = []
-    for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name)):
-        arguments = dict(q.arguments)
-        if q.type != "classic":
-            arguments["x-queue-type"] = q.type
-        queues.append(
-            with_vhost(
-                {
-                    "name": q.name,
-                    "durable": q.durable,
-                    "auto_delete": q.auto_delete,
-                    "arguments": arguments,
-                },
-                q.vhost,
-            )
-        )
-    doc["queues"] = queues
+    doc["queues"] = [
+        with_vhost(queue.to_definitions(q), q.vhost)
+        for q in sorted(topology.queues, key=queue.definitions_order)
+    ]
     doc["exchanges"] = [
-        with_vhost(
-            {
-                "name": x.name,
-                "type": x.type,
-                "durable": x.durable,
-                "auto_delete": x.auto_delete,
-                "internal": x.internal,
-                "arguments": dict(x.arguments),
-            },
-            x.vhost,
-        )
-        for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
+        with_vhost(exchange.to_definitions(x), x.vhost)
+        for x in sorted(topology.exchanges, key=exchange.definitions_order)
     ]
     doc["bindings"] = [
-        with_vhost(
-            {
-                "source": b.source,
-                "destination": b.destination,
-                "destination_type": b.destination_type,
-                "routing_key": b.routing_key,
-                "arguments": dict(b.arguments),
-            },
-            b.vhost,
-        )
-        for b in sorted(topology.bindings, key=lambda b: b.key)
+        with_vhost(binding.to_definitions(b), b.vhost)
+        for b in sorted(topology.bindings, key=binding.definitions_order)
     ]
     return doc
 

@@ -13,14 +13,10 @@ from typing import Any
 import yaml
 
 from ._access import access_document
-from ._fit import fits
-from ._format import QUEUE_ALIASES
-from ._model import ExchangeSpec, QueueSpec, Topology
+from ._model import Topology
+from .kinds import binding, exchange, queue
 from .kinds.parameters import ParameterSpec, as_tuple
 from .worker_queues import made_by_worker
-
-_ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
-_ARGUMENT_OF = {name: argument for argument, name in _ALIAS_OF.items()}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -64,12 +60,12 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
         return entry
 
     exchanges = [
-        with_vhost(_exchange_entry(x), x.vhost)
+        with_vhost(exchange.to_entry(x), x.vhost)
         for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
     ]
-    nested, loose = _binding_entries(topology, single)
+    nested, loose = binding.entries(topology, single)
     queues = [
-        with_vhost(_queue_entry(q, nested.get((q.vhost, q.name))), q.vhost)
+        with_vhost(queue.to_entry(q, nested.get((q.vhost, q.name))), q.vhost)
         for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name))
     ]
     policies = [
@@ -103,83 +99,6 @@ def _without_worker_queues(topology: Topology) -> Topology:
             if not (b.destination_type == "queue" and (b.vhost, b.destination) in made)
         ),
     )
-
-
-def _exchange_entry(x: ExchangeSpec) -> dict[str, Any]:
-    """An exchange as a YAML entry: the defaults left out, its alternate exchange by key."""
-    entry: dict[str, Any] = {"name": x.name, "type": x.type}
-    if not x.durable:
-        entry["durable"] = False
-    if x.auto_delete:
-        entry["auto_delete"] = True
-    if x.internal:
-        entry["internal"] = True
-    arguments = dict(x.arguments)
-    ae = arguments.pop("alternate-exchange", None)
-    if isinstance(ae, str):
-        entry["alternate_exchange"] = ae
-    elif ae is not None:
-        arguments["alternate-exchange"] = ae
-    if arguments:
-        entry["arguments"] = arguments
-    return entry
-
-
-def _binding_entries(
-    topology: Topology, single: bool
-) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[dict[str, Any]]]:
-    """The bindings as YAML entries: those to an exported queue nested in it (by vhost and
-    queue), the others as top-level ``bindings``."""
-    queue_names = {(q.vhost, q.name) for q in topology.queues}
-    nested: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    loose = []
-    for b in sorted(topology.bindings, key=lambda b: b.key):
-        if b.destination_type == "queue" and (b.vhost, b.destination) in queue_names:
-            item: dict[str, Any] = {"exchange": b.source}
-            if b.routing_key:
-                item["routing_key"] = b.routing_key
-            if b.arguments:
-                item["arguments"] = dict(b.arguments)
-            nested.setdefault((b.vhost, b.destination), []).append(item)
-            continue
-        entry: dict[str, Any] = {"source": b.source, "destination": b.destination}
-        if b.destination_type != "queue":
-            entry["destination_type"] = b.destination_type
-        if b.routing_key:
-            entry["routing_key"] = b.routing_key
-        if b.arguments:
-            entry["arguments"] = dict(b.arguments)
-        if not single:
-            entry["vhost"] = b.vhost
-        loose.append(entry)
-    return nested, loose
-
-
-def _queue_entry(q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """A queue as a YAML entry: arguments by their alias where the loader takes the value
-    as it is, its bindings nested."""
-    entry: dict[str, Any] = {"name": q.name, "type": q.type}
-    if not q.durable:
-        entry["durable"] = False
-    if q.auto_delete:
-        entry["auto_delete"] = True
-    arguments = {}
-    for key, value in q.arguments.items():
-        alias = _ALIAS_OF.get(key)
-        if alias is not None and _alias_fits(alias, value):
-            entry[alias] = value
-        else:
-            arguments[key] = value
-    if arguments:
-        entry["arguments"] = arguments
-    if bindings:
-        entry["bindings"] = bindings
-    return entry
-
-
-def _alias_fits(alias: str, value: Any) -> bool:
-    """Use the alias only when the loader would accept the value as it is (the one rule)."""
-    return fits(_ARGUMENT_OF[alias], value)
 
 
 def to_yaml(topology: Topology, vhosts: Sequence[str], header: str = "") -> str:

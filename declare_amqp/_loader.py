@@ -21,30 +21,18 @@ from ._errors import dedupe as first_of_each
 from ._files import DEFAULT_MAX_FILE_SIZE, read_text
 from ._fit import key_problem
 from ._format import (
-    BINDING_KEYS,
-    EXCHANGE_KEYS,
     EXPECT_KEYS,
-    POLICY_KEYS,
-    QUEUE_ALIASES,
-    QUEUE_BINDING_KEYS,
-    QUEUE_KEYS,
-    VHOST_KEYS,
     Key,
 )
 from ._gc import paused as paused_gc
 from ._model import (
-    BindingSpec,
     ConsumerSpec,
-    ExchangeSpec,
     Expectation,
-    PolicySpec,
-    QueueSpec,
     Topology,
-    VhostSpec,
     canonical,
 )
 from ._yaml import AliasBomb, yaml_document
-from .kinds import TOP_KEYS
+from .kinds import TOP_KEYS, binding, exchange, policy, queue, vhost
 
 
 class _FileReader:
@@ -57,13 +45,12 @@ class _FileReader:
         # the original declare-amqp's file (`--config FILE`): a queue binding without a key
         # is bound with the queue's name, as its pika queue_bind(queue, exchange) did
         self.original = original
-        self.unkeyed: list[tuple[BindingSpec, str]] = []
         self.override_vhost = override_vhost
         self.fallback_vhost = fallback_vhost
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         # the document's values are unshared (no aliases): the raw queues, most of a large
-        # file, are dropped from it one by one as their specs are built (``_queues``)
+        # file, are dropped from it one by one as their specs are built (``kinds.queue``)
         self.release = False
 
     def at(self, line: int) -> Location:
@@ -143,184 +130,25 @@ class _FileReader:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
         explicit = self.override_vhost or top.get("vhost")
-        bindings = tuple(self._top_bindings(doc)) + tuple(self._queue_bindings(doc))
-        exchanges = tuple(self._exchanges(doc))
+        top_bindings = tuple(binding.read_document(self, doc))
+        queue_bindings = tuple(binding.read_queue_bindings(self, doc, self.original))
+        unkeyed = [b for b, no_key in queue_bindings if no_key and not self.original]
+        bindings = (*top_bindings, *(b for b, _ in queue_bindings))
+        exchanges = tuple(exchange.read_document(self, doc))
         access = read_access(self, doc)  # before the warnings: it adds to them
         return Topology(
-            warnings=(*self._unkeyed_warnings(exchanges), *self.warnings),
+            warnings=(*binding.unkeyed_warnings(unkeyed, exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
-            vhosts=tuple(self._vhosts(doc)),
+            vhosts=tuple(vhost.read_document(self, doc)),
             exchanges=exchanges,
-            queues=tuple(self._queues(doc)),
+            # the last reader of the raw queues (their bindings were read before)
+            queues=tuple(queue.read_document(self, doc, self.release)),
             bindings=bindings,
-            policies=tuple(self._policies(doc)),
+            policies=tuple(policy.read_document(self, doc)),
             consumers=tuple(self._consumers(doc)),
             access=access,
             expectations=tuple(self._expectations(doc)),
         )
-
-    def _vhosts(self, doc: dict[str, Any]) -> Iterable[VhostSpec]:
-        for raw, line in self.entries(doc, "vhosts"):
-            if isinstance(raw, str):
-                yield VhostSpec(raw, self.at(line))
-                continue
-            f = self.fields(raw, VHOST_KEYS, "vhost", line)
-            if f is not None:
-                yield VhostSpec(f["name"], self.at(line))
-
-    def _exchanges(self, doc: dict[str, Any]) -> Iterable[ExchangeSpec]:
-        for raw, line in self.entries(doc, "exchanges"):
-            f = self.fields(raw, EXCHANGE_KEYS, "exchange", line)
-            if f is None:
-                continue
-            arguments = dict(f.get("arguments") or {})
-            label = f"exchange '{f['name']}'"
-            ae = f.get("alternate_exchange")
-            if ae is not None:
-                if arguments.get("alternate-exchange", ae) != ae:
-                    self.problem(
-                        line, "alternate_exchange and arguments.alternate-exchange disagree", label
-                    )
-                arguments["alternate-exchange"] = ae
-            yield ExchangeSpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                type=f["type"],
-                durable=f.get("durable", True),
-                auto_delete=f.get("auto_delete", False),
-                internal=f.get("internal", False),
-                arguments=arguments,
-                location=self.at(line),
-            )
-
-    def _queues(self, doc: dict[str, Any]) -> Iterable[QueueSpec]:
-        entries = list(self.entries(doc, "queues"))
-        # the last reader of the raw queues (their bindings were read before): each one is
-        # released as its spec is built, so the values and the model of a large file are
-        # not both held whole (on a file of aliases a value may be read again elsewhere)
-        held = doc["queues"] if self.release and entries else None
-        for index, (raw, line) in enumerate(entries):
-            if held is not None:
-                entries[index] = held[index] = None  # type: ignore[call-overload]
-            f = self.fields(raw, QUEUE_KEYS, "queue", line)
-            if f is None:
-                continue
-            label = f"queue '{f['name']}'"
-            arguments = dict(f.get("arguments") or {})
-            for alias in QUEUE_ALIASES:
-                if alias.name in f and alias.argument:
-                    if alias.argument in arguments and arguments[alias.argument] != f[alias.name]:
-                        self.problem(
-                            raw.key_lines.get(alias.name, line),
-                            f"'{alias.name}' and arguments.{alias.argument} disagree",
-                            label,
-                        )
-                    arguments[alias.argument] = f[alias.name]
-            queue_type = f.get("type", "classic")
-            type_given = "type" in f or "x-queue-type" in arguments
-            if "x-queue-type" in arguments:
-                declared = arguments.pop("x-queue-type")
-                if "type" in f and declared != queue_type:
-                    self.problem(
-                        line,
-                        f"'type: {queue_type}' and arguments.x-queue-type '{declared}' disagree",
-                        label,
-                    )
-                elif "type" not in f:
-                    queue_type = declared
-            yield QueueSpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                type=queue_type,
-                durable=f.get("durable", True),
-                auto_delete=f.get("auto_delete", False),
-                arguments=arguments,
-                location=self.at(line),
-                type_given=type_given,
-                migrate=bool(f.get("migrate", False)),
-            )
-
-    def _routing_key(self, f: dict[str, Any], line: int, label: str) -> str:
-        rk = f.get("routing_key")
-        bk = f.get("binding_key")
-        if rk is not None and bk is not None and rk != bk:
-            self.problem(
-                line, "routing_key and binding_key disagree (they are the same thing)", label
-            )
-        return str(rk if rk is not None else bk if bk is not None else "")
-
-    def _queue_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
-        for raw_queue, _ in self.entries(doc, "queues"):
-            if not isinstance(raw_queue, dict) or not isinstance(raw_queue.get("bindings"), list):
-                continue
-            queue = raw_queue.get("name")
-            vhost = raw_queue.get("vhost", self.vhost)
-            for raw, line in self.entries(raw_queue, "bindings"):
-                f = self.fields(raw, QUEUE_BINDING_KEYS, f"binding of queue '{queue}'", line)
-                if f is None or not isinstance(queue, str) or not isinstance(vhost, str):
-                    continue
-                unkeyed = f.get("routing_key") is None and f.get("binding_key") is None
-                binding = BindingSpec(
-                    vhost=vhost,
-                    source=f["exchange"],
-                    destination=queue,
-                    destination_type="queue",
-                    routing_key=queue
-                    if unkeyed and self.original
-                    else self._routing_key(f, line, f"binding of queue '{queue}'"),
-                    arguments=dict(f.get("arguments") or {}),
-                    location=self.at(line),
-                )
-                if unkeyed and not self.original:
-                    self.unkeyed.append((binding, queue))
-                yield binding
-
-    def _unkeyed_warnings(self, exchanges: Sequence[ExchangeSpec]) -> Iterable[Problem]:
-        """A queue binding without a key to a direct or topic exchange is bound with '' here
-        (as in definitions JSON); the original declare-amqp bound it with the queue's name,
-        so messages routed by that name would become unroutable after switching tools."""
-        types = {(x.vhost, x.name): x.type for x in exchanges}
-        for binding, queue in self.unkeyed:
-            builtin = binding.source[4:] if binding.source.startswith("amq.") else None
-            kind = types.get((binding.vhost, binding.source), builtin)
-            if kind in ("direct", "topic"):
-                yield Problem(
-                    f"no binding_key: bound with '' (only messages published with an empty "
-                    f"routing key match); the original declare-amqp bound it with the queue's "
-                    f"name '{queue}' (write binding_key: {queue} to keep that)",
-                    binding.location,
-                    binding.label,
-                )
-
-    def _top_bindings(self, doc: dict[str, Any]) -> Iterable[BindingSpec]:
-        for raw, line in self.entries(doc, "bindings"):
-            f = self.fields(raw, BINDING_KEYS, "binding", line)
-            if f is None:
-                continue
-            yield BindingSpec(
-                vhost=f.get("vhost", self.vhost),
-                source=f["source"],
-                destination=f["destination"],
-                destination_type=f.get("destination_type", "queue"),
-                routing_key=self._routing_key(f, line, "binding"),
-                arguments=dict(f.get("arguments") or {}),
-                location=self.at(line),
-            )
-
-    def _policies(self, doc: dict[str, Any]) -> Iterable[PolicySpec]:
-        for raw, line in self.entries(doc, "policies"):
-            f = self.fields(raw, POLICY_KEYS, "policy", line)
-            if f is None:
-                continue
-            yield PolicySpec(
-                vhost=f.get("vhost", self.vhost),
-                name=f["name"],
-                pattern=f["pattern"],
-                definition=dict(f["definition"]),
-                apply_to=f.get("apply_to", "all"),
-                priority=f.get("priority", 0),
-                location=self.at(line),
-            )
 
     def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
         for raw, line in self.entries(doc, "expect"):

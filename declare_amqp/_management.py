@@ -705,14 +705,7 @@ class ManagementClient:
         if response.status_code == 404:
             return []
         return [
-            BindingSpec(
-                vhost=vhost,
-                source=b["source"],
-                destination=b["destination"],
-                destination_type="queue",
-                routing_key=b.get("routing_key", ""),
-                arguments=dict(b.get("arguments") or {}),
-            )
+            BindingSpec.read(vhost, {**b, "destination_type": "queue"})
             for b in self.checked(response, f"reading the bindings of queue '{name}'").json()
             if b.get("source")
         ]

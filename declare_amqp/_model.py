@@ -57,6 +57,28 @@ class ExchangeSpec:
         value = self.arguments.get("alternate-exchange")
         return value if isinstance(value, str) else None
 
+    @classmethod
+    def read(
+        cls,
+        vhost: str,
+        f: Mapping[str, Any],
+        location: Location | None = None,
+        arguments: Arguments | None = None,
+    ) -> ExchangeSpec:
+        """The one reader of an exchange: from its fields as a topology file, a definitions
+        file and the broker's listing all spell them (``arguments`` when the caller folded
+        more into them: the YAML ``alternate_exchange``)."""
+        return cls(
+            vhost=vhost,
+            name=f["name"],
+            type=f["type"],
+            durable=bool(f.get("durable", True)),
+            auto_delete=bool(f.get("auto_delete", False)),
+            internal=bool(f.get("internal", False)),
+            arguments=dict(f.get("arguments") or {}) if arguments is None else arguments,
+            location=location,
+        )
+
     @property
     def label(self) -> str:
         """How messages name it."""
@@ -87,6 +109,44 @@ class QueueSpec:
     def label(self) -> str:
         """How messages name it."""
         return f"queue '{self.name}' ({vhost_label(self.vhost)})"
+
+    @classmethod
+    def read(
+        cls,
+        vhost: str,
+        f: Mapping[str, Any],
+        location: Location | None = None,
+        *,
+        queue_type: str,
+        arguments: Arguments,
+        type_given: bool = True,
+        migrate: bool = False,
+    ) -> QueueSpec:
+        """The one reader of a queue, from its fields (name, durable, auto_delete) and its
+        type and arguments as the caller resolved them: a topology file folds its aliases
+        and lets ``type`` win (``_loader``), definitions JSON lets ``x-queue-type`` win
+        (``from_definitions``)."""
+        return cls(
+            vhost=vhost,
+            name=f["name"],
+            type=queue_type,
+            durable=bool(f.get("durable", True)),
+            auto_delete=bool(f.get("auto_delete", False)),
+            arguments=arguments,
+            location=location,
+            type_given=type_given,
+            migrate=migrate,
+        )
+
+    @classmethod
+    def from_definitions(
+        cls, vhost: str, f: Mapping[str, Any], location: Location | None = None
+    ) -> QueueSpec:
+        """A queue of a definitions file or of the broker's listing: ``x-queue-type`` folded
+        into the type (before the ``type`` field; classic when neither is given)."""
+        arguments = dict(f.get("arguments") or {})
+        queue_type = arguments.pop("x-queue-type", None) or f.get("type") or "classic"
+        return cls.read(vhost, f, location, queue_type=queue_type, arguments=arguments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +186,27 @@ class BindingSpec:
         """How messages name it."""
         return f"binding {self.name} ({vhost_label(self.vhost)})"
 
+    @classmethod
+    def read(
+        cls,
+        vhost: str,
+        f: Mapping[str, Any],
+        location: Location | None = None,
+        routing_key: str | None = None,
+    ) -> BindingSpec:
+        """The one reader of a binding, from its fields as a topology file's ``bindings``,
+        a definitions file and the broker's listing spell them (``routing_key`` when the
+        caller resolved it: a topology file's ``binding_key``)."""
+        return cls(
+            vhost=vhost,
+            source=f["source"],
+            destination=f["destination"],
+            destination_type=f.get("destination_type", "queue"),
+            routing_key=(f.get("routing_key") or "") if routing_key is None else routing_key,
+            arguments=dict(f.get("arguments") or {}),
+            location=location,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
@@ -143,6 +224,34 @@ class PolicySpec:
     def label(self) -> str:
         """How messages name it."""
         return f"policy '{self.name}' ({vhost_label(self.vhost)})"
+
+    @classmethod
+    def read(
+        cls,
+        vhost: str,
+        f: Mapping[str, Any],
+        location: Location | None = None,
+        apply_to: str = "apply_to",
+    ) -> PolicySpec:
+        """The one reader of a policy, from its fields; ``apply_to`` names the field that
+        holds it (a topology file's ``apply_to``; definitions JSON and the broker spell it
+        ``apply-to``, see ``from_definitions``)."""
+        return cls(
+            vhost=vhost,
+            name=f["name"],
+            pattern=f["pattern"],
+            definition=dict(f.get("definition") or {}),
+            apply_to=f.get(apply_to) or "all",
+            priority=f.get("priority", 0),
+            location=location,
+        )
+
+    @classmethod
+    def from_definitions(
+        cls, vhost: str, f: Mapping[str, Any], location: Location | None = None
+    ) -> PolicySpec:
+        """A policy of a definitions file or of the broker's listing (``apply-to``)."""
+        return cls.read(vhost, f, location, apply_to="apply-to")
 
     def body(self) -> dict[str, Any]:
         """The policy as the broker's API and definitions JSON spell it (``apply-to``): the
