@@ -153,9 +153,12 @@ class _Run:
         # The limits of vhosts created in the first phase are set with the access objects.
         followups = [] if phase.deletes else [c for c in writes if has_followup(c)]
         if changes or followups:
-            written = apply_access(self.http(), [*followups, *changes], self.env)
-            self.done.extend(written)
-            self.count(len(written))
+            written: list[Change] = []
+            try:
+                apply_access(self.http(), [*followups, *changes], self.env, written)
+            finally:  # what was written before a refusal is the rollback's to undo
+                self.done.extend(written)
+                self.count(len(written))
 
     async def phases(self, writes: Sequence[Change], rollback: bool) -> None:
         """Each phase of ``PHASES`` to its writer; with ``rollback``, none after a refusal."""

@@ -3,7 +3,7 @@ what this run wrote, so the broker is left as it was.
 
 Validation and the plan-time checks should refuse everything the broker would; this is for
 what still slips through (the broker changed between plan and apply, a permission the plan
-could not read, a node that went away). Undone, newest first:
+could not read, a node that went away). Undone, newest first within each step:
 
 1. bindings this run added are removed;
 2. queues it created are deleted only while still empty and unused (``if-empty``,
@@ -11,12 +11,19 @@ could not read, a node that went away). Undone, newest first:
    and is listed);
 3. policies it wrote are restored to what the broker held before, or deleted when new;
 4. exchanges it created are deleted;
-5. vhosts it created are deleted, only when everything this run put into them was undone.
+5. the access objects it wrote, each by its kind's ``undo`` hook (``kinds._base``): users,
+   permissions, topic permissions, operator policies, federation upstreams and shovels it
+   created are deleted; those it updated get back what the broker held before, read at plan
+   time (``Change.actual``): a user its stored password hash, hashing algorithm, tags and
+   limits, a permission its patterns, a vhost its metadata and limits;
+6. vhosts it created are deleted, only when everything this run put into them was undone.
 
 What cannot be undone is listed by name with the reason: a delete this run made (a queue's
-messages are gone), users, permissions, limits, upstreams and shovels it wrote (their previous
-secrets are not readable back), and whatever a step above could not undo. A SIGKILL cannot
-roll back; a rerun converges from wherever the broker was left.
+messages are gone), an upstream or shovel it updated (the broker's URIs were kept only as
+digests, never in the clear, so they cannot be written back), and whatever a step above
+could not undo. No secret is shown: a user is restored by its hash, and a broker error is
+the kind's own (redacted). A SIGKILL cannot roll back; a rerun converges from wherever the
+broker was left.
 """
 
 from __future__ import annotations
@@ -29,9 +36,18 @@ from ._amqp import AmqpSession, delete_operation
 from ._errors import DeclareAmqpError, printable
 from ._management import ManagementClient
 from ._model import PolicySpec
-from ._plan import CREATE, DELETE, UPDATE, Change, Kind
+from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind
+from .kinds import kind_of
 
 _UNDONE_BY_AMQP = (Kind.BINDING, Kind.QUEUE, Kind.EXCHANGE)
+
+
+def _is_access(change: Change) -> bool:
+    """A write of an access kind (a vhost's creation is the topology's; its settings'
+    update is the access kind's)."""
+    return change.kind in ACCESS_KINDS and not (
+        change.kind is Kind.VHOST and change.action == CREATE
+    )
 
 
 @dataclass(frozen=True)
@@ -78,10 +94,13 @@ class _Undo:
         self.blocked_vhosts.add(change.vhost)
 
     def keep_the_undoable(self, newest_first: Sequence[Change]) -> None:
-        """Deletes, updates in place and the access kinds' writes are not undone."""
+        """Deletes, and the topology's updates in place other than policies', are not
+        undone (the access kinds' updates are: ``access_stage``)."""
         for change in newest_first:
             if change.action == DELETE:
                 self.keep(change, "deleted by this apply; a delete cannot be undone")
+            elif _is_access(change):
+                continue
             elif change.kind not in (*_UNDONE_BY_AMQP, Kind.POLICY, Kind.VHOST):
                 self.keep(
                     change, f"{change.action.value}d; {change.kind} writes are not rolled back"
@@ -121,15 +140,30 @@ class _Undo:
                 else:
                     self.keep(c, f"could not be undone: {failure.reply_code} {failure.reply_text}")
 
+    def access_stage(self, newest_first: Sequence[Change]) -> None:
+        """Undo this apply's creates and updates of the access kinds, newest first, each by
+        its kind's ``undo`` hook."""
+        for c in newest_first:
+            if not _is_access(c) or c.action not in (CREATE, UPDATE):
+                continue
+            if self.management is None:
+                self.keep(c, "could not be undone without the management API")
+                continue
+            try:
+                kind_of(c.kind).undo(self.management, c)
+                self.undone.append(c)
+            except DeclareAmqpError as exc:
+                self.keep(c, f"could not be undone: {exc}")
+
     def http_stage(
         self,
         kind: Kind,
         undo: Callable[[ManagementClient, Change], None],
         newest_first: Sequence[Change],
     ) -> None:
-        """Undo this apply's creates and updates of ``kind`` over HTTP."""
+        """Undo this apply's creates and updates of ``kind`` (a topology kind) over HTTP."""
         for c in newest_first:
-            if c.kind is not kind or c.action not in (CREATE, UPDATE):
+            if c.kind is not kind or c.action not in (CREATE, UPDATE) or _is_access(c):
                 continue
             if kind is Kind.VHOST and c.name in self.blocked_vhosts:
                 self.keep(c, "not deleted: something this apply put in it could not be undone")
@@ -165,6 +199,7 @@ async def roll_back(
         await run.amqp_stage(Kind.EXCHANGE, newest_first)
     finally:
         await run.close()
+    run.access_stage(newest_first)
     run.http_stage(Kind.VHOST, lambda m, c: m.delete_vhost(c.name), newest_first)
     return Rollback(tuple(run.undone), tuple(run.failed))
 

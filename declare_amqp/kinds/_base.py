@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .._errors import Location, Problem
+from .._errors import DeclareAmqpError, Location, Problem
 from .._format import Key, Reader
 
 __all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
 from .._model import Access, AccessObject
-from .._plan import DELETE, Action, Change, Difference, Kind, keyed_changes
+from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind, keyed_changes
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -263,6 +263,24 @@ class AccessKind(Generic[S]):
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
         """Carry ``c`` out; False when there is nothing for this kind to do."""
         raise NotImplementedError
+
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """Undo this run's write ``c`` (the rollback, ``_rollback``): a create is deleted,
+        an update written back to ``c.actual``, what the broker held before (a ``bulk``
+        kind's in a definitions import of its own). Raises DeclareAmqpError with the reason
+        when that cannot be done exactly (the rollback lists the object by name)."""
+        if c.action == CREATE:
+            inverse = Change(DELETE, self.kind, c.vhost, c.name, actual=c.desired)
+        elif c.action == UPDATE and c.actual is not None:
+            back = [Difference(d.field, d.after, d.before) for d in c.differences]
+            inverse = Change(UPDATE, self.kind, c.vhost, c.name, c.actual, c.desired, tuple(back))
+        else:
+            raise DeclareAmqpError(f"{c.action.value}d: only a create or an update is undone")
+        entry = self.bulk_entry(inverse, None) if self.bulk and inverse.action == UPDATE else None
+        if entry is not None:
+            section = str(self.definitions_section)
+            management.import_definitions({section: [entry]}, f"restoring {c.spec.label}")
+        self.write(management, inverse, None)
 
     # ------------------------------------------------------------ export
 

@@ -484,6 +484,16 @@ class Component(AccessKind[ParameterSpec]):
             raise BrokerError(text) from None
         return True
 
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """A created parameter is deleted; an update cannot be undone exactly: the broker's
+        URIs were kept only as digests (never in the clear), so they cannot be written back."""
+        if c.action == UPDATE:
+            raise DeclareAmqpError(
+                "updated in place; its previous URIs are kept only as digests, so they "
+                "cannot be written back"
+            )
+        super().undo(management, c)
+
     # ------------------------------------------------------------ export
 
     def export_entry(self, spec: ParameterSpec, with_vhost: bool) -> dict[str, Any]:

@@ -495,6 +495,26 @@ class UserKind(AccessKind[UserSpec]):
             return True
         return False
 
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """A created user is deleted (its permissions with it); an updated one gets back
+        exactly what the broker held: the stored hash and its algorithm, the tags (one
+        definitions import, so no password travels) and the limits this run changed."""
+        if c.action != UPDATE:
+            super().undo(management, c)
+            return
+        before, after = c.actual, c.desired
+        assert isinstance(before, UserSpec) and isinstance(after, UserSpec)
+        entry = {
+            "name": before.name,
+            "password_hash": before.password_hash or "",
+            "hashing_algorithm": before.hashing_algorithm or DEFAULT_HASHING,
+            "tags": ",".join(before.tags),
+        }
+        management.import_definitions({"users": [entry]}, f"restoring {before.label}")
+        for limit, f in USER_LIMITS.items():
+            if getattr(after, f) is not None and getattr(after, f) != getattr(before, f):
+                management.put_user_limit(before.name, limit, getattr(before, f))
+
     # ------------------------------------------------------------ export
 
     def export_entry(self, spec: UserSpec, with_vhost: bool) -> dict[str, Any]:

@@ -213,6 +213,21 @@ class VhostSettingsKind(AccessKind[VhostSettings]):
                 management.put_vhost_limit(c.name, limit, getattr(want, f))
         return True
 
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """An update's metadata and limits written back to what the vhost had; a vhost that
+        had no limits gets no limits record back either (the broker keeps an empty one after
+        its last limit is removed one by one)."""
+        super().undo(management, c)
+        before = c.actual
+        if isinstance(before, VhostSettings) and all(
+            getattr(before, f) is None for f in VHOST_LIMITS.values()
+        ):
+            changed = {d.field for d in c.differences} & set(VHOST_LIMITS.values())
+            if changed:
+                management.delete_parameter(
+                    "vhost-limits", c.name, "limits", f"clearing the limits of vhost '{c.name}'"
+                )
+
     def export_entry(self, spec: VhostSettings, with_vhost: bool) -> dict[str, Any]:
         """As a ``vhosts`` entry (the settings a new vhost has anyway left out)."""
         return {"name": spec.name, **describe_settings(without_defaults(spec))}
