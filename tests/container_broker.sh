@@ -118,14 +118,32 @@ EOF
     log "built $IMAGE in $(( $(date +%s) - started )) s"
 }
 
+# A service whose working directory was deleted (it was started from a checkout that has since
+# been removed, e.g. an earlier CI clone) still answers _ping, but every container it starts
+# fails ("write child: broken pipe"; its log: "conmon: Failed to get working directory"):
+# such a service is stopped and started again, and a new one is started from /.
+stale_service() {
+    local pid
+    for pid in $(pgrep -f "podman system service .*unix://$SOCK" 2>/dev/null); do
+        case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+            *" (deleted)") return 0 ;;
+        esac
+    done
+    return 1
+}
+
 ensure_service() {
-    if [ -S "$SOCK" ] && curl -fsS --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then
+    if stale_service; then
+        log "restarting podman's API service: its working directory was deleted"
+        $SUDO pkill -f "podman system service .*unix://$SOCK" || true
+        sleep 0.5
+    elif [ -S "$SOCK" ] && curl -fsS --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then
         return 0
     fi
     log "starting podman's Docker-compatible API on unix://$SOCK"
     $SUDO mkdir -p "$(dirname "$SOCK")"
     $SUDO rm -f "$SOCK"
-    nohup $SUDO podman system service --time=0 "unix://$SOCK" >/var/tmp/podman-service.log 2>&1 &
+    (cd / && nohup $SUDO podman system service --time=0 "unix://$SOCK" >/var/tmp/podman-service.log 2>&1 &)
     for _ in $(seq 1 50); do
         curl -fsS --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && return 0
         sleep 0.2
