@@ -118,13 +118,19 @@ EOF
     log "built $IMAGE in $(( $(date +%s) - started )) s"
 }
 
+# Every call to the API is bounded: a service that accepted the connection but never answers
+# (seen once: a CI run waited here until its 90 minutes ran out) must not hang the run.
+ping() { curl -fsS --max-time 3 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+
+service_pids() { pgrep -f "podman system service .*unix://$SOCK" 2>/dev/null || true; }
+
 # A service whose working directory was deleted (it was started from a checkout that has since
 # been removed, e.g. an earlier CI clone) still answers _ping, but every container it starts
 # fails ("write child: broken pipe"; its log: "conmon: Failed to get working directory"):
 # such a service is stopped and started again, and a new one is started from /.
 stale_service() {
     local pid
-    for pid in $(pgrep -f "podman system service .*unix://$SOCK" 2>/dev/null); do
+    for pid in $(service_pids); do
         case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
             *" (deleted)") return 0 ;;
         esac
@@ -132,23 +138,55 @@ stale_service() {
     return 1
 }
 
+# Stop every service on $SOCK (TERM, then KILL after 10 s) and wait until none is left, so that
+# a new one does not start beside an old one that still holds podman's locks.
+stop_services() {
+    local pids
+    pids="$(service_pids)"
+    [ -n "$pids" ] || return 0
+    # shellcheck disable=SC2086
+    $SUDO kill $pids 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        [ -n "$(service_pids)" ] || return 0
+        sleep 0.2
+    done
+    log "podman's API service did not stop on TERM; killing it"
+    pids="$(service_pids)"
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || $SUDO kill -9 $pids 2>/dev/null || true
+    sleep 0.5
+}
+
+start_service() {
+    $SUDO mkdir -p "$(dirname "$SOCK")"
+    $SUDO rm -f "$SOCK"
+    # From /, so the service never keeps a checkout as its working directory; stdin from
+    # /dev/null and every output to the log, so it holds none of the caller's pipes open.
+    (cd / && nohup $SUDO podman system service --time=0 "unix://$SOCK" \
+        </dev/null >/var/tmp/podman-service.log 2>&1 &)
+    for _ in $(seq 1 60); do
+        ping && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
 ensure_service() {
     if stale_service; then
         log "restarting podman's API service: its working directory was deleted"
-        $SUDO pkill -f "podman system service .*unix://$SOCK" || true
-        sleep 0.5
-    elif [ -S "$SOCK" ] && curl -fsS --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then
+    elif [ -S "$SOCK" ] && ping; then
         return 0
+    elif [ -n "$(service_pids)" ]; then
+        log "restarting podman's API service: it runs but does not answer on $SOCK"
     fi
+    stop_services
     log "starting podman's Docker-compatible API on unix://$SOCK"
-    $SUDO mkdir -p "$(dirname "$SOCK")"
-    $SUDO rm -f "$SOCK"
-    (cd / && nohup $SUDO podman system service --time=0 "unix://$SOCK" >/var/tmp/podman-service.log 2>&1 &)
-    for _ in $(seq 1 50); do
-        curl -fsS --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "error: podman system service did not answer on $SOCK (log: /var/tmp/podman-service.log)" >&2
+    start_service && return 0
+    log "podman's API did not answer within 30 s; stopping it and trying once more"
+    stop_services
+    start_service && return 0
+    echo "error: podman system service did not answer on $SOCK; the end of its log:" >&2
+    tail -n 20 /var/tmp/podman-service.log >&2 || true
     return 1
 }
 

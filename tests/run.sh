@@ -39,10 +39,13 @@ run_pytest() {
     local name="$1"; shift
     local rc=0
     set +e
-    .venv/bin/python -m pytest "$@" 2>&1 | tee "$LOGS/$name"
+    # bounded, so a run that hangs ends with a report: CI gives the whole job 90 minutes
+    timeout --kill-after=30 "${RUN_TIMEOUT:-2100}" .venv/bin/python -m pytest "$@" 2>&1 | tee "$LOGS/$name"
     rc="${PIPESTATUS[0]}"
     set -e
-    if [ "$rc" = 5 ]; then
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "error: the $name run did not finish within ${RUN_TIMEOUT:-2100} s" >&2
+    elif [ "$rc" = 5 ]; then
         echo "error: pytest collected no tests ($name run)" >&2
         rc=1
     fi
@@ -61,7 +64,8 @@ for which in $BROKERS; do
         container)
             echo "==> run 2: ${CONTAINER_SUITES[*]} against a RabbitMQ 4.x container" >&2
             started=$(date +%s)
-            if ! container_env="$(bash tests/container_broker.sh)"; then
+            # bounded: a first build (debootstrap) takes 1-3 minutes
+            if ! container_env="$(timeout --kill-after=10 1200 bash tests/container_broker.sh)"; then
                 echo "error: the container broker could not be made ready" >&2
                 summaries+=("container: the image or podman's API could not be made ready")
                 status=1
