@@ -160,10 +160,12 @@ stop_services() {
 start_service() {
     $SUDO mkdir -p "$(dirname "$SOCK")"
     $SUDO rm -f "$SOCK"
-    # From /, so the service never keeps a checkout as its working directory; stdin from
-    # /dev/null and every output to the log, so it holds none of the caller's pipes open.
-    (cd / && nohup $SUDO podman system service --time=0 "unix://$SOCK" \
-        </dev/null >/var/tmp/podman-service.log 2>&1 &)
+    # From /, so the service never keeps a checkout as its working directory. The redirections
+    # apply to the whole background subshell, which then becomes the service (exec): nothing
+    # left running holds the caller's stdout. (Stop 24's CI run hung here: the subshell that
+    # waited for the service kept the pipe of `$(bash tests/container_broker.sh)` open.)
+    (cd / && exec nohup $SUDO podman system service --time=0 "unix://$SOCK") \
+        </dev/null >/var/tmp/podman-service.log 2>&1 &
     for _ in $(seq 1 60); do
         ping && return 0
         sleep 0.5
