@@ -31,7 +31,7 @@ from typing import Any
 from ._access import read_access
 from ._errors import Location, Problem
 from ._fit import key_problem, type_fits
-from ._format import VHOST_SETTING_KEYS, Key, describe_types
+from ._format import Key, describe_types
 from ._json_lines import JsonObject, load_json
 from ._model import (
     Access,
@@ -43,9 +43,14 @@ from ._model import (
     VhostSpec,
 )
 from ._validate import is_builtin_exchange
-from .kinds import ACCESS_KINDS, binding, exchange, policy, queue
+from .kinds import ACCESS_KINDS, TOPOLOGY_KINDS, VHOST, TopologyKind
 from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
-from .kinds.vhost_settings import VHOST_SETTINGS, describe_settings, without_defaults
+from .kinds.vhost_settings import (
+    VHOST_SETTING_KEYS,
+    VHOST_SETTINGS,
+    describe_settings,
+    without_defaults,
+)
 
 # Top-level keys that describe the export, not objects.
 _METADATA = frozenset(
@@ -584,6 +589,14 @@ def parse_definitions(
 # --------------------------------------------------------------------------- writing
 
 
+# The broker's own export lists these kinds in this order (a kind not listed goes last).
+_BROKER_ORDER = ("policies", "queues", "exchanges", "bindings")
+
+
+def _written_rank(kind: TopologyKind[Any]) -> int:
+    return _BROKER_ORDER.index(kind.key) if kind.key in _BROKER_ORDER else len(_BROKER_ORDER)
+
+
 def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "") -> dict[str, Any]:
     """The broker's own format: single-vhost shape for one vhost, cluster shape for several."""
     single = len(vhosts) == 1
@@ -639,23 +652,15 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
             doc[kind.definitions_section] = entries
     if parameters:
         doc["parameters"] = parameters
-    # the topology kinds, each in its own list, written by its module (kinds/)
-    doc["policies"] = [
-        with_vhost(policy.to_definitions(p), p.vhost)
-        for p in sorted(topology.policies, key=policy.definitions_order)
-    ]
-    doc["queues"] = [
-        with_vhost(queue.to_definitions(q), q.vhost)
-        for q in sorted(topology.queues, key=queue.definitions_order)
-    ]
-    doc["exchanges"] = [
-        with_vhost(exchange.to_definitions(x), x.vhost)
-        for x in sorted(topology.exchanges, key=exchange.definitions_order)
-    ]
-    doc["bindings"] = [
-        with_vhost(binding.to_definitions(b), b.vhost)
-        for b in sorted(topology.bindings, key=binding.definitions_order)
-    ]
+    # the topology kinds, each in its own list, written by its module (kinds/); the vhosts
+    # were written above, with their settings
+    for topo in sorted(TOPOLOGY_KINDS, key=_written_rank):
+        if topo is VHOST:
+            continue
+        doc[topo.key] = [
+            with_vhost(topo.to_definitions(s), getattr(s, "vhost"))  # noqa: B009
+            for s in sorted(topo.specs(topology), key=topo.definitions_order)
+        ]
     return doc
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from ._access import access_document
 from ._model import Topology
-from .kinds import binding, exchange, queue
+from .kinds import EXCHANGE, POLICY, QUEUE, binding
 from .kinds.parameters import ParameterSpec, as_tuple
 from .worker_queues import made_by_worker
 
@@ -60,16 +60,16 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
         return entry
 
     exchanges = [
-        with_vhost(exchange.to_entry(x), x.vhost)
+        with_vhost(EXCHANGE.to_entry(x), x.vhost)
         for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
     ]
     nested, loose = binding.entries(topology, single)
     queues = [
-        with_vhost(queue.to_entry(q, nested.get((q.vhost, q.name))), q.vhost)
+        with_vhost(QUEUE.to_entry(q, nested.get((q.vhost, q.name))), q.vhost)
         for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name))
     ]
     policies = [
-        with_vhost(p.entry(), p.vhost)
+        with_vhost(POLICY.to_entry(p), p.vhost)
         for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
     ]
     for key, items in (

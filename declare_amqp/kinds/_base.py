@@ -11,15 +11,23 @@ keyed by a few fields and written one object at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._errors import DeclareAmqpError, Location, Problem
 from .._format import Key, Reader
 
-__all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
-from .._model import Access, AccessObject
+__all__ = [
+    "AccessKind",
+    "DefinitionsReader",
+    "PlanContext",
+    "Reader",
+    "SchemaObject",
+    "TopologyKind",
+    "change",
+]
+from .._model import Access, AccessObject, Topology
 from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind, keyed_changes
 
 if TYPE_CHECKING:
@@ -31,6 +39,10 @@ USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
 _STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
 
 S = TypeVar("S", bound=AccessObject)
+T = TypeVar("T")
+
+# ``_schema``'s builder of an object's schema: (keys, description, overridden properties).
+SchemaObject = Callable[..., dict[str, Any]]
 
 
 class DefinitionsReader(Protocol):
@@ -287,3 +299,68 @@ class AccessKind(Generic[S]):
     def export_entry(self, spec: S, with_vhost: bool) -> dict[str, Any]:
         """``spec`` as an entry of a topology file (``with_vhost``: several vhosts)."""
         raise NotImplementedError
+
+
+class TopologyKind(Generic[T]):
+    """One kind of topology object (vhost, exchange, policy, queue, binding); a kind module
+    makes one instance and the registry (``kinds.TOPOLOGY_KINDS``) lists it.
+
+    Class attributes a kind sets: ``spec`` (its frozen spec class, in ``_model``: the
+    definitions reader and the broker reader build it too), ``kind`` (in plans), ``key``
+    (its top-level YAML list, also its field of ``Topology``), ``doc`` (that key's
+    description), ``top_rank`` (where a file's top-level keys list it), ``keys`` (its YAML
+    keys: the one table the loader, the validator and the JSON schema read),
+    ``schema_name``/``schema_doc`` (its JSON schema definition).
+    """
+
+    spec: type[T]
+    kind: Kind
+    key: str
+    doc: str
+    top_rank: int
+    keys: tuple[Key, ...] = ()
+    schema_name: str = ""
+    schema_doc: str = ""
+
+    # ------------------------------------------------------------ the model
+
+    def specs(self, topology: Topology) -> tuple[T, ...]:
+        """This kind's objects of ``topology``."""
+        found: tuple[T, ...] = getattr(topology, self.key)
+        return found
+
+    # ------------------------------------------------------------ files
+
+    def read_document(self, reader: Reader, doc: Mapping[str, Any]) -> Iterable[T]:
+        """This kind's objects of one parsed topology file (problems go to ``reader``)."""
+        for raw, line in reader.entries(doc, self.key):
+            spec = self.read(reader, raw, line)
+            if spec is not None:
+                yield spec
+
+    def read(self, reader: Reader, raw: Any, line: int) -> T | None:
+        """One entry of a file; None when it is wrong (the reader has the problem)."""
+        f = reader.fields(raw, self.keys, str(self.kind), line)
+        return None if f is None else self.build(reader, f, raw, line)
+
+    def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> T:
+        """The spec of an entry's checked values ``f`` (``raw``: the entry as written)."""
+        raise NotImplementedError
+
+    def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
+        """This kind's entries of the JSON schema's ``$defs`` (built with ``obj``)."""
+        return {self.schema_name: obj(self.keys, self.schema_doc)}
+
+    def schema_property(self, obj: SchemaObject) -> dict[str, Any]:
+        """The schema of this kind's top-level list (its items by ``$ref``)."""
+        return {"type": "array", "items": {"$ref": f"#/$defs/{self.schema_name}"}}
+
+    # ------------------------------------------------------------ definitions JSON
+
+    def to_definitions(self, spec: T) -> dict[str, Any]:
+        """``spec`` as an entry of its definitions-JSON list (the vhost added by the caller)."""
+        raise NotImplementedError
+
+    def definitions_order(self, spec: T) -> tuple[Any, ...]:
+        """The order of the entries written: by vhost, then name."""
+        return (getattr(spec, "vhost"), getattr(spec, "name"))  # noqa: B009 - no shared base

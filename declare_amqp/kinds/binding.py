@@ -9,8 +9,36 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .._errors import Problem
-from .._format import BINDING_KEYS, QUEUE_BINDING_KEYS, Reader
+from .._format import Key
 from .._model import BindingSpec, ExchangeSpec, Topology
+from .._plan import Kind
+from ._base import Reader, TopologyKind
+
+_STR = (str,)
+
+BINDING_KEYS = (
+    Key("source", _STR, "Source exchange.", required=True),
+    Key("destination", _STR, "Queue or exchange that receives.", required=True),
+    Key(
+        "destination_type",
+        _STR,
+        "queue or exchange.",
+        default="queue",
+        choices=("queue", "exchange"),
+    ),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key."),
+    Key("arguments", (dict,), "Binding arguments."),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+)
+
+# A binding listed under its queue (the queue's vhost, the queue as destination).
+QUEUE_BINDING_KEYS = (
+    Key("exchange", _STR, "Source exchange.", required=True),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key (the original declare-amqp's name)."),
+    Key("arguments", (dict,), "Binding arguments (headers exchanges: x-match, ...)."),
+)
 
 
 def routing_key(reader: Reader, f: Mapping[str, Any], line: int, label: str) -> str:
@@ -25,18 +53,44 @@ def routing_key(reader: Reader, f: Mapping[str, Any], line: int, label: str) -> 
     return str(rk if rk is not None else bk if bk is not None else "")
 
 
-def read_document(reader: Reader, doc: Mapping[str, Any]) -> Iterable[BindingSpec]:
-    """The top-level ``bindings`` of one parsed topology file."""
-    for raw, line in reader.entries(doc, "bindings"):
-        f = reader.fields(raw, BINDING_KEYS, "binding", line)
-        if f is None:
-            continue
-        yield BindingSpec.read(
+class BindingKind(TopologyKind[BindingSpec]):
+    """A binding: declared over AMQP after its queue; created or deleted, never updated
+    (all its fields are its identity)."""
+
+    spec = BindingSpec
+    kind = Kind.BINDING
+    key = "bindings"
+    doc = "Bindings, exchange-to-exchange included."
+    top_rank = 4
+    keys = BINDING_KEYS
+    schema_name = "binding"
+    schema_doc = "A binding (exchange-to-exchange included)."
+
+    def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> BindingSpec:
+        """A top-level binding of a checked entry."""
+        return BindingSpec.read(
             f.get("vhost", reader.vhost),
             f,
             reader.at(line),
             routing_key(reader, f, line, "binding"),
         )
+
+    def to_definitions(self, spec: BindingSpec) -> dict[str, Any]:
+        """A binding as definitions JSON spells it (the vhost added by the caller)."""
+        return {
+            "source": spec.source,
+            "destination": spec.destination,
+            "destination_type": spec.destination_type,
+            "routing_key": spec.routing_key,
+            "arguments": dict(spec.arguments),
+        }
+
+    def definitions_order(self, spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
+        """Bindings are written sorted by their identity (``BindingSpec.key``)."""
+        return spec.key
+
+
+BINDING = BindingKind()
 
 
 def read_queue_bindings(
@@ -93,22 +147,6 @@ def unkeyed_warnings(
                 binding.location,
                 binding.label,
             )
-
-
-def to_definitions(spec: BindingSpec) -> dict[str, Any]:
-    """A binding as definitions JSON spells it (the vhost added by the caller)."""
-    return {
-        "source": spec.source,
-        "destination": spec.destination,
-        "destination_type": spec.destination_type,
-        "routing_key": spec.routing_key,
-        "arguments": dict(spec.arguments),
-    }
-
-
-def definitions_order(spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
-    """Bindings are written sorted by their identity (``BindingSpec.key``)."""
-    return spec.key
 
 
 # ------------------------------------------------------------ export (YAML)

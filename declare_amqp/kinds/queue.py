@@ -13,31 +13,72 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._fit import fits
-from .._format import QUEUE_ALIASES, QUEUE_KEYS, Reader
-from .._model import QueueSpec
+from .._format import QUEUE_ALIASES, Key
+from .._model import QUEUE_TYPES, QueueSpec
+from .._plan import Kind
+from ._base import Reader, SchemaObject, TopologyKind
+from .binding import QUEUE_BINDING_KEYS
+
+_STR, _BOOL = (str,), (bool,)
+
+QUEUE_KEYS = (
+    Key("name", _STR, "Queue name.", required=True),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+    Key("type", _STR, "Queue type.", default="classic", choices=QUEUE_TYPES),
+    Key("durable", _BOOL, "Survives a broker restart (quorum and stream must be).", default=True),
+    Key("auto_delete", _BOOL, "Deleted when its last consumer goes.", default=False),
+    Key("arguments", (dict,), "Queue arguments (x-...), for anything without an alias."),
+    Key("bindings", (list,), "Bindings of this queue: {exchange, routing_key, arguments}."),
+    Key(
+        "migrate",
+        _BOOL,
+        "Carry an immutable change (type, durability, arguments) out by migrating the queue "
+        "with its messages and bindings, also without --migrate.",
+        default=False,
+    ),
+    *QUEUE_ALIASES,
+)
 
 # an argument's alias (``x-max-length`` -> ``max_length``), and back
 _ALIAS_OF = {k.argument: k.name for k in QUEUE_ALIASES if k.argument}
 _ARGUMENT_OF = {name: argument for argument, name in _ALIAS_OF.items()}
 
 
-def read_document(
-    reader: Reader, doc: Mapping[str, Any], release: bool = False
-) -> Iterable[QueueSpec]:
-    """The queues of one parsed topology file (problems go to ``reader``).
+class QueueKind(TopologyKind[QueueSpec]):
+    """A queue: declared over AMQP (its bindings follow it on its channel); any difference
+    is a conflict, or a migration."""
 
-    ``release``: the document's values are unshared (no aliases) and nothing reads the raw
-    queues after this (their bindings were read before): each one is dropped from ``doc`` as
-    its spec is built, so the values and the model of a large file are not both held whole.
-    """
-    entries = list(reader.entries(doc, "queues"))
-    held = doc["queues"] if release and entries else None
-    for index, (raw, line) in enumerate(entries):
-        if held is not None:
-            entries[index] = held[index] = None  # type: ignore[call-overload]
-        f = reader.fields(raw, QUEUE_KEYS, "queue", line)
-        if f is None:
-            continue
+    spec = QueueSpec
+    kind = Kind.QUEUE
+    key = "queues"
+    doc = "Queues, with their bindings."
+    top_rank = 3
+    keys = QUEUE_KEYS
+    schema_name = "queue"
+    schema_doc = "A queue."
+
+    def read_document(
+        self, reader: Reader, doc: Mapping[str, Any], release: bool = False
+    ) -> Iterable[QueueSpec]:
+        """The queues of one parsed topology file (problems go to ``reader``).
+
+        ``release``: the document's values are unshared (no aliases) and nothing reads the
+        raw queues after this (their bindings were read before): each one is dropped from
+        ``doc`` as its spec is built, so the values and the model of a large file are not
+        both held whole.
+        """
+        entries = list(reader.entries(doc, self.key))
+        held = doc[self.key] if release and entries else None
+        for index, (raw, line) in enumerate(entries):
+            if held is not None:
+                entries[index] = held[index] = None  # type: ignore[call-overload]
+            spec = self.read(reader, raw, line)
+            if spec is not None:
+                yield spec
+
+    def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> QueueSpec:
+        """A queue: its aliases folded into the arguments, its type from ``type`` or
+        ``arguments.x-queue-type`` (a disagreement is a problem)."""
         label = f"queue '{f['name']}'"
         arguments = dict(f.get("arguments") or {})
         for alias in QUEUE_ALIASES:
@@ -61,7 +102,7 @@ def read_document(
                 )
             elif "type" not in f:
                 queue_type = declared
-        yield QueueSpec.read(
+        return QueueSpec.read(
             f.get("vhost", reader.vhost),
             f,
             reader.at(line),
@@ -71,49 +112,55 @@ def read_document(
             migrate=bool(f.get("migrate", False)),
         )
 
+    def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
+        """A queue, with the schema of its own bindings."""
+        bindings = obj(QUEUE_BINDING_KEYS, "A binding of this queue.")
+        return {
+            self.schema_name: obj(
+                self.keys,
+                self.schema_doc,
+                {"bindings": {"type": "array", "items": bindings}},
+            )
+        }
 
-def to_definitions(spec: QueueSpec) -> dict[str, Any]:
-    """A queue as definitions JSON spells it: a type other than classic written as
-    ``arguments.x-queue-type`` (the vhost added by the caller)."""
-    arguments = dict(spec.arguments)
-    if spec.type != "classic":
-        arguments["x-queue-type"] = spec.type
-    return {
-        "name": spec.name,
-        "durable": spec.durable,
-        "auto_delete": spec.auto_delete,
-        "arguments": arguments,
-    }
+    def to_definitions(self, spec: QueueSpec) -> dict[str, Any]:
+        """A queue as definitions JSON spells it: a type other than classic written as
+        ``arguments.x-queue-type`` (the vhost added by the caller)."""
+        arguments = dict(spec.arguments)
+        if spec.type != "classic":
+            arguments["x-queue-type"] = spec.type
+        return {
+            "name": spec.name,
+            "durable": spec.durable,
+            "auto_delete": spec.auto_delete,
+            "arguments": arguments,
+        }
+
+    # ------------------------------------------------------------ export (YAML)
+
+    def to_entry(self, q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """A queue as a YAML entry: arguments by their alias where the loader takes the value
+        as it is, its bindings nested."""
+        entry: dict[str, Any] = {"name": q.name, "type": q.type}
+        if not q.durable:
+            entry["durable"] = False
+        if q.auto_delete:
+            entry["auto_delete"] = True
+        arguments = {}
+        for key, value in q.arguments.items():
+            alias = _ALIAS_OF.get(key)
+            if alias is not None and alias_fits(alias, value):
+                entry[alias] = value
+            else:
+                arguments[key] = value
+        if arguments:
+            entry["arguments"] = arguments
+        if bindings:
+            entry["bindings"] = bindings
+        return entry
 
 
-def definitions_order(spec: QueueSpec) -> tuple[str, str]:
-    """Queues are written sorted by vhost, then name."""
-    return (spec.vhost, spec.name)
-
-
-# ------------------------------------------------------------ export (YAML)
-
-
-def to_entry(q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """A queue as a YAML entry: arguments by their alias where the loader takes the value
-    as it is, its bindings nested."""
-    entry: dict[str, Any] = {"name": q.name, "type": q.type}
-    if not q.durable:
-        entry["durable"] = False
-    if q.auto_delete:
-        entry["auto_delete"] = True
-    arguments = {}
-    for key, value in q.arguments.items():
-        alias = _ALIAS_OF.get(key)
-        if alias is not None and alias_fits(alias, value):
-            entry[alias] = value
-        else:
-            arguments[key] = value
-    if arguments:
-        entry["arguments"] = arguments
-    if bindings:
-        entry["bindings"] = bindings
-    return entry
+QUEUE = QueueKind()
 
 
 def alias_fits(alias: str, value: Any) -> bool:
