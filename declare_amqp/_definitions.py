@@ -41,8 +41,8 @@ from ._model import (
     QueueSpec,
     Topology,
     VhostSpec,
+    is_builtin_exchange,
 )
-from ._validate import is_builtin_exchange
 from .kinds import ACCESS_KINDS, TOPOLOGY_KINDS, VHOST, TopologyKind
 from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
 from .kinds.vhost_settings import (

@@ -287,40 +287,6 @@ RETRY_KEYS = (
     ),
 )
 
-# Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
-# would make the broker refuse the policy half-way through an apply.
-POLICY_DEFINITION_KEYS = frozenset(
-    {
-        "alternate-exchange",
-        "dead-letter-exchange",
-        "dead-letter-routing-key",
-        "dead-letter-strategy",
-        "delivery-limit",
-        "expires",
-        "max-length",
-        "max-length-bytes",
-        "message-ttl",
-        "overflow",
-        "queue-mode",
-        "queue-version",
-        "queue-master-locator",
-        "queue-leader-locator",
-        "max-age",
-        "stream-max-segment-size-bytes",
-        "max-in-memory-length",
-        "max-in-memory-bytes",
-        "ha-mode",
-        "ha-params",
-        "ha-sync-mode",
-        "ha-promote-on-shutdown",
-        "ha-promote-on-failure",
-        "ha-sync-batch-size",
-        "federation-upstream",
-        "federation-upstream-set",
-        "initial-cluster-size",
-    }
-)
-
 # Queue arguments each queue type refuses (the broker answers 406 or ignores them).
 FORBIDDEN_ARGUMENTS = {
     "classic": frozenset(

@@ -30,9 +30,9 @@ from ._model import (
     Topology,
     VhostSpec,
     canonical,
+    is_builtin_exchange,
 )
 from ._simulate import select_policy
-from ._validate import is_builtin_exchange
 from ._versions import QUORUM_DEFAULT_DELIVERY_LIMIT, Subject, edge
 from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 

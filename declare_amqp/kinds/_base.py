@@ -347,6 +347,11 @@ class TopologyKind(Generic[T]):
         """The spec of an entry's checked values ``f`` (``raw``: the entry as written)."""
         raise NotImplementedError
 
+    def problems(self, spec: T) -> Iterable[Problem]:
+        """What the files alone tell is wrong with ``spec`` (pure; ``_validate.validate``
+        loops over every kind's objects)."""
+        return ()
+
     def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
         """This kind's entries of the JSON schema's ``$defs`` (built with ``obj``)."""
         return {self.schema_name: obj(self.keys, self.schema_doc)}

@@ -75,6 +75,15 @@ class BindingKind(TopologyKind[BindingSpec]):
             routing_key(reader, f, line, "binding"),
         )
 
+    def problems(self, spec: BindingSpec) -> Iterable[Problem]:
+        """The default exchange bound explicitly; a destination neither queue nor exchange."""
+        if spec.source == "":
+            yield Problem(
+                "the default exchange cannot be bound explicitly", spec.location, spec.label
+            )
+        if spec.destination_type not in ("queue", "exchange"):
+            yield Problem("destination_type must be queue or exchange", spec.location, spec.label)
+
     def to_definitions(self, spec: BindingSpec) -> dict[str, Any]:
         """A binding as definitions JSON spells it (the vhost added by the caller)."""
         return {

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._errors import Problem
 from .._format import Key
-from .._model import ExchangeSpec
+from .._model import EXCHANGE_TYPES, ExchangeSpec
 from .._plan import Kind
 from ._base import Reader, TopologyKind
 
@@ -52,6 +53,29 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
                 )
             arguments["alternate-exchange"] = ae
         return ExchangeSpec.read(f.get("vhost", reader.vhost), f, reader.at(line), arguments)
+
+    def problems(self, spec: ExchangeSpec) -> Iterable[Problem]:
+        """A name the broker's, or none; an unknown type (a plugin's are x-...). An exchange
+        that is its own alternate exchange is accepted by the broker: a warning
+        (``_fit.fit_warnings``)."""
+        x = spec
+        if x.name == "":
+            yield Problem(
+                "an exchange needs a name (the default exchange cannot be declared)",
+                x.location,
+                x.label,
+            )
+        elif x.name.startswith("amq."):
+            yield Problem(
+                "names starting with 'amq.' are reserved for the broker", x.location, x.label
+            )
+        if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
+            yield Problem(
+                f"unknown exchange type '{x.type}' (expected "
+                f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
+                x.location,
+                x.label,
+            )
 
     def to_definitions(self, spec: ExchangeSpec) -> dict[str, Any]:
         """An exchange as definitions JSON spells it (the vhost added by the caller)."""

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._errors import Problem
 from .._format import Key
 from .._model import POLICY_APPLY_TO, PolicySpec
 from .._plan import Kind
@@ -29,6 +32,43 @@ POLICY_KEYS = (
     Key("priority", (int,), "Higher wins when several policies match.", default=0),
 )
 
+# Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
+# would make the broker refuse the policy half-way through an apply.
+POLICY_DEFINITION_KEYS = frozenset(
+    {
+        "alternate-exchange",
+        "dead-letter-exchange",
+        "dead-letter-routing-key",
+        "dead-letter-strategy",
+        "delivery-limit",
+        "expires",
+        "max-length",
+        "max-length-bytes",
+        "message-ttl",
+        "overflow",
+        "queue-mode",
+        "queue-version",
+        "queue-master-locator",
+        "queue-leader-locator",
+        "max-age",
+        "stream-max-segment-size-bytes",
+        "max-in-memory-length",
+        "max-in-memory-bytes",
+        "ha-mode",
+        "ha-params",
+        "ha-sync-mode",
+        "ha-promote-on-shutdown",
+        "ha-promote-on-failure",
+        "ha-sync-batch-size",
+        "federation-upstream",
+        "federation-upstream-set",
+        "initial-cluster-size",
+    }
+)
+
+# Keys a policy cannot set: they are fixed when the queue is declared.
+_FIXED_AT_DECLARE = ("max-priority", "queue-type", "x-queue-type", "durable")
+
 
 class PolicyKind(TopologyKind[PolicySpec]):
     """A policy: written over the management API; a difference is an update in place."""
@@ -45,6 +85,30 @@ class PolicyKind(TopologyKind[PolicySpec]):
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> PolicySpec:
         """The policy of a checked entry."""
         return PolicySpec.read(f.get("vhost", reader.vhost), f, reader.at(line))
+
+    def problems(self, spec: PolicySpec) -> Iterable[Problem]:
+        """A pattern that is no regular expression, an empty definition, a key the broker
+        does not know (it would refuse the policy half-way through an apply) or cannot set
+        by a policy."""
+        p = spec
+        try:
+            re.compile(p.pattern)
+        except re.error as exc:
+            yield Problem(f"pattern is not a valid regular expression: {exc}", p.location, p.label)
+        if not p.definition:
+            yield Problem("definition must not be empty", p.location, p.label)
+        for key in p.definition:
+            if key not in POLICY_DEFINITION_KEYS:
+                hint = difflib.get_close_matches(key, sorted(POLICY_DEFINITION_KEYS), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                yield Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label)
+        for key in _FIXED_AT_DECLARE:
+            if key in p.definition:
+                yield Problem(
+                    f"'{key}' cannot be set by a policy; it is fixed when the queue is declared",
+                    p.location,
+                    p.label,
+                )
 
     def to_definitions(self, spec: PolicySpec) -> dict[str, Any]:
         """A policy as definitions JSON spells it (``apply-to``; the vhost added by the

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._fit import fits
-from .._format import QUEUE_ALIASES, Key
+from .._errors import Problem
+from .._fit import fits, type_fits, value_problem
+from .._format import ARGUMENT_TYPES, FORBIDDEN_ARGUMENTS, QUEUE_ALIASES, Key, describe_types
 from .._model import QUEUE_TYPES, QueueSpec
 from .._plan import Kind
 from ._base import Reader, SchemaObject, TopologyKind
@@ -112,6 +113,45 @@ class QueueKind(TopologyKind[QueueSpec]):
             migrate=bool(f.get("migrate", False)),
         )
 
+    def problems(self, spec: QueueSpec) -> Iterable[Problem]:
+        """No name or the broker's; an unknown type; quorum and stream queues not durable or
+        auto-delete; arguments the type refuses, or of the wrong type or range (``_fit``, the
+        rule the loader and the exporter follow); a dead-letter key without its exchange.
+        Overflow reject-publish-dlx on a quorum queue is accepted by the broker: a warning
+        (``_fit.fit_warnings``)."""
+        q = spec
+        if q.name == "":
+            yield Problem(
+                "a queue needs a name (server-named queues are not declarative)",
+                q.location,
+                q.label,
+            )
+        elif q.name.startswith("amq."):
+            yield Problem(
+                "names starting with 'amq.' are reserved for the broker", q.location, q.label
+            )
+        if q.type not in QUEUE_TYPES:
+            yield Problem(
+                f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
+                q.location,
+                q.label,
+            )
+            return
+        if q.type in ("quorum", "stream"):
+            if not q.durable:
+                yield Problem(f"{q.type} queues must be durable", q.location, q.label)
+            if q.auto_delete:
+                yield Problem(f"{q.type} queues cannot be auto_delete", q.location, q.label)
+        for arg in sorted(q.arguments):
+            yield from _argument_problems(q, arg)
+        if (
+            "x-dead-letter-routing-key" in q.arguments
+            and "x-dead-letter-exchange" not in q.arguments
+        ):
+            yield Problem(
+                "dead_letter_routing_key needs dead_letter_exchange too", q.location, q.label
+            )
+
     def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
         """A queue, with the schema of its own bindings."""
         bindings = obj(QUEUE_BINDING_KEYS, "A binding of this queue.")
@@ -161,6 +201,35 @@ class QueueKind(TopologyKind[QueueSpec]):
 
 
 QUEUE = QueueKind()
+
+
+def _argument_problems(q: QueueSpec, arg: str) -> Iterable[Problem]:
+    """One argument of a queue of a known type: refused by that type, or a known argument
+    of the wrong type or out of range."""
+    if arg in FORBIDDEN_ARGUMENTS[q.type]:
+        alias = ARGUMENT_TYPES.get(arg)
+        shown = f"{alias.name} ({arg})" if alias else arg
+        hint = ""
+        if q.type == "quorum" and arg == "x-max-priority":
+            hint = (
+                " (RabbitMQ 4.x quorum queues have message priorities of their own: "
+                "publish with a priority, no argument needed; or use a classic queue)"
+            )
+        yield Problem(f"{shown} is not supported by {q.type} queues{hint}", q.location, q.label)
+    known = ARGUMENT_TYPES.get(arg)
+    if known is None:
+        return
+    value = q.arguments[arg]
+    if not type_fits(value, known.types):  # the one rule (_fit), as loader and exporter
+        yield Problem(
+            f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
+            q.location,
+            q.label,
+        )
+        return
+    wrong = value_problem(known, value)
+    if wrong is not None:
+        yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
 
 
 def alias_fits(alias: str, value: Any) -> bool:
