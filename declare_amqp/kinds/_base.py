@@ -11,7 +11,7 @@ keyed by a few fields and written one object at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -22,13 +22,26 @@ __all__ = [
     "AccessKind",
     "DefinitionsReader",
     "PlanContext",
+    "PruneContext",
     "Reader",
     "SchemaObject",
     "TopologyKind",
     "change",
 ]
 from .._model import Access, AccessObject, Topology
-from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind, keyed_changes
+from .._plan import (
+    CREATE,
+    DELETE,
+    UPDATE,
+    Action,
+    Change,
+    Difference,
+    Kind,
+    QueueStats,
+    Spec,
+    compare,
+    keyed_changes,
+)
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -39,7 +52,7 @@ USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
 _STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
 
 S = TypeVar("S", bound=AccessObject)
-T = TypeVar("T")
+T = TypeVar("T", bound=Spec)
 
 # ``_schema``'s builder of an object's schema: (keys, description, overridden properties).
 SchemaObject = Callable[..., dict[str, Any]]
@@ -70,6 +83,18 @@ class PlanContext:
     env: Mapping[str, str] | None = None
     # users with the administrator tag (the user kind keeps the last one)
     admins: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class PruneContext:
+    """What pruning one topology kind needs besides the broker's objects of that kind."""
+
+    desired: Topology
+    scope: frozenset[str]  # the vhosts the files name (prune works there only)
+    force: bool  # delete queues with messages or consumers too
+    stats: Mapping[tuple[str, str], QueueStats]
+    # objects the files use without declaring them (``TopologyKind.references``): kept
+    referenced: frozenset[tuple[str, str, str]]
 
 
 def change(
@@ -321,6 +346,8 @@ class TopologyKind(Generic[T]):
     keys: tuple[Key, ...] = ()
     schema_name: str = ""
     schema_doc: str = ""
+    # a difference is an update in place (policies), not a conflict
+    mutable: bool = False
 
     # ------------------------------------------------------------ the model
 
@@ -368,4 +395,53 @@ class TopologyKind(Generic[T]):
 
     def definitions_order(self, spec: T) -> tuple[Any, ...]:
         """The order of the entries written: by vhost, then name."""
+        return self.place(spec)
+
+    # ------------------------------------------------------------ planning
+
+    def identity(self, spec: T) -> Hashable:
+        """What makes two declarations the same object: its vhost and name."""
+        return self.place(spec)
+
+    def place(self, spec: T) -> tuple[str, str]:
+        """The vhost and name a change of ``spec`` shows."""
         return (getattr(spec, "vhost"), getattr(spec, "name"))  # noqa: B009 - no shared base
+
+    def differences(self, want: T, have: T) -> list[Difference]:
+        """The fields in which the files' ``want`` and the broker's ``have`` differ (every
+        argument compared on its own: ``_plan.compare``)."""
+        return compare(want, have)
+
+    def plan(self, desired: Topology, actual: Topology) -> Iterable[Change]:
+        """Creates of the objects the broker lacks; for one it has, its ``differences`` as an
+        update (``mutable``) or a conflict (``_plan.keyed_changes``, the one loop)."""
+        return keyed_changes(
+            self.kind,
+            self.specs(desired),
+            self.specs(actual),
+            self.identity,
+            self.differences,
+            mutable=self.mutable,
+            place=self.place,
+        )
+
+    def references(self, spec: T) -> Iterable[tuple[str, str, str]]:
+        """The objects ``spec`` uses, as (kind, vhost, name): prune keeps them."""
+        return ()
+
+    def prune(self, actual: Sequence[T], ctx: PruneContext) -> Iterable[Change]:
+        """With prune: the deletes of the broker's objects in scope that no file declares
+        and that ``prunable`` allows."""
+        declared = {self.identity(d) for d in self.specs(ctx.desired)}
+        for have in actual:
+            vhost, name = self.place(have)
+            if (
+                vhost in ctx.scope
+                and self.identity(have) not in declared
+                and self.prunable(have, ctx)
+            ):
+                yield Change(DELETE, self.kind, vhost, name, actual=have)
+
+    def prunable(self, spec: T, ctx: PruneContext) -> bool:
+        """Whether prune may delete the broker's ``spec``."""
+        return True

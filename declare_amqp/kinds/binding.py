@@ -5,14 +5,14 @@ share). A binding has no name: its identity is ``BindingSpec.key``, all its fiel
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._errors import Problem
 from .._format import Key
-from .._model import BindingSpec, ExchangeSpec, Topology
-from .._plan import Kind
-from ._base import Reader, TopologyKind
+from .._model import BindingSpec, ExchangeSpec, Topology, is_builtin_exchange
+from .._plan import Difference, Kind
+from ._base import PruneContext, Reader, TopologyKind
 
 _STR = (str,)
 
@@ -83,6 +83,23 @@ class BindingKind(TopologyKind[BindingSpec]):
             )
         if spec.destination_type not in ("queue", "exchange"):
             yield Problem("destination_type must be queue or exchange", spec.location, spec.label)
+
+    def identity(self, spec: BindingSpec) -> Hashable:
+        """All its fields (``BindingSpec.key``)."""
+        return spec.key
+
+    def differences(self, want: BindingSpec, have: BindingSpec) -> list[Difference]:
+        """None: two bindings that differ are two bindings."""
+        return []
+
+    def references(self, spec: BindingSpec) -> Iterable[tuple[str, str, str]]:
+        """Its source exchange and its destination."""
+        yield ("exchange", spec.vhost, spec.source)
+        yield (spec.destination_type, spec.vhost, spec.destination)
+
+    def prunable(self, spec: BindingSpec, ctx: PruneContext) -> bool:
+        """Not a binding from the broker's own exchanges."""
+        return not is_builtin_exchange(spec.source)
 
     def to_definitions(self, spec: BindingSpec) -> dict[str, Any]:
         """A binding as definitions JSON spells it (the vhost added by the caller)."""

@@ -9,9 +9,9 @@ from typing import Any
 
 from .._errors import Problem
 from .._format import Key
-from .._model import EXCHANGE_TYPES, ExchangeSpec
+from .._model import EXCHANGE_TYPES, ExchangeSpec, is_builtin_exchange
 from .._plan import Kind
-from ._base import Reader, TopologyKind
+from ._base import PruneContext, Reader, TopologyKind
 
 _STR, _BOOL = (str,), (bool,)
 
@@ -76,6 +76,17 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
                 x.location,
                 x.label,
             )
+
+    def references(self, spec: ExchangeSpec) -> Iterable[tuple[str, str, str]]:
+        """Its alternate exchange."""
+        if spec.alternate_exchange is not None:
+            yield ("exchange", spec.vhost, spec.alternate_exchange)
+
+    def prunable(self, spec: ExchangeSpec, ctx: PruneContext) -> bool:
+        """Not the broker's own (``amq.*``, the default), nor one the files use."""
+        return not is_builtin_exchange(spec.name) and (
+            ("exchange", spec.vhost, spec.name) not in ctx.referenced
+        )
 
     def to_definitions(self, spec: ExchangeSpec) -> dict[str, Any]:
         """An exchange as definitions JSON spells it (the vhost added by the caller)."""

@@ -81,6 +81,7 @@ class PolicyKind(TopologyKind[PolicySpec]):
     keys = POLICY_KEYS
     schema_name = "policy"
     schema_doc = "A policy."
+    mutable = True
 
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> PolicySpec:
         """The policy of a checked entry."""

@@ -9,15 +9,17 @@ are read by ``kinds.binding``; derived worker queues by ``_consumers``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .._errors import Problem
 from .._fit import fits, type_fits, value_problem
 from .._format import ARGUMENT_TYPES, FORBIDDEN_ARGUMENTS, QUEUE_ALIASES, Key, describe_types
-from .._model import QUEUE_TYPES, QueueSpec
-from .._plan import Kind
-from ._base import Reader, SchemaObject, TopologyKind
+from .._model import QUEUE_TYPES, QueueSpec, Topology
+from .._plan import DELETE, KEEP, REFUSE, Change, Kind, QueueStats, keyed_changes
+from ..worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
+from ._base import PruneContext, Reader, SchemaObject, TopologyKind
 from .binding import QUEUE_BINDING_KEYS
 
 _STR, _BOOL = (str,), (bool,)
@@ -152,6 +154,58 @@ class QueueKind(TopologyKind[QueueSpec]):
                 "dead_letter_routing_key needs dead_letter_exchange too", q.location, q.label
             )
 
+    def plan(self, desired: Topology, actual: Topology) -> Iterable[Change]:
+        """Creates, and conflicts (any difference), with the x-expires that workers before
+        0.3 gave their delay queues left out where a consumer derives that queue (it is the
+        same queue, not a conflict)."""
+        return keyed_changes(
+            self.kind,
+            desired.queues,
+            _without_legacy_expires(desired.queues, actual.queues),
+            self.identity,
+            self.differences,
+            mutable=False,
+            place=self.place,
+        )
+
+    def references(self, spec: QueueSpec) -> Iterable[tuple[str, str, str]]:
+        """Its dead-letter exchange."""
+        dlx = spec.arguments.get("x-dead-letter-exchange")
+        if isinstance(dlx, str):
+            yield ("exchange", spec.vhost, dlx)
+
+    def prune(self, actual: Sequence[QueueSpec], ctx: PruneContext) -> Iterable[Change]:
+        """The broker's queues in scope that no file declares nor uses: kept when
+        priority_worker made them for a declared queue; refused when they hold messages
+        or consumers (unless forced); deleted otherwise."""
+        want = {(q.vhost, q.name) for q in ctx.desired.queues}
+        consumed: dict[str, set[str]] = {}
+        for dq in ctx.desired.queues:
+            consumed.setdefault(dq.vhost, set()).add(dq.name)
+        for q in actual:
+            if (
+                q.vhost not in ctx.scope
+                or (q.vhost, q.name) in want
+                or ("queue", q.vhost, q.name) in ctx.referenced
+            ):
+                continue
+            owner = made_by_worker(q.name, q.arguments, consumed.get(q.vhost, ()))
+            if owner is not None:
+                yield Change(
+                    KEEP,
+                    self.kind,
+                    q.vhost,
+                    q.name,
+                    actual=q,
+                    message=f"kept: made by priority_worker for {owner}",
+                )
+                continue
+            s = ctx.stats.get((q.vhost, q.name), QueueStats())
+            if (s.messages or s.consumers) and not ctx.force:
+                yield Change(REFUSE, self.kind, q.vhost, q.name, actual=q, message=_refusal(s))
+            else:
+                yield Change(DELETE, self.kind, q.vhost, q.name, actual=q)
+
     def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
         """A queue, with the schema of its own bindings."""
         bindings = obj(QUEUE_BINDING_KEYS, "A binding of this queue.")
@@ -201,6 +255,37 @@ class QueueKind(TopologyKind[QueueSpec]):
 
 
 QUEUE = QueueKind()
+
+
+def _without_legacy_expires(
+    desired: Sequence[QueueSpec], actual: Sequence[QueueSpec]
+) -> Sequence[QueueSpec]:
+    """The broker's queues, each that a consumer derives without the x-expires workers
+    before 0.3 gave their delay queues (its message TTL plus a grace)."""
+    derived = {(q.vhost, q.name) for q in desired if q.origin}
+    if not derived:
+        return actual
+    queues = []
+    for q in actual:
+        ttl = q.arguments.get("x-message-ttl")
+        if (
+            (q.vhost, q.name) in derived
+            and isinstance(ttl, int)
+            and q.arguments.get("x-expires") == ttl + LEGACY_EXPIRES_GRACE_MS
+        ):
+            q = replace(q, arguments={k: v for k, v in q.arguments.items() if k != "x-expires"})
+        queues.append(q)
+    return tuple(queues)
+
+
+def _refusal(s: QueueStats) -> str:
+    """Why prune does not delete a queue with messages or consumers."""
+    why = []
+    if s.messages:
+        why.append(f"{s.messages} message{'s' if s.messages != 1 else ''}")
+    if s.consumers:
+        why.append(f"{s.consumers} consumer{'s' if s.consumers != 1 else ''}")
+    return f"not deleted: it has {' and '.join(why)} (use --force)"
 
 
 def _argument_problems(q: QueueSpec, arg: str) -> Iterable[Problem]:

@@ -6,13 +6,13 @@ Its spec is ``_model.VhostSpec``; its settings (metadata, limits) are the access
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._format import Key
 from .._model import VhostSpec
-from .._plan import Kind
-from ._base import Reader, SchemaObject, TopologyKind
+from .._plan import Change, Difference, Kind
+from ._base import PruneContext, Reader, SchemaObject, TopologyKind
 from .vhost_settings import VHOST_SETTING_KEYS
 
 VHOST_KEYS = (
@@ -40,6 +40,22 @@ class VhostKind(TopologyKind[VhostSpec]):
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> VhostSpec:
         """The vhost of a checked entry."""
         return VhostSpec(f["name"], reader.at(line))
+
+    def identity(self, spec: VhostSpec) -> Hashable:
+        """Its name."""
+        return spec.name
+
+    def place(self, spec: VhostSpec) -> tuple[str, str]:
+        """A vhost's change is in itself."""
+        return (spec.name, spec.name)
+
+    def differences(self, want: VhostSpec, have: VhostSpec) -> list[Difference]:
+        """None: a vhost's settings are the access kind ``vhost_settings``'s."""
+        return []
+
+    def prune(self, actual: Sequence[VhostSpec], ctx: PruneContext) -> Iterable[Change]:
+        """Nothing: prune works inside the vhosts the files name, never deletes one."""
+        return ()
 
     def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
         """None: a vhost's schema is inline in the ``vhosts`` list (a name or an object)."""
