@@ -67,6 +67,11 @@ TOP_KEYS: tuple[Key, ...] = (
 KINDS: tuple[TopologyKind[Any] | AccessKind[Any], ...] = (*TOPOLOGY_KINDS, *ACCESS_KINDS)
 
 
+def topology_kind_of(kind: str) -> TopologyKind[Any]:
+    """The registered topology kind whose plan kind is ``kind`` ("queue"...)."""
+    return next(k for k in TOPOLOGY_KINDS if k.kind == kind)
+
+
 def kind_of(kind: str) -> AccessKind[Any]:
     """The registered kind whose plan kind is ``kind`` ("topic permission"...)."""
     return next(k for k in ACCESS_KINDS if k.kind == kind)
@@ -87,4 +92,5 @@ __all__ = [
     "AccessKind",
     "TopologyKind",
     "kind_of",
+    "topology_kind_of",
 ]

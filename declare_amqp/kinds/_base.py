@@ -39,6 +39,7 @@ from .._plan import (
     Kind,
     QueueStats,
     Spec,
+    Writer,
     compare,
     keyed_changes,
 )
@@ -348,6 +349,9 @@ class TopologyKind(Generic[T]):
     schema_doc: str = ""
     # a difference is an update in place (policies), not a conflict
     mutable: bool = False
+    # AMQP: its changes go to ``_amqp``'s sessions with the others of their phase (a
+    # queue's bindings pipelined behind it); MANAGEMENT: this kind's ``write`` and ``undo``
+    writer: Writer = Writer.AMQP
 
     # ------------------------------------------------------------ the model
 
@@ -445,3 +449,14 @@ class TopologyKind(Generic[T]):
     def prunable(self, spec: T, ctx: PruneContext) -> bool:
         """Whether prune may delete the broker's ``spec``."""
         return True
+
+    # ------------------------------------------------------------ the broker
+
+    def write(self, management: ManagementClient, c: Change) -> None:
+        """Carry out ``c``, a change of a kind the management API writes (``writer``)."""
+        raise NotImplementedError(f"{self.kind} changes are written over AMQP (_amqp)")
+
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """Undo this run's write ``c`` of a kind the management API writes (the rollback,
+        ``_rollback``); raises DeclareAmqpError with the reason when that cannot be done."""
+        raise NotImplementedError(f"{self.kind} changes are undone over AMQP (_amqp)")

@@ -8,13 +8,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._errors import Problem
+from .._errors import DeclareAmqpError, Problem
 from .._format import Key
 from .._model import POLICY_APPLY_TO, PolicySpec
-from .._plan import Kind
+from .._plan import CREATE, DELETE, Change, Kind, Writer
 from ._base import Reader, TopologyKind
+
+if TYPE_CHECKING:
+    from .._management import ManagementClient
 
 _STR = (str,)
 
@@ -82,6 +85,7 @@ class PolicyKind(TopologyKind[PolicySpec]):
     schema_name = "policy"
     schema_doc = "A policy."
     mutable = True
+    writer = Writer.MANAGEMENT
 
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> PolicySpec:
         """The policy of a checked entry."""
@@ -110,6 +114,23 @@ class PolicyKind(TopologyKind[PolicySpec]):
                     p.location,
                     p.label,
                 )
+
+    def write(self, management: ManagementClient, c: Change) -> None:
+        """Delete the policy, or write it whole (a create or an update)."""
+        if c.action == DELETE:
+            management.delete_policy(c.vhost, c.name)
+        else:
+            assert isinstance(c.desired, PolicySpec)
+            management.put_policy(c.desired)
+
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """A create deleted; an update written back to what the broker held before."""
+        if c.action == CREATE:
+            management.delete_policy(c.vhost, c.name)
+        elif isinstance(c.actual, PolicySpec):
+            management.put_policy(c.actual)
+        else:
+            raise DeclareAmqpError("what it was before is not known")
 
     def to_definitions(self, spec: PolicySpec) -> dict[str, Any]:
         """A policy as definitions JSON spells it (``apply-to``; the vhost added by the

@@ -7,13 +7,16 @@ Its spec is ``_model.VhostSpec``; its settings (metadata, limits) are the access
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._format import Key
 from .._model import VhostSpec
-from .._plan import Change, Difference, Kind
+from .._plan import Change, Difference, Kind, Writer
 from ._base import PruneContext, Reader, SchemaObject, TopologyKind
 from .vhost_settings import VHOST_SETTING_KEYS
+
+if TYPE_CHECKING:
+    from .._management import ManagementClient
 
 VHOST_KEYS = (
     Key("name", (str,), "Name of the virtual host.", required=True),
@@ -30,6 +33,7 @@ class VhostKind(TopologyKind[VhostSpec]):
     doc = "Virtual hosts to create (names, or {name: ...})."
     top_rank = 1
     keys = VHOST_KEYS
+    writer = Writer.MANAGEMENT
 
     def read(self, reader: Reader, raw: Any, line: int) -> VhostSpec | None:
         """A name alone, or an entry with ``name`` (and the settings ``vhost_settings`` reads)."""
@@ -56,6 +60,14 @@ class VhostKind(TopologyKind[VhostSpec]):
     def prune(self, actual: Sequence[VhostSpec], ctx: PruneContext) -> Iterable[Change]:
         """Nothing: prune works inside the vhosts the files name, never deletes one."""
         return ()
+
+    def write(self, management: ManagementClient, c: Change) -> None:
+        """Create the vhost, with its metadata (``vhost_settings``: its limits follow)."""
+        management.put_vhost(c.name, getattr(c.desired, "settings", None))
+
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """Delete the vhost this run created."""
+        management.delete_vhost(c.name)
 
     def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
         """None: a vhost's schema is inline in the ``vhosts`` list (a name or an object)."""
