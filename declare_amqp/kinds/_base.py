@@ -25,6 +25,7 @@ __all__ = [
     "PruneContext",
     "Reader",
     "SchemaObject",
+    "TopologyDefinitionsReader",
     "TopologyKind",
     "change",
 ]
@@ -70,6 +71,29 @@ class DefinitionsReader(Protocol):
 
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         """An error of the definitions file."""
+
+
+class TopologyDefinitionsReader(Protocol):
+    """What a topology kind reads a definitions file's objects through (``_definitions``)."""
+
+    # what was skipped, as (kind, vhost, name): what depends on it is skipped too
+    skipped: set[tuple[str, str, str]]
+
+    def vhost_of(self, f: Mapping[str, Any]) -> str:
+        """The vhost an object of the file belongs to."""
+
+    def at(self, line: int) -> Location:
+        """The location of ``line`` of the file being read."""
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error of the definitions file."""
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Read, with a caveat shown (an object skipped, a field ignored)."""
+
+
+# The fields of one object of the broker's definitions format: field -> (types, required).
+DefinitionsFields = Mapping[str, tuple[tuple[type, ...], bool]]
 
 
 @dataclass
@@ -349,6 +373,8 @@ class TopologyKind(Generic[T]):
     schema_doc: str = ""
     # a difference is an update in place (policies), not a conflict
     mutable: bool = False
+    # its objects' fields in definitions JSON (the broker's format; ``from_definitions``)
+    definitions_fields: DefinitionsFields = {}
     # AMQP: its changes go to ``_amqp``'s sessions with the others of their phase (a
     # queue's bindings pipelined behind it); MANAGEMENT: this kind's ``write`` and ``undo``
     writer: Writer = Writer.AMQP
@@ -392,6 +418,13 @@ class TopologyKind(Generic[T]):
         return {"type": "array", "items": {"$ref": f"#/$defs/{self.schema_name}"}}
 
     # ------------------------------------------------------------ definitions JSON
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> T | None:
+        """One object of a definitions file (its ``definitions_fields`` checked); None when
+        it is skipped (the reader has the warning or the problem)."""
+        raise NotImplementedError
 
     def to_definitions(self, spec: T) -> dict[str, Any]:
         """``spec`` as an entry of its definitions-JSON list (the vhost added by the caller)."""

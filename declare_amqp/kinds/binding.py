@@ -12,7 +12,7 @@ from .._errors import Problem
 from .._format import Key
 from .._model import BindingSpec, ExchangeSpec, Topology, is_builtin_exchange
 from .._plan import Difference, Kind
-from ._base import PruneContext, Reader, TopologyKind
+from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind
 
 _STR = (str,)
 
@@ -65,6 +65,15 @@ class BindingKind(TopologyKind[BindingSpec]):
     keys = BINDING_KEYS
     schema_name = "binding"
     schema_doc = "A binding (exchange-to-exchange included)."
+    definitions_fields = {
+        "source": (_STR, True),
+        "vhost": (_STR, False),
+        "destination": (_STR, True),
+        "destination_type": (_STR, True),
+        "routing_key": (_STR, False),
+        "arguments": ((dict,), False),
+        "properties_key": (_STR, False),
+    }
 
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> BindingSpec:
         """A top-level binding of a checked entry."""
@@ -100,6 +109,25 @@ class BindingKind(TopologyKind[BindingSpec]):
     def prunable(self, spec: BindingSpec, ctx: PruneContext) -> bool:
         """Not a binding from the broker's own exchanges."""
         return not is_builtin_exchange(spec.source)
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> BindingSpec | None:
+        """A binding of a definitions file; one to a skipped queue is skipped too."""
+        if f["destination_type"] not in ("queue", "exchange"):
+            reader.problem(line, "destination_type must be queue or exchange", "binding")
+            return None
+        vhost = reader.vhost_of(f)
+        if f["destination_type"] == "queue" and (
+            ("queue", vhost, f["destination"]) in reader.skipped
+        ):
+            reader.warn(
+                line,
+                f"skipped: its queue '{f['destination']}' is skipped (server-named)",
+                f"binding {f['source']} -> {f['destination']}",
+            )
+            return None
+        return BindingSpec.read(vhost, f, reader.at(line))
 
     def to_definitions(self, spec: BindingSpec) -> dict[str, Any]:
         """A binding as definitions JSON spells it (the vhost added by the caller)."""

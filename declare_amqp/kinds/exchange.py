@@ -11,7 +11,7 @@ from .._errors import Problem
 from .._format import Key
 from .._model import EXCHANGE_TYPES, ExchangeSpec, is_builtin_exchange
 from .._plan import Kind
-from ._base import PruneContext, Reader, TopologyKind
+from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind
 
 _STR, _BOOL = (str,), (bool,)
 
@@ -38,6 +38,15 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
     keys = EXCHANGE_KEYS
     schema_name = "exchange"
     schema_doc = "An exchange."
+    definitions_fields = {
+        "name": (_STR, True),
+        "vhost": (_STR, False),
+        "type": (_STR, True),
+        "durable": (_BOOL, False),
+        "auto_delete": (_BOOL, False),
+        "internal": (_BOOL, False),
+        "arguments": ((dict,), False),
+    }
 
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> ExchangeSpec:
         """An exchange: ``alternate_exchange`` folded into the arguments (a disagreement with
@@ -87,6 +96,20 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
         return not is_builtin_exchange(spec.name) and (
             ("exchange", spec.vhost, spec.name) not in ctx.referenced
         )
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> ExchangeSpec | None:
+        """An exchange of a definitions file; the broker's own (``amq.*``) are ignored."""
+        vhost = reader.vhost_of(f)
+        if is_builtin_exchange(f["name"]):
+            reader.warn(
+                line,
+                "ignored: built-in exchanges belong to the broker",
+                f"exchange '{f['name']}' (vhost {vhost})",
+            )
+            return None
+        return ExchangeSpec.read(vhost, f, reader.at(line))
 
     def to_definitions(self, spec: ExchangeSpec) -> dict[str, Any]:
         """An exchange as definitions JSON spells it (the vhost added by the caller)."""

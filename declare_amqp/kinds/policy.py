@@ -14,7 +14,7 @@ from .._errors import DeclareAmqpError, Problem
 from .._format import Key
 from .._model import POLICY_APPLY_TO, PolicySpec
 from .._plan import CREATE, DELETE, Change, Kind, Writer
-from ._base import Reader, TopologyKind
+from ._base import Reader, TopologyDefinitionsReader, TopologyKind
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -85,6 +85,14 @@ class PolicyKind(TopologyKind[PolicySpec]):
     schema_name = "policy"
     schema_doc = "A policy."
     mutable = True
+    definitions_fields = {
+        "name": (_STR, True),
+        "vhost": (_STR, False),
+        "pattern": (_STR, True),
+        "apply-to": (_STR, False),
+        "definition": ((dict,), True),
+        "priority": ((int,), False),
+    }
     writer = Writer.MANAGEMENT
 
     def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> PolicySpec:
@@ -114,6 +122,12 @@ class PolicyKind(TopologyKind[PolicySpec]):
                     p.location,
                     p.label,
                 )
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> PolicySpec:
+        """A policy of a definitions file (``apply-to``)."""
+        return PolicySpec.from_definitions(reader.vhost_of(f), f, reader.at(line))
 
     def write(self, management: ManagementClient, c: Change) -> None:
         """Delete the policy, or write it whole (a create or an update)."""

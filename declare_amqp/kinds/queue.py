@@ -19,7 +19,13 @@ from .._format import ARGUMENT_TYPES, FORBIDDEN_ARGUMENTS, QUEUE_ALIASES, Key, d
 from .._model import QUEUE_TYPES, QueueSpec, Topology
 from .._plan import DELETE, KEEP, REFUSE, Change, Kind, QueueStats, keyed_changes
 from ..worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
-from ._base import PruneContext, Reader, SchemaObject, TopologyKind
+from ._base import (
+    PruneContext,
+    Reader,
+    SchemaObject,
+    TopologyDefinitionsReader,
+    TopologyKind,
+)
 from .binding import QUEUE_BINDING_KEYS
 
 _STR, _BOOL = (str,), (bool,)
@@ -59,6 +65,16 @@ class QueueKind(TopologyKind[QueueSpec]):
     keys = QUEUE_KEYS
     schema_name = "queue"
     schema_doc = "A queue."
+    definitions_fields = {
+        "name": (_STR, True),
+        "vhost": (_STR, False),
+        "durable": (_BOOL, False),
+        "auto_delete": (_BOOL, False),
+        "arguments": ((dict,), False),
+        "type": (_STR, False),
+        "exclusive": (_BOOL, False),
+        "node": (_STR, False),
+    }
 
     def read_document(
         self, reader: Reader, doc: Mapping[str, Any], release: bool = False
@@ -216,6 +232,23 @@ class QueueKind(TopologyKind[QueueSpec]):
                 {"bindings": {"type": "array", "items": bindings}},
             )
         }
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> QueueSpec | None:
+        """A queue of a definitions file. A server-named queue (``amq.gen-...``) in an
+        export is skipped, with its bindings, as the broker's own import does."""
+        vhost = reader.vhost_of(f)
+        if f["name"].startswith("amq."):
+            reader.skipped.add(("queue", vhost, f["name"]))
+            reader.warn(
+                line,
+                "skipped: names starting with 'amq.' are the broker's (a server-named "
+                "queue in an export); the broker's own import skips it too",
+                f"queue '{f['name']}' (vhost {vhost})",
+            )
+            return None
+        return QueueSpec.from_definitions(vhost, f, reader.at(line))
 
     def to_definitions(self, spec: QueueSpec) -> dict[str, Any]:
         """A queue as definitions JSON spells it: a type other than classic written as

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from .._format import Key
 from .._model import VhostSpec
 from .._plan import Change, Difference, Kind, Writer
-from ._base import PruneContext, Reader, SchemaObject, TopologyKind
+from ._base import (
+    PruneContext,
+    Reader,
+    SchemaObject,
+    TopologyDefinitionsReader,
+    TopologyKind,
+)
 from .vhost_settings import VHOST_SETTING_KEYS
 
 if TYPE_CHECKING:
@@ -34,6 +40,15 @@ class VhostKind(TopologyKind[VhostSpec]):
     top_rank = 1
     keys = VHOST_KEYS
     writer = Writer.MANAGEMENT
+    definitions_fields = {
+        "name": ((str,), True),
+        "limits": ((list, dict), False),
+        "metadata": ((dict,), False),
+        "description": ((str,), False),
+        "tags": ((list, str), False),
+        "default_queue_type": ((str,), False),
+        "tracing": ((bool,), False),
+    }
 
     def read(self, reader: Reader, raw: Any, line: int) -> VhostSpec | None:
         """A name alone, or an entry with ``name`` (and the settings ``vhost_settings`` reads)."""
@@ -60,6 +75,12 @@ class VhostKind(TopologyKind[VhostSpec]):
     def prune(self, actual: Sequence[VhostSpec], ctx: PruneContext) -> Iterable[Change]:
         """Nothing: prune works inside the vhosts the files name, never deletes one."""
         return ()
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> VhostSpec:
+        """A vhost of a definitions file (its settings are ``vhost_settings``'s)."""
+        return VhostSpec(f["name"], reader.at(line))
 
     def write(self, management: ManagementClient, c: Change) -> None:
         """Create the vhost, with its metadata (``vhost_settings``: its limits follow)."""
