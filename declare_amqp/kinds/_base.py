@@ -92,6 +92,9 @@ class TopologyDefinitionsReader(Protocol):
         """Read, with a caveat shown (an object skipped, a field ignored)."""
 
 
+# How an export entry of an object named by vhost and name gets its vhost (``_export``).
+WithVhost = Callable[[dict[str, Any], str], dict[str, Any]]
+
 # The fields of one object of the broker's definitions format: field -> (types, required).
 DefinitionsFields = Mapping[str, tuple[tuple[type, ...], bool]]
 
@@ -425,6 +428,13 @@ class TopologyKind(Generic[T]):
         """One object of a definitions file (its ``definitions_fields`` checked); None when
         it is skipped (the reader has the warning or the problem)."""
         raise NotImplementedError
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """This kind's objects of ``topology`` as entries of its top-level list of a
+        topology file, sorted (``single``: the file has one vhost, named once)."""
+        return []
 
     def to_definitions(self, spec: T) -> dict[str, Any]:
         """``spec`` as an entry of its definitions-JSON list (the vhost added by the caller)."""

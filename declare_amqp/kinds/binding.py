@@ -12,7 +12,7 @@ from .._errors import Problem
 from .._format import Key
 from .._model import BindingSpec, ExchangeSpec, Topology, is_builtin_exchange
 from .._plan import Difference, Kind
-from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind
+from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind, WithVhost
 
 _STR = (str,)
 
@@ -138,6 +138,12 @@ class BindingKind(TopologyKind[BindingSpec]):
             "routing_key": spec.routing_key,
             "arguments": dict(spec.arguments),
         }
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """The bindings not nested in an exported queue's entry (``entries``)."""
+        return entries(topology, single)[1]
 
     def definitions_order(self, spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
         """Bindings are written sorted by their identity (``BindingSpec.key``)."""

@@ -9,9 +9,9 @@ from typing import Any
 
 from .._errors import Problem
 from .._format import Key
-from .._model import EXCHANGE_TYPES, ExchangeSpec, is_builtin_exchange
+from .._model import EXCHANGE_TYPES, ExchangeSpec, Topology, is_builtin_exchange
 from .._plan import Kind
-from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind
+from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind, WithVhost
 
 _STR, _BOOL = (str,), (bool,)
 
@@ -123,6 +123,15 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
         }
 
     # ------------------------------------------------------------ export (YAML)
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """The exchanges, by vhost and name."""
+        return [
+            with_vhost(self.to_entry(x), x.vhost)
+            for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
+        ]
 
     def to_entry(self, x: ExchangeSpec) -> dict[str, Any]:
         """An exchange as a YAML entry: the defaults left out, its alternate exchange by key."""

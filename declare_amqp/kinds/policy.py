@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import DeclareAmqpError, Problem
 from .._format import Key
-from .._model import POLICY_APPLY_TO, PolicySpec
+from .._model import POLICY_APPLY_TO, PolicySpec, Topology
 from .._plan import CREATE, DELETE, Change, Kind, Writer
-from ._base import Reader, TopologyDefinitionsReader, TopologyKind
+from ._base import Reader, TopologyDefinitionsReader, TopologyKind, WithVhost
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -151,9 +151,14 @@ class PolicyKind(TopologyKind[PolicySpec]):
         caller)."""
         return {"name": spec.name, **spec.body()}
 
-    def to_entry(self, spec: PolicySpec) -> dict[str, Any]:
-        """A policy as a YAML entry (``PolicySpec.entry``)."""
-        return spec.entry()
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """The policies, by vhost and name (``PolicySpec.entry``)."""
+        return [
+            with_vhost(p.entry(), p.vhost)
+            for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
+        ]
 
 
 POLICY = PolicyKind()

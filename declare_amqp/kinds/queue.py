@@ -25,8 +25,9 @@ from ._base import (
     SchemaObject,
     TopologyDefinitionsReader,
     TopologyKind,
+    WithVhost,
 )
-from .binding import QUEUE_BINDING_KEYS
+from .binding import QUEUE_BINDING_KEYS, entries
 
 _STR, _BOOL = (str,), (bool,)
 
@@ -264,6 +265,16 @@ class QueueKind(TopologyKind[QueueSpec]):
         }
 
     # ------------------------------------------------------------ export (YAML)
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """The queues, by vhost and name, each with its bindings nested."""
+        nested, _ = entries(topology, single)
+        return [
+            with_vhost(self.to_entry(q, nested.get((q.vhost, q.name))), q.vhost)
+            for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name))
+        ]
 
     def to_entry(self, q: QueueSpec, bindings: list[dict[str, Any]] | None) -> dict[str, Any]:
         """A queue as a YAML entry: arguments by their alias where the loader takes the value
