@@ -14,6 +14,9 @@ from ._format import (
 )
 from .kinds import ACCESS_KINDS, TOP_KEYS, TOPOLOGY_KINDS
 
+# The topology kinds in the order a file lists them (the schema's definitions too).
+_IN_FILE_ORDER = sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)
+
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object", list: "array"}
 
 
@@ -55,7 +58,7 @@ def json_schema() -> dict[str, Any]:
         TOP_KEYS,
         "A declare-amqp topology file.",
         {
-            **{k.key: k.schema_property(_object) for k in TOPOLOGY_KINDS},
+            **{k.key: k.schema_property(_object) for k in _IN_FILE_ORDER},
             "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
             "expect": {"type": "array", "items": {"$ref": "#/$defs/expectation"}},
             **{
@@ -71,7 +74,7 @@ def json_schema() -> dict[str, Any]:
         "title": "declare-amqp topology",
         **top,
         "$defs": {
-            **{n: d for k in TOPOLOGY_KINDS for n, d in k.schema_definitions(_object).items()},
+            **{n: d for k in _IN_FILE_ORDER for n, d in k.schema_definitions(_object).items()},
             "expectation": _object(EXPECT_KEYS, "A routing expectation."),
             "consumer": _object(
                 CONSUMER_KEYS,
