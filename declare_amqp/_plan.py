@@ -2,9 +2,7 @@
 ``Plan``, ``PHASES`` (the one apply order) and the one create/update/conflict-by-identity
 loop every kind plans with (``keyed_changes``). ``_planning.plan`` loops over the kinds.
 
-Both sides are normalised first (defaults, ``x-queue-type`` folded into ``type``) and then
-compared field by field, *every* argument included — also the ones RabbitMQ itself does not
-compare on redeclare. Each difference becomes one change:
+Each difference between the files and the broker becomes one change:
 
 - ``create``   the object is missing;
 - ``update``   a mutable object differs (policies), changed in place;

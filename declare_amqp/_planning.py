@@ -5,15 +5,8 @@ compared field by field, *every* argument included — also the ones RabbitMQ it
 compare on redeclare. Each topology kind (``kinds.TOPOLOGY_KINDS``) says what makes two
 declarations the same object, which differences it changes in place and how its objects are
 pruned (``kinds._base.TopologyKind``: ``identity``, ``differences``, ``mutable``, ``plan``,
-``prune``); each difference becomes one change (``_plan``):
-
-- ``create``   the object is missing;
-- ``update``   a mutable object differs (policies), changed in place;
-- ``conflict`` an immutable property differs (queue type, durability, any argument of a
-               queue or exchange); a plan with conflicts is never applied;
-- ``delete``   with prune: the broker has it and no file declares it;
-- ``refuse``   with prune: it should be deleted, but it is not safe (a queue with messages or
-               consumers) and ``force`` was not given.
+``prune``); each difference becomes one change (``_plan``: create, update, conflict, delete,
+refuse).
 
 The access kinds are planned by their own engine (``_access.plan_access``).
 """

@@ -141,6 +141,15 @@ def change(
     )
 
 
+def reserved_name(spec: Any) -> Problem | None:
+    """A problem when an exchange or queue is named like the broker's own (``amq.*``)."""
+    if spec.name.startswith("amq."):
+        return Problem(
+            "names starting with 'amq.' are reserved for the broker", spec.location, spec.label
+        )
+    return None
+
+
 def plain(value: Any) -> Any:
     """A tuple shown as a list (plans and exports)."""
     return list(value) if isinstance(value, tuple) else value

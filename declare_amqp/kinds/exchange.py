@@ -11,7 +11,14 @@ from .._errors import Problem
 from .._format import Key
 from .._model import EXCHANGE_TYPES, ExchangeSpec, Topology, is_builtin_exchange
 from .._plan import Kind
-from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind, WithVhost
+from ._base import (
+    PruneContext,
+    Reader,
+    TopologyDefinitionsReader,
+    TopologyKind,
+    WithVhost,
+    reserved_name,
+)
 
 _STR, _BOOL = (str,), (bool,)
 
@@ -74,10 +81,8 @@ class ExchangeKind(TopologyKind[ExchangeSpec]):
                 x.location,
                 x.label,
             )
-        elif x.name.startswith("amq."):
-            yield Problem(
-                "names starting with 'amq.' are reserved for the broker", x.location, x.label
-            )
+        elif (reserved := reserved_name(x)) is not None:
+            yield reserved
         if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
             yield Problem(
                 f"unknown exchange type '{x.type}' (expected "

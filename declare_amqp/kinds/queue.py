@@ -26,6 +26,7 @@ from ._base import (
     TopologyDefinitionsReader,
     TopologyKind,
     WithVhost,
+    reserved_name,
 )
 from .binding import QUEUE_BINDING_KEYS, entries
 
@@ -145,10 +146,8 @@ class QueueKind(TopologyKind[QueueSpec]):
                 q.location,
                 q.label,
             )
-        elif q.name.startswith("amq."):
-            yield Problem(
-                "names starting with 'amq.' are reserved for the broker", q.location, q.label
-            )
+        elif (reserved := reserved_name(q)) is not None:
+            yield reserved
         if q.type not in QUEUE_TYPES:
             yield Problem(
                 f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
