@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._errors import DeclareAmqpError, Location, Problem
@@ -363,6 +364,10 @@ class AccessKind(Generic[S]):
         raise NotImplementedError
 
 
+# The vhost and name of a spec, the default place and identity of a topology object.
+_VHOST_AND_NAME: Callable[[Any], tuple[str, str]] = attrgetter("vhost", "name")
+
+
 class TopologyKind(Generic[T]):
     """One kind of topology object (vhost, exchange, policy, queue, binding); a kind module
     makes one instance and the registry (``kinds.TOPOLOGY_KINDS``) lists it.
@@ -461,7 +466,7 @@ class TopologyKind(Generic[T]):
 
     def place(self, spec: T) -> tuple[str, str]:
         """The vhost and name a change of ``spec`` shows."""
-        return (getattr(spec, "vhost"), getattr(spec, "name"))  # noqa: B009 - no shared base
+        return _VHOST_AND_NAME(spec)
 
     def differences(self, want: T, have: T) -> list[Difference]:
         """The fields in which the files' ``want`` and the broker's ``have`` differ (every
@@ -469,16 +474,25 @@ class TopologyKind(Generic[T]):
         return compare(want, have)
 
     def plan(self, desired: Topology, actual: Topology) -> Iterable[Change]:
+        """The changes that make the broker's objects of this kind match the files
+        (``keyed``)."""
+        return self.keyed(self.specs(desired), self.specs(actual))
+
+    def keyed(self, desired: Sequence[T], actual: Sequence[T]) -> Iterable[Change]:
         """Creates of the objects the broker lacks; for one it has, its ``differences`` as an
         update (``mutable``) or a conflict (``_plan.keyed_changes``, the one loop)."""
+        cls = type(self)
+        # A no-op plan runs these once per object: where a kind keeps the defaults, the plain
+        # functions are handed over, not the methods that call them (issue 22's no-op plan).
+        place = _VHOST_AND_NAME if cls.place is TopologyKind.place else self.place
         return keyed_changes(
             self.kind,
-            self.specs(desired),
-            self.specs(actual),
-            self.identity,
-            self.differences,
+            desired,
+            actual,
+            place if cls.identity is TopologyKind.identity else self.identity,
+            compare if cls.differences is TopologyKind.differences else self.differences,
             mutable=self.mutable,
-            place=self.place,
+            place=place,
         )
 
     def references(self, spec: T) -> Iterable[tuple[str, str, str]]:

@@ -17,7 +17,7 @@ from .._errors import Problem
 from .._fit import fits, type_fits, value_problem
 from .._format import ARGUMENT_TYPES, FORBIDDEN_ARGUMENTS, QUEUE_ALIASES, Key, describe_types
 from .._model import QUEUE_TYPES, QueueSpec, Topology
-from .._plan import DELETE, KEEP, REFUSE, Change, Kind, QueueStats, keyed_changes
+from .._plan import DELETE, KEEP, REFUSE, Change, Kind, QueueStats
 from ..worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 from ._base import (
     PruneContext,
@@ -174,15 +174,7 @@ class QueueKind(TopologyKind[QueueSpec]):
         """Creates, and conflicts (any difference), with the x-expires that workers before
         0.3 gave their delay queues left out where a consumer derives that queue (it is the
         same queue, not a conflict)."""
-        return keyed_changes(
-            self.kind,
-            desired.queues,
-            _without_legacy_expires(desired.queues, actual.queues),
-            self.identity,
-            self.differences,
-            mutable=False,
-            place=self.place,
-        )
+        return self.keyed(desired.queues, _without_legacy_expires(desired.queues, actual.queues))
 
     def references(self, spec: QueueSpec) -> Iterable[tuple[str, str, str]]:
         """Its dead-letter exchange."""
