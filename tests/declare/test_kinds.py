@@ -98,3 +98,21 @@ def test_a_kind_lives_in_its_module_the_registry_and_the_client() -> None:
         if _WITNESS.search(path.read_text("utf-8"))
     )
     assert found == ["_management.py", "kinds/__init__.py", "kinds/topic_permission.py"]
+
+
+def test_a_topology_kind_key_table_is_named_in_its_own_module_only() -> None:
+    """Each topology kind's YAML key table lives in its kinds/ module, and every other module
+    reads it through the kind (``kind.keys``); only the queue kind names the table of the
+    bindings nested in a queue, for its schema."""
+    owners = {
+        "VHOST_KEYS": {"kinds/vhost.py"},
+        "EXCHANGE_KEYS": {"kinds/exchange.py"},
+        "QUEUE_KEYS": {"kinds/queue.py"},
+        "BINDING_KEYS": {"kinds/binding.py"},
+        "QUEUE_BINDING_KEYS": {"kinds/binding.py", "kinds/queue.py"},
+        "POLICY_KEYS": {"kinds/policy.py"},
+    }
+    sources = {str(p.relative_to(PACKAGE)): p.read_text("utf-8") for p in PACKAGE.rglob("*.py")}
+    for table, expected in owners.items():
+        named = {path for path, text in sources.items() if re.search(rf"\b{table}\b", text)}
+        assert named == expected, table
