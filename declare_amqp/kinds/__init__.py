@@ -1,12 +1,16 @@
 """The kinds of objects, one module each, and their registry.
 
-Each module holds one kind whole: its frozen spec, its YAML keys, identity, what an update
-changes in place, how it is read from the broker and written (through the management
-client or the AMQP writer), its definitions-JSON mapping and its export (see
-``_base.TopologyKind`` and ``_base.AccessKind``). The engines (the loader, ``_access``,
-``_definitions``, ``_schema``, ``_export``) loop over ``TOPOLOGY_KINDS`` and
-``ACCESS_KINDS``. Adding a kind is one module here plus one line below (and, for a new
-endpoint, one ``ManagementClient`` method).
+Each module holds one kind: its frozen spec (a topology kind's is in ``_model``, which
+the broker reader shares), its YAML keys, checks, identity, what an update changes in
+place, how it is written (through the management client, or for exchanges, queues and
+bindings by ``_amqp``), its definitions-JSON mapping and its export (see
+``_base.TopologyKind`` and ``_base.AccessKind``). The engines (the loader, ``_validate``,
+``_planning``, ``_apply``, ``_rollback``, ``_access``, ``_definitions``, ``_schema``,
+``_export``) loop over ``TOPOLOGY_KINDS`` and ``ACCESS_KINDS``.
+
+Adding an access kind is one module here plus one line below, its member in ``_plan.Kind``
+and its place in ``_plan.ACCESS_KINDS`` (and, for a new endpoint, one ``ManagementClient``
+method); what a topology kind needs besides is in ARCHITECTURE.md ("Adding a kind").
 """
 
 from __future__ import annotations
