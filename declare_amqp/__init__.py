@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ._export import to_yaml
     from ._loader import load_unvalidated, parse_unvalidated
     from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
-    from ._plan import Action, Change, Difference, Kind, Plan, QueueStats, plan
+    from ._plan import Action, Change, Difference, Kind, Plan, QueueStats
+    from ._planning import plan
     from ._schema import json_schema
     from ._validate import check_references, validate
 
@@ -69,7 +70,7 @@ _HOMES: dict[str, str] = {
     "load": "._api",
     "load_unvalidated": "._loader",
     "parse_unvalidated": "._loader",
-    "plan": "._plan",
+    "plan": "._planning",
     "resolve_address": "._address",
     "to_yaml": "._export",
     "validate": "._validate",

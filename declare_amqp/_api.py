@@ -20,7 +20,8 @@ from ._management import BrokerState, ManagementClient
 from ._migration import plan_migrations, records
 from ._model import Topology
 from ._permissions import Permissions, permission_problems
-from ._plan import Kind, Plan, note_broker_defaults, plan
+from ._plan import Kind, Plan, note_broker_defaults
+from ._planning import plan
 from ._simulate import after_apply, check_expectations, simulator_for
 from ._validate import (
     check_broker_version,

@@ -1,10 +1,11 @@
 """Applying a plan: its changes written phase by phase, in the order ``_plan.PHASES`` defines.
 
-Each phase names its writer: the management API (``_management``: vhosts, policies), AMQP
-(``_amqp``: exchanges, queues, bindings) or ``_access`` (users, permissions, limits, operator
-policies, federation and shovels, over HTTP). This module decides nothing about the order
-itself; it walks the phases and hands each its changes. Imported only when something is
-written, so ``plan`` does not pay for pika and asyncio.
+Each phase names its writer: the management API (vhosts, policies: each change by its
+kind's ``write``, ``kinds._base.TopologyKind``), AMQP (``_amqp``: exchanges, queues,
+bindings, pipelined over channels) or ``_access`` (users, permissions, limits, operator
+policies, federation and shovels, over HTTP: each by its kind's ``write``). This module
+decides nothing about the order itself; it walks the phases and hands each its changes.
+Imported only when something is written, so ``plan`` does not pay for pika and asyncio.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from ._amqp import (
 )
 from ._errors import ApplyError, DeclareAmqpError
 from ._management import ManagementClient
-from ._model import PolicySpec, Topology
+from ._model import Topology
 from ._plan import (
     CONFLICT,
     CREATE,
-    DELETE,
     PHASES,
     Change,
     Kind,
@@ -40,6 +40,7 @@ from ._plan import (
     phase_of,
 )
 from ._rollback import Rollback, roll_back
+from .kinds import topology_kind_of
 
 
 @dataclass(frozen=True)
@@ -139,13 +140,7 @@ class _Run:
 
     def management_writes(self, changes: list[Change]) -> None:
         for c in changes:
-            if c.kind == Kind.VHOST:
-                self.http().put_vhost(c.name, getattr(c.desired, "settings", None))
-            elif c.action == DELETE:
-                self.http().delete_policy(c.vhost, c.name)
-            else:
-                assert isinstance(c.desired, PolicySpec)
-                self.http().put_policy(c.desired)
+            topology_kind_of(c.kind).write(self.http(), c)
             self.done.append(c)
             self.count(1)
 

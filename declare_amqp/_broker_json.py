@@ -9,8 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._model import BindingSpec, ExchangeSpec, PolicySpec, QueueSpec, Topology, VhostSpec
-from ._validate import is_builtin_exchange
+from ._model import (
+    BindingSpec,
+    ExchangeSpec,
+    PolicySpec,
+    QueueSpec,
+    Topology,
+    VhostSpec,
+    is_builtin_exchange,
+)
 
 
 def from_definitions(vhost: str, definitions: Mapping[str, Any]) -> Topology:

@@ -25,27 +25,27 @@ the cluster shape for several, with ``rabbitmq_definition_format`` set.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._access import read_access
 from ._errors import Location, Problem
 from ._fit import key_problem, type_fits
-from ._format import VHOST_SETTING_KEYS, Key, describe_types
+from ._format import Key, describe_types
 from ._json_lines import JsonObject, load_json
 from ._model import (
     Access,
-    BindingSpec,
-    ExchangeSpec,
-    PolicySpec,
-    QueueSpec,
     Topology,
     VhostSpec,
 )
-from ._validate import is_builtin_exchange
-from .kinds import ACCESS_KINDS, binding, exchange, policy, queue
+from .kinds import ACCESS_KINDS, TOPOLOGY_KINDS, VHOST, TopologyKind
 from .kinds.vhost_settings import VHOST_LIMITS as _VHOST_LIMITS
-from .kinds.vhost_settings import VHOST_SETTINGS, describe_settings, without_defaults
+from .kinds.vhost_settings import (
+    VHOST_SETTING_KEYS,
+    VHOST_SETTINGS,
+    describe_settings,
+    without_defaults,
+)
 
 # Top-level keys that describe the export, not objects.
 _METADATA = frozenset(
@@ -59,11 +59,7 @@ _METADATA = frozenset(
     }
 )
 _MANAGED = (
-    "vhosts",
-    "exchanges",
-    "queues",
-    "bindings",
-    "policies",
+    *(k.key for k in TOPOLOGY_KINDS),
     *(k.definitions_section for k in ACCESS_KINDS if k.definitions_section),
     "parameters",
 )
@@ -85,62 +81,9 @@ _IGNORED_KINDS = {
 # Runtime parameter components read as access objects; the limits' keys by YAML key.
 _SETTING_KEYS = {k.name: k for k in VHOST_SETTING_KEYS}
 
-_STR, _BOOL, _INT, _MAP, _LIST = (str,), (bool,), (int,), (dict,), (list,)
-# field -> (types, required) for each object of the broker's format.
-_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "vhosts": {
-        "name": (_STR, True),
-        "limits": ((list, dict), False),
-        "metadata": (_MAP, False),
-        "description": (_STR, False),
-        "tags": ((list, str), False),
-        "default_queue_type": (_STR, False),
-        "tracing": (_BOOL, False),
-    },
-    "exchanges": {
-        "name": (_STR, True),
-        "vhost": (_STR, False),
-        "type": (_STR, True),
-        "durable": (_BOOL, False),
-        "auto_delete": (_BOOL, False),
-        "internal": (_BOOL, False),
-        "arguments": (_MAP, False),
-    },
-    "queues": {
-        "name": (_STR, True),
-        "vhost": (_STR, False),
-        "durable": (_BOOL, False),
-        "auto_delete": (_BOOL, False),
-        "arguments": (_MAP, False),
-        "type": (_STR, False),
-        "exclusive": (_BOOL, False),
-        "node": (_STR, False),
-    },
-    "bindings": {
-        "source": (_STR, True),
-        "vhost": (_STR, False),
-        "destination": (_STR, True),
-        "destination_type": (_STR, True),
-        "routing_key": (_STR, False),
-        "arguments": (_MAP, False),
-        "properties_key": (_STR, False),
-    },
-    "policies": {
-        "name": (_STR, True),
-        "vhost": (_STR, False),
-        "pattern": (_STR, True),
-        "apply-to": (_STR, False),
-        "definition": (_MAP, True),
-        "priority": (_INT, False),
-    },
-}
-_SINGULAR = {
-    "vhosts": "vhost",
-    "exchanges": "exchange",
-    "queues": "queue",
-    "bindings": "binding",
-    "policies": "policy",
-}
+# The topology kinds by their list in a definitions file, in the order a file lists them
+# (a skipped queue is known before its bindings are read).
+_TOPOLOGY = {k.key: k for k in sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)}
 
 
 def is_definitions(path: str) -> bool:
@@ -155,21 +98,27 @@ class _Reader:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.own_vhost = True
+        self.skipped: set[tuple[str, str, str]] = set()
 
-    def vhost_of(self, f: dict[str, Any]) -> str:
+    def vhost_of(self, f: Mapping[str, Any]) -> str:
         return self.vhost if self.own_vhost else str(f.get("vhost", self.vhost))
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Read, with a caveat shown (for the kinds' ``from_definitions``)."""
+        self.warnings.append(Problem(message, self.at(line), obj))
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
 
     def fields(self, kind: str, raw: Any, line: int) -> dict[str, Any] | None:
-        what = _SINGULAR[kind]
+        topology_kind = _TOPOLOGY[kind]
+        what = str(topology_kind.kind)
         if not isinstance(raw, dict):
             self.problems.append(
                 Problem(f"each entry of '{kind}' must be an object, not {raw!r}", self.at(line))
             )
             return None
-        table = _FIELDS[kind]
+        table = topology_kind.definitions_fields
         name = raw.get("name")
         label = f"{what} '{name}'" if isinstance(name, str) else what
         ok = True
@@ -239,7 +188,7 @@ class _Reader:
         vhosts: list[VhostSpec] = []
         settings: dict[str, tuple[JsonObject, int]] = {}
         for f, line in self.entries(doc, "vhosts"):
-            vhosts.append(VhostSpec(f["name"], self.at(line)))
+            vhosts.append(VHOST.from_definitions(self, f, line))
             settings[f["name"]] = (self.vhost_settings(f, line), line)
             extra = [k for k in ("limits",) if f.get(k) and isinstance(f[k], list)]
             extra += [k for k in ("tracing",) if f.get(k)]
@@ -258,67 +207,17 @@ class _Reader:
                 )
         if not cluster:
             settings[self.vhost] = (self.vhost_settings(doc, doc_line(doc)), doc_line(doc))
-        exchanges = []
-        for f, line in self.entries(doc, "exchanges"):
-            vhost = self.vhost_of(f)
-            if is_builtin_exchange(f["name"]):
-                self.warnings.append(
-                    Problem(
-                        "ignored: built-in exchanges belong to the broker",
-                        self.at(line),
-                        f"exchange '{f['name']}' (vhost {vhost})",
-                    )
-                )
-                continue
-            exchanges.append(ExchangeSpec.read(vhost, f, self.at(line)))
-        queues = []
-        server_named: set[tuple[str, str]] = set()
-        for f, line in self.entries(doc, "queues"):
-            if f["name"].startswith("amq."):
-                # a server-named queue (amq.gen-...) in an export: the broker's import skips
-                # it with a warning and imports the rest, and so does this reader
-                server_named.add((self.vhost_of(f), f["name"]))
-                self.warnings.append(
-                    Problem(
-                        "skipped: names starting with 'amq.' are the broker's (a server-named "
-                        "queue in an export); the broker's own import skips it too",
-                        self.at(line),
-                        f"queue '{f['name']}' (vhost {self.vhost_of(f)})",
-                    )
-                )
-                continue
-            queues.append(QueueSpec.from_definitions(self.vhost_of(f), f, self.at(line)))
-        bindings = []
-        for f, line in self.entries(doc, "bindings"):
-            if f["destination_type"] not in ("queue", "exchange"):
-                self.problems.append(
-                    Problem("destination_type must be queue or exchange", self.at(line), "binding")
-                )
-                continue
-            if f["destination_type"] == "queue" and (
-                (self.vhost_of(f), f["destination"]) in server_named
-            ):
-                self.warnings.append(
-                    Problem(
-                        f"skipped: its queue '{f['destination']}' is skipped (server-named)",
-                        self.at(line),
-                        f"binding {f['source']} -> {f['destination']}",
-                    )
-                )
-                continue
-            bindings.append(BindingSpec.read(self.vhost_of(f), f, self.at(line)))
-        policies = [
-            PolicySpec.from_definitions(self.vhost_of(f), f, self.at(line))
-            for f, line in self.entries(doc, "policies")
-        ]
+        # each other kind's objects through its reader (kinds/)
+        found: dict[str, Any] = {}
+        for key, kind in _TOPOLOGY.items():
+            if kind is not VHOST:
+                specs = (kind.from_definitions(self, f, line) for f, line in self.entries(doc, key))
+                found[key] = tuple(s for s in specs if s is not None)
         named = tuple(v.name for v in vhosts) if cluster else (self.vhost,)
         access = self.access(doc, settings)
         return Topology(
             vhosts=tuple(vhosts),
-            exchanges=tuple(exchanges),
-            queues=tuple(queues),
-            bindings=tuple(bindings),
-            policies=tuple(policies),
+            **found,
             named=named,
             warnings=tuple(self.warnings),
             access=access if access.size or access.managed else None,
@@ -584,6 +483,14 @@ def parse_definitions(
 # --------------------------------------------------------------------------- writing
 
 
+# The broker's own export lists these kinds in this order (a kind not listed goes last).
+_BROKER_ORDER = ("policies", "queues", "exchanges", "bindings")
+
+
+def _written_rank(kind: TopologyKind[Any]) -> int:
+    return _BROKER_ORDER.index(kind.key) if kind.key in _BROKER_ORDER else len(_BROKER_ORDER)
+
+
 def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "") -> dict[str, Any]:
     """The broker's own format: single-vhost shape for one vhost, cluster shape for several."""
     single = len(vhosts) == 1
@@ -639,23 +546,15 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
             doc[kind.definitions_section] = entries
     if parameters:
         doc["parameters"] = parameters
-    # the topology kinds, each in its own list, written by its module (kinds/)
-    doc["policies"] = [
-        with_vhost(policy.to_definitions(p), p.vhost)
-        for p in sorted(topology.policies, key=policy.definitions_order)
-    ]
-    doc["queues"] = [
-        with_vhost(queue.to_definitions(q), q.vhost)
-        for q in sorted(topology.queues, key=queue.definitions_order)
-    ]
-    doc["exchanges"] = [
-        with_vhost(exchange.to_definitions(x), x.vhost)
-        for x in sorted(topology.exchanges, key=exchange.definitions_order)
-    ]
-    doc["bindings"] = [
-        with_vhost(binding.to_definitions(b), b.vhost)
-        for b in sorted(topology.bindings, key=binding.definitions_order)
-    ]
+    # the topology kinds, each in its own list, written by its module (kinds/); the vhosts
+    # were written above, with their settings
+    for topo in sorted(TOPOLOGY_KINDS, key=_written_rank):
+        if topo is VHOST:
+            continue
+        doc[topo.key] = [
+            with_vhost(topo.to_definitions(s), getattr(s, "vhost"))  # noqa: B009
+            for s in sorted(topo.specs(topology), key=topo.definitions_order)
+        ]
     return doc
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from ._access import access_document
 from ._model import Topology
-from .kinds import binding, exchange, queue
+from .kinds import TOPOLOGY_KINDS
 from .kinds.parameters import ParameterSpec, as_tuple
 from .worker_queues import made_by_worker
 
@@ -59,27 +59,11 @@ def to_document(topology: Topology, vhosts: Sequence[str]) -> dict[str, Any]:
             entry = {"name": entry.pop("name"), "vhost": vhost, **entry}
         return entry
 
-    exchanges = [
-        with_vhost(exchange.to_entry(x), x.vhost)
-        for x in sorted(topology.exchanges, key=lambda x: (x.vhost, x.name))
-    ]
-    nested, loose = binding.entries(topology, single)
-    queues = [
-        with_vhost(queue.to_entry(q, nested.get((q.vhost, q.name))), q.vhost)
-        for q in sorted(topology.queues, key=lambda q: (q.vhost, q.name))
-    ]
-    policies = [
-        with_vhost(p.entry(), p.vhost)
-        for p in sorted(topology.policies, key=lambda p: (p.vhost, p.name))
-    ]
-    for key, items in (
-        ("exchanges", exchanges),
-        ("queues", queues),
-        ("bindings", loose),
-        ("policies", policies),
-    ):
+    # each kind's list, written by its module (kinds/), in the order a file lists them
+    for kind in sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank):
+        items = kind.export(topology, single, with_vhost)
         if items:
-            doc[key] = items
+            doc[kind.key] = items
     if topology.access is not None:
         doc.update(access_document(topology.access, vhosts))
     return doc

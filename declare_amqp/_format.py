@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._errors import Location
-from ._model import POLICY_APPLY_TO, QUEUE_TYPES
 
 
 @dataclass(frozen=True)
@@ -60,36 +59,6 @@ _BOOL = (bool,)
 _INT = (int,)
 _MAP = (dict,)
 _LIST = (list,)
-
-# Metadata and limits of a vhost (planned by _access).
-VHOST_SETTING_KEYS = (
-    Key("description", _STR, "Description of the vhost."),
-    Key("tags", _LIST, "Tags of the vhost (strings)."),
-    Key(
-        "default_queue_type",
-        _STR,
-        "Type of queues declared without one; set when the vhost is created.",
-        choices=QUEUE_TYPES,
-    ),
-    Key("max_connections", _INT, "Limit of client connections (-1: none).", minimum=-1),
-    Key("max_queues", _INT, "Limit of queues (-1: none).", minimum=-1),
-)
-
-VHOST_KEYS = (
-    Key("name", _STR, "Name of the virtual host.", required=True),
-    *VHOST_SETTING_KEYS,
-)
-
-EXCHANGE_KEYS = (
-    Key("name", _STR, "Exchange name.", required=True),
-    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-    Key("type", _STR, "direct, fanout, topic, headers, or a plugin's x-... type.", required=True),
-    Key("durable", _BOOL, "Survives a broker restart.", default=True),
-    Key("auto_delete", _BOOL, "Deleted when its last binding goes.", default=False),
-    Key("internal", _BOOL, "Only other exchanges may publish to it.", default=False),
-    Key("alternate_exchange", _STR, "Where messages no binding matches go."),
-    Key("arguments", _MAP, "Extra exchange arguments."),
-)
 
 # The broker's largest TTL and x-expires (ten years in ms): larger values are refused.
 _MAX_EXPIRY = 315_360_000_000
@@ -222,67 +191,11 @@ QUEUE_ALIASES = (
     ),
 )
 
-QUEUE_KEYS = (
-    Key("name", _STR, "Queue name.", required=True),
-    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-    Key("type", _STR, "Queue type.", default="classic", choices=QUEUE_TYPES),
-    Key("durable", _BOOL, "Survives a broker restart (quorum and stream must be).", default=True),
-    Key("auto_delete", _BOOL, "Deleted when its last consumer goes.", default=False),
-    Key("arguments", _MAP, "Queue arguments (x-...), for anything without an alias."),
-    Key("bindings", _LIST, "Bindings of this queue: {exchange, routing_key, arguments}."),
-    Key(
-        "migrate",
-        _BOOL,
-        "Carry an immutable change (type, durability, arguments) out by migrating the queue "
-        "with its messages and bindings, also without --migrate.",
-        default=False,
-    ),
-    *QUEUE_ALIASES,
-)
-
-QUEUE_BINDING_KEYS = (
-    Key("exchange", _STR, "Source exchange.", required=True),
-    Key("routing_key", _STR, "Routing (binding) key.", default=""),
-    Key("binding_key", _STR, "Same as routing_key (the original declare-amqp's name)."),
-    Key("arguments", _MAP, "Binding arguments (headers exchanges: x-match, ...)."),
-)
-
-BINDING_KEYS = (
-    Key("source", _STR, "Source exchange.", required=True),
-    Key("destination", _STR, "Queue or exchange that receives.", required=True),
-    Key(
-        "destination_type",
-        _STR,
-        "queue or exchange.",
-        default="queue",
-        choices=("queue", "exchange"),
-    ),
-    Key("routing_key", _STR, "Routing (binding) key.", default=""),
-    Key("binding_key", _STR, "Same as routing_key."),
-    Key("arguments", _MAP, "Binding arguments."),
-    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-)
-
-POLICY_KEYS = (
-    Key("name", _STR, "Policy name.", required=True),
-    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
-    Key("pattern", _STR, "Regular expression matched against object names.", required=True),
-    Key("apply_to", _STR, "Which objects it applies to.", default="all", choices=POLICY_APPLY_TO),
-    Key(
-        "definition", _MAP, "Policy keys and values (message-ttl, max-length, ...).", required=True
-    ),
-    Key("priority", _INT, "Higher wins when several policies match.", default=0),
-)
-
-# The top-level keys of the topology's part of a file; ``kinds.TOP_KEYS`` adds the access
-# kinds' lists (users, permissions, ...) after them.
-TOPOLOGY_TOP_KEYS = (
-    Key("vhost", _STR, "Default vhost of the objects in this file.", default="/"),
-    Key("vhosts", _LIST, "Virtual hosts to create (names, or {name: ...})."),
-    Key("exchanges", _LIST, "Exchanges."),
-    Key("queues", _LIST, "Queues, with their bindings."),
-    Key("bindings", _LIST, "Bindings, exchange-to-exchange included."),
-    Key("policies", _LIST, "Policies."),
+# The top-level keys of a file that are no kind's list: the file's default vhost, and the
+# sections read by ``_consumers`` and the loader. ``kinds.TOP_KEYS`` puts each kind's list
+# (``vhosts``, ``exchanges``, ..., ``users``, ...) after ``vhost``.
+VHOST_TOP_KEY = Key("vhost", _STR, "Default vhost of the objects in this file.", default="/")
+SECTION_TOP_KEYS = (
     Key("consumers", _LIST, "Applications that consume queues with priority_worker."),
     Key(
         "expect",
@@ -372,40 +285,6 @@ RETRY_KEYS = (
         "Seconds to wait before each retry, one delay queue per step; "
         "the last repeats. Default: 1, 2, 4, ... capped at 300.",
     ),
-)
-
-# Policy definition keys the broker (and its bundled plugins) accepts; an unknown key
-# would make the broker refuse the policy half-way through an apply.
-POLICY_DEFINITION_KEYS = frozenset(
-    {
-        "alternate-exchange",
-        "dead-letter-exchange",
-        "dead-letter-routing-key",
-        "dead-letter-strategy",
-        "delivery-limit",
-        "expires",
-        "max-length",
-        "max-length-bytes",
-        "message-ttl",
-        "overflow",
-        "queue-mode",
-        "queue-version",
-        "queue-master-locator",
-        "queue-leader-locator",
-        "max-age",
-        "stream-max-segment-size-bytes",
-        "max-in-memory-length",
-        "max-in-memory-bytes",
-        "ha-mode",
-        "ha-params",
-        "ha-sync-mode",
-        "ha-promote-on-shutdown",
-        "ha-promote-on-failure",
-        "ha-sync-batch-size",
-        "federation-upstream",
-        "federation-upstream-set",
-        "initial-cluster-size",
-    }
 )
 
 # Queue arguments each queue type refuses (the broker answers 406 or ignores them).

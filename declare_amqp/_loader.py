@@ -32,7 +32,7 @@ from ._model import (
     canonical,
 )
 from ._yaml import AliasBomb, yaml_document
-from .kinds import TOP_KEYS, binding, exchange, policy, queue, vhost
+from .kinds import BINDING, EXCHANGE, POLICY, QUEUE, TOP_KEYS, VHOST, binding
 
 
 class _FileReader:
@@ -130,21 +130,21 @@ class _FileReader:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
         explicit = self.override_vhost or top.get("vhost")
-        top_bindings = tuple(binding.read_document(self, doc))
+        top_bindings = tuple(BINDING.read_document(self, doc))
         queue_bindings = tuple(binding.read_queue_bindings(self, doc, self.original))
         unkeyed = [b for b, no_key in queue_bindings if no_key and not self.original]
         bindings = (*top_bindings, *(b for b, _ in queue_bindings))
-        exchanges = tuple(exchange.read_document(self, doc))
+        exchanges = tuple(EXCHANGE.read_document(self, doc))
         access = read_access(self, doc)  # before the warnings: it adds to them
         return Topology(
             warnings=(*binding.unkeyed_warnings(unkeyed, exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
-            vhosts=tuple(vhost.read_document(self, doc)),
+            vhosts=tuple(VHOST.read_document(self, doc)),
             exchanges=exchanges,
             # the last reader of the raw queues (their bindings were read before)
-            queues=tuple(queue.read_document(self, doc, self.release)),
+            queues=tuple(QUEUE.read_document(self, doc, self.release)),
             bindings=bindings,
-            policies=tuple(policy.read_document(self, doc)),
+            policies=tuple(POLICY.read_document(self, doc)),
             consumers=tuple(self._consumers(doc)),
             access=access,
             expectations=tuple(self._expectations(doc)),

@@ -17,6 +17,26 @@ EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 QUEUE_TYPES = ("classic", "quorum", "stream")
 POLICY_APPLY_TO = ("queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams")
 
+# Exchanges every vhost has; they can be bound to but never declared or deleted.
+BUILTIN_EXCHANGES = frozenset(
+    {
+        "",
+        "amq.direct",
+        "amq.fanout",
+        "amq.topic",
+        "amq.headers",
+        "amq.match",
+        "amq.rabbitmq.trace",
+        "amq.rabbitmq.log",
+    }
+)
+
+
+def is_builtin_exchange(name: str) -> bool:
+    """The default exchange and every ``amq.*`` exchange belong to the broker."""
+    return name == "" or name.startswith("amq.")
+
+
 Arguments = Mapping[str, Any]
 
 

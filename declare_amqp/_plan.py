@@ -1,8 +1,8 @@
-"""Planning: ``plan(desired, actual) -> Plan``, a pure function.
+"""What a plan is made of: its changes (``Action``, ``Kind``, ``Change``, ``Difference``),
+``Plan``, ``PHASES`` (the one apply order) and the one create/update/conflict-by-identity
+loop every kind plans with (``keyed_changes``). ``_planning.plan`` loops over the kinds.
 
-Both sides are normalised first (defaults, ``x-queue-type`` folded into ``type``) and then
-compared field by field, *every* argument included — also the ones RabbitMQ itself does not
-compare on redeclare. Each difference becomes one change:
+Each difference between the files and the broker becomes one change:
 
 - ``create``   the object is missing;
 - ``update``   a mutable object differs (policies), changed in place;
@@ -27,14 +27,11 @@ from ._model import (
     ExchangeSpec,
     PolicySpec,
     QueueSpec,
-    Topology,
     VhostSpec,
     canonical,
 )
 from ._simulate import select_policy
-from ._validate import is_builtin_exchange
 from ._versions import QUORUM_DEFAULT_DELIVERY_LIMIT, Subject, edge
-from .worker_queues import LEGACY_EXPIRES_GRACE_MS, made_by_worker
 
 
 class Action(str, Enum):
@@ -373,7 +370,9 @@ def _compared_fields(spec: Spec, skip: frozenset[str]) -> tuple[str, ...]:
     return found
 
 
-def _compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
+def compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Difference]:
+    """The fields in which ``desired`` and ``actual`` differ: every compared field, each
+    argument on its own (``arguments.x-...``)."""
     diffs: list[Difference] = []
     for name in _compared_fields(desired, frozenset(skip)):
         want, have = getattr(desired, name), getattr(actual, name)
@@ -425,71 +424,6 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def plan(
-    desired: Topology,
-    actual: Topology,
-    *,
-    prune: bool = False,
-    force: bool = False,
-    stats: Mapping[tuple[str, str], QueueStats] | None = None,
-) -> Plan:
-    """Compare the files with the broker; ``actual`` holds the vhosts the files name."""
-    stats = stats or {}
-    changes: list[Change] = []
-    scope = tuple(desired.vhost_names())
-
-    have_vhosts = {v.name for v in actual.vhosts}
-    for v in desired.vhosts:
-        if v.name not in have_vhosts:
-            changes.append(Change(CREATE, Kind.VHOST, v.name, v.name, desired=v))
-
-    # Dependency order: exchanges, policies, queues (bindings after).
-    changes.extend(_named(Kind.EXCHANGE, desired.exchanges, actual.exchanges, mutable=False))
-    changes.extend(_named(Kind.POLICY, desired.policies, actual.policies, mutable=True))
-    changes.extend(
-        _named(Kind.QUEUE, desired.queues, _without_legacy_expires(desired, actual), mutable=False)
-    )
-
-    have_b = {b.key for b in actual.bindings}
-    for b in desired.bindings:
-        if b.key not in have_b:
-            changes.append(Change(CREATE, Kind.BINDING, b.vhost, b.name, desired=b))
-
-    if prune:
-        changes.extend(_prune(desired, actual, scope, force, stats))
-    kept = tuple(c for c in changes if c.action == KEEP)
-    changes = [c for c in changes if c.action != KEEP]
-    return Plan(tuple(_ordered(changes)), prune=prune, vhosts=scope, kept=kept)
-
-
-def _without_legacy_expires(desired: Topology, actual: Topology) -> tuple[QueueSpec, ...]:
-    """Live queues, with the x-expires that workers before 0.3 gave their delay queues left
-    out where a consumer derives that queue (it is the same queue, not a conflict)."""
-    derived = {(q.vhost, q.name) for q in desired.queues if q.origin}
-    if not derived:
-        return actual.queues
-    queues = []
-    for q in actual.queues:
-        ttl = q.arguments.get("x-message-ttl")
-        if (
-            (q.vhost, q.name) in derived
-            and isinstance(ttl, int)
-            and q.arguments.get("x-expires") == ttl + LEGACY_EXPIRES_GRACE_MS
-        ):
-            q = replace(q, arguments={k: v for k, v in q.arguments.items() if k != "x-expires"})
-        queues.append(q)
-    return tuple(queues)
-
-
-def _named(
-    kind: Kind, desired: Iterable[Named], actual: Iterable[Named], mutable: bool
-) -> Iterable[Change]:
-    """Create what is missing; a difference is an update (``mutable``) or a conflict."""
-    return keyed_changes(
-        kind, desired, actual, lambda o: (o.vhost, o.name), _compare, mutable=mutable
-    )
-
-
 def keyed_changes(
     kind: Kind,
     desired: Iterable[Any],
@@ -528,90 +462,7 @@ def keyed_changes(
             yield Change(CONFLICT, kind, vhost, name, want, have, tuple(diffs), message)
 
 
-def _prune(
-    desired: Topology,
-    actual: Topology,
-    scope: tuple[str, ...],
-    force: bool,
-    stats: Mapping[tuple[str, str], QueueStats],
-) -> Iterable[Change]:
-    in_scope = set(scope)
-    referenced = _referenced(desired)
-    want_b = {b.key for b in desired.bindings}
-    for b in actual.bindings:
-        if b.vhost in in_scope and b.key not in want_b and not is_builtin_exchange(b.source):
-            yield Change(DELETE, Kind.BINDING, b.vhost, b.name, actual=b)
-    want_q = {(q.vhost, q.name) for q in desired.queues}
-    consumed: dict[str, set[str]] = {}
-    for dq in desired.queues:
-        consumed.setdefault(dq.vhost, set()).add(dq.name)
-    for q in actual.queues:
-        if (
-            q.vhost not in in_scope
-            or (q.vhost, q.name) in want_q
-            or ("queue", q.vhost, q.name) in referenced
-        ):
-            continue
-        owner = made_by_worker(q.name, q.arguments, consumed.get(q.vhost, ()))
-        if owner is not None:
-            yield Change(
-                KEEP,
-                Kind.QUEUE,
-                q.vhost,
-                q.name,
-                actual=q,
-                message=f"kept: made by priority_worker for {owner}",
-            )
-            continue
-        s = stats.get((q.vhost, q.name), QueueStats())
-        if (s.messages or s.consumers) and not force:
-            why = []
-            if s.messages:
-                why.append(f"{s.messages} message{'s' if s.messages != 1 else ''}")
-            if s.consumers:
-                why.append(f"{s.consumers} consumer{'s' if s.consumers != 1 else ''}")
-            yield Change(
-                REFUSE,
-                Kind.QUEUE,
-                q.vhost,
-                q.name,
-                actual=q,
-                message=f"not deleted: it has {' and '.join(why)} (use --force)",
-            )
-        else:
-            yield Change(DELETE, Kind.QUEUE, q.vhost, q.name, actual=q)
-    want_x = {(x.vhost, x.name) for x in desired.exchanges}
-    for x in actual.exchanges:
-        if (
-            x.vhost in in_scope
-            and (x.vhost, x.name) not in want_x
-            and not is_builtin_exchange(x.name)
-            and ("exchange", x.vhost, x.name) not in referenced
-        ):
-            yield Change(DELETE, Kind.EXCHANGE, x.vhost, x.name, actual=x)
-    want_p = {(p.vhost, p.name) for p in desired.policies}
-    for p in actual.policies:
-        if p.vhost in in_scope and (p.vhost, p.name) not in want_p:
-            yield Change(DELETE, Kind.POLICY, p.vhost, p.name, actual=p)
-
-
-def _referenced(desired: Topology) -> set[tuple[str, str, str]]:
-    """Objects the files use without declaring them: prune must keep those."""
-    found: set[tuple[str, str, str]] = set()
-    for b in desired.bindings:
-        found.add(("exchange", b.vhost, b.source))
-        found.add((b.destination_type, b.vhost, b.destination))
-    for x in desired.exchanges:
-        if x.alternate_exchange is not None:
-            found.add(("exchange", x.vhost, x.alternate_exchange))
-    for q in desired.queues:
-        dlx = q.arguments.get("x-dead-letter-exchange")
-        if isinstance(dlx, str):
-            found.add(("exchange", q.vhost, dlx))
-    return found
-
-
-def _ordered(changes: list[Change]) -> list[Change]:
+def ordered(changes: Iterable[Change]) -> list[Change]:
     """In apply order (PHASES): creates and updates in dependency order, then deletes in
     reverse order."""
     return sorted(changes, key=apply_position)

@@ -9,7 +9,9 @@ could not read, a node that went away). Undone, newest first within each step:
 2. queues it created are deleted only while still empty and unused (``if-empty``,
    ``if-unused``: the broker's own check decides; a queue that took messages meanwhile stays,
    and is listed);
-3. policies it wrote are restored to what the broker held before, or deleted when new;
+3. policies it wrote are restored to what the broker held before, or deleted when new (the
+   policy kind's ``undo``; steps 1-4 walk ``kinds.TOPOLOGY_KINDS`` backwards, each kind by
+   its writer);
 4. exchanges it created are deleted;
 5. the access objects it wrote, each by its kind's ``undo`` hook (``kinds._base``): users,
    permissions, topic permissions, operator policies, federation upstreams and shovels it
@@ -35,11 +37,10 @@ from ._address import BrokerAddress
 from ._amqp import AmqpSession, delete_operation
 from ._errors import DeclareAmqpError, printable
 from ._management import ManagementClient
-from ._model import PolicySpec
-from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind
-from .kinds import kind_of
+from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind, Writer
+from .kinds import TOPOLOGY_KINDS, kind_of, topology_kind_of
 
-_UNDONE_BY_AMQP = (Kind.BINDING, Kind.QUEUE, Kind.EXCHANGE)
+_TOPOLOGY = frozenset(k.kind for k in TOPOLOGY_KINDS)
 
 
 def _is_access(change: Change) -> bool:
@@ -101,11 +102,11 @@ class _Undo:
                 self.keep(change, "deleted by this apply; a delete cannot be undone")
             elif _is_access(change):
                 continue
-            elif change.kind not in (*_UNDONE_BY_AMQP, Kind.POLICY, Kind.VHOST):
+            elif change.kind not in _TOPOLOGY:
                 self.keep(
                     change, f"{change.action.value}d; {change.kind} writes are not rolled back"
                 )
-            elif change.action == UPDATE and change.kind is not Kind.POLICY:
+            elif change.action == UPDATE and not topology_kind_of(change.kind).mutable:
                 self.keep(change, "updated in place; not rolled back")
 
     async def session(self, vhost: str) -> AmqpSession:
@@ -193,21 +194,17 @@ async def roll_back(
     newest_first = list(reversed(done))
     run.keep_the_undoable(newest_first)
     try:
-        await run.amqp_stage(Kind.BINDING, newest_first)
-        await run.amqp_stage(Kind.QUEUE, newest_first)
-        run.http_stage(Kind.POLICY, _undo_policy, newest_first)
-        await run.amqp_stage(Kind.EXCHANGE, newest_first)
+        # the topology kinds in the reverse of their apply order, each by its writer; the
+        # vhosts last, after the access objects in them
+        for kind in reversed(TOPOLOGY_KINDS):
+            if kind.kind is Kind.VHOST:
+                continue
+            if kind.writer is Writer.AMQP:
+                await run.amqp_stage(kind.kind, newest_first)
+            else:
+                run.http_stage(kind.kind, kind.undo, newest_first)
     finally:
         await run.close()
     run.access_stage(newest_first)
-    run.http_stage(Kind.VHOST, lambda m, c: m.delete_vhost(c.name), newest_first)
+    run.http_stage(Kind.VHOST, topology_kind_of(Kind.VHOST).undo, newest_first)
     return Rollback(tuple(run.undone), tuple(run.failed))
-
-
-def _undo_policy(management: ManagementClient, change: Change) -> None:
-    if change.action == CREATE:
-        management.delete_policy(change.vhost, change.name)
-    elif isinstance(change.actual, PolicySpec):
-        management.put_policy(change.actual)  # what the broker held before
-    else:
-        raise DeclareAmqpError("what it was before is not known")

@@ -6,19 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._format import (
-    BINDING_KEYS,
     CONSUMED_QUEUE_KEYS,
     CONSUMER_KEYS,
-    EXCHANGE_KEYS,
     EXPECT_KEYS,
-    POLICY_KEYS,
-    QUEUE_BINDING_KEYS,
-    QUEUE_KEYS,
     RETRY_KEYS,
-    VHOST_KEYS,
     Key,
 )
-from .kinds import ACCESS_KINDS, TOP_KEYS
+from .kinds import ACCESS_KINDS, TOP_KEYS, TOPOLOGY_KINDS
+
+# The topology kinds in the order a file lists them (the schema's definitions too).
+_IN_FILE_ORDER = sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)
 
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object", list: "array"}
 
@@ -57,20 +54,11 @@ def _object(
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a topology file."""
-    queue_binding = _object(QUEUE_BINDING_KEYS, "A binding of this queue.")
     top = _object(
         TOP_KEYS,
         "A declare-amqp topology file.",
         {
-            "vhosts": {
-                "type": "array",
-                "description": "Virtual hosts to create.",
-                "items": {"anyOf": [{"type": "string"}, _object(VHOST_KEYS, "A virtual host.")]},
-            },
-            "exchanges": {"type": "array", "items": {"$ref": "#/$defs/exchange"}},
-            "queues": {"type": "array", "items": {"$ref": "#/$defs/queue"}},
-            "bindings": {"type": "array", "items": {"$ref": "#/$defs/binding"}},
-            "policies": {"type": "array", "items": {"$ref": "#/$defs/policy"}},
+            **{k.key: k.schema_property(_object) for k in _IN_FILE_ORDER},
             "consumers": {"type": "array", "items": {"$ref": "#/$defs/consumer"}},
             "expect": {"type": "array", "items": {"$ref": "#/$defs/expectation"}},
             **{
@@ -86,18 +74,8 @@ def json_schema() -> dict[str, Any]:
         "title": "declare-amqp topology",
         **top,
         "$defs": {
-            "exchange": _object(EXCHANGE_KEYS, "An exchange."),
+            **{n: d for k in _IN_FILE_ORDER for n, d in k.schema_definitions(_object).items()},
             "expectation": _object(EXPECT_KEYS, "A routing expectation."),
-            "queue": _object(
-                QUEUE_KEYS,
-                "A queue.",
-                {
-                    "bindings": {"type": "array", "items": queue_binding},
-                    "type": {**_property(next(k for k in QUEUE_KEYS if k.name == "type"))},
-                },
-            ),
-            "binding": _object(BINDING_KEYS, "A binding (exchange-to-exchange included)."),
-            "policy": _object(POLICY_KEYS, "A policy."),
             "consumer": _object(
                 CONSUMER_KEYS,
                 "An application consuming with priority_worker.",

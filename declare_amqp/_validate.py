@@ -1,6 +1,8 @@
-"""Pure validation of a desired topology, before anything touches a broker.
+"""Pure validation of a desired topology, before anything touches a broker: the engine
+over the kinds' own checks, and the checks across kinds.
 
-``validate(desired)`` checks what a file alone can tell. ``check_references(desired,
+``validate(desired)`` checks what a file alone can tell (each kind's ``problems`` hook,
+``kinds.TOPOLOGY_KINDS``). ``check_references(desired,
 actual)`` also needs the live broker: a binding must name objects that the files declare
 *or* the broker already has (missing alternate and dead-letter exchanges are warnings, see
 ``_warnings``).
@@ -9,162 +11,29 @@ actual)`` also needs the live broker: a binding must name objects that the files
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from ._consumers import check_consumer_references
 from ._errors import Location, Problem
-from ._fit import type_fits, value_problem
-from ._format import (
-    ARGUMENT_TYPES,
-    FORBIDDEN_ARGUMENTS,
-    POLICY_DEFINITION_KEYS,
-    describe_types,
-)
 from ._limits import wire_problems
-from ._model import (
-    EXCHANGE_TYPES,
-    QUEUE_TYPES,
-    ExchangeSpec,
-    PolicySpec,
-    QueueSpec,
-    Topology,
-)
+from ._model import BUILTIN_EXCHANGES, Topology
 from ._versions import Edge, Effect, Subject, edges_at, parse_version
+from .kinds import QUEUE, TOPOLOGY_KINDS
 
-# Exchanges every vhost has; they can be bound to but never declared or deleted.
-BUILTIN_EXCHANGES = frozenset(
-    {
-        "",
-        "amq.direct",
-        "amq.fanout",
-        "amq.topic",
-        "amq.headers",
-        "amq.match",
-        "amq.rabbitmq.trace",
-        "amq.rabbitmq.log",
-    }
-)
-
-
-def is_builtin_exchange(name: str) -> bool:
-    """The default exchange and every ``amq.*`` exchange belong to the broker."""
-    return name == "" or name.startswith("amq.")
+# The kinds in the order a file lists them, so problems come in that order too.
+_IN_FILE_ORDER = sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)
 
 
 def validate(desired: Topology) -> list[Problem]:
-    """Every problem the files have on their own; empty when they are valid."""
+    """Every problem the files have on their own; empty when they are valid: each kind's
+    objects through its ``problems`` hook, then what the wire refuses of any of them."""
     problems: list[Problem] = []
-    for x in desired.exchanges:
-        problems.extend(_validate_exchange(x))
-    for q in desired.queues:
-        problems.extend(_validate_queue(q))
-    for b in desired.bindings:
-        if b.source == "":
-            problems.append(
-                Problem("the default exchange cannot be bound explicitly", b.location, b.label)
-            )
-        if b.destination_type not in ("queue", "exchange"):
-            problems.append(
-                Problem("destination_type must be queue or exchange", b.location, b.label)
-            )
-    for p in desired.policies:
-        problems.extend(_validate_policy(p))
+    for kind in _IN_FILE_ORDER:
+        for spec in kind.specs(desired):
+            problems.extend(kind.problems(spec))
     problems += wire_problems(desired)  # byte lengths, control characters, 64-bit integers
     return problems
-
-
-def _validate_exchange(x: ExchangeSpec) -> Iterable[Problem]:
-    if x.name == "":
-        yield Problem(
-            "an exchange needs a name (the default exchange cannot be declared)",
-            x.location,
-            x.label,
-        )
-    elif x.name.startswith("amq."):
-        yield Problem("names starting with 'amq.' are reserved for the broker", x.location, x.label)
-    if x.type not in EXCHANGE_TYPES and not x.type.startswith("x-"):
-        yield Problem(
-            f"unknown exchange type '{x.type}' (expected "
-            f"{', '.join(EXCHANGE_TYPES)}, or a plugin's x-... type)",
-            x.location,
-            x.label,
-        )
-    # An exchange that is its own alternate exchange is accepted by the broker: a
-    # warning (_fit.fit_warnings).
-
-
-def _validate_policy(p: PolicySpec) -> Iterable[Problem]:
-    try:
-        re.compile(p.pattern)
-    except re.error as exc:
-        yield Problem(f"pattern is not a valid regular expression: {exc}", p.location, p.label)
-    if not p.definition:
-        yield Problem("definition must not be empty", p.location, p.label)
-    for key in p.definition:
-        if key not in POLICY_DEFINITION_KEYS:
-            hint = difflib.get_close_matches(key, sorted(POLICY_DEFINITION_KEYS), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            yield Problem(f"unknown policy key '{key}'{suggestion}", p.location, p.label)
-    for key in ("max-priority", "queue-type", "x-queue-type", "durable"):
-        if key in p.definition:
-            yield Problem(
-                f"'{key}' cannot be set by a policy; it is fixed when the queue is declared",
-                p.location,
-                p.label,
-            )
-
-
-def _validate_queue(q: QueueSpec) -> Iterable[Problem]:
-    if q.name == "":
-        yield Problem(
-            "a queue needs a name (server-named queues are not declarative)", q.location, q.label
-        )
-    elif q.name.startswith("amq."):
-        yield Problem("names starting with 'amq.' are reserved for the broker", q.location, q.label)
-    if q.type not in QUEUE_TYPES:
-        yield Problem(
-            f"unknown queue type '{q.type}' (expected {', '.join(QUEUE_TYPES)})",
-            q.location,
-            q.label,
-        )
-        return
-    if q.type in ("quorum", "stream"):
-        if not q.durable:
-            yield Problem(f"{q.type} queues must be durable", q.location, q.label)
-        if q.auto_delete:
-            yield Problem(f"{q.type} queues cannot be auto_delete", q.location, q.label)
-    for arg in sorted(q.arguments):
-        if arg in FORBIDDEN_ARGUMENTS[q.type]:
-            alias = ARGUMENT_TYPES.get(arg)
-            shown = f"{alias.name} ({arg})" if alias else arg
-            hint = ""
-            if q.type == "quorum" and arg == "x-max-priority":
-                hint = (
-                    " (RabbitMQ 4.x quorum queues have message priorities of their own: "
-                    "publish with a priority, no argument needed; or use a classic queue)"
-                )
-            yield Problem(f"{shown} is not supported by {q.type} queues{hint}", q.location, q.label)
-        known = ARGUMENT_TYPES.get(arg)
-        value = q.arguments[arg]
-        if known is None:
-            continue
-        if not type_fits(value, known.types):  # the one rule (_fit), as loader and exporter
-            yield Problem(
-                f"argument {arg} must be {describe_types(known.types)}, not {value!r}",
-                q.location,
-                q.label,
-            )
-            continue
-        wrong = value_problem(known, value)
-        if wrong is not None:
-            yield Problem(f"{known.name} ({arg}) {wrong}", q.location, q.label)
-    if "x-dead-letter-routing-key" in q.arguments and "x-dead-letter-exchange" not in q.arguments:
-        yield Problem("dead_letter_routing_key needs dead_letter_exchange too", q.location, q.label)
-    # overflow reject-publish-dlx on a quorum queue: the broker accepts it, so it is a
-    # warning (_fit.fit_warnings).
 
 
 def check_exchange_types(desired: Topology, known: Iterable[str]) -> list[Problem]:
@@ -335,7 +204,7 @@ def resolve_queue_types(
             queues.append(q)
             continue
         resolved = dataclasses.replace(q, type=default)
-        for problem in _validate_queue(resolved):
+        for problem in QUEUE.problems(resolved):
             problems.append(
                 dataclasses.replace(
                     problem,

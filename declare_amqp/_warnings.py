@@ -19,8 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from ._errors import Problem, TopologyError
 from ._fit import fit_warnings
-from ._model import Topology
-from ._validate import BUILTIN_EXCHANGES
+from ._model import BUILTIN_EXCHANGES, Topology
 
 
 def reference_warnings(

@@ -1,27 +1,41 @@
-"""The kinds of access objects, one module each, and their registry.
+"""The kinds of objects, one module each, and their registry.
 
-Each module holds one kind whole: its frozen spec, its YAML keys, identity, what an update
-changes in place, how it is read from the broker and written (through the management
-client), its definitions-JSON mapping and its export (see ``_base.AccessKind``). The engines
-(``_access``: load, validate, plan, apply, export; ``_definitions``; ``_schema``) loop over
-``ACCESS_KINDS``. Adding a kind is one module here plus one line below (and, for a new
-endpoint, one ``ManagementClient`` method).
+Each module holds one kind: its frozen spec (a topology kind's is in ``_model``, which
+the broker reader shares), its YAML keys, checks, identity, what an update changes in
+place, how it is written (through the management client, or for exchanges, queues and
+bindings by ``_amqp``), its definitions-JSON mapping and its export (see
+``_base.TopologyKind`` and ``_base.AccessKind``). The engines (the loader, ``_validate``,
+``_planning``, ``_apply``, ``_rollback``, ``_access``, ``_definitions``, ``_schema``,
+``_export``) loop over ``TOPOLOGY_KINDS`` and ``ACCESS_KINDS``.
+
+Adding an access kind is one module here plus one line below, its member in ``_plan.Kind``
+and its place in ``_plan.ACCESS_KINDS`` (and, for a new endpoint, one ``ManagementClient``
+method); what a topology kind needs besides is in ARCHITECTURE.md ("Adding a kind").
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._format import TOPOLOGY_TOP_KEYS, Key
-from ._base import AccessKind
+from .._format import SECTION_TOP_KEYS, VHOST_TOP_KEY, Key
+from ._base import AccessKind, TopologyKind
+from .binding import BINDING
+from .exchange import EXCHANGE
 from .federation_upstream import FEDERATION_UPSTREAM
 from .operator_policy import OPERATOR_POLICY
 from .parameters import Component
 from .permission import PERMISSION
+from .policy import POLICY
+from .queue import QUEUE
 from .shovel import SHOVEL
 from .topic_permission import TOPIC_PERMISSION
 from .user import USER
+from .vhost import VHOST
 from .vhost_settings import VHOST_SETTINGS
+
+# The topology kinds, in the order they are created (_plan.PHASES; deleted in the reverse
+# order).
+TOPOLOGY_KINDS: tuple[TopologyKind[Any], ...] = (VHOST, EXCHANGE, POLICY, QUEUE, BINDING)
 
 # The registry, in the order the kinds are written (deleted in the reverse order; the same
 # order as _plan.ACCESS_KINDS).
@@ -43,8 +57,23 @@ ACCESS_TOP_KEYS: tuple[Key, ...] = tuple(
     Key(k.key, (list,), k.doc) for k in ACCESS_KINDS if getattr(k, "top_level", True)
 )
 
-# Every top-level key of a topology file (the loader's table, and the JSON schema's).
-TOP_KEYS: tuple[Key, ...] = (*TOPOLOGY_TOP_KEYS, *ACCESS_TOP_KEYS)
+# Every top-level key of a topology file (the loader's table, and the JSON schema's): the
+# topology kinds' lists in the order a file lists them, then the sections, then the access
+# kinds' lists.
+TOP_KEYS: tuple[Key, ...] = (
+    VHOST_TOP_KEY,
+    *(Key(k.key, (list,), k.doc) for k in sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)),
+    *SECTION_TOP_KEYS,
+    *ACCESS_TOP_KEYS,
+)
+
+# Every kind: the topology kinds, then the access kinds, each group in apply order.
+KINDS: tuple[TopologyKind[Any] | AccessKind[Any], ...] = (*TOPOLOGY_KINDS, *ACCESS_KINDS)
+
+
+def topology_kind_of(kind: str) -> TopologyKind[Any]:
+    """The registered topology kind whose plan kind is ``kind`` ("queue"...)."""
+    return next(k for k in TOPOLOGY_KINDS if k.kind == kind)
 
 
 def kind_of(kind: str) -> AccessKind[Any]:
@@ -55,8 +84,17 @@ def kind_of(kind: str) -> AccessKind[Any]:
 __all__ = [
     "ACCESS_KINDS",
     "ACCESS_TOP_KEYS",
+    "BINDING",
     "COMPONENTS",
+    "EXCHANGE",
+    "KINDS",
+    "POLICY",
+    "QUEUE",
+    "TOPOLOGY_KINDS",
     "TOP_KEYS",
+    "VHOST",
     "AccessKind",
+    "TopologyKind",
     "kind_of",
+    "topology_kind_of",
 ]

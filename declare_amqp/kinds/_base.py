@@ -11,16 +11,40 @@ keyed by a few fields and written one object at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._errors import DeclareAmqpError, Location, Problem
 from .._format import Key, Reader
 
-__all__ = ["AccessKind", "DefinitionsReader", "PlanContext", "Reader", "change"]
-from .._model import Access, AccessObject
-from .._plan import CREATE, DELETE, UPDATE, Action, Change, Difference, Kind, keyed_changes
+__all__ = [
+    "AccessKind",
+    "DefinitionsReader",
+    "PlanContext",
+    "PruneContext",
+    "Reader",
+    "SchemaObject",
+    "TopologyDefinitionsReader",
+    "TopologyKind",
+    "change",
+]
+from .._model import Access, AccessObject, Topology
+from .._plan import (
+    CREATE,
+    DELETE,
+    UPDATE,
+    Action,
+    Change,
+    Difference,
+    Kind,
+    QueueStats,
+    Spec,
+    Writer,
+    compare,
+    keyed_changes,
+)
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
@@ -31,6 +55,10 @@ USERS_SCOPE = ""  # the "vhost" of cluster-wide changes (users)
 _STR, _INT, _LIST, _BOOL = (str,), (int,), (list,), (bool,)
 
 S = TypeVar("S", bound=AccessObject)
+T = TypeVar("T", bound=Spec)
+
+# ``_schema``'s builder of an object's schema: (keys, description, overridden properties).
+SchemaObject = Callable[..., dict[str, Any]]
 
 
 class DefinitionsReader(Protocol):
@@ -44,6 +72,32 @@ class DefinitionsReader(Protocol):
 
     def problem(self, line: int, message: str, obj: str | None = None) -> None:
         """An error of the definitions file."""
+
+
+class TopologyDefinitionsReader(Protocol):
+    """What a topology kind reads a definitions file's objects through (``_definitions``)."""
+
+    # what was skipped, as (kind, vhost, name): what depends on it is skipped too
+    skipped: set[tuple[str, str, str]]
+
+    def vhost_of(self, f: Mapping[str, Any]) -> str:
+        """The vhost an object of the file belongs to."""
+
+    def at(self, line: int) -> Location:
+        """The location of ``line`` of the file being read."""
+
+    def problem(self, line: int, message: str, obj: str | None = None) -> None:
+        """An error of the definitions file."""
+
+    def warn(self, line: int, message: str, obj: str | None = None) -> None:
+        """Read, with a caveat shown (an object skipped, a field ignored)."""
+
+
+# How an export entry of an object named by vhost and name gets its vhost (``_export``).
+WithVhost = Callable[[dict[str, Any], str], dict[str, Any]]
+
+# The fields of one object of the broker's definitions format: field -> (types, required).
+DefinitionsFields = Mapping[str, tuple[tuple[type, ...], bool]]
 
 
 @dataclass
@@ -60,6 +114,18 @@ class PlanContext:
     admins: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class PruneContext:
+    """What pruning one topology kind needs besides the broker's objects of that kind."""
+
+    desired: Topology
+    scope: frozenset[str]  # the vhosts the files name (prune works there only)
+    force: bool  # delete queues with messages or consumers too
+    stats: Mapping[tuple[str, str], QueueStats]
+    # objects the files use without declaring them (``TopologyKind.references``): kept
+    referenced: frozenset[tuple[str, str, str]]
+
+
 def change(
     action: Action | str,
     kind: Kind | str,
@@ -74,6 +140,15 @@ def change(
     return Change(
         Action(action), Kind(kind), vhost, name, desired, actual, tuple(differences), message
     )
+
+
+def reserved_name(spec: Any) -> Problem | None:
+    """A problem when an exchange or queue is named like the broker's own (``amq.*``)."""
+    if spec.name.startswith("amq."):
+        return Problem(
+            "names starting with 'amq.' are reserved for the broker", spec.location, spec.label
+        )
+    return None
 
 
 def plain(value: Any) -> Any:
@@ -287,3 +362,167 @@ class AccessKind(Generic[S]):
     def export_entry(self, spec: S, with_vhost: bool) -> dict[str, Any]:
         """``spec`` as an entry of a topology file (``with_vhost``: several vhosts)."""
         raise NotImplementedError
+
+
+# The vhost and name of a spec, the default place and identity of a topology object.
+_VHOST_AND_NAME: Callable[[Any], tuple[str, str]] = attrgetter("vhost", "name")
+
+
+class TopologyKind(Generic[T]):
+    """One kind of topology object (vhost, exchange, policy, queue, binding); a kind module
+    makes one instance and the registry (``kinds.TOPOLOGY_KINDS``) lists it.
+
+    Class attributes a kind sets: ``spec`` (its frozen spec class, in ``_model``: the
+    definitions reader and the broker reader build it too), ``kind`` (in plans), ``key``
+    (its top-level YAML list, also its field of ``Topology``), ``doc`` (that key's
+    description), ``top_rank`` (where a file's top-level keys list it), ``keys`` (its YAML
+    keys: the one table the loader, the validator and the JSON schema read),
+    ``schema_name``/``schema_doc`` (its JSON schema definition).
+    """
+
+    spec: type[T]
+    kind: Kind
+    key: str
+    doc: str
+    top_rank: int
+    keys: tuple[Key, ...] = ()
+    schema_name: str = ""
+    schema_doc: str = ""
+    # a difference is an update in place (policies), not a conflict
+    mutable: bool = False
+    # its objects' fields in definitions JSON (the broker's format; ``from_definitions``)
+    definitions_fields: DefinitionsFields = {}
+    # AMQP: its changes go to ``_amqp``'s sessions with the others of their phase (a
+    # queue's bindings pipelined behind it); MANAGEMENT: this kind's ``write`` and ``undo``
+    writer: Writer = Writer.AMQP
+
+    # ------------------------------------------------------------ the model
+
+    def specs(self, topology: Topology) -> tuple[T, ...]:
+        """This kind's objects of ``topology``."""
+        found: tuple[T, ...] = getattr(topology, self.key)
+        return found
+
+    # ------------------------------------------------------------ files
+
+    def read_document(self, reader: Reader, doc: Mapping[str, Any]) -> Iterable[T]:
+        """This kind's objects of one parsed topology file (problems go to ``reader``)."""
+        for raw, line in reader.entries(doc, self.key):
+            spec = self.read(reader, raw, line)
+            if spec is not None:
+                yield spec
+
+    def read(self, reader: Reader, raw: Any, line: int) -> T | None:
+        """One entry of a file; None when it is wrong (the reader has the problem)."""
+        f = reader.fields(raw, self.keys, str(self.kind), line)
+        return None if f is None else self.build(reader, f, raw, line)
+
+    def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> T:
+        """The spec of an entry's checked values ``f`` (``raw``: the entry as written)."""
+        raise NotImplementedError
+
+    def problems(self, spec: T) -> Iterable[Problem]:
+        """What the files alone tell is wrong with ``spec`` (pure; ``_validate.validate``
+        loops over every kind's objects)."""
+        return ()
+
+    def schema_definitions(self, obj: SchemaObject) -> dict[str, dict[str, Any]]:
+        """This kind's entries of the JSON schema's ``$defs`` (built with ``obj``)."""
+        return {self.schema_name: obj(self.keys, self.schema_doc)}
+
+    def schema_property(self, obj: SchemaObject) -> dict[str, Any]:
+        """The schema of this kind's top-level list (its items by ``$ref``)."""
+        return {"type": "array", "items": {"$ref": f"#/$defs/{self.schema_name}"}}
+
+    # ------------------------------------------------------------ definitions JSON
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> T | None:
+        """One object of a definitions file (its ``definitions_fields`` checked); None when
+        it is skipped (the reader has the warning or the problem)."""
+        raise NotImplementedError
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """This kind's objects of ``topology`` as entries of its top-level list of a
+        topology file, sorted (``single``: the file has one vhost, named once)."""
+        return []
+
+    def to_definitions(self, spec: T) -> dict[str, Any]:
+        """``spec`` as an entry of its definitions-JSON list (the vhost added by the caller)."""
+        raise NotImplementedError
+
+    def definitions_order(self, spec: T) -> tuple[Any, ...]:
+        """The order of the entries written: by vhost, then name."""
+        return self.place(spec)
+
+    # ------------------------------------------------------------ planning
+
+    def identity(self, spec: T) -> Hashable:
+        """What makes two declarations the same object: its vhost and name."""
+        return self.place(spec)
+
+    def place(self, spec: T) -> tuple[str, str]:
+        """The vhost and name a change of ``spec`` shows."""
+        return _VHOST_AND_NAME(spec)
+
+    def differences(self, want: T, have: T) -> list[Difference]:
+        """The fields in which the files' ``want`` and the broker's ``have`` differ (every
+        argument compared on its own: ``_plan.compare``)."""
+        return compare(want, have)
+
+    def plan(self, desired: Topology, actual: Topology) -> Iterable[Change]:
+        """The changes that make the broker's objects of this kind match the files
+        (``keyed``)."""
+        return self.keyed(self.specs(desired), self.specs(actual))
+
+    def keyed(self, desired: Sequence[T], actual: Sequence[T]) -> Iterable[Change]:
+        """Creates of the objects the broker lacks; for one it has, its ``differences`` as an
+        update (``mutable``) or a conflict (``_plan.keyed_changes``, the one loop)."""
+        cls = type(self)
+        # A no-op plan runs these once per object: where a kind keeps the defaults, the plain
+        # functions are handed over, not the methods that call them (issue 22's no-op plan).
+        place = _VHOST_AND_NAME if cls.place is TopologyKind.place else self.place
+        return keyed_changes(
+            self.kind,
+            desired,
+            actual,
+            place if cls.identity is TopologyKind.identity else self.identity,
+            compare if cls.differences is TopologyKind.differences else self.differences,
+            mutable=self.mutable,
+            place=place,
+        )
+
+    def references(self, spec: T) -> Iterable[tuple[str, str, str]]:
+        """The objects ``spec`` uses, as (kind, vhost, name): prune keeps them."""
+        return ()
+
+    def prune(self, actual: Sequence[T], ctx: PruneContext) -> Iterable[Change]:
+        """With prune: the deletes of the broker's objects in scope that no file declares
+        and that ``prunable`` allows."""
+        declared = {self.identity(d) for d in self.specs(ctx.desired)}
+        for have in actual:
+            vhost, name = self.place(have)
+            if (
+                vhost in ctx.scope
+                and self.identity(have) not in declared
+                and self.prunable(have, ctx)
+            ):
+                yield Change(DELETE, self.kind, vhost, name, actual=have)
+
+    def prunable(self, spec: T, ctx: PruneContext) -> bool:
+        """Whether prune may delete the broker's ``spec``."""
+        return True
+
+    # ------------------------------------------------------------ the broker
+
+    def write(self, management: ManagementClient, c: Change) -> None:
+        """Carry out ``c``, a change of a kind the management API writes (``writer``)."""
+        raise NotImplementedError(f"{self.kind} changes are written over AMQP (_amqp)")
+
+    def undo(self, management: ManagementClient, c: Change) -> None:
+        """Undo this run's write ``c`` of a kind the management API writes (the rollback,
+        ``_rollback``); raises DeclareAmqpError with the reason when that cannot be done."""
+        raise NotImplementedError(f"{self.kind} changes are undone over AMQP (_amqp)")

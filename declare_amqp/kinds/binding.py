@@ -5,12 +5,40 @@ share). A binding has no name: its identity is ``BindingSpec.key``, all its fiel
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._errors import Problem
-from .._format import BINDING_KEYS, QUEUE_BINDING_KEYS, Reader
-from .._model import BindingSpec, ExchangeSpec, Topology
+from .._format import Key
+from .._model import BindingSpec, ExchangeSpec, Topology, is_builtin_exchange
+from .._plan import Difference, Kind
+from ._base import PruneContext, Reader, TopologyDefinitionsReader, TopologyKind, WithVhost
+
+_STR = (str,)
+
+BINDING_KEYS = (
+    Key("source", _STR, "Source exchange.", required=True),
+    Key("destination", _STR, "Queue or exchange that receives.", required=True),
+    Key(
+        "destination_type",
+        _STR,
+        "queue or exchange.",
+        default="queue",
+        choices=("queue", "exchange"),
+    ),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key."),
+    Key("arguments", (dict,), "Binding arguments."),
+    Key("vhost", _STR, "Virtual host; defaults to the file's `vhost`."),
+)
+
+# A binding listed under its queue (the queue's vhost, the queue as destination).
+QUEUE_BINDING_KEYS = (
+    Key("exchange", _STR, "Source exchange.", required=True),
+    Key("routing_key", _STR, "Routing (binding) key.", default=""),
+    Key("binding_key", _STR, "Same as routing_key (the original declare-amqp's name)."),
+    Key("arguments", (dict,), "Binding arguments (headers exchanges: x-match, ...)."),
+)
 
 
 def routing_key(reader: Reader, f: Mapping[str, Any], line: int, label: str) -> str:
@@ -25,18 +53,104 @@ def routing_key(reader: Reader, f: Mapping[str, Any], line: int, label: str) -> 
     return str(rk if rk is not None else bk if bk is not None else "")
 
 
-def read_document(reader: Reader, doc: Mapping[str, Any]) -> Iterable[BindingSpec]:
-    """The top-level ``bindings`` of one parsed topology file."""
-    for raw, line in reader.entries(doc, "bindings"):
-        f = reader.fields(raw, BINDING_KEYS, "binding", line)
-        if f is None:
-            continue
-        yield BindingSpec.read(
+class BindingKind(TopologyKind[BindingSpec]):
+    """A binding: declared over AMQP after its queue; created or deleted, never updated
+    (all its fields are its identity)."""
+
+    spec = BindingSpec
+    kind = Kind.BINDING
+    key = "bindings"
+    doc = "Bindings, exchange-to-exchange included."
+    top_rank = 4
+    keys = BINDING_KEYS
+    schema_name = "binding"
+    schema_doc = "A binding (exchange-to-exchange included)."
+    definitions_fields = {
+        "source": (_STR, True),
+        "vhost": (_STR, False),
+        "destination": (_STR, True),
+        "destination_type": (_STR, True),
+        "routing_key": (_STR, False),
+        "arguments": ((dict,), False),
+        "properties_key": (_STR, False),
+    }
+
+    def build(self, reader: Reader, f: Mapping[str, Any], raw: Any, line: int) -> BindingSpec:
+        """A top-level binding of a checked entry."""
+        return BindingSpec.read(
             f.get("vhost", reader.vhost),
             f,
             reader.at(line),
             routing_key(reader, f, line, "binding"),
         )
+
+    def problems(self, spec: BindingSpec) -> Iterable[Problem]:
+        """The default exchange bound explicitly; a destination neither queue nor exchange."""
+        if spec.source == "":
+            yield Problem(
+                "the default exchange cannot be bound explicitly", spec.location, spec.label
+            )
+        if spec.destination_type not in ("queue", "exchange"):
+            yield Problem("destination_type must be queue or exchange", spec.location, spec.label)
+
+    def identity(self, spec: BindingSpec) -> Hashable:
+        """All its fields (``BindingSpec.key``)."""
+        return spec.key
+
+    def differences(self, want: BindingSpec, have: BindingSpec) -> list[Difference]:
+        """None: two bindings that differ are two bindings."""
+        return []
+
+    def references(self, spec: BindingSpec) -> Iterable[tuple[str, str, str]]:
+        """Its source exchange and its destination."""
+        yield ("exchange", spec.vhost, spec.source)
+        yield (spec.destination_type, spec.vhost, spec.destination)
+
+    def prunable(self, spec: BindingSpec, ctx: PruneContext) -> bool:
+        """Not a binding from the broker's own exchanges."""
+        return not is_builtin_exchange(spec.source)
+
+    def from_definitions(
+        self, reader: TopologyDefinitionsReader, f: Mapping[str, Any], line: int
+    ) -> BindingSpec | None:
+        """A binding of a definitions file; one to a skipped queue is skipped too."""
+        if f["destination_type"] not in ("queue", "exchange"):
+            reader.problem(line, "destination_type must be queue or exchange", "binding")
+            return None
+        vhost = reader.vhost_of(f)
+        if f["destination_type"] == "queue" and (
+            ("queue", vhost, f["destination"]) in reader.skipped
+        ):
+            reader.warn(
+                line,
+                f"skipped: its queue '{f['destination']}' is skipped (server-named)",
+                f"binding {f['source']} -> {f['destination']}",
+            )
+            return None
+        return BindingSpec.read(vhost, f, reader.at(line))
+
+    def to_definitions(self, spec: BindingSpec) -> dict[str, Any]:
+        """A binding as definitions JSON spells it (the vhost added by the caller)."""
+        return {
+            "source": spec.source,
+            "destination": spec.destination,
+            "destination_type": spec.destination_type,
+            "routing_key": spec.routing_key,
+            "arguments": dict(spec.arguments),
+        }
+
+    def export(
+        self, topology: Topology, single: bool, with_vhost: WithVhost
+    ) -> list[dict[str, Any]]:
+        """The bindings not nested in an exported queue's entry (``entries``)."""
+        return entries(topology, single)[1]
+
+    def definitions_order(self, spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
+        """Bindings are written sorted by their identity (``BindingSpec.key``)."""
+        return spec.key
+
+
+BINDING = BindingKind()
 
 
 def read_queue_bindings(
@@ -93,22 +207,6 @@ def unkeyed_warnings(
                 binding.location,
                 binding.label,
             )
-
-
-def to_definitions(spec: BindingSpec) -> dict[str, Any]:
-    """A binding as definitions JSON spells it (the vhost added by the caller)."""
-    return {
-        "source": spec.source,
-        "destination": spec.destination,
-        "destination_type": spec.destination_type,
-        "routing_key": spec.routing_key,
-        "arguments": dict(spec.arguments),
-    }
-
-
-def definitions_order(spec: BindingSpec) -> tuple[str, str, str, str, str, str]:
-    """Bindings are written sorted by their identity (``BindingSpec.key``)."""
-    return spec.key
 
 
 # ------------------------------------------------------------ export (YAML)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._errors import Location, Problem
-from .._format import VHOST_SETTING_KEYS
+from .._format import Key
+from .._model import QUEUE_TYPES
 from .._plan import CONFLICT, CREATE, UPDATE, Change, Difference, Kind
 from ._base import (
     AccessKind,
@@ -28,6 +29,20 @@ from ._base import (
 
 if TYPE_CHECKING:
     from .._management import ManagementClient
+
+# Metadata and limits of a vhost: the keys of a ``vhosts`` entry after its ``name``.
+VHOST_SETTING_KEYS = (
+    Key("description", (str,), "Description of the vhost."),
+    Key("tags", (list,), "Tags of the vhost (strings)."),
+    Key(
+        "default_queue_type",
+        (str,),
+        "Type of queues declared without one; set when the vhost is created.",
+        choices=QUEUE_TYPES,
+    ),
+    Key("max_connections", (int,), "Limit of client connections (-1: none).", minimum=-1),
+    Key("max_queues", (int,), "Limit of queues (-1: none).", minimum=-1),
+)
 
 # a vhost's limits: the broker's name -> the YAML key
 VHOST_LIMITS = {"max-connections": "max_connections", "max-queues": "max_queues"}

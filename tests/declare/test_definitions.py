@@ -15,7 +15,7 @@ import pytest
 from declare_amqp import TopologyError, load, load_unvalidated
 from declare_amqp._definitions import parse_definitions, to_definitions
 from declare_amqp._json_lines import load_json
-from declare_amqp._plan import plan
+from declare_amqp._planning import plan
 
 SINGLE = """{
   "rabbit_version": "3.10.8",

@@ -19,7 +19,8 @@ from declare_amqp._migration import (
     step_of,
 )
 from declare_amqp._model import BindingSpec, QueueSpec, Topology
-from declare_amqp._plan import QueueStats, plan
+from declare_amqp._plan import QueueStats
+from declare_amqp._planning import plan
 
 OLD = QueueSpec("v", "q")
 NEW = QueueSpec("v", "q", type="quorum")

@@ -15,6 +15,7 @@ from import_probe import imported_by, loaded_after
 PURE = (
     "_model",
     "_plan",
+    "_planning",  # plan(): the engine over the kinds
     "_loader",  # and so _yaml, _access and every kind module (kinds/)
     "_validate",
     "_fit",
