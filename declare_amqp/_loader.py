@@ -178,22 +178,34 @@ class _FileReader:
     ) -> tuple[tuple[BindingSpec, ...], list[BindingSpec], tuple[ExchangeSpec, ...]]:
         """The bindings (top-level, then the queues'), those of queues given no key (where
         they get a warning), and the exchanges."""
-        streamed = self.streamed
-        if streamed is None:
+        if (took := self._took("bindings")) is not None:
+            self.adopt(took.readers["bindings"])
+            top_bindings = tuple(took.bindings)
+            took.bindings = []
+        else:
             top_bindings = tuple(binding.read_document(self, doc))
-            queue_bindings = tuple(binding.read_queue_bindings(self, doc, self.original))
-            unkeyed = [b for b, no_key in queue_bindings if no_key and not self.original]
-            bindings = (*top_bindings, *(b for b, _ in queue_bindings))
-            return bindings, unkeyed, tuple(exchange.read_document(self, doc))
-        # read while the file was parsed: their problems in the order the reads above give
-        self.adopt(streamed.readers["bindings"])
-        self.adopt(streamed.readers["queue bindings"])
-        bindings = (*streamed.bindings, *streamed.queue_bindings)
-        streamed.bindings = streamed.queue_bindings = []
-        self.adopt(streamed.readers["exchanges"])
-        exchanges = tuple(streamed.exchanges)
-        streamed.exchanges = []
-        return bindings, [] if self.original else streamed.unkeyed, exchanges
+        if (took := self._took("queues")) is not None:  # their bindings, first
+            self.adopt(took.readers["queue bindings"])
+            queue_bindings = tuple(took.queue_bindings)
+            took.queue_bindings = []
+            unkeyed = [] if self.original else took.unkeyed
+        else:
+            read = tuple(binding.read_queue_bindings(self, doc, self.original))
+            queue_bindings = tuple(b for b, _ in read)
+            unkeyed = [b for b, no_key in read if no_key and not self.original]
+            del read
+        if (took := self._took("exchanges")) is not None:
+            self.adopt(took.readers["exchanges"])
+            exchanges = tuple(took.exchanges)
+            took.exchanges = []
+        else:
+            exchanges = tuple(exchange.read_document(self, doc))
+        return (*top_bindings, *queue_bindings), unkeyed, exchanges
+
+    def _took(self, section: str) -> _Sections | None:
+        """The entries of ``section``, if they were read while the file was parsed."""
+        streamed = self.streamed
+        return streamed if streamed is not None and section in streamed.taken else None
 
     def adopt(self, part: _FileReader) -> None:
         """The problems and warnings of a section read on its own (``_Sections``), here."""
@@ -201,13 +213,13 @@ class _FileReader:
         self.warnings += part.warnings
 
     def _queues(self, doc: dict[str, Any]) -> tuple[QueueSpec, ...]:
-        streamed = self.streamed
-        if streamed is None:
+        took = self._took("queues")
+        if took is None:
             # the last reader of the raw queues (their bindings were read before)
             return tuple(queue.read_document(self, doc, self.release))
-        self.adopt(streamed.readers["queues"])
-        queues = tuple(streamed.queues)
-        streamed.queues = []
+        self.adopt(took.readers["queues"])
+        queues = tuple(took.queues)
+        took.queues = []
         return queues
 
     def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
@@ -257,6 +269,7 @@ class _Sections:
         self.unkeyed: list[BindingSpec] = []  # queue bindings given no key
         self.exchanges: list[ExchangeSpec] = []
         self.queues: list[QueueSpec] = []
+        self.taken: set[str] = set()  # the sections whose entries it read (a list of some)
 
     def take(self, section: str, entry: Any, line: int, doc: Mapping[str, Any]) -> None:
         """Reads one entry of ``section`` into specs (``_yaml.Stream``)."""
@@ -264,6 +277,7 @@ class _Sections:
             self.vhost = self._vhost(doc)
             for reader in self.readers.values():
                 reader.vhost = self.vhost
+        self.taken.add(section)
         one = {section: one_entry(entry, line)}
         readers = self.readers
         if section == "queues":  # its bindings first, as ``read`` does
