@@ -322,6 +322,8 @@ class _EventReader:
         by_key: dict[Any, int] | None = None  # after a key given twice, where order no longer tells
         keys = self.keys
         typed = self.typed_starts
+        tags = self.tags
+        str_tag = _STR_TAG
         duplicates = loader.duplicate_keys
         get_event = loader.get_event
         end = yaml.MappingEndEvent
@@ -337,7 +339,7 @@ class _EventReader:
             if (
                 event.anchor is not None
                 or event.tag is not None
-                or (event.implicit[0] and (not key or key[0] in typed))
+                or (event.implicit[0] and (not key or key[0] in typed) and tags.get(key) != str_tag)
             ):
                 key = self.scalar(event)  # may be other than a string
             if type(key) is str:
@@ -352,7 +354,13 @@ class _EventReader:
                 event = get_event()
                 plain = type(event) is scalar and event.anchor is None and event.tag is None
                 value = event.value if plain else None
-                if not (plain and (not event.implicit[0] or (value and value[0] not in typed))):
+                if not (
+                    plain
+                    and (
+                        not event.implicit[0]
+                        or (value and (value[0] not in typed or tags.get(value) == str_tag))
+                    )
+                ):
                     value = self.value(event)  # not a plain string
                 if type(value) is str:
                     if key in SHARED_VALUES:
