@@ -179,15 +179,11 @@ class _FileReader:
         """The bindings (top-level, then the queues'), those of queues given no key (where
         they get a warning), and the exchanges."""
         if (took := self._took("bindings")) is not None:
-            self.adopt(took.readers["bindings"])
-            top_bindings = tuple(took.bindings)
-            took.bindings = []
+            top_bindings: tuple[BindingSpec, ...] = self._hand_over(took, "bindings")
         else:
             top_bindings = tuple(binding.read_document(self, doc))
         if (took := self._took("queues")) is not None:  # their bindings, first
-            self.adopt(took.readers["queue bindings"])
-            queue_bindings = tuple(took.queue_bindings)
-            took.queue_bindings = []
+            queue_bindings: tuple[BindingSpec, ...] = self._hand_over(took, "queue bindings")
             unkeyed = [] if self.original else took.unkeyed
         else:
             read = tuple(binding.read_queue_bindings(self, doc, self.original))
@@ -195,9 +191,7 @@ class _FileReader:
             unkeyed = [b for b, no_key in read if no_key and not self.original]
             del read
         if (took := self._took("exchanges")) is not None:
-            self.adopt(took.readers["exchanges"])
-            exchanges = tuple(took.exchanges)
-            took.exchanges = []
+            exchanges: tuple[ExchangeSpec, ...] = self._hand_over(took, "exchanges")
         else:
             exchanges = tuple(exchange.read_document(self, doc))
         return (*top_bindings, *queue_bindings), unkeyed, exchanges
@@ -207,20 +201,20 @@ class _FileReader:
         streamed = self.streamed
         return streamed if streamed is not None and section in streamed.taken else None
 
-    def adopt(self, part: _FileReader) -> None:
-        """The problems and warnings of a section read on its own (``_Sections``), here."""
+    def _hand_over(self, took: _Sections, section: str) -> tuple[Any, ...]:
+        """The specs ``took`` read for ``section`` (its list then dropped), with the problems
+        and warnings of its reader taken here, where a whole read would have made them."""
+        part = took.readers[section]
         self.problems += part.problems
         self.warnings += part.warnings
+        return tuple(took.specs.pop(section))
 
     def _queues(self, doc: dict[str, Any]) -> tuple[QueueSpec, ...]:
         took = self._took("queues")
         if took is None:
             # the last reader of the raw queues (their bindings were read before)
             return tuple(queue.read_document(self, doc, self.release))
-        self.adopt(took.readers["queues"])
-        queues = tuple(took.queues)
-        took.queues = []
-        return queues
+        return self._hand_over(took, "queues")
 
     def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
         for raw, line in self.entries(doc, "expect"):
@@ -264,11 +258,9 @@ class _Sections:
             for name in ("bindings", "queue bindings", "exchanges", "queues", "scratch")
         }
         self.vhost: str | None = None  # the vhost the entries were read with
-        self.bindings: list[BindingSpec] = []
-        self.queue_bindings: list[BindingSpec] = []
+        # what each reader read: binding, queue binding, exchange and queue specs
+        self.specs: dict[str, list[Any]] = {name: [] for name in self.readers}
         self.unkeyed: list[BindingSpec] = []  # queue bindings given no key
-        self.exchanges: list[ExchangeSpec] = []
-        self.queues: list[QueueSpec] = []
         self.taken: set[str] = set()  # the sections whose entries it read (a list of some)
 
     def take(self, section: str, entry: Any, line: int, doc: Mapping[str, Any]) -> None:
@@ -281,18 +273,18 @@ class _Sections:
         one = {section: one_entry(entry, line)}
         readers = self.readers
         if section == "queues":  # its bindings first, as ``read`` does
-            kept = self.queue_bindings.append
+            kept = self.specs["queue bindings"].append
             for spec, no_key in binding.read_queue_bindings(
                 readers["queue bindings"], one, self.original
             ):
                 kept(spec)
                 if no_key:
                     self.unkeyed.append(spec)
-            self.queues.extend(queue.read_document(readers["queues"], one))
+            self.specs["queues"].extend(queue.read_document(readers["queues"], one))
         elif section == "exchanges":
-            self.exchanges.extend(exchange.read_document(readers["exchanges"], one))
+            self.specs["exchanges"].extend(exchange.read_document(readers["exchanges"], one))
         else:
-            self.bindings.extend(binding.read_document(readers["bindings"], one))
+            self.specs["bindings"].extend(binding.read_document(readers["bindings"], one))
 
     def _vhost(self, doc: Mapping[str, Any]) -> str:
         """The file's vhost as ``read`` settles it, from the top-level keys read so far."""

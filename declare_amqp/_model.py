@@ -7,6 +7,7 @@ Arguments are already normalised (aliases resolved, ``x-queue-type`` moved into 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, cast
@@ -40,6 +41,7 @@ class Table(dict[str, Any]):
 _EMPTY_TABLE = Table()
 _SHARED_TABLES: dict[tuple[Any, ...], Table] = {}  # the most recently used first
 _MAX_SHARED_TABLES = 256
+_SHARING = threading.Lock()
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -59,12 +61,13 @@ def table(values: Mapping[str, Any] | None) -> Arguments:
         key = ()
     if len(key) != len(values):  # a list or table inside: kept as its own
         return Table(values)
-    shared = _SHARED_TABLES.pop(key, None)
-    if shared is None:
-        shared = Table(values)
-        if len(_SHARED_TABLES) >= _MAX_SHARED_TABLES:
-            del _SHARED_TABLES[next(iter(_SHARED_TABLES))]  # the least recently used
-    _SHARED_TABLES[key] = shared
+    with _SHARING:  # the files are read while the broker is, in another thread
+        shared = _SHARED_TABLES.pop(key, None)
+        if shared is None:
+            shared = Table(values)
+            if len(_SHARED_TABLES) >= _MAX_SHARED_TABLES:
+                del _SHARED_TABLES[next(iter(_SHARED_TABLES))]  # the least recently used
+        _SHARED_TABLES[key] = shared
     return shared
 
 
