@@ -98,18 +98,23 @@ bindings:
 }
 
 
-def _read(text: str, stream: bool, original: bool = False) -> tuple[Topology, list[str]]:
-    topology, problems = _loader._parse(text, "t.yml", None, "/", original, stream=stream)
+def _read(
+    text: str, stream: bool, original: bool = False, vhost: str | None = None
+) -> tuple[Topology, list[str]]:
+    topology, problems = _loader._parse(text, "t.yml", vhost, "dflt", original, stream=stream)
     return topology, [str(p) for p in problems]
 
 
-@pytest.mark.parametrize("original", [False, True])
+@pytest.mark.parametrize(("original", "vhost"), [(False, None), (True, None), (False, "over")])
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
-def test_streamed_read_is_the_whole_document_read(name: str, original: bool) -> None:
-    """The same model, problems (text, file:line, object, order) and warnings either way."""
+def test_streamed_read_is_the_whole_document_read(
+    name: str, original: bool, vhost: str | None
+) -> None:
+    """The same model, problems (text, file:line, object, order) and warnings either way: in
+    this project's format and the original tool's (``--config``), with ``--vhost`` too."""
     text = DOCUMENTS[name]
-    streamed, streamed_problems = _read(text, stream=True, original=original)
-    whole, whole_problems = _read(text, stream=False, original=original)
+    streamed, streamed_problems = _read(text, stream=True, original=original, vhost=vhost)
+    whole, whole_problems = _read(text, stream=False, original=original, vhost=vhost)
     assert streamed_problems == whole_problems
     assert streamed == whole
     assert [str(w) for w in streamed.warnings] == [str(w) for w in whole.warnings]
