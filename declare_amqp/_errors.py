@@ -97,11 +97,27 @@ def dedupe(
     same: Callable[[Any, Any], bool] = operator.eq,
 ) -> tuple[_D, ...]:
     """The first of each object the files declare more than once (by ``key``); a later one
-    that is not ``same`` as the first is a problem naming both places."""
-    seen: dict[Hashable, _D] = {}
+    that is not ``same`` as the first is a problem naming both places.
+
+    The objects are found by the hash of their key, and the keys compared only where two
+    hashes meet: a dict of the keys themselves held a tuple per object (a 50 MB file's
+    1.2 million objects: 80 MB at the end of loading, its peak)."""
+    seen: dict[int, _D | list[_D]] = {}  # the first of each hash, or of each key with it
+    kept: list[_D] = []
     for item in items:
-        first = seen.setdefault(key(item), item)
-        if first is not item and not same(first, item):
+        k = key(item)
+        h = hash(k)
+        found = seen.get(h)
+        if found is None:
+            seen[h] = item
+            kept.append(item)
+            continue
+        firsts = found if isinstance(found, list) else [found]
+        first = next((f for f in firsts if key(f) == k), None)
+        if first is None:  # another key with the same hash
+            seen[h] = [*firsts, item]
+            kept.append(item)
+        elif not same(first, item):
             problems.append(
                 Problem(
                     f"declared twice with different settings (also at {first.location})",
@@ -109,7 +125,7 @@ def dedupe(
                     item.label,
                 )
             )
-    return tuple(seen.values())
+    return tuple(kept)
 
 
 class DeclareAmqpError(Exception):

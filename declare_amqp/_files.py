@@ -65,7 +65,11 @@ def read_bytes(path: str, max_bytes: int = DEFAULT_MAX_FILE_SIZE) -> bytes | Pro
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 return Problem("not a regular file; nothing was read", where)
-            data = fh.read(max_bytes + 1)
+            # what stat saw, then whatever it grew by (up to the limit plus one byte): a
+            # read of the limit itself would allocate 64 MiB for a file of a few KB
+            data = fh.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         return Problem(f"cannot read the file: {exc.strerror or exc}", where)
     if len(data) > max_bytes:  # it grew while we read it

@@ -7,7 +7,7 @@ Every problem in every file is collected before anything is reported, so one run
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from ._consumers import read_consumer
 from ._definitions import is_definitions, parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._errors import dedupe as first_of_each
-from ._files import DEFAULT_MAX_FILE_SIZE, read_text
+from ._files import DEFAULT_MAX_FILE_SIZE, decode, read_bytes
 from ._fit import key_problem
 from ._format import (
     EXPECT_KEYS,
@@ -26,13 +26,41 @@ from ._format import (
 )
 from ._gc import paused as paused_gc
 from ._model import (
+    BindingSpec,
     ConsumerSpec,
+    ExchangeSpec,
     Expectation,
+    QueueSpec,
     Topology,
     canonical,
 )
-from ._yaml import AliasBomb, yaml_document
+from ._yaml import AliasBomb, one_entry, yaml_document
 from .kinds import BINDING, EXCHANGE, POLICY, QUEUE, TOP_KEYS, VHOST, binding
+
+# each key table by name, and its required keys, made once (``fields`` runs per entry)
+_TABLES: dict[int, tuple[Sequence[Key], dict[str, Key], tuple[str, ...]]] = {}
+
+
+def _table(keys: Sequence[Key]) -> tuple[dict[str, Key], tuple[str, ...]]:
+    made = _TABLES.get(id(keys))
+    if made is None or made[0] is not keys:
+        made = (keys, {k.name: k for k in keys}, tuple(k.name for k in keys if k.required))
+        if len(_TABLES) >= 256:  # the tables are constants: only a caller's own lists go
+            _TABLES.clear()
+        _TABLES[id(keys)] = made
+    return made[1], made[2]
+
+
+def _label(raw: Mapping[str, Any], what: str) -> str:
+    """How a problem names an entry: by its name where it has one."""
+    name = raw.get("name")
+    return f"{what} '{name}'" if isinstance(name, str) else what
+
+
+def _key_line(raw: Any, key: Any, line: int) -> int:
+    """The line of ``key`` in ``raw`` (``line``, the entry's, where it has none)."""
+    key_lines: dict[Any, int] = getattr(raw, "key_lines", {})
+    return key_lines.get(key, line)
 
 
 class _FileReader:
@@ -52,6 +80,8 @@ class _FileReader:
         # the document's values are unshared (no aliases): the raw queues, most of a large
         # file, are dropped from it one by one as their specs are built (``kinds.queue``)
         self.release = False
+        # the exchanges, queues and bindings, read entry by entry while the file was parsed
+        self.streamed: _Sections | None = None
 
     def at(self, line: int) -> Location:
         return Location(self.path, line)
@@ -68,23 +98,19 @@ class _FileReader:
         if not isinstance(raw, dict):
             self.problem(line, f"each entry of {what} must be a mapping, not {raw!r}")
             return None
-        by_name = {k.name: k for k in keys}
-        label = what
-        name = raw.get("name")
-        if isinstance(name, str):
-            label = f"{what} '{name}'"
+        by_name, required = _table(keys)
         values: dict[str, Any] = {}
         ok = True
-        key_lines = getattr(raw, "key_lines", {})
         for key, value in raw.items():
-            key_line = key_lines.get(key, line)
             spec = by_name.get(key)
             if spec is None:
                 hint = difflib.get_close_matches(str(key), list(by_name), n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 allowed = ", ".join(by_name)
                 self.problem(
-                    key_line, f"unknown key '{key}'{suggestion}; allowed: {allowed}", label
+                    _key_line(raw, key, line),
+                    f"unknown key '{key}'{suggestion}; allowed: {allowed}",
+                    _label(raw, what),
                 )
                 ok = False
                 continue
@@ -92,13 +118,13 @@ class _FileReader:
                 continue
             wrong = key_problem(spec, value, suggest=True)  # the one rule (_fit)
             if wrong is not None:
-                self.problem(key_line, f"'{key}' {wrong}", label)
+                self.problem(_key_line(raw, key, line), f"'{key}' {wrong}", _label(raw, what))
                 ok = False
                 continue
             values[key] = value
-        for spec in keys:
-            if spec.required and spec.name not in raw:
-                self.problem(line, f"missing required key '{spec.name}'", label)
+        for name in required:
+            if name not in raw:
+                self.problem(line, f"missing required key '{name}'", _label(raw, what))
                 ok = False
         return values if ok else None
 
@@ -112,7 +138,9 @@ class _FileReader:
                 f"'{key}' must be a list",
             )
             return []
-        lines = getattr(items, "item_lines", [0] * len(items))
+        lines = getattr(items, "item_lines", None)
+        if lines is None:
+            lines = [0] * len(items)
         return [(item, getattr(item, "line", lines[i])) for i, item in enumerate(items)]
 
     def read(self, doc: Any) -> Topology:
@@ -130,25 +158,63 @@ class _FileReader:
             top = {}
         self.vhost = self.override_vhost or top.get("vhost") or self.fallback_vhost
         explicit = self.override_vhost or top.get("vhost")
-        top_bindings = tuple(BINDING.read_document(self, doc))
-        queue_bindings = tuple(binding.read_queue_bindings(self, doc, self.original))
-        unkeyed = [b for b, no_key in queue_bindings if no_key and not self.original]
-        bindings = (*top_bindings, *(b for b, _ in queue_bindings))
-        exchanges = tuple(EXCHANGE.read_document(self, doc))
+        bindings, unkeyed, exchanges = self._links(doc)
         access = read_access(self, doc)  # before the warnings: it adds to them
         return Topology(
             warnings=(*binding.unkeyed_warnings(unkeyed, exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
             vhosts=tuple(VHOST.read_document(self, doc)),
             exchanges=exchanges,
-            # the last reader of the raw queues (their bindings were read before)
-            queues=tuple(QUEUE.read_document(self, doc, self.release)),
+            queues=self._queues(doc),
             bindings=bindings,
             policies=tuple(POLICY.read_document(self, doc)),
             consumers=tuple(self._consumers(doc)),
             access=access,
             expectations=tuple(self._expectations(doc)),
         )
+
+    def _links(
+        self, doc: dict[str, Any]
+    ) -> tuple[tuple[BindingSpec, ...], list[BindingSpec], tuple[ExchangeSpec, ...]]:
+        """The bindings (top-level, then the queues'), those of queues given no key (where
+        they get a warning), and the exchanges."""
+        if (took := self._took("bindings")) is not None:
+            top_bindings: tuple[BindingSpec, ...] = self._hand_over(took, "bindings")
+        else:
+            top_bindings = tuple(BINDING.read_document(self, doc))
+        if (took := self._took("queues")) is not None:  # their bindings, first
+            queue_bindings: tuple[BindingSpec, ...] = self._hand_over(took, "queue bindings")
+            unkeyed = [] if self.original else took.unkeyed
+        else:
+            read = tuple(binding.read_queue_bindings(self, doc, self.original))
+            queue_bindings = tuple(b for b, _ in read)
+            unkeyed = [b for b, no_key in read if no_key and not self.original]
+            del read
+        if (took := self._took("exchanges")) is not None:
+            exchanges: tuple[ExchangeSpec, ...] = self._hand_over(took, "exchanges")
+        else:
+            exchanges = tuple(EXCHANGE.read_document(self, doc))
+        return (*top_bindings, *queue_bindings), unkeyed, exchanges
+
+    def _took(self, section: str) -> _Sections | None:
+        """The entries of ``section``, if they were read while the file was parsed."""
+        streamed = self.streamed
+        return streamed if streamed is not None and section in streamed.taken else None
+
+    def _hand_over(self, took: _Sections, section: str) -> tuple[Any, ...]:
+        """The specs ``took`` read for ``section`` (its list then dropped), with the problems
+        and warnings of its reader taken here, where a whole read would have made them."""
+        part = took.readers[section]
+        self.problems += part.problems
+        self.warnings += part.warnings
+        return tuple(took.specs.pop(section))
+
+    def _queues(self, doc: dict[str, Any]) -> tuple[QueueSpec, ...]:
+        took = self._took("queues")
+        if took is None:
+            # the last reader of the raw queues (their bindings were read before)
+            return tuple(QUEUE.read_document(self, doc, self.release))
+        return self._hand_over(took, "queues")
 
     def _expectations(self, doc: dict[str, Any]) -> Iterable[Expectation]:
         for raw, line in self.entries(doc, "expect"):
@@ -171,6 +237,62 @@ class _FileReader:
                 yield consumer
 
 
+class _Sections:
+    """The top-level lists a large file is made of (exchanges, queues, bindings), read into
+    the model entry by entry while the file is parsed (a ``_yaml.Stream``): the values of
+    one entry exist only until its specs are built, so a 50 MB file never holds its whole
+    value tree (about 1 KB a queue) beside the model.
+
+    Each section is read by the kind's own reader, as ``_FileReader.read`` reads it, through
+    a reader of its own whose problems ``read`` takes in its usual order. Read before the
+    file's ``vhost`` key is known for sure: ``_parse`` reads the file again, whole, in the
+    rare case that the vhost ``read`` settles on differs (a ``vhost`` key after the lists).
+    """
+
+    sections = frozenset(("exchanges", "queues", "bindings"))
+
+    def __init__(self, path: str, override: str | None, fallback: str, original: bool) -> None:
+        self.original = original
+        self.readers = {
+            name: _FileReader(path, override, fallback, original)
+            for name in ("bindings", "queue bindings", "exchanges", "queues", "scratch")
+        }
+        self.vhost: str | None = None  # the vhost the entries were read with
+        # what each reader read: binding, queue binding, exchange and queue specs
+        self.specs: dict[str, list[Any]] = {name: [] for name in self.readers}
+        self.unkeyed: list[BindingSpec] = []  # queue bindings given no key
+        self.taken: set[str] = set()  # the sections whose entries it read (a list of some)
+
+    def take(self, section: str, entry: Any, line: int, doc: Mapping[str, Any]) -> None:
+        """Reads one entry of ``section`` into specs (``_yaml.Stream``)."""
+        if self.vhost is None:
+            self.vhost = self._vhost(doc)
+            for reader in self.readers.values():
+                reader.vhost = self.vhost
+        self.taken.add(section)
+        one = {section: one_entry(entry, line)}
+        readers = self.readers
+        if section == "queues":  # its bindings first, as ``read`` does
+            kept = self.specs["queue bindings"].append
+            for spec, no_key in binding.read_queue_bindings(
+                readers["queue bindings"], one, self.original
+            ):
+                kept(spec)
+                if no_key:
+                    self.unkeyed.append(spec)
+            self.specs["queues"].extend(QUEUE.read_document(readers["queues"], one))
+        elif section == "exchanges":
+            self.specs["exchanges"].extend(EXCHANGE.read_document(readers["exchanges"], one))
+        else:
+            self.specs["bindings"].extend(BINDING.read_document(readers["bindings"], one))
+
+    def _vhost(self, doc: Mapping[str, Any]) -> str:
+        """The file's vhost as ``read`` settles it, from the top-level keys read so far."""
+        scratch = self.readers["scratch"]
+        given = scratch.fields({"vhost": doc["vhost"]} if "vhost" in doc else {}, TOP_KEYS, "", 1)
+        return scratch.override_vhost or (given or {}).get("vhost") or scratch.fallback_vhost
+
+
 def parse_unvalidated(
     text: str, path: str = "<string>", vhost: str | None = None, default_vhost: str = "/"
 ) -> Topology:
@@ -187,10 +309,16 @@ def parse_unvalidated(
 
 
 def _parse(
-    text: str, path: str, vhost: str | None, default_vhost: str, original: bool = False
+    text: str | bytes,
+    path: str,
+    vhost: str | None,
+    default_vhost: str,
+    original: bool = False,
+    stream: bool = True,
 ) -> tuple[Topology, list[Problem]]:
+    sections = _Sections(path, vhost, default_vhost, original) if stream else None
     try:
-        doc, duplicate_keys, unshared = yaml_document(text, path)
+        doc, duplicate_keys, unshared, streamed = yaml_document(text, path, sections)
     except AliasBomb as exc:
         return Topology(), [exc.problem]
     except RecursionError:
@@ -209,9 +337,14 @@ def _parse(
         return Topology(), [Problem(f"not valid YAML: {exc}", Location(path, 1))]
     reader = _FileReader(path, vhost, default_vhost, original)
     reader.release = unshared
+    if streamed:
+        reader.streamed = sections
     for key, line, first in duplicate_keys:
         reader.problem(line, f"key '{key}' appears twice in one mapping (first at line {first})")
     topology = reader.read(doc)
+    if sections is not None and sections.vhost not in (None, reader.vhost):
+        del topology, doc, sections, reader  # read with the wrong vhost: read it again, whole
+        return _parse(text, path, vhost, default_vhost, original, stream=False)
     return topology, reader.problems
 
 
@@ -259,19 +392,33 @@ def _read_files(
     problems: list[Problem] = []
     parts: list[Topology] = []
     for path in paths:
-        text = read_text(path, max_file_size)
-        if isinstance(text, Problem):
-            problems.append(text)
+        read = _read_file(path, vhost, default_vhost, max_file_size, original_format)
+        if isinstance(read, Problem):
+            problems.append(read)
             continue
-        if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
-            topology, found = parse_definitions(text, path, vhost, default_vhost)
-        else:
-            topology, found = _parse(text, path, vhost, default_vhost, original_format)
+        topology, found = read
         problems.extend(found)
         parts.append(topology)
     merged, merge_problems = _merge(parts)
     problems.extend(merge_problems)
     return merged, problems
+
+
+def _read_file(
+    path: str, vhost: str | None, default_vhost: str, max_file_size: int, original: bool
+) -> tuple[Topology, list[Problem]] | Problem:
+    """One file read (its text gone when this returns: a large file's 50 MB are not kept
+    while the files are merged)."""
+    data = read_bytes(path, max_file_size)
+    if isinstance(data, Problem):
+        return data
+    text = decode(data, path)
+    if isinstance(text, Problem):
+        return text
+    if is_definitions(path):  # RabbitMQ definitions JSON, mixed freely with YAML
+        return parse_definitions(text, path, vhost, default_vhost)
+    del text  # libyaml reads the checked bytes: no str and no UTF-8 copy of it beside them
+    return _parse(data, path, vhost, default_vhost, original)
 
 
 def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ._effective import Explanation, explanation
@@ -90,26 +91,37 @@ class Simulator:
         self.topology = topology
         self.version = version
         self.exact_numbers = not version or version >= HEADERS_EXACT_NUMBERS_SINCE
-        self._exchanges: dict[tuple[str, str], _Exchange] = {}
-        self._queues: dict[tuple[str, str], QueueSpec] = {}
-        self._bindings: dict[tuple[str, str], list[BindingSpec]] = {}
         self._policies: dict[str, list[PolicySpec]] = {}
         self._operator: dict[str, list[PolicySpec]] = {}
         self._selected: dict[tuple[str, str, str], tuple[Selection, Selection]] = {}
-        vhosts = set(topology.vhost_names())
-        for vhost in vhosts:
-            for name, (kind, internal) in BUILTIN_EXCHANGE_TYPES.items():
-                self._exchanges[(vhost, name)] = _Exchange(name, kind, internal, {})
-        for x in topology.exchanges:
-            self._exchanges[(x.vhost, x.name)] = _Exchange(x.name, x.type, x.internal, x.arguments)
-        for q in topology.queues:
-            self._queues[(q.vhost, q.name)] = q
-        for b in topology.bindings:
-            self._bindings.setdefault((b.vhost, b.source), []).append(b)
         for p in topology.policies:
             self._policies.setdefault(p.vhost, []).append(p)
         for p in operator_policies:
             self._operator.setdefault(p.vhost, []).append(p)
+
+    # The indexes of the objects, made when first asked: ``validate`` makes a simulator for
+    # a file's expectations, and a 50 MB file without any would hold 80 MB of them for nothing.
+
+    @cached_property
+    def _exchanges(self) -> dict[tuple[str, str], _Exchange]:
+        exchanges: dict[tuple[str, str], _Exchange] = {}
+        for vhost in set(self.topology.vhost_names()):
+            for name, (kind, internal) in BUILTIN_EXCHANGE_TYPES.items():
+                exchanges[(vhost, name)] = _Exchange(name, kind, internal, {})
+        for x in self.topology.exchanges:
+            exchanges[(x.vhost, x.name)] = _Exchange(x.name, x.type, x.internal, x.arguments)
+        return exchanges
+
+    @cached_property
+    def _queues(self) -> dict[tuple[str, str], QueueSpec]:
+        return {(q.vhost, q.name): q for q in self.topology.queues}
+
+    @cached_property
+    def _bindings(self) -> dict[tuple[str, str], list[BindingSpec]]:
+        bindings: dict[tuple[str, str], list[BindingSpec]] = {}
+        for b in self.topology.bindings:
+            bindings.setdefault((b.vhost, b.source), []).append(b)
+        return bindings
 
     # -- lookups
 

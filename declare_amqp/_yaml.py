@@ -8,8 +8,8 @@ them (``read_document``).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Container, Hashable
-from typing import Any
+from collections.abc import Container, Hashable, Mapping
+from typing import Any, Protocol
 
 import yaml
 
@@ -49,6 +49,14 @@ class _List(list[Any]):
     __slots__ = ("line", "item_lines")
     line: int
     item_lines: list[int]
+
+
+def one_entry(entry: Any, line: int) -> list[Any]:
+    """A list of one streamed entry at ``line``: what a kind's reader reads a section from."""
+    result = _List((entry,))
+    result.line = line
+    result.item_lines = [line]
+    return result
 
 
 # libyaml's parser is ~10x faster on large files and keeps the same line marks.
@@ -191,6 +199,29 @@ class _Everything:
 _EVERY_CHARACTER = _Everything()
 
 
+class Stream(Protocol):
+    """Who takes the entries of the top-level lists ``sections`` one by one, as they are
+    parsed, instead of the document holding them (``yaml_document``)."""
+
+    @property
+    def sections(self) -> Container[str]:
+        """The top-level keys whose lists it takes."""
+
+    def take(self, section: str, entry: Any, line: int, doc: Mapping[str, Any]) -> None:
+        """One entry of ``section`` at ``line``; ``doc``: the top-level keys read so far."""
+
+
+# Keys whose values name other objects: thousands of bindings name the same few exchanges,
+# so each such name is kept once (a 50 MB file: 550,000 bindings, 110,000 exchanges).
+SHARED_VALUES = frozenset(
+    ("exchange", "source", "destination", "destination_type", "type", "vhost")
+    + ("alternate_exchange", "dead_letter_exchange", "queue_mode", "overflow")
+)
+
+
+_MAX_TAGS = 4096
+
+
 class _EventReader:
     """Builds the values straight from libyaml's parse events, without a node tree.
 
@@ -199,12 +230,25 @@ class _EventReader:
     values exist. Plain scalars are resolved and constructed as the composer and
     ``SafeLoader`` do them; whatever needs more (``NeedsNodes``) is read again through the
     node tree by ``_Builder``, which a topology file rarely needs and a large one hardly ever.
+
+    With a ``Stream``, the entries of its top-level lists are handed over one at a time and
+    the document keeps an empty list in their place: a 50 MB file's value tree (about 1 KB
+    a queue) never exists whole, only the model its entries are read into. Strings repeated
+    inside one entry (a queue's name as its binding's routing key) are one object, and so
+    are the values of ``SHARED_VALUES`` keys across the file (exchange names referred to by
+    thousands of bindings).
     """
 
-    def __init__(self, loader: _Loader) -> None:
+    def __init__(self, loader: _Loader, stream: Stream | None = None) -> None:
         self.loader = loader
+        self.stream = stream
         # each mapping key's text once: libyaml makes a new string for every occurrence
         self.keys: dict[str, str] = {}
+        self.shared: dict[str, str] = {}  # the values of SHARED_VALUES keys, once each
+        self.local: dict[str, str] | None = None  # the strings of the streamed entry, once each
+        # the tag of plain scalars the resolver was asked about (keys such as `name` and
+        # `type`, values such as `topic`: its regular expressions ran for each occurrence)
+        self.tags: dict[str, str] = {}
         # The first characters of plain scalars that may resolve to something other than a
         # string (numbers, booleans, null, timestamps, merge): the resolver tries its regular
         # expressions by first character, so any other start is a string without asking it.
@@ -220,7 +264,16 @@ class _EventReader:
         if loader.check_event(yaml.StreamEndEvent):
             return None
         loader.get_event()  # document start
-        value = self.value(loader.get_event())
+        first = loader.get_event()
+        if (
+            self.stream is not None
+            and type(first) is yaml.MappingStartEvent
+            and first.anchor is None
+            and first.tag in (None, "!")
+        ):
+            value: Any = self.mapping(first, self.stream)
+        else:
+            value = self.value(first)
         loader.get_event()  # document end
         if not loader.check_event(yaml.StreamEndEvent):
             raise NeedsNodes  # the composer's error names the second document
@@ -247,54 +300,118 @@ class _EventReader:
             return value
         if value and value[0] not in self.typed_starts:  # no resolver matches: a string
             return value
-        tag = self.loader.resolve(yaml.ScalarNode, value, event.implicit)
+        tag = self.tags.get(value)
+        if tag is None:
+            tag = self.loader.resolve(yaml.ScalarNode, value, event.implicit)
+            if len(self.tags) < _MAX_TAGS:
+                self.tags[value] = tag
         if tag == _STR_TAG:
-            return event.value
+            return value
         if tag == _MERGE_TAG:
             raise NeedsNodes
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         return self.loader.yaml_constructors[tag](self.loader, node)
 
-    def mapping(self, start: Any) -> _Map:
+    def mapping(self, start: Any, stream: Stream | None = None) -> _Map:
+        # The loops below inline ``value`` and ``scalar`` for the plain strings that make
+        # up most of a file (a call per event was a tenth of the parse).
         loader = self.loader
         result = _Map()
         result.line = start.start_mark.line + 1
         lines = array("q")  # each key's line, in the keys' order
         by_key: dict[Any, int] | None = None  # after a key given twice, where order no longer tells
         keys = self.keys
+        typed = self.typed_starts
+        tags = self.tags
+        str_tag = _STR_TAG
         duplicates = loader.duplicate_keys
         get_event = loader.get_event
-        while not loader.check_event(yaml.MappingEndEvent):
-            key_event: Any = get_event()
-            line = key_event.start_mark.line + 1
-            if type(key_event) is not yaml.ScalarEvent:
+        end = yaml.MappingEndEvent
+        scalar = yaml.ScalarEvent
+        while True:
+            event: Any = get_event()
+            if type(event) is end:
+                break
+            line = event.start_mark.line + 1
+            if type(event) is not scalar:
                 raise NeedsNodes
-            key = self.scalar(key_event)
+            key = event.value
+            if (
+                event.anchor is not None
+                or event.tag is not None
+                or (event.implicit[0] and (not key or key[0] in typed) and tags.get(key) != str_tag)
+            ):
+                key = self.scalar(event)  # may be other than a string
             if type(key) is str:
                 key = keys.setdefault(key, key)
-            if key in result:
-                if by_key is None:
-                    by_key = dict(zip(result, lines, strict=True))
-                duplicates.append((key, line, by_key[key]))
-            result[key] = self.value(get_event())
+            if stream is not None and key in stream.sections and self._streams(key, result):
+                value: Any = self.entries(key, result, stream)
+            else:
+                if key in result:
+                    if by_key is None:
+                        by_key = dict(zip(result, lines, strict=True))
+                    duplicates.append((key, line, by_key[key]))
+                event = get_event()
+                plain = type(event) is scalar and event.anchor is None and event.tag is None
+                value = event.value if plain else None
+                if not (
+                    plain
+                    and (
+                        not event.implicit[0]
+                        or (value and (value[0] not in typed or tags.get(value) == str_tag))
+                    )
+                ):
+                    value = self.value(event)  # not a plain string
+                if type(value) is str:
+                    if key in SHARED_VALUES:
+                        value = self.shared.setdefault(value, value)
+                    elif self.local is not None:
+                        value = self.local.setdefault(value, value)
+            result[key] = value
             if by_key is None:
                 lines.append(line)
             else:
                 by_key[key] = line
-        get_event()
         result._lines = lines if by_key is None else by_key
         return result
+
+    def _streams(self, key: str, doc: _Map) -> bool:
+        """The value of the top-level ``key`` is a plain list to hand over entry by entry."""
+        event = self.loader.peek_event()
+        if type(event) is not yaml.SequenceStartEvent:
+            return False
+        if event.anchor is not None or event.tag not in (None, "!") or key in doc:
+            raise NeedsNodes  # the node tree reads what streaming cannot (a list given twice)
+        return True
+
+    def entries(self, key: str, doc: _Map, stream: Stream) -> _List:
+        """Hands the entries of the list at ``key`` to ``stream``; an empty list in its place."""
+        get_event = self.loader.get_event
+        start = get_event()
+        while True:
+            event: Any = get_event()
+            if type(event) is yaml.SequenceEndEvent:
+                break
+            self.local = {}
+            stream.take(key, self.value(event), event.start_mark.line + 1, doc)
+        self.local = None
+        placeholder = _List()
+        placeholder.line = start.start_mark.line + 1
+        placeholder.item_lines = []
+        return placeholder
 
     def sequence(self, start: Any) -> _List:
         loader = self.loader
         items: list[Any] = []
         lines: list[int] = []
         get_event = loader.get_event
-        while not loader.check_event(yaml.SequenceEndEvent):
+        end = yaml.SequenceEndEvent
+        while True:
             event: Any = get_event()
+            if type(event) is end:
+                break
             lines.append(event.start_mark.line + 1)
             items.append(self.value(event))
-        get_event()
         result = _List(items)
         result.line = start.start_mark.line + 1
         result.item_lines = lines
@@ -312,42 +429,55 @@ class AliasBomb(Exception):
 def yaml_value(text: str, path: str = "<text>") -> tuple[Any, list[tuple[Any, int, int]]]:
     """The one document in ``text`` and its duplicate keys (key, line, first line);
     raises ``yaml.YAMLError``, or ``AliasBomb``."""
-    value, duplicates, _ = yaml_document(text, path)
+    value, duplicates, _, _ = yaml_document(text, path)
     return value, duplicates
 
 
-def yaml_document(text: str, path: str) -> tuple[Any, list[tuple[Any, int, int]], bool]:
-    """``yaml_value``, and whether every value in it is its own: read from the events,
-    with no anchor or alias, so no value appears twice (the reader may then release
-    what it has read)."""
+def yaml_document(
+    text: str | bytes, path: str, stream: Stream | None = None
+) -> tuple[Any, list[tuple[Any, int, int]], bool, bool]:
+    """``yaml_value``, whether every value in it is its own (read from the events, with no
+    anchor or alias, so no value appears twice: the reader may then release what it has
+    read), and whether ``stream`` took the entries of its sections (from the events; a file
+    that needs the node tree is read whole, and what ``stream`` took so far is void).
+
+    ``text`` may be the file's UTF-8 bytes (checked by ``_files.decode``): libyaml reads
+    them as they are, where a ``str`` is first copied to UTF-8 (50 MB more for a 50 MB file).
+    """
     with paused_gc():
         try:
-            value, duplicates = read_yaml(text, path, nodes=False)
-            return value, duplicates, True
+            value, duplicates = read_yaml(text, path, nodes=False, stream=stream)
+            return value, duplicates, True, stream is not None
         except NeedsNodes:
             value, duplicates = read_yaml(text, path, nodes=True)
-            return value, duplicates, False
+            return value, duplicates, False, False
 
 
-def read_yaml(text: str, path: str, *, nodes: bool) -> tuple[Any, list[tuple[Any, int, int]]]:
+def read_yaml(
+    text: str | bytes, path: str, *, nodes: bool, stream: Stream | None = None
+) -> tuple[Any, list[tuple[Any, int, int]]]:
     """The document and its duplicate keys, from libyaml's events (``nodes`` False: raises
-    ``NeedsNodes`` at the first anchor or alias) or from its node graph (aliases counted
-    first: ``AliasBomb``)."""
+    ``NeedsNodes`` at the first anchor or alias; ``stream`` takes its sections' entries) or
+    from its node graph (aliases counted first: ``AliasBomb``)."""
     loader = _Loader(text)
     loader.duplicate_keys = []
     loader.builder = _Builder(loader)
     try:
         if not nodes:  # no anchor or alias (NeedsNodes): nothing to count
-            return _EventReader(loader).document(), loader.duplicate_keys
+            return _EventReader(loader, stream).document(), loader.duplicate_keys
         node = loader.get_single_node()
         # an alias needs an anchor (&name) and a reference (*name): without both in the text
         # there is nothing to count, and large files skip the walk
-        bomb = alias_problem(node, path) if "&" in text and "*" in text else None
+        amp, star = ("&", "*") if isinstance(text, str) else (b"&", b"*")
+        bomb = alias_problem(node, path) if amp in text and star in text else None  # type: ignore[operator]
         if bomb is not None:
             raise AliasBomb(bomb)
         return (None if node is None else loader.builder.value(node)), loader.duplicate_keys
     finally:
         loader.dispose()
+        # the builder refers back to the loader: with the collector paused, that cycle would
+        # keep the loader's copy of the text alive until the whole load ends
+        del loader.builder
 
 
 MAX_ALIAS_NODES = 100_000
