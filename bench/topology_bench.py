@@ -477,13 +477,7 @@ def run_repost(ctx: Context, vhost: str) -> float:
 
 
 def run_reimport(ctx: Context, vhost: str) -> float:
-    """Re-run rabbitmqctl import_definitions on the vhost it already filled (no-op).
-
-    rabbitmqctl returns while the broker still imports. At 3x on a RabbitMQ 4.0.5 container
-    (2026-12-07, twice), the delete of this vhost that followed stopped part-way (1,824 and
-    156 of 6,000 queues left, the broker idle for minutes, an 8 s pause before the delete
-    did not help) until the broker was restarted; so this row runs at 1x only.
-    """
+    """Re-run rabbitmqctl import_definitions on the vhost it already filled (no-op)."""
     return _rabbitmqctl_import(ctx, ctx.workdir / f"{vhost}.json")
 
 
@@ -554,10 +548,7 @@ def one_repetition(
                 res.errors.setdefault(key, str(exc))
                 print(f"  {key}: ERROR\n{exc}", flush=True)
 
-    # The no-op re-import at 1x only: above it, on RabbitMQ 4.0.5, the vhost's delete that
-    # follows stalled (see run_reimport).
-    again = [(REIMPORT, run_reimport)] if ctx.topo.queues <= Topology().queues else []
-    timed(IMPORT, "import", run_import_definitions, again)
+    timed(IMPORT, "import", run_import_definitions, [(REIMPORT, run_reimport)])
     timed(POST, "post", run_post_definitions, [(REPOST, run_repost)])
     if with_pika:
         timed(PIKA, "pika", run_pika_blocking)
@@ -661,7 +652,7 @@ def size_report(res: Results, topo: Topology, multiple: int, reps: int) -> list[
                     len(samples),
                 ]
             )
-        elif key not in (PIKA, AIORMQ, REIMPORT) or multiple == 1:
+        elif key not in (PIKA, AIORMQ) or multiple == 1:
             rows.append([label, "not run", "-", "-", "-", 0])
     timing = common.markdown_table(
         [
