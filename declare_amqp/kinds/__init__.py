@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._format import SECTION_TOP_KEYS, VHOST_TOP_KEY, Key
+from .._plan import Kind, Writer
 from ._base import AccessKind, TopologyKind
 from .binding import BINDING
 from .exchange import EXCHANGE
@@ -36,6 +37,18 @@ from .vhost_settings import VHOST_SETTINGS
 # The topology kinds, in the order they are created (_plan.PHASES; deleted in the reverse
 # order).
 TOPOLOGY_KINDS: tuple[TopologyKind[Any], ...] = (VHOST, EXCHANGE, POLICY, QUEUE, BINDING)
+
+
+def _written_by_management(kinds: tuple[TopologyKind[Any], ...]) -> None:
+    """A kind with no ``Kind`` member is written by its own ``write`` through the management
+    API, in ``PHASES``'s phases for such kinds: AMQP declares exchanges, queues and bindings
+    only, and ``_amqp``'s table has no row for another kind."""
+    for k in kinds:
+        if type(k.kind) is not Kind and k.writer is not Writer.MANAGEMENT:
+            raise TypeError(f"topology kind {k.kind!r}: only the management API can write it")
+
+
+_written_by_management(TOPOLOGY_KINDS)
 
 # The registry, in the order the kinds are written (deleted in the reverse order; the same
 # order as _plan.ACCESS_KINDS).

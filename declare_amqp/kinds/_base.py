@@ -39,6 +39,7 @@ from .._plan import (
     Change,
     Difference,
     Kind,
+    PlanKind,
     QueueStats,
     Spec,
     Writer,
@@ -381,7 +382,7 @@ class TopologyKind(Generic[T]):
     """
 
     spec: type[T]
-    kind: Kind
+    kind: PlanKind  # a ``Kind`` member, or a new kind's own ``KindName``
     key: str
     doc: str
     top_rank: int
@@ -400,7 +401,7 @@ class TopologyKind(Generic[T]):
 
     def specs(self, topology: Topology) -> tuple[T, ...]:
         """This kind's objects of ``topology``."""
-        found: tuple[T, ...] = getattr(topology, self.key)
+        found: tuple[T, ...] = topology.of(self.key)
         return found
 
     # ------------------------------------------------------------ files
@@ -517,6 +518,14 @@ class TopologyKind(Generic[T]):
         return True
 
     # ------------------------------------------------------------ the broker
+
+    def read_broker(
+        self, management: ManagementClient, vhosts: Sequence[str]
+    ) -> Sequence[T] | None:
+        """The broker's objects of this kind in ``vhosts``, read through the management
+        client's typed method for its endpoint; None (the five built-in kinds) when
+        ``ManagementClient.read``'s one round of requests lists them (``_broker_json``)."""
+        return None
 
     def write(self, management: ManagementClient, c: Change) -> None:
         """Carry out ``c``, a change of a kind the management API writes (``writer``)."""
