@@ -416,9 +416,9 @@ class Grouped(Protocol):
 G = TypeVar("G", bound=Grouped)
 
 
-class AccessObject(Grouped, Protocol):
-    """What every access spec is to a plan: a frozen dataclass, named, placed in a vhost
-    (users: none), shown."""
+class TopologyObject(Protocol):
+    """What every spec of a topology kind is to a plan and to ``Topology``: a frozen
+    dataclass, named, in a vhost, labelled, located."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
@@ -428,19 +428,24 @@ class AccessObject(Grouped, Protocol):
 
     @property
     def vhost(self) -> str:
-        """Its vhost (``""`` for cluster-wide objects: users)."""
+        """Its vhost."""
 
     @property
     def label(self) -> str:
         """How messages name it."""
 
     @property
-    def shown(self) -> str:
-        """Plan details (never a secret)."""
-
-    @property
     def location(self) -> Location | None:
         """Where a file declared it (None for the broker's)."""
+
+
+class AccessObject(Grouped, TopologyObject, Protocol):
+    """What every access spec is to a plan: a topology object's properties (its vhost
+    ``""`` for cluster-wide objects: users), and its plan details."""
+
+    @property
+    def shown(self) -> str:
+        """Plan details (never a secret)."""
 
 
 class Access:
@@ -503,29 +508,6 @@ class Access:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._groups)
         return f"Access({shown}, managed={sorted(self.managed)!r})"
-
-
-class TopologyObject(Protocol):
-    """What every spec of a topology kind is to a plan and to ``Topology``: a frozen
-    dataclass, named, in a vhost, shown, located."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    @property
-    def name(self) -> str:
-        """Its name in a plan."""
-
-    @property
-    def vhost(self) -> str:
-        """Its vhost."""
-
-    @property
-    def label(self) -> str:
-        """How messages name it."""
-
-    @property
-    def location(self) -> Location | None:
-        """Where a file declared it (None for the broker's)."""
 
 
 # The objects of the topology kinds that have no field of ``Topology`` (a kind registered in

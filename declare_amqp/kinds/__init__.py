@@ -10,7 +10,9 @@ bindings by ``_amqp``), its definitions-JSON mapping and its export (see
 
 Adding an access kind is one module here plus one line below, its member in ``_plan.Kind``
 and its place in ``_plan.ACCESS_KINDS`` (and, for a new endpoint, one ``ManagementClient``
-method); what a topology kind needs besides is in ARCHITECTURE.md ("Adding a kind").
+method). A topology kind is one module here plus its line at the end of ``TOPOLOGY_KINDS``
+(its ``kind`` a ``_plan.KindName``; written by the management API after the built-in kinds),
+and its client methods (see ARCHITECTURE.md, "Adding a kind").
 """
 
 from __future__ import annotations

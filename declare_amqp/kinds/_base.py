@@ -374,8 +374,9 @@ class TopologyKind(Generic[T]):
     makes one instance and the registry (``kinds.TOPOLOGY_KINDS``) lists it.
 
     Class attributes a kind sets: ``spec`` (its frozen spec class, in ``_model``: the
-    definitions reader and the broker reader build it too), ``kind`` (in plans), ``key``
-    (its top-level YAML list, also its field of ``Topology``), ``doc`` (that key's
+    definitions reader and the broker reader build it too; a new kind's may live in its
+    module), ``kind`` (in plans: a ``Kind`` member, or a new kind's ``KindName``), ``key``
+    (its top-level YAML list, and its objects' key in ``Topology.of``), ``doc`` (that key's
     description), ``top_rank`` (where a file's top-level keys list it), ``keys`` (its YAML
     keys: the one table the loader, the validator and the JSON schema read),
     ``schema_name``/``schema_doc`` (its JSON schema definition).

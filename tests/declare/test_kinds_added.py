@@ -113,6 +113,8 @@ again = parse_unvalidated(to_yaml(files, ["/"]), "export.yml")
 out["round_trip"] = again.of("widgets") == files.of("widgets")
 out["definitions_keys"] = sorted(to_definitions(files, ["/"]))
 out["in_vhost"] = [w.name for w in files.in_vhost("/").of("widgets")]
+from declare_amqp._saved_plan import state_objects
+out["fingerprinted"] = sorted(state_objects(actual))
 print(json.dumps(out))
 """
 
@@ -153,7 +155,7 @@ def test_a_new_topology_kind_is_one_module_and_its_registry_line(tmp_path: Path)
     create, prune's delete) in the phases for such kinds, written through the client, rolled
     back after a refusal, exported and read back; definitions JSON leaves them out."""
     copy = _copy_with_widget(tmp_path)
-    assert _changed_files(copy) == {"kinds/__init__.py", "kinds/widget.py"}
+    assert _changed_files(copy) == {"kinds/__init__.py", "kinds/widget.py"}, "only these two"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     run = subprocess.run(
         [sys.executable, "-c", _SCRIPT],
@@ -201,3 +203,5 @@ def test_a_new_topology_kind_is_one_module_and_its_registry_line(tmp_path: Path)
     assert out["round_trip"] is True
     assert "widgets" not in out["definitions_keys"]
     assert out["in_vhost"] == ["w1", "w3"]
+    # a saved plan's fingerprint of the broker state covers the broker's widgets
+    assert out["fingerprinted"] == ["widget 'w1' (vhost '/')", "widget 'w2' (vhost '/')"]
