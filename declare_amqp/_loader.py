@@ -26,7 +26,6 @@ from ._format import (
 )
 from ._gc import paused as paused_gc
 from ._model import (
-    FIELD_KINDS,
     BindingSpec,
     ConsumerSpec,
     ExchangeSpec,
@@ -442,23 +441,17 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
     def dedupe(items: Iterable[Any], key: Callable[[Any], Hashable]) -> tuple[Any, ...]:
         return first_of_each(items, key, problems, same)
 
+    # each topology kind by its identity, in the order a file lists the kinds
+    by_key = {
+        kind.key: dedupe((s for p in parts for s in kind.specs(p)), kind.identity_function())
+        for kind in _IN_FILE_ORDER
+    }
     merged = Topology(
-        vhosts=dedupe((v for p in parts for v in p.vhosts), lambda v: v.name),
-        exchanges=dedupe((x for p in parts for x in p.exchanges), lambda x: (x.vhost, x.name)),
-        queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
-        bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
-        policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
         warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
         expectations=tuple(e for p in parts for e in p.expectations),
-    ).holding(
-        **{
-            kind.key: dedupe((s for p in parts for s in kind.specs(p)), kind.identity)
-            for kind in TOPOLOGY_KINDS
-            if kind.key not in FIELD_KINDS
-        }
-    )
+    ).holding(**by_key)
     access, access_problems = merge_access(p.access for p in parts if p.access is not None)
     problems.extend(access_problems)
     if access.size or access.managed:

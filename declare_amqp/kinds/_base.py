@@ -484,18 +484,25 @@ class TopologyKind(Generic[T]):
         """Creates of the objects the broker lacks; for one it has, its ``differences`` as an
         update (``mutable``) or a conflict (``_plan.keyed_changes``, the one loop)."""
         cls = type(self)
-        # A no-op plan runs these once per object: where a kind keeps the defaults, the plain
-        # functions are handed over, not the methods that call them (issue 22's no-op plan).
         place = _VHOST_AND_NAME if cls.place is TopologyKind.place else self.place
         return keyed_changes(
             self.kind,
             desired,
             actual,
-            place if cls.identity is TopologyKind.identity else self.identity,
+            self.identity_function(),
             compare if cls.differences is TopologyKind.differences else self.differences,
             mutable=self.mutable,
             place=place,
         )
+
+    def identity_function(self) -> Callable[[T], Hashable]:
+        """``identity`` as the cheapest callable: a no-op plan and the files' merge run it
+        once per object, so where a kind keeps the defaults the plain function is handed
+        over, not the methods that call it (issue 22's no-op plan)."""
+        cls = type(self)
+        if cls.identity is TopologyKind.identity and cls.place is TopologyKind.place:
+            return _VHOST_AND_NAME
+        return self.identity
 
     def references(self, spec: T) -> Iterable[tuple[str, str, str]]:
         """The objects ``spec`` uses, as (kind, vhost, name): prune keeps them."""
