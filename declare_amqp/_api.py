@@ -22,7 +22,6 @@ from ._model import Topology
 from ._permissions import Permissions, permission_problems
 from ._plan import Kind, Plan, note_broker_defaults
 from ._planning import plan
-from ._simulate import after_apply, check_expectations, simulator_for
 from ._validate import (
     check_broker_version,
     check_exchange_types,
@@ -207,6 +206,8 @@ class Session:
         too_new, warnings = check_broker_version(desired, version)
         problems += too_new
         if desired.expectations:  # the `expect` section, against what the broker will hold
+            from ._simulate import after_apply, check_expectations, simulator_for
+
             after = after_apply(desired, state.topology, prune=prune)
             sim = simulator_for(after, parse_version(version))
             problems += check_expectations(sim, desired.expectations, offline=False)[0]

@@ -25,43 +25,31 @@ import json
 import os
 import traceback
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from . import _saved_plan as saved_plan
 from ._access import read_broker_access, read_for_export
 from ._address import BrokerAddress, resolve_address
 from ._api import ApplyResult, Session, load
 from ._cli_args import build_parser
-from ._definitions import to_definitions_json
 from ._errors import DeclareAmqpError, PlanConflictError, Problem, TopologyError
-from ._export import to_yaml
 from ._files import write_private
 from ._fit import fit_warnings
-from ._graph import graph
-from ._inspect import (
-    explain_or_error,
-    explain_text,
-    messages_from_args,
-    read_messages,
-    route_line,
-    route_text,
-    route_vhost,
-)
 from ._migration import comparable, migration_line
 from ._model import Access, Topology, VhostSpec
 from ._plan import Plan
-from ._render import plan_json, print_plan, summary_line
-from ._schema import json_schema
-from ._simulate import Simulator, check_expectations, simulator_for
+from ._render import LazyConsole, escape, plan_json, print_plan, summary_line
 from ._validate import check_broker_version, check_references
 from ._versions import parse_version
 from ._warnings import reference_warnings, sort_problems, strict
 from .tls import TlsOptions
 from .urls import redact
+
+if TYPE_CHECKING:
+    from ._simulate import Simulator
+
+# Imported by the commands that use them, not at start: a plan pays only for what it runs
+# (rich, the simulator, export, graph, schema and saved plans; issue 22).
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -73,8 +61,8 @@ class _Cli:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         no_color = getattr(args, "no_color", False) or bool(os.environ.get("NO_COLOR"))
-        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+        self.out = LazyConsole(no_color=no_color)
+        self.err = LazyConsole(stderr=True, no_color=no_color)
         self._address: BrokerAddress | None = None
 
     @property
@@ -117,6 +105,8 @@ class _Cli:
 
     def validate(self) -> int:
         """``validate FILE...``: the files alone, with notes on what only a broker can check."""
+        from ._simulate import check_expectations, simulator_for
+
         topology = self.load()
         sim = simulator_for(topology, self.version())
         failed, unchecked = check_expectations(sim, topology.expectations, offline=True)
@@ -219,6 +209,8 @@ class _Cli:
 
     def _save(self, session: Session, plan: Plan) -> None:
         """``plan --out``: the plan with the files' digests and the broker's fingerprint."""
+        from . import _saved_plan as saved_plan
+
         state = session.last_state
         assert state is not None
         objects = saved_plan.state_objects(state.topology)
@@ -244,6 +236,8 @@ class _Cli:
 
     def saved(self) -> str | None:
         """The saved plan ``apply`` was given instead of topology files, if it was."""
+        from . import _saved_plan as saved_plan
+
         paths: list[str] = list(self.args.files) + list(self.args.config)
         if len(paths) == 1 and saved_plan.is_saved_plan(paths[0]):
             return paths[0]
@@ -255,6 +249,8 @@ class _Cli:
 
     def _apply_saved(self, path: str) -> int:
         """``apply PLAN``: exactly that plan, or nothing when files or broker changed."""
+        from . import _saved_plan as saved_plan
+
         saved = saved_plan.read(path)
         options = saved.options
         self.args.files, self.args.config = [p for p, _ in saved.files], []
@@ -315,7 +311,7 @@ class _Cli:
             plan,
             force=self.args.force,
             channels=self.args.channels,
-            progress_console=self.out if self.out.is_terminal else None,
+            progress_console=self.out.console if self.out.is_terminal else None,
             mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "json":
@@ -394,6 +390,9 @@ class _Cli:
 
     def export(self) -> int:
         """``export``: the live broker as YAML or definitions JSON."""
+        from ._definitions import to_definitions_json
+        from ._export import to_yaml
+
         with Session(self.address) as session:
             vhosts = list(self.args.vhost) or session.management.vhosts()
             topology = session.read(vhosts).topology
@@ -458,6 +457,8 @@ class _Cli:
 
     def schema(self) -> int:
         """``schema``: the JSON Schema of the file format."""
+        from ._schema import json_schema
+
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
 
@@ -479,6 +480,9 @@ class _Cli:
 
     def simulator(self) -> tuple[Simulator, str]:
         """The files' topology, or without files the live broker's; and the vhost to use."""
+        from ._inspect import route_vhost
+        from ._simulate import Simulator, simulator_for
+
         paths = list(self.args.files) + list(getattr(self.args, "config", []))
         if paths:
             topology = load(paths, vhost=self.args.vhost, default_vhost=self.default_vhost())
@@ -499,6 +503,8 @@ class _Cli:
 
     def route(self) -> int:
         """``route``: where each message goes, from the files or the broker."""
+        from ._inspect import messages_from_args, read_messages, route_line, route_text
+
         if self.args.messages:
             messages = read_messages(self.args.messages)
         else:
@@ -519,6 +525,8 @@ class _Cli:
 
     def explain(self) -> int:
         """``explain queue|exchange NAME``: its policies and effective settings."""
+        from ._inspect import explain_or_error, explain_text
+
         sim, vhost = self.simulator()
         explanation = explain_or_error(sim, vhost, self.args.kind, self.args.name)
         if self.args.format == "json":
@@ -530,6 +538,8 @@ class _Cli:
 
     def graph(self) -> int:
         """``graph FILE...``: the topology as Mermaid or DOT."""
+        from ._graph import graph
+
         self._write(graph(self.load(), self.args.format))
         return EXIT_OK
 

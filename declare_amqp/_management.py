@@ -654,6 +654,17 @@ class ManagementClient:
             what,
         )
 
+    def parameter_value(self, component: str, vhost: str, name: str, what: str) -> Any:
+        """One runtime parameter's value as the broker holds it (URIs with their passwords:
+        for writing it back, never for showing), or None when it does not exist or this user
+        may not read it."""
+        response = self.request(
+            "GET", f"/api/parameters/{component}/{_q(vhost)}/{_q(name)}", refused_ok=True
+        )
+        if response.status_code in (401, 404):
+            return None
+        return self.checked(response, f"reading {what}").json().get("value")
+
     def delete_parameter(self, component: str, vhost: str, name: str, what: str) -> None:
         """Delete one runtime parameter (gone already is fine)."""
         self._delete(f"/api/parameters/{component}/{_q(vhost)}/{_q(name)}", what)

@@ -31,7 +31,7 @@ from ._model import (
     VhostSpec,
     canonical,
 )
-from ._simulate import select_policy
+from ._policy_choice import select_policy
 from ._versions import QUORUM_DEFAULT_DELIVERY_LIMIT, Subject, edge
 
 
@@ -550,7 +550,7 @@ def note_broker_defaults(
 def _effective_policy(
     q: QueueSpec, policies: Iterable[PolicySpec], version: tuple[int, ...]
 ) -> PolicySpec | None:
-    """The policy the broker applies to ``q`` (``_simulate.select_policy``: apply-to, pattern,
+    """The policy the broker applies to ``q`` (``_policy_choice.select_policy``: apply-to, pattern,
     keys the queue type supports, the highest priority)."""
     mine = [p for p in policies if p.vhost == q.vhost]
     return select_policy("queue", q.name, q.type, mine, version).chosen

@@ -1,16 +1,109 @@
-"""How plans and results look: text for reviewers (colour on a terminal), JSON for tools."""
+"""How plans and results look: text for reviewers (colour on a terminal), JSON for tools.
+
+rich is imported only for styled output: a plan written to a pipe or a file (CI) never loads
+it (its import is 40-50 ms of a no-op plan's start; issue 22). ``LazyConsole`` is the command
+line's console; ``print_plan`` takes it or rich's own ``Console``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ._errors import printable
 from ._plan import CONFLICT, CREATE, DELETE, MIGRATE, REFUSE, UPDATE, Change, Plan, describe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def escape(text: str) -> str:
+    """rich's markup escape (rich is imported on first use: only styled output calls this)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+class Screen(Protocol):
+    """What printing a plan needs of a console: rich's ``Console`` or a ``LazyConsole``."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether output is styled for a terminal."""
+
+    @property
+    def no_color(self) -> bool:
+        """Whether colour is off (``--no-color``, ``NO_COLOR``)."""
+
+    @property
+    def file(self) -> IO[str]:
+        """The stream plain lines are written to."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None) -> None:
+        """Print rich markup."""
+
+
+# The variables with which rich may call a stream that is not a TTY a terminal.
+_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE")
+
+
+class LazyConsole:
+    """rich's ``Console`` for the command line, made (and rich imported) only when needed.
+
+    ``is_terminal`` answers without rich when the stream is no TTY and none of the variables
+    that make rich treat a pipe as a terminal is set: rich's own answer then is False too.
+    """
+
+    def __init__(self, *, stderr: bool = False, no_color: bool = False) -> None:
+        """The arguments of rich's ``Console`` that differ between stdout and stderr."""
+        self._stderr = stderr
+        self._no_color = no_color
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """rich's console (made on first use)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                stderr=self._stderr, no_color=self._no_color, highlight=False, soft_wrap=True
+            )
+        return self._console
+
+    def _stream(self) -> IO[str]:
+        return sys.stderr if self._stderr else sys.stdout
+
+    @property
+    def is_terminal(self) -> bool:
+        """rich's ``Console.is_terminal``, without rich for a plain pipe or file."""
+        if self._console is None and not any(name in os.environ for name in _FORCING):
+            isatty = getattr(self._stream(), "isatty", None)
+            try:
+                tty = bool(isatty is not None and isatty())
+            except ValueError:  # a closed stream
+                tty = False
+            if not tty:
+                return False
+        return self.console.is_terminal
+
+    @property
+    def no_color(self) -> bool:
+        """rich's ``Console.no_color``."""
+        return self.console.no_color
+
+    @property
+    def file(self) -> IO[str]:
+        """The stream written to (rich's, once it is made)."""
+        return self._stream() if self._console is None else self._console.file
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """rich's ``Console.print``."""
+        self.console.print(*objects, **options)
+
 
 _SIGN = {
     CREATE: ("+", "green"),
@@ -108,7 +201,7 @@ def summary_line(plan: Plan) -> str:
     return text
 
 
-def print_plan(console: Console, plan: Plan, target: str) -> None:
+def print_plan(console: Screen, plan: Plan, target: str) -> None:
     """The plan grouped by vhost, one line per change, then a summary line.
 
     On a terminal it is coloured through rich; otherwise plain lines are written directly

@@ -46,8 +46,7 @@ from typing import Any
 from ._effective import Explanation, explanation
 from ._errors import Problem
 from ._model import BindingSpec, ExchangeSpec, Expectation, PolicySpec, QueueSpec, Topology
-from ._policy_choice import Selection, merge_value
-from ._policy_choice import select_policy as select_policy  # also _plan's import from here
+from ._policy_choice import Selection, merge_value, select_policy
 from ._routing import (
     BUILTIN_EXCHANGE_TYPES,
     DeadLetter,

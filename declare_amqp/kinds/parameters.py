@@ -28,6 +28,7 @@ import json
 import os
 import re
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,6 +49,13 @@ _LITERAL_SECRET = "the file (with a password, not shown)"  # ... that holds a pa
 
 # One URI, or several in the order the broker keeps them (a list of one is its one URI).
 Uris = str | tuple[str, ...]
+
+# The broker's value of each parameter an apply updated, read just before the write, by the
+# client that wrote it: ``undo`` writes it back. It holds URIs with their passwords, so it
+# lives only in memory, for as long as that client does, and is never shown.
+_PREVIOUS: weakref.WeakKeyDictionary[ManagementClient, dict[tuple[str, str, str], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def uri_keys(prefix: str, what: str) -> tuple[Key, ...]:
@@ -453,7 +461,9 @@ class Component(AccessKind[ParameterSpec]):
         return changes, []
 
     def write(self, management: ManagementClient, c: Change, env: Mapping[str, str] | None) -> bool:
-        """Write or delete one parameter; broker errors are redacted of its URIs."""
+        """Write or delete one parameter; broker errors are redacted of its URIs. Before an
+        update, the broker's value is read and kept in memory for ``undo`` (the plan keeps
+        its URIs only as digests)."""
         spec = c.spec
         assert isinstance(spec, ParameterSpec)
         if c.action == DELETE:
@@ -463,18 +473,33 @@ class Component(AccessKind[ParameterSpec]):
             return True
         if c.action not in (CREATE, UPDATE):
             return False
+        if c.action == UPDATE:
+            previous = management.parameter_value(
+                self.api_component, spec.vhost, spec.name, spec.label
+            )
+            if previous is not None:
+                _PREVIOUS.setdefault(management, {})[self._slot(spec)] = previous
         uris = self.resolve_uris(spec, env)
+        self._put(management, spec, self.broker_value(spec, uris), uris.values())
+        return True
+
+    def _slot(self, spec: ParameterSpec) -> tuple[str, str, str]:
+        return (self.api_component, spec.vhost, spec.name)
+
+    def _put(
+        self,
+        management: ManagementClient,
+        spec: ParameterSpec,
+        value: Mapping[str, Any],
+        uris: Iterable[Uris],
+    ) -> None:
         try:
             management.put_parameter(
-                self.api_component,
-                spec.vhost,
-                spec.name,
-                self.broker_value(spec, uris),
-                f"writing {spec.label}",
+                self.api_component, spec.vhost, spec.name, value, f"writing {spec.label}"
             )
         except DeclareAmqpError as exc:
             text = str(exc)
-            for uri in (u for value in uris.values() for u in as_tuple(value)):
+            for uri in (u for value in uris for u in as_tuple(value)):
                 text = text.replace(uri, "***")
                 password = urllib.parse.urlsplit(uri).password
                 if password:
@@ -482,17 +507,30 @@ class Component(AccessKind[ParameterSpec]):
             if "not found" in text and "component" in text:
                 text += f" (is the {self.plugin} plugin enabled?)"
             raise BrokerError(text) from None
-        return True
 
     def undo(self, management: ManagementClient, c: Change) -> None:
-        """A created parameter is deleted; an update cannot be undone exactly: the broker's
-        URIs were kept only as digests (never in the clear), so they cannot be written back."""
-        if c.action == UPDATE:
+        """A created parameter is deleted; an update is undone by writing back the value
+        ``write`` read from the broker just before it (held in memory, never shown). Without
+        that value (the update was not written through this client) it cannot be undone
+        exactly: the plan keeps the broker's URIs only as digests."""
+        if c.action != UPDATE:
+            super().undo(management, c)
+            return
+        spec = c.spec
+        assert isinstance(spec, ParameterSpec)
+        previous = _PREVIOUS.get(management, {}).pop(self._slot(spec), None)
+        if previous is None:
             raise DeclareAmqpError(
-                "updated in place; its previous URIs are kept only as digests, so they "
-                "cannot be written back"
+                "updated in place; its previous value was not read before the write, and "
+                "the plan keeps its URIs only as digests, so it cannot be written back"
             )
-        super().undo(management, c)
+        uris = [previous.get(k) for k in self.uri_keys if isinstance(previous, Mapping)]
+        self._put(
+            management,
+            spec,
+            previous,
+            (tuple(u) if isinstance(u, list) else u for u in uris if isinstance(u, str | list)),
+        )
 
     # ------------------------------------------------------------ export
 

@@ -124,11 +124,44 @@ def test_a_vhost_that_had_no_limits_gets_no_limits_record_back() -> None:
     ]
 
 
-def test_an_updated_upstream_cannot_be_written_back_and_says_why() -> None:
+def test_an_updated_upstream_is_written_back_as_the_broker_held_it() -> None:
+    """The write reads the broker's value before it overwrites it; the undo PUTs that value
+    back whole (its URI with its password: it never leaves memory). An update the client did
+    not write cannot be undone, and says why."""
     before = ParameterSpec("federation upstream", "v", "up", uri_digests={"uri": "0" * 64})
     after = ParameterSpec("federation upstream", "v", "up", uri_refs={"uri": "$UP"})
-    with pytest.raises(DeclareAmqpError, match="kept only as digests"):
-        _undo(Change(UPDATE, Kind.FEDERATION_UPSTREAM, "v", "up", after, before))
+    update = Change(UPDATE, Kind.FEDERATION_UPSTREAM, "v", "up", after, before)
+    with pytest.raises(DeclareAmqpError, match="was not read before the write"):
+        _undo(update)
+
+    held = {"uri": "amqp://old:Sekr1t-old@origin.test", "prefetch-count": 100}
+    requests: Requests = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/overview":
+            return httpx.Response(200, json={"rabbitmq_version": "4.0.5", "listeners": []})
+        body = json.loads(request.content) if request.content else None
+        requests.append((request.method, request.url.path, body))
+        if request.method == "GET":
+            return httpx.Response(200, json={"name": "up", "vhost": "v", "value": held})
+        return httpx.Response(204)
+
+    address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
+    upstream = kind_of(Kind.FEDERATION_UPSTREAM)
+    with ManagementClient(address, transport=httpx.MockTransport(answer)) as management:
+        upstream.write(management, update, {"UP": "amqp://new:n3w@origin.test"})
+        upstream.undo(management, update)
+        with pytest.raises(DeclareAmqpError, match="was not read before the write"):
+            upstream.undo(management, update)  # written back once, not twice
+    path = "/api/parameters/federation-upstream/v/up"
+    assert [(m, p) for m, p, _ in requests] == [("GET", path), ("PUT", path), ("PUT", path)]
+    assert requests[1][2]["value"]["uri"] == "amqp://new:n3w@origin.test"
+    assert requests[2][2] == {
+        "component": "federation-upstream",
+        "vhost": "v",
+        "name": "up",
+        "value": held,
+    }
     created = Change(CREATE, Kind.SHOVEL, "v", "mv", ParameterSpec("shovel", "v", "mv"))
     assert _undo(created) == [("DELETE", "/api/parameters/shovel/v/mv", None)]
 
@@ -170,7 +203,8 @@ def test_access_is_undone_newest_first_and_a_vhost_something_stays_in_is_kept() 
     assert not rollback.complete
     assert rollback.not_undone == (
         "federation upstream 'up' (vhost v): could not be undone: updated in place; its "
-        "previous URIs are kept only as digests, so they cannot be written back",
+        "previous value was not read before the write, and the plan keeps its URIs only as "
+        "digests, so it cannot be written back",
         "vhost 'v': not deleted: something this apply put in it could not be undone",
     )
     assert "could not be undone: federation upstream 'up'" in rollback.summary()
