@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DeclareAmqpError, Problem, TopologyError
 from ._errors import dedupe as first_of_each
-from ._model import Access
+from ._model import Access, Topology
 from ._plan import CREATE, UPDATE, Change, Plan, apply_position
 from ._warnings import sort_problems
-from .kinds import ACCESS_KINDS, ACCESS_TOP_KEYS, COMPONENTS, kind_of
+from .kinds import ACCESS_KINDS, ACCESS_TOP_KEYS, COMPONENTS, TOPOLOGY_KINDS, kind_of
 from .kinds._base import ADMINISTRATOR, PlanContext, Reader, tag_tuple
 from .kinds.parameters import export_warnings, exportable
 from .kinds.permission import PERMISSION
@@ -124,6 +124,20 @@ def read_broker_access(
         for spec in kind.read_broker(management, vhosts, admin)
     ]
     return Access.holding(specs)
+
+
+def read_broker_kinds(
+    management: ManagementClient, vhosts: Sequence[str], actual: Topology
+) -> Topology:
+    """``actual`` (what ``ManagementClient.read`` found) with the broker's objects of the
+    topology kinds that read themselves (``TopologyKind.read_broker``: a kind registered
+    besides the five built in), each by its client method."""
+    found: dict[str, Sequence[Any]] = {}
+    for kind in TOPOLOGY_KINDS:
+        specs = kind.read_broker(management, vhosts)
+        if specs is not None:
+            found[kind.key] = specs
+    return actual.holding(**found) if found else actual
 
 
 def _users(management: ManagementClient) -> list[str]:

@@ -58,8 +58,11 @@ _METADATA = frozenset(
         "explanation",
     }
 )
+# The topology kinds that definitions JSON holds (a kind without ``definitions_fields``
+# is not in the broker's format: a file's list of that key is an unknown key).
+_IN_DEFINITIONS = tuple(k for k in TOPOLOGY_KINDS if k.definitions_fields)
 _MANAGED = (
-    *(k.key for k in TOPOLOGY_KINDS),
+    *(k.key for k in _IN_DEFINITIONS),
     *(k.definitions_section for k in ACCESS_KINDS if k.definitions_section),
     "parameters",
 )
@@ -83,7 +86,7 @@ _SETTING_KEYS = {k.name: k for k in VHOST_SETTING_KEYS}
 
 # The topology kinds by their list in a definitions file, in the order a file lists them
 # (a skipped queue is known before its bindings are read).
-_TOPOLOGY = {k.key: k for k in sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)}
+_TOPOLOGY = {k.key: k for k in sorted(_IN_DEFINITIONS, key=lambda k: k.top_rank)}
 
 
 def is_definitions(path: str) -> bool:
@@ -217,11 +220,10 @@ class _Reader:
         access = self.access(doc, settings)
         return Topology(
             vhosts=tuple(vhosts),
-            **found,
             named=named,
             warnings=tuple(self.warnings),
             access=access if access.size or access.managed else None,
-        )
+        ).holding(**found)
 
     # ------------------------------------------------------------- access objects
 
@@ -548,7 +550,7 @@ def to_definitions(topology: Topology, vhosts: Sequence[str], version: str = "")
         doc["parameters"] = parameters
     # the topology kinds, each in its own list, written by its module (kinds/); the vhosts
     # were written above, with their settings
-    for topo in sorted(TOPOLOGY_KINDS, key=_written_rank):
+    for topo in sorted(_IN_DEFINITIONS, key=_written_rank):
         if topo is VHOST:
             continue
         doc[topo.key] = [

@@ -35,7 +35,13 @@ from ._model import (
     canonical,
 )
 from ._yaml import AliasBomb, one_entry, yaml_document
-from .kinds import BINDING, EXCHANGE, POLICY, QUEUE, TOP_KEYS, VHOST, binding
+from .kinds import BINDING, EXCHANGE, QUEUE, TOP_KEYS, TOPOLOGY_KINDS, binding
+
+# The topology kinds in the order a file lists them (the order their problems are found).
+_IN_FILE_ORDER = sorted(TOPOLOGY_KINDS, key=lambda k: k.top_rank)
+# The kinds ``_links`` reads (bindings before the queues' raw entries are released, and the
+# exchanges their warnings need), and the queues, read after them.
+_LINKED, _QUEUES = frozenset((BINDING.key, EXCHANGE.key)), QUEUE.key
 
 # each key table by name, and its required keys, made once (``fields`` runs per entry)
 _TABLES: dict[int, tuple[Sequence[Key], dict[str, Key], tuple[str, ...]]] = {}
@@ -160,18 +166,23 @@ class _FileReader:
         explicit = self.override_vhost or top.get("vhost")
         bindings, unkeyed, exchanges = self._links(doc)
         access = read_access(self, doc)  # before the warnings: it adds to them
+        # every other topology kind by its reader, in the order a file lists the kinds; the
+        # queues where they come, the last readers of the raw queues
+        by_key: dict[str, tuple[Any, ...]] = {}
+        for kind in _IN_FILE_ORDER:
+            if kind.key == _QUEUES:
+                by_key[kind.key] = self._queues(doc)
+            elif kind.key not in _LINKED:
+                by_key[kind.key] = tuple(kind.read_document(self, doc))
         return Topology(
             warnings=(*binding.unkeyed_warnings(unkeyed, exchanges), *self.warnings),
             named=(explicit,) if explicit else (),
-            vhosts=tuple(VHOST.read_document(self, doc)),
             exchanges=exchanges,
-            queues=self._queues(doc),
             bindings=bindings,
-            policies=tuple(POLICY.read_document(self, doc)),
             consumers=tuple(self._consumers(doc)),
             access=access,
             expectations=tuple(self._expectations(doc)),
-        )
+        ).holding(**by_key)
 
     def _links(
         self, doc: dict[str, Any]
@@ -430,17 +441,17 @@ def _merge(parts: Sequence[Topology]) -> tuple[Topology, list[Problem]]:
     def dedupe(items: Iterable[Any], key: Callable[[Any], Hashable]) -> tuple[Any, ...]:
         return first_of_each(items, key, problems, same)
 
+    # each topology kind by its identity, in the order a file lists the kinds
+    by_key = {
+        kind.key: dedupe((s for p in parts for s in kind.specs(p)), kind.identity_function())
+        for kind in _IN_FILE_ORDER
+    }
     merged = Topology(
-        vhosts=dedupe((v for p in parts for v in p.vhosts), lambda v: v.name),
-        exchanges=dedupe((x for p in parts for x in p.exchanges), lambda x: (x.vhost, x.name)),
-        queues=dedupe((q for p in parts for q in p.queues), lambda q: (q.vhost, q.name)),
-        bindings=dedupe((b for p in parts for b in p.bindings), lambda b: b.key),
-        policies=dedupe((po for p in parts for po in p.policies), lambda p: (p.vhost, p.name)),
         warnings=tuple(w for p in parts for w in p.warnings),
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=dedupe((c for p in parts for c in p.consumers), lambda c: (c.vhost, c.name)),
         expectations=tuple(e for p in parts for e in p.expectations),
-    )
+    ).holding(**by_key)
     access, access_problems = merge_access(p.access for p in parts if p.access is not None)
     problems.extend(access_problems)
     if access.size or access.managed:

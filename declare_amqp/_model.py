@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from ._errors import Location, Problem
@@ -416,9 +416,9 @@ class Grouped(Protocol):
 G = TypeVar("G", bound=Grouped)
 
 
-class AccessObject(Grouped, Protocol):
-    """What every access spec is to a plan: a frozen dataclass, named, placed in a vhost
-    (users: none), shown."""
+class TopologyObject(Protocol):
+    """What every spec of a topology kind is to a plan and to ``Topology``: a frozen
+    dataclass, named, in a vhost, labelled, located."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
@@ -428,19 +428,24 @@ class AccessObject(Grouped, Protocol):
 
     @property
     def vhost(self) -> str:
-        """Its vhost (``""`` for cluster-wide objects: users)."""
+        """Its vhost."""
 
     @property
     def label(self) -> str:
         """How messages name it."""
 
     @property
-    def shown(self) -> str:
-        """Plan details (never a secret)."""
-
-    @property
     def location(self) -> Location | None:
         """Where a file declared it (None for the broker's)."""
+
+
+class AccessObject(Grouped, TopologyObject, Protocol):
+    """What every access spec is to a plan: a topology object's properties (its vhost
+    ``""`` for cluster-wide objects: users), and its plan details."""
+
+    @property
+    def shown(self) -> str:
+        """Plan details (never a secret)."""
 
 
 class Access:
@@ -505,9 +510,22 @@ class Access:
         return f"Access({shown}, managed={sorted(self.managed)!r})"
 
 
+# The objects of the topology kinds that have no field of ``Topology`` (a kind registered in
+# ``declare_amqp.kinds`` after the five built in): (the kind's key, its objects), by key.
+Others = tuple[tuple[str, tuple[Any, ...]], ...]
+
+# The topology kinds that have a field of their own (their key is the field's name).
+FIELD_KINDS = ("vhosts", "exchanges", "queues", "bindings", "policies")
+
+
 @dataclass(frozen=True)
 class Topology:
-    """Everything one set of files declares (or one broker holds)."""
+    """Everything one set of files declares (or one broker holds).
+
+    The five built-in topology kinds have a field each; any other registered topology kind's
+    objects are in ``others``, by the kind's key. ``of(key)`` reads either alike (it is what
+    ``TopologyKind.specs`` reads), and ``holding`` builds a topology from objects by key.
+    """
 
     vhosts: tuple[VhostSpec, ...] = ()
     exchanges: tuple[ExchangeSpec, ...] = ()
@@ -525,6 +543,28 @@ class Topology:
     access: Access | None = None
     # The `expect` section: routing expectations (see _simulate).
     expectations: tuple[Expectation, ...] = ()
+    # The other topology kinds' objects, by key (none empty; see ``Others``).
+    others: Others = ()
+
+    def of(self, key: str) -> tuple[Any, ...]:
+        """The objects of the topology kind whose key is ``key`` ("queues", "widgets"...)."""
+        if key in FIELD_KINDS:
+            found: tuple[Any, ...] = getattr(self, key)
+            return found
+        return next((specs for k, specs in self.others if k == key), ())
+
+    def holding(self, **by_key: Iterable[Any]) -> Topology:
+        """This topology with the objects of the kinds named by key replaced (a built-in
+        kind's field, or another kind's entry of ``others``)."""
+        fields_: dict[str, Any] = {}
+        others = dict(self.others)
+        for key, specs in by_key.items():
+            if key in FIELD_KINDS:
+                fields_[key] = tuple(specs)
+            else:
+                others[key] = tuple(specs)
+        kept = tuple((k, v) for k, v in others.items() if v)
+        return replace(self, **fields_, others=kept)
 
     def vhost_names(self) -> list[str]:
         """Every vhost named by any object or by a file, in first-seen order."""
@@ -535,6 +575,9 @@ class Topology:
             seen.setdefault(v.name)
         for group in (self.exchanges, self.queues, self.bindings, self.policies, self.consumers):
             for obj in group:
+                seen.setdefault(obj.vhost)
+        for _, specs in self.others:
+            for obj in specs:
                 seen.setdefault(obj.vhost)
         for name in self.access.vhost_names() if self.access is not None else ():
             seen.setdefault(name)
@@ -551,7 +594,17 @@ class Topology:
             named=tuple(n for n in self.named if n == vhost),
             consumers=tuple(c for c in self.consumers if c.vhost == vhost),
             expectations=tuple(e for e in self.expectations if e.vhost == vhost),
+            others=_others((k, (s for s in specs if s.vhost == vhost)) for k, specs in self.others),
         )
+
+
+def _others(parts: Iterable[tuple[str, Iterable[Any]]]) -> Others:
+    """``Others`` from (key, objects) pairs: one entry per key, in first-seen order, the
+    objects of a key's pairs concatenated, empty keys left out."""
+    found: dict[str, list[Any]] = {}
+    for key, specs in parts:
+        found.setdefault(key, []).extend(specs)
+    return tuple((k, tuple(v)) for k, v in found.items() if v)
 
 
 def merge(parts: Iterable[Topology]) -> Topology:
@@ -567,6 +620,7 @@ def merge(parts: Iterable[Topology]) -> Topology:
         named=tuple(dict.fromkeys(n for p in parts for n in p.named)),
         consumers=tuple(c for p in parts for c in p.consumers),
         expectations=tuple(e for p in parts for e in p.expectations),
+        others=_others(pair for p in parts for pair in p.others),
     )
 
 

@@ -27,6 +27,7 @@ from ._model import (
     ExchangeSpec,
     PolicySpec,
     QueueSpec,
+    TopologyObject,
     VhostSpec,
     canonical,
 )
@@ -74,6 +75,34 @@ class Kind(str, Enum):
         return format(self.value, spec)
 
 
+class KindName(str):
+    """The kind of a change about a topology kind that has no ``Kind`` member: the kind's
+    own name ("widget"), as its module sets it (``TopologyKind.kind``). Such a kind is
+    written by its own ``write`` through the management API, in the phases ``PHASES`` keeps
+    for them (after the queues and bindings; deleted before the bindings)."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        """The name itself (a ``Kind`` member's ``value``, for the JSON form)."""
+        return str.__str__(self)
+
+
+# What a change is about: a member of ``Kind``, or a registered kind's own name.
+PlanKind = Kind | KindName
+
+
+def kind_named(name: str) -> PlanKind:
+    """``name`` as a ``Kind`` member where it is one, else as a ``KindName``."""
+    if type(name) is Kind or type(name) is KindName:
+        return name
+    try:
+        return Kind(name)
+    except ValueError:
+        return KindName(name)
+
+
 CREATE = Action.CREATE
 UPDATE = Action.UPDATE
 DELETE = Action.DELETE
@@ -116,6 +145,8 @@ class Phase:
     kinds: tuple[Kind, ...]
     deletes: bool = False
     updates: bool = True  # False: creates only (an update of such a kind is another phase's)
+    # the phase of the topology kinds that have no ``Kind`` member (``KindName``)
+    others: bool = False
 
 
 # The apply order, defined once: ``plan`` orders its changes by it, and ``_apply`` walks it.
@@ -127,7 +158,9 @@ PHASES: tuple[Phase, ...] = (
     Phase("write policies", Writer.MANAGEMENT, (Kind.POLICY,)),
     # One pipelined phase: a queue's bindings follow it on its channel (_amqp.lanes).
     Phase("declare queues and bindings", Writer.AMQP, (Kind.QUEUE, Kind.BINDING)),
+    Phase("write other topology objects", Writer.MANAGEMENT, (), others=True),
     Phase("write access objects", Writer.ACCESS, ACCESS_KINDS),
+    Phase("delete other topology objects", Writer.MANAGEMENT, (), deletes=True, others=True),
     Phase("unbind", Writer.AMQP, (Kind.BINDING,), deletes=True),
     Phase("delete queues", Writer.AMQP, (Kind.QUEUE,), deletes=True),
     Phase("delete policies", Writer.MANAGEMENT, (Kind.POLICY,), deletes=True),
@@ -146,13 +179,18 @@ def _phase_positions() -> dict[tuple[Kind, bool, bool], tuple[int, int]]:
 
 
 _POSITION = _phase_positions()
+# where a kind without a ``Kind`` member goes, by ``deletes``
+_OTHERS = {p.deletes: (i, 0) for i, p in enumerate(PHASES) if p.others}
 
 
 def apply_position(change: Change) -> tuple[int, int]:
     """Where ``change`` goes in the apply order: (its phase in PHASES, its kind's rank there)."""
     deletes = change.action in (DELETE, REFUSE, KEEP)
     update = change.action in (UPDATE, CONFLICT, MIGRATE)
-    return _POSITION[(Kind(change.kind), deletes, update)]
+    kind = change.kind
+    if type(kind) is KindName:
+        return _OTHERS[deletes]
+    return _POSITION[(Kind(kind), deletes, update)]
 
 
 def phase_of(change: Change) -> Phase:
@@ -177,7 +215,9 @@ _POLICY_EQUIVALENT = {
     "alternate-exchange": "alternate-exchange",
 }
 
-Spec = VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | AccessObject
+Spec = (
+    VhostSpec | ExchangeSpec | QueueSpec | BindingSpec | PolicySpec | AccessObject | TopologyObject
+)
 Named = ExchangeSpec | QueueSpec | PolicySpec
 
 
@@ -203,7 +243,7 @@ class Change:
     """One thing apply would do (or refuses to do)."""
 
     action: Action
-    kind: Kind
+    kind: PlanKind
     vhost: str
     name: str
     desired: Spec | None = None
@@ -218,7 +258,7 @@ class Change:
         if type(self.action) is not Action:
             object.__setattr__(self, "action", Action(self.action))
         if type(self.kind) is not Kind:
-            object.__setattr__(self, "kind", Kind(self.kind))
+            object.__setattr__(self, "kind", kind_named(self.kind))
 
     @property
     def location(self) -> Location | None:
@@ -387,7 +427,7 @@ def compare(desired: Spec, actual: Spec, skip: Iterable[str] = ()) -> list[Diffe
     return diffs
 
 
-def _conflict_message(kind: Kind, diffs: list[Difference], where: Location | None) -> str:
+def _conflict_message(kind: PlanKind, diffs: list[Difference], where: Location | None) -> str:
     parts = []
     for d in diffs:
         parts.append(
@@ -425,7 +465,7 @@ def _show(value: Any) -> str:
 
 
 def keyed_changes(
-    kind: Kind,
+    kind: PlanKind,
     desired: Iterable[Any],
     actual: Iterable[Any],
     identity: Callable[[Any], Hashable],

@@ -37,7 +37,7 @@ from ._address import BrokerAddress
 from ._amqp import AmqpSession, delete_operation
 from ._errors import DeclareAmqpError, printable
 from ._management import ManagementClient
-from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind, Writer
+from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind, PlanKind, Writer
 from .kinds import TOPOLOGY_KINDS, kind_of, topology_kind_of
 
 _TOPOLOGY = frozenset(k.kind for k in TOPOLOGY_KINDS)
@@ -116,11 +116,11 @@ class _Undo:
             self.sessions[vhost] = session
         return self.sessions[vhost]
 
-    async def amqp_stage(self, kind: Kind, newest_first: Sequence[Change]) -> None:
+    async def amqp_stage(self, kind: PlanKind, newest_first: Sequence[Change]) -> None:
         """Delete this apply's creates of ``kind`` over AMQP, vhost by vhost."""
         by_vhost: dict[str, list[Change]] = {}
         for c in newest_first:
-            if c.kind is kind and c.action == CREATE:
+            if c.kind == kind and c.action == CREATE:
                 by_vhost.setdefault(c.vhost, []).append(c)
         for vhost, items in by_vhost.items():
             pairs = [(_inverse(c), c) for c in items]
@@ -158,13 +158,13 @@ class _Undo:
 
     def http_stage(
         self,
-        kind: Kind,
+        kind: PlanKind,
         undo: Callable[[ManagementClient, Change], None],
         newest_first: Sequence[Change],
     ) -> None:
         """Undo this apply's creates and updates of ``kind`` (a topology kind) over HTTP."""
         for c in newest_first:
-            if c.kind is not kind or c.action not in (CREATE, UPDATE) or _is_access(c):
+            if c.kind != kind or c.action not in (CREATE, UPDATE) or _is_access(c):
                 continue
             if kind is Kind.VHOST and c.name in self.blocked_vhosts:
                 self.keep(c, "not deleted: something this apply put in it could not be undone")

@@ -77,7 +77,8 @@ def state_objects(actual: Topology) -> dict[str, str]:
     """One short digest per object the broker holds in the vhosts read."""
     objects: dict[str, str] = {}
 
-    for group in (actual.vhosts, actual.exchanges, actual.queues, actual.bindings, actual.policies):
+    groups = (actual.vhosts, actual.exchanges, actual.queues, actual.bindings, actual.policies)
+    for group in (*groups, *(specs for _, specs in actual.others)):
         for spec in group:  # keyed by label: "queue 'q' (vhost v)", read in messages
             objects[spec.label] = hashlib.sha256(canonical(describe(spec)).encode()).hexdigest()[
                 :16

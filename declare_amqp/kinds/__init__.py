@@ -10,7 +10,9 @@ bindings by ``_amqp``), its definitions-JSON mapping and its export (see
 
 Adding an access kind is one module here plus one line below, its member in ``_plan.Kind``
 and its place in ``_plan.ACCESS_KINDS`` (and, for a new endpoint, one ``ManagementClient``
-method); what a topology kind needs besides is in ARCHITECTURE.md ("Adding a kind").
+method). A topology kind is one module here plus its line at the end of ``TOPOLOGY_KINDS``
+(its ``kind`` a ``_plan.KindName``; written by the management API after the built-in kinds),
+and its client methods (see ARCHITECTURE.md, "Adding a kind").
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._format import SECTION_TOP_KEYS, VHOST_TOP_KEY, Key
+from .._plan import Kind, Writer
 from ._base import AccessKind, TopologyKind
 from .binding import BINDING
 from .exchange import EXCHANGE
@@ -36,6 +39,18 @@ from .vhost_settings import VHOST_SETTINGS
 # The topology kinds, in the order they are created (_plan.PHASES; deleted in the reverse
 # order).
 TOPOLOGY_KINDS: tuple[TopologyKind[Any], ...] = (VHOST, EXCHANGE, POLICY, QUEUE, BINDING)
+
+
+def _written_by_management(kinds: tuple[TopologyKind[Any], ...]) -> None:
+    """A kind with no ``Kind`` member is written by its own ``write`` through the management
+    API, in ``PHASES``'s phases for such kinds: AMQP declares exchanges, queues and bindings
+    only, and ``_amqp``'s table has no row for another kind."""
+    for k in kinds:
+        if type(k.kind) is not Kind and k.writer is not Writer.MANAGEMENT:
+            raise TypeError(f"topology kind {k.kind!r}: only the management API can write it")
+
+
+_written_by_management(TOPOLOGY_KINDS)
 
 # The registry, in the order the kinds are written (deleted in the reverse order; the same
 # order as _plan.ACCESS_KINDS).

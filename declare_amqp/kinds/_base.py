@@ -39,6 +39,7 @@ from .._plan import (
     Change,
     Difference,
     Kind,
+    PlanKind,
     QueueStats,
     Spec,
     Writer,
@@ -373,15 +374,16 @@ class TopologyKind(Generic[T]):
     makes one instance and the registry (``kinds.TOPOLOGY_KINDS``) lists it.
 
     Class attributes a kind sets: ``spec`` (its frozen spec class, in ``_model``: the
-    definitions reader and the broker reader build it too), ``kind`` (in plans), ``key``
-    (its top-level YAML list, also its field of ``Topology``), ``doc`` (that key's
+    definitions reader and the broker reader build it too; a new kind's may live in its
+    module), ``kind`` (in plans: a ``Kind`` member, or a new kind's ``KindName``), ``key``
+    (its top-level YAML list, and its objects' key in ``Topology.of``), ``doc`` (that key's
     description), ``top_rank`` (where a file's top-level keys list it), ``keys`` (its YAML
     keys: the one table the loader, the validator and the JSON schema read),
     ``schema_name``/``schema_doc`` (its JSON schema definition).
     """
 
     spec: type[T]
-    kind: Kind
+    kind: PlanKind  # a ``Kind`` member, or a new kind's own ``KindName``
     key: str
     doc: str
     top_rank: int
@@ -400,7 +402,7 @@ class TopologyKind(Generic[T]):
 
     def specs(self, topology: Topology) -> tuple[T, ...]:
         """This kind's objects of ``topology``."""
-        found: tuple[T, ...] = getattr(topology, self.key)
+        found: tuple[T, ...] = topology.of(self.key)
         return found
 
     # ------------------------------------------------------------ files
@@ -482,18 +484,25 @@ class TopologyKind(Generic[T]):
         """Creates of the objects the broker lacks; for one it has, its ``differences`` as an
         update (``mutable``) or a conflict (``_plan.keyed_changes``, the one loop)."""
         cls = type(self)
-        # A no-op plan runs these once per object: where a kind keeps the defaults, the plain
-        # functions are handed over, not the methods that call them (issue 22's no-op plan).
         place = _VHOST_AND_NAME if cls.place is TopologyKind.place else self.place
         return keyed_changes(
             self.kind,
             desired,
             actual,
-            place if cls.identity is TopologyKind.identity else self.identity,
+            self.identity_function(),
             compare if cls.differences is TopologyKind.differences else self.differences,
             mutable=self.mutable,
             place=place,
         )
+
+    def identity_function(self) -> Callable[[T], Hashable]:
+        """``identity`` as the cheapest callable: a no-op plan and the files' merge run it
+        once per object, so where a kind keeps the defaults the plain function is handed
+        over, not the methods that call it (issue 22's no-op plan)."""
+        cls = type(self)
+        if cls.identity is TopologyKind.identity and cls.place is TopologyKind.place:
+            return _VHOST_AND_NAME
+        return self.identity
 
     def references(self, spec: T) -> Iterable[tuple[str, str, str]]:
         """The objects ``spec`` uses, as (kind, vhost, name): prune keeps them."""
@@ -517,6 +526,14 @@ class TopologyKind(Generic[T]):
         return True
 
     # ------------------------------------------------------------ the broker
+
+    def read_broker(
+        self, management: ManagementClient, vhosts: Sequence[str]
+    ) -> Sequence[T] | None:
+        """The broker's objects of this kind in ``vhosts``, read through the management
+        client's typed method for its endpoint; None (the five built-in kinds) when
+        ``ManagementClient.read``'s one round of requests lists them (``_broker_json``)."""
+        return None
 
     def write(self, management: ManagementClient, c: Change) -> None:
         """Carry out ``c``, a change of a kind the management API writes (``writer``)."""
