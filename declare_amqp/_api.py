@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._access import access_plan, check_privileges, validate_access, whoami
+from ._access import access_plan, check_privileges, read_broker_kinds, validate_access, whoami
 from ._address import DEFAULT_CHANNELS, BrokerAddress
 from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, TopologyError
@@ -173,7 +173,13 @@ class Session:
         return self._remember(self.management.read(vhosts, with_stats=with_stats))
 
     def _remember(self, state: BrokerState) -> BrokerState:
-        """Keep the last state read: what a plan was computed against (saved plans)."""
+        """Add the objects of the kinds that read themselves (``read_broker_kinds``: none
+        among the built-in kinds, so the same state comes back) and keep the last state
+        read: what a plan was computed against (saved plans)."""
+        existing = [v.name for v in state.topology.vhosts]
+        topology = read_broker_kinds(self.management, existing, state.topology)
+        if topology is not state.topology:
+            state = dataclasses.replace(state, topology=topology)
         self.last_state = state
         return state
 
