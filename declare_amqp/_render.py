@@ -144,8 +144,9 @@ def _details(change: Change) -> str:
     return shown if isinstance(shown, str) else ""
 
 
-def _line(change: Change, markup: bool) -> str:
-    """One plan line; with ``markup`` in rich markup (colour), else plain text."""
+def _line(change: Change, markup: bool) -> list[str]:
+    """A change's plan lines (one, or a migration's several); with ``markup`` in rich
+    markup (colour), else plain text."""
 
     def styled(style: str, text: str) -> str:
         return f"[{style}]{escape(text)}[/]" if markup else text
@@ -157,7 +158,7 @@ def _line(change: Change, markup: bool) -> str:
         details = _details(change)
         if change.message:
             details = f"{details}; {change.message}" if details else change.message
-        return f"  {head}" + ("  " + styled("dim", details) if details else "") + where
+        return [f"  {head}" + ("  " + styled("dim", details) if details else "") + where]
     if change.action == UPDATE:
         diffs = "; ".join(
             "password (changed)"
@@ -165,16 +166,17 @@ def _line(change: Change, markup: bool) -> str:
             else f"{d.field}: {_value(d.before)} -> {_value(d.after)}"
             for d in change.differences
         )
-        return f"  {head}  {escape(diffs) if markup else diffs}{where}"
+        return [f"  {head}  {escape(diffs) if markup else diffs}{where}"]
     if change.action == MIGRATE:
         return _migrate_lines(change, head, where, markup)
     label = "conflict:" if change.action == CONFLICT else "refused:"
     message = escape(change.message) if markup else change.message
-    return f"  {head}  {styled(style, label)} {message}{where}"
+    return [f"  {head}  {styled(style, label)} {message}{where}"]
 
 
-def _migrate_lines(change: Change, head: str, where: str, markup: bool) -> str:
-    """A migration: what changes and its counts, then its steps and limits, one a line."""
+def _migrate_lines(change: Change, head: str, where: str, markup: bool) -> list[str]:
+    """A migration: what changes and its counts, then its steps and limits, one a line
+    (each printed on its own: a name's "\n" inside one is escaped, never a line break)."""
     diffs = "; ".join(
         f"{d.field}: {_value(d.before)} -> {_value(d.after)}" for d in change.differences
     )
@@ -185,7 +187,7 @@ def _migrate_lines(change: Change, head: str, where: str, markup: bool) -> str:
     texts += [f"limit: {text}" for text in migration.get("limits", ())]
     for text in texts:
         lines.append("      " + (f"[dim]{escape(text)}[/]" if markup else text))
-    return "\n".join(lines)
+    return lines
 
 
 def summary_line(plan: Plan) -> str:
@@ -233,7 +235,8 @@ def print_plan(console: Screen, plan: Plan, target: str) -> None:
         title = f"vhost {vhost}" if vhost else "users (cluster-wide)"
         out(f"[bold]{escape(title)}[/]" if markup else title)
         for change in changes:
-            out(_line(change, markup))
+            for line in _line(change, markup):  # several for a migration
+                out(line)
     out("")
     out(("[bold]Plan:[/]" if markup else "Plan:") + f" {summary_line(plan)}.")
     _kept(out, plan, markup)

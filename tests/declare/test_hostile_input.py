@@ -236,3 +236,54 @@ def test_every_real_file_is_read_or_refused_with_its_file_and_line() -> None:
         assert fixed not in refused, (fixed, refused.get(fixed))
     assert "dc_fed_definitions.json" in refused  # not JSON
     assert "rabbit__test__definition_import_SUITE_data__failing_case20.json" in refused
+
+
+def test_a_migration_prints_one_line_per_step_and_a_name_cannot_forge_one() -> None:
+    """A migration's plan block is several lines (its counts, steps and limits), each written
+    on its own — not one line with its breaks escaped, as a plan piped to a file showed them
+    once — while a "\\n" in the queue's name stays escaped inside its line."""
+    import io
+
+    from rich.console import Console
+
+    from declare_amqp._model import QueueSpec
+    from declare_amqp._plan import MIGRATE, Change, Difference, Plan
+    from declare_amqp._render import print_plan
+
+    name = "q\n  + queue forged"
+    before = QueueSpec(vhost="/", name=name, type="classic")
+    after = QueueSpec(vhost="/", name=name, type="quorum")
+    change = Change(
+        MIGRATE,
+        "queue",
+        "/",
+        name,
+        after,
+        before,
+        (Difference("type", "classic", "quorum"),),
+        message="migrate: 3 messages, 0 consumers, 1 bindings carried over",
+        migration={"steps": ["hold: declare", "drain: move"], "limits": ["default exchange"]},
+    )
+    for console in (Console(file=io.StringIO(), no_color=True), _PlainConsole()):
+        print_plan(console, Plan(changes=(change,)), "test")
+        lines = console.file.getvalue().splitlines()
+        body = [line for line in lines if line.startswith("      ")]
+        assert body == [
+            "      migrate: 3 messages, 0 consumers, 1 bindings carried over",
+            "      step 1. hold: declare",
+            "      step 2. drain: move",
+            "      limit: default exchange",
+        ], lines
+        assert any("q\\n  + queue forged" in line for line in lines), lines
+        assert not any(line.startswith("  + queue forged") for line in lines), lines
+
+
+class _PlainConsole:
+    """What the command line writes to a pipe or file: plain lines, no rich."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.file = io.StringIO()
+        self.is_terminal = False
+        self.no_color = True
