@@ -37,15 +37,28 @@ from ._address import BrokerAddress
 from ._amqp import AmqpSession, delete_operation
 from ._errors import DeclareAmqpError, printable
 from ._management import ManagementClient
-from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind, PlanKind, Writer
+from ._plan import (
+    ACCESS_KINDS,
+    CREATE,
+    DELETE,
+    UPDATE,
+    AccessKindName,
+    Change,
+    Kind,
+    PlanKind,
+    Writer,
+)
 from .kinds import TOPOLOGY_KINDS, kind_of, topology_kind_of
 
 _TOPOLOGY = frozenset(k.kind for k in TOPOLOGY_KINDS)
 
 
 def _is_access(change: Change) -> bool:
-    """A write of an access kind (a vhost's creation is the topology's; its settings'
-    update is the access kind's)."""
+    """A write of an access kind: a built-in one's (a vhost's creation is the topology's;
+    its settings' update is the access kind's), or one of a kind added by its own
+    ``AccessKindName``."""
+    if type(change.kind) is AccessKindName:
+        return True
     return change.kind in ACCESS_KINDS and not (
         change.kind is Kind.VHOST and change.action == CREATE
     )
