@@ -128,7 +128,8 @@ KEEP = Action.KEEP
 MIGRATE = Action.MIGRATE
 ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE, MIGRATE)
 KINDS = (Kind.VHOST, Kind.EXCHANGE, Kind.POLICY, Kind.QUEUE, Kind.BINDING)  # dependency order
-# The access objects, in the order they are written (deleted in the reverse order).
+# The built-in access kinds, in the order they are written (deleted in the reverse order);
+# an access kind named by its ``AccessKindName`` is written after them, deleted before them.
 ACCESS_KINDS = (
     Kind.VHOST,  # its metadata and limits
     Kind.USER,

@@ -15,8 +15,9 @@ could not read, a node that went away). Undone, newest first within each step:
 4. exchanges it created are deleted;
 5. the access objects it wrote, each by its kind's ``undo`` hook (``kinds._base``): users,
    permissions, topic permissions, operator policies, federation upstreams and shovels it
-   created are deleted; those it updated get back what the broker held before, read at plan
-   time (``Change.actual``): a user its stored password hash, hashing algorithm, tags and
+   created (and the objects of an access kind named by its ``AccessKindName``) are
+   deleted; those it updated get back what the broker held before, read at plan time
+   (``Change.actual``): a user its stored password hash, hashing algorithm, tags and
    limits, a permission its patterns, a vhost its metadata and limits;
 6. vhosts it created are deleted, only when everything this run put into them was undone.
 

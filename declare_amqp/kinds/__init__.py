@@ -50,7 +50,7 @@ def _written_by_management(kinds: tuple[TopologyKind[Any], ...]) -> None:
         if type(k.kind) is not Kind and k.writer is not Writer.MANAGEMENT:
             raise TypeError(f"topology kind {k.kind!r}: only the management API can write it")
         if isinstance(k.kind, AccessKindName):
-            raise TypeError(f"topology kind {k.kind!r}: its name is a KindName, not access's")
+            raise TypeError(f"topology kind {k.kind!r}: its kind must be a KindName")
 
 
 def _named_as_access(kinds: tuple[AccessKind[Any], ...]) -> None:

@@ -4,7 +4,12 @@ kind ``widget`` (``fixtures/widget_kind.py``) and nothing else but the registry 
 interpreter then reads widgets from a file with their lines, validates them, plans them against
 a broker read through the kind's client method, applies the plan through a fake management
 client (and rolls a refused apply back), and exports them — with the same engines as the five
-built-in kinds, and no other module edited."""
+built-in kinds, and no other module edited.
+
+The same promise for access kinds: a second copy gets the made-up access kind ``gadget``
+(``fixtures/gadget_kind.py``, its ``kind`` an ``AccessKindName``, no ``Kind`` member) and its
+registry line only; gadgets are read, planned in the access phases, rendered, put in JSON,
+applied through a fake client, rolled back after a refusal, and exported."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "declare_amqp"
 KIND_MODULE = Path(__file__).resolve().parent / "fixtures" / "widget_kind.py"
@@ -429,3 +436,27 @@ def test_a_new_access_kind_is_one_module_and_its_registry_line(tmp_path: Path) -
     ]
     assert out["round_trip"] is True
     assert "gadgets" not in out["definitions_keys"]
+
+
+def test_the_registry_refuses_a_kind_named_for_the_other_group() -> None:
+    """An access kind named by a plain ``KindName`` would be planned and rolled back as a
+    topology kind's, and a topology kind named by an ``AccessKindName`` as an access kind's:
+    the registry refuses both when it is imported."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from declare_amqp._plan import AccessKindName, Kind, KindName, Writer
+    from declare_amqp.kinds import _named_as_access, _written_by_management
+
+    def access(kind: Any) -> Any:
+        return SimpleNamespace(kind=kind)
+
+    def topology(kind: Any) -> Any:
+        return SimpleNamespace(kind=kind, writer=Writer.MANAGEMENT)
+
+    _named_as_access((access(Kind.USER), access(AccessKindName("gadget"))))
+    _written_by_management((topology(Kind.POLICY), topology(KindName("widget"))))
+    with pytest.raises(TypeError, match="^access kind 'gadget': its kind must be an Access"):
+        _named_as_access((access(KindName("gadget")),))
+    with pytest.raises(TypeError, match="^topology kind 'widget': its kind must be a KindName$"):
+        _written_by_management((topology(AccessKindName("widget")),))
