@@ -89,18 +89,34 @@ class KindName(str):
         return str.__str__(self)
 
 
+class AccessKindName(KindName):
+    """The kind of a change about an access kind that has no ``Kind`` member: the kind's own
+    name ("gadget"), as its module sets it (``AccessKind.kind``). Such a kind is written and
+    rolled back by ``_access`` like the built-in access kinds, in the "write access objects"
+    phase after them (and deleted first in "delete access objects")."""
+
+    __slots__ = ()
+
+
 # What a change is about: a member of ``Kind``, or a registered kind's own name.
 PlanKind = Kind | KindName
 
 
 def kind_named(name: str) -> PlanKind:
-    """``name`` as a ``Kind`` member where it is one, else as a ``KindName``."""
-    if type(name) is Kind or type(name) is KindName:
+    """``name`` as a ``Kind`` member where it is one, else as a ``KindName`` (a
+    ``KindName`` given, an ``AccessKindName`` among them, is kept as it is)."""
+    if type(name) is Kind or isinstance(name, KindName):
         return name
     try:
         return Kind(name)
     except ValueError:
         return KindName(name)
+
+
+def access_kind_named(name: str) -> PlanKind:
+    """``name`` as a ``Kind`` member where it is one, else as an ``AccessKindName``."""
+    found = kind_named(name)
+    return found if type(found) is Kind else AccessKindName(found)
 
 
 CREATE = Action.CREATE
@@ -112,7 +128,8 @@ KEEP = Action.KEEP
 MIGRATE = Action.MIGRATE
 ACTIONS = (CREATE, UPDATE, DELETE, CONFLICT, REFUSE, MIGRATE)
 KINDS = (Kind.VHOST, Kind.EXCHANGE, Kind.POLICY, Kind.QUEUE, Kind.BINDING)  # dependency order
-# The access objects, in the order they are written (deleted in the reverse order).
+# The built-in access kinds, in the order they are written (deleted in the reverse order);
+# an access kind named by its ``AccessKindName`` is written after them, deleted before them.
 ACCESS_KINDS = (
     Kind.VHOST,  # its metadata and limits
     Kind.USER,
@@ -179,8 +196,15 @@ def _phase_positions() -> dict[tuple[Kind, bool, bool], tuple[int, int]]:
 
 
 _POSITION = _phase_positions()
-# where a kind without a ``Kind`` member goes, by ``deletes``
+# where a topology kind without a ``Kind`` member goes, by ``deletes``
 _OTHERS = {p.deletes: (i, 0) for i, p in enumerate(PHASES) if p.others}
+# where an access kind without a ``Kind`` member goes, by ``deletes``: written after the
+# built-in access kinds, deleted before them
+_ACCESS_OTHERS = {
+    p.deletes: (i, -1 if p.deletes else len(p.kinds))
+    for i, p in enumerate(PHASES)
+    if p.writer is Writer.ACCESS
+}
 
 
 def apply_position(change: Change) -> tuple[int, int]:
@@ -190,6 +214,8 @@ def apply_position(change: Change) -> tuple[int, int]:
     kind = change.kind
     if type(kind) is KindName:
         return _OTHERS[deletes]
+    if type(kind) is AccessKindName:
+        return _ACCESS_OTHERS[deletes]
     return _POSITION[(Kind(kind), deletes, update)]
 
 

@@ -15,8 +15,9 @@ could not read, a node that went away). Undone, newest first within each step:
 4. exchanges it created are deleted;
 5. the access objects it wrote, each by its kind's ``undo`` hook (``kinds._base``): users,
    permissions, topic permissions, operator policies, federation upstreams and shovels it
-   created are deleted; those it updated get back what the broker held before, read at plan
-   time (``Change.actual``): a user its stored password hash, hashing algorithm, tags and
+   created (and the objects of an access kind named by its ``AccessKindName``) are
+   deleted; those it updated get back what the broker held before, read at plan time
+   (``Change.actual``): a user its stored password hash, hashing algorithm, tags and
    limits, a permission its patterns, a vhost its metadata and limits;
 6. vhosts it created are deleted, only when everything this run put into them was undone.
 
@@ -37,15 +38,28 @@ from ._address import BrokerAddress
 from ._amqp import AmqpSession, delete_operation
 from ._errors import DeclareAmqpError, printable
 from ._management import ManagementClient
-from ._plan import ACCESS_KINDS, CREATE, DELETE, UPDATE, Change, Kind, PlanKind, Writer
+from ._plan import (
+    ACCESS_KINDS,
+    CREATE,
+    DELETE,
+    UPDATE,
+    AccessKindName,
+    Change,
+    Kind,
+    PlanKind,
+    Writer,
+)
 from .kinds import TOPOLOGY_KINDS, kind_of, topology_kind_of
 
 _TOPOLOGY = frozenset(k.kind for k in TOPOLOGY_KINDS)
 
 
 def _is_access(change: Change) -> bool:
-    """A write of an access kind (a vhost's creation is the topology's; its settings'
-    update is the access kind's)."""
+    """A write of an access kind: a built-in one's (a vhost's creation is the topology's;
+    its settings' update is the access kind's), or one of a kind added by its own
+    ``AccessKindName``."""
+    if type(change.kind) is AccessKindName:
+        return True
     return change.kind in ACCESS_KINDS and not (
         change.kind is Kind.VHOST and change.action == CREATE
     )

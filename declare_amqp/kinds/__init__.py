@@ -8,11 +8,12 @@ bindings by ``_amqp``), its definitions-JSON mapping and its export (see
 ``_planning``, ``_apply``, ``_rollback``, ``_access``, ``_definitions``, ``_schema``,
 ``_export``) loop over ``TOPOLOGY_KINDS`` and ``ACCESS_KINDS``.
 
-Adding an access kind is one module here plus one line below, its member in ``_plan.Kind``
-and its place in ``_plan.ACCESS_KINDS`` (and, for a new endpoint, one ``ManagementClient``
-method). A topology kind is one module here plus its line at the end of ``TOPOLOGY_KINDS``
-(its ``kind`` a ``_plan.KindName``; written by the management API after the built-in kinds),
-and its client methods (see ARCHITECTURE.md, "Adding a kind").
+Adding an access kind is one module here plus its line at the end of ``ACCESS_KINDS`` (its
+``kind`` a ``_plan.AccessKindName``; written by ``_access`` after the built-in access kinds,
+deleted before them, rolled back by its ``undo``), and, for a new endpoint, its
+``ManagementClient`` methods. A topology kind is one module here plus its line at the end
+of ``TOPOLOGY_KINDS`` (its ``kind`` a ``_plan.KindName``; written by the management API
+after the built-in kinds), and its client methods (see ARCHITECTURE.md, "Adding a kind").
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._format import SECTION_TOP_KEYS, VHOST_TOP_KEY, Key
-from .._plan import Kind, Writer
+from .._plan import AccessKindName, Kind, Writer
 from ._base import AccessKind, TopologyKind
 from .binding import BINDING
 from .exchange import EXCHANGE
@@ -48,12 +49,25 @@ def _written_by_management(kinds: tuple[TopologyKind[Any], ...]) -> None:
     for k in kinds:
         if type(k.kind) is not Kind and k.writer is not Writer.MANAGEMENT:
             raise TypeError(f"topology kind {k.kind!r}: only the management API can write it")
+        if isinstance(k.kind, AccessKindName):
+            raise TypeError(f"topology kind {k.kind!r}: its kind must be a KindName")
+
+
+def _named_as_access(kinds: tuple[AccessKind[Any], ...]) -> None:
+    """An access kind with no ``Kind`` member names itself by an ``AccessKindName``: that
+    is what puts its changes in the access phases (``_plan.apply_position``) and makes the
+    rollback undo them by its ``undo`` (``_rollback``). A plain name would be taken for a
+    topology kind's."""
+    for k in kinds:
+        if type(k.kind) is not Kind and type(k.kind) is not AccessKindName:
+            raise TypeError(f"access kind {k.kind!r}: its kind must be an AccessKindName")
 
 
 _written_by_management(TOPOLOGY_KINDS)
 
-# The registry, in the order the kinds are written (deleted in the reverse order; the same
-# order as _plan.ACCESS_KINDS).
+# The registry, in the order the kinds are written (deleted in the reverse order). The
+# built-in kinds first, in _plan.ACCESS_KINDS's order; a kind added later (its kind an
+# ``AccessKindName``) goes at the end: it is written after them and deleted before them.
 ACCESS_KINDS: tuple[AccessKind[Any], ...] = (
     VHOST_SETTINGS,
     USER,
@@ -63,6 +77,7 @@ ACCESS_KINDS: tuple[AccessKind[Any], ...] = (
     FEDERATION_UPSTREAM,
     SHOVEL,
 )
+_named_as_access(ACCESS_KINDS)
 
 # The runtime parameters' kinds (their specs share one group, ``parameters``).
 COMPONENTS: tuple[Component, ...] = tuple(k for k in ACCESS_KINDS if isinstance(k, Component))

@@ -38,11 +38,11 @@ from .._plan import (
     Action,
     Change,
     Difference,
-    Kind,
     PlanKind,
     QueueStats,
     Spec,
     Writer,
+    access_kind_named,
     compare,
     keyed_changes,
 )
@@ -129,7 +129,7 @@ class PruneContext:
 
 def change(
     action: Action | str,
-    kind: Kind | str,
+    kind: PlanKind | str,
     vhost: str,
     name: str,
     desired: AccessObject | None = None,
@@ -137,9 +137,17 @@ def change(
     differences: Iterable[Difference] = (),
     message: str = "",
 ) -> Change:
-    """A plan ``Change`` about an access object."""
+    """A plan ``Change`` about an access object (``kind``: a ``Kind`` member, or an access
+    kind's own ``AccessKindName``)."""
     return Change(
-        Action(action), Kind(kind), vhost, name, desired, actual, tuple(differences), message
+        Action(action),
+        access_kind_named(kind),
+        vhost,
+        name,
+        desired,
+        actual,
+        tuple(differences),
+        message,
     )
 
 
@@ -194,10 +202,14 @@ class AccessKind(Generic[S]):
     in place), ``definitions_section`` (its list in definitions JSON), ``renamed`` (the
     broker's spelling -> the YAML key), ``component`` (its component among the
     ``parameters`` of definitions JSON, if it is one), ``bulk`` and ``checked_on_broker``.
+
+    ``kind`` is a ``_plan.Kind`` member for the built-in kinds; a kind added later uses its
+    own ``_plan.AccessKindName`` ("gadget"): its changes go to the "write access objects"
+    phase after the built-in kinds' (deleted before theirs), with no edit in ``_plan``.
     """
 
     spec: type[S]
-    kind: Kind
+    kind: PlanKind  # a ``Kind`` member, or a new kind's own ``AccessKindName``
     key: str
     doc: str
     schema_name: str

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._errors import BrokerError, DeclareAmqpError, Location, Problem, TopologyError
 from .._format import Key
 from .._model import Access
-from .._plan import CREATE, DELETE, UPDATE, Change, Difference, Kind
+from .._plan import CREATE, DELETE, UPDATE, Change, Difference, access_kind_named
 from ._base import AccessKind, DefinitionsReader, PlanContext, Reader, change
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class Component(AccessKind[ParameterSpec]):
         """``key``: top-level YAML key; ``kind``: in plans; ``component``: of
         ``/api/parameters/{component}``; ``uri_keys``: the URI fields, e.g. ``("uri",)``."""
         self.key = key
-        self.kind = Kind(kind)
+        self.kind = access_kind_named(kind)
         self.component = component
         self.api_component = component  # the same, typed as present
         self.plugin = plugin
