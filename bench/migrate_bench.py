@@ -406,7 +406,7 @@ def duplicates_by_where(left: Counter[str], handled: Counter[str]) -> dict[str, 
     """Where the extra copies were found: twice or more left in the migrated queues (the
     tool's bindings overlap or re-sent moves), handled more than once by the worker, or both
     handled and left in a queue (a copy the worker took while another was moved)."""
-    where = {"queue": 0, "worker": 0, "worker+queue": 0}
+    where = {"queue": 0, "worker": 0, "worker+queue": 0, "published meanwhile": 0}
     for mid in left.keys() | handled.keys():
         q, w = left.get(mid, 0), handled.get(mid, 0)
         if q and w:
@@ -415,6 +415,8 @@ def duplicates_by_where(left: Counter[str], handled: Counter[str]) -> dict[str, 
             where["queue"] += q - 1
         elif w > 1:
             where["worker"] += w - 1
+        if q + w > 1 and mid.startswith("p-"):  # not in the queues before: bindings' overlap
+            where["published meanwhile"] += q + w - 1
     return where
 
 
@@ -432,7 +434,10 @@ def ready(url: str, queue: str) -> int:
 def where(run: dict[str, Any]) -> str:
     """Measured duplicates, and where their copies were found."""
     by = run["duplicates_by_where"]
-    return f"{run['duplicates']} ({by['queue']} / {by['worker']} / {by['worker+queue']})"
+    return (
+        f"{run['duplicates']} ({by['queue']} / {by['worker']} / {by['worker+queue']}; "
+        f"{by['published meanwhile']} published during the run)"
+    )
 
 
 def tool_row(name: str, run: dict[str, Any], messages: int) -> list[object]:

@@ -454,3 +454,40 @@ def test_a_quorum_queue_gets_a_new_argument(declare: Any) -> None:
     assert result.code == 0, result
     assert declare.queue("orders.work")["arguments"]["x-delivery-limit"] == 10
     _check_migrated(declare, url, bindings, 150)
+
+
+def test_the_mover_counts_redelivered_moves_as_possible_resends(
+    broker: Any, vhost_url: str
+) -> None:
+    """Messages a consumer took and left unacknowledged when its connection closed (as a
+    killed run leaves its in-flight moves) come back ``redelivered``: the mover moves them
+    all and counts each as a possible re-send; the others it does not count."""
+    import asyncio
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._amqp import AmqpSession
+    from declare_amqp._movers import move
+
+    conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+    ch = conn.channel()
+    for q in ("src", "dst"):
+        ch.queue_declare(q, durable=True)
+    for i in range(30):
+        ch.basic_publish("", "src", b"x", _plain(f"m-{i}"))
+    ch.basic_qos(prefetch_count=12)
+    taken = [ch.basic_get("src", auto_ack=False) for _ in range(12)]
+    assert all(method is not None for method, _, _ in taken)
+    conn.close()  # the 12 unacknowledged ones go back, flagged redelivered
+
+    async def scenario() -> tuple[int, int]:
+        address = resolve_address([vhost_url], [broker.management_url])
+        session = AmqpSession(address, address.url_vhost or "/")
+        await session.open()
+        try:
+            result = await move(session, "src", "dst")
+        finally:
+            await session.close()
+        return result.moved, result.resent_at_most
+
+    assert asyncio.run(scenario()) == (30, 12)
+    assert ready_count(vhost_url, "src") == 0 and ready_count(vhost_url, "dst") == 30
