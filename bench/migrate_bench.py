@@ -375,10 +375,14 @@ def tool_run(
         "duplicates": sum(n - 1 for n in seen.values() if n > 1),
         "duplicates_by_where": duplicates_by_where(left_in_queues, handled),
         "duplicates_reported": duplicates_reported,
+        # (a tool from before these fields reports its whole figure as overlap, no spans)
         "reported_overlap": sum(
-            m["duplicates_from"]["bindings_overlap_at_most"] for m in doc["migrations"]
+            m.get("duplicates_from", {}).get("bindings_overlap_at_most", m["duplicates_at_most"])
+            for m in doc["migrations"]
         ),
-        "reported_resent": sum(m["duplicates_from"]["resent_at_most"] for m in doc["migrations"]),
+        "reported_resent": sum(
+            m.get("duplicates_from", {}).get("resent_at_most", 0) for m in doc["migrations"]
+        ),
         "confirmed": len(confirmed),
         "returned": publisher.returned,
         "bindings_kept": bindings_before == bindings_after,

@@ -198,16 +198,29 @@ async def _run(
             # Queues are independent: a few migrate at once (each move keeps its own
             # channels), so one queue's swap and waits overlap another's moving.
             slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
-            specs = [c.desired for c in items if isinstance(c.desired, QueueSpec)]
+            queues = [c for c in items if isinstance(c.desired, QueueSpec)]
             swaps = asyncio.Lock()
             migrations = [
-                _Migration(session, management, vhost, q, progress, mover, swaps, epoch)
-                for q in specs
+                _Migration(session, management, vhost, c.desired, progress, mover, swaps, epoch)
+                for c in queues
+                if isinstance(c.desired, QueueSpec)
             ]
-            reports.extend(await asyncio.gather(*(_limited(slots, m) for m in migrations)))
+            # The fullest queues take the slots first (the semaphore serves in turn): with
+            # fewer slots than queues, a long move started last would run alone at the end.
+            # The reports keep the plan's order.
+            order = sorted(range(len(queues)), key=lambda i: -_held_messages(queues[i]))
+            done = await asyncio.gather(*(_limited(slots, migrations[i]) for i in order))
+            by_index = dict(zip(order, done, strict=True))
+            reports.extend(by_index[i] for i in range(len(queues)))
         finally:
             await session.close()
     return reports
+
+
+def _held_messages(change: Change) -> int:
+    """The messages the plan saw in the queue (0 when it did not say)."""
+    messages = (change.migration or {}).get("messages")
+    return messages if isinstance(messages, int) else 0
 
 
 async def _limited(slots: asyncio.Semaphore, migration: _Migration) -> MigrationReport:

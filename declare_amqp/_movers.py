@@ -254,7 +254,7 @@ async def _watch_shovel(
         # counted, and it would wait for more forever: once the source stays empty, stop it
         # (what it has not had confirmed goes back to the source: possibly a duplicate).
         empty_polls = empty_polls + 1 if await count_ready(probe, source) == 0 else 0
-        if empty_polls >= 5 and not stopped:
+        if empty_polls >= 5:
             await asyncio.to_thread(http.delete_shovel, vhost, name)
             stopped = True
         await asyncio.sleep(0.1)
