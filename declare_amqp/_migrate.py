@@ -12,23 +12,20 @@ Imported only when a migration runs (pika).
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import signal
 import socket
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pika
 import pika.exceptions
-import pika.spec
 
 from ._address import BrokerAddress
 from ._amqp import AmqpSession, _Channel, _method
-from ._errors import ApplyError, DeclareAmqpError
+from ._errors import DeclareAmqpError
 from ._management import ManagementClient
 from ._migration import (
     LOCK_QUEUE,
@@ -41,23 +38,18 @@ from ._migration import (
 )
 from ._model import QueueSpec
 from ._move_progress import MoveProgress
+from ._movers import MigrationFailed, move, shovel_move
 from ._plan import Change
-
-if TYPE_CHECKING:
-    pass
+from .socket_writes import coalesce_writes
 
 CONCURRENT_MIGRATIONS = 8  # queues of one vhost migrated at once
-PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
 _POLL = 0.05
+_SETTLE = 0.05  # after a rebind, before the holding queue is counted
 _LOCK_PREFIX = "declare-amqp migrate"
 
 
 class MigrationLocked(DeclareAmqpError):
     """Another process migrates queues of this vhost; nothing was migrated."""
-
-
-class MigrationFailed(ApplyError):
-    """A migration stopped part-way; what it left on the broker records it, rerun to finish."""
 
 
 @dataclass
@@ -69,10 +61,19 @@ class MigrationReport:
     started_at: str  # the step this run found it at
     moved_out: int = 0  # queue -> holding queue
     moved_back: int = 0  # holding queue -> queue
-    duplicates_at_most: int = 0
+    # Upper bounds of the duplicates this run made (see the README, "Migrating queues"):
+    overlap_at_most: int = 0  # reached the holding queue while both queues were bound
+    resent_at_most: int = 0  # moved again: redelivered, or handed back by a stopped shovel
     window_ms: float = 0.0  # from the delete's -Ok to the declare's -Ok
     held: dict[str, int] = field(default_factory=dict)  # delay queue -> messages held
     seconds: float = 0.0
+    # When messages were moving: (start, end) seconds since this apply's migrations began.
+    move_spans: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def duplicates_at_most(self) -> int:
+        """An upper bound of the duplicates this run made (not of a killed earlier run's)."""
+        return self.overlap_at_most + self.resent_at_most
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of what the migrations did."""
@@ -83,9 +84,14 @@ class MigrationReport:
             "moved_out": self.moved_out,
             "moved_back": self.moved_back,
             "duplicates_at_most": self.duplicates_at_most,
+            "duplicates_from": {
+                "bindings_overlap_at_most": self.overlap_at_most,
+                "resent_at_most": self.resent_at_most,
+            },
             "default_exchange_window_ms": round(self.window_ms, 2),
             "held": dict(self.held),
             "seconds": round(self.seconds, 3),
+            "move_spans": [[round(a, 3), round(b, 3)] for a, b in self.move_spans],
         }
 
 
@@ -176,26 +182,45 @@ async def _run(
     mover: str,
 ) -> list[MigrationReport]:
     reports: list[MigrationReport] = []
+    epoch = time.monotonic()  # the reports' move spans count from here
     by_vhost: dict[str, list[Change]] = {}
     for c in changes:
         by_vhost.setdefault(c.vhost, []).append(c)
     for vhost, items in by_vhost.items():
         session = AmqpSession(address, vhost, name=lock_name())
         await session.open()
+        # Frames buffered in one turn of the loop go out in one send(): a move publishes
+        # three frames and acks in batches, so this halves the broker's and the mover's
+        # CPU per message (see socket_writes).
+        coalesce_writes(session.connection)
         try:
             await _lock(session, management, vhost)
             # Queues are independent: a few migrate at once (each move keeps its own
             # channels), so one queue's swap and waits overlap another's moving.
             slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
-            specs = [c.desired for c in items if isinstance(c.desired, QueueSpec)]
+            queues = [c for c in items if isinstance(c.desired, QueueSpec)]
             swaps = asyncio.Lock()
             migrations = [
-                _Migration(session, management, vhost, q, progress, mover, swaps) for q in specs
+                _Migration(session, management, vhost, c.desired, progress, mover, swaps, epoch)
+                for c in queues
+                if isinstance(c.desired, QueueSpec)
             ]
-            reports.extend(await asyncio.gather(*(_limited(slots, m) for m in migrations)))
+            # The fullest queues take the slots first (the semaphore serves in turn): with
+            # fewer slots than queues, a long move started last would run alone at the end.
+            # The reports keep the plan's order.
+            order = sorted(range(len(queues)), key=lambda i: -_held_messages(queues[i]))
+            done = await asyncio.gather(*(_limited(slots, migrations[i]) for i in order))
+            by_index = dict(zip(order, done, strict=True))
+            reports.extend(by_index[i] for i in range(len(queues)))
         finally:
             await session.close()
     return reports
+
+
+def _held_messages(change: Change) -> int:
+    """The messages the plan saw in the queue (0 when it did not say)."""
+    messages = (change.migration or {}).get("messages")
+    return messages if isinstance(messages, int) else 0
 
 
 async def _limited(slots: asyncio.Semaphore, migration: _Migration) -> MigrationReport:
@@ -300,10 +325,13 @@ class _Migration:
         progress: MoveProgress | None,
         mover: str = "amqp",
         swaps: asyncio.Lock | None = None,
+        epoch: float | None = None,
     ) -> None:
         """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"; ``swaps``:
         held while the queue is deleted and declared again, so that concurrent migrations do
-        not make each other's default-exchange window longer."""
+        not make each other's default-exchange window longer; ``epoch``: the monotonic time
+        the report's move spans count from (default: now)."""
+        self.epoch = time.monotonic() if epoch is None else epoch
         self.mover = mover
         self.swaps = swaps or asyncio.Lock()
         self.session = session
@@ -378,25 +406,18 @@ class _Migration:
             report = MigrationReport(self.vhost, self.name, await self._step(record))
         for _ in range(100):  # each pass makes progress; the bound only stops a livelock
             step = await self._step(record)
-            if step == "divert":
-                # What reaches the holding queue while both are bound also reaches the queue
-                # (an upper bound of the duplicates: nothing consumes the holding queue now).
-                before = await self._count(self.hold)
-                await self._rebind(record, to=self.hold, away=self.name)
-                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
+            if step in ("divert", "restore"):
+                away, to = (self.name, self.hold) if step == "divert" else (self.hold, self.name)
+                report.overlap_at_most += await self._rebind_counted(record, to, away)
             elif step == "drain":
-                report.moved_out += await self._move(self.name, self.hold, "drain")
+                report.moved_out += await self._move(self.name, self.hold, "drain", report)
                 await self._settled()
                 delay_queues = await asyncio.to_thread(self._delay_queues)
                 await self._swap(record, report, delay_queues)
             elif step == "swap":
                 await self._declare(record.target(self.vhost))  # after a crash: at once
-            elif step == "restore":
-                before = await self._count(self.hold)
-                await self._rebind(record, to=self.name, away=self.hold)
-                report.duplicates_at_most += max(0, await self._count(self.hold) - before)
             else:  # fill, then finish
-                report.moved_back += await self._move(self.hold, self.name, "fill")
+                report.moved_back += await self._move(self.hold, self.name, "fill", report)
                 await _point("finish")
                 if await self._delete(self.hold, if_empty=True):
                     report.seconds = time.monotonic() - started
@@ -406,12 +427,33 @@ class _Migration:
             "what it left records it: rerun to finish"
         )
 
-    async def _move(self, source: str, target: str, point: str) -> int:
+    async def _move(self, source: str, target: str, point: str, report: MigrationReport) -> int:
+        """Move ``source``'s messages to ``target`` with this migration's mover; the moves
+        that may have re-sent a message and the span of time go into ``report``."""
+        started = time.monotonic()
+        on_half = (lambda: _kill_point(point)) if point else None
         if self.mover == "shovel":
-            return await shovel_move(
-                self.session, self.http, self.vhost, source, target, self.progress, point
+            result = await shovel_move(
+                self.session, self.http, self.vhost, source, target, self.progress, on_half
             )
-        return await move(self.session, source, target, self.progress, point)
+        else:
+            result = await move(self.session, source, target, self.progress, on_half)
+        report.resent_at_most += result.resent_at_most
+        report.move_spans.append((started - self.epoch, time.monotonic() - self.epoch))
+        return result.moved
+
+    async def _rebind_counted(self, record: Record, to: str, away: str) -> int:
+        """Rebind (``_rebind``); how many messages reached the holding queue meanwhile.
+
+        Nothing consumes the holding queue during either rebind, so each message that reached
+        both queues is among them: an upper bound of the duplicates the overlap made. A message
+        routed just before the last unbind can still be on its way to the holding queue when
+        the unbind's -Ok is back, so the count is taken after a short pause (what arrives in
+        it only loosens the bound)."""
+        before = await self._count(self.hold)
+        await self._rebind(record, to=to, away=away)
+        await asyncio.sleep(_SETTLE)
+        return max(0, await self._count(self.hold) - before)
 
     async def _declare(self, spec: QueueSpec) -> None:
         name, kwargs = _method(spec)
@@ -468,7 +510,7 @@ class _Migration:
             # What the delay queues dead-lettered before they were held: moved out too, now
             # that nothing more can come from them (a passive declare first: mostly none).
             if await self._count(self.name):
-                report.moved_out += await self._move(self.name, self.hold, "")
+                report.moved_out += await self._move(self.name, self.hold, "", report)
             async with self.swaps:
                 await self._replace(record, report)
         finally:
@@ -572,182 +614,3 @@ class _Hold:
             # Requeued messages keep their expiry: the due ones dead-letter into the new queue.
             self.ch.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
             self.ch.channel.close()
-
-
-async def move(  # noqa: C901 - one confirm-driven pipeline and its callbacks (21 paths)
-    session: AmqpSession,
-    source: str,
-    target: str,
-    progress: MoveProgress | None = None,
-    point: str = "",
-) -> int:
-    """Move every message of ``source`` to ``target`` (through the default exchange, with
-    mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
-
-    Pipelined: up to PREFETCH deliveries in flight; confirms (in order, possibly
-    ``multiple``) acknowledge the deliveries they cover with one ``multiple`` ack. Body,
-    properties (headers, priority, expiration, ids) are passed through unchanged. Stops when
-    ``source`` has no ready message and nothing is in flight. A nack or a return (the
-    target is gone) stops it with an error; the unacknowledged deliveries go back to
-    ``source`` when their channel closes.
-    """
-    loop = asyncio.get_running_loop()
-    consumer = await session.channel()
-    publisher = await session.channel()
-    probe = await session.channel()
-    selected: asyncio.Future[object] = loop.create_future()
-    failed: list[str] = []
-    in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (publish seq, tag)
-    sequence = 0
-    moved = 0
-    left = 0
-
-    def on_confirm(frame: Any) -> None:
-        nonlocal moved
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Nack):
-            failed.append(f"'{target}' refused a message (nack)")
-            return
-        if failed:
-            return
-        last_tag = 0
-        count = 0
-        while in_flight and (
-            in_flight[0][0] <= method.delivery_tag
-            if method.multiple
-            else in_flight[0][0] == method.delivery_tag
-        ):
-            _, last_tag = in_flight.popleft()
-            count += 1
-        if count and consumer.closed is None:
-            consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
-            moved += count
-            if point and moved >= max(1, total // 2):
-                _kill_point(point)  # tests: killed with half of the messages moved
-            if progress is not None:
-                progress(source, moved, left)
-
-    def on_return(*_: object) -> None:
-        failed.append(f"'{target}' does not exist (the message came back)")
-
-    publisher.channel.confirm_delivery(
-        ack_nack_callback=on_confirm, callback=lambda f: selected.set_result(f)
-    )
-    publisher.channel.add_on_return_callback(on_return)
-    await selected
-    await consumer.call("basic_qos", prefetch_count=PREFETCH)
-
-    def on_message(_ch: object, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal sequence
-        if failed or publisher.closed is not None:
-            return  # left unacknowledged: back to source when the channel closes
-        sequence += 1
-        in_flight.append((sequence, method.delivery_tag))
-        publisher.channel.basic_publish("", target, body, properties, mandatory=True)
-
-    total = await _count(probe, source)
-    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
-    try:
-        while True:
-            if failed or consumer.closed is not None or publisher.closed is not None:
-                break
-            left = await _count(probe, source)
-            if left == 0 and not in_flight:
-                break
-            await asyncio.sleep(_POLL)
-        if consumer.closed is None:
-            await consumer.call("basic_cancel", consumer_tag=tag)
-        # Deliveries that arrived before the cancel-ok are being published: wait for them.
-        deadline = time.monotonic() + 30
-        while in_flight and not failed and time.monotonic() < deadline:
-            if publisher.closed is not None:
-                break
-            await asyncio.sleep(_POLL)
-    finally:
-        for ch in (consumer, publisher, probe):
-            if ch.closed is None:
-                ch.channel.close()
-    problem = failed[0] if failed else None
-    if problem is None and (consumer.closed or publisher.closed) and in_flight:
-        problem = f"a channel closed: {consumer.closed or publisher.closed}"
-    if problem is not None:
-        raise MigrationFailed(
-            f"moving messages from '{source}' to '{target}' stopped: {problem}; nothing was "
-            "lost (unconfirmed messages stay in the source), rerun to finish"
-        )
-    return moved
-
-
-SHOVEL_PREFIX = "declare-amqp.migrate "
-
-
-async def shovel_move(
-    session: AmqpSession,
-    http: ManagementClient,
-    vhost: str,
-    source: str,
-    target: str,
-    progress: MoveProgress | None = None,
-    point: str = "",
-) -> int:
-    """Move ``source``'s messages to ``target`` with a dynamic shovel of the broker.
-
-    The shovel (``ack-mode: on-confirm``: a message leaves ``source`` once ``target``
-    confirmed it) moves as many messages as ``source`` held when it started and then deletes
-    itself (``src-delete-after: queue-length``); what came in meanwhile takes another round.
-    It connects to the local node directly (``amqp://`` with no host: no credentials are
-    stored in its definition). A process killed meanwhile leaves the shovel finishing its
-    round; the rerun writes it again, which restarts it (at most its in-flight messages are
-    sent twice).
-    """
-    name = SHOVEL_PREFIX + source
-    probe = await session.channel()
-    moved = 0
-    try:
-        while True:
-            total = await _count(probe, source)
-            if total == 0 and not await asyncio.to_thread(http.shovel_exists, vhost, name):
-                return moved
-            start = await _count(probe, target)
-            if total:
-                local = "amqp:///" + urllib.parse.quote(vhost, safe="")
-                await asyncio.to_thread(
-                    http.put_shovel,
-                    vhost,
-                    name,
-                    {
-                        "src-protocol": "amqp091",
-                        "src-uri": local,
-                        "src-queue": source,
-                        "src-delete-after": "queue-length",
-                        "src-prefetch-count": PREFETCH,
-                        "dest-protocol": "amqp091",
-                        "dest-uri": local,
-                        "dest-queue": target,
-                        "ack-mode": "on-confirm",
-                    },
-                )
-            empty_polls = 0
-            while await asyncio.to_thread(http.shovel_exists, vhost, name):
-                done = max(0, await _count(probe, target) - start)
-                if progress is not None:
-                    progress(source, moved + done, max(0, total - done))
-                if point and done >= max(1, total // 2):
-                    _kill_point(point)
-                # A consumer that competes for the source makes the shovel move fewer than
-                # it counted, and it would wait for more forever: once the source stays
-                # empty, stop it (what it has not had confirmed goes back to the source).
-                empty_polls = empty_polls + 1 if await _count(probe, source) == 0 else 0
-                if empty_polls >= 5:
-                    await asyncio.to_thread(http.delete_shovel, vhost, name)
-                await asyncio.sleep(0.1)
-            moved += max(0, await _count(probe, target) - start)
-    finally:
-        if probe.closed is None:
-            probe.channel.close()
-
-
-async def _count(ch: _Channel, queue: str) -> int:
-    """Ready messages of ``queue`` (a passive declare: the broker's own count)."""
-    frame: Any = await ch.call("queue_declare", queue=queue, passive=True)
-    return int(frame.method.message_count)

@@ -262,7 +262,8 @@ def limits(
         )
     found.append(
         "duplicates: while bindings move between the queue and its holding queue, a message "
-        "may reach both; they are counted (at most) and reported"
+        "may reach both, and a move re-sends what a killed run or a stopped shovel left "
+        "unacknowledged; the run reports an upper bound of those it made"
     )
     return found
 
@@ -497,10 +498,13 @@ def comparable(plan_doc: Mapping[str, Any]) -> dict[str, Any]:
 def migration_line(report: Any) -> str:
     """One line per migration an apply carried out (``_migrate.MigrationReport``)."""
     r = report.to_dict()
+    dups = r["duplicates_from"]
     held = ", ".join(f"{q} {n}" for q, n in r["held"].items())
     return (
         f"migrated queue '{r['queue']}' (vhost '{r['vhost']}', from step {r['started_at']}) in "
         f"{r['seconds']:.2f} s: {r['moved_out']} messages moved out and {r['moved_back']} back, "
-        f"at most {r['duplicates_at_most']} duplicates, default-exchange window "
+        f"at most {r['duplicates_at_most']} duplicates made by this run "
+        f"({dups['bindings_overlap_at_most']} while bindings overlapped, "
+        f"{dups['resent_at_most']} moved again), default-exchange window "
         f"{r['default_exchange_window_ms']} ms" + (f", held {held}" if held else "")
     )

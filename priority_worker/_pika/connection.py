@@ -22,6 +22,7 @@ import pika.connection
 import pika.credentials
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from declare_amqp.socket_writes import coalesce_writes
 from declare_amqp.tls import TlsError, TlsOptions
 from declare_amqp.urls import redact_url, scrub, url_secrets
 
@@ -31,7 +32,6 @@ from .._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery, igno
 from .._log import log
 from .channels import ConfirmChannel, ConsumerChannel, PikaChannel
 from .errors import bad_url, connection_lost, open_failed
-from .wire import coalesce_writes
 
 logger = logging.getLogger("priority_worker.amqp")
 

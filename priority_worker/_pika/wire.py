@@ -1,5 +1,6 @@
 """Wire shortcuts: our Properties as pika's and back, the publish tag spliced into an encoded
-header, and joined socket writes.
+header. (Joined socket writes are ``declare_amqp.socket_writes``, shared with the migration
+mover.)
 
 These are the publish and ack hot path's shortcuts past pika's generic encoding and write loop.
 Each relies on pika internals and is checked against pika's own result at import (or falls back
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections import deque
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -63,46 +63,6 @@ def to_pika(
     elif headers is not None:
         values[_HEADERS] = dict(headers)
     return pika.BasicProperties(*values)
-
-
-_COALESCE_LIMIT = 256 * 1024  # bytes joined into one send at most
-
-
-def coalesce_writes(conn: object) -> bool:
-    """Make ``conn``'s transport send what it has buffered in one ``send()`` call.
-
-    pika buffers every frame as a separate chunk and, when the socket is writable, calls
-    ``send()`` once per chunk: three system calls per published message (method, header and
-    body frames), one per ack. Joining the buffered chunks first (up to ``_COALESCE_LIMIT``
-    bytes; pika still handles partial sends) writes the same bytes in the same order with far
-    fewer system calls. This relies on pika internals (``_transport._tx_buffers``, a deque of
-    bytes, and ``_transport._produce``); when they are not there, nothing changes and False is
-    returned (a unit test pins the pika version's internals).
-    """
-    transport = getattr(conn, "_transport", None)
-    buffers = getattr(transport, "_tx_buffers", None)
-    produce = getattr(transport, "_produce", None)
-    if not isinstance(buffers, deque) or produce is None or not callable(produce):
-        return False
-    if getattr(produce, "_coalescing", False):
-        return True
-
-    def coalescing_produce() -> None:
-        if len(buffers) > 1:
-            size, count = 0, 0
-            for chunk in buffers:
-                size += len(chunk)
-                count += 1
-                if size >= _COALESCE_LIMIT:
-                    break
-            if count > 1:
-                joined = b"".join([buffers.popleft() for _ in range(count)])
-                buffers.appendleft(joined)
-        produce()
-
-    coalescing_produce._coalescing = True  # type: ignore[attr-defined]
-    transport._produce = coalescing_produce  # type: ignore[union-attr]
-    return True
 
 
 class _TaggedProperties(pika.BasicProperties):  # type: ignore[misc]

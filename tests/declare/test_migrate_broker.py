@@ -22,6 +22,7 @@ from typing import Any
 import pika
 import pytest
 from broker_support import drain, ready_count
+from confirmed_publisher import ConfirmedPublisher
 from waiting import wait_until_blocking as wait_until
 
 from declare_amqp._migrate import KILL_POINTS
@@ -72,43 +73,18 @@ def _fill(url: str, count: int) -> None:
         conn.close()
 
 
-class Publisher(threading.Thread):
-    """Publishes through the exchange with confirms until stopped; keeps the confirmed ids."""
+def _publisher(url: str) -> ConfirmedPublisher:
+    """A confirmed publisher through the exchange (about 200 msg/s), started."""
+    publisher = ConfirmedPublisher(url, "orders", ["work.live"], rate=200)
+    publisher.start()
+    return publisher
 
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.confirmed: list[str] = []
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        try:
-            conn = pika.BlockingConnection(pika.URLParameters(self.url))
-            ch = conn.channel()
-            ch.confirm_delivery()
-            n = 0
-            while not self.stop.is_set():
-                mid = f"p-{n}"
-                ch.basic_publish(
-                    "orders",
-                    "work.live",
-                    mid.encode(),
-                    pika.BasicProperties(message_id=mid, delivery_mode=2),
-                )
-                self.confirmed.append(mid)  # basic_publish returned: the broker confirmed it
-                n += 1
-                time.sleep(0.005)
-            conn.close()
-        except BaseException as exc:  # surfaced by finish()
-            self.error = exc
-
-    def finish(self) -> list[str]:
-        self.stop.set()
-        self.join(30)
-        assert self.error is None, self.error
-        assert self.confirmed, "the publisher confirmed nothing"
-        return self.confirmed
+def _confirmed(publisher: ConfirmedPublisher) -> list[str]:
+    """Stop ``publisher``; the ids the broker confirmed (at least one)."""
+    confirmed = publisher.finish()
+    assert confirmed, "the publisher confirmed nothing"
+    return confirmed
 
 
 def _bindings(declare: Any, queue: str) -> set[tuple[str, str, str]]:
@@ -174,11 +150,10 @@ def test_migrate_classic_to_quorum_keeps_messages_bindings_and_properties(declar
     url, bindings = _setup(declare)
     assert len(bindings) == 3
     declare.write("topology.yml", AFTER)
-    publisher = Publisher(url)
-    publisher.start()
+    publisher = _publisher(url)
     wait_until(lambda: len(publisher.confirmed) > 20, timeout=10, what="publishing")
     result = declare("apply", "--migrate", "topology.yml")
-    confirmed = publisher.finish()
+    confirmed = _confirmed(publisher)
     assert result.code == 0, result
     assert "migrated queue 'orders.work'" in result.out, result
     assert "The broker matches the topology" in result.out
@@ -253,8 +228,7 @@ def test_sigkill_at_every_step_then_rerun_loses_nothing(declare: Any, point: str
     queue under prune; a rerun finishes it: every message, confirmed publish and binding."""
     url, bindings = _setup(declare, 400)
     declare.write("topology.yml", AFTER)
-    publisher = Publisher(url)
-    publisher.start()
+    publisher = _publisher(url)
     wait_until(lambda: len(publisher.confirmed) > 20, timeout=10, what="publishing")
     killed = declare("apply", "--migrate", "topology.yml", env={"DECLARE_AMQP_MIGRATE_KILL": point})
     assert killed.code == -9, killed
@@ -275,7 +249,7 @@ def test_sigkill_at_every_step_then_rerun_loses_nothing(declare: Any, point: str
     text = declare("plan", "topology.yml")
     assert "migration in progress: step" in text.out, text
     rerun = declare("apply", "topology.yml")  # a migration in progress always finishes
-    confirmed = publisher.finish()
+    confirmed = _confirmed(publisher)
     assert rerun.code == 0, rerun
     _check_migrated(declare, url, bindings, 400, confirmed)
 
@@ -430,11 +404,10 @@ def test_priority_worker_keeps_consuming_across_the_swap(declare: Any, tmp_path:
         _fill(url, 300)
         wait_until(lambda: len(handled()) >= 20, timeout=30, what="the worker handling")
         declare.write("topology.yml", AFTER)
-        publisher = Publisher(url)
-        publisher.start()
+        publisher = _publisher(url)
         result = declare("apply", "--migrate", "topology.yml")
         _fill_more = [f"m-{i}" for i in range(300)]
-        confirmed = publisher.finish()
+        confirmed = _confirmed(publisher)
         assert result.code == 0, result
         want = set(_fill_more) | set(confirmed)
         wait_until(lambda: want <= handled(), timeout=60, what="every message handled")
@@ -481,3 +454,40 @@ def test_a_quorum_queue_gets_a_new_argument(declare: Any) -> None:
     assert result.code == 0, result
     assert declare.queue("orders.work")["arguments"]["x-delivery-limit"] == 10
     _check_migrated(declare, url, bindings, 150)
+
+
+def test_the_mover_counts_redelivered_moves_as_possible_resends(
+    broker: Any, vhost_url: str
+) -> None:
+    """Messages a consumer took and left unacknowledged when its connection closed (as a
+    killed run leaves its in-flight moves) come back ``redelivered``: the mover moves them
+    all and counts each as a possible re-send; the others it does not count."""
+    import asyncio
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._amqp import AmqpSession
+    from declare_amqp._movers import move
+
+    conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+    ch = conn.channel()
+    for q in ("src", "dst"):
+        ch.queue_declare(q, durable=True)
+    for i in range(30):
+        ch.basic_publish("", "src", b"x", _plain(f"m-{i}"))
+    ch.basic_qos(prefetch_count=12)
+    taken = [ch.basic_get("src", auto_ack=False) for _ in range(12)]
+    assert all(method is not None for method, _, _ in taken)
+    conn.close()  # the 12 unacknowledged ones go back, flagged redelivered
+
+    async def scenario() -> tuple[int, int]:
+        address = resolve_address([vhost_url], [broker.management_url])
+        session = AmqpSession(address, address.url_vhost or "/")
+        await session.open()
+        try:
+            result = await move(session, "src", "dst")
+        finally:
+            await session.close()
+        return result.moved, result.resent_at_most
+
+    assert asyncio.run(scenario()) == (30, 12)
+    assert ready_count(vhost_url, "src") == 0 and ready_count(vhost_url, "dst") == 30

@@ -148,3 +148,22 @@ def test_progress_lines_when_not_on_a_terminal(monkeypatch: object) -> None:
     assert lines and all(line.startswith("moving q: ") for line in lines)
     assert lines[-1].endswith("50 left") and " 50 moved, " in lines[-1]
     assert "msg/s" in lines[-1]
+
+
+def test_a_migration_report_names_its_duplicates_as_this_runs_upper_bound() -> None:
+    """The two kinds the run can see add up to ``duplicates_at_most``; JSON splits them and
+    the line says whose bound it is."""
+    from declare_amqp._migrate import MigrationReport
+    from declare_amqp._migration import migration_line
+
+    report = MigrationReport("v", "q", "hold", moved_out=10, moved_back=12)
+    report.overlap_at_most, report.resent_at_most = 3, 4
+    report.move_spans.append((0.25, 1.5))
+    doc = report.to_dict()
+    assert doc["duplicates_at_most"] == 7
+    assert doc["duplicates_from"] == {"bindings_overlap_at_most": 3, "resent_at_most": 4}
+    assert doc["move_spans"] == [[0.25, 1.5]]
+    line = migration_line(report)
+    assert "at most 7 duplicates made by this run (3 while bindings overlapped, 4 moved again)" in (
+        line
+    )

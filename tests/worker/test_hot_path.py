@@ -292,7 +292,7 @@ def test_write_coalescing_joins_buffered_frames_into_one_send() -> None:
 
     from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
-    from priority_worker._pika.wire import coalesce_writes
+    from declare_amqp.socket_writes import coalesce_writes
 
     sent: list[bytes] = []
 

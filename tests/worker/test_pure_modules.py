@@ -15,6 +15,7 @@ from import_probe import imported_by, loaded_after
 FORBIDDEN = ("pika", "tornado", "httpx")
 
 PURE = [
+    "declare_amqp.socket_writes",
     "declare_amqp.tls",
     "declare_amqp.urls",
     "declare_amqp.worker_queues",

