@@ -3,7 +3,7 @@
 pika sends one synchronous method at a time per channel and waits for its ``-Ok``, so the
 declares are pipelined (``nowait`` + a barrier) over many channels of one connection per vhost,
 and the frames pika buffers meanwhile go out joined, a few ``send`` calls instead of one a frame
-(``coalesce_writes``).
+(``socket_writes.coalesce_writes``, shared with the migration mover and priority_worker).
 Which AMQP method writes which spec is one table (``_method``); which pika exception becomes
 which ``_errors`` type is one map (``pika_error``). What is written when is ``_apply``'s.
 """
@@ -11,7 +11,6 @@ which ``_errors`` type is one map (``pika_error``). What is written when is ``_a
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from ._address import BrokerAddress, Node
 from ._errors import ApplyError, AuthenticationFailed, BrokerError, BrokerUnreachable
 from ._model import BindingSpec, ExchangeSpec, QueueSpec
 from ._plan import Change
+from .socket_writes import coalesce_writes
 from .tls import tls_failure
 
 Progress = Callable[[int], None]
@@ -237,55 +237,6 @@ class _Channel:
     def send(self, method: str, **kwargs: Any) -> None:
         """Send without waiting: pika sets ``nowait`` when there is no callback."""
         getattr(self.channel, method)(callback=None, **kwargs)
-
-
-# Buffered frames are joined into chunks up to this size (pika's default frame_max): a
-# partial send then re-queues at most this much, whatever is buffered behind it.
-JOIN_LIMIT = 128 * 1024
-
-
-def join_buffers(buffers: collections.deque[bytes]) -> None:
-    """Join consecutive buffers, in order, into chunks of at most ``JOIN_LIMIT`` bytes (a
-    larger buffer stays as it is)."""
-    if len(buffers) < 2:
-        return
-    chunks: list[bytes] = []
-    run: list[bytes] = []
-    size = 0
-    for buffer in buffers:
-        if run and size + len(buffer) > JOIN_LIMIT:
-            chunks.append(b"".join(run))
-            run, size = [], 0
-        run.append(buffer)
-        size += len(buffer)
-    chunks.append(b"".join(run))
-    buffers.clear()
-    buffers.extend(chunks)
-
-
-def coalesce_writes(connection: AsyncioConnection) -> bool:
-    """Send the frames buffered while the socket was busy in a few ``send`` calls, not one
-    each.
-
-    pika queues every frame as its own buffer and sends each with its own ``send`` (its own
-    TCP segment: pika sets ``TCP_NODELAY``): 4,400 pipelined declarations were 4,800 sends,
-    and the broker's reader woke for each. Joining what is queued when the socket becomes
-    writable keeps the bytes and their order (71 sends for the same apply). pika's transport
-    is private API: if it is not the shape this expects, pika's own sending is left as it
-    is (False).
-    """
-    transport = getattr(connection, "_transport", None)
-    buffers = getattr(transport, "_tx_buffers", None)
-    produce = getattr(transport, "_produce", None)
-    if not isinstance(buffers, collections.deque) or not callable(produce):
-        return False
-
-    def joined_produce() -> None:
-        join_buffers(buffers)
-        produce()
-
-    transport._produce = joined_produce  # type: ignore[union-attr]
-    return True
 
 
 # Seconds one synchronous AMQP method (a declare, the barrier after a batch) may take.

@@ -26,14 +26,12 @@ from declare_amqp import (
     resolve_address,
 )
 from declare_amqp._amqp import (
-    JOIN_LIMIT,
     AmqpSession,
     _delete_method,
     _method,
-    coalesce_writes,
-    join_buffers,
     pika_error,
 )
+from declare_amqp.socket_writes import JOIN_LIMIT, coalesce_writes, join_buffers
 
 WHERE = "amqp://broker.test:5672"
 
