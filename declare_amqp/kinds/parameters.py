@@ -524,7 +524,8 @@ class Component(AccessKind[ParameterSpec]):
                 "updated in place; its previous value was not read before the write, and "
                 "the plan keeps its URIs only as digests, so it cannot be written back"
             )
-        uris = [previous.get(k) for k in self.uri_keys if isinstance(previous, Mapping)]
+        # the broker spells the URI keys with hyphens (``broker_value``): src_uri -> src-uri
+        uris = (previous.get(k.replace("_", "-")) for k in self.uri_keys)
         self._put(
             management,
             spec,

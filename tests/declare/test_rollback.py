@@ -208,3 +208,40 @@ def test_access_is_undone_newest_first_and_a_vhost_something_stays_in_is_kept() 
         "vhost 'v': not deleted: something this apply put in it could not be undone",
     )
     assert "could not be undone: federation upstream 'up'" in rollback.summary()
+
+
+def test_a_refused_write_back_of_a_shovel_shows_none_of_its_uris() -> None:
+    """The broker holds a shovel's URIs under hyphenated keys (``src-uri``); when it refuses
+    the undo's PUT and echoes the value, the error names the shovel without its passwords."""
+    before = ParameterSpec("shovel", "v", "mv", uri_digests={"src_uri": "0" * 64})
+    after = ParameterSpec("shovel", "v", "mv", uri_refs={"src_uri": "$SRC", "dest_uri": "$DST"})
+    update = Change(UPDATE, Kind.SHOVEL, "v", "mv", after, before)
+    held = {
+        "src-uri": "amqp://old:Sekr1t-src@origin.test",
+        "dest-uri": ["amqp://old:Sekr1t-dst@a.test", "amqp://old:Sekr1t-dst2@b.test"],
+        "src-queue": "a",
+        "dest-queue": "b",
+    }
+    puts = 0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal puts
+        if request.url.path == "/api/overview":
+            return httpx.Response(200, json={"rabbitmq_version": "4.0.5", "listeners": []})
+        if request.method == "GET":
+            return httpx.Response(200, json={"name": "mv", "vhost": "v", "value": held})
+        puts += 1
+        if puts == 1:
+            return httpx.Response(204)
+        return httpx.Response(400, json={"error": "bad_request", "reason": json.dumps(held)})
+
+    address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
+    shovel = kind_of(Kind.SHOVEL)
+    env = {"SRC": "amqp://new:n3w@origin.test", "DST": "amqp://new:n3w@dest.test"}
+    with ManagementClient(address, transport=httpx.MockTransport(answer)) as management:
+        shovel.write(management, update, env)
+        with pytest.raises(DeclareAmqpError) as refused:
+            shovel.undo(management, update)
+    text = str(refused.value)
+    assert "shovel 'mv'" in text, text
+    assert "Sekr1t" not in text, text
