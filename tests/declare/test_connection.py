@@ -118,6 +118,19 @@ def test_scrub_replaces_the_longest_form_first() -> None:
     assert scrub("kept", set()) == "kept"
 
 
+def test_redact_scrubs_a_message_naming_the_user_on_every_line() -> None:
+    """An apply refused object by object names user 'guest' (whose password is guest) once a
+    line: the quoted name stays, a credential field right before a value is still scrubbed,
+    and 40,000 lines are done in linear time (the credential check searched the whole text
+    before every occurrence: 20,000 lines took minutes; the per-test timeout catches that)."""
+    lines = [f"queue 'q{i}': access refused for user 'guest'" for i in range(40_000)]
+    text = "\n".join([*lines, 'then {"password": "guest"}'])
+    scrubbed = redact(text, "guest")
+    assert scrubbed.count("user 'guest'") == 40_000
+    assert scrubbed.endswith('{"password": "***"}')
+    assert redact("password =  'guest' for 'guest'", "guest") == "password =  '***' for 'guest'"
+
+
 def test_redaction_is_the_same_in_both_packages() -> None:
     """priority_worker's log filter and declare_amqp's addresses use the one implementation."""
     import logging
