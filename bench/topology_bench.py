@@ -240,6 +240,7 @@ class Context:
     compare_args: tuple[str, ...] = ()  # a second apply row with these options instead
     peak_mb: float | None = None  # the largest peak RSS of a process the contender ran
     rabbitmqctl: tuple[str, ...] = ("rabbitmqctl",)  # or e.g. podman exec NAME rabbitmqctl
+    settle: float = 0.0  # seconds of rest before each no-op contender (see --settle)
 
 
 @dataclass(frozen=True)
@@ -542,6 +543,8 @@ def one_repetition(
         with common.scratch_vhost(ctx.mgmt, f"topo-{kind}", prefix=prefix) as vhost:
             try:
                 for k, f in [(key, fn), *after]:
+                    if f is not fn and ctx.settle:
+                        time.sleep(ctx.settle)  # the same rest before every no-op contender
                     c0, ctx.peak_mb = client_cpu(), None
                     res.add(k, f(ctx, vhost), client_cpu() - c0, ctx.peak_mb)
             except ToolError as exc:
@@ -752,6 +755,7 @@ def render(
     base: Topology,
     reps: dict[int, int],
     cmdline: str,
+    settle: float = 0.0,
 ) -> str:
     c = base.counts
     lines = [
@@ -769,6 +773,15 @@ def render(
             else "ru_maxrss from wait4: an upper bound, it includes this benchmark's size"
         )
         + ")",
+        *(
+            [
+                f"- each no-op contender ran {settle:g} s after the cold run that filled its "
+                "vhost (`--settle`): a CI job plans against a broker that is not still "
+                "starting the queues it was just given"
+            ]
+            if settle
+            else []
+        ),
         f"- command: `{cmdline}`",
         "",
     ]
@@ -813,6 +826,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip-tool", action="store_true", help="measure the peers only")
     p.add_argument("--timeout", type=float, default=600, help="per-import wait limit, s")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to rest before each no-op contender (re-import, re-POST, plans), the same "
+        "for all; right after 20,000 queues were created a 4.x broker is still busy with them "
+        "for some seconds (default 0)",
+    )
     p.add_argument(
         "--apply-args",
         default="",
@@ -881,6 +902,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx.apply_args = tuple(shlex.split(args.apply_args))
             ctx.compare_args = tuple(shlex.split(args.compare_apply_args))
             ctx.rabbitmqctl = tuple(shlex.split(args.rabbitmqctl))
+            ctx.settle = args.settle
             for multiple in args.sizes:
                 ctx.topo = base.scaled(multiple)
                 res = by_size[multiple] = Results()
@@ -902,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         mgmt.close()
-    text = render(by_size, env, base, reps, common.command_line(__file__, argv))
+    text = render(by_size, env, base, reps, common.command_line(__file__, argv), args.settle)
     common.publish_result(text, args.output, "topology", args.quick)
     return 2 if any(r.errors for r in by_size.values()) else 0
 
