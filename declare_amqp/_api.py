@@ -15,6 +15,7 @@ from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, TopologyError
 from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
+from ._http import Transport
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient
 from ._migration import plan_migrations, records
@@ -35,7 +36,6 @@ from .kinds.federation_upstream import policy_plugin_problems
 from .kinds.vhost_settings import VhostSettings
 
 if TYPE_CHECKING:  # pika and rich only when writing
-    import httpx
     from rich.console import Console
 
     from ._amqp import AmqpFailure
@@ -120,9 +120,7 @@ class ApplyResult:
 class Session:
     """A connection to one broker (or cluster) for planning and applying."""
 
-    def __init__(
-        self, address: BrokerAddress, transport: httpx.BaseTransport | None = None
-    ) -> None:
+    def __init__(self, address: BrokerAddress, transport: Transport | None = None) -> None:
         """``transport`` replaces the network of the management API (tests)."""
         self.address = address
         self.management = ManagementClient(address, transport=transport)

@@ -11,18 +11,11 @@ Exit codes: 0 success / nothing to do; 1 error, invalid input or conflict; 2 (``
 
 from __future__ import annotations
 
-import sys
-
-# httpx's package imports its own command line eagerly (click, rich's syntax highlighting,
-# pygments), 40-50 ms of every start of ours, which never runs it. Marked absent before
-# httpx is first imported (through ._api), httpx defines a stub ``httpx.main`` instead.
-# Only the command line does this: the library leaves the importing process's modules alone.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
 import argparse
 import dataclasses
 import json
 import os
+import sys
 import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
