@@ -251,6 +251,21 @@ def _identity_problem(node: Node, overview: Mapping[str, Any]) -> str | None:
     return None
 
 
+class Prefetch:
+    """A read of the broker running in the background (``ManagementClient.read`` in a thread
+    of its own) while the files are parsed, or even before the modules that parse them are
+    imported (``_cli.early_read``). ``future`` holds the state read, or what the read
+    raised; ``key`` is what it reads, for a ``Session`` to tell whether it is the read it
+    needs."""
+
+    def __init__(self, management: ManagementClient, vhosts: Sequence[str], with_stats: bool):
+        self.management = management
+        self.key = (tuple(vhosts), with_stats)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.future = pool.submit(management.read, list(vhosts), with_stats)
+        pool.shutdown(wait=False)
+
+
 class ManagementClient:
     """The management HTTP API of the first node that answers."""
 
