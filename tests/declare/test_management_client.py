@@ -6,12 +6,8 @@ one failure of the network, becomes, and that the password never appears in it.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import ssl
-import struct
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fake_http import FakeTransport, Request, Response, text_response
@@ -51,7 +47,7 @@ def _broker(routes: dict[tuple[str, str], Response]) -> Handler:
         key = (request.method, request.target)
         if key in routes:
             return routes[key]
-        if request.path == "/api/overview":
+        if key == ("GET", "/api/overview"):
             return _json(200, OVERVIEW)
         return _json(404, {"error": "not_found", "reason": "Not Found"})
 
@@ -220,72 +216,6 @@ def test_management_api_of_another_broker_is_refused() -> None:
     client = _client(lambda request: _json(200, other))
     with pytest.raises(BrokerError, match=r"AMQP listeners are on port\(s\) 5673, not 5672"):
         client.read(["/"])
-
-
-@contextlib.contextmanager
-def _greeting(cluster_name: str) -> Iterator[int]:
-    """A port on 127.0.0.1 that answers one AMQP protocol header with RabbitMQ's
-    connection.start naming ``cluster_name`` (built with pika's codec)."""
-    from pika import data as amqp_data
-
-    pieces: list[bytes] = []
-    amqp_data.encode_table(pieces, {"product": "RabbitMQ", "cluster_name": cluster_name})
-    method = b"\x00\x0a\x00\x0a\x00\x09" + b"".join(pieces)
-    method += struct.pack(">I", 5) + b"PLAIN" + struct.pack(">I", 5) + b"en_US"
-    frame = b"\x01\x00\x00" + struct.pack(">I", len(method)) + method + b"\xce"
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-
-        def answer() -> None:
-            connection, _ = server.accept()
-            with connection:
-                connection.recv(8)
-                connection.sendall(frame)
-
-        greeter = threading.Thread(target=answer, daemon=True)
-        greeter.start()
-        yield server.getsockname()[1]
-        greeter.join(timeout=5)
-
-
-def test_a_broker_whose_greeting_names_its_cluster_is_not_asked_for_statistics() -> None:
-    """The overview is asked for without statistics (with them it totals every queue of the
-    broker: 0.1-0.3 s with 30,000 queues); it lists no listeners then, and the AMQP port's
-    greeting naming the same cluster is enough: the full overview is never asked."""
-    lean = {**OVERVIEW, "cluster_name": "rabbit@here", "listeners": []}
-    asked: list[str] = []
-
-    def handle(request: Request) -> Response:
-        asked.append(request.target)
-        return _json(200, lean if request.path == "/api/overview" else [])
-
-    with _greeting("rabbit@here") as port:
-        address = resolve_address([f"amqp://alice:pw@127.0.0.1:{port}/"], env={})
-        assert ManagementClient(address, transport=FakeTransport(handle)).vhosts() == []
-    assert asked == ["/api/overview?disable_stats=true", "/api/vhosts?columns=name"]
-
-
-def test_a_greeting_naming_another_cluster_is_decided_by_the_full_overview() -> None:
-    """The greeting names another cluster: the full overview's listeners decide, with the
-    same message as before the lean overview."""
-    other = {
-        **OVERVIEW,
-        "cluster_name": "rabbit@here",
-        "listeners": [{"protocol": "amqp", "port": 1}],
-    }
-    asked: list[str] = []
-
-    def handle(request: Request) -> Response:
-        asked.append(request.target)
-        return _json(200, other)
-
-    with _greeting("rabbit@elsewhere") as port:
-        address = resolve_address([f"amqp://alice:pw@127.0.0.1:{port}/"], env={})
-        client = ManagementClient(address, transport=FakeTransport(handle))
-        with pytest.raises(BrokerError, match=rf"listeners are on port\(s\) 1, not {port}"):
-            client.vhosts()
-    assert asked == ["/api/overview?disable_stats=true", "/api/overview"]
 
 
 def test_a_failed_tls_check_is_a_tls_error_at_once() -> None:
