@@ -1,7 +1,7 @@
 """The seam between the management client and the network: one HTTP request, one answer.
 
 ``_management`` only ever calls a :class:`Transport`. :class:`HttpTransport` implements it on
-the standard library's ``http.client``; ``tests/declare/fake_http.py`` implements it in
+the standard library's ``http.client``; ``tests/fake_http.py`` implements it in
 memory, so the management client's error paths run in unit tests without a broker.
 
 Why not httpx (issue 22): a no-op ``plan`` is a race with ``curl`` re-posting the same

@@ -9,7 +9,7 @@
 Network failures (the standard library's, which ``_http`` raises) and HTTP error statuses
 are translated here, and only here, into ``_errors`` types (``_http_error``, ``request``,
 ``checked``). ``ManagementClient`` takes an ``_http.Transport``, so tests can answer for the
-broker (``tests/declare/fake_http.py``).
+broker (``tests/fake_http.py``).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class ManagementClient:
         timeout: float = 30.0,
         transport: _http.Transport | None = None,
     ) -> None:
-        """``transport`` replaces the network (tests: ``tests/declare/fake_http.py``)."""
+        """``transport`` replaces the network (tests: ``tests/fake_http.py``)."""
         self.address = address
         self.version = "?"
         self.exchange_types: list[str] = []
@@ -262,13 +262,19 @@ class ManagementClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The verifying TLS context, made once, when a node is reached over TLS (AMQP or
+        HTTP): without TLS anywhere the CA bundle is never loaded (0.1-0.2 s)."""
+        if self._context is None and any(
+            n.tls or n.management_url.startswith("https:") for n in self.address.nodes
+        ):
+            self._context = self.address.tls.context()
+        return self._context
+
     def _network(self) -> _http.Transport:
-        """The transport, made on first use: with the TLS context when a node is reached
-        over TLS (loading the CA bundle only then)."""
+        """The transport, made on first use."""
         if self._transport is None:
-            if any(n.tls or n.management_url.startswith("https:") for n in self.address.nodes):
-                self._context = self.address.tls.context()
-            self._transport = _http.HttpTransport(self._timeout, self._context)
+            self._transport = _http.HttpTransport(self._timeout, self._tls_context())
         return self._transport
 
     def _send(
@@ -298,7 +304,7 @@ class ManagementClient:
         mismatched: list[str] = []
         timed_out: list[str] = []
         self._network()
-        context = self._context
+        context = self._tls_context()
         for node in self.address.nodes:
             try:
                 response = self._send(node, "GET", "/api/overview")
