@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -15,8 +14,9 @@ from ._consumers import derive_worker_queues
 from ._errors import PlanConflictError, TopologyError
 from ._files import DEFAULT_MAX_FILE_SIZE
 from ._fit import policy_problems
+from ._http import Transport
 from ._loader import read_unvalidated
-from ._management import BrokerState, ManagementClient
+from ._management import BrokerState, ManagementClient, Prefetch
 from ._migration import plan_migrations, records
 from ._model import Topology
 from ._permissions import Permissions, permission_problems
@@ -35,7 +35,6 @@ from .kinds.federation_upstream import policy_plugin_problems
 from .kinds.vhost_settings import VhostSettings
 
 if TYPE_CHECKING:  # pika and rich only when writing
-    import httpx
     from rich.console import Console
 
     from ._amqp import AmqpFailure
@@ -121,15 +120,21 @@ class Session:
     """A connection to one broker (or cluster) for planning and applying."""
 
     def __init__(
-        self, address: BrokerAddress, transport: httpx.BaseTransport | None = None
+        self,
+        address: BrokerAddress,
+        transport: Transport | None = None,
+        prefetched: Prefetch | None = None,
     ) -> None:
-        """``transport`` replaces the network of the management API (tests)."""
+        """``transport`` replaces the network of the management API (tests);
+        ``prefetched``: a read already started for this broker, whose client the session
+        takes over (``_cli.early_read``)."""
         self.address = address
-        self.management = ManagementClient(address, transport=transport)
+        if prefetched is not None:
+            self.management = prefetched.management
+        else:
+            self.management = ManagementClient(address, transport=transport)
         self.last_state: BrokerState | None = None
-        self._prefetched: (
-            tuple[tuple[tuple[str, ...], bool], concurrent.futures.Future[BrokerState]] | None
-        ) = None
+        self._prefetched = prefetched
 
     def __enter__(self) -> Session:
         return self
@@ -140,7 +145,7 @@ class Session:
     def close(self) -> None:
         """Wait for a background read, then close the management client."""
         if self._prefetched is not None:
-            self._prefetched[1].exception()  # let a background read finish before closing
+            self._prefetched.future.exception()  # let a background read finish first
             self._prefetched = None
         self.management.close()
 
@@ -155,21 +160,23 @@ class Session:
         """Start reading ``vhosts`` in the background (while the files are parsed).
 
         ``read`` uses the result when it asks for the same vhosts; an error surfaces only
-        there, so a file problem found meanwhile is still reported first.
+        there, so a file problem found meanwhile is still reported first. A read of the same
+        vhosts already running (started before the session) is kept.
         """
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        key = (tuple(vhosts), with_stats)
-        self._prefetched = (key, pool.submit(self.management.read, list(vhosts), with_stats))
-        pool.shutdown(wait=False)
+        running = self._prefetched
+        if running is not None:
+            if running.key == (tuple(vhosts), with_stats):
+                return
+            running.future.exception()  # another read: let it finish, ignore its outcome
+        self._prefetched = Prefetch(self.management, vhosts, with_stats)
 
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
         """One bulk read per vhost."""
         prefetched, self._prefetched = self._prefetched, None
         if prefetched is not None:
-            key, future = prefetched
-            if key == (tuple(vhosts), with_stats):
-                return self._remember(future.result())  # raises what the read raised
-            future.exception()  # a guess that missed: wait for it, ignore its outcome
+            if prefetched.key == (tuple(vhosts), with_stats):
+                return self._remember(prefetched.future.result())  # raises what it raised
+            prefetched.future.exception()  # a guess that missed: wait, ignore its outcome
         return self._remember(self.management.read(vhosts, with_stats=with_stats))
 
     def _remember(self, state: BrokerState) -> BrokerState:

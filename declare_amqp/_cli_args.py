@@ -7,12 +7,13 @@ The options every command takes are accepted before the command and after it (se
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from . import __version__
-from ._address import DEFAULT_CHANNELS
+from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
 from ._files import DEFAULT_MAX_FILE_SIZE, parse_size
-from .tls import add_tls_arguments
+from .tls import TlsOptions, add_tls_arguments
 
 _MIGRATE_HELP = (
     "re-create queues whose type, durability or arguments changed, with their messages and "
@@ -25,6 +26,32 @@ cluster), --management-url or RABBITMQ_MANAGEMENT_URL (default http://HOST:15672
 Credentials: from the URL, else AMQP_USER / AMQP_PASS, else guest/guest.
 The original tool's AMQP_HOST and AMQP_VHOST are honoured too.
 """
+
+# The exit codes: success / nothing to do; an error, invalid input or a conflict; changes
+# pending (``plan --detailed-exitcode``).
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def broker_address(args: argparse.Namespace) -> BrokerAddress:
+    """The broker's nodes, credentials and TLS options the arguments (and the environment)
+    give; raises BrokerError for a bad URL or TLS option."""
+    tls = TlsOptions.resolve(
+        args.tls_ca_file, args.tls_cert_file, args.tls_key_file, args.auth_mechanism
+    )
+    return resolve_address(args.url, args.management_url, tls_options=tls)
+
+
+def default_vhost(address: BrokerAddress) -> str:
+    """The vhost of objects naming none: the URL's, else ``AMQP_VHOST``, else ``/``."""
+    if address.url_vhost is not None:
+        return address.url_vhost
+    return os.environ.get("AMQP_VHOST") or "/"
+
+
+def guessed_vhosts(args: argparse.Namespace, address: BrokerAddress) -> list[str]:
+    """The vhost the files most likely use, to read it while they are parsed (or before:
+    ``_cli.early_read``)."""
+    return [args.vhost or default_vhost(address)]
 
 
 def _common_options(*, top: bool) -> argparse.ArgumentParser:

@@ -11,10 +11,11 @@
     │   └── ManagementUnavailable             the management plugin does not answer
     └── ApplyError                   exit 1   a write failed part-way (broker changed under us)
 
-Exceptions of pika and httpx never leave the package. Each library has one map, beside the
-one module that uses it, and raises with ``raise ... from exc``:
+Exceptions of pika and of the network under HTTP never leave the package. Each has one map,
+beside the one module that uses it, and raises with ``raise ... from exc``:
 
-- httpx (and HTTP error statuses): ``_management`` (``_http_error``, ``request``, ``checked``);
+- HTTP (the standard library's exceptions that ``_http`` lets through, and HTTP error
+  statuses): ``_management`` (``_http_error``, ``request``, ``checked``);
 - pika: ``_amqp.pika_error``, for connecting and for writing alike.
 """
 

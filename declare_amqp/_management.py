@@ -6,15 +6,18 @@
   theirs through ``request``). Exchanges, queues and bindings are written over AMQP by
   ``_amqp`` (imported only when something is applied, so ``plan`` does not pay for pika).
 
-httpx exceptions and HTTP error statuses are translated here, and only here, into
-``_errors`` types (``_http_error``, ``request``, ``checked``). ``ManagementClient`` takes an
-``httpx`` transport, so tests can answer for the broker (``httpx.MockTransport``).
+Network failures (the standard library's, which ``_http`` raises) and HTTP error statuses
+are translated here, and only here, into ``_errors`` types (``_http_error``, ``request``,
+``checked``). ``ManagementClient`` takes an ``_http.Transport``, so tests can answer for the
+broker (``tests/fake_http.py``).
 """
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import html
+import json
 import re
 import socket
 import ssl
@@ -24,8 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from . import _http
 from ._address import BrokerAddress, Node
 from ._broker_json import from_definitions
 from ._errors import (
@@ -184,9 +186,9 @@ def _same_cluster(
 
 
 def _http_error(
-    exc: httpx.HTTPError, where: str, method: str | None, path: str = ""
+    exc: BaseException, where: str, method: str | None, path: str = ""
 ) -> BrokerError | None:
-    """The one map from httpx's exceptions to ours.
+    """The one map from the network's exceptions (``_http.FAILURES``) to ours.
 
     ``method`` None: while finding a node that answers — None means "this one did not, try
     the next" (a failed TLS check is an error at once). Otherwise the request failed on a
@@ -197,7 +199,7 @@ def _http_error(
         return failed
     if method is None:
         return None
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return BrokerUnreachable(
             f"management API request {method} {path} timed out ({type(exc).__name__})"
         )
@@ -205,9 +207,25 @@ def _http_error(
 
 
 def _redacted(error: BrokerError, address: BrokerAddress) -> BrokerError:
-    """``error`` with the password taken out of its message (httpx may quote the URL)."""
+    """``error`` with the password taken out of its message (a network error may quote a
+    URL that carries it)."""
     text = address.redact(str(error))
     return error if text == str(error) else type(error)(text)
+
+
+class Prefetch:
+    """A read of the broker running in the background (``ManagementClient.read`` in a thread
+    of its own) while the files are parsed, or even before the modules that parse them are
+    imported (``_cli.early_read``). ``future`` holds the state read, or what the read
+    raised; ``key`` is what it reads, for a ``Session`` to tell whether it is the read it
+    needs."""
+
+    def __init__(self, management: ManagementClient, vhosts: Sequence[str], with_stats: bool):
+        self.management = management
+        self.key = (tuple(vhosts), with_stats)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.future = pool.submit(management.read, list(vhosts), with_stats)
+        pool.shutdown(wait=False)
 
 
 class ManagementClient:
@@ -217,22 +235,26 @@ class ManagementClient:
         self,
         address: BrokerAddress,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: _http.Transport | None = None,
     ) -> None:
-        """``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
+        """``transport`` replaces the network (tests: ``tests/fake_http.py``)."""
         self.address = address
-        self._transport = transport
         self.version = "?"
         self.exchange_types: list[str] = []
         self._timeout = timeout
-        self._client: httpx.Client | None = None
+        self._transport = transport
+        self._context: ssl.SSLContext | None = None
+        credentials = f"{address.user}:{address.password}".encode()
+        self._headers = {
+            "authorization": "Basic " + base64.b64encode(credentials).decode("ascii"),
+            "content-type": "application/json",
+        }
         self.node: Node | None = None
 
     def close(self) -> None:
-        """Close the connection pool (the client reconnects on its next request)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the kept-alive connections (the client reconnects on its next request)."""
+        if self._transport is not None:
+            self._transport.close()
 
     def __enter__(self) -> ManagementClient:
         return self
@@ -240,46 +262,67 @@ class ManagementClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connect(self) -> httpx.Client:
-        if self._client is not None:
-            return self._client
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The verifying TLS context, made once, when a node is reached over TLS (AMQP or
+        HTTP): without TLS anywhere the CA bundle is never loaded (0.1-0.2 s)."""
+        if self._context is None and any(
+            n.tls or n.management_url.startswith("https:") for n in self.address.nodes
+        ):
+            self._context = self.address.tls.context()
+        return self._context
+
+    def _network(self) -> _http.Transport:
+        """The transport, made on first use."""
+        if self._transport is None:
+            self._transport = _http.HttpTransport(self._timeout, self._tls_context())
+        return self._transport
+
+    def _send(
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _http.Response:
+        """``method path`` on ``node``, ``body`` sent as JSON; raises what the network
+        raised (``_http.FAILURES``)."""
+        return self._network().send(
+            _http.Request(
+                method,
+                node.management_url.rstrip("/") + path,
+                None if body is None else json.dumps(body).encode(),
+                {**self._headers, **headers} if headers else self._headers,
+            )
+        )
+
+    def _connect(self) -> Node:
+        """The node whose management API answers for the broker addressed (asked once)."""
+        if self.node is not None:
+            return self.node
         errors: list[str] = []
         mismatched: list[str] = []
         timed_out: list[str] = []
-        context: ssl.SSLContext | None = None
-        if any(n.tls or n.management_url.startswith("https:") for n in self.address.nodes):
-            context = self.address.tls.context()
+        self._network()
+        context = self._tls_context()
         for node in self.address.nodes:
-            client = httpx.Client(
-                base_url=node.management_url,
-                auth=(self.address.user, self.address.password),
-                timeout=self._timeout,
-                headers={"content-type": "application/json"},
-                # without https anywhere nothing is verified: skip loading the CA bundle,
-                # which took 0.1-0.2 s of every plan's start
-                verify=context if context is not None else False,
-                transport=self._transport,
-            )
             try:
-                response = client.get("/api/overview")
-            except httpx.HTTPError as exc:
-                client.close()
+                response = self._send(node, "GET", "/api/overview")
+            except _http.FAILURES as exc:
                 failed = _http_error(exc, node.management_url, None)
                 if failed is not None:
                     raise failed from exc
-                if isinstance(exc, httpx.TimeoutException):
+                if isinstance(exc, TimeoutError):
                     timed_out.append(node.management_url)
                 errors.append(f"{node.management_url}: {type(exc).__name__}: {exc}")
                 continue
             if response.status_code == 401:
-                client.close()
                 raise AuthenticationFailed(
                     f"the management API at {node.management_url} refused user "
                     f"'{self.address.user}' (wrong user or password, or the user lacks the "
                     "management tag)"
                 )
             if response.status_code != 200:
-                client.close()
                 errors.append(f"{node.management_url}: HTTP {response.status_code}")
                 continue
             overview = response.json()
@@ -294,7 +337,6 @@ class ManagementClient:
                 and node.port not in amqp_ports
                 and not _same_cluster(node, cluster, context=context)
             ):
-                client.close()
                 # Same host, different broker (e.g. a second node on other ports): planning
                 # against it would compare the files with the wrong broker.
                 mismatched.append(
@@ -309,7 +351,6 @@ class ManagementClient:
                 and cluster  # every broker names its cluster; without a name, nothing to check
                 and not _same_cluster(node, cluster, context=context)
             ):
-                client.close()
                 # A non-administrator sees no listeners: the broker's greeting on the AMQP
                 # port must name the management API's cluster instead.
                 mismatched.append(
@@ -317,10 +358,10 @@ class ManagementClient:
                     f"'{cluster}', but no broker of that cluster answers on {node.amqp_display}"
                 )
                 continue
-            self._client, self.node = client, node
+            self.node = node
             self.version = str(overview.get("rabbitmq_version", "?"))
             self.exchange_types = [t.get("name", "") for t in overview.get("exchange_types") or []]
-            return client
+            return node
         if mismatched:
             raise BrokerError(
                 "; ".join(mismatched) + ". Pass the matching --management-url "
@@ -342,22 +383,41 @@ class ManagementClient:
         )
 
     def request(
-        self, method: str, path: str, *, refused_ok: bool = False, **kwargs: Any
-    ) -> httpx.Response:
-        """One API request; a 401 raises AuthenticationFailed unless ``refused_ok`` (the
-        management API answers 401 also to a user that lacks a tag or a vhost permission)."""
-        client = self._connect()
+        self,
+        method: str,
+        path: str,
+        *,
+        refused_ok: bool = False,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _http.Response:
+        """One API request (``json``: its body); a 401 raises AuthenticationFailed unless
+        ``refused_ok`` (the management API answers 401 also to a user that lacks a tag or a
+        vhost permission)."""
+        return self._request(self._connect(), method, path, refused_ok, json, headers)
+
+    def _request(
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        refused_ok: bool = False,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _http.Response:
+        """``request`` on ``node``, which answered ``/api/overview`` (or is about to: the
+        speculative reads of ``read``)."""
         try:
-            response = client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            failed = _http_error(exc, self.node.management_url if self.node else "", method, path)
+            response = self._send(node, method, path, body, headers)
+        except _http.FAILURES as exc:
+            failed = _http_error(exc, node.management_url, method, path)
             assert failed is not None
             raise _redacted(failed, self.address) from exc
         if response.status_code == 401 and not refused_ok:
             raise AuthenticationFailed(f"the management API refused user '{self.address.user}'")
         return response
 
-    def checked(self, response: httpx.Response, what: str) -> httpx.Response:
+    def checked(self, response: _http.Response, what: str) -> _http.Response:
         """``response`` if it succeeded; else the error its status means, naming ``what``."""
         if response.status_code >= 400:
             try:
@@ -382,13 +442,12 @@ class ManagementClient:
         """The vhost's exchanges, queues, bindings and policies as lists of the broker's JSON
         objects (the keys of ``GET /api/definitions/{vhost}``), or None when the vhost does
         not exist. ``with_stats``: each queue also carries ``messages`` and ``consumers``."""
-        return self._read_kinds([vhost], with_stats)[vhost]
+        return self._read_kinds(self._connect(), [vhost], with_stats)[vhost]
 
     def _read_kinds(
-        self, vhosts: Sequence[str], with_stats: bool
+        self, node: Node, vhosts: Sequence[str], with_stats: bool
     ) -> dict[str, dict[str, Any] | None]:
         """One request per kind of object and vhost, all sent at once (see ``_KINDS``)."""
-        self._connect()
         wanted = [
             (vhost, kind, f"/api/{kind}/{_q(vhost)}" + (f"?{query}" if query else ""))
             for vhost in vhosts
@@ -404,7 +463,7 @@ class ManagementClient:
         if not wanted:  # a file of users alone names no vhost to read
             return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-            answers = list(pool.map(self._get_kind, wanted))
+            answers = list(pool.map(lambda request: self._get_kind(node, request), wanted))
         found: dict[str, dict[str, Any] | None] = {vhost: {} for vhost in vhosts}
         for (vhost, kind, _), answer in zip(wanted, answers, strict=True):
             objects = found[vhost]
@@ -414,11 +473,11 @@ class ManagementClient:
                 objects[kind] = answer
         return found
 
-    def _get_kind(self, request: tuple[str, str, str]) -> list[Any] | None:
+    def _get_kind(self, node: Node, request: tuple[str, str, str]) -> list[Any] | None:
         """The objects one GET lists, decoded in the worker thread while the other requests
         wait for the broker; None when the vhost does not exist."""
         vhost, kind, path = request
-        response = self.request("GET", path, refused_ok=True)
+        response = self._request(node, "GET", path, refused_ok=True)
         # 404 on newer versions; 3.10 answers 400 {"reason": "vhost_not_found"} to some.
         if response.status_code == 404 or (
             response.status_code == 400 and "not_found" in response.text
@@ -447,37 +506,72 @@ class ManagementClient:
         }
 
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
-        """Everything ``plan`` needs, read in one round of concurrent requests."""
-        self._connect()
+        """Everything ``plan`` needs, read in one round of concurrent requests.
+
+        The first read does not wait for ``/api/overview`` to tell which node answers: it
+        asks the first node for the vhosts at the same time (a round trip less, and the
+        broker lists while it answers the overview). That guess is used only when the first
+        node is the one ``_connect`` chose; otherwise its answers, and its errors, are
+        dropped and the chosen node is asked.
+        """
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            # the vhosts' default queue types, asked for meanwhile; needed only when one exists
-            defaults = pool.submit(self.default_queue_types)
-            found = self._read_kinds(vhosts, with_stats)
-            parts: list[Topology] = []
-            stats: dict[tuple[str, str], QueueStats] = {}
-            for vhost in vhosts:
-                definitions = found[vhost]
-                if definitions is None:
-                    continue
-                with paused_gc():
-                    parts.append(from_definitions(vhost, definitions))
-                if with_stats:
-                    stats.update(
-                        (
-                            (vhost, q["name"]),
-                            QueueStats(_count(q, "messages"), _count(q, "consumers")),
-                        )
-                        for q in definitions["queues"]
+            if self.node is None:
+                self._network()
+                guess = self.address.nodes[0]
+                early = pool.submit(self._read_node, guess, vhosts, with_stats)
+                try:
+                    node = self._connect()
+                finally:
+                    early.exception()  # the guess finishes before anything is raised
+                if node == guess:
+                    found, default_types = early.result()
+                else:
+                    found, default_types = self._read_node(node, vhosts, with_stats)
+            else:
+                found, default_types = self._read_node(self.node, vhosts, with_stats)
+        parts: list[Topology] = []
+        stats: dict[tuple[str, str], QueueStats] = {}
+        for vhost in vhosts:
+            definitions = found[vhost]
+            if definitions is None:
+                continue
+            with paused_gc():
+                parts.append(from_definitions(vhost, definitions))
+            if with_stats:
+                stats.update(
+                    (
+                        (vhost, q["name"]),
+                        QueueStats(_count(q, "messages"), _count(q, "consumers")),
                     )
-            default_types = defaults.result() if parts else {}
+                    for q in definitions["queues"]
+                )
         return BrokerState(
-            merge(parts), stats, self.version, tuple(self.exchange_types), default_types
+            merge(parts),
+            stats,
+            self.version,
+            tuple(self.exchange_types),
+            default_types,
         )
+
+    def _read_node(
+        self, node: Node, vhosts: Sequence[str], with_stats: bool
+    ) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
+        """The vhosts' objects by kind, and the vhosts' default queue types (asked for
+        meanwhile; needed only when a vhost exists), from ``node``."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            defaults = pool.submit(self._default_queue_types, node)
+            found = self._read_kinds(node, vhosts, with_stats)
+            exists = any(objects is not None for objects in found.values())
+            return found, defaults.result() if exists else {}
 
     def default_queue_types(self) -> dict[str, str]:
         """Vhosts whose queues are quorum or stream queues unless they name a type."""
+        return self._default_queue_types(self._connect())
+
+    def _default_queue_types(self, node: Node) -> dict[str, str]:
         response = self.checked(
-            self.request("GET", "/api/vhosts?columns=name,default_queue_type"), "listing vhosts"
+            self._request(node, "GET", "/api/vhosts?columns=name,default_queue_type"),
+            "listing vhosts",
         )
         return {
             v["name"]: str(v.get("default_queue_type"))

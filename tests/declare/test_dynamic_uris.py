@@ -10,12 +10,11 @@ an item is named before any write.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from fake_http import FakeTransport, Request, Response, body_of, json_response
 from rich.console import Console
 
 from declare_amqp import TopologyError, json_schema, load, parse_unvalidated, resolve_address
@@ -213,10 +212,10 @@ def _broker_spec(uri: Any) -> ParameterSpec:
     """The upstream 'origin' as read_broker keeps it (only a digest of its URIs)."""
     value = {"uri": uri, "max-hops": 1}
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/parameters/federation-upstream/v":
-            return httpx.Response(200, json=[{"name": "origin", "value": value}])
-        return httpx.Response(404, json={"error": "not_found"})
+    def handle(request: Request) -> Response:
+        if request.path == "/api/parameters/federation-upstream/v":
+            return json_response(200, [{"name": "origin", "value": value}])
+        return json_response(404, {"error": "not_found"})
 
     with _client(handle) as management:
         (spec,) = read_broker(management, [FEDERATION.kind], ["v"])
@@ -227,14 +226,14 @@ def _client(handle: Any) -> ManagementClient:
     """A management client whose broker answers the overview, and ``handle`` the rest."""
     overview = {"rabbitmq_version": "4.0.5", "listeners": [], "exchange_types": []}
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/overview":
-            return httpx.Response(200, json=overview)
-        response: httpx.Response = handle(request)
+    def answer(request: Request) -> Response:
+        if request.path == "/api/overview":
+            return json_response(200, overview)
+        response: Response = handle(request)
         return response
 
     address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
-    return ManagementClient(address, transport=httpx.MockTransport(answer))
+    return ManagementClient(address, transport=FakeTransport(answer))
 
 
 def _rendered(changes: list[Any]) -> str:
@@ -306,9 +305,9 @@ def test_a_missing_variable_or_file_of_an_item_is_named_before_any_write(tmp_pat
 def test_apply_writes_several_uris_as_a_list_and_one_as_a_string() -> None:
     written: list[dict[str, Any]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        written.append(json.loads(request.content)["value"])
-        return httpx.Response(201)
+    def handle(request: Request) -> Response:
+        written.append(body_of(request)["value"])
+        return Response(201)
 
     specs = _parameters("""\
 vhost: v
@@ -334,9 +333,9 @@ shovels:
 def test_a_refused_write_redacts_every_uri_of_the_list() -> None:
     from declare_amqp import BrokerError
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        body = request.content.decode()
-        return httpx.Response(400, json={"error": "bad_request", "reason": f"refused {body}"})
+    def handle(request: Request) -> Response:
+        body = (request.body or b"").decode()
+        return json_response(400, {"error": "bad_request", "reason": f"refused {body}"})
 
     (spec,) = _parameters(DESIRED)
     env = {"ORIGIN_A": SECRET_A, "ORIGIN_B": SECRET_B}

@@ -1,4 +1,4 @@
-"""The management client's error paths, without a broker: httpx.MockTransport answers.
+"""The management client's error paths, without a broker: a fake transport answers.
 
 Each test pins which ``_errors`` type (and message) one answer of the management API, or
 one failure of the network, becomes, and that the password never appears in it.
@@ -6,13 +6,12 @@ one failure of the network, becomes, and that the password never appears in it.
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import Callable
-from typing import Any
 
-import httpx
 import pytest
+from fake_http import FakeTransport, Request, Response, text_response
+from fake_http import json_response as _json
 
 from declare_amqp import (
     AuthenticationFailed,
@@ -28,7 +27,7 @@ from declare_amqp.tls import TlsError
 PASSWORD = "s3cret-pw"
 ADDRESS = resolve_address([f"amqp://alice:{PASSWORD}@broker.test:5672"], env={})
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[Request], Response]
 
 OVERVIEW = {
     "rabbitmq_version": "3.10.8",
@@ -38,30 +37,26 @@ OVERVIEW = {
 
 
 def _client(handler: Handler) -> ManagementClient:
-    return ManagementClient(ADDRESS, transport=httpx.MockTransport(handler))
+    return ManagementClient(ADDRESS, transport=FakeTransport(handler))
 
 
-def _broker(routes: dict[tuple[str, str], httpx.Response]) -> Handler:
+def _broker(routes: dict[tuple[str, str], Response]) -> Handler:
     """Answers ``/api/overview`` like a broker, and ``routes`` as given (404 otherwise)."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        key = (request.method, request.url.raw_path.decode())
+    def handle(request: Request) -> Response:
+        key = (request.method, request.target)
         if key in routes:
             return routes[key]
         if key == ("GET", "/api/overview"):
-            return httpx.Response(200, json=OVERVIEW)
-        return httpx.Response(404, json={"error": "not_found", "reason": "Not Found"})
+            return _json(200, OVERVIEW)
+        return _json(404, {"error": "not_found", "reason": "Not Found"})
 
     return handle
 
 
-def _json(status: int, body: Any) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode())
-
-
 def test_401_on_the_first_request_is_authentication_failed_without_the_password() -> None:
     """A 401 from /api/overview: wrong user or password, named by user, password hidden."""
-    client = _client(lambda request: httpx.Response(401, json={"error": "not_authorised"}))
+    client = _client(lambda request: _json(401, {"error": "not_authorised"}))
     with pytest.raises(AuthenticationFailed) as caught:
         client.read(["/"])
     assert "refused user 'alice'" in str(caught.value)
@@ -70,7 +65,7 @@ def test_401_on_the_first_request_is_authentication_failed_without_the_password(
 
 
 def test_401_on_a_later_request_is_authentication_failed() -> None:
-    client = _client(_broker({("GET", "/api/vhosts?columns=name"): httpx.Response(401)}))
+    client = _client(_broker({("GET", "/api/vhosts?columns=name"): Response(401)}))
     with pytest.raises(AuthenticationFailed, match="refused user 'alice'"):
         client.vhosts()
 
@@ -79,37 +74,39 @@ def test_unreachable_port_is_management_unavailable_naming_the_url() -> None:
     """Nothing listens (a wrong port): the management API does not answer; the message
     says how to enable it or fall back to AMQP only."""
 
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    def refuse(request: Request) -> Response:
+        raise ConnectionRefusedError(111, "Connection refused")
 
     with pytest.raises(ManagementUnavailable) as caught:
         _client(refuse).read(["/"])
     text = str(caught.value)
-    assert "http://broker.test:15672: ConnectError" in text
+    assert (
+        "http://broker.test:15672: ConnectionRefusedError: [Errno 111] Connection refused" in text
+    )
     assert "--amqp-only" in text
     assert PASSWORD not in text
 
 
 def test_an_error_status_on_the_overview_is_management_unavailable() -> None:
-    client = _client(lambda request: httpx.Response(503, text="starting"))
+    client = _client(lambda request: text_response(503, "starting"))
     with pytest.raises(ManagementUnavailable, match="HTTP 503"):
         client.read(["/"])
 
 
 def test_a_broker_that_goes_away_after_answering_is_broker_unreachable() -> None:
     """The first request answered, a later one fails on the network: BrokerUnreachable,
-    naming the request, with the password taken out of httpx's text."""
+    naming the request, with the password taken out of the network error's text."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/overview":
-            return httpx.Response(200, json=OVERVIEW)
-        raise httpx.ReadError(f"lost amqp://alice:{PASSWORD}@broker.test", request=request)
+    def handle(request: Request) -> Response:
+        if request.path == "/api/overview":
+            return _json(200, OVERVIEW)
+        raise ConnectionResetError(f"lost amqp://alice:{PASSWORD}@broker.test")
 
     with pytest.raises(BrokerUnreachable) as caught:
         _client(handle).vhosts()
     assert "GET /api/vhosts?columns=name failed" in str(caught.value)
     assert PASSWORD not in str(caught.value)
-    assert isinstance(caught.value.__cause__, httpx.ReadError)
+    assert isinstance(caught.value.__cause__, ConnectionResetError)
 
 
 EXCHANGES = (
@@ -120,7 +117,7 @@ BINDINGS = "/api/bindings/v?columns=source,destination,destination_type,routing_
 POLICIES = "/api/policies/v"
 
 
-def _kinds(**answers: httpx.Response) -> dict[tuple[str, str], httpx.Response]:
+def _kinds(**answers: Response) -> dict[tuple[str, str], Response]:
     """Answers to the four per-kind reads of vhost ``v`` (empty lists unless given) and to
     the list of vhosts."""
     paths = {"exchanges": EXCHANGES, "queues": QUEUES, "bindings": BINDINGS, "policies": POLICIES}
@@ -157,7 +154,7 @@ def test_another_400_is_a_broker_error_with_the_readable_reason() -> None:
 
 
 def test_a_reason_that_is_not_json_is_shown_as_text() -> None:
-    client = _client(_broker(_kinds(bindings=httpx.Response(500, text="boom"))))
+    client = _client(_broker(_kinds(bindings=text_response(500, "boom"))))
     with pytest.raises(BrokerError, match="reading the bindings of vhost 'v': HTTP 500: boom"):
         client.definitions("v")
 
@@ -180,8 +177,8 @@ def test_each_kind_is_read_with_its_own_request_and_fields() -> None:
     )
     answer = _broker(routes)
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.raw_path.decode())
+    def handle(request: Request) -> Response:
+        asked.append(request.target)
         return answer(request)
 
     state = _client(handle).read(["v"])
@@ -207,7 +204,7 @@ def test_stats_come_with_the_queues_in_one_request() -> None:
 
 
 def test_401_when_reading_a_kind_is_authentication_failed() -> None:
-    routes = _kinds(exchanges=httpx.Response(401))
+    routes = _kinds(exchanges=Response(401))
     with pytest.raises(AuthenticationFailed, match="may not read vhost 'v'"):
         _client(_broker(routes)).definitions("v")
 
@@ -222,10 +219,10 @@ def test_management_api_of_another_broker_is_refused() -> None:
 
 
 def test_a_failed_tls_check_is_a_tls_error_at_once() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: Request) -> Response:
         failed = ssl.SSLCertVerificationError(1, "certificate verify failed")
         failed.verify_message = "self-signed certificate"
-        raise httpx.ConnectError("TLS failed", request=request) from failed
+        raise failed
 
     with pytest.raises(TlsError, match="TLS certificate verification failed at https?://"):
         _client(handle).read(["/"])

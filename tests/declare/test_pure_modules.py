@@ -1,4 +1,5 @@
-"""The pure modules of declare_amqp import no I/O library: neither pika nor tornado nor httpx.
+"""The pure modules of declare_amqp import no I/O library: neither pika nor tornado nor an HTTP
+client (``http.client`` or httpx).
 
 Each module is imported in a fresh interpreter, with the package's ``__init__`` left out
 (``tests/import_probe.py``), and ``sys.modules`` then shows everything the module pulled in.
@@ -35,7 +36,7 @@ PURE = (
     "_broker_json",
     "_move_progress",
 )
-IO_LIBRARIES = ("pika", "tornado", "httpx", "httpcore")
+IO_LIBRARIES = ("pika", "tornado", "http", "httpx", "httpcore")
 
 
 def _imported_by(module: str) -> set[str]:
@@ -44,7 +45,7 @@ def _imported_by(module: str) -> set[str]:
 
 @pytest.mark.parametrize("module", PURE)
 def test_pure_module_imports_no_io_library(module: str) -> None:
-    """The module (and all it imports) loads without pika, tornado or httpx."""
+    """The module (and all it imports) loads without pika, tornado or an HTTP client."""
     loaded = _imported_by(module)
     assert "declare_amqp" in loaded  # the probe did import the package's module
     assert loaded.isdisjoint(IO_LIBRARIES), sorted(loaded & set(IO_LIBRARIES))
@@ -52,7 +53,7 @@ def test_pure_module_imports_no_io_library(module: str) -> None:
 
 def test_the_probe_sees_io_libraries_where_they_are() -> None:
     """The check can fail: the protocol modules do load their libraries."""
-    assert "httpx" in _imported_by("_management")
+    assert "http" in _imported_by("_management")
     assert "pika" in _imported_by("_amqp")
 
 
@@ -64,12 +65,17 @@ def test_planning_does_not_load_pika() -> None:
     assert "pika" not in loaded
 
 
-def test_the_command_line_does_not_load_httpxs_command_line() -> None:
-    """httpx's package imports its own CLI (click, pygments) unless it is marked absent:
-    ``_cli`` does so before httpx loads (40-50 ms of every start); the library does not."""
-    loaded = loaded_after("import declare_amqp._cli, declare_amqp._management")
-    assert "httpx" in loaded  # the management client did load httpx
-    assert "click" not in loaded
-    assert "pygments" not in loaded
-    library = loaded_after("import declare_amqp._management")
-    assert "click" in library  # the check can fail: without _cli, httpx loads its CLI
+def test_a_plan_does_not_load_httpx() -> None:
+    """The management client is ``_http`` on the standard library's ``http.client``:
+    httpx and httpcore cost ~70 ms of every start (issue 22). A whole ``plan``, up to its
+    read of the broker (refused: nothing listens on port 1), loads neither."""
+    loaded = loaded_after(
+        "from declare_amqp._cli import main\n"
+        "code = main(['plan', '--url', 'amqp://guest:guest@127.0.0.1:1/',"
+        " '--management-url', 'http://127.0.0.1:1', 'topology.example.yml'])\n"
+        "assert code == 1, code"
+    )
+    assert "http.client" in loaded  # the read was tried
+    assert "declare_amqp._loader" in loaded  # and the file parsed
+    assert "httpx" not in loaded
+    assert "httpcore" not in loaded

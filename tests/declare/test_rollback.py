@@ -10,8 +10,8 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
+from fake_http import FakeTransport, Request, Response, body_of, json_response
 
 from declare_amqp import resolve_address
 from declare_amqp._errors import DeclareAmqpError
@@ -35,15 +35,15 @@ Requests = list[tuple[str, str, Any]]
 def _client(requests: Requests) -> ManagementClient:
     """A management client whose broker records every request and answers 204."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/overview":
-            return httpx.Response(200, json={"rabbitmq_version": "4.0.5", "listeners": []})
-        body = json.loads(request.content) if request.content else None
-        requests.append((request.method, request.url.path, body))
-        return httpx.Response(204)
+    def answer(request: Request) -> Response:
+        if request.path == "/api/overview":
+            return json_response(200, {"rabbitmq_version": "4.0.5", "listeners": []})
+        body = body_of(request)
+        requests.append((request.method, request.path, body))
+        return Response(204)
 
     address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
-    return ManagementClient(address, transport=httpx.MockTransport(answer))
+    return ManagementClient(address, transport=FakeTransport(answer))
 
 
 def _undo(c: Change) -> Requests:
@@ -137,18 +137,18 @@ def test_an_updated_upstream_is_written_back_as_the_broker_held_it() -> None:
     held = {"uri": "amqp://old:Sekr1t-old@origin.test", "prefetch-count": 100}
     requests: Requests = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/overview":
-            return httpx.Response(200, json={"rabbitmq_version": "4.0.5", "listeners": []})
-        body = json.loads(request.content) if request.content else None
-        requests.append((request.method, request.url.path, body))
+    def answer(request: Request) -> Response:
+        if request.path == "/api/overview":
+            return json_response(200, {"rabbitmq_version": "4.0.5", "listeners": []})
+        body = body_of(request)
+        requests.append((request.method, request.path, body))
         if request.method == "GET":
-            return httpx.Response(200, json={"name": "up", "vhost": "v", "value": held})
-        return httpx.Response(204)
+            return json_response(200, {"name": "up", "vhost": "v", "value": held})
+        return Response(204)
 
     address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
     upstream = kind_of(Kind.FEDERATION_UPSTREAM)
-    with ManagementClient(address, transport=httpx.MockTransport(answer)) as management:
+    with ManagementClient(address, transport=FakeTransport(answer)) as management:
         upstream.write(management, update, {"UP": "amqp://new:n3w@origin.test"})
         upstream.undo(management, update)
         with pytest.raises(DeclareAmqpError, match="was not read before the write"):
@@ -224,21 +224,21 @@ def test_a_refused_write_back_of_a_shovel_shows_none_of_its_uris() -> None:
     }
     puts = 0
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: Request) -> Response:
         nonlocal puts
-        if request.url.path == "/api/overview":
-            return httpx.Response(200, json={"rabbitmq_version": "4.0.5", "listeners": []})
+        if request.path == "/api/overview":
+            return json_response(200, {"rabbitmq_version": "4.0.5", "listeners": []})
         if request.method == "GET":
-            return httpx.Response(200, json={"name": "mv", "vhost": "v", "value": held})
+            return json_response(200, {"name": "mv", "vhost": "v", "value": held})
         puts += 1
         if puts == 1:
-            return httpx.Response(204)
-        return httpx.Response(400, json={"error": "bad_request", "reason": json.dumps(held)})
+            return Response(204)
+        return json_response(400, {"error": "bad_request", "reason": json.dumps(held)})
 
     address = resolve_address(["amqp://guest:guest@broker.test:5672"], env={})
     shovel = kind_of(Kind.SHOVEL)
     env = {"SRC": "amqp://new:n3w@origin.test", "DST": "amqp://new:n3w@dest.test"}
-    with ManagementClient(address, transport=httpx.MockTransport(answer)) as management:
+    with ManagementClient(address, transport=FakeTransport(answer)) as management:
         shovel.write(management, update, env)
         with pytest.raises(DeclareAmqpError) as refused:
             shovel.undo(management, update)

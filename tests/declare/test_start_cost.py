@@ -114,3 +114,26 @@ def test_the_lazy_console_on_stderr_writes_to_stderr(
     console.file.write("plain\n")
     console.print("[yellow]warning:[/] styled")
     assert err.getvalue() == "plain\nwarning: styled\n" and out.getvalue() == ""
+
+
+def test_a_plan_starts_reading_the_broker_before_importing_the_loader() -> None:
+    """``_cli.main`` starts a plan's read right after parsing the arguments: neither the
+    loader nor YAML nor the commands module is imported yet, so the read overlaps those
+    imports as well as the parse. (Nothing listens on port 1: the read fails, as it may.)"""
+    statement = (
+        "import sys\n"
+        "from declare_amqp import _cli\n"
+        "seen = []\n"
+        "class Recording(_cli.Prefetch):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        seen.append(sorted({'yaml', 'declare_amqp._loader', 'declare_amqp._commands'}"
+        " & set(sys.modules)))\n"
+        "        super().__init__(*args, **kwargs)\n"
+        "_cli.Prefetch = Recording\n"
+        "code = _cli.main(['plan', '--url', 'amqp://guest:guest@127.0.0.1:1/h',"
+        " '--management-url', 'http://127.0.0.1:1', 'topology.example.yml'])\n"
+        "assert code == 1, code\n"
+        "assert seen == [[]], seen\n"
+    )
+    loaded = loaded_after(statement)
+    assert "declare_amqp._loader" in loaded  # the files were parsed afterwards

@@ -10,8 +10,8 @@ import asyncio
 import socket
 from typing import Any
 
-import httpx
 import pytest
+from fake_http import FakeTransport, Request, Response, json_response
 
 from declare_amqp import (
     BrokerError,
@@ -25,15 +25,15 @@ from declare_amqp._management import ManagementClient
 ADDRESS = resolve_address(["amqp://alice:pw-123@broker.test:5672"], env={})
 
 
-def _raising(exc: Exception) -> httpx.MockTransport:
-    def handle(request: httpx.Request) -> httpx.Response:
+def _raising(exc: Exception) -> FakeTransport:
+    def handle(request: Request) -> Response:
         raise exc
 
-    return httpx.MockTransport(handle)
+    return FakeTransport(handle)
 
 
 def test_a_slow_management_api_is_a_timeout_not_a_missing_plugin() -> None:
-    client = ManagementClient(ADDRESS, transport=_raising(httpx.ReadTimeout("timed out")))
+    client = ManagementClient(ADDRESS, transport=_raising(TimeoutError("timed out")))
     with pytest.raises(BrokerUnreachable) as caught:
         client.read(["/"])
     assert not isinstance(caught.value, ManagementUnavailable)
@@ -42,24 +42,26 @@ def test_a_slow_management_api_is_a_timeout_not_a_missing_plugin() -> None:
 
 
 def test_a_refused_connection_is_still_the_missing_plugin() -> None:
-    client = ManagementClient(ADDRESS, transport=_raising(httpx.ConnectError("refused")))
+    client = ManagementClient(
+        ADDRESS, transport=_raising(ConnectionRefusedError(111, "Connection refused"))
+    )
     with pytest.raises(ManagementUnavailable, match="rabbitmq-plugins enable"):
         client.read(["/"])
 
 
 def test_a_later_request_that_times_out_says_so() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/overview":
-            return httpx.Response(
+    def handle(request: Request) -> Response:
+        if request.path == "/api/overview":
+            return json_response(
                 200,
-                json={
+                {
                     "rabbitmq_version": "3.10.8",
                     "listeners": [{"protocol": "amqp", "port": 5672}],
                 },
             )
-        raise httpx.ReadTimeout("timed out")
+        raise TimeoutError("timed out")
 
-    client = ManagementClient(ADDRESS, transport=httpx.MockTransport(handle))
+    client = ManagementClient(ADDRESS, transport=FakeTransport(handle))
     with pytest.raises(
         BrokerUnreachable, match=r"GET /api/(exchanges|queues|bindings|policies)/%2F\S* timed out"
     ):
@@ -74,10 +76,10 @@ def test_no_listeners_shown_and_no_broker_on_the_amqp_port_is_refused() -> None:
         closed = s.getsockname()[1]
     address = resolve_address([f"amqp://pm:pw@127.0.0.1:{closed}/"], env={})
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"rabbitmq_version": "3.10.8", "cluster_name": "rabbit@x"})
+    def handle(request: Request) -> Response:
+        return json_response(200, {"rabbitmq_version": "3.10.8", "cluster_name": "rabbit@x"})
 
-    client = ManagementClient(address, transport=httpx.MockTransport(handle))
+    client = ManagementClient(address, transport=FakeTransport(handle))
     with pytest.raises(BrokerError, match=r"belongs to cluster 'rabbit@x', but no broker"):
         client.read(["/"])
 
