@@ -59,7 +59,9 @@ class Cli:
         no_color = getattr(args, "no_color", False) or bool(os.environ.get("NO_COLOR"))
         self.out = LazyConsole(no_color=no_color)
         self.err = LazyConsole(stderr=True, no_color=no_color)
-        self._address: BrokerAddress | None = None
+        # The early read resolved the arguments already: its address is the command's, so the
+        # session and the client it takes over name the same broker.
+        self._address: BrokerAddress | None = early.management.address if early else None
 
     @property
     def address(self) -> BrokerAddress:
