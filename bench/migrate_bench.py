@@ -601,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- bindings (management API before/after): {plain['bindings']} kept: "
         f"{verdict(plain['bindings_kept'] and killed['bindings_kept'])}",
         f"- queue types afterwards: {plain['types']}, {killed['types']}",
-        f"- default-exchange window (longest of the 20 swaps): {plain['window_ms_max']:.1f} ms; "
+        f"- default-exchange window (longest of the {args.queues} swaps): "
+        f"{plain['window_ms_max']:.1f} ms (own mover), {shovelled['window_ms_max']:.1f} ms "
+        f"(--mover shovel), {killed['window_ms_max']:.1f} ms (the kill run's last run); "
         f"retry messages held during swaps: {plain['held']}",
     ]
     publish_result("\n".join(lines) + "\n", args.output, "migrate", args.messages < 100_000)
