@@ -31,6 +31,7 @@ from ._management import ManagementClient
 from ._migration import (
     LOCK_QUEUE,
     Record,
+    choose_mover,
     holding_queue,
     holding_queue_name,
     same_shape,
@@ -161,23 +162,29 @@ def run_migrations(
     management: ManagementClient,
     changes: Sequence[Change],
     progress: MoveProgress | None = None,
-    mover: str = "amqp",
+    mover: str = "auto",
 ) -> list[MigrationReport]:
     """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock.
 
     ``mover``: "amqp" moves messages with the tool's own confirmed consumer and publisher
-    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run)."""
-    check_mover(management, mover)
+    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run); "auto"
+    with the shovels where the plugin runs, else the tool's own."""
+    mover = check_mover(management, mover)
     return asyncio.run(_run(address, management, changes, progress, mover))
 
 
-def check_mover(management: ManagementClient, mover: str) -> None:
-    """Refuse a mover the broker cannot run (before anything is written)."""
-    if mover == "shovel" and not management.shovels_enabled():
+def check_mover(management: ManagementClient, mover: str) -> str:
+    """The mover that will run ("auto" resolved); refuse one the broker cannot run (before
+    anything is written)."""
+    if mover == "amqp":
+        return mover
+    enabled = management.shovels_enabled()
+    if mover == "shovel" and not enabled:
         raise MigrationFailed(
             "--mover shovel: the rabbitmq_shovel plugin (with rabbitmq_shovel_management) is "
             "not enabled on the broker; nothing was changed. Use --mover amqp"
         )
+    return choose_mover(mover, enabled)
 
 
 async def _run(

@@ -205,7 +205,10 @@ async def shovel_move(
                 probe, http, vhost, name, (source, target, start, total), result, progress, on_half
             )
             if on_half is not None and moved >= max(1, total // 2):
-                on_half = None
+                # A shovel that finished before a poll saw it half way: the point is now,
+                # right after it (a kill point must be reached whenever the step runs).
+                call, on_half = on_half, None
+                call()
             result.moved += moved
             if stopped:
                 result.resent_at_most += min(PREFETCH, max(moved, 0))
