@@ -198,7 +198,7 @@ class Session:
         force: bool = False,
         broker_version: str | None = None,
         migrate: bool = False,
-        mover: str = "auto",
+        mover: str = "amqp",
     ) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere.
 
@@ -288,7 +288,7 @@ class Session:
         force: bool = False,
         channels: int | None = None,
         progress_console: Console | None = None,
-        mover: str = "auto",
+        mover: str = "amqp",
     ) -> ApplyResult:
         """Write the plan (never one with conflicts), then read and plan again to verify.
 

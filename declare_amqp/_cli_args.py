@@ -23,8 +23,8 @@ _MIGRATE_HELP = (
 _MOVERS = ("auto", "amqp", "shovel")
 _MOVER_HELP = (
     "what moves a migrating queue's messages: amqp (the tool's own confirmed consumer and "
-    "publisher, any broker), shovel (the broker's dynamic shovels; needs the rabbitmq_shovel "
-    "plugin) or auto (default: shovel where the broker runs the plugin, else amqp)"
+    "publisher, any broker; the default), shovel (the broker's dynamic shovels; needs the "
+    "rabbitmq_shovel plugin) or auto (shovel where the broker runs the plugin, else amqp)"
 )
 
 _EPILOG = """\
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
     )
     p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    p.add_argument("--mover", choices=_MOVERS, default="auto", help=_MOVER_HELP)
+    p.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
     p.add_argument(
         "--out",
         metavar="PLAN",
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "apply", parents=[common, files, output], help="make the broker match the files"
     )
     a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    a.add_argument("--mover", choices=_MOVERS, default="auto", help=_MOVER_HELP)
+    a.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
     a.add_argument(
         "--amqp-only",
         action="store_true",

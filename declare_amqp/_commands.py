@@ -156,7 +156,7 @@ class Cli:
             force=self.args.force,
             broker_version=self._given_version(),
             migrate=getattr(self.args, "migrate", False),
-            mover=getattr(self.args, "mover", "auto"),
+            mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "text":
             for warning in the_plan.warnings:
@@ -213,7 +213,7 @@ class Cli:
                 "force": self.args.force,
                 "strict": self.args.strict,
                 "migrate": getattr(self.args, "migrate", False),
-                "mover": getattr(self.args, "mover", "auto"),
+                "mover": getattr(self.args, "mover", "amqp"),
             },
             target=node.amqp_display if node else str(self.address),
             version=state.version,
@@ -248,7 +248,7 @@ class Cli:
         self.args.force = bool(options.get("force"))
         self.args.strict = self.args.strict or bool(options.get("strict"))
         self.args.migrate = bool(options.get("migrate"))
-        self.args.mover = str(options.get("mover") or "auto")
+        self.args.mover = str(options.get("mover") or "amqp")
         saved_plan.check_files(saved, path)
         with Session(self.address) as session:
             desired = load(
@@ -304,7 +304,7 @@ class Cli:
             force=self.args.force,
             channels=self.args.channels,
             progress_console=self.out.console if self.out.is_terminal else None,
-            mover=getattr(self.args, "mover", "auto"),
+            mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "json":
             print(plan_json(plan, {"applied": True, **result.to_dict()}))

@@ -162,7 +162,7 @@ def run_migrations(
     management: ManagementClient,
     changes: Sequence[Change],
     progress: MoveProgress | None = None,
-    mover: str = "auto",
+    mover: str = "amqp",
 ) -> list[MigrationReport]:
     """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock.
 

@@ -198,7 +198,7 @@ def test_plan_json_describes_the_migration(declare: Any) -> None:
     """``"action": "migrate"``, a migrate count, and the migration object's fields."""
     _setup(declare, 10)
     declare.write("topology.yml", AFTER)
-    result = declare("plan", "--migrate", "--format", "json", "topology.yml")
+    result = declare("plan", "--migrate", "--mover", "auto", "--format", "json", "topology.yml")
     assert result.code == 0, result
     doc = json.loads(result.out)
     assert doc["summary"]["migrate"] == 1 and doc["summary"]["conflict"] == 0
@@ -213,9 +213,10 @@ def test_plan_json_describes_the_migration(declare: Any) -> None:
     }
     assert len(m["steps"]) == 7 and m["in_progress"] is None
     assert any("default exchange" in text for text in m["limits"])
-    # The default mover, said: the broker's shovel where the plugin runs, else the tool's own.
+    # The mover, said: with auto the broker's shovel where the plugin runs, else the tool's
+    # own; the tool's own by default.
     assert m["mover"] == ("shovel" if _shovels_enabled(declare) else "amqp")
-    own = declare("plan", "--migrate", "--mover", "amqp", "topology.yml")
+    own = declare("plan", "--migrate", "topology.yml")
     assert "moved by: the tool's own confirmed consumer and publisher" in own.out, own
 
 
@@ -237,8 +238,8 @@ def test_sigkill_at_every_step_then_rerun_loses_nothing(
     declare: Any, point: str, mover: str
 ) -> None:
     """SIGKILL at each step, with either mover; ``plan`` shows the migration in progress and
-    keeps the holding queue under prune; a rerun (the default mover: the shovel where the
-    plugin runs) finishes it: every message, confirmed publish and binding."""
+    keeps the holding queue under prune; a rerun (the default mover, the tool's own)
+    finishes it: every message, confirmed publish and binding."""
     if mover == "shovel" and not _shovels_enabled(declare):
         pytest.skip("the broker does not run the rabbitmq_shovel plugin")
     # A shovel moves 400 messages before the tool sees it half way (the kill then lands
