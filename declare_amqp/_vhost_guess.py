@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._files import DEFAULT_MAX_FILE_SIZE
+from ._files import read_bytes
 
 _KEY = b"vhost:"
 
@@ -30,10 +30,8 @@ def file_vhosts(paths: Sequence[str], override: str | None, default: str) -> lis
     for path in paths:
         if path.endswith(".json"):
             return None
-        try:
-            with open(path, "rb") as f:
-                data = f.read(DEFAULT_MAX_FILE_SIZE)
-        except OSError:
+        data = read_bytes(path)  # bounded, regular files only (the loader reads it again)
+        if not isinstance(data, bytes):
             return None  # the loader reports it
         top, inner = _scan(data)
         if top is _UNREADABLE or inner is None:
