@@ -162,9 +162,8 @@ def test_a_queue_back_before_it_takes_a_consumer_costs_the_other_queues_nothing(
         try:
             await wait_until(lambda: worker.ready and len(rec.seen) >= 20, 30, "handling high")
             await asyncio.to_thread(broker.ctl, "eval", _quorum_member(vhost, "low", "replace"))
-            # Declined twice, or (before the fix) consumed: the link then closes (541), at
-            # once or, if the consume reached the member as it stopped, after the broker's
-            # 30 s command timeout.
+            # Declined twice, or (before the fix) consumed: the broker then closes the link
+            # (541) and requeues high's deliveries, the ones being handled among them.
             await wait_until(
                 lambda: logged("queue_not_ready") >= 2 or logged("connection_lost") > 0,
                 60,
