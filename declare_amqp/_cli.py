@@ -19,11 +19,10 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._cli_args import EXIT_ERROR, broker_address, build_parser, guessed_vhosts
+from ._cli_args import EXIT_ERROR, broker_address, build_parser, command_in, guessed_vhosts
 from ._errors import DeclareAmqpError, PlanConflictError, TopologyError
 from ._management import ManagementClient, Prefetch
 from .urls import redact
@@ -47,8 +46,10 @@ def early_read(args: argparse.Namespace) -> Prefetch | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``declare-amqp`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = command_in(words)
+    parser = build_parser(command)  # that command's alone: what this run parses
+    args = parser.parse_args(words)
     if args.command is None:
         if not args.config:
             parser.print_help(sys.stderr)
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The original tool: `declare-amqp --config FILE` applies the file. Every option given
         # before the command is kept by the subcommand, so the same words with "apply" after them
         # are that apply.
-        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "apply"])
+        args = build_parser("apply").parse_args([*words, "apply"])
         args.original_format = True  # its files' unkeyed queue bindings use the queue's name
     early = early_read(args)
     from ._commands import Cli  # the loader, YAML, planning: imported while the read runs
@@ -94,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             markup=True,
         )
         if os.environ.get("DECLARE_AMQP_DEBUG"):
+            import traceback
+
             sys.stderr.write(redact(traceback.format_exc(), password))
         return EXIT_ERROR
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 from . import __version__
 from ._address import DEFAULT_CHANNELS, BrokerAddress, resolve_address
 from ._files import DEFAULT_MAX_FILE_SIZE, parse_size
+from ._vhost_guess import file_vhosts
 from .tls import TlsOptions, add_tls_arguments
 
 _MIGRATE_HELP = (
     "re-create queues whose type, durability or arguments changed, with their messages and "
     "bindings (see README: Migrating queues)"
 )
+
 # _migration.MOVERS, spelt out: the parser imports no model module before the early read.
 _MOVERS = ("auto", "amqp", "shovel")
 _MOVER_HELP = (
@@ -56,9 +59,12 @@ def default_vhost(address: BrokerAddress) -> str:
 
 
 def guessed_vhosts(args: argparse.Namespace, address: BrokerAddress) -> list[str]:
-    """The vhost the files most likely use, to read it while they are parsed (or before:
-    ``_cli.early_read``)."""
-    return [args.vhost or default_vhost(address)]
+    """The vhosts the files most likely use, to read them while they are parsed (or before:
+    ``_cli.early_read``): those their lines name (``_vhost_guess``), else the one objects
+    naming none go to."""
+    default = args.vhost or default_vhost(address)
+    files = [*getattr(args, "files", ()), *(getattr(args, "config", None) or ())]
+    return file_vhosts(files, args.vhost, default_vhost(address)) or [default]
 
 
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
@@ -97,8 +103,57 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``declare-amqp`` parser: every command, its options and their help."""
+# The commands, and the options before the command that take a value (``command_in``).
+COMMANDS = (
+    "validate",
+    "plan",
+    "apply",
+    "export",
+    "schema",
+    "convert",
+    "route",
+    "explain",
+    "graph",
+)
+_VALUE_OPTIONS = frozenset(
+    (
+        "--url",
+        "--management-url",
+        "--tls-ca-file",
+        "--tls-cert-file",
+        "--tls-key-file",
+        "--auth-mechanism",
+        "--config",
+        "--max-file-size",
+    )
+)
+
+
+def command_in(argv: list[str]) -> str | None:
+    """The command ``argv`` names (its first word that is no option's value), or None when it
+    names none that exists (then the whole parser is built, to list them or to say which
+    word is wrong)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--", "-h", "--help"):
+            return None  # the top level's help lists every command
+        elif word.startswith("-"):
+            skip = word in _VALUE_OPTIONS
+        else:
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``declare-amqp`` parser: every command, its options and their help; with
+    ``command``, that command alone (what a run parses: building all of them takes a
+    start ~10 ms)."""
+
+    def wanted(name: str) -> bool:
+        return command is None or name == command
+
     common = _common_options(top=False)
 
     files = argparse.ArgumentParser(add_help=False)
@@ -184,79 +239,87 @@ def build_parser() -> argparse.ArgumentParser:
         help="check against this RabbitMQ version (default: the broker's, when one is read)",
     )
 
-    sub.add_parser(
-        "validate",
-        parents=[common, files, version],
-        help="check files without a broker (exit 0 valid, 1 not)",
-    )
-    p = sub.add_parser(
-        "plan", parents=[common, files, output, version], help="show what apply would do"
-    )
-    p.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
-    )
-    p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    p.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
-    p.add_argument(
-        "--out",
-        metavar="PLAN",
-        help="also save the plan, the files' digest and the broker's fingerprint "
-        "to PLAN, for `apply PLAN`",
-    )
-    a = sub.add_parser(
-        "apply", parents=[common, files, output], help="make the broker match the files"
-    )
-    a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-    a.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
-    a.add_argument(
-        "--amqp-only",
-        action="store_true",
-        help="without the management API: declares after a passive check",
-    )
-    a.add_argument(
-        "--channels",
-        type=int,
-        default=DEFAULT_CHANNELS,
-        metavar="N",
-        help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})",
-    )
-    e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
-    e.add_argument(
-        "--vhost",
-        action="append",
-        default=[],
-        metavar="V",
-        help="vhost to export (repeatable; default: all)",
-    )
-    e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    e.add_argument(
-        "--format",
-        choices=("yaml", "definitions"),
-        default="yaml",
-        help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
-    )
-    sub.add_parser("schema", help="print the JSON Schema of the file format")
-    c = sub.add_parser(
-        "convert",
-        help="rewrite topology files for quorum queues, listing every change and its reason",
-    )
-    c.add_argument("--to", choices=("quorum",), required=True, help="the queue type to convert to")
-    c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
-    c.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="write there (a directory when several files are given); default stdout",
-    )
-    c.add_argument(
-        "--target-version",
-        default="",
-        metavar="X.Y",
-        help="the RabbitMQ version the files are for (reasons that differ by version)",
-    )
-    _inspect_parsers(sub, common, files, version)
+    if wanted("validate"):
+        sub.add_parser(
+            "validate",
+            parents=[common, files, version],
+            help="check files without a broker (exit 0 valid, 1 not)",
+        )
+    if wanted("plan"):
+        p = sub.add_parser(
+            "plan", parents=[common, files, output, version], help="show what apply would do"
+        )
+        p.add_argument(
+            "--detailed-exitcode",
+            action="store_true",
+            help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
+        )
+        p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+        p.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
+        p.add_argument(
+            "--out",
+            metavar="PLAN",
+            help="also save the plan, the files' digest and the broker's fingerprint "
+            "to PLAN, for `apply PLAN`",
+        )
+    if wanted("apply"):
+        a = sub.add_parser(
+            "apply", parents=[common, files, output], help="make the broker match the files"
+        )
+        a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+        a.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
+        a.add_argument(
+            "--amqp-only",
+            action="store_true",
+            help="without the management API: declares after a passive check",
+        )
+        a.add_argument(
+            "--channels",
+            type=int,
+            default=DEFAULT_CHANNELS,
+            metavar="N",
+            help=f"AMQP channels used in parallel (default {DEFAULT_CHANNELS})",
+        )
+    if wanted("export"):
+        e = sub.add_parser("export", parents=[common], help="write the live topology as YAML")
+        e.add_argument(
+            "--vhost",
+            action="append",
+            default=[],
+            metavar="V",
+            help="vhost to export (repeatable; default: all)",
+        )
+        e.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+        e.add_argument(
+            "--format",
+            choices=("yaml", "definitions"),
+            default="yaml",
+            help="yaml (this tool's format, default) or definitions (RabbitMQ's JSON)",
+        )
+    if wanted("schema"):
+        sub.add_parser("schema", help="print the JSON Schema of the file format")
+    if wanted("convert"):
+        c = sub.add_parser(
+            "convert",
+            help="rewrite topology files for quorum queues, listing every change and its reason",
+        )
+        c.add_argument(
+            "--to", choices=("quorum",), required=True, help="the queue type to convert to"
+        )
+        c.add_argument("files", nargs="+", metavar="FILE", help="topology files")
+        c.add_argument(
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="write there (a directory when several files are given); default stdout",
+        )
+        c.add_argument(
+            "--target-version",
+            default="",
+            metavar="X.Y",
+            help="the RabbitMQ version the files are for (reasons that differ by version)",
+        )
+    _inspect_parsers(sub, common, files, version, wanted)
     return parser
 
 
@@ -265,45 +328,54 @@ def _inspect_parsers(
     common: argparse.ArgumentParser,
     files: argparse.ArgumentParser,
     version: argparse.ArgumentParser,
+    wanted: Callable[[str], bool],
 ) -> None:
     """route, explain and graph: questions answered by _simulate, from files or the broker."""
     text_or_json = argparse.ArgumentParser(add_help=False)
     text_or_json.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
-    r = sub.add_parser(
-        "route",
-        parents=[common, files, version, text_or_json],
-        help="where a message goes (from the files, or without files from the broker)",
-    )
-    r.add_argument("--exchange", metavar="E", help="exchange published to ('' the default)")
-    r.add_argument("--routing-key", default="", metavar="K", help="routing key")
-    r.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a header; VALUE is JSON when it parses (size=1 is a number), else a string",
-    )
-    r.add_argument(
-        "--messages",
-        metavar="FILE",
-        help='many messages: JSON lines {"exchange", "routing_key", "headers"}, '
-        "one result per line",
-    )
-    x = sub.add_parser(
-        "explain",
-        parents=[common, version, text_or_json],
-        help="which policies apply to a queue or exchange, and its effective settings",
-    )
-    x.add_argument("kind", choices=("queue", "exchange"), help="queue or exchange")
-    x.add_argument("name", help="its name")
-    x.add_argument("files", nargs="*", metavar="FILE", help="topology files (default: the broker)")
-    x.add_argument("--vhost", metavar="V", help="the vhost (and of objects naming none)")
-    g = sub.add_parser(
-        "graph", parents=[common, files], help="the topology as a Mermaid or Graphviz picture"
-    )
-    g.add_argument(
-        "--format", choices=("mermaid", "dot"), default="mermaid", help="mermaid (default) or dot"
-    )
-    g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    if wanted("route"):
+        r = sub.add_parser(
+            "route",
+            parents=[common, files, version, text_or_json],
+            help="where a message goes (from the files, or without files from the broker)",
+        )
+        r.add_argument("--exchange", metavar="E", help="exchange published to ('' the default)")
+        r.add_argument("--routing-key", default="", metavar="K", help="routing key")
+        r.add_argument(
+            "--header",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a header; VALUE is JSON when it parses (size=1 is a number), else a string",
+        )
+        r.add_argument(
+            "--messages",
+            metavar="FILE",
+            help='many messages: JSON lines {"exchange", "routing_key", "headers"}, '
+            "one result per line",
+        )
+    if wanted("explain"):
+        x = sub.add_parser(
+            "explain",
+            parents=[common, version, text_or_json],
+            help="which policies apply to a queue or exchange, and its effective settings",
+        )
+        x.add_argument("kind", choices=("queue", "exchange"), help="queue or exchange")
+        x.add_argument("name", help="its name")
+        x.add_argument(
+            "files", nargs="*", metavar="FILE", help="topology files (default: the broker)"
+        )
+        x.add_argument("--vhost", metavar="V", help="the vhost (and of objects naming none)")
+    if wanted("graph"):
+        g = sub.add_parser(
+            "graph", parents=[common, files], help="the topology as a Mermaid or Graphviz picture"
+        )
+        g.add_argument(
+            "--format",
+            choices=("mermaid", "dot"),
+            default="mermaid",
+            help="mermaid (default) or dot",
+        )
+        g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")

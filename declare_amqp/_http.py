@@ -84,6 +84,16 @@ class Transport(Protocol):
         """Close the idle connections (the transport reconnects on its next request)."""
 
 
+def _connect(address: tuple[str, int], *args: Any) -> socket.socket:
+    """``socket.create_connection`` given an ASCII host as bytes: a str host goes through
+    the IDNA codec, whose import (``encodings.idna``, ``stringprep``) costs a few ms of
+    every start, before the first request is sent. (typeshed types the host as str only;
+    getaddrinfo takes bytes as well.)"""
+    host, port = address
+    name: Any = host.encode("ascii") if host.isascii() else host
+    return socket.create_connection((name, port), *args)
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     """Whether an idle kept-alive connection has something to read: the server closed it (or
     sent what no request asked for). Either way it must not carry the next request, which
@@ -151,7 +161,9 @@ class HttpTransport:
             return http.client.HTTPSConnection(
                 host, port, timeout=self._timeout, context=self._context
             )
-        return http.client.HTTPConnection(host, port, timeout=self._timeout)
+        connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        connection._create_connection = _connect  # type: ignore[attr-defined]
+        return connection
 
     def _checkin(self, key: tuple[str, str, int], connection: http.client.HTTPConnection) -> None:
         with self._lock:

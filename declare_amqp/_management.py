@@ -25,11 +25,10 @@ import struct
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _http
 from ._address import BrokerAddress, Node
-from ._broker_json import from_definitions
 from ._errors import (
     AuthenticationFailed,
     BrokerError,
@@ -37,14 +36,14 @@ from ._errors import (
     ManagementUnavailable,
 )
 from ._gc import paused as paused_gc
-from ._model import (
-    BindingSpec,
-    PolicySpec,
-    Topology,
-    merge,
-)
-from ._plan import QueueStats
 from .tls import tls_failure
+
+if TYPE_CHECKING:
+    from ._model import BindingSpec, PolicySpec, Topology
+    from ._plan import QueueStats
+
+# The model, the planning types and the broker-JSON reader are imported where they are used:
+# a plan's read starts (``_cli.early_read``) before they are loaded, and they load meanwhile.
 
 
 def _q(name: str) -> str:
@@ -496,6 +495,8 @@ class ManagementClient:
 
     def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
         """Each queue's message and consumer counts (sampled by the management API)."""
+        from ._plan import QueueStats
+
         response = self.checked(
             self.request("GET", f"/api/queues/{_q(vhost)}?columns=name,messages,consumers"),
             f"reading queue counts of vhost '{vhost}'",
@@ -529,6 +530,10 @@ class ManagementClient:
                     found, default_types = self._read_node(node, vhosts, with_stats)
             else:
                 found, default_types = self._read_node(self.node, vhosts, with_stats)
+        from ._broker_json import from_definitions
+        from ._model import merge
+        from ._plan import QueueStats
+
         parts: list[Topology] = []
         stats: dict[tuple[str, str], QueueStats] = {}
         for vhost in vhosts:
@@ -809,6 +814,8 @@ class ManagementClient:
         response = self.request("GET", f"/api/queues/{_q(vhost)}/{_q(name)}/bindings")
         if response.status_code == 404:
             return []
+        from ._model import BindingSpec
+
         return [
             BindingSpec.read(vhost, {**b, "destination_type": "queue"})
             for b in self.checked(response, f"reading the bindings of queue '{name}'").json()

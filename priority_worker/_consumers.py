@@ -206,7 +206,8 @@ class Consumers:
 
     async def _watch_queue(self, s: QueueState, channel: ConsumingChannel) -> None:
         """Until ``s``'s queue exists again (passive declares on a channel of their own, which
-        a 404 closes), then bring its consumer back."""
+        a 404 closes) and takes a consumer (``Link.consumable``), then bring its consumer
+        back."""
         watch: AmqpChannel | None = None
         try:
             while not self._stopping and s.channel is channel and channel.is_open:
@@ -219,6 +220,14 @@ class Consumers:
                 try:
                     await watch.ready_count(s.spec.name)
                 except ChannelGone:
+                    await asyncio.sleep(QUEUE_WATCH_INTERVAL)
+                    continue
+                # A queue being declared again exists before it can take a consumer (a
+                # quorum queue's Raft member starts after its record): consuming it then
+                # would make the broker close this whole link, requeueing every queue's
+                # deliveries, handled ones whose acks were on the way among them.
+                if not await self.link.consumable(s.spec.name):
+                    log(logger, logging.INFO, "queue_not_ready", queue=s.spec.name)
                     await asyncio.sleep(QUEUE_WATCH_INTERVAL)
                     continue
                 log(logger, logging.INFO, "queue_back", queue=s.spec.name)

@@ -150,6 +150,11 @@ class Link(Protocol):
     def channel(self, on_closed: ChannelClosed = ignore_close) -> AmqpChannel:
         """A plain channel (passive declares, queue declares); call ``open()`` on it."""
 
+    async def consumable(self, queue: str) -> bool:
+        """Whether ``queue`` takes a consumer now, tried where a refusal cannot hurt this
+        link: a quorum queue whose record exists before its Raft member runs (its declare
+        in progress) makes the broker close the whole connection on basic.consume (541)."""
+
     def consumer_channel(
         self,
         queue: str,

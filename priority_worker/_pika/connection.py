@@ -31,9 +31,11 @@ from .._errors import ConnectionFailed
 from .._link import ChannelClosed, ChannelGone, ConsumingChannel, Delivery, ignore_close
 from .._log import log
 from .channels import ConfirmChannel, ConsumerChannel, PikaChannel
-from .errors import bad_url, connection_lost, open_failed
+from .errors import BrokerClosedChannel, PikaError, bad_url, connection_lost, open_failed
 
 logger = logging.getLogger("priority_worker.amqp")
+
+PROBE_TIMEOUT = 10.0  # seconds for ``PikaLink.consumable``'s whole try
 
 
 def configure_tls(params: pika.connection.Parameters, tls: TlsOptions) -> None:
@@ -107,23 +109,9 @@ class PikaLink:
             return
         url = self.urls[self._index % len(self.urls)]
         self.current_url = url
-        try:
-            params = pika.URLParameters(url)
-        except Exception as exc:  # pika raises assorted errors on bad URLs
-            self._schedule_retry(bad_url(url, exc))
-            return
-        if self._heartbeat is not None:
-            params.heartbeat = self._heartbeat
-        params.client_properties = {
-            "connection_name": f"{self.name} {socket.gethostname()} pid={os.getpid()}",
-            "product": "priority_worker",
-        }
-        params.connection_attempts = 1
-        params.socket_timeout = 5
-        try:
-            configure_tls(params, TlsOptions.from_env())
-        except TlsError as exc:
-            self._schedule_retry(str(exc))
+        params = self._parameters(url, self.name)
+        if isinstance(params, str):
+            self._schedule_retry(params)
             return
         self._where = f"{params.host}:{params.port}"
         log(logger, logging.DEBUG, "connecting", link=self.name, url=redact_url(url))
@@ -134,6 +122,81 @@ class PikaLink:
             on_close_callback=self._closed_cb,
             custom_ioloop=self._loop,
         )
+
+    def _parameters(self, url: str, name: str) -> pika.URLParameters | str:
+        """pika's parameters of a connection to ``url`` named ``name``, or why there are none
+        (a bad URL, a TLS setting)."""
+        try:
+            params = pika.URLParameters(url)
+        except Exception as exc:  # pika raises assorted errors on bad URLs
+            return bad_url(url, exc)
+        if self._heartbeat is not None:
+            params.heartbeat = self._heartbeat
+        params.client_properties = {
+            "connection_name": f"{name} {socket.gethostname()} pid={os.getpid()}",
+            "product": "priority_worker",
+        }
+        params.connection_attempts = 1
+        params.socket_timeout = 5
+        try:
+            configure_tls(params, TlsOptions.from_env())
+        except TlsError as exc:
+            return str(exc)
+        return params
+
+    async def consumable(self, queue: str) -> bool:
+        """Whether ``queue`` takes a consumer now, tried on a short connection of its own
+        ("NAME probe"): basic.qos 1, basic.consume, basic.cancel; True once the cancel-ok is
+        back. A quorum queue whose record exists while its Raft member is not running yet
+        (its declare in progress, as when a migration re-creates it) sends the consume-ok
+        and then closes the connection (541): on this link that would requeue every
+        delivery of every queue and lose the acks on their way. At most one message is
+        delivered to the probe; it goes back with the probe's connection (redelivered).
+
+        True as well when the probe cannot tell: its connection does not open (a connection
+        limit, say) or the broker refuses the consume with a channel error (403, 404, ...),
+        which the link's own channel then meets and handles as before. False when the
+        probe's connection is closed on it, or no answer came within PROBE_TIMEOUT."""
+        url = self.current_url or self.urls[0]
+        params = self._parameters(url, f"{self.name} probe")
+        if isinstance(params, str):
+            return True
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+
+        def finish(ok: bool) -> None:
+            if not answer.done():
+                answer.set_result(ok)
+
+        def on_channel(ch: pika.channel.Channel) -> None:
+            ch.add_on_close_callback(lambda _, why: finish(isinstance(why, BrokerClosedChannel)))
+            ch.basic_qos(prefetch_count=1, callback=lambda _: consume(ch))
+
+        def consume(ch: pika.channel.Channel) -> None:
+            ch.basic_consume(
+                queue,
+                lambda *_: None,
+                consumer_tag="probe",
+                callback=lambda _: ch.basic_cancel("probe", callback=lambda _: finish(True)),
+            )
+
+        conn = AsyncioConnection(
+            params,
+            on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+            on_open_error_callback=lambda *_: finish(True),
+            on_close_callback=lambda *_: finish(False),
+            custom_ioloop=loop,
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), PROBE_TIMEOUT)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            if not (conn.is_closed or conn.is_closing):
+                try:
+                    conn.close()
+                except PikaError:
+                    pass  # closing already
 
     def _schedule_retry(self, reason: str) -> None:
         self.last_error = self.safe(reason)

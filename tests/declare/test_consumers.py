@@ -13,8 +13,8 @@ import textwrap
 import pytest
 
 from declare_amqp import Topology, TopologyError, load, parse_unvalidated, plan
+from declare_amqp._broker_json import from_definitions
 from declare_amqp._export import to_yaml
-from declare_amqp._management import from_definitions
 from declare_amqp.worker_queues import (
     delay_queue_arguments,
     delay_queue_name,

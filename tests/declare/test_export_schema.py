@@ -7,7 +7,7 @@ import json
 import yaml
 
 from declare_amqp import json_schema, load, parse_unvalidated, plan, to_yaml
-from declare_amqp._management import from_definitions
+from declare_amqp._broker_json import from_definitions
 
 DEFINITIONS = {
     "exchanges": [

@@ -16,7 +16,8 @@ from declare_support import RICH
 from waiting import wait_until_blocking
 
 from declare_amqp import resolve_address
-from declare_amqp._management import ManagementClient, from_definitions
+from declare_amqp._broker_json import from_definitions
+from declare_amqp._management import ManagementClient
 
 
 def _client(declare: Any) -> ManagementClient:

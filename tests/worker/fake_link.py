@@ -251,6 +251,9 @@ class FakeLink:
     def channel(self, on_closed: ChannelClosed = ignore_close) -> AmqpChannel:
         return FakeChannel(self, on_closed)
 
+    async def consumable(self, queue: str) -> bool:
+        return True  # every fake queue takes a consumer once it exists
+
     def consumer_channel(
         self,
         queue: str,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,75 @@ def test_consumer_cancelled_by_broker_when_its_queue_is_deleted(
             await worker.stop()
 
     run(scenario())
+
+
+def _quorum_member(vhost: str, queue: str, action: str) -> str:
+    """An ``rabbitmqctl eval`` expression: ``action`` "replace" deletes the classic ``queue``,
+    declares it again as a quorum queue and stops its Raft member (held, the moment of a
+    migration's swap to quorum in which the queue exists before its member runs); "restart"
+    starts that member again."""
+    assert all(c.isalnum() or c in "-_." for c in vhost + queue), (vhost, queue)
+    name = f'rabbit_misc:r(<<"{vhost}">>, queue, <<"{queue}">>)'
+    if action == "restart":
+        return f"{{ok, Q}} = rabbit_amqqueue:lookup({name}), " + (
+            "ra:restart_server(quorum_queues, amqqueue:get_pid(Q))."
+        )
+    return (
+        f"{{ok, Old}} = rabbit_amqqueue:lookup({name}), "
+        '_ = rabbit_amqqueue:delete(Old, false, false, <<"test">>), '
+        # The worker looks for the queue at its cancel, then every 0.5 s: declared and
+        # stopped in between, it is first seen with its member stopped.
+        "timer:sleep(150), "
+        f"{{new, New}} = rabbit_amqqueue:declare({name}, true, false, "
+        '[{<<"x-queue-type">>, longstr, <<"quorum">>}], none, <<"test">>), '
+        "ra:stop_server(quorum_queues, amqqueue:get_pid(New))."
+    )
+
+
+@pytest.mark.broker_host
+def test_a_queue_back_before_it_takes_a_consumer_costs_the_other_queues_nothing(
+    broker: Any, vhost: str, vhost_url: str, queues2: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``low`` is deleted and declared again as a quorum queue whose Raft member is not running
+    yet (as for a moment in every ``apply --migrate`` swap to quorum). The broker would close
+    the whole connection on a basic.consume of it (541), requeueing ``high``'s deliveries,
+    handled ones among them; the worker tries the queue on a connection of its own first and
+    waits. Its link stays up, each ``high`` message is handled once, and ``low`` is consumed
+    once its member runs."""
+    caplog.set_level(logging.INFO, logger="priority_worker.worker")
+    high = ids("h", 150)
+    fill(vhost_url, "high", high)
+    rec = Recorder(delay=0.2)  # ~10 of high's deliveries are being handled at any moment
+
+    def logged(event: str) -> int:
+        return sum(getattr(r, "event", "") == event for r in caplog.records)
+
+    worker = Worker(vhost_url, [Queue("high", 10), Queue("low", 2)], rec)
+
+    async def scenario() -> None:
+        await worker.start()
+        try:
+            await wait_until(lambda: worker.ready and len(rec.seen) >= 20, 30, "handling high")
+            await asyncio.to_thread(broker.ctl, "eval", _quorum_member(vhost, "low", "replace"))
+            # Declined twice, or (before the fix) consumed: the broker then closes the link
+            # (541) and requeues high's deliveries, the ones being handled among them.
+            await wait_until(
+                lambda: logged("queue_not_ready") >= 2 or logged("connection_lost") > 0,
+                60,
+                "low declined twice, or the link lost",
+            )
+            await asyncio.to_thread(broker.ctl, "eval", _quorum_member(vhost, "low", "restart"))
+            await asyncio.to_thread(fill, vhost_url, "low", ids("l", 5))
+            await wait_until(lambda: rec.ids("low") == set(ids("l", 5)), 90, "low consumed")
+            await wait_until(lambda: rec.ids("high") == set(high), 90, "high handled")
+        finally:
+            await worker.stop()
+
+    run(scenario())
+    handled = Counter(mid for _, mid, _, _ in rec.seen)
+    assert [mid for mid, n in handled.items() if n > 1] == [], "handled twice"
+    assert logged("connection_lost") == 0, "the consumer link was closed"
+    assert ready_count(vhost_url, "high") == ready_count(vhost_url, "low") == 0
 
 
 def test_sigterm_with_work_in_flight_finishes_acks_and_requeues(
