@@ -17,7 +17,7 @@ from ._fit import policy_problems
 from ._http import Transport
 from ._loader import read_unvalidated
 from ._management import BrokerState, ManagementClient, Prefetch
-from ._migration import plan_migrations, records
+from ._migration import choose_mover, plan_migrations, records, with_mover
 from ._model import Topology
 from ._permissions import Permissions, permission_problems
 from ._plan import Kind, Plan, note_broker_defaults
@@ -198,13 +198,15 @@ class Session:
         force: bool = False,
         broker_version: str | None = None,
         migrate: bool = False,
+        mover: str = "amqp",
     ) -> Plan:
         """Read the broker and plan; raises TopologyError for references that resolve nowhere.
 
         ``broker_version`` checks the files against another release than the broker's (what
         an upgrade would break); the plan itself is always against the broker read.
         ``migrate``: queue conflicts become migrations (``_migration``); queues marked
-        ``migrate: true`` are migrated without it, and migrations in progress always show."""
+        ``migrate: true`` are migrated without it, and migrations in progress always show;
+        they say which mover would move their messages (``mover``, "auto" resolved)."""
         state = self.read(desired.vhost_names(), with_stats=prune)
         defaults = dict(state.default_queue_types)
         existing = {v.name for v in state.topology.vhosts}
@@ -230,7 +232,7 @@ class Session:
         result = note_broker_defaults(
             result, parse_version(state.version), (*desired.policies, *state.topology.policies)
         )
-        result = self._migrations(result, state, migrate)
+        result = self._migrations(result, state, migrate, mover)
         warnings = [*warnings, *plan_warnings(desired, state.topology)]
         result = dataclasses.replace(result, warnings=tuple(warnings))
         result = access_plan(self.management, desired, result, prune=prune)
@@ -262,7 +264,7 @@ class Session:
             raise TopologyError(sort_problems(problems))
         return the_plan
 
-    def _migrations(self, result: Plan, state: BrokerState, migrate: bool) -> Plan:
+    def _migrations(self, result: Plan, state: BrokerState, migrate: bool, mover: str) -> Plan:
         """The plan with migrations (only when a queue conflicts or one is in progress: the
         queue counts they show cost one more request per vhost)."""
         in_progress = records(state.topology)
@@ -272,7 +274,11 @@ class Session:
         for vhost in result.vhosts if not stats else ():
             if any(q.vhost == vhost for q in state.topology.queues):
                 stats.update(self.management.queue_stats(vhost))
-        return plan_migrations(result, state.topology, stats, migrate=migrate)
+        result = plan_migrations(result, state.topology, stats, migrate=migrate)
+        if not result.migrations:
+            return result
+        shovels = mover != "amqp" and self.management.shovels_enabled()
+        return with_mover(result, choose_mover(mover, shovels), shovels)
 
     def apply(
         self,
@@ -286,7 +292,8 @@ class Session:
     ) -> ApplyResult:
         """Write the plan (never one with conflicts), then read and plan again to verify.
 
-        ``mover``: what moves a migrating queue's messages ("amqp" or "shovel")."""
+        ``mover``: what moves a migrating queue's messages ("amqp", "shovel", or "auto": the
+        shovel where the broker runs the plugin, else "amqp")."""
         if the_plan.conflicts:
             raise PlanConflictError(the_plan.conflicts)
         from ._apply import apply_plan  # pika only when writing
@@ -295,7 +302,7 @@ class Session:
         if the_plan.migrations:
             from ._migrate import check_mover
 
-            check_mover(self.management, mover)  # before any write too
+            mover = check_mover(self.management, mover)  # before any write too
         channels = channels or DEFAULT_CHANNELS
         started = time.monotonic()
         writes = the_plan.writes
@@ -332,7 +339,9 @@ class Session:
                 )
         seconds = time.monotonic() - started
         remaining = (
-            self.plan(desired, prune=the_plan.prune, force=force, migrate=bool(migrations))
+            self.plan(
+                desired, prune=the_plan.prune, force=force, migrate=bool(migrations), mover=mover
+            )
             if writes or migrations
             else the_plan
         )

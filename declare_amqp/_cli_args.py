@@ -22,6 +22,14 @@ _MIGRATE_HELP = (
     "bindings (see README: Migrating queues)"
 )
 
+# _migration.MOVERS, spelt out: the parser imports no model module before the early read.
+_MOVERS = ("auto", "amqp", "shovel")
+_MOVER_HELP = (
+    "what moves a migrating queue's messages: amqp (the tool's own confirmed consumer and "
+    "publisher, any broker; the default), shovel (the broker's dynamic shovels; needs the "
+    "rabbitmq_shovel plugin) or auto (shovel where the broker runs the plugin, else amqp)"
+)
+
 _EPILOG = """\
 Connection: --url or AMQP_URL (amqp:// or amqps://; repeat or comma-separate for a
 cluster), --management-url or RABBITMQ_MANAGEMENT_URL (default http://HOST:15672).
@@ -247,6 +255,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             help="exit 0 nothing to do, 2 changes pending, 1 error or conflict",
         )
         p.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
+        p.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
         p.add_argument(
             "--out",
             metavar="PLAN",
@@ -258,14 +267,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             "apply", parents=[common, files, output], help="make the broker match the files"
         )
         a.add_argument("--migrate", action="store_true", help=_MIGRATE_HELP)
-        a.add_argument(
-            "--mover",
-            choices=("amqp", "shovel"),
-            default="amqp",
-            help="what moves a migrating queue's messages: amqp (the tool's own confirmed consumer "
-            "and publisher, any broker; default) or shovel (the broker's dynamic shovels; needs "
-            "the rabbitmq_shovel plugin)",
-        )
+        a.add_argument("--mover", choices=_MOVERS, default="amqp", help=_MOVER_HELP)
         a.add_argument(
             "--amqp-only",
             action="store_true",

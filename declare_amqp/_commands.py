@@ -156,6 +156,7 @@ class Cli:
             force=self.args.force,
             broker_version=self._given_version(),
             migrate=getattr(self.args, "migrate", False),
+            mover=getattr(self.args, "mover", "amqp"),
         )
         if self.args.format == "text":
             for warning in the_plan.warnings:
@@ -212,6 +213,7 @@ class Cli:
                 "force": self.args.force,
                 "strict": self.args.strict,
                 "migrate": getattr(self.args, "migrate", False),
+                "mover": getattr(self.args, "mover", "amqp"),
             },
             target=node.amqp_display if node else str(self.address),
             version=state.version,
@@ -246,6 +248,7 @@ class Cli:
         self.args.force = bool(options.get("force"))
         self.args.strict = self.args.strict or bool(options.get("strict"))
         self.args.migrate = bool(options.get("migrate"))
+        self.args.mover = str(options.get("mover") or "amqp")
         saved_plan.check_files(saved, path)
         with Session(self.address) as session:
             desired = load(
@@ -259,6 +262,7 @@ class Cli:
                 prune=self.args.prune,
                 force=self.args.force,
                 migrate=getattr(self.args, "migrate", False),
+                mover=self.args.mover,
             )
             assert session.last_state is not None
             saved_plan.check_broker(

@@ -12,11 +12,12 @@ Imported only when a migration runs (pika).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from ._management import ManagementClient
 from ._migration import (
     LOCK_QUEUE,
     Record,
+    choose_mover,
     holding_queue,
     holding_queue_name,
     same_shape,
@@ -37,12 +39,17 @@ from ._migration import (
     step_of,
 )
 from ._model import QueueSpec
+from ._move_gate import MoveGate
 from ._move_progress import MoveProgress
 from ._movers import MigrationFailed, move, shovel_move
 from ._plan import Change
 from .socket_writes import coalesce_writes
 
-CONCURRENT_MIGRATIONS = 8  # queues of one vhost migrated at once
+# Queues of one vhost migrated at once: their steps (reads, rebinds, waits) overlap, while
+# the moves among them are bounded by CONCURRENT_MOVES and the swaps run alone (``_move_gate``).
+CONCURRENT_MIGRATIONS = 16
+CONCURRENT_MOVES = 8
+SWAPS_TOGETHER = False  # the swaps waiting at once run in turn (see _move_gate)
 _POLL = 0.05
 _SETTLE = 0.05  # after a rebind, before the holding queue is counted
 _LOCK_PREFIX = "declare-amqp migrate"
@@ -160,18 +167,24 @@ def run_migrations(
     """Carry out the plan's migrate changes, vhost by vhost, each under that vhost's lock.
 
     ``mover``: "amqp" moves messages with the tool's own confirmed consumer and publisher
-    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run)."""
-    check_mover(management, mover)
+    (any broker); "shovel" with the broker's dynamic shovels (the plugin must run); "auto"
+    with the shovels where the plugin runs, else the tool's own."""
+    mover = check_mover(management, mover)
     return asyncio.run(_run(address, management, changes, progress, mover))
 
 
-def check_mover(management: ManagementClient, mover: str) -> None:
-    """Refuse a mover the broker cannot run (before anything is written)."""
-    if mover == "shovel" and not management.shovels_enabled():
+def check_mover(management: ManagementClient, mover: str) -> str:
+    """The mover that will run ("auto" resolved); refuse one the broker cannot run (before
+    anything is written)."""
+    if mover == "amqp":
+        return mover
+    enabled = management.shovels_enabled()
+    if mover == "shovel" and not enabled:
         raise MigrationFailed(
             "--mover shovel: the rabbitmq_shovel plugin (with rabbitmq_shovel_management) is "
             "not enabled on the broker; nothing was changed. Use --mover amqp"
         )
+    return choose_mover(mover, enabled)
 
 
 async def _run(
@@ -199,13 +212,13 @@ async def _run(
             # channels), so one queue's swap and waits overlap another's moving.
             slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
             queues = [c for c in items if isinstance(c.desired, QueueSpec)]
-            swaps = asyncio.Lock()
+            turns = Turns(MoveGate(CONCURRENT_MOVES, swaps_together=SWAPS_TOGETHER))
             migrations = [
-                _Migration(session, management, vhost, c.desired, progress, mover, swaps, epoch)
+                _Migration(session, management, vhost, c.desired, progress, mover, turns, epoch)
                 for c in queues
                 if isinstance(c.desired, QueueSpec)
             ]
-            # The fullest queues take the slots first (the semaphore serves in turn): with
+            # The fullest queues take the slots first (the semaphores serve in turn): with
             # fewer slots than queues, a long move started last would run alone at the end.
             # The reports keep the plan's order.
             order = sorted(range(len(queues)), key=lambda i: -_held_messages(queues[i]))
@@ -226,6 +239,43 @@ def _held_messages(change: Change) -> int:
 async def _limited(slots: asyncio.Semaphore, migration: _Migration) -> MigrationReport:
     async with slots:
         return await migration.run()
+
+
+class Turns:
+    """The vhost's ``MoveGate`` for the migrations' tasks: ``async with turns.moving()`` /
+    ``turns.swapping()`` waits for the gate to admit the turn, and leaves it on the way out
+    (also when the task is cancelled while it waits)."""
+
+    def __init__(self, gate: MoveGate[object]) -> None:
+        self.gate = gate
+        self._waking: dict[object, asyncio.Future[None]] = {}
+
+    def moving(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A move's turn: at most the gate's number at once, none beside a swap."""
+        return self._turn(self.gate.ask_move)
+
+    def swapping(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A swap's turn: no move runs meanwhile."""
+        return self._turn(self.gate.ask_swap)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, ask: Callable[[object], list[object]]) -> AsyncIterator[None]:
+        who = object()
+        admitted = asyncio.get_running_loop().create_future()
+        self._waking[who] = admitted
+        try:
+            self._wake(ask(who))
+            await admitted
+            yield
+        finally:
+            del self._waking[who]
+            self._wake(self.gate.leave(who))
+
+    def _wake(self, admitted: list[object]) -> None:
+        for who in admitted:
+            future = self._waking.get(who)
+            if future is not None and not future.done():
+                future.set_result(None)
 
 
 async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) -> None:
@@ -324,16 +374,17 @@ class _Migration:
         desired: QueueSpec,
         progress: MoveProgress | None,
         mover: str = "amqp",
-        swaps: asyncio.Lock | None = None,
+        turns: Turns | None = None,
         epoch: float | None = None,
     ) -> None:
-        """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"; ``swaps``:
-        held while the queue is deleted and declared again, so that concurrent migrations do
-        not make each other's default-exchange window longer; ``epoch``: the monotonic time
-        the report's move spans count from (default: now)."""
+        """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"; ``turns``:
+        the vhost's gate, shared by concurrent migrations: their moves take turns with the
+        swaps, so that a queue is deleted and declared again with no move beside it (the
+        default-exchange window stays short); ``epoch``: the monotonic time the report's move
+        spans count from (default: now)."""
         self.epoch = time.monotonic() if epoch is None else epoch
         self.mover = mover
-        self.swaps = swaps or asyncio.Lock()
+        self.turns = turns or Turns(MoveGate(CONCURRENT_MOVES, swaps_together=SWAPS_TOGETHER))
         self.session = session
         self.http = management
         self.vhost = vhost
@@ -429,17 +480,21 @@ class _Migration:
 
     async def _move(self, source: str, target: str, point: str, report: MigrationReport) -> int:
         """Move ``source``'s messages to ``target`` with this migration's mover; the moves
-        that may have re-sent a message and the span of time go into ``report``."""
-        started = time.monotonic()
+        that may have re-sent a message and the span of time go into ``report``. It waits
+        for its turn (``turns``): only while moving does a migration count against the moves
+        that may run at once."""
         on_half = (lambda: _kill_point(point)) if point else None
-        if self.mover == "shovel":
-            result = await shovel_move(
-                self.session, self.http, self.vhost, source, target, self.progress, on_half
-            )
-        else:
-            result = await move(self.session, source, target, self.progress, on_half)
+        async with self.turns.moving():
+            started = time.monotonic()
+            if self.mover == "shovel":
+                result = await shovel_move(
+                    self.session, self.http, self.vhost, source, target, self.progress, on_half
+                )
+            else:
+                result = await move(self.session, source, target, self.progress, on_half)
+            ended = time.monotonic()
         report.resent_at_most += result.resent_at_most
-        report.move_spans.append((started - self.epoch, time.monotonic() - self.epoch))
+        report.move_spans.append((started - self.epoch, ended - self.epoch))
         return result.moved
 
     async def _rebind_counted(self, record: Record, to: str, away: str) -> int:
@@ -511,7 +566,7 @@ class _Migration:
             # that nothing more can come from them (a passive declare first: mostly none).
             if await self._count(self.name):
                 report.moved_out += await self._move(self.name, self.hold, "", report)
-            async with self.swaps:
+            async with self.turns.swapping():
                 await self._replace(record, report)
         finally:
             for h in held:
@@ -519,7 +574,7 @@ class _Migration:
 
     async def _replace(self, record: Record, report: MigrationReport) -> None:
         """Delete the drained queue and declare it with its new shape: the default
-        exchange's window, taken in turns by concurrent migrations (``swaps``)."""
+        exchange's window, with no move beside it (``turns``)."""
         # The delete goes out without waiting for its -Ok (nowait) and the declare right
         # behind it on the same channel: the broker handles them in order, so the queue
         # is missing only for as long as the broker takes to do both. If the delete is

@@ -268,6 +268,43 @@ def limits(
     return found
 
 
+# What moves a migrating queue's messages (``apply --mover``, ``plan --mover``; "amqp" by
+# default): "auto" is the broker's dynamic shovels where the rabbitmq_shovel plugin runs,
+# else the tool's own. Not the default: under load the shovels moved slower and less evenly
+# than the tool's own mover (README, Benchmarks, issue 20 third pass).
+MOVERS = ("auto", "amqp", "shovel")
+MOVER_WORDS = {
+    "amqp": "the tool's own confirmed consumer and publisher",
+    "shovel": "the broker's dynamic shovels (rabbitmq_shovel)",
+}
+
+
+def choose_mover(requested: str, shovels_enabled: bool) -> str:
+    """The mover that runs: ``requested``, with "auto" made "shovel" where the plugin runs
+    and "amqp" otherwise. ("shovel" on a broker without the plugin stays "shovel": apply
+    refuses it before any write.)"""
+    if requested == "auto":
+        return "shovel" if shovels_enabled else "amqp"
+    return requested
+
+
+def with_mover(the_plan: Plan, mover: str, shovels_enabled: bool) -> Plan:
+    """The plan's migrations saying which mover will move their messages (``mover`` in the
+    JSON's ``migration`` object, a line in text)."""
+    if not the_plan.migrations:
+        return the_plan
+    words = MOVER_WORDS[mover]
+    if mover == "shovel" and not shovels_enabled:
+        words += ": the plugin is not enabled on the broker, apply refuses"
+    changes = tuple(
+        replace(c, migration={**c.migration, "mover": mover, "mover_text": words})
+        if c.action == MIGRATE and c.migration is not None
+        else c
+        for c in the_plan.changes
+    )
+    return replace(the_plan, changes=changes)
+
+
 def steps(
     queue: str, messages: int, bindings: int, delay_queues: Iterable[str], at: str | None
 ) -> list[str]:

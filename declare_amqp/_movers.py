@@ -197,21 +197,39 @@ async def shovel_move(
                 return result
             start = await count_ready(probe, target)
             if total:
-                if running:  # left by a killed run: writing it again restarts it
+                if running:
+                    # Left by a killed run, running or stopped with its parameter left: the
+                    # same value written again would not start a stopped one (the broker
+                    # ignores an unchanged parameter), so it is deleted first (a running one
+                    # hands back what it had not had confirmed) and written anew.
                     result.resent_at_most += PREFETCH
+                    await asyncio.to_thread(http.delete_shovel, vhost, name)
+                    await _gone(http, vhost, name)
                 definition = _shovel(vhost, source, target)
                 await asyncio.to_thread(http.put_shovel, vhost, name, definition)
             moved, stopped = await _watch_shovel(
                 probe, http, vhost, name, (source, target, start, total), result, progress, on_half
             )
             if on_half is not None and moved >= max(1, total // 2):
-                on_half = None
+                # A shovel that finished before a poll saw it half way: the point is now,
+                # right after it (a kill point must be reached whenever the step runs).
+                call, on_half = on_half, None
+                call()
             result.moved += moved
             if stopped:
                 result.resent_at_most += min(PREFETCH, max(moved, 0))
     finally:
         if probe.closed is None:
             probe.channel.close()
+
+
+async def _gone(http: ManagementClient, vhost: str, name: str, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the shovel's parameter is gone."""
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(http.shovel_exists, vhost, name):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(_POLL)
 
 
 def _shovel(vhost: str, source: str, target: str) -> dict[str, object]:

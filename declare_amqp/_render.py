@@ -183,6 +183,8 @@ def _migrate_lines(change: Change, head: str, where: str, markup: bool) -> list[
     lines = [f"  {head}  {escape(diffs) if markup else diffs}{where}"]
     migration = change.migration or {}
     texts = [change.message]
+    if migration.get("mover_text"):
+        texts.append(f"moved by: {migration['mover_text']}")
     texts += [f"step {n}. {s}" for n, s in enumerate(migration.get("steps", ()), 1)]
     texts += [f"limit: {text}" for text in migration.get("limits", ())]
     for text in texts:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from declare_amqp._convert import to_quorum
 from declare_amqp._migration import (
     Record,
+    choose_mover,
     comparable,
     holding_queue,
     holding_queue_name,
     plan_migrations,
     shape,
     step_of,
+    with_mover,
 )
 from declare_amqp._model import BindingSpec, QueueSpec, Topology
 from declare_amqp._plan import QueueStats
@@ -166,4 +168,32 @@ def test_a_migration_report_names_its_duplicates_as_this_runs_upper_bound() -> N
     line = migration_line(report)
     assert "at most 7 duplicates made by this run (3 while bindings overlapped, 4 moved again)" in (
         line
+    )
+
+
+def test_the_default_mover_is_the_shovel_where_the_plugin_runs() -> None:
+    """``auto``: the broker's shovel with the plugin, the tool's own mover without; an explicit
+    mover stays as asked (apply refuses ``shovel`` without the plugin, before any write)."""
+    assert choose_mover("auto", shovels_enabled=True) == "shovel"
+    assert choose_mover("auto", shovels_enabled=False) == "amqp"
+    assert choose_mover("amqp", shovels_enabled=True) == "amqp"
+    assert choose_mover("shovel", shovels_enabled=False) == "shovel"
+
+
+def test_the_plan_says_which_mover_moves_each_migration() -> None:
+    """Every migrate change names its mover (JSON ``mover``, a line of text); other changes
+    are left as they are; a shovel the broker cannot run is said so."""
+    desired = Topology(queues=(NEW, QueueSpec("v", "other")))
+    actual = Topology(queues=(OLD,))
+    migrated = plan_migrations(plan(desired, actual), actual, {}, migrate=True)
+    shown = with_mover(migrated, "shovel", shovels_enabled=False)
+    (change,) = shown.migrations
+    assert change.migration is not None and change.migration["mover"] == "shovel"
+    assert "apply refuses" in change.migration["mover_text"]
+    assert [c for c in shown.changes if c.action != "migrate"] == [
+        c for c in migrated.changes if c.action != "migrate"
+    ]
+    own = with_mover(migrated, "amqp", shovels_enabled=False).migrations[0].migration
+    assert (
+        own is not None and own["mover_text"] == "the tool's own confirmed consumer and publisher"
     )

@@ -35,6 +35,7 @@ PURE = (
     "_inspect",
     "_broker_json",
     "_move_progress",
+    "_move_gate",
 )
 IO_LIBRARIES = ("pika", "tornado", "http", "httpx", "httpcore")
 
