@@ -27,9 +27,10 @@ from ._amqp import AmqpSession, _Channel
 from ._errors import ApplyError
 from ._management import ManagementClient
 from ._move_progress import MoveProgress
+from .kinds.shovel import MIGRATION_SHOVEL_PREFIX
 
 PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
-SHOVEL_PREFIX = "declare-amqp.migrate "
+SHOVEL_PREFIX = MIGRATION_SHOVEL_PREFIX  # prune keeps these (kinds.shovel)
 _POLL = 0.05
 
 

@@ -265,6 +265,11 @@ class Component(AccessKind[ParameterSpec]):
     def __repr__(self) -> str:
         return f"Component({self.key!r})"
 
+    def kept_by_prune(self, spec: ParameterSpec) -> bool:
+        """Whether prune leaves the broker's ``spec`` alone though no file declares it (none
+        of this component's: see ``ShovelKind``)."""
+        return False
+
     def specs(self, access: Access) -> tuple[ParameterSpec, ...]:
         """The parameters of this component (both share the ``parameters`` group)."""
         return tuple(p for p in access.of(ParameterSpec) if p.kind == self.kind)
@@ -456,7 +461,9 @@ class Component(AccessKind[ParameterSpec]):
             changes += [
                 change(DELETE, a.kind, a.vhost, a.name, actual=a)
                 for a in actual
-                if a.vhost in set(ctx.scope) and self.identity(a) not in wanted
+                if a.vhost in set(ctx.scope)
+                and self.identity(a) not in wanted
+                and not self.kept_by_prune(a)
             ]
         return changes, []
 

@@ -14,8 +14,18 @@ if TYPE_CHECKING:
     from .._management import ManagementClient
 
 
+# The shovels ``apply --migrate --mover shovel`` writes (``_movers``), one per queue it moves:
+# prune keeps them, as it keeps a migration's holding queue (a killed run's shovel is finishing
+# its round; the rerun deletes and writes it again itself).
+MIGRATION_SHOVEL_PREFIX = "declare-amqp.migrate "
+
+
 class ShovelKind(Component):
     """The ``shovels`` list."""
+
+    def kept_by_prune(self, spec: ParameterSpec) -> bool:
+        """A migration's shovel (``MIGRATION_SHOVEL_PREFIX``) is the migration's to delete."""
+        return spec.name.startswith(MIGRATION_SHOVEL_PREFIX)
 
     def running(self, management: ManagementClient) -> bool:
         """Shovels are seen through ``GET /api/shovels`` of rabbitmq_shovel_management."""

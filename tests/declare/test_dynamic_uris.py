@@ -358,3 +358,18 @@ def test_a_create_of_lists_shows_their_references_never_the_uris() -> None:
     shown = _rendered(changes)
     assert '"$ORIGIN_A"' in shown
     assert "Secret" not in shown and "one.example" not in shown
+
+
+def test_prune_keeps_a_migrations_shovel_and_deletes_a_stray_one() -> None:
+    """A shovel ``apply --migrate --mover shovel`` wrote (a killed run leaves it finishing
+    its round) is the migration's: prune keeps it, as it keeps the holding queue."""
+    shovel = (
+        "  - {{name: '{}', src_uri: 'amqp://', src_queue: a, dest_uri: 'amqp://', dest_queue: b}}\n"
+    )
+    desired = _parameters("vhost: v\nshovels:\n" + shovel.format("kept"))
+    broker = _parameters(
+        "vhost: v\nshovels:\n"
+        + "".join(shovel.format(n) for n in ("kept", "declare-amqp.migrate q", "stray"))
+    )
+    changes = plan_dynamic(desired, broker, ("shovels",), ["v"], True, {})
+    assert [c.name for c in changes if c.action == "delete"] == ["stray"]
