@@ -22,7 +22,7 @@ _MIGRATE_HELP = (
     "bindings (see README: Migrating queues)"
 )
 
-# _migration.MOVERS, spelt out: the parser imports no model module before the early read.
+# What may move a migrating queue's messages (``_migration.MOVER_WORDS`` says what each is).
 _MOVERS = ("auto", "amqp", "shovel")
 _MOVER_HELP = (
     "what moves a migrating queue's messages: amqp (the tool's own confirmed consumer and "
@@ -62,9 +62,9 @@ def guessed_vhosts(args: argparse.Namespace, address: BrokerAddress) -> list[str
     """The vhosts the files most likely use, to read them while they are parsed (or before:
     ``_cli.early_read``): those their lines name (``_vhost_guess``), else the one objects
     naming none go to."""
-    default = args.vhost or default_vhost(address)
+    url_vhost = default_vhost(address)
     files = [*getattr(args, "files", ()), *(getattr(args, "config", None) or ())]
-    return file_vhosts(files, args.vhost, default_vhost(address)) or [default]
+    return file_vhosts(files, args.vhost, url_vhost) or [args.vhost or url_vhost]
 
 
 def _common_options(*, top: bool) -> argparse.ArgumentParser:

@@ -89,11 +89,6 @@ _SETTING_KEYS = {k.name: k for k in VHOST_SETTING_KEYS}
 _TOPOLOGY = {k.key: k for k in sorted(_IN_DEFINITIONS, key=lambda k: k.top_rank)}
 
 
-def is_definitions(path: str) -> bool:
-    """Files named ``*.json`` are read as RabbitMQ definitions."""
-    return path.lower().endswith(".json")
-
-
 class _Reader:
     def __init__(self, path: str, vhost: str) -> None:
         self.path = path

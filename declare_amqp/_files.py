@@ -35,6 +35,11 @@ _BOMS = (
 )
 
 
+def is_definitions(path: str) -> bool:
+    """Files named ``*.json`` are read as RabbitMQ definitions (the rest as YAML)."""
+    return path.lower().endswith(".json")
+
+
 def parse_size(text: str) -> int:
     """``--max-file-size``: bytes, or a number with K, M or G (binary: 64M = 64 MiB).
 

@@ -15,10 +15,10 @@ import yaml
 
 from ._access import merge_access, read_access
 from ._consumers import read_consumer
-from ._definitions import is_definitions, parse_definitions
+from ._definitions import parse_definitions
 from ._errors import Location, Problem, TopologyError
 from ._errors import dedupe as first_of_each
-from ._files import DEFAULT_MAX_FILE_SIZE, decode, read_bytes
+from ._files import DEFAULT_MAX_FILE_SIZE, decode, is_definitions, read_bytes
 from ._fit import key_problem
 from ._format import (
     EXPECT_KEYS,

@@ -70,6 +70,18 @@ def _count(listed: Mapping[str, Any], key: str) -> int:
     return int(listed.get(key) or 0)
 
 
+def _queue_stats(
+    vhost: str, listed: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, str], QueueStats]:
+    """Each listed queue's message and consumer counts, by (vhost, name)."""
+    from ._plan import QueueStats
+
+    return {
+        (vhost, q["name"]): QueueStats(_count(q, "messages"), _count(q, "consumers"))
+        for q in listed
+    }
+
+
 @dataclass(frozen=True)
 class BrokerState:
     """What the broker holds in the vhosts asked for."""
@@ -389,25 +401,16 @@ class ManagementClient:
         refused_ok: bool = False,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        node: Node | None = None,
     ) -> _http.Response:
         """One API request (``json``: its body); a 401 raises AuthenticationFailed unless
         ``refused_ok`` (the management API answers 401 also to a user that lacks a tag or a
-        vhost permission)."""
-        return self._request(self._connect(), method, path, refused_ok, json, headers)
-
-    def _request(
-        self,
-        node: Node,
-        method: str,
-        path: str,
-        refused_ok: bool = False,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> _http.Response:
-        """``request`` on ``node``, which answered ``/api/overview`` (or is about to: the
-        speculative reads of ``read``)."""
+        vhost permission). ``node``: one that answered ``/api/overview`` or is about to (the
+        speculative reads of ``read``); by default the node ``_connect`` chose."""
+        if node is None:
+            node = self._connect()
         try:
-            response = self._send(node, method, path, body, headers)
+            response = self._send(node, method, path, json, headers)
         except _http.FAILURES as exc:
             failed = _http_error(exc, node.management_url, method, path)
             assert failed is not None
@@ -476,7 +479,7 @@ class ManagementClient:
         """The objects one GET lists, decoded in the worker thread while the other requests
         wait for the broker; None when the vhost does not exist."""
         vhost, kind, path = request
-        response = self._request(node, "GET", path, refused_ok=True)
+        response = self.request("GET", path, refused_ok=True, node=node)
         # 404 on newer versions; 3.10 answers 400 {"reason": "vhost_not_found"} to some.
         if response.status_code == 404 or (
             response.status_code == 400 and "not_found" in response.text
@@ -495,16 +498,11 @@ class ManagementClient:
 
     def queue_stats(self, vhost: str) -> dict[tuple[str, str], QueueStats]:
         """Each queue's message and consumer counts (sampled by the management API)."""
-        from ._plan import QueueStats
-
         response = self.checked(
             self.request("GET", f"/api/queues/{_q(vhost)}?columns=name,messages,consumers"),
             f"reading queue counts of vhost '{vhost}'",
         )
-        return {
-            (vhost, q["name"]): QueueStats(_count(q, "messages"), _count(q, "consumers"))
-            for q in response.json()
-        }
+        return _queue_stats(vhost, response.json())
 
     def read(self, vhosts: Sequence[str], with_stats: bool = False) -> BrokerState:
         """Everything ``plan`` needs, read in one round of concurrent requests.
@@ -532,7 +530,6 @@ class ManagementClient:
                 found, default_types = self._read_node(self.node, vhosts, with_stats)
         from ._broker_json import from_definitions
         from ._model import merge
-        from ._plan import QueueStats
 
         parts: list[Topology] = []
         stats: dict[tuple[str, str], QueueStats] = {}
@@ -543,13 +540,7 @@ class ManagementClient:
             with paused_gc():
                 parts.append(from_definitions(vhost, definitions))
             if with_stats:
-                stats.update(
-                    (
-                        (vhost, q["name"]),
-                        QueueStats(_count(q, "messages"), _count(q, "consumers")),
-                    )
-                    for q in definitions["queues"]
-                )
+                stats.update(_queue_stats(vhost, definitions["queues"]))
         return BrokerState(
             merge(parts),
             stats,
@@ -575,7 +566,7 @@ class ManagementClient:
 
     def _default_queue_types(self, node: Node) -> dict[str, str]:
         response = self.checked(
-            self._request(node, "GET", "/api/vhosts?columns=name,default_queue_type"),
+            self.request("GET", "/api/vhosts?columns=name,default_queue_type", node=node),
             "listing vhosts",
         )
         return {

@@ -212,7 +212,7 @@ async def _run(
             # channels), so one queue's swap and waits overlap another's moving.
             slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
             queues = [c for c in items if isinstance(c.desired, QueueSpec)]
-            turns = Turns(MoveGate(CONCURRENT_MOVES, swaps_together=SWAPS_TOGETHER))
+            turns = Turns.for_vhost()
             migrations = [
                 _Migration(session, management, vhost, c.desired, progress, mover, turns, epoch)
                 for c in queues
@@ -249,6 +249,12 @@ class Turns:
     def __init__(self, gate: MoveGate[object]) -> None:
         self.gate = gate
         self._waking: dict[object, asyncio.Future[None]] = {}
+
+    @classmethod
+    def for_vhost(cls) -> Turns:
+        """The turns of one vhost's migrations: CONCURRENT_MOVES moves, swaps as
+        SWAPS_TOGETHER says."""
+        return cls(MoveGate(CONCURRENT_MOVES, swaps_together=SWAPS_TOGETHER))
 
     def moving(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A move's turn: at most the gate's number at once, none beside a swap."""
@@ -384,7 +390,7 @@ class _Migration:
         spans count from (default: now)."""
         self.epoch = time.monotonic() if epoch is None else epoch
         self.mover = mover
-        self.turns = turns or Turns(MoveGate(CONCURRENT_MOVES, swaps_together=SWAPS_TOGETHER))
+        self.turns = turns or Turns.for_vhost()
         self.session = session
         self.http = management
         self.vhost = vhost

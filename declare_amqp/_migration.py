@@ -268,11 +268,11 @@ def limits(
     return found
 
 
-# What moves a migrating queue's messages (``apply --mover``, ``plan --mover``; "amqp" by
-# default): "auto" is the broker's dynamic shovels where the rabbitmq_shovel plugin runs,
-# else the tool's own. Not the default: under load the shovels moved slower and less evenly
-# than the tool's own mover (README, Benchmarks, issue 20 third pass).
-MOVERS = ("auto", "amqp", "shovel")
+# What moves a migrating queue's messages (``apply --mover``, ``plan --mover``, whose choices
+# ``_cli_args`` lists; "amqp" by default): "auto" is the broker's dynamic shovels where the
+# rabbitmq_shovel plugin runs, else the tool's own. Not the default: under load the shovels
+# moved slower and less evenly than the tool's own mover (README, Benchmarks, issue 20 third
+# pass).
 MOVER_WORDS = {
     "amqp": "the tool's own confirmed consumer and publisher",
     "shovel": "the broker's dynamic shovels (rabbitmq_shovel)",

@@ -30,7 +30,6 @@ from ._move_progress import MoveProgress
 from .kinds.shovel import MIGRATION_SHOVEL_PREFIX
 
 PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
-SHOVEL_PREFIX = MIGRATION_SHOVEL_PREFIX  # prune keeps these (kinds.shovel)
 _POLL = 0.05
 
 
@@ -187,7 +186,7 @@ async def shovel_move(
     round; the rerun writes it again, which restarts it (at most its in-flight messages are
     sent twice).
     """
-    name = SHOVEL_PREFIX + source
+    name = MIGRATION_SHOVEL_PREFIX + source  # prune keeps these (kinds.shovel)
     probe = await session.channel()
     result = MoveResult()
     try:

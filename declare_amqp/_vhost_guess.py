@@ -17,9 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._files import read_bytes
+from ._files import is_definitions, read_bytes
 
 _KEY = b"vhost:"
+
+
+class _NeedsParser(Exception):
+    """A line names a vhost in a way only the YAML parser can read."""
 
 
 def file_vhosts(paths: Sequence[str], override: str | None, default: str) -> list[str] | None:
@@ -28,68 +32,66 @@ def file_vhosts(paths: Sequence[str], override: str | None, default: str) -> lis
     ``default`` is the vhost of a file that names none (the URL's)."""
     found: dict[str, None] = {}
     for path in paths:
-        if path.endswith(".json"):
+        if is_definitions(path):
             return None
         data = read_bytes(path)  # bounded, regular files only (the loader reads it again)
         if not isinstance(data, bytes):
             return None  # the loader reports it
-        top, inner = _scan(data)
-        if top is _UNREADABLE or inner is None:
+        try:
+            top, inner = _scan(data)
+        except _NeedsParser:
             return None
-        found.setdefault(override or (top if isinstance(top, str) else None) or default)
+        found.setdefault(override or top or default)
         for name in inner:
             found.setdefault(name)
     return list(found)
 
 
-_UNREADABLE = object()
-
-
-def _scan(data: bytes) -> tuple[object, list[str] | None]:
-    """(the file's top-level vhost, None if absent, ``_UNREADABLE`` if unreadable; the
-    vhosts its objects name, None if one is unreadable)."""
-    top: object = None
+def _scan(data: bytes) -> tuple[str | None, list[str]]:
+    """The file's top-level vhost (None if it names none) and the vhosts its objects name;
+    raises _NeedsParser when one of them is not a plain one-line value."""
+    top: str | None = None
     inner: list[str] = []
     at = data.find(_KEY)
     while at >= 0:
         start = data.rfind(b"\n", 0, at) + 1
         prefix = data[start:at]
         end = data.find(b"\n", at)
-        value = _value(data[at + len(_KEY) : len(data) if end < 0 else end])
-        if not prefix:
-            if value is None:
-                return _UNREADABLE, inner
-            top = value
-        elif not prefix.strip(b" -"):  # "  vhost: x" or "- vhost: x": an object's
-            if value is None:
-                return top, None
-            inner.append(value)
-        # anything else ("x_vhost:", "# vhost:", a value containing it) is not a vhost key
+        # "vhost: x" at the top, "  vhost: x" or "- vhost: x" on an object; anything else
+        # ("x_vhost:", "# vhost:", a value containing it) is not a vhost key
+        if not prefix or not prefix.strip(b" -"):
+            value = _value(data[at + len(_KEY) : len(data) if end < 0 else end])
+            if not prefix:
+                top = value
+            else:
+                inner.append(value)
         at = data.find(_KEY, at + len(_KEY))
     return top, inner
 
 
-def _value(raw: bytes) -> str | None:
-    """A plain or simply quoted one-line scalar; None for anything a parser must read."""
+def _value(raw: bytes) -> str:
+    """A plain or simply quoted one-line scalar; _NeedsParser for anything else."""
     text = raw.strip()
     if text[:1] in (b'"', b"'"):
         quote = text[:1]
         close = text.find(quote, 1)
-        rest = text[close + 1 :].strip() if close > 0 else b"x"
-        inner = text[1:close] if close > 0 else b""
-        if close <= 0 or b"\\" in inner or quote in inner or (rest and not rest.startswith(b"#")):
-            return None
+        if close <= 0:
+            raise _NeedsParser
+        inner = text[1:close]
+        rest = text[close + 1 :].strip()
+        if b"\\" in inner or (rest and not rest.startswith(b"#")):
+            raise _NeedsParser
         return _decoded(inner)
     hash_at = text.find(b" #")
     if hash_at >= 0:
         text = text[:hash_at].rstrip()
     if not text or text[:1] in b"&*!|>{[%@`#" or b": " in text:
-        return None
+        raise _NeedsParser
     return _decoded(text)
 
 
-def _decoded(raw: bytes) -> str | None:
+def _decoded(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        raise _NeedsParser from None

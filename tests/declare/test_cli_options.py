@@ -3,6 +3,7 @@ closed stdout (``declare-amqp schema | head``) is not reported as a bug."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from declare_amqp._cli_args import build_parser
+from declare_amqp._cli_args import _VALUE_OPTIONS, COMMANDS, build_parser, command_in
 
 EXE = Path(sys.executable).with_name("declare-amqp")
 
@@ -89,3 +90,26 @@ def test_a_closed_stdout_is_not_an_internal_error() -> None:
     assert result.returncode == 1
     assert "internal error" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_command_in_knows_every_command_and_every_top_level_option_with_a_value() -> None:
+    """``command_in`` reads the command before the parser is built, from its own lists: they
+    must be the whole parser's, or a run builds the parser of the wrong command."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(COMMANDS) == set(sub.choices)
+    valued = {
+        option
+        for action in parser._actions
+        if action.nargs != 0 and action.option_strings
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+    assert valued == _VALUE_OPTIONS
+    for command in COMMANDS:
+        assert command_in(["--url", command, command]) == command
+        assert build_parser(command).parse_args([command, *_required(command)]).command == command
+
+
+def _required(command: str) -> list[str]:
+    return {"convert": ["--to", "quorum", "f.yml"], "explain": ["queue", "q"]}.get(command, [])
