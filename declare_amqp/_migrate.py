@@ -43,7 +43,7 @@ from ._move_gate import MoveGate
 from ._move_progress import MoveProgress
 from ._movers import MigrationFailed, move, shovel_move
 from ._plan import Change
-from .socket_writes import coalesce_writes
+from ._wire import WireConnection, WireError
 
 # Queues of one vhost migrated at once: their steps (reads, rebinds, waits) overlap, while
 # the moves among them are bounded by CONCURRENT_MOVES and the swaps run alone (``_move_gate``).
@@ -202,19 +202,20 @@ async def _run(
     for vhost, items in by_vhost.items():
         session = AmqpSession(address, vhost, name=lock_name())
         await session.open()
-        # Frames buffered in one turn of the loop go out in one send(): a move publishes
-        # three frames and acks in batches, so this halves the broker's and the mover's
-        # CPU per message (see socket_writes).
-        coalesce_writes(session.connection)
+        wire: WireConnection | None = None
         try:
             await _lock(session, management, vhost)
+            if mover == "amqp":
+                wire = await _open_wire(session)
             # Queues are independent: a few migrate at once (each move keeps its own
             # channels), so one queue's swap and waits overlap another's moving.
             slots = asyncio.Semaphore(CONCURRENT_MIGRATIONS)
             queues = [c for c in items if isinstance(c.desired, QueueSpec)]
             turns = Turns.for_vhost()
             migrations = [
-                _Migration(session, management, vhost, c.desired, progress, mover, turns, epoch)
+                _Migration(
+                    session, management, vhost, c.desired, progress, mover, turns, epoch, wire
+                )
                 for c in queues
                 if isinstance(c.desired, QueueSpec)
             ]
@@ -226,8 +227,23 @@ async def _run(
             by_index = dict(zip(order, done, strict=True))
             reports.extend(by_index[i] for i in range(len(queues)))
         finally:
+            if wire is not None:
+                await wire.close()
             await session.close()
     return reports
+
+
+async def _open_wire(session: AmqpSession) -> WireConnection:
+    """The own mover's connection, to the node ``session`` is connected to."""
+    assert session.node is not None
+    try:
+        return await WireConnection.open(
+            session.address, session.node, session.vhost, f"{session.name} mover"
+        )
+    except (WireError, OSError, asyncio.TimeoutError) as exc:
+        raise MigrationFailed(
+            f"the mover could not connect to {session.node.amqp_display}: {exc}; nothing was moved"
+        ) from exc
 
 
 def _held_messages(change: Change) -> int:
@@ -382,12 +398,15 @@ class _Migration:
         mover: str = "amqp",
         turns: Turns | None = None,
         epoch: float | None = None,
+        wire: WireConnection | None = None,
     ) -> None:
         """``mover``: "amqp" (the tool's own consumer and publisher) or "shovel"; ``turns``:
         the vhost's gate, shared by concurrent migrations: their moves take turns with the
         swaps, so that a queue is deleted and declared again with no move beside it (the
         default-exchange window stays short); ``epoch``: the monotonic time the report's move
-        spans count from (default: now)."""
+        spans count from (default: now); ``wire``: the own mover's connection (mover
+        "amqp")."""
+        self.wire = wire
         self.epoch = time.monotonic() if epoch is None else epoch
         self.mover = mover
         self.turns = turns or Turns.for_vhost()
@@ -497,7 +516,8 @@ class _Migration:
                     self.session, self.http, self.vhost, source, target, self.progress, on_half
                 )
             else:
-                result = await move(self.session, source, target, self.progress, on_half)
+                assert self.wire is not None, "the amqp mover needs its connection"
+                result = await move(self.session, self.wire, source, target, self.progress, on_half)
             ended = time.monotonic()
         report.resent_at_most += result.resent_at_most
         report.move_spans.append((started - self.epoch, ended - self.epoch))

@@ -1,8 +1,9 @@
 """The two ways a migration moves a queue's messages to another queue (I/O, pika):
 
-- ``move``: the tool's own pipelined consumer and publisher on one AMQP connection, with
-  publisher confirms: a message is acknowledged on the queue it leaves only after the queue it
-  goes to confirmed it. Any broker, no plugin.
+- ``move``: the tool's own pipelined consumer and publisher on one channel of its own AMQP
+  connection (``_wire``: each message forwarded as the broker framed it), with publisher
+  confirms: a message is acknowledged on the queue it leaves only after the queue it goes to
+  confirmed it. Any broker, no plugin.
 - ``shovel_move``: a dynamic shovel of the broker (``ack-mode: on-confirm``), written through
   the management API; needs the ``rabbitmq_shovel`` plugin.
 
@@ -14,19 +15,17 @@ have made a duplicate as far as the mover can tell (see ``MoveResult.resent_at_m
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pika.spec
-
 from ._amqp import AmqpSession, _Channel
 from ._errors import ApplyError
 from ._management import ManagementClient
 from ._move_progress import MoveProgress
+from ._wire import WireChannel, WireConnection, WireError
 from .kinds.shovel import MIGRATION_SHOVEL_PREFIX
 
 PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
@@ -59,8 +58,9 @@ class MoveResult:
         return self
 
 
-async def move(  # noqa: C901 - one confirm-driven pipeline and its callbacks (21 paths)
+async def move(
     session: AmqpSession,
+    wire: WireConnection,
     source: str,
     target: str,
     progress: MoveProgress | None = None,
@@ -69,102 +69,64 @@ async def move(  # noqa: C901 - one confirm-driven pipeline and its callbacks (2
     """Move every message of ``source`` to ``target`` (through the default exchange, with
     mandatory), each acknowledged on ``source`` only once ``target`` confirmed it.
 
-    Pipelined: up to PREFETCH deliveries in flight; confirms (in order, possibly
-    ``multiple``) acknowledge the deliveries they cover with one ``multiple`` ack. Body and
-    properties (headers, priority, expiration, ids) go out as pika decoded them, unchanged.
-    Stops when ``source`` has no ready message and nothing is in flight. A nack or a return
-    (the target is gone) stops it with an error; the unacknowledged deliveries go back to
-    ``source`` when their channel closes. ``on_half`` is called once half of the messages
-    ``source`` held at the start are moved (the tests' kill point).
+    Pipelined on one channel of ``wire``: up to PREFETCH deliveries in flight, each published
+    as the broker framed it (``_wire``: headers, priority, expiration and ids go out byte for
+    byte), confirms acknowledging what they cover with one ``multiple`` ack. ``session``
+    counts the source (a passive declare). Stops when ``source`` has no ready message and
+    nothing is in flight. A nack or a return (the target is gone) stops it with an error; the
+    unacknowledged deliveries go back to ``source`` when the channel closes. ``on_half`` is
+    called once half of the messages ``source`` held at the start are moved (the tests' kill
+    point).
     """
-    loop = asyncio.get_running_loop()
-    consumer = await session.channel()
-    publisher = await session.channel()
     probe = await session.channel()
-    selected: asyncio.Future[object] = loop.create_future()
-    failed: list[str] = []
-    in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (publish seq, tag)
-    sequence = 0
-    moved = 0
-    redelivered = 0
+    ch: WireChannel | None = None
     left = 0
+    problem: str | None = None
+    try:
+        total = await count_ready(probe, source)
+        ch = await wire.channel()
+        mover = ch
 
-    def on_confirm(frame: Any) -> None:
-        nonlocal moved, on_half
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Nack):
-            failed.append(f"'{target}' refused a message (nack)")
-            return
-        if failed:
-            return
-        last_tag = 0
-        count = 0
-        while in_flight and (
-            in_flight[0][0] <= method.delivery_tag
-            if method.multiple
-            else in_flight[0][0] == method.delivery_tag
-        ):
-            _, last_tag = in_flight.popleft()
-            count += 1
-        if count and consumer.closed is None:
-            consumer.channel.basic_ack(delivery_tag=last_tag, multiple=True)
-            moved += count
-            if on_half is not None and moved >= max(1, total // 2):
+        def on_confirmed(_count: int) -> None:
+            nonlocal on_half
+            if on_half is not None and mover.confirmed >= max(1, total // 2):
                 call, on_half = on_half, None  # once
                 call()
             if progress is not None:
-                progress(source, moved, left)
+                progress(source, mover.confirmed, left)
 
-    def on_return(*_: object) -> None:
-        failed.append(f"'{target}' does not exist (the message came back)")
-
-    publisher.channel.confirm_delivery(
-        ack_nack_callback=on_confirm, callback=lambda f: selected.set_result(f)
-    )
-    publisher.channel.add_on_return_callback(on_return)
-    await selected
-    await consumer.call("basic_qos", prefetch_count=PREFETCH)
-
-    def on_message(_ch: object, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal sequence, redelivered
-        if failed or publisher.closed is not None:
-            return  # left unacknowledged: back to source when the channel closes
-        sequence += 1
-        redelivered += method.redelivered
-        in_flight.append((sequence, method.delivery_tag))
-        publisher.channel.basic_publish("", target, body, properties, mandatory=True)
-
-    total = await count_ready(probe, source)
-    tag = consumer.channel.basic_consume(source, on_message, auto_ack=False)
-    try:
-        while True:
-            if failed or consumer.closed is not None or publisher.closed is not None:
-                break
+        ch.on_confirmed = on_confirmed
+        await ch.forward(source, target, PREFETCH)
+        while ch.failed is None and ch.closed is None and not ch.cancelled:
             left = await count_ready(probe, source)
-            if left == 0 and not in_flight:
+            if left == 0 and not ch.in_flight:
                 break
             await asyncio.sleep(_POLL)
-        if consumer.closed is None:
-            await consumer.call("basic_cancel", consumer_tag=tag)
-        # Deliveries that arrived before the cancel-ok are being published: wait for them.
-        deadline = time.monotonic() + 30
-        while in_flight and not failed and time.monotonic() < deadline:
-            if publisher.closed is not None:
-                break
-            await asyncio.sleep(_POLL)
+        if ch.failed is None and ch.closed is None:
+            # Deliveries that arrived before the cancel-ok are published: wait for them.
+            await ch.cancel()
+            deadline = time.monotonic() + 30
+            while ch.in_flight and ch.failed is None and ch.closed is None:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(_POLL)
+        problem = ch.failed
+        if problem is None and ch.closed is not None and ch.in_flight:
+            problem = f"the channel closed: {ch.closed}"
+    except WireError as exc:
+        problem = str(exc)
     finally:
-        for ch in (consumer, publisher, probe):
-            if ch.closed is None:
-                ch.channel.close()
-    problem = failed[0] if failed else None
-    if problem is None and (consumer.closed or publisher.closed) and in_flight:
-        problem = f"a channel closed: {consumer.closed or publisher.closed}"
+        if ch is not None:
+            await ch.close()
+        if probe.closed is None:
+            probe.channel.close()
     if problem is not None:
         raise MigrationFailed(
             f"moving messages from '{source}' to '{target}' stopped: {problem}; nothing was "
             "lost (unconfirmed messages stay in the source), rerun to finish"
         )
-    return MoveResult(moved, min(redelivered, moved))
+    assert ch is not None
+    return MoveResult(ch.confirmed, min(ch.redelivered, ch.confirmed))
 
 
 async def shovel_move(

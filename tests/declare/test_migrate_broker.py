@@ -493,6 +493,7 @@ def test_the_mover_counts_redelivered_moves_as_possible_resends(
     from declare_amqp._address import resolve_address
     from declare_amqp._amqp import AmqpSession
     from declare_amqp._movers import move
+    from declare_amqp._wire import WireConnection
 
     conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
     ch = conn.channel()
@@ -509,11 +510,114 @@ def test_the_mover_counts_redelivered_moves_as_possible_resends(
         address = resolve_address([vhost_url], [broker.management_url])
         session = AmqpSession(address, address.url_vhost or "/")
         await session.open()
+        assert session.node is not None
+        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
         try:
-            result = await move(session, "src", "dst")
+            result = await move(session, wire, "src", "dst")
         finally:
+            await wire.close()
             await session.close()
         return result.moved, result.resent_at_most
 
     assert asyncio.run(scenario()) == (30, 12)
     assert ready_count(vhost_url, "src") == 0 and ready_count(vhost_url, "dst") == 30
+
+
+def test_the_mover_forwards_every_property_and_long_bodies_unchanged(
+    broker: Any, vhost_url: str
+) -> None:
+    """The own mover publishes each delivery's header and body frames as the broker framed
+    them (``_wire``): every basic property, header tables of every type, and a body of several
+    frames (over the 128 KiB frame size) arrive as they were published."""
+    import asyncio
+    import datetime
+    import decimal
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._amqp import AmqpSession
+    from declare_amqp._movers import move
+    from declare_amqp._wire import WireConnection
+
+    stamp = datetime.datetime(2026, 12, 7, 23, 59, tzinfo=datetime.timezone.utc)
+    full = pika.BasicProperties(
+        content_type="application/octet-stream",
+        content_encoding="gzip",
+        headers={
+            "int": -7,
+            "big": 2**40,
+            "decimal": decimal.Decimal("1.25"),
+            "bool": True,
+            "none": None,
+            "list": [1, "two", {"three": 3}],
+            "table": {"nested": {"deep": b"bytes"}},
+            "when": stamp,
+        },
+        delivery_mode=2,
+        priority=9,
+        correlation_id="corr",
+        reply_to="replies",
+        expiration="3600000",
+        message_id="full",
+        timestamp=1_700_000_000,
+        type="kind",
+        user_id="guest",
+        app_id="app",
+    )
+    bodies = {"empty": b"", "small": b"s", "long": bytes(range(256)) * 2100}  # ~525 KiB
+    conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
+    ch = conn.channel()
+    for q in ("src", "dst"):
+        ch.queue_declare(q, durable=True, arguments={"x-max-priority": 10})
+    ch.confirm_delivery()
+    for name, body in bodies.items():
+        props = pika.BasicProperties(**{**vars(full), "message_id": name})
+        ch.basic_publish("", "src", body, props)
+    conn.close()
+
+    async def scenario() -> int:
+        address = resolve_address([vhost_url], [broker.management_url])
+        session = AmqpSession(address, address.url_vhost or "/")
+        await session.open()
+        assert session.node is not None
+        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
+        try:
+            return (await move(session, wire, "src", "dst")).moved
+        finally:
+            await wire.close()
+            await session.close()
+
+    assert asyncio.run(scenario()) == 3
+    taken = drain(vhost_url, "dst")
+    assert sorted(props.message_id for props, _ in taken) == sorted(bodies)
+    for props, body in taken:
+        assert body == bodies[props.message_id]
+        want = vars(pika.BasicProperties(**{**vars(full), "message_id": props.message_id}))
+        got = vars(props)
+        assert got["headers"] == want["headers"], [
+            (k, got["headers"].get(k), v)
+            for k, v in want["headers"].items()
+            if got["headers"].get(k) != v
+        ]
+        assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    assert ready_count(vhost_url, "src") == 0
+
+
+def test_the_mover_names_a_refused_login(broker: Any, vhost_url: str) -> None:
+    """A password the broker refuses ends the mover's handshake with the broker's reason
+    (it asks for authentication_failure_close), not a hang or a bare broken pipe."""
+    import asyncio
+    import dataclasses
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._wire import WireConnection, WireError
+
+    address = resolve_address([vhost_url], [broker.management_url])
+    wrong = dataclasses.replace(address, password="not-the-password")
+
+    async def scenario() -> None:
+        await WireConnection.open(wrong, address.nodes[0], address.url_vhost or "/", "t")
+
+    with pytest.raises(WireError) as caught:
+        asyncio.run(scenario())
+    assert "403" in str(caught.value) or "ACCESS_REFUSED" in str(caught.value), caught.value
+    assert "not-the-password" not in str(caught.value)

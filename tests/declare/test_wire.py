@@ -1,0 +1,224 @@
+"""The mover's own AMQP connection (``declare_amqp._wire``) against a fake transport: how it
+reads the broker's frames, however they are split, what it sends back, and when it stops
+acknowledging. Its handshake and a real move are in test_migrate_broker.py."""
+
+from __future__ import annotations
+
+import struct
+
+import pika.frame
+import pika.spec
+import pytest
+
+from declare_amqp import _wire
+from declare_amqp._wire import WireChannel, WireConnection, method_frame
+
+CH = 3
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:  # pragma: no cover - not reached here
+        pass
+
+    def resume_reading(self) -> None:  # pragma: no cover
+        pass
+
+
+def frames(data: bytes) -> list[pika.frame.Frame]:
+    """What pika reads in ``data`` (an independent decoder)."""
+    out = []
+    while data:
+        consumed, frame = pika.frame.decode_frame(data)
+        assert frame is not None, data[:40]
+        out.append(frame)
+        data = data[consumed:]
+    return out
+
+
+def forwarding(target: str = "dst") -> tuple[WireConnection, WireChannel, FakeTransport]:
+    conn = WireConnection()
+    transport = FakeTransport()
+    conn.transport = transport  # type: ignore[assignment]
+    ch = WireChannel(conn, CH)
+    conn._channels[CH] = ch
+    ch._publish = method_frame(
+        CH, _wire._PUBLISH, b"\x00\x00" + _wire.shortstr("") + _wire.shortstr(target) + b"\x01"
+    )
+    return conn, ch, transport
+
+
+PROPERTIES = pika.spec.BasicProperties(
+    message_id="m-1",
+    delivery_mode=2,
+    priority=7,
+    expiration="60000",
+    headers={"x-death": [{"count": 2, "queue": "q"}], "n": 1, "nested": {"a": b"b"}},
+)
+
+
+def delivery(tag: int, body: bytes, redelivered: bool = False, frame_max: int = 4096) -> bytes:
+    """A basic.deliver with its content, as the broker frames it (pika's marshalling)."""
+    method = pika.frame.Method(
+        CH,
+        pika.spec.Basic.Deliver(
+            consumer_tag="ctag",
+            delivery_tag=tag,
+            redelivered=redelivered,
+            exchange="ex",
+            routing_key="rk",
+        ),
+    ).marshal()
+    header = pika.frame.Header(CH, len(body), PROPERTIES).marshal()
+    step = frame_max - 8
+    bodies = b"".join(
+        pika.frame.Body(CH, body[i : i + step]).marshal() for i in range(0, len(body), step)
+    )
+    return method + header + bodies
+
+
+def confirm(tag: int, multiple: bool, nack: bool = False) -> bytes:
+    method = (pika.spec.Basic.Nack if nack else pika.spec.Basic.Ack)(
+        delivery_tag=tag, multiple=multiple
+    )
+    return pika.frame.Method(CH, method).marshal()
+
+
+@pytest.mark.parametrize("body", [b"", b"x" * 300, bytes(range(256)) * 40])
+def test_a_delivery_is_published_with_its_own_header_and_body_frames(body: bytes) -> None:
+    """The publish carries the delivery's properties and body unchanged (pika decodes them
+    back equal), to the default exchange, the target queue, mandatory; a body longer than a
+    frame stays in as many frames."""
+    conn, ch, transport = forwarding()
+    data = delivery(1, body)
+    conn.received(data)
+    sent = frames(b"".join(transport.written))
+    publish, header, *bodies = sent
+    assert isinstance(publish.method, pika.spec.Basic.Publish)
+    assert (publish.method.exchange, publish.method.routing_key) == ("", "dst")
+    assert publish.method.mandatory and publish.channel_number == CH
+    assert vars(header.properties) == vars(PROPERTIES)
+    assert b"".join(b.fragment for b in bodies) == body
+    assert (
+        b"".join(transport.written)[len(publish.marshal()) :]
+        == data[len(frames(data)[0].marshal()) :]
+    )
+    assert (ch.published, ch.in_flight) == (1, 1)
+
+
+def test_frames_split_anywhere_are_read_whole_and_in_order() -> None:
+    """Reads that end mid-frame or mid-content wait for the rest: split at every byte, three
+    deliveries still make exactly three publishes, in order."""
+    data = b"".join(delivery(t, f"body-{t}".encode() * 50, frame_max=256) for t in (1, 2, 3))
+    for cut in range(1, len(data)):
+        conn, ch, transport = forwarding()
+        conn.received(data[:cut])
+        conn.received(data[cut:])
+        sent = frames(b"".join(transport.written))
+        publishes = [f for f in sent if isinstance(f, pika.frame.Method)]
+        assert len(publishes) == 3, cut
+        assert ch.published == 3 and not conn._buffer
+
+
+def acks(transport: FakeTransport, before: int = 0) -> list[tuple[int, bool]]:
+    sent = frames(b"".join(transport.written[before:]))
+    return [
+        (f.method.delivery_tag, f.method.multiple)
+        for f in sent
+        if isinstance(f, pika.frame.Method) and isinstance(f.method, pika.spec.Basic.Ack)
+    ]
+
+
+def test_confirms_acknowledge_what_they_cover_once_all_before_are_confirmed() -> None:
+    """A multiple confirm acks every delivery up to it; single confirms out of order ack
+    nothing until the gap before them is confirmed, then all at once."""
+    conn, ch, transport = forwarding()
+    conn.received(b"".join(delivery(t, b"x") for t in range(1, 7)))
+    mark = len(transport.written)
+    conn.received(confirm(2, multiple=True))
+    assert acks(transport, mark) == [(2, True)]
+    mark = len(transport.written)
+    conn.received(confirm(4, multiple=False) + confirm(5, multiple=False))
+    assert acks(transport, mark) == []  # 3 is not confirmed yet
+    conn.received(confirm(3, multiple=False))
+    assert acks(transport, mark) == [(5, True)]
+    assert (ch.confirmed, ch.in_flight) == (5, 1)
+
+
+def test_a_nack_or_a_return_stops_every_acknowledgement() -> None:
+    """After a nack (or a message returned: the target is gone), no confirm acknowledges
+    anything and no delivery is forwarded: they go back to the source with the channel."""
+    for stop in (
+        confirm(1, multiple=False, nack=True),
+        pika.frame.Method(
+            CH,
+            pika.spec.Basic.Return(
+                reply_code=312, reply_text="NO_ROUTE", exchange="", routing_key="dst"
+            ),
+        ).marshal()
+        + pika.frame.Header(CH, 1, PROPERTIES).marshal()
+        + pika.frame.Body(CH, b"x").marshal(),
+    ):
+        conn, ch, transport = forwarding()
+        conn.received(delivery(1, b"x") + delivery(2, b"y"))
+        conn.received(stop)
+        conn.received(confirm(2, multiple=True) + delivery(3, b"z"))
+        assert acks(transport) == []
+        assert ch.failed is not None and ch.published == 2
+
+
+def test_a_delivery_tag_out_of_count_stops_the_move() -> None:
+    """Publish N's confirm acknowledges delivery N: a tag that breaks the count is refused,
+    not guessed at."""
+    conn, ch, transport = forwarding()
+    conn.received(delivery(1, b"x") + delivery(5, b"y"))
+    assert ch.published == 1 and "delivery tag 5" in (ch.failed or "")
+    conn.received(confirm(1, multiple=True))
+    assert acks(transport) == []
+
+
+def test_the_broker_closing_the_channel_is_answered_and_recorded() -> None:
+    conn, ch, transport = forwarding()
+    close = pika.frame.Method(
+        CH,
+        pika.spec.Channel.Close(
+            reply_code=404, reply_text="NOT_FOUND - no queue 'src'", class_id=60, method_id=20
+        ),
+    ).marshal()
+    conn.received(close)
+    (answer,) = frames(b"".join(transport.written))
+    assert isinstance(answer.method, pika.spec.Channel.CloseOk)
+    assert ch.closed is not None and ch.closed.reply_code == 404 and "no queue" in str(ch.closed)
+
+
+def test_a_frame_without_its_end_marker_closes_the_connection() -> None:
+    conn, ch, transport = forwarding()
+    bad = bytearray(confirm(1, multiple=True))
+    bad[-1] = 0
+    conn.received(bytes(bad))
+    assert transport.closed and conn.closed is not None and ch.closed is not None
+
+
+def test_client_properties_table_reads_back() -> None:
+    """The field table the handshake sends decodes with pika's own reader."""
+    from pika.data import decode_table
+
+    raw = _wire.table({"product": "declare-amqp", "capabilities": {"basic.nack": True}})
+    decoded, end = decode_table(raw, 0)
+    assert end == len(raw)
+    assert decoded == {"product": "declare-amqp", "capabilities": {"basic.nack": True}}
+    with pytest.raises(_wire.WireError):
+        _wire.shortstr("q" * 256)
+    assert struct.unpack(">I", raw[:4])[0] == len(raw) - 4
