@@ -30,6 +30,7 @@ from .kinds.shovel import MIGRATION_SHOVEL_PREFIX
 
 PREFETCH = 2000  # deliveries in flight per move: confirms of persistent messages come in batches
 _POLL = 0.05
+CANCEL_WAIT = 30.0  # seconds the deliveries that came before the cancel-ok may take
 
 
 class MigrationFailed(ApplyError):
@@ -73,8 +74,11 @@ async def move(
     as the broker framed it (``_wire``: headers, priority, expiration and ids go out byte for
     byte), confirms acknowledging what they cover with one ``multiple`` ack. ``session``
     counts the source (a passive declare). Stops when ``source`` has no ready message and
-    nothing is in flight. A nack or a return (the target is gone) stops it with an error; the
-    unacknowledged deliveries go back to ``source`` when the channel closes. ``on_half`` is
+    nothing is in flight. A nack or a return (the target is gone) stops it with an error, and
+    so does anything else that ends it early (the channel closed, the consumer cancelled by
+    the broker, publishes still unconfirmed ``CANCEL_WAIT`` s after the cancel-ok): it
+    never reports success with the source not drained. The unacknowledged deliveries go
+    back to ``source`` when the channel closes. ``on_half`` is
     called once half of the messages ``source`` held at the start are moved (the tests' kill
     point).
     """
@@ -105,14 +109,12 @@ async def move(
         if ch.failed is None and ch.closed is None:
             # Deliveries that arrived before the cancel-ok are published: wait for them.
             await ch.cancel()
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + CANCEL_WAIT
             while ch.in_flight and ch.failed is None and ch.closed is None:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(_POLL)
-        problem = ch.failed
-        if problem is None and ch.closed is not None and ch.in_flight:
-            problem = f"the channel closed: {ch.closed}"
+        problem = _unfinished(ch)
     except WireError as exc:
         problem = str(exc)
     finally:
@@ -127,6 +129,22 @@ async def move(
         )
     assert ch is not None
     return MoveResult(ch.confirmed, min(ch.redelivered, ch.confirmed))
+
+
+def _unfinished(ch: WireChannel) -> str | None:
+    """Why the move on ``ch`` did not finish (None: it did)."""
+    if ch.failed is not None:
+        return ch.failed
+    if ch.closed is not None:
+        return f"the channel closed: {ch.closed}"
+    if ch.cancelled:
+        # Its queue was deleted or went down: whatever it still holds was not moved.
+        return "the broker cancelled the consumer (the queue was deleted or is down)"
+    if ch.in_flight:
+        # Unacknowledged, they go back to the source as the channel closes: not moved, and
+        # the caller must not take the source for drained (it may delete it).
+        return f"{ch.in_flight} publishes were not confirmed in {CANCEL_WAIT:g} s"
+    return None
 
 
 async def shovel_move(

@@ -4,13 +4,16 @@ acknowledging. Its handshake and a real move are in test_migrate_broker.py."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from types import SimpleNamespace
+from typing import Any
 
 import pika.frame
 import pika.spec
 import pytest
 
-from declare_amqp import _wire
+from declare_amqp import _movers, _wire
 from declare_amqp._wire import WireChannel, WireConnection, method_frame
 
 CH = 3
@@ -222,3 +225,129 @@ def test_client_properties_table_reads_back() -> None:
     with pytest.raises(_wire.WireError):
         _wire.shortstr("q" * 256)
     assert struct.unpack(">I", raw[:4])[0] == len(raw) - 4
+
+
+# ------------------------------------------------------------------ move() against a fake broker
+
+
+class Broker(FakeTransport):
+    """A fake transport that answers the mover's synchronous channel methods (soon, as a
+    broker would); ``on`` adds frames of its own before an answer."""
+
+    ANSWERS = {
+        pika.spec.Channel.Open: pika.spec.Channel.OpenOk,
+        pika.spec.Basic.Qos: pika.spec.Basic.QosOk,
+        pika.spec.Confirm.Select: pika.spec.Confirm.SelectOk,
+        pika.spec.Channel.Close: pika.spec.Channel.CloseOk,
+    }
+
+    def __init__(self, conn: WireConnection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.on: dict[type, bytes] = {}
+        self.after: dict[type, bytes] = {}
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        for f in frames(bytes(data)):
+            if not isinstance(f, pika.frame.Method):
+                continue
+            kind = type(f.method)
+            if kind in (pika.spec.Basic.Consume, pika.spec.Basic.Cancel):
+                ok = pika.spec.Basic.ConsumeOk if kind is pika.spec.Basic.Consume else None
+                answer: Any = (ok or pika.spec.Basic.CancelOk)(consumer_tag="ctag")
+            elif kind in self.ANSWERS:
+                answer = self.ANSWERS[kind]()
+            else:
+                continue
+            reply = (
+                self.on.get(kind, b"")
+                + pika.frame.Method(f.channel_number, answer).marshal()
+                + self.after.get(kind, b"")
+            )
+            asyncio.get_running_loop().call_soon(self.conn.received, reply)
+
+
+class FakeProbe:
+    def __init__(self, ready: list[int]) -> None:
+        self.ready = ready
+        self.closed = None
+        self.channel = SimpleNamespace(close=lambda: None)
+
+    async def call(self, method: str, **_: Any) -> Any:
+        count = self.ready.pop(0) if len(self.ready) > 1 else self.ready[0]
+        return SimpleNamespace(method=SimpleNamespace(message_count=count))
+
+
+class FakeSession:
+    def __init__(self, ready: list[int]) -> None:
+        self.probe = FakeProbe(ready)
+
+    async def channel(self) -> FakeProbe:
+        return self.probe
+
+
+def wired() -> tuple[WireConnection, Broker]:
+    conn = WireConnection()
+    broker = Broker(conn)
+    conn.transport = broker  # type: ignore[assignment]
+    conn._channel_max = 2047
+    return conn, broker
+
+
+def test_move_fails_when_deliveries_stay_unconfirmed_after_the_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deliveries that came in before the cancel-ok and whose publishes are never confirmed
+    in time are not moved: move() must not report success (its caller would delete the
+    source they go back to), it stops with MigrationFailed."""
+    monkeypatch.setattr(_movers, "_POLL", 0.001)
+    monkeypatch.setattr(_movers, "CANCEL_WAIT", 0.05)
+
+    async def run() -> None:
+        conn, broker = wired()
+        broker.on[pika.spec.Basic.Cancel] = _on_channel(delivery(1, b"x"), 1)
+        with pytest.raises(_movers.MigrationFailed, match="not confirmed"):
+            await _movers.move(FakeSession([0]), conn, "src", "dst")  # type: ignore[arg-type]
+        assert acks(broker) == []
+
+    asyncio.run(run())
+
+
+def _on_channel(data: bytes, channel: int) -> bytes:
+    """``data``'s frames (made on CH) on ``channel`` instead."""
+    out = bytearray()
+    while data:
+        kind, _, length = struct.unpack_from(">BHI", data)
+        out += struct.pack(">BHI", kind, channel, length) + data[7 : 8 + length]
+        data = data[8 + length :]
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        (pika.spec.Basic.Cancel(consumer_tag="ctag"), "cancelled"),
+        (
+            pika.spec.Channel.Close(
+                reply_code=406, reply_text="PRECONDITION_FAILED", class_id=0, method_id=0
+            ),
+            "PRECONDITION_FAILED",
+        ),
+    ],
+)
+def test_move_fails_when_the_broker_stops_its_consumer_early(
+    monkeypatch: pytest.MonkeyPatch, stop: Any, says: str
+) -> None:
+    """The broker cancels the consumer (its queue was deleted, or its node went down) or
+    closes the channel while the source still holds messages, nothing in flight: the move
+    did not finish, it must not say it did."""
+    monkeypatch.setattr(_movers, "_POLL", 0.001)
+
+    async def run() -> None:
+        conn, broker = wired()
+        broker.after[pika.spec.Basic.Consume] = pika.frame.Method(1, stop).marshal()
+        with pytest.raises(_movers.MigrationFailed, match=says):
+            await _movers.move(FakeSession([5]), conn, "src", "dst")  # type: ignore[arg-type]
+
+    asyncio.run(run())
