@@ -304,7 +304,10 @@ class WireConnection:
                 method = _ids.unpack_from(buf, pos + 7)
                 if method in (_DELIVER, _RETURN):
                     ch = self._channels.get(number)
-                    whole = _content_end(buf, end, size)
+                    whole = _content_end(buf, end, size, number)
+                    if whole == -2:
+                        self._protocol_error("a content interrupted by another frame")
+                        return
                     if whole < 0:
                         break  # the content is not all here yet
                     if ch is not None:
@@ -343,12 +346,16 @@ class WireConnection:
         self._abort()
 
 
-def _content_end(buf: bytearray, at: int, size: int) -> int:
-    """Where the content (header and body frames) starting at ``at`` ends; -1 if not all of
-    it is in ``buf`` yet."""
+def _content_end(buf: bytearray, at: int, size: int, channel: int) -> int:
+    """Where the content (header and body frames on ``channel``) starting at ``at`` ends; -1
+    if not all of it is in ``buf`` yet, -2 if another frame comes in between (AMQP allows
+    other channels' frames there, RabbitMQ never sends them: forwarded byte for byte, they
+    would go out inside the publish)."""
     if size - at < 8:
         return -1
-    _, _, length = _head.unpack_from(buf, at)
+    kind, number, length = _head.unpack_from(buf, at)
+    if kind != 2 or number != channel:
+        return -2
     pos = at + 8 + length
     if pos > size:
         return -1
@@ -356,7 +363,9 @@ def _content_end(buf: bytearray, at: int, size: int) -> int:
     while left > 0:
         if size - pos < 8:
             return -1
-        _, _, length = _head.unpack_from(buf, pos)
+        kind, number, length = _head.unpack_from(buf, pos)
+        if kind != 3 or number != channel:
+            return -2
         if pos + 8 + length > size:
             return -1
         left -= length
@@ -479,6 +488,10 @@ class WireChannel:
     def _confirm(self, tag: int, multiple: int, out: list[Any]) -> None:
         if self.failed is not None:
             return  # a return or nack came first: acknowledge nothing more
+        if tag > self.published:
+            # a publish not made yet: its delivery is on its way, not to be acknowledged
+            self.failed = f"a confirm of publish {tag}, {self.published} were made"
+            return
         before = self.confirmed
         if multiple & 1:
             if tag > self.confirmed:

@@ -351,3 +351,27 @@ def test_move_fails_when_the_broker_stops_its_consumer_early(
             await _movers.move(FakeSession([5]), conn, "src", "dst")  # type: ignore[arg-type]
 
     asyncio.run(run())
+
+
+def test_a_content_interrupted_by_another_frame_is_not_forwarded() -> None:
+    """AMQP lets frames of other channels (a heartbeat, another move's confirm) come between
+    a content's frames; RabbitMQ does not, and byte-for-byte forwarding cannot: such a
+    content must close the connection, never go out with the foreign frame in it (a foreign
+    basic.ack would be sent back to the broker as an acknowledgement)."""
+    data = delivery(1, b"x" * 600, frame_max=256)
+    method_end = len(frames(data)[0].marshal())
+    header_end = method_end + len(frames(data[method_end:])[0].marshal())
+    foreign = pika.frame.Method(CH + 1, pika.spec.Basic.Ack(delivery_tag=9)).marshal()
+    for cut, frame in ((method_end, _wire._HEARTBEAT), (header_end, foreign)):
+        conn, ch, transport = forwarding()
+        conn.received(data[:cut] + frame + data[cut:])
+        assert transport.written == [] and transport.closed and ch.published == 0
+
+
+def test_a_confirm_beyond_the_publishes_acknowledges_nothing() -> None:
+    """A confirm of a publish not yet made would ack deliveries not yet read (on their way):
+    refused, not acted on."""
+    conn, ch, transport = forwarding()
+    conn.received(delivery(1, b"x") + delivery(2, b"y"))
+    conn.received(confirm(5, multiple=True))
+    assert acks(transport) == [] and ch.failed is not None
