@@ -247,11 +247,21 @@ class WireConnection:
         """A new open channel."""
         if self.closed is not None:
             raise self.closed
-        number = self._next_channel
-        self._next_channel = number % self._channel_max + 1
+        # the next number not in use (a live channel's frames must not reach a new one)
+        for _ in range(self._channel_max):
+            number = self._next_channel
+            self._next_channel = number % self._channel_max + 1
+            if number not in self._channels:
+                break
+        else:
+            raise WireError(f"all {self._channel_max} channels the broker allows are open")
         ch = WireChannel(self, number)
         self._channels[number] = ch
-        await ch.call(_CH_OPEN, shortstr(""), _CH_OPEN_OK)
+        try:
+            await ch.call(_CH_OPEN, shortstr(""), _CH_OPEN_OK)
+        except BaseException:
+            self._channels.pop(number, None)
+            raise
         return ch
 
     async def close(self) -> None:

@@ -375,3 +375,30 @@ def test_a_confirm_beyond_the_publishes_acknowledges_nothing() -> None:
     conn.received(delivery(1, b"x") + delivery(2, b"y"))
     conn.received(confirm(5, multiple=True))
     assert acks(transport) == [] and ch.failed is not None
+
+
+def test_channel_numbers_in_use_are_never_handed_out_again() -> None:
+    """A broker with a small channel_max and more moves at once than it: a live channel's
+    number is not reused (its frames would go to the new one), the surplus is refused; a
+    channel the broker would not open leaves no entry behind."""
+
+    async def run() -> None:
+        conn, broker = wired()
+        conn._channel_max = 2
+        first, second = await conn.channel(), await conn.channel()
+        assert (first.number, second.number) == (1, 2)
+        with pytest.raises(_wire.WireError, match="channel"):
+            await conn.channel()
+        assert conn._channels == {1: first, 2: second}
+        await first.close()
+        assert (await conn.channel()).number == 1
+        await second.close()
+        refused = pika.spec.Channel.Close(
+            reply_code=530, reply_text="NOT_ALLOWED", class_id=20, method_id=10
+        )
+        broker.on[pika.spec.Channel.Open] = pika.frame.Method(2, refused).marshal()
+        with pytest.raises(_wire.WireError, match="NOT_ALLOWED"):
+            await conn.channel()
+        assert list(conn._channels) == [1]
+
+    asyncio.run(run())
