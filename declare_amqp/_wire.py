@@ -138,10 +138,12 @@ class _Protocol(asyncio.Protocol):
     # The broker reads slower than deliveries come in: stop reading (so stop forwarding)
     # until what was written drained, so the write buffer stays bounded.
     def pause_writing(self) -> None:
+        self.connection._protocol_paused = True
         if self.connection.transport is not None:
             self.connection.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.connection._protocol_paused = False
         if self.connection.transport is not None:
             self.connection.transport.resume_reading()
 
@@ -158,6 +160,8 @@ class WireConnection:
         self._replies: asyncio.Queue[tuple[tuple[int, int], bytes]] = asyncio.Queue()
         self._heartbeat: asyncio.Task[None] | None = None
         self._out: list[bytes | bytearray] = []
+        self._reads = 0  # data_received calls (the heartbeat task watches it move)
+        self._protocol_paused = False  # reading paused until the write buffer drains
 
     @classmethod
     async def open(
@@ -227,9 +231,22 @@ class WireConnection:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(heartbeat / 2))
 
     async def _beat(self, every: float) -> None:
+        """A heartbeat every ``every`` s (half the interval); nothing read for two intervals
+        (AMQP 4.2.7) closes the connection: the socket is dead, the broker has requeued."""
+        seen, silent = self._reads, 0
         while self.closed is None and self.transport is not None:
             await asyncio.sleep(every)
             self._send(_HEARTBEAT)
+            if self._reads != seen or self._protocol_paused:
+                seen, silent = self._reads, 0
+                continue
+            silent += 1
+            if silent >= 4:
+                self.closed = WireError(
+                    f"the broker sent nothing for {silent * every:g} s (heartbeats missed)"
+                )
+                self._abort()
+                return
 
     async def _reply(self, expected: tuple[int, int]) -> bytes:
         """The next method on channel 0, which must be ``expected``."""
@@ -297,6 +314,7 @@ class WireConnection:
     def received(self, data: bytes) -> None:
         """Handle every whole frame received; forward deliveries; write what they caused at
         once (one ``write`` per read)."""
+        self._reads += 1
         buf = self._buffer
         buf += data
         out = self._out

@@ -402,3 +402,25 @@ def test_channel_numbers_in_use_are_never_handed_out_again() -> None:
         assert list(conn._channels) == [1]
 
     asyncio.run(run())
+
+
+def test_a_broker_silent_for_two_heartbeat_intervals_is_taken_for_dead() -> None:
+    """Heartbeats go out every half interval; a connection on which nothing came in for two
+    intervals is closed (AMQP 4.2.7) instead of waiting on a dead socket for the kernel's
+    timeout (a move would poll for minutes meanwhile); not while reading is paused for
+    the write buffer (then nothing is read on purpose)."""
+
+    async def run() -> None:
+        conn, ch, transport = forwarding()
+        conn._protocol_paused = True
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(conn._beat(0.005), 0.1)
+        assert conn.closed is None
+        conn._protocol_paused = False
+        conn.received(_wire._HEARTBEAT)
+        await asyncio.wait_for(conn._beat(0.005), 1)
+        assert transport.closed and ch.closed is not None
+        assert "heartbeat" in str(conn.closed)
+        assert transport.written.count(_wire._HEARTBEAT) >= 4
+
+    asyncio.run(run())
