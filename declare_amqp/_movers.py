@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pika.exceptions
+
 from ._amqp import AmqpSession, _Channel
 from ._errors import ApplyError
 from ._management import ManagementClient
@@ -117,6 +119,8 @@ async def move(
         problem = _unfinished(ch)
     except WireError as exc:
         problem = str(exc)
+    except pika.exceptions.AMQPError as exc:  # the count's passive declare: e.g. 404, gone
+        problem = f"counting '{source}' failed: {exc!r}"
     finally:
         if ch is not None:
             await ch.close()

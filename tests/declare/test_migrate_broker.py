@@ -621,3 +621,31 @@ def test_the_mover_names_a_refused_login(broker: Any, vhost_url: str) -> None:
         asyncio.run(scenario())
     assert "403" in str(caught.value) or "ACCESS_REFUSED" in str(caught.value), caught.value
     assert "not-the-password" not in str(caught.value)
+
+
+def test_the_mover_names_a_missing_source_as_a_failed_move(broker: Any, vhost_url: str) -> None:
+    """A source that is not there (deleted by someone else) stops the move with
+    ``MigrationFailed`` naming it (the command's one-line error), not a pika exception that
+    the command line would show as an internal error."""
+    import asyncio
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._amqp import AmqpSession
+    from declare_amqp._movers import MigrationFailed, move
+    from declare_amqp._wire import WireConnection
+
+    async def scenario() -> None:
+        address = resolve_address([vhost_url], [broker.management_url])
+        session = AmqpSession(address, address.url_vhost or "/")
+        await session.open()
+        assert session.node is not None
+        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
+        try:
+            await move(session, wire, "not-there", "dst")
+        finally:
+            await wire.close()
+            await session.close()
+
+    with pytest.raises(MigrationFailed) as caught:
+        asyncio.run(scenario())
+    assert "not-there" in str(caught.value) and "404" in str(caught.value), caught.value

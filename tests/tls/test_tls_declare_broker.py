@@ -153,3 +153,39 @@ def test_client_certificate_with_external_login(tls: TlsBroker, topology: Any) -
         "external",
     )
     assert without.returncode == 1 and "client certificate" in without.stderr
+
+
+def test_migrate_over_amqps_keeps_every_message(tls: TlsBroker, tmp_path: Path) -> None:
+    """apply --migrate over amqps:// and https:// (the mover's own connection verifies the
+    broker against the CA too): classic -> quorum, every message there afterwards."""
+    import pika
+
+    name = f"tls.move.{uuid.uuid4().hex[:8]}"
+    target = ["--url", tls.amqps_url(), "--management-url", tls.https_url()]
+    target += ["--tls-ca-file", str(tls.ca)]
+    (tmp_path / "t.yml").write_text(f"queues:\n  - name: {name}\n")
+    assert _run(tmp_path, "apply", "t.yml", *target).returncode == 0
+    conn = pika.BlockingConnection(pika.URLParameters(tls.amqp_url()))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(300):
+            ch.basic_publish("", name, f"{i}".encode(), pika.BasicProperties(message_id=f"m-{i}"))
+        (tmp_path / "t.yml").write_text(f"queues:\n  - name: {name}\n    type: quorum\n")
+        result = _run(tmp_path, "apply", "--migrate", "t.yml", *target)
+        assert result.returncode == 0, result
+        assert ch.queue_declare(name, passive=True).method.message_count == 300
+        seen = set()
+        for method, props, _ in ch.consume(name, inactivity_timeout=5):
+            if method is None:
+                break
+            seen.add(props.message_id)
+            ch.basic_ack(method.delivery_tag)
+        assert seen == {f"m-{i}" for i in range(300)}
+        ch.cancel()
+    finally:
+        conn.close()
+    with tls.http() as http:
+        queue = http.get(f"/api/queues/%2F/{name}").json()
+        assert queue["type"] == "quorum"
+        http.delete(f"/api/queues/%2F/{name}")
