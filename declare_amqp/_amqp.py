@@ -3,7 +3,7 @@
 pika sends one synchronous method at a time per channel and waits for its ``-Ok``, so the
 declares are pipelined (``nowait`` + a barrier) over many channels of one connection per vhost,
 and the frames pika buffers meanwhile go out joined, a few ``send`` calls instead of one a frame
-(``socket_writes.coalesce_writes``, shared with the migration mover and priority_worker).
+(``socket_writes.coalesce_writes``, shared with priority_worker).
 Which AMQP method writes which spec is one table (``_method``); which pika exception becomes
 which ``_errors`` type is one map (``pika_error``). What is written when is ``_apply``'s.
 """
