@@ -482,18 +482,37 @@ def test_a_quorum_queue_gets_a_new_argument(declare: Any) -> None:
     _check_migrated(declare, url, bindings, 150)
 
 
+def _with_mover(broker: Any, vhost_url: str, body: Any) -> Any:
+    """``body(session, wire)`` awaited on a session and a mover connection (``_wire``) to the
+    test's vhost, both closed after."""
+    import asyncio
+
+    from declare_amqp._address import resolve_address
+    from declare_amqp._amqp import AmqpSession
+    from declare_amqp._wire import WireConnection
+
+    async def scenario() -> Any:
+        address = resolve_address([vhost_url], [broker.management_url])
+        session = AmqpSession(address, address.url_vhost or "/")
+        await session.open()
+        assert session.node is not None
+        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
+        try:
+            return await body(session, wire)
+        finally:
+            await wire.close()
+            await session.close()
+
+    return asyncio.run(scenario())
+
+
 def test_the_mover_counts_redelivered_moves_as_possible_resends(
     broker: Any, vhost_url: str
 ) -> None:
     """Messages a consumer took and left unacknowledged when its connection closed (as a
     killed run leaves its in-flight moves) come back ``redelivered``: the mover moves them
     all and counts each as a possible re-send; the others it does not count."""
-    import asyncio
-
-    from declare_amqp._address import resolve_address
-    from declare_amqp._amqp import AmqpSession
     from declare_amqp._movers import move
-    from declare_amqp._wire import WireConnection
 
     conn = pika.BlockingConnection(pika.URLParameters(vhost_url))
     ch = conn.channel()
@@ -506,20 +525,8 @@ def test_the_mover_counts_redelivered_moves_as_possible_resends(
     assert all(method is not None for method, _, _ in taken)
     conn.close()  # the 12 unacknowledged ones go back, flagged redelivered
 
-    async def scenario() -> tuple[int, int]:
-        address = resolve_address([vhost_url], [broker.management_url])
-        session = AmqpSession(address, address.url_vhost or "/")
-        await session.open()
-        assert session.node is not None
-        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
-        try:
-            result = await move(session, wire, "src", "dst")
-        finally:
-            await wire.close()
-            await session.close()
-        return result.moved, result.resent_at_most
-
-    assert asyncio.run(scenario()) == (30, 12)
+    result = _with_mover(broker, vhost_url, lambda session, wire: move(session, wire, "src", "dst"))
+    assert (result.moved, result.resent_at_most) == (30, 12)
     assert ready_count(vhost_url, "src") == 0 and ready_count(vhost_url, "dst") == 30
 
 
@@ -529,14 +536,10 @@ def test_the_mover_forwards_every_property_and_long_bodies_unchanged(
     """The own mover publishes each delivery's header and body frames as the broker framed
     them (``_wire``): every basic property, header tables of every type, and a body of several
     frames (over the 128 KiB frame size) arrive as they were published."""
-    import asyncio
     import datetime
     import decimal
 
-    from declare_amqp._address import resolve_address
-    from declare_amqp._amqp import AmqpSession
     from declare_amqp._movers import move
-    from declare_amqp._wire import WireConnection
 
     stamp = datetime.datetime(2026, 12, 7, 23, 59, tzinfo=datetime.timezone.utc)
     full = pika.BasicProperties(
@@ -574,19 +577,8 @@ def test_the_mover_forwards_every_property_and_long_bodies_unchanged(
         ch.basic_publish("", "src", body, props)
     conn.close()
 
-    async def scenario() -> int:
-        address = resolve_address([vhost_url], [broker.management_url])
-        session = AmqpSession(address, address.url_vhost or "/")
-        await session.open()
-        assert session.node is not None
-        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
-        try:
-            return (await move(session, wire, "src", "dst")).moved
-        finally:
-            await wire.close()
-            await session.close()
-
-    assert asyncio.run(scenario()) == 3
+    result = _with_mover(broker, vhost_url, lambda session, wire: move(session, wire, "src", "dst"))
+    assert result.moved == 3
     taken = drain(vhost_url, "dst")
     assert sorted(props.message_id for props, _ in taken) == sorted(bodies)
     for props, body in taken:
@@ -627,25 +619,10 @@ def test_the_mover_names_a_missing_source_as_a_failed_move(broker: Any, vhost_ur
     """A source that is not there (deleted by someone else) stops the move with
     ``MigrationFailed`` naming it (the command's one-line error), not a pika exception that
     the command line would show as an internal error."""
-    import asyncio
-
-    from declare_amqp._address import resolve_address
-    from declare_amqp._amqp import AmqpSession
     from declare_amqp._movers import MigrationFailed, move
-    from declare_amqp._wire import WireConnection
-
-    async def scenario() -> None:
-        address = resolve_address([vhost_url], [broker.management_url])
-        session = AmqpSession(address, address.url_vhost or "/")
-        await session.open()
-        assert session.node is not None
-        wire = await WireConnection.open(address, session.node, session.vhost, "test mover")
-        try:
-            await move(session, wire, "not-there", "dst")
-        finally:
-            await wire.close()
-            await session.close()
 
     with pytest.raises(MigrationFailed) as caught:
-        asyncio.run(scenario())
+        _with_mover(
+            broker, vhost_url, lambda session, wire: move(session, wire, "not-there", "dst")
+        )
     assert "not-there" in str(caught.value) and "404" in str(caught.value), caught.value
