@@ -73,11 +73,13 @@ class WireError(Exception):
 
 
 def method_frame(channel: int, method: tuple[int, int], args: bytes = b"") -> bytes:
+    """A method frame: ``method`` (class, method) with its encoded ``args`` on ``channel``."""
     payload = _ids.pack(*method) + args
     return _head.pack(1, channel, len(payload)) + payload + b"\xce"
 
 
 def shortstr(text: str) -> bytes:
+    """A short string: one length byte, then at most 255 bytes of UTF-8."""
     raw = text.encode()
     if len(raw) > 255:
         raise WireError(f"'{text[:40]}...' is longer than AMQP's 255-byte short string")
@@ -85,6 +87,7 @@ def shortstr(text: str) -> bytes:
 
 
 def longstr(raw: bytes) -> bytes:
+    """A long string: a 32-bit length, then the bytes."""
     return struct.pack(">I", len(raw)) + raw
 
 
@@ -103,11 +106,13 @@ def table(fields: dict[str, Any]) -> bytes:
 
 
 def read_shortstr(data: bytes | bytearray, at: int) -> tuple[str, int]:
+    """The short string at ``at`` and where it ends."""
     end = at + 1 + data[at]
     return bytes(data[at + 1 : end]).decode(errors="replace"), end
 
 
 def read_longstr(data: bytes | bytearray, at: int) -> tuple[bytes, int]:
+    """The long string at ``at`` and where it ends."""
     (size,) = struct.unpack_from(">I", data, at)
     return bytes(data[at + 4 : at + 4 + size]), at + 4 + size
 
@@ -303,6 +308,7 @@ class WireConnection:
             self.transport.write(frame)
 
     def lost(self, exc: Exception | None) -> None:
+        """The connection is gone (``exc``, or closed): every waiter and channel stops."""
         if self.closed is None:
             self.closed = WireError(
                 f"the connection broke: {exc}" if exc else "the connection closed"
@@ -425,6 +431,7 @@ class WireChannel:
 
     @property
     def in_flight(self) -> int:
+        """Publishes not confirmed yet (their deliveries are not acknowledged)."""
         return self.published - self.confirmed
 
     async def call(self, method: tuple[int, int], args: bytes, reply: tuple[int, int]) -> bytes:
@@ -469,6 +476,7 @@ class WireChannel:
         self.connection._channels.pop(self.number, None)
 
     def stopped(self, why: WireError) -> None:
+        """The channel can no longer be used (``why``); a waiting call fails with it."""
         if self.closed is None:
             self.closed = why
         if self._reply is not None and not self._reply.done():
@@ -492,10 +500,12 @@ class WireChannel:
         out.append(buf[end:whole])
 
     def returned(self, args: bytes) -> None:
+        """A ``basic.return``: the target did not take a message; nothing more is acked."""
         code, text = _closing(args)
         self.failed = f"a message came back ({code} {text}): the target queue is gone"
 
     def method(self, method: tuple[int, int], args: bytes, out: list[Any]) -> None:
+        """A method frame for this channel other than a delivery (answers go to ``out``)."""
         if method == _ACK:
             tag, multiple = struct.unpack_from(">QB", args, 0)
             self._confirm(tag, multiple, out)
