@@ -41,7 +41,7 @@ from ._migration import (
 from ._model import QueueSpec
 from ._move_gate import MoveGate
 from ._move_progress import MoveProgress
-from ._movers import MigrationFailed, move, shovel_move
+from ._movers import MigrationFailed, move, shovel_move, wait_until
 from ._plan import Change
 from ._wire import WireConnection, WireError
 
@@ -342,7 +342,7 @@ async def _lock(session: AmqpSession, management: ManagementClient, vhost: str) 
                 management.close_connection(
                     connection, f"stale migration lock: process {pid} is gone"
                 )
-                await _wait(lambda: management.queue(vhost, LOCK_QUEUE) is None, 10)
+                await wait_until(lambda: management.queue(vhost, LOCK_QUEUE) is None, 10, 0.1)
                 continue
         raise MigrationLocked(
             f"another migration runs in vhost '{vhost}' (lock queue '{LOCK_QUEUE}' held by "
@@ -373,15 +373,6 @@ async def _lock_holder(
             props = (details or {}).get("client_properties") or {}
             return connection, str(props.get("connection_name") or "")
         await asyncio.sleep(0.5)
-
-
-async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.1)
-    return condition()
 
 
 class _Migration:
@@ -615,7 +606,7 @@ class _Migration:
         ch.send("queue_delete", queue=self.name, if_empty=if_empty)
         if os.environ.get("DECLARE_AMQP_MIGRATE_KILL") == "swap":
             # The kill point means "deleted, not yet declared": let the delete land first.
-            await _wait(lambda: self.http.queue(self.vhost, self.name) is None, 10)
+            await wait_until(lambda: self.http.queue(self.vhost, self.name) is None, 10, 0.1)
         await _point("swap")
         name, kwargs = _method(record.target(self.vhost))
         try:

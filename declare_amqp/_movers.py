@@ -93,7 +93,7 @@ async def move(
         ch = await wire.channel()
         mover = ch
 
-        def on_confirmed(_count: int) -> None:
+        def on_confirmed() -> None:
             nonlocal on_half
             if on_half is not None and mover.confirmed >= max(1, total // 2):
                 call, on_half = on_half, None  # once
@@ -111,11 +111,10 @@ async def move(
         if ch.failed is None and ch.closed is None:
             # Deliveries that arrived before the cancel-ok are published: wait for them.
             await ch.cancel()
-            deadline = time.monotonic() + CANCEL_WAIT
-            while ch.in_flight and ch.failed is None and ch.closed is None:
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(_POLL)
+            await wait_until(
+                lambda: not mover.in_flight or mover.failed is not None or mover.closed is not None,
+                CANCEL_WAIT,
+            )
         problem = _unfinished(ch)
     except WireError as exc:
         problem = str(exc)
@@ -133,6 +132,17 @@ async def move(
         )
     assert ch is not None
     return MoveResult(ch.confirmed, min(ch.redelivered, ch.confirmed))
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, every: float = _POLL) -> bool:
+    """Poll ``condition`` every ``every`` s until it holds or ``timeout`` s have passed;
+    whether it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(every)
+    return condition()
 
 
 def _unfinished(ch: WireChannel) -> str | None:

@@ -55,6 +55,9 @@ _CANCEL, _CANCEL_OK, _PUBLISH, _RETURN, _DELIVER = (60, 30), (60, 31), (60, 40),
 _ACK, _NACK = (60, 80), (60, 120)
 _SELECT, _SELECT_OK = (85, 10), (85, 11)
 
+# connection.close / channel.close arguments: 200 (normal), no text, no failing method
+_NORMAL_CLOSE = struct.pack(">HBHH", 200, 0, 0, 0)
+
 _head = struct.Struct(">BHI")
 _ids = struct.Struct(">HH")
 _u64 = struct.Struct(">Q")
@@ -164,7 +167,6 @@ class WireConnection:
         self._next_channel = 1
         self._replies: asyncio.Queue[tuple[tuple[int, int], bytes]] = asyncio.Queue()
         self._heartbeat: asyncio.Task[None] | None = None
-        self._out: list[bytes | bytearray] = []
         self._reads = 0  # data_received calls (the heartbeat task watches it move)
         self._protocol_paused = False  # reading paused until the write buffer drains
 
@@ -289,7 +291,7 @@ class WireConnection:
     async def close(self) -> None:
         """Close the connection (its channels' unacknowledged deliveries go back)."""
         if self.closed is None and self.transport is not None:
-            self._send(method_frame(0, _CLOSE, struct.pack(">H", 200) + shortstr("") + b"\0" * 4))
+            self._send(method_frame(0, _CLOSE, _NORMAL_CLOSE))
             try:
                 await asyncio.wait_for(self._replies.get(), 5)
             except asyncio.TimeoutError:
@@ -323,7 +325,7 @@ class WireConnection:
         self._reads += 1
         buf = self._buffer
         buf += data
-        out = self._out
+        out: list[bytes | bytearray] = []  # what the frames read cause, written at once
         size = len(buf)
         pos = 0
         while size - pos >= 8:
@@ -362,9 +364,8 @@ class WireConnection:
             pos = end
         if pos:
             del buf[:pos]
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(out))
-        out.clear()
+        if out:
+            self._send(b"".join(out))
 
     def _connection_method(self, method: tuple[int, int], args: bytes) -> None:
         if method == _CLOSE:
@@ -423,7 +424,7 @@ class WireChannel:
         self.published = 0
         self.confirmed = 0  # every publish up to here is confirmed
         self.redelivered = 0
-        self.on_confirmed: Callable[[int], None] | None = None
+        self.on_confirmed: Callable[[], None] | None = None  # after each ack sent
         self._ahead: set[int] = set()  # single confirms beyond ``confirmed``
         self._publish = b""
         self._reply: asyncio.Future[bytes] | None = None
@@ -467,9 +468,7 @@ class WireChannel:
         """Close the channel (its unacknowledged deliveries go back to their queue)."""
         if self.closed is None:
             try:
-                await self.call(
-                    _CH_CLOSE, struct.pack(">H", 200) + shortstr("") + b"\0" * 4, _CH_CLOSE_OK
-                )
+                await self.call(_CH_CLOSE, _NORMAL_CLOSE, _CH_CLOSE_OK)
             except WireError:
                 pass
         self.stopped(WireError("the channel closed"))
@@ -490,11 +489,10 @@ class WireChannel:
             return  # left unacknowledged: back to the queue when the channel closes
         at = args + 1 + buf[args]  # past the consumer tag
         (tag,) = _u64.unpack_from(buf, at)
-        self.published += 1
-        if tag != self.published:
-            self.published -= 1
+        if tag != self.published + 1:
             self.failed = f"delivery tag {tag} where {self.published + 1} was expected"
             return
+        self.published = tag
         self.redelivered += buf[at + 8] & 1
         out.append(self._publish)
         out.append(buf[end:whole])
@@ -548,4 +546,4 @@ class WireChannel:
             # basic.ack, multiple: every delivery up to the last confirmed publish
             out.append(method_frame(self.number, _ACK, _u64.pack(self.confirmed) + b"\x01"))
             if self.on_confirmed is not None:
-                self.on_confirmed(self.confirmed - before)
+                self.on_confirmed()
